@@ -1,1 +1,68 @@
-fn main() {}
+//! `ntmem`: the command line.
+//!
+//! A thin binary over the library crates: it parses flags, builds a machine
+//! profile, boots it, and prints what the user asked for as text or JSON. Exit
+//! status: 0 success, 2 usage or configuration error (clap uses 2 for bad flags
+//! too), 3 a bugcheck.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod options;
+mod svg;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The Windows kernel memory manager, as drivers see it, in a Linux process.
+#[derive(Debug, Parser)]
+#[command(name = "ntmem", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The main job: run a driver on a simulated machine. Until the driver host
+    /// lands, boots the machine and prints its summary.
+    Run(commands::run::Args),
+    /// List every machine profile (Table 1 editions and Vista).
+    Machines(commands::machines::Args),
+    /// Show a machine's virtual address-space layout (seed Figure 1).
+    Layout(commands::layout::Args),
+    /// Boot a machine and print its summary.
+    Boot(commands::boot::Args),
+}
+
+/// A failure the user caused or must fix, with the exit status it earns.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl Failure {
+    /// A usage or configuration error: exit status 2.
+    pub fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure { message: message.to_string(), status: 2 }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => commands::run::main(&args),
+        Command::Machines(args) => commands::machines::main(&args),
+        Command::Layout(args) => commands::layout::main(&args),
+        Command::Boot(args) => commands::boot::main(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("ntmem: {}", f.message);
+            ExitCode::from(f.status)
+        }
+    }
+}

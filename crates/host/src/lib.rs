@@ -1,1 +1,37 @@
-//! placeholder
+//! The host layer: the only part of ntmem that knows it runs on Linux (x86_64).
+//!
+//! Everything above this crate sees simulated hardware; this crate provides the host
+//! mechanisms it is built from (`DESIGN.md`, "The model"):
+//!
+//! - [`ram`]: simulated physical memory as a sealed, sparse memfd, with a private direct
+//!   map for the kernel's own accesses.
+//! - [`reservation`]: address-space reservations; the only code that maps with
+//!   `MAP_FIXED`, and only inside a reservation it owns.
+//! - [`fault`]: the process-wide SIGSEGV/SIGBUS handler and its registry of address ranges
+//!   owned by live machines.
+//! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
+//!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
+//!
+//! This crate and the C boundary are the only places with `unsafe`. Every `unsafe` block
+//! says why it is sound; no Rust reference to simulated memory is ever created.
+
+mod error;
+pub mod fault;
+pub mod guard;
+pub mod ram;
+pub mod reservation;
+mod sys;
+#[cfg(test)]
+mod testing;
+
+pub use error::HostError;
+pub use fault::{
+    register_fault_range, registered_range, try_register_fault_range, Access, Fault, FaultAction, FaultHandler,
+    FaultRange, FAULT_RANGE_SLOTS,
+};
+pub use guard::{
+    call_guarded, current_stack, escape, in_guarded_call, stack_pointer, Escape, Stack, SIGNAL_STACK_SIZE,
+};
+pub use ram::Ram;
+pub use reservation::{Placement, Prot, Reservation};
+pub use sys::page_size;

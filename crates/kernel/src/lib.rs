@@ -1,1 +1,22 @@
-//! placeholder
+//! The simulated Windows kernel, as drivers see it.
+//!
+//! Layers (DESIGN.md), each a module named after its NT component prefix:
+//! [`ke`] (processors, IRQL, spin locks, kernel stacks) and [`mm`] (PFN database,
+//! frame allocator, page tables, address spaces, system PTEs), tied together by
+//! [`Machine`], with [`bugcheck`] the one way a machine stops. Later layers (`ex`
+//! pool, `io`, `hal`, `vf`) build on these.
+//!
+//! No `unsafe` here: everything that touches the host goes through `ntmem-host`.
+
+#![forbid(unsafe_code)]
+
+pub mod bugcheck;
+pub mod ke;
+mod machine;
+pub mod mm;
+mod trap;
+
+pub use bugcheck::{BugCheck, BugCheckCode};
+pub use ke::irql::Irql;
+pub use ke::processor::Cpu;
+pub use machine::{BootError, BootSummary, Machine};

@@ -161,20 +161,24 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         Some('T') => (&body[..body.len() - 1], 40),
         _ => (body, 0),
     };
-    let bad = || format!("`{text}` is not a size: use a number of bytes with an optional K, M, G or T suffix (e.g. 512M, 8G, 1T)");
+    let bad = || {
+        format!(
+            "`{text}` is not a size: use a number of bytes with an optional K, M, G or T suffix (e.g. 512M, 8G, 1T)"
+        )
+    };
     let n: u64 = digits.trim().parse().map_err(|_| bad())?;
     n.checked_mul(1u64 << shift).ok_or_else(bad)
 }
 
-/// Formats a byte count the way the summaries print it: `8 GB`, `640 KB`, `4095 B`.
+/// Formats a byte count the way the summaries print it: exactly when the largest
+/// unit divides it (`8 GB`, `640 KB`, `4095 B`), else to one decimal (`3.5 GB`).
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(&str, u32); 4] = [("TB", 40), ("GB", 30), ("MB", 20), ("KB", 10)];
-    for (unit, shift) in UNITS {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
-            return format!("{} {unit}", bytes >> shift);
-        }
+    match UNITS.iter().find(|(_, shift)| bytes >= 1 << shift) {
+        None => format!("{bytes} B"),
+        Some((unit, shift)) if bytes.is_multiple_of(1 << shift) => format!("{} {unit}", bytes >> shift),
+        Some((unit, shift)) => format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64),
     }
-    format!("{bytes} B")
 }
 
 #[cfg(test)]
@@ -199,5 +203,8 @@ mod tests {
         assert_eq!(Pfn::new(3).addr(PageShift::K8), PhysAddr::new(0x6000));
         assert_eq!(format_size(8 << 30), "8 GB");
         assert_eq!(format_size(640 << 10), "640 KB");
+        assert_eq!(format_size((1 << 30) + 400 * 1024), "1.0 GB");
+        assert_eq!(format_size(3 << 29), "1.5 GB");
+        assert_eq!(format_size(100), "100 B");
     }
 }

@@ -1,0 +1,271 @@
+//! The one bugcheck path (DESIGN.md, decision 4).
+//!
+//! Every violation the simulated kernel detects becomes a [`BugCheck`]: Windows'
+//! code, name and four parameters in the documented order. The machine stops; the
+//! report reads like `!analyze -v` ([`BugCheck::analysis`]) and serialises to JSON.
+//! The table of codes, names and parameter meanings is [`BUGCHECKS`]; its rows come
+//! from Microsoft's "Bug Check Code Reference" pages (learn.microsoft.com,
+//! `windows-hardware/drivers/debugger/bug-check-0x..`) and
+//! `shared/research/nt-algorithms.md` / `shared/research/peers.md` §7.3.
+
+use std::fmt::{self, Write as _};
+
+/// A bugcheck code (`BugCheckCode` in `KeBugCheckEx`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct BugCheckCode(pub u32);
+
+impl fmt::Debug for BugCheckCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x} {}", self.0, self.name())
+    }
+}
+
+impl BugCheckCode {
+    /// 0x09: KeRaiseIrql to a level below the current one, and similar.
+    pub const IRQL_NOT_GREATER_OR_EQUAL: Self = Self(0x09);
+    /// 0x0A: a fault on pageable or invalid memory at raised IRQL, no driver named.
+    pub const IRQL_NOT_LESS_OR_EQUAL: Self = Self(0x0A);
+    /// 0x0F: a spin lock taken twice on one processor.
+    pub const SPIN_LOCK_ALREADY_OWNED: Self = Self(0x0F);
+    /// 0x10: a spin lock released by a processor that does not hold it.
+    pub const SPIN_LOCK_NOT_OWNED: Self = Self(0x10);
+    /// 0x19: a corrupted pool header.
+    pub const BAD_POOL_HEADER: Self = Self(0x19);
+    /// 0x1E: an unhandled kernel-mode exception.
+    pub const KMODE_EXCEPTION_NOT_HANDLED: Self = Self(0x1E);
+    /// 0x3F: no system PTEs left.
+    pub const NO_MORE_SYSTEM_PTES: Self = Self(0x3F);
+    /// 0x50: a reference to invalid system memory.
+    pub const PAGE_FAULT_IN_NONPAGED_AREA: Self = Self(0x50);
+    /// 0x76: a process ended with pages still locked.
+    pub const PROCESS_HAS_LOCKED_PAGES: Self = Self(0x76);
+    /// 0x7E: an unhandled exception in a system thread.
+    pub const SYSTEM_THREAD_EXCEPTION_NOT_HANDLED: Self = Self(0x7E);
+    /// 0x7F: a trap the kernel did not expect (double fault: kernel stack overflow).
+    pub const UNEXPECTED_KERNEL_MODE_TRAP: Self = Self(0x7F);
+    /// 0x8E: an unhandled kernel-mode exception.
+    pub const KERNEL_MODE_EXCEPTION_NOT_HANDLED: Self = Self(0x8E);
+    /// 0xC2: a bad pool request by the caller.
+    pub const BAD_POOL_CALLER: Self = Self(0xC2);
+    /// 0xD1: a driver touched pageable or invalid memory at raised IRQL.
+    pub const DRIVER_IRQL_NOT_LESS_OR_EQUAL: Self = Self(0xD1);
+
+    /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
+    pub fn name(self) -> &'static str {
+        info(self).map_or("UNKNOWN_BUGCHECK", |i| i.name)
+    }
+}
+
+/// A row of the bugcheck table.
+#[derive(Debug)]
+pub struct BugCheckInfo {
+    /// The code.
+    pub code: BugCheckCode,
+    /// The symbolic name Windows prints.
+    pub name: &'static str,
+    /// One sentence: what the check means.
+    pub summary: &'static str,
+    /// The meaning of parameters 1-4, as Microsoft documents them.
+    pub parameters: [&'static str; 4],
+}
+
+/// Every bugcheck ntmem raises, with Microsoft's parameter meanings.
+pub static BUGCHECKS: &[BugCheckInfo] = &[
+    BugCheckInfo {
+        code: BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL,
+        name: "IRQL_NOT_GREATER_OR_EQUAL",
+        summary: "The IRQL was lowered or raised the wrong way: KeRaiseIrql to a level below the current one.",
+        parameters: ["Current IRQL", "Requested IRQL", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::IRQL_NOT_LESS_OR_EQUAL,
+        name: "IRQL_NOT_LESS_OR_EQUAL",
+        summary: "Kernel code touched pageable or invalid memory at an IRQL that was too high, or lowered the IRQL to a level above the current one.",
+        parameters: ["Memory referenced (or the requested IRQL)", "IRQL at time of reference", "0: read, 1: write, 8: execute", "Address that referenced memory"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SPIN_LOCK_ALREADY_OWNED,
+        name: "SPIN_LOCK_ALREADY_OWNED",
+        summary: "A processor tried to acquire a spin lock it already holds (on Windows this hangs or stops).",
+        parameters: ["Address of the spin lock", "Reserved", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SPIN_LOCK_NOT_OWNED,
+        name: "SPIN_LOCK_NOT_OWNED",
+        summary: "A processor released a spin lock it does not hold.",
+        parameters: ["Address of the spin lock", "Reserved", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::BAD_POOL_HEADER,
+        name: "BAD_POOL_HEADER",
+        summary: "A pool header is corrupt.",
+        parameters: ["Subcode (what was found)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED,
+        name: "KMODE_EXCEPTION_NOT_HANDLED",
+        summary: "A kernel-mode program raised an exception that no handler caught.",
+        parameters: ["Exception code", "Address where the exception occurred", "Exception parameter 0", "Exception parameter 1"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::NO_MORE_SYSTEM_PTES,
+        name: "NO_MORE_SYSTEM_PTES",
+        summary: "The system ran out of page table entries.",
+        parameters: ["0: system PTE pool, 1: nonpaged pool expansion", "Size of the request (pages)", "Total free system PTEs", "Total system PTEs"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA,
+        name: "PAGE_FAULT_IN_NONPAGED_AREA",
+        summary: "Invalid system memory was referenced.",
+        parameters: ["Memory address referenced", "0: read, 1: write", "Address that referenced the memory (if known)", "Reserved (type of page fault)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::PROCESS_HAS_LOCKED_PAGES,
+        name: "PROCESS_HAS_LOCKED_PAGES",
+        summary: "A process ended with pages still locked by a driver (MmProbeAndLockPages without MmUnlockPages).",
+        parameters: ["0", "Process object", "Number of locked pages", "Number of private pages (0 if not available)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SYSTEM_THREAD_EXCEPTION_NOT_HANDLED,
+        name: "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
+        summary: "A system thread raised an exception that no handler caught.",
+        parameters: ["Exception code", "Address where the exception occurred", "Exception record address", "Context record address"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::UNEXPECTED_KERNEL_MODE_TRAP,
+        name: "UNEXPECTED_KERNEL_MODE_TRAP",
+        summary: "The CPU raised a trap the kernel could not handle; 8 (double fault) usually means a kernel stack overflow.",
+        parameters: ["Trap number (8: EXCEPTION_DOUBLE_FAULT)", "Reserved", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED,
+        name: "KERNEL_MODE_EXCEPTION_NOT_HANDLED",
+        summary: "A kernel-mode program raised an exception that no handler caught.",
+        parameters: ["Exception code", "Address where the exception occurred", "Trap frame", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::BAD_POOL_CALLER,
+        name: "BAD_POOL_CALLER",
+        summary: "The current thread made a bad pool request.",
+        parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL,
+        name: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+        summary: "A driver touched pageable or invalid memory at an IRQL that was too high.",
+        parameters: ["Memory referenced", "IRQL at time of reference", "0: read, 1: write, 8: execute", "Address that referenced memory"],
+    },
+];
+
+fn info(code: BugCheckCode) -> Option<&'static BugCheckInfo> {
+    BUGCHECKS.iter().find(|i| i.code == code)
+}
+
+/// A stop: what `KeBugCheckEx` was called with, plus what the analysis knows.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BugCheck {
+    /// The code.
+    pub code: BugCheckCode,
+    /// The four parameters, in Microsoft's documented order.
+    pub parameters: [u64; 4],
+    /// The driver the analysis blames, when known.
+    pub driver: Option<String>,
+    /// The faulting instruction address, when known (a host address).
+    pub faulting_ip: Option<u64>,
+}
+
+impl BugCheck {
+    /// A bugcheck with no driver or address attached yet.
+    pub const fn new(code: BugCheckCode, parameters: [u64; 4]) -> Self {
+        BugCheck { code, parameters, driver: None, faulting_ip: None }
+    }
+
+    /// The code's symbolic name.
+    pub fn name(&self) -> &'static str {
+        self.code.name()
+    }
+
+    /// A report in the shape of WinDbg's `!analyze -v`.
+    pub fn analysis(&self) -> String {
+        let mut out = String::new();
+        let row = info(self.code);
+        let _ = writeln!(out, "{} ({:x})", self.name(), self.code.0);
+        if let Some(row) = row {
+            let _ = writeln!(out, "{}", row.summary);
+        }
+        let _ = writeln!(out, "Arguments:");
+        for (i, p) in self.parameters.iter().enumerate() {
+            let meaning = row.map_or("", |r| r.parameters[i]);
+            let _ = writeln!(out, "Arg{}: {:016x}, {}", i + 1, p, meaning);
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "BUGCHECK_CODE:  {:x}", self.code.0);
+        let p = self.parameters;
+        let _ = writeln!(
+            out,
+            "BUGCHECK_P1: {:x}\nBUGCHECK_P2: {:x}\nBUGCHECK_P3: {:x}\nBUGCHECK_P4: {:x}",
+            p[0], p[1], p[2], p[3]
+        );
+        if let Some(ip) = self.faulting_ip {
+            let _ = writeln!(out, "FAULTING_IP: {ip:#x}");
+        }
+        let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
+        let _ = writeln!(out, "FAILURE_BUCKET_ID:  0x{:X}_{}", self.code.0, self.driver.as_deref().unwrap_or("nt"));
+        out
+    }
+}
+
+impl fmt::Debug for BugCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "*** STOP: {:#010x} ({:#x}, {:#x}, {:#x}, {:#x}) {}",
+            self.code.0,
+            self.parameters[0],
+            self.parameters[1],
+            self.parameters[2],
+            self.parameters[3],
+            self.name()
+        )?;
+        if let Some(d) = &self.driver {
+            write!(f, " in {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for BugCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::error::Error for BugCheck {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_is_unique_and_named() {
+        for (i, a) in BUGCHECKS.iter().enumerate() {
+            assert_eq!(a.code.name(), a.name);
+            assert!(BUGCHECKS[i + 1..].iter().all(|b| b.code != a.code), "{} twice", a.name);
+        }
+        assert_eq!(BugCheckCode(0xdead).name(), "UNKNOWN_BUGCHECK");
+    }
+
+    #[test]
+    fn analysis_names_the_code_and_each_parameter() {
+        let b = BugCheck::new(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [0xfffff8a000001000, 1, 0x401000, 0]);
+        let text = b.analysis();
+        assert!(text.starts_with("PAGE_FAULT_IN_NONPAGED_AREA (50)"));
+        assert!(text.contains("Arg1: fffff8a000001000, Memory address referenced"));
+        assert!(text.contains("Arg2: 0000000000000001, 0: read, 1: write"));
+        assert_eq!(
+            format!("{b}"),
+            "*** STOP: 0x00000050 (0xfffff8a000001000, 0x1, 0x401000, 0x0) PAGE_FAULT_IN_NONPAGED_AREA"
+        );
+    }
+}

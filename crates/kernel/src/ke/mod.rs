@@ -1,0 +1,5 @@
+//! `ke`: the kernel core — IRQL, processors, spin locks, kernel stacks
+//! (DESIGN.md, layer `ke`).
+
+pub mod irql;
+pub mod processor;

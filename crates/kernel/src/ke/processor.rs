@@ -1,0 +1,222 @@
+//! Simulated processors: per-processor IRQL, spin locks, kernel stacks
+//! (seed 000 §5.1, §6; DESIGN.md "Concurrency and time").
+//!
+//! A processor is a host thread while it runs driver code: [`crate::Machine::run`]
+//! binds the calling thread to a processor and switches to that processor's kernel
+//! stack. [`Cpu`] is the handle code running there gets: it answers
+//! `KeGetCurrentIrql`, raises and lowers the IRQL and takes spin locks, checking
+//! the rules Windows checks.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use ntmem_machine::Va;
+
+use super::irql::Irql;
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::Machine;
+
+/// A kernel stack: `size` bytes from `base` (lowest usable byte), with an unmapped
+/// guard page just below `base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelStack {
+    /// Lowest usable address.
+    pub base: Va,
+    /// Usable bytes.
+    pub size: u64,
+}
+
+impl KernelStack {
+    /// Whether `va` is in the guard page below the stack.
+    pub fn guard_contains(&self, va: Va, page: u64) -> bool {
+        va.get() < self.base.get() && va.get() >= self.base.get() - page
+    }
+}
+
+/// One simulated processor.
+#[derive(Debug)]
+pub struct Processor {
+    irql: AtomicU8,
+    busy: AtomicBool,
+    stack: KernelStack,
+}
+
+impl Processor {
+    /// A processor at PASSIVE_LEVEL with its kernel stack.
+    pub fn new(stack: KernelStack) -> Processor {
+        Processor { irql: AtomicU8::new(Irql::PASSIVE.0), busy: AtomicBool::new(false), stack }
+    }
+
+    /// The current IRQL.
+    pub fn irql(&self) -> Irql {
+        Irql(self.irql.load(Ordering::Acquire))
+    }
+
+    fn set_irql(&self, irql: Irql) {
+        self.irql.store(irql.0, Ordering::Release);
+    }
+
+    /// The kernel stack.
+    pub fn stack(&self) -> KernelStack {
+        self.stack
+    }
+
+    /// Claims the processor for the calling thread; false if another thread runs on it.
+    pub(crate) fn claim(&self) -> bool {
+        self.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub(crate) fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// The machine and processor this thread is running as: `(machine id, processor)`.
+    static CURRENT: Cell<Option<(u64, u32)>> = const { Cell::new(None) };
+}
+
+/// The processor the calling thread is bound to on machine `id`, if any.
+/// Async-signal-safe (a const thread-local `Cell`).
+pub(crate) fn current_on(id: u64) -> Option<u32> {
+    CURRENT.with(|c| c.get()).filter(|&(m, _)| m == id).map(|(_, p)| p)
+}
+
+/// Binds the thread to `(machine, processor)` until the guard drops.
+pub(crate) struct Binding(Option<(u64, u32)>);
+
+impl Binding {
+    pub(crate) fn new(machine: u64, processor: u32) -> Binding {
+        Binding(CURRENT.with(|c| c.replace(Some((machine, processor)))))
+    }
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+/// What code running on a processor holds: the machine and which processor.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu<'m> {
+    pub(crate) machine: &'m Machine,
+    pub(crate) number: u32,
+}
+
+/// A spin lock's value while held: the owning processor's number plus one, so a
+/// free lock is 0 as `KeInitializeSpinLock` leaves it.
+fn owner_value(number: u32) -> usize {
+    number as usize + 1
+}
+
+impl<'m> Cpu<'m> {
+    /// The machine.
+    pub fn machine(&self) -> &'m Machine {
+        self.machine
+    }
+
+    /// The processor number (`KeGetCurrentProcessorNumber`).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    fn processor(&self) -> &'m Processor {
+        self.machine.processor(self.number)
+    }
+
+    /// `KeGetCurrentIrql`.
+    pub fn irql(&self) -> Irql {
+        self.processor().irql()
+    }
+
+    /// `KeRaiseIrql`: raises to `new`, returning the old level. Raising to a level
+    /// below the current one stops the machine with IRQL_NOT_GREATER_OR_EQUAL (0x09),
+    /// parameters (current IRQL, requested IRQL, 0, 0) as the x86 HAL reports it.
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn raise_irql(&self, new: Irql) -> Result<Irql, BugCheck> {
+        let old = self.irql();
+        if new < old {
+            return Err(self
+                .machine
+                .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
+        }
+        if new > self.machine.irql_levels().high {
+            return Err(self
+                .machine
+                .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
+        }
+        self.processor().set_irql(new);
+        Ok(old)
+    }
+
+    /// `KeLowerIrql`: lowers to `new`. Lowering to a level above the current one
+    /// stops the machine with IRQL_NOT_LESS_OR_EQUAL (0x0A), parameters
+    /// (requested IRQL, current IRQL, 0, 0).
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn lower_irql(&self, new: Irql) -> Result<(), BugCheck> {
+        let old = self.irql();
+        if new > old {
+            return Err(self
+                .machine
+                .bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [u64::from(new.0), u64::from(old.0), 0, 0]));
+        }
+        self.processor().set_irql(new);
+        Ok(())
+    }
+
+    /// `KeAcquireSpinLock`: raises to DISPATCH_LEVEL, then takes `lock` (the
+    /// driver's `KSPIN_LOCK`), spinning while another processor holds it. Returns
+    /// the previous IRQL for [`Cpu::release_spin_lock`].
+    ///
+    /// Taking a lock this processor already holds would hang Windows forever; ntmem
+    /// stops with SPIN_LOCK_ALREADY_OWNED (0x0F, the lock's address) instead.
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn acquire_spin_lock(&self, lock: &AtomicUsize) -> Result<Irql, BugCheck> {
+        let old = self.raise_irql(Irql::DISPATCH)?;
+        let me = owner_value(self.number);
+        loop {
+            match lock.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(old),
+                Err(owner) if owner == me => {
+                    let addr = lock as *const AtomicUsize as u64;
+                    return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_ALREADY_OWNED, [addr, 0, 0, 0]));
+                }
+                Err(_) => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// `KeReleaseSpinLock`: frees `lock` and lowers to `old`. Releasing a lock this
+    /// processor does not hold stops with SPIN_LOCK_NOT_OWNED (0x10).
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn release_spin_lock(&self, lock: &AtomicUsize, old: Irql) -> Result<(), BugCheck> {
+        let me = owner_value(self.number);
+        if lock.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err() {
+            let addr = lock as *const AtomicUsize as u64;
+            return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_NOT_OWNED, [addr, 0, 0, 0]));
+        }
+        self.lower_irql(old)
+    }
+
+    /// `IoGetStackLimits`: the host addresses `(low, high)` of the current kernel stack.
+    pub fn stack_limits(&self) -> (usize, usize) {
+        let s = self.processor().stack();
+        let low = self.machine.space().host_addr(s.base);
+        (low, low + crate::mm::space::to_usize(s.size))
+    }
+
+    /// `IoGetRemainingStackSize`: bytes left between the stack pointer and the limit.
+    pub fn remaining_stack(&self) -> usize {
+        let (low, _) = self.stack_limits();
+        ntmem_host::stack_pointer().saturating_sub(low)
+    }
+}

@@ -1,0 +1,273 @@
+//! A booted simulated machine: physical memory, its address space, system PTEs,
+//! processors — and the one place where a bugcheck stops it.
+//!
+//! [`Machine::boot`] turns a [`MachineProfile`] (the `machine` crate's data) into a
+//! running machine; [`Machine::run`] runs code on one of its processors, on that
+//! processor's kernel stack, and turns every way that code can fail — a bugcheck
+//! returned by a kernel routine, a real fault, a stack overflow — into the
+//! [`BugCheck`] that stopped the machine. Once stopped, every later `run` returns
+//! the same bugcheck (DESIGN.md, "Leaving driver code on a bugcheck").
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ntmem_host::{call_guarded, register_fault_range, Escape, FaultRange, Stack};
+use ntmem_machine::{format_size, MachineProfile, PhysAddr, RegionKind, Va};
+
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ke::irql::IrqlLevels;
+use crate::ke::processor::{Binding, Cpu, KernelStack, Processor};
+use crate::mm::frames::{FrameRequest, PhysicalMemory};
+use crate::mm::pfn::PageUse;
+use crate::mm::space::{to_usize, Access, AddressSpace};
+use crate::mm::system_ptes::SystemPtes;
+use crate::mm::MmError;
+use crate::trap::{decode_escape, Trap};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A running simulated machine.
+#[derive(Debug)]
+pub struct Machine {
+    id: u64,
+    profile: MachineProfile,
+    phys: PhysicalMemory,
+    space: AddressSpace,
+    ptes: SystemPtes,
+    processors: Arc<[Processor]>,
+    trap: Arc<Trap>,
+    stopped: Mutex<Option<BugCheck>>,
+    _fault_range: FaultRange,
+}
+
+/// What `ntmem boot` prints: the machine as it came up.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootSummary {
+    /// Edition key.
+    pub machine: String,
+    /// Installed RAM, bytes.
+    pub ram: u64,
+    /// RAM the memory manager may use, bytes.
+    pub usable_ram: u64,
+    /// Page size, bytes.
+    pub page_size: u64,
+    /// Free physical pages.
+    pub free_pages: u64,
+    /// The longest run of free pages wholly below 4 GB, in pages.
+    pub largest_free_run_below_4g: u64,
+    /// The longest run of free pages, in pages.
+    pub largest_free_run: u64,
+    /// Nonpaged pool maximum, bytes.
+    pub nonpaged_pool_max: u64,
+    /// Paged pool maximum, bytes.
+    pub paged_pool_max: u64,
+    /// System PTEs, pages.
+    pub system_ptes: u64,
+    /// Free system PTEs, pages.
+    pub system_ptes_free: u64,
+    /// Processors.
+    pub processors: u32,
+    /// Host address minus simulated address (0 = the real addresses).
+    pub relocation: u64,
+    /// The top-level page table's physical address (CR3).
+    pub page_directory: u64,
+    /// Warnings from the boot options.
+    pub warnings: Vec<String>,
+}
+
+/// Why a machine could not boot.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The memory manager could not set up (host refused, no memory for tables).
+    #[error("cannot boot: {0}")]
+    Mm(#[from] MmError),
+    /// The profile has no region the kernel needs.
+    #[error("cannot boot: the layout has no {0:?} region")]
+    MissingRegion(RegionKind),
+}
+
+impl Machine {
+    /// Boots `profile`: creates its RAM, burns /BURNMEMORY pages, reserves its
+    /// address space, builds the system PTE pool and a kernel stack per processor.
+    ///
+    /// # Errors
+    /// [`BootError`] when the host refuses or the profile cannot work.
+    pub fn boot(profile: MachineProfile) -> Result<Machine, BootError> {
+        let shift = profile.arch.page_shift();
+        let page = shift.page_size();
+        let phys = PhysicalMemory::new(&profile.physmap, shift)?;
+        if profile.physmap.burned > 0 {
+            let req = FrameRequest::new(shift.bytes_to_pages(profile.physmap.burned), PageUse::Burned).allow_partial();
+            phys.allocate(&req)?;
+        }
+        let space = AddressSpace::new(&profile.layout, profile.paging, shift, &phys)?;
+        let region =
+            profile.layout.region(RegionKind::SystemPtes).ok_or(BootError::MissingRegion(RegionKind::SystemPtes))?;
+        let count = profile.system_ptes.min(region.size / page);
+        let ptes = SystemPtes::new(region.start, count, shift);
+        let stack_pages = shift.bytes_to_pages(profile.arch.kernel_stack_size());
+        let mut processors = Vec::new();
+        for _ in 0..profile.processors {
+            let guard = ptes.reserve(stack_pages + 1).ok_or(MmError::NoSystemPtes {
+                requested: stack_pages + 1,
+                free: ptes.free(),
+                total: ptes.total(),
+            })?;
+            let base = Va::new(guard.get() + page);
+            let frames = phys.allocate(&FrameRequest::new(stack_pages, PageUse::KernelStack))?;
+            space.map(&phys, base, &frames, Access::ReadWrite)?;
+            processors.push(Processor::new(KernelStack { base, size: stack_pages * page }));
+        }
+        let processors: Arc<[Processor]> = processors.into();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let trap = Arc::new(Trap::new(id, &space, page, Arc::clone(&processors)));
+        let (start, len) = space.host_range();
+        let fault_range = register_fault_range(start, len, trap.clone());
+        Ok(Machine {
+            id,
+            profile,
+            phys,
+            space,
+            ptes,
+            processors,
+            trap,
+            stopped: Mutex::new(None),
+            _fault_range: fault_range,
+        })
+    }
+
+    /// The profile the machine was booted from.
+    pub fn profile(&self) -> &MachineProfile {
+        &self.profile
+    }
+
+    /// Physical memory.
+    pub fn phys(&self) -> &PhysicalMemory {
+        &self.phys
+    }
+
+    /// The address space.
+    pub fn space(&self) -> &AddressSpace {
+        &self.space
+    }
+
+    /// The system PTE pool.
+    pub fn system_ptes(&self) -> &SystemPtes {
+        &self.ptes
+    }
+
+    /// The IRQL levels of the machine's architecture.
+    pub fn irql_levels(&self) -> IrqlLevels {
+        IrqlLevels::of(self.profile.arch)
+    }
+
+    /// Processor `n`.
+    ///
+    /// # Panics
+    /// If there is no such processor.
+    pub fn processor(&self, n: u32) -> &Processor {
+        &self.processors[n as usize]
+    }
+
+    /// The bugcheck that stopped the machine, if any.
+    pub fn stopped(&self) -> Option<BugCheck> {
+        self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops the machine with `code` and `parameters` (`KeBugCheckEx`), returning
+    /// the bugcheck that stopped it — the first one, if it was already stopped.
+    pub fn bugcheck(&self, code: BugCheckCode, parameters: [u64; 4]) -> BugCheck {
+        self.stop(BugCheck::new(code, parameters))
+    }
+
+    fn stop(&self, bugcheck: BugCheck) -> BugCheck {
+        self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(bugcheck).clone()
+    }
+
+    /// Runs `f` on processor `cpu`, on its kernel stack, at its current IRQL.
+    ///
+    /// Returns what `f` returns, or the bugcheck that stopped the machine: one a
+    /// kernel routine returned (`f` passes it up with `?`), or one the fault handler
+    /// raised (a touch of unmapped memory, paged memory at raised IRQL, a stack
+    /// overflow). A fault abandons `f`'s frames without running their destructors,
+    /// as a bugcheck abandons a real machine's.
+    ///
+    /// # Errors
+    /// The bugcheck.
+    ///
+    /// # Panics
+    /// If `cpu` does not exist or another thread is running on it.
+    pub fn run<R>(&self, cpu: u32, f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> Result<R, BugCheck> {
+        if let Some(b) = self.stopped() {
+            return Err(b);
+        }
+        let processor = self.processor(cpu);
+        assert!(processor.claim(), "processor {cpu} is already running code on another thread");
+        let binding = Binding::new(self.id, cpu);
+        let s = processor.stack();
+        let stack = Stack { base: self.space.host_addr(s.base), size: to_usize(s.size) };
+        let handler: Arc<dyn ntmem_host::FaultHandler> = self.trap.clone();
+        let result = call_guarded(Some(stack), Some(handler), || f(&Cpu { machine: self, number: cpu }));
+        drop(binding);
+        processor.release();
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(b)) => Err(self.stop(b)),
+            Err(escape) => Err(self.stop(self.bugcheck_of(escape))),
+        }
+    }
+
+    fn bugcheck_of(&self, escape: Escape) -> BugCheck {
+        decode_escape(escape).unwrap_or_else(|| {
+            BugCheck::new(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, [u64::from(escape.kind), 0, 0, 0])
+        })
+    }
+
+    /// The machine as it is now, for `ntmem boot`.
+    pub fn summary(&self) -> BootSummary {
+        let p = &self.profile;
+        let page = p.arch.page_shift().page_size();
+        BootSummary {
+            machine: p.edition.key.to_string(),
+            ram: p.ram_installed,
+            usable_ram: p.physmap.usable_ram(),
+            page_size: page,
+            free_pages: self.phys.free_pages(),
+            largest_free_run_below_4g: self.phys.largest_free_run(Some(PhysAddr::new(1 << 32))),
+            largest_free_run: self.phys.largest_free_run(None),
+            nonpaged_pool_max: p.limits.nonpaged_max,
+            paged_pool_max: p.limits.paged_max,
+            system_ptes: self.ptes.total(),
+            system_ptes_free: self.ptes.free(),
+            processors: p.processors,
+            relocation: self.space.relocation(),
+            page_directory: self.space.root().addr(p.arch.page_shift()).get(),
+            warnings: p.warnings.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for BootSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pages = |n: u64| format!("{n} pages ({})", format_size(n * self.page_size));
+        writeln!(f, "machine                     {}", self.machine)?;
+        writeln!(f, "RAM installed / usable      {} / {}", format_size(self.ram), format_size(self.usable_ram))?;
+        writeln!(f, "processors                  {}", self.processors)?;
+        writeln!(f, "free memory                 {}", pages(self.free_pages))?;
+        writeln!(f, "largest free run            {}", pages(self.largest_free_run))?;
+        writeln!(f, "largest free run below 4 GB {}", pages(self.largest_free_run_below_4g))?;
+        writeln!(f, "nonpaged pool maximum       {}", format_size(self.nonpaged_pool_max))?;
+        writeln!(f, "paged pool maximum          {}", format_size(self.paged_pool_max))?;
+        writeln!(f, "system PTEs (free / total)  {} / {}", self.system_ptes_free, self.system_ptes)?;
+        writeln!(f, "page directory (CR3)        {:#x}", self.page_directory)?;
+        if self.relocation == 0 {
+            writeln!(f, "address space               at its real addresses")?;
+        } else {
+            writeln!(f, "address space               relocated: host address = simulated + {:#x}", self.relocation)?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Address spaces laid over the host process (DESIGN.md, decisions 1 and 2).
+//!
+//! A machine's whole virtual address space — user and system — is one host
+//! [`Reservation`]. x86 machines put it at the real addresses (system space at
+//! 0x80000000, or 0xC0000000 with /3GB) and x64/IA-64 machines user space below 8 TB
+//! and system space from 8 TB to 16 TB, when that range of the host process is
+//! free; otherwise the whole space is *relocated* by a fixed offset and
+//! [`AddressSpace::relocation`] says by how much. A simulated virtual address
+//! ([`Va`]) is what the simulated page tables translate; the host address a driver
+//! dereferences is `Va + relocation`.
+//!
+//! Mapping a frame at a virtual address writes the simulated PTE and `mmap`s the
+//! frame's page of the RAM file at the host address, so two mappings of one frame
+//! alias, and an unmapped page faults for real.
+
+use std::sync::Mutex;
+
+use ntmem_host::{Placement, Prot, Reservation};
+use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, Va};
+
+use super::frames::{Frames, PhysicalMemory};
+use super::page_table::{PageTables, Walk};
+use super::pte::{PteFlags, VALID_KERNEL};
+use super::MmError;
+
+/// The lowest address a reservation starts at when placed at the real addresses:
+/// Linux keeps the first 64 KB unmappable, and Windows never maps it either (the
+/// NULL-catch region of nt-algorithms.md §8.1).
+const HOME_FLOOR: u64 = 0x1_0000;
+
+/// How a mapping may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read-only.
+    ReadOnly,
+    /// Read and write.
+    ReadWrite,
+}
+
+/// One machine's address space.
+#[derive(Debug)]
+pub struct AddressSpace {
+    layout: Layout,
+    shift: PageShift,
+    reservation: Reservation,
+    /// The simulated address at `reservation.base()`.
+    va_base: u64,
+    tables: Mutex<PageTables>,
+}
+
+impl AddressSpace {
+    /// Reserves the space of `layout` in the host, at the real addresses if free.
+    ///
+    /// # Errors
+    /// When the host cannot reserve the range anywhere, or no frame is free for the
+    /// top-level page table.
+    pub fn new(
+        layout: &Layout,
+        mode: PagingMode,
+        shift: PageShift,
+        phys: &PhysicalMemory,
+    ) -> Result<AddressSpace, MmError> {
+        let top = layout.system_end.get() + 1;
+        let home_len = to_usize(top - HOME_FLOOR);
+        let (reservation, va_base) = match Reservation::new(home_len, Placement::Exactly(to_usize(HOME_FLOOR))) {
+            Ok(r) => (r, HOME_FLOOR),
+            Err(_) => {
+                let align = to_usize(top.next_power_of_two().min(1 << 40));
+                (Reservation::new(to_usize(top), Placement::Anywhere { align }).map_err(MmError::Host)?, 0)
+            }
+        };
+        let tables = PageTables::new(phys, mode)?;
+        Ok(AddressSpace { layout: layout.clone(), shift, reservation, va_base, tables: Mutex::new(tables) })
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Host address minus simulated address: 0 when the space sits at its real addresses.
+    pub fn relocation(&self) -> u64 {
+        (self.reservation.base() as u64).wrapping_sub(self.va_base)
+    }
+
+    /// The host range the space occupies: `(start, len)`.
+    pub fn host_range(&self) -> (usize, usize) {
+        (self.reservation.base(), self.reservation.len())
+    }
+
+    /// The host address of a simulated one.
+    pub fn host_addr(&self, va: Va) -> usize {
+        to_usize(va.get().wrapping_add(self.relocation()))
+    }
+
+    /// The simulated address of a host address inside the space.
+    pub fn va_of_host(&self, addr: usize) -> Option<Va> {
+        self.reservation.contains(addr).then(|| Va::new((addr as u64).wrapping_sub(self.relocation())))
+    }
+
+    fn host_offset(&self, va: Va) -> Result<usize, MmError> {
+        va.get()
+            .checked_sub(self.va_base)
+            .map(to_usize)
+            .filter(|&o| o < self.reservation.len())
+            .ok_or(MmError::OutsideSpace(va))
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, PageTables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Maps `frames`, in order, at consecutive pages from `va` (page-aligned):
+    /// writes the PTEs and maps the RAM in the host, one `mmap` per run of
+    /// consecutive file pages. Kernel mappings get Windows' `ValidKernelPte`.
+    ///
+    /// # Errors
+    /// When `va` is outside the space or a page table cannot be allocated.
+    pub fn map(&self, phys: &PhysicalMemory, va: Va, frames: &Frames, access: Access) -> Result<(), MmError> {
+        let page = self.shift.page_size();
+        let mut flags = VALID_KERNEL;
+        if self.layout.is_user(va) {
+            flags = (flags - PteFlags::GLOBAL) | PteFlags::OWNER;
+        }
+        if access == Access::ReadOnly {
+            flags -= PteFlags::WRITE | PteFlags::DIRTY;
+        }
+        let prot = match access {
+            Access::ReadOnly => Prot::Read,
+            Access::ReadWrite => Prot::ReadWrite,
+        };
+        let tables = self.tables();
+        let mut at = va;
+        for &(first, count) in &frames.runs {
+            for i in 0..count {
+                tables.set(phys, Va::new(at.get() + i * page), first.add(i), flags)?;
+            }
+            let file = phys.file_offset(first).ok_or(MmError::NotRam(first))?;
+            let len = to_usize(count * page);
+            self.reservation.map_ram(self.host_offset(at)?, phys.ram(), file, len, prot).map_err(MmError::Host)?;
+            for i in 0..count {
+                phys.update(first.add(i), |e| {
+                    e.share_count += 1;
+                    e.mapped_at = at.get() + i * page;
+                });
+            }
+            at = Va::new(at.get() + count * page);
+        }
+        Ok(())
+    }
+
+    /// Unmaps `pages` pages from `va`; returns the frames that were mapped there.
+    ///
+    /// # Errors
+    /// When `va` is outside the space.
+    pub fn unmap(&self, phys: &PhysicalMemory, va: Va, pages: u64) -> Result<Vec<Pfn>, MmError> {
+        let page = self.shift.page_size();
+        let offset = self.host_offset(va)?;
+        let tables = self.tables();
+        let mut old = Vec::new();
+        for i in 0..pages {
+            if let Some((pfn, _)) = tables.clear(phys, Va::new(va.get() + i * page)) {
+                phys.update(pfn, |e| {
+                    e.share_count = e.share_count.saturating_sub(1);
+                    if e.share_count == 0 {
+                        e.mapped_at = 0;
+                    }
+                });
+                old.push(pfn);
+            }
+        }
+        self.reservation.unmap(offset, to_usize(pages * page)).map_err(MmError::Host)?;
+        Ok(old)
+    }
+
+    /// Reads memory at `va` as the processor would: through the host mapping, so an
+    /// unmapped page faults for real (inside [`crate::Machine::run`] that is a
+    /// bugcheck; outside, the process aborts).
+    ///
+    /// # Errors
+    /// When the range leaves the address space.
+    pub fn read(&self, va: Va, buf: &mut [u8]) -> Result<(), MmError> {
+        let offset = self.byte_offset(va, buf.len())?;
+        self.reservation.read(offset, buf);
+        Ok(())
+    }
+
+    /// Writes memory at `va` as the processor would; see [`AddressSpace::read`].
+    ///
+    /// # Errors
+    /// When the range leaves the address space.
+    pub fn write(&self, va: Va, data: &[u8]) -> Result<(), MmError> {
+        let offset = self.byte_offset(va, data.len())?;
+        self.reservation.write(offset, data);
+        Ok(())
+    }
+
+    fn byte_offset(&self, va: Va, len: usize) -> Result<usize, MmError> {
+        let offset = self.host_offset(va)?;
+        if offset + len > self.reservation.len() {
+            return Err(MmError::OutsideSpace(va));
+        }
+        Ok(offset)
+    }
+
+    /// Walks `va` through the page tables.
+    pub fn walk(&self, phys: &PhysicalMemory, va: Va) -> Walk {
+        self.tables().walk(phys, va)
+    }
+
+    /// The top-level table's frame.
+    pub fn root(&self) -> Pfn {
+        self.tables().root()
+    }
+}
+
+/// A simulated quantity as a host `usize` (the host is 64-bit, so every simulated
+/// address and size fits).
+pub fn to_usize(v: u64) -> usize {
+    usize::try_from(v).expect("ntmem needs a 64-bit host")
+}

@@ -1,0 +1,138 @@
+//! System PTEs: the finite pool of kernel virtual pages that mappings draw from
+//! (research/nt-algorithms.md §4).
+//!
+//! MDL mappings, MmMapIoSpace, contiguous and noncached memory and kernel stacks
+//! each take a run of system PTEs; when none is left Windows returns NULL or stops
+//! with NO_MORE_SYSTEM_PTES (0x3F). ntmem keeps the free runs as extents, and a
+//! reservation takes the tail of the smallest run that fits (best fit, as the
+//! classic cluster list does, §4.1), so fragmentation behaves like Windows'.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use ntmem_machine::{PageShift, Va};
+
+/// The system PTE pool.
+#[derive(Debug)]
+pub struct SystemPtes {
+    base: Va,
+    shift: PageShift,
+    total: u64,
+    inner: Mutex<Extents>,
+}
+
+#[derive(Debug, Default)]
+struct Extents {
+    by_start: BTreeMap<u64, u64>,
+    by_size: BTreeSet<(u64, u64)>,
+    free: u64,
+}
+
+impl Extents {
+    fn insert(&mut self, start: u64, len: u64) {
+        self.by_start.insert(start, len);
+        self.by_size.insert((len, start));
+    }
+    fn remove(&mut self, start: u64, len: u64) {
+        self.by_start.remove(&start);
+        self.by_size.remove(&(len, start));
+    }
+}
+
+impl SystemPtes {
+    /// `count` PTEs mapping the pages from `base`.
+    pub fn new(base: Va, count: u64, shift: PageShift) -> SystemPtes {
+        let mut e = Extents::default();
+        if count > 0 {
+            e.insert(0, count);
+        }
+        e.free = count;
+        SystemPtes { base, shift, total: count, inner: Mutex::new(e) }
+    }
+
+    /// All system PTEs.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Free system PTEs.
+    pub fn free(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).free
+    }
+
+    /// Reserves `count` consecutive PTEs; the virtual address of the first page.
+    pub fn reserve(&self, count: u64) -> Option<Va> {
+        if count == 0 {
+            return None;
+        }
+        let mut e = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let &(len, start) = e.by_size.range((count, 0)..).next()?;
+        e.remove(start, len);
+        if len > count {
+            e.insert(start, len - count);
+        }
+        e.free -= count;
+        let index = start + len - count;
+        Some(Va::new(self.base.get() + self.shift.pages_to_bytes(index)))
+    }
+
+    /// Gives back `count` PTEs from `va`, merging with free neighbours.
+    ///
+    /// # Panics
+    /// If the range is outside the pool or overlaps free PTEs (a kernel bug, not a
+    /// driver's: drivers never name PTE ranges directly).
+    pub fn release(&self, va: Va, count: u64) {
+        let mut start = (va.get() - self.base.get()) >> self.shift.0;
+        assert!(start + count <= self.total, "system PTEs {va:?}+{count} outside the pool");
+        let mut len = count;
+        let mut e = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((&s, &l)) = e.by_start.range(..=start).next_back() {
+            assert!(s + l <= start, "system PTEs {va:?} released twice");
+            if s + l == start {
+                e.remove(s, l);
+                start = s;
+                len += l;
+            }
+        }
+        if let Some((&s, &l)) = e.by_start.range(start + len..).next() {
+            if s == start + len {
+                e.remove(s, l);
+                len += l;
+            }
+        }
+        assert!(e.by_start.range(start..start + len).next().is_none(), "system PTEs {va:?} released twice");
+        e.insert(start, len);
+        e.free += count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_and_release_merge_back_to_one_run() {
+        let ptes = SystemPtes::new(Va::new(0x1000_0000), 100, PageShift::K4);
+        let a = ptes.reserve(10).unwrap();
+        let b = ptes.reserve(20).unwrap();
+        assert_eq!(a, Va::new(0x1000_0000 + 90 * 4096));
+        assert_eq!(b, Va::new(0x1000_0000 + 70 * 4096));
+        assert_eq!(ptes.free(), 70);
+        ptes.release(a, 10);
+        ptes.release(b, 20);
+        assert_eq!(ptes.free(), 100);
+        assert!(ptes.reserve(100).is_some());
+        assert!(ptes.reserve(1).is_none());
+    }
+
+    #[test]
+    fn best_fit_leaves_big_runs_whole() {
+        let ptes = SystemPtes::new(Va::new(0), 100, PageShift::K4);
+        let runs: Vec<_> = (0..10).map(|_| ptes.reserve(10).unwrap()).collect();
+        ptes.release(runs[1], 10);
+        ptes.release(runs[5], 10);
+        ptes.release(runs[6], 10);
+        assert_eq!(ptes.reserve(5), Some(Va::new(runs[1].get() + 5 * 4096)));
+        assert_eq!(ptes.reserve(20), Some(runs[6]));
+    }
+}

@@ -1,0 +1,101 @@
+//! What a fault in a machine's address space means (DESIGN.md, decision 3).
+//!
+//! The host layer calls [`Trap::on_fault`] from its SIGSEGV handler for faults in
+//! the machine's reservation, and for wild addresses touched by a thread running
+//! on the machine. The decision follows Windows' page-fault handler:
+//!
+//! * a touch of a kernel stack's guard page is a stack overflow: the double fault
+//!   that UNEXPECTED_KERNEL_MODE_TRAP (0x7F, parameter 1 = 8) reports;
+//! * any fault at DISPATCH_LEVEL or above is IRQL_NOT_LESS_OR_EQUAL (0x0A:
+//!   address, IRQL, 0 read / 1 write / 8 execute, faulting IP) — the fault handler
+//!   may not wait at that level, so even valid pageable memory is fatal;
+//! * a touch of unmapped system space is PAGE_FAULT_IN_NONPAGED_AREA (0x50:
+//!   address, 0 read / 1 write, faulting IP, 0);
+//! * a touch of an address outside system space raises STATUS_ACCESS_VIOLATION,
+//!   which no handler takes yet: KERNEL_MODE_EXCEPTION_NOT_HANDLED (0x8E:
+//!   0xC0000005, faulting IP, 0, 0).
+//!
+//! Addresses in parameters are simulated virtual addresses (equal to the host's
+//! unless the layout is relocated). Runs in a signal handler: no locks, no
+//! allocation.
+
+use std::sync::Arc;
+
+use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler};
+use ntmem_machine::{Layout, Va};
+
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ke::irql::Irql;
+use crate::ke::processor::{current_on, Processor};
+use crate::mm::space::AddressSpace;
+
+/// `Escape::kind` of a bugcheck.
+const ESCAPE_BUGCHECK: u32 = 0xB0;
+/// STATUS_ACCESS_VIOLATION.
+const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
+
+/// The machine's fault policy, shared with the host's signal handler.
+#[derive(Debug)]
+pub struct Trap {
+    id: u64,
+    layout: Layout,
+    relocation: u64,
+    page: u64,
+    processors: Arc<[Processor]>,
+}
+
+impl Trap {
+    /// The policy of machine `id`.
+    pub fn new(id: u64, space: &AddressSpace, page: u64, processors: Arc<[Processor]>) -> Trap {
+        Trap { id, layout: space.layout().clone(), relocation: space.relocation(), page, processors }
+    }
+
+    fn decide(&self, fault: &Fault) -> BugCheck {
+        let va = Va::new((fault.addr as u64).wrapping_sub(self.relocation));
+        let ip = fault.ip as u64;
+        let irql = current_on(self.id).map_or(Irql::PASSIVE, |n| self.processors[n as usize].irql());
+        let overflow =
+            current_on(self.id).is_some_and(|n| self.processors[n as usize].stack().guard_contains(va, self.page));
+        let access = match fault.access {
+            HostAccess::Write => 1,
+            HostAccess::Execute => 8,
+            HostAccess::Read | HostAccess::Unknown => 0,
+        };
+        let mut b = if overflow {
+            BugCheck::new(BugCheckCode::UNEXPECTED_KERNEL_MODE_TRAP, [8, 0, 0, 0])
+        } else if irql >= Irql::DISPATCH {
+            BugCheck::new(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [va.get(), u64::from(irql.0), access, ip])
+        } else if self.layout.is_system(va) {
+            BugCheck::new(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), access, ip, 0])
+        } else {
+            BugCheck::new(BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED, [STATUS_ACCESS_VIOLATION, ip, 0, 0])
+        };
+        b.faulting_ip = Some(ip);
+        b
+    }
+}
+
+impl FaultHandler for Trap {
+    fn on_fault(&self, fault: &Fault) -> FaultAction {
+        FaultAction::Escape(encode_escape(&self.decide(fault)))
+    }
+}
+
+/// A bugcheck as the host's escape payload: code, four parameters, faulting IP.
+pub fn encode_escape(b: &BugCheck) -> Escape {
+    let p = b.parameters;
+    Escape {
+        kind: ESCAPE_BUGCHECK,
+        words: [u64::from(b.code.0), p[0], p[1], p[2], p[3], b.faulting_ip.unwrap_or(0), 0],
+    }
+}
+
+/// The bugcheck an escape carries, if it carries one.
+pub fn decode_escape(e: Escape) -> Option<BugCheck> {
+    (e.kind == ESCAPE_BUGCHECK).then(|| {
+        let w = e.words;
+        let mut b = BugCheck::new(BugCheckCode(w[0] as u32), [w[1], w[2], w[3], w[4]]);
+        b.faulting_ip = (w[5] != 0).then_some(w[5]);
+        b
+    })
+}
