@@ -121,6 +121,16 @@ pub(crate) unsafe fn volatile_write(dst: *mut u8, data: &[u8]) {
     }
 }
 
+/// The process's peak resident set size in bytes (`VmHWM` in `/proc/self/status`),
+/// or `None` where the kernel does not report it. For `ntmem boot`'s summary and the
+/// boot benchmark: what a machine really costs the host.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,7 +76,7 @@ fn report(layout: &Layout, machine: &'static str, arch: &'static str, boot: Stri
 pub fn main(args: &Args) -> Result<(), Failure> {
     let profile = args.machine.profile()?;
     let machine = super::boot::boot(profile.clone())?;
-    let relocation = machine.space().relocation();
+    let relocation = machine.machine.space().relocation();
     let r = report(&profile.layout, profile.edition.key, profile.arch.name(), profile.boot.to_string(), relocation);
     if let Some(path) = &args.svg {
         let title = format!("{} {} {}", profile.edition.os, profile.edition.edition, profile.boot);

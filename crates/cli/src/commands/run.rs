@@ -31,10 +31,10 @@ pub fn main(args: &Args) -> Result<(), Failure> {
             "running drivers is not implemented yet (the driver host is coming); `ntmem run` without a driver boots the machine",
         ));
     }
-    let machine = super::boot::boot(args.machine.profile()?)?;
+    let booted = super::boot::boot(args.machine.profile()?)?;
     if !args.json {
         println!("ntmem run: no driver host yet — booted the machine and stopped.\n");
     }
-    super::boot::print(&machine.summary(), args.json);
+    super::boot::print(&booted, args.json);
     Ok(())
 }

@@ -199,6 +199,16 @@ impl PhysicalMemory {
         f(self.lock().pfn.get_mut(pfn))
     }
 
+    /// Where `req` would be placed now, without allocating: the same search
+    /// [`PhysicalMemory::allocate`] makes ("would this 64 MB contiguous request
+    /// succeed on this machine?").
+    ///
+    /// # Errors
+    /// As [`PhysicalMemory::allocate`].
+    pub fn probe(&self, req: &FrameRequest) -> Result<Frames, MmError> {
+        self.find(&self.lock(), req)
+    }
+
     /// Allocates frames as `req` says.
     ///
     /// # Errors
@@ -207,49 +217,9 @@ impl PhysicalMemory {
     /// [`MmError::NoMemory`] when the free memory cannot satisfy it.
     pub fn allocate(&self, req: &FrameRequest) -> Result<Frames, MmError> {
         let page = self.shift.page_size();
-        if req.count == 0 {
-            return Err(MmError::InvalidRequest("zero pages requested"));
-        }
-        if req.boundary != 0 && (!req.boundary.is_power_of_two() || !req.boundary.is_multiple_of(page)) {
-            return Err(MmError::InvalidRequest("boundary is not a power-of-two multiple of the page size"));
-        }
         let mut inner = self.lock();
-        let frames = inner.map.frames();
-        let named_range = req.lowest.is_some() || req.highest.is_some();
-        let low_floor = if self.physmap.nolowmem && !named_range { FOUR_GB } else { 0 };
-        let first = req.lowest.map_or(0, |pa| pa.get().div_ceil(page)).max(low_floor >> self.shift.0);
-        let last = req.highest.map_or(frames - 1, |pa| (pa.get() >> self.shift.0).min(frames - 1));
-        if first > last {
-            return Err(MmError::NoMemory);
-        }
-        let boundary = req.boundary >> self.shift.0;
-        let runs = if req.contiguous {
-            let start =
-                find_run(&inner.map, first, last, req.count, boundary, req.direction).ok_or(MmError::NoMemory)?;
-            vec![(Pfn::new(start), req.count)]
-        } else {
-            let mut runs = Vec::new();
-            let mut need = req.count;
-            let _ = inner.map.visit_runs::<()>(first, last, 1, req.direction, &mut |s, len| {
-                let take = len.min(need);
-                let start = match req.direction {
-                    Direction::TopDown => s + len - take,
-                    Direction::BottomUp => s,
-                };
-                runs.push((Pfn::new(start), take));
-                need -= take;
-                if need == 0 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-            if runs.is_empty() || (need > 0 && !req.partial) {
-                return Err(MmError::NoMemory);
-            }
-            runs
-        };
-        for &(start, count) in &runs {
+        let frames = self.find(&inner, req)?;
+        for &(start, count) in &frames.runs {
             inner.map.set(start.get(), count, false);
             for i in 0..count {
                 let pfn = start.add(i);
@@ -268,6 +238,50 @@ impl PhysicalMemory {
                     ..PfnEntry::default()
                 };
             }
+        }
+        Ok(frames)
+    }
+
+    fn find(&self, inner: &Inner, req: &FrameRequest) -> Result<Frames, MmError> {
+        let page = self.shift.page_size();
+        if req.count == 0 {
+            return Err(MmError::InvalidRequest("zero pages requested"));
+        }
+        if req.boundary != 0 && (!req.boundary.is_power_of_two() || !req.boundary.is_multiple_of(page)) {
+            return Err(MmError::InvalidRequest("boundary is not a power-of-two multiple of the page size"));
+        }
+        let frames = inner.map.frames();
+        let named_range = req.lowest.is_some() || req.highest.is_some();
+        let low_floor = if self.physmap.nolowmem && !named_range { FOUR_GB } else { 0 };
+        let first = req.lowest.map_or(0, |pa| pa.get().div_ceil(page)).max(low_floor >> self.shift.0);
+        let last = req.highest.map_or(frames - 1, |pa| (pa.get() >> self.shift.0).min(frames - 1));
+        if first > last {
+            return Err(MmError::NoMemory);
+        }
+        let boundary = req.boundary >> self.shift.0;
+        if req.contiguous {
+            let start =
+                find_run(&inner.map, first, last, req.count, boundary, req.direction).ok_or(MmError::NoMemory)?;
+            return Ok(Frames { runs: vec![(Pfn::new(start), req.count)] });
+        }
+        let mut runs = Vec::new();
+        let mut need = req.count;
+        let _ = inner.map.visit_runs::<()>(first, last, 1, req.direction, &mut |s, len| {
+            let take = len.min(need);
+            let start = match req.direction {
+                Direction::TopDown => s + len - take,
+                Direction::BottomUp => s,
+            };
+            runs.push((Pfn::new(start), take));
+            need -= take;
+            if need == 0 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if runs.is_empty() || (need > 0 && !req.partial) {
+            return Err(MmError::NoMemory);
         }
         Ok(Frames { runs })
     }

@@ -62,23 +62,40 @@ struct Summary {
 }
 
 impl Summary {
+    /// Summarises a block from its words (bit `i` of word `w` is frame `64w + i`),
+    /// word by word: runs inside a word by repeated shift-and, runs across words by
+    /// carrying the ones at each word's top.
     fn of(words: &[u64]) -> Summary {
         let bits = (words.len() * 64) as u32;
         let free: u32 = words.iter().map(|w| w.count_ones()).sum();
         if free == 0 || free == bits {
             return Summary { free, prefix: free, suffix: free, longest: free };
         }
-        let prefix = next_clear(words, 0) as u32;
-        let suffix = bits - 1 - prev_clear(words, bits as u64 - 1).expect("not all free") as u32;
-        let mut longest = prefix.max(suffix);
-        let mut at = prefix as u64;
-        while let Some(start) = next_set(words, at) {
-            let end = next_clear(words, start);
-            longest = longest.max((end - start) as u32);
-            at = end;
+        let full = words.iter().take_while(|&&w| w == !0).count();
+        let prefix = full as u32 * 64 + words[full].trailing_ones();
+        let full_top = words.iter().rev().take_while(|&&w| w == !0).count();
+        let suffix = full_top as u32 * 64 + words[words.len() - 1 - full_top].leading_ones();
+        let (mut longest, mut carry) = (0, 0);
+        for &w in words {
+            if w == !0 {
+                carry += 64;
+                continue;
+            }
+            longest = longest.max(carry + w.trailing_ones()).max(longest_inside(w));
+            carry = w.leading_ones();
         }
-        Summary { free, prefix, suffix, longest }
+        Summary { free, prefix, suffix, longest: longest.max(carry) }
     }
+}
+
+/// The longest run of set bits in `w`.
+fn longest_inside(mut w: u64) -> u32 {
+    let mut n = 0;
+    while w != 0 {
+        w &= w << 1;
+        n += 1;
+    }
+    n
 }
 
 /// Index of the first set bit at or after `from`, if any.
@@ -116,6 +133,22 @@ fn next_clear(words: &[u64], from: u64) -> u64 {
             return words.len() as u64 * 64;
         }
         bits = !words[w];
+    }
+}
+
+/// Index of the last set bit at or before `from`, if any.
+fn prev_set(words: &[u64], from: u64) -> Option<u64> {
+    let mut w = (from / 64) as usize;
+    let mut bits = words[w] & (!0u64 >> (63 - from % 64));
+    loop {
+        if bits != 0 {
+            return Some(w as u64 * 64 + 63 - bits.leading_zeros() as u64);
+        }
+        if w == 0 {
+            return None;
+        }
+        w -= 1;
+        bits = words[w];
     }
 }
 
@@ -234,13 +267,17 @@ impl FreeMap {
             let block = Summary::of(&words[..1 << geo.block_words_shift]);
             Mixed { words, blocks: vec![block; 1 << geo.group_blocks_shift].into_boxed_slice() }
         });
-        for bit in from..to {
+        let mut bit = from;
+        while bit < to {
             let (w, b) = ((bit / 64) as usize, bit % 64);
+            let n = (64 - b).min(to - bit);
+            let mask = if n == 64 { !0 } else { ((1u64 << n) - 1) << b };
             if free {
-                m.words[w] |= 1 << b;
+                m.words[w] |= mask;
             } else {
-                m.words[w] &= !(1 << b);
+                m.words[w] &= !mask;
             }
+            bit += n;
         }
         let bshift = geo.block_frames_shift();
         let wpb = 1usize << geo.block_words_shift;
@@ -326,7 +363,7 @@ impl FreeMap {
                         Unit::Bits(sum, words) => {
                             emit(open.take().unwrap_or(base), base + u64::from(sum.prefix))?;
                             if u64::from(sum.longest) >= min_len {
-                                for (s, e) in interior_runs(words, sum) {
+                                for (s, e) in InteriorRuns::new(words, sum, Direction::BottomUp) {
                                     emit(base + s, base + e)?;
                                 }
                             }
@@ -355,7 +392,7 @@ impl FreeMap {
                         Unit::Bits(sum, words) => {
                             emit(base + size - u64::from(sum.suffix), open.take().unwrap_or(base + size))?;
                             if u64::from(sum.longest) >= min_len {
-                                for (s, e) in interior_runs(words, sum).into_iter().rev() {
+                                for (s, e) in InteriorRuns::new(words, sum, Direction::TopDown) {
                                     emit(base + s, base + e)?;
                                 }
                             }
@@ -384,21 +421,49 @@ impl FreeMap {
     }
 }
 
-/// Free runs of a mixed block that touch neither of its edges, ascending.
-fn interior_runs(words: &[u64], sum: Summary) -> Vec<(u64, u64)> {
-    let bits = words.len() as u64 * 64;
-    let stop = bits - u64::from(sum.suffix);
-    let mut out = Vec::new();
-    let mut at = u64::from(sum.prefix);
-    while let Some(start) = next_set(words, at) {
-        if start >= stop {
-            break;
-        }
-        let end = next_clear(words, start);
-        out.push((start, end));
-        at = end;
+/// Free runs `(start, end)` of a mixed block that touch neither of its edges, in
+/// `dir` order, found lazily (a search usually stops at the first that fits).
+struct InteriorRuns<'a> {
+    words: &'a [u64],
+    /// Ascending: the next bit to look from. Descending: one past it.
+    at: u64,
+    /// The interior's bounds: `[low, high)`.
+    low: u64,
+    high: u64,
+    dir: Direction,
+}
+
+impl<'a> InteriorRuns<'a> {
+    fn new(words: &'a [u64], sum: Summary, dir: Direction) -> InteriorRuns<'a> {
+        let low = u64::from(sum.prefix);
+        let high = words.len() as u64 * 64 - u64::from(sum.suffix);
+        let at = if dir == Direction::BottomUp { low } else { high };
+        InteriorRuns { words, at, low, high, dir }
     }
-    out
+}
+
+impl Iterator for InteriorRuns<'_> {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        match self.dir {
+            Direction::BottomUp => {
+                let start = next_set(self.words, self.at).filter(|&s| s < self.high)?;
+                let end = next_clear(self.words, start);
+                self.at = end;
+                Some((start, end))
+            }
+            Direction::TopDown => {
+                if self.at <= self.low {
+                    return None;
+                }
+                let last = prev_set(self.words, self.at - 1).filter(|&l| l >= self.low)?;
+                let start = prev_clear(self.words, last).map_or(0, |c| c + 1);
+                self.at = start;
+                Some((start, last + 1))
+            }
+        }
+    }
 }
 
 /// The highest (`TopDown`) or lowest (`BottomUp`) start for `count` frames inside

@@ -1,0 +1,117 @@
+//! The `ntmem` command as a user runs it: exit statuses, JSON shapes, messages.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn ntmem(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ntmem")).args(args).output().expect("ntmem runs")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = ntmem(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+const GB: u64 = 1 << 30;
+const TB: u64 = 1 << 40;
+
+#[test]
+fn machines_lists_table_1_and_vista_with_the_seeds_numbers() {
+    let v = json(&["machines", "--json"]);
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 21);
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    let check = |name: &str, arch: &str, va: u64, max: u64| {
+        let r = row(name);
+        assert_eq!(r["arch"], arch, "{name}");
+        assert_eq!(r["virtual_address_space"], va, "{name}");
+        assert_eq!(r["max_physical_memory"], max, "{name}");
+        for key in ["os", "edition", "page_size"] {
+            assert!(!r[key].is_null(), "{name} lacks {key}");
+        }
+    };
+    check("ws03sp1-enterprise-x64", "x64", 16 * TB, TB);
+    check("ws03sp1-datacenter", "x86", 4 * GB, 128 * GB);
+    check("ws03sp1-web", "x86", 4 * GB, 2 * GB);
+    check("ws03-enterprise", "x86", 4 * GB, 32 * GB);
+    check("ws03-datacenter-ia64", "ia64", 16 * TB, 512 * GB);
+    check("xp-64bit-ia64", "ia64", 16 * TB, 128 * GB);
+    check("w2k-advanced-server", "x86", 4 * GB, 8 * GB);
+    check("vista-x64", "x64", 16 * TB, 128 * GB);
+    assert_eq!(row("xp-64bit-ia64")["page_size"], 8192);
+    assert_eq!(row("xp-professional")["page_size"], 4096);
+}
+
+#[test]
+fn xp_with_3gb_puts_user_space_below_0xbfff0000() {
+    let v = json(&["layout", "--machine", "XP Professional", "--boot", "/3GB", "--json"]);
+    assert_eq!(v["user_end"], 0xBFFE_FFFFu64);
+    assert_eq!(v["user_probe_address"], 0xBFFF_0000u64);
+    assert_eq!(v["system_start"], 0xC000_0000u64);
+    assert_eq!(v["system_end"], 0xFFFF_FFFFu64);
+    let regions = v["regions"].as_array().unwrap();
+    assert!(regions.iter().any(|r| r["name"] == "paged pool"));
+    for r in regions {
+        assert!(r["start"].as_u64() <= r["end"].as_u64(), "{r}");
+    }
+}
+
+#[test]
+fn layout_draws_an_svg() {
+    let path = std::env::temp_dir().join(format!("ntmem-layout-{}.svg", std::process::id()));
+    let out = ntmem(&["layout", "--svg", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let svg = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("nonpaged pool") && svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn boot_reports_memory_pools_and_ptes() {
+    let v = json(&["boot", "--json"]);
+    for key in [
+        "ram",
+        "free_pages",
+        "largest_free_run_below_4g",
+        "largest_free_run",
+        "nonpaged_pool_max",
+        "paged_pool_max",
+        "system_ptes",
+    ] {
+        assert!(v[key].as_u64().is_some_and(|n| n > 0), "{key}: {v}");
+    }
+    assert_eq!(v["ram"], 8 * GB);
+    let x86 = json(&["boot", "--machine", "xp-professional", "--ram", "4G", "--json"]);
+    assert!(x86["usable_ram"].as_u64().unwrap() < 4 * GB, "the PCI hole takes RAM below 4 GB");
+}
+
+#[test]
+fn run_without_a_driver_boots_and_says_so() {
+    let out = ntmem(&["run"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("no driver host yet"), "{text}");
+    assert!(text.contains("ws03sp1-enterprise-x64"));
+}
+
+#[test]
+fn bad_input_is_refused_with_status_2_and_what_is_valid() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["boot", "--machine", "windows-me"], "xp-professional"),
+        (&["boot", "--ram", "8T"], "1 TB"),
+        (&["boot", "--ram", "lots"], "K, M, G or T"),
+        (&["layout", "--machine", "w2k-professional", "--boot", "/3GB"], "/3GB"),
+        (&["layout", "--machine", "ws03sp1-enterprise-x64", "--boot", "/3GB"], "/3GB"),
+        (&["boot", "--boot", "/TURBO"], "/MAXMEM"),
+        (&["boot", "--processors", "0"], "processor"),
+        (&["boot", "--frobnicate"], "--frobnicate"),
+    ];
+    for (args, hint) in cases {
+        let out = ntmem(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(hint), "{args:?}: {err}");
+    }
+}
