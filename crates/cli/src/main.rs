@@ -51,6 +51,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    ntmem_host::default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => commands::run::main(&args),

@@ -34,4 +34,4 @@ pub use guard::{
 };
 pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};
-pub use sys::{page_size, peak_rss_bytes};
+pub use sys::{default_sigpipe, page_size, peak_rss_bytes};

@@ -131,6 +131,15 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Restores the default action for SIGPIPE, so a command whose output is piped
+/// into a reader that stops early (`ntmem machines | head`) ends quietly, as other
+/// Unix tools do, instead of failing on a write (Rust ignores SIGPIPE by default).
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code; it is
+    // called once at start-up, before any thread that could race on it exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

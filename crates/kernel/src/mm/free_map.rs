@@ -98,74 +98,50 @@ fn longest_inside(mut w: u64) -> u32 {
     n
 }
 
-/// Index of the first set bit at or after `from`, if any.
-fn next_set(words: &[u64], from: u64) -> Option<u64> {
+/// Index of the first bit at or after `from` that is one in `view(word)`, if any.
+fn first_at_or_after(words: &[u64], from: u64, view: impl Fn(u64) -> u64) -> Option<u64> {
     let mut w = (from / 64) as usize;
-    if w >= words.len() {
-        return None;
-    }
-    let mut bits = words[w] & (!0u64 << (from % 64));
+    let mut bits = view(*words.get(w)?) & (!0u64 << (from % 64));
     loop {
         if bits != 0 {
-            return Some(w as u64 * 64 + bits.trailing_zeros() as u64);
+            return Some(w as u64 * 64 + u64::from(bits.trailing_zeros()));
         }
         w += 1;
-        if w == words.len() {
-            return None;
-        }
-        bits = words[w];
+        bits = view(*words.get(w)?);
     }
 }
 
-/// Index of the first clear bit at or after `from` (the length if none).
-fn next_clear(words: &[u64], from: u64) -> u64 {
+/// Index of the last bit at or before `from` that is one in `view(word)`, if any.
+fn last_at_or_before(words: &[u64], from: u64, view: impl Fn(u64) -> u64) -> Option<u64> {
     let mut w = (from / 64) as usize;
-    if w >= words.len() {
-        return words.len() as u64 * 64;
-    }
-    let mut bits = !words[w] & (!0u64 << (from % 64));
+    let mut bits = view(words[w]) & (!0u64 >> (63 - from % 64));
     loop {
         if bits != 0 {
-            return w as u64 * 64 + bits.trailing_zeros() as u64;
+            return Some(w as u64 * 64 + 63 - u64::from(bits.leading_zeros()));
         }
-        w += 1;
-        if w == words.len() {
-            return words.len() as u64 * 64;
-        }
-        bits = !words[w];
+        w = w.checked_sub(1)?;
+        bits = view(words[w]);
     }
+}
+
+/// Index of the first set (free) bit at or after `from`, if any.
+fn next_set(words: &[u64], from: u64) -> Option<u64> {
+    first_at_or_after(words, from, |w| w)
+}
+
+/// Index of the first clear bit at or after `from` (the bit count if none).
+fn next_clear(words: &[u64], from: u64) -> u64 {
+    first_at_or_after(words, from, |w| !w).unwrap_or(words.len() as u64 * 64)
 }
 
 /// Index of the last set bit at or before `from`, if any.
 fn prev_set(words: &[u64], from: u64) -> Option<u64> {
-    let mut w = (from / 64) as usize;
-    let mut bits = words[w] & (!0u64 >> (63 - from % 64));
-    loop {
-        if bits != 0 {
-            return Some(w as u64 * 64 + 63 - bits.leading_zeros() as u64);
-        }
-        if w == 0 {
-            return None;
-        }
-        w -= 1;
-        bits = words[w];
-    }
+    last_at_or_before(words, from, |w| w)
 }
 
 /// Index of the last clear bit at or before `from`, if any.
 fn prev_clear(words: &[u64], from: u64) -> Option<u64> {
-    let mut w = (from / 64) as usize;
-    let mut bits = !words[w] & (!0u64 >> (63 - from % 64));
-    loop {
-        if bits != 0 {
-            return Some(w as u64 * 64 + 63 - bits.leading_zeros() as u64);
-        }
-        if w == 0 {
-            return None;
-        }
-        w -= 1;
-        bits = !words[w];
-    }
+    last_at_or_before(words, from, |w| !w)
 }
 
 /// A group of blocks: either uniform (no bits stored) or mixed.
