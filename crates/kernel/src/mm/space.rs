@@ -15,11 +15,12 @@
 
 use std::sync::Mutex;
 
-use ntmem_host::{Placement, Prot, Reservation};
+use ntmem_host::{Placement, Prot, Ram, Reservation};
 use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, Va};
 
 use super::frames::{Frames, PhysicalMemory};
 use super::page_table::{PageTables, Walk};
+use super::pfn::CacheType;
 use super::pte::{PteFlags, VALID_KERNEL};
 use super::MmError;
 
@@ -35,6 +36,46 @@ pub enum Access {
     ReadOnly,
     /// Read and write.
     ReadWrite,
+}
+
+/// What a mapping is: its access and its cache type. `Access` alone means cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// Read-only or read-write.
+    pub access: Access,
+    /// The cache type the PTEs encode (nt-algorithms.md §8.4: noncached sets
+    /// CacheDisable and WriteThrough, write-combined CacheDisable alone).
+    pub cache: CacheType,
+}
+
+impl From<Access> for Mapping {
+    fn from(access: Access) -> Mapping {
+        Mapping { access, cache: CacheType::Cached }
+    }
+}
+
+impl Mapping {
+    fn pte_flags(self, user: bool) -> PteFlags {
+        let mut flags = VALID_KERNEL;
+        if user {
+            flags = (flags - PteFlags::GLOBAL) | PteFlags::OWNER;
+        }
+        if self.access == Access::ReadOnly {
+            flags -= PteFlags::WRITE | PteFlags::DIRTY;
+        }
+        match self.cache {
+            CacheType::Cached => flags,
+            CacheType::NonCached => flags | PteFlags::CACHE_DISABLE | PteFlags::WRITE_THROUGH,
+            CacheType::WriteCombined => flags | PteFlags::CACHE_DISABLE,
+        }
+    }
+
+    fn prot(self) -> Prot {
+        match self.access {
+            Access::ReadOnly => Prot::Read,
+            Access::ReadWrite => Prot::ReadWrite,
+        }
+    }
 }
 
 /// One machine's address space.
@@ -116,28 +157,14 @@ impl AddressSpace {
     ///
     /// # Errors
     /// When `va` is outside the space or a page table cannot be allocated.
-    pub fn map(&self, phys: &PhysicalMemory, va: Va, frames: &Frames, access: Access) -> Result<(), MmError> {
+    pub fn map(&self, phys: &PhysicalMemory, va: Va, frames: &Frames, how: impl Into<Mapping>) -> Result<(), MmError> {
+        let how = how.into();
         let page = self.shift.page_size();
-        let mut flags = VALID_KERNEL;
-        if self.layout.is_user(va) {
-            flags = (flags - PteFlags::GLOBAL) | PteFlags::OWNER;
-        }
-        if access == Access::ReadOnly {
-            flags -= PteFlags::WRITE | PteFlags::DIRTY;
-        }
-        let prot = match access {
-            Access::ReadOnly => Prot::Read,
-            Access::ReadWrite => Prot::ReadWrite,
-        };
         let tables = self.tables();
         let mut at = va;
         for &(first, count) in &frames.runs {
-            for i in 0..count {
-                tables.set(phys, Va::new(at.get() + i * page), first.add(i), flags)?;
-            }
             let file = phys.file_offset(first).ok_or(MmError::NotRam(first))?;
-            let len = to_usize(count * page);
-            self.reservation.map_ram(self.host_offset(at)?, phys.ram(), file, len, prot).map_err(MmError::Host)?;
+            self.map_run(&tables, phys, at, first, count, how, phys.ram(), file)?;
             for i in 0..count {
                 phys.update(first.add(i), |e| {
                     e.share_count += 1;
@@ -149,7 +176,49 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Unmaps `pages` pages from `va`; returns the frames that were mapped there.
+    /// Maps `pages` pages of device memory — physical frames from `first` that are
+    /// not RAM, backed in the host by `file` from `file_offset` — at `va`
+    /// (MmMapIoSpace's mapping of a device's registers).
+    ///
+    /// # Errors
+    /// When `va` is outside the space or a page table cannot be allocated.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_device(
+        &self,
+        phys: &PhysicalMemory,
+        va: Va,
+        first: Pfn,
+        pages: u64,
+        how: impl Into<Mapping>,
+        file: &Ram,
+        file_offset: u64,
+    ) -> Result<(), MmError> {
+        self.map_run(&self.tables(), phys, va, first, pages, how.into(), file, file_offset)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_run(
+        &self,
+        tables: &PageTables,
+        phys: &PhysicalMemory,
+        va: Va,
+        first: Pfn,
+        count: u64,
+        how: Mapping,
+        file: &Ram,
+        file_offset: u64,
+    ) -> Result<(), MmError> {
+        let page = self.shift.page_size();
+        let flags = how.pte_flags(self.layout.is_user(va));
+        for i in 0..count {
+            tables.set(phys, Va::new(va.get() + i * page), first.add(i), flags)?;
+        }
+        let len = to_usize(count * page);
+        self.reservation.map_ram(self.host_offset(va)?, file, file_offset, len, how.prot()).map_err(MmError::Host)
+    }
+
+    /// Unmaps `pages` pages from `va`; returns the RAM frames that were mapped there
+    /// (device pages are unmapped too, but are not RAM and are not returned).
     ///
     /// # Errors
     /// When `va` is outside the space.
@@ -160,6 +229,9 @@ impl AddressSpace {
         let mut old = Vec::new();
         for i in 0..pages {
             if let Some((pfn, _)) = tables.clear(phys, Va::new(va.get() + i * page)) {
+                if phys.file_offset(pfn).is_none() {
+                    continue;
+                }
                 phys.update(pfn, |e| {
                     e.share_count = e.share_count.saturating_sub(1);
                     if e.share_count == 0 {
