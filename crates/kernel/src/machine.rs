@@ -21,6 +21,7 @@ use crate::mm::frames::{FrameRequest, PhysicalMemory};
 use crate::mm::pfn::PageUse;
 use crate::mm::space::{to_usize, Access, AddressSpace};
 use crate::mm::system_ptes::SystemPtes;
+use crate::mm::pager::{PagingFile, PagingStats};
 use crate::mm::MmError;
 use crate::trap::{decode_escape, Trap};
 
@@ -31,8 +32,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Machine {
     id: u64,
     profile: MachineProfile,
-    phys: PhysicalMemory,
-    space: AddressSpace,
+    phys: Arc<PhysicalMemory>,
+    space: Arc<AddressSpace>,
     ptes: SystemPtes,
     processors: Arc<[Processor]>,
     trap: Arc<Trap>,
@@ -100,7 +101,8 @@ impl Machine {
             let req = FrameRequest::new(shift.bytes_to_pages(profile.physmap.burned), PageUse::Burned).allow_partial();
             phys.allocate(&req)?;
         }
-        let space = AddressSpace::new(&profile.layout, profile.paging, shift, &phys)?;
+        let paging = PagingFile::new(shift.round_up(profile.ram_installed / 2 * 3), shift)?;
+        let space = AddressSpace::new(&profile.layout, profile.paging, shift, &phys, paging)?;
         let region =
             profile.layout.region(RegionKind::SystemPtes).ok_or(BootError::MissingRegion(RegionKind::SystemPtes))?;
         let count = profile.system_ptes.min(region.size / page);
@@ -120,7 +122,8 @@ impl Machine {
         }
         let processors: Arc<[Processor]> = processors.into();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let trap = Arc::new(Trap::new(id, &space, page, Arc::clone(&processors)));
+        let (phys, space) = (Arc::new(phys), Arc::new(space));
+        let trap = Arc::new(Trap::new(id, Arc::clone(&space), Arc::clone(&phys), page, Arc::clone(&processors)));
         let (start, len) = space.host_range();
         let fault_range = register_fault_range(start, len, trap.clone());
         Ok(Machine {
@@ -154,6 +157,21 @@ impl Machine {
     /// The system PTE pool.
     pub fn system_ptes(&self) -> &SystemPtes {
         &self.ptes
+    }
+
+    /// Trims every pageable region: resident paged-pool pages go to the paging file
+    /// (the working-set trimmer "on request"). Returns the pages written.
+    ///
+    /// # Errors
+    /// When the paging file is full.
+    pub fn trim(&self) -> Result<u64, MmError> {
+        let Some(region) = self.profile.layout.region(RegionKind::PagedPool) else { return Ok(0) };
+        self.space.trim(&self.phys, region.start, region.size)
+    }
+
+    /// The paging file's counters.
+    pub fn paging_stats(&self) -> PagingStats {
+        self.space.paging_stats()
     }
 
     /// The IRQL levels of the machine's architecture.

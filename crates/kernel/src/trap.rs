@@ -4,6 +4,8 @@
 //! the machine's reservation, and for wild addresses touched by a thread running
 //! on the machine. The decision follows Windows' page-fault handler:
 //!
+//! * a touch of a paged-out pageable page below DISPATCH_LEVEL is resolved: the
+//!   page comes back from the paging file and the instruction runs again;
 //! * a touch of a kernel stack's guard page is a stack overflow: the double fault
 //!   that UNEXPECTED_KERNEL_MODE_TRAP (0x7F, parameter 1 = 8) reports;
 //! * any fault at DISPATCH_LEVEL or above is IRQL_NOT_LESS_OR_EQUAL (0x0A:
@@ -16,8 +18,11 @@
 //!   0xC0000005, faulting IP, 0, 0).
 //!
 //! Addresses in parameters are simulated virtual addresses (equal to the host's
-//! unless the layout is relocated). Runs in a signal handler: no locks, no
-//! allocation.
+//! unless the layout is relocated). Runs in a signal handler. Deciding takes no
+//! lock; paging in takes the page-table and PFN locks and allocates, which is safe
+//! because the faulting code never holds those locks while it touches pageable
+//! memory (the memory manager touches RAM through the RAM file, never through
+//! pageable virtual addresses) and never faults inside the host allocator.
 
 use std::sync::Arc;
 
@@ -27,6 +32,7 @@ use ntmem_machine::{Layout, Va};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ke::irql::Irql;
 use crate::ke::processor::{current_on, Processor};
+use crate::mm::frames::PhysicalMemory;
 use crate::mm::space::AddressSpace;
 
 /// `Escape::kind` of a bugcheck.
@@ -38,6 +44,8 @@ const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
 #[derive(Debug)]
 pub struct Trap {
     id: u64,
+    space: Arc<AddressSpace>,
+    phys: Arc<PhysicalMemory>,
     layout: Layout,
     relocation: u64,
     page: u64,
@@ -46,14 +54,29 @@ pub struct Trap {
 
 impl Trap {
     /// The policy of machine `id`.
-    pub fn new(id: u64, space: &AddressSpace, page: u64, processors: Arc<[Processor]>) -> Trap {
-        Trap { id, layout: space.layout().clone(), relocation: space.relocation(), page, processors }
+    pub fn new(
+        id: u64,
+        space: Arc<AddressSpace>,
+        phys: Arc<PhysicalMemory>,
+        page: u64,
+        processors: Arc<[Processor]>,
+    ) -> Trap {
+        let (layout, relocation) = (space.layout().clone(), space.relocation());
+        Trap { id, space, phys, layout, relocation, page, processors }
+    }
+
+    fn irql(&self) -> Irql {
+        current_on(self.id).map_or(Irql::PASSIVE, |n| self.processors[n as usize].irql())
+    }
+
+    fn va(&self, fault: &Fault) -> Va {
+        Va::new((fault.addr as u64).wrapping_sub(self.relocation))
     }
 
     fn decide(&self, fault: &Fault) -> BugCheck {
-        let va = Va::new((fault.addr as u64).wrapping_sub(self.relocation));
+        let va = self.va(fault);
         let ip = fault.ip as u64;
-        let irql = current_on(self.id).map_or(Irql::PASSIVE, |n| self.processors[n as usize].irql());
+        let irql = self.irql();
         let overflow =
             current_on(self.id).is_some_and(|n| self.processors[n as usize].stack().guard_contains(va, self.page));
         let access = match fault.access {
@@ -77,6 +100,11 @@ impl Trap {
 
 impl FaultHandler for Trap {
     fn on_fault(&self, fault: &Fault) -> FaultAction {
+        if self.irql() < Irql::DISPATCH && self.layout.is_system(self.va(fault)) {
+            if let Ok(true) = self.space.page_in(&self.phys, self.va(fault)) {
+                return FaultAction::Retry;
+            }
+        }
         FaultAction::Escape(encode_escape(&self.decide(fault)))
     }
 }

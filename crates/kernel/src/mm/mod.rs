@@ -9,6 +9,7 @@
 pub mod frames;
 pub mod free_map;
 pub mod page_table;
+pub mod pager;
 pub mod pfn;
 pub mod pte;
 pub mod space;
@@ -40,6 +41,9 @@ pub enum MmError {
     /// An address outside the machine's address space.
     #[error("{0:?} is outside the address space")]
     OutsideSpace(Va),
+    /// The paging file has no free slot.
+    #[error("the paging file is full")]
+    PagingFileFull,
     /// No run of free system PTEs is long enough.
     #[error("no {requested} consecutive system PTEs free ({free} of {total} free)")]
     NoSystemPtes {

@@ -2,7 +2,10 @@
 //!
 //! The tables are ordinary frames of the machine's RAM, allocated from the PFN
 //! database (use [`PageUse::PageTable`]) and written in the architecture's format
-//! ([`PteFormat`]). [`PageTables::walk`] follows a virtual address from the root
+//! ([`PteFormat`]). IA-64 translates each region through its own tables (region
+//! registers select them); ntmem's IA-64 space has two regions — user below 8 TB,
+//! system from 8 TB — each with its own top-level table, because 43 index bits
+//! cannot tell them apart. [`PageTables::walk`] follows a virtual address from the root
 //! through each level to the frame and byte, exactly as the CPU and
 //! `MmGetPhysicalAddress` do; the host mappings are kept in step by
 //! [`super::space`], which is the only caller that changes entries.
@@ -42,8 +45,12 @@ pub struct Walk {
 #[derive(Debug)]
 pub struct PageTables {
     format: PteFormat,
-    root: Pfn,
+    /// Top-level tables: one, or one per IA-64 region.
+    roots: Vec<Pfn>,
 }
+
+/// The IA-64 region of a simulated address: bit 43, 8 TB.
+const IA64_REGION_SHIFT: u32 = 43;
 
 impl PageTables {
     /// Allocates an empty top-level table. A PAE top table must lie below 4 GB
@@ -56,8 +63,9 @@ impl PageTables {
         if matches!(mode, PagingMode::X86 | PagingMode::X86Pae) {
             req = req.highest(PhysAddr::new(0xFFFF_FFFF));
         }
-        let root = phys.allocate(&req)?.first();
-        Ok(PageTables { format: PteFormat::new(mode), root })
+        let regions = if mode == PagingMode::Ia64 { 2 } else { 1 };
+        let roots = (0..regions).map(|_| Ok(phys.allocate(&req)?.first())).collect::<Result<_, MmError>>()?;
+        Ok(PageTables { format: PteFormat::new(mode), roots })
     }
 
     /// The entry format.
@@ -65,9 +73,14 @@ impl PageTables {
         self.format
     }
 
-    /// The top-level table's frame (what CR3 would hold).
+    /// The top-level table's frame (what CR3 would hold; on IA-64, the system
+    /// region's).
     pub fn root(&self) -> Pfn {
-        self.root
+        self.roots[self.roots.len() - 1]
+    }
+
+    fn root_for(&self, va: Va) -> Pfn {
+        self.roots[((va.get() >> IA64_REGION_SHIFT) as usize).min(self.roots.len() - 1)]
     }
 
     fn entry_offset(&self, phys: &PhysicalMemory, table: Pfn, index: u64) -> u64 {
@@ -102,7 +115,7 @@ impl PageTables {
     pub fn set(&self, phys: &PhysicalMemory, va: Va, pfn: Pfn, flags: PteFlags) -> Result<(), MmError> {
         let levels = self.format.levels();
         let dir_flags = TABLE_ENTRY | (flags & PteFlags::OWNER);
-        let mut table = self.root;
+        let mut table = self.root_for(va);
         for level in &levels[..levels.len() - 1] {
             let index = Self::index(va, level);
             let raw = self.read(phys, table, index);
@@ -129,22 +142,65 @@ impl PageTables {
         PhysAddr::new(((self.format.max_pfn() + 1) << 12) - 1)
     }
 
-    /// Clears the leaf entry for `va`, returning what it held if it was valid.
-    pub fn clear(&self, phys: &PhysicalMemory, va: Va) -> Option<(Pfn, PteFlags)> {
+    /// The raw leaf entry for `va`, when every directory above it is valid.
+    pub fn leaf(&self, phys: &PhysicalMemory, va: Va) -> Option<u64> {
         let walk = self.walk(phys, va);
-        let last = walk.steps.last()?;
-        if walk.steps.len() != self.format.levels().len() || walk.phys.is_none() {
+        (walk.steps.len() == self.format.levels().len()).then(|| walk.steps[walk.steps.len() - 1].raw)
+    }
+
+    /// Replaces the leaf entry for `va` with `raw`, returning the old entry; `None`
+    /// (and nothing written) when a directory above it is missing.
+    pub fn replace_leaf(&self, phys: &PhysicalMemory, va: Va, raw: u64) -> Option<u64> {
+        let walk = self.walk(phys, va);
+        if walk.steps.len() != self.format.levels().len() {
             return None;
         }
-        self.write(phys, last.table, last.index, 0);
-        Some(self.format.decode(last.raw))
+        let last = walk.steps[walk.steps.len() - 1];
+        self.write(phys, last.table, last.index, raw);
+        Some(last.raw)
+    }
+
+    /// Calls `f(va, raw)` for every non-zero leaf entry mapping a page in
+    /// `[start, end)`, skipping whole tables whose directory entry is invalid.
+    pub fn for_each_leaf(&self, phys: &PhysicalMemory, start: Va, end: Va, f: &mut dyn FnMut(Va, u64)) {
+        let region = 1u64 << IA64_REGION_SHIFT;
+        for (r, &root) in self.roots.iter().enumerate() {
+            let base = if self.roots.len() == 1 { 0 } else { r as u64 * region };
+            let top = if self.roots.len() == 1 { u64::MAX } else { base + region };
+            let (lo, hi) = (start.get().max(base), end.get().min(top));
+            if lo < hi {
+                self.visit(phys, 0, root, base, (lo, hi), f);
+            }
+        }
+    }
+
+    fn visit(&self, phys: &PhysicalMemory, depth: usize, table: Pfn, base: u64, range: (u64, u64), f: &mut dyn FnMut(Va, u64)) {
+        let levels = self.format.levels();
+        let level = &levels[depth];
+        let span = 1u64 << level.shift;
+        let first = range.0.max(base).saturating_sub(base) >> level.shift;
+        let last = ((range.1 - 1).min(base + (span << level.bits) - 1) - base) >> level.shift;
+        for index in first..=last {
+            let raw = self.read(phys, table, index);
+            let va = base + index * span;
+            if depth == levels.len() - 1 {
+                if raw != 0 {
+                    f(Va::new(va), raw);
+                }
+                continue;
+            }
+            let (next, flags) = self.format.decode(raw);
+            if flags.contains(PteFlags::VALID) {
+                self.visit(phys, depth + 1, next, va, range, f);
+            }
+        }
     }
 
     /// Walks `va` through the tables (Figure 2).
     pub fn walk(&self, phys: &PhysicalMemory, va: Va) -> Walk {
         let levels = self.format.levels();
         let mut steps = Vec::with_capacity(levels.len());
-        let mut table = self.root;
+        let mut table = self.root_for(va);
         for (i, level) in levels.iter().enumerate() {
             let index = Self::index(va, level);
             let raw = self.read(phys, table, index);

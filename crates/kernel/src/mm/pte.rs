@@ -138,6 +138,50 @@ impl PteFormat {
     }
 }
 
+/// MM_READWRITE, the software protection of paged pool (nt-algorithms.md §8.5).
+const MM_READWRITE: u64 = 4;
+/// Software bit 11: `Transition` in an invalid PTE.
+const TRANSITION: u64 = 1 << 11;
+
+impl PteFormat {
+    /// The invalid PTE of a page that lives in the paging file at `slot`
+    /// (nt-algorithms.md §8.5): Valid 0, PageFileLow (bits 1–4) = paging file 0,
+    /// Protection (bits 5–9) = MM_READWRITE, Prototype 0, Transition 0, and
+    /// PageFileHigh = the slot — bits 12–31 on x86, the upper 32 bits otherwise. ntmem
+    /// numbers slots from 1, so that no paging-file PTE reads as a demand-zero one.
+    ///
+    /// # Panics
+    /// If `slot` is 0 or does not fit the field.
+    pub fn encode_paging_file(self, slot: u64) -> u64 {
+        let field = match self.mode {
+            PagingMode::X86 => 20,
+            _ => 32,
+        };
+        assert!(slot > 0 && slot < 1 << field, "paging-file slot {slot} does not fit");
+        let high = match self.mode {
+            PagingMode::X86 => slot << 12,
+            _ => slot << 32,
+        };
+        high | (MM_READWRITE << 5)
+    }
+
+    /// The paging-file slot of an invalid PTE in that format, if it is one.
+    pub fn decode_paging_file(self, raw: u64) -> Option<u64> {
+        let valid = match self.mode {
+            PagingMode::Ia64 => ia64::from_raw(raw).contains(PteFlags::VALID),
+            _ => raw & PteFlags::VALID.bits() != 0,
+        };
+        if valid || raw & (PteFlags::PROTOTYPE.bits() | TRANSITION) != 0 {
+            return None;
+        }
+        let slot = match self.mode {
+            PagingMode::X86 => (raw & 0xFFFF_FFFF) >> 12,
+            _ => raw >> 32,
+        };
+        (slot != 0).then_some(slot)
+    }
+}
+
 /// IA-64 short-format positions (Intel Itanium Architecture SDM vol. 2, "Translation
 /// Insertion Format"): p 0, ma 2–4 (0 WB, 4 UC, 6 WC), a 5, d 6, pl 7–8, ar 9–11, ppn 13–49.
 mod ia64 {
@@ -237,6 +281,18 @@ mod tests {
         assert_eq!(f.encode(Pfn::new(0x12345), VALID_KERNEL), 0x1234_5163);
         let pae = PteFormat::new(PagingMode::X86Pae);
         assert_eq!(pae.encode(Pfn::new(0x12_3456), PteFlags::VALID | PteFlags::NO_EXECUTE), 0x8000_0001_2345_6001);
+    }
+
+    #[test]
+    fn paging_file_entries_are_invalid_and_round_trip() {
+        for mode in MODES {
+            let f = PteFormat::new(mode);
+            let raw = f.encode_paging_file(0x1234);
+            assert_eq!(f.decode_paging_file(raw), Some(0x1234), "{mode:?}");
+            assert_eq!(f.decode_paging_file(f.encode(Pfn::new(5), VALID_KERNEL)), None);
+            assert_eq!(f.decode_paging_file(0), None);
+        }
+        assert_eq!(PteFormat::new(PagingMode::X86).encode_paging_file(3), 0x3080);
     }
 
     #[test]

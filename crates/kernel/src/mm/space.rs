@@ -18,9 +18,10 @@ use std::sync::Mutex;
 use ntmem_host::{Placement, Prot, Ram, Reservation};
 use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, Va};
 
-use super::frames::{Frames, PhysicalMemory};
+use super::frames::{FrameRequest, Frames, PhysicalMemory};
+use super::pager::{PagingFile, PagingStats};
 use super::page_table::{PageTables, Walk};
-use super::pfn::CacheType;
+use super::pfn::{CacheType, PageUse};
 use super::pte::{PteFlags, VALID_KERNEL};
 use super::MmError;
 
@@ -87,6 +88,7 @@ pub struct AddressSpace {
     /// The simulated address at `reservation.base()`.
     va_base: u64,
     tables: Mutex<PageTables>,
+    paging: PagingFile,
 }
 
 impl AddressSpace {
@@ -100,6 +102,7 @@ impl AddressSpace {
         mode: PagingMode,
         shift: PageShift,
         phys: &PhysicalMemory,
+        paging: PagingFile,
     ) -> Result<AddressSpace, MmError> {
         let top = layout.system_end.get() + 1;
         let home_len = to_usize(top - HOME_FLOOR);
@@ -111,7 +114,7 @@ impl AddressSpace {
             }
         };
         let tables = PageTables::new(phys, mode)?;
-        Ok(AddressSpace { layout: layout.clone(), shift, reservation, va_base, tables: Mutex::new(tables) })
+        Ok(AddressSpace { layout: layout.clone(), shift, reservation, va_base, tables: Mutex::new(tables), paging })
     }
 
     /// The layout.
@@ -226,23 +229,90 @@ impl AddressSpace {
         let page = self.shift.page_size();
         let offset = self.host_offset(va)?;
         let tables = self.tables();
+        let format = tables.format();
         let mut old = Vec::new();
         for i in 0..pages {
-            if let Some((pfn, _)) = tables.clear(phys, Va::new(va.get() + i * page)) {
-                if phys.file_offset(pfn).is_none() {
-                    continue;
-                }
-                phys.update(pfn, |e| {
-                    e.share_count = e.share_count.saturating_sub(1);
-                    if e.share_count == 0 {
-                        e.mapped_at = 0;
-                    }
-                });
-                old.push(pfn);
+            let Some(raw) = tables.replace_leaf(phys, Va::new(va.get() + i * page), 0) else { continue };
+            if let Some(slot) = format.decode_paging_file(raw) {
+                self.paging.release(slot);
+                continue;
             }
+            let (pfn, flags) = format.decode(raw);
+            if !flags.contains(PteFlags::VALID) || phys.file_offset(pfn).is_none() {
+                continue;
+            }
+            phys.update(pfn, |e| {
+                e.share_count = e.share_count.saturating_sub(1);
+                if e.share_count == 0 {
+                    e.mapped_at = 0;
+                }
+            });
+            old.push(pfn);
         }
         self.reservation.unmap(offset, to_usize(pages * page)).map_err(MmError::Host)?;
         Ok(old)
+    }
+
+    /// Writes every resident page of `[start, start + size)` to the paging file and
+    /// unmaps it, freeing its frame (the working-set trimmer, for pageable regions
+    /// only). Returns the pages written.
+    ///
+    /// # Errors
+    /// When the paging file is full (pages trimmed so far stay trimmed).
+    pub fn trim(&self, phys: &PhysicalMemory, start: Va, size: u64) -> Result<u64, MmError> {
+        let page = self.shift.page_size();
+        let tables = self.tables();
+        let format = tables.format();
+        let mut resident = Vec::new();
+        tables.for_each_leaf(phys, start, Va::new(start.get() + size), &mut |va, raw| {
+            if format.decode(raw).1.contains(PteFlags::VALID) {
+                resident.push((va, format.decode(raw).0));
+            }
+        });
+        let mut bytes = vec![0u8; to_usize(page)];
+        for &(va, pfn) in &resident {
+            let file = phys.file_offset(pfn).ok_or(MmError::NotRam(pfn))?;
+            phys.ram().read(file, &mut bytes);
+            let slot = self.paging.write_page(&bytes)?;
+            tables.replace_leaf(phys, va, format.encode_paging_file(slot));
+            self.reservation.unmap(self.host_offset(va)?, to_usize(page)).map_err(MmError::Host)?;
+            phys.update(pfn, |e| e.share_count = 0);
+            phys.free(pfn, 1)?;
+        }
+        Ok(resident.len() as u64)
+    }
+
+    /// Brings the page holding `va` back from the paging file, if it is there: a
+    /// new frame, the bytes copied back, a valid PTE, the host mapping restored.
+    /// Returns whether it did. Called by the fault handler below DISPATCH_LEVEL.
+    ///
+    /// # Errors
+    /// When no frame is free for the page.
+    pub fn page_in(&self, phys: &PhysicalMemory, va: Va) -> Result<bool, MmError> {
+        let page = self.shift.page_size();
+        let va = va.page_base(self.shift);
+        let tables = self.tables();
+        let format = tables.format();
+        let Some(slot) = tables.leaf(phys, va).and_then(|raw| format.decode_paging_file(raw)) else {
+            return Ok(false);
+        };
+        let frames = phys.allocate(&FrameRequest::new(1, PageUse::PagedPool))?;
+        let mut bytes = vec![0u8; to_usize(page)];
+        self.paging.read_page(slot, &mut bytes);
+        let pfn = frames.first();
+        let file = phys.file_offset(pfn).ok_or(MmError::NotRam(pfn))?;
+        phys.ram().write(file, &bytes);
+        self.map_run(&tables, phys, va, pfn, 1, Mapping::from(Access::ReadWrite), phys.ram(), file)?;
+        phys.update(pfn, |e| {
+            e.share_count = 1;
+            e.mapped_at = va.get();
+        });
+        Ok(true)
+    }
+
+    /// The paging file's counters.
+    pub fn paging_stats(&self) -> PagingStats {
+        self.paging.stats()
     }
 
     /// Reads memory at `va` as the processor would: through the host mapping, so an
