@@ -2,12 +2,13 @@
 //!
 //! A thin binary over the library crates: it parses flags, builds a machine
 //! profile, boots it, and prints what the user asked for as text or JSON. Exit
-//! status: 0 success, 2 usage or configuration error (clap uses 2 for bad flags
-//! too), 3 a bugcheck.
+//! status: 0 success, 1 a driver failed or leaked (`run`), 2 usage, configuration
+//! or build error (clap uses 2 for bad flags too), 3 a bugcheck.
 
 #![forbid(unsafe_code)]
 
 mod commands;
+mod driver_host;
 mod options;
 mod svg;
 
@@ -25,8 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The main job: run a driver on a simulated machine. Until the driver host
-    /// lands, boots the machine and prints its summary.
+    /// The main job: build a C driver and run it on a simulated machine. Without
+    /// a driver, boots the machine and prints its summary.
     Run(commands::run::Args),
     /// List every machine profile (Table 1 editions and Vista).
     Machines(commands::machines::Args),
@@ -47,6 +48,11 @@ impl Failure {
     /// A usage or configuration error: exit status 2.
     pub fn usage(message: impl std::fmt::Display) -> Failure {
         Failure { message: message.to_string(), status: 2 }
+    }
+
+    /// A failure with its own exit status (`run`: 1 driver failed, 3 bugcheck).
+    pub fn with_status(status: u8, message: impl std::fmt::Display) -> Failure {
+        Failure { message: message.to_string(), status }
     }
 }
 

@@ -92,7 +92,7 @@ fn run_without_a_driver_boots_and_says_so() {
     let out = ntmem(&["run"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("no driver host yet"), "{text}");
+    assert!(text.contains("no driver given"), "{text}");
     assert!(text.contains("ws03sp1-enterprise-x64"));
 }
 

@@ -50,6 +50,10 @@ impl BugCheckCode {
     pub const BAD_POOL_CALLER: Self = Self(0xC2);
     /// 0xD1: a driver touched pageable or invalid memory at raised IRQL.
     pub const DRIVER_IRQL_NOT_LESS_OR_EQUAL: Self = Self(0xD1);
+    /// 0x41: a must-succeed pool request could not be satisfied.
+    pub const MUST_SUCCEED_POOL_EMPTY: Self = Self(0x41);
+    /// 0x4E: the PFN database is corrupt (a page unlocked more often than locked).
+    pub const PFN_LIST_CORRUPT: Self = Self(0x4E);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -155,6 +159,18 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
         summary: "A driver touched pageable or invalid memory at an IRQL that was too high.",
         parameters: ["Memory referenced", "IRQL at time of reference", "0: read, 1: write, 8: execute", "Address that referenced memory"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::MUST_SUCCEED_POOL_EMPTY,
+        name: "MUST_SUCCEED_POOL_EMPTY",
+        summary: "A kernel-mode thread requested must-succeed pool that could not be provided.",
+        parameters: ["Size of the request that could not be satisfied", "Pages used from nonpaged pool", "Requests from nonpaged pool larger than PAGE_SIZE", "Pages available"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::PFN_LIST_CORRUPT,
+        name: "PFN_LIST_CORRUPT",
+        summary: "The PFN list is corrupt; 0x07: a driver unlocked a page more times than it locked it (MmUnlockPages twice).",
+        parameters: ["0x07: page unlocked more times than locked", "Page frame number", "Current share count", "0"],
     },
 ];
 

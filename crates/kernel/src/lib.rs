@@ -11,10 +11,12 @@
 #![forbid(unsafe_code)]
 
 pub mod bugcheck;
+pub mod ex;
+pub mod hal;
 pub mod ke;
 mod machine;
 pub mod mm;
-mod trap;
+pub mod trap;
 
 pub use bugcheck::{BugCheck, BugCheckCode};
 pub use ke::irql::Irql;

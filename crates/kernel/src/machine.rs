@@ -15,9 +15,12 @@ use ntmem_host::{call_guarded, register_fault_range, Escape, FaultRange, Stack};
 use ntmem_machine::{format_size, MachineProfile, PhysAddr, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ex::lookaside::Lookasides;
+use crate::ex::pool::Pool;
 use crate::ke::irql::IrqlLevels;
 use crate::ke::processor::{Binding, Cpu, KernelStack, Processor};
 use crate::mm::frames::{FrameRequest, PhysicalMemory};
+use crate::mm::images::Images;
 use crate::mm::pfn::PageUse;
 use crate::mm::space::{to_usize, Access, AddressSpace};
 use crate::mm::system_ptes::SystemPtes;
@@ -36,8 +39,13 @@ pub struct Machine {
     space: Arc<AddressSpace>,
     ptes: SystemPtes,
     processors: Arc<[Processor]>,
+    images: Arc<Images>,
     trap: Arc<Trap>,
     stopped: Mutex<Option<BugCheck>>,
+    pool: Pool,
+    lookasides: Lookasides,
+    clock_ms: AtomicU64,
+    hal: crate::hal::Hal,
     _fault_range: FaultRange,
 }
 
@@ -123,9 +131,19 @@ impl Machine {
         let processors: Arc<[Processor]> = processors.into();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (phys, space) = (Arc::new(phys), Arc::new(space));
-        let trap = Arc::new(Trap::new(id, Arc::clone(&space), Arc::clone(&phys), page, Arc::clone(&processors)));
+        let images = Arc::new(Images::default());
+        let trap = Arc::new(Trap::new(
+            id,
+            Arc::clone(&space),
+            Arc::clone(&phys),
+            page,
+            Arc::clone(&processors),
+            Arc::clone(&images),
+        ));
         let (start, len) = space.host_range();
         let fault_range = register_fault_range(start, len, trap.clone());
+        let pool = Pool::new(&profile);
+        let hal = crate::hal::Hal::new(&profile)?;
         Ok(Machine {
             id,
             profile,
@@ -133,8 +151,13 @@ impl Machine {
             space,
             ptes,
             processors,
+            images,
             trap,
             stopped: Mutex::new(None),
+            pool,
+            lookasides: Lookasides::default(),
+            clock_ms: AtomicU64::new(0),
+            hal,
             _fault_range: fault_range,
         })
     }
@@ -152,6 +175,31 @@ impl Machine {
     /// The address space.
     pub fn space(&self) -> &AddressSpace {
         &self.space
+    }
+
+    /// The executive pool (`ex::pool`).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The driver images loaded on the machine.
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    /// The machine's lookaside lists (`ex::lookaside`).
+    pub fn lookasides(&self) -> &Lookasides {
+        &self.lookasides
+    }
+
+    /// Simulated time since boot, milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::Acquire)
+    }
+
+    /// Moves simulated time on by `ms` and returns the new time.
+    pub(crate) fn advance_clock(&self, ms: u64) -> u64 {
+        self.clock_ms.fetch_add(ms, Ordering::AcqRel) + ms
     }
 
     /// The system PTE pool.
@@ -236,9 +284,13 @@ impl Machine {
     }
 
     fn bugcheck_of(&self, escape: Escape) -> BugCheck {
-        decode_escape(escape).unwrap_or_else(|| {
-            BugCheck::new(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, [u64::from(escape.kind), 0, 0, 0])
-        })
+        match decode_escape(escape) {
+            Some((mut b, image)) => {
+                b.driver = image.and_then(|slot| self.images.name(slot));
+                b
+            }
+            None => BugCheck::new(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, [u64::from(escape.kind), 0, 0, 0]),
+        }
     }
 
     /// The machine as it is now, for `ntmem boot`.
@@ -262,6 +314,11 @@ impl Machine {
             page_directory: self.space.root().addr(p.arch.page_shift()).get(),
             warnings: p.warnings.clone(),
         }
+    }
+
+    /// The machine's devices and I/O-space state (`hal`).
+    pub fn hal(&self) -> &crate::hal::Hal {
+        &self.hal
     }
 }
 

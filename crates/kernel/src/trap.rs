@@ -4,13 +4,18 @@
 //! the machine's reservation, and for wild addresses touched by a thread running
 //! on the machine. The decision follows Windows' page-fault handler:
 //!
-//! * a touch of a paged-out pageable page below DISPATCH_LEVEL is resolved: the
-//!   page comes back from the paging file and the instruction runs again;
+//! * a touch of a paged-out page of a pageable region (paged pool) below
+//!   DISPATCH_LEVEL is resolved: the page comes back from the paging file and the
+//!   instruction runs again. Only pageable regions are looked at, so a fault
+//!   anywhere else (a stack overflow while the page-table lock is held, say) never
+//!   waits for a lock;
 //! * a touch of a kernel stack's guard page is a stack overflow: the double fault
 //!   that UNEXPECTED_KERNEL_MODE_TRAP (0x7F, parameter 1 = 8) reports;
-//! * any fault at DISPATCH_LEVEL or above is IRQL_NOT_LESS_OR_EQUAL (0x0A:
-//!   address, IRQL, 0 read / 1 write / 8 execute, faulting IP) — the fault handler
-//!   may not wait at that level, so even valid pageable memory is fatal;
+//! * any fault at DISPATCH_LEVEL or above is DRIVER_IRQL_NOT_LESS_OR_EQUAL (0xD1)
+//!   when the faulting instruction is in a loaded driver's image, else
+//!   IRQL_NOT_LESS_OR_EQUAL (0x0A); both with (address, IRQL, 0 read / 1 write /
+//!   8 execute, faulting IP) — the fault handler may not wait at that level, so
+//!   even valid pageable memory is fatal;
 //! * a touch of unmapped system space is PAGE_FAULT_IN_NONPAGED_AREA (0x50:
 //!   address, 0 read / 1 write, faulting IP, 0);
 //! * a touch of an address outside system space raises STATUS_ACCESS_VIOLATION,
@@ -27,12 +32,13 @@
 use std::sync::Arc;
 
 use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler};
-use ntmem_machine::{Layout, Va};
+use ntmem_machine::{Layout, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ke::irql::Irql;
 use crate::ke::processor::{current_on, Processor};
 use crate::mm::frames::PhysicalMemory;
+use crate::mm::images::Images;
 use crate::mm::space::AddressSpace;
 
 /// `Escape::kind` of a bugcheck.
@@ -50,6 +56,7 @@ pub struct Trap {
     relocation: u64,
     page: u64,
     processors: Arc<[Processor]>,
+    images: Arc<Images>,
 }
 
 impl Trap {
@@ -60,9 +67,10 @@ impl Trap {
         phys: Arc<PhysicalMemory>,
         page: u64,
         processors: Arc<[Processor]>,
+        images: Arc<Images>,
     ) -> Trap {
         let (layout, relocation) = (space.layout().clone(), space.relocation());
-        Trap { id, space, phys, layout, relocation, page, processors }
+        Trap { id, space, phys, layout, relocation, page, processors, images }
     }
 
     fn irql(&self) -> Irql {
@@ -73,10 +81,11 @@ impl Trap {
         Va::new((fault.addr as u64).wrapping_sub(self.relocation))
     }
 
-    fn decide(&self, fault: &Fault) -> BugCheck {
+    fn decide(&self, fault: &Fault) -> (BugCheck, Option<usize>) {
         let va = self.va(fault);
         let ip = fault.ip as u64;
         let irql = self.irql();
+        let image = self.images.slot_at(fault.ip);
         let overflow =
             current_on(self.id).is_some_and(|n| self.processors[n as usize].stack().guard_contains(va, self.page));
         let access = match fault.access {
@@ -87,43 +96,60 @@ impl Trap {
         let mut b = if overflow {
             BugCheck::new(BugCheckCode::UNEXPECTED_KERNEL_MODE_TRAP, [8, 0, 0, 0])
         } else if irql >= Irql::DISPATCH {
-            BugCheck::new(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [va.get(), u64::from(irql.0), access, ip])
+            let code = match image {
+                Some(_) => BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL,
+                None => BugCheckCode::IRQL_NOT_LESS_OR_EQUAL,
+            };
+            BugCheck::new(code, [va.get(), u64::from(irql.0), access, ip])
         } else if self.layout.is_system(va) {
             BugCheck::new(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), access, ip, 0])
         } else {
             BugCheck::new(BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED, [STATUS_ACCESS_VIOLATION, ip, 0, 0])
         };
         b.faulting_ip = Some(ip);
-        b
+        (b, image)
     }
 }
 
 impl FaultHandler for Trap {
     fn on_fault(&self, fault: &Fault) -> FaultAction {
-        if self.irql() < Irql::DISPATCH && self.layout.is_system(self.va(fault)) {
-            if let Ok(true) = self.space.page_in(&self.phys, self.va(fault)) {
+        let va = self.va(fault);
+        let pageable = self.layout.region_at(va).is_some_and(|r| r.kind == RegionKind::PagedPool);
+        if pageable && self.irql() < Irql::DISPATCH {
+            if let Ok(true) = self.space.page_in(&self.phys, va) {
                 return FaultAction::Retry;
             }
         }
-        FaultAction::Escape(encode_escape(&self.decide(fault)))
+        let (b, image) = self.decide(fault);
+        FaultAction::Escape(encode_escape(&b, image))
     }
 }
 
-/// A bugcheck as the host's escape payload: code, four parameters, faulting IP.
-pub fn encode_escape(b: &BugCheck) -> Escape {
+/// Leaves driver code with `b`: jumps to the innermost [`crate::Machine::run`], which
+/// stops the machine with it. For the WDK boundary, whose `extern "C"` routines
+/// cannot return a `Result` to the driver; everything else returns `Err(b)`.
+///
+/// The caller must hold nothing that needs dropping: the frames between here and
+/// `run` are abandoned (see `ntmem_host::escape`).
+pub fn raise_bugcheck(b: &BugCheck) -> ! {
+    ntmem_host::escape(encode_escape(b, None))
+}
+
+/// A bugcheck as the host's escape payload: code, four parameters, faulting IP,
+/// and the slot of the driver image blamed (plus one; 0 for none).
+fn encode_escape(b: &BugCheck, image: Option<usize>) -> Escape {
     let p = b.parameters;
-    Escape {
-        kind: ESCAPE_BUGCHECK,
-        words: [u64::from(b.code.0), p[0], p[1], p[2], p[3], b.faulting_ip.unwrap_or(0), 0],
-    }
+    let image = image.map_or(0, |slot| slot as u64 + 1);
+    Escape { kind: ESCAPE_BUGCHECK, words: [u64::from(b.code.0), p[0], p[1], p[2], p[3], b.faulting_ip.unwrap_or(0), image] }
 }
 
-/// The bugcheck an escape carries, if it carries one.
-pub fn decode_escape(e: Escape) -> Option<BugCheck> {
+/// The bugcheck an escape carries, if it carries one, with the slot of the driver
+/// image it blames.
+pub fn decode_escape(e: Escape) -> Option<(BugCheck, Option<usize>)> {
     (e.kind == ESCAPE_BUGCHECK).then(|| {
         let w = e.words;
         let mut b = BugCheck::new(BugCheckCode(w[0] as u32), [w[1], w[2], w[3], w[4]]);
         b.faulting_ip = (w[5] != 0).then_some(w[5]);
-        b
+        (b, w[6].checked_sub(1).map(|slot| slot as usize))
     })
 }

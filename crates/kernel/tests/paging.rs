@@ -101,3 +101,22 @@ fn unmapping_paged_out_pages_frees_their_slots() {
     assert_eq!(m.paging_stats().slots_in_use, 0);
     assert_eq!(m.trim().unwrap(), 0);
 }
+
+#[test]
+fn a_driver_touching_paged_out_memory_at_dispatch_is_named_by_0xd1() {
+    let m = machine("ws03sp1-enterprise-x64");
+    let va = paged_memory(&m, 1);
+    m.trim().unwrap();
+    m.images().load("pager.sys", 0, usize::MAX).unwrap();
+    let b = m
+        .run(0, |cpu| {
+            cpu.raise_irql(Irql::DISPATCH)?;
+            m.space().write(Va::new(va.get() + 0x20), &[7]).unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(b.code, BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL);
+    assert_eq!(&b.parameters[..3], &[va.get() + 0x20, 2, 1]);
+    assert_eq!(b.driver.as_deref(), Some("pager.sys"));
+    assert!(b.analysis().contains("IMAGE_NAME:  pager.sys"));
+}

@@ -207,6 +207,14 @@ impl<'m> Cpu<'m> {
         self.lower_irql(old)
     }
 
+    /// Moves the machine's simulated time on by `ms` and runs, on this processor,
+    /// what falls due: the lookaside depth scans (as the balance-set manager does
+    /// once a second).
+    pub fn advance_time(&self, ms: u64) {
+        let now = self.machine.advance_clock(ms);
+        self.machine.lookasides().advance_to(self, now);
+    }
+
     /// `IoGetStackLimits`: the host addresses `(low, high)` of the current kernel stack.
     pub fn stack_limits(&self) -> (usize, usize) {
         let s = self.processor().stack();

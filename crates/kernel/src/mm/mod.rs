@@ -6,8 +6,11 @@
 //! Code never holds two of them at once except page tables → PFN (a table frame is
 //! allocated while the page-table lock is held), so there is no cycle.
 
+pub mod contiguous;
 pub mod frames;
+pub mod images;
 pub mod free_map;
+pub mod io_space;
 pub mod page_table;
 pub mod pager;
 pub mod pfn;

@@ -1,0 +1,99 @@
+//! The driver host (issue 5): builds a C driver, loads it, runs it on a
+//! simulated machine and reports what happened.
+//!
+//! * [`build`]: `.c` → the host's cc → a shared object, against `include/`.
+//! * [`run`]: boots the machine, calls `DriverEntry` on processor 0, then the
+//!   driver's `DriverUnload`, and compares the pool's PoolMon counters before and
+//!   after to find the driver's tags and what it leaked.
+//! * [`report`]: the report as text or JSON, and the exit status.
+//!
+//! Loading and calling into driver code is `ntmem_wdk::loader` (this crate has no
+//! `unsafe`). Scenarios, AddDevice and the verifier are not here yet.
+
+pub mod build;
+pub mod report;
+
+use std::path::PathBuf;
+
+use ntmem_kernel::ex::pool::PoolMonRow;
+use ntmem_machine::MachineProfile;
+use ntmem_wdk::dbg::{self, DebugOutput};
+use ntmem_wdk::loader::Driver;
+
+pub use report::{Report, Unload};
+
+use crate::Failure;
+
+/// What to run.
+#[derive(Debug)]
+pub struct Request {
+    /// The driver: .c files, a directory, or a .so.
+    pub driver: Vec<PathBuf>,
+    /// The machine.
+    pub profile: MachineProfile,
+    /// Whether the report will be JSON (then DbgPrint text is kept for it instead
+    /// of going to standard output).
+    pub json: bool,
+}
+
+/// The driver's rows: the counters that moved between `before` and `after`.
+fn driver_rows(before: &[PoolMonRow], after: &[PoolMonRow]) -> Vec<PoolMonRow> {
+    after
+        .iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b.tag == a.tag && b.pool_type == a.pool_type);
+            let (allocs, frees, bytes) = b.map_or((0, 0, 0), |b| (b.allocs, b.frees, b.bytes));
+            let row = PoolMonRow {
+                allocs: a.allocs - allocs,
+                frees: a.frees - frees,
+                diff: (a.allocs - allocs).wrapping_sub(a.frees - frees),
+                bytes: a.bytes.wrapping_sub(bytes),
+                per_alloc: 0,
+                ..*a
+            };
+            (row.allocs != 0 || row.frees != 0).then_some(row)
+        })
+        .collect()
+}
+
+/// Builds, loads and runs the driver.
+///
+/// # Errors
+/// Exit status 2: the driver could not be built or loaded, or the machine could
+/// not boot.
+pub fn run(request: Request) -> Result<Report, Failure> {
+    let built = build::build(&request.driver)?;
+    let mut driver = Driver::open(&built.object, &built.name).map_err(Failure::usage)?;
+    let booted = crate::commands::boot::boot(request.profile)?;
+    let machine = &booted.machine;
+    dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
+
+    let before = machine.pool().snapshot();
+    let mut report = Report::new(built.name.clone(), machine.summary());
+    match driver.driver_entry(machine, 0) {
+        Err(b) => report.bugcheck = Some(b),
+        Ok(status) => {
+            report.driver_entry_status = Some(status);
+            if status >= 0 {
+                match driver.unload(machine, 0) {
+                    Ok(true) => report.unload = Unload::Called,
+                    Ok(false) => report.unload = Unload::NotRegistered,
+                    Err(b) => {
+                        report.unload = Unload::Called;
+                        report.bugcheck = Some(b);
+                    }
+                }
+            }
+        }
+    }
+    report.pool = driver_rows(&before, &machine.pool().snapshot());
+    report.leaks_checked = report.bugcheck.is_none() && report.unload != Unload::NotRegistered;
+    if report.leaks_checked {
+        report.leaks = report.pool.iter().filter(|r| r.diff != 0).copied().collect();
+    }
+    if request.json {
+        report.debug_output = Some(dbg::take_captured());
+    }
+    drop(driver);
+    Ok(report)
+}

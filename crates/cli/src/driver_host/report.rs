@@ -1,0 +1,247 @@
+//! The driver host's report: the machine, `DriverEntry`'s status, the driver's
+//! pool tags (PoolMon columns), leaks, scenario steps (none yet), and any bugcheck
+//! with its `!analyze -v` text — as text or as one JSON object — and the exit
+//! status: 0 clean, 1 `DriverEntry` failed or the driver leaked, 3 bugcheck.
+
+use std::fmt::Write as _;
+
+use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
+use ntmem_kernel::{BootSummary, BugCheck};
+use ntmem_machine::format_size;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+/// Whether the driver was unloaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unload {
+    /// `DriverUnload` was called.
+    Called,
+    /// `DriverEntry` registered none: the driver stays loaded, its pool is not a leak.
+    NotRegistered,
+    /// Not called: `DriverEntry` failed or the machine stopped.
+    NotCalled,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub struct Report {
+    /// The driver's name.
+    pub driver: String,
+    /// The machine.
+    pub machine: BootSummary,
+    /// `DriverEntry`'s NTSTATUS; `None` if it never returned.
+    pub driver_entry_status: Option<i32>,
+    /// Whether the driver was unloaded.
+    pub unload: Unload,
+    /// The driver's pool tags.
+    pub pool: Vec<PoolMonRow>,
+    /// Whether leaks were looked for (after unload or a failed DriverEntry).
+    pub leaks_checked: bool,
+    /// Tags with blocks still allocated.
+    pub leaks: Vec<PoolMonRow>,
+    /// The bugcheck that stopped the machine.
+    pub bugcheck: Option<BugCheck>,
+    /// DbgPrint text (JSON reports; text reports print it as it happens).
+    pub debug_output: Option<String>,
+}
+
+/// The NTSTATUS names the headers define.
+fn status_name(s: i32) -> Option<&'static str> {
+    Some(match s as u32 {
+        0 => "STATUS_SUCCESS",
+        0x103 => "STATUS_PENDING",
+        0xC000_0001 => "STATUS_UNSUCCESSFUL",
+        0xC000_0002 => "STATUS_NOT_IMPLEMENTED",
+        0xC000_0005 => "STATUS_ACCESS_VIOLATION",
+        0xC000_000D => "STATUS_INVALID_PARAMETER",
+        0xC000_0010 => "STATUS_INVALID_DEVICE_REQUEST",
+        0xC000_0017 => "STATUS_NO_MEMORY",
+        0xC000_0023 => "STATUS_BUFFER_TOO_SMALL",
+        0xC000_009A => "STATUS_INSUFFICIENT_RESOURCES",
+        0xC000_00BB => "STATUS_NOT_SUPPORTED",
+        _ => return None,
+    })
+}
+
+fn status_text(s: i32) -> String {
+    match status_name(s) {
+        Some(n) => format!("{n} ({:#010x})", s as u32),
+        None => format!("{:#010x}", s as u32),
+    }
+}
+
+fn kind(k: PoolKind) -> &'static str {
+    match k {
+        PoolKind::Nonpaged => "Nonp",
+        PoolKind::Paged => "Paged",
+    }
+}
+
+impl Report {
+    /// A report for `driver` on `machine`, before anything ran.
+    pub fn new(driver: String, machine: BootSummary) -> Report {
+        Report {
+            driver,
+            machine,
+            driver_entry_status: None,
+            unload: Unload::NotCalled,
+            pool: Vec::new(),
+            leaks_checked: false,
+            leaks: Vec::new(),
+            bugcheck: None,
+            debug_output: None,
+        }
+    }
+
+    /// The exit status: 3 bugcheck, 1 DriverEntry failed or leaked, else 0.
+    pub fn exit(&self) -> u8 {
+        if self.bugcheck.is_some() {
+            3
+        } else if self.driver_entry_status.is_none_or(|s| s < 0) || !self.leaks.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// One line saying why the exit status is not 0.
+    pub fn verdict(&self) -> String {
+        if let Some(b) = &self.bugcheck {
+            return format!("the machine bugchecked: {b}");
+        }
+        if let Some(s) = self.driver_entry_status.filter(|&s| s < 0) {
+            return format!("DriverEntry failed: {}", status_text(s));
+        }
+        if !self.leaks.is_empty() {
+            let tags: Vec<String> = self.leaks.iter().map(|r| format!("'{}'", r.tag)).collect();
+            return format!("{} leaked pool: {}", self.driver, tags.join(", "));
+        }
+        "clean".to_string()
+    }
+
+    /// The text report.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            o,
+            "\nntmem run: {} on {} ({} RAM, {} processors)",
+            self.driver,
+            m.machine,
+            format_size(m.ram),
+            m.processors
+        );
+        let entry = self.driver_entry_status.map_or("did not return".to_string(), status_text);
+        let _ = writeln!(o, "DriverEntry    {entry}");
+        let unload = match self.unload {
+            Unload::Called => "called",
+            Unload::NotRegistered => "none registered (the driver stays loaded)",
+            Unload::NotCalled => "not called",
+        };
+        let _ = writeln!(o, "DriverUnload   {unload}");
+        let _ = writeln!(o, "\nPool tags of the driver");
+        let _ =
+            writeln!(o, " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}", "Tag", "Type", "Allocs", "Frees", "Diff", "Bytes");
+        for r in &self.pool {
+            let _ = writeln!(
+                o,
+                " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}",
+                r.tag.to_string(),
+                kind(r.pool_type),
+                r.allocs,
+                r.frees,
+                r.diff,
+                r.bytes
+            );
+        }
+        if self.pool.is_empty() {
+            let _ = writeln!(o, " (none)");
+        }
+        let _ = writeln!(o);
+        if !self.leaks_checked {
+            let _ = writeln!(o, "Leaks          not checked (the driver was not unloaded)");
+        } else if self.leaks.is_empty() {
+            let _ = writeln!(o, "Leaks          none");
+        } else {
+            for r in &self.leaks {
+                let _ = writeln!(
+                    o,
+                    "LEAK           tag '{}' ({}): {} block(s), {} bytes never freed",
+                    r.tag,
+                    kind(r.pool_type),
+                    r.diff,
+                    r.bytes
+                );
+            }
+        }
+        if let Some(b) = &self.bugcheck {
+            let _ = writeln!(o, "\n{b}\n");
+            let _ = write!(o, "{}", b.analysis());
+        }
+        let _ = writeln!(o, "\nResult         {} (exit {})", self.verdict(), self.exit());
+        o
+    }
+}
+
+/// A PoolMon row in JSON.
+#[derive(Serialize)]
+struct Row {
+    tag: String,
+    pool_type: &'static str,
+    allocs: u64,
+    frees: u64,
+    diff: u64,
+    bytes: u64,
+}
+
+fn rows(rows: &[PoolMonRow]) -> Vec<Row> {
+    rows.iter()
+        .map(|r| Row {
+            tag: r.tag.to_string(),
+            pool_type: kind(r.pool_type),
+            allocs: r.allocs,
+            frees: r.frees,
+            diff: r.diff,
+            bytes: r.bytes,
+        })
+        .collect()
+}
+
+/// A bugcheck in JSON.
+#[derive(Serialize)]
+struct Stop<'a> {
+    code: u32,
+    name: &'static str,
+    parameters: [u64; 4],
+    driver: Option<&'a str>,
+    faulting_ip: Option<u64>,
+    analysis: String,
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut o = s.serialize_struct("Report", 12)?;
+        o.serialize_field("exit", &self.exit())?;
+        o.serialize_field("driver", &self.driver)?;
+        o.serialize_field("machine", &self.machine)?;
+        o.serialize_field("driver_entry_status", &self.driver_entry_status.map(|s| s as u32))?;
+        o.serialize_field("driver_entry_status_name", &self.driver_entry_status.and_then(status_name))?;
+        o.serialize_field("unload", &self.unload)?;
+        o.serialize_field("pool", &rows(&self.pool))?;
+        o.serialize_field("leaks_checked", &self.leaks_checked)?;
+        o.serialize_field("leaks", &rows(&self.leaks))?;
+        o.serialize_field("steps", &[(); 0])?;
+        let stop = self.bugcheck.as_ref().map(|b| Stop {
+            code: b.code.0,
+            name: b.name(),
+            parameters: b.parameters,
+            driver: b.driver.as_deref(),
+            faulting_ip: b.faulting_ip,
+            analysis: b.analysis(),
+        });
+        o.serialize_field("bugcheck", &stop)?;
+        o.serialize_field("debug_output", &self.debug_output)?;
+        o.end()
+    }
+}

@@ -1,0 +1,195 @@
+//! The driver host end to end: C drivers under `tests/drivers/` are built with the
+//! host's cc against `include/`, run by `ntmem run`, and judged by exit status,
+//! text and JSON report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn driver(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name)
+}
+
+fn run(name: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ntmem")).arg("run").arg(driver(name)).args(extra).output().expect("ntmem runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn json(name: &str) -> (Value, i32) {
+    let out = run(name, &["--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v, out.status.code().expect("exit status"))
+}
+
+#[test]
+fn a_clean_driver_exits_0_and_its_dbgprint_output_appears() {
+    let out = run("clean.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("clean: DriverEntry at IRQL 0"), "{t}");
+    assert!(t.contains("clean: IRQL under the lock was 2"), "{t}");
+    assert!(t.contains("clean: unloaded"), "{t}");
+    assert!(t.contains("STATUS_SUCCESS"), "{t}");
+    assert!(t.contains("Leaks          none"), "{t}");
+    // DbgPrint output comes before the report, as it happens.
+    assert!(t.find("clean: unloaded").unwrap() < t.find("DriverEntry    STATUS_SUCCESS").unwrap(), "{t}");
+
+    let (v, code) = json("clean.c");
+    assert_eq!(code, 0);
+    assert_eq!(v["exit"], 0);
+    assert_eq!(v["driver_entry_status"], 0);
+    assert_eq!(v["bugcheck"], Value::Null);
+    assert_eq!(v["leaks"], serde_json::json!([]));
+    assert_eq!(v["steps"], serde_json::json!([]));
+    assert!(v["debug_output"].as_str().unwrap().contains("clean: unloaded"));
+}
+
+#[test]
+fn the_seeds_test_buffer_compiles_unmodified_and_shows_as_test() {
+    let out = run("tset.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("buffer is cache-aligned"), "{t}");
+    assert!(t.contains("TEST.b at 16; packed struct 6 bytes"), "{t}");
+    let row = t.lines().find(|l| l.trim_start().starts_with("Test ")).unwrap_or_else(|| panic!("{t}"));
+    assert!(row.contains("Nonp"), "{row}");
+    let (v, _) = json("tset.c");
+    assert_eq!(v["pool"][0]["tag"], "Test");
+    assert_eq!(v["pool"][0]["allocs"], 1);
+    assert_eq!(v["pool"][0]["frees"], 1);
+}
+
+#[test]
+fn a_syntax_error_exits_2_with_the_compilers_message() {
+    let out = run("syntax_error.c", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("syntax_error.c:6"), "{err}");
+    assert!(err.contains("error:"), "{err}");
+    assert!(err.contains("expected expression"), "{err}");
+}
+
+#[test]
+fn a_routine_ntmem_does_not_implement_does_not_compile() {
+    let out = run("unimplemented.c", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("IoAllocateMdl"), "{err}");
+}
+
+#[test]
+fn a_double_free_exits_3_with_bad_pool_caller_subcode_7() {
+    let out = run("double_free.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("double_free: freeing again"), "{t}");
+    assert!(!t.contains("not reached"), "{t}");
+    assert!(t.contains("BAD_POOL_CALLER (c2)"), "{t}");
+    assert!(t.contains("Arg1: 0000000000000007"), "{t}");
+    assert!(t.contains("IMAGE_NAME:  double_free.c"), "{t}");
+
+    let (v, code) = json("double_free.c");
+    assert_eq!(code, 3);
+    assert_eq!(v["exit"], 3);
+    assert_eq!(v["driver_entry_status"], Value::Null);
+    assert_eq!(v["bugcheck"]["code"], 0xC2);
+    assert_eq!(v["bugcheck"]["name"], "BAD_POOL_CALLER");
+    assert_eq!(v["bugcheck"]["parameters"][0], 7);
+    assert_eq!(v["bugcheck"]["parameters"].as_array().unwrap().len(), 4);
+    assert_eq!(v["bugcheck"]["driver"], "double_free.c");
+}
+
+#[test]
+fn a_leak_exits_1_naming_the_tag() {
+    let out = run("leak.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("LEAK           tag 'Leak' (Nonp): 1 block(s)"), "{t}");
+    assert!(t.contains("tag 'None' (Paged)"), "ExAllocatePool tags 'None': {t}");
+
+    let (v, code) = json("leak.c");
+    assert_eq!(code, 1);
+    let tags: Vec<&str> = v["leaks"].as_array().unwrap().iter().map(|l| l["tag"].as_str().unwrap()).collect();
+    assert!(tags.contains(&"Leak") && tags.contains(&"None"), "{tags:?}");
+}
+
+#[test]
+fn a_failing_driver_entry_exits_1() {
+    let out = run("failing.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("DriverEntry failed: STATUS_INSUFFICIENT_RESOURCES"), "{t}");
+    let (v, _) = json("failing.c");
+    assert_eq!(v["driver_entry_status"], 0xC000_009Au32);
+}
+
+#[test]
+fn raising_irql_to_a_lower_level_exits_3_with_0x09() {
+    let out = run("raise_lower.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("IRQL_NOT_GREATER_OR_EQUAL (9)"), "{t}");
+    let (v, _) = json("raise_lower.c");
+    assert_eq!(v["bugcheck"]["code"], 9);
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([2, 1, 0, 0]));
+}
+
+#[test]
+fn drivers_run_on_32_bit_machines_too() {
+    let out = run("clean.c", &["--machine", "xp-professional", "--ram", "512M", "--processors", "1"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("xp-professional"), "{t}");
+}
+
+#[test]
+fn missing_drivers_and_bad_flags_exit_2() {
+    let out = run("no_such_driver.c", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+}
+
+#[test]
+fn the_headers_compile_clean_with_wall_wextra_werror_in_c() {
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../include");
+    let dir = std::env::temp_dir().join(format!("ntmem-headers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("all.c");
+    std::fs::write(
+        &src,
+        "#include <wdm.h>\n#include <ntddk.h>\n#include <ntifs.h>\n\
+         #include <pshpack1.h>\ntypedef struct { UCHAR a; ULONG b; } P1;\n#include <poppack.h>\n\
+         #include <pshpack2.h>\ntypedef struct { UCHAR a; ULONG b; } P2;\n#include <poppack.h>\n\
+         #include <pshpack4.h>\n#include <poppack.h>\n#include <pshpack8.h>\n#include <poppack.h>\n\
+         #include <pshpack16.h>\n#include <poppack.h>\n\
+         typedef struct { UCHAR a; ULONG b; } P0;\n\
+         _Static_assert(sizeof(P1) == 5 && sizeof(P2) == 6 && sizeof(P0) == 8, \"packing\");\n\
+         _Static_assert(sizeof(ULONG) == 4 && sizeof(LONG) == 4 && sizeof(ULONG64) == 8, \"widths\");\n\
+         _Static_assert(sizeof(PHYSICAL_ADDRESS) == 8 && BYTES_TO_PAGES(PAGE_SIZE + 1) == 2, \"sizes\");\n\
+         ULONG tag(void) { return 'tseT'; }\n",
+    )
+    .unwrap();
+    for std in ["-std=c11", "-std=gnu17"] {
+        let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-Wall", "-Wextra", "-Werror", "-pedantic-errors", std, "-fsyntax-only", "-I"])
+            .arg(&include)
+            .arg(&src)
+            .output()
+            .expect("cc runs");
+        assert!(out.status.success(), "{std}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_fault_in_driver_code_is_a_bugcheck_blaming_the_driver() {
+    let (v, code) = json("null_deref.c");
+    assert_eq!(code, 3);
+    assert_eq!(v["bugcheck"]["code"], 0x8E);
+    assert_eq!(v["bugcheck"]["parameters"][0], 0xC000_0005u32);
+    assert_eq!(v["bugcheck"]["driver"], "null_deref.c");
+}

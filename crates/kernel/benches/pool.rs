@@ -1,0 +1,141 @@
+//! Pool and lookaside benchmarks (issue 3, item 9), side by side in one run with
+//! the host's malloc and with mimalloc:
+//!
+//! (a) tagged allocate/free pairs of random sizes 16–512 bytes;
+//! (b) lookaside allocate/free of one size;
+//! (c) big allocations of 2–16 pages;
+//! (d) two threads (two simulated processors) allocating at once.
+//!
+//! Each allocator sees the same sizes in the same order: a window of 64 live
+//! blocks, each step freeing the oldest and allocating a new one. Run:
+//! `cargo bench -p ntmem-kernel --bench pool`. Numbers go to BENCHMARKS.md.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use mimalloc::MiMalloc;
+use ntmem_kernel::ex::lookaside::Routines;
+use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::Machine;
+use ntmem_machine::MachineConfig;
+
+const PAIRS: usize = 1_000_000;
+const WINDOW: usize = 64;
+const TAG: PoolTag = PoolTag(u32::from_le_bytes(*b"Bnch"));
+
+/// Deterministic sizes (xorshift), in `[lo, hi]`.
+fn sizes(n: usize, lo: u64, hi: u64, seed: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            lo + x % (hi - lo + 1)
+        })
+        .collect()
+}
+
+/// Time per allocate/free pair with a sliding window of live blocks.
+fn pairs<P>(sizes: &[u64], mut alloc: impl FnMut(u64) -> P, mut free: impl FnMut(P)) -> Duration {
+    let mut live = VecDeque::with_capacity(WINDOW);
+    for &s in &sizes[..WINDOW] {
+        live.push_back(alloc(s));
+    }
+    let started = Instant::now();
+    for &s in &sizes[WINDOW..] {
+        free(live.pop_front().expect("window"));
+        live.push_back(alloc(s));
+    }
+    let elapsed = started.elapsed();
+    for p in live {
+        free(p);
+    }
+    elapsed / (sizes.len() - WINDOW) as u32
+}
+
+/// The same pattern through a `GlobalAlloc` (the host's malloc or mimalloc).
+fn pairs_global(a: &dyn GlobalAlloc, sizes: &[u64]) -> Duration {
+    pairs(
+        sizes,
+        |s| {
+            let layout = Layout::from_size_align(s as usize, 16).expect("layout");
+            // SAFETY: `layout` has a non-zero size; the block is freed below with it.
+            (unsafe { a.alloc(layout) }, layout)
+        },
+        |(p, layout)| {
+            // SAFETY: `p` came from `a.alloc(layout)` and is freed once.
+            unsafe { a.dealloc(black_box(p), layout) }
+        },
+    )
+}
+
+fn machine(processors: u32) -> Machine {
+    let config = MachineConfig { processors, ..MachineConfig::default() };
+    Machine::boot(config.build().expect("profile")).expect("boots")
+}
+
+fn ntmem_pairs(m: &Machine, cpu: u32, sizes: &[u64]) -> Duration {
+    m.run(cpu, |cpu| {
+        Ok(pairs(
+            sizes,
+            |s| pool::allocate(cpu, PoolType::NonPagedPool, s, TAG).expect("no bugcheck").expect("pool"),
+            |va| pool::free(cpu, va, Some(TAG)).expect("no bugcheck"),
+        ))
+    })
+    .expect("no bugcheck")
+}
+
+fn row(name: &str, ntmem: Duration, malloc: Duration, mimalloc: Duration) {
+    println!(
+        "{name:<38} ntmem {ntmem:>8.1?}   malloc {malloc:>8.1?}   mimalloc {mimalloc:>8.1?}   ntmem/mimalloc {:.2}",
+        ntmem.as_secs_f64() / mimalloc.as_secs_f64()
+    );
+}
+
+fn main() {
+    let small = sizes(PAIRS, 16, 512, 0x9E37_79B9_7F4A_7C15);
+    let m = machine(2);
+    let ntmem = ntmem_pairs(&m, 0, &small);
+    row("(a) pairs, random 16-512 bytes", ntmem, pairs_global(&System, &small), pairs_global(&MiMalloc, &small));
+
+    let lookaside = m
+        .run(0, |cpu| {
+            let head = pool::allocate(cpu, PoolType::NonPagedPool, 0x80, TAG)?.expect("head");
+            m.lookasides().initialize(cpu, head, PoolType::NonPagedPool, 1514, TAG, Routines::default());
+            let started = Instant::now();
+            for _ in 0..PAIRS {
+                let e = m.lookasides().allocate(cpu, head)?.expect("entry");
+                m.lookasides().free(cpu, black_box(head), e)?;
+            }
+            let t = started.elapsed() / PAIRS as u32;
+            m.lookasides().delete(cpu, head)?;
+            Ok(t)
+        })
+        .expect("no bugcheck");
+    let one = |a: &dyn GlobalAlloc| {
+        let layout = Layout::from_size_align(1514, 16).expect("layout");
+        let started = Instant::now();
+        for _ in 0..PAIRS {
+            // SAFETY: a non-zero layout, freed at once with the same layout.
+            unsafe { a.dealloc(black_box(a.alloc(layout)), layout) };
+        }
+        started.elapsed() / PAIRS as u32
+    };
+    row("(b) lookaside allocate/free, 1514 bytes", lookaside, one(&System), one(&MiMalloc));
+
+    let big = sizes(20_000, 2 * 4096, 16 * 4096, 7);
+    row("(c) pairs, 2-16 pages", ntmem_pairs(&m, 0, &big), pairs_global(&System, &big), pairs_global(&MiMalloc, &big));
+
+    let both = |f: &(dyn Fn(usize) -> Duration + Sync)| -> Duration {
+        std::thread::scope(|s| {
+            let a = s.spawn(|| f(0));
+            let b = s.spawn(|| f(1));
+            (a.join().expect("thread") + b.join().expect("thread")) / 2
+        })
+    };
+    let two_ntmem = both(&|cpu| ntmem_pairs(&m, cpu as u32, &small));
+    row("(d) two threads, random 16-512 bytes", two_ntmem, both(&|_| pairs_global(&System, &small)), both(&|_| pairs_global(&MiMalloc, &small)));
+}

@@ -1,0 +1,815 @@
+//! Executive pool: `ExAllocatePool*` / `ExFreePool*` as drivers see them (seed 000
+//! §5.1, §7.1; seed 002; research/nt-algorithms.md §1).
+//!
+//! **What a driver observes.** A small request (up to 4080 bytes on x86, 4064 on
+//! x64: [`header`]) gets a block of whole 8/16-byte units with a byte-exact
+//! POOL_HEADER in front, never crossing a page; a larger one gets whole pages,
+//! page-aligned, with no header, recorded in a big-page table (tag, pages). The
+//! cache-aligned types start the block on a cache line. `ExAllocatePoolWithTag`
+//! does not zero: a new block's body is filled with [`ALLOCATED_FILL`] and a freed
+//! one's with [`FREED_FILL`] (the MSVC debug heap's "clean" and "dead" bytes, so
+//! reading uninitialised or freed pool shows), unless [`Pool::set_fill`] turns the
+//! patterns off. `ExAllocatePool2` zeroes unless `POOL_FLAG_UNINITIALIZED`.
+//!
+//! **Limits.** Each pool commits pages up to its maximum from the profile
+//! (`PoolLimits`: x86 256 MB nonpaged, 128 MB with /3GB, the registry knobs …) and
+//! only while physical memory lasts; then allocations return NULL. Pages go back
+//! only when every block on them is free, so fragmentation is real ([`pages`],
+//! [`descriptor`]).
+//!
+//! **Priorities** (`ExAllocatePoolWithTagPriority`; ntmem's thresholds, Windows
+//! does not publish its own): `LowPoolPriority` fails while the pool has less than
+//! 1/8 of its maximum left or free physical memory is below 1/16 of usable RAM;
+//! `NormalPoolPriority` below 1/32 of the pool or 1/64 of RAM; `HighPoolPriority`
+//! fails only when the memory is really gone.
+//!
+//! **IRQL and locking.** Nonpaged pool at ≤ DISPATCH_LEVEL, paged pool at ≤
+//! APC_LEVEL (seed §5.1), else BAD_POOL_CALLER 8/9. The fast path is a
+//! per-processor cache of free blocks of 1..=32 units ([`percpu`]) with no lock;
+//! behind it each pool has a descriptor lock (free lists) and a page lock (back
+//! end, big-page table), always taken in that order. Tag counters are per
+//! processor and summed by [`Pool::snapshot`].
+//!
+//! **Where ntmem differs from Windows.** A block parked in a processor's cache is
+//! marked free in its header, so a double free is always caught (Windows may miss
+//! one that went to a lookaside). Free lists are address-ordered. Session pool is
+//! not modelled. On x86 the quota process sits in the block's last 4 bytes, as in
+//! the NT 5 design; on 64-bit machines in ProcessBilled, unobfuscated.
+
+pub mod checks;
+pub mod descriptor;
+pub mod header;
+pub mod pages;
+mod percpu;
+pub mod quota;
+pub mod types;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ntmem_machine::{MachineProfile, RegionKind, Va};
+
+use self::checks::{caller, header as bad_header};
+use self::descriptor::{Descriptor, Stamp};
+use self::header::{Geometry, Mem, PoolHeader, POOL_QUOTA_MASK};
+use self::pages::{Backend, Mm, PageMap, PageState};
+use self::percpu::{PerCpu, CACHED_CLASSES};
+use self::quota::QuotaProcess;
+pub use self::types::{NtStatus, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise, Raising};
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ke::irql::Irql;
+use crate::ke::processor::Cpu;
+use crate::mm::pfn::PageUse;
+
+/// The byte a new `ExAllocatePoolWithTag` block's body is filled with.
+pub const ALLOCATED_FILL: u8 = 0xCD;
+/// The byte a freed block's body is filled with.
+pub const FREED_FILL: u8 = 0xDD;
+
+/// Whether new and freed blocks get [`ALLOCATED_FILL`] / [`FREED_FILL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Fill (the default).
+    Patterns,
+    /// Leave memory as it is (faster; benchmarks).
+    None,
+}
+
+/// A row of PoolMon: one tag in one pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PoolMonRow {
+    /// The tag (without PROTECTED_POOL).
+    pub tag: PoolTag,
+    /// `Nonp` or `Paged`.
+    pub pool_type: PoolKind,
+    /// Allocations so far.
+    pub allocs: u64,
+    /// Frees so far.
+    pub frees: u64,
+    /// Allocs − Frees.
+    pub diff: u64,
+    /// Bytes in use: small blocks their BlockSize × unit, big ones whole pages.
+    pub bytes: u64,
+    /// Bytes / Diff (0 when Diff is 0).
+    pub per_alloc: u64,
+}
+
+/// One pool's state, as [`Pool::usage`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PoolUsage {
+    /// Pages handed out (small-block pages and big allocations).
+    pub pages_in_use: u64,
+    /// Pages committed (mapped, backed by frames).
+    pub pages_committed: u64,
+    /// The most pages the pool may commit.
+    pub max_pages: u64,
+    /// Pages carved into small blocks (`TotalPages`).
+    pub small_pages: u64,
+    /// Live big allocations (`TotalBigPages` counts their pages).
+    pub big_allocations: u64,
+}
+
+/// What `ExQueryPoolBlockSize` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSize {
+    /// Usable bytes of the block.
+    pub bytes: u64,
+    /// `QuotaCharged`.
+    pub quota_charged: bool,
+}
+
+/// How `ExAllocatePoolWithQuotaTag` fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnQuotaFailure {
+    /// Raise (the default).
+    Raise,
+    /// `POOL_QUOTA_FAIL_INSTEAD_OF_RAISE` (8): return NULL.
+    ReturnNull,
+}
+
+#[derive(Debug)]
+struct BigEntry {
+    tag: u32,
+    pages: u64,
+    quota: u64,
+}
+
+#[derive(Debug)]
+struct Pages {
+    backend: Backend,
+    big: HashMap<u64, BigEntry>,
+}
+
+#[derive(Debug)]
+struct KindPool {
+    descriptor: Mutex<Descriptor>,
+    pages: Mutex<Pages>,
+    map: PageMap,
+    start: u64,
+    size: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why an allocation produced no block.
+enum Failure {
+    NoMemory,
+    Quota,
+}
+
+/// The extras of one allocation request.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    zero: bool,
+    priority: PoolPriority,
+    quota: Option<&'a QuotaProcess>,
+}
+
+const PLAIN: Request<'static> = Request { zero: false, priority: PoolPriority::High, quota: None };
+
+/// The machine's executive pool: nonpaged and paged.
+#[derive(Debug)]
+pub struct Pool {
+    g: Geometry,
+    kinds: [KindPool; 2],
+    cpus: Box<[PerCpu]>,
+    overflow: Mutex<BTreeMap<(PoolKind, u32), [u64; 3]>>,
+    quota: Mutex<HashMap<u64, Arc<QuotaProcess>>>,
+    next_process: AtomicU64,
+    fill: AtomicBool,
+    system_start: u64,
+    phys_pages: u64,
+    failures: AtomicU64,
+}
+
+impl Pool {
+    /// The pools of `profile`; nothing is committed until the first allocation.
+    pub fn new(profile: &MachineProfile) -> Pool {
+        let g = Geometry::of(profile.arch);
+        let region = |k: RegionKind| profile.layout.region(k).map(|r| (r.start.get(), r.size));
+        let kind = |regions: Vec<(u64, u64)>, max: u64, usage: PageUse| {
+            let (start, size) = regions.first().copied().unwrap_or((0, 0));
+            KindPool {
+                descriptor: Mutex::new(Descriptor::new(g)),
+                pages: Mutex::new(Pages { backend: Backend::new(&regions, g.page, max, usage), big: HashMap::new() }),
+                map: PageMap::new(&regions, g.page),
+                start,
+                size,
+            }
+        };
+        let nonpaged: Vec<_> =
+            [RegionKind::NonPagedPool, RegionKind::NonPagedPoolExpansion].into_iter().filter_map(region).collect();
+        let paged: Vec<_> = region(RegionKind::PagedPool).into_iter().collect();
+        Pool {
+            g,
+            kinds: [
+                kind(nonpaged, profile.limits.nonpaged_max, PageUse::NonPagedPool),
+                kind(paged, profile.limits.paged_max, PageUse::PagedPool),
+            ],
+            cpus: (0..profile.processors).map(|_| PerCpu::new()).collect(),
+            overflow: Mutex::new(BTreeMap::new()),
+            quota: Mutex::new(HashMap::new()),
+            next_process: AtomicU64::new(1),
+            fill: AtomicBool::new(true),
+            system_start: profile.layout.system_start.get(),
+            phys_pages: profile.physmap.usable_ram() / g.page,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// The block geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.g
+    }
+
+    /// Turns the fill patterns on or off.
+    pub fn set_fill(&self, fill: Fill) {
+        self.fill.store(fill == Fill::Patterns, Ordering::Relaxed);
+    }
+
+    /// Allocations that returned NULL (`ExPoolFailures`).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// A process to charge quota to (a stand-in for an EPROCESS until processes
+    /// exist): `limits` bytes of nonpaged and paged pool. Its
+    /// [`QuotaProcess::address`] is what a charged block records.
+    pub fn create_quota_process(&self, name: &str, nonpaged_limit: u64, paged_limit: u64) -> Arc<QuotaProcess> {
+        let n = self.next_process.fetch_add(1, Ordering::Relaxed);
+        let address = if self.g.packed { 0x8600_0000 + n * 0x400 } else { 0xFFFF_FA80_0600_0000 + n * 0x800 };
+        let p = Arc::new(QuotaProcess::new(address, name, [nonpaged_limit, paged_limit]));
+        lock(&self.quota).insert(address, Arc::clone(&p));
+        p
+    }
+
+    /// One pool's page usage.
+    pub fn usage(&self, kind: PoolKind) -> PoolUsage {
+        let k = &self.kinds[kind.index()];
+        let small_pages = lock(&k.descriptor).pages;
+        let p = lock(&k.pages);
+        PoolUsage {
+            pages_in_use: p.backend.in_use(),
+            pages_committed: p.backend.committed(),
+            max_pages: p.backend.max_pages(),
+            small_pages,
+            big_allocations: p.big.len() as u64,
+        }
+    }
+
+    /// PoolMon: every tag and pool with allocations, sorted by tag then pool.
+    /// Exact when no processor is allocating.
+    pub fn snapshot(&self) -> Vec<PoolMonRow> {
+        let mut sums: BTreeMap<(u32, PoolKind), [u64; 3]> = BTreeMap::new();
+        let mut add = |tag: u32, kind: PoolKind, c: [u64; 3]| {
+            let s = sums.entry((tag, kind)).or_default();
+            for i in 0..3 {
+                s[i] = s[i].wrapping_add(c[i]);
+            }
+        };
+        for cpu in self.cpus.iter() {
+            for t in cpu.tags() {
+                let tag = t.key.load(Ordering::Acquire);
+                for kind in [PoolKind::Nonpaged, PoolKind::Paged] {
+                    let c = &t.counts[kind.index()];
+                    add(tag, kind, [0, 1, 2].map(|i| c[i].load(Ordering::Relaxed)));
+                }
+            }
+        }
+        for (&(kind, tag), &c) in lock(&self.overflow).iter() {
+            add(tag, kind, c);
+        }
+        sums.into_iter()
+            .filter(|(_, c)| c[0] != 0)
+            .map(|((tag, kind), [allocs, frees, bytes])| {
+                let diff = allocs - frees;
+                PoolMonRow {
+                    tag: PoolTag(tag),
+                    pool_type: kind,
+                    allocs,
+                    frees,
+                    diff,
+                    bytes,
+                    per_alloc: bytes.checked_div(diff).unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+
+    fn track(&self, cpu: &Cpu<'_>, tag: u32, kind: PoolKind, bytes: u64, free: bool) {
+        let tag = PoolTag(tag).tracked().0;
+        if !self.cpus[cpu.number() as usize].track(tag, kind, bytes, free) {
+            let mut o = lock(&self.overflow);
+            let c = o.entry((kind, tag)).or_default();
+            let i = usize::from(free);
+            c[i] += 1;
+            c[2] = if free { c[2].wrapping_sub(bytes) } else { c[2].wrapping_add(bytes) };
+        }
+    }
+
+    fn kind_of(&self, va: u64) -> Option<PoolKind> {
+        [PoolKind::Nonpaged, PoolKind::Paged].into_iter().find(|k| self.kinds[k.index()].map.contains(va))
+    }
+
+    fn fills(&self) -> bool {
+        self.fill.load(Ordering::Relaxed)
+    }
+
+    fn short(&self, cpu: &Cpu<'_>, kind: PoolKind, priority: PoolPriority) -> bool {
+        let (divisor_pool, divisor_ram) = match priority.base() {
+            PoolPriority::Low => (8, 16),
+            PoolPriority::Normal => (32, 64),
+            _ => return false,
+        };
+        let (in_use, max) = {
+            let p = lock(&self.kinds[kind.index()].pages);
+            (p.backend.in_use(), p.backend.max_pages())
+        };
+        let free_phys = cpu.machine().phys().free_pages();
+        (max - in_use) * divisor_pool < max || free_phys * divisor_ram < self.phys_pages
+    }
+
+    fn stop(cpu: &Cpu<'_>, code: BugCheckCode, p: [u64; 4]) -> BugCheck {
+        cpu.machine().bugcheck(code, p)
+    }
+
+    fn check_request(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Result<(), BugCheck> {
+        let irql = cpu.irql();
+        let ceiling = if t.kind() == PoolKind::Paged { Irql::APC } else { Irql::DISPATCH };
+        let raw = u64::from(t.raw());
+        let bad = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
+        if irql > ceiling {
+            return bad([caller::ALLOCATE_AT_BAD_IRQL, u64::from(irql.0), raw, bytes]);
+        }
+        if bytes == 0 {
+            return bad([caller::ZERO_BYTES, 0, raw, u64::from(tag)]);
+        }
+        let tag = PoolTag(tag);
+        if tag.tracked().0 == 0 {
+            return bad([caller::TAG_ZERO, raw, bytes, 0]);
+        }
+        if tag.tracked() == PoolTag::BIG {
+            return bad([caller::TAG_BIG, raw, bytes, 0]);
+        }
+        if !tag.has_alphanumeric() {
+            return bad([caller::TAG_NOT_ALPHANUMERIC, u64::from(tag.0), raw, 0]);
+        }
+        if t.must_succeed() {
+            if let Some(b) = verifier_must_succeed(cpu, t, bytes, tag) {
+                return Err(b);
+            }
+        }
+        Ok(())
+    }
+
+    fn allocate(
+        &self,
+        cpu: &Cpu<'_>,
+        t: PoolType,
+        bytes: u64,
+        tag: u32,
+        req: Request<'_>,
+    ) -> Result<Result<Va, Failure>, BugCheck> {
+        self.check_request(cpu, t, bytes, tag)?;
+        let kind = t.kind();
+        let result = if self.short(cpu, kind, req.priority) {
+            Err(Failure::NoMemory)
+        } else {
+            self.place(cpu, t, bytes, tag, req)
+        };
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if t.must_succeed() {
+                let n = self.usage(PoolKind::Nonpaged);
+                let free = cpu.machine().phys().free_pages();
+                return Err(Self::stop(
+                    cpu,
+                    BugCheckCode::MUST_SUCCEED_POOL_EMPTY,
+                    [bytes, n.pages_in_use, n.big_allocations, free],
+                ));
+            }
+        }
+        Ok(result)
+    }
+
+    fn place(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: Request<'_>) -> Result<Va, Failure> {
+        let g = self.g;
+        let kind = t.kind();
+        let trailer = if g.packed && req.quota.is_some() { g.pointer } else { 0 };
+        let units = g.units_for(bytes + trailer);
+        let align = (t.cache_aligned() && g.cache_line > g.unit).then_some(g.cache_line);
+        let extra = align.map_or(0, |a| a / g.unit - 1);
+        if units + extra > g.max_block {
+            return self.place_big(cpu, t, bytes, tag, req);
+        }
+        let charge = units * g.unit;
+        if let Some(q) = req.quota {
+            q.charge(kind, charge).map_err(|()| Failure::Quota)?;
+        }
+        let billed = if g.packed { 0 } else { req.quota.map_or(0, |q| q.address()) };
+        let quota_bit = if req.quota.is_some() { POOL_QUOTA_MASK } else { 0 };
+        let stamp = Stamp { pool_type: t.header_value() | quota_bit, tag, billed };
+        let mem = self.mem(cpu);
+        let entry = match self.small_entry(cpu, kind, units, align, stamp) {
+            Some(e) => e,
+            None => {
+                if let Some(q) = req.quota {
+                    q.release(kind, charge);
+                }
+                return Err(Failure::NoMemory);
+            }
+        };
+        if trailer > 0 {
+            let address = req.quota.map_or(0, |q| q.address()) as u32;
+            mem.write(entry + units * g.unit - trailer, &address.to_le_bytes());
+        }
+        let body = entry + g.unit;
+        let len = units * g.unit - g.unit - trailer;
+        if req.zero {
+            mem.fill(body, len, 0);
+        } else if self.fills() {
+            mem.fill(body, len, ALLOCATED_FILL);
+        }
+        self.track(cpu, tag, kind, charge, false);
+        Ok(Va::new(body))
+    }
+
+    /// A block of `units`: from this processor's cache, else the descriptor (after
+    /// giving the cache back once if the pool is out of pages).
+    fn small_entry(&self, cpu: &Cpu<'_>, kind: PoolKind, units: u64, align: Option<u64>, s: Stamp) -> Option<u64> {
+        let mem = self.mem(cpu);
+        let per = &self.cpus[cpu.number() as usize];
+        if align.is_none() && units <= CACHED_CLASSES {
+            if let Some(entry) = per.pop(kind, units) {
+                mem.set_type_and_tag(entry, units, s.pool_type, s.tag, s.billed);
+                return Some(entry);
+            }
+        }
+        let k = &self.kinds[kind.index()];
+        let mm = self.mm(cpu);
+        for attempt in 0..2 {
+            {
+                let mut d = lock(&k.descriptor);
+                let mut p = lock(&k.pages);
+                if let Some(e) = d.allocate(mem, mm, &mut p.backend, &k.map, units, align, s) {
+                    return Some(e);
+                }
+            }
+            if attempt == 0 && !self.flush(cpu, kind) {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Gives this processor's cached blocks of `kind` back to the descriptor;
+    /// false if there were none.
+    fn flush(&self, cpu: &Cpu<'_>, kind: PoolKind) -> bool {
+        let blocks = self.cpus[cpu.number() as usize].drain(kind);
+        if blocks.is_empty() {
+            return false;
+        }
+        let k = &self.kinds[kind.index()];
+        let mem = self.mem(cpu);
+        let mm = self.mm(cpu);
+        let mut d = lock(&k.descriptor);
+        let mut p = lock(&k.pages);
+        for (entry, _) in blocks {
+            // The blocks were checked when they were freed into the cache.
+            let _ = d.free(mem, mm, &mut p.backend, &k.map, entry);
+        }
+        true
+    }
+
+    fn place_big(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: Request<'_>) -> Result<Va, Failure> {
+        let g = self.g;
+        let kind = t.kind();
+        let pages = bytes.div_ceil(g.page);
+        let charge = pages * g.page;
+        if let Some(q) = req.quota {
+            q.charge(kind, charge).map_err(|()| Failure::Quota)?;
+        }
+        let k = &self.kinds[kind.index()];
+        let va = {
+            let mut p = lock(&k.pages);
+            let va = p.backend.allocate(self.mm(cpu), pages);
+            if let Some(va) = va {
+                k.map.set(va, 1, PageState::BigStart);
+                k.map.set(va + g.page, pages - 1, PageState::BigInterior);
+                p.big.insert(va, BigEntry { tag, pages, quota: req.quota.map_or(0, |q| q.address()) });
+            }
+            va
+        };
+        let Some(va) = va else {
+            if let Some(q) = req.quota {
+                q.release(kind, charge);
+            }
+            return Err(Failure::NoMemory);
+        };
+        if req.zero {
+            self.mem(cpu).fill(va, charge, 0);
+        } else if self.fills() {
+            self.mem(cpu).fill(va, charge, ALLOCATED_FILL);
+        }
+        self.track(cpu, tag, kind, charge, false);
+        Ok(Va::new(va))
+    }
+
+    fn mem<'a>(&self, cpu: &Cpu<'a>) -> Mem<'a> {
+        Mem { space: cpu.machine().space(), g: self.g }
+    }
+
+    fn mm<'a>(&self, cpu: &Cpu<'a>) -> Mm<'a> {
+        Mm { phys: cpu.machine().phys(), space: cpu.machine().space() }
+    }
+
+    fn release_quota(
+        &self,
+        cpu: &Cpu<'_>,
+        va: u64,
+        tag: u32,
+        address: u64,
+        kind: PoolKind,
+        bytes: u64,
+    ) -> Result<(), BugCheck> {
+        let process = lock(&self.quota).get(&address).cloned();
+        match process {
+            Some(p) => {
+                p.release(kind, bytes);
+                Ok(())
+            }
+            None => Err(Self::stop(
+                cpu,
+                BugCheckCode::BAD_POOL_CALLER,
+                [caller::BAD_QUOTA_PROCESS, va, u64::from(tag), address],
+            )),
+        }
+    }
+
+    fn free(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> Result<(), BugCheck> {
+        let g = self.g;
+        let bad_caller = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
+        let bad_header = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_HEADER, p));
+        if va < self.system_start {
+            return bad_caller([caller::USER_ADDRESS, va, self.system_start, 0]);
+        }
+        let Some(kind) = self.kind_of(va) else {
+            return bad_caller([caller::NOT_POOL, va, 0, 0]);
+        };
+        let irql = cpu.irql();
+        let ceiling = if kind == PoolKind::Paged { Irql::APC } else { Irql::DISPATCH };
+        if irql > ceiling {
+            return bad_caller([caller::FREE_AT_BAD_IRQL, u64::from(irql.0), kind.base_type(), va]);
+        }
+        let k = &self.kinds[kind.index()];
+        let state = k.map.get(va);
+        let page_offset = (va - k.start) / g.page;
+        if va.is_multiple_of(g.page) && state == PageState::BigStart {
+            return self.free_big(cpu, kind, va, tag_used);
+        }
+        match (state, kind) {
+            (PageState::BigInterior | PageState::BigStart, PoolKind::Paged) => {
+                return bad_caller([caller::PAGED_MIDDLE_OF_ALLOCATION, 0, 0, page_offset]);
+            }
+            _ if va.is_multiple_of(g.page) => return bad_header([bad_header::NO_TRACKING_ENTRY, va, 0, 0]),
+            (PageState::Small, _) => {}
+            (_, PoolKind::Paged) => return bad_caller([caller::PAGED_NOT_ALLOCATED, va, page_offset, k.size]),
+            (_, PoolKind::Nonpaged) => return bad_caller([caller::NONPAGED_NOT_ALLOCATED, va, 0, 0]),
+        }
+        if !va.is_multiple_of(g.unit) {
+            return bad_caller([caller::INVALID_ADDRESS, va, 0, 0]);
+        }
+        let mem = self.mem(cpu);
+        let entry = va - g.unit;
+        let h = mem.header(entry);
+        if !h.in_use() {
+            return bad_caller([caller::ALREADY_FREED, 0, h.contents(&g), va]);
+        }
+        let units = u64::from(h.block_size);
+        let offset = g.unit_offset(entry);
+        if units == 0 {
+            return bad_header([bad_header::BLOCK_SIZE_ZERO, 0, 0, entry]);
+        }
+        if offset + units > g.units_per_page {
+            return bad_header([bad_header::BLOCK_SIZE_TOO_LARGE, entry + units * g.unit, 0, entry]);
+        }
+        let previous = u64::from(h.previous_size);
+        if previous == 0 && offset != 0 {
+            return bad_header([bad_header::SIZE_CORRUPT, 0, 0, entry]);
+        }
+        if previous > offset {
+            return bad_header([bad_header::PREVIOUS_TOO_LARGE, entry.wrapping_sub(previous * g.unit), 0, entry]);
+        }
+        let next = entry + units * g.unit;
+        if offset + units < g.units_per_page {
+            let nh = mem.header(next);
+            if u64::from(nh.previous_size) != units {
+                return bad_header([bad_header::NEXT_DISAGREES, entry, next, u64::from(nh.ulong1(&g))]);
+            }
+        }
+        if PoolTag(h.tag).is_protected() && tag_used != h.tag {
+            return bad_caller([caller::WRONG_TAG, va, u64::from(h.tag), u64::from(tag_used)]);
+        }
+        let charge = units * g.unit;
+        let mut trailer = 0;
+        if h.pool_type & POOL_QUOTA_MASK != 0 {
+            let address = if g.packed {
+                trailer = g.pointer;
+                let mut b = [0u8; 4];
+                mem.read(next - 4, &mut b);
+                u64::from(u32::from_le_bytes(b))
+            } else {
+                h.process_billed
+            };
+            self.release_quota(cpu, va, h.tag, address, kind, charge)?;
+        }
+        if self.fills() {
+            mem.fill(va, charge - g.unit - trailer, FREED_FILL);
+        }
+        self.track(cpu, h.tag, kind, charge, true);
+        mem.set_pool_type(entry, units, 0);
+        if self.cpus[cpu.number() as usize].push(kind, units, entry) {
+            return Ok(());
+        }
+        let result = {
+            let mut d = lock(&k.descriptor);
+            let mut p = lock(&k.pages);
+            d.free(mem, self.mm(cpu), &mut p.backend, &k.map, entry)
+        };
+        result.or_else(bad_header)
+    }
+
+    fn free_big(&self, cpu: &Cpu<'_>, kind: PoolKind, va: u64, tag_used: u32) -> Result<(), BugCheck> {
+        let g = self.g;
+        let k = &self.kinds[kind.index()];
+        let (tag, pages, quota) = {
+            let p = lock(&k.pages);
+            let e = p.big.get(&va).expect("a BigStart page has a big-page entry");
+            (e.tag, e.pages, e.quota)
+        };
+        if PoolTag(tag).is_protected() && tag_used != tag {
+            return Err(Self::stop(
+                cpu,
+                BugCheckCode::BAD_POOL_CALLER,
+                [caller::WRONG_TAG, va, u64::from(tag), u64::from(tag_used)],
+            ));
+        }
+        let bytes = pages * g.page;
+        if quota != 0 {
+            self.release_quota(cpu, va, tag, quota, kind, bytes)?;
+        }
+        if self.fills() {
+            self.mem(cpu).fill(va, bytes, FREED_FILL);
+        }
+        {
+            let mut p = lock(&k.pages);
+            p.big.remove(&va);
+            k.map.set(va, pages, PageState::Free);
+            p.backend.free(self.mm(cpu), va, pages);
+        }
+        self.track(cpu, tag, kind, bytes, true);
+        Ok(())
+    }
+
+    fn query(&self, cpu: &Cpu<'_>, va: u64) -> Option<BlockSize> {
+        let g = self.g;
+        let kind = self.kind_of(va)?;
+        let k = &self.kinds[kind.index()];
+        match k.map.get(va) {
+            PageState::BigStart if va.is_multiple_of(g.page) => {
+                let p = lock(&k.pages);
+                let e = p.big.get(&va)?;
+                Some(BlockSize { bytes: e.pages * g.page, quota_charged: e.quota != 0 })
+            }
+            PageState::Small if va.is_multiple_of(g.unit) && !va.is_multiple_of(g.page) => {
+                let h = self.mem(cpu).header(va - g.unit);
+                let quota = h.pool_type & POOL_QUOTA_MASK != 0;
+                let trailer = if quota && g.packed { g.pointer } else { 0 };
+                let size = u64::from(h.block_size) * g.unit;
+                (h.in_use() && size > g.unit)
+                    .then(|| BlockSize { bytes: size - g.unit - trailer, quota_charged: quota })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Driver Verifier's hook for `NonPagedPoolMustSucceed`: under the verifier any
+/// must-succeed request is fatal (seed 000 §7.1; BAD_POOL_CALLER 0x9A, (0x9A, pool
+/// type, bytes, tag)). The verifier does not exist yet, so this returns `None` and
+/// the request is served like `NonPagedPool`.
+pub fn verifier_must_succeed(_cpu: &Cpu<'_>, _pool_type: PoolType, _bytes: u64, _tag: PoolTag) -> Option<BugCheck> {
+    None
+}
+
+/// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`; `None` is
+/// NULL (no memory). Not zeroed.
+///
+/// # Errors
+/// The bugchecks of [`checks::caller`]: bad IRQL (8), zero bytes (0), tag 0 (0x9B),
+/// "BIG " (0x9C), no letter or digit (0x9D); MUST_SUCCEED_POOL_EMPTY (0x41).
+pub fn allocate(cpu: &Cpu<'_>, pool_type: PoolType, bytes: u64, tag: PoolTag) -> Result<Option<Va>, BugCheck> {
+    Ok(cpu.machine().pool().allocate(cpu, pool_type, bytes, tag.0, PLAIN)?.ok())
+}
+
+/// `ExAllocatePool`: [`allocate`] with the tag "None".
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate_untagged(cpu: &Cpu<'_>, pool_type: PoolType, bytes: u64) -> Result<Option<Va>, BugCheck> {
+    allocate(cpu, pool_type, bytes, PoolTag::NONE)
+}
+
+/// `ExAllocatePoolWithTagPriority`: as [`allocate`], but refused early when the
+/// pool or memory is short for `priority` (thresholds in the module docs).
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate_with_priority(
+    cpu: &Cpu<'_>,
+    pool_type: PoolType,
+    bytes: u64,
+    tag: PoolTag,
+    priority: PoolPriority,
+) -> Result<Option<Va>, BugCheck> {
+    let req = Request { priority, ..PLAIN };
+    Ok(cpu.machine().pool().allocate(cpu, pool_type, bytes, tag.0, req)?.ok())
+}
+
+/// `ExAllocatePoolWithQuotaTag`: as [`allocate`], charging `process` (the block's
+/// size incl. header, or its pages). On failure raises STATUS_INSUFFICIENT_RESOURCES
+/// (no memory) or STATUS_QUOTA_EXCEEDED (over the process's limit), or returns NULL
+/// with [`OnQuotaFailure::ReturnNull`] (`POOL_QUOTA_FAIL_INSTEAD_OF_RAISE`).
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate_with_quota(
+    cpu: &Cpu<'_>,
+    pool_type: PoolType,
+    bytes: u64,
+    tag: PoolTag,
+    process: &QuotaProcess,
+    on_failure: OnQuotaFailure,
+) -> Result<Raising, BugCheck> {
+    let req = Request { quota: Some(process), ..PLAIN };
+    Ok(match cpu.machine().pool().allocate(cpu, pool_type, bytes, tag.0, req)? {
+        Ok(va) => Ok(Some(va)),
+        Err(_) if on_failure == OnQuotaFailure::ReturnNull => Ok(None),
+        Err(Failure::NoMemory) => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),
+        Err(Failure::Quota) => Err(Raise(NtStatus::QUOTA_EXCEEDED)),
+    })
+}
+
+/// `ExAllocatePool2`: zeroed unless `POOL_FLAG_UNINITIALIZED`; NULL for an
+/// invalid flag combination ([`PoolFlags`]), or raises STATUS_INSUFFICIENT_RESOURCES
+/// with `POOL_FLAG_RAISE_ON_FAILURE`. `POOL_FLAG_USE_QUOTA` needs a process: pass
+/// it as `process` (without one the flag makes the call fail: there is no current
+/// process yet).
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate2(
+    cpu: &Cpu<'_>,
+    flags: PoolFlags,
+    bytes: u64,
+    tag: PoolTag,
+    process: Option<&QuotaProcess>,
+) -> Result<Raising, BugCheck> {
+    let Some(r) = flags.decode() else { return Ok(Ok(None)) };
+    if r.quota && process.is_none() {
+        return Ok(Ok(None));
+    }
+    let req = Request { zero: r.zero, priority: PoolPriority::High, quota: if r.quota { process } else { None } };
+    Ok(match cpu.machine().pool().allocate(cpu, r.pool_type, bytes, tag.0, req)? {
+        Ok(va) => Ok(Some(va)),
+        Err(_) if r.raise => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),
+        Err(_) => Ok(None),
+    })
+}
+
+/// `ExFreePoolWithTag` (`tag` = Some) or `ExFreePool` (`None`, which is tag 0).
+/// A protected allocation (tag bit 31) must be freed with its exact tag.
+///
+/// # Errors
+/// BAD_POOL_CALLER: user address (0x40), not pool (0x42), bad IRQL (9), already
+/// freed (7), wrong tag (0xA), non-allocated address (0x44 / 0x50 / 0x41286),
+/// misaligned (0x99), bad quota process (0xD); BAD_POOL_HEADER: 5, 6, 7, 8, 9,
+/// 0x20, 0x22 ([`checks`]).
+pub fn free(cpu: &Cpu<'_>, va: Va, tag: Option<PoolTag>) -> Result<(), BugCheck> {
+    cpu.machine().pool().free(cpu, va.get(), tag.map_or(0, |t| t.0))
+}
+
+/// `ExQueryPoolBlockSize`: the usable bytes of the block at `va` and whether a
+/// process was charged for it; `None` when `va` is not an allocated block.
+pub fn query_block_size(cpu: &Cpu<'_>, va: Va) -> Option<BlockSize> {
+    cpu.machine().pool().query(cpu, va.get())
+}
+
+/// The POOL_HEADER in front of the small block at `va` (what `!pool` reads).
+pub fn header_of(cpu: &Cpu<'_>, va: Va) -> PoolHeader {
+    let pool = cpu.machine().pool();
+    pool.mem(cpu).header(va.get() - pool.g.unit)
+}

@@ -1,0 +1,133 @@
+//! Lookaside lists (issue 3, item 7): fields as a driver reads them, hits and
+//! misses, custom routines, delete, and depth following demand on simulated time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ntmem_kernel::ex::lookaside::{LookasideInfo, Routines, INITIAL_DEPTH, MAXIMUM_DEPTH};
+use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::{BugCheck, Cpu, Machine};
+use ntmem_machine::{MachineConfig, Va};
+
+const LCIN: PoolTag = PoolTag(u32::from_le_bytes(*b"NicL"));
+
+fn machine() -> Machine {
+    Machine::boot(MachineConfig::default().build().unwrap()).unwrap()
+}
+
+/// A list head in nonpaged pool, as a driver's device extension would hold it.
+fn head(cpu: &Cpu<'_>) -> Va {
+    pool::allocate(cpu, PoolType::NonPagedPool, 0x80, PoolTag(u32::from_le_bytes(*b"Head"))).unwrap().unwrap()
+}
+
+#[test]
+fn a_new_list_reads_as_windows_initialises_it() {
+    let m = machine();
+    m.run(0, |cpu| {
+        let h = head(cpu);
+        m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 1514, LCIN, Routines::default());
+        let info = m.lookasides().info(cpu, h);
+        assert_eq!(
+            info,
+            LookasideInfo {
+                current_depth: 0,
+                depth: INITIAL_DEPTH,
+                maximum_depth: MAXIMUM_DEPTH,
+                total_allocates: 0,
+                allocate_misses: 0,
+                total_frees: 0,
+                free_misses: 0,
+                pool_type: 0,
+                tag: LCIN.0,
+                size: 1514,
+            }
+        );
+        let mut raw = [0u8; 2];
+        m.space().read(Va::new(h.get() + 0x10), &mut raw).unwrap();
+        assert_eq!(u16::from_le_bytes(raw), 4, "Depth at offset 0x10");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn entries_are_reused_up_to_depth_and_the_rest_go_back_to_pool() {
+    let m = machine();
+    m.run(0, |cpu| {
+        let h = head(cpu);
+        let l = m.lookasides();
+        l.initialize(cpu, h, PoolType::NonPagedPool, 200, LCIN, Routines::default());
+        let entries: Vec<Va> = (0..6).map(|_| l.allocate(cpu, h).unwrap().unwrap()).collect();
+        for &e in &entries {
+            l.free(cpu, h, e)?;
+        }
+        let info = l.info(cpu, h);
+        assert_eq!((info.total_allocates, info.allocate_misses), (6, 6));
+        assert_eq!((info.total_frees, info.free_misses, info.current_depth), (6, 2, 4));
+        let again = l.allocate(cpu, h)?.unwrap();
+        assert_eq!(again, entries[3], "last in, first out");
+        assert_eq!(l.info(cpu, h).allocate_misses, 6, "a hit");
+        let row = |tag: PoolTag| m.pool().snapshot().into_iter().find(|r| r.tag == tag).unwrap();
+        assert_eq!(row(LCIN).diff, 4, "two entries went back to pool, one is in use, three cached");
+        l.free(cpu, h, again)?;
+        l.delete(cpu, h)?;
+        assert_eq!(row(LCIN).diff, 0, "delete frees what the list holds");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn custom_routines_are_called_on_misses() {
+    let m = machine();
+    let calls = Arc::new(AtomicU64::new(0));
+    let (a, f) = (calls.clone(), calls.clone());
+    let routines = Routines {
+        allocate: Some(Arc::new(
+            move |cpu: &Cpu<'_>, t: PoolType, size: u64, tag: PoolTag| -> Result<Option<Va>, BugCheck> {
+                a.fetch_add(1, Ordering::Relaxed);
+                pool::allocate(cpu, t, size, tag)
+            },
+        )),
+        free: Some(Arc::new(move |cpu: &Cpu<'_>, va: Va| -> Result<(), BugCheck> {
+            f.fetch_add(100, Ordering::Relaxed);
+            pool::free(cpu, va, None)
+        })),
+    };
+    m.run(0, |cpu| {
+        let h = head(cpu);
+        m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 64, LCIN, routines);
+        let e = m.lookasides().allocate(cpu, h)?.unwrap();
+        m.lookasides().free(cpu, h, e)?;
+        m.lookasides().delete(cpu, h)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), 101);
+}
+
+#[test]
+fn depth_grows_under_demand_and_shrinks_when_idle() {
+    let m = machine();
+    m.run(0, |cpu| {
+        let h = head(cpu);
+        let l = m.lookasides();
+        l.initialize(cpu, h, PoolType::NonPagedPool, 128, LCIN, Routines::default());
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            for _ in 0..200 {
+                held.push(l.allocate(cpu, h)?.unwrap());
+            }
+            for e in held.drain(..) {
+                l.free(cpu, h, e)?;
+            }
+            cpu.advance_time(2000);
+        }
+        let busy = l.info(cpu, h).depth;
+        assert!(busy > 100, "depth {busy} after ten busy seconds");
+        cpu.advance_time(60_000);
+        assert_eq!(l.info(cpu, h).depth, INITIAL_DEPTH, "idle lists shrink back");
+        l.delete(cpu, h)
+    })
+    .unwrap();
+}

@@ -1,0 +1,60 @@
+//! Executive routines: the pool (`ExAllocatePoolWithTag` and friends), over
+//! `ntmem_kernel::ex::pool`.
+//!
+//! Pointers cross the boundary as host addresses; the pool works in simulated
+//! ones (`Va`), which differ when the machine's layout is relocated. A pointer
+//! outside the machine's address space is passed on as the same number, so the
+//! pool reports it as Windows would (not pool memory: BAD_POOL_CALLER).
+//!
+//! Differences from Windows: a `POOL_TYPE` ntmem does not implement (flag bits such
+//! as `POOL_RAISE_IF_ALLOCATION_FAILURE`, session pool) makes the allocation return
+//! NULL.
+
+use std::ffi::c_void;
+
+use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::Cpu;
+use ntmem_machine::Va;
+
+use crate::context::kernel;
+
+fn host_ptr(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
+    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
+}
+
+fn va_of(cpu: &Cpu<'_>, p: *mut c_void) -> Va {
+    let addr = p as usize;
+    cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
+}
+
+/// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`, or NULL.
+#[no_mangle]
+pub extern "C" fn ExAllocatePoolWithTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
+    kernel(|cpu| {
+        let Some(t) = PoolType::from_raw(pool_type) else { return Ok(std::ptr::null_mut()) };
+        let va = pool::allocate(cpu, t, bytes as u64, PoolTag(tag))?;
+        Ok(host_ptr(cpu, va))
+    })
+}
+
+/// `ExAllocatePool`: as `ExAllocatePoolWithTag` with the tag "None".
+#[no_mangle]
+pub extern "C" fn ExAllocatePool(pool_type: u32, bytes: usize) -> *mut c_void {
+    kernel(|cpu| {
+        let Some(t) = PoolType::from_raw(pool_type) else { return Ok(std::ptr::null_mut()) };
+        let va = pool::allocate_untagged(cpu, t, bytes as u64)?;
+        Ok(host_ptr(cpu, va))
+    })
+}
+
+/// `ExFreePoolWithTag`: frees `p`, which must carry `tag`.
+#[no_mangle]
+pub extern "C" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
+    kernel(|cpu| pool::free(cpu, va_of(cpu, p), Some(PoolTag(tag))));
+}
+
+/// `ExFreePool`: frees `p`.
+#[no_mangle]
+pub extern "C" fn ExFreePool(p: *mut c_void) {
+    kernel(|cpu| pool::free(cpu, va_of(cpu, p), None));
+}

@@ -1,0 +1,170 @@
+//! The driver loader: opens a driver built against `include/wdm.h` (a shared
+//! object), and calls its `DriverEntry` and `DriverUnload` on a simulated
+//! processor with a `DRIVER_OBJECT` and registry path, as the I/O manager does.
+//!
+//! The driver's undefined symbols (the WDK routines) resolve against the
+//! executable when it is opened (`RTLD_NOW`), so the executable must export them
+//! (`-Wl,--export-dynamic`, and [`crate::exports`] to keep them). A routine ntmem
+//! does not implement fails here, naming the symbol.
+//!
+//! The `DRIVER_OBJECT` lives in host memory owned by [`Driver`] (Windows puts it in
+//! nonpaged pool; it is not counted against the driver's tags either way).
+
+use std::ffi::{c_void, CStr, CString};
+use std::path::Path;
+
+use ntmem_kernel::{BugCheck, Machine};
+
+use crate::context;
+use crate::types::{DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString, IO_TYPE_DRIVER};
+
+/// Why a driver could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `dlopen` refused (missing file, unresolved symbol, wrong architecture).
+    #[error("cannot load {path}: {message}")]
+    Open {
+        /// The file.
+        path: String,
+        /// `dlerror`'s text.
+        message: String,
+    },
+    /// The driver has no `DriverEntry`.
+    #[error("{0} has no DriverEntry")]
+    NoEntry(String),
+}
+
+/// A loaded driver and its `DRIVER_OBJECT`.
+#[derive(Debug)]
+pub struct Driver {
+    name: String,
+    handle: *mut c_void,
+    entry: DriverInitialize,
+    object: Box<DriverObject>,
+    registry_path: Box<UnicodeString>,
+    _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>),
+}
+
+fn dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated string valid until the next
+    // dl* call on this thread; we copy it at once.
+    let p = unsafe { libc::dlerror() };
+    if p.is_null() {
+        return "unknown error".to_string();
+    }
+    // SAFETY: non-null, NUL-terminated (dlerror's contract).
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+impl Driver {
+    /// Opens the shared object at `path` as the driver `name` (the name the
+    /// analysis blames and the service name in its registry path).
+    ///
+    /// # Errors
+    /// [`LoadError`].
+    pub fn open(path: &Path, name: &str) -> Result<Driver, LoadError> {
+        let _ = crate::exports();
+        let shown = path.display().to_string();
+        let open_err = |message: String| LoadError::Open { path: shown.clone(), message };
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| open_err(e.to_string()))?;
+        // SAFETY: `c_path` is NUL-terminated. Opening runs the object's
+        // constructors: the driver is trusted code the user asked to run.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err(open_err(dl_error()));
+        }
+        // SAFETY: `handle` is a live handle from dlopen; the name is NUL-terminated.
+        let sym = unsafe { libc::dlsym(handle, c"DriverEntry".as_ptr()) };
+        if sym.is_null() {
+            // SAFETY: `handle` is live and not used again.
+            unsafe { libc::dlclose(handle) };
+            return Err(LoadError::NoEntry(shown));
+        }
+        // SAFETY: `DriverEntry` is declared in wdm.h as DRIVER_INITIALIZE, which
+        // has exactly this C signature; a driver built against it defines it so.
+        let entry = unsafe { std::mem::transmute::<*mut c_void, DriverInitialize>(sym) };
+        let service = name.split('.').next().unwrap_or(name);
+        let mut driver_name = Box::new(OwnedUnicode::new(&format!("\\Driver\\{service}")));
+        let mut path_text = Box::new(OwnedUnicode::new(&format!(
+            "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}"
+        )));
+        let object = Box::new(DriverObject {
+            kind: IO_TYPE_DRIVER,
+            size: std::mem::size_of::<DriverObject>() as i16,
+            device_object: std::ptr::null_mut(),
+            flags: 0,
+            driver_start: std::ptr::null_mut(),
+            driver_size: 0,
+            driver_section: std::ptr::null_mut(),
+            driver_extension: std::ptr::null_mut(),
+            driver_name: driver_name.as_unicode_string(),
+            hardware_database: std::ptr::null_mut(),
+            fast_io_dispatch: std::ptr::null_mut(),
+            driver_init: Some(entry),
+            driver_start_io: std::ptr::null_mut(),
+            driver_unload: None,
+            major_function: [None; 28],
+        });
+        let registry_path = Box::new(path_text.as_unicode_string());
+        Ok(Driver { name: name.to_string(), handle, entry, object, registry_path, _texts: (driver_name, path_text) })
+    }
+
+    /// The driver's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `DriverEntry` registered a `DriverUnload`.
+    pub fn has_unload(&self) -> bool {
+        self.object.driver_unload.is_some()
+    }
+
+    /// Runs driver code `call` on processor `cpu` of `machine`; a bugcheck gets the
+    /// driver's name (every stop here happens in driver code or in a routine the
+    /// driver called).
+    fn call<R>(&self, machine: &Machine, cpu: u32, call: impl FnOnce() -> R) -> Result<R, BugCheck> {
+        let r = machine.run(cpu, |c| Ok(context::enter(c, call)));
+        context::leave();
+        r.map_err(|mut b| {
+            b.driver = Some(self.name.clone());
+            b
+        })
+    }
+
+    /// Calls `DriverEntry(DriverObject, RegistryPath)` on processor `cpu` at its
+    /// current IRQL (PASSIVE_LEVEL after boot) and returns its NTSTATUS.
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    pub fn driver_entry(&mut self, machine: &Machine, cpu: u32) -> Result<NtStatus, BugCheck> {
+        let object: *mut DriverObject = &mut *self.object;
+        let path: *mut UnicodeString = &mut *self.registry_path;
+        let entry = self.entry;
+        // SAFETY: `entry` is the driver's DriverEntry (see `open`); `object` and
+        // `path` point to live boxes this `Driver` owns, not otherwise borrowed
+        // during the call. The library stays open while `self` lives.
+        self.call(machine, cpu, || unsafe { entry(object, path) })
+    }
+
+    /// Calls the `DriverUnload` that `DriverEntry` registered, if any. Returns
+    /// whether there was one.
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    pub fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
+        let Some(unload) = self.object.driver_unload else { return Ok(false) };
+        let object: *mut DriverObject = &mut *self.object;
+        // SAFETY: `unload` is the routine the driver stored in its DRIVER_OBJECT,
+        // of type PDRIVER_UNLOAD; `object` is the live box it was given.
+        self.call(machine, cpu, || unsafe { unload(object) })?;
+        Ok(true)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: `handle` came from dlopen and is closed once; no driver code runs
+        // after this (calls need `&mut self` or `&self`, which end here).
+        unsafe { libc::dlclose(self.handle) };
+    }
+}

@@ -1,0 +1,100 @@
+//! The structures a driver reads and writes directly, byte-exact with
+//! `include/wdm.h` (the AMD64 layouts of the WDK's `UNICODE_STRING` and
+//! `DRIVER_OBJECT`), and the scalar types of the boundary.
+
+use std::ffi::c_void;
+
+/// `NTSTATUS`.
+pub type NtStatus = i32;
+/// `KSPIN_LOCK`: a `ULONG_PTR` the driver owns; 0 is free.
+pub type KSpinLock = usize;
+
+/// `STATUS_SUCCESS`.
+pub const STATUS_SUCCESS: NtStatus = 0;
+
+/// `PDRIVER_UNLOAD`.
+pub type DriverUnload = unsafe extern "C" fn(*mut DriverObject);
+/// `PDRIVER_INITIALIZE`: `DriverEntry`.
+pub type DriverInitialize = unsafe extern "C" fn(*mut DriverObject, *mut UnicodeString) -> NtStatus;
+/// `PDRIVER_DISPATCH` (the device and IRP are opaque until the I/O manager exists).
+pub type DriverDispatch = unsafe extern "C" fn(*mut c_void, *mut c_void) -> NtStatus;
+
+/// `IRP_MJ_MAXIMUM_FUNCTION`.
+pub const IRP_MJ_MAXIMUM_FUNCTION: usize = 0x1b;
+/// `IO_TYPE_DRIVER`: `DRIVER_OBJECT.Type`.
+pub const IO_TYPE_DRIVER: i16 = 4;
+
+/// `UNICODE_STRING`: `length` and `maximum_length` in bytes.
+#[repr(C)]
+#[derive(Debug)]
+pub struct UnicodeString {
+    /// `Length`.
+    pub length: u16,
+    /// `MaximumLength`.
+    pub maximum_length: u16,
+    /// `Buffer`.
+    pub buffer: *mut u16,
+}
+
+/// `DRIVER_OBJECT` (AMD64 layout, 0x150 bytes).
+#[repr(C)]
+#[derive(Debug)]
+pub struct DriverObject {
+    /// `Type`: [`IO_TYPE_DRIVER`].
+    pub kind: i16,
+    /// `Size`: bytes of the object.
+    pub size: i16,
+    /// `DeviceObject`.
+    pub device_object: *mut c_void,
+    /// `Flags`.
+    pub flags: u32,
+    /// `DriverStart`.
+    pub driver_start: *mut c_void,
+    /// `DriverSize`.
+    pub driver_size: u32,
+    /// `DriverSection`.
+    pub driver_section: *mut c_void,
+    /// `DriverExtension`.
+    pub driver_extension: *mut c_void,
+    /// `DriverName`.
+    pub driver_name: UnicodeString,
+    /// `HardwareDatabase`.
+    pub hardware_database: *mut UnicodeString,
+    /// `FastIoDispatch`.
+    pub fast_io_dispatch: *mut c_void,
+    /// `DriverInit`.
+    pub driver_init: Option<DriverInitialize>,
+    /// `DriverStartIo`.
+    pub driver_start_io: *mut c_void,
+    /// `DriverUnload`: set by `DriverEntry` if the driver can be unloaded.
+    pub driver_unload: Option<DriverUnload>,
+    /// `MajorFunction`.
+    pub major_function: [Option<DriverDispatch>; IRP_MJ_MAXIMUM_FUNCTION + 1],
+}
+
+const _: () = assert!(std::mem::size_of::<DriverObject>() == 0x150);
+const _: () = assert!(std::mem::offset_of!(DriverObject, driver_unload) == 0x68);
+const _: () = assert!(std::mem::offset_of!(DriverObject, driver_name) == 0x38);
+
+/// UTF-16 text a [`UnicodeString`] points at, kept alive with it.
+#[derive(Debug)]
+pub struct OwnedUnicode {
+    text: Box<[u16]>,
+}
+
+impl OwnedUnicode {
+    /// `s` as UTF-16 with a terminating zero (not counted in `Length`).
+    pub fn new(s: &str) -> OwnedUnicode {
+        OwnedUnicode { text: s.encode_utf16().chain([0]).collect() }
+    }
+
+    /// A `UNICODE_STRING` describing the text; valid while `self` lives and is not moved out of its box.
+    pub fn as_unicode_string(&mut self) -> UnicodeString {
+        let bytes = |n: usize| u16::try_from(n * 2).unwrap_or(u16::MAX);
+        UnicodeString {
+            length: bytes(self.text.len() - 1),
+            maximum_length: bytes(self.text.len()),
+            buffer: self.text.as_mut_ptr(),
+        }
+    }
+}
