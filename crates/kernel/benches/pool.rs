@@ -137,5 +137,10 @@ fn main() {
         })
     };
     let two_ntmem = both(&|cpu| ntmem_pairs(&m, cpu as u32, &small));
-    row("(d) two threads, random 16-512 bytes", two_ntmem, both(&|_| pairs_global(&System, &small)), both(&|_| pairs_global(&MiMalloc, &small)));
+    row(
+        "(d) two threads, random 16-512 bytes",
+        two_ntmem,
+        both(&|_| pairs_global(&System, &small)),
+        both(&|_| pairs_global(&MiMalloc, &small)),
+    );
 }

@@ -21,10 +21,10 @@ use crate::ke::irql::IrqlLevels;
 use crate::ke::processor::{Binding, Cpu, KernelStack, Processor};
 use crate::mm::frames::{FrameRequest, PhysicalMemory};
 use crate::mm::images::Images;
+use crate::mm::pager::{PagingFile, PagingStats};
 use crate::mm::pfn::PageUse;
 use crate::mm::space::{to_usize, Access, AddressSpace};
 use crate::mm::system_ptes::SystemPtes;
-use crate::mm::pager::{PagingFile, PagingStats};
 use crate::mm::MmError;
 use crate::trap::{decode_escape, Trap};
 

@@ -140,7 +140,10 @@ pub fn raise_bugcheck(b: &BugCheck) -> ! {
 fn encode_escape(b: &BugCheck, image: Option<usize>) -> Escape {
     let p = b.parameters;
     let image = image.map_or(0, |slot| slot as u64 + 1);
-    Escape { kind: ESCAPE_BUGCHECK, words: [u64::from(b.code.0), p[0], p[1], p[2], p[3], b.faulting_ip.unwrap_or(0), image] }
+    Escape {
+        kind: ESCAPE_BUGCHECK,
+        words: [u64::from(b.code.0), p[0], p[1], p[2], p[3], b.faulting_ip.unwrap_or(0), image],
+    }
 }
 
 /// The bugcheck an escape carries, if it carries one, with the slot of the driver

@@ -8,8 +8,8 @@
 
 pub mod contiguous;
 pub mod frames;
-pub mod images;
 pub mod free_map;
+pub mod images;
 pub mod io_space;
 pub mod page_table;
 pub mod pager;

@@ -174,7 +174,15 @@ impl PageTables {
         }
     }
 
-    fn visit(&self, phys: &PhysicalMemory, depth: usize, table: Pfn, base: u64, range: (u64, u64), f: &mut dyn FnMut(Va, u64)) {
+    fn visit(
+        &self,
+        phys: &PhysicalMemory,
+        depth: usize,
+        table: Pfn,
+        base: u64,
+        range: (u64, u64),
+        f: &mut dyn FnMut(Va, u64),
+    ) {
         let levels = self.format.levels();
         let level = &levels[depth];
         let span = 1u64 << level.shift;

@@ -19,8 +19,8 @@ use ntmem_host::{Placement, Prot, Ram, Reservation};
 use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, Va};
 
 use super::frames::{FrameRequest, Frames, PhysicalMemory};
-use super::pager::{PagingFile, PagingStats};
 use super::page_table::{PageTables, Walk};
+use super::pager::{PagingFile, PagingStats};
 use super::pfn::{CacheType, PageUse};
 use super::pte::{PteFlags, VALID_KERNEL};
 use super::MmError;
