@@ -128,7 +128,7 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         code: BugCheckCode::PROCESS_HAS_LOCKED_PAGES,
         name: "PROCESS_HAS_LOCKED_PAGES",
         summary: "A process ended with pages still locked by a driver (MmProbeAndLockPages without MmUnlockPages).",
-        parameters: ["0", "Process object", "Number of locked pages", "Number of private pages (0 if not available)"],
+        parameters: ["0 (1: an MDL unlocked with no pages locked)", "Process object (or the MDL)", "Number of locked pages", "Pointer to driver stacks (if stack tracing is enabled), or 0"],
     },
     BugCheckInfo {
         code: BugCheckCode::SYSTEM_THREAD_EXCEPTION_NOT_HANDLED,

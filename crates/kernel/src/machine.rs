@@ -47,6 +47,7 @@ pub struct Machine {
     clock_ms: AtomicU64,
     hal: crate::hal::Hal,
     _fault_range: FaultRange,
+    processes: crate::mm::process::Processes,
 }
 
 /// What `ntmem boot` prints: the machine as it came up.
@@ -159,6 +160,7 @@ impl Machine {
             clock_ms: AtomicU64::new(0),
             hal,
             _fault_range: fault_range,
+            processes: crate::mm::process::Processes::default(),
         })
     }
 
@@ -319,6 +321,11 @@ impl Machine {
     /// The machine's devices and I/O-space state (`hal`).
     pub fn hal(&self) -> &crate::hal::Hal {
         &self.hal
+    }
+
+    /// The machine's user processes and the current one (`mm::process`).
+    pub fn processes(&self) -> &crate::mm::process::Processes {
+        &self.processes
     }
 }
 

@@ -41,8 +41,9 @@ pub struct Walk {
     pub phys: Option<PhysAddr>,
 }
 
-/// The page tables of one address space.
-#[derive(Debug)]
+/// The page tables of one address space. The tables themselves live in simulated
+/// RAM, so this value is a handle: a clone names the same tables.
+#[derive(Clone, Debug)]
 pub struct PageTables {
     format: PteFormat,
     /// Top-level tables: one, or one per IA-64 region.
@@ -200,6 +201,30 @@ impl PageTables {
             let (next, flags) = self.format.decode(raw);
             if flags.contains(PteFlags::VALID) {
                 self.visit(phys, depth + 1, next, va, range, f);
+            }
+        }
+    }
+
+    /// Every frame holding a table of these tables, roots included (for tearing a
+    /// process's user tables down once its pages are unmapped).
+    pub fn table_frames(&self, phys: &PhysicalMemory) -> Vec<Pfn> {
+        let mut out = Vec::new();
+        for &root in &self.roots {
+            self.collect_tables(phys, 0, root, &mut out);
+        }
+        out
+    }
+
+    fn collect_tables(&self, phys: &PhysicalMemory, depth: usize, table: Pfn, out: &mut Vec<Pfn>) {
+        out.push(table);
+        let levels = self.format.levels();
+        if depth + 1 >= levels.len() {
+            return;
+        }
+        for index in 0..(1u64 << levels[depth].bits) {
+            let (next, flags) = self.format.decode(self.read(phys, table, index));
+            if flags.contains(PteFlags::VALID) {
+                self.collect_tables(phys, depth + 1, next, out);
             }
         }
     }

@@ -12,6 +12,18 @@
 //! Mapping a frame at a virtual address writes the simulated PTE and `mmap`s the
 //! frame's page of the RAM file at the host address, so two mappings of one frame
 //! alias, and an unmapped page faults for real.
+//!
+//! **User space is per process** (issue 4 item 1, [`super::process`]). System
+//! space always goes through the machine's tables; the user half goes through the
+//! tables of the *current* process, set by [`AddressSpace::switch_user`] (none
+//! current: the machine's own tables, i.e. the System process, which has no user
+//! pages). Windows copies the system PML4 entries into each process's PML4 so that
+//! one CR3 serves both halves; ntmem keeps the halves in separate top-level tables
+//! and chooses by address, as IA-64's region registers do — the translation of
+//! every address is the same. A Linux process has one address space, so only one
+//! simulated process's user pages can be mapped in the host at a time: **one
+//! process is current at a time per machine**, and switching unmaps the old
+//! process's user range in one call and maps the new one's valid pages.
 
 use std::sync::Mutex;
 
@@ -88,6 +100,8 @@ pub struct AddressSpace {
     /// The simulated address at `reservation.base()`.
     va_base: u64,
     tables: Mutex<PageTables>,
+    /// The current process's user-half tables; `None`: the machine's own.
+    user: Mutex<Option<PageTables>>,
     paging: PagingFile,
 }
 
@@ -114,7 +128,15 @@ impl AddressSpace {
             }
         };
         let tables = PageTables::new(phys, mode)?;
-        Ok(AddressSpace { layout: layout.clone(), shift, reservation, va_base, tables: Mutex::new(tables), paging })
+        Ok(AddressSpace {
+            layout: layout.clone(),
+            shift,
+            reservation,
+            va_base,
+            tables: Mutex::new(tables),
+            user: Mutex::new(None),
+            paging,
+        })
     }
 
     /// The layout.
@@ -154,6 +176,79 @@ impl AddressSpace {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn user_slot(&self) -> std::sync::MutexGuard<'_, Option<PageTables>> {
+        self.user.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with the tables that translate `va`: the current process's for a
+    /// user address when a process is current, the machine's otherwise.
+    fn with_tables<R>(&self, va: Va, f: impl FnOnce(&PageTables) -> R) -> R {
+        if self.layout.is_user(va) {
+            let user = self.user_slot();
+            if let Some(t) = user.as_ref() {
+                return f(t);
+            }
+        }
+        f(&self.tables())
+    }
+
+    /// The user-half tables of the current process (`None`: no process current).
+    pub fn current_user_tables(&self) -> Option<PageTables> {
+        self.user_slot().clone()
+    }
+
+    /// Makes `tables` the current user half (`None`: the machine's own) and returns
+    /// the previous one. In the host, the whole user range is unmapped in one call
+    /// and every valid page of the new tables is mapped again, one `mmap` per run of
+    /// consecutive RAM pages with one access (KeStackAttachProcess's CR3 switch).
+    ///
+    /// # Errors
+    /// When the host refuses a mapping.
+    pub fn switch_user(
+        &self,
+        phys: &PhysicalMemory,
+        tables: Option<PageTables>,
+    ) -> Result<Option<PageTables>, MmError> {
+        let mut slot = self.user_slot();
+        let old = std::mem::replace(&mut *slot, tables);
+        let page = self.shift.page_size();
+        let (start, end) = (self.layout.user_start, self.layout.user_end.get() + 1);
+        let host_page = ntmem_host::page_size() as u64;
+        let lo = start.get() / host_page * host_page;
+        let hi = end.div_ceil(host_page) * host_page;
+        self.reservation.unmap(self.host_offset(Va::new(lo))?, to_usize(hi - lo)).map_err(MmError::Host)?;
+        let system = self.tables();
+        let current = slot.as_ref().unwrap_or(&system);
+        let format = current.format();
+        let mut pages: Vec<(u64, u64, Prot)> = Vec::new();
+        current.for_each_leaf(phys, start, Va::new(end), &mut |va, raw| {
+            let (pfn, flags) = format.decode(raw);
+            if !flags.contains(PteFlags::VALID) {
+                return;
+            }
+            let Some(file) = phys.file_offset(pfn) else { return };
+            let prot = if flags.contains(PteFlags::WRITE) { Prot::ReadWrite } else { Prot::Read };
+            pages.push((va.get(), file, prot));
+        });
+        let mut i = 0;
+        while i < pages.len() {
+            let (va, file, prot) = pages[i];
+            let mut n = 1;
+            while i + n < pages.len() && {
+                let (v, f, p) = pages[i + n];
+                v == va + n as u64 * page && f == file + n as u64 * page && p == prot
+            } {
+                n += 1;
+            }
+            let len = to_usize(n as u64 * page);
+            self.reservation
+                .map_ram(self.host_offset(Va::new(va))?, phys.ram(), file, len, prot)
+                .map_err(MmError::Host)?;
+            i += n;
+        }
+        Ok(old)
+    }
+
     /// Maps `frames`, in order, at consecutive pages from `va` (page-aligned):
     /// writes the PTEs and maps the RAM in the host, one `mmap` per run of
     /// consecutive file pages. Kernel mappings get Windows' `ValidKernelPte`.
@@ -163,11 +258,10 @@ impl AddressSpace {
     pub fn map(&self, phys: &PhysicalMemory, va: Va, frames: &Frames, how: impl Into<Mapping>) -> Result<(), MmError> {
         let how = how.into();
         let page = self.shift.page_size();
-        let tables = self.tables();
         let mut at = va;
         for &(first, count) in &frames.runs {
             let file = phys.file_offset(first).ok_or(MmError::NotRam(first))?;
-            self.map_run(&tables, phys, at, first, count, how, phys.ram(), file)?;
+            self.with_tables(at, |tables| self.map_run(tables, phys, at, first, count, how, phys.ram(), file))?;
             for i in 0..count {
                 phys.update(first.add(i), |e| {
                     e.share_count += 1;
@@ -196,7 +290,7 @@ impl AddressSpace {
         file: &Ram,
         file_offset: u64,
     ) -> Result<(), MmError> {
-        self.map_run(&self.tables(), phys, va, first, pages, how.into(), file, file_offset)
+        self.with_tables(va, |tables| self.map_run(tables, phys, va, first, pages, how.into(), file, file_offset))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -226,9 +320,12 @@ impl AddressSpace {
     /// # Errors
     /// When `va` is outside the space.
     pub fn unmap(&self, phys: &PhysicalMemory, va: Va, pages: u64) -> Result<Vec<Pfn>, MmError> {
+        self.with_tables(va, |tables| self.unmap_in(tables, phys, va, pages))
+    }
+
+    fn unmap_in(&self, tables: &PageTables, phys: &PhysicalMemory, va: Va, pages: u64) -> Result<Vec<Pfn>, MmError> {
         let page = self.shift.page_size();
         let offset = self.host_offset(va)?;
-        let tables = self.tables();
         let format = tables.format();
         let mut old = Vec::new();
         for i in 0..pages {
@@ -347,7 +444,7 @@ impl AddressSpace {
 
     /// Walks `va` through the page tables.
     pub fn walk(&self, phys: &PhysicalMemory, va: Va) -> Walk {
-        self.tables().walk(phys, va)
+        self.with_tables(va, |t| t.walk(phys, va))
     }
 
     /// The top-level table's frame.

@@ -1,0 +1,181 @@
+//! User processes (issue 4 item 1) and ProbeForRead / ProbeForWrite (item 3).
+
+use std::sync::Arc;
+
+use ntmem_kernel::ex::pool::NtStatus;
+use ntmem_kernel::mm::pfn::PageState;
+use ntmem_kernel::mm::probe::{mm_highest_user_address, mm_user_probe_address, probe_for_read, probe_for_write};
+use ntmem_kernel::mm::process::{
+    ke_stack_attach_process, ke_unstack_detach_process, nt_allocate_virtual_memory, nt_free_virtual_memory,
+    nt_protect_virtual_memory, ps_create_process, ps_get_current_process, ps_terminate_process, AllocationType,
+    FreeType, PageProtection, Process,
+};
+use ntmem_kernel::{Cpu, Machine};
+use ntmem_machine::{BootOptions, MachineConfig, Pfn, Va};
+
+const MB: u64 = 1 << 20;
+const RW: PageProtection = PageProtection::ReadWrite;
+const BOTH: AllocationType = AllocationType::RESERVE.union(AllocationType::COMMIT);
+
+fn boot(edition: &str) -> Machine {
+    let mut config = MachineConfig::for_edition(edition).unwrap();
+    config.ram = 512 * MB;
+    config.boot = BootOptions::parse("").unwrap();
+    Machine::boot(config.build().unwrap()).unwrap()
+}
+
+fn process(cpu: &Cpu<'_>, name: &str) -> Arc<Process> {
+    ps_create_process(cpu, name).unwrap().unwrap()
+}
+
+/// The frame behind a user address of `p`.
+fn frame_of(cpu: &Cpu<'_>, p: &Arc<Process>, va: Va) -> Pfn {
+    let m = cpu.machine();
+    let state = ke_stack_attach_process(cpu, p).unwrap();
+    let pa = m.space().walk(m.phys(), va).phys.unwrap();
+    ke_unstack_detach_process(cpu, state).unwrap();
+    pa.pfn(m.profile().arch.page_shift())
+}
+
+#[test]
+fn user_bounds_come_from_the_layout() {
+    for edition in ["xp-professional", "ws03sp1-enterprise-x64"] {
+        let m = boot(edition);
+        m.run(0, |cpu| {
+            let layout = &m.profile().layout;
+            assert_eq!(mm_highest_user_address(cpu), layout.user_end);
+            assert_eq!(mm_user_probe_address(cpu), layout.user_probe_address);
+            assert_eq!(mm_user_probe_address(cpu).get(), layout.user_end.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn allocate_is_zero_filled_page_granular_and_private_to_each_process() {
+    let m = boot("ws03sp1-enterprise-x64");
+    m.run(0, |cpu| {
+        let a = process(cpu, "a.exe");
+        let b = process(cpu, "b.exe");
+        let (va, size) = nt_allocate_virtual_memory(cpu, &a, None, 5000, BOTH, RW).unwrap();
+        assert_eq!(size, 8192);
+        assert_eq!(va.get() % 0x10000, 0);
+        assert!(m.profile().layout.is_user(va));
+        let (vb, _) = nt_allocate_virtual_memory(cpu, &b, Some(va), 4096, BOTH, RW).unwrap();
+        assert_eq!(vb, va, "each process has its own user space");
+        let mut buf = [0xFFu8; 16];
+        a.read(cpu, va, &mut buf).unwrap();
+        assert_eq!(buf, [0; 16]);
+        a.write(cpu, va, b"process a").unwrap();
+        b.write(cpu, va, b"process b").unwrap();
+        let mut got = [0u8; 9];
+        a.read(cpu, va, &mut got).unwrap();
+        assert_eq!(&got, b"process a");
+        b.read(cpu, va, &mut got).unwrap();
+        assert_eq!(&got, b"process b");
+        assert_ne!(frame_of(cpu, &a, va), frame_of(cpu, &b, va));
+        // Attach: driver code sees the attached process's pages at the address.
+        let state = ke_stack_attach_process(cpu, &a).unwrap();
+        assert!(Arc::ptr_eq(&ps_get_current_process(cpu).unwrap(), &a));
+        let mut direct = [0u8; 9];
+        m.space().read(va, &mut direct).unwrap();
+        assert_eq!(&direct, b"process a");
+        ke_unstack_detach_process(cpu, state).unwrap();
+        assert!(ps_get_current_process(cpu).is_none());
+        // Reserving a taken range conflicts.
+        assert_eq!(nt_allocate_virtual_memory(cpu, &a, Some(va), 4096, BOTH, RW), Err(NtStatus::CONFLICTING_ADDRESSES));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn reserve_then_commit_protect_and_free() {
+    let m = boot("ws03sp1-enterprise-x64");
+    m.run(0, |cpu| {
+        let p = process(cpu, "p.exe");
+        let (va, size) = nt_allocate_virtual_memory(cpu, &p, None, 0x10000, AllocationType::RESERVE, RW).unwrap();
+        assert_eq!(size, 0x10000);
+        assert_eq!(p.read(cpu, va, &mut [0u8; 1]), Err(NtStatus::ACCESS_VIOLATION), "reserved, not committed");
+        let page2 = Va::new(va.get() + 0x1000);
+        nt_allocate_virtual_memory(cpu, &p, Some(page2), 0x1000, AllocationType::COMMIT, RW).unwrap();
+        p.write(cpu, page2, b"hello").unwrap();
+        assert_eq!(nt_protect_virtual_memory(cpu, &p, page2, 1, PageProtection::ReadOnly), Ok(RW));
+        assert_eq!(p.write(cpu, page2, b"x"), Err(NtStatus::ACCESS_VIOLATION));
+        let mut got = [0u8; 5];
+        p.read(cpu, page2, &mut got).unwrap();
+        assert_eq!(&got, b"hello", "protection changes keep the contents");
+        nt_protect_virtual_memory(cpu, &p, page2, 1, PageProtection::NoAccess).unwrap();
+        assert_eq!(p.read(cpu, page2, &mut got), Err(NtStatus::ACCESS_VIOLATION));
+        assert_eq!(nt_protect_virtual_memory(cpu, &p, va, 1, RW), Err(NtStatus::NOT_COMMITTED));
+        nt_protect_virtual_memory(cpu, &p, page2, 1, RW).unwrap();
+        let frame = frame_of(cpu, &p, page2);
+        nt_free_virtual_memory(cpu, &p, page2, 0x1000, FreeType::Decommit).unwrap();
+        assert_ne!(m.phys().pfn(frame).state, PageState::Active, "decommit frees the frame");
+        assert_eq!(nt_free_virtual_memory(cpu, &p, page2, 1, FreeType::Release), Err(NtStatus::INVALID_PARAMETER));
+        nt_free_virtual_memory(cpu, &p, va, 0, FreeType::Release).unwrap();
+        assert_eq!(nt_free_virtual_memory(cpu, &p, va, 0, FreeType::Release), Err(NtStatus::MEMORY_NOT_ALLOCATED));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn exit_tears_everything_down() {
+    let m = boot("ws03sp1-enterprise-x64");
+    m.run(0, |cpu| {
+        let p = process(cpu, "p.exe");
+        let root = p.root();
+        let (va, _) = nt_allocate_virtual_memory(cpu, &p, None, 0x3000, BOTH, RW).unwrap();
+        p.write(cpu, va, b"bye").unwrap();
+        let frame = frame_of(cpu, &p, va);
+        let state = ke_stack_attach_process(cpu, &p).unwrap();
+        ps_terminate_process(cpu, &p)?;
+        assert!(ps_get_current_process(cpu).is_none(), "an exited process is no longer current");
+        ke_unstack_detach_process(cpu, state).unwrap();
+        assert!(p.exited());
+        assert_ne!(m.phys().pfn(frame).state, PageState::Active);
+        assert_ne!(m.phys().pfn(root).state, PageState::Active, "page tables freed");
+        assert!(m.processes().list().is_empty());
+        assert_eq!(nt_allocate_virtual_memory(cpu, &p, None, 1, BOTH, RW), Err(NtStatus::PROCESS_IS_TERMINATING));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn probes_check_length_alignment_range_and_writability() {
+    let m = boot("ws03sp1-enterprise-x64");
+    m.run(0, |cpu| {
+        let p = process(cpu, "p.exe");
+        let (va, _) = nt_allocate_virtual_memory(cpu, &p, None, 0x2000, BOTH, RW).unwrap();
+        let state = ke_stack_attach_process(cpu, &p).unwrap();
+        let system = m.profile().layout.system_start;
+        let probe = mm_user_probe_address(cpu).get();
+        // Length 0: nothing is checked.
+        assert_eq!(probe_for_read(cpu, system, 0, 8), Ok(()));
+        assert_eq!(probe_for_write(cpu, Va::new(3), 0, 4), Ok(()));
+        // Misaligned start.
+        assert_eq!(probe_for_read(cpu, Va::new(va.get() + 2), 4, 4), Err(NtStatus::DATATYPE_MISALIGNMENT));
+        assert_eq!(probe_for_write(cpu, Va::new(va.get() + 8), 4, 16), Err(NtStatus::DATATYPE_MISALIGNMENT));
+        // A system address in a user request.
+        assert_eq!(probe_for_read(cpu, system, 16, 1), Err(NtStatus::ACCESS_VIOLATION));
+        assert_eq!(probe_for_read(cpu, Va::new(probe - 8), 16, 1), Err(NtStatus::ACCESS_VIOLATION));
+        assert_eq!(probe_for_read(cpu, Va::new(probe - 16), 16, 1), Ok(()));
+        assert_eq!(probe_for_read(cpu, Va::new(u64::MAX - 3), 16, 1), Err(NtStatus::ACCESS_VIOLATION), "wraps");
+        // ProbeForRead does not touch: an uncommitted user range passes.
+        assert_eq!(probe_for_read(cpu, Va::new(0x7000_0000), 64, 8), Ok(()));
+        // ProbeForWrite touches every page for write.
+        assert_eq!(probe_for_write(cpu, va, 0x2000, 8), Ok(()));
+        assert_eq!(probe_for_write(cpu, va, 0x2001, 1), Err(NtStatus::ACCESS_VIOLATION), "runs into reserved space");
+        ke_unstack_detach_process(cpu, state).unwrap();
+        nt_protect_virtual_memory(cpu, &p, Va::new(va.get() + 0x1000), 1, PageProtection::ReadOnly).unwrap();
+        let state = ke_stack_attach_process(cpu, &p).unwrap();
+        assert_eq!(probe_for_write(cpu, va, 0x2000, 8), Err(NtStatus::ACCESS_VIOLATION));
+        assert_eq!(probe_for_read(cpu, va, 0x2000, 8), Ok(()));
+        ke_unstack_detach_process(cpu, state).unwrap();
+        Ok(())
+    })
+    .unwrap();
+}
