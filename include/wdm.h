@@ -18,6 +18,9 @@
 /* Multi-character pool tags ('tseT') are how drivers spell tags. */
 #pragma GCC diagnostic ignored "-Wmultichar"
 
+/* The landing points of structured exception handling (__try) are ISO C setjmp. */
+#include <setjmp.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -91,6 +94,16 @@ typedef LARGE_INTEGER PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 #define NT_SUCCESS(Status) (((NTSTATUS)(Status)) >= 0)
 #define STATUS_SUCCESS ((NTSTATUS)0x00000000L)
 #define STATUS_PENDING ((NTSTATUS)0x00000103L)
+#define STATUS_GUARD_PAGE_VIOLATION ((NTSTATUS)0x80000001L)
+#define STATUS_DATATYPE_MISALIGNMENT ((NTSTATUS)0x80000002L)
+#define STATUS_BREAKPOINT ((NTSTATUS)0x80000003L)
+#define STATUS_IN_PAGE_ERROR ((NTSTATUS)0xC0000006L)
+#define STATUS_ILLEGAL_INSTRUCTION ((NTSTATUS)0xC000001DL)
+#define STATUS_NONCONTINUABLE_EXCEPTION ((NTSTATUS)0xC0000025L)
+#define STATUS_INVALID_DISPOSITION ((NTSTATUS)0xC0000026L)
+#define STATUS_QUOTA_EXCEEDED ((NTSTATUS)0xC0000044L)
+#define STATUS_INTEGER_DIVIDE_BY_ZERO ((NTSTATUS)0xC0000094L)
+#define STATUS_STACK_OVERFLOW ((NTSTATUS)0xC00000FDL)
 #define STATUS_UNSUCCESSFUL ((NTSTATUS)0xC0000001L)
 #define STATUS_NOT_IMPLEMENTED ((NTSTATUS)0xC0000002L)
 #define STATUS_ACCESS_VIOLATION ((NTSTATUS)0xC0000005L)
@@ -166,6 +179,143 @@ NTKERNELAPI PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes);
 NTKERNELAPI VOID ExFreePoolWithTag(PVOID P, ULONG Tag);
 NTKERNELAPI VOID ExFreePool(PVOID P);
 
+/* ---- Structured exception handling --------------------------------------- */
+
+/*
+ * __try / __except / __finally for gcc and clang (C only), over ISO setjmp.
+ *
+ *   __try { ... } __except (filter) { handler }
+ *   __try { ... } __finally { termination handler }
+ *
+ * and, unless NTMEM_NO_LOWERCASE_TRY is defined before this header, the spelling
+ * of the WDK samples: try { ... } except (filter) { ... }.
+ *
+ * How it works: __try opens a block holding an NTMEM_SEH_FRAME that is pushed on
+ * the thread's list of frames and popped by __attribute__((cleanup)) however the
+ * block is left (falling off the end, return, break, goto). The frame's landing
+ * point is setjmp. An exception -- ExRaiseStatus, a routine that raises, or a
+ * fault on a user-space address inside the __try -- pops the innermost frame and
+ * longjmps to it; __except(filter) is the else of that setjmp: it evaluates the
+ * filter (GetExceptionCode() and GetExceptionInformation() are valid there), closes
+ * the block, and the handler body follows as a plain `if`. So `break` in a handler
+ * leaves the enclosing switch or loop and `return` returns, as with MSVC.
+ *
+ * Filter values: EXCEPTION_EXECUTE_HANDLER runs the handler; EXCEPTION_CONTINUE_SEARCH
+ * passes the exception to the next outer frame; with none left, the machine stops
+ * with Windows' bugcheck for an unhandled kernel exception.
+ * EXCEPTION_CONTINUE_EXECUTION cannot resume here (the frames of the __try body are
+ * gone once the filter runs): ntmem raises STATUS_NONCONTINUABLE_EXCEPTION to the
+ * next outer frame, which is what Windows does for every exception ExRaiseStatus
+ * raises (they are noncontinuable); only for a hardware fault would Windows retry
+ * the faulting instruction.
+ *
+ * Differences from MSVC, all consequences of C without compiler support:
+ *  - filters run after the frames inside the __try are left (Windows runs them
+ *    first, then unwinds); only the order of side effects of nested filters and
+ *    __finally blocks can tell.
+ *  - a local variable written inside __try and read in the handler must be
+ *    `volatile` (the setjmp rule; gcc's -Wclobbered points them out).
+ *  - __finally runs when its __try block ends normally and when an exception
+ *    unwinds through it (then the exception continues to the next frame, and
+ *    AbnormalTermination() is TRUE). Leaving the __try block with return, break or
+ *    goto skips the __finally body; leaving the __finally body with break ends it,
+ *    and with return or goto during an unwind ends the unwind (as in MSVC).
+ *  - __leave is not provided.
+ *  - C only: in C++ (where libstdc++ uses __try itself) the macros are not defined.
+ */
+
+#define EXCEPTION_EXECUTE_HANDLER 1
+#define EXCEPTION_CONTINUE_SEARCH 0
+#define EXCEPTION_CONTINUE_EXECUTION (-1)
+#define EXCEPTION_NONCONTINUABLE 0x1
+#define EXCEPTION_MAXIMUM_PARAMETERS 15
+
+/* The AMD64 layout. ExceptionInformation[0..1] of STATUS_ACCESS_VIOLATION: 0 read,
+ * 1 write, 8 execute; the address. */
+typedef struct _EXCEPTION_RECORD {
+    NTSTATUS ExceptionCode;
+    ULONG ExceptionFlags;
+    struct _EXCEPTION_RECORD *ExceptionRecord;
+    PVOID ExceptionAddress;
+    ULONG NumberParameters;
+    ULONG_PTR ExceptionInformation[EXCEPTION_MAXIMUM_PARAMETERS];
+} EXCEPTION_RECORD, *PEXCEPTION_RECORD;
+
+_Static_assert(sizeof(EXCEPTION_RECORD) == 0x98, "EXCEPTION_RECORD size");
+
+/* ntmem keeps no register context: ContextRecord is NULL. */
+typedef struct _CONTEXT CONTEXT, *PCONTEXT;
+typedef struct _EXCEPTION_POINTERS {
+    PEXCEPTION_RECORD ExceptionRecord;
+    PCONTEXT ContextRecord;
+} EXCEPTION_POINTERS, *PEXCEPTION_POINTERS;
+
+/* Raises Status as a noncontinuable exception (EXCEPTION_NONCONTINUABLE, no parameters). */
+NTKERNELAPI VOID ExRaiseStatus(NTSTATUS Status) __attribute__((noreturn));
+NTKERNELAPI VOID ExRaiseAccessViolation(VOID) __attribute__((noreturn));
+NTKERNELAPI VOID ExRaiseDatatypeMisalignment(VOID) __attribute__((noreturn));
+
+/* The machinery behind the macros (crates/wdk/c/seh.c); not for drivers to call. */
+typedef struct _NTMEM_SEH_FRAME {
+    struct _NTMEM_SEH_FRAME *Prev;
+    ULONG_PTR Guard;
+    LONG Active;
+    jmp_buf Landing;
+} NTMEM_SEH_FRAME;
+
+typedef struct _NTMEM_SEH_FINALLY {
+    LONG Run;
+    LONG Unwinding;
+    EXCEPTION_RECORD Record;
+} NTMEM_SEH_FINALLY;
+
+VOID ntmem_seh_enter(NTMEM_SEH_FRAME *Frame);
+VOID ntmem_seh_leave(NTMEM_SEH_FRAME *Frame);
+VOID ntmem_seh_filter(LONG Disposition);
+LONG ntmem_seh_caught(VOID);
+VOID ntmem_seh_unwinding(VOID);
+NTMEM_SEH_FINALLY ntmem_seh_finally_begin(VOID);
+VOID ntmem_seh_finally_end(NTMEM_SEH_FINALLY *Finally);
+NTSTATUS ntmem_seh_exception_code(VOID);
+PEXCEPTION_POINTERS ntmem_seh_exception_pointers(VOID);
+
+#define GetExceptionCode() ntmem_seh_exception_code()
+#define GetExceptionInformation() ntmem_seh_exception_pointers()
+#define _exception_code() ntmem_seh_exception_code()
+#define _exception_info() ntmem_seh_exception_pointers()
+
+#ifndef __cplusplus
+
+#define __try                                                                    \
+    {                                                                            \
+        NTMEM_SEH_FRAME __ntmem_seh __attribute__((cleanup(ntmem_seh_leave)));   \
+        ntmem_seh_enter(&__ntmem_seh);                                           \
+        if (setjmp(__ntmem_seh.Landing) == 0)
+
+/* Variadic so that a filter with commas (a comma expression) needs no extra parentheses. */
+#define __except(...)                                                            \
+        else ntmem_seh_filter((LONG)(__VA_ARGS__));                              \
+    }                                                                            \
+    if (ntmem_seh_caught())
+
+#define __finally                                                                \
+        else ntmem_seh_unwinding();                                              \
+    }                                                                            \
+    for (NTMEM_SEH_FINALLY __ntmem_fin = ntmem_seh_finally_begin(); __ntmem_fin.Run; \
+         ntmem_seh_finally_end(&__ntmem_fin))
+
+/* Only inside a __finally body. */
+#define AbnormalTermination() (__ntmem_fin.Unwinding != 0)
+#define _abnormal_termination() AbnormalTermination()
+
+#ifndef NTMEM_NO_LOWERCASE_TRY
+#define try __try
+#define except __except
+#define finally __finally
+#endif
+
+#endif /* !__cplusplus */
+
 /* ---- Debug output ------------------------------------------------------- */
 
 /* printf-style; the formatted message is truncated to 512 bytes as in Windows. */
@@ -216,6 +366,10 @@ typedef struct _DRIVER_OBJECT {
 
 _Static_assert(__builtin_offsetof(DRIVER_OBJECT, DriverUnload) == 0x68, "DRIVER_OBJECT layout");
 _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
+
+#include "ntmem/memory.h"
+#include "ntmem/io.h"
+#include "ntmem/lookaside.h"
 
 /* Every driver defines it; the driver host calls it at PASSIVE_LEVEL. */
 DRIVER_INITIALIZE DriverEntry;

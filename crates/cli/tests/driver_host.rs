@@ -78,7 +78,7 @@ fn a_routine_ntmem_does_not_implement_does_not_compile() {
     let out = run("unimplemented.c", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("IoAllocateMdl"), "{err}");
+    assert!(err.contains("MmAllocateMappingAddress"), "{err}");
 }
 
 #[test]
@@ -192,4 +192,65 @@ fn a_fault_in_driver_code_is_a_bugcheck_blaming_the_driver() {
     assert_eq!(v["bugcheck"]["code"], 0x8E);
     assert_eq!(v["bugcheck"]["parameters"][0], 0xC000_0005u32);
     assert_eq!(v["bugcheck"]["driver"], "null_deref.c");
+}
+
+#[test]
+fn structured_exceptions_work_in_c_drivers() {
+    let out = run("seh.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for check in [
+        "ExRaiseStatus caught with its code",
+        "user-address fault caught",
+        "fault parameters: write at the address",
+        "break in a handler leaves the switch",
+        "return inside __try",
+        "CONTINUE_SEARCH reaches the outer frame",
+        "__finally runs on normal exit and on unwind",
+        "CONTINUE_EXECUTION is noncontinuable",
+        "lowercase try/except",
+        "frames still work after all that",
+    ] {
+        assert!(t.contains(&format!("seh: ok {check}")), "{check}: {t}");
+    }
+    assert!(!t.contains("FAILED"), "{t}");
+}
+
+#[test]
+fn the_seeds_probe_for_read_sample_compiles_unmodified_and_its_break_leaves_the_switch() {
+    let out = run("seed_probe.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("seed_probe: user buffer 0x00000000, went on 1"), "{t}");
+    assert!(t.contains("Exception while accessing inBuf 0XC0000005 in METHOD_NEITHER"), "{t}");
+    assert!(t.contains("seed_probe: system buffer 0xC0000005, went on 0"), "{t}");
+    assert!(t.contains("seed_probe: misaligned 0x80000002"), "{t}");
+}
+
+#[test]
+fn an_unhandled_ex_raise_status_in_driver_entry_is_0x7e_and_a_returned_from_try_is_not_a_handler() {
+    let (v, code) = json("seh_unhandled.c");
+    assert_eq!(code, 3, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(output.contains("seh_unhandled: raising"), "{output}");
+    assert!(!output.contains("wrong handler"), "{output}");
+    assert_eq!(v["bugcheck"]["code"], 0x7E);
+    assert_eq!(v["bugcheck"]["name"], "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!(p[0], 0xC000_009Au32);
+    assert_ne!(p[1], 0, "the address of the raise");
+    assert_eq!((p[2].clone(), p[3].clone()), (Value::from(0), Value::from(0)));
+    assert_eq!(v["bugcheck"]["driver"], "seh_unhandled.c");
+}
+
+#[test]
+fn a_user_address_fault_inside_try_at_dispatch_level_is_a_bugcheck_not_an_exception() {
+    let (v, code) = json("seh_dispatch_level.c");
+    assert_eq!(code, 3, "{v}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("caught"), "{v}");
+    // 0xD1: the faulting instruction is in the driver's image, which the loader registers.
+    assert_eq!(v["bugcheck"]["code"], 0xD1, "{v}");
+    assert_eq!(v["bugcheck"]["driver"], "seh_dispatch_level.c", "{v}");
+    assert_eq!(v["bugcheck"]["parameters"][0], 0x10000);
+    assert_eq!(v["bugcheck"]["parameters"][1], 2);
 }

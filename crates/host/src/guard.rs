@@ -19,6 +19,15 @@
 //! `Arc`, …). In ntmem, layers return `Err` up to the driver boundary and only there
 //! escape, so only driver frames (C, or Rust that holds nothing) are skipped.
 //!
+//! **Exceptions.** Driver code may keep its own landing points *inside* a guarded call:
+//! the structured-exception frames of `__try` (kept by `ntmem-wdk`). The host does not own
+//! them; it only lets their keeper register an [`ExceptionCatcher`]. A fault handler that
+//! answers `Escape` with an [`ESCAPE_EXCEPTION`] payload has that payload delivered to the
+//! catcher (which `siglongjmp`s to the thread's innermost exception frame) instead of the
+//! innermost guarded call; [`exception_frame_active`] tells a fault handler, beforehand,
+//! whether there is such a frame. [`token`] names the innermost guarded call, so a keeper
+//! can tell which guarded call each of its frames belongs to.
+//!
 //! Each thread entering a guarded call gets an alternate signal stack of at least
 //! [`SIGNAL_STACK_SIZE`] bytes (a larger existing one is kept), so a fault in a kernel
 //! stack's guard page can still be handled and reported.
@@ -38,6 +47,47 @@ use std::sync::Arc;
 pub struct Escape {
     pub kind: u32,
     pub words: [u64; 7],
+}
+
+/// `Escape::kind` of a structured exception raised by a fault: delivered to the
+/// [`ExceptionCatcher`] when it has a frame for it. The words are the upper layer's
+/// (ntmem: exception code, address, the exception's two parameters).
+pub const ESCAPE_EXCEPTION: u32 = 0xE0;
+
+/// The keeper of exception frames that live inside guarded calls (see the module docs).
+/// Both functions run in signal context: async-signal-safe, no allocation, no lock.
+#[derive(Debug)]
+pub struct ExceptionCatcher {
+    /// Whether this thread has an exception frame newer than its innermost guarded call.
+    pub has_frame: fn() -> bool,
+    /// Jumps to that frame with the exception; returns only when there is none.
+    pub deliver: fn(&Escape),
+}
+
+static CATCHER: std::sync::OnceLock<&'static ExceptionCatcher> = std::sync::OnceLock::new();
+
+/// Registers the process's exception catcher. The first registration wins; later ones
+/// are ignored (there is one keeper of exception frames per process).
+pub fn set_exception_catcher(catcher: &'static ExceptionCatcher) {
+    let _ = CATCHER.set(catcher);
+}
+
+/// Whether an exception raised now on this thread would be caught by an exception frame
+/// (newer than the innermost guarded call). Async-signal-safe.
+pub fn exception_frame_active() -> bool {
+    CATCHER.get().is_some_and(|c| (c.has_frame)())
+}
+
+/// The innermost guarded call of this thread, as an opaque nonzero number (0: none),
+/// stable while that call runs and never given to another call of this thread.
+/// Async-signal-safe.
+pub fn token() -> usize {
+    let frame = innermost();
+    if frame.is_null() {
+        return 0;
+    }
+    // SAFETY: linked frames belong to guarded calls still running on this thread.
+    unsafe { (*frame).serial }
 }
 
 /// A stack for a guarded call: `size` bytes from `base` (the lowest usable byte), already
@@ -81,12 +131,17 @@ struct Frame {
     stack: Option<Stack>,
     fault_handler: Option<Arc<dyn FaultHandler>>,
     escape: Cell<Option<Escape>>,
+    /// This thread's count of guarded calls when this one began: never reused, so a
+    /// [`token`] kept by abandoned driver code never names a later call.
+    serial: usize,
 }
 
 thread_local! {
     /// The innermost guarded call of this thread. Const-initialized without a destructor,
     /// so reading it is a plain TLS load: safe in the signal handler.
     static CURRENT: Cell<*const Frame> = const { Cell::new(ptr::null()) };
+    /// Guarded calls this thread has begun.
+    static SERIAL: Cell<usize> = const { Cell::new(0) };
 }
 
 fn innermost() -> *const Frame {
@@ -145,6 +200,10 @@ fn run<F: FnOnce() -> R, R>(
         stack,
         fault_handler,
         escape: Cell::new(None),
+        serial: SERIAL.with(|s| {
+            s.set(s.get() + 1);
+            s.get()
+        }),
     };
     let mut call = Call::<F, R> { frame: &frame, f: Some(f), out: None };
     let (base, size) = stack.map_or((ptr::null_mut(), 0), |s| (s.base as *mut c_void, s.size));
@@ -200,8 +259,14 @@ unsafe fn jump(frame: *const Frame, e: Escape) -> ! {
     unsafe { ntmem_guard_escape(frame.jmp.0.get().cast()) }
 }
 
-/// A fault handler's `Escape`: jump to the innermost frame, or report and abort.
+/// A fault handler's `Escape`: an exception goes to the catcher's frame if it has one;
+/// otherwise jump to the innermost guarded call, or report and abort.
 pub(crate) fn escape_from_fault(e: Escape, fault: &Fault) -> ! {
+    if e.kind == ESCAPE_EXCEPTION {
+        if let Some(catcher) = CATCHER.get() {
+            (catcher.deliver)(&e);
+        }
+    }
     let frame = innermost();
     if frame.is_null() {
         write_stderr(&[

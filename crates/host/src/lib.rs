@@ -30,7 +30,8 @@ pub use fault::{
     FaultRange, FAULT_RANGE_SLOTS,
 };
 pub use guard::{
-    call_guarded, current_stack, escape, in_guarded_call, stack_pointer, Escape, Stack, SIGNAL_STACK_SIZE,
+    call_guarded, current_stack, escape, exception_frame_active, in_guarded_call, set_exception_catcher, stack_pointer,
+    token, Escape, ExceptionCatcher, Stack, ESCAPE_EXCEPTION, SIGNAL_STACK_SIZE,
 };
 pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};

@@ -7,7 +7,8 @@
 //! (d) two threads (two simulated processors) allocating at once.
 //!
 //! Each allocator sees the same sizes in the same order: a window of 64 live
-//! blocks, each step freeing the oldest and allocating a new one. Run:
+//! blocks, each step freeing the oldest and allocating a new one; each measure is
+//! the median of nine rounds. Run:
 //! `cargo bench -p ntmem-kernel --bench pool`. Numbers go to BENCHMARKS.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,12 +18,17 @@ use std::time::{Duration, Instant};
 
 use mimalloc::MiMalloc;
 use ntmem_kernel::ex::lookaside::Routines;
-use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::ex::pool::{self, Fill, PoolTag, PoolType};
 use ntmem_kernel::Machine;
 use ntmem_machine::MachineConfig;
 
-const PAIRS: usize = 1_000_000;
+/// Pairs per measure (`NTMEM_BENCH_PAIRS` overrides, e.g. for a run under callgrind).
+fn pair_count() -> usize {
+    std::env::var("NTMEM_BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
 const WINDOW: usize = 64;
+/// Each measurement is split into this many rounds; the median round is reported.
+const ROUNDS: usize = 9;
 const TAG: PoolTag = PoolTag(u32::from_le_bytes(*b"Bnch"));
 
 /// Deterministic sizes (xorshift), in `[lo, hi]`.
@@ -44,16 +50,30 @@ fn pairs<P>(sizes: &[u64], mut alloc: impl FnMut(u64) -> P, mut free: impl FnMut
     for &s in &sizes[..WINDOW] {
         live.push_back(alloc(s));
     }
-    let started = Instant::now();
-    for &s in &sizes[WINDOW..] {
-        free(live.pop_front().expect("window"));
-        live.push_back(alloc(s));
-    }
-    let elapsed = started.elapsed();
+    let steps = &sizes[WINDOW..];
+    let chunk = steps.len().div_ceil(ROUNDS);
+    let mut rounds: Vec<Duration> = steps
+        .chunks(chunk)
+        .map(|round| {
+            let started = Instant::now();
+            for &s in round {
+                free(live.pop_front().expect("window"));
+                live.push_back(alloc(s));
+            }
+            started.elapsed() / round.len() as u32
+        })
+        .collect();
     for p in live {
         free(p);
     }
-    elapsed / (sizes.len() - WINDOW) as u32
+    median(&mut rounds)
+}
+
+/// The median of `times` (the machine is shared: a median of rounds resists the
+/// bursts of other work better than one long run).
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 /// The same pattern through a `GlobalAlloc` (the host's malloc or mimalloc).
@@ -95,40 +115,83 @@ fn row(name: &str, ntmem: Duration, malloc: Duration, mimalloc: Duration) {
     );
 }
 
+/// Whether section `name` runs: all of them, or those listed in `NTMEM_BENCH`
+/// (e.g. `NTMEM_BENCH=ab`).
+fn wanted(name: char) -> bool {
+    std::env::var("NTMEM_BENCH").map_or(true, |only| only.contains(name))
+}
+
 fn main() {
-    let small = sizes(PAIRS, 16, 512, 0x9E37_79B9_7F4A_7C15);
+    let small = sizes(pair_count(), 16, 512, 0x9E37_79B9_7F4A_7C15);
     let m = machine(2);
-    let ntmem = ntmem_pairs(&m, 0, &small);
-    row("(a) pairs, random 16-512 bytes", ntmem, pairs_global(&System, &small), pairs_global(&MiMalloc, &small));
+    if wanted('a') {
+        let ntmem = ntmem_pairs(&m, 0, &small);
+        row("(a) pairs, random 16-512 bytes", ntmem, pairs_global(&System, &small), pairs_global(&MiMalloc, &small));
+    }
+    if wanted('A') {
+        m.pool().set_fill(Fill::None);
+        let ntmem = ntmem_pairs(&m, 0, &small);
+        m.pool().set_fill(Fill::Patterns);
+        let (malloc, mimalloc) = (pairs_global(&System, &small), pairs_global(&MiMalloc, &small));
+        row("(a') the same, fill patterns off", ntmem, malloc, mimalloc);
+    }
+    if !wanted('b') {
+        return bench_big_and_threads(&m, &small);
+    }
 
     let lookaside = m
         .run(0, |cpu| {
             let head = pool::allocate(cpu, PoolType::NonPagedPool, 0x80, TAG)?.expect("head");
             m.lookasides().initialize(cpu, head, PoolType::NonPagedPool, 1514, TAG, Routines::default());
-            let started = Instant::now();
-            for _ in 0..PAIRS {
-                let e = m.lookasides().allocate(cpu, head)?.expect("entry");
-                m.lookasides().free(cpu, black_box(head), e)?;
+            let mut rounds = Vec::new();
+            for _ in 0..ROUNDS {
+                let started = Instant::now();
+                for _ in 0..pair_count() / ROUNDS {
+                    let e = m.lookasides().allocate(cpu, head)?.expect("entry");
+                    m.lookasides().free(cpu, black_box(head), e)?;
+                }
+                rounds.push(started.elapsed() / (pair_count() / ROUNDS) as u32);
             }
-            let t = started.elapsed() / PAIRS as u32;
+            let t = median(&mut rounds);
             m.lookasides().delete(cpu, head)?;
             Ok(t)
         })
         .expect("no bugcheck");
     let one = |a: &dyn GlobalAlloc| {
         let layout = Layout::from_size_align(1514, 16).expect("layout");
-        let started = Instant::now();
-        for _ in 0..PAIRS {
-            // SAFETY: a non-zero layout, freed at once with the same layout.
-            unsafe { a.dealloc(black_box(a.alloc(layout)), layout) };
-        }
-        started.elapsed() / PAIRS as u32
+        let mut rounds: Vec<Duration> = (0..ROUNDS)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..pair_count() / ROUNDS {
+                    // SAFETY: a non-zero layout, freed at once with the same layout.
+                    unsafe { a.dealloc(black_box(a.alloc(layout)), layout) };
+                }
+                started.elapsed() / (pair_count() / ROUNDS) as u32
+            })
+            .collect();
+        median(&mut rounds)
     };
     row("(b) lookaside allocate/free, 1514 bytes", lookaside, one(&System), one(&MiMalloc));
+    bench_big_and_threads(&m, &small);
+}
 
-    let big = sizes(20_000, 2 * 4096, 16 * 4096, 7);
-    row("(c) pairs, 2-16 pages", ntmem_pairs(&m, 0, &big), pairs_global(&System, &big), pairs_global(&MiMalloc, &big));
-
+fn bench_big_and_threads(m: &Machine, small: &[u64]) {
+    if wanted('c') {
+        let big = sizes(20_000, 2 * 4096, 16 * 4096, 7);
+        let (malloc, mimalloc) = (pairs_global(&System, &big), pairs_global(&MiMalloc, &big));
+        row("(c) pairs, 2-16 pages", ntmem_pairs(m, 0, &big), malloc, mimalloc);
+    }
+    if wanted('C') {
+        let big = sizes(20_000, 2 * 4096, 16 * 4096, 7);
+        m.pool().set_fill(Fill::None);
+        let ntmem = ntmem_pairs(m, 0, &big);
+        m.pool().set_fill(Fill::Patterns);
+        let (malloc, mimalloc) = (pairs_global(&System, &big), pairs_global(&MiMalloc, &big));
+        row("(c') the same, fill patterns off", ntmem, malloc, mimalloc);
+    }
+    if !wanted('d') {
+        return;
+    }
     let both = |f: &(dyn Fn(usize) -> Duration + Sync)| -> Duration {
         std::thread::scope(|s| {
             let a = s.spawn(|| f(0));
@@ -136,11 +199,11 @@ fn main() {
             (a.join().expect("thread") + b.join().expect("thread")) / 2
         })
     };
-    let two_ntmem = both(&|cpu| ntmem_pairs(&m, cpu as u32, &small));
+    let two_ntmem = both(&|cpu| ntmem_pairs(m, cpu as u32, small));
     row(
         "(d) two threads, random 16-512 bytes",
         two_ntmem,
-        both(&|_| pairs_global(&System, &small)),
-        both(&|_| pairs_global(&MiMalloc, &small)),
+        both(&|_| pairs_global(&System, small)),
+        both(&|_| pairs_global(&MiMalloc, small)),
     );
 }

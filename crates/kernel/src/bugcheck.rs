@@ -54,6 +54,8 @@ impl BugCheckCode {
     pub const MUST_SUCCEED_POOL_EMPTY: Self = Self(0x41);
     /// 0x4E: the PFN database is corrupt (a page unlocked more often than locked).
     pub const PFN_LIST_CORRUPT: Self = Self(0x4E);
+    /// 0x44: an IRP was completed that was already complete.
+    pub const MULTIPLE_IRP_COMPLETE_REQUESTS: Self = Self(0x44);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -165,6 +167,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "MUST_SUCCEED_POOL_EMPTY",
         summary: "A kernel-mode thread requested must-succeed pool that could not be provided.",
         parameters: ["Size of the request that could not be satisfied", "Pages used from nonpaged pool", "Requests from nonpaged pool larger than PAGE_SIZE", "Pages available"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS,
+        name: "MULTIPLE_IRP_COMPLETE_REQUESTS",
+        summary: "A driver called IoCompleteRequest for an IRP that was already complete (or that the I/O manager never sent).",
+        parameters: ["Address of the IRP", "Reserved", "Reserved", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::PFN_LIST_CORRUPT,

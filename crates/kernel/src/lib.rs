@@ -13,10 +13,12 @@
 pub mod bugcheck;
 pub mod ex;
 pub mod hal;
+pub mod io;
 pub mod ke;
 mod machine;
 pub mod mm;
 pub mod trap;
+pub mod vf;
 
 pub use bugcheck::{BugCheck, BugCheckCode};
 pub use ke::irql::Irql;

@@ -8,7 +8,7 @@
 //! [`BugCheck`] that stopped the machine. Once stopped, every later `run` returns
 //! the same bugcheck (DESIGN.md, "Leaving driver code on a bugcheck").
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ntmem_host::{call_guarded, register_fault_range, Escape, FaultRange, Stack};
@@ -27,6 +27,7 @@ use crate::mm::space::{to_usize, Access, AddressSpace};
 use crate::mm::system_ptes::SystemPtes;
 use crate::mm::MmError;
 use crate::trap::{decode_escape, Trap};
+use crate::vf::VerifierFlags;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -45,9 +46,11 @@ pub struct Machine {
     pool: Pool,
     lookasides: Lookasides,
     clock_ms: AtomicU64,
+    verifier: AtomicU32,
     hal: crate::hal::Hal,
     _fault_range: FaultRange,
     processes: crate::mm::process::Processes,
+    io: crate::io::IoManager,
 }
 
 /// What `ntmem boot` prints: the machine as it came up.
@@ -132,6 +135,12 @@ impl Machine {
         let processors: Arc<[Processor]> = processors.into();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (phys, space) = (Arc::new(phys), Arc::new(space));
+        if let Some(paged) = profile.layout.region(RegionKind::PagedPool) {
+            let (pageable, (start, size)) = (Arc::downgrade(&space), (paged.start, paged.size));
+            phys.set_low_memory_hook(Box::new(move |phys| {
+                pageable.upgrade().and_then(|space| space.trim_if_idle(phys, start, size).ok()).unwrap_or(0)
+            }));
+        }
         let images = Arc::new(Images::default());
         let trap = Arc::new(Trap::new(
             id,
@@ -158,9 +167,11 @@ impl Machine {
             pool,
             lookasides: Lookasides::default(),
             clock_ms: AtomicU64::new(0),
+            verifier: AtomicU32::new(0),
             hal,
             _fault_range: fault_range,
             processes: crate::mm::process::Processes::default(),
+            io: crate::io::IoManager::default(),
         })
     }
 
@@ -192,6 +203,16 @@ impl Machine {
     /// The machine's lookaside lists (`ex::lookaside`).
     pub fn lookasides(&self) -> &Lookasides {
         &self.lookasides
+    }
+
+    /// Turns Driver Verifier options on for the machine (`verifier /flags`).
+    pub fn set_verifier(&self, flags: VerifierFlags) {
+        self.verifier.store(flags.bits(), Ordering::Release);
+    }
+
+    /// The Driver Verifier options in force.
+    pub fn verifier(&self) -> VerifierFlags {
+        VerifierFlags::from_bits_truncate(self.verifier.load(Ordering::Acquire))
     }
 
     /// Simulated time since boot, milliseconds.
@@ -326,6 +347,11 @@ impl Machine {
     /// The machine's user processes and the current one (`mm::process`).
     pub fn processes(&self) -> &crate::mm::process::Processes {
         &self.processes
+    }
+
+    /// The machine's I/O manager: devices and IRPs in flight (`io`).
+    pub fn io(&self) -> &crate::io::IoManager {
+        &self.io
     }
 }
 

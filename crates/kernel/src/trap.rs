@@ -18,9 +18,16 @@
 //!   even valid pageable memory is fatal;
 //! * a touch of unmapped system space is PAGE_FAULT_IN_NONPAGED_AREA (0x50:
 //!   address, 0 read / 1 write, faulting IP, 0);
-//! * a touch of an address outside system space raises STATUS_ACCESS_VIOLATION,
-//!   which no handler takes yet: KERNEL_MODE_EXCEPTION_NOT_HANDLED (0x8E:
-//!   0xC0000005, faulting IP, 0, 0).
+//! * a touch of a user address (below `MmUserProbeAddress`, the NULL page
+//!   included) below DISPATCH_LEVEL while the thread has a structured-exception
+//!   frame (`__try`, kept by `ntmem-wdk`) newer than its innermost guarded call
+//!   raises STATUS_ACCESS_VIOLATION to that frame, with Windows' two exception
+//!   parameters (0 read / 1 write / 8 execute, the address): the host delivers
+//!   the [`ESCAPE_EXCEPTION`] payload to the frame (seed §9: a driver touching a
+//!   user buffer another thread freed, inside its exception handler);
+//! * any other touch of an address outside system space raises
+//!   STATUS_ACCESS_VIOLATION that no handler takes: KERNEL_MODE_EXCEPTION_NOT_HANDLED
+//!   (0x8E: 0xC0000005, faulting IP, 0, 0).
 //!
 //! Addresses in parameters are simulated virtual addresses (equal to the host's
 //! unless the layout is relocated). Runs in a signal handler. Deciding takes no
@@ -31,7 +38,7 @@
 
 use std::sync::Arc;
 
-use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler};
+use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler, ESCAPE_EXCEPTION};
 use ntmem_machine::{Layout, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
@@ -81,6 +88,24 @@ impl Trap {
         Va::new((fault.addr as u64).wrapping_sub(self.relocation))
     }
 
+    /// The STATUS_ACCESS_VIOLATION exception a fault raises instead of a bugcheck,
+    /// if it is one (see the module docs): words are code, faulting IP, then the
+    /// exception's parameters (access, address).
+    fn exception(&self, fault: &Fault) -> Option<Escape> {
+        let va = self.va(fault);
+        let catchable =
+            va < self.layout.user_probe_address && self.irql() < Irql::DISPATCH && ntmem_host::exception_frame_active();
+        let access = match fault.access {
+            HostAccess::Write => 1,
+            HostAccess::Execute => 8,
+            HostAccess::Read | HostAccess::Unknown => 0,
+        };
+        catchable.then(|| Escape {
+            kind: ESCAPE_EXCEPTION,
+            words: [STATUS_ACCESS_VIOLATION, fault.ip as u64, access, va.get(), 0, 0, 0],
+        })
+    }
+
     fn decide(&self, fault: &Fault) -> (BugCheck, Option<usize>) {
         let va = self.va(fault);
         let ip = fault.ip as u64;
@@ -120,6 +145,9 @@ impl FaultHandler for Trap {
                 return FaultAction::Retry;
             }
         }
+        if let Some(e) = self.exception(fault) {
+            return FaultAction::Escape(e);
+        }
         let (b, image) = self.decide(fault);
         FaultAction::Escape(encode_escape(&b, image))
     }
@@ -148,7 +176,15 @@ fn encode_escape(b: &BugCheck, image: Option<usize>) -> Escape {
 
 /// The bugcheck an escape carries, if it carries one, with the slot of the driver
 /// image it blames.
+///
+/// An exception escape reaches `Machine::run` only if no frame took it after
+/// all; it stops the machine as an unhandled fault does (0x8E).
 pub fn decode_escape(e: Escape) -> Option<(BugCheck, Option<usize>)> {
+    if e.kind == ESCAPE_EXCEPTION {
+        let mut b = BugCheck::new(BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED, [e.words[0], e.words[1], 0, 0]);
+        b.faulting_ip = Some(e.words[1]);
+        return Some((b, None));
+    }
     (e.kind == ESCAPE_BUGCHECK).then(|| {
         let w = e.words;
         let mut b = BugCheck::new(BugCheckCode(w[0] as u32), [w[1], w[2], w[3], w[4]]);

@@ -18,17 +18,21 @@ fn machine(edition: &str) -> Machine {
 /// Maps `pages` fresh frames at the start of the paged pool region, as paged pool
 /// would, and fills page `i` with byte `i + 1`.
 fn paged_memory(m: &Machine, pages: u64) -> Va {
-    let va = m.profile().layout.region(RegionKind::PagedPool).unwrap().start;
+    let region = m.profile().layout.region(RegionKind::PagedPool).unwrap();
+    let page = m.profile().arch.page_shift().page_size();
+    let pages = pages.min(region.size / page);
+    let va = region.start;
     let frames = m.phys().allocate(&FrameRequest::new(pages, PageUse::PagedPool)).unwrap();
     m.space().map(m.phys(), va, &frames, Access::ReadWrite).unwrap();
-    let page = m.profile().arch.page_shift().page_size();
-    m.run(0, |_| {
+    let r = m.run(0, |_| {
         for i in 0..pages {
             m.space().write(Va::new(va.get() + i * page), &vec![i as u8 + 1; page as usize]).unwrap();
         }
         Ok(())
-    })
-    .unwrap();
+    });
+    if let Err(b) = r {
+        panic!("filling paged memory stopped the machine: {b}");
+    }
     va
 }
 
@@ -119,4 +123,47 @@ fn a_driver_touching_paged_out_memory_at_dispatch_is_named_by_0xd1() {
     assert_eq!(&b.parameters[..3], &[va.get() + 0x20, 2, 1]);
     assert_eq!(b.driver.as_deref(), Some("pager.sys"));
     assert!(b.analysis().contains("IMAGE_NAME:  pager.sys"));
+}
+
+#[test]
+fn running_out_of_memory_trims_pageable_memory_first() {
+    let mut config = MachineConfig::for_edition("xp-professional").unwrap();
+    config.ram = 64 << 20;
+    let m = Machine::boot(config.build().unwrap()).unwrap();
+    let region = m.profile().layout.region(RegionKind::PagedPool).unwrap();
+    let pages = (m.phys().free_pages() - 16).min(region.size / 4096);
+    let frames = m.phys().allocate(&FrameRequest::new(pages, PageUse::PagedPool)).unwrap();
+    m.space().map(m.phys(), region.start, &frames, Access::ReadWrite).unwrap();
+    let seventh = frames.pfns().nth(7).unwrap();
+    m.phys().ram().write(m.phys().file_offset(seventh).unwrap(), &[8]);
+    let free = m.phys().free_pages();
+    let f = m.phys().allocate(&FrameRequest::new(free + 64, PageUse::NonPagedPool)).expect("the trimmer made room");
+    assert_eq!(f.count(), free + 64);
+    assert!(m.paging_stats().pages_out >= 64, "{:?}", m.paging_stats());
+    m.run(0, |_| {
+        let mut byte = [0u8; 1];
+        m.space().read(Va::new(region.start.get() + 7 * 4096), &mut byte).unwrap();
+        assert_eq!(byte[0], 8, "paged-out data comes back");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn force_irql_checking_trims_on_every_raise() {
+    let m = machine("ws03sp1-enterprise-x64");
+    let va = paged_memory(&m, 2);
+    m.set_verifier(ntmem_kernel::vf::VerifierFlags::FORCE_IRQL_CHECKING);
+    let b = m
+        .run(0, |cpu| {
+            let old = cpu.raise_irql(Irql::DISPATCH)?;
+            cpu.lower_irql(old)?;
+            assert_eq!(m.paging_stats().pages_out, 2, "the raise trimmed paged memory");
+            cpu.raise_irql(Irql::DISPATCH)?;
+            let mut buf = [0u8; 1];
+            m.space().read(va, &mut buf).unwrap();
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(b.code, BugCheckCode::IRQL_NOT_LESS_OR_EQUAL);
 }

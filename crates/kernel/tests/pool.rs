@@ -1,10 +1,11 @@
 //! Executive pool tests: header bytes on x86 and x64, the §7.1 size and alignment
 //! table, fill patterns, accounting against a reference model, limits and
-//! fragmentation, quota and priorities, every bugcheck with its parameters, and
-//! two processors at once.
+//! fragmentation, quota and priorities, every bugcheck with its parameters, two
+//! processors at once, and a million random operations against the PoolMon model.
 
 use std::collections::HashMap;
 
+use ntmem_kernel::ex::pool::header::Geometry;
 use ntmem_kernel::ex::pool::{
     self, Fill, NtStatus, OnQuotaFailure, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise,
 };
@@ -626,4 +627,169 @@ proptest! {
         }
         prop_assert_eq!(m.pool().snapshot().len(), model.len());
     }
+}
+
+/// One million operations of the randomized run (issue 3's "done when").
+const MILLION: u64 = 1_000_000;
+
+/// The naive reference model of PoolMon: per (tag, pool) allocations, frees and
+/// bytes, updated by the rule of the module docs (small blocks their BlockSize ×
+/// unit, big ones whole pages).
+#[derive(Default)]
+struct PoolMonModel {
+    rows: HashMap<(PoolTag, PoolKind), [u64; 3]>,
+}
+
+impl PoolMonModel {
+    fn charge(g: &Geometry, t: PoolType, size: u64) -> u64 {
+        let unit = g.unit;
+        let units = (size + unit).div_ceil(unit);
+        let extra = if t.cache_aligned() && g.cache_line > unit { g.cache_line / unit - 1 } else { 0 };
+        if units + extra <= g.max_block {
+            units * unit
+        } else {
+            size.div_ceil(4096) * 4096
+        }
+    }
+
+    fn allocated(&mut self, tag: PoolTag, kind: PoolKind, bytes: u64) {
+        let c = self.rows.entry((tag.tracked(), kind)).or_default();
+        c[0] += 1;
+        c[2] += bytes;
+    }
+
+    fn freed(&mut self, tag: PoolTag, kind: PoolKind, bytes: u64) {
+        let c = self.rows.get_mut(&(tag.tracked(), kind)).expect("freed after allocated");
+        c[1] += 1;
+        c[2] -= bytes;
+    }
+
+    fn assert_matches(&self, m: &Machine, after: u64) {
+        let rows = m.pool().snapshot();
+        for r in &rows {
+            let c = self.rows.get(&(r.tag, r.pool_type)).copied().unwrap_or_default();
+            assert_eq!([r.allocs, r.frees, r.bytes], c, "{} {:?} after {after} operations", r.tag, r.pool_type);
+            assert_eq!(r.diff, c[0] - c[1]);
+        }
+        assert_eq!(rows.len(), self.rows.len(), "rows after {after} operations");
+    }
+}
+
+/// A randomized run of a million operations on one processor — allocate (four
+/// routines, every pool type, sizes from 1 byte to five pages, eight tags, two of
+/// them protected) and free (with the tag or with ExFreePool) — after which, and
+/// every 100,000 operations, PoolMon's numbers equal the naive model's.
+fn million_operations(m: &Machine, seed: u64) {
+    let g = m.pool().geometry();
+    let tags: Vec<PoolTag> = [*b"MoA0", *b"MoB1", *b"MoC2", *b"MoD3", *b"MoE4", *b"MoF5", *b"MoG6", *b"MoH7"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| if i >= 6 { PoolTag::new(t).protected() } else { PoolTag::new(t) })
+        .collect();
+    let types = [
+        PoolType::NonPagedPool,
+        PoolType::PagedPool,
+        PoolType::NonPagedPoolNx,
+        PoolType::NonPagedPoolCacheAligned,
+        PoolType::PagedPoolCacheAligned,
+    ];
+    let mut model = PoolMonModel::default();
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    m.run(0, |cpu| {
+        let mut live: Vec<(Va, PoolTag, PoolKind, u64)> = Vec::new();
+        for op in 0..MILLION {
+            let r = next();
+            // Allocate more than free while few blocks live, less when many do.
+            let allocate = live.is_empty() || (live.len() < 4000 && r % 100 < 55) || r % 100 < 45;
+            if allocate {
+                let t = types[(r >> 8) as usize % types.len()];
+                let tag = tags[(r >> 12) as usize % tags.len()];
+                let size = match (r >> 16) % 100 {
+                    0..=79 => 1 + (r >> 24) % 512,
+                    80..=95 => 1 + (r >> 24) % 4064,
+                    _ => 4065 + (r >> 24) % 16_000,
+                };
+                let va = match (r >> 20) % 8 {
+                    0 => pool::allocate_with_priority(cpu, t, size, tag, PoolPriority::Normal)?,
+                    1 if t.kind() == PoolKind::Paged && !t.cache_aligned() => {
+                        let flags = PoolFlags::PAGED | PoolFlags::UNINITIALIZED;
+                        pool::allocate2(cpu, flags, size, tag, None)?.expect("no raise")
+                    }
+                    _ => pool::allocate(cpu, t, size, tag)?,
+                };
+                let va = va.expect("the run stays far below the pool's limits");
+                let bytes = PoolMonModel::charge(&g, t, size);
+                model.allocated(tag, t.kind(), bytes);
+                live.push((va, tag, t.kind(), bytes));
+            } else {
+                let (va, tag, kind, bytes) = live.swap_remove((r >> 8) as usize % live.len());
+                let with = if tag.is_protected() || r & (1 << 40) != 0 { Some(tag) } else { None };
+                pool::free(cpu, va, with)?;
+                model.freed(tag, kind, bytes);
+            }
+            if (op + 1) % 100_000 == 0 {
+                model.assert_matches(m, op + 1);
+            }
+        }
+        for (va, tag, kind, bytes) in live {
+            pool::free(cpu, va, Some(tag))?;
+            model.freed(tag, kind, bytes);
+        }
+        Ok(())
+    })
+    .unwrap();
+    model.assert_matches(m, MILLION);
+    for (_, c) in model.rows {
+        assert_eq!((c[0], c[2]), (c[1], 0), "everything was freed");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1, ..ProptestConfig::default() })]
+
+    /// Issue 3's "done when": after a randomized run of a million operations the
+    /// per-tag numbers equal those of a naive reference model (x64).
+    #[test]
+    fn a_million_operations_match_the_reference_model(seed in any::<u64>()) {
+        million_operations(&x64(), seed);
+    }
+}
+
+/// The same run on an x86 machine (8-byte headers, 9-bit size fields), one fixed seed.
+#[test]
+fn a_million_operations_match_the_reference_model_x86() {
+    million_operations(&x86(), 0x5EED_F1A8);
+}
+
+/// Big allocations reuse pages the pool keeps mapped (no mmap per call), and
+/// those spare pages still count as committed until the pool needs room.
+#[test]
+fn freed_pages_stay_mapped_for_reuse() {
+    let m = x64();
+    m.pool().set_fill(Fill::None);
+    m.run(0, |cpu| {
+        let before = m.pool().usage(PoolKind::Nonpaged);
+        let first: Vec<Va> = (0..8).map(|_| alloc(cpu, PoolType::NonPagedPool, 3 * 4096, FRED)).collect();
+        let committed = m.pool().usage(PoolKind::Nonpaged).pages_committed;
+        assert!(committed >= before.pages_committed + 24);
+        for &va in &first {
+            pool::free(cpu, va, None)?;
+        }
+        let after = m.pool().usage(PoolKind::Nonpaged);
+        assert_eq!((after.pages_in_use, after.pages_committed), (before.pages_in_use, committed));
+        let again: Vec<Va> = (0..8).map(|_| alloc(cpu, PoolType::NonPagedPool, 3 * 4096, FRED)).collect();
+        assert_eq!(m.pool().usage(PoolKind::Nonpaged).pages_committed, committed, "the same pages, reused");
+        assert_eq!(again, first);
+        for va in again {
+            pool::free(cpu, va, None)?;
+        }
+        Ok(())
+    })
+    .unwrap();
 }

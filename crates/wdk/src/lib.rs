@@ -9,6 +9,8 @@
 //!   code on. Every routine finds its [`ntmem_kernel::Cpu`] there, and leaves
 //!   driver code with a bugcheck through [`context::kernel`].
 //! * [`ex`], [`ke`], [`dbg`]: the routines, one module per NT component prefix.
+//! * [`seh`]: structured exceptions — `__try`/`__except`/`__finally` for C drivers,
+//!   `ExRaiseStatus`, the raise routines use, and [`seh::try_except`] for Rust.
 //! * [`loader`]: [`loader::Driver`] — open, `DriverEntry`, `DriverUnload`.
 //! * [`exports`]: a table of every routine, so the executable that links this crate
 //!   keeps them and (linked with `--export-dynamic`) exports them to drivers.
@@ -24,8 +26,13 @@
 pub mod context;
 pub mod dbg;
 pub mod ex;
+pub mod io;
 pub mod ke;
 pub mod loader;
+pub mod lookaside;
+pub mod mdl;
+pub mod mm;
+pub mod seh;
 pub mod types;
 
 use std::ffi::c_char;
@@ -64,6 +71,8 @@ pub struct Exports {
     pub ke_release_spin_lock: unsafe extern "C" fn(*mut KSpinLock, u8),
     /// `DbgPrint`.
     pub dbg_print: unsafe extern "C" fn(*const c_char, ...) -> u32,
+    /// `ExRaiseStatus` and the structured-exception helpers.
+    pub seh: seh::Exports,
 }
 
 #[used]
@@ -79,6 +88,7 @@ static EXPORTS: Exports = Exports {
     ke_acquire_spin_lock_raise_to_dpc: ke::KeAcquireSpinLockRaiseToDpc,
     ke_release_spin_lock: ke::KeReleaseSpinLock,
     dbg_print: DbgPrint,
+    seh: seh::EXPORTS,
 };
 
 /// The routine table. An executable that loads drivers calls this once (the
@@ -86,5 +96,10 @@ static EXPORTS: Exports = Exports {
 /// `-Wl,--export-dynamic` puts them in its dynamic symbol table, where a driver's
 /// undefined symbols resolve when it is `dlopen`ed.
 pub fn exports() -> &'static Exports {
+    seh::install();
+    std::hint::black_box(&mm::EXPORTS);
+    std::hint::black_box(&mdl::EXPORTS);
+    std::hint::black_box(&io::EXPORTS);
+    std::hint::black_box(&lookaside::EXPORTS);
     std::hint::black_box(&EXPORTS)
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use ntmem_kernel::{BugCheck, Machine};
 
 use crate::context;
+use crate::seh::{self, ThreadKind};
 use crate::types::{DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString, IO_TYPE_DRIVER};
 
 /// Why a driver could not be loaded.
@@ -42,6 +43,8 @@ pub struct Driver {
     entry: DriverInitialize,
     object: Box<DriverObject>,
     registry_path: Box<UnicodeString>,
+    /// Where the object is mapped in the host, when `/proc/self/maps` says.
+    image: Option<(usize, usize)>,
     _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>),
 }
 
@@ -106,12 +109,26 @@ impl Driver {
             major_function: [None; 28],
         });
         let registry_path = Box::new(path_text.as_unicode_string());
-        Ok(Driver { name: name.to_string(), handle, entry, object, registry_path, _texts: (driver_name, path_text) })
+        let image = image_range(path);
+        Ok(Driver {
+            name: name.to_string(),
+            handle,
+            entry,
+            object,
+            registry_path,
+            image,
+            _texts: (driver_name, path_text),
+        })
     }
 
     /// The driver's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The `DRIVER_OBJECT` (host memory, at a fixed address while `self` lives).
+    pub fn object_ptr(&self) -> *const DriverObject {
+        &*self.object
     }
 
     /// Whether `DriverEntry` registered a `DriverUnload`.
@@ -123,8 +140,14 @@ impl Driver {
     /// driver's name (every stop here happens in driver code or in a routine the
     /// driver called).
     fn call<R>(&self, machine: &Machine, cpu: u32, call: impl FnOnce() -> R) -> Result<R, BugCheck> {
-        let r = machine.run(cpu, |c| Ok(context::enter(c, call)));
+        // The image's range, so a fault in its code is blamed on it (0xD1, IMAGE_NAME).
+        let slot = self.image.and_then(|(start, end)| machine.images().load(&self.name, start, end));
+        // DriverEntry and DriverUnload run in a system worker thread on Windows.
+        let r = seh::run_as(ThreadKind::System, || machine.run(cpu, |c| Ok(context::enter(c, call))));
         context::leave();
+        if let Some(slot) = slot {
+            machine.images().unload(slot);
+        }
         r.map_err(|mut b| {
             b.driver = Some(self.name.clone());
             b
@@ -159,6 +182,19 @@ impl Driver {
         self.call(machine, cpu, || unsafe { unload(object) })?;
         Ok(true)
     }
+}
+
+/// The host address range the loaded object at `path` occupies: from the first to
+/// the end of the last of its mappings in `/proc/self/maps`.
+fn image_range(path: &Path) -> Option<(usize, usize)> {
+    let path = path.canonicalize().ok()?;
+    let path = path.to_str()?;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let ranges = maps.lines().filter(|l| l.ends_with(path)).filter_map(|l| {
+        let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+        Some((usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?))
+    });
+    ranges.reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
 }
 
 impl Drop for Driver {

@@ -20,6 +20,12 @@ pub struct Args {
     driver: Vec<PathBuf>,
     #[command(flatten)]
     machine: MachineFlags,
+    /// A scenario file (TOML): machine, verifier and the steps to run (see the README).
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Driver Verifier options, comma-separated (recorded; overrides the scenario's).
+    #[arg(long, value_name = "FLAGS")]
+    verifier: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -39,8 +45,24 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         super::boot::print(&booted, args.json);
         return Ok(());
     }
-    let profile = args.machine.profile()?;
-    let report = driver_host::run(Request { driver: args.driver.clone(), profile, json: args.json })?;
+    let mut flags = args.machine.clone();
+    let (mut verifier, mut steps) = (Vec::new(), Vec::new());
+    if let Some(path) = &args.scenario {
+        let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
+        // Command-line flags override the file.
+        flags.machine = flags.machine.or(scenario.machine);
+        flags.ram = flags.ram.or(scenario.ram);
+        flags.boot = flags.boot.or(scenario.boot);
+        flags.processors = flags.processors.or(scenario.processors);
+        verifier = scenario.verifier;
+        steps = parsed;
+    }
+    if let Some(v) = &args.verifier {
+        verifier = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    }
+    let profile = flags.profile()?;
+    let request = Request { driver: args.driver.clone(), profile, steps, verifier, json: args.json };
+    let report = driver_host::run(request)?;
     if args.json {
         super::print_json(&report);
     } else {

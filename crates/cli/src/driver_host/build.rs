@@ -24,6 +24,9 @@ const HEADERS: &[(&str, &str)] = &[
     ("pshpack8.h", include_str!("../../../../include/pshpack8.h")),
     ("pshpack16.h", include_str!("../../../../include/pshpack16.h")),
     ("poppack.h", include_str!("../../../../include/poppack.h")),
+    ("ntmem/memory.h", include_str!("../../../../include/ntmem/memory.h")),
+    ("ntmem/io.h", include_str!("../../../../include/ntmem/io.h")),
+    ("ntmem/lookaside.h", include_str!("../../../../include/ntmem/lookaside.h")),
 ];
 
 /// What every driver is compiled with. `-fshort-wchar` makes `L"..."` 16-bit as
@@ -121,6 +124,9 @@ fn include_dir(dir: &TempDir) -> Result<PathBuf, Failure> {
     std::fs::create_dir_all(&include).map_err(|e| Failure::usage(format!("{}: {e}", include.display())))?;
     for (file, text) in HEADERS {
         let path = include.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Failure::usage(format!("{}: {e}", parent.display())))?;
+        }
         std::fs::write(&path, text).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
     }
     Ok(include)

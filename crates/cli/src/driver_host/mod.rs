@@ -8,10 +8,15 @@
 //! * [`report`]: the report as text or JSON, and the exit status.
 //!
 //! Loading and calling into driver code is `ntmem_wdk::loader` (this crate has no
-//! `unsafe`). Scenarios, AddDevice and the verifier are not here yet.
+//! `unsafe`).
+//! * [`scenario`] / [`steps`]: scenario files and running their steps.
+//!
+//! AddDevice and the verifier are not here yet (`verifier` is recorded).
 
 pub mod build;
 pub mod report;
+pub mod scenario;
+pub mod steps;
 
 use std::path::PathBuf;
 
@@ -31,6 +36,10 @@ pub struct Request {
     pub driver: Vec<PathBuf>,
     /// The machine.
     pub profile: MachineProfile,
+    /// The scenario's steps (none: just load and unload).
+    pub steps: Vec<scenario::Step>,
+    /// Driver Verifier options (recorded; the verifier is not modelled yet).
+    pub verifier: Vec<String>,
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
     /// of going to standard output).
     pub json: bool,
@@ -70,11 +79,27 @@ pub fn run(request: Request) -> Result<Report, Failure> {
 
     let before = machine.pool().snapshot();
     let mut report = Report::new(built.name.clone(), machine.summary());
+    report.verifier = request.verifier.clone();
     match driver.driver_entry(machine, 0) {
         Err(b) => report.bugcheck = Some(b),
         Ok(status) => {
             report.driver_entry_status = Some(status);
+            let mut unloaded = false;
             if status >= 0 {
+                if let Err(b) = ntmem_wdk::io::finish_driver_entry(&driver, machine, 0) {
+                    report.bugcheck = Some(b);
+                }
+            }
+            if status >= 0 && report.bugcheck.is_none() {
+                let (results, by_step, stop) = steps::run(&mut driver, machine, &request.steps);
+                report.steps = results;
+                report.bugcheck = stop;
+                unloaded = by_step;
+                if unloaded {
+                    report.unload = if driver.has_unload() { Unload::Called } else { Unload::NotRegistered };
+                }
+            }
+            if status >= 0 && report.bugcheck.is_none() && !unloaded {
                 match driver.unload(machine, 0) {
                     Ok(true) => report.unload = Unload::Called,
                     Ok(false) => report.unload = Unload::NotRegistered,

@@ -44,6 +44,10 @@ pub struct Report {
     pub bugcheck: Option<BugCheck>,
     /// DbgPrint text (JSON reports; text reports print it as it happens).
     pub debug_output: Option<String>,
+    /// The scenario's steps.
+    pub steps: Vec<super::steps::StepResult>,
+    /// Driver Verifier options asked for (recorded, not yet modelled).
+    pub verifier: Vec<String>,
 }
 
 /// The NTSTATUS names the headers define.
@@ -53,6 +57,7 @@ fn status_name(s: i32) -> Option<&'static str> {
         0x103 => "STATUS_PENDING",
         0xC000_0001 => "STATUS_UNSUCCESSFUL",
         0xC000_0002 => "STATUS_NOT_IMPLEMENTED",
+        0x8000_0002 => "STATUS_DATATYPE_MISALIGNMENT",
         0xC000_0005 => "STATUS_ACCESS_VIOLATION",
         0xC000_000D => "STATUS_INVALID_PARAMETER",
         0xC000_0010 => "STATUS_INVALID_DEVICE_REQUEST",
@@ -91,6 +96,8 @@ impl Report {
             leaks: Vec::new(),
             bugcheck: None,
             debug_output: None,
+            steps: Vec::new(),
+            verifier: Vec::new(),
         }
     }
 
@@ -98,7 +105,10 @@ impl Report {
     pub fn exit(&self) -> u8 {
         if self.bugcheck.is_some() {
             3
-        } else if self.driver_entry_status.is_none_or(|s| s < 0) || !self.leaks.is_empty() {
+        } else if self.driver_entry_status.is_none_or(|s| s < 0)
+            || !self.leaks.is_empty()
+            || self.steps.iter().any(|s| !s.ok)
+        {
             1
         } else {
             0
@@ -112,6 +122,10 @@ impl Report {
         }
         if let Some(s) = self.driver_entry_status.filter(|&s| s < 0) {
             return format!("DriverEntry failed: {}", status_text(s));
+        }
+        if let Some(s) = self.steps.iter().find(|s| !s.ok) {
+            let status = s.status.map_or("no status".to_string(), |v| status_text(v as i32));
+            return format!("step {} (line {}, {}) failed: {status}", s.index, s.line, s.kind);
         }
         if !self.leaks.is_empty() {
             let tags: Vec<String> = self.leaks.iter().map(|r| format!("'{}'", r.tag)).collect();
@@ -140,6 +154,25 @@ impl Report {
             Unload::NotCalled => "not called",
         };
         let _ = writeln!(o, "DriverUnload   {unload}");
+        if !self.verifier.is_empty() {
+            let _ = writeln!(o, "Verifier       {} (recorded; not modelled yet)", self.verifier.join(", "));
+        }
+        if !self.steps.is_empty() {
+            let _ = writeln!(o, "\nScenario steps");
+            for s in &self.steps {
+                let code = s.code.map_or(String::new(), |c| format!(" {c:#010x}"));
+                let status = s.status.map_or(String::new(), |v| format!("  {}", status_text(v as i32)));
+                let info = s.information.map_or(String::new(), |i| format!("  Information {i}"));
+                let mark = if s.ok { "" } else { "  FAILED" };
+                let _ = writeln!(o, " {:>2}. line {:<3} {}{code}{status}{info}{mark}", s.index, s.line, s.kind);
+                if let Some(out) = s.output.as_deref().filter(|o| !o.is_empty()) {
+                    let _ = writeln!(o, "     output {out}");
+                }
+                if let Some(n) = &s.note {
+                    let _ = writeln!(o, "     {n}");
+                }
+            }
+        }
         let _ = writeln!(o, "\nPool tags of the driver");
         let _ =
             writeln!(o, " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}", "Tag", "Type", "Allocs", "Frees", "Diff", "Bytes");
@@ -221,7 +254,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 12)?;
+        let mut o = s.serialize_struct("Report", 13)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -231,7 +264,17 @@ impl Serialize for Report {
         o.serialize_field("pool", &rows(&self.pool))?;
         o.serialize_field("leaks_checked", &self.leaks_checked)?;
         o.serialize_field("leaks", &rows(&self.leaks))?;
-        o.serialize_field("steps", &[(); 0])?;
+        let steps: Vec<_> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                v["status_name"] = s.status.and_then(|x| status_name(x as i32)).into();
+                v
+            })
+            .collect();
+        o.serialize_field("steps", &steps)?;
+        o.serialize_field("verifier", &self.verifier)?;
         let stop = self.bugcheck.as_ref().map(|b| Stop {
             code: b.code.0,
             name: b.name(),

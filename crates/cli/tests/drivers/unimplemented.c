@@ -5,6 +5,6 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
     UNREFERENCED_PARAMETER(DriverObject);
     UNREFERENCED_PARAMETER(RegistryPath);
-    IoAllocateMdl(0, 0, 0, 0, 0);
+    MmAllocateMappingAddress(PAGE_SIZE, 'paMR');
     return STATUS_SUCCESS;
 }

@@ -208,3 +208,25 @@ fn parallel_overflows_and_escapes() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn tokens_name_the_innermost_guarded_call_and_are_never_reused() {
+    assert_eq!(token(), 0);
+    let outer = call_guarded(None, None, || {
+        let mine = token();
+        let inner = call_guarded(None, None, token).unwrap();
+        assert_ne!(inner, mine);
+        assert_eq!(token(), mine);
+        (mine, inner)
+    })
+    .unwrap();
+    let later = call_guarded(None, None, token).unwrap();
+    assert!(outer.0 != 0 && later != outer.0 && later != outer.1);
+    assert_eq!(token(), 0);
+}
+
+#[test]
+fn exceptions_without_a_catcher_frame_are_not_catchable() {
+    // No catcher is registered in this crate's tests.
+    assert!(!exception_frame_active());
+}

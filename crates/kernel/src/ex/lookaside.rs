@@ -28,7 +28,9 @@
 //! frees entries at once: the excess drains through frees that miss.
 //!
 //! Locking: operations on one list are serialised by one of a few striped locks
-//! (Windows uses an interlocked SLIST; the effect a driver sees is the same).
+//! (Windows uses an interlocked SLIST; the effect a driver sees is the same). A
+//! hit is that lock plus a handful of single-word loads and stores in the head and
+//! the entry; the list registry (routines) is consulted only on a miss.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +40,7 @@ use ntmem_machine::Va;
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::{self, PoolKind, PoolTag, PoolType};
 use crate::ke::processor::Cpu;
+use crate::mm::space::AddressSpace;
 
 /// `sizeof(GENERAL_LOOKASIDE)` on x64.
 pub const GENERAL_LOOKASIDE_SIZE: u64 = 0x80;
@@ -148,42 +151,76 @@ struct Head<'a, 'm> {
 }
 
 impl Head<'_, '_> {
+    fn space(&self) -> &AddressSpace {
+        self.cpu.machine().space()
+    }
+    fn at(&self, off: u64) -> Va {
+        Va::new(self.va.get() + off)
+    }
     fn bytes<const N: usize>(&self, off: u64) -> [u8; N] {
         let mut b = [0u8; N];
-        self.cpu.machine().space().read(Va::new(self.va.get() + off), &mut b).expect("list heads are in the space");
+        self.space().read(self.at(off), &mut b).expect("list heads are in the space");
         b
     }
     fn put(&self, off: u64, data: &[u8]) {
-        self.cpu.machine().space().write(Va::new(self.va.get() + off), data).expect("list heads are in the space");
+        self.space().write(self.at(off), data).expect("list heads are in the space");
     }
+    // The typed accessors take one load or store when the field is aligned (a head
+    // Windows accepts always is); a misaligned head is read byte by byte.
     fn u16(&self, off: u64) -> u16 {
+        let va = self.at(off);
+        if va.get().is_multiple_of(2) {
+            return self.space().read_u16(va).expect("list heads are in the space");
+        }
         u16::from_le_bytes(self.bytes(off))
     }
     fn u32(&self, off: u64) -> u32 {
+        let va = self.at(off);
+        if va.get().is_multiple_of(4) {
+            return self.space().read_u32(va).expect("list heads are in the space");
+        }
         u32::from_le_bytes(self.bytes(off))
     }
+    fn set_u32(&self, off: u64, v: u32) {
+        let va = self.at(off);
+        if va.get().is_multiple_of(4) {
+            return self.space().write_u32(va, v).expect("list heads are in the space");
+        }
+        self.put(off, &v.to_le_bytes());
+    }
     fn u64(&self, off: u64) -> u64 {
+        let va = self.at(off);
+        if va.get().is_multiple_of(8) {
+            return self.space().read_u64(va).expect("list heads are in the space");
+        }
         u64::from_le_bytes(self.bytes(off))
     }
+    fn set_u64(&self, off: u64, v: u64) {
+        let va = self.at(off);
+        if va.get().is_multiple_of(8) {
+            return self.space().write_u64(va, v).expect("list heads are in the space");
+        }
+        self.put(off, &v.to_le_bytes());
+    }
     fn bump(&self, off: u64) {
-        self.put(off, &self.u32(off).wrapping_add(1).to_le_bytes());
+        self.set_u32(off, self.u32(off).wrapping_add(1));
     }
 
     /// The `SLIST_HEADER`: (current depth, sequence, first entry's host address).
     fn slist(&self) -> (u16, u64, u64) {
         let first = self.u64(LIST_HEAD);
         let second = self.u64(LIST_HEAD + 8);
-        ((first & 0xFFFF) as u16, first >> 16, second & !0xF)
+        // Bit 0 is HeaderType; entries of an x86 machine's pool may be only
+        // 8-aligned, so only the low three bits are flags here.
+        ((first & 0xFFFF) as u16, first >> 16, second & !0x7)
     }
 
     /// Writes the `SLIST_HEADER` in its 16-byte x64 form (`HeaderType` 1).
     fn set_slist(&self, depth: u16, sequence: u64, next: u64) {
         let first = u64::from(depth) | (sequence & 0xFFFF_FFFF_FFFF) << 16;
         let second = if next == 0 { 0 } else { next | 1 };
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&first.to_le_bytes());
-        b[8..].copy_from_slice(&second.to_le_bytes());
-        self.put(LIST_HEAD, &b);
+        self.set_u64(LIST_HEAD, first);
+        self.set_u64(LIST_HEAD + 8, second);
     }
 }
 
@@ -234,7 +271,7 @@ impl Lookasides {
             let (depth, sequence, first) = h.slist();
             if first != 0 {
                 let entry = cpu.machine().space().va_of_host(first as usize).expect("entries are in the space");
-                let next = u64::from_le_bytes(Head { cpu, va: entry }.bytes(0));
+                let next = Head { cpu, va: entry }.u64(0);
                 h.set_slist(depth - 1, sequence + 1, next);
                 return Ok(Some(entry));
             }
@@ -260,7 +297,7 @@ impl Lookasides {
             h.bump(TOTAL_FREES);
             let (depth, sequence, first) = h.slist();
             if depth < h.u16(DEPTH) {
-                Head { cpu, va: entry }.put(0, &first.to_le_bytes());
+                Head { cpu, va: entry }.set_u64(0, first);
                 h.set_slist(depth + 1, sequence + 1, cpu.machine().space().host_addr(entry) as u64);
                 return Ok(());
             }

@@ -14,6 +14,7 @@ use ntmem_machine::Va;
 
 use super::irql::Irql;
 use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::vf::VerifierFlags;
 use crate::Machine;
 
 /// A kernel stack: `size` bytes from `base` (lowest usable byte), with an unmapped
@@ -130,7 +131,9 @@ impl<'m> Cpu<'m> {
         self.processor().irql()
     }
 
-    /// `KeRaiseIrql`: raises to `new`, returning the old level. Raising to a level
+    /// `KeRaiseIrql`: raises to `new`, returning the old level. Under Driver
+    /// Verifier's force IRQL checking, a raise to DISPATCH_LEVEL or above first
+    /// pages out pageable memory (as the verifier trims the working set). Raising to a level
     /// below the current one stops the machine with IRQL_NOT_GREATER_OR_EQUAL (0x09),
     /// parameters (current IRQL, requested IRQL, 0, 0) as the x86 HAL reports it.
     ///
@@ -149,6 +152,12 @@ impl<'m> Cpu<'m> {
                 .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
         }
         self.processor().set_irql(new);
+        if new >= Irql::DISPATCH
+            && old < Irql::DISPATCH
+            && self.machine.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING)
+        {
+            let _ = self.machine.trim();
+        }
         Ok(old)
     }
 

@@ -14,7 +14,7 @@
 //! §12.1).
 
 use std::ops::ControlFlow;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use ntmem_host::Ram;
 use ntmem_machine::{PageShift, Pfn, PhysAddr, PhysMap};
@@ -128,12 +128,26 @@ struct Inner {
 }
 
 /// The machine's physical memory.
-#[derive(Debug)]
 pub struct PhysicalMemory {
     ram: Ram,
     physmap: PhysMap,
     shift: PageShift,
     inner: Mutex<Inner>,
+    low_memory: OnceLock<LowMemoryHook>,
+}
+
+/// What physical memory calls when a request finds too little free memory: the
+/// working-set trimmer, which pages pageable memory out and returns how many pages
+/// it freed (issue 3, item 6: "run when free memory is low").
+pub type LowMemoryHook = Box<dyn Fn(&PhysicalMemory) -> u64 + Send + Sync>;
+
+impl std::fmt::Debug for PhysicalMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhysicalMemory")
+            .field("physmap", &self.physmap)
+            .field("shift", &self.shift)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PhysicalMemory {
@@ -151,7 +165,12 @@ impl PhysicalMemory {
             map.set(first, shift.bytes_to_pages(run.len).min(frames - first), true);
         }
         let inner = Mutex::new(Inner { map, pfn: PfnDatabase::new(frames) });
-        Ok(PhysicalMemory { ram, physmap: physmap.clone(), shift, inner })
+        Ok(PhysicalMemory { ram, physmap: physmap.clone(), shift, inner, low_memory: OnceLock::new() })
+    }
+
+    /// Installs the low-memory hook (once; the machine does it at boot).
+    pub fn set_low_memory_hook(&self, hook: LowMemoryHook) {
+        let _ = self.low_memory.set(hook);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -218,7 +237,18 @@ impl PhysicalMemory {
     pub fn allocate(&self, req: &FrameRequest) -> Result<Frames, MmError> {
         let page = self.shift.page_size();
         let mut inner = self.lock();
-        let frames = self.find(&inner, req)?;
+        let frames = match self.find(&inner, req) {
+            Err(MmError::NoMemory) if self.low_memory.get().is_some() => {
+                drop(inner);
+                let trimmed = self.low_memory.get().map_or(0, |trim| trim(self));
+                inner = self.lock();
+                if trimmed == 0 {
+                    return Err(MmError::NoMemory);
+                }
+                self.find(&inner, req)?
+            }
+            found => found?,
+        };
         for &(start, count) in &frames.runs {
             inner.map.set(start.get(), count, false);
             for i in 0..count {

@@ -357,8 +357,24 @@ impl AddressSpace {
     /// # Errors
     /// When the paging file is full (pages trimmed so far stay trimmed).
     pub fn trim(&self, phys: &PhysicalMemory, start: Va, size: u64) -> Result<u64, MmError> {
+        self.trim_with(phys, start, size, &self.tables())
+    }
+
+    /// [`AddressSpace::trim`] when the page tables are not in use, else nothing:
+    /// for the low-memory hook, which can run inside an allocation made while the
+    /// page tables are locked (a page-table frame being allocated).
+    ///
+    /// # Errors
+    /// As [`AddressSpace::trim`].
+    pub fn trim_if_idle(&self, phys: &PhysicalMemory, start: Va, size: u64) -> Result<u64, MmError> {
+        match self.tables.try_lock() {
+            Ok(tables) => self.trim_with(phys, start, size, &tables),
+            Err(_) => Ok(0),
+        }
+    }
+
+    fn trim_with(&self, phys: &PhysicalMemory, start: Va, size: u64, tables: &PageTables) -> Result<u64, MmError> {
         let page = self.shift.page_size();
-        let tables = self.tables();
         let format = tables.format();
         let mut resident = Vec::new();
         tables.for_each_leaf(phys, start, Va::new(start.get() + size), &mut |va, raw| {
@@ -431,6 +447,93 @@ impl AddressSpace {
     pub fn write(&self, va: Va, data: &[u8]) -> Result<(), MmError> {
         let offset = self.byte_offset(va, data.len())?;
         self.reservation.write(offset, data);
+        Ok(())
+    }
+
+    /// Sets `len` bytes at `va` to `byte` as the processor would (a `memset`
+    /// through the host mapping; faults as [`AddressSpace::read`] does).
+    ///
+    /// # Errors
+    /// When the range leaves the address space.
+    #[inline]
+    pub fn fill(&self, va: Va, len: u64, byte: u8) -> Result<(), MmError> {
+        let offset = self.byte_offset(va, to_usize(len))?;
+        self.reservation.fill(offset, to_usize(len), byte);
+        Ok(())
+    }
+
+    /// Reads the naturally aligned `u64` at `va` (one load; see [`AddressSpace::read`]).
+    ///
+    /// # Errors
+    /// When `va` is outside the address space.
+    ///
+    /// # Panics
+    /// If `va` is misaligned.
+    #[inline]
+    pub fn read_u64(&self, va: Va) -> Result<u64, MmError> {
+        Ok(self.reservation.read_u64(self.byte_offset(va, 8)?))
+    }
+
+    /// Writes the naturally aligned `u64` at `va` (one store).
+    ///
+    /// # Errors
+    /// When `va` is outside the address space.
+    ///
+    /// # Panics
+    /// If `va` is misaligned.
+    #[inline]
+    pub fn write_u64(&self, va: Va, v: u64) -> Result<(), MmError> {
+        self.reservation.write_u64(self.byte_offset(va, 8)?, v);
+        Ok(())
+    }
+
+    /// Reads the naturally aligned `u32` at `va` (one load).
+    ///
+    /// # Errors
+    /// When `va` is outside the address space.
+    ///
+    /// # Panics
+    /// If `va` is misaligned.
+    #[inline]
+    pub fn read_u32(&self, va: Va) -> Result<u32, MmError> {
+        Ok(self.reservation.read_u32(self.byte_offset(va, 4)?))
+    }
+
+    /// Writes the naturally aligned `u32` at `va` (one store).
+    ///
+    /// # Errors
+    /// When `va` is outside the address space.
+    ///
+    /// # Panics
+    /// If `va` is misaligned.
+    #[inline]
+    pub fn write_u32(&self, va: Va, v: u32) -> Result<(), MmError> {
+        self.reservation.write_u32(self.byte_offset(va, 4)?, v);
+        Ok(())
+    }
+
+    /// Reads the naturally aligned `u16` at `va` (one load).
+    ///
+    /// # Errors
+    /// When `va` is outside the address space.
+    ///
+    /// # Panics
+    /// If `va` is misaligned.
+    #[inline]
+    pub fn read_u16(&self, va: Va) -> Result<u16, MmError> {
+        Ok(self.reservation.read_u16(self.byte_offset(va, 2)?))
+    }
+
+    /// Writes the naturally aligned `u16` at `va` (one store).
+    ///
+    /// # Errors
+    /// When `va` is outside the address space.
+    ///
+    /// # Panics
+    /// If `va` is misaligned.
+    #[inline]
+    pub fn write_u16(&self, va: Va, v: u16) -> Result<(), MmError> {
+        self.reservation.write_u16(self.byte_offset(va, 2)?, v);
         Ok(())
     }
 

@@ -48,6 +48,10 @@ pub struct Geometry {
     pub pointer: u64,
     /// The cache line, for the cache-aligned types.
     pub cache_line: u64,
+    /// log2 of `unit` (the hot paths shift rather than divide).
+    pub unit_shift: u32,
+    /// log2 of `page`.
+    pub page_shift: u32,
 }
 
 impl Geometry {
@@ -66,17 +70,21 @@ impl Geometry {
             packed,
             pointer: arch.pointer_size(),
             cache_line: arch.cache_line(),
+            unit_shift: unit.trailing_zeros(),
+            page_shift: page.trailing_zeros(),
         }
     }
 
     /// The header size (= the unit).
+    #[inline]
     pub fn header(&self) -> u64 {
         self.unit
     }
 
     /// Units for a block holding `bytes` after its header.
+    #[inline]
     pub fn units_for(&self, bytes: u64) -> u64 {
-        (bytes + self.unit).div_ceil(self.unit)
+        bytes.saturating_add(2 * self.unit - 1) >> self.unit_shift
     }
 
     /// The page holding `va`.
@@ -85,8 +93,9 @@ impl Geometry {
     }
 
     /// `va`'s offset in its page, in units.
+    #[inline]
     pub fn unit_offset(&self, va: u64) -> u64 {
-        (va & (self.page - 1)) / self.unit
+        (va & (self.page - 1)) >> self.unit_shift
     }
 }
 
@@ -131,6 +140,7 @@ impl PoolHeader {
     }
 
     /// Decodes a header from its bytes.
+    #[inline]
     pub fn decode(b: &[u8; 16], g: &Geometry) -> PoolHeader {
         let tag = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         if g.packed {
@@ -158,6 +168,32 @@ impl PoolHeader {
         }
     }
 
+    /// Decodes the first eight bytes of a header (everything but ProcessBilled,
+    /// which reads 0), given as one little-endian word.
+    #[inline]
+    pub fn from_first_word(w: u64, g: &Geometry) -> PoolHeader {
+        let tag = (w >> 32) as u32;
+        if g.packed {
+            PoolHeader {
+                previous_size: (w & 0x1FF) as u16,
+                pool_index: ((w >> 9) & 0x7F) as u8,
+                block_size: ((w >> 16) & 0x1FF) as u16,
+                pool_type: ((w >> 25) & 0x7F) as u8,
+                tag,
+                process_billed: 0,
+            }
+        } else {
+            PoolHeader {
+                previous_size: u16::from(w as u8),
+                pool_index: (w >> 8) as u8,
+                block_size: u16::from((w >> 16) as u8),
+                pool_type: (w >> 24) as u8,
+                tag,
+                process_billed: 0,
+            }
+        }
+    }
+
     /// "Pool header contents" as BAD_POOL_CALLER reports it: `Ulong1` on x86, the
     /// first eight bytes (sizes, type and tag) on 64-bit machines.
     pub fn contents(&self, g: &Geometry) -> u64 {
@@ -169,6 +205,7 @@ impl PoolHeader {
     }
 
     /// Whether the block is in use.
+    #[inline]
     pub fn in_use(&self) -> bool {
         self.pool_type != 0
     }
@@ -190,65 +227,83 @@ impl Mem<'_> {
         self.space.write(Va::new(va), data).expect("pool addresses lie inside the address space");
     }
 
+    #[inline]
+    fn read_u64(&self, va: u64) -> u64 {
+        self.space.read_u64(Va::new(va)).expect("pool addresses lie inside the address space")
+    }
+
+    #[inline]
+    fn write_u64(&self, va: u64, v: u64) {
+        self.space.write_u64(Va::new(va), v).expect("pool addresses lie inside the address space");
+    }
+
+    #[inline]
+    fn write_u32(&self, va: u64, v: u32) {
+        self.space.write_u32(Va::new(va), v).expect("pool addresses lie inside the address space");
+    }
+
+    #[inline]
+    fn write_u16(&self, va: u64, v: u16) {
+        self.space.write_u16(Va::new(va), v).expect("pool addresses lie inside the address space");
+    }
+
+    /// The header's first eight bytes (sizes, index, type, tag) as one word.
+    #[inline]
+    pub fn first_word(&self, entry: u64) -> u64 {
+        self.read_u64(entry)
+    }
+
     /// The header at `entry`.
     pub fn header(&self, entry: u64) -> PoolHeader {
         let mut b = [0u8; 16];
-        let n = self.g.unit as usize;
-        self.read(entry, &mut b[..n]);
+        b[..8].copy_from_slice(&self.read_u64(entry).to_le_bytes());
+        if !self.g.packed {
+            b[8..].copy_from_slice(&self.read_u64(entry + 8).to_le_bytes());
+        }
         PoolHeader::decode(&b, &self.g)
     }
 
     /// Writes the whole header at `entry`.
     pub fn set_header(&self, entry: u64, h: &PoolHeader) {
-        let b = h.encode(&self.g);
-        self.write(entry, &b[..self.g.unit as usize]);
+        self.write_u64(entry, u64::from(h.ulong1(&self.g)) | u64::from(h.tag) << 32);
+        if !self.g.packed {
+            self.write_u64(entry + 8, h.process_billed);
+        }
     }
 
     /// Writes only PreviousSize (and PoolIndex 0): the part of a header the
     /// descriptor may change while a processor's cache owns the block.
     pub fn set_previous_size(&self, entry: u64, previous: u64) {
-        if self.g.packed {
-            self.write(entry, &((previous & 0x1FF) as u16).to_le_bytes());
-        } else {
-            self.write(entry, &[previous as u8, 0]);
-        }
+        let v = if self.g.packed { (previous & 0x1FF) as u16 } else { u16::from(previous as u8) };
+        self.write_u16(entry, v);
     }
 
     /// Writes BlockSize, PoolType, PoolTag (and ProcessBilled on 64-bit): every
     /// byte from offset 2, the part a processor's cache owns.
+    #[inline]
     pub fn set_type_and_tag(&self, entry: u64, block: u64, pool_type: u8, tag: u32, billed: u64) {
-        let h = PoolHeader {
-            previous_size: 0,
-            pool_index: 0,
-            block_size: block as u16,
-            pool_type,
-            tag,
-            process_billed: billed,
-        };
-        let b = h.encode(&self.g);
-        self.write(entry + 2, &b[2..self.g.unit as usize]);
+        self.set_pool_type(entry, block, pool_type);
+        self.write_u32(entry + 4, tag);
+        if !self.g.packed {
+            self.write_u64(entry + 8, billed);
+        }
     }
 
-    /// Writes just PoolType (keeping BlockSize), marking a cached block free.
+    /// Writes BlockSize and PoolType (bytes 2..4), e.g. marking a cached block free.
+    #[inline]
     pub fn set_pool_type(&self, entry: u64, block: u64, pool_type: u8) {
-        if self.g.packed {
-            let w1 = (block & 0x1FF) as u16 | (u16::from(pool_type & 0x7F) << 9);
-            self.write(entry + 2, &w1.to_le_bytes());
+        let w1 = if self.g.packed {
+            (block & 0x1FF) as u16 | (u16::from(pool_type & 0x7F) << 9)
         } else {
-            self.write(entry + 3, &[pool_type]);
-        }
+            u16::from_le_bytes([block as u8, pool_type])
+        };
+        self.write_u16(entry + 2, w1);
     }
 
     /// Fills `len` bytes at `va` with `byte`.
+    #[inline]
     pub fn fill(&self, va: u64, len: u64, byte: u8) {
-        let pattern = [byte; 512];
-        let mut at = va;
-        let end = va + len;
-        while at < end {
-            let n = (end - at).min(pattern.len() as u64);
-            self.write(at, &pattern[..n as usize]);
-            at += n;
-        }
+        self.space.fill(Va::new(va), len, byte).expect("pool addresses lie inside the address space");
     }
 }
 
@@ -282,6 +337,7 @@ mod tests {
         let b = h.encode(&g);
         assert_eq!(&b[..8], &[0xFF, 0x01, 0x03, 0x04, b'F', b'r', b'e', b'd']);
         assert_eq!(PoolHeader::decode(&b, &g), h);
+        assert_eq!(PoolHeader::from_first_word(u64::from_le_bytes(b[..8].try_into().unwrap()), &g), h);
     }
 
     #[test]
@@ -300,5 +356,7 @@ mod tests {
         assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0xFFFF_F000_1234_0000);
         assert_eq!(PoolHeader::decode(&b, &g), h);
         assert_eq!(h.contents(&g), 0x7473_6554_0907_0005);
+        let first = PoolHeader::from_first_word(u64::from_le_bytes(b[..8].try_into().unwrap()), &g);
+        assert_eq!(first, PoolHeader { process_billed: 0, ..h });
     }
 }

@@ -10,6 +10,13 @@
 //! one's with [`FREED_FILL`] (the MSVC debug heap's "clean" and "dead" bytes, so
 //! reading uninitialised or freed pool shows), unless [`Pool::set_fill`] turns the
 //! patterns off. `ExAllocatePool2` zeroes unless `POOL_FLAG_UNINITIALIZED`.
+//! Both fills are kept on every allocation and free, also for blocks recycled
+//! from a processor's cache (a recycled block could keep its freed pattern and
+//! save one fill, ~10 ns of the ~25 ns the two cost per pair, but then reading
+//! uninitialised memory would look like reading freed memory); a fill is one
+//! `memset` through the host mapping ([`AddressSpace::fill`]).
+//!
+//! [`AddressSpace::fill`]: crate::mm::space::AddressSpace::fill
 //!
 //! **Limits.** Each pool commits pages up to its maximum from the profile
 //! (`PoolLimits`: x86 256 MB nonpaged, 128 MB with /3GB, the registry knobs …) and
@@ -25,7 +32,10 @@
 //!
 //! **IRQL and locking.** Nonpaged pool at ≤ DISPATCH_LEVEL, paged pool at ≤
 //! APC_LEVEL (seed §5.1), else BAD_POOL_CALLER 8/9. The fast path is a
-//! per-processor cache of free blocks of 1..=32 units ([`percpu`]) with no lock;
+//! per-processor cache of free blocks of 1..=32 units ([`percpu`]) with no lock,
+//! no allocation and no system call: a pop or push, the header's words written or
+//! checked with single loads and stores, the fill, and the tag's per-processor
+//! counters;
 //! behind it each pool has a descriptor lock (free lists) and a page lock (back
 //! end, big-page table), always taken in that order. Tag counters are per
 //! processor and summed by [`Pool::snapshot`].
@@ -299,6 +309,7 @@ impl Pool {
             .collect()
     }
 
+    #[inline]
     fn track(&self, cpu: &Cpu<'_>, tag: u32, kind: PoolKind, bytes: u64, free: bool) {
         let tag = PoolTag(tag).tracked().0;
         if !self.cpus[cpu.number() as usize].track(tag, kind, bytes, free) {
@@ -311,13 +322,23 @@ impl Pool {
     }
 
     fn kind_of(&self, va: u64) -> Option<PoolKind> {
-        [PoolKind::Nonpaged, PoolKind::Paged].into_iter().find(|k| self.kinds[k.index()].map.contains(va))
+        self.locate(va).map(|(kind, _)| kind)
     }
 
+    /// Which pool `va` belongs to and the state of its page.
+    #[inline]
+    fn locate(&self, va: u64) -> Option<(PoolKind, PageState)> {
+        [PoolKind::Nonpaged, PoolKind::Paged]
+            .into_iter()
+            .find_map(|k| self.kinds[k.index()].map.lookup(va).map(|state| (k, state)))
+    }
+
+    #[inline]
     fn fills(&self) -> bool {
         self.fill.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn short(&self, cpu: &Cpu<'_>, kind: PoolKind, priority: PoolPriority) -> bool {
         let (divisor_pool, divisor_ram) = match priority.base() {
             PoolPriority::Low => (8, 16),
@@ -336,6 +357,7 @@ impl Pool {
         cpu.machine().bugcheck(code, p)
     }
 
+    #[inline]
     fn check_request(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Result<(), BugCheck> {
         let irql = cpu.irql();
         let ceiling = if t.kind() == PoolKind::Paged { Irql::APC } else { Irql::DISPATCH };
@@ -439,6 +461,7 @@ impl Pool {
 
     /// A block of `units`: from this processor's cache, else the descriptor (after
     /// giving the cache back once if the pool is out of pages).
+    #[inline]
     fn small_entry(&self, cpu: &Cpu<'_>, kind: PoolKind, units: u64, align: Option<u64>, s: Stamp) -> Option<u64> {
         let mem = self.mem(cpu);
         let per = &self.cpus[cpu.number() as usize];
@@ -518,6 +541,7 @@ impl Pool {
         Ok(Va::new(va))
     }
 
+    #[inline]
     fn mem<'a>(&self, cpu: &Cpu<'a>) -> Mem<'a> {
         Mem { space: cpu.machine().space(), g: self.g }
     }
@@ -556,7 +580,7 @@ impl Pool {
         if va < self.system_start {
             return bad_caller([caller::USER_ADDRESS, va, self.system_start, 0]);
         }
-        let Some(kind) = self.kind_of(va) else {
+        let Some((kind, state)) = self.locate(va) else {
             return bad_caller([caller::NOT_POOL, va, 0, 0]);
         };
         let irql = cpu.irql();
@@ -565,8 +589,7 @@ impl Pool {
             return bad_caller([caller::FREE_AT_BAD_IRQL, u64::from(irql.0), kind.base_type(), va]);
         }
         let k = &self.kinds[kind.index()];
-        let state = k.map.get(va);
-        let page_offset = (va - k.start) / g.page;
+        let page_offset = (va - k.start) >> g.page_shift;
         if va.is_multiple_of(g.page) && state == PageState::BigStart {
             return self.free_big(cpu, kind, va, tag_used);
         }
@@ -584,7 +607,7 @@ impl Pool {
         }
         let mem = self.mem(cpu);
         let entry = va - g.unit;
-        let h = mem.header(entry);
+        let h = PoolHeader::from_first_word(mem.first_word(entry), &g);
         if !h.in_use() {
             return bad_caller([caller::ALREADY_FREED, 0, h.contents(&g), va]);
         }
@@ -605,7 +628,7 @@ impl Pool {
         }
         let next = entry + units * g.unit;
         if offset + units < g.units_per_page {
-            let nh = mem.header(next);
+            let nh = PoolHeader::from_first_word(mem.first_word(next), &g);
             if u64::from(nh.previous_size) != units {
                 return bad_header([bad_header::NEXT_DISAGREES, entry, next, u64::from(nh.ulong1(&g))]);
             }
@@ -622,7 +645,7 @@ impl Pool {
                 mem.read(next - 4, &mut b);
                 u64::from(u32::from_le_bytes(b))
             } else {
-                h.process_billed
+                mem.header(entry).process_billed
             };
             self.release_quota(cpu, va, h.tag, address, kind, charge)?;
         }

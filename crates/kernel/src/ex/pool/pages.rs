@@ -7,9 +7,12 @@
 //! [`PhysicalMemory`] and mapped in one go, so the host's mapping count stays low
 //! (DESIGN.md "Host budget"). Every page keeps its own PTE, so a pager can unmap a
 //! single paged-pool page later. Pages are handed out first-fit inside segments;
-//! a segment goes back to the memory manager when it is empty and another empty one
-//! is already kept (one spare per pool, so a page that empties and refills does not
-//! cost an mmap each time), or at once when it was made for one big allocation.
+//! an empty segment stays mapped as a spare while the pool's spares total at most
+//! [`SPARE_PAGES`] (and 1/16 of its maximum), so pages that empty and refill —
+//! small-block pages and big allocations alike — cost no `mmap` each time; beyond
+//! that, when the pool nears its maximum, or when physical memory runs short, empty
+//! segments go back to the memory manager (unmapped, frames freed). A segment made
+//! for one big allocation larger than a segment goes back as soon as it is freed.
 //!
 //! The limit is on committed pages: the pool's maximum from the profile
 //! (`PoolLimits`, which include the NonPagedPoolSize / PagedPoolSize knobs), and
@@ -25,8 +28,12 @@ use crate::mm::frames::{FrameRequest, Frames, PhysicalMemory};
 use crate::mm::pfn::PageUse;
 use crate::mm::space::{Access, AddressSpace};
 
-/// Pages committed at a time.
-pub const SEGMENT_PAGES: u64 = 16;
+/// Pages committed at a time (at most 64: a segment keeps one bit per page).
+pub const SEGMENT_PAGES: u64 = 64;
+/// Empty segments a pool keeps mapped for reuse, in pages, at most (and at most
+/// 1/16 of the pool's maximum): Windows likewise keeps expansion pages of nonpaged
+/// pool mapped rather than returning each page as it empties.
+pub const SPARE_PAGES: u64 = 4096;
 
 /// What a pool page holds, as the lock-free free path sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +63,7 @@ struct RegionMap {
 #[derive(Debug)]
 pub struct PageMap {
     page: u64,
+    page_shift: u32,
     regions: Vec<RegionMap>,
 }
 
@@ -70,7 +78,7 @@ impl PageMap {
                 RegionMap { start, end: start + size, chunks }
             })
             .collect();
-        PageMap { page, regions }
+        PageMap { page, page_shift: page.trailing_zeros(), regions }
     }
 
     /// Whether `va` lies in one of the regions.
@@ -78,21 +86,29 @@ impl PageMap {
         self.regions.iter().any(|r| va >= r.start && va < r.end)
     }
 
+    #[inline]
     fn slot(&self, va: u64) -> Option<(&RegionMap, usize, usize)> {
         let r = self.regions.iter().find(|r| va >= r.start && va < r.end)?;
-        let index = (va - r.start) / self.page;
+        let index = (va - r.start) >> self.page_shift;
         Some((r, (index / CHUNK) as usize, (index % CHUNK) as usize))
     }
 
     /// The state of the page holding `va` (`Free` outside the regions).
     pub fn get(&self, va: u64) -> PageState {
-        let Some((r, c, i)) = self.slot(va) else { return PageState::Free };
-        match r.chunks[c].get().map_or(0, |chunk| chunk[i].load(Ordering::Acquire)) {
+        self.lookup(va).unwrap_or(PageState::Free)
+    }
+
+    /// The state of the page holding `va`, or `None` when `va` is outside the
+    /// regions (one search: the free path's "is this pool, and what is it").
+    #[inline]
+    pub fn lookup(&self, va: u64) -> Option<PageState> {
+        let (r, c, i) = self.slot(va)?;
+        Some(match r.chunks[c].get().map_or(0, |chunk| chunk[i].load(Ordering::Acquire)) {
             1 => PageState::Small,
             2 => PageState::BigStart,
             3 => PageState::BigInterior,
             _ => PageState::Free,
-        }
+        })
     }
 
     /// Sets the state of `pages` pages from `va`.
@@ -107,34 +123,60 @@ impl PageMap {
     }
 }
 
+/// A committed run of pages. Segments of up to 64 pages keep a bit per page
+/// (`used`); a bigger one is *dedicated*: made for one big allocation that covers
+/// it whole, and released as soon as that allocation is freed.
 #[derive(Debug)]
 struct Segment {
     pages: u64,
     frames: Frames,
-    used: Vec<bool>,
+    used: u64,
     in_use: u64,
 }
 
 impl Segment {
+    fn dedicated(&self) -> bool {
+        self.pages > 64
+    }
+
+    /// The first run of `n` free pages: its index.
     fn find(&self, n: u64) -> Option<u64> {
-        let mut run = 0;
-        for (i, &u) in self.used.iter().enumerate() {
-            if u {
-                run = 0;
-            } else {
-                run += 1;
-                if run == n {
-                    return Some(i as u64 + 1 - n);
-                }
-            }
+        if self.dedicated() {
+            return (self.in_use == 0 && n <= self.pages).then_some(0);
         }
-        None
+        if n == 0 || n > self.pages {
+            return None;
+        }
+        // Bit i of `x` ends up set iff pages i..i+n are all free.
+        let mut x = !self.used & bits(self.pages);
+        let mut have = 1;
+        while have < n && x != 0 {
+            let step = have.min(n - have);
+            x &= x >> step;
+            have += step;
+        }
+        (x != 0).then(|| u64::from(x.trailing_zeros()))
     }
 
     fn mark(&mut self, first: u64, n: u64, used: bool) {
-        for u in &mut self.used[first as usize..(first + n) as usize] {
-            *u = used;
+        if self.dedicated() {
+            return;
         }
+        let run = bits(n) << first;
+        if used {
+            self.used |= run;
+        } else {
+            self.used &= !run;
+        }
+    }
+}
+
+/// The low `n` bits (n ≤ 64).
+fn bits(n: u64) -> u64 {
+    if n >= 64 {
+        !0
+    } else {
+        (1 << n) - 1
     }
 }
 
@@ -155,6 +197,7 @@ pub struct Backend {
     segments: BTreeMap<u64, Segment>,
     with_free: BTreeSet<u64>,
     empty: BTreeSet<u64>,
+    empty_pages: u64,
     committed: u64,
     in_use: u64,
 }
@@ -170,6 +213,7 @@ impl Backend {
             segments: BTreeMap::new(),
             with_free: BTreeSet::new(),
             empty: BTreeSet::new(),
+            empty_pages: 0,
             committed: 0,
             in_use: 0,
         };
@@ -212,6 +256,8 @@ impl Backend {
             match mm.phys.allocate(&FrameRequest::new(want, self.usage)) {
                 Ok(f) => break f,
                 Err(_) if want > n => want = n,
+                // Physical memory is short: give the spares back, then try once more.
+                Err(_) if !self.empty.is_empty() => self.release_empty(mm),
                 Err(_) => return None,
             }
         };
@@ -225,7 +271,7 @@ impl Backend {
             return None;
         }
         self.committed += want;
-        self.segments.insert(start, Segment { pages: want, frames, used: vec![false; want as usize], in_use: 0 });
+        self.segments.insert(start, Segment { pages: want, frames, used: 0, in_use: 0 });
         self.with_free.insert(start);
         self.take_from_segments(n)
     }
@@ -238,10 +284,13 @@ impl Backend {
         let seg = self.segments.get_mut(&start).expect("listed segment exists");
         seg.mark(first, n, true);
         seg.in_use += n;
-        if seg.in_use == seg.pages {
+        let pages = seg.pages;
+        if seg.in_use == pages {
             self.with_free.remove(&start);
         }
-        self.empty.remove(&start);
+        if self.empty.remove(&start) {
+            self.empty_pages -= pages;
+        }
         self.in_use += n;
         Some(start + first * self.page)
     }
@@ -255,25 +304,35 @@ impl Backend {
         self.in_use -= n;
         self.with_free.insert(start);
         if seg.in_use == 0 {
-            let dedicated = seg.pages > SEGMENT_PAGES;
-            if dedicated || !self.empty.is_empty() {
+            let pages = seg.pages;
+            let budget = SPARE_PAGES.min(self.max_pages / 16);
+            if seg.dedicated() || self.empty_pages + pages > budget {
                 self.release(mm, start);
             } else {
                 self.empty.insert(start);
+                self.empty_pages += pages;
             }
         }
+    }
+
+    /// Pages kept mapped in empty segments.
+    pub fn spare(&self) -> u64 {
+        self.empty_pages
     }
 
     fn release_empty(&mut self, mm: Mm<'_>) {
         for start in std::mem::take(&mut self.empty) {
             self.release(mm, start);
         }
+        self.empty_pages = 0;
     }
 
     fn release(&mut self, mm: Mm<'_>, start: u64) {
         let seg = self.segments.remove(&start).expect("released segment exists");
         self.with_free.remove(&start);
-        self.empty.remove(&start);
+        if self.empty.remove(&start) {
+            self.empty_pages -= seg.pages;
+        }
         let _ = mm.space.unmap(mm.phys, Va::new(start), seg.pages);
         self.free_frames(mm, &seg.frames);
         self.committed -= seg.pages;
@@ -329,11 +388,39 @@ mod tests {
 
     #[test]
     fn segments_find_first_fit_runs() {
-        let mut s = Segment { pages: 8, frames: Frames { runs: vec![] }, used: vec![false; 8], in_use: 0 };
+        let mut s = Segment { pages: 8, frames: Frames { runs: vec![] }, used: 0, in_use: 0 };
         s.mark(1, 2, true);
         assert_eq!(s.find(1), Some(0));
         assert_eq!(s.find(3), Some(3));
+        assert_eq!(s.find(5), Some(3));
+        assert_eq!(s.find(6), None);
         s.mark(3, 5, true);
         assert_eq!(s.find(2), None);
+        let mut full = Segment { pages: 64, frames: Frames { runs: vec![] }, used: 0, in_use: 0 };
+        assert_eq!(full.find(64), Some(0));
+        full.mark(0, 64, true);
+        assert_eq!(full.find(1), None);
+        full.mark(10, 17, false);
+        assert_eq!((full.find(17), full.find(18)), (Some(10), None));
+    }
+
+    /// A reference for `find`: the first run of `n` clear bits, one bit at a time.
+    fn naive_find(used: u64, pages: u64, n: u64) -> Option<u64> {
+        (0..pages).find(|&i| i + n <= pages && (i..i + n).all(|b| used & (1 << b) == 0))
+    }
+
+    #[test]
+    fn segment_find_matches_a_naive_scan() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pages = 1 + x % 64;
+            let used = x.rotate_left(17) & x.rotate_left(29) & bits(pages);
+            let n = 1 + (x >> 50) % pages;
+            let s = Segment { pages, frames: Frames { runs: vec![] }, used, in_use: used.count_ones().into() };
+            assert_eq!(s.find(n), naive_find(used, pages, n), "{used:#x} {pages} {n}");
+        }
     }
 }

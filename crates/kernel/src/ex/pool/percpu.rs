@@ -41,6 +41,7 @@ impl Stack {
         Stack { count: AtomicUsize::new(0), slots: (0..CACHE_DEPTH).map(|_| AtomicU64::new(0)).collect() }
     }
 
+    #[inline]
     fn pop(&self) -> Option<u64> {
         let n = self.count.load(Relaxed);
         if n == 0 {
@@ -50,6 +51,7 @@ impl Stack {
         Some(self.slots[n - 1].load(Relaxed))
     }
 
+    #[inline]
     fn push(&self, entry: u64) -> bool {
         let n = self.count.load(Relaxed);
         if n == CACHE_DEPTH {
@@ -84,11 +86,13 @@ impl PerCpu {
     }
 
     /// A cached block of `units` units: its header address.
+    #[inline]
     pub fn pop(&self, kind: PoolKind, units: u64) -> Option<u64> {
         self.caches[kind.index()].get((units - 1) as usize)?.pop()
     }
 
     /// Parks a free block; false if its cache is full (or the size has none).
+    #[inline]
     pub fn push(&self, kind: PoolKind, units: u64, entry: u64) -> bool {
         self.caches[kind.index()].get((units - 1) as usize).is_some_and(|s| s.push(entry))
     }
@@ -106,6 +110,7 @@ impl PerCpu {
 
     /// Counts an allocation (`sign` +1) or a free (-1) of `bytes` for `tag`; false
     /// when this processor's table is full (the caller uses the shared table).
+    #[inline]
     pub fn track(&self, tag: u32, kind: PoolKind, bytes: u64, free: bool) -> bool {
         let mask = TAG_SLOTS - 1;
         let m = u64::from(tag).wrapping_mul(40543);

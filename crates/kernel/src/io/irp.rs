@@ -1,0 +1,360 @@
+//! I/O request packets (learn.microsoft.com "IRP structure (wdm.h)",
+//! "IO_STACK_LOCATION structure (wdm.h)", "IoCompleteRequest").
+//!
+//! An IRP lives in nonpaged pool (tag "Irp "), in the **x64 layout**: the IRP
+//! itself is 0xD0 bytes and its one stack location (0x48 bytes) follows it.
+//!
+//! | IRP field                               | offset |
+//! |-----------------------------------------|--------|
+//! | `Type` (6, IO_TYPE_IRP) / `Size`        | 0x00 / 0x02 |
+//! | `MdlAddress`                            | 0x08 |
+//! | `Flags` (`IRP_*`)                       | 0x10 |
+//! | `AssociatedIrp.SystemBuffer`            | 0x18 |
+//! | `IoStatus.Status` / `.Information`      | 0x30 / 0x38 |
+//! | `RequestorMode`                         | 0x40 |
+//! | `StackCount` / `CurrentLocation`        | 0x42 / 0x43 |
+//! | `UserBuffer`                            | 0x70 |
+//! | `Tail.Overlay.CurrentStackLocation`     | 0xB8 |
+//! | `Tail.Overlay.OriginalFileObject`       | 0xC0 |
+//!
+//! | IO_STACK_LOCATION field                                  | offset |
+//! |----------------------------------------------------------|--------|
+//! | `MajorFunction` / `MinorFunction` / `Flags` / `Control`   | 0x00 – 0x03 |
+//! | `Parameters.DeviceIoControl.OutputBufferLength`          | 0x08 |
+//! | `Parameters.DeviceIoControl.InputBufferLength`           | 0x10 |
+//! | `Parameters.DeviceIoControl.IoControlCode`               | 0x18 |
+//! | `Parameters.DeviceIoControl.Type3InputBuffer`            | 0x20 |
+//! | `Parameters.Read/Write.Length` / `.Key` / `.Flags`       | 0x08 / 0x10 / 0x14 |
+//! | `Parameters.Read/Write.ByteOffset`                       | 0x18 |
+//! | `DeviceObject` / `FileObject`                            | 0x28 / 0x30 |
+//!
+//! (`POINTER_ALIGNMENT` puts each ULONG after the first on an 8-byte boundary on
+//! 64-bit.) As IoCallDriver leaves it, `CurrentLocation` is 1 and
+//! `CurrentStackLocation` points at the stack location. `FileObject`,
+//! `Tail.Overlay.Thread` and `UserIosb` are NULL: there are no file or thread
+//! objects yet.
+//!
+//! [`io_complete_request`] does what Windows' completion does for a
+//! synchronous request, at once: for a buffered input operation that did not fail
+//! (`!NT_ERROR`), copies `IoStatus.Information` bytes of the system buffer back to
+//! `UserBuffer` in the caller's context (at most the system buffer's length — where
+//! Windows copies whatever `Information` says); a copy that faults (the caller
+//! freed or re-protected its buffer) makes the caller's status
+//! `STATUS_ACCESS_VIOLATION`; frees the system buffer (`IRP_DEALLOCATE_BUFFER`);
+//! unlocks and frees every MDL on `MdlAddress`; frees the IRP. Completing an IRP
+//! twice stops the machine with MULTIPLE_IRP_COMPLETE_REQUESTS (0x44: IRP, 0, 0, 0).
+
+use ntmem_machine::Va;
+
+use super::device::{at, read_bytes, write_bytes, DeviceObject};
+use super::MajorFunction;
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
+use crate::ke::processor::Cpu;
+use crate::mm::mdl::{self, Mdl, MdlFlags, ProcessorMode};
+
+/// `sizeof(IRP)` on x64.
+pub const IRP_SIZE: u64 = 0xD0;
+/// `sizeof(IO_STACK_LOCATION)` on x64.
+pub const STACK_LOCATION_SIZE: u64 = 0x48;
+/// Pool tag of IRPs ("Irp ").
+pub const IRP_TAG: PoolTag = PoolTag::new(*b"Irp ");
+/// Pool tag of system buffers (ntmem's choice).
+pub const SYSTEM_BUFFER_TAG: PoolTag = PoolTag::new(*b"IoSB");
+/// `IO_TYPE_IRP`.
+pub const IO_TYPE_IRP: u16 = 6;
+
+const OFF_MDL: u64 = 0x08;
+const OFF_FLAGS: u64 = 0x10;
+const OFF_SYSTEM_BUFFER: u64 = 0x18;
+const OFF_STATUS: u64 = 0x30;
+const OFF_INFORMATION: u64 = 0x38;
+const OFF_REQUESTOR_MODE: u64 = 0x40;
+const OFF_STACK_COUNT: u64 = 0x42;
+const OFF_CURRENT_LOCATION: u64 = 0x43;
+const OFF_USER_BUFFER: u64 = 0x70;
+const OFF_CURRENT_STACK: u64 = 0xB8;
+
+bitflags::bitflags! {
+    /// `IRP.Flags` (`IRP_*`, wdm.h), the ones the I/O manager sets here.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct IrpFlags: u32 {
+        /// `IRP_NOCACHE`.
+        const NOCACHE = 0x0001;
+        /// `IRP_PAGING_IO`.
+        const PAGING_IO = 0x0002;
+        /// `IRP_SYNCHRONOUS_API`.
+        const SYNCHRONOUS_API = 0x0004;
+        /// `IRP_ASSOCIATED_IRP`.
+        const ASSOCIATED_IRP = 0x0008;
+        /// `IRP_BUFFERED_IO`: `SystemBuffer` is a system buffer.
+        const BUFFERED_IO = 0x0010;
+        /// `IRP_DEALLOCATE_BUFFER`: completion frees the system buffer.
+        const DEALLOCATE_BUFFER = 0x0020;
+        /// `IRP_INPUT_OPERATION`: completion copies the system buffer back.
+        const INPUT_OPERATION = 0x0040;
+        /// `IRP_CREATE_OPERATION`.
+        const CREATE_OPERATION = 0x0080;
+        /// `IRP_READ_OPERATION`.
+        const READ_OPERATION = 0x0100;
+        /// `IRP_WRITE_OPERATION`.
+        const WRITE_OPERATION = 0x0200;
+        /// `IRP_CLOSE_OPERATION`.
+        const CLOSE_OPERATION = 0x0400;
+    }
+}
+
+/// An IRP: its address (`PIRP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Irp(pub Va);
+
+/// `Parameters` of the stack location, the forms ntmem sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parameters {
+    /// `Parameters.DeviceIoControl` (device and internal device control).
+    DeviceIoControl {
+        /// `OutputBufferLength`.
+        output_length: u32,
+        /// `InputBufferLength`.
+        input_length: u32,
+        /// `IoControlCode`.
+        code: u32,
+        /// `Type3InputBuffer`: the caller's input pointer (METHOD_NEITHER).
+        type3_input: u64,
+    },
+    /// `Parameters.Read` / `Parameters.Write`.
+    ReadWrite {
+        /// `Length`.
+        length: u32,
+        /// `Key`.
+        key: u32,
+        /// `ByteOffset`.
+        byte_offset: i64,
+    },
+}
+
+/// What the I/O manager puts in a new IRP.
+#[derive(Clone, Copy, Debug)]
+pub struct IrpContents {
+    /// The stack location's `MajorFunction`.
+    pub major: MajorFunction,
+    /// Its `Parameters`.
+    pub parameters: Parameters,
+    /// Its `DeviceObject`.
+    pub device: DeviceObject,
+    /// `RequestorMode`.
+    pub mode: ProcessorMode,
+    /// `Flags`.
+    pub flags: IrpFlags,
+    /// `AssociatedIrp.SystemBuffer` (0: none).
+    pub system_buffer: u64,
+    /// `MdlAddress` (0: none).
+    pub mdl: u64,
+    /// `UserBuffer`.
+    pub user_buffer: u64,
+}
+
+fn u64_at(cpu: &Cpu<'_>, va: Va) -> Result<u64, BugCheck> {
+    Ok(u64::from_le_bytes(read_bytes(cpu, va)?))
+}
+
+impl Irp {
+    /// The current stack location (`IoGetCurrentIrpStackLocation`).
+    ///
+    /// # Errors
+    /// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an IRP outside the address space.
+    pub fn current_stack_location(self, cpu: &Cpu<'_>) -> Result<Va, BugCheck> {
+        Ok(Va::new(u64_at(cpu, at(self.0, OFF_CURRENT_STACK))?))
+    }
+
+    /// `MdlAddress` (0: none).
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn mdl_address(self, cpu: &Cpu<'_>) -> Result<u64, BugCheck> {
+        u64_at(cpu, at(self.0, OFF_MDL))
+    }
+
+    /// Sets `MdlAddress`.
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn set_mdl_address(self, cpu: &Cpu<'_>, mdl: u64) -> Result<(), BugCheck> {
+        write_bytes(cpu, at(self.0, OFF_MDL), &mdl.to_le_bytes())
+    }
+
+    /// `Flags`.
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn flags(self, cpu: &Cpu<'_>) -> Result<IrpFlags, BugCheck> {
+        Ok(IrpFlags::from_bits_retain(u32::from_le_bytes(read_bytes(cpu, at(self.0, OFF_FLAGS))?)))
+    }
+
+    /// `AssociatedIrp.SystemBuffer`.
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn system_buffer(self, cpu: &Cpu<'_>) -> Result<u64, BugCheck> {
+        u64_at(cpu, at(self.0, OFF_SYSTEM_BUFFER))
+    }
+
+    /// `UserBuffer`.
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn user_buffer(self, cpu: &Cpu<'_>) -> Result<u64, BugCheck> {
+        u64_at(cpu, at(self.0, OFF_USER_BUFFER))
+    }
+
+    /// `IoStatus`: (`Status`, `Information`).
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn io_status(self, cpu: &Cpu<'_>) -> Result<(NtStatus, u64), BugCheck> {
+        let status = u32::from_le_bytes(read_bytes(cpu, at(self.0, OFF_STATUS))?);
+        Ok((NtStatus(status), u64_at(cpu, at(self.0, OFF_INFORMATION))?))
+    }
+
+    /// Sets `IoStatus` (what a driver does before completing).
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn set_io_status(self, cpu: &Cpu<'_>, status: NtStatus, information: u64) -> Result<(), BugCheck> {
+        write_bytes(cpu, at(self.0, OFF_STATUS), &u64::from(status.0).to_le_bytes())?;
+        write_bytes(cpu, at(self.0, OFF_INFORMATION), &information.to_le_bytes())
+    }
+
+    /// The stack location's `Parameters.DeviceIoControl` as
+    /// (OutputBufferLength, InputBufferLength, IoControlCode, Type3InputBuffer).
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn device_io_control(self, cpu: &Cpu<'_>) -> Result<(u32, u32, u32, u64), BugCheck> {
+        let s = self.current_stack_location(cpu)?;
+        let u32_at = |o| read_bytes(cpu, at(s, o)).map(u32::from_le_bytes);
+        Ok((u32_at(0x08)?, u32_at(0x10)?, u32_at(0x18)?, u64_at(cpu, at(s, 0x20))?))
+    }
+}
+
+/// Builds an IRP with one stack location, as IoAllocateIrp and IoCallDriver
+/// leave it for the device's driver. `Ok(None)`: no pool.
+///
+/// # Errors
+/// A bugcheck from the pool.
+pub fn build(cpu: &Cpu<'_>, c: &IrpContents) -> Result<Option<Irp>, BugCheck> {
+    let size = IRP_SIZE + STACK_LOCATION_SIZE;
+    let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, size, IRP_TAG)? else { return Ok(None) };
+    let mut b = vec![0u8; size as usize];
+    let put = |b: &mut [u8], off: u64, v: &[u8]| b[off as usize..off as usize + v.len()].copy_from_slice(v);
+    put(&mut b, 0, &IO_TYPE_IRP.to_le_bytes());
+    put(&mut b, 2, &(size as u16).to_le_bytes());
+    put(&mut b, OFF_MDL, &c.mdl.to_le_bytes());
+    put(&mut b, OFF_FLAGS, &c.flags.bits().to_le_bytes());
+    put(&mut b, OFF_SYSTEM_BUFFER, &c.system_buffer.to_le_bytes());
+    b[OFF_REQUESTOR_MODE as usize] = c.mode as u8;
+    b[OFF_STACK_COUNT as usize] = 1;
+    b[OFF_CURRENT_LOCATION as usize] = 1;
+    put(&mut b, OFF_USER_BUFFER, &c.user_buffer.to_le_bytes());
+    let stack = IRP_SIZE;
+    put(&mut b, OFF_CURRENT_STACK, &(block.get() + stack).to_le_bytes());
+    b[stack as usize] = c.major as u8;
+    let p = stack + 8;
+    match c.parameters {
+        Parameters::DeviceIoControl { output_length, input_length, code, type3_input } => {
+            put(&mut b, p, &output_length.to_le_bytes());
+            put(&mut b, p + 0x08, &input_length.to_le_bytes());
+            put(&mut b, p + 0x10, &code.to_le_bytes());
+            put(&mut b, p + 0x18, &type3_input.to_le_bytes());
+        }
+        Parameters::ReadWrite { length, key, byte_offset } => {
+            put(&mut b, p, &length.to_le_bytes());
+            put(&mut b, p + 0x08, &key.to_le_bytes());
+            put(&mut b, p + 0x10, &byte_offset.to_le_bytes());
+        }
+    }
+    put(&mut b, stack + 0x28, &c.device.0.get().to_le_bytes());
+    write_bytes(cpu, block, &b)?;
+    Ok(Some(Irp(block)))
+}
+
+/// Puts `mdl` on `irp` as IoAllocateMdl does when given the IRP: as
+/// `MdlAddress` for a primary buffer, at the end of the `Next` chain for a
+/// secondary one.
+///
+/// # Errors
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an IRP or MDL outside the address space.
+pub fn attach_mdl(cpu: &Cpu<'_>, irp: Irp, new: Mdl, secondary: bool) -> Result<(), BugCheck> {
+    let first = irp.mdl_address(cpu)?;
+    if !secondary || first == 0 {
+        return irp.set_mdl_address(cpu, new.0.get());
+    }
+    let mut last = first;
+    loop {
+        let next = u64_at(cpu, Va::new(last))?;
+        if next == 0 {
+            return write_bytes(cpu, Va::new(last), &new.0.get().to_le_bytes());
+        }
+        last = next;
+    }
+}
+
+/// Unlocks (if locked) and frees every MDL on the chain starting at `first`.
+pub(crate) fn free_mdl_chain(cpu: &Cpu<'_>, first: u64) -> Result<(), BugCheck> {
+    let mut next = first;
+    while next != 0 {
+        let m = Mdl(Va::new(next));
+        let h = mdl::read_header(cpu, m)?;
+        if h.flags.contains(MdlFlags::PAGES_LOCKED) {
+            mdl::mm_unlock_pages(cpu, m)?;
+        }
+        mdl::io_free_mdl(cpu, m)?;
+        next = h.next;
+    }
+    Ok(())
+}
+
+/// `IoCompleteRequest(Irp, PriorityBoost)`: see the module documentation.
+///
+/// # Errors
+/// MULTIPLE_IRP_COMPLETE_REQUESTS (0x44: IRP, 0, 0, 0) for an IRP that is not
+/// outstanding; bugchecks from the pool or MmUnlockPages.
+pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    let (process, system_len) = {
+        let irps = m.io().irps();
+        match irps.get(&irp.0.get()) {
+            Some(r) if r.completed.is_none() => (r.process.clone(), r.system_buffer_len),
+            _ => {
+                drop(irps);
+                return Err(m.bugcheck(BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS, [irp.0.get(), 0, 0, 0]));
+            }
+        }
+    };
+    let flags = irp.flags(cpu)?;
+    let (mut status, information) = irp.io_status(cpu)?;
+    let system = irp.system_buffer(cpu)?;
+    if flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION) && !status.is_error() && system != 0 {
+        let len = information.min(system_len);
+        let mut data = vec![0u8; len as usize];
+        m.space()
+            .read(Va::new(system), &mut data)
+            .map_err(|_| m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [system, 0, 0, 0]))?;
+        let user = Va::new(irp.user_buffer(cpu)?);
+        let copied = match &process {
+            Some(p) => p.write(cpu, user, &data),
+            None => m.space().write(user, &data).map_err(|_| NtStatus::ACCESS_VIOLATION),
+        };
+        if let Err(e) = copied {
+            status = e;
+        }
+    }
+    if flags.contains(IrpFlags::DEALLOCATE_BUFFER) && system != 0 {
+        pool::free(cpu, Va::new(system), Some(SYSTEM_BUFFER_TAG))?;
+    }
+    free_mdl_chain(cpu, irp.mdl_address(cpu)?)?;
+    if let Some(r) = m.io().irps().get_mut(&irp.0.get()) {
+        r.completed = Some((status, information));
+    }
+    pool::free(cpu, irp.0, Some(IRP_TAG))
+}

@@ -1,0 +1,173 @@
+//! `io`: the I/O manager, as far as drivers' buffers go (issue 4 item 5; seed 000
+//! §9; learn.microsoft.com "Methods for Accessing Data Buffers", "Defining I/O
+//! Control Codes", IRP / IO_STACK_LOCATION / DEVICE_OBJECT (wdm.h)).
+//!
+//! * [`device`]: device objects (`IoCreateDevice` / `IoDeleteDevice`), byte-exact
+//!   in nonpaged pool with their device extension, `DO_BUFFERED_IO` /
+//!   `DO_DIRECT_IO` read from the object's `Flags` as the driver left them.
+//! * [`irp`]: IRPs with one stack location, byte-exact in nonpaged pool in the
+//!   **x64 layout** whatever the simulated architecture (the drivers ntmem builds
+//!   are 64-bit host code, as for [`crate::mm::mdl`]); `IoCompleteRequest`.
+//! * [`request`]: what a caller issues — `NtDeviceIoControlFile`, `NtReadFile`,
+//!   `NtWriteFile` from a user process, or an internal device control from kernel
+//!   code — and how the I/O manager delivers each transfer type: buffered (a
+//!   system buffer, copied in and out), direct (an MDL over the caller's buffer,
+//!   locked), neither (the caller's raw pointers, in the caller's context).
+//!
+//! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
+//! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
+//! Rust closures. Requests are synchronous: the dispatch routine runs on the
+//! calling processor, in the caller's process context, and is expected to
+//! complete the IRP before it returns (a driver that returns `STATUS_PENDING`
+//! leaves the IRP outstanding; nothing completes it later — not modelled yet).
+//!
+//! Pointers stored in the structures (MdlAddress, SystemBuffer, DeviceObject, …)
+//! are simulated virtual addresses, which are the host's when the layout is not
+//! relocated (DESIGN.md decision 2), as for MDLs.
+//!
+//! Locking: the device list and the IRP table have a lock each, never held while
+//! driver code or another kernel routine runs.
+
+pub mod device;
+pub mod irp;
+pub mod request;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ntmem_machine::Va;
+
+use crate::bugcheck::BugCheck;
+use crate::ex::pool::NtStatus;
+use crate::ke::processor::Cpu;
+use crate::mm::process::Process;
+
+pub use device::DeviceObject;
+pub use irp::Irp;
+
+impl NtStatus {
+    /// `STATUS_PENDING`.
+    pub const PENDING: NtStatus = NtStatus(0x0000_0103);
+    /// `STATUS_INVALID_DEVICE_REQUEST`: what a major function with no dispatch
+    /// routine completes with.
+    pub const INVALID_DEVICE_REQUEST: NtStatus = NtStatus(0xC000_0010);
+
+    /// `NT_ERROR(Status)`: the severity is "error".
+    pub fn is_error(self) -> bool {
+        self.0 >> 30 == 3
+    }
+}
+
+/// `IRP_MJ_*`: the major functions the I/O manager sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[repr(u8)]
+pub enum MajorFunction {
+    /// `IRP_MJ_CREATE` (0x00).
+    Create = 0x00,
+    /// `IRP_MJ_CLOSE` (0x02).
+    Close = 0x02,
+    /// `IRP_MJ_READ` (0x03).
+    Read = 0x03,
+    /// `IRP_MJ_WRITE` (0x04).
+    Write = 0x04,
+    /// `IRP_MJ_DEVICE_CONTROL` (0x0E).
+    DeviceControl = 0x0E,
+    /// `IRP_MJ_INTERNAL_DEVICE_CONTROL` (0x0F): kernel-mode callers only.
+    InternalDeviceControl = 0x0F,
+    /// `IRP_MJ_CLEANUP` (0x12).
+    Cleanup = 0x12,
+}
+
+/// `METHOD_*`: the transfer type, the low two bits of an I/O control code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[repr(u32)]
+pub enum TransferMethod {
+    /// `METHOD_BUFFERED` (0): one system buffer of max(input, output) bytes.
+    Buffered = 0,
+    /// `METHOD_IN_DIRECT` (1): input buffered; the output buffer locked for read.
+    InDirect = 1,
+    /// `METHOD_OUT_DIRECT` (2): input buffered; the output buffer locked for write.
+    OutDirect = 2,
+    /// `METHOD_NEITHER` (3): the caller's raw pointers.
+    Neither = 3,
+}
+
+impl TransferMethod {
+    /// The method of control code `code` (`METHOD_FROM_CTL_CODE`).
+    pub fn of(code: u32) -> TransferMethod {
+        match code & 3 {
+            0 => TransferMethod::Buffered,
+            1 => TransferMethod::InDirect,
+            2 => TransferMethod::OutDirect,
+            _ => TransferMethod::Neither,
+        }
+    }
+}
+
+/// `CTL_CODE(DeviceType, Function, Method, Access)`.
+pub const fn ctl_code(device_type: u32, function: u32, method: TransferMethod, access: u32) -> u32 {
+    (device_type << 16) | (access << 14) | (function << 2) | method as u32
+}
+
+/// A driver's dispatch routines (`DRIVER_OBJECT.MajorFunction`).
+pub trait Dispatch {
+    /// Calls the driver's routine for `major` with `device` and `irp`, on `cpu`,
+    /// and returns what it returned; `Ok(None)` when the driver has none (the I/O
+    /// manager then completes the IRP with `STATUS_INVALID_DEVICE_REQUEST`).
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine while the driver ran.
+    fn dispatch(
+        &self,
+        cpu: &Cpu<'_>,
+        major: MajorFunction,
+        device: DeviceObject,
+        irp: Irp,
+    ) -> Result<Option<NtStatus>, BugCheck>;
+}
+
+/// What the I/O manager remembers of an IRP it sent, until it is completed.
+#[derive(Debug)]
+pub(crate) struct IrpRecord {
+    /// The caller's process (None: a kernel caller).
+    pub process: Option<Arc<Process>>,
+    /// Bytes of the system buffer (0: none).
+    pub system_buffer_len: u64,
+    /// Set by `IoCompleteRequest`: the I/O status block the caller gets.
+    pub completed: Option<(NtStatus, u64)>,
+}
+
+/// A device on the machine and the driver that created it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceRecord {
+    pub object: DeviceObject,
+    /// The `DRIVER_OBJECT`'s address as the driver sees it.
+    pub driver: u64,
+}
+
+/// The machine's I/O manager state: devices and IRPs in flight.
+#[derive(Debug, Default)]
+pub struct IoManager {
+    devices: Mutex<Vec<DeviceRecord>>,
+    irps: Mutex<BTreeMap<u64, IrpRecord>>,
+}
+
+impl IoManager {
+    pub(crate) fn devices(&self) -> MutexGuard<'_, Vec<DeviceRecord>> {
+        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn irps(&self) -> MutexGuard<'_, BTreeMap<u64, IrpRecord>> {
+        self.irps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The devices `driver` (its `DRIVER_OBJECT`'s address) created, oldest first.
+    pub fn devices_of(&self, driver: u64) -> Vec<DeviceObject> {
+        self.devices().iter().filter(|d| d.driver == driver).map(|d| d.object).collect()
+    }
+
+    /// IRPs sent and not completed (a driver returned `STATUS_PENDING`).
+    pub fn outstanding(&self) -> Vec<Irp> {
+        self.irps().iter().filter(|(_, r)| r.completed.is_none()).map(|(&a, _)| Irp(Va::new(a))).collect()
+    }
+}

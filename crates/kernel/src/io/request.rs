@@ -1,0 +1,433 @@
+//! What callers issue, and how the I/O manager hands each transfer type to the
+//! driver (seed 000 §9; learn.microsoft.com "Buffer Descriptions for I/O Control
+//! Codes", "Using Buffered I/O", "Using Direct I/O", "Using Neither Buffered Nor
+//! Direct I/O").
+//!
+//! An [`IoCall`] is `NtDeviceIoControlFile`, `NtReadFile` or `NtWriteFile` from a
+//! user process (RequestorMode UserMode), or an internal device control from
+//! kernel code (KernelMode). The I/O manager runs the whole request in the
+//! caller's process context (attached), so the dispatch routine runs there too:
+//!
+//! * **METHOD_BUFFERED**, and reads / writes of a DO_BUFFERED_IO device: the
+//!   user's buffers are probed (ProbeForRead input, ProbeForWrite output), a
+//!   nonpaged system buffer of max(input, output) bytes gets the input, and
+//!   `IoCompleteRequest` copies `Information` bytes back to the output buffer.
+//! * **METHOD_IN_DIRECT / METHOD_OUT_DIRECT**: the input as above; the output
+//!   buffer described by an MDL locked (MmProbeAndLockPages in the requestor's
+//!   mode) with IoReadAccess (IN) or IoWriteAccess (OUT). Reads / writes of a
+//!   DO_DIRECT_IO device: an MDL over the buffer, IoWriteAccess for a read,
+//!   IoReadAccess for a write.
+//! * **METHOD_NEITHER**, and reads / writes of a device with neither flag:
+//!   `Type3InputBuffer` and `UserBuffer` are the caller's pointers, unprobed.
+//!
+//! A probe or lock that fails ends the request with its exception code before the
+//! driver sees it, as the system service's own exception handler does.
+//!
+//! [`IoCall::while_in_driver`] lets the caller act on its buffer while the
+//! request is in the driver — decommit it or change its protection just before
+//! the dispatch routine runs — as another thread of the caller could (seed §9:
+//! "another thread might free the buffer or change the access rights").
+
+use std::sync::Arc;
+
+use ntmem_machine::Va;
+
+use super::device::DeviceFlags;
+use super::irp::{self, IrpContents, IrpFlags, Parameters, SYSTEM_BUFFER_TAG};
+use super::{DeviceObject, Dispatch, IrpRecord, MajorFunction, TransferMethod};
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ex::pool::{self, NtStatus, PoolType};
+use crate::ke::processor::Cpu;
+use crate::mm::mdl::{self, LockOperation, ProcessorMode};
+use crate::mm::probe;
+use crate::mm::process::{
+    ke_stack_attach_process, ke_unstack_detach_process, nt_free_virtual_memory, nt_protect_virtual_memory, FreeType,
+    PageProtection, Process,
+};
+
+/// The buffers of a device control request (`DeviceIoControl`'s arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ioctl {
+    /// `IoControlCode`.
+    pub code: u32,
+    /// The input buffer.
+    pub input: Va,
+    /// Its length.
+    pub input_length: u32,
+    /// The output buffer.
+    pub output: Va,
+    /// Its length.
+    pub output_length: u32,
+}
+
+/// A request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoRequest {
+    /// `IRP_MJ_DEVICE_CONTROL`.
+    DeviceControl(Ioctl),
+    /// `IRP_MJ_INTERNAL_DEVICE_CONTROL` (meant for kernel-mode callers).
+    InternalDeviceControl(Ioctl),
+    /// `IRP_MJ_READ` into `buffer`.
+    Read {
+        /// The caller's buffer.
+        buffer: Va,
+        /// `Length`.
+        length: u32,
+        /// `ByteOffset`.
+        offset: i64,
+    },
+    /// `IRP_MJ_WRITE` from `buffer`.
+    Write {
+        /// The caller's buffer.
+        buffer: Va,
+        /// `Length`.
+        length: u32,
+        /// `ByteOffset`.
+        offset: i64,
+    },
+}
+
+impl IoRequest {
+    /// The major function.
+    pub fn major(&self) -> MajorFunction {
+        match self {
+            IoRequest::DeviceControl(_) => MajorFunction::DeviceControl,
+            IoRequest::InternalDeviceControl(_) => MajorFunction::InternalDeviceControl,
+            IoRequest::Read { .. } => MajorFunction::Read,
+            IoRequest::Write { .. } => MajorFunction::Write,
+        }
+    }
+
+    /// The caller's buffer a [`BufferAction`] acts on: the output buffer of a
+    /// device control (its input buffer when there is no output), the buffer of a
+    /// read or write.
+    pub fn user_buffer(&self) -> (Va, u32) {
+        match *self {
+            IoRequest::DeviceControl(c) | IoRequest::InternalDeviceControl(c) => {
+                if c.output_length > 0 {
+                    (c.output, c.output_length)
+                } else {
+                    (c.input, c.input_length)
+                }
+            }
+            IoRequest::Read { buffer, length, .. } | IoRequest::Write { buffer, length, .. } => (buffer, length),
+        }
+    }
+}
+
+/// What the caller does to its buffer while the request is in the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferAction {
+    /// Decommits the buffer's pages (`NtFreeVirtualMemory`, MEM_DECOMMIT): the
+    /// user addresses stop working; pages an MDL has locked live until unlocked.
+    Free,
+    /// Changes the buffer's protection (`NtProtectVirtualMemory`).
+    Protect(PageProtection),
+}
+
+/// The caller's view of the finished request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoOutcome {
+    /// Whether the IRP reached the driver (false: the probe, lock or an
+    /// allocation failed first).
+    pub reached_driver: bool,
+    /// What the dispatch routine returned (or the early failure).
+    pub returned: NtStatus,
+    /// Whether the driver completed the IRP.
+    pub completed: bool,
+    /// The caller's I/O status block: `Status`.
+    pub status: NtStatus,
+    /// The caller's I/O status block: `Information`.
+    pub information: u64,
+}
+
+impl IoOutcome {
+    fn failed(status: NtStatus) -> IoOutcome {
+        IoOutcome { reached_driver: false, returned: status, completed: false, status, information: 0 }
+    }
+}
+
+/// A request on its way to a device (builder).
+#[derive(Clone, Debug)]
+pub struct IoCall {
+    device: DeviceObject,
+    request: IoRequest,
+    caller: Option<Arc<Process>>,
+    action: Option<BufferAction>,
+}
+
+/// What the I/O manager prepared before building the IRP.
+#[derive(Debug, Default)]
+struct Prepared {
+    flags: u32,
+    system_buffer: u64,
+    system_buffer_len: u64,
+    mdl: u64,
+    user_buffer: u64,
+    type3_input: u64,
+}
+
+impl IoCall {
+    /// `request` for `device`, from kernel code (RequestorMode KernelMode) until
+    /// [`IoCall::from_process`] says otherwise.
+    pub fn new(device: DeviceObject, request: IoRequest) -> IoCall {
+        IoCall { device, request, caller: None, action: None }
+    }
+
+    /// Issued by a thread of `process` (RequestorMode UserMode, its context).
+    #[must_use]
+    pub fn from_process(mut self, process: &Arc<Process>) -> IoCall {
+        self.caller = Some(Arc::clone(process));
+        self
+    }
+
+    /// Acts on the caller's buffer while the request is in the driver.
+    #[must_use]
+    pub fn while_in_driver(mut self, action: BufferAction) -> IoCall {
+        self.action = Some(action);
+        self
+    }
+
+    fn mode(&self) -> ProcessorMode {
+        if self.caller.is_some() {
+            ProcessorMode::UserMode
+        } else {
+            ProcessorMode::KernelMode
+        }
+    }
+
+    /// Sends the request to `driver` and returns what the caller sees.
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine (in the driver or in the I/O
+    /// manager).
+    pub fn send(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {
+        let m = cpu.machine();
+        let host_failure = || m.bugcheck(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, [0xC000_0017, 0, 0, 0]);
+        let state = match &self.caller {
+            Some(p) => Some(ke_stack_attach_process(cpu, p).map_err(|_| host_failure())?),
+            None => None,
+        };
+        let outcome = self.send_attached(cpu, driver)?;
+        if let Some(state) = state {
+            ke_unstack_detach_process(cpu, state).map_err(|_| host_failure())?;
+        }
+        Ok(outcome)
+    }
+
+    fn send_attached(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {
+        let m = cpu.machine();
+        let mut prepared = Prepared::default();
+        if let Err(status) = self.prepare(cpu, &mut prepared)? {
+            self.undo(cpu, &prepared)?;
+            return Ok(IoOutcome::failed(status));
+        }
+        let parameters = match self.request {
+            IoRequest::DeviceControl(c) | IoRequest::InternalDeviceControl(c) => Parameters::DeviceIoControl {
+                output_length: c.output_length,
+                input_length: c.input_length,
+                code: c.code,
+                type3_input: prepared.type3_input,
+            },
+            IoRequest::Read { length, offset, .. } | IoRequest::Write { length, offset, .. } => {
+                Parameters::ReadWrite { length, key: 0, byte_offset: offset }
+            }
+        };
+        let contents = IrpContents {
+            major: self.request.major(),
+            parameters,
+            device: self.device,
+            mode: self.mode(),
+            flags: IrpFlags::from_bits_retain(prepared.flags),
+            system_buffer: prepared.system_buffer,
+            mdl: prepared.mdl,
+            user_buffer: prepared.user_buffer,
+        };
+        let Some(irp) = irp::build(cpu, &contents)? else {
+            self.undo(cpu, &prepared)?;
+            return Ok(IoOutcome::failed(NtStatus::INSUFFICIENT_RESOURCES));
+        };
+        let record =
+            IrpRecord { process: self.caller.clone(), system_buffer_len: prepared.system_buffer_len, completed: None };
+        m.io().irps().insert(irp.0.get(), record);
+        if let (Some(action), Some(p)) = (self.action, &self.caller) {
+            let (va, len) = self.request.user_buffer();
+            // The caller's own call: its failure (nothing there) is the caller's business.
+            let _ = match action {
+                BufferAction::Free => nt_free_virtual_memory(cpu, p, va, u64::from(len), FreeType::Decommit),
+                BufferAction::Protect(prot) => nt_protect_virtual_memory(cpu, p, va, u64::from(len), prot).map(drop),
+            };
+        }
+        let returned = match driver.dispatch(cpu, self.request.major(), self.device, irp)? {
+            Some(s) => s,
+            None => {
+                irp.set_io_status(cpu, NtStatus::INVALID_DEVICE_REQUEST, 0)?;
+                irp::io_complete_request(cpu, irp)?;
+                NtStatus::INVALID_DEVICE_REQUEST
+            }
+        };
+        let done = {
+            let mut irps = m.io().irps();
+            let done = irps.get(&irp.0.get()).and_then(|r| r.completed);
+            if done.is_some() {
+                irps.remove(&irp.0.get());
+            }
+            done
+        };
+        Ok(match done {
+            Some((status, information)) => {
+                IoOutcome { reached_driver: true, returned, completed: true, status, information }
+            }
+            None => IoOutcome { reached_driver: true, returned, completed: false, status: returned, information: 0 },
+        })
+    }
+
+    /// Probes, allocates and locks what the transfer type needs. Inner `Err`:
+    /// the status the request fails with (what was set up so far is in `p`).
+    fn prepare(&self, cpu: &Cpu<'_>, p: &mut Prepared) -> Result<Result<(), NtStatus>, BugCheck> {
+        let flags = self.device.flags(cpu)?;
+        match self.request {
+            IoRequest::DeviceControl(c) | IoRequest::InternalDeviceControl(c) => {
+                p.user_buffer = c.output.get();
+                match TransferMethod::of(c.code) {
+                    TransferMethod::Buffered => {
+                        if let Err(s) = self.probe(cpu, c.input, c.input_length, c.output, c.output_length) {
+                            return Ok(Err(s));
+                        }
+                        let len = c.input_length.max(c.output_length);
+                        if let Err(s) = self.system_buffer(cpu, p, len, c.input, c.input_length)? {
+                            return Ok(Err(s));
+                        }
+                        if c.output_length > 0 {
+                            p.flags |= IrpFlags::INPUT_OPERATION.bits();
+                        }
+                    }
+                    method @ (TransferMethod::InDirect | TransferMethod::OutDirect) => {
+                        if let Err(s) = self.probe(cpu, c.input, c.input_length, Va::new(0), 0) {
+                            return Ok(Err(s));
+                        }
+                        if let Err(s) = self.system_buffer(cpu, p, c.input_length, c.input, c.input_length)? {
+                            return Ok(Err(s));
+                        }
+                        let op = if method == TransferMethod::InDirect {
+                            LockOperation::IoReadAccess
+                        } else {
+                            LockOperation::IoWriteAccess
+                        };
+                        if let Err(s) = self.lock(cpu, p, c.output, c.output_length, op)? {
+                            return Ok(Err(s));
+                        }
+                    }
+                    TransferMethod::Neither => p.type3_input = c.input.get(),
+                }
+            }
+            IoRequest::Read { buffer, length, .. } | IoRequest::Write { buffer, length, .. } => {
+                let read = matches!(self.request, IoRequest::Read { .. });
+                p.flags |= if read { IrpFlags::READ_OPERATION } else { IrpFlags::WRITE_OPERATION }.bits();
+                p.user_buffer = buffer.get();
+                if flags.contains(DeviceFlags::BUFFERED_IO) {
+                    let probed = if read {
+                        self.probe(cpu, Va::new(0), 0, buffer, length)
+                    } else {
+                        self.probe(cpu, buffer, length, Va::new(0), 0)
+                    };
+                    if let Err(s) = probed {
+                        return Ok(Err(s));
+                    }
+                    let input = if read { 0 } else { length };
+                    if let Err(s) = self.system_buffer(cpu, p, length, buffer, input)? {
+                        return Ok(Err(s));
+                    }
+                    if read && length > 0 {
+                        p.flags |= IrpFlags::INPUT_OPERATION.bits();
+                    }
+                } else if flags.contains(DeviceFlags::DIRECT_IO) {
+                    let op = if read { LockOperation::IoWriteAccess } else { LockOperation::IoReadAccess };
+                    if let Err(s) = self.lock(cpu, p, buffer, length, op)? {
+                        return Ok(Err(s));
+                    }
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// ProbeForRead of the input and ProbeForWrite of the output, for user callers.
+    fn probe(&self, cpu: &Cpu<'_>, input: Va, in_len: u32, output: Va, out_len: u32) -> Result<(), NtStatus> {
+        if self.caller.is_none() {
+            return Ok(());
+        }
+        probe::probe_for_read(cpu, input, u64::from(in_len), 1)?;
+        probe::probe_for_write(cpu, output, u64::from(out_len), 1)
+    }
+
+    /// A system buffer of `len` bytes with `in_len` bytes of `input` copied in.
+    fn system_buffer(
+        &self,
+        cpu: &Cpu<'_>,
+        p: &mut Prepared,
+        len: u32,
+        input: Va,
+        in_len: u32,
+    ) -> Result<Result<(), NtStatus>, BugCheck> {
+        if len == 0 {
+            return Ok(Ok(()));
+        }
+        let m = cpu.machine();
+        let Some(buf) = pool::allocate(cpu, PoolType::NonPagedPool, u64::from(len), SYSTEM_BUFFER_TAG)? else {
+            return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES));
+        };
+        p.system_buffer = buf.get();
+        p.system_buffer_len = u64::from(len);
+        p.flags |= (IrpFlags::BUFFERED_IO | IrpFlags::DEALLOCATE_BUFFER).bits();
+        if in_len > 0 {
+            let mut data = vec![0u8; in_len as usize];
+            let read = match &self.caller {
+                Some(proc_) => proc_.read(cpu, input, &mut data),
+                None => m.space().read(input, &mut data).map_err(|_| NtStatus::ACCESS_VIOLATION),
+            };
+            if let Err(s) = read {
+                return Ok(Err(s));
+            }
+            m.space()
+                .write(buf, &data)
+                .map_err(|_| m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [buf.get(), 1, 0, 0]))?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// An MDL over `[va, va + len)` locked for `op` in the requestor's mode.
+    fn lock(
+        &self,
+        cpu: &Cpu<'_>,
+        p: &mut Prepared,
+        va: Va,
+        len: u32,
+        op: LockOperation,
+    ) -> Result<Result<(), NtStatus>, BugCheck> {
+        if len == 0 {
+            return Ok(Ok(()));
+        }
+        let Some(mdl) = mdl::io_allocate_mdl(cpu, va, u64::from(len))? else {
+            return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES));
+        };
+        if let Err(s) = mdl::mm_probe_and_lock_pages(cpu, mdl, self.mode(), op)? {
+            mdl::io_free_mdl(cpu, mdl)?;
+            return Ok(Err(s));
+        }
+        p.mdl = mdl.0.get();
+        Ok(Ok(()))
+    }
+
+    /// Gives back what [`IoCall::prepare`] set up, for a request that failed
+    /// before it reached the driver.
+    fn undo(&self, cpu: &Cpu<'_>, p: &Prepared) -> Result<(), BugCheck> {
+        if p.system_buffer != 0 {
+            pool::free(cpu, Va::new(p.system_buffer), Some(SYSTEM_BUFFER_TAG))?;
+        }
+        if p.mdl != 0 {
+            irp::free_mdl_chain(cpu, p.mdl)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! I/O manager routines at the C boundary (`IoCreateDevice`, `IoDeleteDevice`,
+//! `IofCompleteRequest`) and the bridge from the kernel's
+//! [`ntmem_kernel::io::Dispatch`] to a C driver's `DRIVER_OBJECT.MajorFunction`
+//! table ([`send`]).
+//!
+//! The `DRIVER_OBJECT` is host memory owned by [`Driver`]; its `DeviceObject` head
+//! is kept here, the devices' `NextDevice` links by the kernel. Dispatch routines
+//! run in the caller's thread (an arbitrary thread for SEH purposes: an exception
+//! no `__try` takes stops the machine with 0x1E).
+
+use std::ffi::c_void;
+
+use ntmem_kernel::ex::pool::NtStatus as KStatus;
+use ntmem_kernel::io::device::{self, NewDevice};
+use ntmem_kernel::io::request::{IoCall, IoOutcome};
+use ntmem_kernel::io::{irp, DeviceObject, Dispatch, Irp, MajorFunction};
+use ntmem_kernel::{BugCheck, Cpu, Machine};
+
+use crate::context::{self, kernel};
+use crate::loader::Driver;
+use crate::mdl::{host_ptr, va_of};
+use crate::seh::{self, ThreadKind};
+use crate::types::{DriverObject, NtStatus, UnicodeString};
+
+/// `STATUS_INVALID_PARAMETER`.
+const STATUS_INVALID_PARAMETER: NtStatus = 0xC000_000D_u32 as NtStatus;
+
+/// `IoCreateDevice`: a device object with its extension; `DeviceName` is ignored
+/// (no object namespace yet).
+///
+/// # Safety
+/// `driver` is the `DRIVER_OBJECT` the driver was given; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn IoCreateDevice(
+    driver: *mut DriverObject,
+    extension_size: u32,
+    _name: *mut UnicodeString,
+    device_type: u32,
+    characteristics: u32,
+    exclusive: u8,
+    out: *mut *mut c_void,
+) -> NtStatus {
+    if driver.is_null() || out.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let new =
+        NewDevice { driver: driver as u64, extension_size, device_type, characteristics, exclusive: exclusive != 0 };
+    let created = kernel(|cpu| Ok(device::io_create_device(cpu, new)?.map(|d| host_ptr(cpu, Some(d.0)))));
+    match created {
+        Ok(p) => {
+            // SAFETY: the caller passes its own DRIVER_OBJECT and a writable
+            // PDEVICE_OBJECT (`# Safety`); both checked non-null above.
+            unsafe {
+                (*driver).device_object = p;
+                *out = p;
+            }
+            0
+        }
+        Err(status) => status.0 as NtStatus,
+    }
+}
+
+/// `IoDeleteDevice`.
+///
+/// # Safety
+/// `device` came from `IoCreateDevice`, whose driver object is still live.
+#[no_mangle]
+pub unsafe extern "C" fn IoDeleteDevice(device: *mut c_void) {
+    let (driver, head) = kernel(|cpu| {
+        let (driver, head) = device::io_delete_device(cpu, DeviceObject(va_of(cpu, device)))?;
+        Ok((driver, host_ptr(cpu, head.map(|d| d.0))))
+    });
+    if driver != 0 {
+        // SAFETY: `driver` is the DRIVER_OBJECT address the driver passed to
+        // IoCreateDevice for this device; the loader keeps it alive while the
+        // driver is loaded (`# Safety`).
+        unsafe { (*(driver as *mut DriverObject)).device_object = head };
+    }
+}
+
+/// `IofCompleteRequest` (behind the `IoCompleteRequest` macro).
+#[no_mangle]
+pub extern "C" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
+    kernel(|cpu| irp::io_complete_request(cpu, Irp(va_of(cpu, irp))));
+}
+
+/// A C driver's dispatch table.
+struct CDispatch {
+    object: *const DriverObject,
+}
+
+impl Dispatch for CDispatch {
+    fn dispatch(
+        &self,
+        cpu: &Cpu<'_>,
+        major: MajorFunction,
+        device: DeviceObject,
+        irp: Irp,
+    ) -> Result<Option<KStatus>, BugCheck> {
+        // SAFETY: `object` is the DRIVER_OBJECT of a `Driver` borrowed for the whole
+        // `send`; only the driver writes it, and no driver code runs concurrently
+        // with this read (requests are synchronous on this thread).
+        let routine = unsafe { (*self.object).major_function[major as usize] };
+        let Some(routine) = routine else { return Ok(None) };
+        let (d, i) = (host_ptr(cpu, Some(device.0)), host_ptr(cpu, Some(irp.0)));
+        // SAFETY: `routine` is the driver's PDRIVER_DISPATCH; `d` and `i` are the
+        // device object and IRP the I/O manager built for it.
+        let status = context::enter(cpu, || unsafe { routine(d, i) });
+        Ok(Some(KStatus(status as u32)))
+    }
+}
+
+/// Sends `call` to `driver` on processor `cpu` and returns what the caller sees.
+///
+/// # Errors
+/// The bugcheck that stopped the machine, blaming the driver.
+pub fn send(driver: &Driver, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
+    let dispatch = CDispatch { object: driver.object_ptr() };
+    let r = seh::run_as(ThreadKind::Arbitrary, || machine.run(cpu, |c| call.send(c, &dispatch)));
+    context::leave();
+    r.map_err(|mut b| {
+        b.driver = Some(driver.name().to_string());
+        b
+    })
+}
+
+/// The devices `driver` created, oldest first (requests go to the first).
+pub fn devices(driver: &Driver, machine: &Machine) -> Vec<DeviceObject> {
+    machine.io().devices_of(driver.object_ptr() as u64)
+}
+
+/// What the I/O manager does once DriverEntry returns: clears
+/// DO_DEVICE_INITIALIZING on the devices it created.
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn finish_driver_entry(driver: &Driver, machine: &Machine, cpu: u32) -> Result<(), BugCheck> {
+    let key = driver.object_ptr() as u64;
+    machine.run(cpu, |c| device::finish_initializing(c, key))
+}
+
+/// Every routine of this module, by address (see [`crate::exports`]).
+#[derive(Debug)]
+pub struct Exports {
+    /// `IoCreateDevice`.
+    pub io_create_device:
+        unsafe extern "C" fn(*mut DriverObject, u32, *mut UnicodeString, u32, u32, u8, *mut *mut c_void) -> NtStatus,
+    /// `IoDeleteDevice`.
+    pub io_delete_device: unsafe extern "C" fn(*mut c_void),
+    /// `IofCompleteRequest`.
+    pub iof_complete_request: extern "C" fn(*mut c_void, i8),
+}
+
+/// The table.
+pub static EXPORTS: Exports = Exports {
+    io_create_device: IoCreateDevice,
+    io_delete_device: IoDeleteDevice,
+    iof_complete_request: IofCompleteRequest,
+};

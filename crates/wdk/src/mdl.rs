@@ -1,0 +1,183 @@
+//! MDL routines and the user-buffer probes at the C boundary (seed 000 §9's
+//! sample: IoAllocateMdl, MmProbeAndLockPages, MmGetSystemAddressForMdlSafe,
+//! MmUnlockPages, IoFreeMdl; ProbeForRead / ProbeForWrite), over
+//! `ntmem_kernel::mm::{mdl, probe}`.
+//!
+//! `MmGetSystemAddressForMdlSafe` is the WDK's macro over
+//! `MmMapLockedPagesSpecifyCache` (`include/ntmem/io.h`). The routines that raise
+//! (MmProbeAndLockPages, ProbeForRead, ProbeForWrite, and UserMode
+//! MmMapLockedPagesSpecifyCache) do so through [`crate::seh::raise_status`] after
+//! leaving the kernel call, holding nothing. `ChargeQuota` of IoAllocateMdl is not
+//! charged.
+
+use std::ffi::c_void;
+
+use ntmem_kernel::io::{irp, Irp};
+use ntmem_kernel::mm::contiguous::MemoryCachingType;
+use ntmem_kernel::mm::mdl::{self, LockOperation, Mdl, OnFailure, PagePriority, ProcessorMode};
+use ntmem_kernel::mm::probe;
+use ntmem_kernel::Cpu;
+use ntmem_machine::Va;
+
+use crate::context::kernel;
+use crate::seh::raise_status;
+
+pub(crate) fn host_ptr(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
+    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
+}
+
+pub(crate) fn va_of(cpu: &Cpu<'_>, p: *const c_void) -> Va {
+    let addr = p as usize;
+    cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
+}
+
+fn mode(raw: i8) -> ProcessorMode {
+    if raw == 0 {
+        ProcessorMode::KernelMode
+    } else {
+        ProcessorMode::UserMode
+    }
+}
+
+fn priority(raw: u32) -> PagePriority {
+    match raw & 0x7FFF_FFFF {
+        0..=15 => PagePriority::Low,
+        16..=31 => PagePriority::Normal,
+        _ => PagePriority::High,
+    }
+}
+
+/// `IoAllocateMdl`: an MDL for the buffer, or NULL; put on `irp` when given.
+#[no_mangle]
+pub extern "C" fn IoAllocateMdl(
+    va: *mut c_void,
+    length: u32,
+    secondary: u8,
+    _charge_quota: u8,
+    irp: *mut c_void,
+) -> *mut c_void {
+    kernel(|cpu| {
+        let Some(m) = mdl::io_allocate_mdl(cpu, va_of(cpu, va), u64::from(length))? else {
+            return Ok(std::ptr::null_mut());
+        };
+        if !irp.is_null() {
+            irp::attach_mdl(cpu, Irp(va_of(cpu, irp)), m, secondary != 0)?;
+        }
+        Ok(host_ptr(cpu, Some(m.0)))
+    })
+}
+
+/// `IoFreeMdl`.
+#[no_mangle]
+pub extern "C" fn IoFreeMdl(m: *mut c_void) {
+    kernel(|cpu| mdl::io_free_mdl(cpu, Mdl(va_of(cpu, m))));
+}
+
+/// `MmProbeAndLockPages`: raises STATUS_ACCESS_VIOLATION when a page cannot be
+/// locked for the access.
+#[no_mangle]
+pub extern "C" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation: u32) {
+    let op = match operation {
+        0 => LockOperation::IoReadAccess,
+        1 => LockOperation::IoWriteAccess,
+        _ => LockOperation::IoModifyAccess,
+    };
+    let r = kernel(|cpu| mdl::mm_probe_and_lock_pages(cpu, Mdl(va_of(cpu, m)), mode(access_mode), op));
+    if let Err(status) = r {
+        raise_status(status.0 as i32);
+    }
+}
+
+/// `MmUnlockPages`.
+#[no_mangle]
+pub extern "C" fn MmUnlockPages(m: *mut c_void) {
+    kernel(|cpu| mdl::mm_unlock_pages(cpu, Mdl(va_of(cpu, m))));
+}
+
+/// `MmMapLockedPagesSpecifyCache`: KernelMode returns NULL on failure (or stops
+/// the machine with 0x3F when `bugcheck_on_failure`); UserMode raises.
+#[no_mangle]
+pub extern "C" fn MmMapLockedPagesSpecifyCache(
+    m: *mut c_void,
+    access_mode: i8,
+    cache: u32,
+    requested: *mut c_void,
+    bugcheck_on_failure: u32,
+    page_priority: u32,
+) -> *mut c_void {
+    let r = kernel(|cpu| {
+        let Some(cache) = MemoryCachingType::from_raw(cache) else { return Ok(Ok(std::ptr::null_mut())) };
+        let requested = (!requested.is_null()).then(|| va_of(cpu, requested));
+        let on_failure = if bugcheck_on_failure != 0 { OnFailure::BugCheck } else { OnFailure::ReturnNull };
+        let r = mdl::mm_map_locked_pages_specify_cache(
+            cpu,
+            Mdl(va_of(cpu, m)),
+            mode(access_mode),
+            cache,
+            requested,
+            on_failure,
+            priority(page_priority),
+        )?;
+        Ok(r.map(|va| host_ptr(cpu, va)))
+    });
+    match r {
+        Ok(p) => p,
+        Err(status) => raise_status(status.0 as i32),
+    }
+}
+
+/// `MmUnmapLockedPages`.
+#[no_mangle]
+pub extern "C" fn MmUnmapLockedPages(base: *mut c_void, m: *mut c_void) {
+    kernel(|cpu| mdl::mm_unmap_locked_pages(cpu, va_of(cpu, base), Mdl(va_of(cpu, m))));
+}
+
+/// `ProbeForRead`: raises STATUS_DATATYPE_MISALIGNMENT or STATUS_ACCESS_VIOLATION.
+#[no_mangle]
+pub extern "C" fn ProbeForRead(address: *const c_void, length: usize, alignment: u32) {
+    let r = kernel(|cpu| Ok(probe::probe_for_read(cpu, va_of(cpu, address), length as u64, alignment)));
+    if let Err(status) = r {
+        raise_status(status.0 as i32);
+    }
+}
+
+/// `ProbeForWrite`: as ProbeForRead, and STATUS_ACCESS_VIOLATION for a page that
+/// is not writable.
+#[no_mangle]
+pub extern "C" fn ProbeForWrite(address: *mut c_void, length: usize, alignment: u32) {
+    let r = kernel(|cpu| Ok(probe::probe_for_write(cpu, va_of(cpu, address), length as u64, alignment)));
+    if let Err(status) = r {
+        raise_status(status.0 as i32);
+    }
+}
+
+/// Every routine of this module, by address, so the linker keeps them (see
+/// [`crate::exports`]).
+#[derive(Debug)]
+pub struct Exports {
+    /// `IoAllocateMdl`.
+    pub io_allocate_mdl: extern "C" fn(*mut c_void, u32, u8, u8, *mut c_void) -> *mut c_void,
+    /// `IoFreeMdl`, `MmUnlockPages`.
+    pub by_mdl: [extern "C" fn(*mut c_void); 2],
+    /// `MmProbeAndLockPages`.
+    pub probe_and_lock: extern "C" fn(*mut c_void, i8, u32),
+    /// `MmMapLockedPagesSpecifyCache`.
+    pub map_locked: extern "C" fn(*mut c_void, i8, u32, *mut c_void, u32, u32) -> *mut c_void,
+    /// `MmUnmapLockedPages`.
+    pub unmap_locked: extern "C" fn(*mut c_void, *mut c_void),
+    /// `ProbeForRead`.
+    pub probe_for_read: extern "C" fn(*const c_void, usize, u32),
+    /// `ProbeForWrite`.
+    pub probe_for_write: extern "C" fn(*mut c_void, usize, u32),
+}
+
+/// The table.
+pub static EXPORTS: Exports = Exports {
+    io_allocate_mdl: IoAllocateMdl,
+    by_mdl: [IoFreeMdl, MmUnlockPages],
+    probe_and_lock: MmProbeAndLockPages,
+    map_locked: MmMapLockedPagesSpecifyCache,
+    unmap_locked: MmUnmapLockedPages,
+    probe_for_read: ProbeForRead,
+    probe_for_write: ProbeForWrite,
+};

@@ -1,0 +1,284 @@
+/*
+ * ntmem: MDLs, user buffers and I/O requests (seed 000 sections 4 and 9).
+ * Included by wdm.h; declares only what ntmem implements. Written from Microsoft's
+ * public documentation of wdm.h: names, types and values are the WDK's.
+ *
+ * The structures are the AMD64 layouts (drivers are 64-bit host code); the parts
+ * of IRP and DEVICE_OBJECT that drivers must not touch are padding here, and the
+ * offsets of the rest are checked below.
+ */
+#ifndef NTMEM_IO_H
+#define NTMEM_IO_H
+
+#ifndef STATUS_DATATYPE_MISALIGNMENT
+#define STATUS_DATATYPE_MISALIGNMENT ((NTSTATUS)0x80000002L)
+#endif
+#ifndef STATUS_BUFFER_OVERFLOW
+#define STATUS_BUFFER_OVERFLOW ((NTSTATUS)0x80000005L)
+#endif
+#ifndef STATUS_INVALID_USER_BUFFER
+#define STATUS_INVALID_USER_BUFFER ((NTSTATUS)0xC00000E8L)
+#endif
+
+typedef CCHAR KPROCESSOR_MODE;
+typedef enum _MODE { KernelMode, UserMode, MaximumMode } MODE;
+
+/* ---- MDLs --------------------------------------------------------------- */
+
+typedef ULONG_PTR PFN_NUMBER, *PPFN_NUMBER;
+
+typedef struct _MDL {
+    struct _MDL *Next;
+    CSHORT Size;
+    CSHORT MdlFlags;
+    struct _EPROCESS *Process;
+    PVOID MappedSystemVa;
+    PVOID StartVa;
+    ULONG ByteCount;
+    ULONG ByteOffset;
+} MDL, *PMDL;
+_Static_assert(sizeof(MDL) == 0x30, "MDL size");
+_Static_assert(__builtin_offsetof(MDL, ByteCount) == 0x28, "MDL layout");
+
+#define MDL_MAPPED_TO_SYSTEM_VA 0x0001
+#define MDL_PAGES_LOCKED 0x0002
+#define MDL_SOURCE_IS_NONPAGED_POOL 0x0004
+#define MDL_ALLOCATED_FIXED_SIZE 0x0008
+#define MDL_PARTIAL 0x0010
+#define MDL_PARTIAL_HAS_BEEN_MAPPED 0x0020
+#define MDL_IO_PAGE_READ 0x0040
+#define MDL_WRITE_OPERATION 0x0080
+#define MDL_PARENT_MAPPED_SYSTEM_VA 0x0100
+#define MDL_FREE_EXTRA_PTES 0x0200
+#define MDL_IO_SPACE 0x0800
+#define MDL_MAPPING_CAN_FAIL 0x2000
+
+typedef enum _LOCK_OPERATION { IoReadAccess, IoWriteAccess, IoModifyAccess } LOCK_OPERATION;
+
+typedef enum _MM_PAGE_PRIORITY {
+    LowPagePriority = 0,
+    NormalPagePriority = 16,
+    HighPagePriority = 32
+} MM_PAGE_PRIORITY;
+
+#define MmGetMdlVirtualAddress(Mdl) ((PVOID)((PCHAR)((Mdl)->StartVa) + (Mdl)->ByteOffset))
+#define MmGetMdlByteCount(Mdl) ((Mdl)->ByteCount)
+#define MmGetMdlByteOffset(Mdl) ((Mdl)->ByteOffset)
+#define MmGetMdlPfnArray(Mdl) ((PPFN_NUMBER)((Mdl) + 1))
+#define ADDRESS_AND_SIZE_TO_SPAN_PAGES(Va, Size) \
+    ((ULONG)((((ULONG_PTR)(Va) & (PAGE_SIZE - 1)) + (Size) + (PAGE_SIZE - 1)) >> PAGE_SHIFT))
+
+struct _IRP;
+/* SecondaryBuffer and ChargeQuota: with an Irp, a primary buffer's MDL becomes
+ * Irp->MdlAddress, a secondary one goes at the end of its chain. Quota is not charged. */
+NTKERNELAPI PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer,
+                               BOOLEAN ChargeQuota, struct _IRP *Irp);
+NTKERNELAPI VOID IoFreeMdl(PMDL Mdl);
+/* Raises STATUS_ACCESS_VIOLATION (an SEH exception) when the buffer cannot be locked. */
+NTKERNELAPI VOID MmProbeAndLockPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode,
+                                     LOCK_OPERATION Operation);
+NTKERNELAPI VOID MmUnlockPages(PMDL MemoryDescriptorList);
+NTKERNELAPI PVOID MmMapLockedPagesSpecifyCache(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode,
+                                               MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress,
+                                               ULONG BugCheckOnFailure, ULONG Priority);
+NTKERNELAPI VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL MemoryDescriptorList);
+
+/* A macro, as in the WDK: the MDL's own mapping if it has one, else a new system mapping. */
+#define MmGetSystemAddressForMdlSafe(Mdl, Priority)                                          \
+    (((Mdl)->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))             \
+         ? ((Mdl)->MappedSystemVa)                                                           \
+         : MmMapLockedPagesSpecifyCache((Mdl), KernelMode, MmCached, NULL, FALSE, (Priority)))
+
+/* Raise STATUS_ACCESS_VIOLATION or STATUS_DATATYPE_MISALIGNMENT as documented. */
+NTKERNELAPI VOID ProbeForRead(const volatile VOID *Address, SIZE_T Length, ULONG Alignment);
+NTKERNELAPI VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment);
+
+/* ---- I/O control codes --------------------------------------------------- */
+
+#define CTL_CODE(DeviceType, Function, Method, Access) \
+    (((DeviceType) << 16) | ((Access) << 14) | ((Function) << 2) | (Method))
+#define DEVICE_TYPE_FROM_CTL_CODE(ctrlCode) (((ULONG)(ctrlCode & 0xffff0000)) >> 16)
+#define METHOD_FROM_CTL_CODE(ctrlCode) ((ULONG)(ctrlCode & 3))
+
+#define METHOD_BUFFERED 0
+#define METHOD_IN_DIRECT 1
+#define METHOD_OUT_DIRECT 2
+#define METHOD_NEITHER 3
+#define METHOD_DIRECT_TO_HARDWARE METHOD_IN_DIRECT
+#define METHOD_DIRECT_FROM_HARDWARE METHOD_OUT_DIRECT
+
+#define FILE_ANY_ACCESS 0
+#define FILE_SPECIAL_ACCESS (FILE_ANY_ACCESS)
+#define FILE_READ_ACCESS 0x0001
+#define FILE_WRITE_ACCESS 0x0002
+
+typedef ULONG DEVICE_TYPE;
+#define FILE_DEVICE_CONTROLLER 0x00000004
+#define FILE_DEVICE_DISK 0x00000007
+#define FILE_DEVICE_NETWORK 0x00000012
+#define FILE_DEVICE_NULL 0x00000015
+#define FILE_DEVICE_SERIAL_PORT 0x0000001b
+#define FILE_DEVICE_UNKNOWN 0x00000022
+
+#define FILE_DEVICE_SECURE_OPEN 0x00000100
+
+/* ---- Devices ------------------------------------------------------------ */
+
+#define DO_VERIFY_VOLUME 0x00000002
+#define DO_BUFFERED_IO 0x00000004
+#define DO_EXCLUSIVE 0x00000008
+#define DO_DIRECT_IO 0x00000010
+#define DO_MAP_IO_BUFFER 0x00000020
+#define DO_DEVICE_INITIALIZING 0x00000080
+#define DO_POWER_PAGABLE 0x00002000
+
+typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
+    CSHORT Type;
+    USHORT Size;
+    LONG ReferenceCount;
+    struct _DRIVER_OBJECT *DriverObject;
+    struct _DEVICE_OBJECT *NextDevice;
+    struct _DEVICE_OBJECT *AttachedDevice;
+    struct _IRP *CurrentIrp;
+    PVOID Timer;
+    ULONG Flags;
+    ULONG Characteristics;
+    PVOID Vpb;
+    PVOID DeviceExtension;
+    DEVICE_TYPE DeviceType;
+    CCHAR StackSize;
+    ULONG_PTR ntmemQueue[9];       /* Queue (LIST_ENTRY / WAIT_CONTEXT_BLOCK) */
+    ULONG AlignmentRequirement;
+    ULONG_PTR ntmemDeviceQueue[5]; /* KDEVICE_QUEUE DeviceQueue */
+    ULONG_PTR ntmemDpc[8];         /* KDPC Dpc */
+    ULONG ActiveThreadCount;
+    PVOID SecurityDescriptor;
+    ULONG_PTR ntmemDeviceLock[3];  /* KEVENT DeviceLock */
+    USHORT SectorSize;
+    USHORT Spare1;
+    PVOID DeviceObjectExtension;
+    PVOID Reserved;
+} DEVICE_OBJECT, *PDEVICE_OBJECT;
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, Flags) == 0x30, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, DeviceExtension) == 0x40, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, AlignmentRequirement) == 0x98, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, SectorSize) == 0x130, "DEVICE_OBJECT layout");
+_Static_assert(sizeof(DEVICE_OBJECT) == 0x150, "DEVICE_OBJECT size");
+
+/* DeviceName is accepted and ignored: ntmem has no object namespace yet. */
+NTKERNELAPI NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize,
+                                    PUNICODE_STRING DeviceName, DEVICE_TYPE DeviceType,
+                                    ULONG DeviceCharacteristics, BOOLEAN Exclusive,
+                                    PDEVICE_OBJECT *DeviceObject);
+NTKERNELAPI VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject);
+
+/* ---- IRPs --------------------------------------------------------------- */
+
+#ifndef IRP_MJ_INTERNAL_DEVICE_CONTROL
+#define IRP_MJ_INTERNAL_DEVICE_CONTROL 0x0f
+#endif
+
+typedef struct _IO_STATUS_BLOCK {
+    union {
+        NTSTATUS Status;
+        PVOID Pointer;
+    };
+    ULONG_PTR Information;
+} IO_STATUS_BLOCK, *PIO_STATUS_BLOCK;
+
+typedef struct _IO_STACK_LOCATION {
+    UCHAR MajorFunction;
+    UCHAR MinorFunction;
+    UCHAR Flags;
+    UCHAR Control;
+    union {
+        struct {
+            ULONG Length;
+            ULONG Key __attribute__((aligned(8)));
+            ULONG Flags;
+            LARGE_INTEGER ByteOffset;
+        } Read;
+        struct {
+            ULONG Length;
+            ULONG Key __attribute__((aligned(8)));
+            ULONG Flags;
+            LARGE_INTEGER ByteOffset;
+        } Write;
+        struct {
+            ULONG OutputBufferLength;
+            ULONG InputBufferLength __attribute__((aligned(8)));
+            ULONG IoControlCode __attribute__((aligned(8)));
+            PVOID Type3InputBuffer;
+        } DeviceIoControl;
+        struct {
+            PVOID Argument1;
+            PVOID Argument2;
+            PVOID Argument3;
+            PVOID Argument4;
+        } Others;
+    } Parameters;
+    PDEVICE_OBJECT DeviceObject;
+    struct _FILE_OBJECT *FileObject;
+    PVOID CompletionRoutine;
+    PVOID Context;
+} IO_STACK_LOCATION, *PIO_STACK_LOCATION;
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.IoControlCode) == 0x18,
+               "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Read.ByteOffset) == 0x18, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
+_Static_assert(sizeof(IO_STACK_LOCATION) == 0x48, "IO_STACK_LOCATION size");
+
+typedef struct _IRP {
+    CSHORT Type;
+    USHORT Size;
+    PMDL MdlAddress;
+    ULONG Flags;
+    union {
+        struct _IRP *MasterIrp;
+        LONG IrpCount;
+        PVOID SystemBuffer;
+    } AssociatedIrp;
+    PVOID ntmemThreadListEntry[2];
+    IO_STATUS_BLOCK IoStatus;
+    KPROCESSOR_MODE RequestorMode;
+    BOOLEAN PendingReturned;
+    CHAR StackCount;
+    CHAR CurrentLocation;
+    BOOLEAN Cancel;
+    KIRQL CancelIrql;
+    CCHAR ApcEnvironment;
+    UCHAR AllocationFlags;
+    PIO_STATUS_BLOCK UserIosb;
+    PVOID UserEvent;
+    PVOID ntmemOverlay[2];
+    PVOID CancelRoutine;
+    PVOID UserBuffer;
+    union {
+        struct {
+            PVOID DriverContext[4];
+            PVOID Thread;
+            PCHAR AuxiliaryBuffer;
+            PVOID ntmemListEntry[2];
+            PIO_STACK_LOCATION CurrentStackLocation;
+            struct _FILE_OBJECT *OriginalFileObject;
+        } Overlay;
+        ULONG_PTR ntmemApc[11];
+    } Tail;
+} IRP, *PIRP;
+_Static_assert(__builtin_offsetof(IRP, IoStatus) == 0x30, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, UserBuffer) == 0x70, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.CurrentStackLocation) == 0xb8, "IRP layout");
+_Static_assert(sizeof(IRP) == 0xd0, "IRP size");
+
+#define IO_NO_INCREMENT 0
+
+static inline PIO_STACK_LOCATION IoGetCurrentIrpStackLocation(PIRP Irp)
+{
+    return Irp->Tail.Overlay.CurrentStackLocation;
+}
+
+/* IoCompleteRequest is a macro over IofCompleteRequest, as in the WDK. */
+NTKERNELAPI VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost);
+#define IoCompleteRequest(a, b) IofCompleteRequest(a, b)
+
+#endif /* NTMEM_IO_H */
