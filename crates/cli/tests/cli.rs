@@ -88,12 +88,20 @@ fn boot_reports_memory_pools_and_ptes() {
 }
 
 #[test]
-fn run_without_a_driver_boots_and_says_so() {
+fn run_without_a_driver_runs_the_demos() {
     let out = ntmem(&["run"]);
-    assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("no driver given"), "{text}");
-    assert!(text.contains("ws03sp1-enterprise-x64"));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for demo in ["nic.c", "ioctl.c", "contig.c"] {
+        assert!(text.contains(&format!("demo: drivers/{demo}")), "{text}");
+    }
+    assert!(text.contains("RecvLookasideList Depth 34/256"), "the depth followed demand: {text}");
+    assert!(text.contains("METHOD_OUT_DIRECT MDL of 15 bytes"), "{text}");
+    assert!(text.contains("physically contiguous and below 4 GB: yes"), "{text}");
+    assert_eq!(text.matches("Result         clean (exit 0)").count(), 3, "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&ntmem(&["run", "--json"]).stdout).unwrap();
+    assert_eq!(json["exit"], 0);
+    assert_eq!(json["demos"].as_array().unwrap().len(), 3);
 }
 
 #[test]

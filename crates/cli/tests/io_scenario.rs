@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name)
+fn demo(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers").join(name)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -25,7 +25,7 @@ fn hex(s: &str) -> String {
 
 #[test]
 fn the_ioctl_driver_runs_its_scenario() {
-    let (driver, scenario) = (file("ioctl.c"), file("ioctl.toml"));
+    let (driver, scenario) = (demo("ioctl.c"), demo("ioctl.toml"));
     let out = run(&[driver.to_str().unwrap(), "--scenario", scenario.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
@@ -60,7 +60,7 @@ fn the_ioctl_driver_runs_its_scenario() {
 
 #[test]
 fn command_line_flags_override_the_file() {
-    let (driver, scenario) = (file("ioctl.c"), file("ioctl.toml"));
+    let (driver, scenario) = (demo("ioctl.c"), demo("ioctl.toml"));
     let out = run(&[
         driver.to_str().unwrap(),
         "--scenario",
@@ -81,7 +81,7 @@ fn a_step_that_fails_exits_1() {
     let dir = tempdir();
     let path = dir.join("fail.toml");
     std::fs::write(&path, "[[step]]\nioctl = { code = 0x222404, output_len = 4 }\n").unwrap();
-    let out = run(&[file("ioctl.c").to_str().unwrap(), "--scenario", path.to_str().unwrap()]);
+    let out = run(&[demo("ioctl.c").to_str().unwrap(), "--scenario", path.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("step 1 (line 1, ioctl) failed: STATUS_INVALID_DEVICE_REQUEST"), "{t}");
@@ -113,7 +113,7 @@ fn a_bad_scenario_file_exits_2_naming_line_and_key() {
     for (name, body, expected) in cases {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap();
-        let out = run(&[file("ioctl.c").to_str().unwrap(), "--scenario", path.to_str().unwrap()]);
+        let out = run(&[demo("ioctl.c").to_str().unwrap(), "--scenario", path.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {err}");
         assert!(err.contains(expected), "{name}: {err}");

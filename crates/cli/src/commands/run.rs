@@ -1,15 +1,15 @@
 //! `ntmem run`: the main job — build a C driver, run it on a simulated machine,
 //! report (see `crate::driver_host`).
 //!
-//! Without a driver, `run` boots the machine the flags describe and prints its
-//! summary (until the demo drivers exist).
+//! Without a driver, `run` runs the demo drivers of `drivers/` with their
+//! scenarios, one after another, each on a fresh machine the flags describe.
 //!
 //! Exit status: 0 clean; 1 `DriverEntry` failed or the driver leaked pool; 2 a
 //! usage or build error; 3 the machine bugchecked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::driver_host::{self, Request};
+use crate::driver_host::{self, Report, Request};
 use crate::options::MachineFlags;
 use crate::Failure;
 
@@ -38,18 +38,59 @@ pub struct Args {
 /// failed or leaked (1); a bugcheck (3).
 pub fn main(args: &Args) -> Result<(), Failure> {
     if args.driver.is_empty() {
-        let booted = super::boot::boot(args.machine.profile()?)?;
-        if !args.json {
-            println!("ntmem run: no driver given — booted the machine and stopped.\n");
-        }
-        super::boot::print(&booted, args.json);
-        return Ok(());
+        return demos(args);
     }
+    let report = run_one(args, args.driver.clone(), args.scenario.clone())?;
+    if args.json {
+        super::print_json(&report);
+    } else {
+        print!("{}", report.text());
+    }
+    match report.exit() {
+        0 => Ok(()),
+        status => Err(Failure::with_status(status, report.verdict())),
+    }
+}
+
+/// The demo drivers and their scenarios, in `drivers/`: a NIC-style driver with a
+/// receive lookaside list, the IOCTL driver of seed §9's three transfer types, and
+/// a driver that allocates contiguous memory below 4 GB.
+const DEMOS: &[(&str, Option<&str>)] =
+    &[("nic.c", Some("nic.toml")), ("ioctl.c", Some("ioctl.toml")), ("contig.c", None)];
+
+fn demos(args: &Args) -> Result<(), Failure> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers");
+    if !dir.is_dir() {
+        return Err(Failure::usage("no driver given, and the demo drivers (drivers/ in the source tree) are not here"));
+    }
+    let mut reports = Vec::new();
+    for (driver, scenario) in DEMOS {
+        if !args.json {
+            println!("==================== demo: drivers/{driver} ====================");
+        }
+        let report = run_one(args, vec![dir.join(driver)], scenario.map(|s| dir.join(s)))?;
+        if !args.json {
+            print!("{}", report.text());
+            println!();
+        }
+        reports.push(report);
+    }
+    let exit = reports.iter().map(Report::exit).max().unwrap_or(0);
+    if args.json {
+        super::print_json(&serde_json::json!({ "exit": exit, "demos": reports }));
+    }
+    match exit {
+        0 => Ok(()),
+        status => Err(Failure::with_status(status, "a demo driver did not run cleanly".to_string())),
+    }
+}
+
+/// Runs one driver with an optional scenario; command-line flags override the file.
+fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Report, Failure> {
     let mut flags = args.machine.clone();
     let (mut verifier, mut steps) = (Vec::new(), Vec::new());
-    if let Some(path) = &args.scenario {
+    if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
-        // Command-line flags override the file.
         flags.machine = flags.machine.or(scenario.machine);
         flags.ram = flags.ram.or(scenario.ram);
         flags.boot = flags.boot.or(scenario.boot);
@@ -61,15 +102,5 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         verifier = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     }
     let profile = flags.profile()?;
-    let request = Request { driver: args.driver.clone(), profile, steps, verifier, json: args.json };
-    let report = driver_host::run(request)?;
-    if args.json {
-        super::print_json(&report);
-    } else {
-        print!("{}", report.text());
-    }
-    match report.exit() {
-        0 => Ok(()),
-        status => Err(Failure::with_status(status, report.verdict())),
-    }
+    driver_host::run(Request { driver, profile, steps, verifier, json: args.json })
 }

@@ -11,7 +11,9 @@
 //! `unsafe`).
 //! * [`scenario`] / [`steps`]: scenario files and running their steps.
 //!
-//! AddDevice and the verifier are not here yet (`verifier` is recorded).
+//! AddDevice and start-device are not here yet. Verifier options are set on the
+//! machine; those ntmem models act (force IRQL checking trims on every raise), the
+//! others are recorded.
 
 pub mod build;
 pub mod report;
@@ -21,6 +23,7 @@ pub mod steps;
 use std::path::PathBuf;
 
 use ntmem_kernel::ex::pool::PoolMonRow;
+use ntmem_kernel::vf::VerifierFlags;
 use ntmem_machine::MachineProfile;
 use ntmem_wdk::dbg::{self, DebugOutput};
 use ntmem_wdk::loader::Driver;
@@ -38,7 +41,7 @@ pub struct Request {
     pub profile: MachineProfile,
     /// The scenario's steps (none: just load and unload).
     pub steps: Vec<scenario::Step>,
-    /// Driver Verifier options (recorded; the verifier is not modelled yet).
+    /// Driver Verifier options, by name or `/flags` number (see `VerifierFlags::parse_one`).
     pub verifier: Vec<String>,
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
     /// of going to standard output).
@@ -71,10 +74,15 @@ fn driver_rows(before: &[PoolMonRow], after: &[PoolMonRow]) -> Vec<PoolMonRow> {
 /// Exit status 2: the driver could not be built or loaded, or the machine could
 /// not boot.
 pub fn run(request: Request) -> Result<Report, Failure> {
+    let mut verifier = VerifierFlags::empty();
+    for option in &request.verifier {
+        verifier |= VerifierFlags::parse_one(option).map_err(Failure::usage)?;
+    }
     let built = build::build(&request.driver)?;
     let mut driver = Driver::open(&built.object, &built.name).map_err(Failure::usage)?;
     let booted = crate::commands::boot::boot(request.profile)?;
     let machine = &booted.machine;
+    machine.set_verifier(verifier);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
 
     let before = machine.pool().snapshot();

@@ -155,7 +155,11 @@ impl Report {
         };
         let _ = writeln!(o, "DriverUnload   {unload}");
         if !self.verifier.is_empty() {
-            let _ = writeln!(o, "Verifier       {} (recorded; not modelled yet)", self.verifier.join(", "));
+            let _ = writeln!(
+                o,
+                "Verifier       {} (force IRQL checking acts; the other options are recorded)",
+                self.verifier.join(", ")
+            );
         }
         if !self.steps.is_empty() {
             let _ = writeln!(o, "\nScenario steps");
