@@ -17,6 +17,10 @@
 
 /* Multi-character pool tags ('tseT') are how drivers spell tags. */
 #pragma GCC diagnostic ignored "-Wmultichar"
+#ifdef __clang__
+/* pshpackN.h / poppack.h change the packing inside an included file by design. */
+#pragma clang diagnostic ignored "-Wpragma-pack"
+#endif
 
 /* The landing points of structured exception handling (__try) are ISO C setjmp. */
 #include <setjmp.h>
@@ -322,6 +326,10 @@ PEXCEPTION_POINTERS ntmem_seh_exception_pointers(VOID);
 ULONG DbgPrint(PCSTR Format, ...) __attribute__((format(printf, 1, 2)));
 #define KdPrint(_x_) DbgPrint _x_
 
+/* ntmem builds drivers as free (release) builds: ASSERT and NT_ASSERT compile to nothing. */
+#define ASSERT(exp) ((void)0)
+#define NT_ASSERT(exp) ((void)0)
+
 /* ---- Drivers ------------------------------------------------------------ */
 
 /* Opaque until ntmem implements the I/O manager. */
@@ -345,6 +353,20 @@ typedef DRIVER_DISPATCH *PDRIVER_DISPATCH;
 #define IRP_MJ_PNP 0x1b
 #define IRP_MJ_MAXIMUM_FUNCTION 0x1b
 
+/* AddDevice: the PnP manager calls it with the device's PDO after DriverEntry. */
+typedef NTSTATUS DRIVER_ADD_DEVICE(struct _DRIVER_OBJECT *DriverObject, struct _DEVICE_OBJECT *PhysicalDeviceObject);
+typedef DRIVER_ADD_DEVICE *PDRIVER_ADD_DEVICE;
+
+/* The AMD64 layout of the WDK's DRIVER_EXTENSION (DRIVER_OBJECT.DriverExtension). */
+typedef struct _DRIVER_EXTENSION {
+    struct _DRIVER_OBJECT *DriverObject;
+    PDRIVER_ADD_DEVICE AddDevice;
+    ULONG Count;
+    UNICODE_STRING ServiceKeyName;
+} DRIVER_EXTENSION, *PDRIVER_EXTENSION;
+_Static_assert(__builtin_offsetof(DRIVER_EXTENSION, AddDevice) == 0x08, "DRIVER_EXTENSION layout");
+_Static_assert(sizeof(DRIVER_EXTENSION) == 0x28, "DRIVER_EXTENSION size");
+
 /* The AMD64 layout of the WDK's DRIVER_OBJECT. */
 typedef struct _DRIVER_OBJECT {
     CSHORT Type;
@@ -354,7 +376,7 @@ typedef struct _DRIVER_OBJECT {
     PVOID DriverStart;
     ULONG DriverSize;
     PVOID DriverSection;
-    PVOID DriverExtension;
+    PDRIVER_EXTENSION DriverExtension;
     UNICODE_STRING DriverName;
     PUNICODE_STRING HardwareDatabase;
     PVOID FastIoDispatch;
@@ -365,9 +387,11 @@ typedef struct _DRIVER_OBJECT {
 } DRIVER_OBJECT, *PDRIVER_OBJECT;
 
 _Static_assert(__builtin_offsetof(DRIVER_OBJECT, DriverUnload) == 0x68, "DRIVER_OBJECT layout");
+_Static_assert(__builtin_offsetof(DRIVER_OBJECT, DriverExtension) == 0x30, "DRIVER_OBJECT layout");
 _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 
 #include "ntmem/memory.h"
+#include "ntmem/resources.h"
 #include "ntmem/io.h"
 #include "ntmem/lookaside.h"
 

@@ -4,6 +4,9 @@
 //! signal stack to a kernel stack that delivering a fault to a `__try` makes.
 
 fn main() {
+    // The c_vs_rust benchmark loads a C driver, whose WDK symbols resolve
+    // against the benchmark executable's dynamic symbol table.
+    println!("cargo:rustc-link-arg-benches=-Wl,--export-dynamic");
     println!("cargo:rerun-if-changed=c/dbgprint.c");
     println!("cargo:rerun-if-changed=c/seh.c");
     println!("cargo:rerun-if-changed=../../include/wdm.h");

@@ -16,6 +16,12 @@
 #ifndef STATUS_BUFFER_OVERFLOW
 #define STATUS_BUFFER_OVERFLOW ((NTSTATUS)0x80000005L)
 #endif
+#ifndef STATUS_NO_SUCH_DEVICE
+#define STATUS_NO_SUCH_DEVICE ((NTSTATUS)0xC000000EL)
+#endif
+#ifndef STATUS_DEVICE_CONFIGURATION_ERROR
+#define STATUS_DEVICE_CONFIGURATION_ERROR ((NTSTATUS)0xC0000182L)
+#endif
 #ifndef STATUS_INVALID_USER_BUFFER
 #define STATUS_INVALID_USER_BUFFER ((NTSTATUS)0xC00000E8L)
 #endif
@@ -82,6 +88,14 @@ NTKERNELAPI PVOID MmMapLockedPagesSpecifyCache(PMDL MemoryDescriptorList, KPROCE
                                                MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress,
                                                ULONG BugCheckOnFailure, ULONG Priority);
 NTKERNELAPI VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL MemoryDescriptorList);
+/* Reserved mappings: system PTEs set aside up front (plus two invisible header PTEs),
+ * mapped and unmapped later; misuse stops the machine with SYSTEM_PTE_MISUSE (0xDA). */
+NTKERNELAPI PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag);
+NTKERNELAPI VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag);
+NTKERNELAPI PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag,
+                                                      PMDL MemoryDescriptorList,
+                                                      MEMORY_CACHING_TYPE CacheType);
+NTKERNELAPI VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescriptorList);
 
 /* A macro, as in the WDK: the MDL's own mapping if it has one, else a new system mapping. */
 #define MmGetSystemAddressForMdlSafe(Mdl, Priority)                                          \
@@ -178,6 +192,16 @@ NTKERNELAPI VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject);
 #define IRP_MJ_INTERNAL_DEVICE_CONTROL 0x0f
 #endif
 
+/* Minor functions of IRP_MJ_PNP (ntmem sends START_DEVICE and REMOVE_DEVICE). */
+#define IRP_MN_START_DEVICE 0x00
+#define IRP_MN_QUERY_REMOVE_DEVICE 0x01
+#define IRP_MN_REMOVE_DEVICE 0x02
+#define IRP_MN_CANCEL_REMOVE_DEVICE 0x03
+#define IRP_MN_STOP_DEVICE 0x04
+#define IRP_MN_QUERY_STOP_DEVICE 0x05
+#define IRP_MN_CANCEL_STOP_DEVICE 0x06
+#define IRP_MN_SURPRISE_REMOVAL 0x17
+
 typedef struct _IO_STATUS_BLOCK {
     union {
         NTSTATUS Status;
@@ -211,6 +235,10 @@ typedef struct _IO_STACK_LOCATION {
             PVOID Type3InputBuffer;
         } DeviceIoControl;
         struct {
+            PCM_RESOURCE_LIST AllocatedResources;
+            PCM_RESOURCE_LIST AllocatedResourcesTranslated;
+        } StartDevice;
+        struct {
             PVOID Argument1;
             PVOID Argument2;
             PVOID Argument3;
@@ -225,6 +253,8 @@ typedef struct _IO_STACK_LOCATION {
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.IoControlCode) == 0x18,
                "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Read.ByteOffset) == 0x18, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.StartDevice.AllocatedResourcesTranslated) == 0x10,
+               "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
 _Static_assert(sizeof(IO_STACK_LOCATION) == 0x48, "IO_STACK_LOCATION size");
 
@@ -276,6 +306,16 @@ static inline PIO_STACK_LOCATION IoGetCurrentIrpStackLocation(PIRP Irp)
 {
     return Irp->Tail.Overlay.CurrentStackLocation;
 }
+
+/* ---- Device stacks (Plug and Play) -------------------------------------- */
+
+/* Attaches SourceDevice above the highest device of TargetDevice's stack and returns
+ * that device (what the driver passes IRPs down to). ntmem's stacks are the PDO the
+ * PnP manager made and the driver's FDO, so this returns the PDO; there is no
+ * IoCallDriver yet, so the FDO completes PnP IRPs itself. */
+NTKERNELAPI PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice);
+/* Detaches the device attached above TargetDevice (call with the device AddDevice got back). */
+NTKERNELAPI VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice);
 
 /* IoCompleteRequest is a macro over IofCompleteRequest, as in the WDK. */
 NTKERNELAPI VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost);

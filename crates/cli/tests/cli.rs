@@ -96,6 +96,10 @@ fn run_without_a_driver_runs_the_demos() {
         assert!(text.contains(&format!("demo: drivers/{demo}")), "{text}");
     }
     assert!(text.contains("RecvLookasideList Depth 34/256"), "the depth followed demand: {text}");
+    // The NIC is started with its resources and reaches its registers (seed §8).
+    assert!(text.contains("IRP_MN_START_DEVICE   STATUS_SUCCESS"), "{text}");
+    assert!(text.contains("nic: CSR memory BAR at physical 0xc0000000 mapped at"), "{text}");
+    assert!(text.contains("nic: SCB command read through the memory mapping: 0x0010"), "{text}");
     assert!(text.contains("METHOD_OUT_DIRECT MDL of 15 bytes"), "{text}");
     assert!(text.contains("physically contiguous and below 4 GB: yes"), "{text}");
     assert_eq!(text.matches("Result         clean (exit 0)").count(), 3, "{text}");

@@ -78,7 +78,7 @@ fn a_routine_ntmem_does_not_implement_does_not_compile() {
     let out = run("unimplemented.c", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("MmAllocateMappingAddress"), "{err}");
+    assert!(err.contains("MmAllocateMappingAddressEx"), "{err}");
 }
 
 #[test]
@@ -253,4 +253,114 @@ fn a_user_address_fault_inside_try_at_dispatch_level_is_a_bugcheck_not_an_except
     assert_eq!(v["bugcheck"]["driver"], "seh_dispatch_level.c", "{v}");
     assert_eq!(v["bugcheck"]["parameters"][0], 0x10000);
     assert_eq!(v["bugcheck"]["parameters"][1], 2);
+}
+
+/// Runs the demo NIC driver (`drivers/nic.c`) with scenario text `toml`.
+fn run_nic(toml: &str, extra: &[&str]) -> Output {
+    let dir = std::env::temp_dir().join(format!("ntmem-pnp-{}-{}", std::process::id(), toml.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("nic.toml");
+    std::fs::write(&scenario, toml).unwrap();
+    let nic = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers/nic.c");
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(nic)
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(extra)
+        .output()
+        .expect("ntmem runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn start_device_hands_the_driver_the_nics_raw_and_translated_resources() {
+    let out = run("pnp_start.c", &["--processors", "2"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for line in [
+        "pnp: DriverExtension->DriverObject is the driver 1",
+        "PDO has no driver 1, attached to the PDO 1, PDO's AttachedDevice is the FDO 1, FDO StackSize 2",
+        "pnp: IRP_MJ_PNP 0x1b minor 0, IoStatus.Status 0xc00000bb on arrival",
+        "pnp: raw: Count 1, InterfaceType 5, Version 1, Revision 1, 3 descriptors",
+        // The NIC's CSRs: at the start of the profile's PCI memory window, and at port 0xC000.
+        "pnp: raw[0] Memory share 1 flags 0x0000 start 0xc0000000 length 0x1000",
+        "pnp: raw[1] Port share 1 flags 0x0011 start 0xc000 length 0x20",
+        "pnp: raw[2] Interrupt share 3 flags 0x0000 level 11 vector 0xb affinity 0x3",
+        "pnp: translated[0] Memory share 1 flags 0x0000 start 0xc0000000 length 0x1000",
+        "pnp: translated[1] Port share 1 flags 0x0011 start 0xc000 length 0x20",
+        "pnp: translated[2] Interrupt share 3 flags 0x0000 level 6 vector 0x6b affinity 0x3",
+        "pnp: IRP_MJ_PNP 0x1b minor 2",
+        "pnp: unloaded, devices left 0",
+        "Leaks          none",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+    // Removal comes before DriverUnload.
+    assert!(t.find("minor 2").unwrap() < t.find("pnp: unloaded").unwrap(), "{t}");
+
+    let (v, code) = json("pnp_start.c");
+    assert_eq!(code, 0);
+    let steps: Vec<&str> = v["pnp"].as_array().unwrap().iter().map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["AddDevice", "IRP_MN_START_DEVICE", "IRP_MN_REMOVE_DEVICE"]);
+    assert!(v["pnp"].as_array().unwrap().iter().all(|e| e["status"] == 0), "{v}");
+    assert!(v["pnp"][1]["note"].as_str().unwrap().contains("translated: Memory 0xc0000000+0x1000"), "{v}");
+    let tags: Vec<&str> = v["pool"].as_array().unwrap().iter().map(|r| r["tag"].as_str().unwrap()).collect();
+    assert!(tags.contains(&"PnpR"), "the resource lists live in nonpaged pool: {tags:?}");
+}
+
+#[test]
+fn a_driver_without_add_device_gets_no_pnp_requests() {
+    let (v, code) = json("clean.c");
+    assert_eq!(code, 0);
+    assert_eq!(v["pnp"], serde_json::json!([]));
+}
+
+#[test]
+fn the_seeds_resource_loop_maps_the_memory_csrs_and_reads_them_back() {
+    // Default machine: BAR 0 (memory) is mapped with MmMapIoSpace by the loop's
+    // CmResourceTypeMemory case; BAR 1 (I/O), last in BAR order, leaves the PORT
+    // accessors selected. Both reach the same registers.
+    let out = run_nic("processors = 1\n", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("nic: CSR memory BAR at physical 0xc0000000 mapped at 0x"), "{t}");
+    assert!(t.contains("nic: CSR I/O BAR at port 0xc000, 32 ports"), "{t}");
+    assert!(t.contains("nic: register access through READ_PORT_USHORT / WRITE_PORT_USHORT"), "{t}");
+    assert!(t.contains("nic: SCB command 0x0010 written, SCB status 0x0000"), "{t}");
+    assert!(t.contains("nic: SCB command read through the memory mapping: 0x0010"), "{t}");
+    assert!(t.contains("nic: removed"), "{t}");
+}
+
+#[test]
+fn a_chipset_that_decodes_the_memory_csrs_in_port_space_sends_the_loop_down_the_port_path() {
+    // [[relocate]]: before start-device the NIC's memory BAR is decoded in I/O
+    // space. The raw list still says memory; the translated list says port, so the
+    // same driver never calls MmMapIoSpace and uses READ_PORT_USHORT.
+    let out = run_nic("processors = 1\n[[relocate]]\nblock = 0\nspace = \"port\"\n", &["--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    let said = v["debug_output"].as_str().unwrap();
+    assert!(!said.contains("mapped at"), "{said}");
+    assert!(!said.contains("through the memory mapping"), "{said}");
+    assert!(said.contains("nic: register access through READ_PORT_USHORT / WRITE_PORT_USHORT"), "{said}");
+    assert!(said.contains("nic: SCB command 0x0010 written"), "{said}");
+    let note = v["pnp"][1]["note"].as_str().unwrap();
+    assert!(note.starts_with("raw: Memory 0xc0000000+0x1000, Port 0xc000+0x20"), "{note}");
+    assert!(note.contains("translated: Port 0xd000+0x1000, Port 0xc000+0x20"), "{note}");
+
+    // And the reverse knob is validated.
+    let out = run_nic("[[relocate]]\nblock = 7\nspace = \"memory\"\n", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("relocate"), "{}", text(&out));
+}
+
+#[test]
+fn an_unload_step_removes_the_device_first() {
+    let out = run_nic("[[step]]\nunload = true\n", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("IRP_MN_REMOVE_DEVICE 0x00000000, then DriverUnload called"), "{t}");
+    assert!(t.find("nic: removed").unwrap() < t.find("nic: unloaded").unwrap(), "{t}");
 }

@@ -33,3 +33,14 @@ fn the_contiguous_demo_lands_below_4_gb() {
     assert!(text.contains("all 16 pages physically contiguous and below 4 GB: yes"), "{text}");
     assert!(text.contains("contig: freed the buffer"), "{text}");
 }
+
+#[test]
+fn probing_a_system_address_raises_access_violation_into_the_drivers_except() {
+    let out = run("tests/drivers/probe_system.c");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("probe: except block ran with 0xC0000005"), "{text}");
+    assert!(text.contains("probe: misaligned 0x80000002"), "{text}");
+    assert!(text.contains("probe: length 0 checks nothing"), "{text}");
+    assert!(!text.contains("not raised"), "{text}");
+}

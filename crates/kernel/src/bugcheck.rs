@@ -56,6 +56,8 @@ impl BugCheckCode {
     pub const PFN_LIST_CORRUPT: Self = Self(0x4E);
     /// 0x44: an IRP was completed that was already complete.
     pub const MULTIPLE_IRP_COMPLETE_REQUESTS: Self = Self(0x44);
+    /// 0xDA: a system PTE routine (reserved mappings, …) was used the wrong way.
+    pub const SYSTEM_PTE_MISUSE: Self = Self(0xDA);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -167,6 +169,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "MUST_SUCCEED_POOL_EMPTY",
         summary: "A kernel-mode thread requested must-succeed pool that could not be provided.",
         parameters: ["Size of the request that could not be satisfied", "Pages used from nonpaged pool", "Requests from nonpaged pool larger than PAGE_SIZE", "Pages available"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SYSTEM_PTE_MISUSE,
+        name: "SYSTEM_PTE_MISUSE",
+        summary: "A page table entry routine was used improperly (e.g. a reserved mapping mapped, unmapped or freed with the wrong tag, or freed while still mapped).",
+        parameters: ["Subcode (the kind of violation: 0x100-0x10C reserved mappings)", "Depends on the subcode (usually the first mapping address)", "Depends on the subcode (usually the caller's tag)", "Depends on the subcode"],
     },
     BugCheckInfo {
         code: BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS,

@@ -426,3 +426,241 @@ fn system_pte_exhaustion_is_null_or_0x3f() {
     assert_eq!(b.code, BugCheckCode::NO_MORE_SYSTEM_PTES);
     assert_eq!(b.parameters, [0, 4, 0, total]);
 }
+
+// Reserved mappings (MmAllocateMappingAddress & co.; bug check 0xDA's page).
+
+const RSV: PoolTag = PoolTag::new(*b"Rsv1");
+const OTHER: PoolTag = PoolTag::new(*b"Othr");
+
+/// A locked kernel MDL over `pages` pages of fresh nonpaged pool, filled with 0x5A.
+fn locked_pool_mdl(cpu: &Cpu<'_>, pages: u64, offset: u64) -> (Va, Mdl) {
+    let block =
+        pool::allocate(cpu, PoolType::NonPagedPool, (pages + 1) * 4096, PoolTag::new(*b"Test")).unwrap().unwrap();
+    cpu.machine().space().fill(block, (pages + 1) * 4096, 0x5A).unwrap();
+    let buf = Va::new(block.get() + offset);
+    let mdl = io_allocate_mdl(cpu, buf, pages * 4096 - offset).unwrap().unwrap();
+    mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoWriteAccess).unwrap().unwrap();
+    (buf, mdl)
+}
+
+fn rsv_misuse(
+    f: impl FnOnce(&Cpu<'_>, &mut u64) -> Result<(), ntmem_kernel::BugCheck>,
+) -> (ntmem_kernel::BugCheck, u64) {
+    let m = boot(512 * MB);
+    let mut va = 0;
+    let b = m.run(0, |cpu| f(cpu, &mut va)).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::SYSTEM_PTE_MISUSE);
+    (b, va)
+}
+
+#[test]
+fn a_reserved_mapping_costs_two_header_ptes_and_aliases_the_buffer() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let free = m.system_ptes().free();
+        let base = mm_allocate_mapping_address(cpu, 4 * 4096 - 100, RSV)?.unwrap();
+        assert_eq!(m.system_ptes().free(), free - 4 - RESERVED_HEADER_PTES, "4 pages + 2 headers");
+        assert!(m.profile().layout.is_system(base));
+        assert!(m.space().walk(m.phys(), base).phys.is_none(), "reserved, not mapped");
+        let (buf, mdl) = locked_pool_mdl(cpu, 3, 0x10);
+        let va = mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, mdl, MemoryCachingType::Cached)?.unwrap();
+        assert_eq!(va, Va::new(base.get() + 0x10), "the result has the byte offset");
+        let h = read_header(cpu, mdl)?;
+        assert_eq!(h.mapped_system_va, base.get(), "MappedSystemVa has not");
+        assert!(!h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA));
+        // Real aliasing: writes through the reservation land in the buffer, and back.
+        m.space().write(va, b"through the reservation").unwrap();
+        let mut back = [0u8; 23];
+        m.space().read(buf, &mut back).unwrap();
+        assert_eq!(&back, b"through the reservation");
+        m.space().write(Va::new(buf.get() + 2 * 4096), b"xyz").unwrap();
+        let mut b3 = [0u8; 3];
+        m.space().read(Va::new(va.get() + 2 * 4096), &mut b3).unwrap();
+        assert_eq!(&b3, b"xyz");
+        assert_eq!(
+            read_pfn(cpu, mdl, 0)?,
+            m.space().walk(m.phys(), base).phys.unwrap().pfn(m.profile().arch.page_shift()).get()
+        );
+        mm_unmap_reserved_mapping(cpu, base, RSV, mdl)?;
+        assert!(m.space().walk(m.phys(), base).phys.is_none());
+        // The reservation can be used again, then freed.
+        let again = mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, mdl, MemoryCachingType::Cached)?;
+        assert_eq!(again, Some(va));
+        mm_unmap_reserved_mapping(cpu, base, RSV, mdl)?;
+        mm_free_mapping_address(cpu, base, RSV)?;
+        assert_eq!(m.system_ptes().free(), free);
+        mm_unlock_pages(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_user_buffer_through_a_reserved_mapping_and_too_long_an_mdl_is_null() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let (p, va) = user_buffer(cpu, 3);
+        let state = ke_stack_attach_process(cpu, &p).unwrap();
+        let base = mm_allocate_mapping_address(cpu, 2 * 4096, RSV)?.unwrap();
+        let long = io_allocate_mdl(cpu, va, 3 * 4096)?.unwrap();
+        mm_probe_and_lock_pages(cpu, long, ProcessorMode::UserMode, LockOperation::IoWriteAccess)?.unwrap();
+        let r = mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, long, MemoryCachingType::Cached)?;
+        assert_eq!(r, None, "3 pages do not fit a 2-page reservation");
+        let short = io_allocate_mdl(cpu, Va::new(va.get() + 4096), 2 * 4096)?.unwrap();
+        mm_probe_and_lock_pages(cpu, short, ProcessorMode::UserMode, LockOperation::IoWriteAccess)?.unwrap();
+        let k = mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, short, MemoryCachingType::Cached)?.unwrap();
+        m.space().write(Va::new(k.get() + 4096 + 7), b"driver").unwrap();
+        let mut back = [0u8; 6];
+        p.read(cpu, Va::new(va.get() + 2 * 4096 + 7), &mut back).unwrap();
+        assert_eq!(&back, b"driver", "the process reads what the driver wrote");
+        mm_unmap_reserved_mapping(cpu, base, RSV, short)?;
+        mm_free_mapping_address(cpu, base, RSV)?;
+        mm_unlock_pages(cpu, short)?;
+        mm_unlock_pages(cpu, long)?;
+        ke_unstack_detach_process(cpu, state).unwrap();
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn reserving_zero_bytes_is_0xda_0x100() {
+    let (b, _) = rsv_misuse(|cpu, _| mm_allocate_mapping_address(cpu, 0, RSV).map(drop));
+    assert_eq!(b.parameters, [0x100, 0, u64::from(RSV.0), 0]);
+}
+
+#[test]
+fn mapping_with_the_wrong_tag_is_0xda_0x104() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, mdl) = locked_pool_mdl(cpu, 1, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, OTHER, mdl, MemoryCachingType::Cached).map(drop)
+    });
+    assert_eq!(b.parameters, [0x104, va, u64::from(OTHER.0), u64::from(RSV.0)]);
+}
+
+#[test]
+fn mapping_into_what_is_not_a_reservation_is_0xda_0x104_or_0x105() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        let inside = Va::new(base.get() + 4096);
+        *va = inside.get();
+        let (_, mdl) = locked_pool_mdl(cpu, 1, 0);
+        // Two pages in: the "tag PTE" in front of it is the reservation's first data PTE.
+        mm_map_locked_pages_with_reserved_mapping(cpu, inside, PoolTag(0), mdl, MemoryCachingType::Cached).map(drop)
+    });
+    assert_eq!(b.parameters, [0x105, va, 0, 0], "tag 0 matches the empty PTE, and there is no size");
+}
+
+#[test]
+fn mapping_into_a_mapped_reservation_is_0xda_0x107() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 2 * 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, mdl) = locked_pool_mdl(cpu, 1, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, mdl, MemoryCachingType::Cached)?.unwrap();
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, mdl, MemoryCachingType::Cached).map(drop)
+    });
+    assert_eq!(b.parameters, [0x107, va, va, va + 2 * 4096 - 1]);
+}
+
+#[test]
+fn unmapping_with_the_wrong_tag_is_0xda_0x108() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, mdl) = locked_pool_mdl(cpu, 1, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, mdl, MemoryCachingType::Cached)?.unwrap();
+        mm_unmap_reserved_mapping(cpu, base, OTHER, mdl)
+    });
+    assert_eq!(b.parameters, [0x108, va, u64::from(OTHER.0), u64::from(RSV.0)]);
+}
+
+#[test]
+fn unmapping_an_empty_reservation_is_0xda_0x109() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, mdl) = locked_pool_mdl(cpu, 1, 0);
+        mm_unmap_reserved_mapping(cpu, base, RSV, mdl)
+    });
+    assert_eq!(b.parameters, [0x109, va, u64::from(RSV.0), 0]);
+}
+
+#[test]
+fn unmapping_more_than_was_mapped_is_0xda_0x10b_and_less_0x10c() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 3 * 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, one) = locked_pool_mdl(cpu, 1, 0);
+        let (_, two) = locked_pool_mdl(cpu, 2, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, one, MemoryCachingType::Cached)?.unwrap();
+        mm_unmap_reserved_mapping(cpu, base, RSV, two)
+    });
+    assert_eq!(b.parameters, [0x10B, va, u64::from(RSV.0), 2]);
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 3 * 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, one) = locked_pool_mdl(cpu, 1, 0);
+        let (_, two) = locked_pool_mdl(cpu, 2, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, two, MemoryCachingType::Cached)?.unwrap();
+        mm_unmap_reserved_mapping(cpu, base, RSV, one)
+    });
+    assert_eq!(b.parameters, [0x10C, va, u64::from(RSV.0), 1]);
+}
+
+#[test]
+fn unmapping_an_mdl_longer_than_the_reservation_is_0xda_0x10a() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, one) = locked_pool_mdl(cpu, 1, 0);
+        let (_, three) = locked_pool_mdl(cpu, 3, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, one, MemoryCachingType::Cached)?.unwrap();
+        mm_unmap_reserved_mapping(cpu, base, RSV, three)
+    });
+    assert_eq!(b.parameters, [0x10A, va, 1, 3]);
+}
+
+#[test]
+fn freeing_with_the_wrong_tag_is_0xda_0x101_and_nothing_there_0x102() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        *va = base.get();
+        mm_free_mapping_address(cpu, base, OTHER)
+    });
+    assert_eq!(b.parameters, [0x101, va, u64::from(OTHER.0), u64::from(RSV.0)]);
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4096, RSV)?.unwrap();
+        mm_free_mapping_address(cpu, base, RSV)?;
+        *va = base.get();
+        mm_free_mapping_address(cpu, base, PoolTag(0))
+    });
+    assert_eq!(b.parameters, [0x102, va, 0, 0], "freed twice: the headers are gone");
+}
+
+#[test]
+fn freeing_a_reservation_still_mapped_is_0xda_0x103() {
+    let (b, va) = rsv_misuse(|cpu, va| {
+        let base = mm_allocate_mapping_address(cpu, 4 * 4096, RSV)?.unwrap();
+        *va = base.get();
+        let (_, mdl) = locked_pool_mdl(cpu, 2, 0);
+        mm_map_locked_pages_with_reserved_mapping(cpu, base, RSV, mdl, MemoryCachingType::Cached)?.unwrap();
+        mm_free_mapping_address(cpu, base, RSV)
+    });
+    assert_eq!(b.parameters, [0x103, va, u64::from(RSV.0), 4]);
+}
+
+#[test]
+fn reservations_fail_with_null_when_ptes_run_out() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let free = m.system_ptes().free();
+        assert_eq!(mm_allocate_mapping_address(cpu, free * 4096, RSV)?, None, "the headers do not fit");
+        let all = mm_allocate_mapping_address(cpu, (free - 2) * 4096, RSV)?.unwrap();
+        assert_eq!(m.system_ptes().free(), 0);
+        mm_free_mapping_address(cpu, all, RSV)
+    })
+    .unwrap();
+}

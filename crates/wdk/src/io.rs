@@ -85,8 +85,8 @@ pub extern "C" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
 }
 
 /// A C driver's dispatch table.
-struct CDispatch {
-    object: *const DriverObject,
+pub(crate) struct CDispatch {
+    pub(crate) object: *const DriverObject,
 }
 
 impl Dispatch for CDispatch {

@@ -12,6 +12,8 @@
 //! * [`seh`]: structured exceptions — `__try`/`__except`/`__finally` for C drivers,
 //!   `ExRaiseStatus`, the raise routines use, and [`seh::try_except`] for Rust.
 //! * [`loader`]: [`loader::Driver`] — open, `DriverEntry`, `DriverUnload`.
+//! * [`harness`]: Rust drivers ([`harness::RustDriver`]) and the harness that runs
+//!   one with a scenario inside `cargo test` ([`harness::Harness`]).
 //! * [`exports`]: a table of every routine, so the executable that links this crate
 //!   keeps them and (linked with `--export-dynamic`) exports them to drivers.
 //!
@@ -26,12 +28,14 @@
 pub mod context;
 pub mod dbg;
 pub mod ex;
+pub mod harness;
 pub mod io;
 pub mod ke;
 pub mod loader;
 pub mod lookaside;
 pub mod mdl;
 pub mod mm;
+pub mod pnp;
 pub mod seh;
 pub mod types;
 
@@ -101,5 +105,6 @@ pub fn exports() -> &'static Exports {
     std::hint::black_box(&mdl::EXPORTS);
     std::hint::black_box(&io::EXPORTS);
     std::hint::black_box(&lookaside::EXPORTS);
+    std::hint::black_box(&pnp::EXPORTS);
     std::hint::black_box(&EXPORTS)
 }

@@ -17,7 +17,9 @@ use ntmem_kernel::{BugCheck, Machine};
 
 use crate::context;
 use crate::seh::{self, ThreadKind};
-use crate::types::{DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString, IO_TYPE_DRIVER};
+use crate::types::{
+    DriverExtension, DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString, IO_TYPE_DRIVER,
+};
 
 /// Why a driver could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +44,13 @@ pub struct Driver {
     handle: *mut c_void,
     entry: DriverInitialize,
     object: Box<DriverObject>,
+    extension: Box<DriverExtension>,
     registry_path: Box<UnicodeString>,
+    /// The device stack the PnP manager built for it (see [`crate::pnp`]).
+    pub(crate) pnp: crate::pnp::PnpState,
     /// Where the object is mapped in the host, when `/proc/self/maps` says.
     image: Option<(usize, usize)>,
-    _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>),
+    _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>, Box<OwnedUnicode>),
 }
 
 fn dl_error() -> String {
@@ -91,7 +96,14 @@ impl Driver {
         let mut path_text = Box::new(OwnedUnicode::new(&format!(
             "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}"
         )));
-        let object = Box::new(DriverObject {
+        let mut service_text = Box::new(OwnedUnicode::new(service));
+        let mut extension = Box::new(DriverExtension {
+            driver_object: std::ptr::null_mut(),
+            add_device: None,
+            count: 0,
+            service_key_name: service_text.as_unicode_string(),
+        });
+        let mut object = Box::new(DriverObject {
             kind: IO_TYPE_DRIVER,
             size: std::mem::size_of::<DriverObject>() as i16,
             device_object: std::ptr::null_mut(),
@@ -99,7 +111,7 @@ impl Driver {
             driver_start: std::ptr::null_mut(),
             driver_size: 0,
             driver_section: std::ptr::null_mut(),
-            driver_extension: std::ptr::null_mut(),
+            driver_extension: &mut *extension,
             driver_name: driver_name.as_unicode_string(),
             hardware_database: std::ptr::null_mut(),
             fast_io_dispatch: std::ptr::null_mut(),
@@ -108,6 +120,7 @@ impl Driver {
             driver_unload: None,
             major_function: [None; 28],
         });
+        extension.driver_object = &mut *object;
         let registry_path = Box::new(path_text.as_unicode_string());
         let image = image_range(path);
         Ok(Driver {
@@ -115,9 +128,11 @@ impl Driver {
             handle,
             entry,
             object,
+            extension,
             registry_path,
+            pnp: crate::pnp::PnpState::default(),
             image,
-            _texts: (driver_name, path_text),
+            _texts: (driver_name, path_text, service_text),
         })
     }
 
@@ -129,6 +144,31 @@ impl Driver {
     /// The `DRIVER_OBJECT` (host memory, at a fixed address while `self` lives).
     pub fn object_ptr(&self) -> *const DriverObject {
         &*self.object
+    }
+
+    /// The `AddDevice` routine `DriverEntry` stored in `DriverExtension`, if any.
+    pub fn add_device_routine(&self) -> Option<crate::types::DriverAddDevice> {
+        self.extension.add_device
+    }
+
+    /// Calls `AddDevice(DriverObject, pdo)` on processor `cpu` at PASSIVE_LEVEL in
+    /// a system thread, as the PnP manager does; `None` when the driver has none.
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    pub fn add_device(
+        &mut self,
+        machine: &Machine,
+        cpu: u32,
+        pdo: ntmem_kernel::io::DeviceObject,
+    ) -> Result<Option<NtStatus>, BugCheck> {
+        let Some(add) = self.extension.add_device else { return Ok(None) };
+        let pdo = machine.run(cpu, |c| Ok(crate::mdl::host_ptr(c, Some(pdo.0))))?;
+        let object: *mut DriverObject = &mut *self.object;
+        // SAFETY: `add` is the PDRIVER_ADD_DEVICE the driver stored in its
+        // DRIVER_EXTENSION; `object` is the live box it was given and `pdo` a device
+        // object the I/O manager made.
+        self.call(machine, cpu, || unsafe { add(object, pdo) }).map(Some)
     }
 
     /// Whether `DriverEntry` registered a `DriverUnload`.

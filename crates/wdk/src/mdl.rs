@@ -1,6 +1,8 @@
 //! MDL routines and the user-buffer probes at the C boundary (seed 000 §9's
 //! sample: IoAllocateMdl, MmProbeAndLockPages, MmGetSystemAddressForMdlSafe,
-//! MmUnlockPages, IoFreeMdl; ProbeForRead / ProbeForWrite), over
+//! MmUnlockPages, IoFreeMdl; ProbeForRead / ProbeForWrite) and the reserved
+//! mappings (MmAllocateMappingAddress, MmMapLockedPagesWithReservedMapping,
+//! MmUnmapReservedMapping, MmFreeMappingAddress), over
 //! `ntmem_kernel::mm::{mdl, probe}`.
 //!
 //! `MmGetSystemAddressForMdlSafe` is the WDK's macro over
@@ -12,6 +14,7 @@
 
 use std::ffi::c_void;
 
+use ntmem_kernel::ex::pool::PoolTag;
 use ntmem_kernel::io::{irp, Irp};
 use ntmem_kernel::mm::contiguous::MemoryCachingType;
 use ntmem_kernel::mm::mdl::{self, LockOperation, Mdl, OnFailure, PagePriority, ProcessorMode};
@@ -132,6 +135,49 @@ pub extern "C" fn MmUnmapLockedPages(base: *mut c_void, m: *mut c_void) {
     kernel(|cpu| mdl::mm_unmap_locked_pages(cpu, va_of(cpu, base), Mdl(va_of(cpu, m))));
 }
 
+/// `MmAllocateMappingAddress`: a reservation of system PTEs, or NULL.
+#[no_mangle]
+pub extern "C" fn MmAllocateMappingAddress(bytes: usize, tag: u32) -> *mut c_void {
+    kernel(|cpu| {
+        let va = mdl::mm_allocate_mapping_address(cpu, bytes as u64, PoolTag(tag))?;
+        Ok(host_ptr(cpu, va))
+    })
+}
+
+/// `MmFreeMappingAddress`.
+#[no_mangle]
+pub extern "C" fn MmFreeMappingAddress(base: *mut c_void, tag: u32) {
+    kernel(|cpu| mdl::mm_free_mapping_address(cpu, va_of(cpu, base), PoolTag(tag)));
+}
+
+/// `MmMapLockedPagesWithReservedMapping`: NULL when the MDL does not fit the
+/// reservation (or for an unknown cache type).
+#[no_mangle]
+pub extern "C" fn MmMapLockedPagesWithReservedMapping(
+    base: *mut c_void,
+    tag: u32,
+    m: *mut c_void,
+    cache: u32,
+) -> *mut c_void {
+    kernel(|cpu| {
+        let Some(cache) = MemoryCachingType::from_raw(cache) else { return Ok(std::ptr::null_mut()) };
+        let va = mdl::mm_map_locked_pages_with_reserved_mapping(
+            cpu,
+            va_of(cpu, base),
+            PoolTag(tag),
+            Mdl(va_of(cpu, m)),
+            cache,
+        )?;
+        Ok(host_ptr(cpu, va))
+    })
+}
+
+/// `MmUnmapReservedMapping`.
+#[no_mangle]
+pub extern "C" fn MmUnmapReservedMapping(base: *mut c_void, tag: u32, m: *mut c_void) {
+    kernel(|cpu| mdl::mm_unmap_reserved_mapping(cpu, va_of(cpu, base), PoolTag(tag), Mdl(va_of(cpu, m))));
+}
+
 /// `ProbeForRead`: raises STATUS_DATATYPE_MISALIGNMENT or STATUS_ACCESS_VIOLATION.
 #[no_mangle]
 pub extern "C" fn ProbeForRead(address: *const c_void, length: usize, alignment: u32) {
@@ -165,6 +211,14 @@ pub struct Exports {
     pub map_locked: extern "C" fn(*mut c_void, i8, u32, *mut c_void, u32, u32) -> *mut c_void,
     /// `MmUnmapLockedPages`.
     pub unmap_locked: extern "C" fn(*mut c_void, *mut c_void),
+    /// `MmAllocateMappingAddress`.
+    pub allocate_mapping_address: extern "C" fn(usize, u32) -> *mut c_void,
+    /// `MmFreeMappingAddress`.
+    pub free_mapping_address: extern "C" fn(*mut c_void, u32),
+    /// `MmMapLockedPagesWithReservedMapping`.
+    pub map_reserved: extern "C" fn(*mut c_void, u32, *mut c_void, u32) -> *mut c_void,
+    /// `MmUnmapReservedMapping`.
+    pub unmap_reserved: extern "C" fn(*mut c_void, u32, *mut c_void),
     /// `ProbeForRead`.
     pub probe_for_read: extern "C" fn(*const c_void, usize, u32),
     /// `ProbeForWrite`.
@@ -178,6 +232,10 @@ pub static EXPORTS: Exports = Exports {
     probe_and_lock: MmProbeAndLockPages,
     map_locked: MmMapLockedPagesSpecifyCache,
     unmap_locked: MmUnmapLockedPages,
+    allocate_mapping_address: MmAllocateMappingAddress,
+    free_mapping_address: MmFreeMappingAddress,
+    map_reserved: MmMapLockedPagesWithReservedMapping,
+    unmap_reserved: MmUnmapReservedMapping,
     probe_for_read: ProbeForRead,
     probe_for_write: ProbeForWrite,
 };

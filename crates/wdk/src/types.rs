@@ -24,6 +24,27 @@ pub const IRP_MJ_MAXIMUM_FUNCTION: usize = 0x1b;
 /// `IO_TYPE_DRIVER`: `DRIVER_OBJECT.Type`.
 pub const IO_TYPE_DRIVER: i16 = 4;
 
+/// `PDRIVER_ADD_DEVICE`: `AddDevice(DriverObject, PhysicalDeviceObject)`.
+pub type DriverAddDevice = unsafe extern "C" fn(*mut DriverObject, *mut c_void) -> NtStatus;
+
+/// `DRIVER_EXTENSION` (AMD64 layout, 0x28 bytes): where a PnP driver's
+/// `DriverEntry` stores its `AddDevice`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DriverExtension {
+    /// `DriverObject`: back to the driver.
+    pub driver_object: *mut DriverObject,
+    /// `AddDevice`.
+    pub add_device: Option<DriverAddDevice>,
+    /// `Count`: how many times the driver's reinitialization routine ran (0).
+    pub count: u32,
+    /// `ServiceKeyName`.
+    pub service_key_name: UnicodeString,
+}
+
+const _: () = assert!(std::mem::size_of::<DriverExtension>() == 0x28);
+const _: () = assert!(std::mem::offset_of!(DriverExtension, add_device) == 0x08);
+
 /// `UNICODE_STRING`: `length` and `maximum_length` in bytes.
 #[repr(C)]
 #[derive(Debug)]
@@ -54,8 +75,8 @@ pub struct DriverObject {
     pub driver_size: u32,
     /// `DriverSection`.
     pub driver_section: *mut c_void,
-    /// `DriverExtension`.
-    pub driver_extension: *mut c_void,
+    /// `DriverExtension`: the driver's [`DriverExtension`] (owned by the loader).
+    pub driver_extension: *mut DriverExtension,
     /// `DriverName`.
     pub driver_name: UnicodeString,
     /// `HardwareDatabase`.
@@ -75,6 +96,7 @@ pub struct DriverObject {
 const _: () = assert!(std::mem::size_of::<DriverObject>() == 0x150);
 const _: () = assert!(std::mem::offset_of!(DriverObject, driver_unload) == 0x68);
 const _: () = assert!(std::mem::offset_of!(DriverObject, driver_name) == 0x38);
+const _: () = assert!(std::mem::offset_of!(DriverObject, driver_extension) == 0x30);
 
 /// UTF-16 text a [`UnicodeString`] points at, kept alive with it.
 #[derive(Debug)]

@@ -88,7 +88,7 @@ fn demos(args: &Args) -> Result<(), Failure> {
 /// Runs one driver with an optional scenario; command-line flags override the file.
 fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Report, Failure> {
     let mut flags = args.machine.clone();
-    let (mut verifier, mut steps) = (Vec::new(), Vec::new());
+    let (mut verifier, mut steps, mut relocate) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
         flags.machine = flags.machine.or(scenario.machine);
@@ -96,11 +96,12 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         flags.boot = flags.boot.or(scenario.boot);
         flags.processors = flags.processors.or(scenario.processors);
         verifier = scenario.verifier;
+        relocate = scenario.relocate;
         steps = parsed;
     }
     if let Some(v) = &args.verifier {
         verifier = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     }
     let profile = flags.profile()?;
-    driver_host::run(Request { driver, profile, steps, verifier, json: args.json })
+    driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json })
 }

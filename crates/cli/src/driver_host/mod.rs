@@ -11,9 +11,16 @@
 //! `unsafe`).
 //! * [`scenario`] / [`steps`]: scenario files and running their steps.
 //!
-//! AddDevice and start-device are not here yet. Verifier options are set on the
-//! machine; those ntmem models act (force IRQL checking trims on every raise), the
-//! others are recorded.
+//! Plug and Play (`ntmem_wdk::pnp`): the machine's NIC (`nic0`, seed §8) gets a PDO
+//! before the driver loads. If DriverEntry sets `DriverExtension->AddDevice`, the
+//! host calls it with that PDO, then sends `IRP_MN_START_DEVICE` with the NIC's raw
+//! and translated resource lists to the device AddDevice attached; before
+//! `DriverUnload` (at the end, or at an `unload` step) it sends
+//! `IRP_MN_REMOVE_DEVICE`. A scenario's `[[relocate]]` tables move register blocks
+//! between spaces first. The report lists these steps; one that fails exits 1.
+//!
+//! Verifier options are set on the machine; those ntmem models act (force IRQL
+//! checking trims on every raise), the others are recorded.
 
 pub mod build;
 pub mod report;
@@ -23,10 +30,12 @@ pub mod steps;
 use std::path::PathBuf;
 
 use ntmem_kernel::ex::pool::PoolMonRow;
+use ntmem_kernel::hal::device::{DeviceId, Space};
 use ntmem_kernel::vf::VerifierFlags;
 use ntmem_machine::MachineProfile;
 use ntmem_wdk::dbg::{self, DebugOutput};
 use ntmem_wdk::loader::Driver;
+use ntmem_wdk::pnp;
 
 pub use report::{Report, Unload};
 
@@ -43,6 +52,8 @@ pub struct Request {
     pub steps: Vec<scenario::Step>,
     /// Driver Verifier options, by name or `/flags` number (see `VerifierFlags::parse_one`).
     pub verifier: Vec<String>,
+    /// Register blocks to move between spaces before the driver starts.
+    pub relocate: Vec<scenario::Relocate>,
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
     /// of going to standard output).
     pub json: bool,
@@ -84,6 +95,20 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     let machine = &booted.machine;
     machine.set_verifier(verifier);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
+    for r in &request.relocate {
+        let id = machine
+            .hal()
+            .find(&r.device)
+            .ok_or_else(|| Failure::usage(format!("relocate: no device {:?}", r.device)))?;
+        let space = match r.space {
+            scenario::RelocateSpace::Port => Space::Port,
+            scenario::RelocateSpace::Memory => Space::Memory,
+        };
+        machine.hal().relocate(id, r.block, space).map_err(|e| Failure::usage(format!("relocate: {e}")))?;
+    }
+    let nic = machine.hal().find("nic0").unwrap_or(DeviceId(0));
+    pnp::enumerate(&mut driver, machine, 0, nic)
+        .map_err(|b| Failure::usage(format!("the PnP manager could not enumerate nic0: {b}")))?;
 
     let before = machine.pool().snapshot();
     let mut report = Report::new(built.name.clone(), machine.summary());
@@ -94,7 +119,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
             report.driver_entry_status = Some(status);
             let mut unloaded = false;
             if status >= 0 {
-                if let Err(b) = ntmem_wdk::io::finish_driver_entry(&driver, machine, 0) {
+                let started = ntmem_wdk::io::finish_driver_entry(&driver, machine, 0)
+                    .and_then(|()| pnp::add_and_start(&mut driver, machine, 0));
+                if let Err(b) = started {
                     report.bugcheck = Some(b);
                 }
             }
@@ -108,7 +135,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
                 }
             }
             if status >= 0 && report.bugcheck.is_none() && !unloaded {
-                match driver.unload(machine, 0) {
+                match pnp::remove(&mut driver, machine, 0).and_then(|_| driver.unload(machine, 0)) {
                     Ok(true) => report.unload = Unload::Called,
                     Ok(false) => report.unload = Unload::NotRegistered,
                     Err(b) => {
@@ -120,6 +147,12 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         }
     }
     report.pool = driver_rows(&before, &machine.pool().snapshot());
+    report.pnp = pnp::events(&driver).to_vec();
+    if report.bugcheck.is_none() {
+        if let Err(b) = pnp::delete_pdo(&mut driver, machine, 0) {
+            report.bugcheck = Some(b);
+        }
+    }
     report.leaks_checked = report.bugcheck.is_none() && report.unload != Unload::NotRegistered;
     if report.leaks_checked {
         report.leaks = report.pool.iter().filter(|r| r.diff != 0).copied().collect();

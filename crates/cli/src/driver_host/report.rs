@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
 use ntmem_kernel::{BootSummary, BugCheck};
 use ntmem_machine::format_size;
+use ntmem_wdk::pnp::PnpEvent;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
@@ -46,6 +47,8 @@ pub struct Report {
     pub debug_output: Option<String>,
     /// The scenario's steps.
     pub steps: Vec<super::steps::StepResult>,
+    /// What the PnP manager did: AddDevice, start-device, remove-device.
+    pub pnp: Vec<PnpEvent>,
     /// Driver Verifier options asked for (recorded, not yet modelled).
     pub verifier: Vec<String>,
 }
@@ -97,6 +100,7 @@ impl Report {
             bugcheck: None,
             debug_output: None,
             steps: Vec::new(),
+            pnp: Vec::new(),
             verifier: Vec::new(),
         }
     }
@@ -108,6 +112,7 @@ impl Report {
         } else if self.driver_entry_status.is_none_or(|s| s < 0)
             || !self.leaks.is_empty()
             || self.steps.iter().any(|s| !s.ok)
+            || self.pnp.iter().any(|e| e.status.is_some_and(|s| s < 0))
         {
             1
         } else {
@@ -126,6 +131,9 @@ impl Report {
         if let Some(s) = self.steps.iter().find(|s| !s.ok) {
             let status = s.status.map_or("no status".to_string(), |v| status_text(v as i32));
             return format!("step {} (line {}, {}) failed: {status}", s.index, s.line, s.kind);
+        }
+        if let Some(e) = self.pnp.iter().find(|e| e.status.is_some_and(|s| s < 0)) {
+            return format!("{} failed: {}", e.step, status_text(e.status.unwrap_or(0)));
         }
         if !self.leaks.is_empty() {
             let tags: Vec<String> = self.leaks.iter().map(|r| format!("'{}'", r.tag)).collect();
@@ -160,6 +168,14 @@ impl Report {
                 "Verifier       {} (force IRQL checking acts; the other options are recorded)",
                 self.verifier.join(", ")
             );
+        }
+        if !self.pnp.is_empty() {
+            let _ = writeln!(o, "\nPlug and Play");
+            for e in &self.pnp {
+                let status = e.status.map_or("not called".to_string(), status_text);
+                let _ = writeln!(o, " {:<21} {status}", e.step);
+                let _ = writeln!(o, "     {}", e.note);
+            }
         }
         if !self.steps.is_empty() {
             let _ = writeln!(o, "\nScenario steps");
@@ -258,7 +274,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 13)?;
+        let mut o = s.serialize_struct("Report", 14)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -278,6 +294,19 @@ impl Serialize for Report {
             })
             .collect();
         o.serialize_field("steps", &steps)?;
+        let pnp: Vec<_> = self
+            .pnp
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "step": e.step,
+                    "status": e.status.map(|s| s as u32),
+                    "status_name": e.status.and_then(status_name),
+                    "note": e.note,
+                })
+            })
+            .collect();
+        o.serialize_field("pnp", &pnp)?;
         o.serialize_field("verifier", &self.verifier)?;
         let stop = self.bugcheck.as_ref().map(|b| Stop {
             code: b.code.0,

@@ -157,9 +157,14 @@ fn run_one(
             r.note = Some(format!("simulated time is now {} ms", machine.now_ms()));
         }
         Action::Unload => {
+            let removed = ntmem_wdk::pnp::remove(driver, machine, 0)?;
             let called = driver.unload(machine, 0)?;
             *unloaded = true;
-            r.note = Some(if called { "DriverUnload called" } else { "no DriverUnload registered" }.to_string());
+            let unload = if called { "DriverUnload called" } else { "no DriverUnload registered" };
+            r.note = Some(match removed {
+                Some(e) => format!("{} {:#010x}, then {unload}", e.step, e.status.unwrap_or(0) as u32),
+                None => unload.to_string(),
+            });
         }
         Action::Ioctl { .. } | Action::Read { .. } | Action::Write { .. } => {
             let Some(&device) = ntmem_wdk::io::devices(driver, machine).first() else {

@@ -5,6 +5,6 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
     UNREFERENCED_PARAMETER(DriverObject);
     UNREFERENCED_PARAMETER(RegistryPath);
-    MmAllocateMappingAddress(PAGE_SIZE, 'paMR');
+    MmAllocateMappingAddressEx(PAGE_SIZE, 'paMR', 0);
     return STATUS_SUCCESS;
 }

@@ -33,6 +33,7 @@
 //! the entry; the list registry (routines) is consulted only on a miss.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ntmem_machine::Va;
@@ -125,7 +126,7 @@ struct List {
 #[derive(Debug)]
 pub struct Lookasides {
     lists: Mutex<BTreeMap<u64, List>>,
-    stripes: Vec<Mutex<()>>,
+    stripes: Vec<Stripe>,
     /// Simulated time of the next scan, and which group it visits.
     scan: Mutex<(u64, PoolKind)>,
 }
@@ -134,9 +135,24 @@ impl Default for Lookasides {
     fn default() -> Self {
         Lookasides {
             lists: Mutex::default(),
-            stripes: (0..16).map(|_| Mutex::new(())).collect(),
+            stripes: (0..16).map(|_| Stripe(AtomicBool::new(false))).collect(),
             scan: Mutex::new((SCAN_PERIOD_MS, PoolKind::Nonpaged)),
         }
+    }
+}
+
+/// One of the locks that serialise list operations: a spin lock, as the list
+/// operations it covers are a handful of memory accesses (the hit path of
+/// `ExAllocateFrom…LookasideList` must be cheap, issue 3 item 9).
+#[derive(Debug)]
+struct Stripe(AtomicBool);
+
+/// A held [`Stripe`]; released when dropped.
+struct StripeGuard<'a>(&'a Stripe);
+
+impl Drop for StripeGuard<'_> {
+    fn drop(&mut self) {
+        (self.0).0.store(false, Ordering::Release);
     }
 }
 
@@ -225,8 +241,12 @@ impl Head<'_, '_> {
 }
 
 impl Lookasides {
-    fn stripe(&self, head: Va) -> MutexGuard<'_, ()> {
-        lock(&self.stripes[((head.get() >> 7) as usize) % self.stripes.len()])
+    fn stripe(&self, head: Va) -> StripeGuard<'_> {
+        let stripe = &self.stripes[((head.get() >> 7) as usize) % self.stripes.len()];
+        while stripe.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            std::hint::spin_loop();
+        }
+        StripeGuard(stripe)
     }
 
     /// `ExInitializeNPagedLookasideList` / `ExInitializePagedLookasideList` /

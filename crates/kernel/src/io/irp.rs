@@ -26,6 +26,7 @@
 //! | `Parameters.DeviceIoControl.Type3InputBuffer`            | 0x20 |
 //! | `Parameters.Read/Write.Length` / `.Key` / `.Flags`       | 0x08 / 0x10 / 0x14 |
 //! | `Parameters.Read/Write.ByteOffset`                       | 0x18 |
+//! | `Parameters.StartDevice.AllocatedResources` / `…Translated` | 0x08 / 0x10 |
 //! | `DeviceObject` / `FileObject`                            | 0x28 / 0x30 |
 //!
 //! (`POINTER_ALIGNMENT` puts each ULONG after the first on an 8-byte boundary on
@@ -131,6 +132,15 @@ pub enum Parameters {
         /// `ByteOffset`.
         byte_offset: i64,
     },
+    /// `Parameters.StartDevice` (IRP_MN_START_DEVICE).
+    StartDevice {
+        /// `AllocatedResources` (a `PCM_RESOURCE_LIST`).
+        raw: u64,
+        /// `AllocatedResourcesTranslated`.
+        translated: u64,
+    },
+    /// No parameters (IRP_MN_REMOVE_DEVICE).
+    None,
 }
 
 /// What the I/O manager puts in a new IRP.
@@ -138,6 +148,8 @@ pub enum Parameters {
 pub struct IrpContents {
     /// The stack location's `MajorFunction`.
     pub major: MajorFunction,
+    /// Its `MinorFunction` (`IRP_MN_*`; 0 where there is none).
+    pub minor: u8,
     /// Its `Parameters`.
     pub parameters: Parameters,
     /// Its `DeviceObject`.
@@ -259,6 +271,7 @@ pub fn build(cpu: &Cpu<'_>, c: &IrpContents) -> Result<Option<Irp>, BugCheck> {
     let stack = IRP_SIZE;
     put(&mut b, OFF_CURRENT_STACK, &(block.get() + stack).to_le_bytes());
     b[stack as usize] = c.major as u8;
+    b[stack as usize + 1] = c.minor;
     let p = stack + 8;
     match c.parameters {
         Parameters::DeviceIoControl { output_length, input_length, code, type3_input } => {
@@ -272,6 +285,11 @@ pub fn build(cpu: &Cpu<'_>, c: &IrpContents) -> Result<Option<Irp>, BugCheck> {
             put(&mut b, p + 0x08, &key.to_le_bytes());
             put(&mut b, p + 0x10, &byte_offset.to_le_bytes());
         }
+        Parameters::StartDevice { raw, translated } => {
+            put(&mut b, p, &raw.to_le_bytes());
+            put(&mut b, p + 0x08, &translated.to_le_bytes());
+        }
+        Parameters::None => {}
     }
     put(&mut b, stack + 0x28, &c.device.0.get().to_le_bytes());
     write_bytes(cpu, block, &b)?;

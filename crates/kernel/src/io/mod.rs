@@ -13,6 +13,9 @@
 //!   code — and how the I/O manager delivers each transfer type: buffered (a
 //!   system buffer, copied in and out), direct (an MDL over the caller's buffer,
 //!   locked), neither (the caller's raw pointers, in the caller's context).
+//! * [`pnp`]: PDOs, `IoAttachDeviceToDeviceStack` / `IoDetachDevice`, and
+//!   `IRP_MJ_PNP` start-device (with the raw and translated `CM_RESOURCE_LIST`s)
+//!   and remove-device.
 //!
 //! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
 //! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
@@ -30,6 +33,7 @@
 
 pub mod device;
 pub mod irp;
+pub mod pnp;
 pub mod request;
 
 use std::collections::BTreeMap;
@@ -76,6 +80,8 @@ pub enum MajorFunction {
     InternalDeviceControl = 0x0F,
     /// `IRP_MJ_CLEANUP` (0x12).
     Cleanup = 0x12,
+    /// `IRP_MJ_PNP` (0x1B): Plug and Play requests ([`pnp`]).
+    Pnp = 0x1B,
 }
 
 /// `METHOD_*`: the transfer type, the low two bits of an I/O control code.

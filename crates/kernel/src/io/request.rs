@@ -235,6 +235,7 @@ impl IoCall {
         };
         let contents = IrpContents {
             major: self.request.major(),
+            minor: 0,
             parameters,
             device: self.device,
             mode: self.mode(),

@@ -19,6 +19,9 @@ pub struct SystemPtes {
     shift: PageShift,
     total: u64,
     inner: Mutex<Extents>,
+    /// Contents of reserved PTEs that map nothing but carry data (the two header
+    /// PTEs of a reserved mapping, nt-algorithms.md §4.2), by PTE index.
+    soft: Mutex<BTreeMap<u64, u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +50,7 @@ impl SystemPtes {
             e.insert(0, count);
         }
         e.free = count;
-        SystemPtes { base, shift, total: count, inner: Mutex::new(e) }
+        SystemPtes { base, shift, total: count, inner: Mutex::new(e), soft: Mutex::default() }
     }
 
     /// All system PTEs.
@@ -76,6 +79,21 @@ impl SystemPtes {
         Some(Va::new(self.base.get() + self.shift.pages_to_bytes(index)))
     }
 
+    /// Writes `raw` into the reserved, non-valid PTE of `va` (a header PTE); it
+    /// reads back through [`SystemPtes::soft`] until the PTE is released.
+    pub fn set_soft(&self, va: Va, raw: u64) {
+        let index = (va.get() - self.base.get()) >> self.shift.0;
+        self.soft.lock().unwrap_or_else(|e| e.into_inner()).insert(index, raw);
+    }
+
+    /// What [`SystemPtes::set_soft`] wrote into the PTE of `va`; 0 for any other
+    /// PTE, and for an address outside the pool.
+    pub fn soft(&self, va: Va) -> u64 {
+        let Some(offset) = va.get().checked_sub(self.base.get()) else { return 0 };
+        let index = offset >> self.shift.0;
+        self.soft.lock().unwrap_or_else(|e| e.into_inner()).get(&index).copied().unwrap_or(0)
+    }
+
     /// Gives back `count` PTEs from `va`, merging with free neighbours.
     ///
     /// # Panics
@@ -84,6 +102,13 @@ impl SystemPtes {
     pub fn release(&self, va: Va, count: u64) {
         let mut start = (va.get() - self.base.get()) >> self.shift.0;
         assert!(start + count <= self.total, "system PTEs {va:?}+{count} outside the pool");
+        {
+            let mut soft = self.soft.lock().unwrap_or_else(|e| e.into_inner());
+            let stale: Vec<u64> = soft.range(start..start + count).map(|(&i, _)| i).collect();
+            for i in stale {
+                soft.remove(&i);
+            }
+        }
         let mut len = count;
         let mut e = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((&s, &l)) = e.by_start.range(..=start).next_back() {

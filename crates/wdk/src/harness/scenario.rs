@@ -1,0 +1,404 @@
+//! Scenario files (issue 5 item 4): what `ntmem run --scenario FILE.toml` runs,
+//! and what [`super::Harness`] runs for a Rust driver — one schema for both (the
+//! CLI's `driver_host::scenario` is the same format; it can re-export this module).
+//!
+//! ```toml
+//! machine = "ws03sp1-enterprise-x64"   # optional; --machine overrides
+//! ram = "2G"                           # optional; --ram overrides
+//! boot = "/PAE"                        # optional; --boot overrides
+//! processors = 2                       # optional; --processors overrides
+//! verifier = ["special_pool"]          # optional; recorded in the report
+//!
+//! [[step]]
+//! ioctl = { code = 0x222400, input = "68656c6c6f", output_len = 16, process = "app.exe" }
+//! [[step]]
+//! ioctl = { code = 0x22240F, input = "00", output_len = 4 }
+//! free_buffer = true                   # or protect_buffer = "readonly" / "noaccess"
+//! expect_status = 0xC0000005           # the step fails unless its status is this
+//! [[step]]
+//! read = { length = 64 }               # also: write = { data = "hex" }
+//! [[step]]
+//! trim = true                          # also: advance_ms = 100, unload = true
+//! ```
+//!
+//! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
+//! sends IRP_MJ_INTERNAL_DEVICE_CONTROL from kernel code with buffers in nonpaged
+//! pool. Without `expect_status`, a step fails when its status is an error
+//! (`NT_ERROR`). Invalid files are rejected naming the line and the key.
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A parsed scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// `machine`.
+    pub machine: Option<String>,
+    /// `ram`.
+    pub ram: Option<String>,
+    /// `boot`.
+    pub boot: Option<String>,
+    /// `processors`.
+    pub processors: Option<u32>,
+    /// `verifier`.
+    #[serde(default)]
+    pub verifier: Vec<String>,
+    /// `[[step]]`.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<StepSpec>>,
+}
+
+/// The buffers of an `ioctl` / `internal_ioctl` step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoctlSpec {
+    /// `code`: the I/O control code.
+    pub code: u32,
+    /// `input`: hex bytes.
+    pub input: Option<Spanned<String>>,
+    /// `output_len`.
+    #[serde(default)]
+    pub output_len: u32,
+    /// `process`: the calling process's image name (default `app.exe`).
+    pub process: Option<String>,
+}
+
+/// A `read` step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadSpec {
+    /// `length`.
+    pub length: u32,
+    /// `offset`: `ByteOffset`.
+    #[serde(default)]
+    pub offset: i64,
+    /// `process`.
+    pub process: Option<String>,
+}
+
+/// A `write` step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteSpec {
+    /// `data`: hex bytes.
+    pub data: Spanned<String>,
+    /// `offset`: `ByteOffset`.
+    #[serde(default)]
+    pub offset: i64,
+    /// `process`.
+    pub process: Option<String>,
+}
+
+/// What the caller does to its buffer while the request is in the driver.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protection {
+    /// `PAGE_READONLY`.
+    Readonly,
+    /// `PAGE_NOACCESS`.
+    Noaccess,
+    /// `PAGE_READWRITE`.
+    Readwrite,
+}
+
+/// One `[[step]]` table as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// `ioctl`.
+    pub ioctl: Option<IoctlSpec>,
+    /// `internal_ioctl`.
+    pub internal_ioctl: Option<IoctlSpec>,
+    /// `read`.
+    pub read: Option<ReadSpec>,
+    /// `write`.
+    pub write: Option<WriteSpec>,
+    /// `trim`.
+    pub trim: Option<bool>,
+    /// `advance_ms`.
+    pub advance_ms: Option<u64>,
+    /// `unload`.
+    pub unload: Option<bool>,
+    /// `free_buffer`: decommit the request's buffer while it is in the driver.
+    #[serde(default)]
+    pub free_buffer: bool,
+    /// `protect_buffer`: re-protect it instead.
+    pub protect_buffer: Option<Protection>,
+    /// `expect_status`: the status the step must end with.
+    pub expect_status: Option<u32>,
+}
+
+/// A step's action, checked.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// A device control from a user process (or kernel code: `internal`).
+    Ioctl {
+        /// IRP_MJ_INTERNAL_DEVICE_CONTROL from kernel code.
+        internal: bool,
+        /// Code.
+        code: u32,
+        /// Input bytes.
+        input: Vec<u8>,
+        /// Output length.
+        output_len: u32,
+        /// Process name.
+        process: String,
+    },
+    /// IRP_MJ_READ.
+    Read {
+        /// Length.
+        length: u32,
+        /// Offset.
+        offset: i64,
+        /// Process name.
+        process: String,
+    },
+    /// IRP_MJ_WRITE.
+    Write {
+        /// Data.
+        data: Vec<u8>,
+        /// Offset.
+        offset: i64,
+        /// Process name.
+        process: String,
+    },
+    /// Trim pageable memory.
+    Trim,
+    /// Advance simulated time.
+    AdvanceMs(u64),
+    /// Call DriverUnload.
+    Unload,
+}
+
+/// A checked step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Line of its `[[step]]` header (1-based).
+    pub line: usize,
+    /// The action.
+    pub action: Action,
+    /// `free_buffer` / `protect_buffer`.
+    pub while_in_driver: Option<Option<Protection>>,
+    /// `expect_status`.
+    pub expect_status: Option<u32>,
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The key an error span belongs to: the span itself when it covers a key (an
+/// unknown field), else the key before the `=` that precedes the value.
+fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
+    let before = text[..span.start.min(text.len())].trim_end();
+    let is_key = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"';
+    if let Some(lhs) = before.strip_suffix('=') {
+        let lhs = lhs.trim_end();
+        let start = lhs.rfind(|c: char| !is_key(c)).map_or(0, |i| i + 1);
+        return Some(lhs[start..].trim_matches('"').to_string()).filter(|k| !k.is_empty());
+    }
+    let spanned = text.get(span.clone())?.trim().trim_matches('"');
+    (!spanned.is_empty() && spanned.chars().all(is_key)).then(|| spanned.to_string())
+}
+
+fn hex(field: &Spanned<String>, text: &str, file: &str, key: &str) -> Result<Vec<u8>, String> {
+    let s: String = field.get_ref().chars().filter(|c| !c.is_whitespace()).collect();
+    let bad = || format!("{file}:{}: key `{key}`: \"{s}\" is not hex bytes", line_of(text, field.span().start));
+    if !s.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| bad())).collect()
+}
+
+/// Parses `text` (the contents of `file`); `Err` is the message to print.
+pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
+    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end().to_string();
+        match e.span() {
+            Some(span) => {
+                let key = key_at(text, &span).map_or(String::new(), |k| format!(" key `{k}`:"));
+                format!("{file}:{}:{key} {message}", line_of(text, span.start))
+            }
+            None => format!("{file}: {message}"),
+        }
+    })?;
+    let mut steps = Vec::new();
+    for spanned in &scenario.steps {
+        let line = line_of(text, spanned.span().start);
+        let s = spanned.get_ref();
+        let process = |p: &Option<String>| p.clone().unwrap_or_else(|| "app.exe".to_string());
+        let mut actions = Vec::new();
+        if let Some(c) = &s.ioctl {
+            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, text, file, "input"))?;
+            actions.push(Action::Ioctl {
+                internal: false,
+                code: c.code,
+                input,
+                output_len: c.output_len,
+                process: process(&c.process),
+            });
+        }
+        if let Some(c) = &s.internal_ioctl {
+            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, text, file, "input"))?;
+            actions.push(Action::Ioctl {
+                internal: true,
+                code: c.code,
+                input,
+                output_len: c.output_len,
+                process: String::new(),
+            });
+        }
+        if let Some(r) = &s.read {
+            actions.push(Action::Read { length: r.length, offset: r.offset, process: process(&r.process) });
+        }
+        if let Some(w) = &s.write {
+            let data = hex(&w.data, text, file, "data")?;
+            actions.push(Action::Write { data, offset: w.offset, process: process(&w.process) });
+        }
+        if s.trim == Some(true) {
+            actions.push(Action::Trim);
+        }
+        if let Some(ms) = s.advance_ms {
+            actions.push(Action::AdvanceMs(ms));
+        }
+        if s.unload == Some(true) {
+            actions.push(Action::Unload);
+        }
+        if actions.len() != 1 {
+            return Err(format!(
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload (this one has {})",
+                actions.len()
+            ));
+        }
+        let action = actions.remove(0);
+        let is_request = matches!(action, Action::Ioctl { .. } | Action::Read { .. } | Action::Write { .. });
+        let while_in_driver = match (s.free_buffer, s.protect_buffer) {
+            (false, None) => None,
+            (true, None) => Some(None),
+            (false, Some(p)) => Some(Some(p)),
+            (true, Some(_)) => {
+                return Err(format!(
+                    "{file}:{line}: key `protect_buffer`: a step frees or re-protects its buffer, not both"
+                ))
+            }
+        };
+        if while_in_driver.is_some() && !is_request {
+            return Err(format!("{file}:{line}: key `free_buffer`/`protect_buffer`: only a request step has a buffer"));
+        }
+        steps.push(Step { line, action, while_in_driver, expect_status: s.expect_status });
+    }
+    Ok((scenario, steps))
+}
+
+/// Reads and parses `path`.
+pub fn load(path: &Path) -> Result<(Scenario, Vec<Step>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Steps built in Rust (for [`super::Harness`]), the same actions a file holds;
+/// their `line` is 0.
+impl Step {
+    fn of(action: Action) -> Step {
+        Step { line: 0, action, while_in_driver: None, expect_status: None }
+    }
+
+    /// `ioctl = { code, input, output_len }` from process `app.exe`.
+    pub fn ioctl(code: u32, input: &[u8], output_len: u32) -> Step {
+        Step::of(Action::Ioctl { internal: false, code, input: input.to_vec(), output_len, process: "app.exe".into() })
+    }
+
+    /// `internal_ioctl = { code, input, output_len }` from kernel code.
+    pub fn internal_ioctl(code: u32, input: &[u8], output_len: u32) -> Step {
+        Step::of(Action::Ioctl { internal: true, code, input: input.to_vec(), output_len, process: String::new() })
+    }
+
+    /// `read = { length }` from `app.exe`.
+    pub fn read(length: u32) -> Step {
+        Step::of(Action::Read { length, offset: 0, process: "app.exe".into() })
+    }
+
+    /// `write = { data }` from `app.exe`.
+    pub fn write(data: &[u8]) -> Step {
+        Step::of(Action::Write { data: data.to_vec(), offset: 0, process: "app.exe".into() })
+    }
+
+    /// `trim = true`.
+    pub fn trim() -> Step {
+        Step::of(Action::Trim)
+    }
+
+    /// `advance_ms = ms`.
+    pub fn advance_ms(ms: u64) -> Step {
+        Step::of(Action::AdvanceMs(ms))
+    }
+
+    /// `unload = true`.
+    pub fn unload() -> Step {
+        Step::of(Action::Unload)
+    }
+
+    /// `process = name`: the calling process of a request step.
+    #[must_use]
+    pub fn process(mut self, name: &str) -> Step {
+        if let Action::Ioctl { internal: false, process, .. }
+        | Action::Read { process, .. }
+        | Action::Write { process, .. } = &mut self.action
+        {
+            *process = name.to_string();
+        }
+        self
+    }
+
+    /// `expect_status = status`.
+    #[must_use]
+    pub fn expect_status(mut self, status: u32) -> Step {
+        self.expect_status = Some(status);
+        self
+    }
+
+    /// `free_buffer = true` (`None`) or `protect_buffer = p` while in the driver.
+    #[must_use]
+    pub fn while_in_driver(mut self, action: Option<Protection>) -> Step {
+        self.while_in_driver = Some(action);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_and_bad_type_name_line_and_key() {
+        let e = parse("s.toml", "machine = \"x\"\n\n[[step]]\nioctl = { code = 1, colour = 2 }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:4: key `colour`:"), "{e}");
+        let e = parse("s.toml", "[[step]]\nadvance_ms = \"soon\"\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `advance_ms`:"), "{e}");
+        let e = parse("s.toml", "[[step]]\nioctl = { code = \"x\" }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `code`:"), "{e}");
+        let e = parse("s.toml", "[[step]]\nwrite = { data = \"zz\" }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `data`:"), "{e}");
+        let e = parse("s.toml", "\n[[step]]\ntrim = true\nunload = true\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn a_good_file() {
+        let text = "processors = 1\nverifier = [\"pool\"]\n[[step]]\nioctl = { code = 0x222400, input = \"6869\", output_len = 4 }\nfree_buffer = true\n[[step]]\nadvance_ms = 5\n";
+        let (s, steps) = parse("s.toml", text).unwrap();
+        assert_eq!(s.processors, Some(1));
+        assert_eq!(s.verifier, vec!["pool"]);
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].line, 3);
+        assert!(
+            matches!(&steps[0].action, Action::Ioctl { code: 0x222400, input, output_len: 4, .. } if input == b"hi")
+        );
+        assert_eq!(steps[0].while_in_driver, Some(None));
+    }
+}

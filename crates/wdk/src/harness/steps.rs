@@ -1,0 +1,344 @@
+//! Running a scenario's steps against a loaded driver (issue 5 item 4), C or
+//! Rust: anything that implements [`Target`] (a [`Driver`] from the loader, or a
+//! Rust driver the [`super::Harness`] loaded). The CLI's `driver_host::steps` is
+//! the same logic for C drivers only; it can call [`run`] instead.
+//!
+//! Requests go to the first device the driver created. A user request's
+//! buffers are allocated in the named process (created on first use) as a program
+//! would allocate them (`NtAllocateVirtualMemory`, read-write, one region per
+//! buffer), filled, sent through the I/O manager, read back and released; an
+//! internal device control uses nonpaged pool (tag "Scen") from kernel code. The
+//! output bytes reported are the first `Information` bytes of the caller's output
+//! buffer as the caller reads it afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ntmem_kernel::ex::pool::{self, NtStatus, PoolTag, PoolType};
+use ntmem_kernel::io::request::{BufferAction, IoCall, IoOutcome, IoRequest, Ioctl};
+use ntmem_kernel::io::DeviceObject;
+use ntmem_kernel::mm::process::{
+    nt_allocate_virtual_memory, nt_free_virtual_memory, ps_create_process, AllocationType, FreeType, PageProtection,
+    Process,
+};
+use ntmem_kernel::{BugCheck, Machine};
+use ntmem_machine::Va;
+use serde::Serialize;
+
+use super::scenario::{Action, Protection, Step};
+use crate::loader::Driver;
+
+/// A loaded driver that scenario steps can drive.
+pub trait Target {
+    /// The devices it created, oldest first (requests go to the first).
+    fn devices(&self, machine: &Machine) -> Vec<DeviceObject>;
+
+    /// Sends `call` to it on processor `cpu`; returns what the caller sees.
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine, blaming the driver.
+    fn send(&self, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck>;
+
+    /// Calls its unload routine, if it registered one (returns whether it did).
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck>;
+}
+
+impl Target for Driver {
+    fn devices(&self, machine: &Machine) -> Vec<DeviceObject> {
+        crate::io::devices(self, machine)
+    }
+
+    fn send(&self, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
+        crate::io::send(self, machine, cpu, call)
+    }
+
+    fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
+        Driver::unload(self, machine, cpu)
+    }
+}
+
+const SCENARIO_TAG: PoolTag = PoolTag::new(*b"Scen");
+
+/// What one step did.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    /// 1-based index.
+    pub index: usize,
+    /// Line of the step in the scenario file.
+    pub line: usize,
+    /// `ioctl`, `internal_ioctl`, `read`, `write`, `trim`, `advance_ms`, `unload`.
+    pub kind: &'static str,
+    /// The I/O control code of an ioctl.
+    pub code: Option<u32>,
+    /// The final NTSTATUS of a request (the caller's I/O status block).
+    pub status: Option<u32>,
+    /// `IoStatus.Information`.
+    pub information: Option<u64>,
+    /// The output bytes, hex.
+    pub output: Option<String>,
+    /// Whether the IRP reached the driver / was completed.
+    pub reached_driver: Option<bool>,
+    /// Whether the driver completed the IRP.
+    pub completed: Option<bool>,
+    /// Whether the step did what was expected.
+    pub ok: bool,
+    /// Anything else worth saying.
+    pub note: Option<String>,
+}
+
+impl StepResult {
+    fn new(index: usize, step: &Step, kind: &'static str) -> StepResult {
+        StepResult {
+            index,
+            line: step.line,
+            kind,
+            code: None,
+            status: None,
+            information: None,
+            output: None,
+            reached_driver: None,
+            completed: None,
+            ok: true,
+            note: None,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The scenario's processes, by name.
+#[derive(Default, Debug)]
+struct Processes(BTreeMap<String, Arc<Process>>);
+
+impl Processes {
+    fn get(&mut self, machine: &Machine, name: &str) -> Result<Arc<Process>, BugCheck> {
+        if let Some(p) = self.0.get(name) {
+            return Ok(Arc::clone(p));
+        }
+        let p = machine.run(0, |cpu| Ok(ps_create_process(cpu, name)?.ok()))?;
+        let p = p.ok_or_else(|| machine.bugcheck(ntmem_kernel::BugCheckCode::MUST_SUCCEED_POOL_EMPTY, [0; 4]))?;
+        self.0.insert(name.to_string(), Arc::clone(&p));
+        Ok(p)
+    }
+}
+
+/// Runs `steps`; stops at the first bugcheck (returned with the results so far).
+/// `unloaded` says whether a step called DriverUnload.
+pub fn run<T: Target + ?Sized>(
+    driver: &mut T,
+    machine: &Machine,
+    steps: &[Step],
+) -> (Vec<StepResult>, bool, Option<BugCheck>) {
+    let mut results = Vec::new();
+    let mut processes = Processes::default();
+    let mut unloaded = false;
+    for (i, step) in steps.iter().enumerate() {
+        match run_one(driver, machine, &mut processes, i + 1, step, &mut unloaded) {
+            Ok(r) => results.push(r),
+            Err(b) => return (results, unloaded, Some(b)),
+        }
+    }
+    for p in processes.0.values() {
+        if let Err(b) = machine.run(0, |cpu| ntmem_kernel::mm::process::ps_terminate_process(cpu, p)) {
+            return (results, unloaded, Some(b));
+        }
+    }
+    (results, unloaded, None)
+}
+
+fn judge(r: &mut StepResult, expect: Option<u32>) {
+    let status = r.status.unwrap_or(0);
+    r.ok = match expect {
+        Some(e) => status == e,
+        None => !NtStatus(status).is_error(),
+    };
+}
+
+fn run_one<T: Target + ?Sized>(
+    driver: &mut T,
+    machine: &Machine,
+    processes: &mut Processes,
+    index: usize,
+    step: &Step,
+    unloaded: &mut bool,
+) -> Result<StepResult, BugCheck> {
+    let kind = match &step.action {
+        Action::Ioctl { internal: false, .. } => "ioctl",
+        Action::Ioctl { internal: true, .. } => "internal_ioctl",
+        Action::Read { .. } => "read",
+        Action::Write { .. } => "write",
+        Action::Trim => "trim",
+        Action::AdvanceMs(_) => "advance_ms",
+        Action::Unload => "unload",
+    };
+    let mut r = StepResult::new(index, step, kind);
+    if *unloaded {
+        r.ok = false;
+        r.note = Some("skipped: the driver was unloaded".to_string());
+        return Ok(r);
+    }
+    match &step.action {
+        Action::Trim => {
+            r.note = Some(match machine.trim() {
+                Ok(pages) => format!("{pages} pages written to the paging file"),
+                Err(e) => format!("trim failed: {e}"),
+            });
+        }
+        Action::AdvanceMs(ms) => {
+            machine.run(0, |cpu| {
+                cpu.advance_time(*ms);
+                Ok(())
+            })?;
+            r.note = Some(format!("simulated time is now {} ms", machine.now_ms()));
+        }
+        Action::Unload => {
+            let called = driver.unload(machine, 0)?;
+            *unloaded = true;
+            r.note = Some(if called { "DriverUnload called" } else { "no DriverUnload registered" }.to_string());
+        }
+        Action::Ioctl { .. } | Action::Read { .. } | Action::Write { .. } => {
+            let Some(&device) = driver.devices(machine).first() else {
+                r.ok = false;
+                r.note = Some("the driver created no device".to_string());
+                return Ok(r);
+            };
+            request(driver, machine, processes, device, step, &mut r)?;
+            judge(&mut r, step.expect_status);
+        }
+    }
+    Ok(r)
+}
+
+/// A buffer of the caller: in its process, or nonpaged pool for kernel callers.
+fn allocate(machine: &Machine, process: Option<&Arc<Process>>, bytes: &[u8], len: u32) -> Result<Va, BugCheck> {
+    if len == 0 {
+        return Ok(Va::new(0));
+    }
+    machine.run(0, |cpu| {
+        let va = match process {
+            Some(p) => {
+                let both = AllocationType::RESERVE | AllocationType::COMMIT;
+                let (va, _) = nt_allocate_virtual_memory(cpu, p, None, u64::from(len), both, PageProtection::ReadWrite)
+                    .map_err(|s| {
+                        cpu.machine()
+                            .bugcheck(ntmem_kernel::BugCheckCode::MUST_SUCCEED_POOL_EMPTY, [u64::from(s.0), 0, 0, 0])
+                    })?;
+                let _ = p.write(cpu, va, bytes);
+                va
+            }
+            None => {
+                let va =
+                    pool::allocate(cpu, PoolType::NonPagedPool, u64::from(len), SCENARIO_TAG)?.ok_or_else(|| {
+                        cpu.machine().bugcheck(ntmem_kernel::BugCheckCode::MUST_SUCCEED_POOL_EMPTY, [0; 4])
+                    })?;
+                let mut data = vec![0u8; len as usize];
+                data[..bytes.len()].copy_from_slice(bytes);
+                let _ = cpu.machine().space().write(va, &data);
+                va
+            }
+        };
+        Ok(va)
+    })
+}
+
+fn release(machine: &Machine, process: Option<&Arc<Process>>, va: Va) -> Result<(), BugCheck> {
+    if va.get() == 0 {
+        return Ok(());
+    }
+    machine.run(0, |cpu| {
+        match process {
+            Some(p) => {
+                let _ = nt_free_virtual_memory(cpu, p, va, 0, FreeType::Release);
+            }
+            None => pool::free(cpu, va, Some(SCENARIO_TAG))?,
+        }
+        Ok(())
+    })
+}
+
+fn read_back(machine: &Machine, process: Option<&Arc<Process>>, va: Va, len: u64) -> Result<Option<Vec<u8>>, BugCheck> {
+    if va.get() == 0 || len == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    machine.run(0, |cpu| {
+        let mut data = vec![0u8; len as usize];
+        let ok = match process {
+            Some(p) => p.read(cpu, va, &mut data).is_ok(),
+            None => cpu.machine().space().read(va, &mut data).is_ok(),
+        };
+        Ok(ok.then_some(data))
+    })
+}
+
+fn request<T: Target + ?Sized>(
+    driver: &T,
+    machine: &Machine,
+    processes: &mut Processes,
+    device: DeviceObject,
+    step: &Step,
+    r: &mut StepResult,
+) -> Result<(), BugCheck> {
+    let (process_name, input, output_len) = match &step.action {
+        Action::Ioctl { internal, input, output_len, process, .. } => {
+            ((!internal).then_some(process.as_str()), input.clone(), *output_len)
+        }
+        Action::Read { length, process, .. } => (Some(process.as_str()), Vec::new(), *length),
+        Action::Write { data, process, .. } => (Some(process.as_str()), data.clone(), 0),
+        _ => unreachable!("only requests come here"),
+    };
+    let process = process_name.map(|n| processes.get(machine, n)).transpose()?;
+    let p = process.as_ref();
+    let in_len = u32::try_from(input.len()).unwrap_or(u32::MAX);
+    let in_va = allocate(machine, p, &input, in_len)?;
+    let out_va = allocate(machine, p, &[], output_len)?;
+    let request = match &step.action {
+        Action::Ioctl { internal, code, .. } => {
+            r.code = Some(*code);
+            let c =
+                Ioctl { code: *code, input: in_va, input_length: in_len, output: out_va, output_length: output_len };
+            if *internal {
+                IoRequest::InternalDeviceControl(c)
+            } else {
+                IoRequest::DeviceControl(c)
+            }
+        }
+        Action::Read { offset, .. } => IoRequest::Read { buffer: out_va, length: output_len, offset: *offset },
+        Action::Write { offset, .. } => IoRequest::Write { buffer: in_va, length: in_len, offset: *offset },
+        _ => unreachable!("only requests come here"),
+    };
+    let mut call = IoCall::new(device, request);
+    if let Some(p) = p {
+        call = call.from_process(p);
+    }
+    if let Some(action) = step.while_in_driver {
+        call = call.while_in_driver(match action {
+            None => BufferAction::Free,
+            Some(Protection::Readonly) => BufferAction::Protect(PageProtection::ReadOnly),
+            Some(Protection::Noaccess) => BufferAction::Protect(PageProtection::NoAccess),
+            Some(Protection::Readwrite) => BufferAction::Protect(PageProtection::ReadWrite),
+        });
+    }
+    let outcome: IoOutcome = driver.send(machine, 0, &call)?;
+    r.status = Some(outcome.status.0);
+    r.information = Some(outcome.information);
+    r.reached_driver = Some(outcome.reached_driver);
+    r.completed = Some(outcome.completed);
+    if !outcome.completed && outcome.reached_driver {
+        r.note = Some("the driver did not complete the IRP (pending IRPs are not modelled)".to_string());
+    }
+    let shown = outcome.information.min(u64::from(output_len));
+    match read_back(machine, p, out_va, shown)? {
+        Some(bytes) => r.output = Some(hex(&bytes)),
+        None => r.note = Some("the output buffer is no longer readable".to_string()),
+    }
+    if outcome.completed || !outcome.reached_driver {
+        release(machine, p, in_va)?;
+        release(machine, p, out_va)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Plug and Play at the C boundary: `IoAttachDeviceToDeviceStack` and
+//! `IoDetachDevice`, and the PnP manager's side of a function driver's life —
+//! a PDO for a device of the machine, `AddDevice`, `IRP_MN_START_DEVICE` with the
+//! device's raw and translated resource lists, and `IRP_MN_REMOVE_DEVICE` before
+//! `DriverUnload` (kernel side: [`ntmem_kernel::io::pnp`]).
+//!
+//! What happened is kept in the [`Driver`] ([`PnpState`]) so the driver host can
+//! report it. AddDevice and the PnP IRPs run at PASSIVE_LEVEL in a system thread,
+//! as on Windows.
+
+use std::ffi::c_void;
+
+use ntmem_kernel::hal::device::DeviceId;
+use ntmem_kernel::hal::resources::{CmResourceData, CmResourceList};
+use ntmem_kernel::io::pnp::{self, PnpOutcome, PnpRequest};
+use ntmem_kernel::io::DeviceObject;
+use ntmem_kernel::{BugCheck, Machine};
+
+use crate::context::{self, kernel};
+use crate::io::CDispatch;
+use crate::loader::Driver;
+use crate::mdl::{host_ptr, va_of};
+use crate::seh::{self, ThreadKind};
+
+/// One thing the PnP manager did to the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PnpEvent {
+    /// `AddDevice`, `IRP_MN_START_DEVICE` or `IRP_MN_REMOVE_DEVICE`.
+    pub step: &'static str,
+    /// The NTSTATUS it ended with (`None`: nothing was called).
+    pub status: Option<i32>,
+    /// What was handed over, in a line.
+    pub note: String,
+}
+
+/// The device stack the PnP manager built for a driver.
+#[derive(Debug, Default)]
+pub struct PnpState {
+    device: Option<DeviceId>,
+    pdo: Option<DeviceObject>,
+    fdo: Option<DeviceObject>,
+    started: bool,
+    removed: bool,
+    events: Vec<PnpEvent>,
+}
+
+/// `IoAttachDeviceToDeviceStack`.
+#[no_mangle]
+pub extern "C" fn IoAttachDeviceToDeviceStack(source: *mut c_void, target: *mut c_void) -> *mut c_void {
+    if source.is_null() || target.is_null() {
+        return std::ptr::null_mut();
+    }
+    kernel(|cpu| {
+        let (s, t) = (DeviceObject(va_of(cpu, source)), DeviceObject(va_of(cpu, target)));
+        let lower = pnp::io_attach_device_to_device_stack(cpu, s, t)?;
+        Ok(host_ptr(cpu, lower.map(|d| d.0)))
+    })
+}
+
+/// `IoDetachDevice`.
+#[no_mangle]
+pub extern "C" fn IoDetachDevice(target: *mut c_void) {
+    if target.is_null() {
+        return;
+    }
+    kernel(|cpu| pnp::io_detach_device(cpu, DeviceObject(va_of(cpu, target))));
+}
+
+fn describe(list: &CmResourceList) -> String {
+    let parts: Vec<String> = list
+        .list
+        .iter()
+        .flat_map(|f| f.partial_resource_list.partial_descriptors.iter())
+        .map(|d| match d.u {
+            CmResourceData::Port { start, length } => format!("Port {:#x}+{length:#x}", start.get()),
+            CmResourceData::Memory { start, length } => format!("Memory {:#x}+{length:#x}", start.get()),
+            CmResourceData::Interrupt { level, vector, .. } => format!("Interrupt level {level} vector {vector:#x}"),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+fn blame(driver: &Driver, mut b: BugCheck) -> BugCheck {
+    b.driver = Some(driver.name().to_string());
+    b
+}
+
+/// Sends `request` to the driver's FDO.
+fn send(
+    driver: &Driver,
+    machine: &Machine,
+    cpu: u32,
+    fdo: DeviceObject,
+    request: &PnpRequest,
+) -> Result<PnpOutcome, BugCheck> {
+    let dispatch = CDispatch { object: driver.object_ptr() };
+    let r = seh::run_as(ThreadKind::System, || machine.run(cpu, |c| pnp::send(c, fdo, request, &dispatch)));
+    context::leave();
+    r.map_err(|b| blame(driver, b))
+}
+
+/// The bus enumerates `device`: the PnP manager gets a PDO for it. Done before the
+/// driver loads (the PDO is the bus driver's, not counted against the driver).
+///
+/// # Errors
+/// The bugcheck that stopped the machine (no pool for the PDO).
+pub fn enumerate(driver: &mut Driver, machine: &Machine, cpu: u32, device: DeviceId) -> Result<(), BugCheck> {
+    let pdo = machine.run(cpu, pnp::create_pdo)?;
+    driver.pnp.device = Some(device);
+    driver.pnp.pdo = pdo.ok();
+    Ok(())
+}
+
+/// After DriverEntry: if the driver set `DriverExtension->AddDevice`, calls it with
+/// the PDO, then sends `IRP_MN_START_DEVICE` with the device's raw and translated
+/// resource lists to the device AddDevice attached (or else its first device).
+/// Returns whether the device started (false also when there is no AddDevice).
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn add_and_start(driver: &mut Driver, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
+    let (Some(pdo), Some(device)) = (driver.pnp.pdo, driver.pnp.device) else { return Ok(false) };
+    if driver.add_device_routine().is_none() {
+        return Ok(false);
+    }
+    let status = driver.add_device(machine, cpu, pdo)?.unwrap_or(0);
+    let top = machine.run(cpu, |c| pnp::attached_device(c, pdo))?;
+    let fdo = top.or_else(|| crate::io::devices(driver, machine).first().copied());
+    let attached = if top.is_some() { "FDO attached above the PDO" } else { "nothing attached to the PDO" };
+    let note =
+        format!("PDO {:#x} of {}; {attached}", pdo.0.get(), machine.hal().device(device).map_or("?", |d| d.name));
+    driver.pnp.events.push(PnpEvent { step: "AddDevice", status: Some(status), note });
+    let Some(fdo) = fdo.filter(|_| status >= 0) else { return Ok(false) };
+    driver.pnp.fdo = Some(fdo);
+    let (Some(raw), Some(translated)) =
+        (machine.hal().allocated_resources(device), machine.hal().allocated_resources_translated(device))
+    else {
+        return Ok(false);
+    };
+    let note = format!("raw: {}; translated: {}", describe(&raw), describe(&translated));
+    let outcome = send(driver, machine, cpu, fdo, &PnpRequest::StartDevice { raw, translated })?;
+    let status = outcome.status.0 as i32;
+    driver.pnp.events.push(PnpEvent { step: "IRP_MN_START_DEVICE", status: Some(status), note });
+    driver.pnp.started = status >= 0;
+    Ok(driver.pnp.started)
+}
+
+/// Before DriverUnload: `IRP_MN_REMOVE_DEVICE` to the FDO, once (nothing when the
+/// driver has no FDO from AddDevice). Returns the event, if one was sent.
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn remove(driver: &mut Driver, machine: &Machine, cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
+    let Some(fdo) = driver.pnp.fdo.filter(|_| !driver.pnp.removed) else { return Ok(None) };
+    driver.pnp.removed = true;
+    let outcome = send(driver, machine, cpu, fdo, &PnpRequest::RemoveDevice)?;
+    let was = if driver.pnp.started { "started" } else { "not started" };
+    let event = PnpEvent {
+        step: "IRP_MN_REMOVE_DEVICE",
+        status: Some(outcome.status.0 as i32),
+        note: format!("the device was {was}"),
+    };
+    driver.pnp.events.push(event.clone());
+    Ok(Some(event))
+}
+
+/// The bus forgets the device: deletes the PDO (after the driver is gone).
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn delete_pdo(driver: &mut Driver, machine: &Machine, cpu: u32) -> Result<(), BugCheck> {
+    match driver.pnp.pdo.take() {
+        Some(pdo) => machine.run(cpu, |c| pnp::delete_pdo(c, pdo)),
+        None => Ok(()),
+    }
+}
+
+/// What the PnP manager did to the driver so far.
+pub fn events(driver: &Driver) -> &[PnpEvent] {
+    &driver.pnp.events
+}
+
+/// Every routine of this module, by address (see [`crate::exports`]).
+#[derive(Debug)]
+pub struct Exports {
+    /// `IoAttachDeviceToDeviceStack`.
+    pub io_attach_device_to_device_stack: extern "C" fn(*mut c_void, *mut c_void) -> *mut c_void,
+    /// `IoDetachDevice`.
+    pub io_detach_device: extern "C" fn(*mut c_void),
+}
+
+/// The table.
+pub static EXPORTS: Exports =
+    Exports { io_attach_device_to_device_stack: IoAttachDeviceToDeviceStack, io_detach_device: IoDetachDevice };
