@@ -24,12 +24,9 @@
 
 pub mod build;
 pub mod report;
-pub mod scenario;
-pub mod steps;
 
 use std::path::PathBuf;
 
-use ntmem_kernel::ex::pool::PoolMonRow;
 use ntmem_kernel::hal::device::{DeviceId, Space};
 use ntmem_kernel::vf::VerifierFlags;
 use ntmem_machine::MachineProfile;
@@ -37,6 +34,8 @@ use ntmem_wdk::dbg::{self, DebugOutput};
 use ntmem_wdk::loader::Driver;
 use ntmem_wdk::pnp;
 
+use ntmem_wdk::harness::driver_rows;
+pub use ntmem_wdk::harness::{scenario, steps};
 pub use report::{Report, Unload};
 
 use crate::Failure;
@@ -57,26 +56,6 @@ pub struct Request {
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
     /// of going to standard output).
     pub json: bool,
-}
-
-/// The driver's rows: the counters that moved between `before` and `after`.
-fn driver_rows(before: &[PoolMonRow], after: &[PoolMonRow]) -> Vec<PoolMonRow> {
-    after
-        .iter()
-        .filter_map(|a| {
-            let b = before.iter().find(|b| b.tag == a.tag && b.pool_type == a.pool_type);
-            let (allocs, frees, bytes) = b.map_or((0, 0, 0), |b| (b.allocs, b.frees, b.bytes));
-            let row = PoolMonRow {
-                allocs: a.allocs - allocs,
-                frees: a.frees - frees,
-                diff: (a.allocs - allocs).wrapping_sub(a.frees - frees),
-                bytes: a.bytes.wrapping_sub(bytes),
-                per_alloc: 0,
-                ..*a
-            };
-            (row.allocs != 0 || row.frees != 0).then_some(row)
-        })
-        .collect()
 }
 
 /// Builds, loads and runs the driver.

@@ -1,6 +1,5 @@
 //! Scenario files (issue 5 item 4): what `ntmem run --scenario FILE.toml` runs,
-//! and what [`super::Harness`] runs for a Rust driver — one schema for both (the
-//! CLI's `driver_host::scenario` is the same format; it can re-export this module).
+//! and what [`super::Harness`] runs for a Rust driver — one schema for both.
 //!
 //! ```toml
 //! machine = "ws03sp1-enterprise-x64"   # optional; --machine overrides
@@ -8,6 +7,10 @@
 //! boot = "/PAE"                        # optional; --boot overrides
 //! processors = 2                       # optional; --processors overrides
 //! verifier = ["special_pool"]          # optional; recorded in the report
+//!
+//! [[relocate]]                         # optional: before start-device, the chipset
+//! block = 0                            # decodes the NIC's block 0 (its memory CSRs)
+//! space = "port"                       # in I/O space ("memory" for the reverse)
 //!
 //! [[step]]
 //! ioctl = { code = 0x222400, input = "68656c6c6f", output_len = 16, process = "app.exe" }
@@ -47,9 +50,41 @@ pub struct Scenario {
     /// `verifier`.
     #[serde(default)]
     pub verifier: Vec<String>,
+    /// `[[relocate]]`: register blocks a chipset decodes in the other space.
+    #[serde(default)]
+    pub relocate: Vec<Relocate>,
     /// `[[step]]`.
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<StepSpec>>,
+}
+/// `[[relocate]]`: before the driver starts, the chipset decodes block `block` of
+/// device `device` (default "nic0", the machine's NIC) in `space` (seed §8: "some
+/// chipsets change the mapping"); the raw resource list keeps how it is wired,
+/// the translated list says where it now is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relocate {
+    /// `device`: the device's name.
+    #[serde(default = "nic0")]
+    pub device: String,
+    /// `block`: the register block, in BAR order (the NIC: 0 memory CSRs, 1 I/O CSRs).
+    pub block: usize,
+    /// `space`: "port" or "memory".
+    pub space: RelocateSpace,
+}
+
+fn nic0() -> String {
+    "nic0".to_string()
+}
+
+/// Where a relocated block goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelocateSpace {
+    /// I/O-port space.
+    Port,
+    /// Memory space.
+    Memory,
 }
 
 /// The buffers of an `ioctl` / `internal_ioctl` step.

@@ -1,7 +1,6 @@
 //! Running a scenario's steps against a loaded driver (issue 5 item 4), C or
 //! Rust: anything that implements [`Target`] (a [`Driver`] from the loader, or a
-//! Rust driver the [`super::Harness`] loaded). The CLI's `driver_host::steps` is
-//! the same logic for C drivers only; it can call [`run`] instead.
+//! Rust driver the [`super::Harness`] loaded). `ntmem run` uses it for C drivers.
 //!
 //! Requests go to the first device the driver created. A user request's
 //! buffers are allocated in the named process (created on first use) as a program
@@ -27,6 +26,7 @@ use serde::Serialize;
 
 use super::scenario::{Action, Protection, Step};
 use crate::loader::Driver;
+use crate::pnp::PnpEvent;
 
 /// A loaded driver that scenario steps can drive.
 pub trait Target {
@@ -44,6 +44,15 @@ pub trait Target {
     /// # Errors
     /// The bugcheck that stopped the machine.
     fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck>;
+
+    /// Before unloading: sends IRP_MN_REMOVE_DEVICE if the driver was started
+    /// through Plug and Play (what happened, or `None`).
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    fn remove(&mut self, _machine: &Machine, _cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
+        Ok(None)
+    }
 }
 
 impl Target for Driver {
@@ -57,6 +66,10 @@ impl Target for Driver {
 
     fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
         Driver::unload(self, machine, cpu)
+    }
+
+    fn remove(&mut self, machine: &Machine, cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
+        crate::pnp::remove(self, machine, cpu)
     }
 }
 
@@ -197,9 +210,14 @@ fn run_one<T: Target + ?Sized>(
             r.note = Some(format!("simulated time is now {} ms", machine.now_ms()));
         }
         Action::Unload => {
+            let removed = driver.remove(machine, 0)?;
             let called = driver.unload(machine, 0)?;
             *unloaded = true;
-            r.note = Some(if called { "DriverUnload called" } else { "no DriverUnload registered" }.to_string());
+            let unload = if called { "DriverUnload called" } else { "no DriverUnload registered" };
+            r.note = Some(match removed {
+                Some(e) => format!("{} {:#010x}, then {unload}", e.step, e.status.unwrap_or(0) as u32),
+                None => unload.to_string(),
+            });
         }
         Action::Ioctl { .. } | Action::Read { .. } | Action::Write { .. } => {
             let Some(&device) = driver.devices(machine).first() else {
