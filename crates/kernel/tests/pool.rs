@@ -793,3 +793,18 @@ fn freed_pages_stay_mapped_for_reuse() {
     })
     .unwrap();
 }
+
+#[test]
+fn must_succeed_pool_works_without_the_verifier_and_is_fatal_under_it() {
+    let m = Machine::boot(MachineConfig::default().build().unwrap()).unwrap();
+    let tag = PoolTag(u32::from_le_bytes(*b"Must"));
+    m.run(0, |cpu| {
+        let va = pool::allocate(cpu, PoolType::NonPagedPoolMustSucceed, 64, tag)?.expect("served like NonPagedPool");
+        pool::free(cpu, va, Some(tag))
+    })
+    .unwrap();
+    m.set_verifier(ntmem_kernel::vf::VerifierFlags::SPECIAL_POOL);
+    let b = m.run(0, |cpu| pool::allocate(cpu, PoolType::NonPagedPoolMustSucceed, 64, tag).map(|_| ())).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::BAD_POOL_CALLER);
+    assert_eq!(b.parameters, [0x9A, 2, 64, u64::from(tag.0)]);
+}
