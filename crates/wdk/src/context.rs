@@ -8,9 +8,11 @@
 //! "Leaving driver code on a bugcheck").
 
 use std::cell::Cell;
+use std::ffi::c_void;
 
 use ntmem_kernel::trap::raise_bugcheck;
 use ntmem_kernel::{BugCheck, Cpu};
+use ntmem_machine::Va;
 
 thread_local! {
     /// The `Cpu` of the driver call in progress on this thread, or null.
@@ -68,4 +70,17 @@ pub fn kernel<R>(f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> R {
         }
     };
     raise_bugcheck(&stop)
+}
+
+/// The driver-visible (host) pointer of a simulated address; NULL for `None`.
+pub(crate) fn host_ptr(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
+    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
+}
+
+/// The simulated address of a pointer a driver passed. A pointer outside the
+/// machine's address space is passed on as the same number, so the routine
+/// reports it as Windows would (not pool memory, not a mapping: a bugcheck).
+pub(crate) fn va_of(cpu: &Cpu<'_>, p: *const c_void) -> Va {
+    let addr = p as usize;
+    cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
 }

@@ -13,19 +13,8 @@
 use std::ffi::c_void;
 
 use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
-use ntmem_kernel::Cpu;
-use ntmem_machine::Va;
 
-use crate::context::kernel;
-
-fn host_ptr(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
-    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
-}
-
-fn va_of(cpu: &Cpu<'_>, p: *mut c_void) -> Va {
-    let addr = p as usize;
-    cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
-}
+use crate::context::{host_ptr, kernel, va_of};
 
 /// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`, or NULL.
 #[no_mangle]

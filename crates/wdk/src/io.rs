@@ -16,9 +16,8 @@ use ntmem_kernel::io::request::{IoCall, IoOutcome};
 use ntmem_kernel::io::{irp, DeviceObject, Dispatch, Irp, MajorFunction};
 use ntmem_kernel::{BugCheck, Cpu, Machine};
 
-use crate::context::{self, kernel};
+use crate::context::{self, host_ptr, kernel, va_of};
 use crate::loader::Driver;
-use crate::mdl::{host_ptr, va_of};
 use crate::seh::{self, ThreadKind};
 use crate::types::{DriverObject, NtStatus, UnicodeString};
 

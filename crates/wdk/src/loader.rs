@@ -18,7 +18,7 @@ use ntmem_kernel::{BugCheck, Machine};
 use crate::context;
 use crate::seh::{self, ThreadKind};
 use crate::types::{
-    DriverExtension, DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString, IO_TYPE_DRIVER,
+    registry_path, service_name, DriverExtension, DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString,
 };
 
 /// Why a driver could not be loaded.
@@ -91,11 +91,9 @@ impl Driver {
         // SAFETY: `DriverEntry` is declared in wdm.h as DRIVER_INITIALIZE, which
         // has exactly this C signature; a driver built against it defines it so.
         let entry = unsafe { std::mem::transmute::<*mut c_void, DriverInitialize>(sym) };
-        let service = name.split('.').next().unwrap_or(name);
+        let service = service_name(name);
         let mut driver_name = Box::new(OwnedUnicode::new(&format!("\\Driver\\{service}")));
-        let mut path_text = Box::new(OwnedUnicode::new(&format!(
-            "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}"
-        )));
+        let mut path_text = Box::new(OwnedUnicode::new(&registry_path(service)));
         let mut service_text = Box::new(OwnedUnicode::new(service));
         let mut extension = Box::new(DriverExtension {
             driver_object: std::ptr::null_mut(),
@@ -103,23 +101,7 @@ impl Driver {
             count: 0,
             service_key_name: service_text.as_unicode_string(),
         });
-        let mut object = Box::new(DriverObject {
-            kind: IO_TYPE_DRIVER,
-            size: std::mem::size_of::<DriverObject>() as i16,
-            device_object: std::ptr::null_mut(),
-            flags: 0,
-            driver_start: std::ptr::null_mut(),
-            driver_size: 0,
-            driver_section: std::ptr::null_mut(),
-            driver_extension: &mut *extension,
-            driver_name: driver_name.as_unicode_string(),
-            hardware_database: std::ptr::null_mut(),
-            fast_io_dispatch: std::ptr::null_mut(),
-            driver_init: Some(entry),
-            driver_start_io: std::ptr::null_mut(),
-            driver_unload: None,
-            major_function: [None; 28],
-        });
+        let mut object = Box::new(DriverObject::new(driver_name.as_unicode_string(), &mut *extension, Some(entry)));
         extension.driver_object = &mut *object;
         let registry_path = Box::new(path_text.as_unicode_string());
         let image = image_range(path);
@@ -163,7 +145,7 @@ impl Driver {
         pdo: ntmem_kernel::io::DeviceObject,
     ) -> Result<Option<NtStatus>, BugCheck> {
         let Some(add) = self.extension.add_device else { return Ok(None) };
-        let pdo = machine.run(cpu, |c| Ok(crate::mdl::host_ptr(c, Some(pdo.0))))?;
+        let pdo = machine.run(cpu, |c| Ok(crate::context::host_ptr(c, Some(pdo.0))))?;
         let object: *mut DriverObject = &mut *self.object;
         // SAFETY: `add` is the PDRIVER_ADD_DEVICE the driver stored in its
         // DRIVER_EXTENSION; `object` is the live box it was given and `pdo` a device

@@ -22,7 +22,7 @@ use ntmem_kernel::ex::pool::{PoolTag, PoolType};
 use ntmem_kernel::Cpu;
 use ntmem_machine::Va;
 
-use crate::context::kernel;
+use crate::context::{host_ptr, kernel, va_of};
 use crate::types::{NtStatus, STATUS_SUCCESS};
 
 /// `PALLOCATE_FUNCTION`.
@@ -42,14 +42,6 @@ fn head_va(cpu: &Cpu<'_>, head: *mut c_void) -> Result<Va, BugCheck> {
         .ok_or_else(|| cpu.machine().bugcheck(BugCheckCode::BAD_POOL_CALLER, [0x42, head as u64, 0, 0]))
 }
 
-fn host(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
-    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
-}
-
-fn va_of(cpu: &Cpu<'_>, p: *mut c_void) -> Option<Va> {
-    (!p.is_null()).then(|| cpu.machine().space().va_of_host(p as usize).unwrap_or(Va::new(p as u64)))
-}
-
 /// Custom routines calling the driver's C functions (`list` is passed to the Ex forms).
 fn routines(allocate: Option<AllocateFunctionEx>, free: Option<FreeFunctionEx>, list: usize) -> Routines {
     Routines {
@@ -58,7 +50,7 @@ fn routines(allocate: Option<AllocateFunctionEx>, free: Option<FreeFunctionEx>, 
                 // SAFETY: `f` is the driver's PALLOCATE_FUNCTION_EX, called as the WDK
                 // documents, on the processor the driver runs on.
                 let p = unsafe { f(t.raw(), size as usize, tag.0, list as *mut c_void) };
-                Ok(va_of(cpu, p))
+                Ok((!p.is_null()).then(|| va_of(cpu, p)))
             }) as _
         }),
         free: free.map(|f| {
@@ -179,7 +171,7 @@ pub extern "C" fn ExAllocateFromLookasideListEx(head: *mut c_void) -> *mut c_voi
     kernel(|cpu| {
         let va = head_va(cpu, head)?;
         let entry = cpu.machine().lookasides().allocate(cpu, va)?;
-        Ok(host(cpu, entry))
+        Ok(host_ptr(cpu, entry))
     })
 }
 

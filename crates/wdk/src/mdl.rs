@@ -19,20 +19,9 @@ use ntmem_kernel::io::{irp, Irp};
 use ntmem_kernel::mm::contiguous::MemoryCachingType;
 use ntmem_kernel::mm::mdl::{self, LockOperation, Mdl, OnFailure, PagePriority, ProcessorMode};
 use ntmem_kernel::mm::probe;
-use ntmem_kernel::Cpu;
-use ntmem_machine::Va;
 
-use crate::context::kernel;
+use crate::context::{host_ptr, kernel, va_of};
 use crate::seh::raise_status;
-
-pub(crate) fn host_ptr(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
-    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
-}
-
-pub(crate) fn va_of(cpu: &Cpu<'_>, p: *const c_void) -> Va {
-    let addr = p as usize;
-    cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
-}
 
 fn mode(raw: i8) -> ProcessorMode {
     if raw == 0 {

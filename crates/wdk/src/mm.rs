@@ -15,19 +15,9 @@ use std::ffi::c_void;
 use ntmem_kernel::hal::port::{self, IoPort};
 use ntmem_kernel::mm::contiguous::{self, MemoryCachingType};
 use ntmem_kernel::mm::io_space;
-use ntmem_kernel::Cpu;
-use ntmem_machine::{PhysAddr, Va};
+use ntmem_machine::PhysAddr;
 
-use crate::context::kernel;
-
-fn host_ptr(cpu: &Cpu<'_>, va: Option<Va>) -> *mut c_void {
-    va.map_or(std::ptr::null_mut(), |va| cpu.machine().space().host_addr(va) as *mut c_void)
-}
-
-fn va_of(cpu: &Cpu<'_>, p: *const c_void) -> Va {
-    let addr = p as usize;
-    cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
-}
+use crate::context::{host_ptr, kernel, va_of};
 
 fn phys(raw: i64) -> PhysAddr {
     PhysAddr::new(raw as u64)

@@ -16,10 +16,9 @@ use ntmem_kernel::io::pnp::{self, PnpOutcome, PnpRequest};
 use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::{BugCheck, Machine};
 
-use crate::context::{self, kernel};
+use crate::context::{self, host_ptr, kernel, va_of};
 use crate::io::CDispatch;
 use crate::loader::Driver;
-use crate::mdl::{host_ptr, va_of};
 use crate::seh::{self, ThreadKind};
 
 /// One thing the PnP manager did to the driver.

@@ -93,6 +93,46 @@ pub struct DriverObject {
     pub major_function: [Option<DriverDispatch>; IRP_MJ_MAXIMUM_FUNCTION + 1],
 }
 
+impl DriverObject {
+    /// A fresh object as the I/O manager hands it to `DriverEntry`: `Type`,
+    /// `Size`, the name, the extension and `DriverInit` filled in, everything the
+    /// driver sets (`DriverUnload`, `MajorFunction`, devices) empty.
+    pub fn new(
+        driver_name: UnicodeString,
+        driver_extension: *mut DriverExtension,
+        driver_init: Option<DriverInitialize>,
+    ) -> DriverObject {
+        DriverObject {
+            kind: IO_TYPE_DRIVER,
+            size: std::mem::size_of::<DriverObject>() as i16,
+            device_object: std::ptr::null_mut(),
+            flags: 0,
+            driver_start: std::ptr::null_mut(),
+            driver_size: 0,
+            driver_section: std::ptr::null_mut(),
+            driver_extension,
+            driver_name,
+            hardware_database: std::ptr::null_mut(),
+            fast_io_dispatch: std::ptr::null_mut(),
+            driver_init,
+            driver_start_io: std::ptr::null_mut(),
+            driver_unload: None,
+            major_function: [None; IRP_MJ_MAXIMUM_FUNCTION + 1],
+        }
+    }
+}
+
+/// The service name of a driver file: `nic.c` → `nic` (its key under
+/// `...\CurrentControlSet\Services` and its `\Driver\` name).
+pub fn service_name(file: &str) -> &str {
+    file.split('.').next().unwrap_or(file)
+}
+
+/// The registry path `DriverEntry` receives for service `service`.
+pub fn registry_path(service: &str) -> String {
+    format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}")
+}
+
 const _: () = assert!(std::mem::size_of::<DriverObject>() == 0x150);
 const _: () = assert!(std::mem::offset_of!(DriverObject, driver_unload) == 0x68);
 const _: () = assert!(std::mem::offset_of!(DriverObject, driver_name) == 0x38);

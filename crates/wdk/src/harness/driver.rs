@@ -36,7 +36,7 @@ use ntmem_kernel::io::{DeviceObject, Irp, MajorFunction};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
-use crate::context::kernel;
+use crate::context::{host_ptr, kernel};
 use crate::types::{DriverObject, NtStatus};
 
 /// `STATUS_INVALID_DEVICE_REQUEST`.
@@ -141,10 +141,7 @@ pub struct IrpView {
 }
 
 fn host(cpu: &Cpu<'_>, va: u64) -> *mut u8 {
-    if va == 0 {
-        return std::ptr::null_mut();
-    }
-    cpu.machine().space().host_addr(Va::new(va)) as *mut u8
+    host_ptr(cpu, (va != 0).then(|| Va::new(va))).cast()
 }
 
 impl IrpView {

@@ -42,7 +42,7 @@ pub use steps::StepResult;
 
 use crate::context;
 use crate::seh::{self, ThreadKind};
-use crate::types::{DriverObject, NtStatus, OwnedUnicode, UnicodeString, IO_TYPE_DRIVER};
+use crate::types::{registry_path, service_name, DriverObject, NtStatus, OwnedUnicode};
 
 /// Why the harness could not start.
 #[derive(Debug, thiserror::Error)]
@@ -242,30 +242,14 @@ struct Loaded<'d, D: RustDriver> {
 
 impl<'d, D: RustDriver> Loaded<'d, D> {
     fn new(name: &str, driver: &'d mut D) -> Self {
-        let service = name.split('.').next().unwrap_or(name);
+        let service = service_name(name);
         let mut driver_name = Box::new(OwnedUnicode::new(&format!("\\Driver\\{service}")));
-        let object = Box::new(DriverObject {
-            kind: IO_TYPE_DRIVER,
-            size: std::mem::size_of::<DriverObject>() as i16,
-            device_object: std::ptr::null_mut(),
-            flags: 0,
-            driver_start: std::ptr::null_mut(),
-            driver_size: 0,
-            driver_section: std::ptr::null_mut(),
-            driver_extension: std::ptr::null_mut(),
-            driver_name: driver_name.as_unicode_string(),
-            hardware_database: std::ptr::null_mut::<UnicodeString>(),
-            fast_io_dispatch: std::ptr::null_mut(),
-            driver_init: None,
-            driver_start_io: std::ptr::null_mut(),
-            driver_unload: None,
-            major_function: [None; 28],
-        });
+        let object = Box::new(DriverObject::new(driver_name.as_unicode_string(), std::ptr::null_mut(), None));
         Loaded {
             name: name.to_string(),
             driver: RefCell::new(driver),
             object,
-            registry_path: format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{service}"),
+            registry_path: registry_path(service),
             registered: Registrations::default(),
             _texts: driver_name,
         }
