@@ -167,6 +167,17 @@ impl IoManager {
         self.irps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// After a dispatch returned: the IRP's final status and Information if it
+    /// was completed (its record is dropped then), `None` while it is pending.
+    pub(crate) fn take_completion(&self, irp: Irp) -> Option<(NtStatus, u64)> {
+        let mut irps = self.irps();
+        let done = irps.get(&irp.0.get()).and_then(|r| r.completed);
+        if done.is_some() {
+            irps.remove(&irp.0.get());
+        }
+        done
+    }
+
     /// The devices `driver` (its `DRIVER_OBJECT`'s address) created, oldest first.
     pub fn devices_of(&self, driver: u64) -> Vec<DeviceObject> {
         self.devices().iter().filter(|d| d.driver == driver).map(|d| d.object).collect()

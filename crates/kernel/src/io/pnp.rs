@@ -306,14 +306,7 @@ pub fn send(
     if returned.is_none() {
         irp::io_complete_request(cpu, irp)?;
     }
-    let done = {
-        let mut irps = m.io().irps();
-        let done = irps.get(&irp.0.get()).and_then(|r| r.completed);
-        if done.is_some() {
-            irps.remove(&irp.0.get());
-        }
-        done
-    };
+    let done = m.io().take_completion(irp);
     free_lists(raw, translated)?;
     let status = done.map_or(returned.unwrap_or(NtStatus::PENDING), |(s, _)| s);
     Ok(PnpOutcome { returned, completed: done.is_some(), status, raw: addr(raw), translated: addr(translated) })

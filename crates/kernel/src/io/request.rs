@@ -267,14 +267,7 @@ impl IoCall {
                 NtStatus::INVALID_DEVICE_REQUEST
             }
         };
-        let done = {
-            let mut irps = m.io().irps();
-            let done = irps.get(&irp.0.get()).and_then(|r| r.completed);
-            if done.is_some() {
-                irps.remove(&irp.0.get());
-            }
-            done
-        };
+        let done = m.io().take_completion(irp);
         Ok(match done {
             Some((status, information)) => {
                 IoOutcome { reached_driver: true, returned, completed: true, status, information }
