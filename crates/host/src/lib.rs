@@ -11,6 +11,8 @@
 //!   owned by live machines.
 //! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
 //!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
+//! - [`window`]: small fixed-size views of a reservation, checked once, for the
+//!   kernel's hot paths.
 //!
 //! This crate and the C boundary are the only places with `unsafe`. Every `unsafe` block
 //! says why it is sound; no Rust reference to simulated memory is ever created.
@@ -21,6 +23,7 @@ pub mod guard;
 pub mod ram;
 pub mod reservation;
 mod sys;
+pub mod window;
 #[cfg(test)]
 mod testing;
 
@@ -35,4 +38,5 @@ pub use guard::{
 };
 pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};
+pub use window::Window;
 pub use sys::{default_sigpipe, page_size, peak_rss_bytes};

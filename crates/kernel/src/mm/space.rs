@@ -27,7 +27,7 @@
 
 use std::sync::Mutex;
 
-use ntmem_host::{Placement, Prot, Ram, Reservation};
+use ntmem_host::{Placement, Prot, Ram, Reservation, Window};
 use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, Va};
 
 use super::frames::{FrameRequest, Frames, PhysicalMemory};
@@ -460,6 +460,15 @@ impl AddressSpace {
         let offset = self.byte_offset(va, to_usize(len))?;
         self.reservation.fill(offset, to_usize(len), byte);
         Ok(())
+    }
+
+    /// The `N` bytes at `va` as a [`Window`]: checked once (inside the space, 8-byte
+    /// aligned), then each field read or written with one load or store, faulting as
+    /// [`AddressSpace::read`] does. `None` when `va` is misaligned or the window
+    /// leaves the space.
+    #[inline]
+    pub fn window<const N: usize>(&self, va: Va) -> Option<Window<'_, N>> {
+        self.reservation.window(to_usize(va.get().wrapping_sub(self.va_base)))
     }
 
     /// Reads the naturally aligned `u64` at `va` (one load; see [`AddressSpace::read`]).

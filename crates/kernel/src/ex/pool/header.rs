@@ -24,6 +24,7 @@
 //! sizes between POOL_MAX_ALLOC and PAGE_SIZE − header that the seed's §7.1 table
 //! counts as small: they get a page, aligned better than the table promises.
 
+use ntmem_host::Window;
 use ntmem_machine::{Arch, Va};
 
 use crate::mm::space::AddressSpace;
@@ -211,14 +212,15 @@ impl PoolHeader {
     }
 }
 
-/// Reads and writes headers in simulated memory, through the machine's mappings.
+/// Reads and writes headers in simulated memory, through the machine's mappings:
+/// each header word is one load or store through an [`AddressSpace::window`].
 #[derive(Clone, Copy)]
 pub(crate) struct Mem<'a> {
     pub space: &'a AddressSpace,
-    pub g: Geometry,
+    pub g: &'a Geometry,
 }
 
-impl Mem<'_> {
+impl<'a> Mem<'a> {
     pub fn read(&self, va: u64, buf: &mut [u8]) {
         self.space.read(Va::new(va), buf).expect("pool addresses lie inside the address space");
     }
@@ -227,47 +229,32 @@ impl Mem<'_> {
         self.space.write(Va::new(va), data).expect("pool addresses lie inside the address space");
     }
 
-    #[inline]
-    fn read_u64(&self, va: u64) -> u64 {
-        self.space.read_u64(Va::new(va)).expect("pool addresses lie inside the address space")
-    }
-
-    #[inline]
-    fn write_u64(&self, va: u64, v: u64) {
-        self.space.write_u64(Va::new(va), v).expect("pool addresses lie inside the address space");
-    }
-
-    #[inline]
-    fn write_u32(&self, va: u64, v: u32) {
-        self.space.write_u32(Va::new(va), v).expect("pool addresses lie inside the address space");
-    }
-
-    #[inline]
-    fn write_u16(&self, va: u64, v: u16) {
-        self.space.write_u16(Va::new(va), v).expect("pool addresses lie inside the address space");
+    /// The 8-byte word at `va` (a header's first half, or x64's ProcessBilled).
+    #[inline(always)]
+    fn word(&self, va: u64) -> Window<'a, 8> {
+        self.space.window(Va::new(va)).expect("pool headers are aligned and inside the address space")
     }
 
     /// The header's first eight bytes (sizes, index, type, tag) as one word.
     #[inline]
     pub fn first_word(&self, entry: u64) -> u64 {
-        self.read_u64(entry)
+        self.word(entry).read_u64::<0>()
     }
 
     /// The header at `entry`.
     pub fn header(&self, entry: u64) -> PoolHeader {
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&self.read_u64(entry).to_le_bytes());
+        let mut h = PoolHeader::from_first_word(self.first_word(entry), self.g);
         if !self.g.packed {
-            b[8..].copy_from_slice(&self.read_u64(entry + 8).to_le_bytes());
+            h.process_billed = self.word(entry + 8).read_u64::<0>();
         }
-        PoolHeader::decode(&b, &self.g)
+        h
     }
 
     /// Writes the whole header at `entry`.
     pub fn set_header(&self, entry: u64, h: &PoolHeader) {
-        self.write_u64(entry, u64::from(h.ulong1(&self.g)) | u64::from(h.tag) << 32);
+        self.word(entry).write_u64::<0>(u64::from(h.ulong1(self.g)) | u64::from(h.tag) << 32);
         if !self.g.packed {
-            self.write_u64(entry + 8, h.process_billed);
+            self.word(entry + 8).write_u64::<0>(h.process_billed);
         }
     }
 
@@ -275,29 +262,35 @@ impl Mem<'_> {
     /// descriptor may change while a processor's cache owns the block.
     pub fn set_previous_size(&self, entry: u64, previous: u64) {
         let v = if self.g.packed { (previous & 0x1FF) as u16 } else { u16::from(previous as u8) };
-        self.write_u16(entry, v);
+        self.word(entry).write_u16::<0>(v);
     }
 
     /// Writes BlockSize, PoolType, PoolTag (and ProcessBilled on 64-bit): every
     /// byte from offset 2, the part a processor's cache owns.
     #[inline]
     pub fn set_type_and_tag(&self, entry: u64, block: u64, pool_type: u8, tag: u32, billed: u64) {
-        self.set_pool_type(entry, block, pool_type);
-        self.write_u32(entry + 4, tag);
+        let w = self.word(entry);
+        w.write_u16::<2>(self.block_and_type(block, pool_type));
+        w.write_u32::<4>(tag);
         if !self.g.packed {
-            self.write_u64(entry + 8, billed);
+            self.word(entry + 8).write_u64::<0>(billed);
         }
     }
 
     /// Writes BlockSize and PoolType (bytes 2..4), e.g. marking a cached block free.
     #[inline]
     pub fn set_pool_type(&self, entry: u64, block: u64, pool_type: u8) {
-        let w1 = if self.g.packed {
+        self.word(entry).write_u16::<2>(self.block_and_type(block, pool_type));
+    }
+
+    /// Bytes 2..4 of a header: BlockSize and PoolType.
+    #[inline]
+    fn block_and_type(&self, block: u64, pool_type: u8) -> u16 {
+        if self.g.packed {
             (block & 0x1FF) as u16 | (u16::from(pool_type & 0x7F) << 9)
         } else {
             u16::from_le_bytes([block as u8, pool_type])
-        };
-        self.write_u16(entry + 2, w1);
+        }
     }
 
     /// Fills `len` bytes at `va` with `byte`.

@@ -420,7 +420,7 @@ impl Pool {
     }
 
     fn place(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: Request<'_>) -> Result<Va, Failure> {
-        let g = self.g;
+        let g = &self.g;
         let kind = t.kind();
         let trailer = if g.packed && req.quota.is_some() { g.pointer } else { 0 };
         let units = g.units_for(bytes + trailer);
@@ -544,8 +544,8 @@ impl Pool {
     }
 
     #[inline]
-    fn mem<'a>(&self, cpu: &Cpu<'a>) -> Mem<'a> {
-        Mem { space: cpu.machine().space(), g: self.g }
+    fn mem<'a>(&'a self, cpu: &Cpu<'a>) -> Mem<'a> {
+        Mem { space: cpu.machine().space(), g: &self.g }
     }
 
     fn mm<'a>(&self, cpu: &Cpu<'a>) -> Mm<'a> {
@@ -576,7 +576,7 @@ impl Pool {
     }
 
     fn free(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> Result<(), BugCheck> {
-        let g = self.g;
+        let g = &self.g;
         let bad_caller = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
         let bad_header = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_HEADER, p));
         if va < self.system_start {

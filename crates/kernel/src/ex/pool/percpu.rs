@@ -33,31 +33,27 @@ fn bump(a: &AtomicU64, by: u64) {
 #[derive(Debug)]
 struct Stack {
     count: AtomicUsize,
-    slots: Box<[AtomicU64]>,
+    slots: [AtomicU64; CACHE_DEPTH],
 }
 
 impl Stack {
     fn new() -> Stack {
-        Stack { count: AtomicUsize::new(0), slots: (0..CACHE_DEPTH).map(|_| AtomicU64::new(0)).collect() }
+        Stack { count: AtomicUsize::new(0), slots: std::array::from_fn(|_| AtomicU64::new(0)) }
     }
 
     #[inline]
     fn pop(&self) -> Option<u64> {
-        let n = self.count.load(Relaxed);
-        if n == 0 {
-            return None;
-        }
-        self.count.store(n - 1, Relaxed);
-        Some(self.slots[n - 1].load(Relaxed))
+        let n = self.count.load(Relaxed).checked_sub(1)?;
+        let entry = self.slots.get(n)?.load(Relaxed);
+        self.count.store(n, Relaxed);
+        Some(entry)
     }
 
     #[inline]
     fn push(&self, entry: u64) -> bool {
         let n = self.count.load(Relaxed);
-        if n == CACHE_DEPTH {
-            return false;
-        }
-        self.slots[n].store(entry, Relaxed);
+        let Some(slot) = self.slots.get(n) else { return false };
+        slot.store(entry, Relaxed);
         self.count.store(n + 1, Relaxed);
         true
     }
@@ -75,26 +71,29 @@ pub(crate) struct TagCounters {
 /// A processor's pool state.
 #[derive(Debug)]
 pub(crate) struct PerCpu {
-    caches: [Vec<Stack>; 2],
+    caches: Box<[[Stack; CACHED_CLASSES as usize]; 2]>,
     tags: Box<[TagCounters]>,
 }
 
 impl PerCpu {
     pub fn new() -> PerCpu {
-        let classes = || (0..CACHED_CLASSES).map(|_| Stack::new()).collect();
-        PerCpu { caches: [classes(), classes()], tags: (0..TAG_SLOTS).map(|_| TagCounters::default()).collect() }
+        let classes = || std::array::from_fn(|_| Stack::new());
+        PerCpu {
+            caches: Box::new([classes(), classes()]),
+            tags: (0..TAG_SLOTS).map(|_| TagCounters::default()).collect(),
+        }
     }
 
     /// A cached block of `units` units: its header address.
     #[inline]
     pub fn pop(&self, kind: PoolKind, units: u64) -> Option<u64> {
-        self.caches[kind.index()].get((units - 1) as usize)?.pop()
+        self.caches[kind.index()].get(units.wrapping_sub(1) as usize)?.pop()
     }
 
     /// Parks a free block; false if its cache is full (or the size has none).
     #[inline]
     pub fn push(&self, kind: PoolKind, units: u64, entry: u64) -> bool {
-        self.caches[kind.index()].get((units - 1) as usize).is_some_and(|s| s.push(entry))
+        self.caches[kind.index()].get(units.wrapping_sub(1) as usize).is_some_and(|s| s.push(entry))
     }
 
     /// Takes every cached block of `kind`: `(entry, units)`.
