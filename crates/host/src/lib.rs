@@ -23,9 +23,9 @@ pub mod guard;
 pub mod ram;
 pub mod reservation;
 mod sys;
-pub mod window;
 #[cfg(test)]
 mod testing;
+pub mod window;
 
 pub use error::HostError;
 pub use fault::{
@@ -38,5 +38,5 @@ pub use guard::{
 };
 pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};
-pub use window::Window;
 pub use sys::{default_sigpipe, page_size, peak_rss_bytes};
+pub use window::Window;

@@ -93,7 +93,9 @@ fn pairs_global(a: &dyn GlobalAlloc, sizes: &[u64]) -> Duration {
 }
 
 fn machine(processors: u32) -> Machine {
-    let config = MachineConfig { processors, ..MachineConfig::default() };
+    let base = std::env::var("NTMEM_BENCH_EDITION")
+        .map_or_else(|_| MachineConfig::default(), |e| MachineConfig::for_edition(&e).expect("edition"));
+    let config = MachineConfig { processors, ram: base.ram.min(1 << 30), ..base };
     Machine::boot(config.build().expect("profile")).expect("boots")
 }
 
@@ -142,7 +144,9 @@ fn main() {
     let lookaside = m
         .run(0, |cpu| {
             let head = pool::allocate(cpu, PoolType::NonPagedPool, 0x80, TAG)?.expect("head");
-            m.lookasides().initialize(cpu, head, PoolType::NonPagedPool, 1514, TAG, Routines::default());
+            m.lookasides()
+                .initialize(cpu, head, PoolType::NonPagedPool, 1514, TAG, Routines::default())
+                .expect("aligned head");
             let mut rounds = Vec::new();
             for _ in 0..ROUNDS {
                 let started = Instant::now();

@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ntmem_kernel::bugcheck::BugCheckCode;
 use ntmem_kernel::ex::lookaside::{LookasideInfo, Routines, INITIAL_DEPTH, MAXIMUM_DEPTH};
-use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::ex::pool::{self, NtStatus, PoolTag, PoolType, Raise};
 use ntmem_kernel::{BugCheck, Cpu, Machine};
 use ntmem_machine::{MachineConfig, Va};
 
@@ -25,8 +26,8 @@ fn a_new_list_reads_as_windows_initialises_it() {
     let m = machine();
     m.run(0, |cpu| {
         let h = head(cpu);
-        m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 1514, LCIN, Routines::default());
-        let info = m.lookasides().info(cpu, h);
+        m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 1514, LCIN, Routines::default()).unwrap();
+        let info = m.lookasides().info(cpu, h).unwrap();
         assert_eq!(
             info,
             LookasideInfo {
@@ -56,17 +57,17 @@ fn entries_are_reused_up_to_depth_and_the_rest_go_back_to_pool() {
     m.run(0, |cpu| {
         let h = head(cpu);
         let l = m.lookasides();
-        l.initialize(cpu, h, PoolType::NonPagedPool, 200, LCIN, Routines::default());
+        l.initialize(cpu, h, PoolType::NonPagedPool, 200, LCIN, Routines::default()).unwrap();
         let entries: Vec<Va> = (0..6).map(|_| l.allocate(cpu, h).unwrap().unwrap()).collect();
         for &e in &entries {
             l.free(cpu, h, e)?;
         }
-        let info = l.info(cpu, h);
+        let info = l.info(cpu, h).unwrap();
         assert_eq!((info.total_allocates, info.allocate_misses), (6, 6));
         assert_eq!((info.total_frees, info.free_misses, info.current_depth), (6, 2, 4));
         let again = l.allocate(cpu, h)?.unwrap();
         assert_eq!(again, entries[3], "last in, first out");
-        assert_eq!(l.info(cpu, h).allocate_misses, 6, "a hit");
+        assert_eq!(l.info(cpu, h).unwrap().allocate_misses, 6, "a hit");
         let row = |tag: PoolTag| m.pool().snapshot().into_iter().find(|r| r.tag == tag).unwrap();
         assert_eq!(row(LCIN).diff, 4, "two entries went back to pool, one is in use, three cached");
         l.free(cpu, h, again)?;
@@ -96,7 +97,7 @@ fn custom_routines_are_called_on_misses() {
     };
     m.run(0, |cpu| {
         let h = head(cpu);
-        m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 64, LCIN, routines);
+        m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 64, LCIN, routines).unwrap();
         let e = m.lookasides().allocate(cpu, h)?.unwrap();
         m.lookasides().free(cpu, h, e)?;
         m.lookasides().delete(cpu, h)?;
@@ -112,7 +113,7 @@ fn depth_grows_under_demand_and_shrinks_when_idle() {
     m.run(0, |cpu| {
         let h = head(cpu);
         let l = m.lookasides();
-        l.initialize(cpu, h, PoolType::NonPagedPool, 128, LCIN, Routines::default());
+        l.initialize(cpu, h, PoolType::NonPagedPool, 128, LCIN, Routines::default()).unwrap();
         let mut held = Vec::new();
         for _ in 0..10 {
             for _ in 0..200 {
@@ -123,11 +124,47 @@ fn depth_grows_under_demand_and_shrinks_when_idle() {
             }
             cpu.advance_time(2000);
         }
-        let busy = l.info(cpu, h).depth;
+        let busy = l.info(cpu, h).unwrap().depth;
         assert!(busy > 100, "depth {busy} after ten busy seconds");
         cpu.advance_time(60_000);
-        assert_eq!(l.info(cpu, h).depth, INITIAL_DEPTH, "idle lists shrink back");
+        assert_eq!(l.info(cpu, h).unwrap().depth, INITIAL_DEPTH, "idle lists shrink back");
         l.delete(cpu, h)
     })
     .unwrap();
+}
+
+#[test]
+fn heads_must_be_aligned_as_slist_headers_are() {
+    let m = machine();
+    m.run(0, |cpu| {
+        let h = head(cpu);
+        let l = m.lookasides();
+        for off in [8, 4, 1] {
+            let r = l.initialize(cpu, Va::new(h.get() + off), PoolType::NonPagedPool, 64, LCIN, Routines::default());
+            assert_eq!(r, Err(Raise(NtStatus(0x8000_0002))), "+{off}: STATUS_DATATYPE_MISALIGNMENT");
+        }
+        assert_eq!(l.info(cpu, Va::new(h.get() + 8)), None);
+        pool::free(cpu, h, None)
+    })
+    .unwrap();
+    let b = m.run(0, |cpu| m.lookasides().allocate(cpu, Va::new(head(cpu).get() + 8)).map(|_| ())).unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, [0xC000_0005, 0, 0, u64::MAX]));
+}
+
+#[test]
+fn a_corrupted_list_head_stops_the_machine_as_the_pop_would() {
+    let m = machine();
+    let b = m
+        .run(0, |cpu| {
+            let h = head(cpu);
+            m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 64, LCIN, Routines::default()).unwrap();
+            let e = m.lookasides().allocate(cpu, h)?.unwrap();
+            m.lookasides().free(cpu, h, e)?;
+            // The driver scribbles over the SLIST_HEADER's entry pointer: an address
+            // outside the machine.
+            m.space().write(Va::new(h.get() + 8), &0x8000_0000_0000_0001u64.to_le_bytes()).unwrap();
+            m.lookasides().allocate(cpu, h).map(|_| ())
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [0x8000_0000_0000_0000, 0, 0, 0]));
 }

@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use ntmem_kernel::bugcheck::{BugCheck, BugCheckCode};
 use ntmem_kernel::ex::lookaside::Routines;
-use ntmem_kernel::ex::pool::{PoolTag, PoolType};
+use ntmem_kernel::ex::pool::{PoolTag, PoolType, Raise};
 use ntmem_kernel::Cpu;
 use ntmem_machine::Va;
 
 use crate::context::{host_ptr, kernel, va_of};
+use crate::seh::raise_status;
 use crate::types::{NtStatus, STATUS_SUCCESS};
 
 /// `PALLOCATE_FUNCTION`.
@@ -72,13 +73,17 @@ fn initialize(
     allocate: Option<AllocateFunctionEx>,
     free: Option<FreeFunctionEx>,
 ) -> NtStatus {
-    kernel(|cpu| {
+    let r = kernel(|cpu| {
         let va = head_va(cpu, head)?;
         let t = PoolType::from_raw(pool_type).unwrap_or(PoolType::NonPagedPool);
         let size = u32::try_from(size).unwrap_or(u32::MAX);
-        cpu.machine().lookasides().initialize(cpu, va, t, size, PoolTag(tag), routines(allocate, free, head as usize));
-        Ok(STATUS_SUCCESS)
-    })
+        let routines = routines(allocate, free, head as usize);
+        Ok(cpu.machine().lookasides().initialize(cpu, va, t, size, PoolTag(tag), routines))
+    });
+    match r {
+        Ok(()) => STATUS_SUCCESS,
+        Err(Raise(status)) => raise_status(status.0 as i32),
+    }
 }
 
 /// The Ex-form wrappers of the classic routines: the classic ones take no list argument.
@@ -111,9 +116,9 @@ fn initialize_classic(
     initialize(head, pool_type, size, tag, allocate.map(|_| call_allocate as _), free.map(|_| call_free as _));
     let write = |offset: usize, f: Option<*const c_void>| {
         if let Some(f) = f {
-            // SAFETY: `head` is in the machine's memory (checked by `initialize`,
-            // which bugchecks otherwise) and at least 0x80 bytes long (the WDK
-            // requires `sizeof(NPAGED_LOOKASIDE_LIST)`).
+            // SAFETY: `head` is in the machine's memory and aligned (checked by
+            // `initialize`, which bugchecks or raises otherwise) and at least 0x80
+            // bytes long (the WDK requires `sizeof(NPAGED_LOOKASIDE_LIST)`).
             unsafe { head.cast::<u8>().add(offset).cast::<*const c_void>().write_volatile(f) };
         }
     };

@@ -20,17 +20,24 @@
 //! holding the driver-visible address of the next entry.
 //!
 //! Depth follows demand on simulated time, by ntmem's rule (Windows' constants are
-//! not public; nt-algorithms.md §5 [DESIGN]): every 1000 ms one of the two list
+//! not public; nt-algorithms.md §5 \[DESIGN\]): every 1000 ms one of the two list
 //! groups (nonpaged, paged) is scanned in turn. For each list, with A allocations
 //! and M misses since its last scan: A < 75 → Depth −= 10; otherwise with
 //! m = 1000·M/A: m < 5 → Depth −= 1, else Depth += clamp((MaximumDepth −
 //! Depth)·m/2000 + 5, 1, 30); Depth stays within [4, MaximumDepth]. Shrinking never
 //! frees entries at once: the excess drains through frees that miss.
 //!
-//! Locking: operations on one list are serialised by one of a few striped locks
-//! (Windows uses an interlocked SLIST; the effect a driver sees is the same). A
-//! hit is that lock plus a handful of single-word loads and stores in the head and
-//! the entry; the list registry (routines) is consulted only on a miss.
+//! A head must be 16-byte aligned (8 on an x86 machine), as 64-bit Windows'
+//! `InitializeSListHead` demands: initialising a misaligned one raises
+//! STATUS_DATATYPE_MISALIGNMENT. An operation on a head no list could be at stops
+//! the machine with 0x1E (the general-protection fault of a misaligned interlocked
+//! exchange); a first-entry pointer outside the machine with 0x50.
+//!
+//! Locking: operations on one list are serialised by one of a few striped spin
+//! locks (Windows uses an interlocked SLIST; the effect a driver sees is the same).
+//! A hit is that lock plus a handful of loads and stores through one window on the
+//! head ([`AddressSpace::window`]) and one on the entry; the list registry
+//! (routines) is consulted only on a miss.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +45,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ntmem_machine::Va;
 
-use crate::bugcheck::BugCheck;
-use crate::ex::pool::{self, PoolKind, PoolTag, PoolType};
+use ntmem_host::Window;
+
+use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ex::pool::{self, NtStatus, PoolKind, PoolTag, PoolType, Raise};
 use crate::ke::processor::Cpu;
 use crate::mm::space::AddressSpace;
 
@@ -54,18 +63,17 @@ const MIN_ALLOCATION_RATE: u32 = 75;
 /// Simulated milliseconds between scans.
 pub const SCAN_PERIOD_MS: u64 = 1000;
 
-const LIST_HEAD: u64 = 0x00;
-const DEPTH: u64 = 0x10;
-const MAX_DEPTH: u64 = 0x12;
-const TOTAL_ALLOCATES: u64 = 0x14;
-const ALLOCATE_MISSES: u64 = 0x18;
-const TOTAL_FREES: u64 = 0x1C;
-const FREE_MISSES: u64 = 0x20;
-const TYPE: u64 = 0x24;
-const TAG: u64 = 0x28;
-const SIZE: u64 = 0x2C;
-const LAST_TOTAL_ALLOCATES: u64 = 0x50;
-const LAST_ALLOCATE_MISSES: u64 = 0x54;
+const DEPTH: usize = 0x10;
+const MAX_DEPTH: usize = 0x12;
+const TOTAL_ALLOCATES: usize = 0x14;
+const ALLOCATE_MISSES: usize = 0x18;
+const TOTAL_FREES: usize = 0x1C;
+const FREE_MISSES: usize = 0x20;
+const TYPE: usize = 0x24;
+const TAG: usize = 0x28;
+const SIZE: usize = 0x2C;
+const LAST_TOTAL_ALLOCATES: usize = 0x50;
+const LAST_ALLOCATE_MISSES: usize = 0x54;
 
 /// A custom allocate routine (`PALLOCATE_FUNCTION`): pool type, size, tag.
 pub type AllocateRoutine = Arc<dyn Fn(&Cpu<'_>, PoolType, u64, PoolTag) -> Result<Option<Va>, BugCheck> + Send + Sync>;
@@ -160,83 +168,60 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Typed access to a list head in simulated memory.
-struct Head<'a, 'm> {
-    cpu: &'a Cpu<'m>,
-    va: Va,
-}
+/// A list head in simulated memory: the x64 `GENERAL_LOOKASIDE`, its fields read
+/// and written by constant offset through one window (checked once per call).
+#[derive(Clone, Copy)]
+struct Head<'a>(Window<'a, { GENERAL_LOOKASIDE_SIZE as usize }>);
 
-impl Head<'_, '_> {
-    fn space(&self) -> &AddressSpace {
-        self.cpu.machine().space()
-    }
-    fn at(&self, off: u64) -> Va {
-        Va::new(self.va.get() + off)
-    }
-    fn bytes<const N: usize>(&self, off: u64) -> [u8; N] {
-        let mut b = [0u8; N];
-        self.space().read(self.at(off), &mut b).expect("list heads are in the space");
-        b
-    }
-    fn put(&self, off: u64, data: &[u8]) {
-        self.space().write(self.at(off), data).expect("list heads are in the space");
-    }
-    // The typed accessors take one load or store when the field is aligned (a head
-    // Windows accepts always is); a misaligned head is read byte by byte.
-    fn u16(&self, off: u64) -> u16 {
-        let va = self.at(off);
-        if va.get().is_multiple_of(2) {
-            return self.space().read_u16(va).expect("list heads are in the space");
+impl<'a> Head<'a> {
+    /// The head at `va`: inside the space and aligned as `InitializeSListHead`
+    /// requires on 64-bit Windows (16 bytes; 8 on an x86 machine, whose
+    /// `SLIST_HEADER` is 8 bytes). `None` otherwise.
+    fn at(cpu: &Cpu<'a>, va: Va) -> Option<Head<'a>> {
+        let align = if cpu.machine().profile().arch.pointer_size() == 8 { 16 } else { 8 };
+        if !va.get().is_multiple_of(align) {
+            return None;
         }
-        u16::from_le_bytes(self.bytes(off))
+        cpu.machine().space().window(va).map(Head)
     }
-    fn u32(&self, off: u64) -> u32 {
-        let va = self.at(off);
-        if va.get().is_multiple_of(4) {
-            return self.space().read_u32(va).expect("list heads are in the space");
-        }
-        u32::from_le_bytes(self.bytes(off))
-    }
-    fn set_u32(&self, off: u64, v: u32) {
-        let va = self.at(off);
-        if va.get().is_multiple_of(4) {
-            return self.space().write_u32(va, v).expect("list heads are in the space");
-        }
-        self.put(off, &v.to_le_bytes());
-    }
-    fn u64(&self, off: u64) -> u64 {
-        let va = self.at(off);
-        if va.get().is_multiple_of(8) {
-            return self.space().read_u64(va).expect("list heads are in the space");
-        }
-        u64::from_le_bytes(self.bytes(off))
-    }
-    fn set_u64(&self, off: u64, v: u64) {
-        let va = self.at(off);
-        if va.get().is_multiple_of(8) {
-            return self.space().write_u64(va, v).expect("list heads are in the space");
-        }
-        self.put(off, &v.to_le_bytes());
-    }
-    fn bump(&self, off: u64) {
-        self.set_u32(off, self.u32(off).wrapping_add(1));
+
+    fn bump<const OFF: usize>(self) {
+        self.0.write_u32::<OFF>(self.0.read_u32::<OFF>().wrapping_add(1));
     }
 
     /// The `SLIST_HEADER`: (current depth, sequence, first entry's host address).
-    fn slist(&self) -> (u16, u64, u64) {
-        let first = self.u64(LIST_HEAD);
-        let second = self.u64(LIST_HEAD + 8);
+    fn slist(self) -> (u16, u64, u64) {
+        let first = self.0.read_u64::<0>();
+        let second = self.0.read_u64::<8>();
         // Bit 0 is HeaderType; entries of an x86 machine's pool may be only
         // 8-aligned, so only the low three bits are flags here.
         ((first & 0xFFFF) as u16, first >> 16, second & !0x7)
     }
 
     /// Writes the `SLIST_HEADER` in its 16-byte x64 form (`HeaderType` 1).
-    fn set_slist(&self, depth: u16, sequence: u64, next: u64) {
-        let first = u64::from(depth) | (sequence & 0xFFFF_FFFF_FFFF) << 16;
-        let second = if next == 0 { 0 } else { next | 1 };
-        self.set_u64(LIST_HEAD, first);
-        self.set_u64(LIST_HEAD + 8, second);
+    fn set_slist(self, depth: u16, sequence: u64, next: u64) {
+        self.0.write_u64::<0>(u64::from(depth) | (sequence & 0xFFFF_FFFF_FFFF) << 16);
+        self.0.write_u64::<8>(if next == 0 { 0 } else { next | 1 });
+    }
+}
+
+/// The `Next` link in the first 8 bytes of a free entry (one load when the entry is
+/// 8-aligned, as pool blocks are; byte by byte for a custom routine's odd address).
+fn link(space: &AddressSpace, entry: Va) -> u64 {
+    match space.window::<8>(entry) {
+        Some(w) => w.read_u64::<0>(),
+        None => {
+            let mut b = [0u8; 8];
+            space.read(entry, &mut b).expect("entries are in the space");
+            u64::from_le_bytes(b)
+        }
+    }
+}
+
+fn set_link(space: &AddressSpace, entry: Va, next: u64) {
+    match space.window::<8>(entry) {
+        Some(w) => w.write_u64::<0>(next),
+        None => space.write(entry, &next.to_le_bytes()).expect("entries are in the space"),
     }
 }
 
@@ -254,6 +239,11 @@ impl Lookasides {
     /// `MaximumDepth` 256, counters zero, `Type`, `Tag`, `Size`, the routines) and
     /// adds the list to the scan. The caller's depth argument does not exist here:
     /// Windows ignores it.
+    ///
+    /// # Errors
+    /// `STATUS_DATATYPE_MISALIGNMENT` for a head that is not 16-byte aligned (8 on
+    /// an x86 machine), raised as 64-bit Windows' `InitializeSListHead` raises it
+    /// (wdm.h); nothing is initialised.
     pub fn initialize(
         &self,
         cpu: &Cpu<'_>,
@@ -262,16 +252,41 @@ impl Lookasides {
         size: u32,
         tag: PoolTag,
         routines: Routines,
-    ) {
+    ) -> Result<(), Raise> {
+        let h = Head::at(cpu, head).ok_or(Raise(NtStatus::DATATYPE_MISALIGNMENT))?;
         let _guard = self.stripe(head);
-        let h = Head { cpu, va: head };
-        h.put(0, &[0u8; GENERAL_LOOKASIDE_SIZE as usize]);
-        h.put(DEPTH, &INITIAL_DEPTH.to_le_bytes());
-        h.put(MAX_DEPTH, &MAXIMUM_DEPTH.to_le_bytes());
-        h.put(TYPE, &pool_type.raw().to_le_bytes());
-        h.put(TAG, &tag.0.to_le_bytes());
-        h.put(SIZE, &size.to_le_bytes());
+        cpu.machine().space().fill(head, GENERAL_LOOKASIDE_SIZE, 0).expect("the head is in the space");
+        h.0.write_u16::<DEPTH>(INITIAL_DEPTH);
+        h.0.write_u16::<MAX_DEPTH>(MAXIMUM_DEPTH);
+        h.0.write_u32::<TYPE>(pool_type.raw());
+        h.0.write_u32::<TAG>(tag.0);
+        h.0.write_u32::<SIZE>(size);
         lock(&self.lists).insert(head.get(), List { kind: pool_type.kind(), routines });
+        Ok(())
+    }
+
+    /// The head at `va` for an operation on an initialised list. A head
+    /// `InitializeSListHead` would have refused is stopped as the processor would
+    /// stop an interlocked 16-byte exchange on it: KMODE_EXCEPTION_NOT_HANDLED
+    /// (0x1E) for a general-protection fault (STATUS_ACCESS_VIOLATION, address
+    /// unknown: parameter 4 is −1).
+    fn head<'a>(cpu: &Cpu<'a>, va: Va) -> Result<Head<'a>, BugCheck> {
+        Head::at(cpu, va).ok_or_else(|| {
+            cpu.machine().bugcheck(
+                BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED,
+                [u64::from(NtStatus::ACCESS_VIOLATION.0), 0, 0, u64::MAX],
+            )
+        })
+    }
+
+    /// The simulated address of the entry a list's `SLIST_HEADER` names; a pointer
+    /// outside the machine (a corrupted head) stops it as touching that address
+    /// would: PAGE_FAULT_IN_NONPAGED_AREA (0x50), a read.
+    fn entry(cpu: &Cpu<'_>, host: u64) -> Result<Va, BugCheck> {
+        cpu.machine()
+            .space()
+            .va_of_host(host as usize)
+            .ok_or_else(|| cpu.machine().bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [host, 0, 0, 0]))
     }
 
     fn routines(&self, head: Va) -> Routines {
@@ -284,19 +299,18 @@ impl Lookasides {
     /// # Errors
     /// A bugcheck raised by the allocation (e.g. paged pool at DISPATCH_LEVEL).
     pub fn allocate(&self, cpu: &Cpu<'_>, head: Va) -> Result<Option<Va>, BugCheck> {
+        let h = Self::head(cpu, head)?;
         let (pool_type, size, tag) = {
             let _guard = self.stripe(head);
-            let h = Head { cpu, va: head };
-            h.bump(TOTAL_ALLOCATES);
+            h.bump::<TOTAL_ALLOCATES>();
             let (depth, sequence, first) = h.slist();
             if first != 0 {
-                let entry = cpu.machine().space().va_of_host(first as usize).expect("entries are in the space");
-                let next = Head { cpu, va: entry }.u64(0);
-                h.set_slist(depth - 1, sequence + 1, next);
+                let entry = Self::entry(cpu, first)?;
+                h.set_slist(depth.wrapping_sub(1), sequence + 1, link(cpu.machine().space(), entry));
                 return Ok(Some(entry));
             }
-            h.bump(ALLOCATE_MISSES);
-            (h.u32(TYPE), u64::from(h.u32(SIZE)), PoolTag(h.u32(TAG)))
+            h.bump::<ALLOCATE_MISSES>();
+            (h.0.read_u32::<TYPE>(), u64::from(h.0.read_u32::<SIZE>()), PoolTag(h.0.read_u32::<TAG>()))
         };
         let pool_type = PoolType::from_raw(pool_type).unwrap_or(PoolType::NonPagedPool);
         match self.routines(head).allocate {
@@ -311,17 +325,18 @@ impl Lookasides {
     /// # Errors
     /// A bugcheck raised by the free.
     pub fn free(&self, cpu: &Cpu<'_>, head: Va, entry: Va) -> Result<(), BugCheck> {
+        let h = Self::head(cpu, head)?;
         {
             let _guard = self.stripe(head);
-            let h = Head { cpu, va: head };
-            h.bump(TOTAL_FREES);
+            h.bump::<TOTAL_FREES>();
             let (depth, sequence, first) = h.slist();
-            if depth < h.u16(DEPTH) {
-                Head { cpu, va: entry }.set_u64(0, first);
-                h.set_slist(depth + 1, sequence + 1, cpu.machine().space().host_addr(entry) as u64);
+            if depth < h.0.read_u16::<DEPTH>() {
+                let space = cpu.machine().space();
+                set_link(space, entry, first);
+                h.set_slist(depth + 1, sequence + 1, space.host_addr(entry) as u64);
                 return Ok(());
             }
-            h.bump(FREE_MISSES);
+            h.bump::<FREE_MISSES>();
         }
         self.release(cpu, head, entry)
     }
@@ -339,15 +354,15 @@ impl Lookasides {
     /// # Errors
     /// A bugcheck raised by a free.
     pub fn delete(&self, cpu: &Cpu<'_>, head: Va) -> Result<(), BugCheck> {
+        let h = Self::head(cpu, head)?;
         let entries = {
             let _guard = self.stripe(head);
-            let h = Head { cpu, va: head };
             let (_, sequence, mut next) = h.slist();
             let mut entries = Vec::new();
             while next != 0 {
-                let entry = cpu.machine().space().va_of_host(next as usize).expect("entries are in the space");
+                let entry = Self::entry(cpu, next)?;
                 entries.push(entry);
-                next = Head { cpu, va: entry }.u64(0);
+                next = link(cpu.machine().space(), entry);
             }
             h.set_slist(0, sequence + 1, 0);
             entries
@@ -359,21 +374,22 @@ impl Lookasides {
         Ok(())
     }
 
-    /// The fields of the list at `head`.
-    pub fn info(&self, cpu: &Cpu<'_>, head: Va) -> LookasideInfo {
-        let h = Head { cpu, va: head };
-        LookasideInfo {
+    /// The fields of the list at `head`; `None` when no list could be there
+    /// (misaligned, or outside the machine).
+    pub fn info(&self, cpu: &Cpu<'_>, head: Va) -> Option<LookasideInfo> {
+        let h = Head::at(cpu, head)?;
+        Some(LookasideInfo {
             current_depth: h.slist().0,
-            depth: h.u16(DEPTH),
-            maximum_depth: h.u16(MAX_DEPTH),
-            total_allocates: h.u32(TOTAL_ALLOCATES),
-            allocate_misses: h.u32(ALLOCATE_MISSES),
-            total_frees: h.u32(TOTAL_FREES),
-            free_misses: h.u32(FREE_MISSES),
-            pool_type: h.u32(TYPE),
-            tag: h.u32(TAG),
-            size: h.u32(SIZE),
-        }
+            depth: h.0.read_u16::<DEPTH>(),
+            maximum_depth: h.0.read_u16::<MAX_DEPTH>(),
+            total_allocates: h.0.read_u32::<TOTAL_ALLOCATES>(),
+            allocate_misses: h.0.read_u32::<ALLOCATE_MISSES>(),
+            total_frees: h.0.read_u32::<TOTAL_FREES>(),
+            free_misses: h.0.read_u32::<FREE_MISSES>(),
+            pool_type: h.0.read_u32::<TYPE>(),
+            tag: h.0.read_u32::<TAG>(),
+            size: h.0.read_u32::<SIZE>(),
+        })
     }
 
     /// Runs the depth scans due by simulated time `now_ms` (module docs give the rule).
@@ -393,21 +409,22 @@ impl Lookasides {
                 group
             };
             let heads: Vec<u64> = lock(&self.lists).iter().filter(|(_, l)| l.kind == group).map(|(&h, _)| h).collect();
-            for head in heads {
-                let head = Va::new(head);
-                let _guard = self.stripe(head);
-                adjust_depth(&Head { cpu, va: head });
+            for head in heads.into_iter().map(Va::new) {
+                if let Some(h) = Head::at(cpu, head) {
+                    let _guard = self.stripe(head);
+                    adjust_depth(h);
+                }
             }
         }
     }
 }
 
 /// One list's depth adjustment (module docs).
-fn adjust_depth(h: &Head<'_, '_>) {
-    let (allocates, misses) = (h.u32(TOTAL_ALLOCATES), h.u32(ALLOCATE_MISSES));
-    let a = allocates.wrapping_sub(h.u32(LAST_TOTAL_ALLOCATES));
-    let m = misses.wrapping_sub(h.u32(LAST_ALLOCATE_MISSES));
-    let (depth, max) = (u32::from(h.u16(DEPTH)), u32::from(h.u16(MAX_DEPTH)));
+fn adjust_depth(h: Head<'_>) {
+    let (allocates, misses) = (h.0.read_u32::<TOTAL_ALLOCATES>(), h.0.read_u32::<ALLOCATE_MISSES>());
+    let a = allocates.wrapping_sub(h.0.read_u32::<LAST_TOTAL_ALLOCATES>());
+    let m = misses.wrapping_sub(h.0.read_u32::<LAST_ALLOCATE_MISSES>());
+    let (depth, max) = (u32::from(h.0.read_u16::<DEPTH>()), u32::from(h.0.read_u16::<MAX_DEPTH>()));
     let new = if a < MIN_ALLOCATION_RATE {
         depth.saturating_sub(10)
     } else {
@@ -418,8 +435,7 @@ fn adjust_depth(h: &Head<'_, '_>) {
             depth + ((max - depth.min(max)) * per_mille / 2000 + 5).clamp(1, 30)
         }
     };
-    let new = new.clamp(u32::from(INITIAL_DEPTH), max) as u16;
-    h.put(DEPTH, &new.to_le_bytes());
-    h.put(LAST_TOTAL_ALLOCATES, &allocates.to_le_bytes());
-    h.put(LAST_ALLOCATE_MISSES, &misses.to_le_bytes());
+    h.0.write_u16::<DEPTH>(new.clamp(u32::from(INITIAL_DEPTH), max) as u16);
+    h.0.write_u32::<LAST_TOTAL_ALLOCATES>(allocates);
+    h.0.write_u32::<LAST_ALLOCATE_MISSES>(misses);
 }

@@ -609,9 +609,9 @@ impl Pool {
         }
         let mem = self.mem(cpu);
         let entry = va - g.unit;
-        let h = PoolHeader::from_first_word(mem.first_word(entry), &g);
+        let h = PoolHeader::from_first_word(mem.first_word(entry), g);
         if !h.in_use() {
-            return bad_caller([caller::ALREADY_FREED, 0, h.contents(&g), va]);
+            return bad_caller([caller::ALREADY_FREED, 0, h.contents(g), va]);
         }
         let units = u64::from(h.block_size);
         let offset = g.unit_offset(entry);
@@ -630,9 +630,9 @@ impl Pool {
         }
         let next = entry + units * g.unit;
         if offset + units < g.units_per_page {
-            let nh = PoolHeader::from_first_word(mem.first_word(next), &g);
+            let nh = PoolHeader::from_first_word(mem.first_word(next), g);
             if u64::from(nh.previous_size) != units {
-                return bad_header([bad_header::NEXT_DISAGREES, entry, next, u64::from(nh.ulong1(&g))]);
+                return bad_header([bad_header::NEXT_DISAGREES, entry, next, u64::from(nh.ulong1(g))]);
             }
         }
         if PoolTag(h.tag).is_protected() && tag_used != h.tag {
