@@ -8,8 +8,13 @@
 //!
 //! Each allocator sees the same sizes in the same order: a window of 64 live
 //! blocks, each step freeing the oldest and allocating a new one; each measure is
-//! the median of nine rounds. Run:
-//! `cargo bench -p ntmem-kernel --bench pool`. Numbers go to BENCHMARKS.md.
+//! the median of nine rounds. Two extra rows put the fills in perspective: (a')
+//! ntmem with its fill patterns off, and (a'') the peers doing the same two fills
+//! themselves. Run: `cargo bench -p ntmem-kernel --bench pool`. Numbers go to
+//! BENCHMARKS.md. `NTMEM_BENCH` picks sections, `NTMEM_BENCH_PAIRS` the pairs per
+//! measure, `NTMEM_BENCH_EDITION` another edition (RAM capped at 1 GB; an x86 one,
+//! e.g. `xp-professional`, fits under valgrind, which cannot reserve a 64-bit
+//! machine's 16 TB).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
@@ -92,6 +97,30 @@ fn pairs_global(a: &dyn GlobalAlloc, sizes: &[u64]) -> Duration {
     )
 }
 
+/// [`pairs_global`] with the two fills ntmem makes (0xCD over a new block, 0xDD
+/// over a freed one), done by the caller: what the peer costs doing ntmem's work.
+fn pairs_filled(a: &dyn GlobalAlloc, sizes: &[u64]) -> Duration {
+    pairs(
+        sizes,
+        |s| {
+            let layout = Layout::from_size_align(s as usize, 16).expect("layout");
+            // SAFETY: `layout` has a non-zero size; the block is freed below with it.
+            let p = unsafe { a.alloc(layout) };
+            // SAFETY: `p` holds `s` bytes.
+            unsafe { std::ptr::write_bytes(p, pool::ALLOCATED_FILL, s as usize) };
+            (p, layout)
+        },
+        |(p, layout)| {
+            // SAFETY: `p` came from `a.alloc(layout)`, holds `layout.size()` bytes and
+            // is freed once.
+            unsafe {
+                std::ptr::write_bytes(black_box(p), pool::FREED_FILL, layout.size());
+                a.dealloc(p, layout)
+            }
+        },
+    )
+}
+
 fn machine(processors: u32) -> Machine {
     let base = std::env::var("NTMEM_BENCH_EDITION")
         .map_or_else(|_| MachineConfig::default(), |e| MachineConfig::for_edition(&e).expect("edition"));
@@ -118,7 +147,7 @@ fn row(name: &str, ntmem: Duration, malloc: Duration, mimalloc: Duration) {
 }
 
 /// Whether section `name` runs: all of them, or those listed in `NTMEM_BENCH`
-/// (e.g. `NTMEM_BENCH=ab`).
+/// (e.g. `NTMEM_BENCH=ab`): a, a' (A), a'' (F), b, c, c' (C), d.
 fn wanted(name: char) -> bool {
     std::env::var("NTMEM_BENCH").map_or(true, |only| only.contains(name))
 }
@@ -129,6 +158,11 @@ fn main() {
     if wanted('a') {
         let ntmem = ntmem_pairs(&m, 0, &small);
         row("(a) pairs, random 16-512 bytes", ntmem, pairs_global(&System, &small), pairs_global(&MiMalloc, &small));
+    }
+    if wanted('F') {
+        let fills = pairs_filled(&MiMalloc, &small);
+        let ntmem = ntmem_pairs(&m, 0, &small);
+        row("(a'') (a) vs mimalloc + the same fills", ntmem, pairs_filled(&System, &small), fills);
     }
     if wanted('A') {
         m.pool().set_fill(Fill::None);
