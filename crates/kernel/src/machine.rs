@@ -186,11 +186,13 @@ impl Machine {
     }
 
     /// The address space.
+    #[inline(always)]
     pub fn space(&self) -> &AddressSpace {
         &self.space
     }
 
     /// The executive pool (`ex::pool`).
+    #[inline(always)]
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -254,6 +256,7 @@ impl Machine {
     ///
     /// # Panics
     /// If there is no such processor.
+    #[inline(always)]
     pub fn processor(&self, n: u32) -> &Processor {
         &self.processors[n as usize]
     }

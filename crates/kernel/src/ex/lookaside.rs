@@ -60,6 +60,8 @@ pub const INITIAL_DEPTH: u16 = 4;
 pub const MAXIMUM_DEPTH: u16 = 256;
 /// Allocations per scan below which a list shrinks by ten.
 const MIN_ALLOCATION_RATE: u32 = 75;
+/// Locks serialising list operations (a power of two).
+const STRIPES: usize = 16;
 /// Simulated milliseconds between scans.
 pub const SCAN_PERIOD_MS: u64 = 1000;
 
@@ -143,7 +145,7 @@ impl Default for Lookasides {
     fn default() -> Self {
         Lookasides {
             lists: Mutex::default(),
-            stripes: (0..16).map(|_| Stripe(AtomicBool::new(false))).collect(),
+            stripes: (0..STRIPES).map(|_| Stripe(AtomicBool::new(false))).collect(),
             scan: Mutex::new((SCAN_PERIOD_MS, PoolKind::Nonpaged)),
         }
     }
@@ -179,7 +181,7 @@ impl<'a> Head<'a> {
     /// `SLIST_HEADER` is 8 bytes). `None` otherwise.
     fn at(cpu: &Cpu<'a>, va: Va) -> Option<Head<'a>> {
         let align = if cpu.machine().profile().arch.pointer_size() == 8 { 16 } else { 8 };
-        if !va.get().is_multiple_of(align) {
+        if va.get() & (align - 1) != 0 {
             return None;
         }
         cpu.machine().space().window(va).map(Head)
@@ -227,7 +229,7 @@ fn set_link(space: &AddressSpace, entry: Va, next: u64) {
 
 impl Lookasides {
     fn stripe(&self, head: Va) -> StripeGuard<'_> {
-        let stripe = &self.stripes[((head.get() >> 7) as usize) % self.stripes.len()];
+        let stripe = &self.stripes[(head.get() >> 7) as usize & (STRIPES - 1)];
         while stripe.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             std::hint::spin_loop();
         }

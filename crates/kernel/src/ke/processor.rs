@@ -49,6 +49,7 @@ impl Processor {
     }
 
     /// The current IRQL.
+    #[inline(always)]
     pub fn irql(&self) -> Irql {
         Irql(self.irql.load(Ordering::Acquire))
     }
@@ -113,20 +114,24 @@ fn owner_value(number: u32) -> usize {
 
 impl<'m> Cpu<'m> {
     /// The machine.
+    #[inline(always)]
     pub fn machine(&self) -> &'m Machine {
         self.machine
     }
 
     /// The processor number (`KeGetCurrentProcessorNumber`).
+    #[inline(always)]
     pub fn number(&self) -> u32 {
         self.number
     }
 
+    #[inline(always)]
     fn processor(&self) -> &'m Processor {
         self.machine.processor(self.number)
     }
 
     /// `KeGetCurrentIrql`.
+    #[inline(always)]
     pub fn irql(&self) -> Irql {
         self.processor().irql()
     }

@@ -88,6 +88,19 @@ impl Geometry {
         bytes.saturating_add(2 * self.unit - 1) >> self.unit_shift
     }
 
+    /// Whether `va` starts a page (a mask, not a division: the free path asks on
+    /// every call).
+    #[inline]
+    pub fn page_aligned(&self, va: u64) -> bool {
+        va & (self.page - 1) == 0
+    }
+
+    /// Whether `va` starts a block unit.
+    #[inline]
+    pub fn unit_aligned(&self, va: u64) -> bool {
+        va & (self.unit - 1) == 0
+    }
+
     /// The page holding `va`.
     pub fn page_of(&self, va: u64) -> u64 {
         va & !(self.page - 1)
@@ -171,7 +184,7 @@ impl PoolHeader {
 
     /// Decodes the first eight bytes of a header (everything but ProcessBilled,
     /// which reads 0), given as one little-endian word.
-    #[inline]
+    #[inline(always)]
     pub fn from_first_word(w: u64, g: &Geometry) -> PoolHeader {
         let tag = (w >> 32) as u32;
         if g.packed {
@@ -236,7 +249,7 @@ impl<'a> Mem<'a> {
     }
 
     /// The header's first eight bytes (sizes, index, type, tag) as one word.
-    #[inline]
+    #[inline(always)]
     pub fn first_word(&self, entry: u64) -> u64 {
         self.word(entry).read_u64::<0>()
     }
@@ -267,7 +280,7 @@ impl<'a> Mem<'a> {
 
     /// Writes BlockSize, PoolType, PoolTag (and ProcessBilled on 64-bit): every
     /// byte from offset 2, the part a processor's cache owns.
-    #[inline]
+    #[inline(always)]
     pub fn set_type_and_tag(&self, entry: u64, block: u64, pool_type: u8, tag: u32, billed: u64) {
         let w = self.word(entry);
         w.write_u16::<2>(self.block_and_type(block, pool_type));
@@ -278,13 +291,13 @@ impl<'a> Mem<'a> {
     }
 
     /// Writes BlockSize and PoolType (bytes 2..4), e.g. marking a cached block free.
-    #[inline]
+    #[inline(always)]
     pub fn set_pool_type(&self, entry: u64, block: u64, pool_type: u8) {
         self.word(entry).write_u16::<2>(self.block_and_type(block, pool_type));
     }
 
     /// Bytes 2..4 of a header: BlockSize and PoolType.
-    #[inline]
+    #[inline(always)]
     fn block_and_type(&self, block: u64, pool_type: u8) -> u16 {
         if self.g.packed {
             (block & 0x1FF) as u16 | (u16::from(pool_type & 0x7F) << 9)
@@ -294,7 +307,7 @@ impl<'a> Mem<'a> {
     }
 
     /// Fills `len` bytes at `va` with `byte`.
-    #[inline]
+    #[inline(always)]
     pub fn fill(&self, va: u64, len: u64, byte: u8) {
         self.space.fill(Va::new(va), len, byte).expect("pool addresses lie inside the address space");
     }

@@ -48,6 +48,7 @@
 
 pub mod checks;
 pub mod descriptor;
+mod fast;
 pub mod header;
 pub mod pages;
 mod percpu;
@@ -70,7 +71,6 @@ use self::quota::QuotaProcess;
 pub use self::routines::*;
 pub use self::types::{NtStatus, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise, Raising};
 use crate::bugcheck::{BugCheck, BugCheckCode};
-use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 use crate::mm::pfn::PageUse;
 
@@ -311,16 +311,21 @@ impl Pool {
             .collect()
     }
 
-    #[inline]
+    #[inline(always)]
     fn track(&self, cpu: &Cpu<'_>, tag: u32, kind: PoolKind, bytes: u64, free: bool) {
         let tag = PoolTag(tag).tracked().0;
         if !self.cpus[cpu.number() as usize].track(tag, kind, bytes, free) {
-            let mut o = lock(&self.overflow);
-            let c = o.entry((kind, tag)).or_default();
-            let i = usize::from(free);
-            c[i] += 1;
-            c[2] = if free { c[2].wrapping_sub(bytes) } else { c[2].wrapping_add(bytes) };
+            self.track_overflow(tag, kind, bytes, free);
         }
+    }
+
+    /// Counts in the shared table, for a processor whose own table is full.
+    #[cold]
+    fn track_overflow(&self, tag: u32, kind: PoolKind, bytes: u64, free: bool) {
+        let mut o = lock(&self.overflow);
+        let c = o.entry((kind, tag)).or_default();
+        c[usize::from(free)] += 1;
+        c[2] = if free { c[2].wrapping_sub(bytes) } else { c[2].wrapping_add(bytes) };
     }
 
     fn kind_of(&self, va: u64) -> Option<PoolKind> {
@@ -355,6 +360,8 @@ impl Pool {
         (max - in_use) * divisor_pool < max || free_phys * divisor_ram < self.phys_pages
     }
 
+    #[cold]
+    #[inline(never)]
     fn stop(cpu: &Cpu<'_>, code: BugCheckCode, p: [u64; 4]) -> BugCheck {
         cpu.machine().bugcheck(code, p)
     }
@@ -362,7 +369,7 @@ impl Pool {
     #[inline]
     fn check_request(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Result<(), BugCheck> {
         let irql = cpu.irql();
-        let ceiling = if t.kind() == PoolKind::Paged { Irql::APC } else { Irql::DISPATCH };
+        let ceiling = t.kind().ceiling();
         let raw = u64::from(t.raw());
         let bad = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
         if irql > ceiling {
@@ -576,6 +583,15 @@ impl Pool {
     }
 
     fn free(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> Result<(), BugCheck> {
+        if self.free_cached(cpu, va, tag_used) {
+            return Ok(());
+        }
+        self.free_general(cpu, va, tag_used)
+    }
+
+    /// Every free [`Pool::free_cached`] does not take: checked rule by rule.
+    #[inline(never)]
+    fn free_general(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> Result<(), BugCheck> {
         let g = &self.g;
         let bad_caller = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
         let bad_header = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_HEADER, p));
@@ -586,25 +602,24 @@ impl Pool {
             return bad_caller([caller::NOT_POOL, va, 0, 0]);
         };
         let irql = cpu.irql();
-        let ceiling = if kind == PoolKind::Paged { Irql::APC } else { Irql::DISPATCH };
-        if irql > ceiling {
+        if irql > kind.ceiling() {
             return bad_caller([caller::FREE_AT_BAD_IRQL, u64::from(irql.0), kind.base_type(), va]);
         }
         let k = &self.kinds[kind.index()];
         let page_offset = (va - k.start) >> g.page_shift;
-        if va.is_multiple_of(g.page) && state == PageState::BigStart {
+        if g.page_aligned(va) && state == PageState::BigStart {
             return self.free_big(cpu, kind, va, tag_used);
         }
         match (state, kind) {
             (PageState::BigInterior | PageState::BigStart, PoolKind::Paged) => {
                 return bad_caller([caller::PAGED_MIDDLE_OF_ALLOCATION, 0, 0, page_offset]);
             }
-            _ if va.is_multiple_of(g.page) => return bad_header([bad_header::NO_TRACKING_ENTRY, va, 0, 0]),
+            _ if g.page_aligned(va) => return bad_header([bad_header::NO_TRACKING_ENTRY, va, 0, 0]),
             (PageState::Small, _) => {}
             (_, PoolKind::Paged) => return bad_caller([caller::PAGED_NOT_ALLOCATED, va, page_offset, k.size]),
             (_, PoolKind::Nonpaged) => return bad_caller([caller::NONPAGED_NOT_ALLOCATED, va, 0, 0]),
         }
-        if !va.is_multiple_of(g.unit) {
+        if !g.unit_aligned(va) {
             return bad_caller([caller::INVALID_ADDRESS, va, 0, 0]);
         }
         let mem = self.mem(cpu);
@@ -704,12 +719,12 @@ impl Pool {
         let kind = self.kind_of(va)?;
         let k = &self.kinds[kind.index()];
         match k.map.get(va) {
-            PageState::BigStart if va.is_multiple_of(g.page) => {
+            PageState::BigStart if g.page_aligned(va) => {
                 let p = lock(&k.pages);
                 let e = p.big.get(&va)?;
                 Some(BlockSize { bytes: e.pages * g.page, quota_charged: e.quota != 0 })
             }
-            PageState::Small if va.is_multiple_of(g.unit) && !va.is_multiple_of(g.page) => {
+            PageState::Small if g.unit_aligned(va) && !g.page_aligned(va) => {
                 let h = self.mem(cpu).header(va - g.unit);
                 let quota = h.pool_type & POOL_QUOTA_MASK != 0;
                 let trailer = if quota && g.packed { g.pointer } else { 0 };

@@ -86,7 +86,7 @@ impl PageMap {
         self.regions.iter().any(|r| va >= r.start && va < r.end)
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot(&self, va: u64) -> Option<(&RegionMap, usize, usize)> {
         let r = self.regions.iter().find(|r| va >= r.start && va < r.end)?;
         let index = (va - r.start) >> self.page_shift;
@@ -100,7 +100,7 @@ impl PageMap {
 
     /// The state of the page holding `va`, or `None` when `va` is outside the
     /// regions (one search: the free path's "is this pool, and what is it").
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, va: u64) -> Option<PageState> {
         let (r, c, i) = self.slot(va)?;
         Some(match r.chunks[c].get().map_or(0, |chunk| chunk[i].load(Ordering::Acquire)) {

@@ -96,6 +96,14 @@ impl PerCpu {
         self.caches[kind.index()].get(units.wrapping_sub(1) as usize).is_some_and(|s| s.push(entry))
     }
 
+    /// Whether the cache of `units`-unit blocks has room for one more.
+    #[inline]
+    pub fn has_room(&self, kind: PoolKind, units: u64) -> bool {
+        self.caches[kind.index()]
+            .get(units.wrapping_sub(1) as usize)
+            .is_some_and(|s| s.count.load(Relaxed) < CACHE_DEPTH)
+    }
+
     /// Takes every cached block of `kind`: `(entry, units)`.
     pub fn drain(&self, kind: PoolKind) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
@@ -109,7 +117,7 @@ impl PerCpu {
 
     /// Counts an allocation (`sign` +1) or a free (-1) of `bytes` for `tag`; false
     /// when this processor's table is full (the caller uses the shared table).
-    #[inline]
+    #[inline(always)]
     pub fn track(&self, tag: u32, kind: PoolKind, bytes: u64, free: bool) -> bool {
         let mask = TAG_SLOTS - 1;
         let m = u64::from(tag).wrapping_mul(40543);

@@ -24,7 +24,11 @@ pub fn verifier_must_succeed(cpu: &Cpu<'_>, pool_type: PoolType, bytes: u64, tag
 /// The bugchecks of [`checks::caller`]: bad IRQL (8), zero bytes (0), tag 0 (0x9B),
 /// "BIG " (0x9C), no letter or digit (0x9D); MUST_SUCCEED_POOL_EMPTY (0x41).
 pub fn allocate(cpu: &Cpu<'_>, pool_type: PoolType, bytes: u64, tag: PoolTag) -> Result<Option<Va>, BugCheck> {
-    Ok(cpu.machine().pool().allocate(cpu, pool_type, bytes, tag.0, PLAIN)?.ok())
+    let pool = cpu.machine().pool();
+    if let Some(va) = pool.allocate_cached(cpu, pool_type, bytes, tag.0) {
+        return Ok(Some(va));
+    }
+    Ok(pool.allocate(cpu, pool_type, bytes, tag.0, PLAIN)?.ok())
 }
 
 /// `ExAllocatePool`: [`allocate`] with the tag "None".
