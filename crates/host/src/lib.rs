@@ -11,6 +11,7 @@
 //!   owned by live machines.
 //! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
 //!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
+//! - [`sparse`]: large tables of atomic bytes that cost memory only where written.
 //! - [`window`]: small fixed-size views of a reservation, checked once, for the
 //!   kernel's hot paths.
 //!
@@ -22,6 +23,7 @@ pub mod fault;
 pub mod guard;
 pub mod ram;
 pub mod reservation;
+pub mod sparse;
 mod sys;
 #[cfg(test)]
 mod testing;
@@ -38,5 +40,6 @@ pub use guard::{
 };
 pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};
+pub use sparse::SparseBytes;
 pub use sys::{default_sigpipe, page_size, peak_rss_bytes};
 pub use window::Window;

@@ -152,7 +152,7 @@ impl Machine {
         ));
         let (start, len) = space.host_range();
         let fault_range = register_fault_range(start, len, trap.clone());
-        let pool = Pool::new(&profile);
+        let pool = Pool::new(&profile).map_err(MmError::Host)?;
         let hal = crate::hal::Hal::new(&profile)?;
         Ok(Machine {
             id,

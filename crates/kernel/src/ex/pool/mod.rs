@@ -60,6 +60,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ntmem_host::HostError;
 use ntmem_machine::{MachineProfile, RegionKind, Va};
 
 use self::checks::{caller, header as bad_header};
@@ -199,27 +200,30 @@ pub struct Pool {
 
 impl Pool {
     /// The pools of `profile`; nothing is committed until the first allocation.
-    pub fn new(profile: &MachineProfile) -> Pool {
+    ///
+    /// # Errors
+    /// When the host cannot map the page-state tables.
+    pub fn new(profile: &MachineProfile) -> Result<Pool, HostError> {
         let g = Geometry::of(profile.arch);
         let region = |k: RegionKind| profile.layout.region(k).map(|r| (r.start.get(), r.size));
-        let kind = |regions: Vec<(u64, u64)>, max: u64, usage: PageUse| {
+        let kind = |regions: Vec<(u64, u64)>, max: u64, usage: PageUse| -> Result<KindPool, HostError> {
             let (start, size) = regions.first().copied().unwrap_or((0, 0));
-            KindPool {
+            Ok(KindPool {
                 descriptor: Mutex::new(Descriptor::new(g)),
                 pages: Mutex::new(Pages { backend: Backend::new(&regions, g.page, max, usage), big: HashMap::new() }),
-                map: PageMap::new(&regions, g.page),
+                map: PageMap::new(&regions, g.page)?,
                 start,
                 size,
-            }
+            })
         };
         let nonpaged: Vec<_> =
             [RegionKind::NonPagedPool, RegionKind::NonPagedPoolExpansion].into_iter().filter_map(region).collect();
         let paged: Vec<_> = region(RegionKind::PagedPool).into_iter().collect();
-        Pool {
+        Ok(Pool {
             g,
             kinds: [
-                kind(nonpaged, profile.limits.nonpaged_max, PageUse::NonPagedPool),
-                kind(paged, profile.limits.paged_max, PageUse::PagedPool),
+                kind(nonpaged, profile.limits.nonpaged_max, PageUse::NonPagedPool)?,
+                kind(paged, profile.limits.paged_max, PageUse::PagedPool)?,
             ],
             cpus: (0..profile.processors).map(|_| PerCpu::new()).collect(),
             overflow: Mutex::new(BTreeMap::new()),
@@ -229,7 +233,7 @@ impl Pool {
             system_start: profile.layout.system_start.get(),
             phys_pages: profile.physmap.usable_ram() / g.page,
             failures: AtomicU64::new(0),
-        }
+        })
     }
 
     /// The block geometry.

@@ -20,13 +20,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
 
+use ntmem_host::{HostError, SparseBytes};
 use ntmem_machine::Va;
 
 use crate::mm::frames::{FrameRequest, Frames, PhysicalMemory};
 use crate::mm::pfn::PageUse;
-use crate::mm::space::{Access, AddressSpace};
+use crate::mm::space::{to_usize, Access, AddressSpace};
 
 /// Pages committed at a time (at most 64: a segment keeps one bit per page).
 pub const SEGMENT_PAGES: u64 = 64;
@@ -49,14 +49,13 @@ pub enum PageState {
     BigInterior = 3,
 }
 
-const CHUNK: u64 = 4096;
-
-/// One region's page states, one byte a page, created a chunk at a time.
+/// One region's page states, one byte a page, in a sparse table (host memory only
+/// for the stretches of the region the pool has used).
 #[derive(Debug)]
 struct RegionMap {
     start: u64,
     end: u64,
-    chunks: Box<[OnceLock<Box<[AtomicU8]>>]>,
+    states: SparseBytes,
 }
 
 /// Page states over a pool's regions.
@@ -69,16 +68,18 @@ pub struct PageMap {
 
 impl PageMap {
     /// A map over `regions` (`(start, bytes)`).
-    pub fn new(regions: &[(u64, u64)], page: u64) -> PageMap {
+    ///
+    /// # Errors
+    /// When the host cannot map a region's table.
+    pub fn new(regions: &[(u64, u64)], page: u64) -> Result<PageMap, HostError> {
         let regions = regions
             .iter()
             .map(|&(start, size)| {
-                let pages = size / page;
-                let chunks = (0..pages.div_ceil(CHUNK)).map(|_| OnceLock::new()).collect();
-                RegionMap { start, end: start + size, chunks }
+                let states = SparseBytes::new(to_usize(size / page))?;
+                Ok(RegionMap { start, end: start + size, states })
             })
-            .collect();
-        PageMap { page, page_shift: page.trailing_zeros(), regions }
+            .collect::<Result<_, HostError>>()?;
+        Ok(PageMap { page, page_shift: page.trailing_zeros(), regions })
     }
 
     /// Whether `va` lies in one of the regions.
@@ -86,11 +87,11 @@ impl PageMap {
         self.regions.iter().any(|r| va >= r.start && va < r.end)
     }
 
+    /// The state byte of the page holding `va`.
     #[inline(always)]
-    fn slot(&self, va: u64) -> Option<(&RegionMap, usize, usize)> {
+    fn slot(&self, va: u64) -> Option<&AtomicU8> {
         let r = self.regions.iter().find(|r| va >= r.start && va < r.end)?;
-        let index = (va - r.start) >> self.page_shift;
-        Some((r, (index / CHUNK) as usize, (index % CHUNK) as usize))
+        r.states.bytes().get(to_usize((va - r.start) >> self.page_shift))
     }
 
     /// The state of the page holding `va` (`Free` outside the regions).
@@ -102,8 +103,7 @@ impl PageMap {
     /// regions (one search: the free path's "is this pool, and what is it").
     #[inline(always)]
     pub fn lookup(&self, va: u64) -> Option<PageState> {
-        let (r, c, i) = self.slot(va)?;
-        Some(match r.chunks[c].get().map_or(0, |chunk| chunk[i].load(Ordering::Acquire)) {
+        Some(match self.slot(va)?.load(Ordering::Acquire) {
             1 => PageState::Small,
             2 => PageState::BigStart,
             3 => PageState::BigInterior,
@@ -114,10 +114,8 @@ impl PageMap {
     /// Sets the state of `pages` pages from `va`.
     pub fn set(&self, va: u64, pages: u64, state: PageState) {
         for p in 0..pages {
-            let at = va + p * self.page;
-            if let Some((r, c, i)) = self.slot(at) {
-                let chunk = r.chunks[c].get_or_init(|| (0..CHUNK).map(|_| AtomicU8::new(0)).collect());
-                chunk[i].store(state as u8, Ordering::Release);
+            if let Some(slot) = self.slot(va + p * self.page) {
+                slot.store(state as u8, Ordering::Release);
             }
         }
     }
@@ -376,7 +374,7 @@ mod tests {
 
     #[test]
     fn page_map_is_lazy_and_exact() {
-        let m = PageMap::new(&[(0x10_0000, 0x40_0000), (0x100_0000, 0x1000)], 0x1000);
+        let m = PageMap::new(&[(0x10_0000, 0x40_0000), (0x100_0000, 0x1000)], 0x1000).unwrap();
         assert_eq!(m.get(0x10_5000), PageState::Free);
         m.set(0x10_5000, 2, PageState::BigInterior);
         assert_eq!(m.get(0x10_5fff), PageState::BigInterior);
