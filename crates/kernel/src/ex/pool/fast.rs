@@ -15,7 +15,7 @@
 
 use ntmem_machine::Va;
 
-use super::header::{Geometry, PoolHeader, POOL_QUOTA_MASK};
+use super::header::{Geometry, Mem, PoolHeader, POOL_QUOTA_MASK};
 use super::pages::PageState;
 use super::percpu::CACHED_CLASSES;
 use super::types::{PoolKind, PoolTag, PoolType};
@@ -35,13 +35,53 @@ impl PoolKind {
     }
 }
 
+/// A pool geometry known at compile time: the hit paths are compiled once per
+/// architecture, so every size, shift and header layout in them is a constant.
+trait Shape {
+    const G: Geometry;
+}
+
+enum X86 {}
+enum X64 {}
+enum Ia64 {}
+
+impl Shape for X86 {
+    const G: Geometry = Geometry::X86;
+}
+impl Shape for X64 {
+    const G: Geometry = Geometry::X64;
+}
+impl Shape for Ia64 {
+    const G: Geometry = Geometry::IA64;
+}
+
 impl Pool {
     /// A plain `ExAllocatePoolWithTag` (no quota, not zeroed, any priority that
     /// cannot be refused early) served from this processor's cache: the body's
     /// address, or `None` for the general path.
     #[inline]
     pub(super) fn allocate_cached(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Option<Va> {
-        let g = &self.g;
+        match (self.g.packed, self.g.page) {
+            (false, 4096) => self.allocate_shaped::<X64>(cpu, t, bytes, tag),
+            (true, _) => self.allocate_shaped::<X86>(cpu, t, bytes, tag),
+            _ => self.allocate_shaped::<Ia64>(cpu, t, bytes, tag),
+        }
+    }
+
+    /// `ExFreePool[WithTag]` of a sound small block into this processor's cache;
+    /// `false` (nothing done) for the general path.
+    #[inline]
+    pub(super) fn free_cached(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> bool {
+        match (self.g.packed, self.g.page) {
+            (false, 4096) => self.free_shaped::<X64>(cpu, va, tag_used),
+            (true, _) => self.free_shaped::<X86>(cpu, va, tag_used),
+            _ => self.free_shaped::<Ia64>(cpu, va, tag_used),
+        }
+    }
+
+    #[inline(always)]
+    fn allocate_shaped<S: Shape>(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Option<Va> {
+        let g = &S::G;
         let units = g.units_for(bytes);
         if bytes == 0 || units > CACHED_CLASSES || t.cache_aligned() || t.must_succeed() || !PoolTag(tag).valid() {
             return None;
@@ -52,21 +92,19 @@ impl Pool {
         }
         let per = &self.cpus[cpu.number() as usize];
         let entry = per.pop(kind, units)?;
-        let mem = self.mem(cpu);
+        let mem = Mem { space: cpu.machine().space(), g };
         mem.set_type_and_tag(entry, units, t.header_value(), tag, 0);
         let body = entry + g.unit;
         if self.fills() {
             mem.fill(body, (units - 1) << g.unit_shift, ALLOCATED_FILL);
         }
-        self.track(cpu, tag, kind, units << g.unit_shift, false);
+        self.track_on(per, tag, kind, units << g.unit_shift, false);
         Some(Va::new(body))
     }
 
-    /// `ExFreePool[WithTag]` of a sound small block into this processor's cache;
-    /// `false` (nothing done) for the general path.
-    #[inline]
-    pub(super) fn free_cached(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> bool {
-        let g = &self.g;
+    #[inline(always)]
+    fn free_shaped<S: Shape>(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> bool {
+        let g = &S::G;
         if g.page_aligned(va) || !g.unit_aligned(va) {
             return false;
         }
@@ -74,7 +112,7 @@ impl Pool {
         if cpu.irql() > kind.ceiling() {
             return false;
         }
-        let mem = self.mem(cpu);
+        let mem = Mem { space: cpu.machine().space(), g };
         let entry = va - g.unit;
         let h = PoolHeader::from_first_word(mem.first_word(entry), g);
         let units = u64::from(h.block_size);
@@ -96,7 +134,7 @@ impl Pool {
         if self.fills() {
             mem.fill(va, charge - g.unit, FREED_FILL);
         }
-        self.track(cpu, h.tag, kind, charge, true);
+        self.track_on(per, h.tag, kind, charge, true);
         mem.set_pool_type(entry, units, 0);
         per.push(kind, units, entry)
     }
@@ -105,7 +143,7 @@ impl Pool {
 /// Whether the header of the block at unit `offset` of its page passes every check
 /// the general free path makes on it alone (in use, BlockSize inside the page,
 /// PreviousSize consistent with the offset) and `tag_used` may free it.
-#[inline]
+#[inline(always)]
 fn sound(g: &Geometry, h: &PoolHeader, offset: u64, tag_used: u32) -> bool {
     let units = u64::from(h.block_size);
     let previous = u64::from(h.previous_size);

@@ -56,10 +56,24 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// The geometry of `arch`.
+    /// x86: 8-byte units, 4 KB pages, the packed header.
+    pub const X86: Geometry = Geometry::build(8, 4096, 4, 64);
+    /// x64: 16-byte units, 4 KB pages.
+    pub const X64: Geometry = Geometry::build(16, 4096, 8, 64);
+    /// IA-64: 16-byte units, 8 KB pages, 128-byte cache lines.
+    pub const IA64: Geometry = Geometry::build(16, 8192, 8, 128);
+
+    /// The geometry of `arch`: one of the constants above, which the pool's hit
+    /// paths use so that the compiler folds every size and shift.
     pub fn of(arch: Arch) -> Geometry {
-        let unit = arch.pool_header_size();
-        let page = arch.page_shift().page_size();
+        match arch {
+            Arch::X86 => Geometry::X86,
+            Arch::X64 => Geometry::X64,
+            Arch::Ia64 => Geometry::IA64,
+        }
+    }
+
+    const fn build(unit: u64, page: u64, pointer: u64, cache_line: u64) -> Geometry {
         let packed = unit == 8;
         let field_max = if packed { 511 } else { 255 };
         let units_per_page = page / unit;
@@ -67,10 +81,10 @@ impl Geometry {
             unit,
             page,
             units_per_page,
-            max_block: field_max.min(units_per_page - 1),
+            max_block: if field_max < units_per_page - 1 { field_max } else { units_per_page - 1 },
             packed,
-            pointer: arch.pointer_size(),
-            cache_line: arch.cache_line(),
+            pointer,
+            cache_line,
             unit_shift: unit.trailing_zeros(),
             page_shift: page.trailing_zeros(),
         }
@@ -316,6 +330,16 @@ impl<'a> Mem<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geometry_constants_match_the_architectures() {
+        for arch in [Arch::X86, Arch::X64, Arch::Ia64] {
+            let g = Geometry::of(arch);
+            assert_eq!(g.unit, arch.pool_header_size(), "{arch:?}");
+            assert_eq!(g.page, arch.page_shift().page_size(), "{arch:?}");
+            assert_eq!((g.pointer, g.cache_line), (arch.pointer_size(), arch.cache_line()), "{arch:?}");
+        }
+    }
 
     #[test]
     fn geometry_per_arch() {

@@ -317,8 +317,14 @@ impl Pool {
 
     #[inline(always)]
     fn track(&self, cpu: &Cpu<'_>, tag: u32, kind: PoolKind, bytes: u64, free: bool) {
+        self.track_on(&self.cpus[cpu.number() as usize], tag, kind, bytes, free);
+    }
+
+    /// [`Pool::track`] on processor state the caller already holds.
+    #[inline(always)]
+    fn track_on(&self, per: &PerCpu, tag: u32, kind: PoolKind, bytes: u64, free: bool) {
         let tag = PoolTag(tag).tracked().0;
-        if !self.cpus[cpu.number() as usize].track(tag, kind, bytes, free) {
+        if !per.track(tag, kind, bytes, free) {
             self.track_overflow(tag, kind, bytes, free);
         }
     }
@@ -586,6 +592,7 @@ impl Pool {
         }
     }
 
+    #[inline]
     fn free(&self, cpu: &Cpu<'_>, va: u64, tag_used: u32) -> Result<(), BugCheck> {
         if self.free_cached(cpu, va, tag_used) {
             return Ok(());

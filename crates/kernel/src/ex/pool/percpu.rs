@@ -73,6 +73,9 @@ pub(crate) struct TagCounters {
 pub(crate) struct PerCpu {
     caches: Box<[[Stack; CACHED_CLASSES as usize]; 2]>,
     tags: Box<[TagCounters]>,
+    /// The tag counted last and its slot, `(slot + 1) << 32 | tag` (0: none): a
+    /// driver allocating and freeing under one tag skips the hash probe.
+    last: AtomicU64,
 }
 
 impl PerCpu {
@@ -81,6 +84,7 @@ impl PerCpu {
         PerCpu {
             caches: Box::new([classes(), classes()]),
             tags: (0..TAG_SLOTS).map(|_| TagCounters::default()).collect(),
+            last: AtomicU64::new(0),
         }
     }
 
@@ -115,33 +119,49 @@ impl PerCpu {
         out
     }
 
-    /// Counts an allocation (`sign` +1) or a free (-1) of `bytes` for `tag`; false
-    /// when this processor's table is full (the caller uses the shared table).
+    /// Counts an allocation or (`free`) a free of `bytes` for `tag`; false when
+    /// this processor's table is full (the caller uses the shared table).
     #[inline(always)]
     pub fn track(&self, tag: u32, kind: PoolKind, bytes: u64, free: bool) -> bool {
+        let last = self.last.load(Relaxed);
+        let slot = if last as u32 == tag && last >> 32 != 0 {
+            (last >> 32) as usize - 1
+        } else {
+            match self.slot_of(tag) {
+                Some(slot) => slot,
+                None => return false,
+            }
+        };
+        let Some(t) = self.tags.get(slot) else { return false };
+        let c = &t.counts[kind.index()];
+        if free {
+            bump(&c[1], 1);
+            bump(&c[2], bytes.wrapping_neg());
+        } else {
+            bump(&c[0], 1);
+            bump(&c[2], bytes);
+        }
+        true
+    }
+
+    /// `tag`'s slot (claimed if new; open addressing), remembered in `last`; `None`
+    /// when the table is full.
+    fn slot_of(&self, tag: u32) -> Option<usize> {
         let mask = TAG_SLOTS - 1;
         let m = u64::from(tag).wrapping_mul(40543);
         let mut i = ((m as u32) ^ ((m >> 32) as u32)) as usize & mask;
         for _ in 0..TAG_SLOTS {
-            let slot = &self.tags[i];
-            let key = slot.key.load(Relaxed);
+            let key = self.tags[i].key.load(Relaxed);
             if key == 0 {
-                slot.key.store(tag, std::sync::atomic::Ordering::Release);
+                self.tags[i].key.store(tag, std::sync::atomic::Ordering::Release);
             }
             if key == 0 || key == tag {
-                let c = &slot.counts[kind.index()];
-                if free {
-                    bump(&c[1], 1);
-                    bump(&c[2], bytes.wrapping_neg());
-                } else {
-                    bump(&c[0], 1);
-                    bump(&c[2], bytes);
-                }
-                return true;
+                self.last.store((i as u64 + 1) << 32 | u64::from(tag), Relaxed);
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
-        false
+        None
     }
 
     /// Every tag this processor has seen, with its counters.
