@@ -8,7 +8,7 @@
 //! * [`context`]: which simulated processor the calling thread is running driver
 //!   code on. Every routine finds its [`ntmem_kernel::Cpu`] there, and leaves
 //!   driver code with a bugcheck through [`context::kernel`].
-//! * [`ex`], [`ke`], [`dbg`]: the routines, one module per NT component prefix.
+//! * [`ex`], [`ke`], [`dbg`](mod@dbg): the routines, one module per NT component prefix.
 //! * [`seh`]: structured exceptions — `__try`/`__except`/`__finally` for C drivers,
 //!   `ExRaiseStatus`, the raise routines use, and [`seh::try_except`] for Rust.
 //! * [`loader`]: [`loader::Driver`] — open, `DriverEntry`, `DriverUnload`.

@@ -142,7 +142,7 @@ pub fn mm_allocate_contiguous_memory(cpu: &Cpu<'_>, bytes: u64, highest: PhysAdd
 /// `cache`. Contents are not zeroed. `None` when no run fits, when system PTEs run
 /// out, for zero bytes, and above APC_LEVEL (see the module notes on the pool path).
 ///
-/// Placement is ntmem's top-down search (nt-algorithms.md §3.1 [DESIGN]): Windows
+/// Placement is ntmem's top-down search (nt-algorithms.md §3.1 \[DESIGN\]): Windows
 /// does not document its scan direction.
 pub fn mm_allocate_contiguous_memory_specify_cache(
     cpu: &Cpu<'_>,

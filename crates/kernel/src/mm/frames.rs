@@ -9,7 +9,7 @@
 //!
 //! Policy: general requests are served from the top of memory down, so low memory
 //! stays for devices that cannot reach above 4 GB or 16 MB (ntmem's choice; Windows
-//! does not document its scan direction, nt-algorithms.md §3.1 [DESIGN]). With
+//! does not document its scan direction, nt-algorithms.md §3.1 \[DESIGN\]). With
 //! /NOLOWMEM, requests that do not name a range never get a frame below 4 GB (seed
 //! §12.1).
 

@@ -4,7 +4,7 @@
 //! The paging file is a second sealed, sparse memfd, 1.5 times the size of RAM
 //! (Windows' default paging-file size). Trimming a resident pageable page copies its
 //! frame to a free slot, writes the paging-file PTE of the architecture
-//! ([`PteFormat::encode_paging_file`]), unmaps the page in the host and frees the
+//! ([`PteFormat::encode_paging_file`](super::pte::PteFormat::encode_paging_file)), unmaps the page in the host and frees the
 //! frame. A later touch faults for real; below DISPATCH_LEVEL the fault handler
 //! brings the bytes back into a new frame and the touch is retried, so the driver
 //! never notices; at DISPATCH_LEVEL or above the fault is a bugcheck

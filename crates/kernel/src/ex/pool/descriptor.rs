@@ -5,7 +5,7 @@
 //! header) is never listed and only comes back by coalescing, as in Windows. The
 //! lists are kept on the Rust side, ordered by address, and an allocation takes the
 //! lowest-addressed block of the first non-empty list at or above its size — an
-//! exact fit included (§1.4 [DESIGN]); Windows takes a list's head instead, which
+//! exact fit included (§1.4 \[DESIGN\]); Windows takes a list's head instead, which
 //! changes only fragmentation statistics. Splitting follows §1.4 step 6: a block
 //! that starts its page gives its front, any other block its tail. Freeing merges
 //! with a free next and previous neighbour (§1.5 step 7) and gives the page back

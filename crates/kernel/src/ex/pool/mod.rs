@@ -12,9 +12,11 @@
 //! patterns off. `ExAllocatePool2` zeroes unless `POOL_FLAG_UNINITIALIZED`.
 //! Both fills are kept on every allocation and free, also for blocks recycled
 //! from a processor's cache (a recycled block could keep its freed pattern and
-//! save one fill, ~10 ns of the ~25 ns the two cost per pair, but then reading
-//! uninitialised memory would look like reading freed memory); a fill is one
-//! `memset` through the host mapping ([`AddressSpace::fill`]).
+//! save one fill, but then reading uninitialised memory would look like reading
+//! freed memory); a fill is one `memset` through the host mapping
+//! ([`AddressSpace::fill`]). The two cost about as much as the rest of a pair
+//! (BENCHMARKS.md): they are bound by store bandwidth, and mimalloc doing the same
+//! two fills itself takes twice its own time.
 //!
 //! [`AddressSpace::fill`]: crate::mm::space::AddressSpace::fill
 //!
@@ -31,14 +33,16 @@
 //! fails only when the memory is really gone.
 //!
 //! **IRQL and locking.** Nonpaged pool at ≤ DISPATCH_LEVEL, paged pool at ≤
-//! APC_LEVEL (seed §5.1), else BAD_POOL_CALLER 8/9. The fast path is a
-//! per-processor cache of free blocks of 1..=32 units ([`percpu`]) with no lock,
-//! no allocation and no system call: a pop or push, the header's words written or
-//! checked with single loads and stores, the fill, and the tag's per-processor
-//! counters;
-//! behind it each pool has a descriptor lock (free lists) and a page lock (back
-//! end, big-page table), always taken in that order. Tag counters are per
-//! processor and summed by [`Pool::snapshot`].
+//! APC_LEVEL (seed §5.1), else BAD_POOL_CALLER 8/9. The hit paths (`fast.rs`) serve
+//! a plain request of 1..=32 units from a per-processor cache of free blocks
+//! (`percpu.rs`) with no lock, no allocation and no system call: a pop or push, the
+//! header's words written or checked through one window each, the fill, and the
+//! tag's per-processor counters — compiled once per architecture so that every
+//! size is a constant. Everything else takes the general paths here, which check
+//! the same rules one by one and name the one broken; behind them each pool has a
+//! descriptor lock (free lists) and a page lock (back end, big-page table), always
+//! taken in that order. Tag counters are per processor and summed by
+//! [`Pool::snapshot`].
 //!
 //! **Where ntmem differs from Windows.** A block parked in a processor's cache is
 //! marked free in its header, so a double free is always caught (Windows may miss

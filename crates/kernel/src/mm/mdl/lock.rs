@@ -64,7 +64,7 @@ pub(super) fn unlock_frame(m: &Machine, pfn: Pfn) -> Result<(), BugCheck> {
 /// charged to the current process (`Mdl->Process`). The inner `Err` is the
 /// exception the routine raises: `STATUS_ACCESS_VIOLATION` for a UserMode probe
 /// beyond `MmUserProbeAddress`, a page that is not valid, or a page not writable
-/// for IoWriteAccess / IoModifyAccess; nothing stays locked then, and PFN[0] is −1.
+/// for IoWriteAccess / IoModifyAccess; nothing stays locked then, and `PFN[0]` is −1.
 ///
 /// # Errors
 /// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an MDL outside the address space.

@@ -13,7 +13,7 @@ use crate::ke::processor::Cpu;
 /// describes `[va, va + length)` of the source's buffer (length 0: to its end),
 /// with the source's frames. A mapped source makes the target
 /// MDL_PARENT_MAPPED_SYSTEM_VA with `MappedSystemVa` inside the parent's mapping
-/// (research/nt-algorithms.md §6.6 [DESIGN]).
+/// (research/nt-algorithms.md §6.6 \[DESIGN\]).
 ///
 /// # Errors
 /// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an MDL outside the address space.
@@ -54,7 +54,7 @@ pub fn io_build_partial_mdl(cpu: &Cpu<'_>, source: Mdl, target: Mdl, va: Va, len
 /// buffer's end.
 ///
 /// # Errors
-/// PFN_LIST_CORRUPT (0x4E) as [`mm_unlock_pages`].
+/// PFN_LIST_CORRUPT (0x4E) as [`mm_unlock_pages`](super::mm_unlock_pages).
 pub fn mm_advance_mdl(cpu: &Cpu<'_>, mdl: Mdl, bytes: u64) -> Result<Result<(), NtStatus>, BugCheck> {
     let m = cpu.machine();
     let shift = shift_of(m);
