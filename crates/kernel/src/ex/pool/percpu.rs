@@ -68,8 +68,10 @@ pub(crate) struct TagCounters {
     pub counts: [[AtomicU64; 3]; 2],
 }
 
-/// A processor's pool state.
+/// A processor's pool state, on its own cache line (`last` is written by its
+/// processor only; neighbours must not share the line).
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct PerCpu {
     caches: Box<[[Stack; CACHED_CLASSES as usize]; 2]>,
     tags: Box<[TagCounters]>,
