@@ -278,6 +278,20 @@ fn a_one_byte_overrun_under_special_pool_is_0xd6_naming_the_driver_even_inside_t
     assert_eq!(out.status.code(), Some(0), "without the verifier the overrun goes unnoticed: {}", text(&out));
 }
 
+#[test]
+fn reading_an_irp_after_completing_it_under_special_pool_is_0xd5_naming_the_driver() {
+    let out = run("after_complete.c", &["--verifier", "special_pool", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let b = &v["bugcheck"];
+    // The dispatch routine runs with the driver's image registered, so the fault names it.
+    assert_eq!((b["code"].clone(), b["driver"].clone()), (Value::from(0xD5), Value::from("after_complete.c")), "{v}");
+    assert_eq!(b["name"], "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL");
+    let p = b["parameters"].as_array().unwrap();
+    assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(0), b["faulting_ip"].clone(), Value::from(0)));
+    assert_ne!(p[0], 0);
+}
+
 /// Runs the demo NIC driver (`drivers/nic.c`) with scenario text `toml`.
 fn run_nic(toml: &str, extra: &[&str]) -> Output {
     let dir = std::env::temp_dir().join(format!("ntmem-pnp-{}-{}", std::process::id(), toml.len()));
