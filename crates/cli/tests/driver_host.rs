@@ -255,6 +255,43 @@ fn a_user_address_fault_inside_try_at_dispatch_level_is_a_bugcheck_not_an_except
     assert_eq!(v["bugcheck"]["parameters"][1], 2);
 }
 
+#[test]
+fn a_one_byte_overrun_under_special_pool_is_0xd6_naming_the_driver_even_inside_try() {
+    let out = run("overrun.c", &["--verifier", "special_pool", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let debug = v["debug_output"].as_str().unwrap();
+    assert!(!debug.contains("caught") && !debug.contains("not reached"), "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0xD6, "{v}");
+    assert_eq!(b["name"], "DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION");
+    assert_eq!(b["driver"], "overrun.c");
+    // (address referenced, 1 = write, faulting IP, 0): the byte after the block, which
+    // special pool put against the page end.
+    let p: Vec<u64> = b["parameters"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    let host = debug.split("at 0x").nth(1).and_then(|s| u64::from_str_radix(s.trim(), 16).ok()).expect("address");
+    let block = host.wrapping_sub(v["machine"]["relocation"].as_u64().unwrap());
+    assert_eq!((p[0], p[1], p[2], p[3]), (block + 64, 1, b["faulting_ip"].as_u64().unwrap(), 0), "{v}");
+    assert_eq!(p[0] % 4096, 0, "{v}");
+
+    let out = run("overrun.c", &[]);
+    assert_eq!(out.status.code(), Some(0), "without the verifier the overrun goes unnoticed: {}", text(&out));
+}
+
+#[test]
+fn reading_an_irp_after_completing_it_under_special_pool_is_0xd5_naming_the_driver() {
+    let out = run("after_complete.c", &["--verifier", "special_pool", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let b = &v["bugcheck"];
+    // The dispatch routine runs with the driver's image registered, so the fault names it.
+    assert_eq!((b["code"].clone(), b["driver"].clone()), (Value::from(0xD5), Value::from("after_complete.c")), "{v}");
+    assert_eq!(b["name"], "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL");
+    let p = b["parameters"].as_array().unwrap();
+    assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(0), b["faulting_ip"].clone(), Value::from(0)));
+    assert_ne!(p[0], 0);
+}
+
 /// Runs the demo NIC driver (`drivers/nic.c`) with scenario text `toml`.
 fn run_nic(toml: &str, extra: &[&str]) -> Output {
     let dir = std::env::temp_dir().join(format!("ntmem-pnp-{}-{}", std::process::id(), toml.len()));
@@ -276,7 +313,8 @@ fn run_nic(toml: &str, extra: &[&str]) -> Output {
 
 #[test]
 fn start_device_hands_the_driver_the_nics_raw_and_translated_resources() {
-    let out = run("pnp_start.c", &["--processors", "2"]);
+    // Under special pool, so that touching an IRP after completing it would stop the run.
+    let out = run("pnp_start.c", &["--processors", "2", "--verifier", "special_pool"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     for line in [

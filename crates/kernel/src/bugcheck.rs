@@ -46,8 +46,18 @@ impl BugCheckCode {
     pub const UNEXPECTED_KERNEL_MODE_TRAP: Self = Self(0x7F);
     /// 0x8E: an unhandled kernel-mode exception.
     pub const KERNEL_MODE_EXCEPTION_NOT_HANDLED: Self = Self(0x8E);
+    /// 0xC1: special pool found its pattern or header damaged, or a bad free.
+    pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: Self = Self(0xC1);
     /// 0xC2: a bad pool request by the caller.
     pub const BAD_POOL_CALLER: Self = Self(0xC2);
+    /// 0xCC: a touch of freed special pool, no driver named.
+    pub const PAGE_FAULT_IN_FREED_SPECIAL_POOL: Self = Self(0xCC);
+    /// 0xCD: a touch beyond the end of a special pool allocation, no driver named.
+    pub const PAGE_FAULT_BEYOND_END_OF_ALLOCATION: Self = Self(0xCD);
+    /// 0xD5: a driver touched freed special pool.
+    pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: Self = Self(0xD5);
+    /// 0xD6: a driver touched memory beyond the end of its special pool allocation.
+    pub const DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION: Self = Self(0xD6);
     /// 0xD1: a driver touched pageable or invalid memory at raised IRQL.
     pub const DRIVER_IRQL_NOT_LESS_OR_EQUAL: Self = Self(0xD1);
     /// 0x41: a must-succeed pool request could not be satisfied.
@@ -157,6 +167,36 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "BAD_POOL_CALLER",
         summary: "The current thread made a bad pool request.",
         parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+        name: "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
+        summary: "The driver wrote to an invalid section of the special pool (found when the block was freed), or freed or allocated special pool the wrong way.",
+        parameters: ["Depends on parameter 4 (usually the address the driver tried to free)", "Depends on parameter 4 (reserved, bytes requested, or the address where bits are corrupted)", "Depends on parameter 4 (0, bytes calculated, or reserved)", "Subcode: 0x20 free of unallocated pool, 0x21/0x22 bad address freed, 0x23 bytes before the block corrupted, 0x24 bytes after the end corrupted, 0x30/0x31 allocate/free at a bad IRQL, 0x32 single bit error"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+        name: "PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        summary: "The system referenced memory which was earlier freed (caught by the Driver Verifier Special Pool option); no try - except handler can catch it.",
+        parameters: ["Memory address referenced", "0: read, 1: write", "Address that referenced memory (if known)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
+        name: "PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+        summary: "The system accessed memory beyond the end of some driver's special pool allocation; no try - except handler can catch it.",
+        parameters: ["Memory address referenced", "0: read, 1: write", "Address that referenced memory (if known)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+        name: "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        summary: "A driver referenced memory which was earlier freed (caught by the Driver Verifier Special Pool option); no try - except handler can catch it.",
+        parameters: ["Memory address referenced", "0: read, 1: write", "Address that referenced memory (if known)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
+        name: "DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+        summary: "The driver allocated n bytes of special pool and then referenced more than n bytes; no try - except handler can catch it.",
+        parameters: ["Memory address referenced", "0: read, 1: write", "Address that referenced memory (if known)", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL,

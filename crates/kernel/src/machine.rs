@@ -142,6 +142,7 @@ impl Machine {
             }));
         }
         let images = Arc::new(Images::default());
+        let pool = Pool::new(&profile).map_err(MmError::Host)?;
         let trap = Arc::new(Trap::new(
             id,
             Arc::clone(&space),
@@ -149,10 +150,10 @@ impl Machine {
             page,
             Arc::clone(&processors),
             Arc::clone(&images),
+            pool.special().pages(),
         ));
         let (start, len) = space.host_range();
         let fault_range = register_fault_range(start, len, trap.clone());
-        let pool = Pool::new(&profile).map_err(MmError::Host)?;
         let hal = crate::hal::Hal::new(&profile)?;
         Ok(Machine {
             id,

@@ -11,6 +11,13 @@
 //!   waits for a lock;
 //! * a touch of a kernel stack's guard page is a stack overflow: the double fault
 //!   that UNEXPECTED_KERNEL_MODE_TRAP (0x7F, parameter 1 = 8) reports;
+//! * a touch of a special pool guard page is DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION
+//!   (0xD6) when the faulting instruction is in a loaded driver's image, else
+//!   PAGE_FAULT_BEYOND_END_OF_ALLOCATION (0xCD); a touch of freed special pool is
+//!   DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL (0xD5) or PAGE_FAULT_IN_FREED_SPECIAL_POOL
+//!   (0xCC); all four with (address, 0 read / 1 write, faulting IP, 0), at any IRQL
+//!   (ntmem's choice: these name the bug, where 0xD1 would only name the IRQL; see
+//!   [`crate::ex::pool::special`]);
 //! * any fault at DISPATCH_LEVEL or above is DRIVER_IRQL_NOT_LESS_OR_EQUAL (0xD1)
 //!   when the faulting instruction is in a loaded driver's image, else
 //!   IRQL_NOT_LESS_OR_EQUAL (0x0A); both with (address, IRQL, 0 read / 1 write /
@@ -42,6 +49,7 @@ use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler,
 use ntmem_machine::{Layout, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ex::pool::special::{SpecialFault, SpecialPages};
 use crate::ke::irql::Irql;
 use crate::ke::processor::{current_on, Processor};
 use crate::mm::frames::PhysicalMemory;
@@ -64,6 +72,7 @@ pub struct Trap {
     page: u64,
     processors: Arc<[Processor]>,
     images: Arc<Images>,
+    special: Arc<SpecialPages>,
 }
 
 impl Trap {
@@ -75,9 +84,10 @@ impl Trap {
         page: u64,
         processors: Arc<[Processor]>,
         images: Arc<Images>,
+        special: Arc<SpecialPages>,
     ) -> Trap {
         let (layout, relocation) = (space.layout().clone(), space.relocation());
-        Trap { id, space, phys, layout, relocation, page, processors, images }
+        Trap { id, space, phys, layout, relocation, page, processors, images, special }
     }
 
     fn irql(&self) -> Irql {
@@ -120,6 +130,14 @@ impl Trap {
         };
         let mut b = if overflow {
             BugCheck::new(BugCheckCode::UNEXPECTED_KERNEL_MODE_TRAP, [8, 0, 0, 0])
+        } else if let Some(special) = self.special.fault_at(va) {
+            let code = match (special, image) {
+                (SpecialFault::BeyondEnd, Some(_)) => BugCheckCode::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
+                (SpecialFault::BeyondEnd, None) => BugCheckCode::PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
+                (SpecialFault::Freed, Some(_)) => BugCheckCode::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+                (SpecialFault::Freed, None) => BugCheckCode::PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+            };
+            BugCheck::new(code, [va.get(), access, ip, 0])
         } else if irql >= Irql::DISPATCH {
             let code = match image {
                 Some(_) => BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL,

@@ -115,7 +115,8 @@ impl Dispatch for CDispatch {
 /// The bugcheck that stopped the machine, blaming the driver.
 pub fn send(driver: &Driver, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
     let dispatch = CDispatch { object: driver.object_ptr() };
-    let r = seh::run_as(ThreadKind::Arbitrary, || machine.run(cpu, |c| call.send(c, &dispatch)));
+    let r = driver
+        .in_image(machine, || seh::run_as(ThreadKind::Arbitrary, || machine.run(cpu, |c| call.send(c, &dispatch))));
     context::leave();
     r.map_err(|mut b| {
         b.driver = Some(driver.name().to_string());

@@ -153,6 +153,18 @@ impl Driver {
         self.call(machine, cpu, || unsafe { add(object, pdo) }).map(Some)
     }
 
+    /// Runs `f`, which runs the driver's code on `machine`, with the driver's image
+    /// registered there, so that a fault in its code is blamed on it (0xD1, 0xD5,
+    /// 0xD6, IMAGE_NAME).
+    pub(crate) fn in_image<R>(&self, machine: &Machine, f: impl FnOnce() -> R) -> R {
+        let slot = self.image.and_then(|(start, end)| machine.images().load(&self.name, start, end));
+        let r = f();
+        if let Some(slot) = slot {
+            machine.images().unload(slot);
+        }
+        r
+    }
+
     /// Whether `DriverEntry` registered a `DriverUnload`.
     pub fn has_unload(&self) -> bool {
         self.object.driver_unload.is_some()
@@ -162,14 +174,11 @@ impl Driver {
     /// driver's name (every stop here happens in driver code or in a routine the
     /// driver called).
     fn call<R>(&self, machine: &Machine, cpu: u32, call: impl FnOnce() -> R) -> Result<R, BugCheck> {
-        // The image's range, so a fault in its code is blamed on it (0xD1, IMAGE_NAME).
-        let slot = self.image.and_then(|(start, end)| machine.images().load(&self.name, start, end));
         // DriverEntry and DriverUnload run in a system worker thread on Windows.
-        let r = seh::run_as(ThreadKind::System, || machine.run(cpu, |c| Ok(context::enter(c, call))));
+        let r = self.in_image(machine, || {
+            seh::run_as(ThreadKind::System, || machine.run(cpu, |c| Ok(context::enter(c, call))))
+        });
         context::leave();
-        if let Some(slot) = slot {
-            machine.images().unload(slot);
-        }
         r.map_err(|mut b| {
             b.driver = Some(self.name.clone());
             b

@@ -93,7 +93,9 @@ fn send(
     request: &PnpRequest,
 ) -> Result<PnpOutcome, BugCheck> {
     let dispatch = CDispatch { object: driver.object_ptr() };
-    let r = seh::run_as(ThreadKind::System, || machine.run(cpu, |c| pnp::send(c, fdo, request, &dispatch)));
+    let r = driver.in_image(machine, || {
+        seh::run_as(ThreadKind::System, || machine.run(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
+    });
     context::leave();
     r.map_err(|b| blame(driver, b))
 }

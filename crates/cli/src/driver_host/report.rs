@@ -165,7 +165,7 @@ impl Report {
         if !self.verifier.is_empty() {
             let _ = writeln!(
                 o,
-                "Verifier       {} (force IRQL checking acts; the other options are recorded)",
+                "Verifier       {} (special pool and force IRQL checking act; the other options are recorded)",
                 self.verifier.join(", ")
             );
         }

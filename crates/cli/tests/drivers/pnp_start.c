@@ -41,6 +41,7 @@ static NTSTATUS Pnp(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     PIO_STACK_LOCATION stack = IoGetCurrentIrpStackLocation(Irp);
     PEXT ext = (PEXT)DeviceObject->DeviceExtension;
+    NTSTATUS status;
 
     DbgPrint("pnp: IRP_MJ_PNP 0x%x minor %u, IoStatus.Status 0x%08x on arrival\n", stack->MajorFunction,
              stack->MinorFunction, (unsigned)Irp->IoStatus.Status);
@@ -57,8 +58,9 @@ static NTSTATUS Pnp(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         IoDeleteDevice(ext->Self);
         return STATUS_SUCCESS;
     }
+    status = Irp->IoStatus.Status; /* the IRP may be gone once completed */
     IoCompleteRequest(Irp, IO_NO_INCREMENT);
-    return Irp->IoStatus.Status;
+    return status;
 }
 
 static NTSTATUS AddDevice(PDRIVER_OBJECT DriverObject, PDEVICE_OBJECT Pdo)

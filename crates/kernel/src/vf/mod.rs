@@ -2,16 +2,18 @@
 //!
 //! The options are Windows' `verifier /flags` bits; a machine carries the set in
 //! force ([`crate::Machine::set_verifier`]). What each option does lives with the
-//! code it checks: force IRQL checking trims pageable memory on every raise to
-//! DISPATCH_LEVEL or above ([`crate::Cpu::raise_irql`]), so a driver that touches
-//! paged memory at raised IRQL fails every time, not only when memory is short.
-//! Options ntmem does not act on yet are accepted and recorded.
+//! code it checks: special pool gives every small pool allocation a page of its own
+//! against a guard page ([`crate::ex::pool::special`]); force IRQL checking trims
+//! pageable memory on every raise to DISPATCH_LEVEL or above
+//! ([`crate::Cpu::raise_irql`]), so a driver that touches paged memory at raised IRQL
+//! fails every time, not only when memory is short. Options ntmem does not act on
+//! yet are accepted and recorded.
 
 bitflags::bitflags! {
     /// `verifier /flags` values (Microsoft, "Driver Verifier options and rule classes").
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct VerifierFlags: u32 {
-        /// Special pool (0x1).
+        /// Special pool (0x1): [`crate::ex::pool::special`].
         const SPECIAL_POOL = 0x1;
         /// Force IRQL checking (0x2): pageable memory is trimmed on every IRQL raise.
         const FORCE_IRQL_CHECKING = 0x2;

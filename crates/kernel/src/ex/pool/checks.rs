@@ -3,7 +3,9 @@
 //! Sources: "Bug Check 0xC2: BAD_POOL_CALLER" and "Bug Check 0x19: BAD_POOL_HEADER"
 //! (learn.microsoft.com/windows-hardware/drivers/debugger/bug-check-0xc2--bad-pool-caller,
 //! …/bug-check-0x19--bad-pool-header), "Bug Check 0x41: MUST_SUCCEED_POOL_EMPTY"
-//! (…/bug-check-0x41--must-succeed-pool-empty); research/nt-algorithms.md §1.7, §1.8.
+//! (…/bug-check-0x41--must-succeed-pool-empty), "Bug Check 0xC1:
+//! SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION" (…/bug-check-0xc1--special-pool-detected-memory-corruption);
+//! research/nt-algorithms.md §1.7, §1.8, §2.
 
 /// BAD_POOL_CALLER (0xC2) subcodes (parameter 1).
 pub mod caller {
@@ -64,4 +66,30 @@ pub mod header {
     /// A page-aligned address with no big-page tracking entry (freed twice, or
     /// never allocated): (0x22, address, 0, 0).
     pub const NO_TRACKING_ENTRY: u64 = 0x22;
+}
+
+/// SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION (0xC1) subcodes (parameter 4: the special
+/// pool puts its subcode last). Parameter 3, "reserved" in the 0x23/0x24/0x32 rows,
+/// carries the block's fill pattern in ntmem.
+pub mod special {
+    /// Free of special pool that is not allocated: (address, 0, 0, 0x20).
+    pub const NOT_ALLOCATED: u64 = 0x20;
+    /// Free of a bad address: the bytes from it to the end of the space the block may
+    /// use are fewer than the bytes requested: (address, requested, calculated, 0x21).
+    pub const SIZE_TOO_SMALL: u64 = 0x21;
+    /// Free of a bad address: the block cannot start there for the bytes requested:
+    /// (address, requested, calculated, 0x22).
+    pub const SIZE_MISPLACED: u64 = 0x22;
+    /// The pattern before the block (its page's start, Verify End) is overwritten: an
+    /// underrun. (address, first corrupt byte, pattern, 0x23).
+    pub const CORRUPT_BEFORE: u64 = 0x23;
+    /// The pattern after the block is overwritten: an overrun that stayed inside the
+    /// page. (address, first corrupt byte, pattern, 0x24).
+    pub const CORRUPT_AFTER: u64 = 0x24;
+    /// Allocation at a bad IRQL: (IRQL, pool type, bytes, 0x30).
+    pub const ALLOCATE_AT_BAD_IRQL: u64 = 0x30;
+    /// Free at a bad IRQL: (IRQL, pool type (0 nonpaged, 1 paged), address, 0x31).
+    pub const FREE_AT_BAD_IRQL: u64 = 0x31;
+    /// The only damage to the pattern is one flipped bit: (address, the byte, pattern, 0x32).
+    pub const SINGLE_BIT_ERROR: u64 = 0x32;
 }

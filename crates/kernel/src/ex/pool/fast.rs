@@ -8,7 +8,9 @@
 //! [`Mem`]'s windows, one page-state lookup. They accept exactly what the general
 //! paths in `mod.rs` accept and do what those do for it; anything else — a bad
 //! IRQL, a bad tag, a damaged header, a protected tag freed with the wrong one, a
-//! quota charge, a cache-aligned or must-succeed type, a full or empty cache — makes
+//! quota charge, a cache-aligned or must-succeed type, a full or empty cache, Driver
+//! Verifier's special pool switched on (one atomic load; its frees never come here,
+//! since its region is no pool region `Pool::locate` knows) — makes
 //! them answer `None` before touching anything, and the general path, which checks
 //! the same rules one by one, names the problem (the bugcheck and its parameters) or
 //! serves the request from the descriptor.
@@ -18,6 +20,7 @@ use ntmem_machine::Va;
 use super::header::{Geometry, Mem, PoolHeader, POOL_QUOTA_MASK};
 use super::pages::PageState;
 use super::percpu::CACHED_CLASSES;
+use super::special;
 use super::types::{PoolKind, PoolTag, PoolType};
 use super::{Pool, ALLOCATED_FILL, FREED_FILL};
 use crate::ke::irql::Irql;
@@ -87,7 +90,7 @@ impl Pool {
             return None;
         }
         let kind = t.kind();
-        if cpu.irql() > kind.ceiling() {
+        if cpu.irql() > kind.ceiling() || special::enabled(cpu) {
             return None;
         }
         let per = &self.cpus[cpu.number() as usize];

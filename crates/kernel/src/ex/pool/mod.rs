@@ -44,6 +44,11 @@
 //! taken in that order. Tag counters are per processor and summed by
 //! [`Pool::snapshot`].
 //!
+//! **Special pool.** With Driver Verifier's special pool on, the general path sends
+//! each small request to [`special`] first (a page of its own against a guard page)
+//! and serves it here only when special pool is exhausted; frees of its region go
+//! back to it.
+//!
 //! **Where ntmem differs from Windows.** A block parked in a processor's cache is
 //! marked free in its header, so a double free is always caught (Windows may miss
 //! one that went to a lookaside). Free lists are address-ordered. Session pool is
@@ -58,6 +63,7 @@ pub mod pages;
 mod percpu;
 pub mod quota;
 mod routines;
+pub mod special;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};
@@ -74,6 +80,7 @@ use self::pages::{Backend, Mm, PageMap, PageState};
 use self::percpu::{PerCpu, CACHED_CLASSES};
 use self::quota::QuotaProcess;
 pub use self::routines::*;
+use self::special::SpecialPool;
 pub use self::types::{NtStatus, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise, Raising};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ke::processor::Cpu;
@@ -200,6 +207,7 @@ pub struct Pool {
     system_start: u64,
     phys_pages: u64,
     failures: AtomicU64,
+    special: SpecialPool,
 }
 
 impl Pool {
@@ -237,6 +245,7 @@ impl Pool {
             system_start: profile.layout.system_start.get(),
             phys_pages: profile.physmap.usable_ram() / g.page,
             failures: AtomicU64::new(0),
+            special: SpecialPool::new(profile, g)?,
         })
     }
 
@@ -248,6 +257,11 @@ impl Pool {
     /// Turns the fill patterns on or off.
     pub fn set_fill(&self, fill: Fill) {
         self.fill.store(fill == Fill::Patterns, Ordering::Relaxed);
+    }
+
+    /// Driver Verifier's special pool ([`special`]).
+    pub fn special(&self) -> &SpecialPool {
+        &self.special
     }
 
     /// Allocations that returned NULL (`ExPoolFailures`).
@@ -418,10 +432,16 @@ impl Pool {
         tag: u32,
         req: Request<'_>,
     ) -> Result<Result<Va, Failure>, BugCheck> {
+        let special = self.special.selects(cpu, t, bytes, &req);
+        if special {
+            self.special.check_allocate_irql(cpu, t, bytes)?;
+        }
         self.check_request(cpu, t, bytes, tag)?;
         let kind = t.kind();
         let result = if self.short(cpu, kind, req.priority) {
             Err(Failure::NoMemory)
+        } else if let Some(va) = special.then(|| self.place_special(cpu, t, bytes, tag, req)).flatten() {
+            Ok(va)
         } else {
             self.place(cpu, t, bytes, tag, req)
         };
@@ -438,6 +458,17 @@ impl Pool {
             }
         }
         Ok(result)
+    }
+
+    /// A block from special pool, counted as the small block normal pool would have
+    /// given; `None` when special pool is exhausted.
+    fn place_special(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: Request<'_>) -> Option<Va> {
+        let va = self.special.allocate(cpu, t, bytes, tag, req.priority.special_alignment())?;
+        if req.zero {
+            self.mem(cpu).fill(va.get(), bytes, 0);
+        }
+        self.track(cpu, tag, t.kind(), self.special.charge(bytes), false);
+        Some(va)
     }
 
     fn place(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: Request<'_>) -> Result<Va, Failure> {
@@ -613,6 +644,11 @@ impl Pool {
         if va < self.system_start {
             return bad_caller([caller::USER_ADDRESS, va, self.system_start, 0]);
         }
+        if self.special.contains(va) {
+            let freed = self.special.free(cpu, va, tag_used)?;
+            self.track(cpu, freed.tag, freed.kind, self.special.charge(freed.bytes), true);
+            return Ok(());
+        }
         let Some((kind, state)) = self.locate(va) else {
             return bad_caller([caller::NOT_POOL, va, 0, 0]);
         };
@@ -730,6 +766,9 @@ impl Pool {
     }
 
     fn query(&self, cpu: &Cpu<'_>, va: u64) -> Option<BlockSize> {
+        if self.special.contains(va) {
+            return self.special.query(cpu, va);
+        }
         let g = self.g;
         let kind = self.kind_of(va)?;
         let k = &self.kinds[kind.index()];

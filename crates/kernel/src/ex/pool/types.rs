@@ -216,7 +216,8 @@ impl PoolFlags {
 }
 
 /// `EX_POOL_PRIORITY` (WDK `wdm.h`). The special-pool variants behave like their
-/// base priority until the verifier's special pool exists.
+/// base priority and, when Driver Verifier's special pool takes the request, choose
+/// where the block sits in its page ([`PoolPriority::special_alignment`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum PoolPriority {
