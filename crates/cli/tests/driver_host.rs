@@ -402,3 +402,20 @@ fn an_unload_step_removes_the_device_first() {
     assert!(t.contains("IRP_MN_REMOVE_DEVICE 0x00000000, then DriverUnload called"), "{t}");
     assert!(t.find("nic: removed").unwrap() < t.find("nic: unloaded").unwrap(), "{t}");
 }
+
+#[test]
+fn the_other_pool_routines_behave_as_documented_from_c() {
+    let out = run("pool_routines.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    // 100 bytes round to 8 units of 16 on x64: 112 usable after the header.
+    assert!(t.contains("pool: priority block yes, 112 usable bytes, quota 0"), "{t}");
+    assert!(t.contains("pool: quota block yes, 48 usable bytes, quota 1"), "{t}");
+    assert!(t.contains("pool: ExAllocatePool2 block yes, 0 nonzero bytes"), "{t}");
+    assert!(t.contains("pool: paged and nonpaged at once: NULL"), "{t}");
+    assert!(t.contains("pool: a terabyte raised 0xC000009A"), "{t}");
+    assert!(t.contains("pool: not a block: 0 bytes"), "{t}");
+    let paged =
+        t.lines().find(|l| l.trim_start().starts_with("Poot") && l.contains("Paged")).unwrap_or_else(|| panic!("{t}"));
+    assert!(paged.split_whitespace().collect::<Vec<_>>()[2..5] == ["1", "1", "0"], "{paged}");
+}

@@ -8,13 +8,32 @@
 //!
 //! Differences from Windows: a `POOL_TYPE` ntmem does not implement (flag bits such
 //! as `POOL_RAISE_IF_ALLOCATION_FAILURE`, session pool) makes the allocation return
-//! NULL.
+//! NULL. Quota (`ExAllocatePoolWithQuotaTag`, `POOL_FLAG_USE_QUOTA`) is charged to
+//! the System process, whose limits are unlimited (`Pool::system_process`): drivers
+//! run in system threads here, also while serving a user process's request, where
+//! Windows would charge that process.
 
 use std::ffi::c_void;
 
-use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::ex::pool::{self, OnQuotaFailure, PoolFlags, PoolPriority, PoolTag, PoolType, Raise, Raising};
+use ntmem_kernel::{BugCheck, Cpu};
+use ntmem_machine::Va;
 
 use crate::context::{host_ptr, kernel, va_of};
+use crate::seh::raise_status;
+
+/// `POOL_QUOTA_FAIL_INSTEAD_OF_RAISE`: a `POOL_TYPE` bit of `ExAllocatePoolWithQuotaTag`.
+const POOL_QUOTA_FAIL_INSTEAD_OF_RAISE: u32 = 8;
+
+/// The block a routine that may raise produced, as a pointer; raises the status
+/// (after leaving the kernel) otherwise.
+fn raising(f: impl FnOnce(&Cpu<'_>) -> Result<Raising, BugCheck>) -> *mut c_void {
+    let r = kernel(|cpu| Ok(f(cpu)?.map(|va: Option<Va>| host_ptr(cpu, va))));
+    match r {
+        Ok(p) => p,
+        Err(Raise(status)) => raise_status(status.0 as i32),
+    }
+}
 
 /// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`, or NULL.
 #[no_mangle]
@@ -46,4 +65,63 @@ pub extern "C" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
 #[no_mangle]
 pub extern "C" fn ExFreePool(p: *mut c_void) {
     kernel(|cpu| pool::free(cpu, va_of(cpu, p), None));
+}
+
+/// `ExAllocatePoolWithTagPriority`: as `ExAllocatePoolWithTag`, refused early (NULL)
+/// when pool or memory is short for a Low or Normal priority; the
+/// `…SpecialPoolOverrun/Underrun` priorities choose where a special pool block sits
+/// when Driver Verifier's special pool is on. An unknown priority is NULL.
+#[no_mangle]
+pub extern "C" fn ExAllocatePoolWithTagPriority(pool_type: u32, bytes: usize, tag: u32, priority: u32) -> *mut c_void {
+    kernel(|cpu| {
+        let (Some(t), Some(p)) = (PoolType::from_raw(pool_type), PoolPriority::from_raw(priority)) else {
+            return Ok(std::ptr::null_mut());
+        };
+        let va = pool::allocate_with_priority(cpu, t, bytes as u64, PoolTag(tag), p)?;
+        Ok(host_ptr(cpu, va))
+    })
+}
+
+/// `ExAllocatePoolWithQuotaTag`: as `ExAllocatePoolWithTag`, charging the System
+/// process (module docs); raises STATUS_INSUFFICIENT_RESOURCES (or
+/// STATUS_QUOTA_EXCEEDED) on failure unless `POOL_QUOTA_FAIL_INSTEAD_OF_RAISE` is in
+/// the pool type, which makes it return NULL.
+#[no_mangle]
+pub extern "C" fn ExAllocatePoolWithQuotaTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
+    let on_failure = if pool_type & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE != 0 {
+        OnQuotaFailure::ReturnNull
+    } else {
+        OnQuotaFailure::Raise
+    };
+    raising(|cpu| {
+        let Some(t) = PoolType::from_raw(pool_type & !POOL_QUOTA_FAIL_INSTEAD_OF_RAISE) else { return Ok(Ok(None)) };
+        let system = cpu.machine().pool().system_process();
+        pool::allocate_with_quota(cpu, t, bytes as u64, PoolTag(tag), &system, on_failure)
+    })
+}
+
+/// `ExAllocatePool2`: zeroed unless `POOL_FLAG_UNINITIALIZED`; NULL for an invalid
+/// flag combination, or raises STATUS_INSUFFICIENT_RESOURCES with
+/// `POOL_FLAG_RAISE_ON_FAILURE`; `POOL_FLAG_USE_QUOTA` charges the System process.
+#[no_mangle]
+pub extern "C" fn ExAllocatePool2(flags: u64, bytes: usize, tag: u32) -> *mut c_void {
+    raising(|cpu| {
+        let system = cpu.machine().pool().system_process();
+        pool::allocate2(cpu, PoolFlags::from_bits_retain(flags), bytes as u64, PoolTag(tag), Some(&system))
+    })
+}
+
+/// `ExQueryPoolBlockSize`: the usable bytes of the block at `p` (0 when `p` is no
+/// allocated block), and whether quota was charged for it.
+///
+/// # Safety
+/// `quota_charged` is NULL or points to a writable BOOLEAN, as the WDK requires.
+#[no_mangle]
+pub unsafe extern "C" fn ExQueryPoolBlockSize(p: *mut c_void, quota_charged: *mut u8) -> usize {
+    let size = kernel(|cpu| Ok(pool::query_block_size(cpu, va_of(cpu, p))));
+    if !quota_charged.is_null() {
+        // SAFETY: the caller passes a writable BOOLEAN (the function's contract).
+        unsafe { quota_charged.write(u8::from(size.is_some_and(|s| s.quota_charged))) };
+    }
+    size.map_or(0, |s| s.bytes as usize)
 }

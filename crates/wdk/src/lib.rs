@@ -61,6 +61,14 @@ pub struct Exports {
     pub ex_free_pool_with_tag: extern "C" fn(*mut c_void, u32),
     /// `ExFreePool`.
     pub ex_free_pool: extern "C" fn(*mut c_void),
+    /// `ExAllocatePoolWithTagPriority`.
+    pub ex_allocate_pool_with_tag_priority: extern "C" fn(u32, usize, u32, u32) -> *mut c_void,
+    /// `ExAllocatePoolWithQuotaTag`.
+    pub ex_allocate_pool_with_quota_tag: extern "C" fn(u32, usize, u32) -> *mut c_void,
+    /// `ExAllocatePool2`.
+    pub ex_allocate_pool2: extern "C" fn(u64, usize, u32) -> *mut c_void,
+    /// `ExQueryPoolBlockSize`.
+    pub ex_query_pool_block_size: unsafe extern "C" fn(*mut c_void, *mut u8) -> usize,
     /// `KeGetCurrentIrql`.
     pub ke_get_current_irql: extern "C" fn() -> u8,
     /// `KfRaiseIrql` (behind the `KeRaiseIrql` macro).
@@ -85,6 +93,10 @@ static EXPORTS: Exports = Exports {
     ex_allocate_pool: ex::ExAllocatePool,
     ex_free_pool_with_tag: ex::ExFreePoolWithTag,
     ex_free_pool: ex::ExFreePool,
+    ex_allocate_pool_with_tag_priority: ex::ExAllocatePoolWithTagPriority,
+    ex_allocate_pool_with_quota_tag: ex::ExAllocatePoolWithQuotaTag,
+    ex_allocate_pool2: ex::ExAllocatePool2,
+    ex_query_pool_block_size: ex::ExQueryPoolBlockSize,
     ke_get_current_irql: ke::KeGetCurrentIrql,
     kf_raise_irql: ke::KfRaiseIrql,
     ke_lower_irql: ke::KeLowerIrql,

@@ -202,6 +202,7 @@ pub struct Pool {
     cpus: Box<[PerCpu]>,
     overflow: Mutex<BTreeMap<(PoolKind, u32), [u64; 3]>>,
     quota: Mutex<HashMap<u64, Arc<QuotaProcess>>>,
+    system_process: std::sync::OnceLock<Arc<QuotaProcess>>,
     next_process: AtomicU64,
     fill: AtomicBool,
     system_start: u64,
@@ -240,6 +241,7 @@ impl Pool {
             cpus: (0..profile.processors).map(|_| PerCpu::new()).collect(),
             overflow: Mutex::new(BTreeMap::new()),
             quota: Mutex::new(HashMap::new()),
+            system_process: std::sync::OnceLock::new(),
             next_process: AtomicU64::new(1),
             fill: AtomicBool::new(true),
             system_start: profile.layout.system_start.get(),
@@ -278,6 +280,14 @@ impl Pool {
         let p = Arc::new(QuotaProcess::new(address, name, [nonpaged_limit, paged_limit]));
         lock(&self.quota).insert(address, Arc::clone(&p));
         p
+    }
+
+    /// The System process as a quota stand-in: what the WDK boundary charges
+    /// `ExAllocatePoolWithQuotaTag` and `POOL_FLAG_USE_QUOTA` to, since drivers run
+    /// in system threads here. Its limits are unlimited, as the System process's
+    /// default quota block is on Windows, so only a real shortage fails a charge.
+    pub fn system_process(&self) -> Arc<QuotaProcess> {
+        Arc::clone(self.system_process.get_or_init(|| self.create_quota_process("System", u64::MAX, u64::MAX)))
     }
 
     /// One pool's page usage.

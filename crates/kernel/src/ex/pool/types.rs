@@ -242,6 +242,24 @@ pub enum PoolPriority {
 }
 
 impl PoolPriority {
+    /// Every priority, for the C boundary's conversion.
+    pub const ALL: [PoolPriority; 9] = [
+        PoolPriority::Low,
+        PoolPriority::LowSpecialPoolOverrun,
+        PoolPriority::LowSpecialPoolUnderrun,
+        PoolPriority::Normal,
+        PoolPriority::NormalSpecialPoolOverrun,
+        PoolPriority::NormalSpecialPoolUnderrun,
+        PoolPriority::High,
+        PoolPriority::HighSpecialPoolOverrun,
+        PoolPriority::HighSpecialPoolUnderrun,
+    ];
+
+    /// The priority with `EX_POOL_PRIORITY` value `raw`.
+    pub fn from_raw(raw: u32) -> Option<PoolPriority> {
+        PoolPriority::ALL.into_iter().find(|p| *p as u32 == raw)
+    }
+
     /// The base level: `Low`, `Normal` or `High`.
     pub fn base(self) -> PoolPriority {
         match self as u32 {
