@@ -206,83 +206,6 @@ impl Reservation {
         unsafe { std::ptr::write_bytes(std::ptr::with_exposed_provenance_mut::<u8>(start), byte, len) };
     }
 
-    /// Reads the naturally aligned `u64` at `base + offset` with one volatile load;
-    /// see [`Reservation::read`] for why this is safe.
-    ///
-    /// # Panics
-    /// If it leaves the reservation or is misaligned.
-    #[inline]
-    pub fn read_u64(&self, offset: usize) -> u64 {
-        let p = self.word::<u64>(offset);
-        // SAFETY: inside the reservation (no Rust objects there) and aligned.
-        unsafe { p.read_volatile() }
-    }
-
-    /// Writes the naturally aligned `u64` at `base + offset` with one volatile store;
-    /// see [`Reservation::read`].
-    ///
-    /// # Panics
-    /// If it leaves the reservation or is misaligned.
-    #[inline]
-    pub fn write_u64(&self, offset: usize, v: u64) {
-        let p = self.word::<u64>(offset);
-        // SAFETY: inside the reservation (no Rust objects there) and aligned.
-        unsafe { p.write_volatile(v) }
-    }
-
-    /// Reads the naturally aligned `u32` at `base + offset` (one volatile load).
-    ///
-    /// # Panics
-    /// If it leaves the reservation or is misaligned.
-    #[inline]
-    pub fn read_u32(&self, offset: usize) -> u32 {
-        let p = self.word::<u32>(offset);
-        // SAFETY: inside the reservation (no Rust objects there) and aligned.
-        unsafe { p.read_volatile() }
-    }
-
-    /// Writes the naturally aligned `u32` at `base + offset` (one volatile store).
-    ///
-    /// # Panics
-    /// If it leaves the reservation or is misaligned.
-    #[inline]
-    pub fn write_u32(&self, offset: usize, v: u32) {
-        let p = self.word::<u32>(offset);
-        // SAFETY: inside the reservation (no Rust objects there) and aligned.
-        unsafe { p.write_volatile(v) }
-    }
-
-    /// Reads the naturally aligned `u16` at `base + offset` (one volatile load).
-    ///
-    /// # Panics
-    /// If it leaves the reservation or is misaligned.
-    #[inline]
-    pub fn read_u16(&self, offset: usize) -> u16 {
-        let p = self.word::<u16>(offset);
-        // SAFETY: inside the reservation (no Rust objects there) and aligned.
-        unsafe { p.read_volatile() }
-    }
-
-    /// Writes the naturally aligned `u16` at `base + offset` (one volatile store).
-    ///
-    /// # Panics
-    /// If it leaves the reservation or is misaligned.
-    #[inline]
-    pub fn write_u16(&self, offset: usize, v: u16) {
-        let p = self.word::<u16>(offset);
-        // SAFETY: inside the reservation (no Rust objects there) and aligned.
-        unsafe { p.write_volatile(v) }
-    }
-
-    /// The address of a naturally aligned `T` at `base + offset`, checked.
-    #[inline]
-    fn word<T>(&self, offset: usize) -> *mut T {
-        let size = std::mem::size_of::<T>();
-        let start = self.byte_range(offset, size);
-        assert!(start.is_multiple_of(size), "{offset:#x}: a {size}-byte access must be aligned");
-        std::ptr::with_exposed_provenance_mut::<T>(start)
-    }
-
     #[inline]
     fn byte_range(&self, offset: usize, len: usize) -> usize {
         assert!(
@@ -395,29 +318,16 @@ mod tests {
     }
 
     #[test]
-    fn typed_accessors_and_fill_go_through_the_mapping() {
+    fn fill_goes_through_the_mapping() {
         let page = page_size();
         let ram = Ram::new(2 * page as u64).unwrap();
         let res = Reservation::new(4 * page, Placement::Anywhere { align: page }).unwrap();
         res.map_ram(page, &ram, 0, page, Prot::ReadWrite).unwrap();
-        res.write_u64(page + 8, 0x1122_3344_5566_7788);
-        assert_eq!(ram.load_u64(8), 0x1122_3344_5566_7788);
-        assert_eq!((res.read_u32(page + 8), res.read_u16(page + 14)), (0x5566_7788, 0x1122));
-        res.write_u32(page + 16, 7);
-        res.write_u16(page + 20, 9);
-        assert_eq!(ram.load_u64(16), 9 << 32 | 7);
         res.fill(page + 3, 100, 0xCD);
         let mut b = [0u8; 104];
         res.read(page + 2, &mut b);
         assert!(b[0] != 0xCD && b[1..101].iter().all(|&x| x == 0xCD) && b[101] != 0xCD);
-    }
-
-    #[test]
-    #[should_panic(expected = "must be aligned")]
-    fn typed_accessors_refuse_misaligned_words() {
-        let page = page_size();
-        let res = Reservation::new(page, Placement::Anywhere { align: page }).unwrap();
-        res.read_u32(2);
+        assert_eq!(ram.load_u64(8), 0xCDCD_CDCD_CDCD_CDCD);
     }
 
     #[test]
