@@ -6,7 +6,9 @@
 //! mimalloc), so these paths are written for few instructions: no lock, no
 //! allocation, no bugcheck construction, the header read and written through
 //! [`Mem`]'s windows, one page-state lookup. They accept exactly what the general
-//! paths in `mod.rs` accept and do what those do for it; anything else — a bad
+//! paths in `mod.rs` accept and do what those do for it — the free path runs the
+//! same header checks (`small_block`) and the same retirement of the block; anything
+//! else — a bad
 //! IRQL, a bad tag, a damaged header, a protected tag freed with the wrong one, a
 //! quota charge, a cache-aligned or must-succeed type, a full or empty cache, Driver
 //! Verifier's special pool switched on (one atomic load; its frees never come here,
@@ -17,12 +19,12 @@
 
 use ntmem_machine::Va;
 
-use super::header::{Geometry, Mem, PoolHeader, POOL_QUOTA_MASK};
+use super::header::{Geometry, Mem, POOL_QUOTA_MASK};
 use super::pages::PageState;
 use super::percpu::CACHED_CLASSES;
 use super::special;
 use super::types::{PoolKind, PoolTag, PoolType};
-use super::{Pool, ALLOCATED_FILL, FREED_FILL};
+use super::{small_block, Pool, ALLOCATED_FILL};
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 
@@ -116,44 +118,15 @@ impl Pool {
             return false;
         }
         let mem = Mem { space: cpu.machine().space(), g };
-        let entry = va - g.unit;
-        let h = PoolHeader::from_first_word(mem.first_word(entry), g);
-        let units = u64::from(h.block_size);
-        let offset = g.unit_offset(entry);
-        if !sound(g, &h, offset, tag_used) || units > CACHED_CLASSES || h.pool_type & POOL_QUOTA_MASK != 0 {
-            return false;
-        }
-        let next = entry + (units << g.unit_shift);
-        if offset + units < g.units_per_page
-            && u64::from(PoolHeader::from_first_word(mem.first_word(next), g).previous_size) != units
-        {
+        let Ok(b) = small_block(mem, va, tag_used) else { return false };
+        if b.units > CACHED_CLASSES || b.header.pool_type & POOL_QUOTA_MASK != 0 {
             return false;
         }
         let per = &self.cpus[cpu.number() as usize];
-        if !per.has_room(kind, units) {
+        if !per.has_room(kind, b.units) {
             return false;
         }
-        let charge = units << g.unit_shift;
-        if self.fills() {
-            mem.fill(va, charge - g.unit, FREED_FILL);
-        }
-        self.track_on(per, h.tag, kind, charge, true);
-        mem.set_pool_type(entry, units, 0);
-        per.push(kind, units, entry)
+        self.retire_small(per, mem, kind, b, 0);
+        per.push(kind, b.units, b.entry)
     }
-}
-
-/// Whether the header of the block at unit `offset` of its page passes every check
-/// the general free path makes on it alone (in use, BlockSize inside the page,
-/// PreviousSize consistent with the offset) and `tag_used` may free it.
-#[inline(always)]
-fn sound(g: &Geometry, h: &PoolHeader, offset: u64, tag_used: u32) -> bool {
-    let units = u64::from(h.block_size);
-    let previous = u64::from(h.previous_size);
-    h.in_use()
-        && units != 0
-        && offset + units <= g.units_per_page
-        && (previous != 0 || offset == 0)
-        && previous <= offset
-        && (!PoolTag(h.tag).is_protected() || tag_used == h.tag)
 }

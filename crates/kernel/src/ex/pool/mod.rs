@@ -684,63 +684,45 @@ impl Pool {
             return bad_caller([caller::INVALID_ADDRESS, va, 0, 0]);
         }
         let mem = self.mem(cpu);
-        let entry = va - g.unit;
-        let h = PoolHeader::from_first_word(mem.first_word(entry), g);
-        if !h.in_use() {
-            return bad_caller([caller::ALREADY_FREED, 0, h.contents(g), va]);
-        }
-        let units = u64::from(h.block_size);
-        let offset = g.unit_offset(entry);
-        if units == 0 {
-            return bad_header([bad_header::BLOCK_SIZE_ZERO, 0, 0, entry]);
-        }
-        if offset + units > g.units_per_page {
-            return bad_header([bad_header::BLOCK_SIZE_TOO_LARGE, entry + units * g.unit, 0, entry]);
-        }
-        let previous = u64::from(h.previous_size);
-        if previous == 0 && offset != 0 {
-            return bad_header([bad_header::SIZE_CORRUPT, 0, 0, entry]);
-        }
-        if previous > offset {
-            return bad_header([bad_header::PREVIOUS_TOO_LARGE, entry.wrapping_sub(previous * g.unit), 0, entry]);
-        }
-        let next = entry + units * g.unit;
-        if offset + units < g.units_per_page {
-            let nh = PoolHeader::from_first_word(mem.first_word(next), g);
-            if u64::from(nh.previous_size) != units {
-                return bad_header([bad_header::NEXT_DISAGREES, entry, next, u64::from(nh.ulong1(g))]);
-            }
-        }
-        if PoolTag(h.tag).is_protected() && tag_used != h.tag {
-            return bad_caller([caller::WRONG_TAG, va, u64::from(h.tag), u64::from(tag_used)]);
-        }
-        let charge = units * g.unit;
+        let b = small_block(mem, va, tag_used).map_err(|(code, p)| Self::stop(cpu, code, p))?;
+        let charge = b.units * g.unit;
         let mut trailer = 0;
-        if h.pool_type & POOL_QUOTA_MASK != 0 {
+        if b.header.pool_type & POOL_QUOTA_MASK != 0 {
             let address = if g.packed {
                 trailer = g.pointer;
-                let mut b = [0u8; 4];
-                mem.read(next - 4, &mut b);
-                u64::from(u32::from_le_bytes(b))
+                let mut word = [0u8; 4];
+                mem.read(b.entry + charge - 4, &mut word);
+                u64::from(u32::from_le_bytes(word))
             } else {
-                mem.header(entry).process_billed
+                mem.header(b.entry).process_billed
             };
-            self.release_quota(cpu, va, h.tag, address, kind, charge)?;
+            self.release_quota(cpu, va, b.header.tag, address, kind, charge)?;
         }
-        if self.fills() {
-            mem.fill(va, charge - g.unit - trailer, FREED_FILL);
-        }
-        self.track(cpu, h.tag, kind, charge, true);
-        mem.set_pool_type(entry, units, 0);
-        if self.cpus[cpu.number() as usize].push(kind, units, entry) {
+        let per = &self.cpus[cpu.number() as usize];
+        self.retire_small(per, mem, kind, b, trailer);
+        if per.push(kind, b.units, b.entry) {
             return Ok(());
         }
         let result = {
             let mut d = lock(&k.descriptor);
             let mut p = lock(&k.pages);
-            d.free(mem, self.mm(cpu), &mut p.backend, &k.map, entry)
+            d.free(mem, self.mm(cpu), &mut p.backend, &k.map, b.entry)
         };
         result.or_else(bad_header)
+    }
+
+    /// What every free of a checked small block does before the block goes to a
+    /// cache or the descriptor: the freed pattern over its body (less an x86 quota
+    /// `trailer`), the PoolMon count, the header marked free.
+    #[inline(always)]
+    fn retire_small(&self, per: &PerCpu, mem: Mem<'_>, kind: PoolKind, b: SmallBlock, trailer: u64) {
+        let g = mem.g;
+        let charge = b.units << g.unit_shift;
+        if self.fills() {
+            mem.fill(b.entry + g.unit, charge - g.unit - trailer, FREED_FILL);
+        }
+        self.track_on(per, b.header.tag, kind, charge, true);
+        mem.set_pool_type(b.entry, b.units, 0);
     }
 
     fn free_big(&self, cpu: &Cpu<'_>, kind: PoolKind, va: u64, tag_used: u32) -> Result<(), BugCheck> {
@@ -799,4 +781,57 @@ impl Pool {
             _ => None,
         }
     }
+}
+
+/// A small block being freed: its header's address, its size in units and the
+/// header's first eight bytes.
+#[derive(Clone, Copy)]
+struct SmallBlock {
+    entry: u64,
+    units: u64,
+    header: PoolHeader,
+}
+
+/// The checks every free of the small block at `va` makes on its header and the
+/// next one, in Windows' order, each failure the bugcheck and parameters it is
+/// (Microsoft's 0xC2 and 0x19 pages; [`checks`]): freed already (0xC2 7), BlockSize
+/// zero (0x19 8) or past the page (9), PreviousSize inconsistent with the offset (7,
+/// 6), the next header's PreviousSize (0x20), a protected tag freed with another tag
+/// (0xC2 0xA). `va` must be unit-aligned, not page-aligned, on a small-block page.
+#[inline(always)]
+fn small_block(mem: Mem<'_>, va: u64, tag_used: u32) -> Result<SmallBlock, (BugCheckCode, [u64; 4])> {
+    let g = mem.g;
+    let bad_caller = |p| Err((BugCheckCode::BAD_POOL_CALLER, p));
+    let corrupt = |p| Err((BugCheckCode::BAD_POOL_HEADER, p));
+    let entry = va - g.unit;
+    let h = PoolHeader::from_first_word(mem.first_word(entry), g);
+    if !h.in_use() {
+        return bad_caller([caller::ALREADY_FREED, 0, h.contents(g), va]);
+    }
+    let units = u64::from(h.block_size);
+    let offset = g.unit_offset(entry);
+    if units == 0 {
+        return corrupt([bad_header::BLOCK_SIZE_ZERO, 0, 0, entry]);
+    }
+    if offset + units > g.units_per_page {
+        return corrupt([bad_header::BLOCK_SIZE_TOO_LARGE, entry + units * g.unit, 0, entry]);
+    }
+    let previous = u64::from(h.previous_size);
+    if previous == 0 && offset != 0 {
+        return corrupt([bad_header::SIZE_CORRUPT, 0, 0, entry]);
+    }
+    if previous > offset {
+        return corrupt([bad_header::PREVIOUS_TOO_LARGE, entry.wrapping_sub(previous * g.unit), 0, entry]);
+    }
+    let next = entry + units * g.unit;
+    if offset + units < g.units_per_page {
+        let nh = PoolHeader::from_first_word(mem.first_word(next), g);
+        if u64::from(nh.previous_size) != units {
+            return corrupt([bad_header::NEXT_DISAGREES, entry, next, u64::from(nh.ulong1(g))]);
+        }
+    }
+    if PoolTag(h.tag).is_protected() && tag_used != h.tag {
+        return bad_caller([caller::WRONG_TAG, va, u64::from(h.tag), u64::from(tag_used)]);
+    }
+    Ok(SmallBlock { entry, units, header: h })
 }
