@@ -6,8 +6,9 @@
 //! mimalloc), so these paths are written for few instructions: no lock, no
 //! allocation, no bugcheck construction, the header read and written through
 //! [`Mem`]'s windows, one page-state lookup. They accept exactly what the general
-//! paths in `mod.rs` accept and do what those do for it — the free path runs the
-//! same header checks (`small_block`) and the same retirement of the block; anything
+//! paths in `mod.rs` accept and do what those do for it — the allocation path the
+//! same request checks (`refusal`), the free path the same header checks
+//! (`small_block`) and the same retirement of the block; anything
 //! else — a bad
 //! IRQL, a bad tag, a damaged header, a protected tag freed with the wrong one, a
 //! quota charge, a cache-aligned or must-succeed type, a full or empty cache, Driver
@@ -23,8 +24,8 @@ use super::header::{Geometry, Mem, POOL_QUOTA_MASK};
 use super::pages::PageState;
 use super::percpu::CACHED_CLASSES;
 use super::special;
-use super::types::{PoolKind, PoolTag, PoolType};
-use super::{small_block, Pool, ALLOCATED_FILL};
+use super::types::{PoolKind, PoolType};
+use super::{refusal, small_block, Pool, ALLOCATED_FILL};
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 
@@ -88,13 +89,13 @@ impl Pool {
     fn allocate_shaped<S: Shape>(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Option<Va> {
         let g = &S::G;
         let units = g.units_for(bytes);
-        if bytes == 0 || units > CACHED_CLASSES || t.cache_aligned() || t.must_succeed() || !PoolTag(tag).valid() {
+        if units > CACHED_CLASSES || t.cache_aligned() || t.must_succeed() || special::enabled(cpu) {
+            return None;
+        }
+        if refusal(cpu.irql(), t, bytes, tag).is_some() {
             return None;
         }
         let kind = t.kind();
-        if cpu.irql() > kind.ceiling() || special::enabled(cpu) {
-            return None;
-        }
         let per = &self.cpus[cpu.number() as usize];
         let entry = per.pop(kind, units)?;
         let mem = Mem { space: cpu.machine().space(), g };

@@ -83,6 +83,7 @@ pub use self::routines::*;
 use self::special::SpecialPool;
 pub use self::types::{NtStatus, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise, Raising};
 use crate::bugcheck::{BugCheck, BugCheckCode};
+use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 use crate::mm::pfn::PageUse;
 
@@ -406,26 +407,10 @@ impl Pool {
 
     #[inline]
     fn check_request(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Result<(), BugCheck> {
-        let irql = cpu.irql();
-        let ceiling = t.kind().ceiling();
-        let raw = u64::from(t.raw());
-        let bad = |p: [u64; 4]| Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
-        if irql > ceiling {
-            return bad([caller::ALLOCATE_AT_BAD_IRQL, u64::from(irql.0), raw, bytes]);
-        }
-        if bytes == 0 {
-            return bad([caller::ZERO_BYTES, 0, raw, u64::from(tag)]);
+        if let Some(p) = refusal(cpu.irql(), t, bytes, tag) {
+            return Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
         }
         let tag = PoolTag(tag);
-        if tag.tracked().0 == 0 {
-            return bad([caller::TAG_ZERO, raw, bytes, 0]);
-        }
-        if tag.tracked() == PoolTag::BIG {
-            return bad([caller::TAG_BIG, raw, bytes, 0]);
-        }
-        if !tag.has_alphanumeric() {
-            return bad([caller::TAG_NOT_ALPHANUMERIC, u64::from(tag.0), raw, 0]);
-        }
         if t.must_succeed() {
             if let Some(b) = verifier_must_succeed(cpu, t, bytes, tag) {
                 return Err(b);
@@ -834,4 +819,26 @@ fn small_block(mem: Mem<'_>, va: u64, tag_used: u32) -> Result<SmallBlock, (BugC
         return bad_caller([caller::WRONG_TAG, va, u64::from(h.tag), u64::from(tag_used)]);
     }
     Ok(SmallBlock { entry, units, header: h })
+}
+
+/// The BAD_POOL_CALLER parameters an allocation request earns before any memory is
+/// touched, or `None` (Microsoft's 0xC2 page; [`checks::caller`]): a bad IRQL (8),
+/// zero bytes (0), tag 0 (0x9B), "BIG " (0x9C), a tag with no letter or digit (0x9D).
+#[inline(always)]
+fn refusal(irql: Irql, t: PoolType, bytes: u64, tag: u32) -> Option<[u64; 4]> {
+    let raw = u64::from(t.raw());
+    let tracked = PoolTag(tag).tracked();
+    if irql > t.kind().ceiling() {
+        Some([caller::ALLOCATE_AT_BAD_IRQL, u64::from(irql.0), raw, bytes])
+    } else if bytes == 0 {
+        Some([caller::ZERO_BYTES, 0, raw, u64::from(tag)])
+    } else if tracked.0 == 0 {
+        Some([caller::TAG_ZERO, raw, bytes, 0])
+    } else if tracked == PoolTag::BIG {
+        Some([caller::TAG_BIG, raw, bytes, 0])
+    } else if !tracked.has_alphanumeric() {
+        Some([caller::TAG_NOT_ALPHANUMERIC, u64::from(tag), raw, 0])
+    } else {
+        None
+    }
 }

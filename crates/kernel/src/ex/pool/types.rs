@@ -145,14 +145,6 @@ impl PoolTag {
     pub fn has_alphanumeric(self) -> bool {
         self.tracked().0.to_le_bytes().iter().any(u8::is_ascii_alphanumeric)
     }
-
-    /// Whether a driver may allocate with this tag: not 0 (0x9B), not "BIG "
-    /// (0x9C), some letter or digit (0x9D).
-    #[inline]
-    pub fn valid(self) -> bool {
-        let t = self.tracked();
-        t.0 != 0 && t != PoolTag::BIG && t.has_alphanumeric()
-    }
 }
 
 impl fmt::Debug for PoolTag {
