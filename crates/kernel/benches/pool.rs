@@ -12,7 +12,7 @@
 //! ntmem with its fill patterns off, and (a'') the peers doing the same two fills
 //! themselves. Run: `cargo bench -p ntmem-kernel --bench pool`. Numbers go to
 //! BENCHMARKS.md. `NTMEM_BENCH` picks sections, `NTMEM_BENCH_PAIRS` the pairs per
-//! measure, `NTMEM_BENCH_EDITION` another edition (RAM capped at 1 GB; an x86 one,
+//! measure, `NTMEM_BENCH_MAX` the largest size of (a), `NTMEM_BENCH_EDITION` another edition (RAM capped at 1 GB; an x86 one,
 //! e.g. `xp-professional`, fits under valgrind, which cannot reserve a 64-bit
 //! machine's 16 TB).
 
@@ -159,7 +159,10 @@ fn wanted(name: char) -> bool {
 }
 
 fn main() {
-    let small = sizes(pair_count(), 16, 512, 0x9E37_79B9_7F4A_7C15);
+    // `NTMEM_BENCH_MAX` lowers the largest size, e.g. to 240 so that on an x86
+    // machine (8-byte units) every block comes from a processor's cache.
+    let max = std::env::var("NTMEM_BENCH_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let small = sizes(pair_count(), 16, max, 0x9E37_79B9_7F4A_7C15);
     let m = machine(2);
     if wanted('a') {
         let ntmem = ntmem_pairs(&m, 0, &small);
