@@ -17,6 +17,7 @@ pub mod io;
 pub mod ke;
 mod machine;
 pub mod mm;
+pub mod rtl;
 pub mod trap;
 pub mod vf;
 

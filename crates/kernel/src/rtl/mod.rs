@@ -1,0 +1,7 @@
+//! The run-time library (`Rtl…`) and the C run-time routines `ntoskrnl.exe`
+//! exports, as pure functions over the caller's data.
+//!
+//! * [`format`]: Windows' printf format language (`DbgPrint`, `_vsnprintf`,
+//!   `RtlStringCbPrintf`).
+
+pub mod format;
