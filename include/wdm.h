@@ -24,6 +24,7 @@
 
 /* The landing points of structured exception handling (__try) are ISO C setjmp. */
 #include <setjmp.h>
+#include <stdarg.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -136,6 +137,12 @@ typedef struct _UNICODE_STRING {
     PWSTR Buffer;
 } UNICODE_STRING, *PUNICODE_STRING;
 typedef const UNICODE_STRING *PCUNICODE_STRING;
+typedef struct _STRING {
+    USHORT Length;
+    USHORT MaximumLength;
+    PCHAR Buffer;
+} STRING, *PSTRING, ANSI_STRING, *PANSI_STRING;
+typedef const STRING *PCANSI_STRING;
 
 /* ---- IRQL and spin locks ------------------------------------------------ */
 
@@ -357,9 +364,31 @@ PEXCEPTION_POINTERS ntmem_seh_exception_pointers(VOID);
 
 /* ---- Debug output ------------------------------------------------------- */
 
-/* printf-style; the formatted message is truncated to 512 bytes as in Windows. */
-ULONG DbgPrint(PCSTR Format, ...) __attribute__((format(printf, 1, 2)));
+/* Windows' printf language (%wZ, %Z, %ws, %S, %I64x, %Ix, %p, ...), not glibc's:
+ * no format attribute, so gcc does not judge it. A message is cut at 512 bytes. */
+typedef enum _DPFLTR_TYPE {
+    DPFLTR_IHVVIDEO_ID = 78,
+    DPFLTR_IHVAUDIO_ID = 79,
+    DPFLTR_IHVNETWORK_ID = 80,
+    DPFLTR_IHVSTREAMING_ID = 81,
+    DPFLTR_IHVBUS_ID = 82,
+    DPFLTR_IHVDRIVER_ID = 77,
+    DPFLTR_DEFAULT_ID = 101
+} DPFLTR_TYPE;
+#define DPFLTR_ERROR_LEVEL 0
+#define DPFLTR_WARNING_LEVEL 1
+#define DPFLTR_TRACE_LEVEL 2
+#define DPFLTR_INFO_LEVEL 3
+#define DPFLTR_MASK 0x80000000
+
+ULONG DbgPrint(PCSTR Format, ...);
+ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...);
+ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, va_list arglist);
+ULONG vDbgPrintExWithPrefix(PCSTR Prefix, ULONG ComponentId, ULONG Level, PCSTR Format, va_list arglist);
 #define KdPrint(_x_) DbgPrint _x_
+#define KdPrintEx(_x_) DbgPrintEx _x_
+#define vKdPrintEx(_x_) vDbgPrintEx _x_
+#define vKdPrintExWithPrefix(_x_) vDbgPrintExWithPrefix _x_
 
 /* ntmem builds drivers as free (release) builds: ASSERT and NT_ASSERT compile to nothing. */
 #define ASSERT(exp) ((void)0)

@@ -269,7 +269,7 @@ fn a_one_byte_overrun_under_special_pool_is_0xd6_naming_the_driver_even_inside_t
     // (address referenced, 1 = write, faulting IP, 0): the byte after the block, which
     // special pool put against the page end.
     let p: Vec<u64> = b["parameters"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
-    let host = debug.split("at 0x").nth(1).and_then(|s| u64::from_str_radix(s.trim(), 16).ok()).expect("address");
+    let host = debug.split("bytes at ").nth(1).and_then(|s| u64::from_str_radix(s.trim(), 16).ok()).expect("address");
     let block = host.wrapping_sub(v["machine"]["relocation"].as_u64().unwrap());
     assert_eq!((p[0], p[1], p[2], p[3]), (block + 64, 1, b["faulting_ip"].as_u64().unwrap(), 0), "{v}");
     assert_eq!(p[0] % 4096, 0, "{v}");
@@ -363,7 +363,7 @@ fn the_seeds_resource_loop_maps_the_memory_csrs_and_reads_them_back() {
     let out = run_nic("processors = 1\n", &[]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("nic: CSR memory BAR at physical 0xc0000000 mapped at 0x"), "{t}");
+    assert!(t.contains("nic: CSR memory BAR at physical 0xc0000000 mapped at 00000"), "{t}");
     assert!(t.contains("nic: CSR I/O BAR at port 0xc000, 32 ports"), "{t}");
     assert!(t.contains("nic: register access through READ_PORT_USHORT / WRITE_PORT_USHORT"), "{t}");
     assert!(t.contains("nic: SCB command 0x0010 written, SCB status 0x0000"), "{t}");
@@ -418,4 +418,28 @@ fn the_other_pool_routines_behave_as_documented_from_c() {
     let paged =
         t.lines().find(|l| l.trim_start().starts_with("Poot") && l.contains("Paged")).unwrap_or_else(|| panic!("{t}"));
     assert!(paged.split_whitespace().collect::<Vec<_>>()[2..5] == ["1", "1", "0"], "{paged}");
+}
+
+#[test]
+fn dbgprint_speaks_windows_format_language_byte_for_byte() {
+    let (v, code) = json("dbgprint_formats.c");
+    assert_eq!(code, 0, "{v}");
+    let out = v["debug_output"].as_str().unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let cut = format!("[p] {}", (0..508).map(|i| char::from(b'a' + (i % 26) as u8)).collect::<String>());
+    assert_eq!(
+        lines,
+        [
+            "1 \\Registry\\Machine\\System\\CurrentControlSet\\Services\\dbgprint_formats|ansi",
+            "2 wide|wide|wide|narrow|(null)",
+            "3 4000000000|-5|123456789abcdef0|-2|ffffffffffffffff|42",
+            "4 FFFFF80000001230|0000000000000000",
+            "5 AB|7   |00ab|0xff|abc",
+            "6 error level shown",
+            "7 a level above 31 is a mask",
+            "8 kdprint",
+            cut.as_str(),
+            "9 end",
+        ]
+    );
 }

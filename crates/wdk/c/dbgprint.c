@@ -1,26 +1,54 @@
 /*
- * DbgPrint: formats its arguments with the host's vsnprintf and hands the text to
- * the Rust sink (crates/wdk/src/dbg.rs). Windows truncates a DbgPrint message to
- * 512 bytes; so does ntmem. Runs on the simulated kernel stack: a 512-byte buffer.
+ * The C half of DbgPrint, DbgPrintEx, vDbgPrintEx and vDbgPrintExWithPrefix: C
+ * varargs cannot be read from Rust, so these start the va_list and hand it to
+ * ntmem_wdk_debug_print (crates/wdk/src/dbg.rs), which formats it with Windows'
+ * format language and reads each argument back through ntmem_wdk_va_next. Every
+ * integer or pointer argument takes one 8-byte slot in the x86-64 conventions, as
+ * in Microsoft's x64 convention, so one slot read serves every size.
  */
 #include <stdarg.h>
-#include <stdio.h>
 
 #include <wdm.h>
 
-void ntmem_wdk_debug_sink(const char *text, SIZE_T length);
+ULONG ntmem_wdk_debug_print(ULONG ComponentId, ULONG Level, PCSTR Prefix, PCSTR Format, va_list *Args);
+
+unsigned long long ntmem_wdk_va_next(va_list *Args)
+{
+    return va_arg(*Args, unsigned long long);
+}
 
 ULONG DbgPrint(PCSTR Format, ...)
 {
-    char buffer[512];
     va_list args;
     va_start(args, Format);
-    int n = vsnprintf(buffer, sizeof buffer, Format, args);
+    ULONG status = ntmem_wdk_debug_print(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL, NULL, Format, &args);
     va_end(args);
-    if (n < 0) {
-        return (ULONG)STATUS_INVALID_PARAMETER;
-    }
-    SIZE_T length = (SIZE_T)n < sizeof buffer ? (SIZE_T)n : sizeof buffer - 1;
-    ntmem_wdk_debug_sink(buffer, length);
-    return (ULONG)STATUS_SUCCESS;
+    return status;
+}
+
+ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
+{
+    va_list args;
+    va_start(args, Format);
+    ULONG status = ntmem_wdk_debug_print(ComponentId, Level, NULL, Format, &args);
+    va_end(args);
+    return status;
+}
+
+ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, va_list arglist)
+{
+    va_list args;
+    va_copy(args, arglist);
+    ULONG status = ntmem_wdk_debug_print(ComponentId, Level, NULL, Format, &args);
+    va_end(args);
+    return status;
+}
+
+ULONG vDbgPrintExWithPrefix(PCSTR Prefix, ULONG ComponentId, ULONG Level, PCSTR Format, va_list arglist)
+{
+    va_list args;
+    va_copy(args, arglist);
+    ULONG status = ntmem_wdk_debug_print(ComponentId, Level, Prefix, Format, &args);
+    va_end(args);
+    return status;
 }

@@ -1,10 +1,48 @@
-//! `DbgPrint` / `KdPrint`: the C shim (`c/dbgprint.c`) formats the message and
-//! hands it to [`ntmem_wdk_debug_sink`], which prints it on standard output as it
-//! happens, or keeps it for a report ([`DebugOutput::Capture`]).
+//! `DbgPrint`, `DbgPrintEx`, `vDbgPrintEx`, `vDbgPrintExWithPrefix` and the
+//! `KdPrint`/`KdPrintEx` macros (learn.microsoft.com, "DbgPrint function (wdm.h)",
+//! "DbgPrintEx function (wdm.h)", "Reading and Filtering Debugging Messages").
+//!
+//! The C shims (`c/dbgprint.c`) start the variadic list and call
+//! [`ntmem_wdk_debug_print`], which formats it with Windows' format language
+//! ([`ntmem_kernel::rtl::format`]: `%wZ`, `%ws`, `%S`, `%I64x`, `%p`, …), keeps the
+//! first 512 bytes as Windows does ("any single call to DbgPrint will only transmit
+//! 512 bytes of information"), filters it, and prints it on standard output as it
+//! happens or keeps it for a report ([`DebugOutput::Capture`]).
+//!
+//! **Filtering.** A message of `ComponentId` at `Level` is shown when its level mask
+//! (`1 << Level` for a level up to 31, else `Level` itself) meets the component's
+//! mask or the system-wide `WIN2000` mask. Windows' defaults are `WIN2000` = 1
+//! (error level only) and every component 0; `DbgPrint` and `KdPrint` are
+//! `DbgPrintEx(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL, …)`. Where ntmem differs: the
+//! `DEFAULT` component's mask starts as 0xFFFFFFFF — the "Debug Print Filter"
+//! setting driver developers make on Vista and later, and Windows XP's behaviour —
+//! so plain `DbgPrint` output is seen; [`set_component_mask`] changes any mask.
+//!
+//! **Bad pointers.** A string argument pointing at unreadable memory is read as
+//! the processor would (the machine's fault handler decides: a bugcheck for
+//! invalid system space). An address in the first 64 KB or a non-canonical one is
+//! refused before it is touched and the routine returns STATUS_ACCESS_VIOLATION, as
+//! Windows' `DbgPrint` does when its internal exception handler catches a bad
+//! argument.
 
-use std::ffi::c_char;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr};
 use std::io::Write;
 use std::sync::Mutex;
+
+use ntmem_kernel::rtl::format::{self, ArgSize, Arguments, Fault, Memory, Target};
+
+/// `DPFLTR_DEFAULT_ID` (dpfilter.h of current WDKs): `DbgPrint`'s component.
+pub const DPFLTR_DEFAULT_ID: u32 = 101;
+/// `DPFLTR_INFO_LEVEL`: `DbgPrint`'s level.
+pub const DPFLTR_INFO_LEVEL: u32 = 3;
+/// The longest message Windows transmits, in bytes.
+pub const MESSAGE_LIMIT: usize = 512;
+
+const STATUS_SUCCESS: u32 = 0;
+const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+/// The system-wide mask's default (`Kd_WIN2000_Mask`): error-level messages.
+const WIN2000_MASK: u32 = 1;
 
 /// Where `DbgPrint` text goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,37 +53,151 @@ pub enum DebugOutput {
     Capture,
 }
 
-static OUTPUT: Mutex<(Option<DebugOutput>, Vec<u8>)> = Mutex::new((None, Vec::new()));
+#[derive(Debug)]
+struct State {
+    output: Option<DebugOutput>,
+    captured: Vec<u8>,
+    masks: Option<HashMap<u32, u32>>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State { output: None, captured: Vec::new(), masks: None });
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Sets where `DbgPrint` text goes from now on.
 pub fn set_output(output: DebugOutput) {
-    OUTPUT.lock().unwrap_or_else(|e| e.into_inner()).0 = Some(output);
+    state().output = Some(output);
 }
 
 /// The text captured so far (and forgets it).
 pub fn take_captured() -> String {
-    let bytes = std::mem::take(&mut OUTPUT.lock().unwrap_or_else(|e| e.into_inner()).1);
-    String::from_utf8_lossy(&bytes).into_owned()
+    let bytes = std::mem::take(&mut state().captured);
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
-/// Called by `DbgPrint` with the formatted message.
-///
-/// # Safety
-/// `text` points to `length` readable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn ntmem_wdk_debug_sink(text: *const c_char, length: usize) {
-    // SAFETY: the caller (c/dbgprint.c) passes its own buffer and the length it
-    // formatted into it.
-    let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), length) };
-    let mut out = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-    match out.0.unwrap_or(DebugOutput::Stdout) {
+/// Sets the filter mask of `component` (a `DPFLTR_*_ID`), as the "Debug Print
+/// Filter" registry key or `ed nt!Kd_<component>_Mask` would.
+pub fn set_component_mask(component: u32, mask: u32) {
+    state().masks.get_or_insert_with(HashMap::new).insert(component, mask);
+}
+
+/// Whether a message of `component` at `level` passes the filter.
+pub fn shown(component: u32, level: u32) -> bool {
+    let level_mask = if level <= 31 { 1u32 << level } else { level };
+    let default = if component == DPFLTR_DEFAULT_ID { u32::MAX } else { 0 };
+    let mask = state().masks.as_ref().and_then(|m| m.get(&component).copied()).unwrap_or(default);
+    level_mask & (mask | WIN2000_MASK) != 0
+}
+
+/// Shows or keeps one message.
+fn emit(bytes: &[u8]) {
+    let mut s = state();
+    match s.output.unwrap_or(DebugOutput::Stdout) {
         DebugOutput::Stdout => {
-            drop(out);
+            drop(s);
+            // The ANSI text as the Latin-1 characters it holds.
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
             let mut stdout = std::io::stdout().lock();
-            // A closed pipe must not unwind into C: ignore write errors.
-            let _ = stdout.write_all(bytes);
+            // A closed pipe or a full device must not unwind into C: ignore errors.
+            let _ = stdout.write_all(text.as_bytes());
             let _ = stdout.flush();
         }
-        DebugOutput::Capture => out.1.extend_from_slice(bytes),
+        DebugOutput::Capture => s.captured.extend_from_slice(bytes),
+    }
+}
+
+extern "C" {
+    /// Reads the next 8-byte argument slot of a C `va_list` (`c/dbgprint.c`).
+    fn ntmem_wdk_va_next(args: *mut c_void) -> u64;
+}
+
+/// The arguments of a C `va_list`.
+struct VaList(*mut c_void);
+
+impl Arguments for VaList {
+    fn next(&mut self, size: ArgSize) -> u64 {
+        // SAFETY: `self.0` is the live `va_list` the C shim started for this call;
+        // the format asks for one argument per conversion, as the caller's format
+        // promised (reading past the caller's arguments reads its stack, as
+        // Windows' DbgPrint would).
+        let v = unsafe { ntmem_wdk_va_next(self.0) };
+        if size == ArgSize::Bits32 {
+            v & 0xFFFF_FFFF
+        } else {
+            v
+        }
+    }
+}
+
+/// The driver's memory, read as the processor would.
+struct DriverMemory;
+
+impl Memory for DriverMemory {
+    fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Fault> {
+        for (i, byte) in out.iter_mut().enumerate() {
+            let a = addr.wrapping_add(i as u64);
+            if !(0x1_0000..1 << 47).contains(&a) {
+                return Err(Fault { addr: a });
+            }
+            // SAFETY: a canonical, non-null-page address the driver passed as a
+            // string argument. Reading it is what the driver asked for; a fault is
+            // taken by the machine's fault handler as the driver's own access
+            // would be (ntmem_host::fault), never silently.
+            *byte = unsafe { std::ptr::read_volatile(a as *const u8) };
+        }
+        Ok(())
+    }
+}
+
+/// Formats and prints one message for the C shims (see the module docs); returns
+/// its NTSTATUS.
+///
+/// # Safety
+/// `format` is NUL-terminated (or null); `prefix` is null or NUL-terminated;
+/// `args` is the `va_list` the shim started, live for the call.
+#[no_mangle]
+pub unsafe extern "C" fn ntmem_wdk_debug_print(
+    component: u32,
+    level: u32,
+    prefix: *const c_char,
+    format: *const c_char,
+    args: *mut c_void,
+) -> u32 {
+    if !shown(component, level) || format.is_null() {
+        return STATUS_SUCCESS;
+    }
+    // SAFETY: NUL-terminated, by the contract above.
+    let fmt = unsafe { CStr::from_ptr(format) }.to_bytes();
+    let mut message = if prefix.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: NUL-terminated, by the contract above.
+        unsafe { CStr::from_ptr(prefix) }.to_bytes().to_vec()
+    };
+    let room = MESSAGE_LIMIT.saturating_sub(message.len());
+    match format::format::<u8>(fmt, Target::X64, &mut VaList(args), &mut DriverMemory, room) {
+        Ok(text) => {
+            message.extend_from_slice(&text.text);
+            emit(&message);
+            STATUS_SUCCESS
+        }
+        Err(_) => STATUS_ACCESS_VIOLATION,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filtering_follows_the_component_and_system_masks() {
+        assert!(shown(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL), "DbgPrint is shown");
+        assert!(shown(77, 0), "error level passes the WIN2000 mask");
+        assert!(!shown(77, DPFLTR_INFO_LEVEL), "IHVDRIVER info is filtered by default");
+        set_component_mask(80, 0b1000);
+        assert!(shown(80, 3) && !shown(80, 2));
+        assert!(shown(81, 0x8000_0001) && !shown(81, 0x8000_0008), "a level above 31 is a mask");
     }
 }
