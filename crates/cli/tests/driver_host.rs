@@ -443,3 +443,12 @@ fn dbgprint_speaks_windows_format_language_byte_for_byte() {
         ]
     );
 }
+
+#[test]
+fn a_driver_annotated_as_microsofts_samples_are_compiles_and_runs() {
+    let out = run("annotated.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("annotated: sum 16, largest 9"), "{t}");
+    assert!(t.contains("annotated: unloaded"), "{t}");
+}

@@ -20,7 +20,16 @@ fn drivers_compile_without_warnings_under_every_compiler() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "c"))
         .collect();
-    for sample in ["tset.c", "lookaside.c", "seh.c", "seed_probe.c", "clean.c", "pool_routines.c"] {
+    for sample in [
+        "tset.c",
+        "lookaside.c",
+        "seh.c",
+        "seed_probe.c",
+        "clean.c",
+        "pool_routines.c",
+        "annotated.c",
+        "dbgprint_formats.c",
+    ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }
     let compilers = compilers();
