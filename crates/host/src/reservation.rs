@@ -28,13 +28,15 @@ pub enum Placement {
     Anywhere { align: usize },
 }
 
-/// Access allowed to a range of a reservation. No execute: ntmem runs no code out of
-/// simulated memory.
+/// Access allowed to a range of a reservation. Only driver images loaded into
+/// simulated system space are executable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prot {
     None,
     Read,
     ReadWrite,
+    ReadExecute,
+    ReadWriteExecute,
 }
 
 impl Prot {
@@ -43,6 +45,8 @@ impl Prot {
             Prot::None => libc::PROT_NONE,
             Prot::Read => libc::PROT_READ,
             Prot::ReadWrite => libc::PROT_READ | libc::PROT_WRITE,
+            Prot::ReadExecute => libc::PROT_READ | libc::PROT_EXEC,
+            Prot::ReadWriteExecute => libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod probe;
 pub mod process;
 pub mod pte;
 pub mod space;
+pub mod sysload;
 pub mod system_ptes;
 
 use ntmem_host::HostError;

@@ -44,6 +44,8 @@ pub enum PageUse {
     MdlPages,
     /// Memory a user process allocated.
     UserPrivate,
+    /// A page of a loaded driver image (MmLoadSystemImage).
+    DriverImage,
     /// Removed from use by /BURNMEMORY.
     Burned,
     /// Taken by a test or benchmark to shape the free memory.

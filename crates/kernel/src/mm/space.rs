@@ -42,13 +42,25 @@ use super::MmError;
 /// NULL-catch region of nt-algorithms.md §8.1).
 const HOME_FLOOR: u64 = 0x1_0000;
 
-/// How a mapping may be used.
+/// How a mapping may be used. Data mappings are never executable in the host;
+/// their PTEs carry no NO_EXECUTE bit, as Windows' `ValidKernelPte` does not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Read-only.
     ReadOnly,
     /// Read and write.
     ReadWrite,
+    /// Read and execute: a driver image's code.
+    ReadExecute,
+    /// Read, write and execute: a driver image section that asks for all three.
+    ReadWriteExecute,
+}
+
+impl Access {
+    /// Whether writes are allowed.
+    pub fn writable(self) -> bool {
+        matches!(self, Access::ReadWrite | Access::ReadWriteExecute)
+    }
 }
 
 /// What a mapping is: its access and its cache type. `Access` alone means cached.
@@ -73,7 +85,7 @@ impl Mapping {
         if user {
             flags = (flags - PteFlags::GLOBAL) | PteFlags::OWNER;
         }
-        if self.access == Access::ReadOnly {
+        if !self.access.writable() {
             flags -= PteFlags::WRITE | PteFlags::DIRTY;
         }
         match self.cache {
@@ -87,6 +99,8 @@ impl Mapping {
         match self.access {
             Access::ReadOnly => Prot::Read,
             Access::ReadWrite => Prot::ReadWrite,
+            Access::ReadExecute => Prot::ReadExecute,
+            Access::ReadWriteExecute => Prot::ReadWriteExecute,
         }
     }
 }
@@ -321,6 +335,33 @@ impl AddressSpace {
     /// When `va` is outside the space.
     pub fn unmap(&self, phys: &PhysicalMemory, va: Va, pages: u64) -> Result<Vec<Pfn>, MmError> {
         self.with_tables(va, |tables| self.unmap_in(tables, phys, va, pages))
+    }
+
+    /// Changes the access of `pages` mapped pages from `va`: each valid PTE is
+    /// rewritten with `access`'s write bit (its frame kept) and the host range is
+    /// `mprotect`ed, as `MiSetImageProtection` does for a loaded image's sections.
+    /// Pages that are not valid are left alone.
+    ///
+    /// # Errors
+    /// When `va` is outside the space.
+    pub fn protect(&self, phys: &PhysicalMemory, va: Va, pages: u64, access: Access) -> Result<(), MmError> {
+        let page = self.shift.page_size();
+        let offset = self.host_offset(va)?;
+        let how = Mapping::from(access);
+        let flags = how.pte_flags(self.layout.is_user(va));
+        self.with_tables(va, |tables| {
+            let format = tables.format();
+            for i in 0..pages {
+                let at = Va::new(va.get() + i * page);
+                let Some(raw) = tables.leaf(phys, at) else { continue };
+                let (pfn, old) = format.decode(raw);
+                if old.contains(PteFlags::VALID) {
+                    tables.set(phys, at, pfn, flags)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.reservation.protect(offset, to_usize(pages * page), how.prot()).map_err(MmError::Host)
     }
 
     fn unmap_in(&self, tables: &PageTables, phys: &PhysicalMemory, va: Va, pages: u64) -> Result<Vec<Pfn>, MmError> {

@@ -1,0 +1,294 @@
+//! `MmLoadSystemImage`: a driver image (`.sys`) mapped into system space as the
+//! kernel maps it (research note `dma-verifier-views.md` §6.1–§6.2).
+//!
+//! The loader reserves system PTEs for `SizeOfImage`, gives each page a fresh
+//! physical page owned by the image ([`PageUse::DriverImage`]), lays the headers
+//! and sections out at their RVAs, applies the base relocations for the address
+//! the driver's code will run at, binds each import by DLL and name through the
+//! caller's resolver (every missing import is reported, none is stubbed), writes
+//! the image through its new mapping and then protects it: headers read-only,
+//! each section by its characteristics (a page two sections share gets both
+//! sets of rights), code executable and nothing else. The image is registered
+//! with the machine's loaded-module list, so a fault in its code names it.
+//!
+//! After `DriverEntry` returns, [`LoadedImage::discard_init`] unmaps and frees the
+//! pages wholly inside discardable sections (`INIT`, `.reloc`): a later touch is a
+//! fault on a non-present system address, PAGE_FAULT_IN_NONPAGED_AREA. Where ntmem
+//! differs: Windows frees the trailing run of discardable sections of a driver
+//! loaded after boot (and any `INIT` of a boot driver); ntmem frees every
+//! discardable section's own pages, because lld places `INIT` before `.rdata`.
+//!
+//! Addresses: the image runs at host addresses, which are the simulated ones
+//! plus the address space's relocation (zero unless the layout was moved), so it
+//! is relocated for [`LoadedImage::host_base`].
+
+use ntmem_machine::Va;
+use ntmem_pe::{DriverImage, ImageError, Section, SectionFlags};
+
+use super::frames::FrameRequest;
+use super::pfn::PageUse;
+use super::space::Access;
+use crate::machine::Machine;
+
+/// One import the resolver could not bind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingImport {
+    /// The DLL the image imports it from (`ntoskrnl.exe`, `HAL.dll`).
+    pub dll: String,
+    /// The routine or variable's name.
+    pub name: String,
+}
+
+/// Why an image could not be loaded (the NTSTATUS Windows' loader returns is in
+/// each variant's doc).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a valid x64 driver image (STATUS_INVALID_IMAGE_FORMAT).
+    #[error("not a valid x64 driver image: {0}")]
+    Image(#[from] ImageError),
+    /// Imports nothing exports (STATUS_PROCEDURE_NOT_FOUND / STATUS_DRIVER_ENTRYPOINT_NOT_FOUND).
+    #[error("{} import(s) not exported by ntmem: {}", .0.len(), .0.iter().map(|m| format!("{}!{}", m.dll, m.name)).collect::<Vec<_>>().join(", "))]
+    MissingImports(Vec<MissingImport>),
+    /// No run of system PTEs or physical pages for it (STATUS_INSUFFICIENT_RESOURCES).
+    #[error("no room for a {pages}-page image: {reason}")]
+    NoRoom {
+        /// Pages the image needs.
+        pages: u64,
+        /// What ran out.
+        reason: String,
+    },
+}
+
+/// A driver image mapped in system space. Unmapped by [`LoadedImage::unload`].
+#[derive(Debug)]
+pub struct LoadedImage {
+    name: String,
+    image: DriverImage,
+    base: Va,
+    host_base: u64,
+    pages: u64,
+    /// Pages still mapped (false once discarded).
+    mapped: Vec<bool>,
+    slot: Option<usize>,
+}
+
+/// The rights a section's characteristics ask for.
+fn access_of(flags: SectionFlags) -> (bool, bool) {
+    (flags.contains(SectionFlags::WRITE), flags.contains(SectionFlags::EXECUTE))
+}
+
+fn access(write: bool, execute: bool) -> Access {
+    match (write, execute) {
+        (false, false) => Access::ReadOnly,
+        (true, false) => Access::ReadWrite,
+        (false, true) => Access::ReadExecute,
+        (true, true) => Access::ReadWriteExecute,
+    }
+}
+
+impl LoadedImage {
+    /// Loads the image in `file` as `name` (the name `lm` and bugchecks show),
+    /// binding each import with `resolve(dll, name)` → the host address to put in
+    /// its IAT slot.
+    ///
+    /// # Errors
+    /// [`LoadError`]; nothing stays mapped or allocated.
+    pub fn load(
+        m: &Machine,
+        name: &str,
+        file: &[u8],
+        resolve: &dyn Fn(&str, &str) -> Option<u64>,
+    ) -> Result<LoadedImage, LoadError> {
+        let image = DriverImage::parse(file)?;
+        let mut bytes = image.layout(file)?;
+        let shift = m.profile().arch.page_shift();
+        let page = shift.page_size();
+        let pages = u64::from(image.size_of_image).div_ceil(page);
+        let no_room = |reason: String| LoadError::NoRoom { pages, reason };
+        let base = m.system_ptes().reserve(pages).ok_or_else(|| {
+            no_room(format!("{} of {} system PTEs free", m.system_ptes().free(), m.system_ptes().total()))
+        })?;
+        let host_base = m.space().host_addr(base) as u64;
+        let bound = image
+            .relocate(&mut bytes, host_base)
+            .map_err(LoadError::from)
+            .and_then(|()| bind(&image, &mut bytes, resolve));
+        if let Err(e) = bound {
+            m.system_ptes().release(base, pages);
+            return Err(e);
+        }
+        let frames = match m.phys().allocate(&FrameRequest::new(pages, PageUse::DriverImage)) {
+            Ok(f) => f,
+            Err(e) => {
+                m.system_ptes().release(base, pages);
+                return Err(no_room(e.to_string()));
+            }
+        };
+        if let Err(e) = m.space().map(m.phys(), base, &frames, Access::ReadWrite) {
+            let pfns: Vec<_> = frames.pfns().collect();
+            pfns.iter().for_each(|&p| drop(m.phys().free(p, 1)));
+            m.system_ptes().release(base, pages);
+            return Err(no_room(e.to_string()));
+        }
+        let mut loaded = LoadedImage {
+            name: name.to_string(),
+            image,
+            base,
+            host_base,
+            pages,
+            mapped: vec![true; pages as usize],
+            slot: None,
+        };
+        // Inside the space, mapped read-write just above: cannot fail.
+        let written = m.space().write(base, &bytes);
+        debug_assert!(written.is_ok());
+        loaded.protect(m);
+        let end = host_base + pages * page;
+        loaded.slot = m.images().load(name, host_base as usize, end as usize);
+        Ok(loaded)
+    }
+
+    /// Applies each page's protection: the union of the rights of the sections
+    /// that cover it; headers and gaps read-only.
+    fn protect(&self, m: &Machine) {
+        let page = m.profile().arch.page_shift().page_size();
+        let mut rights = vec![(false, false); self.pages as usize];
+        for s in &self.image.sections {
+            let (w, x) = access_of(s.characteristics);
+            for p in pages_touched(s, page) {
+                if let Some(r) = rights.get_mut(p as usize) {
+                    *r = (r.0 | w, r.1 | x);
+                }
+            }
+        }
+        let mut start = 0;
+        while start < rights.len() {
+            let run = rights[start..].iter().take_while(|&&r| r == rights[start]).count();
+            let (w, x) = rights[start];
+            let va = Va::new(self.base.get() + start as u64 * page);
+            let done = m.space().protect(m.phys(), va, run as u64, access(w, x));
+            debug_assert!(done.is_ok(), "protecting a loaded image: {done:?}");
+            start += run;
+        }
+    }
+
+    /// Unmaps and frees the pages that lie wholly inside discardable sections, as
+    /// the I/O manager's call to `MmFreeDriverInitialization` does after a
+    /// successful `DriverEntry`. Returns how many pages were freed.
+    pub fn discard_init(&mut self, m: &Machine) -> u64 {
+        let page = m.profile().arch.page_shift().page_size();
+        let mut freed = 0;
+        let sections = &self.image.sections;
+        let mut own = Vec::new();
+        for (i, s) in sections.iter().enumerate().filter(|(_, s)| s.is_discardable()) {
+            // A section's pages run to its end rounded up, short of the next
+            // section's first page and the previous section's last.
+            let first = match i.checked_sub(1).map(|p| &sections[p]) {
+                Some(prev) => u64::from(s.virtual_address).max(u64::from(prev.end()).div_ceil(page) * page) / page,
+                None => u64::from(s.virtual_address).div_ceil(page),
+            };
+            let next = sections.get(i + 1).map_or(self.pages, |n| u64::from(n.virtual_address) / page);
+            own.extend(first..u64::from(s.end()).div_ceil(page).min(next));
+        }
+        for p in own {
+            freed += u64::from(self.unmap_page(m, p));
+        }
+        freed
+    }
+
+    /// Unmaps page `p` of the image and frees its frame; false when it was not mapped.
+    fn unmap_page(&mut self, m: &Machine, p: u64) -> bool {
+        let Some(slot) = self.mapped.get_mut(p as usize) else { return false };
+        if !*slot {
+            return false;
+        }
+        *slot = false;
+        let page = m.profile().arch.page_shift().page_size();
+        let va = Va::new(self.base.get() + p * page);
+        if let Ok(frames) = m.space().unmap(m.phys(), va, 1) {
+            for pfn in frames {
+                let _ = m.phys().free(pfn, 1);
+            }
+        }
+        true
+    }
+
+    /// Unmaps the whole image, frees its pages and PTEs and removes it from the
+    /// loaded-module list, as `MmUnloadSystemImage` does.
+    pub fn unload(mut self, m: &Machine) {
+        for p in 0..self.pages {
+            self.unmap_page(m, p);
+        }
+        m.system_ptes().release(self.base, self.pages);
+        if let Some(slot) = self.slot.take() {
+            m.images().unload(slot);
+        }
+    }
+
+    /// The name it was loaded as.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parsed image.
+    pub fn image(&self) -> &DriverImage {
+        &self.image
+    }
+
+    /// Its base in simulated system space.
+    pub fn base(&self) -> Va {
+        self.base
+    }
+
+    /// Its base in the host: where its code runs and what its pointers hold.
+    pub fn host_base(&self) -> u64 {
+        self.host_base
+    }
+
+    /// Its size in bytes (whole pages).
+    pub fn size(&self, m: &Machine) -> u64 {
+        self.pages * m.profile().arch.page_shift().page_size()
+    }
+
+    /// The host address of `rva`, when it lies inside the image.
+    pub fn host_address(&self, rva: u32) -> Option<u64> {
+        (rva < self.image.size_of_image).then(|| self.host_base + u64::from(rva))
+    }
+
+    /// The host address of the entry point (`DriverEntry`, or the CRT's
+    /// `GsDriverEntry` that calls it).
+    pub fn entry(&self) -> Option<u64> {
+        self.image.entry_point.and_then(|rva| self.host_address(rva))
+    }
+}
+
+/// The page indices a section's virtual extent touches.
+fn pages_touched(s: &Section, page: u64) -> std::ops::Range<u64> {
+    let first = u64::from(s.virtual_address) / page;
+    let end = u64::from(s.end()).div_ceil(page);
+    first..end.max(first)
+}
+
+/// Writes each import's address into its IAT slot; every unresolved import is
+/// reported at once.
+fn bind(image: &DriverImage, bytes: &mut [u8], resolve: &dyn Fn(&str, &str) -> Option<u64>) -> Result<(), LoadError> {
+    let mut missing = Vec::new();
+    for dll in &image.imports {
+        for f in &dll.functions {
+            match resolve(&dll.name, &f.name) {
+                Some(addr) => {
+                    let at = f.iat_rva as usize;
+                    let slot = at.checked_add(8).and_then(|end| bytes.get_mut(at..end));
+                    let Some(slot) = slot else { return Err(LoadError::Image(ImageError::WrongFile)) };
+                    slot.copy_from_slice(&addr.to_le_bytes());
+                }
+                None => missing.push(MissingImport { dll: dll.name.clone(), name: f.name.clone() }),
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::MissingImports(missing))
+    }
+}
