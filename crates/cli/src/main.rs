@@ -35,6 +35,8 @@ enum Command {
     Layout(commands::layout::Args),
     /// Boot a machine and print its summary.
     Boot(commands::boot::Args),
+    /// List every routine and variable drivers can import (DLL, IRQL, differences from Windows).
+    Api(commands::api::Args),
 }
 
 /// A failure the user caused or must fix, with the exit status it earns.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Machines(args) => commands::machines::main(&args),
         Command::Layout(args) => commands::layout::main(&args),
         Command::Boot(args) => commands::boot::main(&args),
+        Command::Api(args) => commands::api::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

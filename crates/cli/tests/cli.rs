@@ -127,3 +127,17 @@ fn bad_input_is_refused_with_status_2_and_what_is_valid() {
         assert!(err.contains(hint), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn api_lists_every_export_with_its_dll_and_irql_rule() {
+    let v = json(&["api", "--json"]);
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), ntmem_wdk::exports::EXPORTS.len());
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(row("IoCreateDevice")["irql"], "PASSIVE_LEVEL");
+    assert_eq!(row("IoCreateDevice")["dll"], "ntoskrnl.exe");
+    assert_eq!(row("WRITE_PORT_UCHAR")["dll"], "HAL.dll");
+    assert_eq!(row("KfRaiseIrql")["component"], "Ke");
+    let text = String::from_utf8(ntmem(&["api"]).stdout).unwrap();
+    assert!(text.contains(&format!("{} exports", rows.len())), "{text}");
+}

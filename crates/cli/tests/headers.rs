@@ -46,3 +46,54 @@ fn drivers_compile_without_warnings_under_every_compiler() {
         }
     }
 }
+
+/// The headers declare exactly the routines the export table exports: gcc's
+/// `-aux-info` lists every function `<ntddk.h>` declares, with the file it is
+/// declared in; the ones from `include/` that are not `static inline` must be the
+/// table's routines. The `ntmem_seh_*` helpers behind the setjmp `__try` macros
+/// are the one exception while C drivers are built as shared objects; they go
+/// with them.
+#[test]
+fn include_declares_exactly_what_is_exported() {
+    let dir = std::env::temp_dir().join(format!("ntmem-aux-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("all.c");
+    std::fs::write(&source, "#include <ntddk.h>\n").unwrap();
+    let aux = dir.join("aux.txt");
+    let out = Command::new("gcc")
+        .args(["-fsyntax-only", "-fshort-wchar", "-I"])
+        .arg(root().join("include"))
+        .arg("-aux-info")
+        .arg(&aux)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let include = root().join("include").canonicalize().unwrap();
+    let text = std::fs::read_to_string(&aux).unwrap();
+    let mut declared: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let (origin, decl) = l.strip_prefix("/* ")?.split_once(" */ ")?;
+            let file = origin.rsplitn(3, ':').nth(2)?;
+            let ours = Path::new(file).canonicalize().ok()?.starts_with(&include);
+            let decl = decl.strip_prefix("extern ")?;
+            let name = decl.split(" (").next()?.rsplit([' ', '*']).next()?;
+            (ours && !name.starts_with("DriverEntry") && !name.starts_with("ntmem_seh_")).then(|| name.to_string())
+        })
+        .collect();
+    declared.sort();
+    let mut exported: Vec<String> = ntmem_wdk::exports::EXPORTS
+        .iter()
+        .filter(|e| e.kind == ntmem_wdk::exports::Kind::Routine)
+        .map(|e| e.name.to_string())
+        .collect();
+    exported.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    let missing: Vec<_> = exported.iter().filter(|n| !declared.contains(n)).collect();
+    let extra: Vec<_> = declared.iter().filter(|n| !exported.contains(n)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "exported but not declared: {missing:?}; declared but not exported: {extra:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod api;
 pub mod boot;
 pub mod layout;
 pub mod machines;

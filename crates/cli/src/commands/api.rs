@@ -1,0 +1,54 @@
+//! `ntmem api`: every routine and variable ntmem exports to drivers, from the one
+//! export table (`ntmem_wdk::exports`): its DLL, NT component, kind, the highest
+//! IRQL its documentation allows, and where ntmem differs from Windows.
+
+use ntmem_wdk::exports::{Kind, EXPORTS};
+
+use crate::Failure;
+
+/// Flags of `ntmem api`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    name: &'static str,
+    dll: &'static str,
+    component: &'static str,
+    kind: Kind,
+    irql: &'static str,
+    differs: &'static str,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// Never; the signature matches the other commands.
+pub fn main(args: &Args) -> Result<(), Failure> {
+    let rows: Vec<Row> = EXPORTS
+        .iter()
+        .map(|e| Row {
+            name: e.name,
+            dll: e.dll.file_name(),
+            component: e.component(),
+            kind: e.kind,
+            irql: e.irql.text(),
+            differs: e.differs,
+        })
+        .collect();
+    if args.json {
+        super::print_json(&rows);
+        return Ok(());
+    }
+    println!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS", "NAME", "DLL", "PART", "KIND", "IRQL");
+    for r in &rows {
+        let kind = if r.kind == Kind::Routine { "routine" } else { "data" };
+        println!("{:<40} {:<13} {:<5} {:<8} {:<22} {}", r.name, r.dll, r.component, kind, r.irql, r.differs);
+    }
+    println!("{} exports", rows.len());
+    Ok(())
+}
