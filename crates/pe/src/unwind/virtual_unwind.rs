@@ -118,7 +118,7 @@ pub fn virtual_unwind(
     Ok(UnwindOutcome { handler, establisher_frame, location })
 }
 
-/// A leaf function (no RUNTIME_FUNCTION) has not moved RSP: its return address is at [RSP].
+/// A leaf function (no RUNTIME_FUNCTION) has not moved RSP: its return address is at `[RSP]`.
 pub fn unwind_leaf(context: &mut Context, memory: &impl ReadMemory) -> Result<(), UnwindError> {
     context.rip = memory.read_u64(context.rsp())?;
     context.set_rsp(context.rsp().wrapping_add(8));
