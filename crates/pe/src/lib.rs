@@ -18,6 +18,16 @@
 //!   semantics (prolog offset, epilogue detection, frame register, machine frames).
 //! - [`scope`] decodes `__C_specific_handler`'s `SCOPE_TABLE`.
 //!
+//! How the pieces are meant to be used:
+//! - the loader: `DriverImage::parse(file)` → `layout(file)` → copy into system space at
+//!   `base` → `relocate(&mut mapped, base)` → bind each `ImportedFunction::iat_rva` → protect
+//!   by `Section::characteristics`; free `is_discardable` sections after `DriverEntry`, page
+//!   `is_pageable` ones;
+//! - the dispatcher, per frame: `functions.lookup(rip − base)` (none: [`unwind::unwind_leaf`])
+//!   → [`unwind::virtual_unwind`] with UNW_FLAG_EHANDLER (search) or UHANDLER (unwind) →
+//!   when a handler is returned and it is `__C_specific_handler`,
+//!   [`scope::ScopeTable::read`] at its `data`.
+//!
 //! Every offset and count comes from the image and is checked: hostile input gives a typed
 //! error, never a panic (the crate is fuzzed; see `fuzz/`).
 //!

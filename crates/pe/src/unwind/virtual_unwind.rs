@@ -118,7 +118,7 @@ pub fn virtual_unwind(
     Ok(UnwindOutcome { handler, establisher_frame, location })
 }
 
-/// A leaf function (no RUNTIME_FUNCTION) has not moved RSP: its return address is at [RSP].
+/// A leaf function (no RUNTIME_FUNCTION) has not moved RSP: its return address is at `[RSP]`.
 pub fn unwind_leaf(context: &mut Context, memory: &impl ReadMemory) -> Result<(), UnwindError> {
     context.rip = memory.read_u64(context.rsp())?;
     context.set_rsp(context.rsp().wrapping_add(8));
@@ -179,4 +179,191 @@ fn undo(
         }
     }
     Ok(machine_frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MappedImage, ReadError};
+    use crate::unwind::Gpr;
+
+    const BASE: u64 = 0x1_0000;
+    const STACK: u64 = 0x7_0000;
+
+    /// An image of 0x1000 bytes at BASE and a stack of 0x400 bytes at STACK.
+    struct Memory {
+        image: Vec<u8>,
+        stack: Vec<u8>,
+    }
+
+    impl ReadMemory for Memory {
+        fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+            MappedImage { base: BASE, bytes: &self.image }
+                .read(address, buf)
+                .or_else(|_| MappedImage { base: STACK, bytes: &self.stack }.read(address, buf))
+        }
+    }
+
+    impl Memory {
+        fn new() -> Self {
+            Memory { image: vec![0xCC; 0x1000], stack: vec![0; 0x400] }
+        }
+
+        fn put(&mut self, rva: usize, bytes: &[u8]) {
+            self.image[rva..rva + bytes.len()].copy_from_slice(bytes);
+        }
+
+        fn push_word(&mut self, address: u64, value: u64) {
+            let at = (address - STACK) as usize;
+            self.stack[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// UNWIND_INFO bytes: header, codes (slots), padding, then `tail`.
+    fn info(flags: u8, prolog: u8, frame: u8, slots: &[[u8; 2]], tail: &[u8]) -> Vec<u8> {
+        let mut b = vec![1 | flags << 3, prolog, slots.len() as u8, frame];
+        b.extend(slots.iter().flatten());
+        if slots.len() % 2 == 1 {
+            b.extend([0, 0]);
+        }
+        b.extend_from_slice(tail);
+        b
+    }
+
+    fn code(offset: u8, op: u8, op_info: u8) -> [u8; 2] {
+        [offset, op | op_info << 4]
+    }
+
+    fn function(begin: u32, end: u32, unwind_info: u32) -> RuntimeFunction {
+        RuntimeFunction { begin, end, unwind_info }
+    }
+
+    fn rf_bytes(f: RuntimeFunction) -> Vec<u8> {
+        [f.begin, f.end, f.unwind_info].iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    fn context(rip: u64, rsp: u64) -> Context {
+        let mut c = Context { rip, ..Context::default() };
+        c.set_rsp(rsp);
+        c
+    }
+
+    /// A primary function (push rbx; sub rsp, 0x20; EHANDLER at 0x300) and a chained fragment
+    /// that saves RSI into the home area with UWOP_SAVE_NONVOL (MSVC's shrink-wrapping).
+    fn chained() -> (Memory, RuntimeFunction, RuntimeFunction) {
+        let mut m = Memory::new();
+        let primary = function(0x100, 0x200, 0x800);
+        let fragment = function(0x400, 0x480, 0x840);
+        m.put(0x800, &info(0x1, 6, 0, &[code(6, 2, 3), code(1, 0, 3)], &0x300u32.to_le_bytes()));
+        m.put(0x840, &info(0x4, 5, 0, &[code(5, 4, 6), [6, 0]], &rf_bytes(primary)));
+        let s = STACK + 0x100;
+        m.push_word(s + 0x20, 0xB0B0); // pushed rbx
+        m.push_word(s + 0x28, 0xCA11); // return address
+        m.push_word(s + 0x30, 0x5151); // rsi in the home area
+        (m, primary, fragment)
+    }
+
+    #[test]
+    fn chained_info_undoes_the_fragment_then_the_primary_and_takes_its_handler() {
+        let (m, _, fragment) = chained();
+        let mut c = context(BASE + 0x410, STACK + 0x100);
+        let outcome = virtual_unwind(UnwindFlags::EHANDLER, BASE, &fragment, &mut c, &m).unwrap();
+        assert_eq!((c.rip, c.rsp(), c.get(Gpr::Rbx), c.get(Gpr::Rsi)), (0xCA11, STACK + 0x130, 0xB0B0, 0x5151));
+        assert_eq!(outcome.location, PcLocation::Body);
+        assert_eq!(outcome.establisher_frame, STACK + 0x100);
+        assert_eq!(outcome.handler, Some(LanguageHandler { routine: BASE + 0x300, data: BASE + 0x800 + 12 }));
+
+        // The same frame asked for a termination handler: the primary has none.
+        let mut c = context(BASE + 0x410, STACK + 0x100);
+        assert_eq!(virtual_unwind(UnwindFlags::UHANDLER, BASE, &fragment, &mut c, &m).unwrap().handler, None);
+    }
+
+    #[test]
+    fn in_a_prolog_only_the_executed_codes_are_undone_and_no_handler_is_given() {
+        let (m, _, fragment) = chained();
+        // Offset 2 in the fragment: the save (CodeOffset 5) has not executed; RSI keeps its value.
+        let mut c = context(BASE + 0x402, STACK + 0x100);
+        c.set(Gpr::Rsi, 0x1234);
+        let outcome = virtual_unwind(UnwindFlags::EHANDLER, BASE, &fragment, &mut c, &m).unwrap();
+        assert_eq!((c.rip, c.get(Gpr::Rsi), c.get(Gpr::Rbx)), (0xCA11, 0x1234, 0xB0B0));
+        assert_eq!((outcome.location, outcome.handler), (PcLocation::Prolog, None));
+    }
+
+    #[test]
+    fn a_frame_register_locates_the_frame_once_set_and_xmm_saves_are_restored() {
+        let mut m = Memory::new();
+        // push rbp (1); sub rsp, 0x40 (5); lea rbp, [rsp+0x20] (10); movaps [rsp+0x10], xmm6 (15)
+        let f = function(0x600, 0x700, 0x8c0);
+        m.put(0x8c0, &info(0, 15, 0x25, &[code(15, 8, 6), [1, 0], code(10, 3, 0), code(5, 2, 7), code(1, 0, 5)], &[]));
+        m.put(0x650, &[0x90]); // a body instruction that is not an epilogue
+        let frame = STACK + 0x100;
+        m.push_word(frame + 0x10, 0x6666);
+        m.push_word(frame + 0x18, 0x7777);
+        m.push_word(frame + 0x40, 0xB9B9); // pushed rbp
+        m.push_word(frame + 0x48, 0xCA11);
+
+        // Body, after an alloca moved RSP: the frame register gives the frame.
+        let mut c = context(BASE + 0x650, frame - 0x80);
+        c.set(Gpr::Rbp, frame + 0x20);
+        let outcome = virtual_unwind(UnwindFlags::EHANDLER, BASE, &f, &mut c, &m).unwrap();
+        assert_eq!(outcome.establisher_frame, frame);
+        assert_eq!((c.rip, c.rsp(), c.get(Gpr::Rbp)), (0xCA11, frame + 0x50, 0xB9B9));
+        assert_eq!(c.xmm[6], 0x7777_u128 << 64 | 0x6666);
+
+        // Prolog offset 7: allocated, SET_FPREG not yet executed: RSP is the frame, RBP is the
+        // caller's and XMM6 was not saved yet.
+        let mut c = context(BASE + 0x607, frame);
+        c.set(Gpr::Rbp, 0xAAAA);
+        c.xmm[6] = 9;
+        let outcome = virtual_unwind(UnwindFlags::EHANDLER, BASE, &f, &mut c, &m).unwrap();
+        assert_eq!((outcome.location, outcome.establisher_frame), (PcLocation::Prolog, frame));
+        assert_eq!((c.rip, c.rsp(), c.get(Gpr::Rbp), c.xmm[6]), (0xCA11, frame + 0x50, 0xB9B9, 9));
+    }
+
+    #[test]
+    fn a_machine_frame_supplies_rip_and_rsp() {
+        let mut m = Memory::new();
+        let f = function(0x500, 0x540, 0x880);
+        m.put(0x880, &info(0, 0, 0, &[code(0, 10, 1)], &[]));
+        m.put(0x510, &[0x90]);
+        let s = STACK + 0x100;
+        m.push_word(s, 0xE); // error code
+        m.push_word(s + 8, 0x7777_0000); // RIP
+        m.push_word(s + 32, STACK + 0x300); // RSP
+        let mut c = context(BASE + 0x510, s);
+        virtual_unwind(UnwindFlags::empty(), BASE, &f, &mut c, &m).unwrap();
+        assert_eq!((c.rip, c.rsp()), (0x7777_0000, STACK + 0x300));
+    }
+
+    #[test]
+    fn bad_entries_fail_and_leave_the_context_alone() {
+        let (mut m, primary, _) = chained();
+        let mut c = context(BASE + 0x250, STACK + 0x100);
+        let before = c;
+        assert!(matches!(
+            virtual_unwind(UnwindFlags::EHANDLER, BASE, &primary, &mut c, &m),
+            Err(UnwindError::PcOutsideFunction { .. })
+        ));
+        assert_eq!(c, before);
+        // A chain that points back at itself.
+        let looped = function(0x900, 0x980, 0x8c0);
+        m.put(0x8c0, &info(0x4, 0, 0, &[], &rf_bytes(looped)));
+        let mut c = context(BASE + 0x910, STACK + 0x100);
+        assert_eq!(virtual_unwind(UnwindFlags::EHANDLER, BASE, &looped, &mut c, &m), Err(UnwindError::ChainTooDeep));
+        assert_eq!(c, context(BASE + 0x910, STACK + 0x100));
+        // A return address beyond the readable stack.
+        let mut c = context(BASE + 0x150, STACK + 0x3f8 - 0x20);
+        let start = c;
+        assert!(matches!(virtual_unwind(UnwindFlags::EHANDLER, BASE, &primary, &mut c, &m), Err(UnwindError::Read(_))));
+        assert_eq!(c, start);
+    }
+
+    #[test]
+    fn a_leaf_returns_through_its_stack_pointer() {
+        let mut m = Memory::new();
+        m.push_word(STACK + 0x10, 0xCA11);
+        let mut c = context(BASE + 0x123, STACK + 0x10);
+        unwind_leaf(&mut c, &m).unwrap();
+        assert_eq!((c.rip, c.rsp()), (0xCA11, STACK + 0x18));
+    }
 }
