@@ -4,6 +4,10 @@
 //! the machine's reservation, and for wild addresses touched by a thread running
 //! on the machine. The decision follows Windows' page-fault handler:
 //!
+//! * the first write to a clean resident page of a pageable region (paged back in,
+//!   not written since) sets the PTE's dirty bit and the instruction runs again, at
+//!   any IRQL: on a real processor that is no fault at all
+//!   ([`AddressSpace::set_dirty`]);
 //! * a touch of a paged-out page of a pageable region (paged pool) below
 //!   DISPATCH_LEVEL is resolved: the page comes back from the paging file and the
 //!   instruction runs again. Only pageable regions are looked at, so a fault
@@ -158,6 +162,9 @@ impl FaultHandler for Trap {
     fn on_fault(&self, fault: &Fault) -> FaultAction {
         let va = self.va(fault);
         let pageable = self.layout.region_at(va).is_some_and(|r| r.kind == RegionKind::PagedPool);
+        if pageable && fault.access != HostAccess::Read && matches!(self.space.set_dirty(&self.phys, va), Ok(true)) {
+            return FaultAction::Retry;
+        }
         if pageable && self.irql() < Irql::DISPATCH {
             if let Ok(true) = self.space.page_in(&self.phys, va) {
                 return FaultAction::Retry;

@@ -84,6 +84,21 @@ pub struct PfnEntry {
     pub share_count: u32,
     /// The simulated virtual address of a mapping of the page (`PteAddress`'s VA), or 0.
     pub mapped_at: u64,
+    /// The paging-file slot holding a current copy of the page, or 0: the page is
+    /// clean while this is set (Windows keeps the slot in `OriginalPte` and clears
+    /// `Modified`). A write through a mapping (the PTE's dirty bit) or a lock (the
+    /// page may change behind the PTE's back) gives the slot up.
+    pub paging_slot: u64,
+}
+
+impl PfnEntry {
+    /// Whether the page may not leave memory: it is locked (MmProbeAndLockPages
+    /// and the like) or referenced beyond its allocation. Windows' trimmer skips
+    /// such pages (nt-algorithms.md §6.5: a page leaves a working set only when its
+    /// reference count drops to zero).
+    pub fn is_pinned(&self) -> bool {
+        self.lock_count > 0 || self.reference_count > 1
+    }
 }
 
 const CHUNK_SHIFT: u32 = 12;

@@ -60,7 +60,9 @@ pub(super) fn unlock_frame(m: &Machine, pfn: Pfn) -> Result<(), BugCheck> {
 }
 
 /// `MmProbeAndLockPages(Mdl, AccessMode, Operation)`: checks every page allows
-/// the access and locks it (PFN reference and lock counts +1). User buffers are
+/// the access and locks it (PFN reference and lock counts +1): a locked page is
+/// never trimmed, and counts as modified (its paging-file copy is given up), since
+/// a device or the MDL's system mapping may write it behind its PTE. User buffers are
 /// charged to the current process (`Mdl->Process`). The inner `Err` is the
 /// exception the routine raises: `STATUS_ACCESS_VIOLATION` for a UserMode probe
 /// beyond `MmUserProbeAddress`, a page that is not valid, or a page not writable
@@ -114,6 +116,7 @@ pub fn mm_probe_and_lock_pages(
                 e.reference_count += 1;
                 e.lock_count += 1;
             });
+            m.space().discard_paging_copy(m.phys(), pfn);
             locked.push(pfn);
         } else {
             h.flags |= MdlFlags::IO_SPACE;
