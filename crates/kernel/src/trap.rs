@@ -55,7 +55,7 @@ use ntmem_machine::{Layout, RegionKind, Va};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::special::{SpecialFault, SpecialPages};
 use crate::ke::irql::Irql;
-use crate::ke::processor::{current_on, Processor};
+use crate::ke::processor::{current_on, Cpu, Processor};
 use crate::mm::frames::PhysicalMemory;
 use crate::mm::images::Images;
 use crate::mm::space::AddressSpace;
@@ -175,6 +175,26 @@ impl FaultHandler for Trap {
         }
         let (b, image) = self.decide(fault);
         FaultAction::Escape(encode_escape(&b, image))
+    }
+}
+
+/// The stop a touch of `va` gives when ntmem's own code makes it for a driver (a
+/// pointer argument it dereferences) and `va` is not in the machine's address
+/// space, so the touch cannot be made for real: what [`Trap`] decides for such a
+/// touch from driver code, without a faulting instruction — IRQL_NOT_LESS_OR_EQUAL
+/// (0x0A: address, IRQL, 0 read / 1 write, 0) at DISPATCH_LEVEL or above,
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50: address, 0 read / 1 write, 0, 0) for a
+/// system address, else the access violation no handler takes,
+/// KERNEL_MODE_EXCEPTION_NOT_HANDLED (0x8E: 0xC0000005, 0, 0, 0).
+pub fn wild_touch(cpu: &Cpu<'_>, va: Va, write: bool) -> BugCheck {
+    let m = cpu.machine();
+    let (irql, access) = (cpu.irql(), u64::from(write));
+    if irql >= Irql::DISPATCH {
+        m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [va.get(), u64::from(irql.0), access, 0])
+    } else if m.profile().layout.is_system(va) {
+        m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), access, 0, 0])
+    } else {
+        m.bugcheck(BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED, [STATUS_ACCESS_VIOLATION, 0, 0, 0])
     }
 }
 

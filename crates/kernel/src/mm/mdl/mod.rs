@@ -277,10 +277,13 @@ fn write_pfn(cpu: &Cpu<'_>, mdl: Mdl, i: u64, pfn: u64) -> Result<(), BugCheck> 
     m.space().write(va, &pfn.to_le_bytes()).map_err(|_| fault(m, va))
 }
 
-/// `ADDRESS_AND_SIZE_TO_SPAN_PAGES(Va, Size)`: pages the buffer touches.
+/// `ADDRESS_AND_SIZE_TO_SPAN_PAGES(Va, Size)`: pages the buffer touches, counted
+/// without overflow for any `Size` a driver passes (the WDK macro's SIZE_T sum
+/// would wrap near 2^64; every caller then refuses the count as too large).
 pub fn address_and_size_to_span_pages(shift: PageShift, va: Va, size: u64) -> u64 {
     let page = shift.page_size();
-    ((va.get() & (page - 1)) + size).div_ceil(page)
+    let end = u128::from(va.get() & (page - 1)) + u128::from(size);
+    end.div_ceil(u128::from(page)) as u64
 }
 
 /// `MmSizeOfMdl(Base, Length)`: bytes an MDL for the buffer needs.
