@@ -116,10 +116,10 @@ impl PfnDatabase {
         PfnDatabase { chunks: vec![None; frames.div_ceil(CHUNK as u64) as usize] }
     }
 
-    /// The entry of `pfn`.
+    /// The entry of `pfn`; a frame beyond the database reads as an untouched one.
     pub fn get(&self, pfn: Pfn) -> PfnEntry {
         let (c, i) = Self::split(pfn);
-        self.chunks[c].as_ref().map_or_else(PfnEntry::default, |chunk| chunk[i])
+        self.chunks.get(c).and_then(Option::as_ref).map_or_else(PfnEntry::default, |chunk| chunk[i])
     }
 
     /// Mutable access to the entry of `pfn` (creating its chunk).
