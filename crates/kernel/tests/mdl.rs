@@ -664,3 +664,52 @@ fn reservations_fail_with_null_when_ptes_run_out() {
     })
     .unwrap();
 }
+
+/// A locked MDL over `pages` pages of nonpaged pool, mapped to system space.
+fn mapped_mdl(cpu: &Cpu<'_>, pages: u64) -> Result<(Va, Mdl, Va), ntmem_kernel::BugCheck> {
+    let block = pool::allocate(cpu, PoolType::NonPagedPool, pages * 4096, PoolTag::new(*b"Test"))?.unwrap();
+    let mdl = io_allocate_mdl(cpu, block, pages * 4096)?.unwrap();
+    mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoWriteAccess)?.unwrap();
+    let system = mm_get_system_address_for_mdl_safe(cpu, mdl, PagePriority::Normal)?.unwrap();
+    Ok((block, mdl, system))
+}
+
+/// Issue 9 items 3 and 6: MmUnmapLockedPages with an address that is not the MDL's
+/// mapping (outside the system PTEs: it panicked), or of an MDL not mapped (it was
+/// ignored), stops with SYSTEM_PTE_MISUSE (0xDA) as Windows' tracked PTEs do.
+#[test]
+fn unmapping_an_address_that_is_not_the_mdls_mapping_is_0xda() {
+    let m = boot(512 * MB);
+    let mut expect = [0; 4];
+    let b = m
+        .run(0, |cpu| {
+            let (block, mdl, system) = mapped_mdl(cpu, 2)?;
+            expect = [3, 0, system.get(), block.get()];
+            mm_unmap_locked_pages(cpu, block, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, expect));
+
+    let m = boot(512 * MB);
+    let b = m
+        .run(0, |cpu| {
+            let (_, mdl, system) = mapped_mdl(cpu, 2)?;
+            mm_unmap_locked_pages(cpu, system, mdl)?;
+            expect = [6, mdl.0.get(), system.get(), 2];
+            mm_unmap_locked_pages(cpu, system, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, expect), "a double unmap");
+
+    // The driver grew ByteCount after mapping: the PTEs to free are not the mapping's.
+    let m = boot(512 * MB);
+    let b = m
+        .run(0, |cpu| {
+            let (_, mdl, system) = mapped_mdl(cpu, 2)?;
+            let count = Va::new(mdl.0.get() + 0x28);
+            m.space().write(count, &(0x4000_0000u32).to_le_bytes()).unwrap();
+            mm_unmap_locked_pages(cpu, system, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, [2, 0, 0, 0x4_0000]));
+}
