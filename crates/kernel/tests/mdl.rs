@@ -713,3 +713,63 @@ fn unmapping_an_address_that_is_not_the_mdls_mapping_is_0xda() {
         .unwrap_err();
     assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, [2, 0, 0, 0x4_0000]));
 }
+
+/// Issue 9 item 6: under Driver Verifier, MmUnlockPages of an MDL never locked
+/// (0xC4/0x7C) or built for nonpaged pool (0xC4/0x7D), and IoFreeMdl of an MDL
+/// still mapped (0xC4/0xB8), stop the machine; without Verifier they do not.
+#[test]
+fn verifier_stops_unlocking_unlocked_mdls_and_freeing_mapped_ones() {
+    let verified = || {
+        let m = boot(512 * MB);
+        m.set_verifier(ntmem_kernel::vf::VerifierFlags::POOL_TRACKING);
+        m
+    };
+    let tag = PoolTag::new(*b"Test");
+    let mut expect = [0; 4];
+    let m = verified();
+    let b = m
+        .run(0, |cpu| {
+            let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, tag)?.unwrap();
+            let mdl = io_allocate_mdl(cpu, block, 0x1000)?.unwrap();
+            expect = [0x7C, mdl.0.get(), 0, 0];
+            mm_unlock_pages(cpu, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, expect));
+
+    let m = verified();
+    let b = m
+        .run(0, |cpu| {
+            let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, tag)?.unwrap();
+            let mdl = io_allocate_mdl(cpu, block, 0x1000)?.unwrap();
+            mm_build_mdl_for_nonpaged_pool(cpu, mdl)?;
+            expect = [0x7D, mdl.0.get(), u64::from(read_header(cpu, mdl)?.flags.bits()), 0];
+            mm_unlock_pages(cpu, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, expect));
+
+    let m = verified();
+    let b = m
+        .run(0, |cpu| {
+            let (_, mdl, _) = mapped_mdl(cpu, 1)?;
+            expect = [0xB8, mdl.0.get(), u64::from(read_header(cpu, mdl)?.flags.bits()), 0];
+            assert!(read_header(cpu, mdl)?.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA));
+            io_free_mdl(cpu, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, expect));
+
+    // Without Verifier the same calls go on, as on Windows.
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, tag)?.unwrap();
+        let mdl = io_allocate_mdl(cpu, block, 0x1000)?.unwrap();
+        mm_build_mdl_for_nonpaged_pool(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)?;
+        let (_, mdl, _) = mapped_mdl(cpu, 1)?;
+        mm_unlock_pages(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)
+    })
+    .unwrap();
+}

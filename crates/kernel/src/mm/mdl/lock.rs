@@ -9,6 +9,13 @@ use crate::ex::pool::NtStatus;
 use crate::ke::processor::Cpu;
 use crate::Machine;
 
+/// 0xC4 subcode: MmUnlockPages of an MDL whose pages were never locked.
+const VERIFIER_UNLOCK_NEVER_LOCKED: u64 = 0x7C;
+/// 0xC4 subcode: MmUnlockPages of an MDL built by MmBuildMdlForNonPagedPool.
+const VERIFIER_UNLOCK_NONPAGED: u64 = 0x7D;
+/// 0xC4 subcode: MmUnlockPages of a partial MDL (IoBuildPartialMdl's target owns no locks).
+const VERIFIER_UNLOCK_PARTIAL: u64 = 0xB4;
+
 /// `MmBuildMdlForNonPagedPool`: fills the PFN array from the page tables and sets
 /// MDL_SOURCE_IS_NONPAGED_POOL (and MDL_IO_SPACE when the last page is not RAM);
 /// `MappedSystemVa` is the buffer itself; no lock is taken.
@@ -150,6 +157,12 @@ pub fn mm_probe_and_lock_pages(
 /// MDL_PAGES_LOCKED.
 ///
 /// # Errors
+/// Under Driver Verifier, DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) for an MDL
+/// this routine may not be given (nt-algorithms.md §6.4; subcodes from the 0xC4
+/// page, parameters 2-4 (MDL, `MdlFlags`, 0) are ntmem's reading of them): 0x7D
+/// for an MDL built by MmBuildMdlForNonPagedPool, 0xB4 for a partial MDL, 0x7C for
+/// one whose pages were never locked. Without Verifier Windows makes none of these
+/// checks and neither does ntmem: the PFN array is unlocked as it stands.
 /// PROCESS_HAS_LOCKED_PAGES (0x76: 1, MDL, locked pages of the process, 0) when a
 /// process MDL's pages are not locked; PFN_LIST_CORRUPT (0x4E: 7, PFN, share
 /// count, 0) when a page is unlocked more often than it was locked.
@@ -157,6 +170,21 @@ pub fn mm_unlock_pages(cpu: &Cpu<'_>, mdl: Mdl) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let shift = shift_of(m);
     let mut h = read_header(cpu, mdl)?;
+    if !m.verifier().is_empty() {
+        let subcode = if h.flags.contains(MdlFlags::SOURCE_IS_NONPAGED_POOL) {
+            Some(VERIFIER_UNLOCK_NONPAGED)
+        } else if h.flags.contains(MdlFlags::PARTIAL) {
+            Some(VERIFIER_UNLOCK_PARTIAL)
+        } else if !h.flags.contains(MdlFlags::PAGES_LOCKED) {
+            Some(VERIFIER_UNLOCK_NEVER_LOCKED)
+        } else {
+            None
+        };
+        if let Some(code) = subcode {
+            let p = [code, mdl.0.get(), u64::from(h.flags.bits()), 0];
+            return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p));
+        }
+    }
     if h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA) {
         mm_unmap_locked_pages(cpu, Va::new(h.mapped_system_va), mdl)?;
         h = read_header(cpu, mdl)?;

@@ -335,13 +335,27 @@ pub fn io_allocate_mdl(cpu: &Cpu<'_>, va: Va, length: u64) -> Result<Option<Mdl>
     Ok(Some(mdl))
 }
 
+/// 0xC4 subcode: IoFreeMdl of an MDL still mapped to system space.
+const VERIFIER_FREE_MAPPED_MDL: u64 = 0xB8;
+
 /// `IoFreeMdl`: a partial MDL mapped on its own is unmapped first
 /// (MmPrepareMdlForReuse), then the MDL goes back to the pool.
 ///
 /// # Errors
-/// A bugcheck from the pool (freeing something that is not an MDL).
+/// Under Driver Verifier, DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0xB8, MDL,
+/// `MdlFlags`, 0) for an MDL still mapped to system space (nt-algorithms.md §6.2;
+/// without Verifier Windows frees it and the mapping's system PTEs are lost, as
+/// here). A bugcheck from the pool (freeing something that is not an MDL).
 pub fn io_free_mdl(cpu: &Cpu<'_>, mdl: Mdl) -> Result<(), BugCheck> {
     let h = read_header(cpu, mdl)?;
+    let m = cpu.machine();
+    if !m.verifier().is_empty()
+        && h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA)
+        && !h.flags.contains(MdlFlags::PARTIAL)
+    {
+        let p = [VERIFIER_FREE_MAPPED_MDL, mdl.0.get(), u64::from(h.flags.bits()), 0];
+        return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p));
+    }
     if h.flags.contains(MdlFlags::PARTIAL_HAS_BEEN_MAPPED) {
         mm_unmap_locked_pages(cpu, Va::new(h.mapped_system_va), mdl)?;
     }
