@@ -198,6 +198,28 @@ pub fn wild_touch(cpu: &Cpu<'_>, va: Va, write: bool) -> BugCheck {
     }
 }
 
+/// The IRQL rule at the entry of a pageable routine (one Windows keeps in a PAGE
+/// section of ntoskrnl, documented for IRQL < DISPATCH_LEVEL — IoCreateDevice,
+/// MmAllocateMappingAddress): called at DISPATCH_LEVEL or above it stops as the
+/// processor does when it runs that code with its page trimmed, which Driver
+/// Verifier's force IRQL checking makes certain — IRQL_NOT_LESS_OR_EQUAL (0x0A:
+/// `routine`, IRQL, 8 execute, `routine`), `routine` being the routine's entry
+/// address. ntmem always stops; Windows without Verifier only when the page
+/// happens not to be resident. Between APC_LEVEL and DISPATCH_LEVEL a page fault
+/// is legal, and only Verifier's DDI compliance rules object (not modelled).
+///
+/// # Errors
+/// The bugcheck.
+pub fn pageable_code(cpu: &Cpu<'_>, routine: u64) -> Result<(), BugCheck> {
+    let irql = cpu.irql();
+    if irql < Irql::DISPATCH {
+        return Ok(());
+    }
+    let mut b = cpu.machine().bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [routine, u64::from(irql.0), 8, routine]);
+    b.faulting_ip = Some(routine);
+    Err(b)
+}
+
 /// Leaves driver code with `b`: jumps to the innermost [`crate::Machine::run`], which
 /// stops the machine with it. For the WDK boundary, whose `extern "C"` routines
 /// cannot return a `Result` to the driver; everything else returns `Err(b)`.
