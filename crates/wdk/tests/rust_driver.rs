@@ -215,8 +215,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A call a test driver makes from DriverEntry.
+type EntryCall = fn(&mut DriverEntryArgs<'_>);
+
 /// Calls a PASSIVE_LEVEL routine at DISPATCH_LEVEL from DriverEntry.
-struct RaisedCall(fn(&mut DriverEntryArgs<'_>));
+struct RaisedCall(EntryCall);
 
 impl RustDriver for RaisedCall {
     fn driver_entry(&mut self, args: &mut DriverEntryArgs<'_>) -> NtStatus {
@@ -230,7 +233,7 @@ impl RustDriver for RaisedCall {
 /// stop as running their pageable code there does: 0x0A (routine, 2, 8, routine).
 #[test]
 fn pageable_routines_at_dispatch_level_stop_with_0x0a() {
-    let calls: [(fn(&mut DriverEntryArgs<'_>), u64); 2] = [
+    let calls: [(EntryCall, u64); 2] = [
         (
             |args| {
                 let mut device = std::ptr::null_mut();
