@@ -773,3 +773,28 @@ fn verifier_stops_unlocking_unlocked_mdls_and_freeing_mapped_ones() {
     })
     .unwrap();
 }
+
+/// Issue 9 item 3: MDLs a driver filled with garbage (a StartVa at the top of the
+/// address space, PFNs no machine has) get Windows' outcomes, never a panic.
+#[test]
+fn garbage_mdls_fail_as_windows_fails_them() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, PoolTag::new(*b"Test"))?.unwrap();
+        let mdl = io_allocate_mdl(cpu, block, 0x3000)?.unwrap();
+        // A buffer that wraps past the top of the address space.
+        mm_initialize_mdl(cpu, mdl, Va::new(u64::MAX - 0xFFF), 0x3000)?;
+        let r = mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoReadAccess)?;
+        assert_eq!(r, Err(NtStatus::ACCESS_VIOLATION));
+        // PFNs beyond any RAM: mapping them fails (NULL); unlocking them drops nothing.
+        mm_initialize_mdl(cpu, mdl, block, 0x1000)?;
+        m.space().write(mdl.pfn_array(), &(u64::MAX - 1).to_le_bytes()).unwrap();
+        let flags = Va::new(mdl.0.get() + 0xA);
+        m.space().write(flags, &(MdlFlags::PAGES_LOCKED.bits() as u16).to_le_bytes()).unwrap();
+        assert_eq!(mm_get_system_address_for_mdl_safe(cpu, mdl, PagePriority::Normal)?, None);
+        mm_unlock_pages(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)?;
+        pool::free(cpu, block, None)
+    })
+    .unwrap();
+}

@@ -28,7 +28,7 @@ pub fn mm_build_mdl_for_nonpaged_pool(cpu: &Cpu<'_>, mdl: Mdl) -> Result<(), Bug
     let mut h = read_header(cpu, mdl)?;
     let mut io = false;
     for i in 0..span(shift, &h) {
-        let va = Va::new(h.start_va + i * shift.page_size());
+        let va = Va::new(h.start_va.wrapping_add(i * shift.page_size()));
         let pfn = frame_at(m, va).ok_or_else(|| fault(m, va))?;
         io = m.phys().file_offset(pfn).is_none();
         write_pfn(cpu, mdl, i, pfn.get())?;
@@ -104,7 +104,7 @@ pub fn mm_probe_and_lock_pages(
     let mut locked = Vec::new();
     let mut failure = None;
     for i in 0..pages {
-        let page_va = Va::new(h.start_va + i * shift.page_size());
+        let page_va = Va::new(h.start_va.wrapping_add(i * shift.page_size()));
         if user && process.is_none() {
             failure = Some(NtStatus::ACCESS_VIOLATION);
             break;

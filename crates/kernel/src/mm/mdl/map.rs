@@ -21,7 +21,7 @@ pub(super) fn frames_of(cpu: &Cpu<'_>, mdl: Mdl, pages: u64) -> Result<Frames, B
             break;
         }
         match runs.last_mut() {
-            Some((first, n)) if first.get() + *n == pfn => *n += 1,
+            Some((first, n)) if first.get().wrapping_add(*n) == pfn => *n += 1,
             _ => runs.push((Pfn::new(pfn), 1)),
         }
     }
@@ -66,7 +66,7 @@ pub fn mm_map_locked_pages_specify_cache(
     let mut h = read_header(cpu, mdl)?;
     let pages = span(shift, &h);
     let frames = frames_of(cpu, mdl, pages)?;
-    if frames.runs.is_empty() || frames.runs.iter().any(|&(p, _)| m.phys().file_offset(p).is_none()) {
+    if frames.runs.is_empty() || frames.pfns().any(|p| m.phys().file_offset(p).is_none()) {
         return Ok(if mode == ProcessorMode::UserMode { Err(NtStatus::INVALID_PARAMETER) } else { Ok(None) });
     }
     let how = Mapping { access: Access::ReadWrite, cache: cache.attribute() };

@@ -231,7 +231,7 @@ impl MdlHeader {
 
     /// `MmGetMdlVirtualAddress`: `StartVa + ByteOffset`.
     pub fn virtual_address(&self) -> Va {
-        Va::new(self.start_va + u64::from(self.byte_offset))
+        Va::new(self.start_va.wrapping_add(u64::from(self.byte_offset)))
     }
 }
 
