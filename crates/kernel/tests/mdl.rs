@@ -790,7 +790,7 @@ fn garbage_mdls_fail_as_windows_fails_them() {
         mm_initialize_mdl(cpu, mdl, block, 0x1000)?;
         m.space().write(mdl.pfn_array(), &(u64::MAX - 1).to_le_bytes()).unwrap();
         let flags = Va::new(mdl.0.get() + 0xA);
-        m.space().write(flags, &(MdlFlags::PAGES_LOCKED.bits() as u16).to_le_bytes()).unwrap();
+        m.space().write(flags, &MdlFlags::PAGES_LOCKED.bits().to_le_bytes()).unwrap();
         assert_eq!(mm_get_system_address_for_mdl_safe(cpu, mdl, PagePriority::Normal)?, None);
         mm_unlock_pages(cpu, mdl)?;
         io_free_mdl(cpu, mdl)?;
