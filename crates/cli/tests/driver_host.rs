@@ -419,3 +419,18 @@ fn the_other_pool_routines_behave_as_documented_from_c() {
         t.lines().find(|l| l.trim_start().starts_with("Poot") && l.contains("Paged")).unwrap_or_else(|| panic!("{t}"));
     assert!(paged.split_whitespace().collect::<Vec<_>>()[2..5] == ["1", "1", "0"], "{paged}");
 }
+
+/// Issue 9 item 1, on an x64 and an x86 machine: locked paged pool survives the
+/// trims force IRQL checking makes, keeps its physical pages, and a write through
+/// the MDL's system mapping reads back through the pool address.
+#[test]
+fn locked_paged_pool_stays_resident_through_trims_on_x64_and_x86() {
+    for machine in [&[][..], &["--machine", "xp-professional", "--ram", "512M", "--processors", "1"][..]] {
+        let mut args = vec!["--verifier", "force_irql_checking"];
+        args.extend_from_slice(machine);
+        let out = run("locked_paged.c", &args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{t}");
+        assert!(t.contains("locked_paged: 0 bad pages"), "{t}");
+    }
+}
