@@ -264,3 +264,23 @@ fn locked_paged_pool_is_never_trimmed() {
         .unwrap();
     }
 }
+
+/// A paged-pool page mapped a second time (an MDL built for "nonpaged" pool over
+/// paged pool and mapped, a driver bug Windows does not catch) is not freed by a
+/// trim while the second mapping lives: its share count pins it.
+#[test]
+fn a_page_mapped_twice_is_not_trimmed() {
+    let m = machine("ws03sp1-enterprise-x64");
+    let va = paged_memory(&m, 2);
+    let frame = m.space().walk(m.phys(), va).phys.unwrap();
+    let pfn = frame.pfn(m.profile().arch.page_shift());
+    let alias = m.system_ptes().reserve(1).unwrap();
+    m.space()
+        .map(m.phys(), alias, &ntmem_kernel::mm::frames::Frames { runs: vec![(pfn, 1)] }, Access::ReadWrite)
+        .unwrap();
+    assert_eq!(m.trim().unwrap(), 1, "only the page mapped once leaves");
+    assert_eq!(m.space().walk(m.phys(), va).phys, Some(frame));
+    m.space().unmap(m.phys(), alias, 1).unwrap();
+    m.system_ptes().release(alias, 1);
+    assert_eq!(m.trim().unwrap(), 1, "unmapped, it may leave");
+}

@@ -93,11 +93,12 @@ pub struct PfnEntry {
 
 impl PfnEntry {
     /// Whether the page may not leave memory: it is locked (MmProbeAndLockPages
-    /// and the like) or referenced beyond its allocation. Windows' trimmer skips
-    /// such pages (nt-algorithms.md §6.5: a page leaves a working set only when its
-    /// reference count drops to zero).
+    /// and the like), referenced beyond its allocation, or mapped by a second PTE
+    /// (an MDL's system mapping of it). Windows' trimmer skips such pages
+    /// (nt-algorithms.md §6.5: a page is freed only when its reference and share
+    /// counts drop to zero; trimming removes one working-set PTE).
     pub fn is_pinned(&self) -> bool {
-        self.lock_count > 0 || self.reference_count > 1
+        self.lock_count > 0 || self.reference_count > 1 || self.share_count > 1
     }
 }
 

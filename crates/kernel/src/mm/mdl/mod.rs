@@ -57,6 +57,9 @@ pub use reserved::{
 
 /// `sizeof(MDL)` on x64.
 pub const MDL_HEADER_SIZE: u64 = 0x30;
+// The header ntmem reads and writes is the x64 MDL (include/ntmem/io.h asserts the
+// C side: size 0x30, ByteCount at 0x28).
+const _: () = assert!(MDL_HEADER_SIZE == 0x30);
 /// A PFN array entry that ends a short array (`LIST_HEAD`, −1).
 pub const PFN_END: u64 = u64::MAX;
 /// Pool tag of MDLs ("Mdl ").
@@ -200,7 +203,7 @@ pub struct MdlHeader {
 }
 
 impl MdlHeader {
-    fn from_bytes(b: &[u8; 0x30]) -> MdlHeader {
+    fn from_bytes(b: &[u8; MDL_HEADER_SIZE as usize]) -> MdlHeader {
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().expect("2 bytes"));
@@ -216,8 +219,8 @@ impl MdlHeader {
         }
     }
 
-    fn to_bytes(self) -> [u8; 0x30] {
-        let mut b = [0u8; 0x30];
+    fn to_bytes(self) -> [u8; MDL_HEADER_SIZE as usize] {
+        let mut b = [0u8; MDL_HEADER_SIZE as usize];
         b[0..8].copy_from_slice(&self.next.to_le_bytes());
         b[8..10].copy_from_slice(&self.size.to_le_bytes());
         b[0xA..0xC].copy_from_slice(&self.flags.bits().to_le_bytes());
