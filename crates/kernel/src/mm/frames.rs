@@ -246,7 +246,8 @@ impl PhysicalMemory {
         let page = self.shift.page_size();
         let mut inner = self.lock();
         let frames = match self.find(&inner, req) {
-            Err(MmError::NoMemory) if self.low_memory.get().is_some() => {
+            // A request larger than the machine fails without trimming anything.
+            Err(MmError::NoMemory) if self.low_memory.get().is_some() && req.count <= self.frames => {
                 drop(inner);
                 let trimmed = self.low_memory.get().map_or(0, |trim| trim(self));
                 inner = self.lock();
