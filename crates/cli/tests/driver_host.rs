@@ -434,3 +434,20 @@ fn locked_paged_pool_stays_resident_through_trims_on_x64_and_x86() {
         assert!(t.contains("locked_paged: 0 bad pages"), "{t}");
     }
 }
+
+/// Issue 9 item 2 from C, on x64 and x86, with and without special pool: a
+/// LOOKASIDE_LIST_EX is initialised within its 0x60 bytes, and SIZE_MAX quota
+/// allocations fail as documented instead of wrapping.
+#[test]
+fn lookaside_heads_and_huge_quota_requests_stay_within_bounds() {
+    let x86 = ["--machine", "xp-professional", "--ram", "512M", "--processors", "1"];
+    for machine in [&[][..], &x86[..]] {
+        for verifier in [&[][..], &["--verifier", "special_pool"][..]] {
+            let args: Vec<&str> = machine.iter().chain(verifier).copied().collect();
+            let out = run("hostile_sizes.c", &args);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {t}");
+            assert!(t.contains("hostile_sizes: 0 bad, raised 0xC000009A"), "{args:?}: {t}");
+        }
+    }
+}
