@@ -798,3 +798,26 @@ fn garbage_mdls_fail_as_windows_fails_them() {
     })
     .unwrap();
 }
+
+/// Issue 9 item 3: a page whose 16-bit reference count is full refuses one more
+/// lock with STATUS_WORKING_SET_QUOTA instead of overflowing the count.
+#[test]
+fn a_lock_past_the_reference_count_limit_is_refused() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x2000, PoolTag::new(*b"Test"))?.unwrap();
+        let mdl = io_allocate_mdl(cpu, block, 0x2000)?.unwrap();
+        let second = m.space().walk(m.phys(), Va::new(block.get() + 0x1000)).phys.unwrap();
+        let pfn = Pfn::new(second.get() >> 12);
+        m.phys().update(pfn, |e| e.reference_count = u16::MAX);
+        let r = mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoReadAccess)?;
+        assert_eq!(r, Err(NtStatus::WORKING_SET_QUOTA));
+        assert_eq!(read_pfn(cpu, mdl, 0)?, PFN_END, "nothing stays locked");
+        let first = m.space().walk(m.phys(), block).phys.unwrap();
+        assert_eq!(m.phys().pfn(Pfn::new(first.get() >> 12)).lock_count, 0);
+        m.phys().update(pfn, |e| e.reference_count = 1);
+        io_free_mdl(cpu, mdl)?;
+        pool::free(cpu, block, None)
+    })
+    .unwrap();
+}

@@ -76,6 +76,8 @@ impl NtStatus {
     pub const MEMORY_NOT_ALLOCATED: NtStatus = NtStatus(0xC000_00A0);
     /// `STATUS_PROCESS_IS_TERMINATING`.
     pub const PROCESS_IS_TERMINATING: NtStatus = NtStatus(0xC000_010A);
+    /// `STATUS_WORKING_SET_QUOTA`.
+    pub const WORKING_SET_QUOTA: NtStatus = NtStatus(0xC000_00A1);
 }
 
 /// A page protection (`PAGE_*` of `winnt.h`), the ones ntmem implements.

@@ -73,7 +73,10 @@ pub(super) fn unlock_frame(m: &Machine, pfn: Pfn) -> Result<(), BugCheck> {
 /// charged to the current process (`Mdl->Process`). The inner `Err` is the
 /// exception the routine raises: `STATUS_ACCESS_VIOLATION` for a UserMode probe
 /// beyond `MmUserProbeAddress`, a page that is not valid, or a page not writable
-/// for IoWriteAccess / IoModifyAccess; nothing stays locked then, and `PFN[0]` is −1.
+/// for IoWriteAccess / IoModifyAccess; `STATUS_WORKING_SET_QUOTA` for a page whose
+/// 16-bit reference count is full (locked 65,535 times over: Windows refuses a lock
+/// past its reference-count limit with this status); nothing stays locked then,
+/// and `PFN[0]` is −1.
 ///
 /// # Errors
 /// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an MDL outside the address space.
@@ -119,10 +122,17 @@ pub fn mm_probe_and_lock_pages(
             break;
         };
         if m.phys().file_offset(pfn).is_some() {
-            m.phys().update(pfn, |e| {
-                e.reference_count += 1;
-                e.lock_count += 1;
+            let taken = m.phys().update(pfn, |e| {
+                let (Some(refs), Some(locks)) = (e.reference_count.checked_add(1), e.lock_count.checked_add(1)) else {
+                    return false;
+                };
+                (e.reference_count, e.lock_count) = (refs, locks);
+                true
             });
+            if !taken {
+                failure = Some(NtStatus::WORKING_SET_QUOTA);
+                break;
+            }
             m.space().discard_paging_copy(m.phys(), pfn);
             locked.push(pfn);
         } else {
