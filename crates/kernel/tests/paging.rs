@@ -284,3 +284,37 @@ fn a_page_mapped_twice_is_not_trimmed() {
     m.system_ptes().release(alias, 1);
     assert_eq!(m.trim().unwrap(), 1, "unmapped, it may leave");
 }
+
+/// Freeing paged pool whose pages were trimmed and paged back into other frames
+/// frees the frames mapped now — not the ones it was made with, which by then
+/// belong to someone else — and leaks nothing.
+#[test]
+fn freeing_paged_pool_after_paging_frees_the_frames_it_holds_now() {
+    for edition in ["xp-professional", "ws03sp1-enterprise-x64"] {
+        let m = machine(edition);
+        let page = m.profile().arch.page_shift().page_size();
+        let pages = 100;
+        let tag = PoolTag::new(*b"Big ");
+        let block = m.run(0, |cpu| pool::allocate(cpu, PoolType::PagedPool, pages * page, tag)).unwrap().unwrap();
+        m.run(0, |_| m.space().fill(block, pages * page, 0x33).map_err(|e| panic!("{e}"))).unwrap();
+        let before = m.phys().free_pages();
+        let first = m.space().walk(m.phys(), block).phys.unwrap();
+        m.trim().unwrap();
+        // Someone takes the frames the trim freed.
+        let hog = m.phys().allocate(&FrameRequest::new(m.phys().free_pages() - 200, PageUse::Reserved)).unwrap();
+        m.run(0, |cpu| {
+            m.space().fill(block, pages * page, 0x44).unwrap();
+            assert_ne!(m.space().walk(m.phys(), block).phys, Some(first), "{edition}: paged back elsewhere");
+            let free = m.phys().free_pages();
+            pool::free(cpu, block, None)?;
+            assert_eq!(m.phys().free_pages(), free + pages, "{edition}: the frames it held are freed");
+            Ok(())
+        })
+        .unwrap();
+        assert!(hog.pfns().all(|p| m.phys().pfn(p).state == ntmem_kernel::mm::pfn::PageState::Active), "{edition}");
+        for &(p, n) in &hog.runs {
+            m.phys().free(p, n).unwrap();
+        }
+        assert_eq!(m.phys().free_pages(), before + pages, "{edition}: nothing leaked");
+    }
+}
