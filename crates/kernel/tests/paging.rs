@@ -176,7 +176,7 @@ fn force_irql_checking_trims_on_every_raise() {
 
 #[test]
 fn a_trim_writes_only_the_pages_modified_since_they_were_last_written() {
-    for edition in ["xp-professional", "ws03sp1-enterprise-x64"] {
+    for edition in ["xp-professional", "ws03sp1-enterprise-x64", "xp-64bit-ia64"] {
         let m = machine(edition);
         let page = m.profile().arch.page_shift().page_size();
         let va = paged_memory(&m, 4);

@@ -31,7 +31,13 @@
 //! `InitializeSListHead` demands: initialising a misaligned one raises
 //! STATUS_DATATYPE_MISALIGNMENT. An operation on a head no list could be at stops
 //! the machine with 0x1E (the general-protection fault of a misaligned interlocked
-//! exchange); a first-entry pointer outside the machine with 0x50.
+//! exchange); a first-entry pointer outside the machine with 0x50. An entry
+//! outside the machine's address space — NULL, or memory the machine does not hold,
+//! such as a driver's global variable or what a custom allocate routine took from
+//! there (a difference from Windows, where driver globals are system memory, as for
+//! heads) — stops the machine as the push's or pop's touch of its link would
+//! ([`wild_touch`]: 0x8E for an address outside system space) instead of being
+//! written through.
 //!
 //! Locking: operations on one list are serialised by one of a few striped spin
 //! locks (Windows uses an interlocked SLIST; the effect a driver sees is the same).
