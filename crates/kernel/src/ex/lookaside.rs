@@ -42,7 +42,7 @@
 //! Locking: operations on one list are serialised by one of a few striped spin
 //! locks (Windows uses an interlocked SLIST; the effect a driver sees is the same).
 //! A hit is that lock plus a handful of loads and stores through one window on the
-//! head ([`AddressSpace::window`]) and one on the entry; the list registry
+//! head ([`AddressSpace::window`](crate::mm::space::AddressSpace::window)) and one on the entry; the list registry
 //! (routines) is consulted only on a miss.
 
 use std::collections::BTreeMap;
