@@ -451,4 +451,35 @@ fn a_driver_annotated_as_microsofts_samples_are_compiles_and_runs() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("annotated: sum 16, largest 9"), "{t}");
     assert!(t.contains("annotated: unloaded"), "{t}");
+
+/// Issue 9 item 1, on an x64 and an x86 machine: locked paged pool survives the
+/// trims force IRQL checking makes, keeps its physical pages, and a write through
+/// the MDL's system mapping reads back through the pool address.
+#[test]
+fn locked_paged_pool_stays_resident_through_trims_on_x64_and_x86() {
+    for machine in [&[][..], &["--machine", "xp-professional", "--ram", "512M", "--processors", "1"][..]] {
+        let mut args = vec!["--verifier", "force_irql_checking"];
+        args.extend_from_slice(machine);
+        let out = run("locked_paged.c", &args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{t}");
+        assert!(t.contains("locked_paged: 0 bad pages"), "{t}");
+    }
+}
+
+/// Issue 9 item 2 from C, on x64 and x86, with and without special pool: a
+/// LOOKASIDE_LIST_EX is initialised within its 0x60 bytes, and SIZE_MAX quota
+/// allocations fail as documented instead of wrapping.
+#[test]
+fn lookaside_heads_and_huge_quota_requests_stay_within_bounds() {
+    let x86 = ["--machine", "xp-professional", "--ram", "512M", "--processors", "1"];
+    for machine in [&[][..], &x86[..]] {
+        for verifier in [&[][..], &["--verifier", "special_pool"][..]] {
+            let args: Vec<&str> = machine.iter().chain(verifier).copied().collect();
+            let out = run("hostile_sizes.c", &args);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {t}");
+            assert!(t.contains("hostile_sizes: 0 bad, raised 0xC000009A"), "{args:?}: {t}");
+        }
+    }
 }

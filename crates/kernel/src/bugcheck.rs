@@ -68,6 +68,8 @@ impl BugCheckCode {
     pub const MULTIPLE_IRP_COMPLETE_REQUESTS: Self = Self(0x44);
     /// 0xDA: a system PTE routine (reserved mappings, …) was used the wrong way.
     pub const SYSTEM_PTE_MISUSE: Self = Self(0xDA);
+    /// 0xC4: Driver Verifier caught a driver breaking a rule (subcode in parameter 1).
+    pub const DRIVER_VERIFIER_DETECTED_VIOLATION: Self = Self(0xC4);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -227,6 +229,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "PFN_LIST_CORRUPT",
         summary: "The PFN list is corrupt; 0x07: a driver unlocked a page more times than it locked it (MmUnlockPages twice).",
         parameters: ["0x07: page unlocked more times than locked", "Page frame number", "Current share count", "0"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        name: "DRIVER_VERIFIER_DETECTED_VIOLATION",
+        summary: "Driver Verifier caught a driver breaking a rule; parameter 1 says which (e.g. 0x7C: MmUnlockPages of an MDL never locked, 0xB8: IoFreeMdl of an MDL still mapped).",
+        parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
     },
 ];
 

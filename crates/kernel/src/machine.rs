@@ -113,7 +113,10 @@ impl Machine {
             let req = FrameRequest::new(shift.bytes_to_pages(profile.physmap.burned), PageUse::Burned).allow_partial();
             phys.allocate(&req)?;
         }
-        let paging = PagingFile::new(shift.round_up(profile.ram_installed / 2 * 3), shift)?;
+        // 1.5 times RAM, but no more slots than a paging-file PTE can name.
+        let slots = crate::mm::pte::PteFormat::new(profile.paging).max_paging_file_slot();
+        let paging_bytes = shift.round_up(profile.ram_installed / 2 * 3).min(slots * page);
+        let paging = PagingFile::new(paging_bytes, shift)?;
         let space = AddressSpace::new(&profile.layout, profile.paging, shift, &phys, paging)?;
         let region =
             profile.layout.region(RegionKind::SystemPtes).ok_or(BootError::MissingRegion(RegionKind::SystemPtes))?;

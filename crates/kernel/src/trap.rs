@@ -4,6 +4,10 @@
 //! the machine's reservation, and for wild addresses touched by a thread running
 //! on the machine. The decision follows Windows' page-fault handler:
 //!
+//! * the first write to a clean resident page of a pageable region (paged back in,
+//!   not written since) sets the PTE's dirty bit and the instruction runs again, at
+//!   any IRQL: on a real processor that is no fault at all
+//!   ([`AddressSpace::set_dirty`]);
 //! * a touch of a paged-out page of a pageable region (paged pool) below
 //!   DISPATCH_LEVEL is resolved: the page comes back from the paging file and the
 //!   instruction runs again. Only pageable regions are looked at, so a fault
@@ -51,7 +55,7 @@ use ntmem_machine::{Layout, RegionKind, Va};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::special::{SpecialFault, SpecialPages};
 use crate::ke::irql::Irql;
-use crate::ke::processor::{current_on, Processor};
+use crate::ke::processor::{current_on, Cpu, Processor};
 use crate::mm::frames::PhysicalMemory;
 use crate::mm::images::Images;
 use crate::mm::space::AddressSpace;
@@ -158,6 +162,9 @@ impl FaultHandler for Trap {
     fn on_fault(&self, fault: &Fault) -> FaultAction {
         let va = self.va(fault);
         let pageable = self.layout.region_at(va).is_some_and(|r| r.kind == RegionKind::PagedPool);
+        if pageable && fault.access != HostAccess::Read && matches!(self.space.set_dirty(&self.phys, va), Ok(true)) {
+            return FaultAction::Retry;
+        }
         if pageable && self.irql() < Irql::DISPATCH {
             if let Ok(true) = self.space.page_in(&self.phys, va) {
                 return FaultAction::Retry;
@@ -169,6 +176,48 @@ impl FaultHandler for Trap {
         let (b, image) = self.decide(fault);
         FaultAction::Escape(encode_escape(&b, image))
     }
+}
+
+/// The stop a touch of `va` gives when ntmem's own code makes it for a driver (a
+/// pointer argument it dereferences) and `va` is not in the machine's address
+/// space, so the touch cannot be made for real: what [`Trap`] decides for such a
+/// touch from driver code, without a faulting instruction — IRQL_NOT_LESS_OR_EQUAL
+/// (0x0A: address, IRQL, 0 read / 1 write, 0) at DISPATCH_LEVEL or above,
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50: address, 0 read / 1 write, 0, 0) for a
+/// system address, else the access violation no handler takes,
+/// KERNEL_MODE_EXCEPTION_NOT_HANDLED (0x8E: 0xC0000005, 0, 0, 0).
+pub fn wild_touch(cpu: &Cpu<'_>, va: Va, write: bool) -> BugCheck {
+    let m = cpu.machine();
+    let (irql, access) = (cpu.irql(), u64::from(write));
+    if irql >= Irql::DISPATCH {
+        m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [va.get(), u64::from(irql.0), access, 0])
+    } else if m.profile().layout.is_system(va) {
+        m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), access, 0, 0])
+    } else {
+        m.bugcheck(BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED, [STATUS_ACCESS_VIOLATION, 0, 0, 0])
+    }
+}
+
+/// The IRQL rule at the entry of a pageable routine (one Windows keeps in a PAGE
+/// section of ntoskrnl, documented for IRQL < DISPATCH_LEVEL — IoCreateDevice,
+/// MmAllocateMappingAddress): called at DISPATCH_LEVEL or above it stops as the
+/// processor does when it runs that code with its page trimmed, which Driver
+/// Verifier's force IRQL checking makes certain — IRQL_NOT_LESS_OR_EQUAL (0x0A:
+/// `routine`, IRQL, 8 execute, `routine`), `routine` being the routine's entry
+/// address. ntmem always stops; Windows without Verifier only when the page
+/// happens not to be resident. Between APC_LEVEL and DISPATCH_LEVEL a page fault
+/// is legal, and only Verifier's DDI compliance rules object (not modelled).
+///
+/// # Errors
+/// The bugcheck.
+pub fn pageable_code(cpu: &Cpu<'_>, routine: u64) -> Result<(), BugCheck> {
+    let irql = cpu.irql();
+    if irql < Irql::DISPATCH {
+        return Ok(());
+    }
+    let mut b = cpu.machine().bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [routine, u64::from(irql.0), 8, routine]);
+    b.faulting_ip = Some(routine);
+    Err(b)
 }
 
 /// Leaves driver code with `b`: jumps to the innermost [`crate::Machine::run`], which

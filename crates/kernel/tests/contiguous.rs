@@ -331,8 +331,8 @@ fn a_cached_mapping_of_noncached_memory_keeps_the_page_attribute_and_is_reported
         // A matching request is no finding.
         let same = mm_map_io_space(cpu, pa, 4096, MemoryCachingType::NonCached).unwrap();
         assert_eq!(m.hal().io_space_findings().len(), 2);
-        mm_unmap_io_space(cpu, same, 4096);
-        mm_unmap_io_space(cpu, alias, 2 * 4096 - 0x10);
+        mm_unmap_io_space(cpu, same, 4096)?;
+        mm_unmap_io_space(cpu, alias, 2 * 4096 - 0x10)?;
         mm_free_contiguous_memory(cpu, va)?;
         Ok(())
     })
@@ -345,7 +345,7 @@ fn mapping_free_ram_with_mm_map_io_space_is_reported() {
     m.run(0, |cpu| {
         let va = mm_map_io_space(cpu, PhysAddr::new(0x80_0000), 4096, MemoryCachingType::Cached).unwrap();
         assert!(matches!(m.hal().io_space_findings()[..], [IoSpaceFinding::UnownedRam { .. }]));
-        mm_unmap_io_space(cpu, va, 4096);
+        mm_unmap_io_space(cpu, va, 4096)?;
         Ok(())
     })
     .unwrap();

@@ -17,7 +17,7 @@ use ntmem_kernel::hal::resources::{
     CM_RESOURCE_PORT_IO,
 };
 use ntmem_kernel::mm::contiguous::{mm_get_physical_address, MemoryCachingType};
-use ntmem_kernel::mm::io_space::{mm_map_io_space, mm_unmap_io_space, IoSpaceFinding};
+use ntmem_kernel::mm::io_space::{mm_map_io_space, mm_unmap_io_space};
 use ntmem_kernel::mm::pte::{PteFlags, PteFormat};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Machine};
 use ntmem_machine::{BootOptions, MachineConfig, PhysAddr, Va};
@@ -105,8 +105,8 @@ fn registers_written_through_mm_map_io_space_reach_the_device() {
             // A second mapping aliases the same registers.
             let again = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR + 8), 4, MemoryCachingType::NonCached).unwrap();
             assert_eq!(read_register_ulong(cpu, again)?, 0x1234_5678);
-            mm_unmap_io_space(cpu, again, 4);
-            mm_unmap_io_space(cpu, csr, 0x1000);
+            mm_unmap_io_space(cpu, again, 4)?;
+            mm_unmap_io_space(cpu, csr, 0x1000)?;
             assert_eq!(m.system_ptes().free(), ptes);
             assert_eq!(mm_get_physical_address(cpu, csr), PhysAddr::new(0));
             Ok(())
@@ -155,7 +155,7 @@ fn undecoded_memory_space_reads_all_ones() {
         let va = mm_map_io_space(cpu, PhysAddr::new(0xD000_0000), 0x2_0000 + 8, MemoryCachingType::NonCached).unwrap();
         assert_eq!(read_register_ulong(cpu, va)?, 0xFFFF_FFFF);
         assert_eq!(read_register_ulong(cpu, Va::new(va.get() + 0x2_0004))?, 0xFFFF_FFFF);
-        mm_unmap_io_space(cpu, va, 0x2_0000 + 8);
+        mm_unmap_io_space(cpu, va, 0x2_0000 + 8)?;
         Ok(())
     })
     .unwrap();
@@ -209,9 +209,10 @@ fn start_device(cpu: &Cpu<'_>, translated: &CmResourceList) -> Option<Csr> {
     csr
 }
 
-fn stop_device(cpu: &Cpu<'_>, csr: Csr) {
-    if let Csr::Register(va, len) = csr {
-        mm_unmap_io_space(cpu, va, len);
+fn stop_device(cpu: &Cpu<'_>, csr: Csr) -> Result<(), BugCheck> {
+    match csr {
+        Csr::Register(va, len) => mm_unmap_io_space(cpu, va, len),
+        _ => Ok(()),
     }
 }
 
@@ -226,7 +227,7 @@ fn the_seed_resource_loop_follows_a_block_the_chipset_moves_between_spaces() {
         let csr = start_device(cpu, &m.hal().allocated_resources_translated(id).unwrap()).unwrap();
         assert_eq!(csr, Csr::Port(wired));
         csr.write(cpu, 2, 0x1111)?;
-        stop_device(cpu, csr);
+        stop_device(cpu, csr)?;
         Ok(())
     })
     .unwrap();
@@ -246,7 +247,7 @@ fn the_seed_resource_loop_follows_a_block_the_chipset_moves_between_spaces() {
         assert_eq!(read_port_ushort(cpu, IoPort(wired.0 + 4)), 0xFFFF);
         // Moving it while the driver has it mapped is refused.
         assert_eq!(m.hal().relocate(id, 0, Space::Port), Err(HalError::Mapped));
-        stop_device(cpu, csr);
+        stop_device(cpu, csr)?;
         Ok(())
     })
     .unwrap();
@@ -273,10 +274,10 @@ fn mm_map_io_space_returns_none_when_system_ptes_run_out() {
         let b = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR + 0x10), 4, MemoryCachingType::NonCached).unwrap();
         assert_eq!(m.system_ptes().free(), 0);
         assert_eq!(mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 1, MemoryCachingType::NonCached), None);
-        mm_unmap_io_space(cpu, a, 0x1000);
+        mm_unmap_io_space(cpu, a, 0x1000)?;
         let c = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 1, MemoryCachingType::NonCached).unwrap();
-        mm_unmap_io_space(cpu, b, 4);
-        mm_unmap_io_space(cpu, c, 1);
+        mm_unmap_io_space(cpu, b, 4)?;
+        mm_unmap_io_space(cpu, c, 1)?;
         Ok(())
     })
     .unwrap();
@@ -289,19 +290,53 @@ fn bad_arguments_and_bad_unmaps() {
     let m = boot("xp-professional", 512 * MB);
     assert_eq!(MemoryCachingType::from_raw(6), None, "MmMaximumCacheType is invalid");
     assert_eq!(MemoryCachingType::from_raw(0x100), Some(MemoryCachingType::NonCached), "only the low byte counts");
+    let nc = MemoryCachingType::NonCached;
     m.run(0, |cpu| {
-        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0, MemoryCachingType::NonCached), None);
-        let va = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0x1000, MemoryCachingType::NonCached).unwrap();
-        mm_unmap_io_space(cpu, Va::new(va.get() + 0x5000), 0x1000);
-        mm_unmap_io_space(cpu, va, 0x3000);
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0, nc), None);
+        // Issue 9: ranges no PTE can hold, or that wrap, fail instead of panicking.
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(1 << 32), 0x1000, nc), None, "above 4 GB without PAE");
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(u64::MAX - 0xFFF), 0x2000, nc), None, "wraps");
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), u64::MAX, nc), None, "wraps");
         Ok(())
     })
     .unwrap();
-    let f = m.hal().io_space_findings();
-    assert!(
-        matches!(f[..], [IoSpaceFinding::UnmapNotMapped { .. }, IoSpaceFinding::UnmapSizeMismatch { pages: 1, .. }]),
-        "{f:?}"
-    );
+    let x64 = boot("ws03sp1-enterprise-x64", 512 * MB);
+    x64.run(0, |cpu| {
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(1 << 60), 0x1000, nc), None, "beyond the PFN field");
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(u64::MAX), 1, nc), None);
+        Ok(())
+    })
+    .unwrap();
+
+    // Issue 9 item 6: bad unmaps are SYSTEM_PTE_MISUSE (0xDA) with the tracked-PTE
+    // subcodes: 3 for an address that is not a mapping, 2 for the wrong size.
+    let mut at = 0;
+    let b = m
+        .run(0, |cpu| {
+            let va = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0x1000, nc).unwrap();
+            at = va.get() + 0x5000;
+            mm_unmap_io_space(cpu, Va::new(at), 0x1000)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, [3, 0, 0, at]));
+    let m = boot("xp-professional", 512 * MB);
+    let b = m
+        .run(0, |cpu| {
+            let va = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0x1000, nc).unwrap();
+            mm_unmap_io_space(cpu, va, 0x3000)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, [2, 0, 1, 3]));
+    let m = boot("xp-professional", 512 * MB);
+    let b = m
+        .run(0, |cpu| {
+            let va = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0x1000, nc).unwrap();
+            at = va.get();
+            mm_unmap_io_space(cpu, va, 0x1000)?;
+            mm_unmap_io_space(cpu, va, 0x1000)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, [3, 0, 0, at]), "a double unmap");
 }
 
 #[test]
@@ -311,7 +346,7 @@ fn a_register_access_after_unmapping_is_a_page_fault() {
     let b = m
         .run(0, |cpu| {
             let va = mm_map_io_space(cpu, PhysAddr::new(NIC_CSR), 0x1000, MemoryCachingType::NonCached).unwrap();
-            mm_unmap_io_space(cpu, va, 0x1000);
+            mm_unmap_io_space(cpu, va, 0x1000)?;
             at = va.get();
             read_register_ulong(cpu, va)
         })

@@ -168,3 +168,49 @@ fn a_corrupted_list_head_stops_the_machine_as_the_pop_would() {
         .unwrap_err();
     assert_eq!((b.code, b.parameters), (BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [0x8000_0000_0000_0000, 0, 0, 0]));
 }
+
+/// Issue 9 item 2: a `LOOKASIDE_LIST_EX` is 0x60 bytes; initialising one writes
+/// nothing past it (it wrote 0x80 bytes, zeroing the caller's next 32).
+#[test]
+fn initialising_writes_only_the_0x60_bytes_of_lookaside_list_ex() {
+    let m = machine();
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x80, PoolTag(u32::from_le_bytes(*b"Head")))?.unwrap();
+        m.space().fill(block, 0x80, 0xA5).unwrap();
+        m.lookasides().initialize(cpu, block, PoolType::PagedPool, 64, LCIN, Routines::default()).unwrap();
+        let mut tail = [0u8; 0x20];
+        m.space().read(Va::new(block.get() + 0x60), &mut tail).unwrap();
+        assert_eq!(tail, [0xA5; 0x20], "the caller's bytes after the list are untouched");
+        pool::free(cpu, block, None)
+    })
+    .unwrap();
+}
+
+/// Issue 9 item 3: freeing NULL or a pointer outside the machine to a list stops
+/// the machine as the push's write would, instead of panicking: the access
+/// violation no handler takes (0x8E).
+#[test]
+fn freeing_a_wild_entry_stops_as_the_write_would() {
+    let m = machine();
+    let b = m
+        .run(0, |cpu| {
+            let h = head(cpu);
+            m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 64, LCIN, Routines::default()).unwrap();
+            m.lookasides().free(cpu, h, Va::new(0))
+        })
+        .unwrap_err();
+    assert_eq!(b.code, BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED);
+    assert_eq!(b.parameters, [0xC000_0005, 0, 0, 0]);
+
+    let m = machine();
+    let wild = Va::new(0xDEAD_BEEF_0000_0000);
+    let b = m
+        .run(0, |cpu| {
+            let h = head(cpu);
+            m.lookasides().initialize(cpu, h, PoolType::NonPagedPool, 64, LCIN, Routines::default()).unwrap();
+            m.lookasides().free(cpu, h, wild)
+        })
+        .unwrap_err();
+    assert_eq!(b.code, BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED);
+    assert_eq!(b.parameters, [0xC000_0005, 0, 0, 0]);
+}

@@ -664,3 +664,160 @@ fn reservations_fail_with_null_when_ptes_run_out() {
     })
     .unwrap();
 }
+
+/// A locked MDL over `pages` pages of nonpaged pool, mapped to system space.
+fn mapped_mdl(cpu: &Cpu<'_>, pages: u64) -> Result<(Va, Mdl, Va), ntmem_kernel::BugCheck> {
+    let block = pool::allocate(cpu, PoolType::NonPagedPool, pages * 4096, PoolTag::new(*b"Test"))?.unwrap();
+    let mdl = io_allocate_mdl(cpu, block, pages * 4096)?.unwrap();
+    mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoWriteAccess)?.unwrap();
+    let system = mm_get_system_address_for_mdl_safe(cpu, mdl, PagePriority::Normal)?.unwrap();
+    Ok((block, mdl, system))
+}
+
+/// Issue 9 items 3 and 6: MmUnmapLockedPages with an address that is not the MDL's
+/// mapping (outside the system PTEs: it panicked), or of an MDL not mapped (it was
+/// ignored), stops with SYSTEM_PTE_MISUSE (0xDA) as Windows' tracked PTEs do.
+#[test]
+fn unmapping_an_address_that_is_not_the_mdls_mapping_is_0xda() {
+    let m = boot(512 * MB);
+    let mut expect = [0; 4];
+    let b = m
+        .run(0, |cpu| {
+            let (block, mdl, system) = mapped_mdl(cpu, 2)?;
+            expect = [3, 0, system.get(), block.get()];
+            mm_unmap_locked_pages(cpu, block, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, expect));
+
+    let m = boot(512 * MB);
+    let b = m
+        .run(0, |cpu| {
+            let (_, mdl, system) = mapped_mdl(cpu, 2)?;
+            mm_unmap_locked_pages(cpu, system, mdl)?;
+            expect = [6, mdl.0.get(), system.get(), 2];
+            mm_unmap_locked_pages(cpu, system, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, expect), "a double unmap");
+
+    // The driver grew ByteCount after mapping: the PTEs to free are not the mapping's.
+    let m = boot(512 * MB);
+    let b = m
+        .run(0, |cpu| {
+            let (_, mdl, system) = mapped_mdl(cpu, 2)?;
+            let count = Va::new(mdl.0.get() + 0x28);
+            m.space().write(count, &(0x4000_0000u32).to_le_bytes()).unwrap();
+            mm_unmap_locked_pages(cpu, system, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::SYSTEM_PTE_MISUSE, [2, 0, 0, 0x4_0000]));
+}
+
+/// Issue 9 item 6: under Driver Verifier, MmUnlockPages of an MDL never locked
+/// (0xC4/0x7C) or built for nonpaged pool (0xC4/0x7D), and IoFreeMdl of an MDL
+/// still mapped (0xC4/0xB8), stop the machine; without Verifier they do not.
+#[test]
+fn verifier_stops_unlocking_unlocked_mdls_and_freeing_mapped_ones() {
+    let verified = || {
+        let m = boot(512 * MB);
+        m.set_verifier(ntmem_kernel::vf::VerifierFlags::POOL_TRACKING);
+        m
+    };
+    let tag = PoolTag::new(*b"Test");
+    let mut expect = [0; 4];
+    let m = verified();
+    let b = m
+        .run(0, |cpu| {
+            let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, tag)?.unwrap();
+            let mdl = io_allocate_mdl(cpu, block, 0x1000)?.unwrap();
+            expect = [0x7C, mdl.0.get(), 0, 0];
+            mm_unlock_pages(cpu, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, expect));
+
+    let m = verified();
+    let b = m
+        .run(0, |cpu| {
+            let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, tag)?.unwrap();
+            let mdl = io_allocate_mdl(cpu, block, 0x1000)?.unwrap();
+            mm_build_mdl_for_nonpaged_pool(cpu, mdl)?;
+            expect = [0x7D, mdl.0.get(), u64::from(read_header(cpu, mdl)?.flags.bits()), 0];
+            mm_unlock_pages(cpu, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, expect));
+
+    let m = verified();
+    let b = m
+        .run(0, |cpu| {
+            let (_, mdl, _) = mapped_mdl(cpu, 1)?;
+            expect = [0xB8, mdl.0.get(), u64::from(read_header(cpu, mdl)?.flags.bits()), 0];
+            assert!(read_header(cpu, mdl)?.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA));
+            io_free_mdl(cpu, mdl)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, expect));
+
+    // Without Verifier the same calls go on, as on Windows.
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, tag)?.unwrap();
+        let mdl = io_allocate_mdl(cpu, block, 0x1000)?.unwrap();
+        mm_build_mdl_for_nonpaged_pool(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)?;
+        let (_, mdl, _) = mapped_mdl(cpu, 1)?;
+        mm_unlock_pages(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)
+    })
+    .unwrap();
+}
+
+/// Issue 9 item 3: MDLs a driver filled with garbage (a StartVa at the top of the
+/// address space, PFNs no machine has) get Windows' outcomes, never a panic.
+#[test]
+fn garbage_mdls_fail_as_windows_fails_them() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x1000, PoolTag::new(*b"Test"))?.unwrap();
+        let mdl = io_allocate_mdl(cpu, block, 0x3000)?.unwrap();
+        // A buffer that wraps past the top of the address space.
+        mm_initialize_mdl(cpu, mdl, Va::new(u64::MAX - 0xFFF), 0x3000)?;
+        let r = mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoReadAccess)?;
+        assert_eq!(r, Err(NtStatus::ACCESS_VIOLATION));
+        // PFNs beyond any RAM: mapping them fails (NULL); unlocking them drops nothing.
+        mm_initialize_mdl(cpu, mdl, block, 0x1000)?;
+        m.space().write(mdl.pfn_array(), &(u64::MAX - 1).to_le_bytes()).unwrap();
+        let flags = Va::new(mdl.0.get() + 0xA);
+        m.space().write(flags, &MdlFlags::PAGES_LOCKED.bits().to_le_bytes()).unwrap();
+        assert_eq!(mm_get_system_address_for_mdl_safe(cpu, mdl, PagePriority::Normal)?, None);
+        mm_unlock_pages(cpu, mdl)?;
+        io_free_mdl(cpu, mdl)?;
+        pool::free(cpu, block, None)
+    })
+    .unwrap();
+}
+
+/// Issue 9 item 3: a page whose 16-bit reference count is full refuses one more
+/// lock with STATUS_WORKING_SET_QUOTA instead of overflowing the count.
+#[test]
+fn a_lock_past_the_reference_count_limit_is_refused() {
+    let m = boot(512 * MB);
+    m.run(0, |cpu| {
+        let block = pool::allocate(cpu, PoolType::NonPagedPool, 0x2000, PoolTag::new(*b"Test"))?.unwrap();
+        let mdl = io_allocate_mdl(cpu, block, 0x2000)?.unwrap();
+        let second = m.space().walk(m.phys(), Va::new(block.get() + 0x1000)).phys.unwrap();
+        let pfn = Pfn::new(second.get() >> 12);
+        m.phys().update(pfn, |e| e.reference_count = u16::MAX);
+        let r = mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::KernelMode, LockOperation::IoReadAccess)?;
+        assert_eq!(r, Err(NtStatus::WORKING_SET_QUOTA));
+        assert_eq!(read_pfn(cpu, mdl, 0)?, PFN_END, "nothing stays locked");
+        let first = m.space().walk(m.phys(), block).phys.unwrap();
+        assert_eq!(m.phys().pfn(Pfn::new(first.get() >> 12)).lock_count, 0);
+        m.phys().update(pfn, |e| e.reference_count = 1);
+        io_free_mdl(cpu, mdl)?;
+        pool::free(cpu, block, None)
+    })
+    .unwrap();
+}

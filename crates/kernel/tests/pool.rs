@@ -808,3 +808,33 @@ fn must_succeed_pool_works_without_the_verifier_and_is_fatal_under_it() {
     assert_eq!(b.code, BugCheckCode::BAD_POOL_CALLER);
     assert_eq!(b.parameters, [0x9A, 2, 64, u64::from(tag.0)]);
 }
+
+/// Issue 9 item 2: a size near 2^64 must not wrap into a small block. On x86 the
+/// quota trailer made `SIZE_MAX` a 4-byte block; now every allocator fails it:
+/// NULL, or STATUS_INSUFFICIENT_RESOURCES raised by the quota form (wdm.h:
+/// ExAllocatePoolWithQuotaTag raises on failure unless
+/// POOL_QUOTA_FAIL_INSTEAD_OF_RAISE).
+#[test]
+fn sizes_near_the_top_of_the_address_space_fail_instead_of_wrapping() {
+    for m in [x86(), x64()] {
+        m.run(0, |cpu| {
+            let system = m.pool().system_process();
+            for bytes in [u64::MAX, u64::MAX - 3, u64::MAX - 0xFFF, 1 << 63] {
+                for t in [PoolType::NonPagedPool, PoolType::PagedPool] {
+                    assert_eq!(pool::allocate(cpu, t, bytes, FRED)?, None, "{bytes:#x}");
+                    let quota = pool::allocate_with_quota(cpu, t, bytes, FRED, &system, OnQuotaFailure::Raise)?;
+                    assert_eq!(quota, Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)), "{bytes:#x}");
+                    let quota = pool::allocate_with_quota(cpu, t, bytes, FRED, &system, OnQuotaFailure::ReturnNull)?;
+                    assert_eq!(quota, Ok(None), "{bytes:#x}");
+                    let flags = PoolFlags::NON_PAGED | PoolFlags::USE_QUOTA;
+                    assert_eq!(pool::allocate2(cpu, flags, bytes, FRED, Some(&system))?, Ok(None));
+                    let priority = pool::allocate_with_priority(cpu, t, bytes, FRED, PoolPriority::High)?;
+                    assert_eq!(priority, None);
+                }
+            }
+            assert_eq!(system.used(PoolKind::Nonpaged), 0, "nothing stays charged");
+            Ok(())
+        })
+        .unwrap();
+    }
+}

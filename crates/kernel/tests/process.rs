@@ -179,3 +179,32 @@ fn probes_check_length_alignment_range_and_writability() {
     })
     .unwrap();
 }
+
+/// Issue 9 item 2: sizes and bases whose sum wraps, or larger than user space,
+/// fail with STATUS_INVALID_PARAMETER instead of overflowing.
+#[test]
+fn sizes_that_wrap_are_invalid_parameters() {
+    for edition in ["xp-professional", "ws03sp1-enterprise-x64"] {
+        let m = boot(edition);
+        m.run(0, |cpu| {
+            let p = process(cpu, "app.exe");
+            for (base, size) in
+                [(None, u64::MAX), (None, u64::MAX - 0xFFF), (Some(Va::new(u64::MAX - 0xFFFF)), 0x2_0000)]
+            {
+                let r = nt_allocate_virtual_memory(cpu, &p, base, size, BOTH, RW);
+                assert_eq!(r, Err(NtStatus::INVALID_PARAMETER), "{edition} {base:?} {size:#x}");
+            }
+            let r = nt_allocate_virtual_memory(
+                cpu,
+                &p,
+                Some(Va::new(u64::MAX - 0xFFF)),
+                0x2000,
+                AllocationType::COMMIT,
+                RW,
+            );
+            assert_eq!(r, Err(NtStatus::INVALID_PARAMETER), "{edition}: commit range wraps");
+            Ok(())
+        })
+        .unwrap();
+    }
+}

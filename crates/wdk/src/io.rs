@@ -25,7 +25,8 @@ use crate::types::{DriverObject, NtStatus, UnicodeString};
 const STATUS_INVALID_PARAMETER: NtStatus = 0xC000_000D_u32 as NtStatus;
 
 /// `IoCreateDevice`: a device object with its extension; `DeviceName` is ignored
-/// (no object namespace yet).
+/// (no object namespace yet). PASSIVE_LEVEL only: at DISPATCH_LEVEL or above, the
+/// pageable-code stop of [`ntmem_kernel::trap::pageable_code`] (0x0A).
 ///
 /// # Safety
 /// `driver` is the `DRIVER_OBJECT` the driver was given; `out` is writable.
@@ -44,7 +45,10 @@ pub unsafe extern "C" fn IoCreateDevice(
     }
     let new =
         NewDevice { driver: driver as u64, extension_size, device_type, characteristics, exclusive: exclusive != 0 };
-    let created = kernel(|cpu| Ok(device::io_create_device(cpu, new)?.map(|d| host_ptr(cpu, Some(d.0)))));
+    let created = kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, IoCreateDevice as *const () as u64)?;
+        Ok(device::io_create_device(cpu, new)?.map(|d| host_ptr(cpu, Some(d.0))))
+    });
     match created {
         Ok(p) => {
             // SAFETY: the caller passes its own DRIVER_OBJECT and a writable

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use ntmem_kernel::bugcheck::{BugCheck, BugCheckCode};
-use ntmem_kernel::ex::lookaside::Routines;
+use ntmem_kernel::ex::lookaside::{Routines, ALLOCATE_ROUTINE, FREE_ROUTINE};
 use ntmem_kernel::ex::pool::{PoolTag, PoolType, Raise};
 use ntmem_kernel::Cpu;
 use ntmem_machine::Va;
@@ -89,18 +89,19 @@ fn initialize(
 /// The Ex-form wrappers of the classic routines: the classic ones take no list argument.
 unsafe extern "C" fn call_allocate(t: u32, size: usize, tag: u32, list: *mut c_void) -> *mut c_void {
     // SAFETY: `list` is a head initialised by `ExInitialize[N]PagedLookasideList`, whose
-    // `Allocate` field (offset 0x30) holds the driver's PALLOCATE_FUNCTION; see there.
+    // `Allocate` field (`ALLOCATE_ROUTINE`) holds the driver's PALLOCATE_FUNCTION; see there.
     unsafe {
         let f: AllocateFunction =
-            std::mem::transmute(list.cast::<u8>().add(0x30).cast::<*const c_void>().read_volatile());
+            std::mem::transmute(list.cast::<u8>().add(ALLOCATE_ROUTINE).cast::<*const c_void>().read_volatile());
         f(t, size, tag)
     }
 }
 
 unsafe extern "C" fn call_free(entry: *mut c_void, list: *mut c_void) {
-    // SAFETY: as `call_allocate`, for the `Free` field (offset 0x38).
+    // SAFETY: as `call_allocate`, for the `Free` field (`FREE_ROUTINE`).
     unsafe {
-        let f: FreeFunction = std::mem::transmute(list.cast::<u8>().add(0x38).cast::<*const c_void>().read_volatile());
+        let f: FreeFunction =
+            std::mem::transmute(list.cast::<u8>().add(FREE_ROUTINE).cast::<*const c_void>().read_volatile());
         f(entry)
     }
 }
@@ -117,13 +118,14 @@ fn initialize_classic(
     let write = |offset: usize, f: Option<*const c_void>| {
         if let Some(f) = f {
             // SAFETY: `head` is in the machine's memory and aligned (checked by
-            // `initialize`, which bugchecks or raises otherwise) and at least 0x80
-            // bytes long (the WDK requires `sizeof(NPAGED_LOOKASIDE_LIST)`).
+            // `initialize`, which bugchecks or raises otherwise) and at least 0x60
+            // bytes long (`GENERAL_LOOKASIDE_POOL_SIZE`; the WDK requires
+            // `sizeof(NPAGED_LOOKASIDE_LIST)`, 0x80).
             unsafe { head.cast::<u8>().add(offset).cast::<*const c_void>().write_volatile(f) };
         }
     };
-    write(0x30, allocate.map(|f| f as *const c_void));
-    write(0x38, free.map(|f| f as *const c_void));
+    write(ALLOCATE_ROUTINE, allocate.map(|f| f as *const c_void));
+    write(FREE_ROUTINE, free.map(|f| f as *const c_void));
 }
 
 /// `ExInitializeNPagedLookasideList`.

@@ -124,10 +124,13 @@ pub extern "C" fn MmUnmapLockedPages(base: *mut c_void, m: *mut c_void) {
     kernel(|cpu| mdl::mm_unmap_locked_pages(cpu, va_of(cpu, base), Mdl(va_of(cpu, m))));
 }
 
-/// `MmAllocateMappingAddress`: a reservation of system PTEs, or NULL.
+/// `MmAllocateMappingAddress`: a reservation of system PTEs, or NULL. Below
+/// DISPATCH_LEVEL only (the WDK page: IRQL <= APC_LEVEL): at DISPATCH_LEVEL or
+/// above, the pageable-code stop of [`ntmem_kernel::trap::pageable_code`] (0x0A).
 #[no_mangle]
 pub extern "C" fn MmAllocateMappingAddress(bytes: usize, tag: u32) -> *mut c_void {
     kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, MmAllocateMappingAddress as *const () as u64)?;
         let va = mdl::mm_allocate_mapping_address(cpu, bytes as u64, PoolTag(tag))?;
         Ok(host_ptr(cpu, va))
     })

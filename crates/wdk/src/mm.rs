@@ -98,10 +98,7 @@ pub extern "C" fn MmMapIoSpace(pa: i64, bytes: usize, cache: u32) -> *mut c_void
 /// `MmUnmapIoSpace`.
 #[no_mangle]
 pub extern "C" fn MmUnmapIoSpace(base: *mut c_void, bytes: usize) {
-    kernel(|cpu| {
-        io_space::mm_unmap_io_space(cpu, va_of(cpu, base), bytes as u64);
-        Ok(())
-    });
+    kernel(|cpu| io_space::mm_unmap_io_space(cpu, va_of(cpu, base), bytes as u64));
 }
 
 /// The port a `READ_PORT_*` pointer names: its low 16 bits (the 64 KB I/O space).

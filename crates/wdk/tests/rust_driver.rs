@@ -214,3 +214,47 @@ fn a_rust_driver_that_leaks_is_named_by_tag() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A call a test driver makes from DriverEntry.
+type EntryCall = fn(&mut DriverEntryArgs<'_>);
+
+/// Calls a PASSIVE_LEVEL routine at DISPATCH_LEVEL from DriverEntry.
+struct RaisedCall(EntryCall);
+
+impl RustDriver for RaisedCall {
+    fn driver_entry(&mut self, args: &mut DriverEntryArgs<'_>) -> NtStatus {
+        ntmem_wdk::ke::KfRaiseIrql(2);
+        (self.0)(args);
+        STATUS_SUCCESS
+    }
+}
+
+/// Issue 9 item 6: IoCreateDevice and MmAllocateMappingAddress at DISPATCH_LEVEL
+/// stop as running their pageable code there does: 0x0A (routine, 2, 8, routine).
+#[test]
+fn pageable_routines_at_dispatch_level_stop_with_0x0a() {
+    let calls: [(EntryCall, u64); 2] = [
+        (
+            |args| {
+                let mut device = std::ptr::null_mut();
+                // SAFETY: the harness's DRIVER_OBJECT and a local out pointer.
+                let _ = unsafe {
+                    IoCreateDevice(args.driver_object, 0, std::ptr::null_mut(), FILE_DEVICE_UNKNOWN, 0, 0, &mut device)
+                };
+            },
+            IoCreateDevice as *const () as u64,
+        ),
+        (
+            |_| {
+                let _ = ntmem_wdk::mdl::MmAllocateMappingAddress(0x1000, tag(*b"Rsvd"));
+            },
+            ntmem_wdk::mdl::MmAllocateMappingAddress as *const () as u64,
+        ),
+    ];
+    for (call, routine) in calls {
+        let harness = Harness::boot_default().unwrap();
+        let report = harness.run("raised.sys", &mut RaisedCall(call), &[]);
+        let b = report.bugcheck.as_ref().expect("a bugcheck");
+        assert_eq!((b.code, b.parameters), (BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [routine, 2, 8, routine]));
+    }
+}

@@ -31,12 +31,18 @@
 //! `InitializeSListHead` demands: initialising a misaligned one raises
 //! STATUS_DATATYPE_MISALIGNMENT. An operation on a head no list could be at stops
 //! the machine with 0x1E (the general-protection fault of a misaligned interlocked
-//! exchange); a first-entry pointer outside the machine with 0x50.
+//! exchange); a first-entry pointer outside the machine with 0x50. An entry
+//! outside the machine's address space — NULL, or memory the machine does not hold,
+//! such as a driver's global variable or what a custom allocate routine took from
+//! there (a difference from Windows, where driver globals are system memory, as for
+//! heads) — stops the machine as the push's or pop's touch of its link would
+//! ([`wild_touch`]: 0x8E for an address outside system space) instead of being
+//! written through.
 //!
 //! Locking: operations on one list are serialised by one of a few striped spin
 //! locks (Windows uses an interlocked SLIST; the effect a driver sees is the same).
 //! A hit is that lock plus a handful of loads and stores through one window on the
-//! head ([`AddressSpace::window`]) and one on the entry; the list registry
+//! head ([`AddressSpace::window`](crate::mm::space::AddressSpace::window)) and one on the entry; the list registry
 //! (routines) is consulted only on a miss.
 
 use std::collections::BTreeMap;
@@ -50,10 +56,15 @@ use ntmem_host::Window;
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, NtStatus, PoolKind, PoolTag, PoolType, Raise};
 use crate::ke::processor::Cpu;
-use crate::mm::space::AddressSpace;
+use crate::trap::wild_touch;
 
-/// `sizeof(GENERAL_LOOKASIDE)` on x64.
-pub const GENERAL_LOOKASIDE_SIZE: u64 = 0x80;
+/// `sizeof(GENERAL_LOOKASIDE_POOL)` on x64: the bytes of a head ntmem reads and
+/// writes. `LOOKASIDE_LIST_EX` is exactly this (0x60); `GENERAL_LOOKASIDE`, the head
+/// of the classic `NPAGED_LOOKASIDE_LIST` / `PAGED_LOOKASIDE_LIST`, has the same
+/// fields padded to a cache line (0x80), and the padding is the driver's: nothing
+/// past 0x60 is written (WDK wdm.h; the C side asserts both sizes in
+/// include/ntmem/lookaside.h).
+pub const GENERAL_LOOKASIDE_POOL_SIZE: u64 = 0x60;
 /// The depth a list starts with (`ExInitialize…LookasideList` ignores the caller's).
 pub const INITIAL_DEPTH: u16 = 4;
 /// `MaximumDepth` of every driver list.
@@ -76,6 +87,15 @@ const TAG: usize = 0x28;
 const SIZE: usize = 0x2C;
 const LAST_TOTAL_ALLOCATES: usize = 0x50;
 const LAST_ALLOCATE_MISSES: usize = 0x54;
+/// `Allocate` / `AllocateEx` and `Free` / `FreeEx` (written by the WDK boundary).
+pub const ALLOCATE_ROUTINE: usize = 0x30;
+/// See [`ALLOCATE_ROUTINE`].
+pub const FREE_ROUTINE: usize = 0x38;
+
+// Every field ntmem touches lies inside the smallest head a driver may pass.
+const _: () = assert!(LAST_ALLOCATE_MISSES + 4 <= GENERAL_LOOKASIDE_POOL_SIZE as usize);
+const _: () = assert!(FREE_ROUTINE + 8 <= GENERAL_LOOKASIDE_POOL_SIZE as usize);
+const _: () = assert!(TYPE == 0x24 && TAG == 0x28 && SIZE == 0x2C && DEPTH == 0x10 && MAX_DEPTH == 0x12);
 
 /// A custom allocate routine (`PALLOCATE_FUNCTION`): pool type, size, tag.
 pub type AllocateRoutine = Arc<dyn Fn(&Cpu<'_>, PoolType, u64, PoolTag) -> Result<Option<Va>, BugCheck> + Send + Sync>;
@@ -170,10 +190,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A list head in simulated memory: the x64 `GENERAL_LOOKASIDE`, its fields read
+/// A list head in simulated memory: the x64 `GENERAL_LOOKASIDE_POOL`, its fields read
 /// and written by constant offset through one window (checked once per call).
 #[derive(Clone, Copy)]
-struct Head<'a>(Window<'a, { GENERAL_LOOKASIDE_SIZE as usize }>);
+struct Head<'a>(Window<'a, { GENERAL_LOOKASIDE_POOL_SIZE as usize }>);
 
 impl<'a> Head<'a> {
     /// The head at `va`: inside the space and aligned as `InitializeSListHead`
@@ -209,21 +229,28 @@ impl<'a> Head<'a> {
 
 /// The `Next` link in the first 8 bytes of a free entry (one load when the entry is
 /// 8-aligned, as pool blocks are; byte by byte for a custom routine's odd address).
-fn link(space: &AddressSpace, entry: Va) -> u64 {
+/// An entry outside the machine stops it as the touch would ([`wild_touch`]).
+fn link(cpu: &Cpu<'_>, entry: Va) -> Result<u64, BugCheck> {
+    let space = cpu.machine().space();
     match space.window::<8>(entry) {
-        Some(w) => w.read_u64::<0>(),
+        Some(w) => Ok(w.read_u64::<0>()),
         None => {
             let mut b = [0u8; 8];
-            space.read(entry, &mut b).expect("entries are in the space");
-            u64::from_le_bytes(b)
+            space.read(entry, &mut b).map_err(|_| wild_touch(cpu, entry, false))?;
+            Ok(u64::from_le_bytes(b))
         }
     }
 }
 
-fn set_link(space: &AddressSpace, entry: Va, next: u64) {
+/// Writes the `Next` link of `entry`; see [`link`].
+fn set_link(cpu: &Cpu<'_>, entry: Va, next: u64) -> Result<(), BugCheck> {
+    let space = cpu.machine().space();
     match space.window::<8>(entry) {
-        Some(w) => w.write_u64::<0>(next),
-        None => space.write(entry, &next.to_le_bytes()).expect("entries are in the space"),
+        Some(w) => {
+            w.write_u64::<0>(next);
+            Ok(())
+        }
+        None => space.write(entry, &next.to_le_bytes()).map_err(|_| wild_touch(cpu, entry, true)),
     }
 }
 
@@ -257,7 +284,7 @@ impl Lookasides {
     ) -> Result<(), Raise> {
         let h = Head::at(cpu, head).ok_or(Raise(NtStatus::DATATYPE_MISALIGNMENT))?;
         let _guard = self.stripe(head);
-        cpu.machine().space().fill(head, GENERAL_LOOKASIDE_SIZE, 0).expect("the head is in the space");
+        cpu.machine().space().fill(head, GENERAL_LOOKASIDE_POOL_SIZE, 0).expect("the head is in the space");
         h.0.write_u16::<DEPTH>(INITIAL_DEPTH);
         h.0.write_u16::<MAX_DEPTH>(MAXIMUM_DEPTH);
         h.0.write_u32::<TYPE>(pool_type.raw());
@@ -308,7 +335,7 @@ impl Lookasides {
             let (depth, sequence, first) = h.slist();
             if first != 0 {
                 let entry = Self::entry(cpu, first)?;
-                h.set_slist(depth.wrapping_sub(1), sequence + 1, link(cpu.machine().space(), entry));
+                h.set_slist(depth.wrapping_sub(1), sequence + 1, link(cpu, entry)?);
                 return Ok(Some(entry));
             }
             h.bump::<ALLOCATE_MISSES>();
@@ -333,9 +360,8 @@ impl Lookasides {
             h.bump::<TOTAL_FREES>();
             let (depth, sequence, first) = h.slist();
             if depth < h.0.read_u16::<DEPTH>() {
-                let space = cpu.machine().space();
-                set_link(space, entry, first);
-                h.set_slist(depth + 1, sequence + 1, space.host_addr(entry) as u64);
+                set_link(cpu, entry, first)?;
+                h.set_slist(depth + 1, sequence + 1, cpu.machine().space().host_addr(entry) as u64);
                 return Ok(());
             }
             h.bump::<FREE_MISSES>();
@@ -364,7 +390,7 @@ impl Lookasides {
             while next != 0 {
                 let entry = Self::entry(cpu, next)?;
                 entries.push(entry);
-                next = link(cpu.machine().space(), entry);
+                next = link(cpu, entry)?;
             }
             h.set_slist(0, sequence + 1, 0);
             entries

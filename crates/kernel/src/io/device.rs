@@ -40,6 +40,10 @@ const OFF_EXTENSION: u64 = 0x40;
 const OFF_DEVICE_TYPE: u64 = 0x48;
 const OFF_STACK_SIZE: u64 = 0x4C;
 
+// Every field written lies inside the x64 DEVICE_OBJECT (include/ntmem/io.h
+// asserts the C side: DeviceExtension at 0x40, size 0x150).
+const _: () = assert!(OFF_EXTENSION == 0x40 && OFF_FLAGS == 0x30 && OFF_STACK_SIZE < DEVICE_OBJECT_SIZE);
+
 bitflags::bitflags! {
     /// `DEVICE_OBJECT.Flags` (`DO_*`, wdm.h).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

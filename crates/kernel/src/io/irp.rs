@@ -76,6 +76,10 @@ const OFF_CURRENT_LOCATION: u64 = 0x43;
 const OFF_USER_BUFFER: u64 = 0x70;
 const OFF_CURRENT_STACK: u64 = 0xB8;
 
+// Every field written lies inside the x64 IRP (include/ntmem/io.h asserts the C
+// side: IoStatus at 0x30, UserBuffer at 0x70, CurrentStackLocation at 0xB8, size 0xD0).
+const _: () = assert!(OFF_STATUS == 0x30 && OFF_USER_BUFFER == 0x70 && OFF_CURRENT_STACK + 8 <= IRP_SIZE);
+
 bitflags::bitflags! {
     /// `IRP.Flags` (`IRP_*`, wdm.h), the ones the I/O manager sets here.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]

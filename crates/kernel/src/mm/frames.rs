@@ -130,6 +130,8 @@ struct Inner {
 /// The machine's physical memory.
 pub struct PhysicalMemory {
     ram: Ram,
+    /// Frames the PFN database covers (`0..frames`): up to the highest RAM page.
+    frames: u64,
     physmap: PhysMap,
     shift: PageShift,
     inner: Mutex<Inner>,
@@ -165,7 +167,7 @@ impl PhysicalMemory {
             map.set(first, shift.bytes_to_pages(run.len).min(frames - first), true);
         }
         let inner = Mutex::new(Inner { map, pfn: PfnDatabase::new(frames) });
-        Ok(PhysicalMemory { ram, physmap: physmap.clone(), shift, inner, low_memory: OnceLock::new() })
+        Ok(PhysicalMemory { ram, frames, physmap: physmap.clone(), shift, inner, low_memory: OnceLock::new() })
     }
 
     /// Installs the low-memory hook (once; the machine does it at boot).
@@ -187,9 +189,10 @@ impl PhysicalMemory {
         self.shift
     }
 
-    /// Offset of a frame in the RAM file, if it is installed RAM.
+    /// Offset of a frame in the RAM file, if it is installed RAM (any frame number
+    /// is asked about safely: one from a driver's MDL may be garbage).
     pub fn file_offset(&self, pfn: Pfn) -> Option<u64> {
-        self.physmap.file_offset(pfn.addr(self.shift))
+        (pfn.get() < self.frames).then(|| self.physmap.file_offset(pfn.addr(self.shift))).flatten()
     }
 
     /// Free frames.
@@ -213,8 +216,13 @@ impl PhysicalMemory {
         self.lock().pfn.get(pfn)
     }
 
-    /// Changes a frame's PFN entry under the PFN lock.
+    /// Changes a frame's PFN entry under the PFN lock. A frame beyond the database
+    /// has no entry (it is not RAM): `f` sees an untouched entry and what it
+    /// changes is dropped.
     pub fn update<R>(&self, pfn: Pfn, f: impl FnOnce(&mut PfnEntry) -> R) -> R {
+        if pfn.get() >= self.frames {
+            return f(&mut PfnEntry::default());
+        }
         f(self.lock().pfn.get_mut(pfn))
     }
 
@@ -238,7 +246,8 @@ impl PhysicalMemory {
         let page = self.shift.page_size();
         let mut inner = self.lock();
         let frames = match self.find(&inner, req) {
-            Err(MmError::NoMemory) if self.low_memory.get().is_some() => {
+            // A request larger than the machine fails without trimming anything.
+            Err(MmError::NoMemory) if self.low_memory.get().is_some() && req.count <= self.frames => {
                 drop(inner);
                 let trimmed = self.low_memory.get().map_or(0, |trim| trim(self));
                 inner = self.lock();

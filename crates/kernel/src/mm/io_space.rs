@@ -30,16 +30,19 @@ use ntmem_machine::{Pfn, PhysAddr, Va};
 
 use super::contiguous::{resolve_cache, CacheConflict, MemoryCachingType};
 use super::frames::Frames;
+use super::mdl::address_and_size_to_span_pages;
 use super::pfn::{CacheType, PageState};
+use super::pte::PteFormat;
 use super::space::{Access, Mapping};
 use super::MmError;
+use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::hal::FLOATING_LEN;
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 use crate::Machine;
 
-/// Something MmMapIoSpace or MmUnmapIoSpace found wrong (a finding, not an error:
-/// Windows goes on, and so does ntmem).
+/// Something MmMapIoSpace found wrong (a finding, not an error: Windows goes on,
+/// and so does ntmem).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum IoSpaceFinding {
     /// A RAM page in use was mapped with another cache type than its own; the
@@ -56,23 +59,6 @@ pub enum IoSpaceFinding {
         va: Va,
         /// The page.
         pfn: Pfn,
-    },
-    /// MmUnmapIoSpace of an address MmMapIoSpace did not return (nothing unmapped).
-    UnmapNotMapped {
-        /// The address.
-        va: Va,
-        /// The byte count passed.
-        bytes: u64,
-    },
-    /// MmUnmapIoSpace with a byte count that spans another number of pages than the
-    /// mapping (the whole mapping is unmapped).
-    UnmapSizeMismatch {
-        /// The address.
-        va: Va,
-        /// The byte count passed.
-        bytes: u64,
-        /// Pages mapped.
-        pages: u64,
     },
 }
 
@@ -129,9 +115,13 @@ impl Backing {
 
 /// `MmMapIoSpace(PhysicalAddress, NumberOfBytes, CacheType)`: maps the pages spanned
 /// by `[pa, pa + bytes)` at new system PTEs and returns the address of `pa` in the
-/// mapping. `None` for zero bytes, above DISPATCH_LEVEL, or when system PTEs (or
-/// page-table memory) run out. An invalid raw cache type never gets here: the C
-/// boundary returns NULL when [`MemoryCachingType::from_raw`] does.
+/// mapping. `None` for zero bytes, above DISPATCH_LEVEL, when system PTEs (or
+/// page-table memory) run out, and for a range that wraps past the top of the
+/// physical address space or reaches a page no PTE of the machine can name (above
+/// 4 GB without PAE on x86; beyond the PFN field elsewhere) — Windows documents
+/// only the NULL for "no space"; ntmem's choice is that a mapping the processor
+/// could not make fails the same way. An invalid raw cache type never gets here:
+/// the C boundary returns NULL when [`MemoryCachingType::from_raw`] does.
 pub fn mm_map_io_space(cpu: &Cpu<'_>, pa: PhysAddr, bytes: u64, cache: MemoryCachingType) -> Option<Va> {
     let m = cpu.machine();
     if bytes == 0 || cpu.irql() > Irql::DISPATCH {
@@ -141,6 +131,10 @@ pub fn mm_map_io_space(cpu: &Cpu<'_>, pa: PhysAddr, bytes: u64, cache: MemoryCac
     let page = shift.page_size();
     let offset = shift.offset(pa.get());
     let base = PhysAddr::new(pa.get() - offset);
+    let last = pa.get().checked_add(bytes - 1)?;
+    if last >> shift.0 > PteFormat::new(m.profile().paging).max_pfn() {
+        return None;
+    }
     let pages = shift.bytes_to_pages(offset.checked_add(bytes)?);
     let mut io = m.hal().io();
     let va = m.system_ptes().reserve(pages)?;
@@ -255,21 +249,32 @@ fn map_run(
 }
 
 /// `MmUnmapIoSpace(BaseAddress, NumberOfBytes)`: unmaps a mapping MmMapIoSpace
-/// made and gives its system PTEs back. An address it did not return is a finding
-/// and nothing is unmapped (Windows would clear whatever PTEs are there).
-pub fn mm_unmap_io_space(cpu: &Cpu<'_>, va: Va, bytes: u64) {
+/// made and gives its system PTEs back.
+///
+/// # Errors
+/// SYSTEM_PTE_MISUSE (0xDA), the checks Windows makes on system PTEs it tracks
+/// (bug-check 0xDA page; Windows tracks them when `TrackPtes` is set or Driver
+/// Verifier runs — untracked, it would clear whatever PTEs are there, which ntmem
+/// does not model): an address that is not a live MmMapIoSpace mapping (never
+/// mapped, or unmapped already) is (3, 0, 0, address) — "the mapping address being
+/// freed is incorrect", with no tracking structure found and no address expected;
+/// a byte count spanning another number of pages than were mapped is (2, 0, pages
+/// mapped, pages the count spans) — "the number of mappings being freed is
+/// incorrect". Nothing is unmapped then.
+pub fn mm_unmap_io_space(cpu: &Cpu<'_>, va: Va, bytes: u64) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
     let base = va.page_base(shift);
     let mut io = m.hal().io();
-    let Some(map) = io.maps.remove(&base.get()) else {
-        io.findings.push(IoSpaceFinding::UnmapNotMapped { va, bytes });
-        return;
+    let Some(&map) = io.maps.get(&base.get()) else {
+        return Err(m.bugcheck(BugCheckCode::SYSTEM_PTE_MISUSE, [3, 0, 0, va.get()]));
     };
-    let pages = shift.bytes_to_pages(shift.offset(va.get()) + bytes);
+    let pages = address_and_size_to_span_pages(shift, va, bytes);
     if pages != map.pages {
-        io.findings.push(IoSpaceFinding::UnmapSizeMismatch { va, bytes, pages: map.pages });
+        return Err(m.bugcheck(BugCheckCode::SYSTEM_PTE_MISUSE, [2, 0, map.pages, pages]));
     }
+    io.maps.remove(&base.get());
     let _ = m.space().unmap(m.phys(), base, map.pages);
     m.system_ptes().release(base, map.pages);
+    Ok(())
 }

@@ -10,6 +10,10 @@
 //! never notices; at DISPATCH_LEVEL or above the fault is a bugcheck
 //! ([`crate::trap`]).
 //!
+//! Only pages modified since they were last written are written: a page read back
+//! keeps its slot as a clean copy until it is written to or freed
+//! ([`crate::mm::space::AddressSpace::trim`]).
+//!
 //! Slots are handed out from a bump pointer and a free list, so a paging file of
 //! any size costs nothing until pages are written to it.
 
@@ -96,11 +100,11 @@ impl PagingFile {
         Ok(slot)
     }
 
-    /// Reads the page in `slot` into `page` and frees the slot.
+    /// Reads the page in `slot` into `page`. The slot stays taken: it holds the
+    /// page's clean copy until the page is written or freed ([`PagingFile::release`]).
     pub fn read_page(&self, slot: u64, page: &mut [u8]) {
         self.file.read(slot * self.page, page);
         self.pages_in.fetch_add(1, Ordering::Relaxed);
-        self.release(slot);
     }
 
     /// Frees `slot` without reading it (its page was freed while paged out), and
@@ -136,6 +140,7 @@ mod tests {
         let mut page = [0u8; 4096];
         file.read_page(b, &mut page);
         assert_eq!(page, [0xBB; 4096]);
+        file.release(b);
         assert_eq!(file.write_page(&[0xDD; 4096]).unwrap(), b);
         file.release(a);
         assert_eq!(file.stats(), PagingStats { pages_out: 4, pages_in: 1, slots_in_use: 2 });

@@ -86,6 +86,22 @@ pub struct PfnEntry {
     pub share_count: u32,
     /// The simulated virtual address of a mapping of the page (`PteAddress`'s VA), or 0.
     pub mapped_at: u64,
+    /// The paging-file slot holding a current copy of the page, or 0: the page is
+    /// clean while this is set (Windows keeps the slot in `OriginalPte` and clears
+    /// `Modified`). A write through a mapping (the PTE's dirty bit) or a lock (the
+    /// page may change behind the PTE's back) gives the slot up.
+    pub paging_slot: u64,
+}
+
+impl PfnEntry {
+    /// Whether the page may not leave memory: it is locked (MmProbeAndLockPages
+    /// and the like), referenced beyond its allocation, or mapped by a second PTE
+    /// (an MDL's system mapping of it). Windows' trimmer skips such pages
+    /// (nt-algorithms.md §6.5: a page is freed only when its reference and share
+    /// counts drop to zero; trimming removes one working-set PTE).
+    pub fn is_pinned(&self) -> bool {
+        self.lock_count > 0 || self.reference_count > 1 || self.share_count > 1
+    }
 }
 
 const CHUNK_SHIFT: u32 = 12;
@@ -103,10 +119,10 @@ impl PfnDatabase {
         PfnDatabase { chunks: vec![None; frames.div_ceil(CHUNK as u64) as usize] }
     }
 
-    /// The entry of `pfn`.
+    /// The entry of `pfn`; a frame beyond the database reads as an untouched one.
     pub fn get(&self, pfn: Pfn) -> PfnEntry {
         let (c, i) = Self::split(pfn);
-        self.chunks[c].as_ref().map_or_else(PfnEntry::default, |chunk| chunk[i])
+        self.chunks.get(c).and_then(Option::as_ref).map_or_else(PfnEntry::default, |chunk| chunk[i])
     }
 
     /// Mutable access to the entry of `pfn` (creating its chunk).

@@ -76,6 +76,8 @@ impl NtStatus {
     pub const MEMORY_NOT_ALLOCATED: NtStatus = NtStatus(0xC000_00A0);
     /// `STATUS_PROCESS_IS_TERMINATING`.
     pub const PROCESS_IS_TERMINATING: NtStatus = NtStatus(0xC000_010A);
+    /// `STATUS_WORKING_SET_QUOTA`.
+    pub const WORKING_SET_QUOTA: NtStatus = NtStatus(0xC000_00A1);
 }
 
 /// A page protection (`PAGE_*` of `winnt.h`), the ones ntmem implements.
@@ -424,7 +426,8 @@ fn find_free(m: &Machine, vm: &Vm, size: u64) -> Option<u64> {
 /// region's base and size (page-rounded), as the routine's in-out parameters do.
 ///
 /// # Errors
-/// `STATUS_INVALID_PARAMETER` (size 0, no type, commit without base),
+/// `STATUS_INVALID_PARAMETER` (size 0 or larger than user space, a range that
+/// wraps, no type, commit without base),
 /// `STATUS_CONFLICTING_ADDRESSES` (the range is taken, or commit outside a
 /// reservation), `STATUS_NO_MEMORY`, `STATUS_PROCESS_IS_TERMINATING`.
 pub fn nt_allocate_virtual_memory(
@@ -438,11 +441,13 @@ pub fn nt_allocate_virtual_memory(
     if process.exited() {
         return Err(NtStatus::PROCESS_IS_TERMINATING);
     }
-    if size == 0 || allocation.is_empty() {
-        return Err(NtStatus::INVALID_PARAMETER);
-    }
     let m = cpu.machine();
     let layout = m.profile().layout.clone();
+    // A size larger than user space can never be reserved; refusing it first keeps
+    // the page arithmetic below from overflowing.
+    if size == 0 || size > layout.user_end.get() || allocation.is_empty() {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
     let page = page_size(m);
     with_attached(cpu, process, |m| {
         let mut vm = process.vm();
@@ -451,7 +456,11 @@ pub fn nt_allocate_virtual_memory(
                 None => find_free(m, &vm, size.next_multiple_of(page)).ok_or(NtStatus::NO_MEMORY)?,
                 Some(b) => b.get() / ALLOCATION_GRANULARITY * ALLOCATION_GRANULARITY,
             };
-            let end = (base.map_or(start, Va::get) + size).next_multiple_of(page);
+            let end = base
+                .map_or(start, Va::get)
+                .checked_add(size)
+                .and_then(|e| e.checked_next_multiple_of(page))
+                .ok_or(NtStatus::INVALID_PARAMETER)?;
             if start < layout.user_start.get() || end - 1 > layout.user_end.get() {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
@@ -465,7 +474,11 @@ pub fn nt_allocate_virtual_memory(
         } else {
             let b = base.ok_or(NtStatus::INVALID_PARAMETER)?;
             let start = b.get() / page * page;
-            let end = (b.get().checked_add(size).ok_or(NtStatus::INVALID_PARAMETER)?).next_multiple_of(page);
+            let end = b
+                .get()
+                .checked_add(size)
+                .and_then(|e| e.checked_next_multiple_of(page))
+                .ok_or(NtStatus::INVALID_PARAMETER)?;
             (start, end)
         };
         if allocation.contains(AllocationType::COMMIT) {

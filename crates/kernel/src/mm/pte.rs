@@ -153,16 +153,21 @@ impl PteFormat {
     /// # Panics
     /// If `slot` is 0 or does not fit the field.
     pub fn encode_paging_file(self, slot: u64) -> u64 {
-        let field = match self.mode {
-            PagingMode::X86 => 20,
-            _ => 32,
-        };
-        assert!(slot > 0 && slot < 1 << field, "paging-file slot {slot} does not fit");
+        assert!(slot > 0 && slot <= self.max_paging_file_slot(), "paging-file slot {slot} does not fit");
         let high = match self.mode {
             PagingMode::X86 => slot << 12,
             _ => slot << 32,
         };
         high | (MM_READWRITE << 5)
+    }
+
+    /// The highest slot `PageFileHigh` can hold: 2^20 − 1 on x86 without PAE (so a
+    /// paging file there is at most 4 GB, as Windows limits it), 2^32 − 1 elsewhere.
+    pub fn max_paging_file_slot(self) -> u64 {
+        match self.mode {
+            PagingMode::X86 => (1 << 20) - 1,
+            _ => (1 << 32) - 1,
+        }
     }
 
     /// The paging-file slot of an invalid PTE in that format, if it is one.
@@ -291,6 +296,8 @@ mod tests {
             assert_eq!(f.decode_paging_file(raw), Some(0x1234), "{mode:?}");
             assert_eq!(f.decode_paging_file(f.encode(Pfn::new(5), VALID_KERNEL)), None);
             assert_eq!(f.decode_paging_file(0), None);
+            let top = f.max_paging_file_slot();
+            assert_eq!(f.decode_paging_file(f.encode_paging_file(top)), Some(top), "{mode:?}");
         }
         assert_eq!(PteFormat::new(PagingMode::X86).encode_paging_file(3), 0x3080);
     }

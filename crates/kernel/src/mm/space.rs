@@ -379,21 +379,32 @@ impl AddressSpace {
             if !flags.contains(PteFlags::VALID) || phys.file_offset(pfn).is_none() {
                 continue;
             }
-            phys.update(pfn, |e| {
+            let copy = phys.update(pfn, |e| {
                 e.share_count = e.share_count.saturating_sub(1);
-                if e.share_count == 0 {
-                    e.mapped_at = 0;
+                if e.share_count > 0 {
+                    return 0;
                 }
+                e.mapped_at = 0;
+                std::mem::take(&mut e.paging_slot)
             });
+            if copy != 0 {
+                self.paging.release(copy);
+            }
             old.push(pfn);
         }
         self.reservation.unmap(offset, to_usize(pages * page)).map_err(MmError::Host)?;
         Ok(old)
     }
 
-    /// Writes every resident page of `[start, start + size)` to the paging file and
-    /// unmaps it, freeing its frame (the working-set trimmer, for pageable regions
-    /// only). Returns the pages written.
+    /// Trims `[start, start + size)` (the working-set trimmer, for pageable regions
+    /// only): every resident page that is not pinned ([`super::pfn::PfnEntry::is_pinned`]: locked
+    /// by MmProbeAndLockPages, or otherwise referenced) leaves memory. A page
+    /// modified since it was last written (its PTE is dirty, or its PFN keeps no
+    /// paging-file copy) is written to the paging file; a clean one keeps the copy
+    /// it came from, with no write — Windows puts clean pages on the standby list
+    /// and only modified ones through the modified-page writer (nt-algorithms.md
+    /// §8.6). The PTE becomes a paging-file PTE, the page is unmapped in the host
+    /// and its frame freed. Returns the pages that left memory.
     ///
     /// # Errors
     /// When the paging file is full (pages trimmed so far stay trimmed).
@@ -419,26 +430,47 @@ impl AddressSpace {
         let format = tables.format();
         let mut resident = Vec::new();
         tables.for_each_leaf(phys, start, Va::new(start.get() + size), &mut |va, raw| {
-            if format.decode(raw).1.contains(PteFlags::VALID) {
-                resident.push((va, format.decode(raw).0));
+            let (pfn, flags) = format.decode(raw);
+            if flags.contains(PteFlags::VALID) {
+                resident.push((va, pfn, flags.contains(PteFlags::DIRTY)));
             }
         });
         let mut bytes = vec![0u8; to_usize(page)];
-        for &(va, pfn) in &resident {
+        let mut trimmed = 0;
+        for &(va, pfn, dirty) in &resident {
+            if phys.pfn(pfn).is_pinned() {
+                continue;
+            }
+            if dirty {
+                self.discard_paging_copy(phys, pfn);
+            }
             let file = phys.file_offset(pfn).ok_or(MmError::NotRam(pfn))?;
-            phys.ram().read(file, &mut bytes);
-            let slot = self.paging.write_page(&bytes)?;
+            let slot = match phys.pfn(pfn).paging_slot {
+                0 => {
+                    phys.ram().read(file, &mut bytes);
+                    self.paging.write_page(&bytes)?
+                }
+                copy => copy,
+            };
             tables.replace_leaf(phys, va, format.encode_paging_file(slot));
             self.reservation.unmap(self.host_offset(va)?, to_usize(page)).map_err(MmError::Host)?;
-            phys.update(pfn, |e| e.share_count = 0);
+            phys.update(pfn, |e| {
+                e.share_count = 0;
+                e.paging_slot = 0;
+            });
             phys.free(pfn, 1)?;
+            trimmed += 1;
         }
-        Ok(resident.len() as u64)
+        Ok(trimmed)
     }
 
     /// Brings the page holding `va` back from the paging file, if it is there: a
     /// new frame, the bytes copied back, a valid PTE, the host mapping restored.
-    /// Returns whether it did. Called by the fault handler below DISPATCH_LEVEL.
+    /// The page comes back clean: the paging-file copy stays (the PFN keeps its
+    /// slot), the PTE is not dirty and the host maps the page read-only, so the
+    /// first write faults into [`AddressSpace::set_dirty`] as a processor sets the
+    /// dirty bit. Returns whether it paged in. Called by the fault handler below
+    /// DISPATCH_LEVEL.
     ///
     /// # Errors
     /// When no frame is free for the page.
@@ -456,12 +488,52 @@ impl AddressSpace {
         let pfn = frames.first();
         let file = phys.file_offset(pfn).ok_or(MmError::NotRam(pfn))?;
         phys.ram().write(file, &bytes);
-        self.map_run(&tables, phys, va, pfn, 1, Mapping::from(Access::ReadWrite), phys.ram(), file)?;
+        tables.set(phys, va, pfn, VALID_KERNEL - PteFlags::DIRTY)?;
+        self.reservation
+            .map_ram(self.host_offset(va)?, phys.ram(), file, to_usize(page), Prot::Read)
+            .map_err(MmError::Host)?;
         phys.update(pfn, |e| {
             e.share_count = 1;
             e.mapped_at = va.get();
+            e.paging_slot = slot;
         });
         Ok(true)
+    }
+
+    /// Sets the dirty bit of the clean system page holding `va` (valid and writable,
+    /// mapped read-only in the host since it was paged in), as the processor does
+    /// on the first write: the PTE becomes dirty, the host mapping writable, and
+    /// the page's paging-file copy is given up. Returns whether `va` was such a
+    /// page. Called by the fault handler at any IRQL: on Windows setting the dirty
+    /// bit is no page fault at all.
+    ///
+    /// # Errors
+    /// When the host refuses to change the mapping.
+    pub fn set_dirty(&self, phys: &PhysicalMemory, va: Va) -> Result<bool, MmError> {
+        let page = self.shift.page_size();
+        let va = va.page_base(self.shift);
+        let tables = self.tables();
+        let format = tables.format();
+        let Some(raw) = tables.leaf(phys, va) else { return Ok(false) };
+        let (pfn, flags) = format.decode(raw);
+        if !flags.contains(PteFlags::VALID | PteFlags::WRITE) || flags.contains(PteFlags::DIRTY) {
+            return Ok(false);
+        }
+        tables.replace_leaf(phys, va, format.encode(pfn, flags | PteFlags::DIRTY));
+        self.reservation.protect(self.host_offset(va)?, to_usize(page), Prot::ReadWrite).map_err(MmError::Host)?;
+        self.discard_paging_copy(phys, pfn);
+        Ok(true)
+    }
+
+    /// Gives up the paging-file copy of `pfn`, if it has one: the page's contents
+    /// are about to change where no PTE's dirty bit will show it (a lock for I/O:
+    /// the device or another mapping may write it), so the copy is stale from now
+    /// on and the next trim must write the page.
+    pub fn discard_paging_copy(&self, phys: &PhysicalMemory, pfn: Pfn) {
+        let copy = phys.update(pfn, |e| std::mem::take(&mut e.paging_slot));
+        if copy != 0 {
+            self.paging.release(copy);
+        }
     }
 
     /// The paging file's counters.

@@ -94,11 +94,26 @@ impl SystemPtes {
         self.soft.lock().unwrap_or_else(|e| e.into_inner()).get(&index).copied().unwrap_or(0)
     }
 
+    /// Whether `[va, va + count pages)` is a page-aligned range of the pool none of
+    /// whose PTEs is free: what may be given back. Callers check a range derived
+    /// from a driver's arguments (an address to unmap, an MDL's byte count) with
+    /// this before [`SystemPtes::release`].
+    pub fn owns(&self, va: Va, count: u64) -> bool {
+        let Some(offset) = va.get().checked_sub(self.base.get()) else { return false };
+        let start = offset >> self.shift.0;
+        if count == 0 || self.shift.offset(offset) != 0 || start.checked_add(count).is_none_or(|end| end > self.total) {
+            return false;
+        }
+        let e = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let before = e.by_start.range(..=start).next_back().is_some_and(|(&s, &l)| s + l > start);
+        !before && e.by_start.range(start..start + count).next().is_none()
+    }
+
     /// Gives back `count` PTEs from `va`, merging with free neighbours.
     ///
     /// # Panics
-    /// If the range is outside the pool or overlaps free PTEs (a kernel bug, not a
-    /// driver's: drivers never name PTE ranges directly).
+    /// If the range is outside the pool or overlaps free PTEs (a kernel bug: a
+    /// range that comes from a driver is checked with [`SystemPtes::owns`] first).
     pub fn release(&self, va: Va, count: u64) {
         let mut start = (va.get() - self.base.get()) >> self.shift.0;
         assert!(start + count <= self.total, "system PTEs {va:?}+{count} outside the pool");
@@ -148,6 +163,21 @@ mod tests {
         assert_eq!(ptes.free(), 100);
         assert!(ptes.reserve(100).is_some());
         assert!(ptes.reserve(1).is_none());
+    }
+
+    #[test]
+    fn only_reserved_ranges_inside_the_pool_are_owned() {
+        let ptes = SystemPtes::new(Va::new(0x1000_0000), 100, PageShift::K4);
+        let a = ptes.reserve(10).unwrap();
+        assert!(ptes.owns(a, 10));
+        assert!(ptes.owns(Va::new(a.get() + 4096), 9));
+        assert!(!ptes.owns(a, 11), "runs past the pool");
+        assert!(!ptes.owns(Va::new(a.get() - 4096), 2), "starts on a free PTE");
+        assert!(!ptes.owns(Va::new(a.get() + 1), 1), "not page aligned");
+        assert!(!ptes.owns(Va::new(0x1000), 1), "below the pool");
+        assert!(!ptes.owns(a, u64::MAX), "wraps");
+        ptes.release(a, 10);
+        assert!(!ptes.owns(a, 10), "released");
     }
 
     #[test]

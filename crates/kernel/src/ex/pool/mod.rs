@@ -470,7 +470,10 @@ impl Pool {
         let g = &self.g;
         let kind = t.kind();
         let trailer = if g.packed && req.quota.is_some() { g.pointer } else { 0 };
-        let units = g.units_for(bytes + trailer);
+        // Saturating: a request near 2^64 bytes must not wrap into a small block
+        // (issue 9: SIZE_MAX with quota on x86 gave 4 bytes); it goes to the big
+        // path, which refuses it.
+        let units = g.units_for(bytes.saturating_add(trailer));
         let align = (t.cache_aligned() && g.cache_line > g.unit).then_some(g.cache_line);
         let extra = align.map_or(0, |a| a / g.unit - 1);
         if units + extra > g.max_block {
@@ -560,11 +563,16 @@ impl Pool {
         let g = self.g;
         let kind = t.kind();
         let pages = bytes.div_ceil(g.page);
+        let k = &self.kinds[kind.index()];
+        // A request larger than the whole pool fails as no memory before any quota
+        // is charged (Windows allocates first, then charges the quota).
+        if pages > lock(&k.pages).backend.max_pages() {
+            return Err(Failure::NoMemory);
+        }
         let charge = pages * g.page;
         if let Some(q) = req.quota {
             q.charge(kind, charge).map_err(|()| Failure::Quota)?;
         }
-        let k = &self.kinds[kind.index()];
         let va = {
             let mut p = lock(&k.pages);
             let va = p.backend.allocate(self.mm(cpu), pages);

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use ntmem_host::{HostError, SparseBytes};
-use ntmem_machine::Va;
+use ntmem_machine::{Pfn, Va};
 
 use crate::mm::frames::{FrameRequest, Frames, PhysicalMemory};
 use crate::mm::pfn::PageUse;
@@ -127,7 +127,6 @@ impl PageMap {
 #[derive(Debug)]
 struct Segment {
     pages: u64,
-    frames: Frames,
     used: u64,
     in_use: u64,
 }
@@ -269,7 +268,7 @@ impl Backend {
             return None;
         }
         self.committed += want;
-        self.segments.insert(start, Segment { pages: want, frames, used: 0, in_use: 0 });
+        self.segments.insert(start, Segment { pages: want, used: 0, in_use: 0 });
         self.with_free.insert(start);
         self.take_from_segments(n)
     }
@@ -331,12 +330,15 @@ impl Backend {
         if self.empty.remove(&start) {
             self.empty_pages -= seg.pages;
         }
-        let _ = mm.space.unmap(mm.phys, Va::new(start), seg.pages);
-        self.free_frames(mm, &seg.frames);
+        // The frames mapped now, not those the segment was made with: a paged
+        // segment's pages may have been trimmed and paged back into other frames.
+        let mapped = mm.space.unmap(mm.phys, Va::new(start), seg.pages).unwrap_or_default();
+        drop_allocation_references(mm, &mapped);
         self.committed -= seg.pages;
         self.give_va(start, seg.pages);
     }
 
+    /// Frees frames that were never mapped (a segment that could not be made).
     fn free_frames(&self, mm: Mm<'_>, frames: &Frames) {
         for &(pfn, count) in &frames.runs {
             let _ = mm.phys.free(pfn, count);
@@ -368,6 +370,22 @@ impl Backend {
     }
 }
 
+/// Drops the allocation's reference on each of `frames` and frees those nobody
+/// else holds. A frame still locked by an MDL (MmProbeAndLockPages on pool the
+/// driver then freed) stays allocated until its last unlock frees it, as Windows
+/// frees a page only when its reference count reaches zero (nt-algorithms.md §6.5).
+fn drop_allocation_references(mm: Mm<'_>, frames: &[Pfn]) {
+    for &pfn in frames {
+        let last = mm.phys.update(pfn, |e| {
+            e.reference_count = e.reference_count.saturating_sub(1);
+            e.reference_count == 0
+        });
+        if last {
+            let _ = mm.phys.free(pfn, 1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,7 +404,7 @@ mod tests {
 
     #[test]
     fn segments_find_first_fit_runs() {
-        let mut s = Segment { pages: 8, frames: Frames { runs: vec![] }, used: 0, in_use: 0 };
+        let mut s = Segment { pages: 8, used: 0, in_use: 0 };
         s.mark(1, 2, true);
         assert_eq!(s.find(1), Some(0));
         assert_eq!(s.find(3), Some(3));
@@ -394,7 +412,7 @@ mod tests {
         assert_eq!(s.find(6), None);
         s.mark(3, 5, true);
         assert_eq!(s.find(2), None);
-        let mut full = Segment { pages: 64, frames: Frames { runs: vec![] }, used: 0, in_use: 0 };
+        let mut full = Segment { pages: 64, used: 0, in_use: 0 };
         assert_eq!(full.find(64), Some(0));
         full.mark(0, 64, true);
         assert_eq!(full.find(1), None);
@@ -417,7 +435,7 @@ mod tests {
             let pages = 1 + x % 64;
             let used = x.rotate_left(17) & x.rotate_left(29) & bits(pages);
             let n = 1 + (x >> 50) % pages;
-            let s = Segment { pages, frames: Frames { runs: vec![] }, used, in_use: used.count_ones().into() };
+            let s = Segment { pages, used, in_use: used.count_ones().into() };
             assert_eq!(s.find(n), naive_find(used, pages, n), "{used:#x} {pages} {n}");
         }
     }

@@ -9,6 +9,13 @@ use crate::ex::pool::NtStatus;
 use crate::ke::processor::Cpu;
 use crate::Machine;
 
+/// 0xC4 subcode: MmUnlockPages of an MDL whose pages were never locked.
+const VERIFIER_UNLOCK_NEVER_LOCKED: u64 = 0x7C;
+/// 0xC4 subcode: MmUnlockPages of an MDL built by MmBuildMdlForNonPagedPool.
+const VERIFIER_UNLOCK_NONPAGED: u64 = 0x7D;
+/// 0xC4 subcode: MmUnlockPages of a partial MDL (IoBuildPartialMdl's target owns no locks).
+const VERIFIER_UNLOCK_PARTIAL: u64 = 0xB4;
+
 /// `MmBuildMdlForNonPagedPool`: fills the PFN array from the page tables and sets
 /// MDL_SOURCE_IS_NONPAGED_POOL (and MDL_IO_SPACE when the last page is not RAM);
 /// `MappedSystemVa` is the buffer itself; no lock is taken.
@@ -21,7 +28,7 @@ pub fn mm_build_mdl_for_nonpaged_pool(cpu: &Cpu<'_>, mdl: Mdl) -> Result<(), Bug
     let mut h = read_header(cpu, mdl)?;
     let mut io = false;
     for i in 0..span(shift, &h) {
-        let va = Va::new(h.start_va + i * shift.page_size());
+        let va = Va::new(h.start_va.wrapping_add(i * shift.page_size()));
         let pfn = frame_at(m, va).ok_or_else(|| fault(m, va))?;
         io = m.phys().file_offset(pfn).is_none();
         write_pfn(cpu, mdl, i, pfn.get())?;
@@ -60,11 +67,16 @@ pub(super) fn unlock_frame(m: &Machine, pfn: Pfn) -> Result<(), BugCheck> {
 }
 
 /// `MmProbeAndLockPages(Mdl, AccessMode, Operation)`: checks every page allows
-/// the access and locks it (PFN reference and lock counts +1). User buffers are
+/// the access and locks it (PFN reference and lock counts +1): a locked page is
+/// never trimmed, and counts as modified (its paging-file copy is given up), since
+/// a device or the MDL's system mapping may write it behind its PTE. User buffers are
 /// charged to the current process (`Mdl->Process`). The inner `Err` is the
 /// exception the routine raises: `STATUS_ACCESS_VIOLATION` for a UserMode probe
 /// beyond `MmUserProbeAddress`, a page that is not valid, or a page not writable
-/// for IoWriteAccess / IoModifyAccess; nothing stays locked then, and `PFN[0]` is −1.
+/// for IoWriteAccess / IoModifyAccess; `STATUS_WORKING_SET_QUOTA` for a page whose
+/// 16-bit reference count is full (locked 65,535 times over: Windows refuses a lock
+/// past its reference-count limit with this status); nothing stays locked then,
+/// and `PFN[0]` is −1.
 ///
 /// # Errors
 /// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an MDL outside the address space.
@@ -95,7 +107,7 @@ pub fn mm_probe_and_lock_pages(
     let mut locked = Vec::new();
     let mut failure = None;
     for i in 0..pages {
-        let page_va = Va::new(h.start_va + i * shift.page_size());
+        let page_va = Va::new(h.start_va.wrapping_add(i * shift.page_size()));
         if user && process.is_none() {
             failure = Some(NtStatus::ACCESS_VIOLATION);
             break;
@@ -110,10 +122,18 @@ pub fn mm_probe_and_lock_pages(
             break;
         };
         if m.phys().file_offset(pfn).is_some() {
-            m.phys().update(pfn, |e| {
-                e.reference_count += 1;
-                e.lock_count += 1;
+            let taken = m.phys().update(pfn, |e| {
+                let (Some(refs), Some(locks)) = (e.reference_count.checked_add(1), e.lock_count.checked_add(1)) else {
+                    return false;
+                };
+                (e.reference_count, e.lock_count) = (refs, locks);
+                true
             });
+            if !taken {
+                failure = Some(NtStatus::WORKING_SET_QUOTA);
+                break;
+            }
+            m.space().discard_paging_copy(m.phys(), pfn);
             locked.push(pfn);
         } else {
             h.flags |= MdlFlags::IO_SPACE;
@@ -147,6 +167,12 @@ pub fn mm_probe_and_lock_pages(
 /// MDL_PAGES_LOCKED.
 ///
 /// # Errors
+/// Under Driver Verifier, DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) for an MDL
+/// this routine may not be given (nt-algorithms.md §6.4; subcodes from the 0xC4
+/// page, parameters 2-4 (MDL, `MdlFlags`, 0) are ntmem's reading of them): 0x7D
+/// for an MDL built by MmBuildMdlForNonPagedPool, 0xB4 for a partial MDL, 0x7C for
+/// one whose pages were never locked. Without Verifier Windows makes none of these
+/// checks and neither does ntmem: the PFN array is unlocked as it stands.
 /// PROCESS_HAS_LOCKED_PAGES (0x76: 1, MDL, locked pages of the process, 0) when a
 /// process MDL's pages are not locked; PFN_LIST_CORRUPT (0x4E: 7, PFN, share
 /// count, 0) when a page is unlocked more often than it was locked.
@@ -154,6 +180,21 @@ pub fn mm_unlock_pages(cpu: &Cpu<'_>, mdl: Mdl) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let shift = shift_of(m);
     let mut h = read_header(cpu, mdl)?;
+    if !m.verifier().is_empty() {
+        let subcode = if h.flags.contains(MdlFlags::SOURCE_IS_NONPAGED_POOL) {
+            Some(VERIFIER_UNLOCK_NONPAGED)
+        } else if h.flags.contains(MdlFlags::PARTIAL) {
+            Some(VERIFIER_UNLOCK_PARTIAL)
+        } else if !h.flags.contains(MdlFlags::PAGES_LOCKED) {
+            Some(VERIFIER_UNLOCK_NEVER_LOCKED)
+        } else {
+            None
+        };
+        if let Some(code) = subcode {
+            let p = [code, mdl.0.get(), u64::from(h.flags.bits()), 0];
+            return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p));
+        }
+    }
     if h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA) {
         mm_unmap_locked_pages(cpu, Va::new(h.mapped_system_va), mdl)?;
         h = read_header(cpu, mdl)?;

@@ -21,7 +21,7 @@ pub(super) fn frames_of(cpu: &Cpu<'_>, mdl: Mdl, pages: u64) -> Result<Frames, B
             break;
         }
         match runs.last_mut() {
-            Some((first, n)) if first.get() + *n == pfn => *n += 1,
+            Some((first, n)) if first.get().wrapping_add(*n) == pfn => *n += 1,
             _ => runs.push((Pfn::new(pfn), 1)),
         }
     }
@@ -66,7 +66,7 @@ pub fn mm_map_locked_pages_specify_cache(
     let mut h = read_header(cpu, mdl)?;
     let pages = span(shift, &h);
     let frames = frames_of(cpu, mdl, pages)?;
-    if frames.runs.is_empty() || frames.runs.iter().any(|&(p, _)| m.phys().file_offset(p).is_none()) {
+    if frames.runs.is_empty() || frames.pfns().any(|p| m.phys().file_offset(p).is_none()) {
         return Ok(if mode == ProcessorMode::UserMode { Err(NtStatus::INVALID_PARAMETER) } else { Ok(None) });
     }
     let how = Mapping { access: Access::ReadWrite, cache: cache.attribute() };
@@ -128,11 +128,18 @@ pub fn mm_get_system_address_for_mdl_safe(
 /// `MmUnmapLockedPages(BaseAddress, Mdl)`: removes a mapping made by
 /// [`mm_map_locked_pages_specify_cache`] — a system mapping (its PTEs, plus any
 /// MmAdvanceMdl left behind, go back to the pool) or a user one in the current
-/// process. Unmapping a system address the MDL does not hold mapped is ignored
-/// (Driver Verifier's 0xC4 check is not modelled).
+/// process.
 ///
 /// # Errors
-/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an MDL outside the address space.
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an MDL outside the address space. For a
+/// system address, SYSTEM_PTE_MISUSE (0xDA) with the checks Windows makes on the
+/// mappings it tracks (bug-check 0xDA page; Windows tracks them with `TrackPtes`
+/// or Driver Verifier): (6, MDL, address, pages) when the MDL is not mapped to
+/// system space; (3, 0, `MappedSystemVa`, address) when the address is not the
+/// MDL's mapping; (2, 0, 0, pages the MDL now spans) when the
+/// MDL's byte count was changed since it was mapped so the PTEs to free are not
+/// the mapping's. The tracking-structure parameters are 0: ntmem has none, and so
+/// has no record of the count the mapping had (parameter 3 is 0 too).
 pub fn mm_unmap_locked_pages(cpu: &Cpu<'_>, base: Va, mdl: Mdl) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let shift = shift_of(m);
@@ -143,14 +150,23 @@ pub fn mm_unmap_locked_pages(cpu: &Cpu<'_>, base: Va, mdl: Mdl) -> Result<(), Bu
         }
         return Ok(());
     }
-    if !h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA) {
-        return Ok(());
-    }
     let pages = span(shift, &h);
+    let misuse = |p: [u64; 4]| m.bugcheck(BugCheckCode::SYSTEM_PTE_MISUSE, p);
+    if !h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA) {
+        return Err(misuse([6, mdl.0.get(), base.get(), pages]));
+    }
+    if base.get() != h.mapped_system_va {
+        return Err(misuse([3, 0, h.mapped_system_va, base.get()]));
+    }
     let extra = if h.flags.contains(MdlFlags::FREE_EXTRA_PTES) { read_pfn(cpu, mdl, pages)? } else { 0 };
-    let start = Va::new(base.page_base(shift).get() - extra * shift.page_size());
-    let _ = m.space().unmap(m.phys(), start, pages + extra);
-    m.system_ptes().release(start, pages + extra);
+    let page = shift.page_size();
+    let start = extra.checked_mul(page).and_then(|back| base.page_base(shift).get().checked_sub(back)).map(Va::new);
+    let count = pages.saturating_add(extra);
+    let Some(start) = start.filter(|&s| m.system_ptes().owns(s, count)) else {
+        return Err(misuse([2, 0, 0, count]));
+    };
+    let _ = m.space().unmap(m.phys(), start, count);
+    m.system_ptes().release(start, count);
     h.flags -= MdlFlags::MAPPED_TO_SYSTEM_VA | MdlFlags::PARTIAL_HAS_BEEN_MAPPED | MdlFlags::FREE_EXTRA_PTES;
     write_header(cpu, mdl, &h)
 }

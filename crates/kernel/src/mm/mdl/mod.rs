@@ -57,6 +57,9 @@ pub use reserved::{
 
 /// `sizeof(MDL)` on x64.
 pub const MDL_HEADER_SIZE: u64 = 0x30;
+// The header ntmem reads and writes is the x64 MDL (include/ntmem/io.h asserts the
+// C side: size 0x30, ByteCount at 0x28).
+const _: () = assert!(MDL_HEADER_SIZE == 0x30);
 /// A PFN array entry that ends a short array (`LIST_HEAD`, −1).
 pub const PFN_END: u64 = u64::MAX;
 /// Pool tag of MDLs ("Mdl ").
@@ -200,7 +203,7 @@ pub struct MdlHeader {
 }
 
 impl MdlHeader {
-    fn from_bytes(b: &[u8; 0x30]) -> MdlHeader {
+    fn from_bytes(b: &[u8; MDL_HEADER_SIZE as usize]) -> MdlHeader {
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
         let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().expect("2 bytes"));
@@ -216,8 +219,8 @@ impl MdlHeader {
         }
     }
 
-    fn to_bytes(self) -> [u8; 0x30] {
-        let mut b = [0u8; 0x30];
+    fn to_bytes(self) -> [u8; MDL_HEADER_SIZE as usize] {
+        let mut b = [0u8; MDL_HEADER_SIZE as usize];
         b[0..8].copy_from_slice(&self.next.to_le_bytes());
         b[8..10].copy_from_slice(&self.size.to_le_bytes());
         b[0xA..0xC].copy_from_slice(&self.flags.bits().to_le_bytes());
@@ -231,7 +234,7 @@ impl MdlHeader {
 
     /// `MmGetMdlVirtualAddress`: `StartVa + ByteOffset`.
     pub fn virtual_address(&self) -> Va {
-        Va::new(self.start_va + u64::from(self.byte_offset))
+        Va::new(self.start_va.wrapping_add(u64::from(self.byte_offset)))
     }
 }
 
@@ -277,10 +280,13 @@ fn write_pfn(cpu: &Cpu<'_>, mdl: Mdl, i: u64, pfn: u64) -> Result<(), BugCheck> 
     m.space().write(va, &pfn.to_le_bytes()).map_err(|_| fault(m, va))
 }
 
-/// `ADDRESS_AND_SIZE_TO_SPAN_PAGES(Va, Size)`: pages the buffer touches.
+/// `ADDRESS_AND_SIZE_TO_SPAN_PAGES(Va, Size)`: pages the buffer touches, counted
+/// without overflow for any `Size` a driver passes (the WDK macro's SIZE_T sum
+/// would wrap near 2^64; every caller then refuses the count as too large).
 pub fn address_and_size_to_span_pages(shift: PageShift, va: Va, size: u64) -> u64 {
     let page = shift.page_size();
-    ((va.get() & (page - 1)) + size).div_ceil(page)
+    let end = u128::from(va.get() & (page - 1)) + u128::from(size);
+    end.div_ceil(u128::from(page)) as u64
 }
 
 /// `MmSizeOfMdl(Base, Length)`: bytes an MDL for the buffer needs.
@@ -332,13 +338,27 @@ pub fn io_allocate_mdl(cpu: &Cpu<'_>, va: Va, length: u64) -> Result<Option<Mdl>
     Ok(Some(mdl))
 }
 
+/// 0xC4 subcode: IoFreeMdl of an MDL still mapped to system space.
+const VERIFIER_FREE_MAPPED_MDL: u64 = 0xB8;
+
 /// `IoFreeMdl`: a partial MDL mapped on its own is unmapped first
 /// (MmPrepareMdlForReuse), then the MDL goes back to the pool.
 ///
 /// # Errors
-/// A bugcheck from the pool (freeing something that is not an MDL).
+/// Under Driver Verifier, DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0xB8, MDL,
+/// `MdlFlags`, 0) for an MDL still mapped to system space (nt-algorithms.md §6.2;
+/// without Verifier Windows frees it and the mapping's system PTEs are lost, as
+/// here). A bugcheck from the pool (freeing something that is not an MDL).
 pub fn io_free_mdl(cpu: &Cpu<'_>, mdl: Mdl) -> Result<(), BugCheck> {
     let h = read_header(cpu, mdl)?;
+    let m = cpu.machine();
+    if !m.verifier().is_empty()
+        && h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA)
+        && !h.flags.contains(MdlFlags::PARTIAL)
+    {
+        let p = [VERIFIER_FREE_MAPPED_MDL, mdl.0.get(), u64::from(h.flags.bits()), 0];
+        return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p));
+    }
     if h.flags.contains(MdlFlags::PARTIAL_HAS_BEEN_MAPPED) {
         mm_unmap_locked_pages(cpu, Va::new(h.mapped_system_va), mdl)?;
     }

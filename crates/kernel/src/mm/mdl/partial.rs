@@ -80,14 +80,14 @@ pub fn mm_advance_mdl(cpu: &Cpu<'_>, mdl: Mdl, bytes: u64) -> Result<Result<(), 
             write_pfn(cpu, mdl, i as u64, pfn)?;
         }
     }
-    h.start_va += skip * page;
+    h.start_va = h.start_va.wrapping_add(skip * page);
     h.byte_offset = ((u64::from(h.byte_offset) + bytes) % page) as u32;
     h.byte_count -= bytes as u32;
     if h.flags.contains(MdlFlags::MAPPED_TO_SYSTEM_VA) {
-        h.mapped_system_va += bytes;
+        h.mapped_system_va = h.mapped_system_va.wrapping_add(bytes);
         if skip > 0 {
             h.flags |= MdlFlags::FREE_EXTRA_PTES;
-            write_pfn(cpu, mdl, span(shift, &h), old_extra + skip)?;
+            write_pfn(cpu, mdl, span(shift, &h), old_extra.wrapping_add(skip))?;
         }
     }
     write_header(cpu, mdl, &h)?;
