@@ -419,3 +419,45 @@ fn the_other_pool_routines_behave_as_documented_from_c() {
         t.lines().find(|l| l.trim_start().starts_with("Poot") && l.contains("Paged")).unwrap_or_else(|| panic!("{t}"));
     assert!(paged.split_whitespace().collect::<Vec<_>>()[2..5] == ["1", "1", "0"], "{paged}");
 }
+
+/// A fresh path for a `--report` file.
+fn report_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ntmem-report-{}-{name}.json", std::process::id()))
+}
+
+fn read_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let _ = std::fs::remove_file(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn a_driver_that_garbles_and_closes_stdout_cannot_touch_the_report_file() {
+    let path = report_path("vandal");
+    let out = run("stdout_vandal.c", &["--json", "--report", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{ \"exit\": \"not the report\""));
+    let v = read_report(&path);
+    assert_eq!(v["exit"], 0);
+    assert_eq!(v["driver_entry_status"], 0);
+    assert_eq!(v["unload"], "called");
+}
+
+#[test]
+fn stdout_on_a_full_device_is_a_clear_error_and_the_report_file_is_written() {
+    let path = report_path("full");
+    for json in [false, true] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntmem"));
+        cmd.arg("run").arg(driver("clean.c")).arg("--report").arg(&path).stdout(full);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("ntmem runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(74), "{err}");
+        assert!(err.contains("ntmem: cannot write to standard output: No space left on device"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(read_report(&path)["exit"], 0);
+    }
+}
