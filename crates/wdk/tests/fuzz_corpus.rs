@@ -71,8 +71,11 @@ impl Inputs {
     /// An input: a corpus file with a few bytes changed or appended, or random bytes.
     fn input(&mut self, seeds: &[Vec<u8>]) -> Vec<u8> {
         let r = self.next();
-        let mut data =
-            if seeds.is_empty() || r.is_multiple_of(4) { Vec::new() } else { seeds[(r >> 8) as usize % seeds.len()].clone() };
+        let mut data = if seeds.is_empty() || r.is_multiple_of(4) {
+            Vec::new()
+        } else {
+            seeds[(r >> 8) as usize % seeds.len()].clone()
+        };
         for _ in 0..1 + (r >> 20) % 8 {
             let v = self.next();
             let byte = (v >> 32) as u8;

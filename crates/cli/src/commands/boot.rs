@@ -61,7 +61,7 @@ pub fn print(booted: &Booted, json: bool) -> Result<(), Failure> {
     let summary = booted.machine.summary();
     let cost = booted.cost;
     if json {
-        return output::emit_json(&Report { summary: &summary, host: cost });
+        return super::print_json(&Report { summary: &summary, host: cost });
     }
     let rss = cost.peak_rss.map_or("unknown".to_string(), ntmem_machine::format_size);
     output::emit(&format!(

@@ -85,7 +85,7 @@ pub fn main(args: &Args) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
     }
     if args.json {
-        return output::emit_json(&r);
+        return super::print_json(&r);
     }
     let mut out = format!("{} ({}) {}\n", profile.edition.os, profile.edition.edition, profile.boot);
     out += &format!(

@@ -51,7 +51,7 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         output::write_report(path, &report)?;
     }
     if args.json {
-        output::emit_json(&report)?;
+        super::print_json(&report)?;
     } else {
         output::emit(&report.text())?;
     }
@@ -94,7 +94,7 @@ fn demos(args: &Args) -> Result<(), Failure> {
     }
     printed?;
     if args.json {
-        output::emit_json(&all)?;
+        super::print_json(&all)?;
     }
     match exit {
         0 => Ok(()),
