@@ -3,15 +3,18 @@
 //! A thin binary over the library crates: it parses flags, builds a machine
 //! profile, boots it, and prints what the user asked for as text or JSON. Exit
 //! status: 0 success, 1 a driver failed or leaked (`run`), 2 usage, configuration
-//! or build error (clap uses 2 for bad flags too), 3 a bugcheck.
+//! or build error (clap uses 2 for bad flags too), 3 a bugcheck, 74 standard
+//! output could not be written (see [`output`]).
 
 #![forbid(unsafe_code)]
 
 mod commands;
 mod driver_host;
 mod options;
+mod output;
 mod svg;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -71,7 +74,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("ntmem: {}", f.message);
+            // Standard error may be closed or full too: nothing more to say then.
+            let _ = writeln!(std::io::stderr(), "ntmem: {}", f.message);
             ExitCode::from(f.status)
         }
     }

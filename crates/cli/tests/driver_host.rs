@@ -451,6 +451,7 @@ fn a_driver_annotated_as_microsofts_samples_are_compiles_and_runs() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("annotated: sum 16, largest 9"), "{t}");
     assert!(t.contains("annotated: unloaded"), "{t}");
+}
 
 /// Issue 9 item 1, on an x64 and an x86 machine: locked paged pool survives the
 /// trims force IRQL checking makes, keeps its physical pages, and a write through
@@ -481,5 +482,47 @@ fn lookaside_heads_and_huge_quota_requests_stay_within_bounds() {
             assert_eq!(out.status.code(), Some(0), "{args:?}: {t}");
             assert!(t.contains("hostile_sizes: 0 bad, raised 0xC000009A"), "{args:?}: {t}");
         }
+    }
+}
+
+/// A fresh path for a `--report` file.
+fn report_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ntmem-report-{}-{name}.json", std::process::id()))
+}
+
+fn read_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let _ = std::fs::remove_file(path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn a_driver_that_garbles_and_closes_stdout_cannot_touch_the_report_file() {
+    let path = report_path("vandal");
+    let out = run("stdout_vandal.c", &["--json", "--report", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{ \"exit\": \"not the report\""));
+    let v = read_report(&path);
+    assert_eq!(v["exit"], 0);
+    assert_eq!(v["driver_entry_status"], 0);
+    assert_eq!(v["unload"], "called");
+}
+
+#[test]
+fn stdout_on_a_full_device_is_a_clear_error_and_the_report_file_is_written() {
+    let path = report_path("full");
+    for json in [false, true] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ntmem"));
+        cmd.arg("run").arg(driver("clean.c")).arg("--report").arg(&path).stdout(full);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("ntmem runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(74), "{err}");
+        assert!(err.contains("ntmem: cannot write to standard output: No space left on device"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(read_report(&path)["exit"], 0);
     }
 }

@@ -119,3 +119,42 @@ fn a_bad_scenario_file_exits_2_naming_line_and_key() {
         assert!(err.contains(expected), "{name}: {err}");
     }
 }
+
+#[test]
+fn scenario_values_past_the_machine_are_clear_errors_not_crashes_or_hangs() {
+    let dir = tempdir();
+    let cases = [
+        (
+            "forever.toml",
+            "[[step]]\nadvance_ms = 9223372036854775807\n",
+            "forever.toml:1: key `advance_ms`: simulated time",
+        ),
+        ("euro.toml", "[[step]]\nwrite = { data = \"€1\" }\n", "euro.toml:2: key `data`: \"€1\" is not hex bytes"),
+    ];
+    for (name, body, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = run(&[demo("ioctl.c").to_str().unwrap(), "--scenario", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_buffer_the_machine_cannot_provide_is_a_failed_step_in_the_report() {
+    let dir = tempdir();
+    let path = dir.join("huge.toml");
+    let body = "[[step]]\ninternal_ioctl = { code = 0x222400, input = \"00\", output_len = 4000000000 }\n[[step]]\nioctl = { code = 0x222400, input = \"6869\", output_len = 2 }\n";
+    std::fs::write(&path, body).unwrap();
+    let out = run(&[demo("ioctl.c").to_str().unwrap(), "--scenario", path.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(v["bugcheck"], Value::Null);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0]["status"], 0xC000_009A_u32);
+    assert_eq!(steps[0]["status_name"], "STATUS_INSUFFICIENT_RESOURCES");
+    assert_eq!(steps[0]["reached_driver"], false);
+    assert_eq!(steps[1]["status"], 0);
+}

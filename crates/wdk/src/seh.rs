@@ -236,7 +236,9 @@ pub fn unhandled_bugcheck(kind: ThreadKind, record: &ExceptionRecord) -> BugChec
     b
 }
 
-/// An exception with no frame to land in (called by `c/seh.c`): stops the machine.
+/// An exception with no frame to land in (called by `c/seh.c`): stops the machine,
+/// or, on a thread with no machine call in progress, ends the process (see
+/// [`EXIT_UNHANDLED_OUTSIDE_MACHINE`]).
 ///
 /// # Safety
 /// `record` points to a valid `EXCEPTION_RECORD`.
@@ -245,7 +247,36 @@ pub unsafe extern "C" fn ntmem_wdk_unhandled(record: *const ExceptionRecord) -> 
     // SAFETY: the caller passes a valid record; we copy it.
     let record = unsafe { *record };
     let b = unhandled_bugcheck(KIND.with(Cell::get), &record);
+    if ntmem_host::token() == 0 {
+        unhandled_outside_machine(&record, &b)
+    }
     raise_bugcheck(&b)
+}
+
+/// Exit status of a process in which an exception no frame took was raised on a
+/// thread running no machine call: `EX_SOFTWARE` of BSD's `sysexits.h`.
+///
+/// That is a host program (a Rust harness or test, a thread a driver started
+/// itself) calling `ExRaiseStatus` or a raising routine directly, outside
+/// `Machine::run` and outside [`catch`]: there is no simulated processor to stop
+/// and nothing to unwind to (a panic cannot cross the C frames of the raise). The
+/// process ends with a message naming the exception and the bugcheck Windows would
+/// give — never an abort or a panic. Wrap such calls in [`catch`] to get the
+/// exception as a value instead.
+pub const EXIT_UNHANDLED_OUTSIDE_MACHINE: i32 = 70;
+
+fn unhandled_outside_machine(record: &ExceptionRecord, b: &BugCheck) -> ! {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "ntmem: exception {:#010x} raised at {:#x} on a thread with no driver call in progress and no \
+         exception frame: no machine to stop (in a driver call: {}); exiting with status {}",
+        record.code as u32,
+        record.address as usize,
+        b,
+        EXIT_UNHANDLED_OUTSIDE_MACHINE
+    );
+    std::process::exit(EXIT_UNHANDLED_OUTSIDE_MACHINE)
 }
 
 fn has_frame() -> bool {

@@ -69,3 +69,32 @@ fn an_unhandled_raise_outside_driver_entry_is_0x1e() {
     assert_eq!(b.code, BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED);
     assert_eq!(b.parameters, [0xC000_0005, 0, 0, 0]);
 }
+
+/// `ExRaiseStatus` called by a host thread with no driver call in progress and no
+/// frame (issue 9: it aborted the process through a panic in the host's escape).
+/// The test runs itself again as a child process that raises, and judges how that
+/// process ended: a message naming the exception and the bugcheck it would have
+/// been, and exit status 70 — not an abort (134) or a panic.
+#[test]
+fn ex_raise_status_on_a_host_thread_ends_the_process_with_a_message_not_an_abort() {
+    const CHILD: &str = "NTMEM_TEST_RAISE_ON_HOST_THREAD";
+    if std::env::var_os(CHILD).is_some() {
+        // SAFETY: what is tested: a raise no frame takes, outside any machine call.
+        unsafe { (ntmem_wdk::exports().seh.ex_raise_status)(STATUS_QUOTA_EXCEEDED) };
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "ex_raise_status_on_a_host_thread_ends_the_process_with_a_message_not_an_abort"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(seh::EXIT_UNHANDLED_OUTSIDE_MACHINE), "{err}");
+    assert!(err.contains("ntmem: exception 0xc0000044 raised at"), "{err}");
+    assert!(err.contains("no machine to stop (in a driver call: *** STOP: 0x0000001e (0xc0000044"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Inside a frame the same raise is an ordinary caught exception.
+    // SAFETY: raising inside `catch` is what ExRaiseStatus is for.
+    let e = catch(|| unsafe { (ntmem_wdk::exports().seh.ex_raise_status)(STATUS_QUOTA_EXCEEDED) }).unwrap_err();
+    assert_eq!(e.code, STATUS_QUOTA_EXCEEDED);
+}

@@ -27,7 +27,7 @@ struct Row {
 /// Runs the command.
 ///
 /// # Errors
-/// Never; the signature matches the other commands.
+/// When standard output cannot be written.
 pub fn main(args: &Args) -> Result<(), Failure> {
     let rows: Vec<Row> = EXPORTS
         .iter()
@@ -41,14 +41,13 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         })
         .collect();
     if args.json {
-        super::print_json(&rows);
-        return Ok(());
+        return super::print_json(&rows);
     }
-    println!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS", "NAME", "DLL", "PART", "KIND", "IRQL");
+    let mut out = format!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS\n", "NAME", "DLL", "PART", "KIND", "IRQL");
     for r in &rows {
         let kind = if r.kind == Kind::Routine { "routine" } else { "data" };
-        println!("{:<40} {:<13} {:<5} {:<8} {:<22} {}", r.name, r.dll, r.component, kind, r.irql, r.differs);
+        out += &format!("{:<40} {:<13} {:<5} {:<8} {:<22} {}\n", r.name, r.dll, r.component, kind, r.irql, r.differs);
     }
-    println!("{} exports", rows.len());
-    Ok(())
+    out += &format!("{} exports\n", rows.len());
+    crate::output::emit(&out)
 }

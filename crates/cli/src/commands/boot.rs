@@ -5,6 +5,7 @@ use ntmem_kernel::{BootSummary, Machine};
 use ntmem_machine::MachineProfile;
 
 use crate::options::MachineFlags;
+use crate::output;
 use crate::Failure;
 
 /// Flags of `ntmem boot`.
@@ -53,16 +54,20 @@ struct Report<'a> {
 }
 
 /// Prints a summary and the host cost as text or JSON.
-pub fn print(booted: &Booted, json: bool) {
+///
+/// # Errors
+/// When standard output cannot be written.
+pub fn print(booted: &Booted, json: bool) -> Result<(), Failure> {
     let summary = booted.machine.summary();
     let cost = booted.cost;
     if json {
-        super::print_json(&Report { summary: &summary, host: cost });
-        return;
+        return super::print_json(&Report { summary: &summary, host: cost });
     }
-    print!("{summary}");
     let rss = cost.peak_rss.map_or("unknown".to_string(), ntmem_machine::format_size);
-    println!("host cost                   booted in {:.2} ms, peak RSS {rss}", cost.boot_time_us as f64 / 1000.0);
+    output::emit(&format!(
+        "{summary}host cost                   booted in {:.2} ms, peak RSS {rss}\n",
+        cost.boot_time_us as f64 / 1000.0
+    ))
 }
 
 /// Runs the command.
@@ -70,6 +75,5 @@ pub fn print(booted: &Booted, json: bool) {
 /// # Errors
 /// Bad flags or an invalid machine.
 pub fn main(args: &Args) -> Result<(), Failure> {
-    print(&boot(args.machine.profile()?)?, args.json);
-    Ok(())
+    print(&boot(args.machine.profile()?)?, args.json)
 }

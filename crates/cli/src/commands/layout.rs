@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use ntmem_machine::{format_size, Layout};
 
 use crate::options::MachineFlags;
+use crate::output;
 use crate::Failure;
 
 /// Flags of `ntmem layout`.
@@ -84,25 +85,22 @@ pub fn main(args: &Args) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
     }
     if args.json {
-        super::print_json(&r);
-        return Ok(());
+        return super::print_json(&r);
     }
-    println!("{} ({}) {}", profile.edition.os, profile.edition.edition, profile.boot);
-    let row = |start: u64, end: u64, name: &str| {
-        println!("{start:#18x}  {end:#18x}  {:>9}  {name}", format_size(end - start + 1));
-    };
-    println!(
-        "MmHighestUserAddress {:#x}, MmUserProbeAddress {:#x}, MmSystemRangeStart {:#x}",
+    let mut out = format!("{} ({}) {}\n", profile.edition.os, profile.edition.edition, profile.boot);
+    out += &format!(
+        "MmHighestUserAddress {:#x}, MmUserProbeAddress {:#x}, MmSystemRangeStart {:#x}\n",
         r.user_end, r.user_probe_address, r.system_start
     );
-    println!("{:>18}  {:>18}  {:>9}  region", "start", "end", "size");
+    out += &format!("{:>18}  {:>18}  {:>9}  region\n", "start", "end", "size");
     for region in r.regions.iter().rev() {
-        row(region.start, region.end, region.name);
+        let (start, end) = (region.start, region.end);
+        out += &format!("{start:#18x}  {end:#18x}  {:>9}  {}\n", format_size(end - start + 1), region.name);
     }
     if relocation == 0 {
-        println!("\nThe simulated address space sits at these addresses in the host process.");
+        out += "\nThe simulated address space sits at these addresses in the host process.\n";
     } else {
-        println!("\nRelocated: another mapping holds these addresses in the host; driver pointers are simulated address + {relocation:#x}.");
+        out += &format!("\nRelocated: another mapping holds these addresses in the host; driver pointers are simulated address + {relocation:#x}.\n");
     }
-    Ok(())
+    output::emit(&out)
 }

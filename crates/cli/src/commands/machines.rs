@@ -2,6 +2,7 @@
 
 use ntmem_machine::{format_size, EDITIONS};
 
+use crate::output;
 use crate::Failure;
 
 /// Flags of `ntmem machines`.
@@ -45,10 +46,10 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         })
         .collect();
     if args.json {
-        super::print_json(&rows);
-        return Ok(());
+        return super::print_json(&rows);
     }
-    println!("{:<26} {:<26} {:<28} {:<5} {:>7} {:>9}  notes", "NAME", "OS", "EDITION", "ARCH", "VA", "MAX RAM");
+    let mut out =
+        format!("{:<26} {:<26} {:<28} {:<5} {:>7} {:>9}  notes\n", "NAME", "OS", "EDITION", "ARCH", "VA", "MAX RAM");
     for r in &rows {
         let mut notes = Vec::new();
         if r.pae_required_above_4g {
@@ -57,8 +58,8 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         if r.supports_3gb {
             notes.push("/3GB");
         }
-        println!(
-            "{:<26} {:<26} {:<28} {:<5} {:>7} {:>9}  {}",
+        out += &format!(
+            "{:<26} {:<26} {:<28} {:<5} {:>7} {:>9}  {}\n",
             r.name,
             r.os,
             r.edition,
@@ -68,5 +69,5 @@ pub fn main(args: &Args) -> Result<(), Failure> {
             notes.join(", ")
         );
     }
-    Ok(())
+    output::emit(&out)
 }

@@ -7,6 +7,9 @@ pub mod machines;
 pub mod run;
 
 /// Prints `value` as pretty JSON on standard output.
-pub fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("reports serialise"));
+///
+/// # Errors
+/// When standard output cannot be written (see [`crate::output`]).
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), crate::Failure> {
+    crate::output::emit_json(value)
 }

@@ -5,12 +5,14 @@
 //! scenarios, one after another, each on a fresh machine the flags describe.
 //!
 //! Exit status: 0 clean; 1 `DriverEntry` failed or the driver leaked pool; 2 a
-//! usage or build error; 3 the machine bugchecked.
+//! usage or build error; 3 the machine bugchecked; 74 standard output could not
+//! be written (the `--report` file, if asked for, is written first).
 
 use std::path::{Path, PathBuf};
 
 use crate::driver_host::{self, Report, Request};
 use crate::options::MachineFlags;
+use crate::output;
 use crate::Failure;
 
 /// Flags of `ntmem run`.
@@ -29,6 +31,10 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON report to FILE, after the run: what the driver does to
+    /// standard output (writes, closes, fills it) cannot garble or lose it.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -41,10 +47,13 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         return demos(args);
     }
     let report = run_one(args, args.driver.clone(), args.scenario.clone())?;
+    if let Some(path) = &args.report {
+        output::write_report(path, &report)?;
+    }
     if args.json {
-        super::print_json(&report);
+        super::print_json(&report)?;
     } else {
-        print!("{}", report.text());
+        output::emit(&report.text())?;
     }
     match report.exit() {
         0 => Ok(()),
@@ -64,20 +73,28 @@ fn demos(args: &Args) -> Result<(), Failure> {
         return Err(Failure::usage("no driver given, and the demo drivers (drivers/ in the source tree) are not here"));
     }
     let mut reports = Vec::new();
+    // A failed write to standard output does not stop the demos: the --report
+    // file is still written, then the failure is returned.
+    let mut printed = Ok(());
     for (driver, scenario) in DEMOS {
         if !args.json {
-            println!("==================== demo: drivers/{driver} ====================");
+            printed = printed
+                .and(output::emit(&format!("==================== demo: drivers/{driver} ====================\n")));
         }
         let report = run_one(args, vec![dir.join(driver)], scenario.map(|s| dir.join(s)))?;
         if !args.json {
-            print!("{}", report.text());
-            println!();
+            printed = printed.and(output::emit(&format!("{}\n", report.text())));
         }
         reports.push(report);
     }
     let exit = reports.iter().map(Report::exit).max().unwrap_or(0);
+    let all = serde_json::json!({ "exit": exit, "demos": reports });
+    if let Some(path) = &args.report {
+        output::write_report(path, &all)?;
+    }
+    printed?;
     if args.json {
-        super::print_json(&serde_json::json!({ "exit": exit, "demos": reports }));
+        super::print_json(&all)?;
     }
     match exit {
         0 => Ok(()),

@@ -16,6 +16,7 @@
 //! ```
 //!
 //! * [`driver`]: the [`RustDriver`] trait and what it receives.
+//! * [`fuzz`]: the bodies of the fuzz targets in `fuzz/`.
 //! * [`scenario`]: the scenario schema (TOML, the same as `ntmem run --scenario`),
 //!   and [`Step`]'s Rust builders.
 //! * [`steps`]: running steps against any [`steps::Target`] — a Rust driver here,
@@ -24,6 +25,7 @@
 //! Everything runs on processor 0, as the CLI's driver host does.
 
 pub mod driver;
+pub mod fuzz;
 pub mod scenario;
 pub mod steps;
 

@@ -222,32 +222,64 @@ pub struct Step {
     pub expect_status: Option<u32>,
 }
 
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+/// The longest simulated time a scenario may reach, in milliseconds: what a
+/// `LARGE_INTEGER` counting 100-ns units (`KeQuerySystemTime`,
+/// `KeQueryInterruptTime`) can hold, `i64::MAX / 10_000` ms (about 29,227 years).
+/// The `advance_ms` steps of a scenario add up to at most this; a file that asks
+/// for more is rejected. Source: Microsoft's `KeQuerySystemTime` page ("a count of
+/// 100-nanosecond intervals", a `LARGE_INTEGER`).
+pub const MAX_SIMULATED_MS: u64 = (i64::MAX / 10_000) as u64;
+
+/// Line numbers of byte offsets in one text: the offset of each line's start,
+/// found once, so that naming the line of every step stays linear in the file.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(text: &str) -> Lines {
+        Lines(std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// 1-based line of byte `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
+}
+
+/// `text[..offset]`, `offset` moved back to a character boundary (spans from the
+/// TOML parser are byte offsets; a message must not split a character).
+fn before(text: &str, offset: usize) -> &str {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The key an error span belongs to: the span itself when it covers a key (an
 /// unknown field), else the key before the `=` that precedes the value.
 fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
-    let before = text[..span.start.min(text.len())].trim_end();
+    let before = before(text, span.start).trim_end();
     let is_key = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '"';
     if let Some(lhs) = before.strip_suffix('=') {
         let lhs = lhs.trim_end();
-        let start = lhs.rfind(|c: char| !is_key(c)).map_or(0, |i| i + 1);
+        let start = lhs.char_indices().rev().find(|&(_, c)| !is_key(c)).map_or(0, |(i, c)| i + c.len_utf8());
         return Some(lhs[start..].trim_matches('"').to_string()).filter(|k| !k.is_empty());
     }
     let spanned = text.get(span.clone())?.trim().trim_matches('"');
     (!spanned.is_empty() && spanned.chars().all(is_key)).then(|| spanned.to_string())
 }
 
-fn hex(field: &Spanned<String>, text: &str, file: &str, key: &str) -> Result<Vec<u8>, String> {
+/// The bytes of a hex string (whitespace ignored); any other character, ASCII or
+/// not, makes it invalid.
+fn hex(field: &Spanned<String>, lines: &Lines, file: &str, key: &str) -> Result<Vec<u8>, String> {
     let s: String = field.get_ref().chars().filter(|c| !c.is_whitespace()).collect();
-    let bad = || format!("{file}:{}: key `{key}`: \"{s}\" is not hex bytes", line_of(text, field.span().start));
-    if !s.len().is_multiple_of(2) {
+    let bad = || format!("{file}:{}: key `{key}`: \"{s}\" is not hex bytes", lines.line(field.span().start));
+    let digit = |b: u8| char::from(b).to_digit(16).ok_or_else(bad);
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
         return Err(bad());
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| bad())).collect()
+    bytes.chunks_exact(2).map(|pair| Ok((digit(pair[0])? << 4 | digit(pair[1])?) as u8)).collect()
 }
 
 /// Parses `text` (the contents of `file`); `Err` is the message to print.
@@ -257,19 +289,21 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
         match e.span() {
             Some(span) => {
                 let key = key_at(text, &span).map_or(String::new(), |k| format!(" key `{k}`:"));
-                format!("{file}:{}:{key} {message}", line_of(text, span.start))
+                format!("{file}:{}:{key} {message}", Lines::of(text).line(span.start))
             }
             None => format!("{file}: {message}"),
         }
     })?;
+    let lines = Lines::of(text);
     let mut steps = Vec::new();
+    let mut simulated_ms = 0u64;
     for spanned in &scenario.steps {
-        let line = line_of(text, spanned.span().start);
+        let line = lines.line(spanned.span().start);
         let s = spanned.get_ref();
         let process = |p: &Option<String>| p.clone().unwrap_or_else(|| "app.exe".to_string());
         let mut actions = Vec::new();
         if let Some(c) = &s.ioctl {
-            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, text, file, "input"))?;
+            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, &lines, file, "input"))?;
             actions.push(Action::Ioctl {
                 internal: false,
                 code: c.code,
@@ -279,7 +313,7 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             });
         }
         if let Some(c) = &s.internal_ioctl {
-            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, text, file, "input"))?;
+            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, &lines, file, "input"))?;
             actions.push(Action::Ioctl {
                 internal: true,
                 code: c.code,
@@ -292,13 +326,19 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             actions.push(Action::Read { length: r.length, offset: r.offset, process: process(&r.process) });
         }
         if let Some(w) = &s.write {
-            let data = hex(&w.data, text, file, "data")?;
+            let data = hex(&w.data, &lines, file, "data")?;
             actions.push(Action::Write { data, offset: w.offset, process: process(&w.process) });
         }
         if s.trim == Some(true) {
             actions.push(Action::Trim);
         }
         if let Some(ms) = s.advance_ms {
+            simulated_ms = simulated_ms.saturating_add(ms);
+            if simulated_ms > MAX_SIMULATED_MS {
+                return Err(format!(
+                    "{file}:{line}: key `advance_ms`: simulated time would reach {simulated_ms} ms, past the {MAX_SIMULATED_MS} ms a 100-ns LARGE_INTEGER can hold"
+                ));
+            }
             actions.push(Action::AdvanceMs(ms));
         }
         if s.unload == Some(true) {
@@ -435,5 +475,54 @@ mod tests {
             matches!(&steps[0].action, Action::Ioctl { code: 0x222400, input, output_len: 4, .. } if input == b"hi")
         );
         assert_eq!(steps[0].while_in_driver, Some(None));
+    }
+
+    #[test]
+    fn multibyte_characters_in_hex_and_near_errors_are_errors_not_panics() {
+        let e = parse("s.toml", "[[step]]\nwrite = { data = \"0é\" }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `data`:") && e.contains("0é"), "{e}");
+        let e = parse("s.toml", "[[step]]\nwrite = { data = \"éé\" }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `data`:"), "{e}");
+        let e = parse("s.toml", "[[step]]\nioctl = { code = 1, input = \"€1\" }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `input`:"), "{e}");
+        // A multibyte character right before the key of a bad value, and inside a bad key.
+        let e = parse("s.toml", "[[step]]\nioctl = { code = 1, é= 2 }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2:"), "{e}");
+        let e = parse("s.toml", "[[step]]\nioctl = {é code = \"x\" }\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2:"), "{e}");
+        let e = parse("s.toml", "[[step]]\nadvance_ms = \"日本\"\n").unwrap_err();
+        assert!(e.starts_with("s.toml:2: key `advance_ms`:"), "{e}");
+    }
+
+    #[test]
+    fn key_at_takes_the_whole_key_after_a_multibyte_character() {
+        let text = "x = 1\n\u{e9}code = 5";
+        let start = text.len() - 1;
+        assert_eq!(key_at(text, &(start..text.len())), Some("code".to_string()));
+        assert_eq!(before("ab\u{e9}", 3), "ab");
+    }
+
+    #[test]
+    fn a_hundred_thousand_steps_parse_with_their_lines() {
+        let mut text = String::from("processors = 1\n");
+        for i in 0..100_000 {
+            text.push_str(&format!("[[step]]\nioctl = {{ code = {i}, input = \"00ff\", output_len = 4 }}\n"));
+        }
+        let (_, steps) = parse("big.toml", &text).unwrap();
+        assert_eq!(steps.len(), 100_000);
+        assert_eq!(steps[0].line, 2);
+        assert_eq!(steps[99_999].line, 2 + 2 * 99_999);
+        assert!(matches!(&steps[99_999].action, Action::Ioctl { code: 99_999, input, .. } if input == &[0, 0xff]));
+    }
+
+    #[test]
+    fn simulated_time_is_bounded_by_what_a_100ns_large_integer_holds() {
+        let at_limit = format!("[[step]]\nadvance_ms = {}\n", MAX_SIMULATED_MS);
+        assert!(parse("s.toml", &at_limit).is_ok());
+        let e = parse("s.toml", "[[step]]\nadvance_ms = 9223372036854775807\n").unwrap_err();
+        assert!(e.starts_with("s.toml:1: key `advance_ms`: simulated time would reach"), "{e}");
+        let twice = format!("[[step]]\nadvance_ms = {MAX_SIMULATED_MS}\n[[step]]\nadvance_ms = 1\n");
+        let e = parse("s.toml", &twice).unwrap_err();
+        assert!(e.starts_with("s.toml:3: key `advance_ms`:"), "{e}");
     }
 }

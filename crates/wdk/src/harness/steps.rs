@@ -24,7 +24,7 @@ use ntmem_kernel::{BugCheck, Machine};
 use ntmem_machine::Va;
 use serde::Serialize;
 
-use super::scenario::{Action, Protection, Step};
+use super::scenario::{Action, Protection, Step, MAX_SIMULATED_MS};
 use crate::loader::Driver;
 use crate::pnp::PnpEvent;
 
@@ -103,7 +103,16 @@ pub struct StepResult {
 }
 
 impl StepResult {
-    fn new(index: usize, step: &Step, kind: &'static str) -> StepResult {
+    fn new(index: usize, step: &Step) -> StepResult {
+        let kind = match &step.action {
+            Action::Ioctl { internal: false, .. } => "ioctl",
+            Action::Ioctl { internal: true, .. } => "internal_ioctl",
+            Action::Read { .. } => "read",
+            Action::Write { .. } => "write",
+            Action::Trim => "trim",
+            Action::AdvanceMs(_) => "advance_ms",
+            Action::Unload => "unload",
+        };
         StepResult {
             index,
             line: step.line,
@@ -129,18 +138,23 @@ fn hex(bytes: &[u8]) -> String {
 struct Processes(BTreeMap<String, Arc<Process>>);
 
 impl Processes {
-    fn get(&mut self, machine: &Machine, name: &str) -> Result<Arc<Process>, BugCheck> {
+    /// The process `name`, created on first use. Inner `Err`: the status its
+    /// creation failed with (no memory for the process object or its page tables).
+    fn get(&mut self, machine: &Machine, name: &str) -> Result<Result<Arc<Process>, NtStatus>, BugCheck> {
         if let Some(p) = self.0.get(name) {
-            return Ok(Arc::clone(p));
+            return Ok(Ok(Arc::clone(p)));
         }
-        let p = machine.run(0, |cpu| Ok(ps_create_process(cpu, name)?.ok()))?;
-        let p = p.ok_or_else(|| machine.bugcheck(ntmem_kernel::BugCheckCode::MUST_SUCCEED_POOL_EMPTY, [0; 4]))?;
+        let p = match machine.run(0, |cpu| ps_create_process(cpu, name))? {
+            Ok(p) => p,
+            Err(status) => return Ok(Err(status)),
+        };
         self.0.insert(name.to_string(), Arc::clone(&p));
-        Ok(p)
+        Ok(Ok(p))
     }
 }
 
-/// Runs `steps`; stops at the first bugcheck (returned with the results so far).
+/// Runs `steps`; stops at the first bugcheck (returned with the results so far,
+/// the last of them the step during which the machine stopped, not ok).
 /// `unloaded` says whether a step called DriverUnload.
 pub fn run<T: Target + ?Sized>(
     driver: &mut T,
@@ -151,9 +165,15 @@ pub fn run<T: Target + ?Sized>(
     let mut processes = Processes::default();
     let mut unloaded = false;
     for (i, step) in steps.iter().enumerate() {
-        match run_one(driver, machine, &mut processes, i + 1, step, &mut unloaded) {
-            Ok(r) => results.push(r),
-            Err(b) => return (results, unloaded, Some(b)),
+        let mut r = StepResult::new(i + 1, step);
+        let stop = run_one(driver, machine, &mut processes, step, &mut unloaded, &mut r).err();
+        if let Some(b) = &stop {
+            r.ok = false;
+            r.note = Some(format!("the machine stopped during this step: {b}"));
+        }
+        results.push(r);
+        if stop.is_some() {
+            return (results, unloaded, stop);
         }
     }
     for p in processes.0.values() {
@@ -172,28 +192,19 @@ fn judge(r: &mut StepResult, expect: Option<u32>) {
     };
 }
 
+/// Runs one step, filling `r`.
 fn run_one<T: Target + ?Sized>(
     driver: &mut T,
     machine: &Machine,
     processes: &mut Processes,
-    index: usize,
     step: &Step,
     unloaded: &mut bool,
-) -> Result<StepResult, BugCheck> {
-    let kind = match &step.action {
-        Action::Ioctl { internal: false, .. } => "ioctl",
-        Action::Ioctl { internal: true, .. } => "internal_ioctl",
-        Action::Read { .. } => "read",
-        Action::Write { .. } => "write",
-        Action::Trim => "trim",
-        Action::AdvanceMs(_) => "advance_ms",
-        Action::Unload => "unload",
-    };
-    let mut r = StepResult::new(index, step, kind);
+    r: &mut StepResult,
+) -> Result<(), BugCheck> {
     if *unloaded {
         r.ok = false;
         r.note = Some("skipped: the driver was unloaded".to_string());
-        return Ok(r);
+        return Ok(());
     }
     match &step.action {
         Action::Trim => {
@@ -201,6 +212,13 @@ fn run_one<T: Target + ?Sized>(
                 Ok(pages) => format!("{pages} pages written to the paging file"),
                 Err(e) => format!("trim failed: {e}"),
             });
+        }
+        Action::AdvanceMs(ms) if machine.now_ms().saturating_add(*ms) > MAX_SIMULATED_MS => {
+            r.ok = false;
+            r.note = Some(format!(
+                "skipped: simulated time ({} ms) cannot advance by {ms} ms, past the {MAX_SIMULATED_MS} ms a 100-ns LARGE_INTEGER holds",
+                machine.now_ms()
+            ));
         }
         Action::AdvanceMs(ms) => {
             machine.run(0, |cpu| {
@@ -223,45 +241,64 @@ fn run_one<T: Target + ?Sized>(
             let Some(&device) = driver.devices(machine).first() else {
                 r.ok = false;
                 r.note = Some("the driver created no device".to_string());
-                return Ok(r);
+                return Ok(());
             };
-            request(driver, machine, processes, device, step, &mut r)?;
-            judge(&mut r, step.expect_status);
+            request(driver, machine, processes, device, step, r)?;
+            judge(r, step.expect_status);
         }
     }
-    Ok(r)
+    Ok(())
 }
 
-/// A buffer of the caller: in its process, or nonpaged pool for kernel callers.
-fn allocate(machine: &Machine, process: Option<&Arc<Process>>, bytes: &[u8], len: u32) -> Result<Va, BugCheck> {
+/// A buffer of the caller holding `bytes` (`len` ≥ their length): in its
+/// process, or nonpaged pool for kernel callers. Inner `Err`: the caller cannot
+/// have it — the status its `NtAllocateVirtualMemory` failed with, or
+/// STATUS_INSUFFICIENT_RESOURCES for pool that is not there.
+fn allocate(
+    machine: &Machine,
+    process: Option<&Arc<Process>>,
+    bytes: &[u8],
+    len: u32,
+) -> Result<Result<Va, NtStatus>, BugCheck> {
     if len == 0 {
-        return Ok(Va::new(0));
+        return Ok(Ok(Va::new(0)));
     }
     machine.run(0, |cpu| {
-        let va = match process {
+        Ok(match process {
             Some(p) => {
                 let both = AllocationType::RESERVE | AllocationType::COMMIT;
-                let (va, _) = nt_allocate_virtual_memory(cpu, p, None, u64::from(len), both, PageProtection::ReadWrite)
-                    .map_err(|s| {
-                        cpu.machine()
-                            .bugcheck(ntmem_kernel::BugCheckCode::MUST_SUCCEED_POOL_EMPTY, [u64::from(s.0), 0, 0, 0])
-                    })?;
-                let _ = p.write(cpu, va, bytes);
-                va
+                nt_allocate_virtual_memory(cpu, p, None, u64::from(len), both, PageProtection::ReadWrite).map(
+                    |(va, _)| {
+                        let _ = p.write(cpu, va, bytes);
+                        va
+                    },
+                )
             }
-            None => {
-                let va =
-                    pool::allocate(cpu, PoolType::NonPagedPool, u64::from(len), SCENARIO_TAG)?.ok_or_else(|| {
-                        cpu.machine().bugcheck(ntmem_kernel::BugCheckCode::MUST_SUCCEED_POOL_EMPTY, [0; 4])
-                    })?;
-                let mut data = vec![0u8; len as usize];
-                data[..bytes.len()].copy_from_slice(bytes);
-                let _ = cpu.machine().space().write(va, &data);
-                va
-            }
-        };
-        Ok(va)
+            None => match pool::allocate(cpu, PoolType::NonPagedPool, u64::from(len), SCENARIO_TAG)? {
+                Some(va) => {
+                    let _ = cpu.machine().space().write(va, bytes);
+                    Ok(va)
+                }
+                None => Err(NtStatus::INSUFFICIENT_RESOURCES),
+            },
+        })
     })
+}
+
+/// A request that never reached the I/O manager: the caller could not set it up.
+fn refused(r: &mut StepResult, status: NtStatus, why: String) {
+    r.status = Some(status.0);
+    r.information = Some(0);
+    r.reached_driver = Some(false);
+    r.completed = Some(false);
+    r.note = Some(why);
+}
+
+fn cannot_allocate(which: &str, len: u32, status: NtStatus) -> String {
+    format!(
+        "the caller could not allocate its {len}-byte {which} buffer ({:#010x}); the request was not sent",
+        status.0
+    )
 }
 
 fn release(machine: &Machine, process: Option<&Arc<Process>>, va: Va) -> Result<(), BugCheck> {
@@ -309,11 +346,36 @@ fn request<T: Target + ?Sized>(
         Action::Write { data, process, .. } => (Some(process.as_str()), data.clone(), 0),
         _ => unreachable!("only requests come here"),
     };
-    let process = process_name.map(|n| processes.get(machine, n)).transpose()?;
+    let process = match process_name {
+        None => None,
+        Some(name) => match processes.get(machine, name)? {
+            Ok(p) => Some(p),
+            Err(status) => {
+                refused(r, status, format!("the calling process could not be created ({:#010x})", status.0));
+                return Ok(());
+            }
+        },
+    };
     let p = process.as_ref();
-    let in_len = u32::try_from(input.len()).unwrap_or(u32::MAX);
-    let in_va = allocate(machine, p, &input, in_len)?;
-    let out_va = allocate(machine, p, &[], output_len)?;
+    let Ok(in_len) = u32::try_from(input.len()) else {
+        refused(r, NtStatus::INVALID_PARAMETER, "the input is longer than a ULONG length can say".to_string());
+        return Ok(());
+    };
+    let in_va = match allocate(machine, p, &input, in_len)? {
+        Ok(va) => va,
+        Err(status) => {
+            refused(r, status, cannot_allocate("input", in_len, status));
+            return Ok(());
+        }
+    };
+    let out_va = match allocate(machine, p, &[], output_len)? {
+        Ok(va) => va,
+        Err(status) => {
+            release(machine, p, in_va)?;
+            refused(r, status, cannot_allocate("output", output_len, status));
+            return Ok(());
+        }
+    };
     let request = match &step.action {
         Action::Ioctl { internal, code, .. } => {
             r.code = Some(*code);
