@@ -419,3 +419,64 @@ fn the_other_pool_routines_behave_as_documented_from_c() {
         t.lines().find(|l| l.trim_start().starts_with("Poot") && l.contains("Paged")).unwrap_or_else(|| panic!("{t}"));
     assert!(paged.split_whitespace().collect::<Vec<_>>()[2..5] == ["1", "1", "0"], "{paged}");
 }
+
+/// Small watchdog limits, so the hang tests end quickly.
+const QUICK: &[&str] = &["--timeout", "0.3", "--dpc-watchdog", "0.3"];
+
+fn json_with(name: &str, extra: &[&str]) -> (Value, i32) {
+    let out = run(name, &[&["--json"], extra].concat());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v, out.status.code().expect("exit status"))
+}
+
+#[test]
+fn an_endless_loop_at_passive_level_ends_with_a_timeout_report_naming_driver_entry_exit_4() {
+    let out = run("hang_passive.c", QUICK);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("DriverEntry did not return within 300 ms (at PASSIVE_LEVEL, instruction 0x"), "{t}");
+    assert!(t.contains("in hang_passive.c"), "{t}");
+    let (v, status) = json_with("hang_passive.c", QUICK);
+    assert_eq!(status, 4);
+    assert_eq!(v["exit"], 4);
+    assert_eq!(v["bugcheck"], Value::Null);
+    assert_eq!(v["halt"]["kind"], "timeout");
+    assert_eq!(v["halt"]["routine"], "DriverEntry");
+    assert_eq!(v["halt"]["irql"], 0);
+    assert_eq!(v["halt"]["limit_ms"], 300);
+    assert_eq!(v["halt"]["driver"], "hang_passive.c");
+    assert_ne!(v["halt"]["ip"], 0);
+    assert_eq!(v["driver_entry_status"], Value::Null);
+}
+
+#[test]
+fn an_endless_loop_at_dispatch_level_is_dpc_watchdog_violation_0x133_cumulative() {
+    let (v, status) = json_with("hang_dispatch.c", QUICK);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x133);
+    assert_eq!(v["bugcheck"]["name"], "DPC_WATCHDOG_VIOLATION");
+    // 1: cumulatively at DISPATCH_LEVEL or above; the period in 15.625 ms ticks (0.3 s = 19).
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 19, 0, 0]));
+    assert_eq!(v["bugcheck"]["driver"], "hang_dispatch.c");
+    assert_eq!(v["halt"], Value::Null);
+}
+
+#[test]
+fn spinning_on_a_garbage_lock_word_ends_in_0x133_not_a_hang() {
+    let (v, status) = json_with("spin_garbage.c", QUICK);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x133);
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 19, 0, 0]));
+    assert_eq!(v["bugcheck"]["driver"], "spin_garbage.c");
+}
+
+#[test]
+fn watchdog_limits_outside_0_to_a_day_are_usage_errors_and_only_the_dpc_period_counts_at_dispatch_level() {
+    let out = run("hang_passive.c", &["--timeout", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run("hang_passive.c", &["--dpc-watchdog", "nan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // At DISPATCH_LEVEL only the DPC watchdog counts, whatever --timeout says.
+    let (v, _) = json_with("hang_dispatch.c", &["--timeout", "0.1", "--dpc-watchdog", "0.5"]);
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 32, 0, 0]), "{v}");
+}

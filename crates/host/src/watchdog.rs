@@ -162,14 +162,25 @@ fn install_handler() {
 
 extern "C" fn on_tick(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let Some(watch) = WATCH.with(Cell::get) else { return };
-    if !guard::in_guarded_call() || PENDING.with(|p| p.get().is_some()) {
+    if !guard::in_guarded_call() {
         return;
     }
-    let ip = crate::fault::interrupted_ip(ctx);
-    // SAFETY: the pointer is the `Arc` of this thread's running watchdog, which clears
-    // it before the `Arc` is dropped (on this thread, so not while we run).
-    let Some(escape) = unsafe { &*watch }.on_tick(ip) else { return };
+    // An escape decided while the code was shielded is taken by the first tick that
+    // finds the code exposed again (if the shielded code did not take it itself).
+    let escape = match PENDING.with(Cell::get) {
+        Some(escape) => escape,
+        None => {
+            let ip = crate::fault::interrupted_ip(ctx);
+            // SAFETY: the pointer is the `Arc` of this thread's running watchdog, which
+            // clears it before the `Arc` is dropped (on this thread, so not while we run).
+            match unsafe { &*watch }.on_tick(ip) {
+                Some(escape) => escape,
+                None => return,
+            }
+        }
+    };
     if EXPOSED.with(Cell::get) {
+        PENDING.with(|p| p.set(None));
         EXPOSED.with(|e| e.set(false));
         guard::escape_from_signal(escape);
     }

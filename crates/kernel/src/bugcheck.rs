@@ -68,6 +68,10 @@ impl BugCheckCode {
     pub const MULTIPLE_IRP_COMPLETE_REQUESTS: Self = Self(0x44);
     /// 0xDA: a system PTE routine (reserved mappings, …) was used the wrong way.
     pub const SYSTEM_PTE_MISUSE: Self = Self(0xDA);
+    /// 0x133: the DPC watchdog saw a processor at DISPATCH_LEVEL or above for too long.
+    pub const DPC_WATCHDOG_VIOLATION: Self = Self(0x133);
+    /// 0x4A: a thread returned from a system call (a driver routine) at raised IRQL.
+    pub const IRQL_GT_ZERO_AT_SYSTEM_SERVICE: Self = Self(0x4A);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -228,6 +232,18 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         summary: "The PFN list is corrupt; 0x07: a driver unlocked a page more times than it locked it (MmUnlockPages twice).",
         parameters: ["0x07: page unlocked more times than locked", "Page frame number", "Current share count", "0"],
     },
+    BugCheckInfo {
+        code: BugCheckCode::DPC_WATCHDOG_VIOLATION,
+        name: "DPC_WATCHDOG_VIOLATION",
+        summary: "The DPC watchdog detected a prolonged run time at an IRQL of DISPATCH_LEVEL or above.",
+        parameters: ["0: a single DPC or ISR exceeded its time allotment; 1: the system cumulatively spent an extended period of time at DISPATCH_LEVEL or above", "0: the DPC time count (in ticks); 1: the watchdog period (in ticks)", "0: the DPC time allotment (in ticks); 1: cast to nt!DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK (0 in ntmem: it has none)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::IRQL_GT_ZERO_AT_SYSTEM_SERVICE,
+        name: "IRQL_GT_ZERO_AT_SYSTEM_SERVICE",
+        summary: "A thread returned from a system call (here: a driver routine the kernel called) with its IRQL above PASSIVE_LEVEL.",
+        parameters: ["Address of the system function (the driver routine)", "The current IRQL", "0", "0"],
+    },
 ];
 
 fn info(code: BugCheckCode) -> Option<&'static BugCheckInfo> {
@@ -245,12 +261,20 @@ pub struct BugCheck {
     pub driver: Option<String>,
     /// The faulting instruction address, when known (a host address).
     pub faulting_ip: Option<u64>,
+    /// Set when the machine stopped without a Windows bugcheck (a timeout, an internal
+    /// error: [`crate::halt`]); `code` and `parameters` are then 0.
+    pub halt: Option<Box<crate::halt::Halt>>,
 }
 
 impl BugCheck {
     /// A bugcheck with no driver or address attached yet.
     pub const fn new(code: BugCheckCode, parameters: [u64; 4]) -> Self {
-        BugCheck { code, parameters, driver: None, faulting_ip: None }
+        BugCheck { code, parameters, driver: None, faulting_ip: None, halt: None }
+    }
+
+    /// A stop that is not a bugcheck ([`crate::halt`]).
+    pub fn halted(halt: crate::halt::Halt) -> Self {
+        BugCheck { halt: Some(Box::new(halt)), ..BugCheck::new(BugCheckCode(0), [0; 4]) }
     }
 
     /// The code's symbolic name.
@@ -261,6 +285,11 @@ impl BugCheck {
     /// A report in the shape of WinDbg's `!analyze -v`.
     pub fn analysis(&self) -> String {
         let mut out = String::new();
+        if let Some(halt) = &self.halt {
+            out.push_str(&halt.analysis());
+            let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
+            return out;
+        }
         let row = info(self.code);
         let _ = writeln!(out, "{} ({:x})", self.name(), self.code.0);
         if let Some(row) = row {
@@ -290,6 +319,13 @@ impl BugCheck {
 
 impl fmt::Debug for BugCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(halt) = &self.halt {
+            write!(f, "{halt}")?;
+            if let Some(d) = &self.driver {
+                write!(f, " in {d}")?;
+            }
+            return Ok(());
+        }
         write!(
             f,
             "*** STOP: {:#010x} ({:#x}, {:#x}, {:#x}, {:#x}) {}",

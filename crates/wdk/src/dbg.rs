@@ -37,15 +37,18 @@ pub unsafe extern "C" fn ntmem_wdk_debug_sink(text: *const c_char, length: usize
     // SAFETY: the caller (c/dbgprint.c) passes its own buffer and the length it
     // formatted into it.
     let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), length) };
-    let mut out = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-    match out.0.unwrap_or(DebugOutput::Stdout) {
-        DebugOutput::Stdout => {
-            drop(out);
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe must not unwind into C: ignore write errors.
-            let _ = stdout.write_all(bytes);
-            let _ = stdout.flush();
+    // Locks are held below: the watchdog must not abandon this code midway.
+    ntmem_host::watchdog::shielded(|| {
+        let mut out = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+        match out.0.unwrap_or(DebugOutput::Stdout) {
+            DebugOutput::Stdout => {
+                drop(out);
+                let mut stdout = std::io::stdout().lock();
+                // A closed pipe must not unwind into C: ignore write errors.
+                let _ = stdout.write_all(bytes);
+                let _ = stdout.flush();
+            }
+            DebugOutput::Capture => out.1.extend_from_slice(bytes),
         }
-        DebugOutput::Capture => out.1.extend_from_slice(bytes),
-    }
+    });
 }

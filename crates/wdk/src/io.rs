@@ -104,7 +104,7 @@ impl Dispatch for CDispatch {
         let (d, i) = (host_ptr(cpu, Some(device.0)), host_ptr(cpu, Some(irp.0)));
         // SAFETY: `routine` is the driver's PDRIVER_DISPATCH; `d` and `i` are the
         // device object and IRP the I/O manager built for it.
-        let status = context::enter(cpu, || unsafe { routine(d, i) });
+        let status = context::enter(cpu, major.dispatch_routine(), || unsafe { routine(d, i) });
         Ok(Some(KStatus(status as u32)))
     }
 }
@@ -115,10 +115,10 @@ impl Dispatch for CDispatch {
 /// The bugcheck that stopped the machine, blaming the driver.
 pub fn send(driver: &Driver, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
     let dispatch = CDispatch { object: driver.object_ptr() };
-    let r = driver
-        .in_image(machine, || seh::run_as(ThreadKind::Arbitrary, || machine.run(cpu, |c| call.send(c, &dispatch))));
-    context::leave();
-    r.map_err(|mut b| {
+    let r = driver.in_image(machine, || {
+        seh::run_as(ThreadKind::Arbitrary, || machine.run_driver(cpu, |c| call.send(c, &dispatch)))
+    });
+    context::leave(r).map_err(|mut b| {
         b.driver = Some(driver.name().to_string());
         b
     })

@@ -94,10 +94,9 @@ fn send(
 ) -> Result<PnpOutcome, BugCheck> {
     let dispatch = CDispatch { object: driver.object_ptr() };
     let r = driver.in_image(machine, || {
-        seh::run_as(ThreadKind::System, || machine.run(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
+        seh::run_as(ThreadKind::System, || machine.run_driver(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
     });
-    context::leave();
-    r.map_err(|b| blame(driver, b))
+    context::leave(r).map_err(|b| blame(driver, b))
 }
 
 /// The bus enumerates `device`: the PnP manager gets a PDO for it. Done before the

@@ -1,12 +1,15 @@
 //! The driver host's report: the machine, `DriverEntry`'s status, the driver's
 //! pool tags (PoolMon columns), leaks, scenario steps (none yet), and any bugcheck
 //! with its `!analyze -v` text — as text or as one JSON object — and the exit
-//! status: 0 clean, 1 `DriverEntry` failed or the driver leaked, 3 bugcheck.
+//! status: 0 clean, 1 `DriverEntry` failed or the driver leaked, 3 bugcheck, 4 a
+//! driver routine did not return (the watchdog's timeout below DISPATCH_LEVEL), 5 an
+//! internal error of ntmem (a panic caught at the WDK boundary: a bug to report). A
+//! halt (4, 5) appears as `halt` in JSON, with `bugcheck` null.
 
 use std::fmt::Write as _;
 
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
-use ntmem_kernel::{BootSummary, BugCheck};
+use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::format_size;
 use ntmem_wdk::pnp::PnpEvent;
 use serde::ser::SerializeStruct;
@@ -105,10 +108,15 @@ impl Report {
         }
     }
 
-    /// The exit status: 3 bugcheck, 1 DriverEntry failed or leaked, else 0.
+    /// The exit status: 5 internal error, 4 timeout, 3 bugcheck, 1 DriverEntry
+    /// failed or leaked, else 0.
     pub fn exit(&self) -> u8 {
-        if self.bugcheck.is_some() {
-            3
+        if let Some(b) = &self.bugcheck {
+            match b.halt.as_deref() {
+                Some(Halt::Internal { .. }) => 5,
+                Some(Halt::Timeout { .. }) => 4,
+                None => 3,
+            }
         } else if self.driver_entry_status.is_none_or(|s| s < 0)
             || !self.leaks.is_empty()
             || self.steps.iter().any(|s| !s.ok)
@@ -123,7 +131,11 @@ impl Report {
     /// One line saying why the exit status is not 0.
     pub fn verdict(&self) -> String {
         if let Some(b) = &self.bugcheck {
-            return format!("the machine bugchecked: {b}");
+            return match b.halt.as_deref() {
+                Some(Halt::Timeout { .. }) => format!("the driver did not return: {b}"),
+                Some(Halt::Internal { .. }) => format!("ntmem failed (please report this bug): {b}"),
+                None => format!("the machine bugchecked: {b}"),
+            };
         }
         if let Some(s) = self.driver_entry_status.filter(|&s| s < 0) {
             return format!("DriverEntry failed: {}", status_text(s));
@@ -274,7 +286,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 14)?;
+        let mut o = s.serialize_struct("Report", 15)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -308,7 +320,7 @@ impl Serialize for Report {
             .collect();
         o.serialize_field("pnp", &pnp)?;
         o.serialize_field("verifier", &self.verifier)?;
-        let stop = self.bugcheck.as_ref().map(|b| Stop {
+        let stop = self.bugcheck.as_ref().filter(|b| b.halt.is_none()).map(|b| Stop {
             code: b.code.0,
             name: b.name(),
             parameters: b.parameters,
@@ -317,6 +329,12 @@ impl Serialize for Report {
             analysis: b.analysis(),
         });
         o.serialize_field("bugcheck", &stop)?;
+        let halt = self.bugcheck.as_ref().and_then(|b| {
+            let mut v = serde_json::to_value(b.halt.as_ref()?).ok()?;
+            v["driver"] = b.driver.as_deref().into();
+            Some(v)
+        });
+        o.serialize_field("halt", &halt)?;
         o.serialize_field("debug_output", &self.debug_output)?;
         o.end()
     }

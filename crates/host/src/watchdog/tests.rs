@@ -63,3 +63,18 @@ fn dropping_the_watchdog_stops_it_and_forgets_pending_escapes() {
     // No watchdog: an exposed call runs to its end.
     assert_eq!(call_guarded(Some(ts.stack()), None, || exposed(|| 5)), Ok(5));
 }
+
+#[test]
+fn an_escape_left_pending_by_shielded_code_is_taken_once_the_code_is_exposed_again() {
+    let ts = TestStack::new(64 * 1024);
+    let _dog = dog();
+    let r = call_guarded(Some(ts.stack()), None, || {
+        exposed(|| {
+            shielded(|| while !pending() {});
+            loop {
+                black_box(0);
+            }
+        })
+    });
+    assert_eq!(r.expect_err("escaped").kind, 7);
+}

@@ -84,6 +84,23 @@ pub enum MajorFunction {
     Pnp = 0x1B,
 }
 
+impl MajorFunction {
+    /// The name of the driver routine that handles it, for reports ("IRP_MJ_READ
+    /// dispatch routine").
+    pub fn dispatch_routine(self) -> &'static str {
+        match self {
+            MajorFunction::Create => "IRP_MJ_CREATE dispatch routine",
+            MajorFunction::Close => "IRP_MJ_CLOSE dispatch routine",
+            MajorFunction::Read => "IRP_MJ_READ dispatch routine",
+            MajorFunction::Write => "IRP_MJ_WRITE dispatch routine",
+            MajorFunction::DeviceControl => "IRP_MJ_DEVICE_CONTROL dispatch routine",
+            MajorFunction::InternalDeviceControl => "IRP_MJ_INTERNAL_DEVICE_CONTROL dispatch routine",
+            MajorFunction::Cleanup => "IRP_MJ_CLEANUP dispatch routine",
+            MajorFunction::Pnp => "IRP_MJ_PNP dispatch routine",
+        }
+    }
+}
+
 /// `METHOD_*`: the transfer type, the low two bits of an I/O control code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[repr(u32)]

@@ -190,6 +190,10 @@ impl<'m> Cpu<'m> {
     /// Taking a lock this processor already holds would hang Windows forever; ntmem
     /// stops with SPIN_LOCK_ALREADY_OWNED (0x0F, the lock's address) instead.
     ///
+    /// A lock word that never clears (another processor's lock never released, or
+    /// garbage: freed pool, 0xCC fill) spins as on Windows until the watchdog
+    /// ([`crate::ke::watchdog`]) ends the spin: DPC_WATCHDOG_VIOLATION (0x133).
+    ///
     /// # Errors
     /// The bugcheck.
     pub fn acquire_spin_lock(&self, lock: &AtomicUsize) -> Result<Irql, BugCheck> {
@@ -202,9 +206,20 @@ impl<'m> Cpu<'m> {
                     let addr = lock as *const AtomicUsize as u64;
                     return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_ALREADY_OWNED, [addr, 0, 0, 0]));
                 }
-                Err(_) => std::hint::spin_loop(),
+                Err(_) => {
+                    if let Some(stop) = self.watchdog_expired() {
+                        return Err(stop);
+                    }
+                    std::hint::spin_loop();
+                }
             }
         }
+    }
+
+    /// The stop the watchdog decided on while kernel code ran (which it does not
+    /// abandon), if any: a loop waiting for something that may never come polls it.
+    pub fn watchdog_expired(&self) -> Option<BugCheck> {
+        ntmem_host::watchdog::take_pending().map(|e| self.machine.bugcheck_of(e))
     }
 
     /// `KeReleaseSpinLock`: frees `lock` and lowers to `old`. Releasing a lock this
