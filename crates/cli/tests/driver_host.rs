@@ -480,3 +480,17 @@ fn watchdog_limits_outside_0_to_a_day_are_usage_errors_and_only_the_dpc_period_c
     let (v, _) = json_with("hang_dispatch.c", &["--timeout", "0.1", "--dpc-watchdog", "0.5"]);
     assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 32, 0, 0]), "{v}");
 }
+
+#[test]
+fn spin_lock_routines_on_null_raise_access_violations_at_passive_level_and_0x0a_at_dispatch_level() {
+    let (v, status) = json("spin_null.c");
+    assert_eq!(status, 3, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(output.contains("spin_null: initialize 0xC0000005"), "{output}");
+    assert!(output.contains("spin_null: release 0xC0000005 at IRQL 0"), "{output}");
+    assert!(!output.contains("acquired NULL"), "{output}");
+    assert_eq!(v["bugcheck"]["code"], 0x0A, "{v}");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!((p[0].clone(), p[1].clone(), p[2].clone()), (Value::from(0), Value::from(2), Value::from(1)));
+    assert_ne!(p[3], 0, "the address of the write");
+}

@@ -11,7 +11,9 @@
 //! destructors (the escape contract of [`crate::guard`]). A tick may land anywhere, so the
 //! watched code says where skipping is sound: [`exposed`] marks code that owns nothing
 //! (driver code), [`shielded`] marks code that may (the kernel routines a driver calls,
-//! the host allocator, a lock held). A tick whose escape falls in shielded code only
+//! the host allocator, a lock held); the [`Watch`] may also know code that owns
+//! nothing by its address ([`Watch::owns_nothing`]: a driver's image), which holds
+//! even when an exception left the marks stale. A tick whose escape falls in shielded code only
 //! records it: [`pending`] lets a loop in shielded code that waits for something
 //! (a spin lock) give up, and the shielded code takes it with [`take_pending`] once it
 //! owns nothing again. Code outside both runs as shielded.
@@ -35,6 +37,12 @@ pub trait Watch: Send + Sync {
     /// `ip` is the interrupted instruction's address (0 if unknown). `Some(escape)`
     /// abandons the innermost guarded call with that payload.
     fn on_tick(&self, ip: usize) -> Option<Escape>;
+
+    /// Whether the code at `ip` is known to own nothing (a driver's image), so an
+    /// escape may skip it even where no [`exposed`] call says so.
+    fn owns_nothing(&self, _ip: usize) -> bool {
+        false
+    }
 }
 
 /// The real-time signal ticks arrive as (`SIGRTMIN + 5`: clear of glibc's reserved
@@ -165,21 +173,20 @@ extern "C" fn on_tick(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut 
     if !guard::in_guarded_call() {
         return;
     }
+    let ip = crate::fault::interrupted_ip(ctx);
+    // SAFETY: the pointer is the `Arc` of this thread's running watchdog, which clears
+    // it before the `Arc` is dropped (on this thread, so not while we run).
+    let watch = unsafe { &*watch };
     // An escape decided while the code was shielded is taken by the first tick that
     // finds the code exposed again (if the shielded code did not take it itself).
     let escape = match PENDING.with(Cell::get) {
         Some(escape) => escape,
-        None => {
-            let ip = crate::fault::interrupted_ip(ctx);
-            // SAFETY: the pointer is the `Arc` of this thread's running watchdog, which
-            // clears it before the `Arc` is dropped (on this thread, so not while we run).
-            match unsafe { &*watch }.on_tick(ip) {
-                Some(escape) => escape,
-                None => return,
-            }
-        }
+        None => match watch.on_tick(ip) {
+            Some(escape) => escape,
+            None => return,
+        },
     };
-    if EXPOSED.with(Cell::get) {
+    if EXPOSED.with(Cell::get) || watch.owns_nothing(ip) {
         PENDING.with(|p| p.set(None));
         EXPOSED.with(|e| e.set(false));
         guard::escape_from_signal(escape);

@@ -26,8 +26,6 @@ impl BugCheckCode {
     pub const IRQL_NOT_GREATER_OR_EQUAL: Self = Self(0x09);
     /// 0x0A: a fault on pageable or invalid memory at raised IRQL, no driver named.
     pub const IRQL_NOT_LESS_OR_EQUAL: Self = Self(0x0A);
-    /// 0x0F: a spin lock taken twice on one processor.
-    pub const SPIN_LOCK_ALREADY_OWNED: Self = Self(0x0F);
     /// 0x10: a spin lock released by a processor that does not hold it.
     pub const SPIN_LOCK_NOT_OWNED: Self = Self(0x10);
     /// 0x19: a corrupted pool header.
@@ -68,6 +66,8 @@ impl BugCheckCode {
     pub const MULTIPLE_IRP_COMPLETE_REQUESTS: Self = Self(0x44);
     /// 0xDA: a system PTE routine (reserved mappings, …) was used the wrong way.
     pub const SYSTEM_PTE_MISUSE: Self = Self(0xDA);
+    /// 0xC4: Driver Verifier caught a driver breaking a rule (subcode in parameter 1).
+    pub const DRIVER_VERIFIER_DETECTED_VIOLATION: Self = Self(0xC4);
     /// 0x133: the DPC watchdog saw a processor at DISPATCH_LEVEL or above for too long.
     pub const DPC_WATCHDOG_VIOLATION: Self = Self(0x133);
     /// 0x4A: a thread returned from a system call (a driver routine) at raised IRQL.
@@ -105,12 +105,6 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "IRQL_NOT_LESS_OR_EQUAL",
         summary: "Kernel code touched pageable or invalid memory at an IRQL that was too high, or lowered the IRQL to a level above the current one.",
         parameters: ["Memory referenced (or the requested IRQL)", "IRQL at time of reference", "0: read, 1: write, 8: execute", "Address that referenced memory"],
-    },
-    BugCheckInfo {
-        code: BugCheckCode::SPIN_LOCK_ALREADY_OWNED,
-        name: "SPIN_LOCK_ALREADY_OWNED",
-        summary: "A processor tried to acquire a spin lock it already holds (on Windows this hangs or stops).",
-        parameters: ["Address of the spin lock", "Reserved", "Reserved", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::SPIN_LOCK_NOT_OWNED,
@@ -231,6 +225,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "PFN_LIST_CORRUPT",
         summary: "The PFN list is corrupt; 0x07: a driver unlocked a page more times than it locked it (MmUnlockPages twice).",
         parameters: ["0x07: page unlocked more times than locked", "Page frame number", "Current share count", "0"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        name: "DRIVER_VERIFIER_DETECTED_VIOLATION",
+        summary: "Driver Verifier caught a driver breaking a rule; parameter 1 says which (e.g. 0x7C: MmUnlockPages of an MDL never locked, 0xB8: IoFreeMdl of an MDL still mapped).",
+        parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
     },
     BugCheckInfo {
         code: BugCheckCode::DPC_WATCHDOG_VIOLATION,

@@ -48,6 +48,8 @@ pub fn enter<R>(cpu: &Cpu<'_>, routine: &'static str, f: impl FnOnce() -> R) -> 
 pub fn leave<R>(r: Result<R, BugCheck>) -> Result<R, BugCheck> {
     let routine = ROUTINE.with(|r| r.replace(None));
     CURRENT.with(|c| c.set(std::ptr::null()));
+    // A stop or an exception may have skipped a routine's `QuietPanics` drop.
+    QUIET.with(|q| q.set(false));
     r.map_err(|mut b| {
         if let Some(Halt::Timeout { routine: name @ None, .. }) = b.halt.as_deref_mut() {
             *name = routine.map(str::to_string);

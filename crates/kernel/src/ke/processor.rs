@@ -184,27 +184,41 @@ impl<'m> Cpu<'m> {
     }
 
     /// `KeAcquireSpinLock`: raises to DISPATCH_LEVEL, then takes `lock` (the
-    /// driver's `KSPIN_LOCK`), spinning while another processor holds it. Returns
+    /// driver's `KSPIN_LOCK`) as [`Cpu::acquire_spin_lock_at_dpc_level`] does. Returns
     /// the previous IRQL for [`Cpu::release_spin_lock`].
-    ///
-    /// Taking a lock this processor already holds would hang Windows forever; ntmem
-    /// stops with SPIN_LOCK_ALREADY_OWNED (0x0F, the lock's address) instead.
-    ///
-    /// A lock word that never clears (another processor's lock never released, or
-    /// garbage: freed pool, 0xCC fill) spins as on Windows until the watchdog
-    /// ([`crate::ke::watchdog`]) ends the spin: DPC_WATCHDOG_VIOLATION (0x133).
     ///
     /// # Errors
     /// The bugcheck.
     pub fn acquire_spin_lock(&self, lock: &AtomicUsize) -> Result<Irql, BugCheck> {
         let old = self.raise_irql(Irql::DISPATCH)?;
+        self.acquire_spin_lock_at_dpc_level(lock)?;
+        Ok(old)
+    }
+
+    /// `KeAcquireSpinLockAtDpcLevel`: takes `lock` at the current IRQL, spinning
+    /// while its word is not zero.
+    ///
+    /// A word that never clears spins as on Windows until the DPC watchdog
+    /// ([`crate::ke::watchdog`]) ends the spin with DPC_WATCHDOG_VIOLATION (0x133):
+    /// another processor's lock never released, garbage (freed pool, 0xCC fill,
+    /// uninitialised memory), or a lock this processor already holds — Windows' free
+    /// kernel keeps no owner in the word and deadlocks (SPIN_LOCK_ALREADY_OWNED, 0x0F,
+    /// is the checked build's check). Under Driver Verifier's deadlock detection that
+    /// recursion is DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x1000 self-deadlock,
+    /// the lock's address, 0, 0; Microsoft, "Bug Check 0xC4", deadlock detection rows).
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn acquire_spin_lock_at_dpc_level(&self, lock: &AtomicUsize) -> Result<(), BugCheck> {
         let me = owner_value(self.number);
         loop {
             match lock.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(old),
-                Err(owner) if owner == me => {
+                Ok(_) => return Ok(()),
+                Err(owner) if owner == me && self.machine.verifier().contains(VerifierFlags::DEADLOCK_DETECTION) => {
                     let addr = lock as *const AtomicUsize as u64;
-                    return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_ALREADY_OWNED, [addr, 0, 0, 0]));
+                    return Err(self
+                        .machine
+                        .bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, [0x1000, addr, 0, 0]));
                 }
                 Err(_) => {
                     if let Some(stop) = self.watchdog_expired() {

@@ -113,6 +113,11 @@ impl Watch for DriverWatch {
         let irql = self.processors.get(self.cpu).map_or(Irql::PASSIVE, Processor::irql);
         self.decide(self.start.elapsed(), irql, ip)
     }
+
+    /// A driver's own code owns nothing of ntmem's.
+    fn owns_nothing(&self, ip: usize) -> bool {
+        self.images.slot_at(ip).is_some()
+    }
 }
 
 #[cfg(test)]
