@@ -494,3 +494,33 @@ fn spin_lock_routines_on_null_raise_access_violations_at_passive_level_and_0x0a_
     assert_eq!((p[0].clone(), p[1].clone(), p[2].clone()), (Value::from(0), Value::from(2), Value::from(1)));
     assert_ne!(p[3], 0, "the address of the write");
 }
+
+#[test]
+fn driver_entry_returning_with_a_spin_lock_held_is_0xe1_worker_thread_returned_at_bad_irql() {
+    let (v, status) = json("entry_raised.c");
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xE1, "{v}");
+    assert_eq!(v["bugcheck"]["name"], "WORKER_THREAD_RETURNED_AT_BAD_IRQL");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_ne!(p[0], 0, "the address of DriverEntry");
+    assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(2), Value::from(0), Value::from(0)));
+    assert_eq!(v["bugcheck"]["driver"], "entry_raised.c");
+    assert_eq!(v["driver_entry_status"], Value::Null, "{v}");
+}
+
+#[test]
+fn a_dispatch_routine_returning_with_a_spin_lock_held_is_0x4a_irql_gt_zero_at_system_service() {
+    let dir = std::env::temp_dir().join(format!("ntmem-ioctl-raised-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("ioctl.toml");
+    std::fs::write(&scenario, "[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 0 }\n").unwrap();
+    let out = run("ioctl_raised.c", &["--json", "--scenario", scenario.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x4A, "{v}");
+    assert_eq!(v["bugcheck"]["name"], "IRQL_GT_ZERO_AT_SYSTEM_SERVICE");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_ne!(p[0], 0, "the address of the dispatch routine");
+    assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(2), Value::from(0), Value::from(0)));
+    assert_eq!(v["bugcheck"]["driver"], "ioctl_raised.c");
+}

@@ -72,6 +72,8 @@ impl BugCheckCode {
     pub const DPC_WATCHDOG_VIOLATION: Self = Self(0x133);
     /// 0x4A: a thread returned from a system call (a driver routine) at raised IRQL.
     pub const IRQL_GT_ZERO_AT_SYSTEM_SERVICE: Self = Self(0x4A);
+    /// 0xE1: a system worker thread's work item returned at a raised IRQL.
+    pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: Self = Self(0xE1);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -243,6 +245,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "IRQL_GT_ZERO_AT_SYSTEM_SERVICE",
         summary: "A thread returned from a system call (here: a driver routine the kernel called) with its IRQL above PASSIVE_LEVEL.",
         parameters: ["Address of the system function (the driver routine)", "The current IRQL", "0", "0"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::WORKER_THREAD_RETURNED_AT_BAD_IRQL,
+        name: "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
+        summary: "A work item run by a system worker thread (here: a driver routine such as DriverEntry) returned at an IRQL other than PASSIVE_LEVEL.",
+        parameters: ["Address of the worker routine (the driver routine)", "IRQL that the worker thread was at", "Work item parameter (0 in ntmem)", "Work item address (0 in ntmem)"],
     },
 ];
 

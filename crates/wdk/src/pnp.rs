@@ -13,6 +13,7 @@ use std::ffi::c_void;
 use ntmem_kernel::hal::device::DeviceId;
 use ntmem_kernel::hal::resources::{CmResourceData, CmResourceList};
 use ntmem_kernel::io::pnp::{self, PnpOutcome, PnpRequest};
+use ntmem_kernel::io::returns::Caller;
 use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::{BugCheck, Machine};
 
@@ -92,7 +93,8 @@ fn send(
     fdo: DeviceObject,
     request: &PnpRequest,
 ) -> Result<PnpOutcome, BugCheck> {
-    let dispatch = CDispatch { object: driver.object_ptr() };
+    // The PnP manager sends its IRPs from a system worker thread.
+    let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Worker };
     let r = driver.in_image(machine, || {
         seh::run_as(ThreadKind::System, || machine.run_driver(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
     });

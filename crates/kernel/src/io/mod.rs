@@ -16,6 +16,7 @@
 //! * [`pnp`]: PDOs, `IoAttachDeviceToDeviceStack` / `IoDetachDevice`, and
 //!   `IRP_MJ_PNP` start-device (with the raw and translated `CM_RESOURCE_LIST`s)
 //!   and remove-device.
+//! * [`returns`]: the IRQL a driver routine must return at (0xE1, 0x4A).
 //!
 //! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
 //! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
@@ -35,6 +36,7 @@ pub mod device;
 pub mod irp;
 pub mod pnp;
 pub mod request;
+pub mod returns;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

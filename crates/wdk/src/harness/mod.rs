@@ -31,6 +31,7 @@ use std::cell::RefCell;
 
 use ntmem_kernel::ex::pool::{NtStatus as KStatus, PoolMonRow};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
+use ntmem_kernel::io::returns::{check_return, Caller};
 use ntmem_kernel::io::{device, DeviceObject, Dispatch, Irp, MajorFunction};
 use ntmem_kernel::vf::VerifierFlags;
 use ntmem_kernel::{BootError, BugCheck, Cpu, Machine};
@@ -274,7 +275,14 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
         routine: &'static str,
         f: impl FnOnce() -> R,
     ) -> Result<R, BugCheck> {
-        let r = seh::run_as(ThreadKind::System, || machine.run_driver(cpu, |c| Ok(context::enter(c, routine, f))));
+        let r = seh::run_as(ThreadKind::System, || {
+            machine.run_driver(cpu, |c| {
+                let entry = c.irql();
+                let r = context::enter(c, routine, f);
+                check_return(c, Caller::Worker, 0, entry)?;
+                Ok(r)
+            })
+        });
         context::leave(r).map_err(|b| self.blame(b))
     }
 
@@ -307,7 +315,9 @@ impl<D: RustDriver> Dispatch for Loaded<'_, D> {
             return Ok(None);
         }
         let view = IrpView::read(cpu, major, device, irp)?;
+        let entry = cpu.irql();
         let status = context::enter(cpu, major.dispatch_routine(), || self.driver.borrow_mut().dispatch(&view));
+        check_return(cpu, Caller::Service, 0, entry)?;
         Ok(Some(KStatus(status as u32)))
     }
 }
