@@ -508,19 +508,47 @@ fn driver_entry_returning_with_a_spin_lock_held_is_0xe1_worker_thread_returned_a
     assert_eq!(v["driver_entry_status"], Value::Null, "{v}");
 }
 
-#[test]
-fn a_dispatch_routine_returning_with_a_spin_lock_held_is_0x4a_irql_gt_zero_at_system_service() {
-    let dir = std::env::temp_dir().join(format!("ntmem-ioctl-raised-{}", std::process::id()));
+/// Runs `name` with a scenario of one IOCTL (0x222000, METHOD_BUFFERED) and `extra` flags.
+fn json_ioctl(name: &str, extra: &[&str]) -> (Value, i32) {
+    let dir = std::env::temp_dir().join(format!("ntmem-one-ioctl-{}-{name}-{}", std::process::id(), extra.len()));
     std::fs::create_dir_all(&dir).unwrap();
     let scenario = dir.join("ioctl.toml");
     std::fs::write(&scenario, "[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 0 }\n").unwrap();
-    let out = run("ioctl_raised.c", &["--json", "--scenario", scenario.to_str().unwrap()]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    assert_eq!(out.status.code(), Some(3), "{v}");
+    json_with(name, &[&["--scenario", scenario.to_str().unwrap()], extra].concat())
+}
+
+#[test]
+fn a_dispatch_routine_returning_with_a_spin_lock_held_is_0x4a_irql_gt_zero_at_system_service() {
+    let (v, status) = json_ioctl("ioctl_raised.c", &[]);
+    assert_eq!(status, 3, "{v}");
     assert_eq!(v["bugcheck"]["code"], 0x4A, "{v}");
     assert_eq!(v["bugcheck"]["name"], "IRQL_GT_ZERO_AT_SYSTEM_SERVICE");
     let p = v["bugcheck"]["parameters"].as_array().unwrap();
     assert_ne!(p[0], 0, "the address of the dispatch routine");
     assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(2), Value::from(0), Value::from(0)));
     assert_eq!(v["bugcheck"]["driver"], "ioctl_raised.c");
+}
+
+#[test]
+fn under_io_verification_the_changed_irql_is_0xc9_0x05_with_the_device_and_both_irqls() {
+    let (v, status) = json_ioctl("ioctl_raised.c", &["--verifier", "io"]);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC9, "{v}");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!(p[0], 5);
+    assert_ne!(p[1], 0, "the device object");
+    assert_eq!((p[2].clone(), p[3].clone()), (Value::from(0), Value::from(2)));
+}
+
+#[test]
+fn completing_an_irp_with_status_pending_under_io_verification_is_0xc9_0x06() {
+    let (v, status) = json_ioctl("complete_pending.c", &["--verifier", "io"]);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC9, "{v}");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!((p[0].clone(), p[1].clone(), p[3].clone()), (Value::from(6), Value::from(0x103), Value::from(0)));
+    assert_ne!(p[2], 0, "the IRP");
+    // Without Verifier, Windows' free kernel does not check: no bugcheck.
+    let (v, _) = json_ioctl("complete_pending.c", &[]);
+    assert_eq!(v["bugcheck"], Value::Null, "{v}");
 }

@@ -74,6 +74,8 @@ impl BugCheckCode {
     pub const IRQL_GT_ZERO_AT_SYSTEM_SERVICE: Self = Self(0x4A);
     /// 0xE1: a system worker thread's work item returned at a raised IRQL.
     pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: Self = Self(0xE1);
+    /// 0xC9: Driver Verifier's I/O verification caught a driver misusing the I/O manager.
+    pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: Self = Self(0xC9);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -251,6 +253,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         summary: "A work item run by a system worker thread (here: a driver routine such as DriverEntry) returned at an IRQL other than PASSIVE_LEVEL.",
         parameters: ["Address of the worker routine (the driver routine)", "IRQL that the worker thread was at", "Work item parameter (0 in ntmem)", "Work item address (0 in ntmem)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        name: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
+        summary: "Driver Verifier's I/O verification caught a violation; parameter 1 says which (0x05: the IRQL changed during a dispatch routine, 0x06: IoCompleteRequest with a status marked pending).",
+        parameters: ["Subcode (the kind of violation)", "0x05: the device object; 0x06: the IRP status", "0x05: IRQL before IoCallDriver; 0x06: the IRP", "0x05: IRQL after IoCallDriver; 0x06: 0"],
     },
 ];
 

@@ -109,7 +109,7 @@ impl Dispatch for CDispatch {
         // SAFETY: `routine` is the driver's PDRIVER_DISPATCH; `d` and `i` are the
         // device object and IRP the I/O manager built for it.
         let status = context::enter(cpu, major.dispatch_routine(), || unsafe { routine(d, i) });
-        check_return(cpu, self.caller, routine as usize as u64, entry)?;
+        check_return(cpu, self.caller, routine as usize as u64, Some(d as u64), entry)?;
         Ok(Some(KStatus(status as u32)))
     }
 }

@@ -188,7 +188,7 @@ impl Driver {
                 machine.run_driver(cpu, |c| {
                     let entry = c.irql();
                     let r = context::enter(c, routine, call);
-                    check_return(c, Caller::Worker, address as u64, entry)?;
+                    check_return(c, Caller::Worker, address as u64, None, entry)?;
                     Ok(r)
                 })
             })

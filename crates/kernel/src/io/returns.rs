@@ -12,8 +12,13 @@
 //!   raised IRQL, IRQL_GT_ZERO_AT_SYSTEM_SERVICE (0x4A: address of the system
 //!   function, IRQL, 0, 0); ntmem names the dispatch routine (its address).
 //!
+//! * Under Driver Verifier's I/O verification, a dispatch routine (called through
+//!   `IoCallDriver`, either caller) is caught at once: DRIVER_VERIFIER_IOMANAGER_VIOLATION
+//!   (0xC9: 0x05, the device object, IRQL before, IRQL after).
+//!
 //! (Microsoft, "Bug Check 0xE1 WORKER_THREAD_RETURNED_AT_BAD_IRQL", "Bug Check 0x4A
-//! IRQL_GT_ZERO_AT_SYSTEM_SERVICE"; the static IrqlReturn rule of WDM asks the same.)
+//! IRQL_GT_ZERO_AT_SYSTEM_SERVICE", "Bug Check 0xC9 DRIVER_VERIFIER_IOMANAGER_VIOLATION";
+//! the static IrqlReturn rule of WDM asks the same.)
 //! Windows checks on the way back to user mode or to the worker loop, after the I/O
 //! manager's own return path; ntmem checks as soon as the routine returns. A spin
 //! lock still held at return shows as the raised IRQL it holds; a lock released
@@ -22,6 +27,7 @@
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
+use crate::vf::VerifierFlags;
 
 /// Who called the driver routine, which decides the check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,14 +39,25 @@ pub enum Caller {
 }
 
 /// Checks that the routine at `routine` (a host address, 0 if unknown), called at
-/// `entry`, returned at that IRQL.
+/// `entry`, returned at that IRQL; `device` is the device object a dispatch routine
+/// was called for (`None` for other routines).
 ///
 /// # Errors
-/// 0xE1 or 0x4A (see the module docs).
-pub fn check_return(cpu: &Cpu<'_>, caller: Caller, routine: u64, entry: Irql) -> Result<(), BugCheck> {
+/// 0xE1, 0x4A or 0xC9 (see the module docs).
+pub fn check_return(
+    cpu: &Cpu<'_>,
+    caller: Caller,
+    routine: u64,
+    device: Option<u64>,
+    entry: Irql,
+) -> Result<(), BugCheck> {
     let irql = cpu.irql();
     if irql == entry {
         return Ok(());
+    }
+    if let Some(device) = device.filter(|_| cpu.machine().verifier().contains(VerifierFlags::IO_VERIFICATION)) {
+        let p = [0x05, device, u64::from(entry.0), u64::from(irql.0)];
+        return Err(cpu.machine().bugcheck(BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION, p));
     }
     let code = match caller {
         Caller::Worker => BugCheckCode::WORKER_THREAD_RETURNED_AT_BAD_IRQL,

@@ -279,7 +279,7 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
             machine.run_driver(cpu, |c| {
                 let entry = c.irql();
                 let r = context::enter(c, routine, f);
-                check_return(c, Caller::Worker, 0, entry)?;
+                check_return(c, Caller::Worker, 0, None, entry)?;
                 Ok(r)
             })
         });
@@ -317,7 +317,7 @@ impl<D: RustDriver> Dispatch for Loaded<'_, D> {
         let view = IrpView::read(cpu, major, device, irp)?;
         let entry = cpu.irql();
         let status = context::enter(cpu, major.dispatch_routine(), || self.driver.borrow_mut().dispatch(&view));
-        check_return(cpu, Caller::Service, 0, entry)?;
+        check_return(cpu, Caller::Service, 0, Some(crate::context::host_ptr(cpu, Some(device.0)) as u64), entry)?;
         Ok(Some(KStatus(status as u32)))
     }
 }
