@@ -552,3 +552,34 @@ fn completing_an_irp_with_status_pending_under_io_verification_is_0xc9_0x06() {
     let (v, _) = json_ioctl("complete_pending.c", &[]);
     assert_eq!(v["bugcheck"], Value::Null, "{v}");
 }
+
+/// Runs `name` with scenario text `toml` (written to a file of its own) and `extra` flags.
+fn json_scenario(name: &str, tag: &str, toml: &str, extra: &[&str]) -> (Value, i32) {
+    let dir = std::env::temp_dir().join(format!("ntmem-scenario-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("s.toml");
+    std::fs::write(&scenario, toml).unwrap();
+    json_with(name, &[&["--scenario", scenario.to_str().unwrap()], extra].concat())
+}
+
+#[test]
+fn a_dispatch_routine_that_never_returns_is_stopped_by_the_scenarios_timeout_naming_it() {
+    let toml = "timeout = 0.3\n[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 0 }\n";
+    let (v, status) = json_scenario("ioctl_hang.c", "ioctl", toml, &[]);
+    assert_eq!(status, 4, "{v}");
+    assert_eq!(v["halt"]["kind"], "timeout");
+    assert_eq!(v["halt"]["routine"], "IRP_MJ_DEVICE_CONTROL dispatch routine");
+    assert_eq!(v["halt"]["limit_ms"], 300);
+    assert_eq!(v["halt"]["driver"], "ioctl_hang.c");
+    // --timeout overrides the scenario's.
+    let (v, _) = json_scenario("ioctl_hang.c", "override", toml, &["--timeout", "0.2"]);
+    assert_eq!(v["halt"]["limit_ms"], 200, "{v}");
+}
+
+#[test]
+fn a_driver_unload_that_never_returns_is_stopped_naming_driver_unload() {
+    let (v, status) = json_with("ioctl_hang.c", QUICK);
+    assert_eq!(status, 4, "{v}");
+    assert_eq!(v["halt"]["routine"], "DriverUnload");
+    assert_eq!(v["unload"], "called");
+}

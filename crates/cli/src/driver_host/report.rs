@@ -339,3 +339,57 @@ impl Serialize for Report {
         o.end()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntmem_kernel::{BugCheckCode, Irql};
+
+    fn report(stop: BugCheck) -> Report {
+        let machine = BootSummary {
+            machine: "test".to_string(),
+            ram: 0,
+            usable_ram: 0,
+            page_size: 4096,
+            free_pages: 0,
+            largest_free_run_below_4g: 0,
+            largest_free_run: 0,
+            nonpaged_pool_max: 0,
+            paged_pool_max: 0,
+            system_ptes: 0,
+            system_ptes_free: 0,
+            processors: 1,
+            relocation: 0,
+            page_directory: 0,
+            warnings: Vec::new(),
+        };
+        let mut r = Report::new("drv.c".to_string(), machine);
+        let mut stop = stop;
+        stop.driver = Some("drv.c".to_string());
+        r.bugcheck = Some(stop);
+        r
+    }
+
+    #[test]
+    fn an_internal_error_exits_5_and_reports_the_routine_and_message_as_a_halt_not_a_bugcheck() {
+        let halt = Halt::Internal { routine: "MmUnmapLockedPages".to_string(), message: "boom".to_string() };
+        let r = report(BugCheck::halted(halt));
+        assert_eq!(r.exit(), 5);
+        assert!(r.verdict().contains("INTERNAL ERROR in ntmem: MmUnmapLockedPages failed: boom"), "{}", r.verdict());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["bugcheck"], serde_json::Value::Null);
+        assert_eq!(v["halt"]["kind"], "internal");
+        assert_eq!(v["halt"]["routine"], "MmUnmapLockedPages");
+        assert_eq!(v["halt"]["message"], "boom");
+        assert_eq!(v["halt"]["driver"], "drv.c");
+        assert!(r.text().contains("NTMEM INTERNAL ERROR"), "{}", r.text());
+    }
+
+    #[test]
+    fn a_timeout_exits_4_and_a_bugcheck_3() {
+        let halt =
+            Halt::Timeout { routine: Some("DriverEntry".to_string()), irql: Irql::PASSIVE, ip: 0x1234, limit_ms: 10 };
+        assert_eq!(report(BugCheck::halted(halt)).exit(), 4);
+        assert_eq!(report(BugCheck::new(BugCheckCode::DPC_WATCHDOG_VIOLATION, [1, 0x500, 0, 0])).exit(), 3);
+    }
+}
