@@ -583,3 +583,14 @@ fn a_driver_unload_that_never_returns_is_stopped_naming_driver_unload() {
     assert_eq!(v["halt"]["routine"], "DriverUnload");
     assert_eq!(v["unload"], "called");
 }
+
+#[test]
+fn a_driver_printing_forever_is_stopped_in_its_own_code_and_the_report_is_whole() {
+    let (v, status) = json_with("print_hang.c", QUICK);
+    assert_eq!(status, 4, "{}", v["halt"]);
+    assert_eq!(v["halt"]["routine"], "DriverEntry");
+    assert!(v["debug_output"].as_str().unwrap().contains("print_hang: line 0 with some text"));
+    let out = run("print_hang.c", QUICK);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DriverEntry did not return within 300 ms"));
+}

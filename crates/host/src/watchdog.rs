@@ -11,9 +11,9 @@
 //! destructors (the escape contract of [`crate::guard`]). A tick may land anywhere, so the
 //! watched code says where skipping is sound: [`exposed`] marks code that owns nothing
 //! (driver code), [`shielded`] marks code that may (the kernel routines a driver calls,
-//! the host allocator, a lock held); the [`Watch`] may also know code that owns
-//! nothing by its address ([`Watch::owns_nothing`]: a driver's image), which holds
-//! even when an exception left the marks stale. A tick whose escape falls in shielded code only
+//! the host allocator, a lock held); the [`Watch`] may instead know code that owns
+//! nothing by its address ([`Watch::may_escape`]: a driver's image), which also holds
+//! when an exception left the marks stale. A tick whose escape falls in shielded code only
 //! records it: [`pending`] lets a loop in shielded code that waits for something
 //! (a spin lock) give up, and the shielded code takes it with [`take_pending`] once it
 //! owns nothing again. Code outside both runs as shielded.
@@ -38,10 +38,12 @@ pub trait Watch: Send + Sync {
     /// abandons the innermost guarded call with that payload.
     fn on_tick(&self, ip: usize) -> Option<Escape>;
 
-    /// Whether the code at `ip` is known to own nothing (a driver's image), so an
-    /// escape may skip it even where no [`exposed`] call says so.
-    fn owns_nothing(&self, _ip: usize) -> bool {
-        false
+    /// Whether an escape may skip the code at `ip` now; `exposed` says whether the
+    /// running code is marked [`exposed`]. A watch that knows where the watched code
+    /// lives (a driver's image) may answer by address instead: code elsewhere (a
+    /// library the driver called, which may hold its locks) then waits.
+    fn may_escape(&self, _ip: usize, exposed: bool) -> bool {
+        exposed
     }
 }
 
@@ -186,7 +188,7 @@ extern "C" fn on_tick(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut 
             None => return,
         },
     };
-    if EXPOSED.with(Cell::get) || watch.owns_nothing(ip) {
+    if watch.may_escape(ip, EXPOSED.with(Cell::get)) {
         PENDING.with(|p| p.set(None));
         EXPOSED.with(|e| e.set(false));
         guard::escape_from_signal(escape);

@@ -123,6 +123,14 @@ pub fn kernel<R>(f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> R {
     raise_bugcheck(&stop)
 }
 
+/// Where a routine the driver called has finished and owns nothing: a stop the
+/// watchdog decided on while the routine ran (shielded) leaves driver code now.
+pub(crate) fn watchdog_checkpoint() {
+    if let Some(e) = ntmem_host::watchdog::take_pending() {
+        ntmem_host::escape(e)
+    }
+}
+
 /// The routine a `kernel` closure belongs to, from its type's name
 /// (`ntmem_wdk::ke::KeInitializeSpinLock::{{closure}}` → `KeInitializeSpinLock`).
 fn routine_name<F>(_: &F) -> &'static str {

@@ -51,4 +51,5 @@ pub unsafe extern "C" fn ntmem_wdk_debug_sink(text: *const c_char, length: usize
             DebugOutput::Capture => out.1.extend_from_slice(bytes),
         }
     });
+    crate::context::watchdog_checkpoint();
 }

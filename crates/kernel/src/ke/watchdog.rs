@@ -29,7 +29,7 @@ use ntmem_host::{Escape, Watch};
 use super::irql::Irql;
 use super::processor::Processor;
 use crate::bugcheck::{BugCheck, BugCheckCode};
-use crate::mm::images::Images;
+use crate::mm::images::{Images, MAX_IMAGES};
 use crate::trap::{encode_escape, timeout_escape};
 
 /// How long driver code may run before the watchdog stops the machine.
@@ -70,18 +70,15 @@ pub(crate) struct DriverWatch {
     /// Nanoseconds after `start` at which the processor was first seen at raised
     /// IRQL, plus one; 0 while it is below DISPATCH_LEVEL.
     raised_at: AtomicU64,
+    /// Whether a driver image was loaded when the call began (see `may_escape`).
+    by_image: bool,
 }
 
 impl DriverWatch {
     pub(crate) fn new(processors: Arc<[Processor]>, images: Arc<Images>, cpu: u32, limits: WatchdogLimits) -> Self {
-        DriverWatch {
-            processors,
-            images,
-            cpu: cpu as usize,
-            limits,
-            start: Instant::now(),
-            raised_at: AtomicU64::new(0),
-        }
+        let by_image = (0..MAX_IMAGES).any(|slot| images.name(slot).is_some());
+        let start = Instant::now();
+        DriverWatch { processors, images, cpu: cpu as usize, limits, start, raised_at: AtomicU64::new(0), by_image }
     }
 
     /// The stop a tick at `now` (after the call began) decides on, if any.
@@ -114,9 +111,15 @@ impl Watch for DriverWatch {
         self.decide(self.start.elapsed(), irql, ip)
     }
 
-    /// A driver's own code owns nothing of ntmem's.
-    fn owns_nothing(&self, ip: usize) -> bool {
-        self.images.slot_at(ip).is_some()
+    /// With a driver image loaded, only the image's own code may be abandoned (it
+    /// owns nothing of ntmem's; a library it called may hold locks); without one (a
+    /// Rust driver), the code marked exposed.
+    fn may_escape(&self, ip: usize, exposed: bool) -> bool {
+        if self.by_image {
+            self.images.slot_at(ip).is_some()
+        } else {
+            exposed
+        }
     }
 }
 
