@@ -2,7 +2,7 @@
 //! the watched thread, asks a [`Watch`] whether time is up, and if so leaves the code
 //! through the innermost guarded call's escape hatch ([`crate::guard`]).
 //!
-//! [`Watchdog::start`] creates a `CLOCK_MONOTONIC` timer whose signal ([`SIGNAL`]) goes to
+//! [`Watchdog::start`] creates a `CLOCK_MONOTONIC` timer whose signal ([`signal()`](signal)) goes to
 //! the calling thread only (`SIGEV_THREAD_ID`). On every tick the handler asks the
 //! thread's current [`Watch`] with the interrupted instruction's address; an answer of
 //! `Some(escape)` abandons the innermost guarded call with that payload.
@@ -19,7 +19,7 @@
 //! owns nothing again. Code outside both runs as shielded.
 //!
 //! Rules: the handler is async-signal-safe (thread-local `Cell`s, atomics, no
-//! allocation, no lock); the fault handler blocks [`SIGNAL`] while it runs, so a tick
+//! allocation, no lock); the fault handler blocks [`signal()`](signal) while it runs, so a tick
 //! never escapes from inside a page-in. One watchdog per thread at a time; starting a
 //! second one while the first runs replaces it until the second is dropped.
 

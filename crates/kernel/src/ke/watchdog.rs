@@ -16,7 +16,7 @@
 //!
 //! A tick is one clock interrupt of Windows' default clock: 15.625 ms (64 per second).
 //! Time is wall time of the host thread running the driver, measured by a host
-//! [`Watchdog`] timer that ticks at a tenth of the shorter limit (1 ms to 100 ms).
+//! [`Watchdog`](ntmem_host::Watchdog) timer that ticks at a tenth of the shorter limit (1 ms to 100 ms).
 //!
 //! [`Halt::Timeout`]: crate::halt::Halt::Timeout
 
