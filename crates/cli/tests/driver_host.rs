@@ -594,3 +594,12 @@ fn a_driver_printing_forever_is_stopped_in_its_own_code_and_the_report_is_whole(
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DriverEntry did not return within 300 ms"));
 }
+
+#[test]
+fn under_verifier_releasing_a_spin_lock_at_passive_level_is_0xc4_0x32_before_the_lock_is_touched() {
+    let (v, status) = json_with("spin_null.c", &["--verifier", "irql"]);
+    assert_eq!(status, 3, "{v}");
+    assert!(v["debug_output"].as_str().unwrap().contains("spin_null: initialize 0xC0000005"), "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC4, "{v}");
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([0x32, 0, 0, 0]));
+}

@@ -212,6 +212,22 @@ fn a_spin_lock_taken_twice_under_deadlock_detection_is_0xc4_0x1000() {
 }
 
 #[test]
+fn under_verifier_releasing_a_spin_lock_below_dispatch_level_is_0xc4_0x32() {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
+    m.set_verifier(VerifierFlags::FORCE_IRQL_CHECKING);
+    let lock = AtomicUsize::new(0);
+    let b = m
+        .run(0, |cpu| {
+            cpu.acquire_spin_lock(&lock)?;
+            cpu.lower_irql(Irql::PASSIVE)?;
+            cpu.release_spin_lock(&lock, Irql::PASSIVE)
+        })
+        .unwrap_err();
+    assert_eq!(b.code, BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, "{b}");
+    assert_eq!(b.parameters, [0x32, 0, &lock as *const AtomicUsize as u64, 0]);
+}
+
+#[test]
 fn a_garbage_lock_word_spins_until_the_dpc_watchdog() {
     let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
     m.set_verifier(VerifierFlags::DEADLOCK_DETECTION);

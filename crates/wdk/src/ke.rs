@@ -97,5 +97,8 @@ pub unsafe extern "C" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8
 /// `lock` points to a `KSPIN_LOCK` the driver owns.
 #[no_mangle]
 pub unsafe extern "C" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
-    kernel(|cpu| cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old)));
+    kernel(|cpu| {
+        cpu.verify_spin_lock_release(lock as u64)?;
+        cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old))
+    });
 }

@@ -237,17 +237,36 @@ impl<'m> Cpu<'m> {
     }
 
     /// `KeReleaseSpinLock`: frees `lock` and lowers to `old`. Releasing a lock this
-    /// processor does not hold stops with SPIN_LOCK_NOT_OWNED (0x10).
+    /// processor does not hold stops with SPIN_LOCK_NOT_OWNED (0x10); under Driver
+    /// Verifier, releasing below or above DISPATCH_LEVEL first stops as
+    /// [`Cpu::verify_spin_lock_release`] says.
     ///
     /// # Errors
     /// The bugcheck.
     pub fn release_spin_lock(&self, lock: &AtomicUsize, old: Irql) -> Result<(), BugCheck> {
+        self.verify_spin_lock_release(lock as *const AtomicUsize as u64)?;
         let me = owner_value(self.number);
         if lock.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err() {
             let addr = lock as *const AtomicUsize as u64;
             return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_NOT_OWNED, [addr, 0, 0, 0]));
         }
         self.lower_irql(old)
+    }
+
+    /// Driver Verifier's check before `KeReleaseSpinLock` touches the lock at `addr`:
+    /// the caller must be at DISPATCH_LEVEL, else DRIVER_VERIFIER_DETECTED_VIOLATION
+    /// (0xC4: 0x32, the current IRQL, the lock, 0; Microsoft, "Bug Check 0xC4",
+    /// research note dma-verifier-views §3.3). Without Verifier nothing is checked.
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn verify_spin_lock_release(&self, addr: u64) -> Result<(), BugCheck> {
+        let irql = self.irql();
+        if irql == Irql::DISPATCH || self.machine.verifier().is_empty() {
+            return Ok(());
+        }
+        let p = [0x32, u64::from(irql.0), addr, 0];
+        Err(self.machine.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p))
     }
 
     /// Moves the machine's simulated time on by `ms` and runs, on this processor,
