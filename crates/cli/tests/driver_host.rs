@@ -526,3 +526,187 @@ fn stdout_on_a_full_device_is_a_clear_error_and_the_report_file_is_written() {
         assert_eq!(read_report(&path)["exit"], 0);
     }
 }
+
+/// Small watchdog limits, so the hang tests end quickly.
+const QUICK: &[&str] = &["--timeout", "0.3", "--dpc-watchdog", "0.3"];
+
+fn json_with(name: &str, extra: &[&str]) -> (Value, i32) {
+    let out = run(name, &[&["--json"], extra].concat());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v, out.status.code().expect("exit status"))
+}
+
+#[test]
+fn an_endless_loop_at_passive_level_ends_with_a_timeout_report_naming_driver_entry_exit_4() {
+    let out = run("hang_passive.c", QUICK);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("DriverEntry did not return within 300 ms (at PASSIVE_LEVEL, instruction 0x"), "{t}");
+    assert!(t.contains("in hang_passive.c"), "{t}");
+    let (v, status) = json_with("hang_passive.c", QUICK);
+    assert_eq!(status, 4);
+    assert_eq!(v["exit"], 4);
+    assert_eq!(v["bugcheck"], Value::Null);
+    assert_eq!(v["halt"]["kind"], "timeout");
+    assert_eq!(v["halt"]["routine"], "DriverEntry");
+    assert_eq!(v["halt"]["irql"], 0);
+    assert_eq!(v["halt"]["limit_ms"], 300);
+    assert_eq!(v["halt"]["driver"], "hang_passive.c");
+    assert_ne!(v["halt"]["ip"], 0);
+    assert_eq!(v["driver_entry_status"], Value::Null);
+}
+
+#[test]
+fn an_endless_loop_at_dispatch_level_is_dpc_watchdog_violation_0x133_cumulative() {
+    let (v, status) = json_with("hang_dispatch.c", QUICK);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x133);
+    assert_eq!(v["bugcheck"]["name"], "DPC_WATCHDOG_VIOLATION");
+    // 1: cumulatively at DISPATCH_LEVEL or above; the period in 15.625 ms ticks (0.3 s = 19).
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 19, 0, 0]));
+    assert_eq!(v["bugcheck"]["driver"], "hang_dispatch.c");
+    assert_eq!(v["halt"], Value::Null);
+}
+
+#[test]
+fn spinning_on_a_garbage_lock_word_ends_in_0x133_not_a_hang() {
+    let (v, status) = json_with("spin_garbage.c", QUICK);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x133);
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 19, 0, 0]));
+    assert_eq!(v["bugcheck"]["driver"], "spin_garbage.c");
+}
+
+#[test]
+fn watchdog_limits_outside_0_to_a_day_are_usage_errors_and_only_the_dpc_period_counts_at_dispatch_level() {
+    let out = run("hang_passive.c", &["--timeout", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = run("hang_passive.c", &["--dpc-watchdog", "nan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // At DISPATCH_LEVEL only the DPC watchdog counts, whatever --timeout says.
+    let (v, _) = json_with("hang_dispatch.c", &["--timeout", "0.1", "--dpc-watchdog", "0.5"]);
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([1, 32, 0, 0]), "{v}");
+}
+
+#[test]
+fn spin_lock_routines_on_null_raise_access_violations_at_passive_level_and_0x0a_at_dispatch_level() {
+    let (v, status) = json("spin_null.c");
+    assert_eq!(status, 3, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(output.contains("spin_null: initialize 0xC0000005"), "{output}");
+    assert!(output.contains("spin_null: release 0xC0000005 at IRQL 0"), "{output}");
+    assert!(!output.contains("acquired NULL"), "{output}");
+    assert_eq!(v["bugcheck"]["code"], 0x0A, "{v}");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!((p[0].clone(), p[1].clone(), p[2].clone()), (Value::from(0), Value::from(2), Value::from(1)));
+    assert_ne!(p[3], 0, "the address of the write");
+}
+
+#[test]
+fn driver_entry_returning_with_a_spin_lock_held_is_0xe1_worker_thread_returned_at_bad_irql() {
+    let (v, status) = json("entry_raised.c");
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xE1, "{v}");
+    assert_eq!(v["bugcheck"]["name"], "WORKER_THREAD_RETURNED_AT_BAD_IRQL");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_ne!(p[0], 0, "the address of DriverEntry");
+    assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(2), Value::from(0), Value::from(0)));
+    assert_eq!(v["bugcheck"]["driver"], "entry_raised.c");
+    assert_eq!(v["driver_entry_status"], Value::Null, "{v}");
+}
+
+/// Runs `name` with a scenario of one IOCTL (0x222000, METHOD_BUFFERED) and `extra` flags.
+fn json_ioctl(name: &str, extra: &[&str]) -> (Value, i32) {
+    let dir = std::env::temp_dir().join(format!("ntmem-one-ioctl-{}-{name}-{}", std::process::id(), extra.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("ioctl.toml");
+    std::fs::write(&scenario, "[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 0 }\n").unwrap();
+    json_with(name, &[&["--scenario", scenario.to_str().unwrap()], extra].concat())
+}
+
+#[test]
+fn a_dispatch_routine_returning_with_a_spin_lock_held_is_0x4a_irql_gt_zero_at_system_service() {
+    let (v, status) = json_ioctl("ioctl_raised.c", &[]);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x4A, "{v}");
+    assert_eq!(v["bugcheck"]["name"], "IRQL_GT_ZERO_AT_SYSTEM_SERVICE");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_ne!(p[0], 0, "the address of the dispatch routine");
+    assert_eq!((p[1].clone(), p[2].clone(), p[3].clone()), (Value::from(2), Value::from(0), Value::from(0)));
+    assert_eq!(v["bugcheck"]["driver"], "ioctl_raised.c");
+}
+
+#[test]
+fn under_io_verification_the_changed_irql_is_0xc9_0x05_with_the_device_and_both_irqls() {
+    let (v, status) = json_ioctl("ioctl_raised.c", &["--verifier", "io"]);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC9, "{v}");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!(p[0], 5);
+    assert_ne!(p[1], 0, "the device object");
+    assert_eq!((p[2].clone(), p[3].clone()), (Value::from(0), Value::from(2)));
+}
+
+#[test]
+fn completing_an_irp_with_status_pending_under_io_verification_is_0xc9_0x06() {
+    let (v, status) = json_ioctl("complete_pending.c", &["--verifier", "io"]);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC9, "{v}");
+    let p = v["bugcheck"]["parameters"].as_array().unwrap();
+    assert_eq!((p[0].clone(), p[1].clone(), p[3].clone()), (Value::from(6), Value::from(0x103), Value::from(0)));
+    assert_ne!(p[2], 0, "the IRP");
+    // Without Verifier, Windows' free kernel does not check: no bugcheck.
+    let (v, _) = json_ioctl("complete_pending.c", &[]);
+    assert_eq!(v["bugcheck"], Value::Null, "{v}");
+}
+
+/// Runs `name` with scenario text `toml` (written to a file of its own) and `extra` flags.
+fn json_scenario(name: &str, tag: &str, toml: &str, extra: &[&str]) -> (Value, i32) {
+    let dir = std::env::temp_dir().join(format!("ntmem-scenario-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("s.toml");
+    std::fs::write(&scenario, toml).unwrap();
+    json_with(name, &[&["--scenario", scenario.to_str().unwrap()], extra].concat())
+}
+
+#[test]
+fn a_dispatch_routine_that_never_returns_is_stopped_by_the_scenarios_timeout_naming_it() {
+    let toml = "timeout = 0.3\n[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 0 }\n";
+    let (v, status) = json_scenario("ioctl_hang.c", "ioctl", toml, &[]);
+    assert_eq!(status, 4, "{v}");
+    assert_eq!(v["halt"]["kind"], "timeout");
+    assert_eq!(v["halt"]["routine"], "IRP_MJ_DEVICE_CONTROL dispatch routine");
+    assert_eq!(v["halt"]["limit_ms"], 300);
+    assert_eq!(v["halt"]["driver"], "ioctl_hang.c");
+    // --timeout overrides the scenario's.
+    let (v, _) = json_scenario("ioctl_hang.c", "override", toml, &["--timeout", "0.2"]);
+    assert_eq!(v["halt"]["limit_ms"], 200, "{v}");
+}
+
+#[test]
+fn a_driver_unload_that_never_returns_is_stopped_naming_driver_unload() {
+    let (v, status) = json_with("ioctl_hang.c", QUICK);
+    assert_eq!(status, 4, "{v}");
+    assert_eq!(v["halt"]["routine"], "DriverUnload");
+    assert_eq!(v["unload"], "called");
+}
+
+#[test]
+fn a_driver_printing_forever_is_stopped_in_its_own_code_and_the_report_is_whole() {
+    let (v, status) = json_with("print_hang.c", QUICK);
+    assert_eq!(status, 4, "{}", v["halt"]);
+    assert_eq!(v["halt"]["routine"], "DriverEntry");
+    assert!(v["debug_output"].as_str().unwrap().contains("print_hang: line 0 with some text"));
+    let out = run("print_hang.c", QUICK);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DriverEntry did not return within 300 ms"));
+}
+
+#[test]
+fn under_verifier_releasing_a_spin_lock_at_passive_level_is_0xc4_0x32_before_the_lock_is_touched() {
+    let (v, status) = json_with("spin_null.c", &["--verifier", "irql"]);
+    assert_eq!(status, 3, "{v}");
+    assert!(v["debug_output"].as_str().unwrap().contains("spin_null: initialize 0xC0000005"), "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC4, "{v}");
+    assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([0x32, 0, 0, 0]));
+}

@@ -255,9 +255,11 @@ pub(crate) fn install_handler() {
             new.sa_sigaction = on_signal as extern "C" fn(_, _, _) as usize;
             new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             // SAFETY: `new.sa_mask` is a valid sigset; `on_signal` has the SA_SIGINFO
-            // signature and is async-signal-safe.
+            // signature and is async-signal-safe. A watchdog tick waits while a fault is
+            // handled (it must not escape from a page-in holding locks).
             let rc = unsafe {
                 libc::sigemptyset(&mut new.sa_mask);
+                libc::sigaddset(&mut new.sa_mask, crate::watchdog::signal());
                 libc::sigaction(sig, &new, std::ptr::null_mut())
             };
             assert_eq!(rc, 0, "ntmem: cannot install the fault handler");
@@ -279,6 +281,11 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         FaultAction::Escape(e) => guard::escape_from_fault(e, &fault),
         FaultAction::NotMine => chain(sig, info, ctx),
     }
+}
+
+/// The interrupted instruction's address from a signal's machine context (0 if unknown).
+pub(crate) fn interrupted_ip(ctx: *mut libc::c_void) -> usize {
+    decode(0, ctx).1
 }
 
 /// The access kind and instruction pointer from the signal's machine context.

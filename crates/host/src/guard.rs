@@ -283,6 +283,19 @@ pub(crate) fn escape_from_fault(e: Escape, fault: &Fault) -> ! {
     unsafe { jump(frame, e) }
 }
 
+/// A watchdog tick's escape ([`crate::watchdog`]): jump to the innermost guarded call.
+/// The caller (the tick handler) has checked there is one and that the interrupted code
+/// is exposed (owns nothing).
+pub(crate) fn escape_from_signal(e: Escape) -> ! {
+    let frame = innermost();
+    if frame.is_null() {
+        std::process::abort();
+    }
+    // SAFETY: `frame` is this thread's innermost live frame; the frames skipped are the
+    // exposed code's (which owns nothing) and the signal handler's.
+    unsafe { jump(frame, e) }
+}
+
 /// Asks the fault handlers of this thread's guarded calls, innermost first.
 pub(crate) fn ask_frames(fault: &Fault) -> FaultAction {
     let mut frame = innermost();

@@ -12,6 +12,8 @@
 //! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
 //!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
 //! - [`sparse`]: large tables of atomic bytes that cost memory only where written.
+//! - [`watchdog`]: a periodic timer that ends code which never returns through the same
+//!   escape hatch.
 //! - [`window`]: small fixed-size views of a reservation, checked once, for the
 //!   kernel's hot paths.
 //!
@@ -27,6 +29,7 @@ pub mod sparse;
 mod sys;
 #[cfg(test)]
 mod testing;
+pub mod watchdog;
 pub mod window;
 
 pub use error::HostError;
@@ -42,4 +45,5 @@ pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};
 pub use sparse::SparseBytes;
 pub use sys::{default_sigpipe, page_size, peak_rss_bytes};
+pub use watchdog::{Watch, Watchdog};
 pub use window::Window;

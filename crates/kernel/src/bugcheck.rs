@@ -26,8 +26,6 @@ impl BugCheckCode {
     pub const IRQL_NOT_GREATER_OR_EQUAL: Self = Self(0x09);
     /// 0x0A: a fault on pageable or invalid memory at raised IRQL, no driver named.
     pub const IRQL_NOT_LESS_OR_EQUAL: Self = Self(0x0A);
-    /// 0x0F: a spin lock taken twice on one processor.
-    pub const SPIN_LOCK_ALREADY_OWNED: Self = Self(0x0F);
     /// 0x10: a spin lock released by a processor that does not hold it.
     pub const SPIN_LOCK_NOT_OWNED: Self = Self(0x10);
     /// 0x19: a corrupted pool header.
@@ -70,6 +68,14 @@ impl BugCheckCode {
     pub const SYSTEM_PTE_MISUSE: Self = Self(0xDA);
     /// 0xC4: Driver Verifier caught a driver breaking a rule (subcode in parameter 1).
     pub const DRIVER_VERIFIER_DETECTED_VIOLATION: Self = Self(0xC4);
+    /// 0x133: the DPC watchdog saw a processor at DISPATCH_LEVEL or above for too long.
+    pub const DPC_WATCHDOG_VIOLATION: Self = Self(0x133);
+    /// 0x4A: a thread returned from a system call (a driver routine) at raised IRQL.
+    pub const IRQL_GT_ZERO_AT_SYSTEM_SERVICE: Self = Self(0x4A);
+    /// 0xE1: a system worker thread's work item returned at a raised IRQL.
+    pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: Self = Self(0xE1);
+    /// 0xC9: Driver Verifier's I/O verification caught a driver misusing the I/O manager.
+    pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: Self = Self(0xC9);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -103,12 +109,6 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "IRQL_NOT_LESS_OR_EQUAL",
         summary: "Kernel code touched pageable or invalid memory at an IRQL that was too high, or lowered the IRQL to a level above the current one.",
         parameters: ["Memory referenced (or the requested IRQL)", "IRQL at time of reference", "0: read, 1: write, 8: execute", "Address that referenced memory"],
-    },
-    BugCheckInfo {
-        code: BugCheckCode::SPIN_LOCK_ALREADY_OWNED,
-        name: "SPIN_LOCK_ALREADY_OWNED",
-        summary: "A processor tried to acquire a spin lock it already holds (on Windows this hangs or stops).",
-        parameters: ["Address of the spin lock", "Reserved", "Reserved", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::SPIN_LOCK_NOT_OWNED,
@@ -236,6 +236,30 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         summary: "Driver Verifier caught a driver breaking a rule; parameter 1 says which (e.g. 0x7C: MmUnlockPages of an MDL never locked, 0xB8: IoFreeMdl of an MDL still mapped).",
         parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
     },
+    BugCheckInfo {
+        code: BugCheckCode::DPC_WATCHDOG_VIOLATION,
+        name: "DPC_WATCHDOG_VIOLATION",
+        summary: "The DPC watchdog detected a prolonged run time at an IRQL of DISPATCH_LEVEL or above.",
+        parameters: ["0: a single DPC or ISR exceeded its time allotment; 1: the system cumulatively spent an extended period of time at DISPATCH_LEVEL or above", "0: the DPC time count (in ticks); 1: the watchdog period (in ticks)", "0: the DPC time allotment (in ticks); 1: cast to nt!DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK (0 in ntmem: it has none)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::IRQL_GT_ZERO_AT_SYSTEM_SERVICE,
+        name: "IRQL_GT_ZERO_AT_SYSTEM_SERVICE",
+        summary: "A thread returned from a system call (here: a driver routine the kernel called) with its IRQL above PASSIVE_LEVEL.",
+        parameters: ["Address of the system function (the driver routine)", "The current IRQL", "0", "0"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::WORKER_THREAD_RETURNED_AT_BAD_IRQL,
+        name: "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
+        summary: "A work item run by a system worker thread (here: a driver routine such as DriverEntry) returned at an IRQL other than PASSIVE_LEVEL.",
+        parameters: ["Address of the worker routine (the driver routine)", "IRQL that the worker thread was at", "Work item parameter (0 in ntmem)", "Work item address (0 in ntmem)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        name: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
+        summary: "Driver Verifier's I/O verification caught a violation; parameter 1 says which (0x05: the IRQL changed during a dispatch routine, 0x06: IoCompleteRequest with a status marked pending).",
+        parameters: ["Subcode (the kind of violation)", "0x05: the device object; 0x06: the IRP status", "0x05: IRQL before IoCallDriver; 0x06: the IRP", "0x05: IRQL after IoCallDriver; 0x06: 0"],
+    },
 ];
 
 fn info(code: BugCheckCode) -> Option<&'static BugCheckInfo> {
@@ -253,12 +277,20 @@ pub struct BugCheck {
     pub driver: Option<String>,
     /// The faulting instruction address, when known (a host address).
     pub faulting_ip: Option<u64>,
+    /// Set when the machine stopped without a Windows bugcheck (a timeout, an internal
+    /// error: [`crate::halt`]); `code` and `parameters` are then 0.
+    pub halt: Option<Box<crate::halt::Halt>>,
 }
 
 impl BugCheck {
     /// A bugcheck with no driver or address attached yet.
     pub const fn new(code: BugCheckCode, parameters: [u64; 4]) -> Self {
-        BugCheck { code, parameters, driver: None, faulting_ip: None }
+        BugCheck { code, parameters, driver: None, faulting_ip: None, halt: None }
+    }
+
+    /// A stop that is not a bugcheck ([`crate::halt`]).
+    pub fn halted(halt: crate::halt::Halt) -> Self {
+        BugCheck { halt: Some(Box::new(halt)), ..BugCheck::new(BugCheckCode(0), [0; 4]) }
     }
 
     /// The code's symbolic name.
@@ -269,6 +301,11 @@ impl BugCheck {
     /// A report in the shape of WinDbg's `!analyze -v`.
     pub fn analysis(&self) -> String {
         let mut out = String::new();
+        if let Some(halt) = &self.halt {
+            out.push_str(&halt.analysis());
+            let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
+            return out;
+        }
         let row = info(self.code);
         let _ = writeln!(out, "{} ({:x})", self.name(), self.code.0);
         if let Some(row) = row {
@@ -298,6 +335,13 @@ impl BugCheck {
 
 impl fmt::Debug for BugCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(halt) = &self.halt {
+            write!(f, "{halt}")?;
+            if let Some(d) = &self.driver {
+                write!(f, " in {d}")?;
+            }
+            return Ok(());
+        }
         write!(
             f,
             "*** STOP: {:#010x} ({:#x}, {:#x}, {:#x}, {:#x}) {}",

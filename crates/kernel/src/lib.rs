@@ -13,6 +13,7 @@
 pub mod bugcheck;
 pub mod ex;
 pub mod hal;
+pub mod halt;
 pub mod io;
 pub mod ke;
 mod machine;
@@ -22,6 +23,7 @@ pub mod trap;
 pub mod vf;
 
 pub use bugcheck::{BugCheck, BugCheckCode};
+pub use halt::Halt;
 pub use ke::irql::Irql;
 pub use ke::processor::Cpu;
 pub use machine::{BootError, BootSummary, Machine};

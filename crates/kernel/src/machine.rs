@@ -19,6 +19,7 @@ use crate::ex::lookaside::Lookasides;
 use crate::ex::pool::Pool;
 use crate::ke::irql::IrqlLevels;
 use crate::ke::processor::{Binding, Cpu, KernelStack, Processor};
+use crate::ke::watchdog::{DriverWatch, WatchdogLimits};
 use crate::mm::frames::{FrameRequest, PhysicalMemory};
 use crate::mm::images::Images;
 use crate::mm::pager::{PagingFile, PagingStats};
@@ -47,6 +48,7 @@ pub struct Machine {
     lookasides: Lookasides,
     clock_ms: AtomicU64,
     verifier: AtomicU32,
+    watchdog: Mutex<WatchdogLimits>,
     hal: crate::hal::Hal,
     _fault_range: FaultRange,
     processes: crate::mm::process::Processes,
@@ -172,6 +174,7 @@ impl Machine {
             lookasides: Lookasides::default(),
             clock_ms: AtomicU64::new(0),
             verifier: AtomicU32::new(0),
+            watchdog: Mutex::new(WatchdogLimits::default()),
             hal,
             _fault_range: fault_range,
             processes: crate::mm::process::Processes::default(),
@@ -276,6 +279,12 @@ impl Machine {
         self.stop(BugCheck::new(code, parameters))
     }
 
+    /// Stops the machine without a bugcheck ([`crate::halt`]), returning the stop —
+    /// the first one, if it was already stopped.
+    pub fn halt(&self, halt: crate::halt::Halt) -> BugCheck {
+        self.stop(BugCheck::halted(halt))
+    }
+
     fn stop(&self, bugcheck: BugCheck) -> BugCheck {
         self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(bugcheck).clone()
     }
@@ -313,7 +322,34 @@ impl Machine {
         }
     }
 
-    fn bugcheck_of(&self, escape: Escape) -> BugCheck {
+    /// Runs driver code `f` as [`Machine::run`] does, under the machine's watchdog
+    /// ([`crate::ke::watchdog`]): if it runs too long, the run ends with
+    /// DPC_WATCHDOG_VIOLATION (0x133) at raised IRQL, or a timeout halt below
+    /// DISPATCH_LEVEL. `f` marks the driver's own code `ntmem_host::watchdog::exposed`
+    /// (the WDK boundary does); elsewhere the stop waits until the code owns nothing.
+    /// If the host refuses a timer, the call runs unwatched.
+    ///
+    /// # Errors
+    /// The bugcheck or halt.
+    pub fn run_driver<R>(&self, cpu: u32, f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> Result<R, BugCheck> {
+        let limits = self.watchdog_limits();
+        let watch = Arc::new(DriverWatch::new(self.processors.clone(), self.images.clone(), cpu, limits));
+        let _dog = ntmem_host::Watchdog::start(limits.tick_period(), watch).ok();
+        self.run(cpu, f)
+    }
+
+    /// Sets how long driver code may run ([`crate::ke::watchdog`]).
+    pub fn set_watchdog(&self, limits: WatchdogLimits) {
+        *self.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// How long driver code may run.
+    pub fn watchdog_limits(&self) -> WatchdogLimits {
+        *self.watchdog.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stop an escape from driver code carries, blaming the driver image it names.
+    pub(crate) fn bugcheck_of(&self, escape: Escape) -> BugCheck {
         match decode_escape(escape) {
             Some((mut b, image)) => {
                 b.driver = image.and_then(|slot| self.images.name(slot));

@@ -54,6 +54,7 @@ use ntmem_machine::{Layout, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::special::{SpecialFault, SpecialPages};
+use crate::halt::Halt;
 use crate::ke::irql::Irql;
 use crate::ke::processor::{current_on, Cpu, Processor};
 use crate::mm::frames::PhysicalMemory;
@@ -62,6 +63,8 @@ use crate::mm::space::AddressSpace;
 
 /// `Escape::kind` of a bugcheck.
 const ESCAPE_BUGCHECK: u32 = 0xB0;
+/// `Escape::kind` of a watchdog timeout below DISPATCH_LEVEL ([`crate::halt::Halt::Timeout`]).
+const ESCAPE_TIMEOUT: u32 = 0xB1;
 /// STATUS_ACCESS_VIOLATION.
 const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
 
@@ -230,9 +233,17 @@ pub fn raise_bugcheck(b: &BugCheck) -> ! {
     ntmem_host::escape(encode_escape(b, None))
 }
 
+/// A watchdog timeout as the host's escape payload: IRQL, interrupted IP, the limit in
+/// milliseconds, and the slot of the driver image the IP is in (plus one; 0 for none).
+pub(crate) fn timeout_escape(irql: Irql, ip: u64, limit: std::time::Duration, image: Option<usize>) -> Escape {
+    let image = image.map_or(0, |slot| slot as u64 + 1);
+    let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    Escape { kind: ESCAPE_TIMEOUT, words: [u64::from(irql.0), ip, limit_ms, image, 0, 0, 0] }
+}
+
 /// A bugcheck as the host's escape payload: code, four parameters, faulting IP,
 /// and the slot of the driver image blamed (plus one; 0 for none).
-fn encode_escape(b: &BugCheck, image: Option<usize>) -> Escape {
+pub(crate) fn encode_escape(b: &BugCheck, image: Option<usize>) -> Escape {
     let p = b.parameters;
     let image = image.map_or(0, |slot| slot as u64 + 1);
     Escape {
@@ -251,6 +262,13 @@ pub fn decode_escape(e: Escape) -> Option<(BugCheck, Option<usize>)> {
         let mut b = BugCheck::new(BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED, [e.words[0], e.words[1], 0, 0]);
         b.faulting_ip = Some(e.words[1]);
         return Some((b, None));
+    }
+    if e.kind == ESCAPE_TIMEOUT {
+        let w = e.words;
+        let irql = Irql(u8::try_from(w[0]).unwrap_or(u8::MAX));
+        let mut b = BugCheck::halted(Halt::Timeout { routine: None, irql, ip: w[1], limit_ms: w[2] });
+        b.faulting_ip = (w[1] != 0).then_some(w[1]);
+        return Some((b, w[3].checked_sub(1).map(|slot| slot as usize)));
     }
     (e.kind == ESCAPE_BUGCHECK).then(|| {
         let w = e.words;

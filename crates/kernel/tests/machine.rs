@@ -2,10 +2,13 @@
 //! each bugcheck of the foundation with its parameters.
 
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
+use ntmem_kernel::ke::watchdog::WatchdogLimits;
 use ntmem_kernel::mm::frames::FrameRequest;
 use ntmem_kernel::mm::pfn::PageUse;
 use ntmem_kernel::mm::space::Access;
+use ntmem_kernel::vf::VerifierFlags;
 use ntmem_kernel::{BugCheckCode, Irql, Machine};
 use ntmem_machine::{BootOptions, MachineConfig, Va};
 
@@ -175,15 +178,63 @@ fn spin_locks_raise_to_dispatch_and_catch_misuse() {
         Ok(())
     })
     .unwrap();
+}
+
+/// Takes `lock` twice on processor 1 under the watchdog (limits 0.2 s).
+fn take_twice(m: &Machine, lock: &AtomicUsize) -> ntmem_kernel::BugCheck {
+    m.set_watchdog(WatchdogLimits { timeout: Duration::from_millis(200), dpc_period: Duration::from_millis(200) });
+    m.run_driver(1, |cpu| {
+        cpu.acquire_spin_lock(lock)?;
+        cpu.acquire_spin_lock(lock)?;
+        Ok(())
+    })
+    .unwrap_err()
+}
+
+#[test]
+fn a_spin_lock_taken_twice_deadlocks_until_the_dpc_watchdog_0x133() {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
+    let lock = AtomicUsize::new(0);
+    let b = take_twice(&m, &lock);
+    assert_eq!(b.code, BugCheckCode::DPC_WATCHDOG_VIOLATION, "{b}");
+    // Cumulative, the period in 15.625 ms ticks (0.2 s: 12), no triage block.
+    assert_eq!(b.parameters, [1, 12, 0, 0]);
+}
+
+#[test]
+fn a_spin_lock_taken_twice_under_deadlock_detection_is_0xc4_0x1000() {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
+    m.set_verifier(VerifierFlags::DEADLOCK_DETECTION);
+    let lock = AtomicUsize::new(0);
+    let b = take_twice(&m, &lock);
+    assert_eq!(b.code, BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, "{b}");
+    assert_eq!(b.parameters, [0x1000, &lock as *const AtomicUsize as u64, 0, 0]);
+}
+
+#[test]
+fn under_verifier_releasing_a_spin_lock_below_dispatch_level_is_0xc4_0x32() {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
+    m.set_verifier(VerifierFlags::FORCE_IRQL_CHECKING);
+    let lock = AtomicUsize::new(0);
     let b = m
-        .run(1, |cpu| {
+        .run(0, |cpu| {
             cpu.acquire_spin_lock(&lock)?;
-            cpu.acquire_spin_lock(&lock)?;
-            Ok(())
+            cpu.lower_irql(Irql::PASSIVE)?;
+            cpu.release_spin_lock(&lock, Irql::PASSIVE)
         })
         .unwrap_err();
-    assert_eq!(b.code, BugCheckCode::SPIN_LOCK_ALREADY_OWNED);
-    assert_eq!(b.parameters[0], &lock as *const AtomicUsize as u64);
+    assert_eq!(b.code, BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, "{b}");
+    assert_eq!(b.parameters, [0x32, 0, &lock as *const AtomicUsize as u64, 0]);
+}
+
+#[test]
+fn a_garbage_lock_word_spins_until_the_dpc_watchdog() {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
+    m.set_verifier(VerifierFlags::DEADLOCK_DETECTION);
+    let lock = AtomicUsize::new(0xCCCC_CCCC_CCCC_CCCC);
+    m.set_watchdog(WatchdogLimits { timeout: Duration::from_millis(200), dpc_period: Duration::from_millis(200) });
+    let b = m.run_driver(0, |cpu| cpu.acquire_spin_lock(&lock)).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::DPC_WATCHDOG_VIOLATION, "{b}");
 }
 
 #[test]

@@ -53,19 +53,17 @@ fn build_c(out: &Path, pairs: u32) -> PathBuf {
 /// The Rust loop: PAIRS pairs from Rust code on a simulated processor.
 fn rust_pairs(machine: &Machine, pairs: u32) {
     let tag = u32::from_le_bytes(*b"Bnch");
-    machine
-        .run(0, |cpu| {
-            context::enter(cpu, || {
-                for _ in 0..pairs {
-                    let p: *mut c_void = ExAllocatePoolWithTag(NON_PAGED_POOL, black_box(64), tag);
-                    assert!(!p.is_null());
-                    ExFreePool(black_box(p));
-                }
-            });
-            Ok(())
-        })
-        .expect("no bugcheck");
-    context::leave();
+    let r = machine.run(0, |cpu| {
+        context::enter(cpu, "the benchmark loop", || {
+            for _ in 0..pairs {
+                let p: *mut c_void = ExAllocatePoolWithTag(NON_PAGED_POOL, black_box(64), tag);
+                assert!(!p.is_null());
+                ExFreePool(black_box(p));
+            }
+        });
+        Ok(())
+    });
+    context::leave(r).expect("no bugcheck");
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -7,32 +7,55 @@
 //! `Machine::run` — the only way out of driver code on a bugcheck (DESIGN.md,
 //! "Leaving driver code on a bugcheck").
 
+use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
+use std::panic::{self, AssertUnwindSafe};
 
 use ntmem_kernel::trap::raise_bugcheck;
-use ntmem_kernel::{BugCheck, Cpu};
+use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt};
 use ntmem_machine::Va;
 
 thread_local! {
     /// The `Cpu` of the driver call in progress on this thread, or null.
     static CURRENT: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+    /// The driver routine running on this thread (innermost), for timeout reports.
+    static ROUTINE: Cell<Option<&'static str>> = const { Cell::new(None) };
 }
 
-/// Runs `f` — a call into driver code — with `cpu` as the current processor.
+/// Runs `f` — a call into driver code, the driver's `routine` (`DriverEntry`,
+/// `IRP_MJ_READ dispatch routine`, …) — with `cpu` as the current processor. The
+/// driver's code is exposed to the machine's watchdog (`Machine::run_driver`): it
+/// owns nothing ntmem must drop, so a timeout may abandon it at any instruction.
 ///
 /// If `f` does not return (a bugcheck jumps past it), the record is left behind;
 /// the loader clears it with [`leave`] once `Machine::run` has returned.
-pub fn enter<R>(cpu: &Cpu<'_>, f: impl FnOnce() -> R) -> R {
+pub fn enter<R>(cpu: &Cpu<'_>, routine: &'static str, f: impl FnOnce() -> R) -> R {
     let previous = CURRENT.with(|c| c.replace(std::ptr::from_ref(cpu).cast()));
-    let r = f();
+    let previous_routine = ROUTINE.with(|r| r.replace(Some(routine)));
+    let r = ntmem_host::watchdog::exposed(f);
+    ROUTINE.with(|r| r.set(previous_routine));
     CURRENT.with(|c| c.set(previous));
     r
 }
 
-/// Forgets the current processor: no driver call is in progress on this thread.
-pub fn leave() {
+/// Forgets the current processor (no driver call is in progress on this thread) and
+/// passes on `r`, the outcome of the `Machine::run` that called into the driver, with
+/// the routine that did not return named in a timeout.
+///
+/// # Errors
+/// `r`'s bugcheck.
+pub fn leave<R>(r: Result<R, BugCheck>) -> Result<R, BugCheck> {
+    let routine = ROUTINE.with(|r| r.replace(None));
     CURRENT.with(|c| c.set(std::ptr::null()));
+    // A stop or an exception may have skipped a routine's `QuietPanics` drop.
+    QUIET.with(|q| q.set(false));
+    r.map_err(|mut b| {
+        if let Some(Halt::Timeout { routine: name @ None, .. }) = b.halt.as_deref_mut() {
+            *name = routine.map(str::to_string);
+        }
+        b
+    })
 }
 
 /// Whether driver code is running on this thread.
@@ -46,12 +69,21 @@ pub fn in_driver() -> bool {
 /// loader sets afterwards) and dropped, and the thread jumps back to
 /// `Machine::run` with the copy, which owns nothing.
 ///
+/// `f` runs shielded from the watchdog (it may hold locks and heap memory); a stop
+/// the watchdog decided on meanwhile is taken when `f` has returned.
+///
+/// **The panic fence.** A panic in `f` is a bug in ntmem, not the driver's: it is
+/// caught here and stops the machine with an internal-error halt naming the routine
+/// and the panic's message (never an abort, never a second report).
+///
 /// A routine called with no driver call in progress (not from a driver the loader
-/// runs) cannot report anything to anyone: the process aborts with a message.
+/// runs) cannot report anything to anyone: the process aborts with a message naming
+/// the routine.
 pub fn kernel<R>(f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> R {
+    let routine = routine_name(&f);
     let p = CURRENT.with(Cell::get);
     if p.is_null() {
-        eprintln!("ntmem: a WDK routine was called outside a driver call (no simulated processor)");
+        eprintln!("ntmem: {routine} was called outside a driver call (no simulated processor); aborting");
         std::process::abort();
     }
     // SAFETY: `p` was set by `enter` from a `&Cpu` that lives on the frame of the
@@ -60,16 +92,93 @@ pub fn kernel<R>(f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> R {
     // `Cpu` outlives this call. `leave` clears stale records before `Machine::run`'s
     // caller goes on, so a non-null pointer is never stale.
     let cpu: &Cpu<'_> = unsafe { &*p.cast::<Cpu<'_>>() };
-    let stop = match f(cpu) {
-        Ok(r) => return r,
-        Err(b) => {
+    let outcome = ntmem_host::watchdog::shielded(|| {
+        let _quiet = QuietPanics::new();
+        panic::catch_unwind(AssertUnwindSafe(|| f(cpu)))
+    });
+    let stop = match outcome {
+        Ok(Ok(r)) => match ntmem_host::watchdog::take_pending() {
+            None => return r,
+            Some(e) => {
+                drop(r);
+                ntmem_host::escape(e)
+            }
+        },
+        Ok(Err(b)) => {
             let mut stop = BugCheck::new(b.code, b.parameters);
             stop.faulting_ip = b.faulting_ip;
             drop(b);
             stop
         }
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            drop(payload);
+            // The halt's text is heap memory: the machine keeps it, and the escape
+            // below only says "stopped" (`Machine::run` returns the first stop).
+            let b = cpu.machine().halt(Halt::Internal { routine: routine.to_string(), message });
+            drop(b);
+            BugCheck::new(BugCheckCode(0), [0; 4])
+        }
     };
     raise_bugcheck(&stop)
+}
+
+/// Where a routine the driver called has finished and owns nothing: a stop the
+/// watchdog decided on while the routine ran (shielded) leaves driver code now.
+pub(crate) fn watchdog_checkpoint() {
+    if let Some(e) = ntmem_host::watchdog::take_pending() {
+        ntmem_host::escape(e)
+    }
+}
+
+/// The routine a `kernel` closure belongs to, from its type's name
+/// (`ntmem_wdk::ke::KeInitializeSpinLock::{{closure}}` → `KeInitializeSpinLock`).
+fn routine_name<F>(_: &F) -> &'static str {
+    let mut name = std::any::type_name::<F>();
+    while let Some(outer) = name.strip_suffix("::{{closure}}") {
+        name = outer;
+    }
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+/// A panic payload's message (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+thread_local! {
+    /// Whether panics on this thread are caught by the fence (and reported there).
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, the process's panic hook stays silent on this thread: the fence
+/// reports the panic, and the default hook's printing on a small kernel stack could
+/// overflow it (a false 0x7F after the real failure).
+struct QuietPanics(bool);
+
+impl QuietPanics {
+    fn new() -> QuietPanics {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                if !QUIET.with(Cell::get) {
+                    previous(info);
+                }
+            }));
+        });
+        QuietPanics(QUIET.with(|q| q.replace(true)))
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        QUIET.with(|q| q.set(self.0));
+    }
 }
 
 /// The driver-visible (host) pointer of a simulated address; NULL for `None`.

@@ -91,8 +91,14 @@ pub fn shown(component: u32, level: u32) -> bool {
     level_mask & (mask | WIN2000_MASK) != 0
 }
 
-/// Shows or keeps one message.
+/// Shows or keeps one message. Locks are held: the watchdog must not abandon
+/// this code midway, so it runs shielded and a pending stop is taken after.
 fn emit(bytes: &[u8]) {
+    ntmem_host::watchdog::shielded(|| emit_shielded(bytes));
+    crate::context::watchdog_checkpoint();
+}
+
+fn emit_shielded(bytes: &[u8]) {
     let mut s = state();
     match s.output.unwrap_or(DebugOutput::Stdout) {
         DebugOutput::Stdout => {

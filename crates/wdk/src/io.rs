@@ -13,6 +13,7 @@ use std::ffi::c_void;
 use ntmem_kernel::ex::pool::NtStatus as KStatus;
 use ntmem_kernel::io::device::{self, NewDevice};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
+use ntmem_kernel::io::returns::{check_return, Caller};
 use ntmem_kernel::io::{irp, DeviceObject, Dispatch, Irp, MajorFunction};
 use ntmem_kernel::{BugCheck, Cpu, Machine};
 
@@ -90,6 +91,8 @@ pub extern "C" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
 /// A C driver's dispatch table.
 pub(crate) struct CDispatch {
     pub(crate) object: *const DriverObject,
+    /// Who sends the requests: the IRQL a routine returns at is checked for it.
+    pub(crate) caller: Caller,
 }
 
 impl Dispatch for CDispatch {
@@ -106,9 +109,11 @@ impl Dispatch for CDispatch {
         let routine = unsafe { (*self.object).major_function[major as usize] };
         let Some(routine) = routine else { return Ok(None) };
         let (d, i) = (host_ptr(cpu, Some(device.0)), host_ptr(cpu, Some(irp.0)));
+        let entry = cpu.irql();
         // SAFETY: `routine` is the driver's PDRIVER_DISPATCH; `d` and `i` are the
         // device object and IRP the I/O manager built for it.
-        let status = context::enter(cpu, || unsafe { routine(d, i) });
+        let status = context::enter(cpu, major.dispatch_routine(), || unsafe { routine(d, i) });
+        check_return(cpu, self.caller, routine as usize as u64, Some(d as u64), entry)?;
         Ok(Some(KStatus(status as u32)))
     }
 }
@@ -118,11 +123,11 @@ impl Dispatch for CDispatch {
 /// # Errors
 /// The bugcheck that stopped the machine, blaming the driver.
 pub fn send(driver: &Driver, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
-    let dispatch = CDispatch { object: driver.object_ptr() };
-    let r = driver
-        .in_image(machine, || seh::run_as(ThreadKind::Arbitrary, || machine.run(cpu, |c| call.send(c, &dispatch))));
-    context::leave();
-    r.map_err(|mut b| {
+    let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Service };
+    let r = driver.in_image(machine, || {
+        seh::run_as(ThreadKind::Arbitrary, || machine.run_driver(cpu, |c| call.send(c, &dispatch)))
+    });
+    context::leave(r).map_err(|mut b| {
         b.driver = Some(driver.name().to_string());
         b
     })

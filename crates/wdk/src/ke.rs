@@ -3,9 +3,17 @@
 //! `KeRaiseIrql` and `KeAcquireSpinLock` are macros in `wdm.h` over
 //! `KfRaiseIrql` and `KeAcquireSpinLockRaiseToDpc`, as in the AMD64 WDK.
 //!
-//! A `KSPIN_LOCK` pointer that is null or misaligned stops the machine as the
-//! access would on Windows after raising to DISPATCH_LEVEL: IRQL_NOT_LESS_OR_EQUAL
-//! (0x0A: address, DISPATCH_LEVEL, 1 write, 0).
+//! A `KSPIN_LOCK` pointer into the NULL region (the first 64 KB, never mapped) is
+//! touched as Windows touches it — a write at the caller's IRQL — and the machine's
+//! trap decides what that fault means: below DISPATCH_LEVEL an access violation
+//! (STATUS_ACCESS_VIOLATION, catchable in `__try`; unhandled, the machine stops),
+//! at DISPATCH_LEVEL IRQL_NOT_LESS_OR_EQUAL (0x0A: address, IRQL, 1 write, IP).
+//! `KeInitializeSpinLock` is a plain store of 0 at the caller's IRQL; `KeReleaseSpinLock`
+//! clears the lock word before it lowers the IRQL; `KeAcquireSpinLock` raises to
+//! DISPATCH_LEVEL first (Microsoft, KeInitializeSpinLock, KeReleaseSpinLock,
+//! KeAcquireSpinLock reference pages: the lock is resident memory touched at those
+//! levels). A misaligned lock elsewhere stops the machine with 0x0A (address,
+//! DISPATCH_LEVEL, 1 write, 0): ntmem needs an aligned word for an atomic.
 
 use std::sync::atomic::AtomicUsize;
 
@@ -34,8 +42,18 @@ pub extern "C" fn KeLowerIrql(new: u8) {
     kernel(|cpu| cpu.lower_irql(Irql(new)));
 }
 
+/// Where the NULL region ends: Linux maps nothing below 64 KB (`vm.mmap_min_addr`), nor
+/// does Windows (the first 64 KB of every address space are reserved).
+const NULL_REGION: usize = 0x1_0000;
+
 fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, BugCheck> {
-    if lock.is_null() || !lock.cast::<AtomicUsize>().is_aligned() {
+    if (lock as usize) < NULL_REGION {
+        // SAFETY: no host or machine memory lies in the NULL region: the write faults
+        // and the machine's trap turns it into the exception or bugcheck Windows gives
+        // (see the module docs), leaving this routine; nothing here needs dropping.
+        unsafe { std::ptr::write_volatile(lock.cast::<u8>(), 0) };
+    }
+    if (lock as usize) < NULL_REGION || !lock.cast::<AtomicUsize>().is_aligned() {
         let addr = lock as u64;
         return Err(cpu.machine().bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [addr, 2, 1, 0]));
     }
@@ -66,7 +84,11 @@ pub unsafe extern "C" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
 /// `lock` points to an initialized `KSPIN_LOCK` the driver owns.
 #[no_mangle]
 pub unsafe extern "C" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8 {
-    kernel(|cpu| Ok(cpu.acquire_spin_lock(lock_of(cpu, lock)?)?.0))
+    kernel(|cpu| {
+        let old = cpu.raise_irql(Irql::DISPATCH)?;
+        cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?)?;
+        Ok(old.0)
+    })
 }
 
 /// `KeReleaseSpinLock`: frees the lock and lowers to `old`.
@@ -75,5 +97,8 @@ pub unsafe extern "C" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8
 /// `lock` points to a `KSPIN_LOCK` the driver owns.
 #[no_mangle]
 pub unsafe extern "C" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
-    kernel(|cpu| cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old)));
+    kernel(|cpu| {
+        cpu.verify_spin_lock_release(lock as u64)?;
+        cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old))
+    });
 }

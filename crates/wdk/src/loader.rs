@@ -13,6 +13,7 @@
 use std::ffi::{c_void, CStr, CString};
 use std::path::Path;
 
+use ntmem_kernel::io::returns::{check_return, Caller};
 use ntmem_kernel::{BugCheck, Machine};
 
 use crate::context;
@@ -150,7 +151,7 @@ impl Driver {
         // SAFETY: `add` is the PDRIVER_ADD_DEVICE the driver stored in its
         // DRIVER_EXTENSION; `object` is the live box it was given and `pdo` a device
         // object the I/O manager made.
-        self.call(machine, cpu, || unsafe { add(object, pdo) }).map(Some)
+        self.call(machine, cpu, ("AddDevice", add as usize), || unsafe { add(object, pdo) }).map(Some)
     }
 
     /// Runs `f`, which runs the driver's code on `machine`, with the driver's image
@@ -170,16 +171,29 @@ impl Driver {
         self.object.driver_unload.is_some()
     }
 
-    /// Runs driver code `call` on processor `cpu` of `machine`; a bugcheck gets the
-    /// driver's name (every stop here happens in driver code or in a routine the
-    /// driver called).
-    fn call<R>(&self, machine: &Machine, cpu: u32, call: impl FnOnce() -> R) -> Result<R, BugCheck> {
-        // DriverEntry and DriverUnload run in a system worker thread on Windows.
+    /// Runs driver code `call`, the driver's `routine` (at host address `address`),
+    /// on processor `cpu` of `machine` under its watchdog, and checks the IRQL it
+    /// returns at; a bugcheck gets the driver's name (every stop here happens in
+    /// driver code or in a routine the driver called).
+    fn call<R>(
+        &self,
+        machine: &Machine,
+        cpu: u32,
+        (routine, address): (&'static str, usize),
+        call: impl FnOnce() -> R,
+    ) -> Result<R, BugCheck> {
+        // DriverEntry, DriverUnload and AddDevice run in system worker threads on Windows.
         let r = self.in_image(machine, || {
-            seh::run_as(ThreadKind::System, || machine.run(cpu, |c| Ok(context::enter(c, call))))
+            seh::run_as(ThreadKind::System, || {
+                machine.run_driver(cpu, |c| {
+                    let entry = c.irql();
+                    let r = context::enter(c, routine, call);
+                    check_return(c, Caller::Worker, address as u64, None, entry)?;
+                    Ok(r)
+                })
+            })
         });
-        context::leave();
-        r.map_err(|mut b| {
+        context::leave(r).map_err(|mut b| {
             b.driver = Some(self.name.clone());
             b
         })
@@ -197,7 +211,7 @@ impl Driver {
         // SAFETY: `entry` is the driver's DriverEntry (see `open`); `object` and
         // `path` point to live boxes this `Driver` owns, not otherwise borrowed
         // during the call. The library stays open while `self` lives.
-        self.call(machine, cpu, || unsafe { entry(object, path) })
+        self.call(machine, cpu, ("DriverEntry", entry as usize), || unsafe { entry(object, path) })
     }
 
     /// Calls the `DriverUnload` that `DriverEntry` registered, if any. Returns
@@ -210,7 +224,7 @@ impl Driver {
         let object: *mut DriverObject = &mut *self.object;
         // SAFETY: `unload` is the routine the driver stored in its DRIVER_OBJECT,
         // of type PDRIVER_UNLOAD; `object` is the live box it was given.
-        self.call(machine, cpu, || unsafe { unload(object) })?;
+        self.call(machine, cpu, ("DriverUnload", unload as usize), || unsafe { unload(object) })?;
         Ok(true)
     }
 }

@@ -13,6 +13,7 @@ use std::ffi::c_void;
 use ntmem_kernel::hal::device::DeviceId;
 use ntmem_kernel::hal::resources::{CmResourceData, CmResourceList};
 use ntmem_kernel::io::pnp::{self, PnpOutcome, PnpRequest};
+use ntmem_kernel::io::returns::Caller;
 use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::{BugCheck, Machine};
 
@@ -92,12 +93,12 @@ fn send(
     fdo: DeviceObject,
     request: &PnpRequest,
 ) -> Result<PnpOutcome, BugCheck> {
-    let dispatch = CDispatch { object: driver.object_ptr() };
+    // The PnP manager sends its IRPs from a system worker thread.
+    let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Worker };
     let r = driver.in_image(machine, || {
-        seh::run_as(ThreadKind::System, || machine.run(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
+        seh::run_as(ThreadKind::System, || machine.run_driver(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
     });
-    context::leave();
-    r.map_err(|b| blame(driver, b))
+    context::leave(r).map_err(|b| blame(driver, b))
 }
 
 /// The bus enumerates `device`: the PnP manager gets a PDO for it. Done before the

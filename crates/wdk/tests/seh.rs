@@ -27,7 +27,7 @@ fn touch_user(m: &Machine) {
 #[test]
 fn a_rust_driver_catches_a_user_address_fault_as_access_violation() {
     let m = boot();
-    let r = m.run(0, |cpu| Ok(context::enter(cpu, || catch(|| touch_user(&m)))));
+    let r = m.run(0, |cpu| Ok(context::enter(cpu, "the test driver", || catch(|| touch_user(&m)))));
     let e = r.unwrap().unwrap_err();
     assert_eq!(e.code, STATUS_ACCESS_VIOLATION);
     assert_eq!(e.parameters, vec![1, 0x10000]);

@@ -5,10 +5,15 @@
 //! scenarios, one after another, each on a fresh machine the flags describe.
 //!
 //! Exit status: 0 clean; 1 `DriverEntry` failed or the driver leaked pool; 2 a
-//! usage or build error; 3 the machine bugchecked; 74 standard output could not
-//! be written (the `--report` file, if asked for, is written first).
+//! usage or build error; 3 the machine bugchecked; 4 a driver routine did not return
+//! below DISPATCH_LEVEL within `--timeout`; 5 an internal error of ntmem (a bug);
+//! 74 standard output could not be written (the `--report` file, if asked for, is
+//! written first).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ntmem_kernel::ke::watchdog::WatchdogLimits;
 
 use crate::driver_host::{self, Report, Request};
 use crate::options::MachineFlags;
@@ -35,6 +40,12 @@ pub struct Args {
     /// standard output (writes, closes, fills it) cannot garble or lose it.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Seconds a driver routine may run below DISPATCH_LEVEL before ntmem stops it (exit 4). Default: 10.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+    /// The DPC watchdog period: seconds at DISPATCH_LEVEL or above before DPC_WATCHDOG_VIOLATION (0x133). Default: 20.
+    #[arg(long, value_name = "SECONDS")]
+    dpc_watchdog: Option<f64>,
 }
 
 /// Runs the command.
@@ -106,12 +117,14 @@ fn demos(args: &Args) -> Result<(), Failure> {
 fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Report, Failure> {
     let mut flags = args.machine.clone();
     let (mut verifier, mut steps, mut relocate) = (Vec::new(), Vec::new(), Vec::new());
+    let mut timeout = None;
     if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
         flags.machine = flags.machine.or(scenario.machine);
         flags.ram = flags.ram.or(scenario.ram);
         flags.boot = flags.boot.or(scenario.boot);
         flags.processors = flags.processors.or(scenario.processors);
+        timeout = scenario.timeout;
         verifier = scenario.verifier;
         relocate = scenario.relocate;
         steps = parsed;
@@ -120,5 +133,20 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         verifier = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     }
     let profile = flags.profile()?;
-    driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json })
+    let mut watchdog = WatchdogLimits::default();
+    if let Some(t) = args.timeout.or(timeout) {
+        watchdog.timeout = seconds(t, "--timeout")?;
+    }
+    if let Some(t) = args.dpc_watchdog {
+        watchdog.dpc_period = seconds(t, "--dpc-watchdog")?;
+    }
+    driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json, watchdog })
+}
+
+/// A positive number of seconds, at most a day.
+fn seconds(value: f64, what: &str) -> Result<Duration, Failure> {
+    if !(value > 0.0 && value <= 86_400.0) {
+        return Err(Failure::usage(format!("{what}: {value} is not a number of seconds from 0 to 86400")));
+    }
+    Ok(Duration::from_secs_f64(value))
 }

@@ -28,6 +28,7 @@ pub mod report;
 use std::path::PathBuf;
 
 use ntmem_kernel::hal::device::{DeviceId, Space};
+use ntmem_kernel::ke::watchdog::WatchdogLimits;
 use ntmem_kernel::vf::VerifierFlags;
 use ntmem_machine::MachineProfile;
 use ntmem_wdk::dbg::{self, DebugOutput};
@@ -56,6 +57,8 @@ pub struct Request {
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
     /// of going to standard output).
     pub json: bool,
+    /// How long driver code may run (`--timeout`, `--dpc-watchdog`).
+    pub watchdog: WatchdogLimits,
 }
 
 /// Builds, loads and runs the driver.
@@ -73,6 +76,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     let booted = crate::commands::boot::boot(request.profile)?;
     let machine = &booted.machine;
     machine.set_verifier(verifier);
+    machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
     for r in &request.relocate {
         let id = machine

@@ -1,12 +1,15 @@
 //! The driver host's report: the machine, `DriverEntry`'s status, the driver's
 //! pool tags (PoolMon columns), leaks, scenario steps (none yet), and any bugcheck
 //! with its `!analyze -v` text — as text or as one JSON object — and the exit
-//! status: 0 clean, 1 `DriverEntry` failed or the driver leaked, 3 bugcheck.
+//! status: 0 clean, 1 `DriverEntry` failed or the driver leaked, 3 bugcheck, 4 a
+//! driver routine did not return (the watchdog's timeout below DISPATCH_LEVEL), 5 an
+//! internal error of ntmem (a panic caught at the WDK boundary: a bug to report). A
+//! halt (4, 5) appears as `halt` in JSON, with `bugcheck` null.
 
 use std::fmt::Write as _;
 
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
-use ntmem_kernel::{BootSummary, BugCheck};
+use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::format_size;
 use ntmem_wdk::pnp::PnpEvent;
 use serde::ser::SerializeStruct;
@@ -105,10 +108,15 @@ impl Report {
         }
     }
 
-    /// The exit status: 3 bugcheck, 1 DriverEntry failed or leaked, else 0.
+    /// The exit status: 5 internal error, 4 timeout, 3 bugcheck, 1 DriverEntry
+    /// failed or leaked, else 0.
     pub fn exit(&self) -> u8 {
-        if self.bugcheck.is_some() {
-            3
+        if let Some(b) = &self.bugcheck {
+            match b.halt.as_deref() {
+                Some(Halt::Internal { .. }) => 5,
+                Some(Halt::Timeout { .. }) => 4,
+                None => 3,
+            }
         } else if self.driver_entry_status.is_none_or(|s| s < 0)
             || !self.leaks.is_empty()
             || self.steps.iter().any(|s| !s.ok)
@@ -123,7 +131,11 @@ impl Report {
     /// One line saying why the exit status is not 0.
     pub fn verdict(&self) -> String {
         if let Some(b) = &self.bugcheck {
-            return format!("the machine bugchecked: {b}");
+            return match b.halt.as_deref() {
+                Some(Halt::Timeout { .. }) => format!("the driver did not return: {b}"),
+                Some(Halt::Internal { .. }) => format!("ntmem failed (please report this bug): {b}"),
+                None => format!("the machine bugchecked: {b}"),
+            };
         }
         if let Some(s) = self.driver_entry_status.filter(|&s| s < 0) {
             return format!("DriverEntry failed: {}", status_text(s));
@@ -274,7 +286,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 14)?;
+        let mut o = s.serialize_struct("Report", 15)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -308,7 +320,7 @@ impl Serialize for Report {
             .collect();
         o.serialize_field("pnp", &pnp)?;
         o.serialize_field("verifier", &self.verifier)?;
-        let stop = self.bugcheck.as_ref().map(|b| Stop {
+        let stop = self.bugcheck.as_ref().filter(|b| b.halt.is_none()).map(|b| Stop {
             code: b.code.0,
             name: b.name(),
             parameters: b.parameters,
@@ -317,7 +329,67 @@ impl Serialize for Report {
             analysis: b.analysis(),
         });
         o.serialize_field("bugcheck", &stop)?;
+        let halt = self.bugcheck.as_ref().and_then(|b| {
+            let mut v = serde_json::to_value(b.halt.as_ref()?).ok()?;
+            v["driver"] = b.driver.as_deref().into();
+            Some(v)
+        });
+        o.serialize_field("halt", &halt)?;
         o.serialize_field("debug_output", &self.debug_output)?;
         o.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntmem_kernel::{BugCheckCode, Irql};
+
+    fn report(stop: BugCheck) -> Report {
+        let machine = BootSummary {
+            machine: "test".to_string(),
+            ram: 0,
+            usable_ram: 0,
+            page_size: 4096,
+            free_pages: 0,
+            largest_free_run_below_4g: 0,
+            largest_free_run: 0,
+            nonpaged_pool_max: 0,
+            paged_pool_max: 0,
+            system_ptes: 0,
+            system_ptes_free: 0,
+            processors: 1,
+            relocation: 0,
+            page_directory: 0,
+            warnings: Vec::new(),
+        };
+        let mut r = Report::new("drv.c".to_string(), machine);
+        let mut stop = stop;
+        stop.driver = Some("drv.c".to_string());
+        r.bugcheck = Some(stop);
+        r
+    }
+
+    #[test]
+    fn an_internal_error_exits_5_and_reports_the_routine_and_message_as_a_halt_not_a_bugcheck() {
+        let halt = Halt::Internal { routine: "MmUnmapLockedPages".to_string(), message: "boom".to_string() };
+        let r = report(BugCheck::halted(halt));
+        assert_eq!(r.exit(), 5);
+        assert!(r.verdict().contains("INTERNAL ERROR in ntmem: MmUnmapLockedPages failed: boom"), "{}", r.verdict());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["bugcheck"], serde_json::Value::Null);
+        assert_eq!(v["halt"]["kind"], "internal");
+        assert_eq!(v["halt"]["routine"], "MmUnmapLockedPages");
+        assert_eq!(v["halt"]["message"], "boom");
+        assert_eq!(v["halt"]["driver"], "drv.c");
+        assert!(r.text().contains("NTMEM INTERNAL ERROR"), "{}", r.text());
+    }
+
+    #[test]
+    fn a_timeout_exits_4_and_a_bugcheck_3() {
+        let halt =
+            Halt::Timeout { routine: Some("DriverEntry".to_string()), irql: Irql::PASSIVE, ip: 0x1234, limit_ms: 10 };
+        assert_eq!(report(BugCheck::halted(halt)).exit(), 4);
+        assert_eq!(report(BugCheck::new(BugCheckCode::DPC_WATCHDOG_VIOLATION, [1, 0x500, 0, 0])).exit(), 3);
     }
 }

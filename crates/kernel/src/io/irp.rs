@@ -53,6 +53,7 @@ use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use crate::ke::processor::Cpu;
 use crate::mm::mdl::{self, Mdl, MdlFlags, ProcessorMode};
+use crate::vf::VerifierFlags;
 
 /// `sizeof(IRP)` on x64.
 pub const IRP_SIZE: u64 = 0xD0;
@@ -338,9 +339,14 @@ pub(crate) fn free_mdl_chain(cpu: &Cpu<'_>, first: u64) -> Result<(), BugCheck> 
 
 /// `IoCompleteRequest(Irp, PriorityBoost)`: see the module documentation.
 ///
+/// Under Driver Verifier's I/O verification, completing with `IoStatus.Status`
+/// STATUS_PENDING or -1 is DRIVER_VERIFIER_IOMANAGER_VIOLATION (0xC9: 0x06, the
+/// status, the IRP, 0; Microsoft, "Bug Check 0xC9"). Without it Windows' free kernel
+/// does not check (the status reaches the caller as it is), and neither does ntmem.
+///
 /// # Errors
 /// MULTIPLE_IRP_COMPLETE_REQUESTS (0x44: IRP, 0, 0, 0) for an IRP that is not
-/// outstanding; bugchecks from the pool or MmUnlockPages.
+/// outstanding; 0xC9 as above; bugchecks from the pool or MmUnlockPages.
 pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let (process, system_len) = {
@@ -355,6 +361,10 @@ pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
     };
     let flags = irp.flags(cpu)?;
     let (mut status, information) = irp.io_status(cpu)?;
+    if (status == NtStatus::PENDING || status.0 == u32::MAX) && m.verifier().contains(VerifierFlags::IO_VERIFICATION) {
+        let p = [0x06, u64::from(status.0), irp.0.get(), 0];
+        return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION, p));
+    }
     let system = irp.system_buffer(cpu)?;
     if flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION) && !status.is_error() && system != 0 {
         let len = information.min(system_len);

@@ -16,6 +16,7 @@
 //! * [`pnp`]: PDOs, `IoAttachDeviceToDeviceStack` / `IoDetachDevice`, and
 //!   `IRP_MJ_PNP` start-device (with the raw and translated `CM_RESOURCE_LIST`s)
 //!   and remove-device.
+//! * [`returns`]: the IRQL a driver routine must return at (0xE1, 0x4A).
 //!
 //! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
 //! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
@@ -35,6 +36,7 @@ pub mod device;
 pub mod irp;
 pub mod pnp;
 pub mod request;
+pub mod returns;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,6 +84,23 @@ pub enum MajorFunction {
     Cleanup = 0x12,
     /// `IRP_MJ_PNP` (0x1B): Plug and Play requests ([`pnp`]).
     Pnp = 0x1B,
+}
+
+impl MajorFunction {
+    /// The name of the driver routine that handles it, for reports ("IRP_MJ_READ
+    /// dispatch routine").
+    pub fn dispatch_routine(self) -> &'static str {
+        match self {
+            MajorFunction::Create => "IRP_MJ_CREATE dispatch routine",
+            MajorFunction::Close => "IRP_MJ_CLOSE dispatch routine",
+            MajorFunction::Read => "IRP_MJ_READ dispatch routine",
+            MajorFunction::Write => "IRP_MJ_WRITE dispatch routine",
+            MajorFunction::DeviceControl => "IRP_MJ_DEVICE_CONTROL dispatch routine",
+            MajorFunction::InternalDeviceControl => "IRP_MJ_INTERNAL_DEVICE_CONTROL dispatch routine",
+            MajorFunction::Cleanup => "IRP_MJ_CLEANUP dispatch routine",
+            MajorFunction::Pnp => "IRP_MJ_PNP dispatch routine",
+        }
+    }
 }
 
 /// `METHOD_*`: the transfer type, the low two bits of an I/O control code.

@@ -3,3 +3,4 @@
 
 pub mod irql;
 pub mod processor;
+pub mod watchdog;

@@ -184,41 +184,89 @@ impl<'m> Cpu<'m> {
     }
 
     /// `KeAcquireSpinLock`: raises to DISPATCH_LEVEL, then takes `lock` (the
-    /// driver's `KSPIN_LOCK`), spinning while another processor holds it. Returns
+    /// driver's `KSPIN_LOCK`) as [`Cpu::acquire_spin_lock_at_dpc_level`] does. Returns
     /// the previous IRQL for [`Cpu::release_spin_lock`].
-    ///
-    /// Taking a lock this processor already holds would hang Windows forever; ntmem
-    /// stops with SPIN_LOCK_ALREADY_OWNED (0x0F, the lock's address) instead.
     ///
     /// # Errors
     /// The bugcheck.
     pub fn acquire_spin_lock(&self, lock: &AtomicUsize) -> Result<Irql, BugCheck> {
         let old = self.raise_irql(Irql::DISPATCH)?;
+        self.acquire_spin_lock_at_dpc_level(lock)?;
+        Ok(old)
+    }
+
+    /// `KeAcquireSpinLockAtDpcLevel`: takes `lock` at the current IRQL, spinning
+    /// while its word is not zero.
+    ///
+    /// A word that never clears spins as on Windows until the DPC watchdog
+    /// ([`crate::ke::watchdog`]) ends the spin with DPC_WATCHDOG_VIOLATION (0x133):
+    /// another processor's lock never released, garbage (freed pool, 0xCC fill,
+    /// uninitialised memory), or a lock this processor already holds — Windows' free
+    /// kernel keeps no owner in the word and deadlocks (SPIN_LOCK_ALREADY_OWNED, 0x0F,
+    /// is the checked build's check). Under Driver Verifier's deadlock detection that
+    /// recursion is DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x1000 self-deadlock,
+    /// the lock's address, 0, 0; Microsoft, "Bug Check 0xC4", deadlock detection rows).
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn acquire_spin_lock_at_dpc_level(&self, lock: &AtomicUsize) -> Result<(), BugCheck> {
         let me = owner_value(self.number);
         loop {
             match lock.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(old),
-                Err(owner) if owner == me => {
+                Ok(_) => return Ok(()),
+                Err(owner) if owner == me && self.machine.verifier().contains(VerifierFlags::DEADLOCK_DETECTION) => {
                     let addr = lock as *const AtomicUsize as u64;
-                    return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_ALREADY_OWNED, [addr, 0, 0, 0]));
+                    return Err(self
+                        .machine
+                        .bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, [0x1000, addr, 0, 0]));
                 }
-                Err(_) => std::hint::spin_loop(),
+                Err(_) => {
+                    if let Some(stop) = self.watchdog_expired() {
+                        return Err(stop);
+                    }
+                    std::hint::spin_loop();
+                }
             }
         }
     }
 
+    /// The stop the watchdog decided on while kernel code ran (which it does not
+    /// abandon), if any: a loop waiting for something that may never come polls it.
+    pub fn watchdog_expired(&self) -> Option<BugCheck> {
+        ntmem_host::watchdog::take_pending().map(|e| self.machine.bugcheck_of(e))
+    }
+
     /// `KeReleaseSpinLock`: frees `lock` and lowers to `old`. Releasing a lock this
-    /// processor does not hold stops with SPIN_LOCK_NOT_OWNED (0x10).
+    /// processor does not hold stops with SPIN_LOCK_NOT_OWNED (0x10); under Driver
+    /// Verifier, releasing below or above DISPATCH_LEVEL first stops as
+    /// [`Cpu::verify_spin_lock_release`] says.
     ///
     /// # Errors
     /// The bugcheck.
     pub fn release_spin_lock(&self, lock: &AtomicUsize, old: Irql) -> Result<(), BugCheck> {
+        self.verify_spin_lock_release(lock as *const AtomicUsize as u64)?;
         let me = owner_value(self.number);
         if lock.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err() {
             let addr = lock as *const AtomicUsize as u64;
             return Err(self.machine.bugcheck(BugCheckCode::SPIN_LOCK_NOT_OWNED, [addr, 0, 0, 0]));
         }
         self.lower_irql(old)
+    }
+
+    /// Driver Verifier's check before `KeReleaseSpinLock` touches the lock at `addr`:
+    /// the caller must be at DISPATCH_LEVEL, else DRIVER_VERIFIER_DETECTED_VIOLATION
+    /// (0xC4: 0x32, the current IRQL, the lock, 0; Microsoft, "Bug Check 0xC4",
+    /// research note dma-verifier-views §3.3). Without Verifier nothing is checked.
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn verify_spin_lock_release(&self, addr: u64) -> Result<(), BugCheck> {
+        let irql = self.irql();
+        if irql == Irql::DISPATCH || self.machine.verifier().is_empty() {
+            return Ok(());
+        }
+        let p = [0x32, u64::from(irql.0), addr, 0];
+        Err(self.machine.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p))
     }
 
     /// Moves the machine's simulated time on by `ms` and runs, on this processor,

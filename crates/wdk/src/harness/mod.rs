@@ -33,6 +33,7 @@ use std::cell::RefCell;
 
 use ntmem_kernel::ex::pool::{NtStatus as KStatus, PoolMonRow};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
+use ntmem_kernel::io::returns::{check_return, Caller};
 use ntmem_kernel::io::{device, DeviceObject, Dispatch, Irp, MajorFunction};
 use ntmem_kernel::vf::VerifierFlags;
 use ntmem_kernel::{BootError, BugCheck, Cpu, Machine};
@@ -267,11 +268,24 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
         b
     }
 
-    /// Runs driver code `f` on processor 0 in a system thread.
-    fn call<R>(&self, machine: &Machine, cpu: u32, f: impl FnOnce() -> R) -> Result<R, BugCheck> {
-        let r = seh::run_as(ThreadKind::System, || machine.run(cpu, |c| Ok(context::enter(c, f))));
-        context::leave();
-        r.map_err(|b| self.blame(b))
+    /// Runs driver code `f`, the driver's `routine`, on processor `cpu` in a system
+    /// thread, under the machine's watchdog.
+    fn call<R>(
+        &self,
+        machine: &Machine,
+        cpu: u32,
+        routine: &'static str,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, BugCheck> {
+        let r = seh::run_as(ThreadKind::System, || {
+            machine.run_driver(cpu, |c| {
+                let entry = c.irql();
+                let r = context::enter(c, routine, f);
+                check_return(c, Caller::Worker, 0, None, entry)?;
+                Ok(r)
+            })
+        });
+        context::leave(r).map_err(|b| self.blame(b))
     }
 
     fn driver_entry(&mut self, machine: &Machine) -> Result<NtStatus, BugCheck> {
@@ -284,7 +298,7 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
                 registered: &mut registered,
             };
             let driver = &self.driver;
-            self.call(machine, 0, || driver.borrow_mut().driver_entry(&mut args))
+            self.call(machine, 0, "DriverEntry", || driver.borrow_mut().driver_entry(&mut args))
         };
         self.registered = registered;
         status
@@ -303,7 +317,9 @@ impl<D: RustDriver> Dispatch for Loaded<'_, D> {
             return Ok(None);
         }
         let view = IrpView::read(cpu, major, device, irp)?;
-        let status = context::enter(cpu, || self.driver.borrow_mut().dispatch(&view));
+        let entry = cpu.irql();
+        let status = context::enter(cpu, major.dispatch_routine(), || self.driver.borrow_mut().dispatch(&view));
+        check_return(cpu, Caller::Service, 0, Some(crate::context::host_ptr(cpu, Some(device.0)) as u64), entry)?;
         Ok(Some(KStatus(status as u32)))
     }
 }
@@ -315,9 +331,8 @@ impl<D: RustDriver> steps::Target for Loaded<'_, D> {
 
     fn send(&self, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
         // Dispatch routines run in the requester's thread (0x1E for an unhandled exception).
-        let r = seh::run_as(ThreadKind::Arbitrary, || machine.run(cpu, |c| call.send(c, self)));
-        context::leave();
-        r.map_err(|b| self.blame(b))
+        let r = seh::run_as(ThreadKind::Arbitrary, || machine.run_driver(cpu, |c| call.send(c, self)));
+        context::leave(r).map_err(|b| self.blame(b))
     }
 
     fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
@@ -326,7 +341,7 @@ impl<D: RustDriver> steps::Target for Loaded<'_, D> {
         }
         let object: *mut DriverObject = &mut *self.object;
         let driver = &self.driver;
-        self.call(machine, cpu, || driver.borrow_mut().unload(object))?;
+        self.call(machine, cpu, "DriverUnload", || driver.borrow_mut().unload(object))?;
         Ok(true)
     }
 }

@@ -6,6 +6,7 @@
 //! ram = "2G"                           # optional; --ram overrides
 //! boot = "/PAE"                        # optional; --boot overrides
 //! processors = 2                       # optional; --processors overrides
+//! timeout = 10                        # optional; seconds below DISPATCH_LEVEL; --timeout overrides
 //! verifier = ["special_pool"]          # optional; recorded in the report
 //!
 //! [[relocate]]                         # optional: before start-device, the chipset
@@ -47,6 +48,8 @@ pub struct Scenario {
     pub boot: Option<String>,
     /// `processors`.
     pub processors: Option<u32>,
+    /// `timeout`: seconds a driver routine may run below DISPATCH_LEVEL (`--timeout`).
+    pub timeout: Option<f64>,
     /// `verifier`.
     #[serde(default)]
     pub verifier: Vec<String>,

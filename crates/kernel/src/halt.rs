@@ -1,0 +1,72 @@
+//! Stops of a machine that are not Windows bugchecks.
+//!
+//! Two things end a run where Windows would show no blue screen: a driver routine
+//! that runs below DISPATCH_LEVEL for longer than the machine's timeout (Windows
+//! would wait forever; ntmem's watchdog, [`crate::ke::watchdog`], ends it), and a
+//! failure of ntmem itself inside a routine a driver called (a Rust panic, caught at
+//! the WDK boundary). Either stops the machine like a bugcheck — the driver's frames
+//! are abandoned — so it travels as a [`crate::BugCheck`] whose
+//! [`halt`](crate::BugCheck::halt) is set (its code and parameters are then 0).
+
+use std::fmt;
+
+use crate::ke::irql::Irql;
+
+/// Why the machine halted without a bugcheck.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Halt {
+    /// A driver routine had not returned when the timeout expired, below DISPATCH_LEVEL.
+    Timeout {
+        /// The driver routine that did not return (`DriverEntry`, `IRP_MJ_READ`
+        /// dispatch, …), when the caller knows it.
+        routine: Option<String>,
+        /// The IRQL it was running at.
+        irql: Irql,
+        /// Where it was: the interrupted instruction (a host address).
+        ip: u64,
+        /// The limit, in milliseconds of wall time.
+        limit_ms: u64,
+    },
+    /// ntmem itself failed (panicked) inside a routine a driver called: a bug in ntmem.
+    Internal {
+        /// The routine (`KeInitializeSpinLock`, …).
+        routine: String,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+impl Halt {
+    /// The analysis a report prints for it (the counterpart of `!analyze -v`).
+    pub fn analysis(&self) -> String {
+        match self {
+            Halt::Timeout { routine, irql, ip, limit_ms } => format!(
+                "DRIVER ROUTINE DID NOT RETURN\n{} was still running at {irql:?} after {limit_ms} ms (the \
+                 timeout). Windows has no watchdog below DISPATCH_LEVEL: the thread would hang there forever.\n\
+                 FAULTING_IP: {ip:#x}\n",
+                routine.as_deref().unwrap_or("Driver code"),
+            ),
+            Halt::Internal { routine, message } => format!(
+                "NTMEM INTERNAL ERROR\n{routine} failed inside ntmem: {message}\nThis is a bug in ntmem (the \
+                 simulated kernel), not a Windows bugcheck; the run was stopped where it failed.\n"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Halt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Halt::Timeout { routine, irql, ip, limit_ms } => write!(
+                f,
+                "*** TIMEOUT: {} did not return within {} ms (at {irql:?}, instruction {ip:#x})",
+                routine.as_deref().unwrap_or("driver code"),
+                limit_ms
+            ),
+            Halt::Internal { routine, message } => {
+                write!(f, "*** INTERNAL ERROR in ntmem: {routine} failed: {message}")
+            }
+        }
+    }
+}
