@@ -12,6 +12,8 @@
 //! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
 //!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
 //! - [`sparse`]: large tables of atomic bytes that cost memory only where written.
+//! - [`thunk`]: the import thunks a driver image's IAT points at, which record the
+//!   caller's context at each call, and the per-thread GS block they record it in.
 //! - [`window`]: small fixed-size views of a reservation, checked once, for the
 //!   kernel's hot paths.
 //!
@@ -27,6 +29,8 @@ pub mod sparse;
 mod sys;
 #[cfg(test)]
 mod testing;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod thunk;
 pub mod window;
 
 pub use error::HostError;
