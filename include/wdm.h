@@ -6,11 +6,14 @@
  * declared: a driver that calls anything else fails to compile, it never links to
  * a silent stub.
  *
- * Drivers are built by the host's C compiler for the 64-bit host (x86-64 Linux,
- * LP64). The types keep their Windows widths -- LONG and ULONG are 32 bits, as in
- * Windows' LLP64 -- and the constants are those of the AMD64 WDK: PAGE_SIZE 4096,
- * HIGH_LEVEL 15. `ntmem run` compiles with -fshort-wchar so that L"..." literals
- * are 16-bit WCHAR strings as in Windows.
+ * Two ways to build a driver against it, while ntmem moves to the second:
+ * - clang for the Windows x64 target (x86_64-pc-windows-msvc: LLP64, 16-bit
+ *   wchar_t, table-based __try/__except/__finally), linked into a PE image
+ *   (`ntmem build`); NTMEM_WINDOWS_TARGET is defined;
+ * - the host's C compiler for x86-64 Linux (LP64) into a shared object, with
+ *   -fshort-wchar, and __try implemented with setjmp below.
+ * Either way the types keep their Windows widths -- LONG and ULONG are 32 bits --
+ * and the constants are those of the AMD64 WDK: PAGE_SIZE 4096, HIGH_LEVEL 15.
  */
 #ifndef NTMEM_WDM_H
 #define NTMEM_WDM_H
@@ -22,9 +25,16 @@
 #pragma clang diagnostic ignored "-Wpragma-pack"
 #endif
 
-/* The landing points of structured exception handling (__try) are ISO C setjmp. */
+#if defined(_WIN64) && defined(_MSC_VER)
+#define NTMEM_WINDOWS_TARGET 1
+#endif
+
+#ifndef NTMEM_WINDOWS_TARGET
+/* The landing points of the host build's __try are ISO C setjmp. */
 #include <setjmp.h>
+#endif
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "driverspecs.h"
 
@@ -50,8 +60,13 @@ typedef const char *PCSTR;
 typedef unsigned char UCHAR, *PUCHAR;
 typedef short SHORT, CSHORT, *PSHORT;
 typedef unsigned short USHORT, *PUSHORT;
+#ifdef NTMEM_WINDOWS_TARGET
+typedef long LONG, *PLONG;
+typedef unsigned long ULONG, *PULONG;
+#else
 typedef int LONG, *PLONG;
 typedef unsigned int ULONG, *PULONG;
+#endif
 typedef long long LONGLONG, LONG64, *PLONGLONG;
 typedef unsigned long long ULONGLONG, ULONG64, *PULONGLONG, *PULONG64;
 typedef signed char INT8;
@@ -64,12 +79,16 @@ typedef long long INT64;
 typedef unsigned long long UINT64;
 typedef int BOOL;
 typedef unsigned char BOOLEAN, *PBOOLEAN;
-typedef long LONG_PTR, *PLONG_PTR;
-typedef unsigned long ULONG_PTR, *PULONG_PTR;
+typedef long long LONG_PTR, *PLONG_PTR;
+typedef unsigned long long ULONG_PTR, *PULONG_PTR;
 typedef ULONG_PTR SIZE_T, *PSIZE_T;
 typedef LONG_PTR SSIZE_T;
 typedef void *PVOID;
+#ifdef NTMEM_WINDOWS_TARGET
+typedef wchar_t WCHAR, *PWCHAR, *PWSTR;
+#else
 typedef unsigned short WCHAR, *PWCHAR, *PWSTR;
+#endif
 typedef const WCHAR *PCWSTR;
 typedef LONG NTSTATUS;
 
@@ -303,6 +322,19 @@ NTKERNELAPI VOID ExRaiseStatus(NTSTATUS Status) __attribute__((noreturn));
 NTKERNELAPI VOID ExRaiseAccessViolation(VOID) __attribute__((noreturn));
 NTKERNELAPI VOID ExRaiseDatatypeMisalignment(VOID) __attribute__((noreturn));
 
+#ifdef NTMEM_WINDOWS_TARGET
+/* The compiler's own __try/__except/__finally/__leave, dispatched from the image's
+ * unwind tables; the intrinsics as the WDK's excpt.h names them. */
+#define GetExceptionCode _exception_code
+#define GetExceptionInformation() ((PEXCEPTION_POINTERS)_exception_info())
+#define AbnormalTermination _abnormal_termination
+#ifndef NTMEM_NO_LOWERCASE_TRY
+#define try __try
+#define except __except
+#define finally __finally
+#define leave __leave
+#endif
+#else
 /* The machinery behind the macros (crates/wdk/c/seh.c); not for drivers to call. */
 typedef struct _NTMEM_SEH_FRAME {
     struct _NTMEM_SEH_FRAME *Prev;
@@ -363,6 +395,7 @@ PEXCEPTION_POINTERS ntmem_seh_exception_pointers(VOID);
 #endif
 
 #endif /* !__cplusplus */
+#endif /* NTMEM_WINDOWS_TARGET */
 
 /* ---- Debug output ------------------------------------------------------- */
 

@@ -97,3 +97,27 @@ fn include_declares_exactly_what_is_exported() {
         "exported but not declared: {missing:?}; declared but not exported: {extra:?}"
     );
 }
+
+/// Every driver in the repository also compiles for the Windows x64 target (LLP64,
+/// 16-bit `wchar_t`, the compiler's own `__try`) with the flags `ntmem build` uses,
+/// so the headers serve the PE-image build as they serve the host build.
+#[test]
+fn drivers_compile_for_the_windows_x64_target() {
+    let toolchain = ntmem_toolchain::Toolchain::find().expect("the driver toolchain (clang >= 19, lld, llvm)");
+    let dir = std::env::temp_dir().join(format!("ntmem-win64-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut sources: Vec<PathBuf> =
+        std::fs::read_dir(root().join("drivers")).unwrap().map(|e| e.unwrap().path()).collect();
+    sources.extend(std::fs::read_dir(root().join("crates/cli/tests/drivers")).unwrap().map(|e| e.unwrap().path()));
+    let broken = ["syntax_error.c", "unimplemented.c"];
+    let include = format!("-I{}", root().join("include").display());
+    for source in sources.iter().filter(|p| p.extension().is_some_and(|e| e == "c")) {
+        if broken.iter().any(|b| source.ends_with(b)) {
+            continue;
+        }
+        let object = dir.join("driver.obj");
+        let result = toolchain.compile(source, &object, &["-O2".into(), include.clone()]);
+        assert!(result.is_ok(), "{}: {}", source.display(), result.unwrap_err());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

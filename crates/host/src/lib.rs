@@ -12,6 +12,8 @@
 //! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
 //!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
 //! - [`sparse`]: large tables of atomic bytes that cost memory only where written.
+//! - [`thunk`]: the import thunks a driver image's IAT points at, which record the
+//!   caller's context at each call, and the per-thread GS block they record it in.
 //! - [`watchdog`]: a periodic timer that ends code which never returns through the same
 //!   escape hatch.
 //! - [`window`]: small fixed-size views of a reservation, checked once, for the
@@ -29,6 +31,8 @@ pub mod sparse;
 mod sys;
 #[cfg(test)]
 mod testing;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod thunk;
 pub mod watchdog;
 pub mod window;
 
