@@ -159,6 +159,10 @@ fn probes_check_length_alignment_range_and_writability() {
         // Misaligned start.
         assert_eq!(probe_for_read(cpu, Va::new(va.get() + 2), 4, 4), Err(NtStatus::DATATYPE_MISALIGNMENT));
         assert_eq!(probe_for_write(cpu, Va::new(va.get() + 8), 4, 16), Err(NtStatus::DATATYPE_MISALIGNMENT));
+        // Undocumented alignments are masked as the free kernel masks them (Alignment - 1).
+        assert_eq!(probe_for_read(cpu, Va::new(va.get() + 2), 4, 3), Err(NtStatus::DATATYPE_MISALIGNMENT));
+        assert_eq!(probe_for_read(cpu, Va::new(va.get() + 8), 4, 3), Ok(()));
+        assert_eq!(probe_for_read(cpu, va, 4, 0), Err(NtStatus::DATATYPE_MISALIGNMENT), "alignment 0");
         // A system address in a user request.
         assert_eq!(probe_for_read(cpu, system, 16, 1), Err(NtStatus::ACCESS_VIOLATION));
         assert_eq!(probe_for_read(cpu, Va::new(probe - 8), 16, 1), Err(NtStatus::ACCESS_VIOLATION));

@@ -43,7 +43,8 @@ pub fn main(args: &Args) -> Result<(), Failure> {
     if args.json {
         return super::print_json(&rows);
     }
-    let mut out = format!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS\n", "NAME", "DLL", "PART", "KIND", "IRQL");
+    let mut out =
+        format!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS\n", "NAME", "DLL", "PART", "KIND", "IRQL");
     for r in &rows {
         let kind = if r.kind == Kind::Routine { "routine" } else { "data" };
         out += &format!("{:<40} {:<13} {:<5} {:<8} {:<22} {}\n", r.name, r.dll, r.component, kind, r.irql, r.differs);

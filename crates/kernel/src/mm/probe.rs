@@ -44,8 +44,10 @@ fn check(cpu: &Cpu<'_>, address: Va, length: u64, alignment: u32) -> Result<Opti
     if length == 0 {
         return Ok(None);
     }
-    debug_assert!(matches!(alignment, 1 | 2 | 4 | 8 | 16), "ProbeFor*: alignment {alignment} is not 1, 2, 4, 8 or 16");
-    if address.get() & (u64::from(alignment.max(1)) - 1) != 0 {
+    // The documented alignments are 1, 2, 4, 8 and 16; the free kernel does not
+    // check (only checked builds assert) and masks with `Alignment - 1` in a ULONG,
+    // so an alignment of 0 makes every address but 0 misaligned.
+    if address.get() & u64::from(alignment.wrapping_sub(1)) != 0 {
         return Err(NtStatus::DATATYPE_MISALIGNMENT);
     }
     let end = address.get().checked_add(length).ok_or(NtStatus::ACCESS_VIOLATION)?;
