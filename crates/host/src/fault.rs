@@ -62,6 +62,15 @@ pub enum FaultAction {
     Escape(Escape),
     /// Not this handler's fault: ask the next one.
     NotMine,
+    /// The fault is an exception in a registered driver image: dispatch it on the faulting
+    /// stack ([`crate::exception`]); if it cannot be dispatched there, escape with
+    /// `otherwise`.
+    Raise {
+        /// The exception.
+        raise: crate::exception::Raise,
+        /// The escape when it cannot be dispatched.
+        otherwise: Escape,
+    },
 }
 
 /// Decides what a fault means. Runs in signal context: see the module rules.
@@ -277,6 +286,12 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     match action {
         FaultAction::Retry => {}
         FaultAction::Escape(e) => guard::escape_from_fault(e, &fault),
+        FaultAction::Raise { raise, otherwise } => {
+            // SAFETY: `ctx` is this handler's live ucontext; SIGSEGV/SIGBUS are synchronous.
+            if !unsafe { crate::exception::redirect(ctx, &raise) } {
+                guard::escape_from_fault(otherwise, &fault)
+            }
+        }
         FaultAction::NotMine => chain(sig, info, ctx),
     }
 }

@@ -31,7 +31,11 @@
 //!   raises STATUS_ACCESS_VIOLATION to that frame, with Windows' two exception
 //!   parameters (0 read / 1 write / 8 execute, the address): the host delivers
 //!   the [`ESCAPE_EXCEPTION`] payload to the frame (seed §9: a driver touching a
-//!   user buffer another thread freed, inside its exception handler);
+//!   user buffer another thread freed, inside its exception handler). When the
+//!   faulting instruction is in a PE driver image (`ntmem_host::exception`), the
+//!   same exception is dispatched over the driver's own frames instead
+//!   ([`FaultAction::Raise`]), falling back to the bugcheck below when the kernel
+//!   stack has no room for the dispatch;
 //! * any other touch of an address outside system space raises
 //!   STATUS_ACCESS_VIOLATION that no handler takes: KERNEL_MODE_EXCEPTION_NOT_HANDLED
 //!   (0x8E: 0xC0000005, faulting IP, 0, 0).
@@ -45,6 +49,7 @@
 
 use std::sync::Arc;
 
+use ntmem_host::exception::Raise;
 use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler, ESCAPE_EXCEPTION};
 use ntmem_machine::{Layout, RegionKind, Va};
 
@@ -103,8 +108,9 @@ impl Trap {
     /// exception's parameters (access, address).
     fn exception(&self, fault: &Fault) -> Option<Escape> {
         let va = self.va(fault);
-        let catchable =
-            va < self.layout.user_probe_address && self.irql() < Irql::DISPATCH && ntmem_host::exception_frame_active();
+        let catchable = va < self.layout.user_probe_address
+            && self.irql() < Irql::DISPATCH
+            && (ntmem_host::exception_frame_active() || ntmem_host::exception::is_image_code(fault.ip));
         let access = match fault.access {
             HostAccess::Write => 1,
             HostAccess::Execute => 8,
@@ -164,6 +170,18 @@ impl FaultHandler for Trap {
             }
         }
         if let Some(e) = self.exception(fault) {
+            if ntmem_host::exception::is_image_code(fault.ip) {
+                // In a PE driver image: dispatched over the driver's frames.
+                let [code, address, access, target, ..] = e.words;
+                let raise = Raise {
+                    code: code as u32,
+                    address: address as usize,
+                    count: 2,
+                    parameters: [access as usize, target as usize],
+                };
+                let (b, image) = self.decide(fault);
+                return FaultAction::Raise { raise, otherwise: encode_escape(&b, image) };
+            }
             return FaultAction::Escape(e);
         }
         let (b, image) = self.decide(fault);

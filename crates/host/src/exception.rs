@@ -1,0 +1,259 @@
+//! Hardware exceptions in Windows driver images become exceptions the driver's own frames
+//! can handle, as Windows' `KiDispatchException` makes them (research note §6.5;
+//! DESIGN.md "SEH as Windows does it").
+//!
+//! The dispatcher (`RtlDispatchException`, in `ntmem-wdk`) walks the driver's frames with
+//! the image's unwind tables; it is ordinary code that must run on the faulting thread's
+//! own (kernel) stack. So a signal handler that decides "exception" does not escape: it
+//! writes an [`ExceptionRecord`] and the faulting [`Context`] on the faulting stack, below
+//! the faulting RSP with a [`GAP`], and rewrites the interrupted context so that the
+//! return from the signal calls the registered dispatcher entry with both (sysv:
+//! `entry(record, context)`, its return address 0). The signal mask is the one the faulting
+//! code ran with, so a fault inside a filter or `__finally` is delivered as usual.
+//!
+//! What is asked and where:
+//! - SIGSEGV/SIGBUS go through the machine's fault policy ([`crate::fault`]), which answers
+//!   [`FaultAction::Raise`](crate::FaultAction::Raise) when the fault is an exception and
+//!   the faulting instruction is in a registered image ([`is_image_code`]).
+//! - SIGFPE, SIGILL and SIGTRAP (handlers installed when the first image is registered)
+//!   are exceptions whenever the instruction is in a registered image: integer divide by
+//!   zero STATUS_INTEGER_DIVIDE_BY_ZERO (0xC0000094), integer overflow
+//!   STATUS_INTEGER_OVERFLOW (0xC0000095), invalid opcode STATUS_ILLEGAL_INSTRUCTION
+//!   (0xC000001D), `int3` STATUS_BREAKPOINT (0x80000003, at the `int3` itself, as Windows
+//!   reports it, with one parameter BREAKPOINT_BREAK = 0). Anywhere else they go to the
+//!   handler installed before ours, or kill the process as they would without ntmem.
+//!
+//! Where ntmem differs: Linux reports the `idiv` overflow INT_MIN / −1 as a divide error
+//! (`FPE_INTDIV`), so it is 0xC0000094 here; privileged instructions (`cr8` reads and
+//! writes, `hlt`, …) arrive as general-protection SIGSEGVs and are not yet told apart
+//! (Windows: STATUS_PRIVILEGED_INSTRUCTION, and `cr8` emulated as the IRQL).
+//!
+//! Registries are fixed tables of atomics: lookups are async-signal-safe.
+
+use crate::context::{Context, ExceptionRecord, RSP};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+
+/// The dispatcher entry: called on the faulting stack with the record and context the
+/// signal handler wrote there. It must not return.
+pub type DispatchEntry = extern "C" fn(*mut ExceptionRecord, *mut Context) -> !;
+
+/// Bytes left untouched below the faulting RSP (Windows x64 code keeps nothing there, but
+/// the dispatcher's resume writes [`RESTORE_SCRATCH`](crate::context::RESTORE_SCRATCH)
+/// bytes below it, which must not overlap the context it reads).
+pub const GAP: usize = 128;
+
+/// The least stack a dispatch needs below the record; with less, the exception is not
+/// dispatched and the fault policy's fallback escape applies.
+pub const DISPATCH_STACK: usize = 10 * 1024;
+
+/// How many images can be registered at once in the process.
+pub const IMAGE_SLOTS: usize = 128;
+
+static STARTS: [AtomicUsize; IMAGE_SLOTS] = [const { AtomicUsize::new(0) }; IMAGE_SLOTS];
+static LENS: [AtomicUsize; IMAGE_SLOTS] = [const { AtomicUsize::new(0) }; IMAGE_SLOTS];
+static WRITERS: Mutex<()> = Mutex::new(());
+static ENTRY: AtomicUsize = AtomicUsize::new(0);
+
+/// A registered image range; unregistered on drop.
+#[derive(Debug)]
+pub struct ImageCode {
+    slot: usize,
+}
+
+/// Registers `start..start + len` as driver image code whose exceptions are dispatched.
+/// `None` when all [`IMAGE_SLOTS`] are taken.
+pub fn register_image_code(start: usize, len: usize) -> Option<ImageCode> {
+    install_handlers();
+    let _w = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = LENS.iter().position(|l| l.load(Ordering::Acquire) == 0)?;
+    STARTS[slot].store(start, Ordering::Release);
+    LENS[slot].store(len, Ordering::Release);
+    Some(ImageCode { slot })
+}
+
+impl Drop for ImageCode {
+    fn drop(&mut self) {
+        let _w = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        LENS[self.slot].store(0, Ordering::Release);
+    }
+}
+
+/// Whether `ip` is in a registered image. Async-signal-safe.
+pub fn is_image_code(ip: usize) -> bool {
+    (0..IMAGE_SLOTS).any(|i| {
+        let len = LENS[i].load(Ordering::Acquire);
+        len != 0 && ip.wrapping_sub(STARTS[i].load(Ordering::Acquire)) < len
+    })
+}
+
+/// Sets the dispatcher entry (the first setting wins).
+pub fn set_dispatch_entry(entry: DispatchEntry) {
+    let _ = ENTRY.compare_exchange(0, entry as usize, Ordering::AcqRel, Ordering::Acquire);
+}
+
+/// An exception a fault raises: code, address, parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Raise {
+    /// ExceptionCode.
+    pub code: u32,
+    /// ExceptionAddress, which is also the context's RIP.
+    pub address: usize,
+    /// NumberParameters (at most 2 here).
+    pub count: u32,
+    /// ExceptionInformation[0..2].
+    pub parameters: [usize; 2],
+}
+
+/// Rewrites the interrupted context `uc` so that the thread, on return from the signal,
+/// calls the dispatcher entry with `raise` and the interrupted context (see the module
+/// docs). Returns false, changing nothing, when there is no entry, the faulting RSP is not
+/// on the innermost guarded call's stack, or that stack has less than [`DISPATCH_STACK`]
+/// bytes left. Async-signal-safe.
+///
+/// # Safety
+/// `uc` must be the live `ucontext_t` of an `SA_SIGINFO` handler for a signal raised
+/// synchronously by the interrupted instruction.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) unsafe fn redirect(uc: *mut c_void, raise: &Raise) -> bool {
+    let entry = ENTRY.load(Ordering::Acquire);
+    if entry == 0 || uc.is_null() {
+        return false;
+    }
+    // SAFETY: the caller passes the live ucontext.
+    let mut context = unsafe { Context::from_ucontext(uc) };
+    let rsp = context.gpr[RSP] as usize;
+    let Some(stack) = crate::guard::current_stack() else { return false };
+    let top = rsp.wrapping_sub(GAP);
+    let context_at = top.wrapping_sub(std::mem::size_of::<Context>()) & !15;
+    let record_at = context_at.wrapping_sub(std::mem::size_of::<ExceptionRecord>()) & !15;
+    let new_rsp = record_at.wrapping_sub(8);
+    let on_stack = rsp <= stack.base + stack.size && top > stack.base;
+    if !on_stack || new_rsp < stack.base + DISPATCH_STACK || new_rsp > rsp {
+        return false;
+    }
+    context.rip = raise.address as u64;
+    let mut record = ExceptionRecord::empty();
+    record.code = raise.code as i32;
+    record.address = raise.address as *mut c_void;
+    record.number_parameters = raise.count.min(2);
+    record.information[..2].copy_from_slice(&raise.parameters);
+    // SAFETY: the three writes land between the stack's usable base (+ DISPATCH_STACK)
+    // and the faulting RSP − GAP, memory of the guarded call's stack that the interrupted
+    // code does not use (it is below its RSP); addresses are aligned for their types.
+    unsafe {
+        std::ptr::write(context_at as *mut Context, context);
+        std::ptr::write(record_at as *mut ExceptionRecord, record);
+        std::ptr::write(new_rsp as *mut u64, 0);
+    }
+    // SAFETY: as above; the kernel restores these registers on return from the signal.
+    let g = unsafe { &mut (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    g[libc::REG_RSP as usize] = new_rsp as i64;
+    g[libc::REG_RIP as usize] = entry as i64;
+    g[libc::REG_RDI as usize] = record_at as i64;
+    g[libc::REG_RSI as usize] = context_at as i64;
+    // The dispatcher is ordinary code: direction flag clear, no single-stepping.
+    g[libc::REG_EFL as usize] &= !(0x400 | 0x100);
+    true
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub(crate) unsafe fn redirect(_uc: *mut c_void, _raise: &Raise) -> bool {
+    false
+}
+
+const SIGNALS: [libc::c_int; 3] = [libc::SIGFPE, libc::SIGILL, libc::SIGTRAP];
+static INSTALL: Once = Once::new();
+static PREVIOUS: [OnceLock<libc::sigaction>; 3] = [const { OnceLock::new() }; 3];
+
+/// STATUS_INTEGER_DIVIDE_BY_ZERO.
+pub const STATUS_INTEGER_DIVIDE_BY_ZERO: u32 = 0xC000_0094;
+/// STATUS_INTEGER_OVERFLOW.
+pub const STATUS_INTEGER_OVERFLOW: u32 = 0xC000_0095;
+/// STATUS_ILLEGAL_INSTRUCTION.
+pub const STATUS_ILLEGAL_INSTRUCTION: u32 = 0xC000_001D;
+/// STATUS_BREAKPOINT.
+pub const STATUS_BREAKPOINT: u32 = 0x8000_0003;
+
+fn install_handlers() {
+    INSTALL.call_once(|| {
+        for (i, &sig) in SIGNALS.iter().enumerate() {
+            // SAFETY: all-zero is a valid `sigaction`; querying into a valid out-pointer.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+            let _ = PREVIOUS[i].set(old);
+            // SAFETY: as above.
+            let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+            new.sa_sigaction = on_signal as extern "C" fn(_, _, _) as usize;
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            // SAFETY: a valid sigset and an SA_SIGINFO handler that is async-signal-safe.
+            let rc = unsafe {
+                libc::sigemptyset(&mut new.sa_mask);
+                libc::sigaction(sig, &new, std::ptr::null_mut())
+            };
+            assert_eq!(rc, 0, "ntmem: cannot install the exception handlers");
+        }
+    });
+}
+
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    // SAFETY: the kernel passes a valid siginfo and ucontext to SA_SIGINFO handlers.
+    let (code, ip) = unsafe {
+        ((*info).si_code, (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize] as usize)
+    };
+    const SI_KERNEL: libc::c_int = 0x80;
+    const FPE_INTDIV: libc::c_int = 1;
+    const FPE_INTOVF: libc::c_int = 2;
+    let raise = match sig {
+        libc::SIGFPE if code == FPE_INTDIV => {
+            Some(Raise { code: STATUS_INTEGER_DIVIDE_BY_ZERO, address: ip, count: 0, parameters: [0; 2] })
+        }
+        libc::SIGFPE if code == FPE_INTOVF => {
+            Some(Raise { code: STATUS_INTEGER_OVERFLOW, address: ip, count: 0, parameters: [0; 2] })
+        }
+        libc::SIGILL => Some(Raise { code: STATUS_ILLEGAL_INSTRUCTION, address: ip, count: 0, parameters: [0; 2] }),
+        // int3 traps after the instruction; Windows reports the int3 itself.
+        libc::SIGTRAP if code == SI_KERNEL => {
+            Some(Raise { code: STATUS_BREAKPOINT, address: ip.wrapping_sub(1), count: 1, parameters: [0; 2] })
+        }
+        _ => None,
+    };
+    if let Some(raise) = raise.filter(|r| is_image_code(r.address)) {
+        // SAFETY: `uc` is this handler's live ucontext; the signal is synchronous.
+        if unsafe { redirect(uc, &raise) } {
+            return;
+        }
+    }
+    chain(sig, info, uc);
+}
+
+/// Hands the signal to the handler installed before ours, or takes the default action.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
+    let previous = SIGNALS.iter().position(|&s| s == sig).and_then(|i| PREVIOUS[i].get());
+    match previous {
+        Some(prev) if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN => {
+            if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: an SA_SIGINFO action's handler has this signature.
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+                    unsafe { std::mem::transmute(prev.sa_sigaction) };
+                f(sig, info, uc);
+            } else {
+                // SAFETY: a plain action's handler takes the signal number only.
+                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev.sa_sigaction) };
+                f(sig);
+            }
+        }
+        _ => {
+            // SAFETY: restoring the default action and re-raising are async-signal-safe;
+            // the re-raised signal is delivered (default: terminate) once we return.
+            unsafe {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                libc::raise(sig);
+            }
+        }
+    }
+}

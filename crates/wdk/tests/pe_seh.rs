@@ -1,0 +1,440 @@
+//! x64 structured exception handling on real PE driver images (issue 10 item 3): C built
+//! by clang 19 at -O2 for the Windows target, loaded by `MmLoadSystemImage` into a booted
+//! machine, registered with the dispatcher, `__C_specific_handler` and the Rtl routines
+//! bound to ntmem's, and called on a simulated processor as Microsoft-x64 functions.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ntmem_kernel::mm::sysload::LoadedImage;
+use ntmem_kernel::{BugCheck, BugCheckCode, Machine};
+use ntmem_machine::{BootOptions, MachineConfig, Va};
+use ntmem_pe::ExportTarget;
+use ntmem_toolchain::{ImportLibrary, Toolchain};
+use ntmem_wdk::except::{self, images::Registration};
+use ntmem_wdk::{context, seh};
+
+const DRIVER: &str = r#"
+typedef struct _EXCEPTION_RECORD {
+    long ExceptionCode;
+    unsigned long ExceptionFlags;
+    struct _EXCEPTION_RECORD *ExceptionRecord;
+    void *ExceptionAddress;
+    unsigned long NumberParameters;
+    unsigned long long ExceptionInformation[15];
+} EXCEPTION_RECORD;
+typedef struct _EXCEPTION_POINTERS { EXCEPTION_RECORD *ExceptionRecord; void *ContextRecord; } EXCEPTION_POINTERS;
+void RtlRaiseException(EXCEPTION_RECORD *Record);
+
+#define EXCEPTION_EXECUTE_HANDLER 1
+#define EXCEPTION_CONTINUE_SEARCH 0
+#define EXCEPTION_CONTINUE_EXECUTION (-1)
+#define EXPORT __declspec(dllexport)
+
+/* What filters saw: code, flags, address, count, parameters 0 and 1. */
+EXPORT unsigned long long Seen[6];
+static int Capture(EXCEPTION_POINTERS *e, int verdict) {
+    Seen[0] = (unsigned long)e->ExceptionRecord->ExceptionCode;
+    Seen[1] = e->ExceptionRecord->ExceptionFlags;
+    Seen[2] = (unsigned long long)e->ExceptionRecord->ExceptionAddress;
+    Seen[3] = e->ExceptionRecord->NumberParameters;
+    Seen[4] = e->ExceptionRecord->ExceptionInformation[0];
+    Seen[5] = e->ExceptionRecord->ExceptionInformation[1];
+    return verdict;
+}
+
+/* An order log. */
+EXPORT int Log[16];
+EXPORT int LogN;
+static void Note(int x) { if (LogN < 16) Log[LogN++] = x; }
+static int NoteFilter(int x, int verdict) { Note(x); return verdict; }
+
+EXPORT int ReadNoCall(volatile int *p) {
+    __try { return *p; }
+    __except (EXCEPTION_EXECUTE_HANDLER) { return _exception_code(); }
+}
+
+EXPORT int ReadFiltered(volatile int *p) {
+    __try { return *p; }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
+EXPORT int ReadNoTry(volatile int *p) { return *p; }
+
+__declspec(noinline) static void Inner(volatile int *p) {
+    __try {
+        __try { *p = 1; }
+        __finally { Note(_abnormal_termination() ? 20 : 21); }
+    } __except (NoteFilter(10, EXCEPTION_CONTINUE_SEARCH)) { Note(98); }
+}
+
+EXPORT int Order(volatile int *p) {
+    LogN = 0;
+    __try {
+        __try { Inner(p); }
+        __finally { Note(_abnormal_termination() ? 30 : 31); }
+    } __except (NoteFilter(40, EXCEPTION_EXECUTE_HANDLER)) { Note(50); }
+    return LogN;
+}
+
+EXPORT int Leave(int early) {
+    LogN = 0;
+    __try {
+        if (early) __leave;
+        Note(1);
+    } __finally { Note(_abnormal_termination() ? 2 : 3); }
+    return LogN;
+}
+
+/* The filter re-points the register that holds the bad pointer, then continues. */
+static volatile int *Bad;
+EXPORT int Storage = 0x1234;
+static int Repoint(EXCEPTION_POINTERS *e) {
+    unsigned long long *gpr = (unsigned long long *)((char *)e->ContextRecord + 0x78);
+    int fixed = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i != 4 && gpr[i] == (unsigned long long)Bad) { gpr[i] = (unsigned long long)&Storage; fixed++; }
+    }
+    return fixed ? EXCEPTION_CONTINUE_EXECUTION : EXCEPTION_EXECUTE_HANDLER;
+}
+EXPORT int ContinueAfterFix(volatile int *p) {
+    Bad = p;
+    __try { return *p + 1; }
+    __except (Repoint(_exception_info())) { return -1; }
+}
+
+/* Values kept in nonvolatile registers across a fault two frames down. */
+EXPORT volatile long long SinkOut;
+EXPORT __declspec(noinline) long long Sink(long long a, long long b, long long c, long long d,
+                                    long long e, long long f, long long g) {
+    long long m = a ^ (b << 1) ^ (c << 2) ^ (d << 3) ^ (e << 4) ^ (f << 5) ^ (g << 6);
+    SinkOut = m;
+    return m;
+}
+EXPORT __declspec(noinline) long long Clobber(volatile int *p, long long s) {
+    long long a = s + 1, b = s * 2, c = s ^ 3, d = s + 4, e = s * 5, f = s ^ 6, g = s + 7;
+    Sink(a, b, c, d, e, f, g);
+    long long v = *p;
+    return Sink(a, b, c, d, e, f, g) + v;
+}
+EXPORT long long Nonvolatile(volatile int *p, long long s) {
+    long long a = s * 3, b = s * 5, c = s * 7, d = s * 11, e = s * 13, f = s * 17, g = s * 19;
+    Sink(a, b, c, d, e, f, g);
+    long long r;
+    __try { r = Clobber(p, s + 100); }
+    __except (EXCEPTION_EXECUTE_HANDLER) { r = -1; }
+    return Sink(a, b, c, d, e, f, g) + r;
+}
+
+EXPORT int Divide(volatile int a, volatile int b) {
+    __try { return a / b; }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
+EXPORT int Break(void) {
+    __try { __debugbreak(); return 0; }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
+EXPORT int Raise(long code) {
+    EXCEPTION_RECORD r = {0};
+    r.ExceptionCode = code;
+    r.NumberParameters = 1;
+    r.ExceptionInformation[0] = 0x5eed;
+    __try { RtlRaiseException(&r); return 0; }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
+EXPORT int RaiseUnhandled(long code) {
+    EXCEPTION_RECORD r = {0};
+    r.ExceptionCode = code;
+    r.NumberParameters = 2;
+    r.ExceptionInformation[0] = 0x11;
+    r.ExceptionInformation[1] = 0x22;
+    RtlRaiseException(&r);
+    return 0;
+}
+
+/* A fault inside a filter: reported, not a host crash. */
+static int FaultingFilter(volatile int *p) { return *p; }
+EXPORT int FaultInFilter(volatile int *p) {
+    __try { return *p; }
+    __except (FaultingFilter(p)) { return -1; }
+}
+
+long DriverEntry(void *DriverObject, void *RegistryPath) { (void)DriverObject; (void)RegistryPath; return 0; }
+"#;
+
+struct Built {
+    bytes: Vec<u8>,
+    path: PathBuf,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let tc = Toolchain::find().expect("the driver toolchain (clang >= 19, lld, llvm)");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pe_seh");
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = dir.join("seh.c");
+        std::fs::write(&c, DRIVER).unwrap();
+        let imports = [ImportLibrary {
+            dll: "ntoskrnl.exe".into(),
+            routines: vec!["__C_specific_handler".into(), "RtlRaiseException".into()],
+            data: vec![],
+        }];
+        let out = dir.join("seh.sys");
+        tc.build(&[c], &imports, &["-O2".into()], &dir.join("work"), &out).unwrap();
+        Built { bytes: std::fs::read(&out).unwrap(), path: out }
+    })
+}
+
+struct Driver {
+    machine: Machine,
+    image: Option<LoadedImage>,
+    _registration: Registration,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(image) = self.image.take() {
+            image.unload(&self.machine);
+        }
+    }
+}
+
+fn load() -> Driver {
+    let mut config = MachineConfig::for_edition("ws03sp1-enterprise-x64").unwrap();
+    config.ram = 256 << 20;
+    config.boot = BootOptions::parse("").unwrap();
+    let machine = Machine::boot(config.build().unwrap()).unwrap();
+    let resolve = |dll: &str, name: &str| if dll == "ntoskrnl.exe" { except::routine(name) } else { None };
+    let image = LoadedImage::load(&machine, "seh.sys", &built().bytes, &resolve).unwrap();
+    let registration = except::images::register(&image).expect("an image slot");
+    Driver { machine, image: Some(image), _registration: registration }
+}
+
+impl Driver {
+    fn image(&self) -> &LoadedImage {
+        self.image.as_ref().unwrap()
+    }
+
+    fn rva(&self, name: &str) -> u32 {
+        let e = self.image().image().exports.iter().find(|e| e.name.as_deref() == Some(name)).unwrap();
+        match e.target {
+            ExportTarget::Rva(rva) => rva,
+            ExportTarget::Forwarder(_) => panic!("{name} is forwarded"),
+        }
+    }
+
+    /// The host address of export `name`.
+    fn address(&self, name: &str) -> u64 {
+        self.image().host_base() + u64::from(self.rva(name))
+    }
+
+    /// Runs `f` on processor 0 as driver code in a thread of `kind`.
+    fn run<R>(&self, kind: seh::ThreadKind, f: impl FnOnce() -> R) -> Result<R, BugCheck> {
+        let m = &self.machine;
+        let r = seh::run_as(kind, || m.run(0, |c| Ok(context::enter(c, f))));
+        context::leave();
+        r
+    }
+
+    fn read_u64s<const N: usize>(&self, name: &str) -> [u64; N] {
+        let mut out = [0u64; N];
+        for (i, w) in out.iter_mut().enumerate() {
+            // SAFETY: the export is a mapped, readable global of N words in the image.
+            *w = unsafe { std::ptr::read_volatile((self.address(name) as *const u64).add(i)) };
+        }
+        out
+    }
+
+    fn log(&self) -> Vec<i32> {
+        // SAFETY: LogN and Log are mapped globals of the image.
+        unsafe {
+            let n = std::ptr::read_volatile(self.address("LogN") as *const i32);
+            (0..n as usize).map(|i| std::ptr::read_volatile((self.address("Log") as *const i32).add(i))).collect()
+        }
+    }
+
+    /// The host address of user address `va` in this machine (unmapped: touching it is an
+    /// access violation at `va`).
+    fn user(&self, va: u64) -> *mut i32 {
+        assert!(self.machine.profile().layout.is_user(Va::new(va)));
+        self.machine.space().host_addr(Va::new(va)) as *mut i32
+    }
+}
+
+macro_rules! export {
+    ($d:expr, $name:literal, fn($($arg:ty),*) -> $ret:ty) => {{
+        let address = $d.address($name);
+        // SAFETY: the export is a function of this signature (DRIVER above), Microsoft x64.
+        unsafe { std::mem::transmute::<usize, extern "win64" fn($($arg),*) -> $ret>(address as usize) }
+    }};
+}
+
+const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+const ARBITRARY: seh::ThreadKind = seh::ThreadKind::Arbitrary;
+
+#[test]
+fn a_null_read_in_a_call_free_try_is_caught_as_access_violation() {
+    let d = load();
+    let read = export!(d, "ReadNoCall", fn(*const i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || read(std::ptr::null())).unwrap() as u32, STATUS_ACCESS_VIOLATION);
+    let filtered = export!(d, "ReadFiltered", fn(*const i32) -> i32);
+    let va = 0x10000;
+    assert_eq!(d.run(ARBITRARY, || filtered(d.user(va))).unwrap() as u32, STATUS_ACCESS_VIOLATION);
+    let [code, flags, address, count, access, at] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, flags, count, access, at), (u64::from(STATUS_ACCESS_VIOLATION), 0, 2, 0, va));
+    let function = d.address("ReadFiltered");
+    assert!((function..function + 0x40).contains(&address), "address {address:#x} is in ReadFiltered ({function:#x})");
+    assert!(d.machine.stopped().is_none());
+    // The machine goes on: the same call again.
+    assert_eq!(d.run(ARBITRARY, || read(std::ptr::null())).unwrap() as u32, STATUS_ACCESS_VIOLATION);
+}
+
+#[test]
+fn filters_run_innermost_first_before_any_finally_and_finally_sees_abnormal_termination() {
+    let d = load();
+    let order = export!(d, "Order", fn(*mut i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || order(d.user(0x20000))).unwrap(), 5);
+    assert_eq!(d.log(), [10, 40, 20, 30, 50]);
+    let mut fine = 0i32;
+    assert_eq!(d.run(ARBITRARY, || order(&mut fine)).unwrap(), 2);
+    assert_eq!(d.log(), [21, 31], "normal exit: AbnormalTermination() is false");
+    assert_eq!(fine, 1);
+}
+
+#[test]
+fn leave_ends_the_try_normally() {
+    let d = load();
+    let leave = export!(d, "Leave", fn(i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || leave(1)).unwrap(), 1);
+    assert_eq!(d.log(), [3]);
+    assert_eq!(d.run(ARBITRARY, || leave(0)).unwrap(), 2);
+    assert_eq!(d.log(), [1, 3]);
+}
+
+#[test]
+fn continue_execution_resumes_the_faulting_load_after_the_filter_repoints_it() {
+    let d = load();
+    let go = export!(d, "ContinueAfterFix", fn(*const i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || go(d.user(0x30000))).unwrap(), 0x1235);
+}
+
+fn sink(v: [i64; 7]) -> i64 {
+    v.iter().enumerate().fold(0, |m, (i, x)| m ^ (x << i))
+}
+
+#[test]
+fn nonvolatile_registers_are_intact_in_the_handler() {
+    let d = load();
+    let nv = export!(d, "Nonvolatile", fn(*const i32, i64) -> i64);
+    let s = 0x0012_3456_789a_i64;
+    let expected = sink([s * 3, s * 5, s * 7, s * 11, s * 13, s * 17, s * 19]) - 1;
+    assert_eq!(d.run(ARBITRARY, || nv(d.user(0x40000), s)).unwrap(), expected);
+
+    // The values are in nonvolatile registers: both functions save all of them.
+    let objdump = ["llvm-objdump-19", "llvm-objdump"]
+        .iter()
+        .find_map(|tool| {
+            std::process::Command::new(tool)
+                .args(["-d", "--no-show-raw-insn", "--x86-asm-syntax=intel"])
+                .arg(&built().path)
+                .output()
+                .ok()
+        })
+        .expect("llvm-objdump");
+    let text = String::from_utf8_lossy(&objdump.stdout);
+    for function in ["Nonvolatile", "Clobber"] {
+        let body: String = text
+            .split(&format!("<{function}>:"))
+            .nth(1)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        for reg in ["rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"] {
+            assert!(body.contains(&format!("push\t{reg}")), "{function} saves {reg}:\n{body}");
+        }
+    }
+}
+
+#[test]
+fn an_unhandled_fault_is_the_bugcheck_with_its_parameters() {
+    let d = load();
+    let read = export!(d, "ReadNoTry", fn(*const i32) -> i32);
+    let b = d.run(ARBITRARY, || read(d.user(0x50000))).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED);
+    assert_eq!(b.parameters, [u64::from(STATUS_ACCESS_VIOLATION), d.address("ReadNoTry"), 0, 0]);
+}
+
+#[test]
+fn an_unhandled_fault_in_a_system_thread_is_0x7e_with_record_and_context() {
+    let d = load();
+    let read = export!(d, "ReadNoTry", fn(*const i32) -> i32);
+    let b = d.run(seh::ThreadKind::System, || read(std::ptr::null())).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::SYSTEM_THREAD_EXCEPTION_NOT_HANDLED);
+    assert_eq!(&b.parameters[..2], &[u64::from(STATUS_ACCESS_VIOLATION), d.address("ReadNoTry")]);
+    let stack = d.machine.processor(0).stack();
+    let (low, high) = (stack.base.get(), stack.base.get() + stack.size);
+    for p in &b.parameters[2..] {
+        assert!((low..high).contains(p), "record/context {p:#x} on the kernel stack {low:#x}..{high:#x}");
+    }
+}
+
+#[test]
+fn integer_divide_by_zero_is_caught_as_0xc0000094() {
+    let d = load();
+    let divide = export!(d, "Divide", fn(i32, i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || divide(7, 0)).unwrap() as u32, 0xC000_0094);
+    let [code, _, address, count, ..] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, count), (0xC000_0094, 0));
+    let function = d.address("Divide");
+    assert!((function..function + 0x40).contains(&address));
+    assert_eq!(d.run(ARBITRARY, || divide(7, 2)).unwrap(), 3);
+}
+
+#[test]
+fn a_breakpoint_is_caught_as_0x80000003_at_the_int3() {
+    let d = load();
+    let brk = export!(d, "Break", fn() -> i32);
+    assert_eq!(d.run(ARBITRARY, || brk()).unwrap() as u32, 0x8000_0003);
+    let [code, _, address, count, info0, _] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, count, info0), (0x8000_0003, 1, 0));
+    // SAFETY: the address is in the image's mapped code.
+    assert_eq!(unsafe { std::ptr::read_volatile(address as *const u8) }, 0xCC, "the address is the int3");
+}
+
+#[test]
+fn rtl_raise_exception_reaches_the_driver_handler_with_its_record() {
+    let d = load();
+    let raise = export!(d, "Raise", fn(i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || raise(0xE000_0001_u32 as i32)).unwrap() as u32, 0xE000_0001);
+    let [code, flags, address, count, info0, _] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, flags, count, info0), (0xE000_0001, 0, 1, 0x5eed));
+    let function = d.address("Raise");
+    assert!((function..function + 0x100).contains(&address), "the return address of the call");
+}
+
+#[test]
+fn an_unhandled_raise_is_0x1e_with_the_exception_parameters() {
+    let d = load();
+    let raise = export!(d, "RaiseUnhandled", fn(i32) -> i32);
+    let b = d.run(ARBITRARY, || raise(0xE000_0002_u32 as i32)).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED);
+    assert_eq!(b.parameters[0], 0xE000_0002);
+    assert_eq!(&b.parameters[2..], &[0x11, 0x22]);
+    let function = d.address("RaiseUnhandled");
+    assert!((function..function + 0x100).contains(&b.parameters[1]));
+}
+
+#[test]
+fn a_fault_inside_a_filter_is_reported_not_a_host_crash() {
+    let d = load();
+    let go = export!(d, "FaultInFilter", fn(*const i32) -> i32);
+    let b = d.run(ARBITRARY, || go(d.user(0x60000))).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED);
+    assert_eq!(b.parameters[0], u64::from(STATUS_ACCESS_VIOLATION));
+}
