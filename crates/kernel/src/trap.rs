@@ -65,6 +65,9 @@ use crate::mm::space::AddressSpace;
 const ESCAPE_BUGCHECK: u32 = 0xB0;
 /// STATUS_ACCESS_VIOLATION.
 const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
+/// Host addresses Linux never maps (`vm.mmap_min_addr`, 64 KB by default), so no
+/// machine's reservation holds them.
+const HOST_NULL_REGION: u64 = 0x1_0000;
 
 /// The machine's fault policy, shared with the host's signal handler.
 #[derive(Debug)]
@@ -99,7 +102,13 @@ impl Trap {
         current_on(self.id).map_or(Irql::PASSIVE, |n| self.processors[n as usize].irql())
     }
 
+    /// The simulated address of a fault. A host address in the first
+    /// [`HOST_NULL_REGION`] bytes is a NULL (plus small offset) dereference by
+    /// driver code: it is the simulated NULL page whatever the relocation.
     fn va(&self, fault: &Fault) -> Va {
+        if (fault.addr as u64) < HOST_NULL_REGION {
+            return Va::new(fault.addr as u64);
+        }
         Va::new((fault.addr as u64).wrapping_sub(self.relocation))
     }
 

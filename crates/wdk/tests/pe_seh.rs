@@ -25,6 +25,7 @@ typedef struct _EXCEPTION_RECORD {
 } EXCEPTION_RECORD;
 typedef struct _EXCEPTION_POINTERS { EXCEPTION_RECORD *ExceptionRecord; void *ContextRecord; } EXCEPTION_POINTERS;
 void RtlRaiseException(EXCEPTION_RECORD *Record);
+void RtlRaiseStatus(long Status);
 
 #define EXCEPTION_EXECUTE_HANDLER 1
 #define EXCEPTION_CONTINUE_SEARCH 0
@@ -162,6 +163,50 @@ EXPORT int FaultInFilter(volatile int *p) {
     __except (FaultingFilter(p)) { return -1; }
 }
 
+EXPORT int RaiseStatus(long code) {
+    __try { RtlRaiseStatus(code); return 0; }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
+EXPORT int ContinueNoncontinuable(long code) {
+    __try { RtlRaiseStatus(code); return 0; }
+    __except (EXCEPTION_CONTINUE_EXECUTION) { return -1; }
+}
+
+EXPORT int Illegal(void) {
+    __try { __builtin_trap(); }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+    return 0;
+}
+
+/* XMM6-15 across a fault two frames down. (_fltused: the symbol the compiler references
+   when a function uses floating point; the WDK's kernel CRT defines it.) */
+int _fltused;
+EXPORT volatile double DSink;
+EXPORT __declspec(noinline) double SinkD(double a, double b, double c, double d) {
+    double m = a + 2 * b + 3 * c + 4 * d;
+    DSink = m;
+    return m;
+}
+EXPORT __declspec(noinline) double ClobberD(volatile int *p, double s) {
+    double a = s + 1, b = s * 2, c = s - 3, d = s * 4;
+    SinkD(a, b, c, d);
+    double v = *p;
+    return SinkD(a, b, c, d) + v;
+}
+EXPORT __declspec(noinline) double TryClobberD(volatile int *p, double s) {
+    double r;
+    __try { r = ClobberD(p, s); }
+    __except (EXCEPTION_EXECUTE_HANDLER) { r = -1; }
+    return r;
+}
+EXPORT double NonvolatileXmm(volatile int *p, double s) {
+    double a = s * 3, b = s * 5, c = s * 7, d = s * 11;
+    SinkD(a, b, c, d);
+    double r = TryClobberD(p, s + 100);
+    return SinkD(a, b, c, d) + r;
+}
+
 long DriverEntry(void *DriverObject, void *RegistryPath) { (void)DriverObject; (void)RegistryPath; return 0; }
 "#;
 
@@ -180,7 +225,7 @@ fn built() -> &'static Built {
         std::fs::write(&c, DRIVER).unwrap();
         let imports = [ImportLibrary {
             dll: "ntoskrnl.exe".into(),
-            routines: vec!["__C_specific_handler".into(), "RtlRaiseException".into()],
+            routines: vec!["__C_specific_handler".into(), "RtlRaiseException".into(), "RtlRaiseStatus".into()],
             data: vec![],
         }];
         let out = dir.join("seh.sys");
@@ -288,6 +333,9 @@ fn a_null_read_in_a_call_free_try_is_caught_as_access_violation() {
     assert_eq!((code, flags, count, access, at), (u64::from(STATUS_ACCESS_VIOLATION), 0, 2, 0, va));
     let function = d.address("ReadFiltered");
     assert!((function..function + 0x40).contains(&address), "address {address:#x} is in ReadFiltered ({function:#x})");
+    // A NULL read in driver code (host address 0) is an access violation at address 0.
+    assert_eq!(d.run(ARBITRARY, || filtered(std::ptr::null())).unwrap() as u32, STATUS_ACCESS_VIOLATION);
+    assert_eq!(d.read_u64s::<6>("Seen")[3..], [2, 0, 0]);
     assert!(d.machine.stopped().is_none());
     // The machine goes on: the same call again.
     assert_eq!(d.run(ARBITRARY, || read(std::ptr::null())).unwrap() as u32, STATUS_ACCESS_VIOLATION);
@@ -335,6 +383,16 @@ fn nonvolatile_registers_are_intact_in_the_handler() {
     assert_eq!(d.run(ARBITRARY, || nv(d.user(0x40000), s)).unwrap(), expected);
 
     // The values are in nonvolatile registers: both functions save all of them.
+    for function in ["Nonvolatile", "Clobber"] {
+        let body = disassembly(function);
+        for reg in ["rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"] {
+            assert!(body.contains(&format!("push\t{reg}")), "{function} saves {reg}:\n{body}");
+        }
+    }
+}
+
+/// The disassembly of export `function` (llvm-objdump, Intel syntax).
+fn disassembly(function: &str) -> String {
     let objdump = ["llvm-objdump-19", "llvm-objdump"]
         .iter()
         .find_map(|tool| {
@@ -346,19 +404,58 @@ fn nonvolatile_registers_are_intact_in_the_handler() {
         })
         .expect("llvm-objdump");
     let text = String::from_utf8_lossy(&objdump.stdout);
-    for function in ["Nonvolatile", "Clobber"] {
-        let body: String = text
-            .split(&format!("<{function}>:"))
-            .nth(1)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.is_empty())
-            .collect();
-        for reg in ["rbx", "rbp", "rsi", "rdi", "r12", "r13", "r14", "r15"] {
-            assert!(body.contains(&format!("push\t{reg}")), "{function} saves {reg}:\n{body}");
+    let body = text.split(&format!("<{function}>:")).nth(1).expect("the function is in the disassembly");
+    body.lines().skip(1).take_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn nonvolatile_xmm_registers_are_intact_in_the_handler() {
+    let d = load();
+    let nv = export!(d, "NonvolatileXmm", fn(*const i32, f64) -> f64);
+    let s = 1.5f64;
+    let (a, b, c, e) = (s * 3.0, s * 5.0, s * 7.0, s * 11.0);
+    let expected = (a + 2.0 * b + 3.0 * c + 4.0 * e) + -1.0;
+    assert_eq!(d.run(ARBITRARY, || nv(d.user(0x70000), s)).unwrap(), expected);
+    for function in ["NonvolatileXmm", "ClobberD"] {
+        let body = disassembly(function);
+        for reg in ["xmm6", "xmm7", "xmm8", "xmm9", "xmm10"] {
+            assert!(
+                body.contains("movaps\txmmword ptr [rsp + 0x") && body.contains(&format!("], {reg}")),
+                "{function} saves {reg}:\n{body}"
+            );
         }
     }
+}
+
+#[test]
+fn rtl_raise_status_is_noncontinuable_and_caught_with_its_code() {
+    let d = load();
+    let raise = export!(d, "RaiseStatus", fn(i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || raise(0xC000_0044_u32 as i32)).unwrap() as u32, 0xC000_0044);
+    let [code, flags, address, count, ..] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, flags, count), (0xC000_0044, 1, 0));
+    let function = d.address("RaiseStatus");
+    assert!((function..function + 0x100).contains(&address), "the return address of the call");
+}
+
+#[test]
+fn continuing_a_noncontinuable_exception_is_status_noncontinuable_exception() {
+    let d = load();
+    let go = export!(d, "ContinueNoncontinuable", fn(i32) -> i32);
+    let b = d.run(ARBITRARY, || go(0xC000_0044_u32 as i32)).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED);
+    assert_eq!(b.parameters[0], 0xC000_0025);
+}
+
+#[test]
+fn an_invalid_opcode_is_caught_as_0xc000001d() {
+    let d = load();
+    let illegal = export!(d, "Illegal", fn() -> i32);
+    assert_eq!(d.run(ARBITRARY, || illegal()).unwrap() as u32, 0xC000_001D);
+    let [code, _, address, count, ..] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, count), (0xC000_001D, 0));
+    // SAFETY: the address is in the image's mapped code.
+    assert_eq!(unsafe { std::ptr::read_volatile(address as *const [u8; 2]) }, [0x0F, 0x0B], "the address is the ud2");
 }
 
 #[test]

@@ -262,6 +262,31 @@ pub fn dispatch_from(record: &ExceptionRecord, context: &Context) -> ! {
     unsafe { dispatch(&mut record, &mut context, false) }
 }
 
+/// The entry of a routine that needs its caller's context: captures it in the entry's frame
+/// and calls `$body(first argument, CONTEXT*)`, which must not return. Frame: 0x20 home,
+/// the first argument at 0x28, the CONTEXT at 0x30..0x500, then 0x28 bytes of gap (more than
+/// the restore's scratch) below the return address at 0x528; the caller's RSP is 0x530.
+macro_rules! capture_caller_then {
+    ($body:path) => {
+        std::arch::naked_asm!(
+            "sub rsp, 0x528",
+            "mov [rsp + 0x28], rcx",
+            "lea rcx, [rsp + 0x30]",
+            "call {capture}",
+            "lea rax, [rsp + 0x530]",
+            "mov [rsp + 0x30 + 0x98], rax",
+            "mov rax, [rsp + 0x528]",
+            "mov [rsp + 0x30 + 0xF8], rax",
+            "mov rcx, [rsp + 0x28]",
+            "lea rdx, [rsp + 0x30]",
+            "call {body}",
+            "ud2",
+            capture = sym ntmem_capture_context,
+            body = sym $body,
+        )
+    };
+}
+
 /// `RtlRaiseException(ExceptionRecord)` (Microsoft x64): captures the caller's context,
 /// sets ExceptionAddress to the caller's return address and dispatches. Returns to the
 /// caller only when a filter answers EXCEPTION_CONTINUE_EXECUTION.
@@ -270,24 +295,7 @@ pub fn dispatch_from(record: &ExceptionRecord, context: &Context) -> ! {
 /// Called by driver code with a valid, writable EXCEPTION_RECORD.
 #[unsafe(naked)]
 pub unsafe extern "win64" fn RtlRaiseException(record: *mut ExceptionRecord) {
-    // Frame: 0x20 home, record at 0x28, CONTEXT at 0x30..0x500, then 0x30 bytes of gap
-    // (more than the restore's scratch) below the return address at 0x530.
-    std::arch::naked_asm!(
-        "sub rsp, 0x528",
-        "mov [rsp + 0x28], rcx",
-        "lea rcx, [rsp + 0x30]",
-        "call {capture}",
-        "lea rax, [rsp + 0x530]",
-        "mov [rsp + 0x30 + 0x98], rax",
-        "mov rax, [rsp + 0x528]",
-        "mov [rsp + 0x30 + 0xF8], rax",
-        "mov rcx, [rsp + 0x28]",
-        "lea rdx, [rsp + 0x30]",
-        "call {raise}",
-        "ud2",
-        capture = sym ntmem_capture_context,
-        raise = sym raise_captured,
-    )
+    capture_caller_then!(raise_captured)
 }
 
 /// `RtlRaiseException`'s body: the caller's context has been captured in the entry's frame.
@@ -297,4 +305,24 @@ unsafe extern "win64" fn raise_captured(record: *mut ExceptionRecord, context: *
         (*record).address = (*context).rip as *mut std::ffi::c_void;
         dispatch(record, context, false)
     }
+}
+
+/// `RtlRaiseStatus(Status)` (Microsoft x64; what `ExRaiseStatus` is on x64 Windows): raises
+/// a noncontinuable exception (EXCEPTION_NONCONTINUABLE, no parameters) with code `Status`
+/// at the caller's return address, through [`dispatch_from`].
+///
+/// # Safety
+/// Called by driver code.
+#[unsafe(naked)]
+pub unsafe extern "win64" fn RtlRaiseStatus(status: i32) {
+    capture_caller_then!(raise_status_captured)
+}
+
+/// `RtlRaiseStatus`'s body.
+unsafe extern "win64" fn raise_status_captured(status: i32, context: *const Context) -> ! {
+    let mut record = ExceptionRecord::empty();
+    record.code = status;
+    record.flags = EXCEPTION_NONCONTINUABLE;
+    // SAFETY: `context` is in RtlRaiseStatus's frame, above us.
+    dispatch_from(&record, unsafe { &*context })
 }

@@ -143,6 +143,7 @@ pub fn routine(name: &str) -> Option<u64> {
         "__C_specific_handler" => c_specific::__C_specific_handler as *const () as u64,
         "RtlCaptureContext" => ntmem_host::context::ntmem_capture_context as *const () as u64,
         "RtlRaiseException" => dispatch::RtlRaiseException as *const () as u64,
+        "RtlRaiseStatus" => dispatch::RtlRaiseStatus as *const () as u64,
         "RtlUnwindEx" => unwind::RtlUnwindEx as *const () as u64,
         "RtlVirtualUnwind" => unwind::RtlVirtualUnwind as *const () as u64,
         "RtlLookupFunctionEntry" => unwind::RtlLookupFunctionEntry as *const () as u64,
