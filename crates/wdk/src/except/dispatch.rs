@@ -14,7 +14,8 @@
 //! - anything else: STATUS_INVALID_DISPOSITION.
 //!
 //! The walk ends at the first PC outside every registered image (the ntmem frame that
-//! entered driver code) or at a frame that cannot be unwound (an invalid stack, as
+//! entered driver code; but inside a handler of a dispatch in progress — a filter that
+//! raised — the search goes on above the frame that handler was called for) or at a frame that cannot be unwound (an invalid stack, as
 //! EXCEPTION_STACK_INVALID): the exception is unhandled and the machine stops with
 //! Windows' bugcheck for the thread (`seh` module docs): SYSTEM_THREAD_EXCEPTION_NOT_HANDLED
 //! (0x7E: code, address, EXCEPTION_RECORD*, CONTEXT*) in a system thread; otherwise
@@ -32,7 +33,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use ntmem_host::context::{ntmem_capture_context, restore_context, Context, ExceptionRecord, RSP};
 use ntmem_kernel::trap::raise_bugcheck;
 use ntmem_kernel::{BugCheck, BugCheckCode};
-use ntmem_pe::unwind::{unwind_leaf, virtual_unwind, UnwindFlags};
+use ntmem_pe::unwind::{unwind_leaf, virtual_unwind, Context as Registers, UnwindFlags};
 
 use super::images::{lookup, Memory};
 use super::{disposition, registers, set_registers, DispatcherContext, LanguageHandler};
@@ -50,6 +51,12 @@ pub(crate) struct Active {
     pub(crate) context: *const Context,
     /// The guarded call it runs in: records of abandoned calls are ignored.
     token: usize,
+    /// The caller's context of the frame whose handler is running: where a nested
+    /// exception's search continues.
+    next: Cell<Registers>,
+    /// Set once an unwind started from this dispatch: a nested exception raised during it
+    /// (in a `__finally`) is not searched above it.
+    pub(crate) unwinding: Cell<bool>,
 }
 
 thread_local! {
@@ -110,11 +117,28 @@ unsafe fn search(record: *mut ExceptionRecord, context: *mut Context) -> Outcome
     let (rec, ctx) = unsafe { (&mut *record, &mut *context) };
     let mut frame = registers(ctx);
     let mut work = *ctx;
-    let active = Active { prev: active_above(0).unwrap_or(std::ptr::null()), context, token: ntmem_host::token() };
+    let active = Active {
+        prev: active_above(0).unwrap_or(std::ptr::null()),
+        context,
+        token: ntmem_host::token(),
+        next: Cell::new(frame),
+        unwinding: Cell::new(false),
+    };
     ACTIVE.with(|c| c.set(&active));
     let outcome = loop {
         let pc = frame.rip;
-        let Some(found) = lookup(pc) else { break Outcome::Unhandled(rec.code as u32) };
+        let Some(found) = lookup(pc) else {
+            // Out of the images. Inside a handler of a dispatch in progress (a filter that
+            // raised), the search goes on above the frame that handler was called for.
+            // SAFETY: `active_above` returns live records only.
+            match active_above(frame.rsp()).map(|outer| unsafe { &*outer }) {
+                Some(outer) if !outer.unwinding.get() => {
+                    frame = outer.next.get();
+                    continue;
+                }
+                _ => break Outcome::Unhandled(rec.code as u32),
+            }
+        };
         let Some((function, entry)) = found.function else {
             if unwind_leaf(&mut frame, &memory).is_err() {
                 rec.flags |= EXCEPTION_STACK_INVALID;
@@ -133,6 +157,7 @@ unsafe fn search(record: *mut ExceptionRecord, context: *mut Context) -> Outcome
             break Outcome::Unhandled(rec.code as u32);
         }
         set_registers(&mut work, &frame);
+        active.next.set(frame);
         let mut dc = DispatcherContext {
             control_pc: pc,
             image_base: found.base,

@@ -15,12 +15,17 @@
 //! entered driver code. An exception no frame handles stops the machine (see
 //! [`dispatch`] for the bugcheck).
 //!
+//! Nested exceptions: an exception raised inside a filter is searched first in the filter's
+//! own frames, then in the frames above the one whose filter raised (the frames already
+//! being handled are skipped, as Windows' nested-exception handling does); the unwind to
+//! its handler runs every termination handler from the first exception's frame up.
+//!
 //! Where ntmem differs from Windows (not done yet): the walk does not continue through
 //! ntmem's own frames (a driver callback called by an ntmem routine called by the driver
-//! sees only the callback's frames); an exception raised inside a filter or `__finally`
-//! that the filter's own frames do not handle stops the machine (Windows continues the
-//! search above the frame whose filter raised — a nested exception — or resolves a
-//! collided unwind); `ContextPointers` and the history table are not produced.
+//! sees only the callback's frames); an exception raised inside a `__finally` while an
+//! unwind runs it stops the machine (Windows resolves it with a collided unwind); the
+//! EXCEPTION_NESTED_CALL flag is not set; `ContextPointers` and the history table are not
+//! produced.
 //!
 //! Every routine a driver calls is a Microsoft-x64 (`extern "win64"`) function;
 //! [`routine`] gives their addresses by export name, for binding imports.

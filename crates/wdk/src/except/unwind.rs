@@ -84,7 +84,10 @@ pub(crate) unsafe fn unwind(
 /// The exception context of the innermost dispatch in progress above `sp`.
 fn from_dispatch(sp: u64) -> Option<Context> {
     // SAFETY: a live record's context is in a frame above the record, still live.
-    active_above(sp).map(|a| unsafe { *(*a).context })
+    active_above(sp).map(|a| unsafe {
+        (*a).unwinding.set(true);
+        *(*a).context
+    })
 }
 
 /// Stops the machine: an unwind that cannot complete.
