@@ -257,3 +257,20 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut c_void) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_code_is_registered_until_dropped() {
+        let code = [0u8; 64];
+        let start = code.as_ptr() as usize;
+        assert!(!is_image_code(start + 10));
+        let range = register_image_code(start, code.len()).unwrap();
+        assert!(is_image_code(start) && is_image_code(start + 63));
+        assert!(!is_image_code(start + 64) && !is_image_code(start.wrapping_sub(1)));
+        drop(range);
+        assert!(!is_image_code(start + 10));
+    }
+}

@@ -185,6 +185,32 @@ EXPORT int FaultInFinally(volatile int *p) {
     } __except (EXCEPTION_EXECUTE_HANDLER) { return -1; }
 }
 
+/* A stack walk with the exported routines, as a driver's own backtrace code does it. */
+typedef struct __declspec(align(16)) _CONTEXT { unsigned char Bytes[0x4D0]; } CONTEXT;
+#define CONTEXT_RIP(c) (*(unsigned long long *)((c)->Bytes + 0xF8))
+typedef struct _RUNTIME_FUNCTION { unsigned long BeginAddress, EndAddress, UnwindData; } RUNTIME_FUNCTION;
+void RtlCaptureContext(CONTEXT *Context);
+RUNTIME_FUNCTION *RtlLookupFunctionEntry(unsigned long long Pc, unsigned long long *Base, void *History);
+void *RtlVirtualUnwind(unsigned long Type, unsigned long long Base, unsigned long long Pc, RUNTIME_FUNCTION *Function,
+                       CONTEXT *Context, void **Data, unsigned long long *Frame, void *Pointers);
+EXPORT unsigned long long FrameBegins[8];
+EXPORT __declspec(noinline) int Walk(void) {
+    CONTEXT c;
+    RtlCaptureContext(&c);
+    int n = 0;
+    while (n < 8) {
+        unsigned long long base = 0, frame = 0;
+        void *data = 0;
+        RUNTIME_FUNCTION *f = RtlLookupFunctionEntry(CONTEXT_RIP(&c), &base, 0);
+        if (!f) break;
+        FrameBegins[n++] = f->BeginAddress;
+        RtlVirtualUnwind(0, base, CONTEXT_RIP(&c), f, &c, &data, &frame, 0);
+    }
+    return n;
+}
+EXPORT __declspec(noinline) int WalkCaller(int x) { return Walk() * 10 + x; }
+EXPORT int WalkTop(int x) { return WalkCaller(x + 1) * 2; }
+
 EXPORT int RaiseStatus(long code) {
     __try { RtlRaiseStatus(code); return 0; }
     __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
@@ -247,7 +273,16 @@ fn built() -> &'static Built {
         std::fs::write(&c, DRIVER).unwrap();
         let imports = [ImportLibrary {
             dll: "ntoskrnl.exe".into(),
-            routines: vec!["__C_specific_handler".into(), "RtlRaiseException".into(), "RtlRaiseStatus".into()],
+            routines: [
+                "__C_specific_handler",
+                "RtlRaiseException",
+                "RtlRaiseStatus",
+                "RtlCaptureContext",
+                "RtlLookupFunctionEntry",
+                "RtlVirtualUnwind",
+            ]
+            .map(String::from)
+            .to_vec(),
             data: vec![],
         }];
         let out = dir.join("seh.sys");
@@ -259,11 +294,13 @@ fn built() -> &'static Built {
 struct Driver {
     machine: Machine,
     image: Option<LoadedImage>,
-    _registration: Registration,
+    registration: Option<Registration>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Unregistered before unmapped, as the loader will do at unload.
+        drop(self.registration.take());
         if let Some(image) = self.image.take() {
             image.unload(&self.machine);
         }
@@ -278,7 +315,7 @@ fn load() -> Driver {
     let resolve = |dll: &str, name: &str| if dll == "ntoskrnl.exe" { except::routine(name) } else { None };
     let image = LoadedImage::load(&machine, "seh.sys", &built().bytes, &resolve).unwrap();
     let registration = except::images::register(&image).expect("an image slot");
-    Driver { machine, image: Some(image), _registration: registration }
+    Driver { machine, image: Some(image), registration: Some(registration) }
 }
 
 impl Driver {
@@ -577,4 +614,13 @@ fn a_fault_inside_a_finally_during_an_unwind_is_reported_not_a_host_crash() {
     let b = d.run(ARBITRARY, || go(d.user(0x90000))).unwrap_err();
     assert_eq!(b.code, BugCheckCode::KERNEL_MODE_EXCEPTION_NOT_HANDLED);
     assert_eq!(b.parameters[0], u64::from(STATUS_ACCESS_VIOLATION));
+}
+
+#[test]
+fn a_driver_walks_its_own_stack_with_capture_lookup_and_virtual_unwind() {
+    let d = load();
+    let top = export!(d, "WalkTop", fn(i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || top(4)).unwrap(), (3 * 10 + 5) * 2, "three frames, then the ntmem caller");
+    let begins = d.read_u64s::<3>("FrameBegins");
+    assert_eq!(begins, [d.rva("Walk"), d.rva("WalkCaller"), d.rva("WalkTop")].map(u64::from));
 }
