@@ -23,10 +23,16 @@
 //!   reports it, with one parameter BREAKPOINT_BREAK = 0). Anywhere else they go to the
 //!   handler installed before ours, or kill the process as they would without ntmem.
 //!
+//! - A general-protection SIGSEGV in a registered image ([`general_protection`], asked
+//!   before the fault policy) is STATUS_PRIVILEGED_INSTRUCTION (0xC0000096) for a
+//!   privileged instruction, else an access violation through a non-canonical address
+//!   (STATUS_ACCESS_VIOLATION, parameters 0 and 0xFFFFFFFFFFFFFFFF).
+//!
 //! Where ntmem differs: Linux reports the `idiv` overflow INT_MIN / −1 as a divide error
-//! (`FPE_INTDIV`), so it is 0xC0000094 here; privileged instructions (`cr8` reads and
-//! writes, `hlt`, …) arrive as general-protection SIGSEGVs and are not yet told apart
-//! (Windows: STATUS_PRIVILEGED_INSTRUCTION, and `cr8` emulated as the IRQL).
+//! (`FPE_INTDIV`), so it is 0xC0000094 here (the overflow code is reachable only through
+//! `into`, invalid in 64-bit code); reads and writes of `cr8` are privileged instructions
+//! here, not yet emulated as KeGetCurrentIrql/KeRaiseIrql/KeLowerIrql as Windows' inline
+//! `KeGetCurrentIrql` needs.
 //!
 //! Registries are fixed tables of atomics: lookups are async-signal-safe.
 
@@ -163,6 +169,73 @@ pub(crate) unsafe fn redirect(_uc: *mut c_void, _raise: &Raise) -> bool {
     false
 }
 
+/// STATUS_PRIVILEGED_INSTRUCTION.
+pub const STATUS_PRIVILEGED_INSTRUCTION: u32 = 0xC000_0096;
+/// STATUS_ACCESS_VIOLATION.
+pub const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+
+/// A general-protection fault (#GP, which Linux delivers as SIGSEGV with trap number 13
+/// and no address) in a registered image, dispatched as Windows' `KiGeneralProtectionFault`
+/// raises it: a privileged instruction ([`is_privileged`]) is STATUS_PRIVILEGED_INSTRUCTION;
+/// anything else (an access through a non-canonical address) is STATUS_ACCESS_VIOLATION
+/// with parameters (0, 0xFFFFFFFFFFFFFFFF). Returns whether the fault was redirected to the
+/// dispatcher. Async-signal-safe.
+///
+/// # Safety
+/// `uc` is the live ucontext of an `SA_SIGINFO` SIGSEGV/SIGBUS handler.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) unsafe fn general_protection(sig: libc::c_int, uc: *mut c_void) -> bool {
+    const GENERAL_PROTECTION: i64 = 13;
+    if sig != libc::SIGSEGV || uc.is_null() {
+        return false;
+    }
+    // SAFETY: the caller passes the live ucontext.
+    let g = unsafe { &(*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    let ip = g[libc::REG_RIP as usize] as usize;
+    if g[libc::REG_TRAPNO as usize] != GENERAL_PROTECTION || !is_image_code(ip) {
+        return false;
+    }
+    // The instruction's bytes on its own page (the page the fault fetched from; the next
+    // one may be unmapped, e.g. a discarded INIT section).
+    let mut code = [0u8; 16];
+    let len = code.len().min(crate::sys::page_size() - ip % crate::sys::page_size());
+    for (i, b) in code[..len].iter_mut().enumerate() {
+        // SAFETY: the byte is on the page the faulting instruction was fetched from.
+        *b = unsafe { std::ptr::read_volatile((ip + i) as *const u8) };
+    }
+    let raise = if is_privileged(&code[..len]) {
+        Raise { code: STATUS_PRIVILEGED_INSTRUCTION, address: ip, count: 0, parameters: [0; 2] }
+    } else {
+        Raise { code: STATUS_ACCESS_VIOLATION, address: ip, count: 2, parameters: [0, usize::MAX] }
+    };
+    // SAFETY: as above.
+    unsafe { redirect(uc, &raise) }
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+pub(crate) unsafe fn general_protection(_sig: libc::c_int, _uc: *mut c_void) -> bool {
+    false
+}
+
+/// Whether the instruction starting at `code[0]` is one only ring 0 may execute (or, for
+/// I/O, only with IOPL): HLT, CLI, STI, IN/OUT/INS/OUTS, MOV to/from control and debug
+/// registers, CLTS, INVD, WBINVD, WRMSR, RDMSR, LLDT/LTR, LGDT/LIDT/LMSW/INVLPG, SWAPGS,
+/// SYSRET. Prefixes (operand/address size, segment, REP, REX) are skipped.
+pub fn is_privileged(code: &[u8]) -> bool {
+    let start = code
+        .iter()
+        .position(|&b| !matches!(b, 0x66 | 0x67 | 0xF2 | 0xF3 | 0x2E | 0x36 | 0x3E | 0x26 | 0x64 | 0x65 | 0x40..=0x4F));
+    let Some(op) = start.and_then(|i| code.get(i..)) else { return false };
+    match op {
+        [0xF4 | 0xFA | 0xFB | 0xE4..=0xE7 | 0xEC..=0xEF | 0x6C..=0x6F, ..] => true,
+        [0x0F, 0x20..=0x23 | 0x06 | 0x08 | 0x09 | 0x30 | 0x32 | 0x07, ..] => true,
+        [0x0F, 0x00, modrm, ..] => matches!((modrm >> 3) & 7, 2 | 3),
+        [0x0F, 0x01, 0xF8, ..] => true,
+        [0x0F, 0x01, modrm, ..] => modrm >> 6 != 3 && matches!((modrm >> 3) & 7, 2 | 3 | 6 | 7),
+        _ => false,
+    }
+}
+
 const SIGNALS: [libc::c_int; 3] = [libc::SIGFPE, libc::SIGILL, libc::SIGTRAP];
 static INSTALL: Once = Once::new();
 static PREVIOUS: [OnceLock<libc::sigaction>; 3] = [const { OnceLock::new() }; 3];
@@ -272,5 +345,32 @@ mod tests {
         assert!(!is_image_code(start + 64) && !is_image_code(start.wrapping_sub(1)));
         drop(range);
         assert!(!is_image_code(start + 10));
+    }
+
+    #[test]
+    fn privileged_instructions_are_told_from_ordinary_ones() {
+        for code in [
+            &[0xF4][..],               // hlt
+            &[0xFA],                   // cli
+            &[0xEC],                   // in al, dx
+            &[0x44, 0x0F, 0x20, 0xC0], // mov rax, cr8
+            &[0x44, 0x0F, 0x22, 0xC0], // mov cr8, rax
+            &[0x0F, 0x30],             // wrmsr
+            &[0x0F, 0x01, 0x38],       // invlpg [rax]
+            &[0x0F, 0x01, 0xF8],       // swapgs
+            &[0x66, 0xE5, 0x10],       // in ax, 0x10
+        ] {
+            assert!(is_privileged(code), "{code:x?}");
+        }
+        for code in [
+            &[0x8B, 0x00][..],   // mov eax, [rax]
+            &[0x48, 0x8B, 0x01], // mov rax, [rcx]
+            &[0x0F, 0x01, 0xD0], // xgetbv
+            &[0x0F, 0x0B],       // ud2
+            &[0x66],             // a lone prefix
+            &[],
+        ] {
+            assert!(!is_privileged(code), "{code:x?}");
+        }
     }
 }

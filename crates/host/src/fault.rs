@@ -278,6 +278,10 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
     let (access, ip) = decode(sig, ctx);
+    // SAFETY: `ctx` is this handler's live ucontext; SIGSEGV/SIGBUS are synchronous.
+    if unsafe { crate::exception::general_protection(sig, ctx) } {
+        return;
+    }
     let fault = Fault { addr, access, ip };
     let action = match ask_ranges(&fault) {
         FaultAction::NotMine => guard::ask_frames(&fault),

@@ -211,6 +211,17 @@ EXPORT __declspec(noinline) int Walk(void) {
 EXPORT __declspec(noinline) int WalkCaller(int x) { return Walk() * 10 + x; }
 EXPORT int WalkTop(int x) { return WalkCaller(x + 1) * 2; }
 
+EXPORT int Privileged(void) {
+    __try { __asm__ volatile("hlt"); }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+    return 0;
+}
+
+EXPORT int NonCanonical(void) {
+    __try { return *(volatile int *)0x8000000000000000ULL; }
+    __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
 EXPORT int RaiseStatus(long code) {
     __try { RtlRaiseStatus(code); return 0; }
     __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
@@ -623,4 +634,24 @@ fn a_driver_walks_its_own_stack_with_capture_lookup_and_virtual_unwind() {
     assert_eq!(d.run(ARBITRARY, || top(4)).unwrap(), (3 * 10 + 5) * 2, "three frames, then the ntmem caller");
     let begins = d.read_u64s::<3>("FrameBegins");
     assert_eq!(begins, [d.rva("Walk"), d.rva("WalkCaller"), d.rva("WalkTop")].map(u64::from));
+}
+
+#[test]
+fn a_privileged_instruction_is_caught_as_0xc0000096() {
+    let d = load();
+    let go = export!(d, "Privileged", fn() -> i32);
+    assert_eq!(d.run(ARBITRARY, || go()).unwrap() as u32, 0xC000_0096);
+    let [code, _, address, count, ..] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, count), (0xC000_0096, 0));
+    // SAFETY: the address is in the image's mapped code.
+    assert_eq!(unsafe { std::ptr::read_volatile(address as *const u8) }, 0xF4, "the address is the hlt");
+}
+
+#[test]
+fn a_non_canonical_address_is_an_access_violation_at_all_ones() {
+    let d = load();
+    let go = export!(d, "NonCanonical", fn() -> i32);
+    assert_eq!(d.run(ARBITRARY, || go()).unwrap() as u32, STATUS_ACCESS_VIOLATION);
+    let [code, _, _, count, access, at] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, count, access, at), (u64::from(STATUS_ACCESS_VIOLATION), 2, 0, u64::MAX));
 }
