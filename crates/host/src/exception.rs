@@ -209,7 +209,32 @@ pub(crate) unsafe fn general_protection(sig: libc::c_int, uc: *mut c_void) -> bo
         Raise { code: STATUS_ACCESS_VIOLATION, address: ip, count: 2, parameters: [0, usize::MAX] }
     };
     // SAFETY: as above.
-    unsafe { redirect(uc, &raise) }
+    unsafe { raise_or_escape(uc, &raise) }
+}
+
+/// Redirects to the dispatcher ([`redirect`]); when that is impossible (no room left on
+/// the kernel stack) inside a guarded call, abandons the call with an
+/// [`ESCAPE_EXCEPTION`](crate::ESCAPE_EXCEPTION) escape (exception code, address, the two
+/// parameters), which the machine reports as an unhandled exception. Returns false only
+/// outside any guarded call.
+///
+/// # Safety
+/// As [`redirect`].
+unsafe fn raise_or_escape(uc: *mut c_void, raise: &Raise) -> bool {
+    // SAFETY: the caller's contract.
+    if unsafe { redirect(uc, raise) } {
+        return true;
+    }
+    if !crate::guard::in_guarded_call() {
+        return false;
+    }
+    let [p0, p1] = raise.parameters;
+    let e = crate::Escape {
+        kind: crate::ESCAPE_EXCEPTION,
+        words: [u64::from(raise.code), raise.address as u64, p0 as u64, p1 as u64, 0, 0, 0],
+    };
+    let fault = crate::Fault { addr: raise.address, access: crate::Access::Unknown, ip: raise.address };
+    crate::guard::escape_from_fault(e, &fault)
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
@@ -295,7 +320,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut c
     };
     if let Some(raise) = raise.filter(|r| is_image_code(r.address)) {
         // SAFETY: `uc` is this handler's live ucontext; the signal is synchronous.
-        if unsafe { redirect(uc, &raise) } {
+        if unsafe { raise_or_escape(uc, &raise) } {
             return;
         }
     }

@@ -21,7 +21,8 @@
 //! (0x7E: code, address, EXCEPTION_RECORD*, CONTEXT*) in a system thread; otherwise
 //! KERNEL_MODE_EXCEPTION_NOT_HANDLED (0x8E: code, address, 0, 0) for a hardware fault and
 //! KMODE_EXCEPTION_NOT_HANDLED (0x1E: code, address, parameters 0 and 1) for a raised
-//! exception. The record and context addresses are host addresses on the kernel stack.
+//! exception. The record and context are on the kernel stack (simulated addresses); the
+//! exception address is the host address of the instruction, as the trap reports it.
 //!
 //! Entries: [`fault_entry`] (the host calls it on the faulting stack), [`RtlRaiseException`]
 //! (drivers) and [`dispatch_from`] (ntmem routines raising on behalf of the driver that
@@ -245,8 +246,8 @@ unsafe fn unhandled(record: &ExceptionRecord, context: *const Context, code: u32
     let mut b = crate::seh::unhandled_bugcheck(kind, &r);
     match kind {
         ThreadKind::System => {
-            b.parameters[2] = record as *const ExceptionRecord as u64;
-            b.parameters[3] = context as u64;
+            b.parameters[2] = simulated(std::ptr::from_ref(record).cast());
+            b.parameters[3] = simulated(context.cast());
         }
         ThreadKind::Arbitrary if fault => {
             b = BugCheck::new(
@@ -258,6 +259,15 @@ unsafe fn unhandled(record: &ExceptionRecord, context: *const Context, code: u32
         ThreadKind::Arbitrary => {}
     }
     b
+}
+
+/// The simulated address of a pointer to the kernel stack (the record and context of a
+/// 0x7E), when driver code is running on a machine.
+fn simulated(p: *const std::ffi::c_void) -> u64 {
+    if !crate::context::in_driver() {
+        return p as u64;
+    }
+    crate::context::kernel(|cpu| Ok(crate::context::va_of(cpu, p).get()))
 }
 
 /// Where the host sends a hardware exception in a registered image: called on the faulting
