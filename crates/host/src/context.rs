@@ -282,6 +282,7 @@ std::arch::global_asm!(
     "mov rcx, [rdi + 0xF8]",
     "mov [rax - 8], rcx",
     "mov ecx, [rdi + 0x44]",
+    "and ecx, 0xFFFFFEFF",
     "mov [rax - 16], rcx",
     "mov rcx, [rdi + 0x78]",
     "mov [rax - 24], rcx",
@@ -311,7 +312,8 @@ std::arch::global_asm!(
 pub const RESTORE_SCRATCH: u64 = 32;
 
 /// Resumes execution in `context`: the FXSAVE image (x87, MXCSR, XMM0–15), every integer
-/// register, RSP, EFLAGS and RIP.
+/// register, RSP, EFLAGS (without the trap flag, as Windows sanitizes a context it is
+/// given) and RIP.
 ///
 /// **The rule.** The restore writes RIP, EFLAGS, RAX and RDI into the
 /// [`RESTORE_SCRATCH`] bytes just below the target RSP, then switches to the target stack

@@ -14,7 +14,9 @@
 //! [`FaultAction::Retry`] re-runs the faulting instruction (the handler made the page
 //! accessible, e.g. paged it in). [`FaultAction::Escape`] abandons the innermost guarded
 //! call, which returns `Err(escape)`; with no guarded call on the thread the process
-//! reports the fault on stderr and aborts. The handler never returns into a fault that
+//! reports the fault on stderr and aborts. [`FaultAction::Raise`] dispatches an exception
+//! over a driver image's frames ([`crate::exception`]); a general-protection fault in a
+//! driver image is handed to that module before anyone is asked. The handler never returns into a fault that
 //! nobody can fix.
 //!
 //! Rules: lookup is async-signal-safe, a fixed table of [`FAULT_RANGE_SLOTS`] slots of
