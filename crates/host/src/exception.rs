@@ -26,13 +26,14 @@
 //! - A general-protection SIGSEGV in a registered image ([`general_protection`], asked
 //!   before the fault policy) is STATUS_PRIVILEGED_INSTRUCTION (0xC0000096) for a
 //!   privileged instruction, else an access violation through a non-canonical address
-//!   (STATUS_ACCESS_VIOLATION, parameters 0 and 0xFFFFFFFFFFFFFFFF).
+//!   (STATUS_ACCESS_VIOLATION, parameters 0 and 0xFFFFFFFFFFFFFFFF). A `mov` to or from
+//!   `cr8` is emulated instead, as Windows' IRQL: the thread calls the entry set by
+//!   [`set_cr8_entry`] on its own stack, which reads or changes the processor's IRQL and
+//!   resumes after the instruction.
 //!
 //! Where ntmem differs: Linux reports the `idiv` overflow INT_MIN / −1 as a divide error
 //! (`FPE_INTDIV`), so it is 0xC0000094 here (the overflow code is reachable only through
-//! `into`, invalid in 64-bit code); reads and writes of `cr8` are privileged instructions
-//! here, not yet emulated as KeGetCurrentIrql/KeRaiseIrql/KeLowerIrql as Windows' inline
-//! `KeGetCurrentIrql` needs.
+//! `into`, invalid in 64-bit code).
 //!
 //! Registries are fixed tables of atomics: lookups are async-signal-safe.
 
@@ -121,9 +122,36 @@ pub struct Raise {
 /// # Safety
 /// `uc` must be the live `ucontext_t` of an `SA_SIGINFO` handler for a signal raised
 /// synchronously by the interrupted instruction.
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) unsafe fn redirect(uc: *mut c_void, raise: &Raise) -> bool {
-    let entry = ENTRY.load(Ordering::Acquire);
+    let mut record = ExceptionRecord::empty();
+    record.code = raise.code as i32;
+    record.address = raise.address as *mut c_void;
+    record.number_parameters = raise.count.min(2);
+    record.information[..2].copy_from_slice(&raise.parameters);
+    // SAFETY: the caller's contract.
+    unsafe { switch(uc, Call::Dispatch(record)) }
+}
+
+/// What the thread calls on return from the signal.
+#[derive(Clone, Copy)]
+enum Call {
+    /// The dispatcher entry, with this record and the context at its address.
+    Dispatch(ExceptionRecord),
+    /// The `cr8` emulation entry.
+    EmulateCr8(Cr8Access),
+}
+
+/// Writes the interrupted context (and the record) below the faulting RSP and makes the
+/// thread call the entry for `call` there (see [`redirect`]).
+///
+/// # Safety
+/// As [`redirect`].
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+unsafe fn switch(uc: *mut c_void, call: Call) -> bool {
+    let entry = match call {
+        Call::Dispatch(_) => ENTRY.load(Ordering::Acquire),
+        Call::EmulateCr8(_) => EMULATE_CR8.load(Ordering::Acquire),
+    };
     if entry == 0 || uc.is_null() {
         return false;
     }
@@ -139,34 +167,89 @@ pub(crate) unsafe fn redirect(uc: *mut c_void, raise: &Raise) -> bool {
     if !on_stack || new_rsp < stack.base + DISPATCH_STACK || new_rsp > rsp {
         return false;
     }
-    context.rip = raise.address as u64;
-    let mut record = ExceptionRecord::empty();
-    record.code = raise.code as i32;
-    record.address = raise.address as *mut c_void;
-    record.number_parameters = raise.count.min(2);
-    record.information[..2].copy_from_slice(&raise.parameters);
-    // SAFETY: the three writes land between the stack's usable base (+ DISPATCH_STACK)
-    // and the faulting RSP − GAP, memory of the guarded call's stack that the interrupted
-    // code does not use (it is below its RSP); addresses are aligned for their types.
+    let (rdi, rsi) = match call {
+        Call::Dispatch(record) => {
+            context.rip = record.address as u64;
+            // SAFETY: below the faulting RSP − GAP and above the stack's base +
+            // DISPATCH_STACK: memory of the guarded call's stack the interrupted code does
+            // not use; aligned for the type.
+            unsafe { std::ptr::write(record_at as *mut ExceptionRecord, record) };
+            (record_at as u64, context_at as u64)
+        }
+        Call::EmulateCr8(access) => (context_at as u64, access.to_word()),
+    };
+    // SAFETY: as above.
     unsafe {
         std::ptr::write(context_at as *mut Context, context);
-        std::ptr::write(record_at as *mut ExceptionRecord, record);
         std::ptr::write(new_rsp as *mut u64, 0);
     }
     // SAFETY: as above; the kernel restores these registers on return from the signal.
     let g = unsafe { &mut (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
     g[libc::REG_RSP as usize] = new_rsp as i64;
     g[libc::REG_RIP as usize] = entry as i64;
-    g[libc::REG_RDI as usize] = record_at as i64;
-    g[libc::REG_RSI as usize] = context_at as i64;
-    // The dispatcher is ordinary code: direction flag clear, no single-stepping.
+    g[libc::REG_RDI as usize] = rdi as i64;
+    g[libc::REG_RSI as usize] = rsi as i64;
+    // The entry is ordinary code: direction flag clear, no single-stepping.
     g[libc::REG_EFL as usize] &= !(0x400 | 0x100);
     true
 }
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-pub(crate) unsafe fn redirect(_uc: *mut c_void, _raise: &Raise) -> bool {
+unsafe fn switch(_uc: *mut c_void, _call: Call) -> bool {
     false
+}
+
+/// A `mov` to or from `cr8` (the task-priority register, which Windows uses as the IRQL:
+/// inline `KeGetCurrentIrql`, `KeRaiseIrql` and `KeLowerIrql` in MSVC-built drivers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cr8Access {
+    /// `mov cr8, reg` (true) or `mov reg, cr8`.
+    pub write: bool,
+    /// The general register, numbered as in CONTEXT (0 RAX … 15 R15).
+    pub register: u8,
+    /// The instruction's length in bytes.
+    pub length: u8,
+}
+
+impl Cr8Access {
+    /// Decodes `[prefixes] REX.R 0F 20/22 modrm(mod 3, reg 0)` at the start of `code`.
+    pub fn decode(code: &[u8]) -> Option<Cr8Access> {
+        let rex_at = code.iter().position(|&b| !matches!(b, 0x66 | 0x67 | 0xF2 | 0xF3))?;
+        match code.get(rex_at..rex_at + 4)? {
+            &[rex @ 0x40..=0x4F, 0x0F, op @ (0x20 | 0x22), modrm]
+                if rex & 0x4 != 0 && modrm >> 6 == 3 && (modrm >> 3) & 7 == 0 =>
+            {
+                Some(Cr8Access {
+                    write: op == 0x22,
+                    register: (modrm & 7) | ((rex & 1) << 3),
+                    length: u8::try_from(rex_at + 4).ok()?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The access as one word (for the entry's second argument).
+    pub fn to_word(self) -> u64 {
+        u64::from(self.write) | u64::from(self.register) << 8 | u64::from(self.length) << 16
+    }
+
+    /// The access [`to_word`](Self::to_word) encoded.
+    pub fn from_word(word: u64) -> Cr8Access {
+        Cr8Access { write: word & 1 != 0, register: (word >> 8) as u8 & 0xF, length: (word >> 16) as u8 }
+    }
+}
+
+/// The `cr8` emulation entry: called on the faulting stack with the interrupted context
+/// (RIP at the instruction) and the [`Cr8Access`] as a word; it must not return.
+pub type EmulateEntry = extern "C" fn(*mut Context, u64) -> !;
+
+static EMULATE_CR8: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the `cr8` emulation entry (the first setting wins). Without one, `cr8` accesses
+/// are privileged instructions.
+pub fn set_cr8_entry(entry: EmulateEntry) {
+    let _ = EMULATE_CR8.compare_exchange(0, entry as usize, Ordering::AcqRel, Ordering::Acquire);
 }
 
 /// STATUS_PRIVILEGED_INSTRUCTION.
@@ -202,6 +285,12 @@ pub(crate) unsafe fn general_protection(sig: libc::c_int, uc: *mut c_void) -> bo
     for (i, b) in code[..len].iter_mut().enumerate() {
         // SAFETY: the byte is on the page the faulting instruction was fetched from.
         *b = unsafe { std::ptr::read_volatile((ip + i) as *const u8) };
+    }
+    if let Some(access) = Cr8Access::decode(&code[..len]) {
+        // SAFETY: as above.
+        if unsafe { switch(uc, Call::EmulateCr8(access)) } {
+            return true;
+        }
     }
     let raise = if is_privileged(&code[..len]) {
         Raise { code: STATUS_PRIVILEGED_INSTRUCTION, address: ip, count: 0, parameters: [0; 2] }
@@ -387,6 +476,17 @@ mod tests {
         ] {
             assert!(is_privileged(code), "{code:x?}");
         }
+        assert_eq!(
+            Cr8Access::decode(&[0x44, 0x0F, 0x20, 0xC0]),
+            Some(Cr8Access { write: false, register: 0, length: 4 })
+        );
+        assert_eq!(
+            Cr8Access::decode(&[0x4D, 0x0F, 0x22, 0xC1]),
+            Some(Cr8Access { write: true, register: 9, length: 4 })
+        );
+        assert_eq!(Cr8Access::decode(&[0x0F, 0x20, 0xD8]), None, "mov rax, cr3");
+        let a = Cr8Access { write: true, register: 15, length: 4 };
+        assert_eq!(Cr8Access::from_word(a.to_word()), a);
         for code in [
             &[0x8B, 0x00][..],   // mov eax, [rax]
             &[0x48, 0x8B, 0x01], // mov rax, [rcx]

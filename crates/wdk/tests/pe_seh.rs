@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ntmem_kernel::mm::sysload::LoadedImage;
-use ntmem_kernel::{BugCheck, BugCheckCode, Machine};
+use ntmem_kernel::{BugCheck, BugCheckCode, Irql, Machine};
 use ntmem_machine::{BootOptions, MachineConfig, Va};
 use ntmem_pe::ExportTarget;
 use ntmem_toolchain::{ImportLibrary, Toolchain};
@@ -220,6 +220,21 @@ EXPORT int Privileged(void) {
 EXPORT int NonCanonical(void) {
     __try { return *(volatile int *)0x8000000000000000ULL; }
     __except (Capture(_exception_info(), EXCEPTION_EXECUTE_HANDLER)) { return _exception_code(); }
+}
+
+/* The IRQL through cr8, as MSVC's inline KeGetCurrentIrql/KeRaiseIrql/KeLowerIrql do. */
+EXPORT int Cr8(void) {
+    unsigned long long old, now, two = 2;
+    __asm__ volatile("mov %%cr8, %0" : "=r"(old));
+    __asm__ volatile("mov %0, %%cr8" : : "r"(two));
+    __asm__ volatile("mov %%cr8, %0" : "=r"(now));
+    __asm__ volatile("mov %0, %%cr8" : : "r"(old));
+    return (int)(old * 100 + now);
+}
+EXPORT unsigned long long RaiseToDispatch(void) {
+    unsigned long long two = 2;
+    __asm__ volatile("mov %0, %%cr8" : : "r"(two));
+    return 0;
 }
 
 EXPORT int RaiseStatus(long code) {
@@ -654,4 +669,18 @@ fn a_non_canonical_address_is_an_access_violation_at_all_ones() {
     assert_eq!(d.run(ARBITRARY, || go()).unwrap() as u32, STATUS_ACCESS_VIOLATION);
     let [code, _, _, count, access, at] = d.read_u64s::<6>("Seen");
     assert_eq!((code, count, access, at), (u64::from(STATUS_ACCESS_VIOLATION), 2, 0, u64::MAX));
+}
+
+#[test]
+fn cr8_reads_and_writes_are_the_irql() {
+    let d = load();
+    let go = export!(d, "Cr8", fn() -> i32);
+    assert_eq!(d.run(ARBITRARY, || go()).unwrap(), 2, "PASSIVE_LEVEL read, then DISPATCH_LEVEL after the write");
+    assert_eq!(d.machine.processor(0).irql(), Irql::PASSIVE, "the last write lowered it again");
+    let raise = export!(d, "RaiseToDispatch", fn() -> u64);
+    let irql = d.run(ARBITRARY, || {
+        raise();
+        d.machine.processor(0).irql()
+    });
+    assert_eq!(irql.unwrap(), Irql::DISPATCH);
 }

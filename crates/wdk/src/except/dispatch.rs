@@ -270,6 +270,15 @@ fn simulated(p: *const std::ffi::c_void) -> u64 {
     crate::context::kernel(|cpu| Ok(crate::context::va_of(cpu, p).get()))
 }
 
+/// [`dispatch`] of a hardware exception whose record is not the host's (see `cr8`).
+///
+/// # Safety
+/// As [`dispatch`].
+pub(crate) unsafe fn dispatch_fault(record: *mut ExceptionRecord, context: *mut Context) -> ! {
+    // SAFETY: the caller's contract.
+    unsafe { dispatch(record, context, true) }
+}
+
 /// Where the host sends a hardware exception in a registered image: called on the faulting
 /// stack with the record and faulting context just below the faulting RSP.
 pub(crate) extern "C" fn fault_entry(record: *mut ExceptionRecord, context: *mut Context) -> ! {

@@ -9,6 +9,7 @@
 //! - [`unwind`]: `RtlUnwindEx` (the unwind pass, then resuming at the target),
 //!   `RtlVirtualUnwind` and `RtlLookupFunctionEntry` as driver-callable routines.
 //! - [`c_specific`]: `__C_specific_handler`, the language handler of C `__try`.
+//! - `cr8`: reads and writes of `cr8` in driver code emulated as the IRQL.
 //!
 //! Frames are walked with the image's own `.pdata`/`.xdata` (`ntmem_pe::unwind`). The walk
 //! stops at the first return address outside every registered image: the ntmem frame that
@@ -32,6 +33,7 @@
 
 #[allow(non_snake_case)]
 pub mod c_specific;
+mod cr8;
 #[allow(non_snake_case)]
 pub mod dispatch;
 pub mod images;
@@ -160,4 +162,5 @@ pub fn routine(name: &str) -> Option<u64> {
 /// (idempotent).
 pub fn install() {
     ntmem_host::exception::set_dispatch_entry(dispatch::fault_entry);
+    ntmem_host::exception::set_cr8_entry(cr8::emulate);
 }
