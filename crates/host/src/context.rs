@@ -62,7 +62,7 @@ pub struct Context {
     pub rip: u64,
     /// FltSave: the FXSAVE image (XMM0–15 at 0x1A0).
     pub flt_save: XmmSaveArea32,
-    /// VectorRegister[26].
+    /// VectorRegister\[26\].
     pub vector_register: [u128; 26],
     /// VectorControl.
     pub vector_control: u64,

@@ -23,7 +23,7 @@
 //!   reports it, with one parameter BREAKPOINT_BREAK = 0). Anywhere else they go to the
 //!   handler installed before ours, or kill the process as they would without ntmem.
 //!
-//! - A general-protection SIGSEGV in a registered image ([`general_protection`], asked
+//! - A general-protection SIGSEGV in a registered image (`general_protection`, asked
 //!   before the fault policy) is STATUS_PRIVILEGED_INSTRUCTION (0xC0000096) for a
 //!   privileged instruction, else an access violation through a non-canonical address
 //!   (STATUS_ACCESS_VIOLATION, parameters 0 and 0xFFFFFFFFFFFFFFFF). A `mov` to or from

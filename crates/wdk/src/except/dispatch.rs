@@ -24,7 +24,7 @@
 //! exception. The record and context are on the kernel stack (simulated addresses); the
 //! exception address is the host address of the instruction, as the trap reports it.
 //!
-//! Entries: [`fault_entry`] (the host calls it on the faulting stack), [`RtlRaiseException`]
+//! Entries: `fault_entry` (the host calls it on the faulting stack), [`RtlRaiseException`]
 //! (drivers) and [`dispatch_from`] (ntmem routines raising on behalf of the driver that
 //! called them, from the driver's context captured at the call).
 

@@ -30,6 +30,20 @@
 //!
 //! Every routine a driver calls is a Microsoft-x64 (`extern "win64"`) function;
 //! [`routine`] gives their addresses by export name, for binding imports.
+//!
+//! How the PE loader and the WDK boundary use this (the tests in `tests/pe_seh.rs` do the
+//! same by hand):
+//! - after `LoadedImage::load`, [`images::register`] the image (its faults become
+//!   exceptions; the dispatcher finds its `.pdata`); drop the [`images::Registration`]
+//!   before unloading it;
+//! - bind `__C_specific_handler`, `RtlRaiseException`, `RtlRaiseStatus`,
+//!   `RtlCaptureContext`, `RtlUnwindEx`, `RtlVirtualUnwind` and `RtlLookupFunctionEntry`
+//!   with [`routine`];
+//! - call driver code inside `Machine::run` with `seh::run_as` (the thread kind decides
+//!   the bugcheck of an unhandled exception) and `context::enter` (`cr8` emulation and the
+//!   0x7E parameters need the current processor);
+//! - a routine that raises on the driver's behalf (ExRaiseStatus, ProbeForRead, …) calls
+//!   [`dispatch::dispatch_from`] with the driver's context captured at the import call.
 
 #[allow(non_snake_case)]
 pub mod c_specific;
