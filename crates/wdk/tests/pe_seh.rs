@@ -208,6 +208,38 @@ EXPORT __declspec(noinline) int Walk(void) {
     }
     return n;
 }
+/* RtlUnwindEx called by the driver: resume in Top at the return from its call of Middle,
+   as if Middle had returned 77, running Middle's __finally on the way. */
+void RtlUnwindEx(void *TargetFrame, void *TargetIp, EXCEPTION_RECORD *Record, void *ReturnValue, CONTEXT *Context,
+                 void *History);
+EXPORT __declspec(noinline) long long UnwindOut(void) {
+    CONTEXT c;
+    unsigned long long base = 0, frame = 0, ip;
+    void *data = 0;
+    RtlCaptureContext(&c);
+    for (int i = 0; i < 2; i++) { /* out of UnwindOut, then out of Middle */
+        RUNTIME_FUNCTION *f = RtlLookupFunctionEntry(CONTEXT_RIP(&c), &base, 0);
+        RtlVirtualUnwind(0, base, CONTEXT_RIP(&c), f, &c, &data, &frame, 0);
+    }
+    ip = CONTEXT_RIP(&c);
+    RUNTIME_FUNCTION *top = RtlLookupFunctionEntry(ip, &base, 0);
+    RtlVirtualUnwind(0, base, ip, top, &c, &data, &frame, 0); /* Top's establisher frame */
+    RtlUnwindEx((void *)frame, (void *)ip, 0, (void *)77, &c, 0);
+    return -1;
+}
+__declspec(noinline) static long long Middle(void) {
+    long long r = 0;
+    __try { r = UnwindOut(); }
+    __finally { Note(_abnormal_termination() ? 61 : 62); }
+    return r + 1000;
+}
+EXPORT long long Top(void) {
+    LogN = 0;
+    long long v = Middle();
+    Note(63);
+    return v;
+}
+
 EXPORT __declspec(noinline) int WalkCaller(int x) { return Walk() * 10 + x; }
 EXPORT int WalkTop(int x) { return WalkCaller(x + 1) * 2; }
 
@@ -306,6 +338,7 @@ fn built() -> &'static Built {
                 "RtlCaptureContext",
                 "RtlLookupFunctionEntry",
                 "RtlVirtualUnwind",
+                "RtlUnwindEx",
             ]
             .map(String::from)
             .to_vec(),
@@ -683,4 +716,12 @@ fn cr8_reads_and_writes_are_the_irql() {
         d.machine.processor(0).irql()
     });
     assert_eq!(irql.unwrap(), Irql::DISPATCH);
+}
+
+#[test]
+fn rtl_unwind_ex_called_by_a_driver_runs_the_finally_and_resumes_at_the_target_with_the_value() {
+    let d = load();
+    let top = export!(d, "Top", fn() -> i64);
+    assert_eq!(d.run(ARBITRARY, || top()).unwrap(), 77, "Middle's call returned 77 to Top");
+    assert_eq!(d.log(), [61, 63], "Middle's __finally ran abnormally, then Top went on");
 }
