@@ -725,3 +725,32 @@ fn rtl_unwind_ex_called_by_a_driver_runs_the_finally_and_resumes_at_the_target_w
     assert_eq!(d.run(ARBITRARY, || top()).unwrap(), 77, "Middle's call returned 77 to Top");
     assert_eq!(d.log(), [61, 63], "Middle's __finally ran abnormally, then Top went on");
 }
+
+/// How much of the kernel stack a call of `f` used: the stack is painted first and the
+/// lowest byte changed is found afterwards.
+fn stack_used(d: &Driver, f: impl FnOnce()) -> usize {
+    const PAINT: u8 = 0xA5;
+    let stack = d.machine.processor(0).stack();
+    let base = d.machine.space().host_addr(stack.base);
+    let size = usize::try_from(stack.size).unwrap();
+    for i in 0..size {
+        // SAFETY: the processor's kernel stack is mapped and idle (no call runs on it).
+        unsafe { std::ptr::write_volatile((base + i) as *mut u8, PAINT) };
+    }
+    d.run(ARBITRARY, f).unwrap();
+    // SAFETY: as above, after the call.
+    let lowest = (0..size).find(|&i| unsafe { std::ptr::read_volatile((base + i) as *const u8) } != PAINT);
+    size - lowest.unwrap_or(size)
+}
+
+#[test]
+fn dispatching_a_handled_fault_fits_on_an_x86_kernel_stack() {
+    let d = load();
+    let order = export!(d, "Order", fn(*mut i32) -> i32);
+    let used = stack_used(&d, || assert_eq!(order(d.user(0x20000)), 5));
+    // Filters, an unwind through two frames with two __finally blocks, the except block:
+    // all of it within 12 KB, the kernel stack of an x86 machine (on which drivers are
+    // still x64 code), with room to spare below the dispatcher's reservation.
+    assert!(used + 2048 <= 12 << 10, "{used} bytes of kernel stack");
+    assert!(used <= ntmem_host::exception::DISPATCH_STACK + 2048, "{used} bytes");
+}

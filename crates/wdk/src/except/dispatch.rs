@@ -222,8 +222,11 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
 /// Resumes `context`, copied first to a 16-aligned place if it is not (a driver's CONTEXT
 /// may be misaligned; FXRSTOR needs alignment).
 ///
+/// Kept out of line: its aligned copy must not enlarge the frames that call handlers.
+///
 /// # Safety
 /// As [`restore_context`], except alignment.
+#[inline(never)]
 pub(crate) unsafe fn resume(context: *const Context) -> ! {
     if (context as usize).is_multiple_of(16) {
         // SAFETY: the caller's contract.

@@ -60,13 +60,15 @@ pub(crate) unsafe fn unwind(
     } else {
         record
     };
-    let mut current = match start {
-        Some(c) => *c,
-        None => match from_dispatch(ntmem_host::stack_pointer() as u64) {
-            Some(c) => c,
-            None => fail(record, STATUS_INVALID_UNWIND_TARGET),
-        },
-    };
+    let mut current = Context::zeroed();
+    match start {
+        Some(c) => current = *c,
+        None => {
+            if !from_dispatch(ntmem_host::stack_pointer() as u64, &mut current) {
+                fail(record, STATUS_INVALID_UNWIND_TARGET)
+            }
+        }
+    }
     // SAFETY: the caller's contract.
     match unsafe { walk(target_frame, target_ip, record, &mut current) } {
         Ok(()) => {
@@ -81,13 +83,16 @@ pub(crate) unsafe fn unwind(
     }
 }
 
-/// The exception context of the innermost dispatch in progress above `sp`.
-fn from_dispatch(sp: u64) -> Option<Context> {
+/// Copies the exception context of the innermost dispatch in progress above `sp` into
+/// `into` (false when there is none), marking that dispatch as unwinding.
+fn from_dispatch(sp: u64, into: &mut Context) -> bool {
+    let Some(a) = active_above(sp) else { return false };
     // SAFETY: a live record's context is in a frame above the record, still live.
-    active_above(sp).map(|a| unsafe {
+    unsafe {
         (*a).unwinding.set(true);
-        *(*a).context
-    })
+        std::ptr::copy_nonoverlapping((*a).context, into, 1);
+    }
+    true
 }
 
 /// Stops the machine: an unwind that cannot complete.
@@ -120,7 +125,9 @@ unsafe fn walk(
         let pc = frame.rip;
         let Some(found) = lookup(pc) else {
             // Out of the images: through ntmem's dispatcher frames to the exception.
-            *current = from_dispatch(frame.gpr[RSP]).ok_or(STATUS_INVALID_UNWIND_TARGET)?;
+            if !from_dispatch(frame.gpr[RSP], current) {
+                return Err(STATUS_INVALID_UNWIND_TARGET);
+            }
             continue;
         };
         let Some((function, entry)) = found.function else {
