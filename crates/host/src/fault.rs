@@ -16,8 +16,8 @@
 //! call, which returns `Err(escape)`; with no guarded call on the thread the process
 //! reports the fault on stderr and aborts. [`FaultAction::Raise`] dispatches an exception
 //! over a driver image's frames ([`crate::exception`]); a general-protection fault in a
-//! driver image is handed to that module before anyone is asked. The handler never returns into a fault that
-//! nobody can fix.
+//! driver image is handed to that module before anyone is asked. The handler never
+//! returns into a fault that nobody can fix.
 //!
 //! Rules: lookup is async-signal-safe, a fixed table of [`FAULT_RANGE_SLOTS`] slots of
 //! atomics with no allocation and no lock. Registration and removal take a lock and may
