@@ -55,9 +55,21 @@ pub(crate) struct Active {
     /// The caller's context of the frame whose handler is running: where a nested
     /// exception's search continues.
     next: Cell<Registers>,
-    /// Set once an unwind started from this dispatch: a nested exception raised during it
-    /// (in a `__finally`) is not searched above it.
-    pub(crate) unwinding: Cell<bool>,
+    /// The unwind walking this dispatch's frames, once one has started (null before): a
+    /// nested exception raised in one of its termination handlers is searched from this
+    /// dispatch's exception context again, and an unwind for it collides with this one.
+    pub(crate) unwinding: Cell<*const Progress>,
+}
+
+/// Where an unwind is (a local of `RtlUnwindEx`'s walk, live while it calls a handler):
+/// what a colliding unwind takes over.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// The context of the frame whose termination handler is running.
+    pub(crate) frame: *const Context,
+    /// Its DISPATCHER_CONTEXT, whose ScopeIndex says which scope records its handler has
+    /// done.
+    pub(crate) dc: Cell<*const super::DispatcherContext>,
 }
 
 thread_local! {
@@ -123,22 +135,24 @@ unsafe fn search(record: *mut ExceptionRecord, context: *mut Context) -> Outcome
         context,
         token: ntmem_host::token(),
         next: Cell::new(frame),
-        unwinding: Cell::new(false),
+        unwinding: Cell::new(std::ptr::null()),
     };
     ACTIVE.with(|c| c.set(&active));
     let outcome = loop {
         let pc = frame.rip;
         let Some(found) = lookup(pc) else {
-            // Out of the images. Inside a handler of a dispatch in progress (a filter that
-            // raised), the search goes on above the frame that handler was called for.
+            // Out of the images. Inside a handler of a dispatch in progress, the search goes
+            // on above the frame that handler was called for (a filter that raised), or,
+            // when that dispatch is unwinding (a termination handler that raised), from its
+            // exception's frame again, as the frames still are on the stack.
             // SAFETY: `active_above` returns live records only.
             match active_above(frame.rsp()).map(|outer| unsafe { &*outer }) {
-                Some(outer) if !outer.unwinding.get() => {
-                    frame = outer.next.get();
-                    continue;
-                }
-                _ => break Outcome::Unhandled(rec.code as u32),
+                Some(outer) if outer.unwinding.get().is_null() => frame = outer.next.get(),
+                // SAFETY: a live record's context is live.
+                Some(outer) => frame = registers(unsafe { &*outer.context }),
+                None => break Outcome::Unhandled(rec.code as u32),
             }
+            continue;
         };
         let Some((function, entry)) = found.function else {
             if unwind_leaf(&mut frame, &memory).is_err() {

@@ -19,15 +19,20 @@
 //! Nested exceptions: an exception raised inside a filter is searched first in the filter's
 //! own frames, then in the frames above the one whose filter raised (the frames already
 //! being handled are skipped, as Windows' nested-exception handling does); the unwind to
-//! its handler runs every termination handler from the first exception's frame up.
+//! its handler runs every termination handler from the first exception's frame up. An
+//! exception raised inside a `__finally` while an unwind runs it is searched from the first
+//! exception's frame again (those frames are still on the stack, as on Windows), and the
+//! unwind for it *collides* with the running one: it takes over where that one was, in the
+//! frame whose `__finally` raised, from the scope record after it (EXCEPTION_COLLIDED_UNWIND),
+//! so no termination handler runs twice.
 //!
 //! Where ntmem differs from Windows (not done yet): the walk does not continue through
 //! ntmem's own frames (a driver callback called by an ntmem routine called by the driver
-//! sees only the callback's frames); an exception raised inside a `__finally` while an
-//! unwind runs it stops the machine (Windows resolves it with a collided unwind); the
-//! EXCEPTION_NESTED_CALL flag is not set; `ContextPointers` and the history table are not
-//! produced.
-//!
+//! sees only the callback's frames); the EXCEPTION_NESTED_CALL flag is not set; a language
+//! handler answering ExceptionNestedException or ExceptionCollidedUnwind (only Windows'
+//! internal handlers do) is an invalid disposition; `ContextPointers` and the history
+//! table are not produced.
+
 //! Every routine a driver calls is a Microsoft-x64 (`extern "win64"`) function;
 //! [`routine`] gives their addresses by export name, for binding imports.
 //!

@@ -17,9 +17,16 @@
 //! it continues at the exception context of the dispatch in progress that called the
 //! handler ([`super::dispatch`]); `__C_specific_handler` starts there directly.
 //!
-//! Where ntmem differs: ExceptionCollidedUnwind (a termination handler that starts an unwind
-//! of its own through this one) is treated as an invalid disposition; the ContextRecord
-//! argument is not used as scratch (ntmem keeps its own copy); the history table is ignored.
+//! A collided unwind (an unwind started for an exception raised in a termination handler
+//! this unwind called) reaches ntmem's frames of the running unwind and takes over from
+//! where it was: the frame whose handler raised, its handler called again with
+//! EXCEPTION_COLLIDED_UNWIND and the ScopeIndex it had reached. Windows does this through
+//! the ExceptionCollidedUnwind answer of its unwind-handler frame; ntmem has no such frame
+//! and keeps the running unwind's place with the dispatch it unwinds
+//! ([`super::dispatch`]).
+//!
+//! Where ntmem differs: the ContextRecord argument is not used as scratch (ntmem keeps its
+//! own copy); the history table is ignored.
 
 use std::ffi::c_void;
 
@@ -28,7 +35,9 @@ use ntmem_kernel::trap::raise_bugcheck;
 use ntmem_pe::unwind::{unwind_leaf, virtual_unwind, UnwindFlags};
 use ntmem_pe::RuntimeFunction;
 
-use super::dispatch::{abandon_below, active_above, resume};
+use std::cell::Cell;
+
+use super::dispatch::{abandon_below, active_above, resume, Active, Progress};
 use super::images::{lookup, Memory};
 use super::{disposition, registers, set_registers, DispatcherContext, LanguageHandler};
 use super::{EXCEPTION_COLLIDED_UNWIND, EXCEPTION_EXIT_UNWIND, EXCEPTION_TARGET_UNWIND, EXCEPTION_UNWINDING};
@@ -61,16 +70,18 @@ pub(crate) unsafe fn unwind(
         record
     };
     let mut current = Context::zeroed();
-    match start {
-        Some(c) => current = *c,
-        None => {
-            if !from_dispatch(ntmem_host::stack_pointer() as u64, &mut current) {
-                fail(record, STATUS_INVALID_UNWIND_TARGET)
-            }
+    let from = match start {
+        Some(c) => {
+            current = *c;
+            Resume::Nowhere
         }
-    }
+        None => match from_dispatch(ntmem_host::stack_pointer() as u64, &mut current) {
+            Resume::Nowhere => fail(record, STATUS_INVALID_UNWIND_TARGET),
+            from => from,
+        },
+    };
     // SAFETY: the caller's contract.
-    match unsafe { walk(target_frame, target_ip, record, &mut current) } {
+    match unsafe { walk(target_frame, target_ip, record, &mut current, from) } {
         Ok(()) => {
             current.gpr[RAX] = return_value;
             current.rip = target_ip;
@@ -83,16 +94,32 @@ pub(crate) unsafe fn unwind(
     }
 }
 
-/// Copies the exception context of the innermost dispatch in progress above `sp` into
-/// `into` (false when there is none), marking that dispatch as unwinding.
-fn from_dispatch(sp: u64, into: &mut Context) -> bool {
-    let Some(a) = active_above(sp) else { return false };
-    // SAFETY: a live record's context is in a frame above the record, still live.
+/// Where a walk that left the images continues.
+enum Resume {
+    /// Nowhere: no dispatch in progress above.
+    Nowhere,
+    /// At the exception context of a dispatch in progress.
+    Exception(*const Active),
+    /// A collided unwind: where the unwind of that dispatch was, in the frame whose
+    /// termination handler raised, from its ScopeIndex.
+    Collided(*const Active, u32),
+}
+
+/// Copies into `into` where a walk that left the images at `sp` continues (see [`Resume`]).
+fn from_dispatch(sp: u64, into: &mut Context) -> Resume {
+    let Some(a) = active_above(sp) else { return Resume::Nowhere };
+    // SAFETY: a live record's context is in a frame above the record, still live; so is
+    // the progress of an unwind whose handler is running (it called us).
     unsafe {
-        (*a).unwinding.set(true);
-        std::ptr::copy_nonoverlapping((*a).context, into, 1);
+        let progress = (*a).unwinding.get();
+        if progress.is_null() {
+            std::ptr::copy_nonoverlapping((*a).context, into, 1);
+            Resume::Exception(a)
+        } else {
+            std::ptr::copy_nonoverlapping((*progress).frame, into, 1);
+            Resume::Collided(a, (*(*progress).dc.get()).scope_index)
+        }
     }
-    true
 }
 
 /// Stops the machine: an unwind that cannot complete.
@@ -114,18 +141,31 @@ unsafe fn walk(
     target_ip: u64,
     record: *mut ExceptionRecord,
     current: &mut Context,
+    mut next: Resume,
 ) -> Result<(), u32> {
     let memory = Memory;
     let mut flags = EXCEPTION_UNWINDING;
     if target_frame == 0 {
         flags |= EXCEPTION_EXIT_UNWIND;
     }
+    let progress = Progress { frame: current, dc: Cell::new(std::ptr::null()) };
+    // The dispatch whose frames are being walked, and the ScopeIndex a collided unwind
+    // resumes its first frame at.
+    let mut owner: *const Active = std::ptr::null();
+    let mut collided: Option<u32> = None;
     loop {
+        match next {
+            Resume::Nowhere => {}
+            Resume::Exception(a) => (owner, collided) = (a, None),
+            Resume::Collided(a, index) => (owner, collided) = (a, Some(index)),
+        }
+        next = Resume::Nowhere;
         let mut frame = registers(current);
         let pc = frame.rip;
         let Some(found) = lookup(pc) else {
             // Out of the images: through ntmem's dispatcher frames to the exception.
-            if !from_dispatch(frame.gpr[RSP], current) {
+            next = from_dispatch(frame.gpr[RSP], current);
+            if matches!(next, Resume::Nowhere) {
                 return Err(STATUS_INVALID_UNWIND_TARGET);
             }
             continue;
@@ -146,6 +186,10 @@ unsafe fn walk(
             if establisher == target_frame {
                 these |= EXCEPTION_TARGET_UNWIND;
             }
+            let scope_index = collided.take();
+            if scope_index.is_some() {
+                these |= EXCEPTION_COLLIDED_UNWIND;
+            }
             // SAFETY: `record` is valid (the caller's contract).
             unsafe {
                 (*record).flags = ((*record).flags & !(EXCEPTION_TARGET_UNWIND | EXCEPTION_COLLIDED_UNWIND)) | these
@@ -160,14 +204,21 @@ unsafe fn walk(
                 language_handler: handler.routine,
                 handler_data: handler.data,
                 history_table: 0,
-                scope_index: 0,
+                scope_index: scope_index.unwrap_or(0),
                 fill0: 0,
             };
+            if !owner.is_null() {
+                // SAFETY: `owner` is a live dispatch record (from `active_above`).
+                unsafe { (*owner).unwinding.set(&progress) };
+            }
             // SAFETY: the handler the image's unwind data names, called with Windows'
-            // arguments, all live in this frame.
+            // arguments, all live in this frame. While it runs, `progress` says where this
+            // unwind is, for an unwind that collides with it.
             let answer = unsafe {
                 let routine: LanguageHandler = std::mem::transmute(handler.routine as usize);
-                routine(record, establisher, current, &mut dc)
+                let dc_ptr: *mut DispatcherContext = &mut dc;
+                progress.dc.set(dc_ptr);
+                routine(record, establisher, current, dc_ptr)
             };
             // SAFETY: as above.
             unsafe { (*record).flags &= !(EXCEPTION_TARGET_UNWIND | EXCEPTION_COLLIDED_UNWIND) };
