@@ -14,9 +14,10 @@
 //! - anything else: STATUS_INVALID_DISPOSITION.
 //!
 //! The walk ends at the first PC outside every registered image (the ntmem frame that
-//! entered driver code; but inside a handler of a dispatch in progress — a filter that
-//! raised — the search goes on above the frame that handler was called for) or at a frame that cannot be unwound (an invalid stack, as
-//! EXCEPTION_STACK_INVALID): the exception is unhandled and the machine stops with
+//! entered driver code; but inside a handler of a dispatch in progress the search goes on
+//! in that dispatch's frames, see the `except` module docs) or at a frame that cannot be
+//! unwound (an invalid stack, as EXCEPTION_STACK_INVALID): the exception is unhandled and
+//! the machine stops with
 //! Windows' bugcheck for the thread (`seh` module docs): SYSTEM_THREAD_EXCEPTION_NOT_HANDLED
 //! (0x7E: code, address, EXCEPTION_RECORD*, CONTEXT*) in a system thread; otherwise
 //! KERNEL_MODE_EXCEPTION_NOT_HANDLED (0x8E: code, address, 0, 0) for a hardware fault and
