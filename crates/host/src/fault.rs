@@ -14,8 +14,10 @@
 //! [`FaultAction::Retry`] re-runs the faulting instruction (the handler made the page
 //! accessible, e.g. paged it in). [`FaultAction::Escape`] abandons the innermost guarded
 //! call, which returns `Err(escape)`; with no guarded call on the thread the process
-//! reports the fault on stderr and aborts. The handler never returns into a fault that
-//! nobody can fix.
+//! reports the fault on stderr and aborts. [`FaultAction::Raise`] dispatches an exception
+//! over a driver image's frames ([`crate::exception`]); a general-protection fault in a
+//! driver image is handed to that module before anyone is asked. The handler never
+//! returns into a fault that nobody can fix.
 //!
 //! Rules: lookup is async-signal-safe, a fixed table of [`FAULT_RANGE_SLOTS`] slots of
 //! atomics with no allocation and no lock. Registration and removal take a lock and may
@@ -62,6 +64,15 @@ pub enum FaultAction {
     Escape(Escape),
     /// Not this handler's fault: ask the next one.
     NotMine,
+    /// The fault is an exception in a registered driver image: dispatch it on the faulting
+    /// stack ([`crate::exception`]); if it cannot be dispatched there, escape with
+    /// `otherwise`.
+    Raise {
+        /// The exception.
+        raise: crate::exception::Raise,
+        /// The escape when it cannot be dispatched.
+        otherwise: Escape,
+    },
 }
 
 /// Decides what a fault means. Runs in signal context: see the module rules.
@@ -271,6 +282,10 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers of SIGSEGV/SIGBUS.
     let addr = unsafe { (*info).si_addr() } as usize;
     let (access, ip) = decode(sig, ctx);
+    // SAFETY: `ctx` is this handler's live ucontext; SIGSEGV/SIGBUS are synchronous.
+    if unsafe { crate::exception::general_protection(sig, ctx) } {
+        return;
+    }
     let fault = Fault { addr, access, ip };
     let action = match ask_ranges(&fault) {
         FaultAction::NotMine => guard::ask_frames(&fault),
@@ -279,6 +294,12 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     match action {
         FaultAction::Retry => {}
         FaultAction::Escape(e) => guard::escape_from_fault(e, &fault),
+        FaultAction::Raise { raise, otherwise } => {
+            // SAFETY: `ctx` is this handler's live ucontext; SIGSEGV/SIGBUS are synchronous.
+            if !unsafe { crate::exception::redirect(ctx, &raise) } {
+                guard::escape_from_fault(otherwise, &fault)
+            }
+        }
         FaultAction::NotMine => chain(sig, info, ctx),
     }
 }

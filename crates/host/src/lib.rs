@@ -11,6 +11,9 @@
 //!   owned by live machines.
 //! - [`guard`]: guarded calls on small kernel stacks, with an escape hatch back to the
 //!   call boundary (bugchecks, exceptions), built on `c/guard.c`.
+//! - [`context`] and [`exception`]: Windows' CONTEXT and EXCEPTION_RECORD, capture and
+//!   restore, and hardware exceptions in driver images turned into calls of the exception
+//!   dispatcher on the faulting stack.
 //! - [`sparse`]: large tables of atomic bytes that cost memory only where written.
 //! - [`thunk`]: the import thunks a driver image's IAT points at, which record the
 //!   caller's context at each call, and the per-thread GS block they record it in.
@@ -22,7 +25,9 @@
 //! This crate and the C boundary are the only places with `unsafe`. Every `unsafe` block
 //! says why it is sound; no Rust reference to simulated memory is ever created.
 
+pub mod context;
 mod error;
+pub mod exception;
 pub mod fault;
 pub mod guard;
 pub mod ram;

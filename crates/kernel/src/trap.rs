@@ -35,7 +35,11 @@
 //!   raises STATUS_ACCESS_VIOLATION to that frame, with Windows' two exception
 //!   parameters (0 read / 1 write / 8 execute, the address): the host delivers
 //!   the [`ESCAPE_EXCEPTION`] payload to the frame (seed §9: a driver touching a
-//!   user buffer another thread freed, inside its exception handler);
+//!   user buffer another thread freed, inside its exception handler). When the
+//!   faulting instruction is in a PE driver image (`ntmem_host::exception`), the
+//!   same exception is dispatched over the driver's own frames instead
+//!   ([`FaultAction::Raise`]), falling back to the bugcheck below when the kernel
+//!   stack has no room for the dispatch;
 //! * any other touch of an address outside system space raises
 //!   STATUS_ACCESS_VIOLATION that no handler takes: KERNEL_MODE_EXCEPTION_NOT_HANDLED
 //!   (0x8E: 0xC0000005, faulting IP, 0, 0).
@@ -49,6 +53,7 @@
 
 use std::sync::Arc;
 
+use ntmem_host::exception::Raise;
 use ntmem_host::{Access as HostAccess, Escape, Fault, FaultAction, FaultHandler, ESCAPE_EXCEPTION};
 use ntmem_machine::{Layout, RegionKind, Va};
 
@@ -67,6 +72,9 @@ const ESCAPE_BUGCHECK: u32 = 0xB0;
 const ESCAPE_TIMEOUT: u32 = 0xB1;
 /// STATUS_ACCESS_VIOLATION.
 const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
+/// Host addresses Linux never maps (`vm.mmap_min_addr`, 64 KB by default), so no
+/// machine's reservation holds them.
+const HOST_NULL_REGION: u64 = 0x1_0000;
 
 /// The machine's fault policy, shared with the host's signal handler.
 #[derive(Debug)]
@@ -101,7 +109,13 @@ impl Trap {
         current_on(self.id).map_or(Irql::PASSIVE, |n| self.processors[n as usize].irql())
     }
 
+    /// The simulated address of a fault. A host address in the first
+    /// [`HOST_NULL_REGION`] bytes is a NULL (plus small offset) dereference by
+    /// driver code: it is the simulated NULL page whatever the relocation.
     fn va(&self, fault: &Fault) -> Va {
+        if (fault.addr as u64) < HOST_NULL_REGION {
+            return Va::new(fault.addr as u64);
+        }
         Va::new((fault.addr as u64).wrapping_sub(self.relocation))
     }
 
@@ -110,8 +124,9 @@ impl Trap {
     /// exception's parameters (access, address).
     fn exception(&self, fault: &Fault) -> Option<Escape> {
         let va = self.va(fault);
-        let catchable =
-            va < self.layout.user_probe_address && self.irql() < Irql::DISPATCH && ntmem_host::exception_frame_active();
+        let catchable = va < self.layout.user_probe_address
+            && self.irql() < Irql::DISPATCH
+            && (ntmem_host::exception_frame_active() || ntmem_host::exception::is_image_code(fault.ip));
         let access = match fault.access {
             HostAccess::Write => 1,
             HostAccess::Execute => 8,
@@ -174,6 +189,18 @@ impl FaultHandler for Trap {
             }
         }
         if let Some(e) = self.exception(fault) {
+            if ntmem_host::exception::is_image_code(fault.ip) {
+                // In a PE driver image: dispatched over the driver's frames.
+                let [code, address, access, target, ..] = e.words;
+                let raise = Raise {
+                    code: code as u32,
+                    address: address as usize,
+                    count: 2,
+                    parameters: [access as usize, target as usize],
+                };
+                let (b, image) = self.decide(fault);
+                return FaultAction::Raise { raise, otherwise: encode_escape(&b, image) };
+            }
             return FaultAction::Escape(e);
         }
         let (b, image) = self.decide(fault);

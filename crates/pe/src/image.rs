@@ -146,6 +146,9 @@ pub struct DriverImage {
     pub exports: Vec<Export>,
     /// The exception directory's RUNTIME_FUNCTION entries.
     pub functions: FunctionTable,
+    /// RVA of the exception directory (`.pdata`), 0 when there is none: where
+    /// `RtlLookupFunctionEntry`'s answers point.
+    pub exception_directory: u32,
 }
 
 impl DriverImage {
@@ -181,11 +184,12 @@ impl DriverImage {
         };
         let sections = read_sections(&pe, file.len(), size_of_headers, section_alignment, size_of_image)?;
         let relocations = read_relocations(&pe, file, size_of_image)?;
-        let functions = match pe.data_directory(pe::IMAGE_DIRECTORY_ENTRY_EXCEPTION) {
-            Some(dir) if dir.size.get(LE) != 0 => {
-                FunctionTable::parse(dir.data(file, &pe.section_table())?, size_of_image)?
-            }
-            _ => FunctionTable::default(),
+        let (functions, exception_directory) = match pe.data_directory(pe::IMAGE_DIRECTORY_ENTRY_EXCEPTION) {
+            Some(dir) if dir.size.get(LE) != 0 => (
+                FunctionTable::parse(dir.data(file, &pe.section_table())?, size_of_image)?,
+                dir.virtual_address.get(LE),
+            ),
+            _ => (FunctionTable::default(), 0),
         };
         Ok(DriverImage {
             image_base: optional.image_base(),
@@ -201,6 +205,7 @@ impl DriverImage {
             imports: read_imports(&pe)?,
             exports: read_exports(&pe)?,
             functions,
+            exception_directory,
         })
     }
 

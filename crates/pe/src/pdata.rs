@@ -107,8 +107,14 @@ impl FunctionTable {
     /// `RtlLookupFunctionEntry` within one image: the entry whose range holds `rva`, by binary
     /// search; `None` for a leaf function (or an address outside any function).
     pub fn lookup(&self, rva: u32) -> Option<&RuntimeFunction> {
+        self.position(rva).map(|i| &self.entries[i])
+    }
+
+    /// [`lookup`](Self::lookup)'s entry as an index into [`entries`](Self::entries) (the
+    /// entry's address in the mapped `.pdata` is the directory's + 12 × index).
+    pub fn position(&self, rva: u32) -> Option<usize> {
         let after = self.entries.partition_point(|f| f.begin <= rva);
-        after.checked_sub(1).and_then(|i| self.entries.get(i)).filter(|f| f.contains(rva))
+        after.checked_sub(1).filter(|&i| self.entries.get(i).is_some_and(|f| f.contains(rva)))
     }
 }
 

@@ -74,23 +74,31 @@ impl ScopeTable {
     /// [`UnwindTail::Handler`](crate::unwind::UnwindTail::Handler)). A Count larger than the
     /// readable memory fails with a read error once a record cannot be read.
     pub fn read(memory: &impl ReadMemory, data: u64) -> Result<Self, UnwindError> {
-        let count = memory.read_u32(data)?;
-        let mut records = Vec::new();
-        for i in 0..u64::from(count) {
-            let mut raw = [0u8; 16];
-            memory.read(data.wrapping_add(4).wrapping_add(i * Self::RECORD), &mut raw)?;
-            let word = |n: usize| u32::from_le_bytes([raw[n], raw[n + 1], raw[n + 2], raw[n + 3]]);
-            let (begin, end, handler_address, jump_target) = (word(0), word(4), word(8), word(12));
-            let handler = match (jump_target, handler_address) {
-                (0, handler) => ScopeHandler::Finally { handler },
-                (target, EXCEPTION_EXECUTE_HANDLER) => {
-                    ScopeHandler::Except { filter: ExceptFilter::ExecuteHandler, target }
-                }
-                (target, filter) => ScopeHandler::Except { filter: ExceptFilter::Function(filter), target },
-            };
-            records.push(ScopeRecord { begin, end, handler });
-        }
+        let count = Self::count(memory, data)?;
+        let records = (0..count).map(|i| Self::record(memory, data, i)).collect::<Result<_, _>>()?;
         Ok(ScopeTable { records })
+    }
+
+    /// The table's Count, read without reading the records (for a handler that must not
+    /// allocate: it reads one [`record`](Self::record) at a time).
+    pub fn count(memory: &impl ReadMemory, data: u64) -> Result<u32, UnwindError> {
+        Ok(memory.read_u32(data)?)
+    }
+
+    /// Record `index` of the table at `data` (not checked against Count).
+    pub fn record(memory: &impl ReadMemory, data: u64, index: u32) -> Result<ScopeRecord, UnwindError> {
+        let mut raw = [0u8; 16];
+        memory.read(data.wrapping_add(4).wrapping_add(u64::from(index) * Self::RECORD), &mut raw)?;
+        let word = |n: usize| u32::from_le_bytes([raw[n], raw[n + 1], raw[n + 2], raw[n + 3]]);
+        let (begin, end, handler_address, jump_target) = (word(0), word(4), word(8), word(12));
+        let handler = match (jump_target, handler_address) {
+            (0, handler) => ScopeHandler::Finally { handler },
+            (target, EXCEPTION_EXECUTE_HANDLER) => {
+                ScopeHandler::Except { filter: ExceptFilter::ExecuteHandler, target }
+            }
+            (target, filter) => ScopeHandler::Except { filter: ExceptFilter::Function(filter), target },
+        };
+        Ok(ScopeRecord { begin, end, handler })
     }
 }
 

@@ -28,6 +28,7 @@
 pub mod context;
 pub mod dbg;
 pub mod ex;
+pub mod except;
 pub mod exports;
 pub mod harness;
 pub mod io;

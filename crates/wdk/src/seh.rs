@@ -55,38 +55,8 @@ pub const STATUS_INSUFFICIENT_RESOURCES: NtStatus = 0xC000_009A_u32 as NtStatus;
 /// STATUS_QUOTA_EXCEEDED.
 pub const STATUS_QUOTA_EXCEEDED: NtStatus = 0xC000_0044_u32 as NtStatus;
 
-/// `EXCEPTION_RECORD`, AMD64 layout (`wdm.h`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ExceptionRecord {
-    /// `ExceptionCode`.
-    pub code: NtStatus,
-    /// `ExceptionFlags` (`EXCEPTION_NONCONTINUABLE` = 1).
-    pub flags: u32,
-    /// `ExceptionRecord` (always null in ntmem).
-    pub chained: *mut ExceptionRecord,
-    /// `ExceptionAddress`: the call site of the raise or the faulting instruction.
-    pub address: *mut c_void,
-    /// `NumberParameters`.
-    pub number_parameters: u32,
-    /// `ExceptionInformation`.
-    pub information: [usize; 15],
-}
-
-const _: () = assert!(std::mem::size_of::<ExceptionRecord>() == 0x98);
-
-impl ExceptionRecord {
-    fn empty() -> ExceptionRecord {
-        ExceptionRecord {
-            code: 0,
-            flags: 0,
-            chained: std::ptr::null_mut(),
-            address: std::ptr::null_mut(),
-            number_parameters: 0,
-            information: [0; 15],
-        }
-    }
-}
+/// `EXCEPTION_RECORD`, AMD64 layout (`wdm.h`): one definition, in the host layer.
+pub use ntmem_host::context::ExceptionRecord;
 
 /// An exception caught by [`catch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +177,11 @@ pub fn run_as<R>(kind: ThreadKind, f: impl FnOnce() -> R) -> R {
     // stack frame of our caller's callers, which are still live.
     unsafe { ntmem_seh_set_chain(chain) };
     r
+}
+
+/// The kind of thread driver code runs in now (set by [`run_as`]).
+pub fn thread_kind() -> ThreadKind {
+    KIND.with(Cell::get)
 }
 
 /// The guarded call a new frame belongs to (called by `c/seh.c`).
