@@ -398,9 +398,8 @@ impl Driver {
     /// Runs `f` on processor 0 as driver code in a thread of `kind`.
     fn run<R>(&self, kind: seh::ThreadKind, f: impl FnOnce() -> R) -> Result<R, BugCheck> {
         let m = &self.machine;
-        let r = seh::run_as(kind, || m.run(0, |c| Ok(context::enter(c, f))));
-        context::leave();
-        r
+        let r = seh::run_as(kind, || m.run(0, |c| Ok(context::enter(c, "pe_seh test function", f))));
+        context::leave(r)
     }
 
     fn read_u64s<const N: usize>(&self, name: &str) -> [u64; N] {
