@@ -38,6 +38,8 @@ enum Command {
     Layout(commands::layout::Args),
     /// Boot a machine and print its summary.
     Boot(commands::boot::Args),
+    /// Build a C driver into a Windows x64 PE image (.sys) with clang >= 19 and lld-link.
+    Build(commands::build::Args),
     /// List every routine and variable drivers can import (DLL, IRQL, differences from Windows).
     Api(commands::api::Args),
 }
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Layout(args) => commands::layout::main(&args),
         Command::Boot(args) => commands::boot::main(&args),
         Command::Api(args) => commands::api::main(&args),
+        Command::Build(args) => commands::build::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod boot;
+pub mod build;
 pub mod layout;
 pub mod machines;
 pub mod run;

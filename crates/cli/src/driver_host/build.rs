@@ -39,10 +39,10 @@ const CFLAGS: &[&str] =
 
 /// A directory of our own under the system temporary directory, removed on drop.
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, Failure> {
+    pub(crate) fn new() -> Result<TempDir, Failure> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -79,7 +79,7 @@ fn has_ext(p: &Path, ext: &str) -> bool {
 }
 
 /// The `.c` files of `args`, or the one `.so`, and the driver's name.
-fn sources(args: &[PathBuf]) -> Result<(Vec<PathBuf>, String), Failure> {
+pub(crate) fn sources(args: &[PathBuf]) -> Result<(Vec<PathBuf>, String), Failure> {
     let mut files = Vec::new();
     for a in args {
         if a.is_dir() {
@@ -115,7 +115,7 @@ fn sources(args: &[PathBuf]) -> Result<(Vec<PathBuf>, String), Failure> {
 }
 
 /// The directory of the WDK headers (see the module docs).
-fn include_dir(dir: &TempDir) -> Result<PathBuf, Failure> {
+pub(crate) fn include_dir(dir: &TempDir) -> Result<PathBuf, Failure> {
     if let Some(d) = std::env::var_os("NTMEM_INCLUDE") {
         return Ok(PathBuf::from(d));
     }

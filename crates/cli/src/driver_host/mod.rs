@@ -23,6 +23,7 @@
 //! checking trims on every raise), the others are recorded.
 
 pub mod build;
+pub mod image;
 pub mod report;
 
 use std::path::PathBuf;

@@ -1,0 +1,48 @@
+//! `ntmem build`: a C driver to a Windows x64 PE image (`.sys`), built by clang ≥ 19
+//! and lld-link against ntmem's headers and import libraries (see
+//! `crate::driver_host::image`).
+
+use std::path::PathBuf;
+
+use crate::driver_host::image::{build_image, ImageRequest};
+use crate::output;
+use crate::Failure;
+
+/// Flags of `ntmem build`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The driver: .c files or a directory of them.
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
+    /// The image to write.
+    #[arg(short, long, value_name = "FILE.sys")]
+    out: PathBuf,
+    /// An include directory for the driver's own headers (repeatable).
+    #[arg(short = 'I', value_name = "DIR")]
+    include: Vec<PathBuf>,
+    /// A preprocessor definition, NAME or NAME=VALUE (repeatable).
+    #[arg(short = 'D', value_name = "NAME[=VALUE]")]
+    define: Vec<String>,
+    /// Print the result as JSON (`image`, `cached`, `key`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command.
+///
+/// # Errors
+/// Exit status 2: bad input, a missing toolchain, or a driver that does not build.
+pub fn main(args: &Args) -> Result<(), Failure> {
+    let request = ImageRequest {
+        sources: args.sources.clone(),
+        out: args.out.clone(),
+        includes: args.include.clone(),
+        defines: args.define.clone(),
+    };
+    let built = build_image(&request)?;
+    if args.json {
+        return super::print_json(&built);
+    }
+    let how = if built.cached { " (unchanged: from the cache)" } else { "" };
+    output::emit(&format!("{}{how}\n", built.image.display()))
+}
