@@ -710,3 +710,15 @@ fn under_verifier_releasing_a_spin_lock_at_passive_level_is_0xc4_0x32_before_the
     assert_eq!(v["bugcheck"]["code"], 0xC4, "{v}");
     assert_eq!(v["bugcheck"]["parameters"], serde_json::json!([0x32, 0, 0, 0]));
 }
+
+/// Issue 14: a NUL written one past the end of a block under special pool — during
+/// DriverEntry, when simulated time is 0 — is an overrun found at free, 0xC1 with
+/// subcode 0x24, never a single-bit error (0x32).
+#[test]
+fn a_nul_one_past_the_end_under_special_pool_is_an_overrun_not_a_bit_flip() {
+    let out = run("nul_overrun.c", &["--verifier", "special_pool", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC1, "{v}");
+    assert_eq!(v["bugcheck"]["parameters"][3], 0x24, "{v}");
+}

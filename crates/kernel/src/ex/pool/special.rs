@@ -32,8 +32,10 @@
 //! pool, with the pattern byte in its BlockSize byte (byte 2); PoolTag at offset 4.
 //! The rest of the page holds the pattern byte, the block too (special pool does not
 //! clear it; `ExAllocatePool2` zeroes it as usual). Windows does not publish its
-//! pattern; ntmem's is derived from the simulated tick count, as ReactOS's is, but
-//! never 0x00, the byte an underrun most often writes.
+//! pattern; ntmem's is derived from the simulated tick count, as ReactOS's is, among
+//! the bytes with at least two bits set: never 0x00, the byte an underrun most often
+//! writes, nor one bit away from it, so a NUL one past the end is an overrun (0x24),
+//! never a single-bit error (0x32).
 //!
 //! **Frees** (`SpecialPool::free`) check, in this order, with 0xC1 and the subcodes
 //! of [`checks::special`]: the page holds a live block (0x20), the IRQL (0x31), the
@@ -545,11 +547,27 @@ impl SpecialPool {
     }
 }
 
-/// The pattern byte of a block allocated at simulated time `now_ms`: the low byte of
-/// the tick count (as ReactOS's; Windows does not publish its own), moved off 0x00.
+/// The bytes a pattern may be: at least two bits set, so that the most common
+/// overrun — a NUL written one past the end — is never one bit away from the pattern
+/// and read as a flipped bit (0x32) instead of the overrun it is (0x24).
+const PATTERNS: [u8; 247] = {
+    let mut table = [0u8; 247];
+    let (mut b, mut n) = (0u32, 0);
+    while b < 256 {
+        if b.count_ones() >= 2 {
+            table[n] = b as u8;
+            n += 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// The pattern byte of a block allocated at simulated time `now_ms`: chosen by the
+/// tick count (as ReactOS's; Windows does not publish its own) among [`PATTERNS`].
 fn pattern_at(now_ms: u64) -> u8 {
     let ticks = now_ms * TICKS_PER_SECOND / 1000;
-    (1 + ticks % 255) as u8
+    PATTERNS[(ticks % PATTERNS.len() as u64) as usize]
 }
 
 /// The first byte of `ranges` (addresses; `page` holds the bytes from `base`) that is
@@ -583,10 +601,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pattern_follows_the_tick_count_and_is_never_zero() {
-        assert_eq!(pattern_at(0), 1);
-        assert_eq!(pattern_at(16), 2, "one 15.625 ms tick later");
-        assert!((0..100_000).step_by(15).all(|ms| pattern_at(ms) != 0));
+    fn the_pattern_follows_the_tick_count_and_a_nul_is_never_one_bit_from_it() {
+        assert_eq!(pattern_at(0), 0x03, "the first byte with two bits set");
+        assert_eq!(pattern_at(16), 0x05, "one 15.625 ms tick later");
+        assert!((0..100_000).step_by(15).all(|ms| pattern_at(ms).count_ones() >= 2));
+        // A NUL one past the end of any block is an overrun (0x24), never a bit flip.
+        let ranges = || [(0x1008..0x1020, 0x23), (0x1028..0x1040, 0x24)];
+        for ms in (0..100_000).step_by(15) {
+            let p = pattern_at(ms);
+            let mut page = vec![p; 64];
+            page[0x28] = 0;
+            assert_eq!(damage(&page, 0x1000, ranges(), p), Some((0x1028, 0x24)), "pattern {p:#04x}");
+        }
     }
 
     #[test]
