@@ -722,3 +722,11 @@ fn a_nul_one_past_the_end_under_special_pool_is_an_overrun_not_a_bit_flip() {
     assert_eq!(v["bugcheck"]["code"], 0xC1, "{v}");
     assert_eq!(v["bugcheck"]["parameters"][3], 0x24, "{v}");
 }
+
+#[test]
+fn the_report_counts_processors_in_english() {
+    let one = text(&run("clean.c", &["--processors", "1"]));
+    assert!(one.contains(", 1 processor)"), "{one}");
+    let two = text(&run("clean.c", &["--processors", "2"]));
+    assert!(two.contains(", 2 processors)"), "{two}");
+}

@@ -160,11 +160,12 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             o,
-            "\nntmem run: {} on {} ({} RAM, {} processors)",
+            "\nntmem run: {} on {} ({} RAM, {} processor{})",
             self.driver,
             m.machine,
             format_size(m.ram),
-            m.processors
+            m.processors,
+            if m.processors == 1 { "" } else { "s" }
         );
         let entry = self.driver_entry_status.map_or("did not return".to_string(), status_text);
         let _ = writeln!(o, "DriverEntry    {entry}");
