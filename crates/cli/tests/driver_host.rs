@@ -730,3 +730,9 @@ fn the_report_counts_processors_in_english() {
     let two = text(&run("clean.c", &["--processors", "2"]));
     assert!(two.contains(", 2 processors)"), "{two}");
 }
+
+#[test]
+fn verifier_flags_given_as_a_number_are_reported_by_name() {
+    let t = text(&run("clean.c", &["--verifier", "0x9"]));
+    assert!(t.contains("Verifier       special_pool, pool_tracking ("), "{t}");
+}

@@ -96,7 +96,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
 
     let before = machine.pool().snapshot();
     let mut report = Report::new(built.name.clone(), machine.summary());
-    report.verifier = request.verifier.clone();
+    report.verifier = verifier.names().into_iter().map(str::to_string).collect();
     match driver.driver_entry(machine, 0) {
         Err(b) => report.bugcheck = Some(b),
         Ok(status) => {

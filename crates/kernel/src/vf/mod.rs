@@ -34,7 +34,26 @@ bitflags::bitflags! {
     }
 }
 
+/// Each option's name as `parse_one` reads it, with its flag.
+const NAMES: [(&str, VerifierFlags); 9] = [
+    ("special_pool", VerifierFlags::SPECIAL_POOL),
+    ("irql", VerifierFlags::FORCE_IRQL_CHECKING),
+    ("low_resources", VerifierFlags::LOW_RESOURCES_SIMULATION),
+    ("pool_tracking", VerifierFlags::POOL_TRACKING),
+    ("io", VerifierFlags::IO_VERIFICATION),
+    ("deadlock", VerifierFlags::DEADLOCK_DETECTION),
+    ("dma", VerifierFlags::DMA_CHECKING),
+    ("security", VerifierFlags::SECURITY_CHECKS),
+    ("misc", VerifierFlags::MISCELLANEOUS_CHECKS),
+];
+
 impl VerifierFlags {
+    /// The names of the options set, in flag order (`0x9` → `special_pool`,
+    /// `pool_tracking`).
+    pub fn names(self) -> Vec<&'static str> {
+        NAMES.iter().filter(|(_, f)| self.contains(*f)).map(|(n, _)| *n).collect()
+    }
+
     /// Parses a verifier option by name, as `ntmem run --verifier` and scenario
     /// files spell them (`special_pool`, `irql`, `low_resources`, `pool_tracking`,
     /// `io`, `deadlock`, `dma`, `security`, `misc`), or as a number (`0x2b`).
@@ -43,18 +62,8 @@ impl VerifierFlags {
     /// A message listing the valid names.
     pub fn parse_one(text: &str) -> Result<VerifierFlags, String> {
         let t = text.trim().to_ascii_lowercase().replace('-', "_");
-        let named = match t.as_str() {
-            "special_pool" => Some(Self::SPECIAL_POOL),
-            "irql" | "force_irql_checking" => Some(Self::FORCE_IRQL_CHECKING),
-            "low_resources" => Some(Self::LOW_RESOURCES_SIMULATION),
-            "pool_tracking" => Some(Self::POOL_TRACKING),
-            "io" => Some(Self::IO_VERIFICATION),
-            "deadlock" => Some(Self::DEADLOCK_DETECTION),
-            "dma" => Some(Self::DMA_CHECKING),
-            "security" => Some(Self::SECURITY_CHECKS),
-            "misc" => Some(Self::MISCELLANEOUS_CHECKS),
-            _ => None,
-        };
+        let t = if t == "force_irql_checking" { "irql".to_string() } else { t };
+        let named = NAMES.iter().find(|(n, _)| *n == t).map(|(_, f)| *f);
         if let Some(f) = named {
             return Ok(f);
         }
@@ -76,5 +85,12 @@ mod tests {
         assert_eq!(VerifierFlags::parse_one("irql"), Ok(VerifierFlags::FORCE_IRQL_CHECKING));
         assert_eq!(VerifierFlags::parse_one("0x9"), Ok(VerifierFlags::SPECIAL_POOL | VerifierFlags::POOL_TRACKING));
         assert!(VerifierFlags::parse_one("turbo").unwrap_err().contains("special_pool"));
+        assert_eq!(
+            (VerifierFlags::SPECIAL_POOL | VerifierFlags::POOL_TRACKING).names(),
+            ["special_pool", "pool_tracking"]
+        );
+        for (name, flag) in NAMES {
+            assert_eq!(VerifierFlags::parse_one(name), Ok(flag), "{name} reads back");
+        }
     }
 }
