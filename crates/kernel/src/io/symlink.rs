@@ -36,9 +36,6 @@ pub struct SymbolicLink {
     pub name: String,
     /// The device name it points to.
     pub target: String,
-    /// The `DRIVER_OBJECT` address of the driver that created it (0: unknown).
-    #[serde(skip)]
-    pub creator: u64,
 }
 
 /// The machine's symbolic links, by canonical name.
@@ -59,12 +56,12 @@ fn canonical(name: &[u16]) -> Vec<u16> {
 }
 
 impl SymbolicLinks {
-    /// `IoCreateSymbolicLink(link, target)` by `creator`.
+    /// `IoCreateSymbolicLink(link, target)`.
     ///
     /// # Errors
     /// `STATUS_OBJECT_NAME_COLLISION` when the link exists;
     /// `STATUS_OBJECT_NAME_INVALID` for an empty name.
-    pub fn create(&mut self, link: &[u16], target: &[u16], creator: u64) -> Result<(), NtStatus> {
+    pub fn create(&mut self, link: &[u16], target: &[u16]) -> Result<(), NtStatus> {
         if link.is_empty() {
             return Err(NtStatus::OBJECT_NAME_INVALID);
         }
@@ -73,7 +70,7 @@ impl SymbolicLinks {
             return Err(NtStatus::OBJECT_NAME_COLLISION);
         }
         let name = String::from_utf16_lossy(link);
-        self.links.insert(key, SymbolicLink { name, target: String::from_utf16_lossy(target), creator });
+        self.links.insert(key, SymbolicLink { name, target: String::from_utf16_lossy(target) });
         Ok(())
     }
 
@@ -90,9 +87,10 @@ impl SymbolicLinks {
         self.links.get(&canonical(link)).map(|l| l.target.as_str())
     }
 
-    /// The links `creator` made that still exist.
-    pub fn created_by(&self, creator: u64) -> Vec<SymbolicLink> {
-        self.links.values().filter(|l| l.creator == creator).cloned().collect()
+    /// Every link, by canonical name: at the end of a run, the links its driver
+    /// left behind (a run loads one driver).
+    pub fn all(&self) -> Vec<SymbolicLink> {
+        self.links.values().cloned().collect()
     }
 }
 
@@ -107,14 +105,13 @@ mod tests {
     #[test]
     fn a_link_exists_once_under_either_dos_devices_spelling() {
         let mut t = SymbolicLinks::default();
-        assert_eq!(t.create(&w("\\DosDevices\\IoctlTest"), &w("\\Device\\SIOCTL"), 7), Ok(()));
+        assert_eq!(t.create(&w("\\DosDevices\\IoctlTest"), &w("\\Device\\SIOCTL")), Ok(()));
         assert_eq!(t.target(&w("\\??\\ioctltest")), Some("\\Device\\SIOCTL"));
-        assert_eq!(t.create(&w("\\??\\IOCTLTEST"), &w("\\Device\\Other"), 8), Err(NtStatus::OBJECT_NAME_COLLISION));
-        assert_eq!(t.created_by(7).len(), 1);
-        assert_eq!(t.created_by(8).len(), 0);
+        assert_eq!(t.create(&w("\\??\\IOCTLTEST"), &w("\\Device\\Other")), Err(NtStatus::OBJECT_NAME_COLLISION));
+        assert_eq!(t.all().len(), 1);
         assert_eq!(t.delete(&w("\\dosdevices\\IoctlTest")).map(|l| l.name), Ok("\\DosDevices\\IoctlTest".to_string()));
         assert_eq!(t.delete(&w("\\DosDevices\\IoctlTest")), Err(NtStatus::OBJECT_NAME_NOT_FOUND));
-        assert_eq!(t.created_by(7), Vec::new());
-        assert_eq!(t.create(&[], &w("\\Device\\X"), 7), Err(NtStatus::OBJECT_NAME_INVALID));
+        assert_eq!(t.all(), Vec::new());
+        assert_eq!(t.create(&[], &w("\\Device\\X")), Err(NtStatus::OBJECT_NAME_INVALID));
     }
 }
