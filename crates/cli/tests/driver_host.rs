@@ -756,3 +756,16 @@ fn counted_strings_and_symbolic_links_behave_as_documented_from_c() {
     assert!(t.contains("LEFT LINK      \\DosDevices\\NtmemLeft -> \\Device\\NtmemLinks"), "{t}");
     assert!(t.contains("left symbolic links behind: \\DosDevices\\NtmemLeft"), "{t}");
 }
+
+#[test]
+fn creating_a_symbolic_link_at_dispatch_level_is_0x0a_as_pageable_code() {
+    let (v, code) = json("symlink_dispatch.c");
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x0A);
+    let p = &v["bugcheck"]["parameters"];
+    // The routine's address, DISPATCH_LEVEL, an execute access, the routine again.
+    assert_eq!(p[1], 2, "{v}");
+    assert_eq!(p[2], 8, "{v}");
+    assert_eq!(p[0], p[3], "{v}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("not reached"), "{v}");
+}
