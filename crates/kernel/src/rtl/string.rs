@@ -40,9 +40,10 @@ pub const MAX_ANSI_LENGTH: u16 = 0xFFFE;
 /// (wdm.h)"): the header for a NUL-terminated source of `chars` wide characters
 /// (without the terminator); `None` is a NULL source, which gives 0/0 (and a NULL
 /// `Buffer`). `Length` is the source's bytes and `MaximumLength` two more (the
-/// terminator). A source longer than [`MAX_UNICODE_LENGTH`] bytes is cut to it,
-/// with `MaximumLength` 0xFFFE, as Windows' `RtlInitUnicodeString` does (the
-/// counted string then covers the source's first 0x7FFE characters).
+/// terminator). The page's note: a source longer than `MAX_USTRING - 1` bytes
+/// (`MAX_USTRING` = 0xFFFE) gets `Length` `MAX_USTRING - 2` (0xFFFC,
+/// [`MAX_UNICODE_LENGTH`]) and `MaximumLength` `MAX_USTRING`, which misstate the
+/// source's length (the counted string covers its first 0x7FFE characters).
 pub fn init_unicode(chars: Option<usize>) -> Counted {
     let Some(chars) = chars else { return Counted { length: 0, maximum_length: 0 } };
     let bytes = chars.saturating_mul(2).min(usize::from(MAX_UNICODE_LENGTH));
@@ -52,8 +53,9 @@ pub fn init_unicode(chars: Option<usize>) -> Counted {
 
 /// `RtlInitAnsiString` and `RtlInitString` (learn.microsoft.com, "RtlInitAnsiString
 /// function (wdm.h)", "RtlInitString function (wdm.h)"): as [`init_unicode`] for a
-/// NUL-terminated narrow source of `bytes` bytes; longer than [`MAX_ANSI_LENGTH`]
-/// is cut to it, with `MaximumLength` 0xFFFF.
+/// NUL-terminated narrow source of `bytes` bytes. The page: a source longer than
+/// `MAXUSHORT - 1` bytes gets `Length` `MAXUSHORT - 1` ([`MAX_ANSI_LENGTH`]) and
+/// `MaximumLength` `MAXUSHORT`.
 pub fn init_ansi(bytes: Option<usize>) -> Counted {
     let Some(bytes) = bytes else { return Counted { length: 0, maximum_length: 0 } };
     let length = u16::try_from(bytes.min(usize::from(MAX_ANSI_LENGTH))).unwrap_or(MAX_ANSI_LENGTH);
