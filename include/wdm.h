@@ -139,6 +139,9 @@ typedef LARGE_INTEGER PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 #define STATUS_BUFFER_TOO_SMALL ((NTSTATUS)0xC0000023L)
 #define STATUS_INSUFFICIENT_RESOURCES ((NTSTATUS)0xC000009AL)
 #define STATUS_NOT_SUPPORTED ((NTSTATUS)0xC00000BBL)
+#define STATUS_OBJECT_NAME_INVALID ((NTSTATUS)0xC0000033L)
+#define STATUS_OBJECT_NAME_NOT_FOUND ((NTSTATUS)0xC0000034L)
+#define STATUS_OBJECT_NAME_COLLISION ((NTSTATUS)0xC0000035L)
 
 /* ---- Sizes and layout --------------------------------------------------- */
 
@@ -500,6 +503,7 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/resources.h"
 #include "ntmem/io.h"
 #include "ntmem/lookaside.h"
+#include "ntmem/rtl.h"
 
 /* Every driver defines it; the driver host calls it at PASSIVE_LEVEL. */
 DRIVER_INITIALIZE DriverEntry;

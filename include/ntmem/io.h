@@ -66,6 +66,10 @@ typedef enum _MM_PAGE_PRIORITY {
     NormalPagePriority = 16,
     HighPagePriority = 32
 } MM_PAGE_PRIORITY;
+/* Flags ORed into a Priority argument (accepted; ntmem does not change the
+ * mapping's protection for them). */
+#define MdlMappingNoWrite 0x80000000
+#define MdlMappingNoExecute 0x40000000
 
 #define MmGetMdlVirtualAddress(Mdl) ((PVOID)((PCHAR)((Mdl)->StartVa) + (Mdl)->ByteOffset))
 #define MmGetMdlByteCount(Mdl) ((Mdl)->ByteCount)
@@ -185,6 +189,12 @@ NTKERNELAPI NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExt
                                     ULONG DeviceCharacteristics, BOOLEAN Exclusive,
                                     PDEVICE_OBJECT *DeviceObject);
 NTKERNELAPI VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject);
+/* \DosDevices\X (the same link as \??\X) -> a device name; PASSIVE_LEVEL.
+ * STATUS_OBJECT_NAME_COLLISION when the link exists; the link outlives the driver
+ * unless deleted (the run's report lists the ones left). */
+NTKERNELAPI NTSTATUS IoCreateSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING DeviceName);
+/* STATUS_OBJECT_NAME_NOT_FOUND when it is not a link. */
+NTKERNELAPI NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName);
 
 /* ---- IRPs --------------------------------------------------------------- */
 

@@ -8,6 +8,7 @@
 
 /* Memory copies and fills, as the WDK's macros over the C library. */
 #define RtlCopyMemory(Destination, Source, Length) __builtin_memcpy((Destination), (Source), (Length))
+#define RtlCopyBytes RtlCopyMemory
 #define RtlMoveMemory(Destination, Source, Length) __builtin_memmove((Destination), (Source), (Length))
 #define RtlFillMemory(Destination, Length, Fill) __builtin_memset((Destination), (Fill), (Length))
 #define RtlZeroMemory(Destination, Length) __builtin_memset((Destination), 0, (Length))

@@ -736,3 +736,62 @@ fn verifier_flags_given_as_a_number_are_reported_by_name() {
     let t = text(&run("clean.c", &["--verifier", "0x9"]));
     assert!(t.contains("Verifier       special_pool, pool_tracking ("), "{t}");
 }
+
+#[test]
+fn counted_strings_and_symbolic_links_behave_as_documented_from_c() {
+    let out = run("symlinks.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for line in [
+        "links: NULL 0/0 no buffer",
+        "links: ansi 6/7 narrow",
+        "links: ansi NULL 0/0",
+        "links: constant 6/8 Key",
+        // 0x8FFF characters: cut to 0xFFFC bytes, MaximumLength 0xFFFE.
+        "links: long 0xfffc/0xfffe",
+        // 36 bytes into a 16-byte buffer: cut, no room for a terminator.
+        "links: copy cut 16/16 \\Device\\",
+        "links: copy NULL 0",
+        "links: copy terminated yes",
+        "links: append 0",
+        "links: append string 0",
+        "links: appended 12/16 abcdab",
+        "links: append too much 0xc0000023",
+        "links: unchanged 12/16 abcdab",
+        "links: equal nocase 1 case 0",
+        "links: compare nocase 0 case below",
+        "links: create 0",
+        // \??\X is \DosDevices\X, without case.
+        "links: create again 0xc0000035",
+        "links: delete 0",
+        "links: delete again 0xc0000034",
+    ] {
+        assert!(t.contains(line), "{line:?} missing:\n{t}");
+    }
+    assert!(!t.contains("LEFT LINK"), "{t}");
+
+    let out = run("symlink_left.c", &["--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        v["symbolic_links"],
+        serde_json::json!([{"name": "\\DosDevices\\NtmemLeft", "target": "\\Device\\NtmemLinks"}])
+    );
+    let out = run("symlink_left.c", &[]);
+    let t = text(&out);
+    assert!(t.contains("LEFT LINK      \\DosDevices\\NtmemLeft -> \\Device\\NtmemLinks"), "{t}");
+    assert!(t.contains("left symbolic links behind: \\DosDevices\\NtmemLeft"), "{t}");
+}
+
+#[test]
+fn creating_a_symbolic_link_at_dispatch_level_is_0x0a_as_pageable_code() {
+    let (v, code) = json("symlink_dispatch.c");
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0x0A);
+    let p = &v["bugcheck"]["parameters"];
+    // The routine's address, DISPATCH_LEVEL, an execute access, the routine again.
+    assert_eq!(p[1], 2, "{v}");
+    assert_eq!(p[2], 8, "{v}");
+    assert_eq!(p[0], p[3], "{v}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("not reached"), "{v}");
+}

@@ -142,6 +142,8 @@ exports! {
     Ntoskrnl Routine IoCreateDevice Passive;
     Ntoskrnl Routine IoDeleteDevice Passive;
     Ntoskrnl Routine IofCompleteRequest Dispatch;
+    Ntoskrnl Routine IoCreateSymbolicLink Passive "links are recorded, not yet resolved to open devices";
+    Ntoskrnl Routine IoDeleteSymbolicLink Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack Passive;
     Ntoskrnl Routine IoDetachDevice Passive;
     Ntoskrnl Routine IoAllocateMdl Dispatch;
@@ -169,6 +171,14 @@ exports! {
     Ntoskrnl Routine DbgPrintEx Any;
     Ntoskrnl Routine vDbgPrintEx Any;
     Ntoskrnl Routine vDbgPrintExWithPrefix Any;
+    Ntoskrnl Routine RtlInitUnicodeString DependsOnMemory;
+    Ntoskrnl Routine RtlInitAnsiString DependsOnMemory;
+    Ntoskrnl Routine RtlInitString DependsOnMemory;
+    Ntoskrnl Routine RtlCopyUnicodeString DependsOnMemory;
+    Ntoskrnl Routine RtlAppendUnicodeToString DependsOnMemory;
+    Ntoskrnl Routine RtlAppendUnicodeStringToString DependsOnMemory;
+    Ntoskrnl Routine RtlCompareUnicodeString Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlEqualUnicodeString Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
     Hal Routine READ_PORT_UCHAR Any;
     Hal Routine READ_PORT_USHORT Any;
     Hal Routine READ_PORT_ULONG Any;

@@ -82,6 +82,37 @@ pub unsafe extern "C" fn IoDeleteDevice(device: *mut c_void) {
     }
 }
 
+/// `IoCreateSymbolicLink` (learn.microsoft.com, "IoCreateSymbolicLink function
+/// (wdm.h)"): records `link` → `device` in the object namespace
+/// ([`ntmem_kernel::io::symlink`]); `STATUS_OBJECT_NAME_COLLISION` when the link
+/// exists. PASSIVE_LEVEL: above it, the pageable-code stop (0x0A).
+///
+/// # Safety
+/// Both are valid `UNICODE_STRING`s (a bad one faults, as on Windows).
+#[no_mangle]
+pub unsafe extern "C" fn IoCreateSymbolicLink(link: *const UnicodeString, device: *const UnicodeString) -> NtStatus {
+    kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoCreateSymbolicLink as *const () as u64));
+    // SAFETY: the caller's strings (`# Safety`).
+    let (link, device) = unsafe { (crate::rtl::unicode_chars(link), crate::rtl::unicode_chars(device)) };
+    let created = kernel(|cpu| Ok(cpu.machine().io().symbolic_links().create(&link, &device)));
+    created.map_or_else(|s| s.0 as NtStatus, |()| 0)
+}
+
+/// `IoDeleteSymbolicLink` (learn.microsoft.com, "IoDeleteSymbolicLink function
+/// (wdm.h)"): removes `link`; `STATUS_OBJECT_NAME_NOT_FOUND` when it is not a
+/// link. PASSIVE_LEVEL: above it, the pageable-code stop (0x0A).
+///
+/// # Safety
+/// `link` is a valid `UNICODE_STRING`.
+#[no_mangle]
+pub unsafe extern "C" fn IoDeleteSymbolicLink(link: *const UnicodeString) -> NtStatus {
+    kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoDeleteSymbolicLink as *const () as u64));
+    // SAFETY: the caller's string (`# Safety`).
+    let link = unsafe { crate::rtl::unicode_chars(link) };
+    let deleted = kernel(|cpu| Ok(cpu.machine().io().symbolic_links().delete(&link)));
+    deleted.map_or_else(|s| s.0 as NtStatus, |_| 0)
+}
+
 /// `IofCompleteRequest` (behind the `IoCompleteRequest` macro).
 #[no_mangle]
 pub extern "C" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
@@ -158,6 +189,10 @@ pub struct Exports {
     pub io_delete_device: unsafe extern "C" fn(*mut c_void),
     /// `IofCompleteRequest`.
     pub iof_complete_request: extern "C" fn(*mut c_void, i8),
+    /// `IoCreateSymbolicLink`.
+    pub io_create_symbolic_link: unsafe extern "C" fn(*const UnicodeString, *const UnicodeString) -> NtStatus,
+    /// `IoDeleteSymbolicLink`.
+    pub io_delete_symbolic_link: unsafe extern "C" fn(*const UnicodeString) -> NtStatus,
 }
 
 /// The table.
@@ -165,4 +200,6 @@ pub static EXPORTS: Exports = Exports {
     io_create_device: IoCreateDevice,
     io_delete_device: IoDeleteDevice,
     iof_complete_request: IofCompleteRequest,
+    io_create_symbolic_link: IoCreateSymbolicLink,
+    io_delete_symbolic_link: IoDeleteSymbolicLink,
 };

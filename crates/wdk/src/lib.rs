@@ -38,6 +38,7 @@ pub mod lookaside;
 pub mod mdl;
 pub mod mm;
 pub mod pnp;
+pub mod rtl;
 pub mod seh;
 pub mod types;
 
@@ -120,5 +121,6 @@ pub fn exports() -> &'static Exports {
     std::hint::black_box(&io::EXPORTS);
     std::hint::black_box(&lookaside::EXPORTS);
     std::hint::black_box(&pnp::EXPORTS);
+    std::hint::black_box(&rtl::EXPORTS);
     std::hint::black_box(&EXPORTS)
 }

@@ -31,8 +31,12 @@ fn mode(raw: i8) -> ProcessorMode {
     }
 }
 
+/// The `MM_PAGE_PRIORITY` of a `Priority` argument, without the flags ORed into
+/// it: `MdlMappingNoWrite` (0x80000000) and `MdlMappingNoExecute` (0x40000000)
+/// (learn.microsoft.com, "MmGetSystemAddressForMdlSafe"). ntmem accepts the flags
+/// and does not model them (the mapping's protection does not change).
 fn priority(raw: u32) -> PagePriority {
-    match raw & 0x7FFF_FFFF {
+    match raw & 0x3FFF_FFFF {
         0..=15 => PagePriority::Low,
         16..=31 => PagePriority::Normal,
         _ => PagePriority::High,

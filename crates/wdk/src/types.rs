@@ -160,3 +160,18 @@ impl OwnedUnicode {
         }
     }
 }
+
+/// `STRING` / `ANSI_STRING`: `length` and `maximum_length` in bytes.
+#[repr(C)]
+#[derive(Debug)]
+pub struct AnsiString {
+    /// `Length`.
+    pub length: u16,
+    /// `MaximumLength`.
+    pub maximum_length: u16,
+    /// `Buffer`.
+    pub buffer: *mut u8,
+}
+
+const _: () = assert!(std::mem::size_of::<AnsiString>() == 0x10);
+const _: () = assert!(std::mem::size_of::<UnicodeString>() == 0x10);

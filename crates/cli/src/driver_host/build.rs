@@ -30,6 +30,8 @@ const HEADERS: &[(&str, &str)] = &[
     ("ntmem/memory.h", include_str!("../../../../include/ntmem/memory.h")),
     ("ntmem/io.h", include_str!("../../../../include/ntmem/io.h")),
     ("ntmem/lookaside.h", include_str!("../../../../include/ntmem/lookaside.h")),
+    ("ntmem/rtl.h", include_str!("../../../../include/ntmem/rtl.h")),
+    ("ntmem/resources.h", include_str!("../../../../include/ntmem/resources.h")),
 ];
 
 /// What every driver is compiled with. `-fshort-wchar` makes `L"..."` 16-bit as

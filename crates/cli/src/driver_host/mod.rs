@@ -140,6 +140,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     report.leaks_checked = report.bugcheck.is_none() && report.unload != Unload::NotRegistered;
     if report.leaks_checked {
         report.leaks = report.pool.iter().filter(|r| r.diff != 0).copied().collect();
+        report.symbolic_links = machine.io().symbolic_links().all();
     }
     if request.json {
         report.debug_output = Some(dbg::take_captured());

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
+use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::format_size;
 use ntmem_wdk::pnp::PnpEvent;
@@ -44,6 +45,9 @@ pub struct Report {
     pub leaks_checked: bool,
     /// Tags with blocks still allocated.
     pub leaks: Vec<PoolMonRow>,
+    /// Symbolic links the driver created and did not delete (checked with the
+    /// leaks): on Windows they outlive the driver, naming a device that is gone.
+    pub symbolic_links: Vec<SymbolicLink>,
     /// The bugcheck that stopped the machine.
     pub bugcheck: Option<BugCheck>,
     /// DbgPrint text (JSON reports; text reports print it as it happens).
@@ -69,6 +73,9 @@ fn status_name(s: i32) -> Option<&'static str> {
         0xC000_0010 => "STATUS_INVALID_DEVICE_REQUEST",
         0xC000_0017 => "STATUS_NO_MEMORY",
         0xC000_0023 => "STATUS_BUFFER_TOO_SMALL",
+        0xC000_0033 => "STATUS_OBJECT_NAME_INVALID",
+        0xC000_0034 => "STATUS_OBJECT_NAME_NOT_FOUND",
+        0xC000_0035 => "STATUS_OBJECT_NAME_COLLISION",
         0xC000_009A => "STATUS_INSUFFICIENT_RESOURCES",
         0xC000_00BB => "STATUS_NOT_SUPPORTED",
         _ => return None,
@@ -100,6 +107,7 @@ impl Report {
             pool: Vec::new(),
             leaks_checked: false,
             leaks: Vec::new(),
+            symbolic_links: Vec::new(),
             bugcheck: None,
             debug_output: None,
             steps: Vec::new(),
@@ -119,6 +127,7 @@ impl Report {
             }
         } else if self.driver_entry_status.is_none_or(|s| s < 0)
             || !self.leaks.is_empty()
+            || !self.symbolic_links.is_empty()
             || self.steps.iter().any(|s| !s.ok)
             || self.pnp.iter().any(|e| e.status.is_some_and(|s| s < 0))
         {
@@ -150,6 +159,10 @@ impl Report {
         if !self.leaks.is_empty() {
             let tags: Vec<String> = self.leaks.iter().map(|r| format!("'{}'", r.tag)).collect();
             return format!("{} leaked pool: {}", self.driver, tags.join(", "));
+        }
+        if !self.symbolic_links.is_empty() {
+            let names: Vec<&str> = self.symbolic_links.iter().map(|l| l.name.as_str()).collect();
+            return format!("{} left symbolic links behind: {}", self.driver, names.join(", "));
         }
         "clean".to_string()
     }
@@ -241,6 +254,9 @@ impl Report {
                 );
             }
         }
+        for l in &self.symbolic_links {
+            let _ = writeln!(o, "LEFT LINK      {} -> {} (outlives the driver)", l.name, l.target);
+        }
         if let Some(b) = &self.bugcheck {
             let _ = writeln!(o, "\n{b}\n");
             let _ = write!(o, "{}", b.analysis());
@@ -287,7 +303,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 15)?;
+        let mut o = s.serialize_struct("Report", 16)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -297,6 +313,7 @@ impl Serialize for Report {
         o.serialize_field("pool", &rows(&self.pool))?;
         o.serialize_field("leaks_checked", &self.leaks_checked)?;
         o.serialize_field("leaks", &rows(&self.leaks))?;
+        o.serialize_field("symbolic_links", &self.symbolic_links)?;
         let steps: Vec<_> = self
             .steps
             .iter()

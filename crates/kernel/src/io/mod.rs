@@ -17,6 +17,7 @@
 //!   `IRP_MJ_PNP` start-device (with the raw and translated `CM_RESOURCE_LIST`s)
 //!   and remove-device.
 //! * [`returns`]: the IRQL a driver routine must return at (0xE1, 0x4A).
+//! * [`symlink`]: symbolic links (`IoCreateSymbolicLink` / `IoDeleteSymbolicLink`).
 //!
 //! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
 //! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
@@ -37,6 +38,7 @@ pub mod irp;
 pub mod pnp;
 pub mod request;
 pub mod returns;
+pub mod symlink;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -175,6 +177,7 @@ pub(crate) struct DeviceRecord {
 pub struct IoManager {
     devices: Mutex<Vec<DeviceRecord>>,
     irps: Mutex<BTreeMap<u64, IrpRecord>>,
+    symbolic_links: Mutex<symlink::SymbolicLinks>,
 }
 
 impl IoManager {
@@ -184,6 +187,11 @@ impl IoManager {
 
     pub(crate) fn irps(&self) -> MutexGuard<'_, BTreeMap<u64, IrpRecord>> {
         self.irps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The object namespace's symbolic links.
+    pub fn symbolic_links(&self) -> MutexGuard<'_, symlink::SymbolicLinks> {
+        self.symbolic_links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// After a dispatch returned: the IRP's final status and Information if it

@@ -3,5 +3,8 @@
 //!
 //! * [`format`]: Windows' printf format language (`DbgPrint`, `_vsnprintf`,
 //!   `RtlStringCbPrintf`).
+//! * [`string`]: counted strings (`RtlInitUnicodeString`, `RtlCopyUnicodeString`,
+//!   `RtlAppendUnicodeToString`, `RtlCompareUnicodeString`, …).
 
 pub mod format;
+pub mod string;
