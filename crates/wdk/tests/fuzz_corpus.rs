@@ -136,3 +136,38 @@ fn replay() {
         }
     }
 }
+
+/// Every reproducer of `fuzz/crashes/routines/` (each once a panic, an abort or a
+/// hang of the host) now ends as the program would on Windows: `DriverEntry`
+/// returns, or the machine stops with Windows' bugcheck (fuzz/README.md, "Known
+/// crashes", says what each file does).
+#[test]
+fn the_routines_crash_reproducers_end_in_results_or_bugchecks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/crashes/routines");
+    // (file, the bugcheck code and its first parameter; None: DriverEntry returns)
+    let expected: [(&str, Option<(u32, u64)>); 7] = [
+        ("abort-map-io-space-20gb-exhausts-host-mappings", None),
+        ("hang-lookaside-fault-in-try-twice", None),
+        ("hang-map-io-space-12gb", None),
+        ("panic-map-io-space-pfn-beyond-pte", None),
+        ("panic-pool-size-max-overflow", None),
+        // STATUS_DATATYPE_MISALIGNMENT raised outside any __try in a system thread.
+        ("panic-probe-alignment-0", Some((0x7E, 0x8000_0002))),
+        // SYSTEM_PTE_MISUSE 3: the base was not mapped by MmMapLockedPages.
+        ("panic-unmap-locked-pages-outside-system-ptes", Some((0xDA, 3))),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, expected.map(|(f, _)| f.to_string()), "each reproducer has its expected outcome here");
+    for (file, outcome) in expected {
+        let report = fuzz::routines(&std::fs::read(dir.join(file)).unwrap());
+        let bugcheck = report.bugcheck.as_ref().map(|b| (b.code.0, b.parameters[0]));
+        assert_eq!(bugcheck, outcome, "{file}: {:?}", report.bugcheck.map(|b| b.to_string()));
+        if outcome.is_none() {
+            assert_eq!(report.driver_entry_status, Some(0), "{file}: DriverEntry returns STATUS_SUCCESS");
+        }
+    }
+}
