@@ -48,7 +48,8 @@
 //! The rule of those locks: nothing under one touches the driver's memory for the
 //! first time. A touch can fault, and a fault the driver's `__try` takes leaves by
 //! a `longjmp` that never drops the guard — the next operation on any list of that
-//! stripe would spin for ever. So every operation touches the head (a write that
+//! stripe would spin for ever (a stripe its own processor still holds is taken
+//! over, see [`Stripe`], as the last defence). So every operation touches the head (a write that
 //! changes nothing, [`Window::touch`]) and the entry it is given (its link, read and
 //! written back, as the push will) before it takes the lock; the pop reads the
 //! first entry's link outside the lock too, and takes it only if the list is
@@ -59,7 +60,7 @@
 //! retries the pop (`ExpInterlockedPopEntrySListFault`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ntmem_machine::Va;
@@ -178,7 +179,7 @@ impl Default for Lookasides {
     fn default() -> Self {
         Lookasides {
             lists: Mutex::default(),
-            stripes: (0..STRIPES).map(|_| Stripe(AtomicBool::new(false))).collect(),
+            stripes: (0..STRIPES).map(|_| Stripe(AtomicU32::new(0))).collect(),
             scan: Mutex::new((SCAN_PERIOD_MS, PoolKind::Nonpaged)),
         }
     }
@@ -186,16 +187,20 @@ impl Default for Lookasides {
 
 /// One of the locks that serialise list operations: a spin lock, as the list
 /// operations it covers are a handful of memory accesses (the hit path of
-/// `ExAllocateFrom…LookasideList` must be cheap, issue 3 item 9).
+/// `ExAllocateFrom…LookasideList` must be cheap, issue 3 item 9). It holds 0 when
+/// free, else the number of the processor holding it plus one: list operations do
+/// not nest, and a processor runs on one thread at a time, so a stripe its own
+/// processor holds was abandoned by a fault that left through `longjmp` (module
+/// docs) and is taken over.
 #[derive(Debug)]
-struct Stripe(AtomicBool);
+struct Stripe(AtomicU32);
 
 /// A held [`Stripe`]; released when dropped.
 struct StripeGuard<'a>(&'a Stripe);
 
 impl Drop for StripeGuard<'_> {
     fn drop(&mut self) {
-        (self.0).0.store(false, Ordering::Release);
+        (self.0).0.store(0, Ordering::Release);
     }
 }
 
@@ -268,10 +273,16 @@ fn set_link(cpu: &Cpu<'_>, entry: Va, next: u64) -> Result<(), BugCheck> {
 }
 
 impl Lookasides {
-    fn stripe(&self, head: Va) -> StripeGuard<'_> {
+    fn stripe(&self, cpu: &Cpu<'_>, head: Va) -> StripeGuard<'_> {
         let stripe = &self.stripes[(head.get() >> 7) as usize & (STRIPES - 1)];
-        while stripe.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            std::hint::spin_loop();
+        let me = cpu.number() + 1;
+        loop {
+            match stripe.0.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                // Abandoned by this processor (see [`Stripe`]).
+                Err(owner) if owner == me => break,
+                Err(_) => std::hint::spin_loop(),
+            }
         }
         StripeGuard(stripe)
     }
@@ -297,7 +308,7 @@ impl Lookasides {
     ) -> Result<(), Raise> {
         let h = Head::at(cpu, head).ok_or(Raise(NtStatus::DATATYPE_MISALIGNMENT))?;
         h.0.touch();
-        let _guard = self.stripe(head);
+        let _guard = self.stripe(cpu, head);
         cpu.machine().space().fill(head, GENERAL_LOOKASIDE_POOL_SIZE, 0).expect("the head is in the space");
         h.0.write_u16::<DEPTH>(INITIAL_DEPTH);
         h.0.write_u16::<MAX_DEPTH>(MAXIMUM_DEPTH);
@@ -350,7 +361,7 @@ impl Lookasides {
         // The pop: the first entry's link is read outside the lock (module docs),
         // and the entry taken only if the list has not changed meanwhile.
         let mut seen = {
-            let _guard = self.stripe(head);
+            let _guard = self.stripe(cpu, head);
             h.slist()
         };
         let (pool_type, size, tag) = loop {
@@ -361,7 +372,7 @@ impl Lookasides {
                     Some((entry, link(cpu, entry)?))
                 }
             };
-            let _guard = self.stripe(head);
+            let _guard = self.stripe(cpu, head);
             let now = h.slist();
             if (now.1, now.2) != (seen.1, seen.2) {
                 seen = now;
@@ -392,7 +403,7 @@ impl Lookasides {
         // The push's touch of the link, outside the lock (module docs).
         set_link(cpu, entry, link(cpu, entry)?)?;
         {
-            let _guard = self.stripe(head);
+            let _guard = self.stripe(cpu, head);
             h.bump::<TOTAL_FREES>();
             let (depth, sequence, first) = h.slist();
             if depth < h.0.read_u16::<DEPTH>() {
@@ -421,7 +432,7 @@ impl Lookasides {
         let h = Self::head(cpu, head)?;
         // The chain is detached under the lock and walked outside it (module docs).
         let mut next = {
-            let _guard = self.stripe(head);
+            let _guard = self.stripe(cpu, head);
             let (_, sequence, first) = h.slist();
             h.set_slist(0, sequence + 1, 0);
             first
@@ -491,7 +502,7 @@ impl Lookasides {
             for head in heads.into_iter().map(Va::new) {
                 if let Some(h) = Head::at(cpu, head) {
                     h.0.touch();
-                    let _guard = self.stripe(head);
+                    let _guard = self.stripe(cpu, head);
                     changed |= adjust_depth(h);
                 }
             }
