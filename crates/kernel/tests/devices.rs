@@ -361,3 +361,27 @@ fn a_full_port_space_refuses_new_devices() {
     let err = m.hal().add_device(&DeviceSpec::new("huge").block("ports", 0x8000, Space::Port)).unwrap_err();
     assert!(matches!(err, HalError::NoRoom { space: Space::Port, .. }));
 }
+
+/// Host budget (io_space module docs): a mapping of gigabytes of undecoded
+/// addresses — ~12 GB from physical 0 on a 512 MB x64 machine, one host mapping per
+/// 64 KB of floating bus — fails with NULL before anything is mapped, instead of
+/// running for minutes or exhausting the host's mappings; the system PTEs are
+/// given back. 64 MB of floating bus (the budget) still maps.
+#[test]
+fn mm_map_io_space_fails_a_mapping_beyond_the_host_budget() {
+    let m = boot("ws03sp1-enterprise-x64", 512 * MB);
+    let free = m.system_ptes().free();
+    m.run(0, |cpu| {
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(0), 12 * GB, MemoryCachingType::NonCached), None);
+        assert_eq!(mm_map_io_space(cpu, PhysAddr::new(0), 20 * GB, MemoryCachingType::Cached), None);
+        assert_eq!(m.system_ptes().free(), free);
+        let undecoded = PhysAddr::new(0x40_0000_0000);
+        let va = mm_map_io_space(cpu, undecoded, 64 * MB, MemoryCachingType::NonCached).unwrap();
+        assert_eq!(read_register_ulong(cpu, Va::new(va.get() + 64 * MB - 4))?, 0xFFFF_FFFF);
+        mm_unmap_io_space(cpu, va, 64 * MB)?;
+        assert_eq!(mm_map_io_space(cpu, undecoded, 64 * MB + 0x1_0000, MemoryCachingType::NonCached), None);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(m.system_ptes().free(), free);
+}

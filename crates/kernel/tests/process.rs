@@ -212,3 +212,25 @@ fn sizes_that_wrap_are_invalid_parameters() {
         .unwrap();
     }
 }
+
+/// A commit RAM cannot back (4,000,000,000 bytes on a 512 MB x64 machine, whose
+/// user space would hold it) is all or nothing: STATUS_NO_MEMORY, the frames
+/// it took given back and the region it reserved gone (the same range can be
+/// reserved again), and the process is torn down without stopping the machine.
+#[test]
+fn a_commit_ram_cannot_back_takes_nothing() {
+    let m = boot("ws03sp1-enterprise-x64");
+    m.run(0, |cpu| {
+        let p = process(cpu, "huge.exe");
+        let base = Some(Va::new(0x1000_0000));
+        let free = m.phys().free_pages();
+        assert_eq!(nt_allocate_virtual_memory(cpu, &p, base, 4_000_000_000, BOTH, RW), Err(NtStatus::NO_MEMORY));
+        // Page tables the attempt built may stay with the process (at most one
+        // per 2 MB of the range, and the levels above).
+        assert!(free - m.phys().free_pages() <= 4_000_000_000 / (2 * MB) + 8, "{free} {}", m.phys().free_pages());
+        let (va, size) = nt_allocate_virtual_memory(cpu, &p, base, 64 * MB, BOTH, RW).unwrap();
+        assert_eq!((va, size), (Va::new(0x1000_0000), 64 * MB));
+        ps_terminate_process(cpu, &p)
+    })
+    .unwrap();
+}

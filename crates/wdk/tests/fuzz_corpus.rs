@@ -136,3 +136,57 @@ fn replay() {
         }
     }
 }
+
+/// How a program ended: the bugcheck code and its first parameter; `None` when
+/// `DriverEntry` returned.
+type Outcome = Option<(u32, u64)>;
+
+/// What a program of lookaside calls on wild addresses may end in (see its use).
+const WILD_LOOKASIDE: &[Outcome] = &[None, Some((0xC2, 0x42)), Some((0x50, 0xCDCD_CDCD_CDCD_CDC8))];
+
+/// Every reproducer of `fuzz/crashes/routines/` (each once a panic, an abort or a
+/// hang of the host) now ends as the program would on Windows: `DriverEntry`
+/// returns, or the machine stops with Windows' bugcheck (fuzz/README.md, "Known
+/// crashes", says what each file does).
+#[test]
+fn the_routines_crash_reproducers_end_in_results_or_bugchecks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/crashes/routines");
+    // (file, the outcomes allowed: a bugcheck code and its first parameter, or
+    // None where DriverEntry returns)
+    let expected: [(&str, &[Outcome]); 10] = [
+        ("abort-map-io-space-20gb-exhausts-host-mappings", &[None]),
+        // Lookaside calls on wild heads and entries that once left a stripe held:
+        // which addresses hold memory depends on the relocated layout of the
+        // machines booted beside this one, so each may return, stop with BAD_POOL_CALLER
+        // 0x42, or follow a garbage link (0x50).
+        ("hang-207ccd08", WILD_LOOKASIDE),
+        // Each free faults into its __try; where the relocated layout of a machine
+        // booted beside others in this process puts memory at 0x80000000, the
+        // touches succeed and the free that misses stops in the pool as Windows'
+        // does for an address it never gave: BAD_POOL_CALLER 0x42.
+        ("hang-lookaside-fault-in-try-twice", &[None, Some((0xC2, 0x42))]),
+        ("hang-lookaside-fault-under-stripe-a", WILD_LOOKASIDE),
+        ("hang-lookaside-fault-under-stripe-b", WILD_LOOKASIDE),
+        ("hang-map-io-space-12gb", &[None]),
+        ("panic-map-io-space-pfn-beyond-pte", &[None]),
+        ("panic-pool-size-max-overflow", &[None]),
+        // STATUS_DATATYPE_MISALIGNMENT raised outside any __try in a system thread.
+        ("panic-probe-alignment-0", &[Some((0x7E, 0x8000_0002))]),
+        // SYSTEM_PTE_MISUSE 3: the base was not mapped by MmMapLockedPages.
+        ("panic-unmap-locked-pages-outside-system-ptes", &[Some((0xDA, 3))]),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, expected.map(|(f, _)| f.to_string()), "each reproducer has its expected outcome here");
+    for (file, outcome) in expected {
+        let report = fuzz::routines(&std::fs::read(dir.join(file)).unwrap());
+        let bugcheck = report.bugcheck.as_ref().map(|b| (b.code.0, b.parameters[0]));
+        assert!(outcome.contains(&bugcheck), "{file}: {:?}", report.bugcheck.map(|b| b.to_string()));
+        if bugcheck.is_none() {
+            assert_eq!(report.driver_entry_status, Some(0), "{file}: DriverEntry returns STATUS_SUCCESS");
+        }
+    }
+}

@@ -44,9 +44,23 @@
 //! A hit is that lock plus a handful of loads and stores through one window on the
 //! head ([`AddressSpace::window`](crate::mm::space::AddressSpace::window)) and one on the entry; the list registry
 //! (routines) is consulted only on a miss.
+//!
+//! The rule of those locks: nothing under one touches the driver's memory for the
+//! first time. A touch can fault, and a fault the driver's `__try` takes leaves by
+//! a `longjmp` that never drops the guard — the next operation on any list of that
+//! stripe would spin for ever (a stripe its own processor still holds is taken
+//! over, see [`Stripe`], as the last defence). So every operation touches the head (a write that
+//! changes nothing, [`Window::touch`]) and the entry it is given (its link, read and
+//! written back, as the push will) before it takes the lock; the pop reads the
+//! first entry's link outside the lock too, and takes it only if the list is
+//! unchanged meanwhile (the `SLIST_HEADER` sequence, as Windows' interlocked pop
+//! compares it); delete detaches the whole chain under the lock and walks it
+//! outside. Where ntmem differs: a fault on an entry another processor popped and
+//! freed meanwhile is the driver's fault here, where Windows' page-fault handler
+//! retries the pop (`ExpInterlockedPopEntrySListFault`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ntmem_machine::Va;
@@ -165,7 +179,7 @@ impl Default for Lookasides {
     fn default() -> Self {
         Lookasides {
             lists: Mutex::default(),
-            stripes: (0..STRIPES).map(|_| Stripe(AtomicBool::new(false))).collect(),
+            stripes: (0..STRIPES).map(|_| Stripe(AtomicU32::new(0))).collect(),
             scan: Mutex::new((SCAN_PERIOD_MS, PoolKind::Nonpaged)),
         }
     }
@@ -173,16 +187,20 @@ impl Default for Lookasides {
 
 /// One of the locks that serialise list operations: a spin lock, as the list
 /// operations it covers are a handful of memory accesses (the hit path of
-/// `ExAllocateFrom…LookasideList` must be cheap, issue 3 item 9).
+/// `ExAllocateFrom…LookasideList` must be cheap, issue 3 item 9). It holds 0 when
+/// free, else the number of the processor holding it plus one: list operations do
+/// not nest, and a processor runs on one thread at a time, so a stripe its own
+/// processor holds was abandoned by a fault that left through `longjmp` (module
+/// docs) and is taken over.
 #[derive(Debug)]
-struct Stripe(AtomicBool);
+struct Stripe(AtomicU32);
 
 /// A held [`Stripe`]; released when dropped.
 struct StripeGuard<'a>(&'a Stripe);
 
 impl Drop for StripeGuard<'_> {
     fn drop(&mut self) {
-        (self.0).0.store(false, Ordering::Release);
+        (self.0).0.store(0, Ordering::Release);
     }
 }
 
@@ -255,10 +273,16 @@ fn set_link(cpu: &Cpu<'_>, entry: Va, next: u64) -> Result<(), BugCheck> {
 }
 
 impl Lookasides {
-    fn stripe(&self, head: Va) -> StripeGuard<'_> {
+    fn stripe(&self, cpu: &Cpu<'_>, head: Va) -> StripeGuard<'_> {
         let stripe = &self.stripes[(head.get() >> 7) as usize & (STRIPES - 1)];
-        while stripe.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            std::hint::spin_loop();
+        let me = cpu.number() + 1;
+        loop {
+            match stripe.0.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                // Abandoned by this processor (see [`Stripe`]).
+                Err(owner) if owner == me => break,
+                Err(_) => std::hint::spin_loop(),
+            }
         }
         StripeGuard(stripe)
     }
@@ -283,7 +307,8 @@ impl Lookasides {
         routines: Routines,
     ) -> Result<(), Raise> {
         let h = Head::at(cpu, head).ok_or(Raise(NtStatus::DATATYPE_MISALIGNMENT))?;
-        let _guard = self.stripe(head);
+        h.0.touch();
+        let _guard = self.stripe(cpu, head);
         cpu.machine().space().fill(head, GENERAL_LOOKASIDE_POOL_SIZE, 0).expect("the head is in the space");
         h.0.write_u16::<DEPTH>(INITIAL_DEPTH);
         h.0.write_u16::<MAX_DEPTH>(MAXIMUM_DEPTH);
@@ -299,13 +324,17 @@ impl Lookasides {
     /// stop an interlocked 16-byte exchange on it: KMODE_EXCEPTION_NOT_HANDLED
     /// (0x1E) for a general-protection fault (STATUS_ACCESS_VIOLATION, address
     /// unknown: parameter 4 is −1).
+    /// The head is touched ([`Window::touch`]) before it is returned, outside any
+    /// lock (module docs).
     fn head<'a>(cpu: &Cpu<'a>, va: Va) -> Result<Head<'a>, BugCheck> {
-        Head::at(cpu, va).ok_or_else(|| {
+        let h = Head::at(cpu, va).ok_or_else(|| {
             cpu.machine().bugcheck(
                 BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED,
                 [u64::from(NtStatus::ACCESS_VIOLATION.0), 0, 0, u64::MAX],
             )
-        })
+        })?;
+        h.0.touch();
+        Ok(h)
     }
 
     /// The simulated address of the entry a list's `SLIST_HEADER` names; a pointer
@@ -329,17 +358,33 @@ impl Lookasides {
     /// A bugcheck raised by the allocation (e.g. paged pool at DISPATCH_LEVEL).
     pub fn allocate(&self, cpu: &Cpu<'_>, head: Va) -> Result<Option<Va>, BugCheck> {
         let h = Self::head(cpu, head)?;
-        let (pool_type, size, tag) = {
-            let _guard = self.stripe(head);
+        // The pop: the first entry's link is read outside the lock (module docs),
+        // and the entry taken only if the list has not changed meanwhile.
+        let mut seen = {
+            let _guard = self.stripe(cpu, head);
+            h.slist()
+        };
+        let (pool_type, size, tag) = loop {
+            let next = match seen.2 {
+                0 => None,
+                first => {
+                    let entry = Self::entry(cpu, first)?;
+                    Some((entry, link(cpu, entry)?))
+                }
+            };
+            let _guard = self.stripe(cpu, head);
+            let now = h.slist();
+            if (now.1, now.2) != (seen.1, seen.2) {
+                seen = now;
+                continue;
+            }
             h.bump::<TOTAL_ALLOCATES>();
-            let (depth, sequence, first) = h.slist();
-            if first != 0 {
-                let entry = Self::entry(cpu, first)?;
-                h.set_slist(depth.wrapping_sub(1), sequence + 1, link(cpu, entry)?);
+            if let Some((entry, link)) = next {
+                h.set_slist(now.0.wrapping_sub(1), now.1 + 1, link);
                 return Ok(Some(entry));
             }
             h.bump::<ALLOCATE_MISSES>();
-            (h.0.read_u32::<TYPE>(), u64::from(h.0.read_u32::<SIZE>()), PoolTag(h.0.read_u32::<TAG>()))
+            break (h.0.read_u32::<TYPE>(), u64::from(h.0.read_u32::<SIZE>()), PoolTag(h.0.read_u32::<TAG>()));
         };
         let pool_type = PoolType::from_raw(pool_type).unwrap_or(PoolType::NonPagedPool);
         match self.routines(head).allocate {
@@ -355,8 +400,10 @@ impl Lookasides {
     /// A bugcheck raised by the free.
     pub fn free(&self, cpu: &Cpu<'_>, head: Va, entry: Va) -> Result<(), BugCheck> {
         let h = Self::head(cpu, head)?;
+        // The push's touch of the link, outside the lock (module docs).
+        set_link(cpu, entry, link(cpu, entry)?)?;
         {
-            let _guard = self.stripe(head);
+            let _guard = self.stripe(cpu, head);
             h.bump::<TOTAL_FREES>();
             let (depth, sequence, first) = h.slist();
             if depth < h.0.read_u16::<DEPTH>() {
@@ -383,19 +430,16 @@ impl Lookasides {
     /// A bugcheck raised by a free.
     pub fn delete(&self, cpu: &Cpu<'_>, head: Va) -> Result<(), BugCheck> {
         let h = Self::head(cpu, head)?;
-        let entries = {
-            let _guard = self.stripe(head);
-            let (_, sequence, mut next) = h.slist();
-            let mut entries = Vec::new();
-            while next != 0 {
-                let entry = Self::entry(cpu, next)?;
-                entries.push(entry);
-                next = link(cpu, entry)?;
-            }
+        // The chain is detached under the lock and walked outside it (module docs).
+        let mut next = {
+            let _guard = self.stripe(cpu, head);
+            let (_, sequence, first) = h.slist();
             h.set_slist(0, sequence + 1, 0);
-            entries
+            first
         };
-        for entry in entries {
+        while next != 0 {
+            let entry = Self::entry(cpu, next)?;
+            next = link(cpu, entry)?;
             self.release(cpu, head, entry)?;
         }
         lock(&self.lists).remove(&head.get());
@@ -457,7 +501,8 @@ impl Lookasides {
             let mut changed = false;
             for head in heads.into_iter().map(Va::new) {
                 if let Some(h) = Head::at(cpu, head) {
-                    let _guard = self.stripe(head);
+                    h.0.touch();
+                    let _guard = self.stripe(cpu, head);
                     changed |= adjust_depth(h);
                 }
             }

@@ -20,6 +20,14 @@
 //! 0xC4/0x83). Findings are kept on the machine ([`crate::hal::Hal::io_space_findings`])
 //! until a verifier layer exists.
 //!
+//! Host budget (DESIGN.md): each run of pages with one backing is one host
+//! mapping, except the floating bus, which takes one per [`FLOATING_LEN`] bytes. A
+//! mapping that would take more than [`HOST_MAPPINGS_PER_CALL`] host mappings
+//! (more than 64 MB of undecoded addresses, say) fails with NULL before anything
+//! is mapped, as a mapping Windows cannot make fails — where ntmem differs: Windows
+//! maps it while system PTEs last. Without this, one call of ~12 GB spent minutes
+//! and one of ~20 GB exhausted the process's host mappings (fuzz `crashes/routines/`).
+//!
 //! IRQL: <= DISPATCH_LEVEL (above, `None`; Windows' verifier would stop with 0xC4/0x73).
 
 use std::collections::BTreeMap;
@@ -40,6 +48,10 @@ use crate::hal::FLOATING_LEN;
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 use crate::Machine;
+
+/// The most host mappings one MmMapIoSpace may take (module docs): a sixty-fourth
+/// of Linux's default `vm.max_map_count`.
+pub const HOST_MAPPINGS_PER_CALL: u64 = 1024;
 
 /// Something MmMapIoSpace found wrong (a finding, not an error: Windows goes on,
 /// and so does ntmem).
@@ -139,7 +151,12 @@ pub fn mm_map_io_space(cpu: &Cpu<'_>, pa: PhysAddr, bytes: u64, cache: MemoryCac
     let mut io = m.hal().io();
     let va = m.system_ptes().reserve(pages)?;
     let mut findings = Vec::new();
-    match map_pages(m, va, base, pages, cache.attribute(), &mut findings) {
+    let Some(runs) = plan(m, va, base, pages, cache.attribute(), &mut findings) else {
+        m.system_ptes().release(va, pages);
+        return None;
+    };
+    let first = base.pfn(shift);
+    match runs.into_iter().try_for_each(|r| map_run(m, va, first, r, cache.attribute())) {
         Ok(()) => {
             io.maps.insert(va.get(), IoMapping { pa: base, pages, len: pages * page });
             io.findings.extend(findings);
@@ -175,47 +192,56 @@ fn backing_of(m: &Machine, pfn: Pfn, va: Va, requested: CacheType, findings: &mu
     }
 }
 
-fn map_pages(
+/// A run of a mapping: its first page (from the mapping's start), its length in
+/// pages, and its last page's backing.
+type Run = (u64, u64, Backing);
+
+/// The runs of pages with one backing that map `pages` pages from `base` at `va`;
+/// `None` as soon as they would take more than [`HOST_MAPPINGS_PER_CALL`] host
+/// mappings.
+fn plan(
     m: &Machine,
     va: Va,
     base: PhysAddr,
     pages: u64,
     requested: CacheType,
     findings: &mut Vec<IoSpaceFinding>,
-) -> Result<(), MmError> {
+) -> Option<Vec<Run>> {
     let shift = m.phys().shift();
     let page = shift.page_size();
     let first = base.pfn(shift);
-    let mut run: Option<(u64, u64, Backing)> = None;
+    let mut runs: Vec<Run> = Vec::new();
+    // Host mappings of the runs before the last.
+    let mut spent = 0;
     for i in 0..pages {
         let b = backing_of(m, first.add(i), Va::new(va.get() + i * page), requested, findings);
-        match &mut run {
+        match runs.last_mut() {
             Some((_, n, last)) if last.continues(&b, page) => {
                 *n += 1;
                 *last = b;
             }
             _ => {
-                if let Some(r) = run.take() {
-                    map_run(m, va, first, r, requested)?;
-                }
-                run = Some((i, 1, b));
+                spent += runs.last().map_or(0, |r| host_mappings(m, r));
+                runs.push((i, 1, b));
             }
         }
+        if spent + runs.last().map_or(0, |r| host_mappings(m, r)) > HOST_MAPPINGS_PER_CALL {
+            return None;
+        }
     }
-    if let Some(r) = run {
-        map_run(m, va, first, r, requested)?;
+    Some(runs)
+}
+
+/// The host mappings [`map_run`] makes for `run`.
+fn host_mappings(m: &Machine, (_, n, last): &Run) -> u64 {
+    match last {
+        Backing::Floating => n.div_ceil(FLOATING_LEN / m.phys().shift().page_size()),
+        _ => 1,
     }
-    Ok(())
 }
 
 /// Maps `n` pages from page `start` of the mapping; `last` is the last page's backing.
-fn map_run(
-    m: &Machine,
-    va: Va,
-    first: Pfn,
-    (start, n, last): (u64, u64, Backing),
-    requested: CacheType,
-) -> Result<(), MmError> {
+fn map_run(m: &Machine, va: Va, first: Pfn, (start, n, last): Run, requested: CacheType) -> Result<(), MmError> {
     let page = m.phys().shift().page_size();
     let at = Va::new(va.get() + start * page);
     let pfn = first.add(start);

@@ -429,7 +429,9 @@ fn find_free(m: &Machine, vm: &Vm, size: u64) -> Option<u64> {
 /// `STATUS_INVALID_PARAMETER` (size 0 or larger than user space, a range that
 /// wraps, no type, commit without base),
 /// `STATUS_CONFLICTING_ADDRESSES` (the range is taken, or commit outside a
-/// reservation), `STATUS_NO_MEMORY`, `STATUS_PROCESS_IS_TERMINATING`.
+/// reservation), `STATUS_NO_MEMORY` (no frame or page table for a page to
+/// commit: the call then takes nothing — neither the pages it committed nor the
+/// region it reserved stay), `STATUS_PROCESS_IS_TERMINATING`.
 pub fn nt_allocate_virtual_memory(
     cpu: &Cpu<'_>,
     process: &Arc<Process>,
@@ -482,7 +484,13 @@ pub fn nt_allocate_virtual_memory(
             (start, end)
         };
         if allocation.contains(AllocationType::COMMIT) {
-            commit(m, &mut vm, start, end, protect)?;
+            if let Err(status) = commit(m, &mut vm, start, end, protect) {
+                // All or nothing: a region this call reserved goes too.
+                if allocation.contains(AllocationType::RESERVE) {
+                    vm.vads.remove(&start);
+                }
+                return Err(status);
+            }
         }
         Ok((Va::new(start), end - start))
     })
@@ -493,25 +501,48 @@ fn vad_holding(vm: &mut Vm, start: u64, end: u64, page: u64) -> Option<(u64, &mu
     (end <= s + vad.pages * page).then_some((s, vad))
 }
 
+/// Commits the pages of `[start, end)` not committed yet, all or nothing: when a
+/// frame or a page table cannot be had, the pages this call committed are given
+/// back and `STATUS_NO_MEMORY` returned, as Windows' commit takes nothing when it
+/// fails.
 fn commit(m: &Machine, vm: &mut Vm, start: u64, end: u64, protect: PageProtection) -> Result<(), NtStatus> {
     let page = page_size(m);
     let (_, vad) = vad_holding(vm, start, end, page).ok_or(NtStatus::CONFLICTING_ADDRESSES)?;
     if vad.kind != VadKind::Private {
         return Err(NtStatus::CONFLICTING_ADDRESSES);
     }
+    let mut taken = Vec::new();
     for va in (start..end).step_by(page as usize) {
         if vad.committed.contains_key(&va) {
             continue;
         }
-        let frames =
-            m.phys().allocate(&FrameRequest::new(1, PageUse::UserPrivate).zeroed()).map_err(|_| NtStatus::NO_MEMORY)?;
-        let pfn = frames.first();
-        if let Some(how) = protect.mapping() {
-            m.space().map(m.phys(), Va::new(va), &frames, how).map_err(|_| NtStatus::NO_MEMORY)?;
+        match commit_page(m, va, protect) {
+            Some(c) => taken.push((va, c)),
+            None => {
+                for (va, c) in taken {
+                    release_page(m, va, c, VadKind::Private);
+                }
+                return Err(NtStatus::NO_MEMORY);
+            }
         }
-        vad.committed.insert(va, Committed { pfn, protect });
     }
+    vad.committed.extend(taken);
     Ok(())
+}
+
+/// A zeroed frame for the page at `va`, mapped as `protect` says; `None` (nothing
+/// taken) when no frame or page table can be had.
+fn commit_page(m: &Machine, va: u64, protect: PageProtection) -> Option<Committed> {
+    let frames = m.phys().allocate(&FrameRequest::new(1, PageUse::UserPrivate).zeroed()).ok()?;
+    let pfn = frames.first();
+    if let Some(how) = protect.mapping() {
+        if m.space().map(m.phys(), Va::new(va), &frames, how).is_err() {
+            let _ = m.space().unmap(m.phys(), Va::new(va), 1);
+            let _ = m.phys().free(pfn, 1);
+            return None;
+        }
+    }
+    Some(Committed { pfn, protect })
 }
 
 /// Gives a private page back: unmapped, and its frame freed — unless an MDL still
