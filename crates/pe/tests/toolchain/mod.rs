@@ -1,31 +1,13 @@
-//! Builds real driver images with clang ≥ 19 and lld-link, as issue 10 prescribes, and runs
-//! LLVM's own tools (llvm-objdump, llvm-readobj) to have an independent reading of them.
-//!
-//! The tools are looked up as `clang-19`/`clang` (version ≥ 19), `lld-link`/`lld-link-19`,
-//! `llvm-dlltool`, `llvm-objdump`, `llvm-readobj` on PATH or under `/usr/lib/llvm-N/bin`. When
-//! one is missing the test fails saying what to install; CI (`.ci/run`) installs them.
+//! Builds real driver images with `ntmem-toolchain` (clang ≥ 19 and lld-link with the flags
+//! issue 10 prescribes), and runs LLVM's own tools (llvm-objdump, llvm-readobj) to have an
+//! independent reading of them. The LLVM tools are looked up as `TOOL-19`/`TOOL` on PATH or
+//! under `/usr/lib/llvm-N/bin`; when one is missing the test fails saying what to install
+//! (CI installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The compiler options of issue 10 ("What to build", item 1).
-pub const CFLAGS: &[&str] = &[
-    "--target=x86_64-pc-windows-msvc",
-    "-fms-extensions",
-    "-fms-compatibility",
-    "-fasync-exceptions",
-    "-funwind-tables",
-    "-ffreestanding",
-    "-fno-builtin",
-    "-fno-stack-protector",
-    "-O2",
-];
-
-/// The linker options of issue 10.
-pub const LDFLAGS: &[&str] =
-    &["/driver", "/subsystem:native", "/entry:DriverEntry", "/nodefaultlib", "/machine:x64", "/section:INIT,erd"];
-
-const INSTALL: &str = "the PE tests need clang >= 19, lld and llvm tools: apt-get install clang-19 lld-19 llvm-19";
+use ntmem_toolchain::{ImportLibrary, Toolchain, INSTALL_HINT};
 
 fn candidates(tool: &str) -> Vec<PathBuf> {
     let mut paths = vec![PathBuf::from(format!("{tool}-19")), PathBuf::from(tool)];
@@ -35,26 +17,16 @@ fn candidates(tool: &str) -> Vec<PathBuf> {
     paths
 }
 
-fn version_of(path: &Path) -> Option<u32> {
-    let out = Command::new(path).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let after = text.split("version ").nth(1)?;
-    after.split('.').next()?.trim().parse().ok()
-}
-
-/// The first candidate for `tool` that runs (clang also needs version ≥ 19).
+/// The first candidate for the LLVM tool `tool` that runs.
 pub fn find(tool: &str) -> PathBuf {
     candidates(tool)
         .into_iter()
-        .find(|p| match tool {
-            "clang" => version_of(p).is_some_and(|v| v >= 19),
-            _ => Command::new(p).arg("--version").output().is_ok(),
-        })
-        .unwrap_or_else(|| panic!("{tool} not found: {INSTALL}"))
+        .find(|p| Command::new(p).arg("--version").output().is_ok())
+        .unwrap_or_else(|| panic!("{tool} not found: {INSTALL_HINT}"))
 }
 
 fn run(command: &mut Command) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}: {INSTALL}"));
+    let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}: {INSTALL_HINT}"));
     assert!(
         out.status.success(),
         "{command:?} failed:\n{}{}",
@@ -76,27 +48,24 @@ pub struct Built {
     pub bytes: Vec<u8>,
 }
 
-/// Compiles `source` (C) and links it with import libraries made by llvm-dlltool, in a
-/// directory of its own under the test target's temporary directory.
+/// Compiles `source` (C) at -O2 and links it against `imports`, in a directory of its own
+/// under the test target's temporary directory.
 pub fn build_driver(name: &str, source: &str, imports: &[ImportLib<'_>]) -> Built {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pe-images").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let c = dir.join(format!("{name}.c"));
     std::fs::write(&c, source).unwrap();
-    let obj = dir.join(format!("{name}.obj"));
-    run(Command::new(find("clang")).args(CFLAGS).arg("-c").arg(&c).arg("-o").arg(&obj));
-    let mut link = Command::new(find("lld-link"));
-    link.args(LDFLAGS).arg(&obj);
-    for lib in imports {
-        let stem = lib.dll.split('.').next().unwrap_or(lib.dll);
-        let def = dir.join(format!("{stem}.def"));
-        std::fs::write(&def, format!("LIBRARY {}\nEXPORTS\n{}\n", lib.dll, lib.exports.join("\n"))).unwrap();
-        let out = dir.join(format!("{stem}.lib"));
-        run(Command::new(find("llvm-dlltool")).args(["-m", "i386:x86-64", "-d"]).arg(&def).arg("-l").arg(&out));
-        link.arg(out);
-    }
+    let imports: Vec<ImportLibrary> = imports
+        .iter()
+        .map(|l| ImportLibrary {
+            dll: l.dll.to_string(),
+            routines: l.exports.iter().map(|e| e.to_string()).collect(),
+            data: Vec::new(),
+        })
+        .collect();
     let path = dir.join(format!("{name}.sys"));
-    run(link.arg(format!("/out:{}", path.display())));
+    let toolchain = Toolchain::find().unwrap_or_else(|e| panic!("{e}"));
+    toolchain.build(&[c], &imports, &["-O2".to_string()], &dir.join("work"), &path).unwrap_or_else(|e| panic!("{e}"));
     let bytes = std::fs::read(&path).unwrap();
     Built { path, bytes }
 }
