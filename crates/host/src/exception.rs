@@ -98,6 +98,14 @@ pub fn is_image_code(ip: usize) -> bool {
     })
 }
 
+/// Whether a fault at `ip` is an exception to dispatch over driver frames: `ip` is in a
+/// registered image, or in a routine a driver image called through its import thunk
+/// ([`crate::thunk::driver_frame`]; the dispatch then starts at the driver's call).
+/// Async-signal-safe.
+pub fn raisable(ip: usize) -> bool {
+    is_image_code(ip) || crate::thunk::driver_frame().is_some()
+}
+
 /// Sets the dispatcher entry (the first setting wins).
 pub fn set_dispatch_entry(entry: DispatchEntry) {
     let _ = ENTRY.compare_exchange(0, entry as usize, Ordering::AcqRel, Ordering::Acquire);

@@ -131,27 +131,75 @@ impl GsBlock {
     ///
     /// # Errors
     /// When the kernel refuses the new base.
+    /// The capture starts empty: no import call of this driver call has been made.
     pub fn enter() -> Result<GsBlock, HostError> {
         let previous = gs_base();
         let b = block();
         set_gs_base(b as usize)?;
-        Ok(GsBlock { previous, saved: current_capture() })
+        let saved = current_capture();
+        set_capture(ImportCapture::default());
+        Ok(GsBlock { previous, saved })
     }
 }
 
 impl Drop for GsBlock {
     fn drop(&mut self) {
-        // SAFETY: the block is this thread's and lives forever; nothing else holds a
-        // reference into it (thunks write it with plain stores on this thread only).
-        unsafe { ptr::write_volatile(ptr::addr_of_mut!((*block()).capture), self.saved) };
+        set_capture(self.saved);
         let _ = set_gs_base(self.previous);
     }
 }
 
+fn set_capture(capture: ImportCapture) {
+    // SAFETY: the block is this thread's and lives forever; nothing else holds a
+    // reference into it (thunks write it with plain stores on this thread only).
+    unsafe { ptr::write_volatile(ptr::addr_of_mut!((*block()).capture), capture) };
+}
+
 /// This thread's capture: the context of the last import call a driver made on it.
 pub fn current_capture() -> ImportCapture {
-    // SAFETY: as in `GsBlock::drop`; a copy is read.
+    // SAFETY: as in `set_capture`; a copy is read.
     unsafe { ptr::read_volatile(ptr::addr_of!((*block()).capture)) }
+}
+
+/// The capture of the import call a driver image made to the routine running now, if
+/// the last capture is one: its stack pointer is on the current guarded call's stack
+/// and its return address is in a registered driver image
+/// ([`crate::exception::is_image_code`]). Async-signal-safe.
+pub fn driver_frame() -> Option<ImportCapture> {
+    let c = current_capture();
+    let stack = crate::guard::current_stack()?;
+    let (base, top) = (stack.base as u64, (stack.base + stack.size) as u64);
+    if c.rsp % 8 != 0 || c.rsp < base || c.rsp >= top - 8 {
+        return None;
+    }
+    let ret = c.return_address()?;
+    crate::exception::is_image_code(ret as usize).then_some(c)
+}
+
+/// Runs `f` — ntmem code calling back into driver code (a lookaside list's allocate
+/// routine, a completion routine) from a routine the driver called — and puts the
+/// capture of the outer import call back afterwards, so that the routine still raises
+/// from its own caller's frame.
+pub fn preserving_capture<R>(f: impl FnOnce() -> R) -> R {
+    let saved = current_capture();
+    let r = f();
+    set_capture(saved);
+    r
+}
+
+impl ImportCapture {
+    /// Writes the driver's context at its import call into `c`: RIP the return address,
+    /// RSP just above it (as after the return), the nonvolatile registers as the thunk
+    /// recorded them. Volatile registers are left as they are (no caller may rely on
+    /// them after a call).
+    pub fn apply_to(&self, c: &mut crate::context::Context) {
+        c.rip = self.return_address().unwrap_or(0);
+        c.gpr[crate::context::RSP] = self.rsp + 8;
+        for (reg, value) in [3usize, 5, 6, 7, 12, 13, 14, 15].into_iter().zip(self.gpr) {
+            c.gpr[reg] = value;
+        }
+        c.flt_save.xmm_registers[6..16].copy_from_slice(&self.xmm);
+    }
 }
 
 /// An executable page run of import thunks, one per target routine, made once and

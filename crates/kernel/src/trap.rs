@@ -126,7 +126,7 @@ impl Trap {
         let va = self.va(fault);
         let catchable = va < self.layout.user_probe_address
             && self.irql() < Irql::DISPATCH
-            && (ntmem_host::exception_frame_active() || ntmem_host::exception::is_image_code(fault.ip));
+            && (ntmem_host::exception_frame_active() || ntmem_host::exception::raisable(fault.ip));
         let access = match fault.access {
             HostAccess::Write => 1,
             HostAccess::Execute => 8,
@@ -134,7 +134,7 @@ impl Trap {
         };
         catchable.then(|| Escape {
             kind: ESCAPE_EXCEPTION,
-            words: [STATUS_ACCESS_VIOLATION, fault.ip as u64, access, va.get(), 0, 0, 0],
+            words: [STATUS_ACCESS_VIOLATION, fault.ip as u64, access, va.get(), 2, 0, 0],
         })
     }
 
@@ -189,8 +189,9 @@ impl FaultHandler for Trap {
             }
         }
         if let Some(e) = self.exception(fault) {
-            if ntmem_host::exception::is_image_code(fault.ip) {
-                // In a PE driver image: dispatched over the driver's frames.
+            if ntmem_host::exception::raisable(fault.ip) {
+                // In a PE driver image, or in a routine one called: dispatched over the
+                // driver's frames.
                 let [code, address, access, target, ..] = e.words;
                 let raise = Raise {
                     code: code as u32,

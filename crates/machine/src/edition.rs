@@ -47,6 +47,17 @@ impl Release {
         }
     }
 
+    /// The build number (`NtBuildNumber`'s low 16 bits): 2195 for Windows 2000, 2600
+    /// for XP, 3790 for Server 2003 with and without SP1, 6000 for Vista RTM.
+    pub const fn build_number(self) -> u32 {
+        match self {
+            Release::Windows2000 => 2195,
+            Release::WindowsXp => 2600,
+            Release::WindowsServer2003 | Release::WindowsServer2003Sp1 => 3790,
+            Release::WindowsVista => 6000,
+        }
+    }
+
     /// `/BURNMEMORY` exists on Windows XP and later (seed 000 §12.1).
     pub fn supports_burnmemory(self) -> bool {
         self >= Release::WindowsXp

@@ -1,54 +1,32 @@
 /*
- * The C half of DbgPrint, DbgPrintEx, vDbgPrintEx and vDbgPrintExWithPrefix: C
- * varargs cannot be read from Rust, so these start the va_list and hand it to
- * ntmem_wdk_debug_print (crates/wdk/src/dbg.rs), which formats it with Windows'
- * format language and reads each argument back through ntmem_wdk_va_next. Every
- * integer or pointer argument takes one 8-byte slot in the x86-64 conventions, as
- * in Microsoft's x64 convention, so one slot read serves every size.
+ * The variadic entry points of DbgPrint and DbgPrintEx. Drivers call them with
+ * Microsoft x64 varargs, which Rust cannot define: these start the Microsoft
+ * va_list (GCC's ms_abi variadics spill rcx, rdx, r8 and r9 to their home slots,
+ * so the list is one run of 8-byte slots, as in Windows) and hand its address to
+ * crates/wdk/src/dbg.rs, which formats the message with Windows' format language
+ * and reads each argument slot itself. vDbgPrintEx and vDbgPrintExWithPrefix take
+ * the list as a pointer and are plain Rust.
  */
-#include <stdarg.h>
+typedef unsigned int ULONG;
+typedef const char *PCSTR;
 
-#include <wdm.h>
+ULONG ntmem_wdk_dbg_print(PCSTR Format, const void *Args);
+ULONG ntmem_wdk_dbg_print_ex(ULONG ComponentId, ULONG Level, PCSTR Format, const void *Args);
 
-ULONG ntmem_wdk_debug_print(ULONG ComponentId, ULONG Level, PCSTR Prefix, PCSTR Format, va_list *Args);
-
-unsigned long long ntmem_wdk_va_next(va_list *Args)
+__attribute__((ms_abi)) ULONG ntmem_DbgPrint(PCSTR Format, ...)
 {
-    return va_arg(*Args, unsigned long long);
-}
-
-ULONG DbgPrint(PCSTR Format, ...)
-{
-    va_list args;
-    va_start(args, Format);
-    ULONG status = ntmem_wdk_debug_print(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL, NULL, Format, &args);
-    va_end(args);
+    __builtin_ms_va_list args;
+    __builtin_ms_va_start(args, Format);
+    ULONG status = ntmem_wdk_dbg_print(Format, args);
+    __builtin_ms_va_end(args);
     return status;
 }
 
-ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
+__attribute__((ms_abi)) ULONG ntmem_DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
 {
-    va_list args;
-    va_start(args, Format);
-    ULONG status = ntmem_wdk_debug_print(ComponentId, Level, NULL, Format, &args);
-    va_end(args);
-    return status;
-}
-
-ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, va_list arglist)
-{
-    va_list args;
-    va_copy(args, arglist);
-    ULONG status = ntmem_wdk_debug_print(ComponentId, Level, NULL, Format, &args);
-    va_end(args);
-    return status;
-}
-
-ULONG vDbgPrintExWithPrefix(PCSTR Prefix, ULONG ComponentId, ULONG Level, PCSTR Format, va_list arglist)
-{
-    va_list args;
-    va_copy(args, arglist);
-    ULONG status = ntmem_wdk_debug_print(ComponentId, Level, Prefix, Format, &args);
-    va_end(args);
+    __builtin_ms_va_list args;
+    __builtin_ms_va_start(args, Format);
+    ULONG status = ntmem_wdk_dbg_print_ex(ComponentId, Level, Format, args);
+    __builtin_ms_va_end(args);
     return status;
 }

@@ -13,7 +13,9 @@ use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
 
 use ntmem_kernel::trap::raise_bugcheck;
-use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt};
+use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt, Machine};
+
+use crate::seh::ThreadKind;
 use ntmem_machine::Va;
 
 thread_local! {
@@ -21,6 +23,29 @@ thread_local! {
     static CURRENT: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
     /// The driver routine running on this thread (innermost), for timeout reports.
     static ROUTINE: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// Runs `f` on processor `cpu` of `machine` under its watchdog — `f` calls into
+/// driver code through [`enter`] — as a thread of `kind` (which decides the bugcheck
+/// of an unhandled exception), with this thread's GS block current (driver images
+/// read the processor block through `gs:`, and their import thunks record their
+/// context there) and an empty import capture. Everything is put back afterwards,
+/// however `f` ended; the outcome passes through [`leave`].
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn call_driver<R>(
+    machine: &Machine,
+    cpu: u32,
+    kind: ThreadKind,
+    f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>,
+) -> Result<R, BugCheck> {
+    // Without a GS block (the host refused the base) drivers that read `gs:` fault and
+    // are reported; everything else works.
+    let gs = ntmem_host::thunk::GsBlock::enter().ok();
+    let r = crate::seh::run_as(kind, || machine.run_driver(cpu, f));
+    drop(gs);
+    leave(r)
 }
 
 /// Runs `f` — a call into driver code, the driver's `routine` (`DriverEntry`,

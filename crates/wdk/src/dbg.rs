@@ -26,7 +26,7 @@
 //! argument.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, CStr};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -114,21 +114,17 @@ fn emit_shielded(bytes: &[u8]) {
     }
 }
 
-extern "C" {
-    /// Reads the next 8-byte argument slot of a C `va_list` (`c/dbgprint.c`).
-    fn ntmem_wdk_va_next(args: *mut c_void) -> u64;
-}
-
-/// The arguments of a C `va_list`.
-struct VaList(*mut c_void);
+/// A Microsoft x64 `va_list`: a pointer to the next 8-byte argument slot.
+struct VaList(*const u64);
 
 impl Arguments for VaList {
     fn next(&mut self, size: ArgSize) -> u64 {
-        // SAFETY: `self.0` is the live `va_list` the C shim started for this call;
-        // the format asks for one argument per conversion, as the caller's format
-        // promised (reading past the caller's arguments reads its stack, as
-        // Windows' DbgPrint would).
-        let v = unsafe { ntmem_wdk_va_next(self.0) };
+        // SAFETY: `self.0` walks the caller's argument slots (its home slots, then its
+        // stack arguments); the format asks for one argument per conversion, as the
+        // caller's format promised (reading past the caller's arguments reads its
+        // stack, as Windows' DbgPrint would).
+        let v = unsafe { self.0.read_unaligned() };
+        self.0 = self.0.wrapping_add(1);
         if size == ArgSize::Bits32 {
             v & 0xFFFF_FFFF
         } else {
@@ -157,20 +153,68 @@ impl Memory for DriverMemory {
     }
 }
 
-/// Formats and prints one message for the C shims (see the module docs); returns
-/// its NTSTATUS.
+extern "win64" {
+    /// `ULONG DbgPrint(PCSTR Format, ...)`: `DbgPrintEx(DPFLTR_DEFAULT_ID,
+    /// DPFLTR_INFO_LEVEL, Format, ...)` (`c/dbgprint.c`).
+    #[link_name = "ntmem_DbgPrint"]
+    pub fn DbgPrint(format: *const c_char, ...) -> u32;
+    /// `ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)`
+    /// (`c/dbgprint.c`).
+    #[link_name = "ntmem_DbgPrintEx"]
+    pub fn DbgPrintEx(component: u32, level: u32, format: *const c_char, ...) -> u32;
+}
+
+/// `DbgPrint`'s body, called by the shim with its argument list.
+///
+/// # Safety
+/// `format` is NUL-terminated (or null); `args` points at the caller's argument slots.
+#[no_mangle]
+unsafe extern "C" fn ntmem_wdk_dbg_print(format: *const c_char, args: *const u64) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { print(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL, std::ptr::null(), format, args) }
+}
+
+/// `DbgPrintEx`'s body, called by the shim with its argument list.
+///
+/// # Safety
+/// As [`ntmem_wdk_dbg_print`].
+#[no_mangle]
+unsafe extern "C" fn ntmem_wdk_dbg_print_ex(component: u32, level: u32, format: *const c_char, args: *const u64) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { print(component, level, std::ptr::null(), format, args) }
+}
+
+/// `ULONG vDbgPrintEx(ULONG ComponentId, ULONG Level, PCCH Format, va_list arglist)`.
+///
+/// # Safety
+/// Driver code calls it with a NUL-terminated format and its `va_list`.
+pub unsafe extern "win64" fn vDbgPrintEx(component: u32, level: u32, format: *const c_char, args: *const u64) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { print(component, level, std::ptr::null(), format, args) }
+}
+
+/// `ULONG vDbgPrintExWithPrefix(PCCH Prefix, ULONG ComponentId, ULONG Level, PCCH Format,
+/// va_list arglist)`: the message after `Prefix`.
+///
+/// # Safety
+/// As [`vDbgPrintEx`]; `prefix` is NUL-terminated or null.
+pub unsafe extern "win64" fn vDbgPrintExWithPrefix(
+    prefix: *const c_char,
+    component: u32,
+    level: u32,
+    format: *const c_char,
+    args: *const u64,
+) -> u32 {
+    // SAFETY: the caller's contract.
+    unsafe { print(component, level, prefix, format, args) }
+}
+
+/// Formats and prints one message; returns its NTSTATUS.
 ///
 /// # Safety
 /// `format` is NUL-terminated (or null); `prefix` is null or NUL-terminated;
-/// `args` is the `va_list` the shim started, live for the call.
-#[no_mangle]
-pub unsafe extern "C" fn ntmem_wdk_debug_print(
-    component: u32,
-    level: u32,
-    prefix: *const c_char,
-    format: *const c_char,
-    args: *mut c_void,
-) -> u32 {
+/// `args` points at the caller's argument slots.
+unsafe fn print(component: u32, level: u32, prefix: *const c_char, format: *const c_char, args: *const u64) -> u32 {
     if !shown(component, level) || format.is_null() {
         return STATUS_SUCCESS;
     }

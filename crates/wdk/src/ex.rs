@@ -36,8 +36,7 @@ fn raising(f: impl FnOnce(&Cpu<'_>) -> Result<Raising, BugCheck>) -> *mut c_void
 }
 
 /// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`, or NULL.
-#[no_mangle]
-pub extern "C" fn ExAllocatePoolWithTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
+pub extern "win64" fn ExAllocatePoolWithTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
     kernel(|cpu| {
         let Some(t) = PoolType::from_raw(pool_type) else { return Ok(std::ptr::null_mut()) };
         let va = pool::allocate(cpu, t, bytes as u64, PoolTag(tag))?;
@@ -46,8 +45,7 @@ pub extern "C" fn ExAllocatePoolWithTag(pool_type: u32, bytes: usize, tag: u32) 
 }
 
 /// `ExAllocatePool`: as `ExAllocatePoolWithTag` with the tag "None".
-#[no_mangle]
-pub extern "C" fn ExAllocatePool(pool_type: u32, bytes: usize) -> *mut c_void {
+pub extern "win64" fn ExAllocatePool(pool_type: u32, bytes: usize) -> *mut c_void {
     kernel(|cpu| {
         let Some(t) = PoolType::from_raw(pool_type) else { return Ok(std::ptr::null_mut()) };
         let va = pool::allocate_untagged(cpu, t, bytes as u64)?;
@@ -56,14 +54,12 @@ pub extern "C" fn ExAllocatePool(pool_type: u32, bytes: usize) -> *mut c_void {
 }
 
 /// `ExFreePoolWithTag`: frees `p`, which must carry `tag`.
-#[no_mangle]
-pub extern "C" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
+pub extern "win64" fn ExFreePoolWithTag(p: *mut c_void, tag: u32) {
     kernel(|cpu| pool::free(cpu, va_of(cpu, p), Some(PoolTag(tag))));
 }
 
 /// `ExFreePool`: frees `p`.
-#[no_mangle]
-pub extern "C" fn ExFreePool(p: *mut c_void) {
+pub extern "win64" fn ExFreePool(p: *mut c_void) {
     kernel(|cpu| pool::free(cpu, va_of(cpu, p), None));
 }
 
@@ -71,8 +67,7 @@ pub extern "C" fn ExFreePool(p: *mut c_void) {
 /// when pool or memory is short for a Low or Normal priority; the
 /// `…SpecialPoolOverrun/Underrun` priorities choose where a special pool block sits
 /// when Driver Verifier's special pool is on. An unknown priority is NULL.
-#[no_mangle]
-pub extern "C" fn ExAllocatePoolWithTagPriority(pool_type: u32, bytes: usize, tag: u32, priority: u32) -> *mut c_void {
+pub extern "win64" fn ExAllocatePoolWithTagPriority(pool_type: u32, bytes: usize, tag: u32, priority: u32) -> *mut c_void {
     kernel(|cpu| {
         let (Some(t), Some(p)) = (PoolType::from_raw(pool_type), PoolPriority::from_raw(priority)) else {
             return Ok(std::ptr::null_mut());
@@ -86,8 +81,7 @@ pub extern "C" fn ExAllocatePoolWithTagPriority(pool_type: u32, bytes: usize, ta
 /// process (module docs); raises STATUS_INSUFFICIENT_RESOURCES (or
 /// STATUS_QUOTA_EXCEEDED) on failure unless `POOL_QUOTA_FAIL_INSTEAD_OF_RAISE` is in
 /// the pool type, which makes it return NULL.
-#[no_mangle]
-pub extern "C" fn ExAllocatePoolWithQuotaTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
+pub extern "win64" fn ExAllocatePoolWithQuotaTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
     let on_failure = if pool_type & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE != 0 {
         OnQuotaFailure::ReturnNull
     } else {
@@ -103,8 +97,7 @@ pub extern "C" fn ExAllocatePoolWithQuotaTag(pool_type: u32, bytes: usize, tag: 
 /// `ExAllocatePool2`: zeroed unless `POOL_FLAG_UNINITIALIZED`; NULL for an invalid
 /// flag combination, or raises STATUS_INSUFFICIENT_RESOURCES with
 /// `POOL_FLAG_RAISE_ON_FAILURE`; `POOL_FLAG_USE_QUOTA` charges the System process.
-#[no_mangle]
-pub extern "C" fn ExAllocatePool2(flags: u64, bytes: usize, tag: u32) -> *mut c_void {
+pub extern "win64" fn ExAllocatePool2(flags: u64, bytes: usize, tag: u32) -> *mut c_void {
     raising(|cpu| {
         let system = cpu.machine().pool().system_process();
         pool::allocate2(cpu, PoolFlags::from_bits_retain(flags), bytes as u64, PoolTag(tag), Some(&system))
@@ -116,8 +109,7 @@ pub extern "C" fn ExAllocatePool2(flags: u64, bytes: usize, tag: u32) -> *mut c_
 ///
 /// # Safety
 /// `quota_charged` is NULL or points to a writable BOOLEAN, as the WDK requires.
-#[no_mangle]
-pub unsafe extern "C" fn ExQueryPoolBlockSize(p: *mut c_void, quota_charged: *mut u8) -> usize {
+pub unsafe extern "win64" fn ExQueryPoolBlockSize(p: *mut c_void, quota_charged: *mut u8) -> usize {
     let size = kernel(|cpu| Ok(pool::query_block_size(cpu, va_of(cpu, p))));
     if !quota_charged.is_null() {
         // SAFETY: the caller passes a writable BOOLEAN (the function's contract).

@@ -32,12 +32,19 @@ impl Dll {
     }
 }
 
-/// A routine or a variable.
+/// How an export is bound into a driver's import slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Kind {
-    /// Called through its import thunk.
+    /// A routine called through an import thunk that records the caller's context
+    /// (`ntmem_host::thunk`): an exception the routine raises, or a fault inside
+    /// it on a user address, is dispatched from the driver's frame.
     Routine,
-    /// Read through its import: bound to the variable's address.
+    /// A routine bound to its own address: one that captures its caller's context
+    /// itself (the raise and unwind routines), is called by the dispatcher rather
+    /// than the driver (`__C_specific_handler`), or takes arguments in registers a
+    /// thunk would not expect (`__chkstk`, size in rax).
+    Direct,
+    /// A variable: the import slot holds its address ([`crate::loader::KernelData`]).
     Data,
 }
 
@@ -103,7 +110,7 @@ impl Export {
 }
 
 macro_rules! exports {
-    ($($dll:ident $kind:ident $name:ident $irql:ident $($differs:literal)?;)*) => {
+    ($($dll:ident $kind:ident $name:ident $(($($module:ident)::+))? $irql:ident $($differs:literal)?;)*) => {
         /// Every exported name, in the order of this file.
         pub const EXPORTS: &[Export] = &[$(Export {
             dll: Dll::$dll,
@@ -112,85 +119,111 @@ macro_rules! exports {
             irql: MaxIrql::$irql,
             differs: concat!("" $(, $differs)?),
         }),*];
+
+        /// The address of the routine exported as `name` (its Microsoft-x64 entry
+        /// point); `None` for variables and names not exported.
+        pub fn routine_address(name: &str) -> Option<usize> {
+            match name {
+                $($(stringify!($name) => Some(crate::$($module)::+::$name as *const () as usize),)?)*
+                _ => None,
+            }
+        }
     };
 }
 
 exports! {
-    Ntoskrnl Routine ExAllocatePoolWithTag DependsOnMemory;
-    Ntoskrnl Routine ExAllocatePool DependsOnMemory;
-    Ntoskrnl Routine ExAllocatePoolWithTagPriority DependsOnMemory;
-    Ntoskrnl Routine ExAllocatePoolWithQuotaTag DependsOnMemory "quota is charged to the System process";
-    Ntoskrnl Routine ExAllocatePool2 DependsOnMemory;
-    Ntoskrnl Routine ExFreePoolWithTag DependsOnMemory;
-    Ntoskrnl Routine ExFreePool DependsOnMemory;
-    Ntoskrnl Routine ExQueryPoolBlockSize Dispatch;
-    Ntoskrnl Routine ExInitializeNPagedLookasideList Dispatch;
-    Ntoskrnl Routine ExInitializePagedLookasideList Apc;
-    Ntoskrnl Routine ExInitializeLookasideListEx Dispatch;
-    Ntoskrnl Routine ExAllocateFromLookasideListEx Dispatch;
-    Ntoskrnl Routine ExFreeToLookasideListEx Dispatch;
-    Ntoskrnl Routine ExDeleteLookasideListEx Dispatch;
-    Ntoskrnl Routine ExRaiseStatus Dispatch;
-    Ntoskrnl Routine ExRaiseAccessViolation Dispatch;
-    Ntoskrnl Routine ExRaiseDatatypeMisalignment Dispatch;
-    Ntoskrnl Routine KeGetCurrentIrql Any;
-    Ntoskrnl Routine KfRaiseIrql Any;
-    Ntoskrnl Routine KeLowerIrql Any;
-    Ntoskrnl Routine KeInitializeSpinLock Any;
-    Ntoskrnl Routine KeAcquireSpinLockRaiseToDpc Dispatch;
-    Ntoskrnl Routine KeReleaseSpinLock AtDispatch;
-    Ntoskrnl Routine IoCreateDevice Passive;
-    Ntoskrnl Routine IoDeleteDevice Passive;
-    Ntoskrnl Routine IofCompleteRequest Dispatch;
-    Ntoskrnl Routine IoCreateSymbolicLink Passive "links are recorded, not yet resolved to open devices";
-    Ntoskrnl Routine IoDeleteSymbolicLink Passive;
-    Ntoskrnl Routine IoAttachDeviceToDeviceStack Passive;
-    Ntoskrnl Routine IoDetachDevice Passive;
-    Ntoskrnl Routine IoAllocateMdl Dispatch;
-    Ntoskrnl Routine IoFreeMdl Dispatch;
-    Ntoskrnl Routine MmProbeAndLockPages DependsOnMemory;
-    Ntoskrnl Routine MmUnlockPages Dispatch;
-    Ntoskrnl Routine MmMapLockedPagesSpecifyCache DependsOnMemory;
-    Ntoskrnl Routine MmUnmapLockedPages DependsOnMemory;
-    Ntoskrnl Routine MmAllocateMappingAddress Apc;
-    Ntoskrnl Routine MmFreeMappingAddress Apc;
-    Ntoskrnl Routine MmMapLockedPagesWithReservedMapping Dispatch;
-    Ntoskrnl Routine MmUnmapReservedMapping Dispatch;
-    Ntoskrnl Routine ProbeForRead Apc;
-    Ntoskrnl Routine ProbeForWrite Apc;
-    Ntoskrnl Routine MmAllocateContiguousMemory Dispatch;
-    Ntoskrnl Routine MmAllocateContiguousMemorySpecifyCache Dispatch;
-    Ntoskrnl Routine MmFreeContiguousMemory Dispatch;
-    Ntoskrnl Routine MmFreeContiguousMemorySpecifyCache Dispatch;
-    Ntoskrnl Routine MmAllocateNonCachedMemory Apc;
-    Ntoskrnl Routine MmFreeNonCachedMemory Apc;
-    Ntoskrnl Routine MmGetPhysicalAddress Any;
-    Ntoskrnl Routine MmMapIoSpace Dispatch;
-    Ntoskrnl Routine MmUnmapIoSpace Dispatch;
-    Ntoskrnl Routine DbgPrint Any;
-    Ntoskrnl Routine DbgPrintEx Any;
-    Ntoskrnl Routine vDbgPrintEx Any;
-    Ntoskrnl Routine vDbgPrintExWithPrefix Any;
-    Ntoskrnl Routine RtlInitUnicodeString DependsOnMemory;
-    Ntoskrnl Routine RtlInitAnsiString DependsOnMemory;
-    Ntoskrnl Routine RtlInitString DependsOnMemory;
-    Ntoskrnl Routine RtlCopyUnicodeString DependsOnMemory;
-    Ntoskrnl Routine RtlAppendUnicodeToString DependsOnMemory;
-    Ntoskrnl Routine RtlAppendUnicodeStringToString DependsOnMemory;
-    Ntoskrnl Routine RtlCompareUnicodeString Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
-    Ntoskrnl Routine RtlEqualUnicodeString Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
-    Hal Routine READ_PORT_UCHAR Any;
-    Hal Routine READ_PORT_USHORT Any;
-    Hal Routine READ_PORT_ULONG Any;
-    Hal Routine WRITE_PORT_UCHAR Any;
-    Hal Routine WRITE_PORT_USHORT Any;
-    Hal Routine WRITE_PORT_ULONG Any;
-    Hal Routine READ_PORT_BUFFER_UCHAR Any;
-    Hal Routine READ_PORT_BUFFER_USHORT Any;
-    Hal Routine READ_PORT_BUFFER_ULONG Any;
-    Hal Routine WRITE_PORT_BUFFER_UCHAR Any;
-    Hal Routine WRITE_PORT_BUFFER_USHORT Any;
-    Hal Routine WRITE_PORT_BUFFER_ULONG Any;
+    Ntoskrnl Routine ExAllocatePoolWithTag(ex) DependsOnMemory;
+    Ntoskrnl Routine ExAllocatePool(ex) DependsOnMemory;
+    Ntoskrnl Routine ExAllocatePoolWithTagPriority(ex) DependsOnMemory;
+    Ntoskrnl Routine ExAllocatePoolWithQuotaTag(ex) DependsOnMemory "quota is charged to the System process";
+    Ntoskrnl Routine ExAllocatePool2(ex) DependsOnMemory;
+    Ntoskrnl Routine ExFreePoolWithTag(ex) DependsOnMemory;
+    Ntoskrnl Routine ExFreePool(ex) DependsOnMemory;
+    Ntoskrnl Routine ExQueryPoolBlockSize(ex) Dispatch;
+    Ntoskrnl Routine ExInitializeNPagedLookasideList(lookaside) Dispatch;
+    Ntoskrnl Routine ExInitializePagedLookasideList(lookaside) Apc;
+    Ntoskrnl Routine ExInitializeLookasideListEx(lookaside) Dispatch;
+    Ntoskrnl Routine ExAllocateFromLookasideListEx(lookaside) Dispatch;
+    Ntoskrnl Routine ExFreeToLookasideListEx(lookaside) Dispatch;
+    Ntoskrnl Routine ExDeleteLookasideListEx(lookaside) Dispatch;
+    Ntoskrnl Direct ExRaiseStatus(seh) Dispatch;
+    Ntoskrnl Direct ExRaiseAccessViolation(seh) Dispatch;
+    Ntoskrnl Direct ExRaiseDatatypeMisalignment(seh) Dispatch;
+    Ntoskrnl Direct RtlRaiseException(except::dispatch) Any;
+    Ntoskrnl Direct RtlRaiseStatus(except::dispatch) Any;
+    Ntoskrnl Direct RtlCaptureContext(except) Any;
+    Ntoskrnl Direct RtlUnwindEx(except::unwind) Any;
+    Ntoskrnl Direct RtlVirtualUnwind(except::unwind) Any;
+    Ntoskrnl Direct RtlLookupFunctionEntry(except::unwind) Any;
+    Ntoskrnl Direct __C_specific_handler(except::c_specific) Any;
+    Ntoskrnl Direct __chkstk(crt) Any;
+    Ntoskrnl Routine memcpy(crt) Any;
+    Ntoskrnl Routine memmove(crt) Any;
+    Ntoskrnl Routine memset(crt) Any;
+    Ntoskrnl Routine memcmp(crt) Any;
+    Ntoskrnl Data MmSystemRangeStart Any;
+    Ntoskrnl Data MmHighestUserAddress Any;
+    Ntoskrnl Data MmUserProbeAddress Any;
+    Ntoskrnl Data NtBuildNumber Any;
+    Ntoskrnl Data KeNumberProcessors Any;
+    Ntoskrnl Routine KeGetCurrentIrql(ke) Any;
+    Ntoskrnl Routine KfRaiseIrql(ke) Any;
+    Ntoskrnl Routine KeLowerIrql(ke) Any;
+    Ntoskrnl Routine KeInitializeSpinLock(ke) Any;
+    Ntoskrnl Routine KeAcquireSpinLockRaiseToDpc(ke) Dispatch;
+    Ntoskrnl Routine KeReleaseSpinLock(ke) AtDispatch;
+    Ntoskrnl Routine IoCreateDevice(io) Passive;
+    Ntoskrnl Routine IoDeleteDevice(io) Passive;
+    Ntoskrnl Routine IofCompleteRequest(io) Dispatch;
+    Ntoskrnl Routine IoCreateSymbolicLink(io) Passive "links are recorded, not yet resolved to open devices";
+    Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
+    Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
+    Ntoskrnl Routine IoDetachDevice(pnp) Passive;
+    Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
+    Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmProbeAndLockPages(mdl) DependsOnMemory;
+    Ntoskrnl Routine MmUnlockPages(mdl) Dispatch;
+    Ntoskrnl Routine MmMapLockedPagesSpecifyCache(mdl) DependsOnMemory;
+    Ntoskrnl Routine MmUnmapLockedPages(mdl) DependsOnMemory;
+    Ntoskrnl Routine MmAllocateMappingAddress(mdl) Apc;
+    Ntoskrnl Routine MmFreeMappingAddress(mdl) Apc;
+    Ntoskrnl Routine MmMapLockedPagesWithReservedMapping(mdl) Dispatch;
+    Ntoskrnl Routine MmUnmapReservedMapping(mdl) Dispatch;
+    Ntoskrnl Routine ProbeForRead(mdl) Apc;
+    Ntoskrnl Routine ProbeForWrite(mdl) Apc;
+    Ntoskrnl Routine MmAllocateContiguousMemory(mm) Dispatch;
+    Ntoskrnl Routine MmAllocateContiguousMemorySpecifyCache(mm) Dispatch;
+    Ntoskrnl Routine MmFreeContiguousMemory(mm) Dispatch;
+    Ntoskrnl Routine MmFreeContiguousMemorySpecifyCache(mm) Dispatch;
+    Ntoskrnl Routine MmAllocateNonCachedMemory(mm) Apc;
+    Ntoskrnl Routine MmFreeNonCachedMemory(mm) Apc;
+    Ntoskrnl Routine MmGetPhysicalAddress(mm) Any;
+    Ntoskrnl Routine MmMapIoSpace(mm) Dispatch;
+    Ntoskrnl Routine MmUnmapIoSpace(mm) Dispatch;
+    Ntoskrnl Routine DbgPrint(dbg) Any;
+    Ntoskrnl Routine DbgPrintEx(dbg) Any;
+    Ntoskrnl Routine vDbgPrintEx(dbg) Any;
+    Ntoskrnl Routine vDbgPrintExWithPrefix(dbg) Any;
+    Ntoskrnl Routine RtlInitUnicodeString(rtl) DependsOnMemory;
+    Ntoskrnl Routine RtlInitAnsiString(rtl) DependsOnMemory;
+    Ntoskrnl Routine RtlInitString(rtl) DependsOnMemory;
+    Ntoskrnl Routine RtlCopyUnicodeString(rtl) DependsOnMemory;
+    Ntoskrnl Routine RtlAppendUnicodeToString(rtl) DependsOnMemory;
+    Ntoskrnl Routine RtlAppendUnicodeStringToString(rtl) DependsOnMemory;
+    Ntoskrnl Routine RtlCompareUnicodeString(rtl) Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlEqualUnicodeString(rtl) Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
+    Hal Routine READ_PORT_UCHAR(mm) Any;
+    Hal Routine READ_PORT_USHORT(mm) Any;
+    Hal Routine READ_PORT_ULONG(mm) Any;
+    Hal Routine WRITE_PORT_UCHAR(mm) Any;
+    Hal Routine WRITE_PORT_USHORT(mm) Any;
+    Hal Routine WRITE_PORT_ULONG(mm) Any;
+    Hal Routine READ_PORT_BUFFER_UCHAR(mm) Any;
+    Hal Routine READ_PORT_BUFFER_USHORT(mm) Any;
+    Hal Routine READ_PORT_BUFFER_ULONG(mm) Any;
+    Hal Routine WRITE_PORT_BUFFER_UCHAR(mm) Any;
+    Hal Routine WRITE_PORT_BUFFER_USHORT(mm) Any;
+    Hal Routine WRITE_PORT_BUFFER_ULONG(mm) Any;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the
@@ -204,11 +237,11 @@ pub fn import_libraries() -> Vec<ImportLibrary> {
     [Dll::Ntoskrnl, Dll::Hal]
         .into_iter()
         .map(|dll| {
-            let of = |kind| EXPORTS.iter().filter(move |e| e.dll == dll && e.kind == kind).map(|e| e.name.to_string());
+            let of = |data| EXPORTS.iter().filter(move |e| e.dll == dll && (e.kind == Kind::Data) == data).map(|e| e.name.to_string());
             ImportLibrary {
                 dll: dll.file_name().to_string(),
-                routines: of(Kind::Routine).collect(),
-                data: of(Kind::Data).collect(),
+                routines: of(false).collect(),
+                data: of(true).collect(),
             }
         })
         .collect()

@@ -19,7 +19,7 @@ use ntmem_kernel::{BugCheck, Cpu, Machine};
 
 use crate::context::{self, host_ptr, kernel, va_of};
 use crate::loader::Driver;
-use crate::seh::{self, ThreadKind};
+use crate::seh::ThreadKind;
 use crate::types::{DriverObject, NtStatus, UnicodeString};
 
 /// `STATUS_INVALID_PARAMETER`.
@@ -31,8 +31,7 @@ const STATUS_INVALID_PARAMETER: NtStatus = 0xC000_000D_u32 as NtStatus;
 ///
 /// # Safety
 /// `driver` is the `DRIVER_OBJECT` the driver was given; `out` is writable.
-#[no_mangle]
-pub unsafe extern "C" fn IoCreateDevice(
+pub unsafe extern "win64" fn IoCreateDevice(
     driver: *mut DriverObject,
     extension_size: u32,
     _name: *mut UnicodeString,
@@ -68,8 +67,7 @@ pub unsafe extern "C" fn IoCreateDevice(
 ///
 /// # Safety
 /// `device` came from `IoCreateDevice`, whose driver object is still live.
-#[no_mangle]
-pub unsafe extern "C" fn IoDeleteDevice(device: *mut c_void) {
+pub unsafe extern "win64" fn IoDeleteDevice(device: *mut c_void) {
     let (driver, head) = kernel(|cpu| {
         let (driver, head) = device::io_delete_device(cpu, DeviceObject(va_of(cpu, device)))?;
         Ok((driver, host_ptr(cpu, head.map(|d| d.0))))
@@ -89,8 +87,7 @@ pub unsafe extern "C" fn IoDeleteDevice(device: *mut c_void) {
 ///
 /// # Safety
 /// Both are valid `UNICODE_STRING`s (a bad one faults, as on Windows).
-#[no_mangle]
-pub unsafe extern "C" fn IoCreateSymbolicLink(link: *const UnicodeString, device: *const UnicodeString) -> NtStatus {
+pub unsafe extern "win64" fn IoCreateSymbolicLink(link: *const UnicodeString, device: *const UnicodeString) -> NtStatus {
     kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoCreateSymbolicLink as *const () as u64));
     // SAFETY: the caller's strings (`# Safety`).
     let (link, device) = unsafe { (crate::rtl::unicode_chars(link), crate::rtl::unicode_chars(device)) };
@@ -104,8 +101,7 @@ pub unsafe extern "C" fn IoCreateSymbolicLink(link: *const UnicodeString, device
 ///
 /// # Safety
 /// `link` is a valid `UNICODE_STRING`.
-#[no_mangle]
-pub unsafe extern "C" fn IoDeleteSymbolicLink(link: *const UnicodeString) -> NtStatus {
+pub unsafe extern "win64" fn IoDeleteSymbolicLink(link: *const UnicodeString) -> NtStatus {
     kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoDeleteSymbolicLink as *const () as u64));
     // SAFETY: the caller's string (`# Safety`).
     let link = unsafe { crate::rtl::unicode_chars(link) };
@@ -114,8 +110,7 @@ pub unsafe extern "C" fn IoDeleteSymbolicLink(link: *const UnicodeString) -> NtS
 }
 
 /// `IofCompleteRequest` (behind the `IoCompleteRequest` macro).
-#[no_mangle]
-pub extern "C" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
+pub extern "win64" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
     kernel(|cpu| irp::io_complete_request(cpu, Irp(va_of(cpu, irp))));
 }
 
@@ -155,10 +150,8 @@ impl Dispatch for CDispatch {
 /// The bugcheck that stopped the machine, blaming the driver.
 pub fn send(driver: &Driver, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
     let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Service };
-    let r = driver.in_image(machine, || {
-        seh::run_as(ThreadKind::Arbitrary, || machine.run_driver(cpu, |c| call.send(c, &dispatch)))
-    });
-    context::leave(r).map_err(|mut b| {
+    let r = context::call_driver(machine, cpu, ThreadKind::Arbitrary, |c| call.send(c, &dispatch));
+    r.map_err(|mut b| {
         b.driver = Some(driver.name().to_string());
         b
     })
@@ -178,28 +171,3 @@ pub fn finish_driver_entry(driver: &Driver, machine: &Machine, cpu: u32) -> Resu
     let key = driver.object_ptr() as u64;
     machine.run(cpu, |c| device::finish_initializing(c, key))
 }
-
-/// Every routine of this module, by address (see [`crate::exports`]).
-#[derive(Debug)]
-pub struct Exports {
-    /// `IoCreateDevice`.
-    pub io_create_device:
-        unsafe extern "C" fn(*mut DriverObject, u32, *mut UnicodeString, u32, u32, u8, *mut *mut c_void) -> NtStatus,
-    /// `IoDeleteDevice`.
-    pub io_delete_device: unsafe extern "C" fn(*mut c_void),
-    /// `IofCompleteRequest`.
-    pub iof_complete_request: extern "C" fn(*mut c_void, i8),
-    /// `IoCreateSymbolicLink`.
-    pub io_create_symbolic_link: unsafe extern "C" fn(*const UnicodeString, *const UnicodeString) -> NtStatus,
-    /// `IoDeleteSymbolicLink`.
-    pub io_delete_symbolic_link: unsafe extern "C" fn(*const UnicodeString) -> NtStatus,
-}
-
-/// The table.
-pub static EXPORTS: Exports = Exports {
-    io_create_device: IoCreateDevice,
-    io_delete_device: IoDeleteDevice,
-    iof_complete_request: IofCompleteRequest,
-    io_create_symbolic_link: IoCreateSymbolicLink,
-    io_delete_symbolic_link: IoDeleteSymbolicLink,
-};

@@ -23,22 +23,19 @@ use crate::context::kernel;
 use crate::types::KSpinLock;
 
 /// `KeGetCurrentIrql`.
-#[no_mangle]
-pub extern "C" fn KeGetCurrentIrql() -> u8 {
+pub extern "win64" fn KeGetCurrentIrql() -> u8 {
     kernel(|cpu| Ok(cpu.irql().0))
 }
 
 /// `KfRaiseIrql`: raises to `new` and returns the old IRQL; raising to a lower
 /// level stops the machine with IRQL_NOT_GREATER_OR_EQUAL (0x09).
-#[no_mangle]
-pub extern "C" fn KfRaiseIrql(new: u8) -> u8 {
+pub extern "win64" fn KfRaiseIrql(new: u8) -> u8 {
     kernel(|cpu| Ok(cpu.raise_irql(Irql(new))?.0))
 }
 
 /// `KeLowerIrql`: lowering to a higher level stops the machine with
 /// IRQL_NOT_LESS_OR_EQUAL (0x0A).
-#[no_mangle]
-pub extern "C" fn KeLowerIrql(new: u8) {
+pub extern "win64" fn KeLowerIrql(new: u8) {
     kernel(|cpu| cpu.lower_irql(Irql(new)));
 }
 
@@ -69,8 +66,7 @@ fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, B
 ///
 /// # Safety
 /// `lock` points to a `KSPIN_LOCK` the driver owns.
-#[no_mangle]
-pub unsafe extern "C" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
+pub unsafe extern "win64" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
     kernel(|cpu| {
         lock_of(cpu, lock)?.store(0, std::sync::atomic::Ordering::Release);
         Ok(())
@@ -82,8 +78,7 @@ pub unsafe extern "C" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
 ///
 /// # Safety
 /// `lock` points to an initialized `KSPIN_LOCK` the driver owns.
-#[no_mangle]
-pub unsafe extern "C" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8 {
+pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8 {
     kernel(|cpu| {
         let old = cpu.raise_irql(Irql::DISPATCH)?;
         cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?)?;
@@ -95,8 +90,7 @@ pub unsafe extern "C" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8
 ///
 /// # Safety
 /// `lock` points to a `KSPIN_LOCK` the driver owns.
-#[no_mangle]
-pub unsafe extern "C" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
+pub unsafe extern "win64" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
     kernel(|cpu| {
         cpu.verify_spin_lock_release(lock as u64)?;
         cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old))

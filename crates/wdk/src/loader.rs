@@ -1,23 +1,36 @@
-//! The driver loader: opens a driver built against `include/wdm.h` (a shared
-//! object), and calls its `DriverEntry` and `DriverUnload` on a simulated
+//! The driver loader: maps a driver's PE image into simulated system space
+//! (`MmLoadSystemImage`, [`ntmem_kernel::mm::sysload`]), binds its imports from
+//! the export table ([`crate::exports`]), registers it with the exception
+//! dispatcher, and calls its `DriverEntry` and `DriverUnload` on a simulated
 //! processor with a `DRIVER_OBJECT` and registry path, as the I/O manager does.
 //!
-//! The driver's undefined symbols (the WDK routines) resolve against the
-//! executable when it is opened (`RTLD_NOW`), so the executable must export them
-//! (`-Wl,--export-dynamic`, and [`crate::exports`] to keep them). A routine ntmem
-//! does not implement fails here, naming the symbol.
+//! **Bindings.** Each routine import is bound to the routine's import thunk
+//! ([`ntmem_host::thunk`]), which records the driver's context at the call so an
+//! exception the routine raises is dispatched from the driver's frame; routines
+//! that capture their caller themselves are bound directly
+//! ([`crate::exports::Kind::Direct`]). Variables (`MmSystemRangeStart`,
+//! `MmHighestUserAddress`, `MmUserProbeAddress`, `NtBuildNumber`,
+//! `KeNumberProcessors`) are bound to this driver's [`KernelData`], filled from
+//! the machine. An import nothing exports fails the load, naming every one.
+//!
+//! After a successful `DriverEntry` the image's discardable sections (`INIT`)
+//! are freed ([`Driver::finish_entry`]); [`Driver::unload_image`] unmaps it.
 //!
 //! The `DRIVER_OBJECT` lives in host memory owned by [`Driver`] (Windows puts it in
 //! nonpaged pool; it is not counted against the driver's tags either way).
 
-use std::ffi::{c_void, CStr, CString};
-use std::path::Path;
+use std::sync::OnceLock;
 
+use ntmem_host::thunk::ThunkTable;
 use ntmem_kernel::io::returns::{check_return, Caller};
+use ntmem_kernel::mm::sysload::{self, LoadedImage};
 use ntmem_kernel::{BugCheck, Machine};
+use ntmem_machine::Va;
 
 use crate::context;
-use crate::seh::{self, ThreadKind};
+use crate::except::images::{self, Registration};
+use crate::exports::{self, Kind, EXPORTS};
+use crate::seh::ThreadKind;
 use crate::types::{
     registry_path, service_name, DriverExtension, DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString,
 };
@@ -25,73 +38,138 @@ use crate::types::{
 /// Why a driver could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// `dlopen` refused (missing file, unresolved symbol, wrong architecture).
-    #[error("cannot load {path}: {message}")]
-    Open {
-        /// The file.
-        path: String,
-        /// `dlerror`'s text.
-        message: String,
+    /// Not an image, no room for it, or imports ntmem does not export.
+    #[error("cannot load {name}: {source}")]
+    Image {
+        /// The driver.
+        name: String,
+        /// Why.
+        source: sysload::LoadError,
     },
-    /// The driver has no `DriverEntry`.
-    #[error("{0} has no DriverEntry")]
+    /// The image has no entry point.
+    #[error("{0} has no entry point (DriverEntry)")]
     NoEntry(String),
+    /// The process's table of driver images is full.
+    #[error("cannot load {0}: too many driver images in this process")]
+    TooManyImages(String),
+}
+
+/// The kernel variables a driver image imports, with the values of its machine
+/// (Microsoft's documentation of each; `NtBuildNumber` as a free build writes it,
+/// 0xF000_0000 | build number). Addresses are host addresses, as every pointer a
+/// driver holds.
+#[repr(C)]
+#[derive(Debug)]
+pub struct KernelData {
+    /// `MmSystemRangeStart`: the lowest system address.
+    pub system_range_start: u64,
+    /// `MmHighestUserAddress`: the highest user address.
+    pub highest_user_address: u64,
+    /// `MmUserProbeAddress`: the first address above user space that probes reject.
+    pub user_probe_address: u64,
+    /// `NtBuildNumber`.
+    pub build_number: u32,
+    /// `KeNumberProcessors` (a CCHAR).
+    pub number_processors: i8,
+}
+
+impl KernelData {
+    /// The values for `machine`.
+    pub fn of(machine: &Machine) -> KernelData {
+        let profile = machine.profile();
+        let layout = &profile.layout;
+        let host = |va: Va| machine.space().host_addr(va) as u64;
+        KernelData {
+            system_range_start: host(layout.system_start),
+            highest_user_address: host(layout.user_end),
+            user_probe_address: host(layout.user_probe_address),
+            build_number: 0xF000_0000 | profile.edition.release.build_number(),
+            number_processors: i8::try_from(profile.processors).unwrap_or(i8::MAX),
+        }
+    }
+
+    /// The address of the variable exported as `name`.
+    fn address_of(&self, name: &str) -> Option<u64> {
+        let p: *const u8 = match name {
+            "MmSystemRangeStart" => std::ptr::addr_of!(self.system_range_start).cast(),
+            "MmHighestUserAddress" => std::ptr::addr_of!(self.highest_user_address).cast(),
+            "MmUserProbeAddress" => std::ptr::addr_of!(self.user_probe_address).cast(),
+            "NtBuildNumber" => std::ptr::addr_of!(self.build_number).cast(),
+            "KeNumberProcessors" => std::ptr::addr_of!(self.number_processors).cast(),
+            _ => return None,
+        };
+        Some(p as u64)
+    }
+}
+
+/// The import thunks of every [`Kind::Routine`] export, in the order of
+/// [`EXPORTS`], made once per process.
+fn thunks() -> Option<&'static ThunkTable> {
+    static THUNKS: OnceLock<Option<ThunkTable>> = OnceLock::new();
+    THUNKS
+        .get_or_init(|| {
+            let targets: Vec<usize> = EXPORTS
+                .iter()
+                .filter(|e| e.kind == Kind::Routine)
+                .map(|e| exports::routine_address(e.name).unwrap_or(0))
+                .collect();
+            ThunkTable::new(&targets).ok()
+        })
+        .as_ref()
+}
+
+/// The address an import of `name` from `dll` is bound to (see the module docs).
+fn resolve(dll: &str, name: &str, data: &KernelData) -> Option<u64> {
+    let export = exports::find(dll, name)?;
+    match export.kind {
+        Kind::Routine => {
+            let index = EXPORTS.iter().filter(|e| e.kind == Kind::Routine).position(|e| e.name == name)?;
+            thunks()?.address(index).map(|a| a as u64)
+        }
+        Kind::Direct => exports::routine_address(name).map(|a| a as u64),
+        Kind::Data => data.address_of(name),
+    }
 }
 
 /// A loaded driver and its `DRIVER_OBJECT`.
 #[derive(Debug)]
 pub struct Driver {
     name: String,
-    handle: *mut c_void,
+    image: Option<LoadedImage>,
+    registration: Option<Registration>,
     entry: DriverInitialize,
     object: Box<DriverObject>,
     extension: Box<DriverExtension>,
     registry_path: Box<UnicodeString>,
     /// The device stack the PnP manager built for it (see [`crate::pnp`]).
     pub(crate) pnp: crate::pnp::PnpState,
-    /// Where the object is mapped in the host, when `/proc/self/maps` says.
-    image: Option<(usize, usize)>,
+    _data: Box<KernelData>,
     _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>, Box<OwnedUnicode>),
 }
 
-fn dl_error() -> String {
-    // SAFETY: dlerror returns null or a NUL-terminated string valid until the next
-    // dl* call on this thread; we copy it at once.
-    let p = unsafe { libc::dlerror() };
-    if p.is_null() {
-        return "unknown error".to_string();
-    }
-    // SAFETY: non-null, NUL-terminated (dlerror's contract).
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
 impl Driver {
-    /// Opens the shared object at `path` as the driver `name` (the name the
-    /// analysis blames and the service name in its registry path).
+    /// Loads the image `file` on `machine` as the driver `name` (the name `lm`
+    /// and the analysis show, and the service name of its registry path).
     ///
     /// # Errors
-    /// [`LoadError`].
-    pub fn open(path: &Path, name: &str) -> Result<Driver, LoadError> {
-        let _ = crate::exports();
-        let shown = path.display().to_string();
-        let open_err = |message: String| LoadError::Open { path: shown.clone(), message };
-        let c_path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| open_err(e.to_string()))?;
-        // SAFETY: `c_path` is NUL-terminated. Opening runs the object's
-        // constructors: the driver is trusted code the user asked to run.
-        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            return Err(open_err(dl_error()));
-        }
-        // SAFETY: `handle` is a live handle from dlopen; the name is NUL-terminated.
-        let sym = unsafe { libc::dlsym(handle, c"DriverEntry".as_ptr()) };
-        if sym.is_null() {
-            // SAFETY: `handle` is live and not used again.
-            unsafe { libc::dlclose(handle) };
-            return Err(LoadError::NoEntry(shown));
-        }
-        // SAFETY: `DriverEntry` is declared in wdm.h as DRIVER_INITIALIZE, which
-        // has exactly this C signature; a driver built against it defines it so.
-        let entry = unsafe { std::mem::transmute::<*mut c_void, DriverInitialize>(sym) };
+    /// [`LoadError`]; nothing stays mapped.
+    pub fn load(machine: &Machine, name: &str, file: &[u8]) -> Result<Driver, LoadError> {
+        crate::seh::install();
+        let data = Box::new(KernelData::of(machine));
+        let image = LoadedImage::load(machine, name, file, &|dll, import| resolve(dll, import, &data))
+            .map_err(|source| LoadError::Image { name: name.to_string(), source })?;
+        let Some(entry) = image.entry() else {
+            image.unload(machine);
+            return Err(LoadError::NoEntry(name.to_string()));
+        };
+        let Some(registration) = images::register(&image) else {
+            image.unload(machine);
+            return Err(LoadError::TooManyImages(name.to_string()));
+        };
+        // SAFETY: the entry point of a driver image is its DriverEntry (DRIVER_INITIALIZE,
+        // Microsoft x64), mapped executable inside the image, which stays mapped while
+        // `self` holds it.
+        let entry = unsafe { std::mem::transmute::<usize, DriverInitialize>(entry as usize) };
         let service = service_name(name);
         let mut driver_name = Box::new(OwnedUnicode::new(&format!("\\Driver\\{service}")));
         let mut path_text = Box::new(OwnedUnicode::new(&registry_path(service)));
@@ -103,20 +181,42 @@ impl Driver {
             service_key_name: service_text.as_unicode_string(),
         });
         let mut object = Box::new(DriverObject::new(driver_name.as_unicode_string(), &mut *extension, Some(entry)));
+        object.driver_start = image.host_base() as *mut std::ffi::c_void;
+        object.driver_size = u32::try_from(image.size(machine)).unwrap_or(u32::MAX);
         extension.driver_object = &mut *object;
         let registry_path = Box::new(path_text.as_unicode_string());
-        let image = image_range(path);
         Ok(Driver {
             name: name.to_string(),
-            handle,
+            image: Some(image),
+            registration: Some(registration),
             entry,
             object,
             extension,
             registry_path,
             pnp: crate::pnp::PnpState::default(),
-            image,
+            _data: data,
             _texts: (driver_name, path_text, service_text),
         })
+    }
+
+    /// The loaded image (until [`Driver::unload_image`]).
+    pub fn image(&self) -> Option<&LoadedImage> {
+        self.image.as_ref()
+    }
+
+    /// What the I/O manager does after a successful `DriverEntry`: frees the image's
+    /// discardable (`INIT`) pages. Returns how many pages were freed.
+    pub fn finish_entry(&mut self, machine: &Machine) -> u64 {
+        self.image.as_mut().map_or(0, |i| i.discard_init(machine))
+    }
+
+    /// Unmaps the image (`MmUnloadSystemImage`), after its `DriverUnload` or a failed
+    /// `DriverEntry`: no driver code may run afterwards.
+    pub fn unload_image(&mut self, machine: &Machine) {
+        self.registration = None;
+        if let Some(image) = self.image.take() {
+            image.unload(machine);
+        }
     }
 
     /// The driver's name.
@@ -154,25 +254,13 @@ impl Driver {
         self.call(machine, cpu, ("AddDevice", add as usize), || unsafe { add(object, pdo) }).map(Some)
     }
 
-    /// Runs `f`, which runs the driver's code on `machine`, with the driver's image
-    /// registered there, so that a fault in its code is blamed on it (0xD1, 0xD5,
-    /// 0xD6, IMAGE_NAME).
-    pub(crate) fn in_image<R>(&self, machine: &Machine, f: impl FnOnce() -> R) -> R {
-        let slot = self.image.and_then(|(start, end)| machine.images().load(&self.name, start, end));
-        let r = f();
-        if let Some(slot) = slot {
-            machine.images().unload(slot);
-        }
-        r
-    }
-
     /// Whether `DriverEntry` registered a `DriverUnload`.
     pub fn has_unload(&self) -> bool {
         self.object.driver_unload.is_some()
     }
 
     /// Runs driver code `call`, the driver's `routine` (at host address `address`),
-    /// on processor `cpu` of `machine` under its watchdog, and checks the IRQL it
+    /// on processor `cpu` of `machine` in a system thread, and checks the IRQL it
     /// returns at; a bugcheck gets the driver's name (every stop here happens in
     /// driver code or in a routine the driver called).
     fn call<R>(
@@ -183,17 +271,13 @@ impl Driver {
         call: impl FnOnce() -> R,
     ) -> Result<R, BugCheck> {
         // DriverEntry, DriverUnload and AddDevice run in system worker threads on Windows.
-        let r = self.in_image(machine, || {
-            seh::run_as(ThreadKind::System, || {
-                machine.run_driver(cpu, |c| {
-                    let entry = c.irql();
-                    let r = context::enter(c, routine, call);
-                    check_return(c, Caller::Worker, address as u64, None, entry)?;
-                    Ok(r)
-                })
-            })
-        });
-        context::leave(r).map_err(|mut b| {
+        context::call_driver(machine, cpu, ThreadKind::System, |c| {
+            let entry = c.irql();
+            let r = context::enter(c, routine, call);
+            check_return(c, Caller::Worker, address as u64, None, entry)?;
+            Ok(r)
+        })
+        .map_err(|mut b| {
             b.driver = Some(self.name.clone());
             b
         })
@@ -208,9 +292,9 @@ impl Driver {
         let object: *mut DriverObject = &mut *self.object;
         let path: *mut UnicodeString = &mut *self.registry_path;
         let entry = self.entry;
-        // SAFETY: `entry` is the driver's DriverEntry (see `open`); `object` and
+        // SAFETY: `entry` is the driver's DriverEntry (see `load`); `object` and
         // `path` point to live boxes this `Driver` owns, not otherwise borrowed
-        // during the call. The library stays open while `self` lives.
+        // during the call. The image stays mapped while `self` holds it.
         self.call(machine, cpu, ("DriverEntry", entry as usize), || unsafe { entry(object, path) })
     }
 
@@ -226,26 +310,5 @@ impl Driver {
         // of type PDRIVER_UNLOAD; `object` is the live box it was given.
         self.call(machine, cpu, ("DriverUnload", unload as usize), || unsafe { unload(object) })?;
         Ok(true)
-    }
-}
-
-/// The host address range the loaded object at `path` occupies: from the first to
-/// the end of the last of its mappings in `/proc/self/maps`.
-fn image_range(path: &Path) -> Option<(usize, usize)> {
-    let path = path.canonicalize().ok()?;
-    let path = path.to_str()?;
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let ranges = maps.lines().filter(|l| l.ends_with(path)).filter_map(|l| {
-        let (start, end) = l.split_whitespace().next()?.split_once('-')?;
-        Some((usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?))
-    });
-    ranges.reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // SAFETY: `handle` came from dlopen and is closed once; no driver code runs
-        // after this (calls need `&mut self` or `&self`, which end here).
-        unsafe { libc::dlclose(self.handle) };
     }
 }

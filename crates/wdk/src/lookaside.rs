@@ -27,13 +27,13 @@ use crate::seh::raise_status;
 use crate::types::{NtStatus, STATUS_SUCCESS};
 
 /// `PALLOCATE_FUNCTION`.
-pub type AllocateFunction = unsafe extern "C" fn(u32, usize, u32) -> *mut c_void;
+pub type AllocateFunction = unsafe extern "win64" fn(u32, usize, u32) -> *mut c_void;
 /// `PFREE_FUNCTION`.
-pub type FreeFunction = unsafe extern "C" fn(*mut c_void);
+pub type FreeFunction = unsafe extern "win64" fn(*mut c_void);
 /// `PALLOCATE_FUNCTION_EX`.
-pub type AllocateFunctionEx = unsafe extern "C" fn(u32, usize, u32, *mut c_void) -> *mut c_void;
+pub type AllocateFunctionEx = unsafe extern "win64" fn(u32, usize, u32, *mut c_void) -> *mut c_void;
 /// `PFREE_FUNCTION_EX`.
-pub type FreeFunctionEx = unsafe extern "C" fn(*mut c_void, *mut c_void);
+pub type FreeFunctionEx = unsafe extern "win64" fn(*mut c_void, *mut c_void);
 
 /// The simulated address of a list head, or the bugcheck for one outside the machine.
 fn head_va(cpu: &Cpu<'_>, head: *mut c_void) -> Result<Va, BugCheck> {
@@ -87,7 +87,7 @@ fn initialize(
 }
 
 /// The Ex-form wrappers of the classic routines: the classic ones take no list argument.
-unsafe extern "C" fn call_allocate(t: u32, size: usize, tag: u32, list: *mut c_void) -> *mut c_void {
+unsafe extern "win64" fn call_allocate(t: u32, size: usize, tag: u32, list: *mut c_void) -> *mut c_void {
     // SAFETY: `list` is a head initialised by `ExInitialize[N]PagedLookasideList`, whose
     // `Allocate` field (`ALLOCATE_ROUTINE`) holds the driver's PALLOCATE_FUNCTION; see there.
     unsafe {
@@ -97,7 +97,7 @@ unsafe extern "C" fn call_allocate(t: u32, size: usize, tag: u32, list: *mut c_v
     }
 }
 
-unsafe extern "C" fn call_free(entry: *mut c_void, list: *mut c_void) {
+unsafe extern "win64" fn call_free(entry: *mut c_void, list: *mut c_void) {
     // SAFETY: as `call_allocate`, for the `Free` field (`FREE_ROUTINE`).
     unsafe {
         let f: FreeFunction =
@@ -129,8 +129,7 @@ fn initialize_classic(
 }
 
 /// `ExInitializeNPagedLookasideList`.
-#[no_mangle]
-pub extern "C" fn ExInitializeNPagedLookasideList(
+pub extern "win64" fn ExInitializeNPagedLookasideList(
     head: *mut c_void,
     allocate: Option<AllocateFunction>,
     free: Option<FreeFunction>,
@@ -143,8 +142,7 @@ pub extern "C" fn ExInitializeNPagedLookasideList(
 }
 
 /// `ExInitializePagedLookasideList`.
-#[no_mangle]
-pub extern "C" fn ExInitializePagedLookasideList(
+pub extern "win64" fn ExInitializePagedLookasideList(
     head: *mut c_void,
     allocate: Option<AllocateFunction>,
     free: Option<FreeFunction>,
@@ -157,8 +155,7 @@ pub extern "C" fn ExInitializePagedLookasideList(
 }
 
 /// `ExInitializeLookasideListEx`.
-#[no_mangle]
-pub extern "C" fn ExInitializeLookasideListEx(
+pub extern "win64" fn ExInitializeLookasideListEx(
     head: *mut c_void,
     allocate: Option<AllocateFunctionEx>,
     free: Option<FreeFunctionEx>,
@@ -173,8 +170,7 @@ pub extern "C" fn ExInitializeLookasideListEx(
 
 /// `ExAllocateFromNPagedLookasideList`, `ExAllocateFromPagedLookasideList`,
 /// `ExAllocateFromLookasideListEx`: an entry, or NULL.
-#[no_mangle]
-pub extern "C" fn ExAllocateFromLookasideListEx(head: *mut c_void) -> *mut c_void {
+pub extern "win64" fn ExAllocateFromLookasideListEx(head: *mut c_void) -> *mut c_void {
     kernel(|cpu| {
         let va = head_va(cpu, head)?;
         let entry = cpu.machine().lookasides().allocate(cpu, va)?;
@@ -183,8 +179,7 @@ pub extern "C" fn ExAllocateFromLookasideListEx(head: *mut c_void) -> *mut c_voi
 }
 
 /// `ExFreeToNPagedLookasideList` and its paged and Ex forms.
-#[no_mangle]
-pub extern "C" fn ExFreeToLookasideListEx(head: *mut c_void, entry: *mut c_void) {
+pub extern "win64" fn ExFreeToLookasideListEx(head: *mut c_void, entry: *mut c_void) {
     kernel(|cpu| {
         let va = head_va(cpu, head)?;
         let entry = cpu.machine().space().va_of_host(entry as usize).unwrap_or(Va::new(entry as u64));
@@ -193,43 +188,9 @@ pub extern "C" fn ExFreeToLookasideListEx(head: *mut c_void, entry: *mut c_void)
 }
 
 /// `ExDeleteNPagedLookasideList` and its paged and Ex forms: frees what the list holds.
-#[no_mangle]
-pub extern "C" fn ExDeleteLookasideListEx(head: *mut c_void) {
+pub extern "win64" fn ExDeleteLookasideListEx(head: *mut c_void) {
     kernel(|cpu| {
         let va = head_va(cpu, head)?;
         cpu.machine().lookasides().delete(cpu, va)
     });
 }
-
-/// Every routine of this module, by address, so the linker keeps them.
-#[derive(Debug)]
-pub struct Exports {
-    /// The classic initialisers.
-    pub classic: [extern "C" fn(*mut c_void, Option<AllocateFunction>, Option<FreeFunction>, u32, usize, u32, u16); 2],
-    /// `ExInitializeLookasideListEx`.
-    pub ex: extern "C" fn(
-        *mut c_void,
-        Option<AllocateFunctionEx>,
-        Option<FreeFunctionEx>,
-        u32,
-        u32,
-        usize,
-        u32,
-        u16,
-    ) -> NtStatus,
-    /// Allocate.
-    pub allocate: extern "C" fn(*mut c_void) -> *mut c_void,
-    /// Free.
-    pub free: extern "C" fn(*mut c_void, *mut c_void),
-    /// Delete.
-    pub delete: extern "C" fn(*mut c_void),
-}
-
-/// The table.
-pub static EXPORTS: Exports = Exports {
-    classic: [ExInitializeNPagedLookasideList, ExInitializePagedLookasideList],
-    ex: ExInitializeLookasideListEx,
-    allocate: ExAllocateFromLookasideListEx,
-    free: ExFreeToLookasideListEx,
-    delete: ExDeleteLookasideListEx,
-};

@@ -44,8 +44,7 @@ fn priority(raw: u32) -> PagePriority {
 }
 
 /// `IoAllocateMdl`: an MDL for the buffer, or NULL; put on `irp` when given.
-#[no_mangle]
-pub extern "C" fn IoAllocateMdl(
+pub extern "win64" fn IoAllocateMdl(
     va: *mut c_void,
     length: u32,
     secondary: u8,
@@ -64,15 +63,13 @@ pub extern "C" fn IoAllocateMdl(
 }
 
 /// `IoFreeMdl`.
-#[no_mangle]
-pub extern "C" fn IoFreeMdl(m: *mut c_void) {
+pub extern "win64" fn IoFreeMdl(m: *mut c_void) {
     kernel(|cpu| mdl::io_free_mdl(cpu, Mdl(va_of(cpu, m))));
 }
 
 /// `MmProbeAndLockPages`: raises STATUS_ACCESS_VIOLATION when a page cannot be
 /// locked for the access.
-#[no_mangle]
-pub extern "C" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation: u32) {
+pub extern "win64" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation: u32) {
     let op = match operation {
         0 => LockOperation::IoReadAccess,
         1 => LockOperation::IoWriteAccess,
@@ -85,15 +82,13 @@ pub extern "C" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation
 }
 
 /// `MmUnlockPages`.
-#[no_mangle]
-pub extern "C" fn MmUnlockPages(m: *mut c_void) {
+pub extern "win64" fn MmUnlockPages(m: *mut c_void) {
     kernel(|cpu| mdl::mm_unlock_pages(cpu, Mdl(va_of(cpu, m))));
 }
 
 /// `MmMapLockedPagesSpecifyCache`: KernelMode returns NULL on failure (or stops
 /// the machine with 0x3F when `bugcheck_on_failure`); UserMode raises.
-#[no_mangle]
-pub extern "C" fn MmMapLockedPagesSpecifyCache(
+pub extern "win64" fn MmMapLockedPagesSpecifyCache(
     m: *mut c_void,
     access_mode: i8,
     cache: u32,
@@ -123,16 +118,14 @@ pub extern "C" fn MmMapLockedPagesSpecifyCache(
 }
 
 /// `MmUnmapLockedPages`.
-#[no_mangle]
-pub extern "C" fn MmUnmapLockedPages(base: *mut c_void, m: *mut c_void) {
+pub extern "win64" fn MmUnmapLockedPages(base: *mut c_void, m: *mut c_void) {
     kernel(|cpu| mdl::mm_unmap_locked_pages(cpu, va_of(cpu, base), Mdl(va_of(cpu, m))));
 }
 
 /// `MmAllocateMappingAddress`: a reservation of system PTEs, or NULL. Below
 /// DISPATCH_LEVEL only (the WDK page: IRQL <= APC_LEVEL): at DISPATCH_LEVEL or
 /// above, the pageable-code stop of [`ntmem_kernel::trap::pageable_code`] (0x0A).
-#[no_mangle]
-pub extern "C" fn MmAllocateMappingAddress(bytes: usize, tag: u32) -> *mut c_void {
+pub extern "win64" fn MmAllocateMappingAddress(bytes: usize, tag: u32) -> *mut c_void {
     kernel(|cpu| {
         ntmem_kernel::trap::pageable_code(cpu, MmAllocateMappingAddress as *const () as u64)?;
         let va = mdl::mm_allocate_mapping_address(cpu, bytes as u64, PoolTag(tag))?;
@@ -141,15 +134,13 @@ pub extern "C" fn MmAllocateMappingAddress(bytes: usize, tag: u32) -> *mut c_voi
 }
 
 /// `MmFreeMappingAddress`.
-#[no_mangle]
-pub extern "C" fn MmFreeMappingAddress(base: *mut c_void, tag: u32) {
+pub extern "win64" fn MmFreeMappingAddress(base: *mut c_void, tag: u32) {
     kernel(|cpu| mdl::mm_free_mapping_address(cpu, va_of(cpu, base), PoolTag(tag)));
 }
 
 /// `MmMapLockedPagesWithReservedMapping`: NULL when the MDL does not fit the
 /// reservation (or for an unknown cache type).
-#[no_mangle]
-pub extern "C" fn MmMapLockedPagesWithReservedMapping(
+pub extern "win64" fn MmMapLockedPagesWithReservedMapping(
     base: *mut c_void,
     tag: u32,
     m: *mut c_void,
@@ -169,14 +160,12 @@ pub extern "C" fn MmMapLockedPagesWithReservedMapping(
 }
 
 /// `MmUnmapReservedMapping`.
-#[no_mangle]
-pub extern "C" fn MmUnmapReservedMapping(base: *mut c_void, tag: u32, m: *mut c_void) {
+pub extern "win64" fn MmUnmapReservedMapping(base: *mut c_void, tag: u32, m: *mut c_void) {
     kernel(|cpu| mdl::mm_unmap_reserved_mapping(cpu, va_of(cpu, base), PoolTag(tag), Mdl(va_of(cpu, m))));
 }
 
 /// `ProbeForRead`: raises STATUS_DATATYPE_MISALIGNMENT or STATUS_ACCESS_VIOLATION.
-#[no_mangle]
-pub extern "C" fn ProbeForRead(address: *const c_void, length: usize, alignment: u32) {
+pub extern "win64" fn ProbeForRead(address: *const c_void, length: usize, alignment: u32) {
     let r = kernel(|cpu| Ok(probe::probe_for_read(cpu, va_of(cpu, address), length as u64, alignment)));
     if let Err(status) = r {
         raise_status(status.0 as i32);
@@ -185,53 +174,9 @@ pub extern "C" fn ProbeForRead(address: *const c_void, length: usize, alignment:
 
 /// `ProbeForWrite`: as ProbeForRead, and STATUS_ACCESS_VIOLATION for a page that
 /// is not writable.
-#[no_mangle]
-pub extern "C" fn ProbeForWrite(address: *mut c_void, length: usize, alignment: u32) {
+pub extern "win64" fn ProbeForWrite(address: *mut c_void, length: usize, alignment: u32) {
     let r = kernel(|cpu| Ok(probe::probe_for_write(cpu, va_of(cpu, address), length as u64, alignment)));
     if let Err(status) = r {
         raise_status(status.0 as i32);
     }
 }
-
-/// Every routine of this module, by address, so the linker keeps them (see
-/// [`crate::exports`]).
-#[derive(Debug)]
-pub struct Exports {
-    /// `IoAllocateMdl`.
-    pub io_allocate_mdl: extern "C" fn(*mut c_void, u32, u8, u8, *mut c_void) -> *mut c_void,
-    /// `IoFreeMdl`, `MmUnlockPages`.
-    pub by_mdl: [extern "C" fn(*mut c_void); 2],
-    /// `MmProbeAndLockPages`.
-    pub probe_and_lock: extern "C" fn(*mut c_void, i8, u32),
-    /// `MmMapLockedPagesSpecifyCache`.
-    pub map_locked: extern "C" fn(*mut c_void, i8, u32, *mut c_void, u32, u32) -> *mut c_void,
-    /// `MmUnmapLockedPages`.
-    pub unmap_locked: extern "C" fn(*mut c_void, *mut c_void),
-    /// `MmAllocateMappingAddress`.
-    pub allocate_mapping_address: extern "C" fn(usize, u32) -> *mut c_void,
-    /// `MmFreeMappingAddress`.
-    pub free_mapping_address: extern "C" fn(*mut c_void, u32),
-    /// `MmMapLockedPagesWithReservedMapping`.
-    pub map_reserved: extern "C" fn(*mut c_void, u32, *mut c_void, u32) -> *mut c_void,
-    /// `MmUnmapReservedMapping`.
-    pub unmap_reserved: extern "C" fn(*mut c_void, u32, *mut c_void),
-    /// `ProbeForRead`.
-    pub probe_for_read: extern "C" fn(*const c_void, usize, u32),
-    /// `ProbeForWrite`.
-    pub probe_for_write: extern "C" fn(*mut c_void, usize, u32),
-}
-
-/// The table.
-pub static EXPORTS: Exports = Exports {
-    io_allocate_mdl: IoAllocateMdl,
-    by_mdl: [IoFreeMdl, MmUnlockPages],
-    probe_and_lock: MmProbeAndLockPages,
-    map_locked: MmMapLockedPagesSpecifyCache,
-    unmap_locked: MmUnmapLockedPages,
-    allocate_mapping_address: MmAllocateMappingAddress,
-    free_mapping_address: MmFreeMappingAddress,
-    map_reserved: MmMapLockedPagesWithReservedMapping,
-    unmap_reserved: MmUnmapReservedMapping,
-    probe_for_read: ProbeForRead,
-    probe_for_write: ProbeForWrite,
-};

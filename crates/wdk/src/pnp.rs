@@ -20,7 +20,7 @@ use ntmem_kernel::{BugCheck, Machine};
 use crate::context::{self, host_ptr, kernel, va_of};
 use crate::io::CDispatch;
 use crate::loader::Driver;
-use crate::seh::{self, ThreadKind};
+use crate::seh::ThreadKind;
 
 /// One thing the PnP manager did to the driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,8 +45,7 @@ pub struct PnpState {
 }
 
 /// `IoAttachDeviceToDeviceStack`.
-#[no_mangle]
-pub extern "C" fn IoAttachDeviceToDeviceStack(source: *mut c_void, target: *mut c_void) -> *mut c_void {
+pub extern "win64" fn IoAttachDeviceToDeviceStack(source: *mut c_void, target: *mut c_void) -> *mut c_void {
     if source.is_null() || target.is_null() {
         return std::ptr::null_mut();
     }
@@ -58,8 +57,7 @@ pub extern "C" fn IoAttachDeviceToDeviceStack(source: *mut c_void, target: *mut 
 }
 
 /// `IoDetachDevice`.
-#[no_mangle]
-pub extern "C" fn IoDetachDevice(target: *mut c_void) {
+pub extern "win64" fn IoDetachDevice(target: *mut c_void) {
     if target.is_null() {
         return;
     }
@@ -95,10 +93,8 @@ fn send(
 ) -> Result<PnpOutcome, BugCheck> {
     // The PnP manager sends its IRPs from a system worker thread.
     let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Worker };
-    let r = driver.in_image(machine, || {
-        seh::run_as(ThreadKind::System, || machine.run_driver(cpu, |c| pnp::send(c, fdo, request, &dispatch)))
-    });
-    context::leave(r).map_err(|b| blame(driver, b))
+    context::call_driver(machine, cpu, ThreadKind::System, |c| pnp::send(c, fdo, request, &dispatch))
+        .map_err(|b| blame(driver, b))
 }
 
 /// The bus enumerates `device`: the PnP manager gets a PDO for it. Done before the
@@ -181,16 +177,3 @@ pub fn delete_pdo(driver: &mut Driver, machine: &Machine, cpu: u32) -> Result<()
 pub fn events(driver: &Driver) -> &[PnpEvent] {
     &driver.pnp.events
 }
-
-/// Every routine of this module, by address (see [`crate::exports`]).
-#[derive(Debug)]
-pub struct Exports {
-    /// `IoAttachDeviceToDeviceStack`.
-    pub io_attach_device_to_device_stack: extern "C" fn(*mut c_void, *mut c_void) -> *mut c_void,
-    /// `IoDetachDevice`.
-    pub io_detach_device: extern "C" fn(*mut c_void),
-}
-
-/// The table.
-pub static EXPORTS: Exports =
-    Exports { io_attach_device_to_device_stack: IoAttachDeviceToDeviceStack, io_detach_device: IoDetachDevice };

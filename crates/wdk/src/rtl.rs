@@ -100,8 +100,7 @@ unsafe fn store(destination: *mut UnicodeString, buffer: *mut u16, source: *cons
 ///
 /// # Safety
 /// `destination` is writable; `source` is null or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn RtlInitUnicodeString(destination: *mut UnicodeString, source: *const u16) {
+pub unsafe extern "win64" fn RtlInitUnicodeString(destination: *mut UnicodeString, source: *const u16) {
     // SAFETY: the caller's NUL-terminated source (`# Safety`).
     let chars = (!source.is_null()).then(|| unsafe { wide_len(source) });
     let h = kernel(|_| Ok(string::init_unicode(chars)));
@@ -120,8 +119,7 @@ pub unsafe extern "C" fn RtlInitUnicodeString(destination: *mut UnicodeString, s
 ///
 /// # Safety
 /// `destination` is writable; `source` is null or NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn RtlInitAnsiString(destination: *mut AnsiString, source: *const u8) {
+pub unsafe extern "win64" fn RtlInitAnsiString(destination: *mut AnsiString, source: *const u8) {
     // SAFETY: the caller's NUL-terminated source (`# Safety`).
     let bytes = (!source.is_null()).then(|| unsafe { narrow_len(source) });
     let h = kernel(|_| Ok(string::init_ansi(bytes)));
@@ -140,8 +138,7 @@ pub unsafe extern "C" fn RtlInitAnsiString(destination: *mut AnsiString, source:
 ///
 /// # Safety
 /// As `RtlInitAnsiString`.
-#[no_mangle]
-pub unsafe extern "C" fn RtlInitString(destination: *mut AnsiString, source: *const u8) {
+pub unsafe extern "win64" fn RtlInitString(destination: *mut AnsiString, source: *const u8) {
     // SAFETY: forwarded (`# Safety`).
     unsafe { RtlInitAnsiString(destination, source) }
 }
@@ -153,8 +150,7 @@ pub unsafe extern "C" fn RtlInitString(destination: *mut AnsiString, source: *co
 /// # Safety
 /// `destination` is a valid string with a writable buffer of `MaximumLength`
 /// bytes; `source` is null or a valid string.
-#[no_mangle]
-pub unsafe extern "C" fn RtlCopyUnicodeString(destination: *mut UnicodeString, source: *const UnicodeString) {
+pub unsafe extern "win64" fn RtlCopyUnicodeString(destination: *mut UnicodeString, source: *const UnicodeString) {
     // SAFETY: the caller's strings (`# Safety`).
     let (d, buffer) = unsafe { header(destination) };
     // SAFETY: as above.
@@ -189,8 +185,7 @@ unsafe fn append(destination: *mut UnicodeString, source: *const u16, bytes: u16
 /// # Safety
 /// `destination` is a valid string with a writable buffer; `source` is null or
 /// NUL-terminated.
-#[no_mangle]
-pub unsafe extern "C" fn RtlAppendUnicodeToString(destination: *mut UnicodeString, source: *const u16) -> NtStatus {
+pub unsafe extern "win64" fn RtlAppendUnicodeToString(destination: *mut UnicodeString, source: *const u16) -> NtStatus {
     if source.is_null() {
         return 0;
     }
@@ -210,8 +205,7 @@ pub unsafe extern "C" fn RtlAppendUnicodeToString(destination: *mut UnicodeStrin
 /// # Safety
 /// `destination` is a valid string with a writable buffer; `source` is a valid
 /// string.
-#[no_mangle]
-pub unsafe extern "C" fn RtlAppendUnicodeStringToString(
+pub unsafe extern "win64" fn RtlAppendUnicodeStringToString(
     destination: *mut UnicodeString,
     source: *const UnicodeString,
 ) -> NtStatus {
@@ -227,8 +221,7 @@ pub unsafe extern "C" fn RtlAppendUnicodeStringToString(
 ///
 /// # Safety
 /// Both are valid strings.
-#[no_mangle]
-pub unsafe extern "C" fn RtlCompareUnicodeString(
+pub unsafe extern "win64" fn RtlCompareUnicodeString(
     a: *const UnicodeString,
     b: *const UnicodeString,
     case_insensitive: u8,
@@ -245,8 +238,7 @@ pub unsafe extern "C" fn RtlCompareUnicodeString(
 ///
 /// # Safety
 /// Both are valid strings.
-#[no_mangle]
-pub unsafe extern "C" fn RtlEqualUnicodeString(
+pub unsafe extern "win64" fn RtlEqualUnicodeString(
     a: *const UnicodeString,
     b: *const UnicodeString,
     case_insensitive: u8,
@@ -266,36 +258,3 @@ pub(crate) unsafe fn unicode_chars(s: *const UnicodeString) -> Vec<u16> {
     // SAFETY: forwarded (`# Safety`).
     unsafe { characters(s) }
 }
-
-/// Every routine of this module, by address (see [`crate::exports`]).
-#[derive(Debug)]
-pub struct Exports {
-    /// `RtlInitUnicodeString`.
-    pub rtl_init_unicode_string: unsafe extern "C" fn(*mut UnicodeString, *const u16),
-    /// `RtlInitAnsiString`.
-    pub rtl_init_ansi_string: unsafe extern "C" fn(*mut AnsiString, *const u8),
-    /// `RtlInitString`.
-    pub rtl_init_string: unsafe extern "C" fn(*mut AnsiString, *const u8),
-    /// `RtlCopyUnicodeString`.
-    pub rtl_copy_unicode_string: unsafe extern "C" fn(*mut UnicodeString, *const UnicodeString),
-    /// `RtlAppendUnicodeToString`.
-    pub rtl_append_unicode_to_string: unsafe extern "C" fn(*mut UnicodeString, *const u16) -> NtStatus,
-    /// `RtlAppendUnicodeStringToString`.
-    pub rtl_append_unicode_string_to_string: unsafe extern "C" fn(*mut UnicodeString, *const UnicodeString) -> NtStatus,
-    /// `RtlCompareUnicodeString`.
-    pub rtl_compare_unicode_string: unsafe extern "C" fn(*const UnicodeString, *const UnicodeString, u8) -> i32,
-    /// `RtlEqualUnicodeString`.
-    pub rtl_equal_unicode_string: unsafe extern "C" fn(*const UnicodeString, *const UnicodeString, u8) -> u8,
-}
-
-/// The table.
-pub static EXPORTS: Exports = Exports {
-    rtl_init_unicode_string: RtlInitUnicodeString,
-    rtl_init_ansi_string: RtlInitAnsiString,
-    rtl_init_string: RtlInitString,
-    rtl_copy_unicode_string: RtlCopyUnicodeString,
-    rtl_append_unicode_to_string: RtlAppendUnicodeToString,
-    rtl_append_unicode_string_to_string: RtlAppendUnicodeStringToString,
-    rtl_compare_unicode_string: RtlCompareUnicodeString,
-    rtl_equal_unicode_string: RtlEqualUnicodeString,
-};

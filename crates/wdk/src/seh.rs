@@ -1,48 +1,50 @@
-//! Structured exceptions for driver code (issue 4 item 2; seed 000 §9): C drivers'
-//! `__try` / `__except` / `__finally` (`include/wdm.h`, `c/seh.c`), `ExRaiseStatus`,
-//! the raise that routines use ([`raise_status`]), and the same for Rust drivers as a
-//! `Result` ([`try_except`]).
+//! Structured exceptions raised by ntmem on a driver's behalf, and their Rust form
+//! (issue 4 item 2, issue 10 item 3; seed 000 §9).
 //!
-//! **Frames.** Each thread has a list of exception frames, innermost first, living in
-//! the stack frames of driver functions (`NTMEM_SEH_FRAME`, pushed by `__try` and
-//! popped by `__attribute__((cleanup))` however the block is left). Each records the
-//! host's guarded call it was pushed in ([`ntmem_host::token`]); an exception lands
-//! in the innermost frame only if that frame belongs to the innermost guarded call.
+//! C drivers are Windows images: their `__try`/`__except`/`__finally` are clang's
+//! table-based SEH, dispatched over the image's own unwind data by [`crate::except`].
+//! This module is what routines use to raise on the driver's behalf and what Rust
+//! drivers use to catch:
 //!
-//! **Raising.** A raise (from `ExRaiseStatus`, from a routine through
-//! [`raise_status`], or from a filter returning `EXCEPTION_CONTINUE_SEARCH`) pops the
-//! innermost frame and `longjmp`s to it. A fault on a user address inside a `__try`
-//! below DISPATCH_LEVEL reaches the same frame as STATUS_ACCESS_VIOLATION: the
-//! kernel's `Trap` answers with an exception escape and the host hands it to the
-//! [`ntmem_host::ExceptionCatcher`] this module registers.
-//!
-//! **Unhandled.** With no frame, the machine stops as Windows' would. A driver
-//! routine that runs in a system thread — `DriverEntry` and `DriverUnload`, which the
-//! I/O manager calls from a system worker thread — gets the system thread's
-//! top-level filter: SYSTEM_THREAD_EXCEPTION_NOT_HANDLED (0x7E: code, address,
-//! exception record, context record). Code running in an arbitrary thread (a dispatch
-//! routine in the caller's thread, the default here) finds no frame at all, and the
-//! kernel's dispatcher stops with KMODE_EXCEPTION_NOT_HANDLED (0x1E: code, address,
-//! exception parameters 0 and 1). Sources: Microsoft's bug check reference pages for
-//! 0x1E and 0x7E (learn.microsoft.com, `debugger/bug-check-0x1e…`, `…0x7e…`). ntmem
-//! keeps the records in no simulated memory, so 0x7E's record and context addresses
-//! are 0. An unhandled *fault* keeps the trap's 0x8E (`ntmem_kernel::trap`).
+//! - **Raising.** [`raise_status`] (ProbeForRead, MmProbeAndLockPages, quota pool)
+//!   raises a noncontinuable exception as `ExRaiseStatus` does. When the routine was
+//!   called by a driver image through its import thunk, the exception is dispatched
+//!   from the driver's frame at the call ([`crate::except::dispatch::dispatch_from`]);
+//!   the frames of the routine in between are abandoned. `ExRaiseStatus` itself is
+//!   `RtlRaiseStatus` (as on x64 Windows), which captures its caller's context.
+//! - **Catching in Rust.** [`catch`] and [`try_except`] run a closure as
+//!   `__try { f } __except (EXCEPTION_EXECUTE_HANDLER)` would: an exception raised in it
+//!   (by a routine, or by a fault on a user address below DISPATCH_LEVEL) that no
+//!   driver image frame handles comes back as `Err`. Each catch is a guarded call of the
+//!   host ([`ntmem_host::call_guarded`]); the exception reaches it as an
+//!   [`ntmem_host::ESCAPE_EXCEPTION`] escape.
+//! - **Unhandled.** With no handler anywhere, the machine stops as Windows' would. A
+//!   driver routine that runs in a system thread — `DriverEntry` and `DriverUnload`,
+//!   which the I/O manager calls from a system worker thread — gets the system thread's
+//!   top-level filter: SYSTEM_THREAD_EXCEPTION_NOT_HANDLED (0x7E: code, address,
+//!   exception record, context record). Code running in an arbitrary thread (a dispatch
+//!   routine in the caller's thread) finds no frame at all, and the kernel's dispatcher
+//!   stops with KMODE_EXCEPTION_NOT_HANDLED (0x1E: code, address, exception parameters 0
+//!   and 1). Sources: Microsoft's bug check reference pages for 0x1E and 0x7E
+//!   (learn.microsoft.com, `debugger/bug-check-0x1e…`, `…0x7e…`). An unhandled *fault*
+//!   is 0x8E (`ntmem_kernel::trap`, [`crate::except::dispatch`]).
 //!
 //! **The escape contract** of `ntmem_host::escape` applies: a raise abandons every
 //! frame between it and the landing point without dropping anything. Routines drop
 //! what they hold before calling [`raise_status`]; closures given to [`try_except`]
 //! must not hold values with destructors across a call that may raise.
 
-use std::any::Any;
 use std::cell::Cell;
-use std::ffi::{c_int, c_void};
-use std::panic::{self, AssertUnwindSafe};
 
-use ntmem_host::{Escape, ExceptionCatcher};
+use ntmem_host::context::Context;
+use ntmem_host::{Escape, ExceptionCatcher, ESCAPE_EXCEPTION};
 use ntmem_kernel::trap::raise_bugcheck;
 use ntmem_kernel::{BugCheck, BugCheckCode};
 
+use crate::except::EXCEPTION_NONCONTINUABLE;
 use crate::types::NtStatus;
+
+pub use crate::except::dispatch::{ExRaiseAccessViolation, ExRaiseDatatypeMisalignment, RtlRaiseStatus as ExRaiseStatus};
 
 /// STATUS_ACCESS_VIOLATION.
 pub const STATUS_ACCESS_VIOLATION: NtStatus = 0xC000_0005_u32 as NtStatus;
@@ -70,86 +72,6 @@ pub struct Exception {
     pub parameters: Vec<usize>,
 }
 
-extern "C" {
-    fn ntmem_seh_has_frame() -> c_int;
-    fn ntmem_seh_raise_status(status: NtStatus, address: *mut c_void) -> !;
-    fn ntmem_seh_deliver(code: NtStatus, address: usize, access: usize, target: usize);
-    fn ntmem_seh_chain() -> *mut c_void;
-    fn ntmem_seh_set_chain(chain: *mut c_void);
-    fn ntmem_seh_call(entry: extern "C" fn(*mut c_void), arg: *mut c_void, out: *mut ExceptionRecord) -> c_int;
-    fn ExRaiseStatus(status: NtStatus) -> !;
-    fn ExRaiseAccessViolation() -> !;
-    fn ExRaiseDatatypeMisalignment() -> !;
-    fn ntmem_seh_enter(frame: *mut c_void);
-    fn ntmem_seh_leave(frame: *mut c_void);
-    fn ntmem_seh_filter(disposition: i32);
-    fn ntmem_seh_caught() -> i32;
-    fn ntmem_seh_unwinding();
-    fn ntmem_seh_finally_begin() -> Finally;
-    fn ntmem_seh_finally_end(finally: *mut c_void);
-    fn ntmem_seh_exception_code() -> NtStatus;
-    fn ntmem_seh_exception_pointers() -> *mut c_void;
-}
-
-/// `NTMEM_SEH_FINALLY` (`wdm.h`): the state of a `__finally` body.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct Finally {
-    /// Whether the body runs (again).
-    pub run: i32,
-    /// Whether an exception is unwinding through it.
-    pub unwinding: i32,
-    /// That exception.
-    pub record: ExceptionRecord,
-}
-
-/// The C routines of this module that drivers reach (`ExRaise…` and what the
-/// `__try` macros expand to), by address, so the executable keeps and exports them
-/// (see [`crate::exports`]).
-#[derive(Debug)]
-pub struct Exports {
-    /// `ExRaiseStatus`.
-    pub ex_raise_status: unsafe extern "C" fn(NtStatus) -> !,
-    /// `ExRaiseAccessViolation`.
-    pub ex_raise_access_violation: unsafe extern "C" fn() -> !,
-    /// `ExRaiseDatatypeMisalignment`.
-    pub ex_raise_datatype_misalignment: unsafe extern "C" fn() -> !,
-    /// The macros' helpers.
-    pub enter: unsafe extern "C" fn(*mut c_void),
-    /// ″
-    pub leave: unsafe extern "C" fn(*mut c_void),
-    /// ″
-    pub filter: unsafe extern "C" fn(i32),
-    /// ″
-    pub caught: unsafe extern "C" fn() -> i32,
-    /// ″
-    pub unwinding: unsafe extern "C" fn(),
-    /// ″
-    pub finally_begin: unsafe extern "C" fn() -> Finally,
-    /// ″
-    pub finally_end: unsafe extern "C" fn(*mut c_void),
-    /// `GetExceptionCode`.
-    pub exception_code: unsafe extern "C" fn() -> NtStatus,
-    /// `GetExceptionInformation`.
-    pub exception_pointers: unsafe extern "C" fn() -> *mut c_void,
-}
-
-/// The table for [`crate::Exports`].
-pub(crate) const EXPORTS: Exports = Exports {
-    ex_raise_status: ExRaiseStatus,
-    ex_raise_access_violation: ExRaiseAccessViolation,
-    ex_raise_datatype_misalignment: ExRaiseDatatypeMisalignment,
-    enter: ntmem_seh_enter,
-    leave: ntmem_seh_leave,
-    filter: ntmem_seh_filter,
-    caught: ntmem_seh_caught,
-    unwinding: ntmem_seh_unwinding,
-    finally_begin: ntmem_seh_finally_begin,
-    finally_end: ntmem_seh_finally_end,
-    exception_code: ntmem_seh_exception_code,
-    exception_pointers: ntmem_seh_exception_pointers,
-};
-
 /// The kind of thread driver code runs in, which decides the bugcheck of an
 /// unhandled exception (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,30 +86,17 @@ thread_local! {
     static KIND: Cell<ThreadKind> = const { Cell::new(ThreadKind::Arbitrary) };
 }
 
-/// Runs `f` — which calls into driver code — as a thread of `kind`. The thread's
-/// exception frames are restored afterwards: a bugcheck abandons driver code with
-/// its frames still listed.
+/// Runs `f` — which calls into driver code — as a thread of `kind`.
 pub fn run_as<R>(kind: ThreadKind, f: impl FnOnce() -> R) -> R {
-    // SAFETY: reads this thread's list head; no preconditions.
-    let chain = unsafe { ntmem_seh_chain() };
     let previous = KIND.with(|k| k.replace(kind));
     let r = f();
     KIND.with(|k| k.set(previous));
-    // SAFETY: `chain` was this thread's head before `f`; every frame on it is in a
-    // stack frame of our caller's callers, which are still live.
-    unsafe { ntmem_seh_set_chain(chain) };
     r
 }
 
 /// The kind of thread driver code runs in now (set by [`run_as`]).
 pub fn thread_kind() -> ThreadKind {
     KIND.with(Cell::get)
-}
-
-/// The guarded call a new frame belongs to (called by `c/seh.c`).
-#[no_mangle]
-pub extern "C" fn ntmem_wdk_guard_token() -> usize {
-    ntmem_host::token()
 }
 
 /// The bugcheck for an exception no frame took (see the module docs).
@@ -209,23 +118,6 @@ pub fn unhandled_bugcheck(kind: ThreadKind, record: &ExceptionRecord) -> BugChec
     };
     b.faulting_ip = (address != 0).then_some(address);
     b
-}
-
-/// An exception with no frame to land in (called by `c/seh.c`): stops the machine,
-/// or, on a thread with no machine call in progress, ends the process (see
-/// [`EXIT_UNHANDLED_OUTSIDE_MACHINE`]).
-///
-/// # Safety
-/// `record` points to a valid `EXCEPTION_RECORD`.
-#[no_mangle]
-pub unsafe extern "C" fn ntmem_wdk_unhandled(record: *const ExceptionRecord) -> ! {
-    // SAFETY: the caller passes a valid record; we copy it.
-    let record = unsafe { *record };
-    let b = unhandled_bugcheck(KIND.with(Cell::get), &record);
-    if ntmem_host::token() == 0 {
-        unhandled_outside_machine(&record, &b)
-    }
-    raise_bugcheck(&b)
 }
 
 /// Exit status of a process in which an exception no frame took was raised on a
@@ -254,82 +146,97 @@ fn unhandled_outside_machine(record: &ExceptionRecord, b: &BugCheck) -> ! {
     std::process::exit(EXIT_UNHANDLED_OUTSIDE_MACHINE)
 }
 
-fn has_frame() -> bool {
-    // SAFETY: reads thread-local state; async-signal-safe.
-    unsafe { ntmem_seh_has_frame() != 0 }
+thread_local! {
+    /// The token of the guarded call of the innermost [`catch`] on this thread (0: none).
+    static CATCH: Cell<usize> = const { Cell::new(0) };
 }
 
-fn deliver(e: &Escape) {
-    let [code, address, access, target, ..] = e.words;
-    // SAFETY: called by the host's fault path on the faulting thread; returns when no
-    // frame takes the exception, else jumps to the frame (the frames skipped are the
-    // signal handler's and the interrupted driver code's).
-    unsafe { ntmem_seh_deliver(code as u32 as NtStatus, address as usize, access as usize, target as usize) }
+/// Whether the innermost guarded call of this thread is a [`catch`]. Async-signal-safe.
+pub(crate) fn catch_innermost() -> bool {
+    let token = ntmem_host::token();
+    token != 0 && CATCH.with(Cell::get) == token
 }
 
-static CATCHER: ExceptionCatcher = ExceptionCatcher { has_frame, deliver };
+/// The exception reaches the catch as the escape the fault path jumps with.
+fn deliver(_: &Escape) {}
 
-/// Registers this module as the host's exception catcher (idempotent).
+static CATCHER: ExceptionCatcher = ExceptionCatcher { has_frame: catch_innermost, deliver };
+
+/// Registers this module as the host's exception catcher and the dispatcher's entries
+/// (idempotent).
 pub fn install() {
     ntmem_host::set_exception_catcher(&CATCHER);
+    crate::except::install();
 }
 
-/// Raises `status` as `ExRaiseStatus` does: to the innermost exception frame, or
-/// stops the machine. For routines that raise (ProbeForRead, MmProbeAndLockPages,
-/// quota pool): drop everything you hold first (see the module docs).
+/// Raises `status` as `ExRaiseStatus` does (see the module docs). For routines that
+/// raise (ProbeForRead, MmProbeAndLockPages, quota pool): drop everything you hold
+/// first.
 pub fn raise_status(status: NtStatus) -> ! {
-    raise_status_at(status, 0)
+    let mut record = ExceptionRecord::empty();
+    record.code = status;
+    record.flags = EXCEPTION_NONCONTINUABLE;
+    raise(&record)
 }
 
-/// [`raise_status`], naming the exception's address (e.g. the driver's call site).
-pub fn raise_status_at(status: NtStatus, address: usize) -> ! {
-    // SAFETY: raising has no preconditions beyond the escape contract (module docs),
-    // which callers keep.
-    unsafe { ntmem_seh_raise_status(status, address as *mut c_void) }
-}
-
-struct Call<F, T> {
-    f: Option<F>,
-    out: Option<Result<T, Box<dyn Any + Send>>>,
-}
-
-extern "C" fn enter<F: FnOnce() -> T, T>(arg: *mut c_void) {
-    // SAFETY: `arg` is the `Call<F, T>` that `catch` passed to ntmem_seh_call,
-    // live and unshared until that call returns.
-    let call = unsafe { &mut *arg.cast::<Call<F, T>>() };
-    if let Some(f) = call.f.take() {
-        call.out = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+/// Raises `record`: from the frame of the driver image that called the running routine
+/// if there is one, else to the innermost [`catch`], else the machine stops (or, with
+/// no machine, the process exits: [`EXIT_UNHANDLED_OUTSIDE_MACHINE`]).
+pub fn raise(record: &ExceptionRecord) -> ! {
+    if let Some(frame) = ntmem_host::thunk::driver_frame() {
+        let mut context = Context::zeroed();
+        // SAFETY: a valid, writable CONTEXT; the capture gives the state it describes.
+        unsafe { ntmem_host::context::ntmem_capture_context(&mut context) };
+        frame.apply_to(&mut context);
+        crate::except::dispatch::dispatch_from(record, &context)
     }
+    unhandled(record)
+}
+
+/// An exception no driver frame took: to the innermost [`catch`], or it stops the
+/// machine as unhandled.
+pub(crate) fn unhandled(record: &ExceptionRecord) -> ! {
+    if catch_innermost() {
+        let n = record.number_parameters.min(2) as usize;
+        let mut words = [record.code as u32 as u64, record.address as u64, 0, 0, n as u64, 0, 0];
+        for (w, p) in words[2..2 + n].iter_mut().zip(record.information) {
+            *w = p as u64;
+        }
+        ntmem_host::escape(Escape { kind: ESCAPE_EXCEPTION, words })
+    }
+    let b = unhandled_bugcheck(thread_kind(), record);
+    if ntmem_host::token() == 0 {
+        unhandled_outside_machine(record, &b)
+    }
+    raise_bugcheck(&b)
 }
 
 /// Runs `f` inside an exception frame: an exception raised in it (by a routine, by
-/// `ExRaiseStatus`, or by a fault on a user address below DISPATCH_LEVEL) is
-/// returned as `Err`, as `__try { f } __except (EXCEPTION_EXECUTE_HANDLER)` would.
-/// A panic in `f` is resumed here.
+/// `ExRaiseStatus`, or by a fault on a user address below DISPATCH_LEVEL) that no
+/// driver image frame handles is returned as `Err`, as
+/// `__try { f } __except (EXCEPTION_EXECUTE_HANDLER)` would. A panic in `f` is resumed
+/// here; a bugcheck or a watchdog stop goes on to the machine.
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Exception> {
     install();
-    let mut call = Call { f: Some(f), out: None };
-    let mut record = ExceptionRecord::empty();
-    // SAFETY: `enter::<F, T>` matches the `Call` passed; `record` is writable. The
-    // landing point is in ntmem_seh_call's frame, so to Rust this call returns once.
-    let landed = unsafe { ntmem_seh_call(enter_of(&call), std::ptr::addr_of_mut!(call).cast(), &mut record) };
-    if landed != 0 {
-        let n = (record.number_parameters as usize).min(record.information.len());
-        return Err(Exception {
-            code: record.code,
-            address: record.address as usize,
-            parameters: record.information[..n].to_vec(),
-        });
+    let outer = CATCH.with(Cell::get);
+    let r = ntmem_host::call_guarded(None, None, || {
+        CATCH.with(|c| c.set(ntmem_host::token()));
+        f()
+    });
+    CATCH.with(|c| c.set(outer));
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if e.kind == ESCAPE_EXCEPTION => {
+            let [code, address, p0, p1, count, ..] = e.words;
+            let parameters = [p0 as usize, p1 as usize];
+            Err(Exception {
+                code: code as u32 as NtStatus,
+                address: address as usize,
+                parameters: parameters[..(count as usize).min(2)].to_vec(),
+            })
+        }
+        Err(e) => ntmem_host::escape(e),
     }
-    match call.out {
-        Some(Ok(r)) => Ok(r),
-        Some(Err(payload)) => panic::resume_unwind(payload),
-        None => unreachable!("ntmem: try_except returned without running"),
-    }
-}
-
-fn enter_of<F: FnOnce() -> T, T>(_: &Call<F, T>) -> extern "C" fn(*mut c_void) {
-    enter::<F, T>
 }
 
 /// [`catch`], keeping only the exception code: the Rust form of

@@ -13,11 +13,11 @@ pub type KSpinLock = usize;
 pub const STATUS_SUCCESS: NtStatus = 0;
 
 /// `PDRIVER_UNLOAD`.
-pub type DriverUnload = unsafe extern "C" fn(*mut DriverObject);
+pub type DriverUnload = unsafe extern "win64" fn(*mut DriverObject);
 /// `PDRIVER_INITIALIZE`: `DriverEntry`.
-pub type DriverInitialize = unsafe extern "C" fn(*mut DriverObject, *mut UnicodeString) -> NtStatus;
+pub type DriverInitialize = unsafe extern "win64" fn(*mut DriverObject, *mut UnicodeString) -> NtStatus;
 /// `PDRIVER_DISPATCH` (the device and IRP are opaque until the I/O manager exists).
-pub type DriverDispatch = unsafe extern "C" fn(*mut c_void, *mut c_void) -> NtStatus;
+pub type DriverDispatch = unsafe extern "win64" fn(*mut c_void, *mut c_void) -> NtStatus;
 
 /// `IRP_MJ_MAXIMUM_FUNCTION`.
 pub const IRP_MJ_MAXIMUM_FUNCTION: usize = 0x1b;
@@ -25,7 +25,7 @@ pub const IRP_MJ_MAXIMUM_FUNCTION: usize = 0x1b;
 pub const IO_TYPE_DRIVER: i16 = 4;
 
 /// `PDRIVER_ADD_DEVICE`: `AddDevice(DriverObject, PhysicalDeviceObject)`.
-pub type DriverAddDevice = unsafe extern "C" fn(*mut DriverObject, *mut c_void) -> NtStatus;
+pub type DriverAddDevice = unsafe extern "win64" fn(*mut DriverObject, *mut c_void) -> NtStatus;
 
 /// `DRIVER_EXTENSION` (AMD64 layout, 0x28 bytes): where a PnP driver's
 /// `DriverEntry` stores its `AddDevice`.

@@ -1,14 +1,13 @@
-//! Building a driver: the `.c` files (or a directory of them) are compiled by the
-//! host's C compiler (`$CC`, else `cc`) into one shared object, against ntmem's
-//! WDK headers: `$NTMEM_INCLUDE` if set, else the source tree's `include/` if it
-//! is still where ntmem was built from, else a copy embedded in the binary and
-//! written next to the output (so an installed `ntmem` needs no source tree). A
-//! `.so` already built against the headers is used as it is.
+//! The driver `ntmem run` runs: a Windows x64 image (`.sys`) as it is, or `.c`
+//! files (or a directory of them) built into one by [`super::image`] — clang for
+//! the Windows target and lld-link, against ntmem's WDK headers:
+//! `$NTMEM_INCLUDE` if set, else the source tree's `include/` if it is still
+//! where ntmem was built from, else a copy embedded in the binary and written to a
+//! temporary directory (so an installed `ntmem` needs no source tree).
 //!
 //! Compiler messages go to standard error exactly as the compiler prints them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::Failure;
@@ -34,11 +33,6 @@ const HEADERS: &[(&str, &str)] = &[
     ("ntmem/resources.h", include_str!("../../../../include/ntmem/resources.h")),
 ];
 
-/// What every driver is compiled with. `-fshort-wchar` makes `L"..."` 16-bit as
-/// in Windows; an undeclared routine (one ntmem does not implement) is an error.
-const CFLAGS: &[&str] =
-    &["-shared", "-fPIC", "-O1", "-g", "-Wall", "-fshort-wchar", "-Werror=implicit-function-declaration"];
-
 /// A directory of our own under the system temporary directory, removed on drop.
 #[derive(Debug)]
 pub struct TempDir(pub(crate) PathBuf);
@@ -63,13 +57,11 @@ impl Drop for TempDir {
 /// A driver ready to load.
 #[derive(Debug)]
 pub struct Built {
-    /// The shared object.
-    pub object: PathBuf,
-    /// The driver's name: the file's name for one file, else the directory's or
-    /// the first file's stem with `.so`.
+    /// The image's bytes.
+    pub image: Vec<u8>,
+    /// The driver's name: the `.sys` file's name, else the `.c` file's (or the
+    /// directory's) stem with `.sys`.
     pub name: String,
-    /// Where it was built (removed when this is dropped).
-    pub _dir: Option<TempDir>,
 }
 
 fn file_name(p: &Path) -> String {
@@ -80,7 +72,7 @@ fn has_ext(p: &Path, ext: &str) -> bool {
     p.extension().is_some_and(|e| e == ext)
 }
 
-/// The `.c` files of `args`, or the one `.so`, and the driver's name.
+/// The `.c` files of `args`, or the one `.sys`, and the driver's name.
 pub(crate) fn sources(args: &[PathBuf]) -> Result<(Vec<PathBuf>, String), Failure> {
     let mut files = Vec::new();
     for a in args {
@@ -95,23 +87,23 @@ pub(crate) fn sources(args: &[PathBuf]) -> Result<(Vec<PathBuf>, String), Failur
             files.extend(c);
         } else if !a.exists() {
             return Err(Failure::usage(format!("{}: no such file", a.display())));
-        } else if has_ext(a, "c") || has_ext(a, "so") {
+        } else if has_ext(a, "c") || has_ext(a, "sys") {
             files.push(a.clone());
         } else {
             return Err(Failure::usage(format!(
-                "{}: a driver is .c files, a directory of them, or a .so",
+                "{}: a driver is .c files, a directory of them, or a Windows x64 image (.sys)",
                 a.display()
             )));
         }
     }
     let name = match (args, files.as_slice()) {
-        ([one], _) if one.is_dir() => format!("{}.so", file_name(one)),
-        (_, [one]) => file_name(one),
-        (_, [first, ..]) => format!("{}.so", first.file_stem().map_or("driver".into(), |s| s.to_string_lossy())),
+        ([one], _) if one.is_dir() => format!("{}.sys", file_name(one)),
+        (_, [one]) if has_ext(one, "sys") => file_name(one),
+        (_, [first, ..]) => format!("{}.sys", first.file_stem().map_or("driver".into(), |s| s.to_string_lossy())),
         (_, []) => return Err(Failure::usage("no driver given")),
     };
-    if files.iter().any(|f| has_ext(f, "so")) && files.len() > 1 {
-        return Err(Failure::usage("a .so driver is run alone, without other files"));
+    if files.iter().any(|f| has_ext(f, "sys")) && files.len() > 1 {
+        return Err(Failure::usage("a .sys driver is run alone, without other files"));
     }
     Ok((files, name))
 }
@@ -137,35 +129,22 @@ pub(crate) fn include_dir(dir: &TempDir) -> Result<PathBuf, Failure> {
     Ok(include)
 }
 
-/// Builds the driver `args` name.
+/// The driver `args` names, built if it is source.
 ///
 /// # Errors
-/// Exit status 2: no such file, no compiler, or the compiler refused (its
-/// messages are already on standard error).
+/// Exit status 2: no such file, the toolchain missing (the message says what to
+/// install), or the compiler refused (its messages are already on standard error).
 pub fn build(args: &[PathBuf]) -> Result<Built, Failure> {
     let (files, name) = sources(args)?;
-    if let [so] = files.as_slice() {
-        if has_ext(so, "so") {
-            return Ok(Built { object: so.clone(), name, _dir: None });
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Failure::usage(format!("{}: {e}", p.display())));
+    if let [sys] = files.as_slice() {
+        if has_ext(sys, "sys") {
+            return Ok(Built { image: read(sys)?, name });
         }
     }
     let dir = TempDir::new()?;
-    let include = include_dir(&dir)?;
-    let object = dir.0.join("driver.so");
-    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    let status = Command::new(&cc)
-        .args(CFLAGS)
-        .arg("-I")
-        .arg(&include)
-        .arg("-o")
-        .arg(&object)
-        .args(&files)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(std::io::stderr()))
-        .status()
-        .map_err(|e| Failure::usage(format!("cannot run the C compiler {}: {e}", cc.to_string_lossy())))?;
-    if !status.success() {
-        return Err(Failure::usage(format!("{name}: the C compiler failed ({status})")));
-    }
-    Ok(Built { object, name, _dir: Some(dir) })
+    let out = dir.0.join(&name);
+    let request = super::image::ImageRequest { sources: files, out, includes: Vec::new(), defines: Vec::new() };
+    let built = super::image::build_image(&request)?;
+    Ok(Built { image: read(&built.image)?, name })
 }

@@ -1,10 +1,12 @@
 //! The driver host (issue 5): builds a C driver, loads it, runs it on a
 //! simulated machine and reports what happened.
 //!
-//! * [`build`]: `.c` → the host's cc → a shared object, against `include/`.
-//! * [`run`]: boots the machine, calls `DriverEntry` on processor 0, then the
-//!   driver's `DriverUnload`, and compares the pool's PoolMon counters before and
-//!   after to find the driver's tags and what it leaked.
+//! * [`build`] / [`image`]: `.c` → clang and lld-link → a Windows x64 `.sys`,
+//!   against `include/`; a `.sys` is run as it is.
+//! * [`run`]: boots the machine, loads the image into system space, calls
+//!   `DriverEntry` on processor 0 (then frees its `INIT` pages), then the
+//!   driver's `DriverUnload`, unmaps the image, and compares the pool's PoolMon
+//!   counters before and after to find the driver's tags and what it leaked.
 //! * [`report`]: the report as text or JSON, and the exit status.
 //!
 //! Loading and calling into driver code is `ntmem_wdk::loader` (this crate has no
@@ -45,7 +47,7 @@ use crate::Failure;
 /// What to run.
 #[derive(Debug)]
 pub struct Request {
-    /// The driver: .c files, a directory, or a .so.
+    /// The driver: .c files, a directory, or a .sys.
     pub driver: Vec<PathBuf>,
     /// The machine.
     pub profile: MachineProfile,
@@ -73,9 +75,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         verifier |= VerifierFlags::parse_one(option).map_err(Failure::usage)?;
     }
     let built = build::build(&request.driver)?;
-    let mut driver = Driver::open(&built.object, &built.name).map_err(Failure::usage)?;
     let booted = crate::commands::boot::boot(request.profile)?;
     let machine = &booted.machine;
+    let mut driver = Driver::load(machine, &built.name, &built.image).map_err(Failure::usage)?;
     machine.set_verifier(verifier);
     machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
@@ -103,6 +105,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
             report.driver_entry_status = Some(status);
             let mut unloaded = false;
             if status >= 0 {
+                driver.finish_entry(machine);
                 let started = ntmem_wdk::io::finish_driver_entry(&driver, machine, 0)
                     .and_then(|()| pnp::add_and_start(&mut driver, machine, 0));
                 if let Err(b) = started {
@@ -144,6 +147,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     if request.json {
         report.debug_output = Some(dbg::take_captured());
+    }
+    if report.bugcheck.is_none() {
+        driver.unload_image(machine);
     }
     drop(driver);
     Ok(report)

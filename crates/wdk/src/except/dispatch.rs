@@ -227,6 +227,13 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
             }
         }
         Outcome::Unhandled(code) => {
+            if crate::seh::catch_innermost() {
+                // A Rust driver's `seh::catch` above the driver frames takes it.
+                // SAFETY: the caller's contract.
+                let mut r = unsafe { *record };
+                r.code = code as i32;
+                crate::seh::unhandled(&r)
+            }
             // SAFETY: the caller's contract.
             let b = unsafe { unhandled(&*record, context, code, fault) };
             raise_bugcheck(&b)
@@ -297,12 +304,24 @@ pub(crate) unsafe fn dispatch_fault(record: *mut ExceptionRecord, context: *mut 
     unsafe { dispatch(record, context, true) }
 }
 
-/// Where the host sends a hardware exception in a registered image: called on the faulting
-/// stack with the record and faulting context just below the faulting RSP.
+/// Where the host sends a hardware exception in a registered image, or in a routine a
+/// driver image called (`ntmem_host::exception::raisable`): called on the faulting stack
+/// with the record and faulting context just below the faulting RSP. A fault inside a
+/// routine is dispatched from the driver's frame at its call, keeping the faulting
+/// instruction as the exception's address; the routine's frames are abandoned (the
+/// escape contract: routines touch driver memory holding nothing to drop).
 pub(crate) extern "C" fn fault_entry(record: *mut ExceptionRecord, context: *mut Context) -> ! {
     // SAFETY: the host wrote both, aligned, below the faulting RSP with a gap of
-    // `ntmem_host::exception::GAP` bytes, above this frame.
-    unsafe { dispatch(record, context, true) }
+    // `ntmem_host::exception::GAP` bytes, above this frame; the driver's frame is above
+    // the routine's.
+    unsafe {
+        if lookup((*context).rip).is_none() {
+            if let Some(frame) = ntmem_host::thunk::driver_frame() {
+                frame.apply_to(&mut *context);
+            }
+        }
+        dispatch(record, context, true)
+    }
 }
 
 /// Dispatches `record` from a driver's `context` on behalf of an ntmem routine the driver
@@ -378,6 +397,34 @@ unsafe extern "win64" fn raise_captured(record: *mut ExceptionRecord, context: *
 #[unsafe(naked)]
 pub unsafe extern "win64" fn RtlRaiseStatus(status: i32) {
     capture_caller_then!(raise_status_captured)
+}
+
+/// `ExRaiseAccessViolation()`: `ExRaiseStatus(STATUS_ACCESS_VIOLATION)`.
+///
+/// # Safety
+/// Called by driver code.
+#[unsafe(naked)]
+pub unsafe extern "win64" fn ExRaiseAccessViolation() {
+    capture_caller_then!(raise_access_violation_captured)
+}
+
+unsafe extern "win64" fn raise_access_violation_captured(_: u64, context: *const Context) -> ! {
+    // SAFETY: as for `raise_status_captured`.
+    unsafe { raise_status_captured(crate::seh::STATUS_ACCESS_VIOLATION, context) }
+}
+
+/// `ExRaiseDatatypeMisalignment()`: `ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT)`.
+///
+/// # Safety
+/// Called by driver code.
+#[unsafe(naked)]
+pub unsafe extern "win64" fn ExRaiseDatatypeMisalignment() {
+    capture_caller_then!(raise_misalignment_captured)
+}
+
+unsafe extern "win64" fn raise_misalignment_captured(_: u64, context: *const Context) -> ! {
+    // SAFETY: as for `raise_status_captured`.
+    unsafe { raise_status_captured(crate::seh::STATUS_DATATYPE_MISALIGNMENT, context) }
 }
 
 /// `RtlRaiseStatus`'s body.

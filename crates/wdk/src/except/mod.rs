@@ -162,20 +162,8 @@ fn set_registers(c: &mut Context, r: &Registers) {
     c.flt_save.xmm_registers = r.xmm;
 }
 
-/// The address of the exception routine a driver imports by `name` (`ntoskrnl.exe`), for
-/// binding a PE image's imports; `None` for any other name.
-pub fn routine(name: &str) -> Option<u64> {
-    Some(match name {
-        "__C_specific_handler" => c_specific::__C_specific_handler as *const () as u64,
-        "RtlCaptureContext" => ntmem_host::context::ntmem_capture_context as *const () as u64,
-        "RtlRaiseException" => dispatch::RtlRaiseException as *const () as u64,
-        "RtlRaiseStatus" => dispatch::RtlRaiseStatus as *const () as u64,
-        "RtlUnwindEx" => unwind::RtlUnwindEx as *const () as u64,
-        "RtlVirtualUnwind" => unwind::RtlVirtualUnwind as *const () as u64,
-        "RtlLookupFunctionEntry" => unwind::RtlLookupFunctionEntry as *const () as u64,
-        _ => return None,
-    })
-}
+/// `RtlCaptureContext(ContextRecord)` (Microsoft x64), in the host layer.
+pub use ntmem_host::context::ntmem_capture_context as RtlCaptureContext;
 
 /// Makes the host call this module's dispatcher for faults in registered images
 /// (idempotent).

@@ -44,7 +44,7 @@ pub use scenario::{Action, Protection, Scenario, Step};
 pub use steps::StepResult;
 
 use crate::context;
-use crate::seh::{self, ThreadKind};
+use crate::seh::ThreadKind;
 use crate::types::{registry_path, service_name, DriverObject, NtStatus, OwnedUnicode};
 
 /// Why the harness could not start.
@@ -277,15 +277,13 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
         routine: &'static str,
         f: impl FnOnce() -> R,
     ) -> Result<R, BugCheck> {
-        let r = seh::run_as(ThreadKind::System, || {
-            machine.run_driver(cpu, |c| {
-                let entry = c.irql();
-                let r = context::enter(c, routine, f);
-                check_return(c, Caller::Worker, 0, None, entry)?;
-                Ok(r)
-            })
-        });
-        context::leave(r).map_err(|b| self.blame(b))
+        context::call_driver(machine, cpu, ThreadKind::System, |c| {
+            let entry = c.irql();
+            let r = context::enter(c, routine, f);
+            check_return(c, Caller::Worker, 0, None, entry)?;
+            Ok(r)
+        })
+        .map_err(|b| self.blame(b))
     }
 
     fn driver_entry(&mut self, machine: &Machine) -> Result<NtStatus, BugCheck> {
@@ -331,8 +329,7 @@ impl<D: RustDriver> steps::Target for Loaded<'_, D> {
 
     fn send(&self, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck> {
         // Dispatch routines run in the requester's thread (0x1E for an unhandled exception).
-        let r = seh::run_as(ThreadKind::Arbitrary, || machine.run_driver(cpu, |c| call.send(c, self)));
-        context::leave(r).map_err(|b| self.blame(b))
+        context::call_driver(machine, cpu, ThreadKind::Arbitrary, |c| call.send(c, self)).map_err(|b| self.blame(b))
     }
 
     fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
