@@ -6,14 +6,10 @@
  * declared: a driver that calls anything else fails to compile, it never links to
  * a silent stub.
  *
- * Two ways to build a driver against it, while ntmem moves to the second:
- * - clang for the Windows x64 target (x86_64-pc-windows-msvc: LLP64, 16-bit
- *   wchar_t, table-based __try/__except/__finally), linked into a PE image
- *   (`ntmem build`); NTMEM_WINDOWS_TARGET is defined;
- * - the host's C compiler for x86-64 Linux (LP64) into a shared object, with
- *   -fshort-wchar, and __try implemented with setjmp below.
- * Either way the types keep their Windows widths -- LONG and ULONG are 32 bits --
- * and the constants are those of the AMD64 WDK: PAGE_SIZE 4096, HIGH_LEVEL 15.
+ * Drivers are built with clang for the Windows x64 target (x86_64-pc-windows-msvc:
+ * LLP64, 16-bit wchar_t, the compiler's table-based __try/__except/__finally) and
+ * linked into a PE image (`ntmem build`, `ntmem run`). The constants are those of
+ * the AMD64 WDK: PAGE_SIZE 4096, HIGH_LEVEL 15.
  */
 #ifndef NTMEM_WDM_H
 #define NTMEM_WDM_H
@@ -25,14 +21,10 @@
 #pragma clang diagnostic ignored "-Wpragma-pack"
 #endif
 
-#if defined(_WIN64) && defined(_MSC_VER)
-#define NTMEM_WINDOWS_TARGET 1
+#if !defined(_WIN64) || !defined(_MSC_VER)
+#error "ntmem's WDK headers are for the Windows x64 target: build drivers with ntmem build or ntmem run (clang --target=x86_64-pc-windows-msvc)"
 #endif
 
-#ifndef NTMEM_WINDOWS_TARGET
-/* The landing points of the host build's __try are ISO C setjmp. */
-#include <setjmp.h>
-#endif
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -50,7 +42,8 @@ extern "C" {
 #define OPTIONAL
 #define NTAPI
 #define NTSYSAPI
-#define NTKERNELAPI
+#define NTKERNELAPI __declspec(dllimport)
+#define NTHALAPI __declspec(dllimport)
 #define FASTCALL
 #define CDECL
 #define DECLSPEC_ALIGN(x) __attribute__((aligned(x)))
@@ -60,13 +53,8 @@ typedef const char *PCSTR;
 typedef unsigned char UCHAR, *PUCHAR;
 typedef short SHORT, CSHORT, *PSHORT;
 typedef unsigned short USHORT, *PUSHORT;
-#ifdef NTMEM_WINDOWS_TARGET
 typedef long LONG, *PLONG;
 typedef unsigned long ULONG, *PULONG;
-#else
-typedef int LONG, *PLONG;
-typedef unsigned int ULONG, *PULONG;
-#endif
 typedef long long LONGLONG, LONG64, *PLONGLONG;
 typedef unsigned long long ULONGLONG, ULONG64, *PULONGLONG, *PULONG64;
 typedef signed char INT8;
@@ -84,11 +72,7 @@ typedef unsigned long long ULONG_PTR, *PULONG_PTR;
 typedef ULONG_PTR SIZE_T, *PSIZE_T;
 typedef LONG_PTR SSIZE_T;
 typedef void *PVOID;
-#ifdef NTMEM_WINDOWS_TARGET
 typedef wchar_t WCHAR, *PWCHAR, *PWSTR;
-#else
-typedef unsigned short WCHAR, *PWCHAR, *PWSTR;
-#endif
 typedef const WCHAR *PCWSTR;
 typedef LONG NTSTATUS;
 
@@ -252,46 +236,13 @@ NTKERNELAPI SIZE_T ExQueryPoolBlockSize(PVOID PoolBlock, PBOOLEAN QuotaCharged);
 /* ---- Structured exception handling --------------------------------------- */
 
 /*
- * __try / __except / __finally for gcc and clang (C only), over ISO setjmp.
- *
- *   __try { ... } __except (filter) { handler }
- *   __try { ... } __finally { termination handler }
- *
- * and, unless NTMEM_NO_LOWERCASE_TRY is defined before this header, the spelling
- * of the WDK samples: try { ... } except (filter) { ... }.
- *
- * How it works: __try opens a block holding an NTMEM_SEH_FRAME that is pushed on
- * the thread's list of frames and popped by __attribute__((cleanup)) however the
- * block is left (falling off the end, return, break, goto). The frame's landing
- * point is setjmp. An exception -- ExRaiseStatus, a routine that raises, or a
- * fault on a user-space address inside the __try -- pops the innermost frame and
- * longjmps to it; __except(filter) is the else of that setjmp: it evaluates the
- * filter (GetExceptionCode() and GetExceptionInformation() are valid there), closes
- * the block, and the handler body follows as a plain `if`. So `break` in a handler
- * leaves the enclosing switch or loop and `return` returns, as with MSVC.
- *
- * Filter values: EXCEPTION_EXECUTE_HANDLER runs the handler; EXCEPTION_CONTINUE_SEARCH
- * passes the exception to the next outer frame; with none left, the machine stops
- * with Windows' bugcheck for an unhandled kernel exception.
- * EXCEPTION_CONTINUE_EXECUTION cannot resume here (the frames of the __try body are
- * gone once the filter runs): ntmem raises STATUS_NONCONTINUABLE_EXCEPTION to the
- * next outer frame, which is what Windows does for every exception ExRaiseStatus
- * raises (they are noncontinuable); only for a hardware fault would Windows retry
- * the faulting instruction.
- *
- * Differences from MSVC, all consequences of C without compiler support:
- *  - filters run after the frames inside the __try are left (Windows runs them
- *    first, then unwinds); only the order of side effects of nested filters and
- *    __finally blocks can tell.
- *  - a local variable written inside __try and read in the handler must be
- *    `volatile` (the setjmp rule; gcc's -Wclobbered points them out).
- *  - __finally runs when its __try block ends normally and when an exception
- *    unwinds through it (then the exception continues to the next frame, and
- *    AbnormalTermination() is TRUE). Leaving the __try block with return, break or
- *    goto skips the __finally body; leaving the __finally body with break ends it,
- *    and with return or goto during an unwind ends the unwind (as in MSVC).
- *  - __leave is not provided.
- *  - C only: in C++ (where libstdc++ uses __try itself) the macros are not defined.
+ * __try / __except / __finally / __leave are the compiler's (clang with
+ * -fasync-exceptions), dispatched by ntmem from the image's own unwind tables as
+ * Windows dispatches them: filters run innermost first before any __finally, a
+ * hardware fault inside a __try (even one with no call in it) is an exception, and
+ * EXCEPTION_CONTINUE_EXECUTION resumes the faulting instruction. Try/except in
+ * lowercase, as the WDK samples spell them, unless NTMEM_NO_LOWERCASE_TRY is
+ * defined before this header.
  */
 
 #define EXCEPTION_EXECUTE_HANDLER 1
@@ -313,22 +264,48 @@ typedef struct _EXCEPTION_RECORD {
 
 _Static_assert(sizeof(EXCEPTION_RECORD) == 0x98, "EXCEPTION_RECORD size");
 
-/* ntmem keeps no register context: ContextRecord is NULL. */
+/* The AMD64 CONTEXT (0x4D0 bytes), opaque here: drivers reach it through
+ * EXCEPTION_POINTERS and RtlCaptureContext. */
 typedef struct _CONTEXT CONTEXT, *PCONTEXT;
 typedef struct _EXCEPTION_POINTERS {
     PEXCEPTION_RECORD ExceptionRecord;
     PCONTEXT ContextRecord;
 } EXCEPTION_POINTERS, *PEXCEPTION_POINTERS;
 
+/* x64 exception dispatch and unwinding, for drivers that walk their own stack. */
+typedef struct _RUNTIME_FUNCTION {
+    ULONG BeginAddress;
+    ULONG EndAddress;
+    ULONG UnwindData;
+} RUNTIME_FUNCTION, *PRUNTIME_FUNCTION;
+typedef struct _UNWIND_HISTORY_TABLE UNWIND_HISTORY_TABLE, *PUNWIND_HISTORY_TABLE;
+typedef struct _KNONVOLATILE_CONTEXT_POINTERS KNONVOLATILE_CONTEXT_POINTERS, *PKNONVOLATILE_CONTEXT_POINTERS;
+typedef LONG EXCEPTION_DISPOSITION;
+typedef EXCEPTION_DISPOSITION (*PEXCEPTION_ROUTINE)(PEXCEPTION_RECORD ExceptionRecord, PVOID EstablisherFrame,
+                                                    PCONTEXT ContextRecord, PVOID DispatcherContext);
+#define UNW_FLAG_NHANDLER 0x0
+#define UNW_FLAG_EHANDLER 0x1
+#define UNW_FLAG_UHANDLER 0x2
+NTKERNELAPI VOID RtlCaptureContext(PCONTEXT ContextRecord);
+NTKERNELAPI VOID RtlRaiseException(PEXCEPTION_RECORD ExceptionRecord);
+NTKERNELAPI VOID RtlRaiseStatus(NTSTATUS Status) __attribute__((noreturn));
+NTKERNELAPI VOID RtlUnwindEx(PVOID TargetFrame, PVOID TargetIp, PEXCEPTION_RECORD ExceptionRecord, PVOID ReturnValue,
+                             PCONTEXT ContextRecord, PUNWIND_HISTORY_TABLE HistoryTable);
+NTKERNELAPI PRUNTIME_FUNCTION RtlLookupFunctionEntry(ULONG64 ControlPc, PULONG64 ImageBase,
+                                                     PUNWIND_HISTORY_TABLE HistoryTable);
+NTKERNELAPI PEXCEPTION_ROUTINE RtlVirtualUnwind(ULONG HandlerType, ULONG64 ImageBase, ULONG64 ControlPc,
+                                                PRUNTIME_FUNCTION FunctionEntry, PCONTEXT ContextRecord,
+                                                PVOID *HandlerData, PULONG64 EstablisherFrame,
+                                                PKNONVOLATILE_CONTEXT_POINTERS ContextPointers);
+
 /* Raises Status as a noncontinuable exception (EXCEPTION_NONCONTINUABLE, no parameters). */
 NTKERNELAPI VOID ExRaiseStatus(NTSTATUS Status) __attribute__((noreturn));
 NTKERNELAPI VOID ExRaiseAccessViolation(VOID) __attribute__((noreturn));
 NTKERNELAPI VOID ExRaiseDatatypeMisalignment(VOID) __attribute__((noreturn));
 
-#ifdef NTMEM_WINDOWS_TARGET
 /* The compiler's own __try/__except/__finally/__leave, dispatched from the image's
  * unwind tables; the intrinsics as the WDK's excpt.h names them. */
-#define GetExceptionCode _exception_code
+#define GetExceptionCode() ((NTSTATUS)_exception_code())
 #define GetExceptionInformation() ((PEXCEPTION_POINTERS)_exception_info())
 #define AbnormalTermination _abnormal_termination
 #ifndef NTMEM_NO_LOWERCASE_TRY
@@ -337,68 +314,6 @@ NTKERNELAPI VOID ExRaiseDatatypeMisalignment(VOID) __attribute__((noreturn));
 #define finally __finally
 #define leave __leave
 #endif
-#else
-/* The machinery behind the macros (crates/wdk/c/seh.c); not for drivers to call. */
-typedef struct _NTMEM_SEH_FRAME {
-    struct _NTMEM_SEH_FRAME *Prev;
-    ULONG_PTR Guard;
-    LONG Active;
-    jmp_buf Landing;
-} NTMEM_SEH_FRAME;
-
-typedef struct _NTMEM_SEH_FINALLY {
-    LONG Run;
-    LONG Unwinding;
-    EXCEPTION_RECORD Record;
-} NTMEM_SEH_FINALLY;
-
-VOID ntmem_seh_enter(NTMEM_SEH_FRAME *Frame);
-VOID ntmem_seh_leave(NTMEM_SEH_FRAME *Frame);
-VOID ntmem_seh_filter(LONG Disposition);
-LONG ntmem_seh_caught(VOID);
-VOID ntmem_seh_unwinding(VOID);
-NTMEM_SEH_FINALLY ntmem_seh_finally_begin(VOID);
-VOID ntmem_seh_finally_end(NTMEM_SEH_FINALLY *Finally);
-NTSTATUS ntmem_seh_exception_code(VOID);
-PEXCEPTION_POINTERS ntmem_seh_exception_pointers(VOID);
-
-#define GetExceptionCode() ntmem_seh_exception_code()
-#define GetExceptionInformation() ntmem_seh_exception_pointers()
-#define _exception_code() ntmem_seh_exception_code()
-#define _exception_info() ntmem_seh_exception_pointers()
-
-#ifndef __cplusplus
-
-#define __try                                                                    \
-    {                                                                            \
-        NTMEM_SEH_FRAME __ntmem_seh __attribute__((cleanup(ntmem_seh_leave)));   \
-        ntmem_seh_enter(&__ntmem_seh);                                           \
-        if (setjmp(__ntmem_seh.Landing) == 0)
-
-/* Variadic so that a filter with commas (a comma expression) needs no extra parentheses. */
-#define __except(...)                                                            \
-        else ntmem_seh_filter((LONG)(__VA_ARGS__));                              \
-    }                                                                            \
-    if (ntmem_seh_caught())
-
-#define __finally                                                                \
-        else ntmem_seh_unwinding();                                              \
-    }                                                                            \
-    for (NTMEM_SEH_FINALLY __ntmem_fin = ntmem_seh_finally_begin(); __ntmem_fin.Run; \
-         ntmem_seh_finally_end(&__ntmem_fin))
-
-/* Only inside a __finally body. */
-#define AbnormalTermination() (__ntmem_fin.Unwinding != 0)
-#define _abnormal_termination() AbnormalTermination()
-
-#ifndef NTMEM_NO_LOWERCASE_TRY
-#define try __try
-#define except __except
-#define finally __finally
-#endif
-
-#endif /* !__cplusplus */
-#endif /* NTMEM_WINDOWS_TARGET */
 
 /* ---- Debug output ------------------------------------------------------- */
 

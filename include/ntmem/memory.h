@@ -6,13 +6,27 @@
 #ifndef NTMEM_MEMORY_H
 #define NTMEM_MEMORY_H
 
-/* Memory copies and fills, as the WDK's macros over the C library. */
-#define RtlCopyMemory(Destination, Source, Length) __builtin_memcpy((Destination), (Source), (Length))
+/* The C run-time routines ntoskrnl exports, and the WDK's macros over them. */
+NTKERNELAPI void *memcpy(void *Destination, const void *Source, size_t Count);
+NTKERNELAPI void *memmove(void *Destination, const void *Source, size_t Count);
+NTKERNELAPI void *memset(void *Destination, int Value, size_t Count);
+NTKERNELAPI int memcmp(const void *Buffer1, const void *Buffer2, size_t Count);
+#define RtlCopyMemory(Destination, Source, Length) memcpy((Destination), (Source), (Length))
 #define RtlCopyBytes RtlCopyMemory
-#define RtlMoveMemory(Destination, Source, Length) __builtin_memmove((Destination), (Source), (Length))
-#define RtlFillMemory(Destination, Length, Fill) __builtin_memset((Destination), (Fill), (Length))
-#define RtlZeroMemory(Destination, Length) __builtin_memset((Destination), 0, (Length))
-#define RtlEqualMemory(Destination, Source, Length) (!__builtin_memcmp((Destination), (Source), (Length)))
+#define RtlMoveMemory(Destination, Source, Length) memmove((Destination), (Source), (Length))
+#define RtlFillMemory(Destination, Length, Fill) memset((Destination), (Fill), (Length))
+#define RtlZeroMemory(Destination, Length) memset((Destination), 0, (Length))
+#define RtlEqualMemory(Destination, Source, Length) (!memcmp((Destination), (Source), (Length)))
+
+/* The kernel's variables (host addresses of the simulated machine's boundaries). */
+extern NTKERNELAPI PVOID MmSystemRangeStart;
+extern NTKERNELAPI PVOID MmHighestUserAddress;
+extern NTKERNELAPI ULONG_PTR MmUserProbeAddress;
+extern NTKERNELAPI ULONG NtBuildNumber;
+extern NTKERNELAPI CCHAR KeNumberProcessors;
+#define MM_SYSTEM_RANGE_START MmSystemRangeStart
+#define MM_HIGHEST_USER_ADDRESS MmHighestUserAddress
+#define MM_USER_PROBE_ADDRESS MmUserProbeAddress
 
 typedef enum _MEMORY_CACHING_TYPE {
     MmNonCached = 0,

@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The compiler options every driver is built with (before the caller's own).
+/// `-Wno-deprecated-non-prototype`: WDK-era C declares function pointers with `()`
+/// (Microsoft's PCI NIC sample, the seed's Figure 1, does), which MSVC accepts
+/// silently and clang 19 flags as a C23 deprecation.
 pub const CFLAGS: &[&str] = &[
     "--target=x86_64-pc-windows-msvc",
     "-fms-extensions",
@@ -37,6 +40,7 @@ pub const CFLAGS: &[&str] = &[
     "-ffreestanding",
     "-fno-builtin",
     "-fno-stack-protector",
+    "-Wno-deprecated-non-prototype",
 ];
 
 /// The linker options every driver is linked with.

@@ -132,7 +132,7 @@ pub fn unhandled_bugcheck(kind: ThreadKind, record: &ExceptionRecord) -> BugChec
 /// exception as a value instead.
 pub const EXIT_UNHANDLED_OUTSIDE_MACHINE: i32 = 70;
 
-fn unhandled_outside_machine(record: &ExceptionRecord, b: &BugCheck) -> ! {
+pub(crate) fn unhandled_outside_machine(record: &ExceptionRecord, b: &BugCheck) -> ! {
     use std::io::Write as _;
     let _ = writeln!(
         std::io::stderr(),

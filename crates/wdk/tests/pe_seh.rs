@@ -371,7 +371,7 @@ fn load() -> Driver {
     config.ram = 256 << 20;
     config.boot = BootOptions::parse("").unwrap();
     let machine = Machine::boot(config.build().unwrap()).unwrap();
-    let resolve = |dll: &str, name: &str| if dll == "ntoskrnl.exe" { except::routine(name) } else { None };
+    let resolve = |dll: &str, name: &str| if dll == "ntoskrnl.exe" { ntmem_wdk::exports::routine_address(name).map(|a| a as u64) } else { None };
     let image = LoadedImage::load(&machine, "seh.sys", &built().bytes, &resolve).unwrap();
     let registration = except::images::register(&image).expect("an image slot");
     Driver { machine, image: Some(image), registration: Some(registration) }

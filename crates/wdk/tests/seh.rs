@@ -80,7 +80,7 @@ fn ex_raise_status_on_a_host_thread_ends_the_process_with_a_message_not_an_abort
     const CHILD: &str = "NTMEM_TEST_RAISE_ON_HOST_THREAD";
     if std::env::var_os(CHILD).is_some() {
         // SAFETY: what is tested: a raise no frame takes, outside any machine call.
-        unsafe { (ntmem_wdk::exports().seh.ex_raise_status)(STATUS_QUOTA_EXCEEDED) };
+        unsafe { seh::ExRaiseStatus(STATUS_QUOTA_EXCEEDED) };
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "ex_raise_status_on_a_host_thread_ends_the_process_with_a_message_not_an_abort"])
@@ -95,6 +95,6 @@ fn ex_raise_status_on_a_host_thread_ends_the_process_with_a_message_not_an_abort
     assert!(!err.contains("panicked"), "{err}");
     // Inside a frame the same raise is an ordinary caught exception.
     // SAFETY: raising inside `catch` is what ExRaiseStatus is for.
-    let e = catch(|| unsafe { (ntmem_wdk::exports().seh.ex_raise_status)(STATUS_QUOTA_EXCEEDED) }).unwrap_err();
+    let e = catch(|| unsafe { seh::ExRaiseStatus(STATUS_QUOTA_EXCEEDED) }).unwrap_err();
     assert_eq!(e.code, STATUS_QUOTA_EXCEEDED);
 }

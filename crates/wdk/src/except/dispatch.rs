@@ -7,7 +7,11 @@
 //! `handler(ExceptionRecord, EstablisherFrame, ContextRecord, DispatcherContext)` with the
 //! DISPATCHER_CONTEXT's ContextRecord = the unwound (caller's) context. Its answer:
 //! - ExceptionContinueExecution: resume the (possibly modified) exception context, unless
-//!   the exception is noncontinuable (then STATUS_NONCONTINUABLE_EXCEPTION);
+//!   the exception is noncontinuable: then a new exception is raised,
+//!   STATUS_NONCONTINUABLE_EXCEPTION (noncontinuable, chained to the first), and searched
+//!   from the same context again, as Windows' dispatcher raises it from its own frame (a
+//!   filter that answers ExceptionContinueExecution to that one too recurses until the
+//!   stack overflows, as on Windows);
 //! - ExceptionContinueSearch: on to the next frame;
 //! - a handler that takes the exception never answers: it calls `RtlUnwindEx`
 //!   ([`super::unwind`]), which resumes in the handler's frame;
@@ -118,6 +122,8 @@ enum Outcome {
     Continue,
     /// No handler took it: stop the machine with this exception code.
     Unhandled(u32),
+    /// A handler answered ExceptionContinueExecution to a noncontinuable exception.
+    Noncontinuable,
 }
 
 /// The search pass over the frames from `context`. Holds nothing that needs dropping while
@@ -198,7 +204,7 @@ unsafe fn search(record: *mut ExceptionRecord, context: *mut Context) -> Outcome
         rec.flags &= !EXCEPTION_NESTED_CALL;
         match answer {
             disposition::CONTINUE_EXECUTION if rec.flags & EXCEPTION_NONCONTINUABLE != 0 => {
-                break Outcome::Unhandled(STATUS_NONCONTINUABLE_EXCEPTION)
+                break Outcome::Noncontinuable
             }
             disposition::CONTINUE_EXECUTION => break Outcome::Continue,
             disposition::CONTINUE_SEARCH => {}
@@ -226,6 +232,19 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
                 resume(context)
             }
         }
+        Outcome::Noncontinuable => {
+            let mut nested = ExceptionRecord::empty();
+            nested.code = STATUS_NONCONTINUABLE_EXCEPTION as i32;
+            nested.flags = EXCEPTION_NONCONTINUABLE;
+            nested.chained = record;
+            // SAFETY: the caller's contract; the copy is a local above the nested dispatch.
+            let mut again = unsafe {
+                nested.address = (*record).address;
+                *context
+            };
+            // SAFETY: both are locals of this frame, above the nested dispatch's.
+            unsafe { dispatch(&mut nested, &mut again, fault) }
+        }
         Outcome::Unhandled(code) => {
             if crate::seh::catch_innermost() {
                 // A Rust driver's `seh::catch` above the driver frames takes it.
@@ -236,6 +255,10 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
             }
             // SAFETY: the caller's contract.
             let b = unsafe { unhandled(&*record, context, code, fault) };
+            if ntmem_host::token() == 0 {
+                // SAFETY: as above.
+                crate::seh::unhandled_outside_machine(unsafe { &*record }, &b)
+            }
             raise_bugcheck(&b)
         }
     }
