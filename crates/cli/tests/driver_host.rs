@@ -174,7 +174,9 @@ fn the_headers_compile_clean_with_wall_wextra_werror_in_c() {
     )
     .unwrap();
     for std in ["-std=c11", "-std=gnu17"] {
-        let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        let toolchain = ntmem_toolchain::Toolchain::find().expect("clang 19 (see README)");
+        let out = Command::new(toolchain.clang())
+            .args(ntmem_toolchain::CFLAGS)
             .args(["-Wall", "-Wextra", "-Werror", "-pedantic-errors", std, "-fsyntax-only", "-I"])
             .arg(&include)
             .arg(&src)
@@ -241,7 +243,8 @@ fn an_unhandled_ex_raise_status_in_driver_entry_is_0x7e_and_a_returned_from_try_
     let p = v["bugcheck"]["parameters"].as_array().unwrap();
     assert_eq!(p[0], 0xC000_009Au32);
     assert_ne!(p[1], 0, "the address of the raise");
-    assert_eq!((p[2].clone(), p[3].clone()), (Value::from(0), Value::from(0)));
+    // The exception record and context the dispatcher made, on the kernel stack.
+    assert!(p[2].as_u64().unwrap() > 0 && p[3].as_u64().unwrap() > p[2].as_u64().unwrap(), "{p:?}");
     assert_eq!(v["bugcheck"]["driver"], "seh_unhandled.sys");
 }
 
@@ -496,18 +499,6 @@ fn read_report(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let _ = std::fs::remove_file(path);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-#[test]
-fn a_driver_that_garbles_and_closes_stdout_cannot_touch_the_report_file() {
-    let path = report_path("vandal");
-    let out = run("stdout_vandal.c", &["--json", "--report", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{ \"exit\": \"not the report\""));
-    let v = read_report(&path);
-    assert_eq!(v["exit"], 0);
-    assert_eq!(v["driver_entry_status"], 0);
-    assert_eq!(v["unload"], "called");
 }
 
 #[test]

@@ -81,8 +81,7 @@ fn strip_groups(text: &str, word: &str) -> String {
 
 /// The last identifier of `text`.
 fn last_identifier(text: &str) -> Option<String> {
-    let name: String =
-        text.trim_end().chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let name: String = text.trim_end().chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
     (!name.is_empty()).then(|| name.chars().rev().collect())
 }
 

@@ -179,7 +179,12 @@ unsafe extern "C" fn ntmem_wdk_dbg_print(format: *const c_char, args: *const u64
 /// # Safety
 /// As [`ntmem_wdk_dbg_print`].
 #[no_mangle]
-unsafe extern "C" fn ntmem_wdk_dbg_print_ex(component: u32, level: u32, format: *const c_char, args: *const u64) -> u32 {
+unsafe extern "C" fn ntmem_wdk_dbg_print_ex(
+    component: u32,
+    level: u32,
+    format: *const c_char,
+    args: *const u64,
+) -> u32 {
     // SAFETY: the caller's contract.
     unsafe { print(component, level, std::ptr::null(), format, args) }
 }

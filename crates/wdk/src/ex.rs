@@ -67,7 +67,12 @@ pub extern "win64" fn ExFreePool(p: *mut c_void) {
 /// when pool or memory is short for a Low or Normal priority; the
 /// `…SpecialPoolOverrun/Underrun` priorities choose where a special pool block sits
 /// when Driver Verifier's special pool is on. An unknown priority is NULL.
-pub extern "win64" fn ExAllocatePoolWithTagPriority(pool_type: u32, bytes: usize, tag: u32, priority: u32) -> *mut c_void {
+pub extern "win64" fn ExAllocatePoolWithTagPriority(
+    pool_type: u32,
+    bytes: usize,
+    tag: u32,
+    priority: u32,
+) -> *mut c_void {
     kernel(|cpu| {
         let (Some(t), Some(p)) = (PoolType::from_raw(pool_type), PoolPriority::from_raw(priority)) else {
             return Ok(std::ptr::null_mut());

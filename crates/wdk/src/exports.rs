@@ -237,12 +237,13 @@ pub fn import_libraries() -> Vec<ImportLibrary> {
     [Dll::Ntoskrnl, Dll::Hal]
         .into_iter()
         .map(|dll| {
-            let of = |data| EXPORTS.iter().filter(move |e| e.dll == dll && (e.kind == Kind::Data) == data).map(|e| e.name.to_string());
-            ImportLibrary {
-                dll: dll.file_name().to_string(),
-                routines: of(false).collect(),
-                data: of(true).collect(),
-            }
+            let of = |data| {
+                EXPORTS
+                    .iter()
+                    .filter(move |e| e.dll == dll && (e.kind == Kind::Data) == data)
+                    .map(|e| e.name.to_string())
+            };
+            ImportLibrary { dll: dll.file_name().to_string(), routines: of(false).collect(), data: of(true).collect() }
         })
         .collect()
 }

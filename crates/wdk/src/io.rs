@@ -87,7 +87,10 @@ pub unsafe extern "win64" fn IoDeleteDevice(device: *mut c_void) {
 ///
 /// # Safety
 /// Both are valid `UNICODE_STRING`s (a bad one faults, as on Windows).
-pub unsafe extern "win64" fn IoCreateSymbolicLink(link: *const UnicodeString, device: *const UnicodeString) -> NtStatus {
+pub unsafe extern "win64" fn IoCreateSymbolicLink(
+    link: *const UnicodeString,
+    device: *const UnicodeString,
+) -> NtStatus {
     kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoCreateSymbolicLink as *const () as u64));
     // SAFETY: the caller's strings (`# Safety`).
     let (link, device) = unsafe { (crate::rtl::unicode_chars(link), crate::rtl::unicode_chars(device)) };

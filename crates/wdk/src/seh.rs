@@ -44,7 +44,9 @@ use ntmem_kernel::{BugCheck, BugCheckCode};
 use crate::except::EXCEPTION_NONCONTINUABLE;
 use crate::types::NtStatus;
 
-pub use crate::except::dispatch::{ExRaiseAccessViolation, ExRaiseDatatypeMisalignment, RtlRaiseStatus as ExRaiseStatus};
+pub use crate::except::dispatch::{
+    ExRaiseAccessViolation, ExRaiseDatatypeMisalignment, RtlRaiseStatus as ExRaiseStatus,
+};
 
 /// STATUS_ACCESS_VIOLATION.
 pub const STATUS_ACCESS_VIOLATION: NtStatus = 0xC000_0005_u32 as NtStatus;

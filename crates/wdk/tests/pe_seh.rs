@@ -276,6 +276,21 @@ EXPORT int RaiseStatus(long code) {
 
 EXPORT int ContinueNoncontinuable(long code) {
     __try { RtlRaiseStatus(code); return 0; }
+    __except (_exception_code() == 0xC0000025 ? EXCEPTION_CONTINUE_SEARCH : EXCEPTION_CONTINUE_EXECUTION) { return -1; }
+}
+
+/* The chained record's code, as the outer handler sees it. */
+EXPORT int ContinueNoncontinuableCaught(long code) {
+    __try {
+        __try { RtlRaiseStatus(code); return 0; }
+        __except (_exception_code() == 0xC0000025 ? EXCEPTION_CONTINUE_SEARCH : EXCEPTION_CONTINUE_EXECUTION) { return -1; }
+    } __except (Capture(_exception_info(), ((EXCEPTION_POINTERS *)_exception_info())->ExceptionRecord->ExceptionRecord->ExceptionCode == code)) {
+        return _exception_code();
+    }
+}
+
+EXPORT int ContinueAlways(long code) {
+    __try { RtlRaiseStatus(code); return 0; }
     __except (EXCEPTION_CONTINUE_EXECUTION) { return -1; }
 }
 
@@ -371,7 +386,13 @@ fn load() -> Driver {
     config.ram = 256 << 20;
     config.boot = BootOptions::parse("").unwrap();
     let machine = Machine::boot(config.build().unwrap()).unwrap();
-    let resolve = |dll: &str, name: &str| if dll == "ntoskrnl.exe" { ntmem_wdk::exports::routine_address(name).map(|a| a as u64) } else { None };
+    let resolve = |dll: &str, name: &str| {
+        if dll == "ntoskrnl.exe" {
+            ntmem_wdk::exports::routine_address(name).map(|a| a as u64)
+        } else {
+            None
+        }
+    };
     let image = LoadedImage::load(&machine, "seh.sys", &built().bytes, &resolve).unwrap();
     let registration = except::images::register(&image).expect("an image slot");
     Driver { machine, image: Some(image), registration: Some(registration) }
@@ -562,6 +583,23 @@ fn continuing_a_noncontinuable_exception_is_status_noncontinuable_exception() {
     let b = d.run(ARBITRARY, || go(0xC000_0044_u32 as i32)).unwrap_err();
     assert_eq!(b.code, BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED);
     assert_eq!(b.parameters[0], 0xC000_0025);
+}
+
+#[test]
+fn status_noncontinuable_exception_is_a_new_exception_chained_to_the_first() {
+    let d = load();
+    let go = export!(d, "ContinueNoncontinuableCaught", fn(i32) -> i32);
+    assert_eq!(d.run(ARBITRARY, || go(0xC000_0044_u32 as i32)).unwrap() as u32, 0xC000_0025);
+    let [code, flags, ..] = d.read_u64s::<6>("Seen");
+    assert_eq!((code, flags), (0xC000_0025, 1), "noncontinuable itself");
+}
+
+#[test]
+fn a_filter_that_always_continues_recurses_until_the_stack_overflows_as_on_windows() {
+    let d = load();
+    let go = export!(d, "ContinueAlways", fn(i32) -> i32);
+    let b = d.run(ARBITRARY, || go(0xC000_0044_u32 as i32)).unwrap_err();
+    assert_eq!((b.code, b.parameters[0]), (BugCheckCode::UNEXPECTED_KERNEL_MODE_TRAP, 8));
 }
 
 #[test]

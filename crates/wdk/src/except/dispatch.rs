@@ -232,19 +232,8 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
                 resume(context)
             }
         }
-        Outcome::Noncontinuable => {
-            let mut nested = ExceptionRecord::empty();
-            nested.code = STATUS_NONCONTINUABLE_EXCEPTION as i32;
-            nested.flags = EXCEPTION_NONCONTINUABLE;
-            nested.chained = record;
-            // SAFETY: the caller's contract; the copy is a local above the nested dispatch.
-            let mut again = unsafe {
-                nested.address = (*record).address;
-                *context
-            };
-            // SAFETY: both are locals of this frame, above the nested dispatch's.
-            unsafe { dispatch(&mut nested, &mut again, fault) }
-        }
+        // SAFETY: the caller's contract.
+        Outcome::Noncontinuable => unsafe { raise_noncontinuable(record, context, fault) },
         Outcome::Unhandled(code) => {
             if crate::seh::catch_innermost() {
                 // A Rust driver's `seh::catch` above the driver frames takes it.
@@ -262,6 +251,28 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
             raise_bugcheck(&b)
         }
     }
+}
+
+/// Raises STATUS_NONCONTINUABLE_EXCEPTION for `record`, whose handler answered
+/// ExceptionContinueExecution though it is noncontinuable, and dispatches it from the same
+/// context (see the module docs). Out of line: its copies must not enlarge [`dispatch`]'s
+/// frame, which every dispatch pays for.
+///
+/// # Safety
+/// As [`dispatch`].
+#[inline(never)]
+unsafe fn raise_noncontinuable(record: *mut ExceptionRecord, context: *mut Context, fault: bool) -> ! {
+    let mut nested = ExceptionRecord::empty();
+    nested.code = STATUS_NONCONTINUABLE_EXCEPTION as i32;
+    nested.flags = EXCEPTION_NONCONTINUABLE;
+    nested.chained = record;
+    // SAFETY: the caller's contract; the copy is a local above the nested dispatch.
+    let mut again = unsafe {
+        nested.address = (*record).address;
+        *context
+    };
+    // SAFETY: both are locals of this frame, above the nested dispatch's.
+    unsafe { dispatch(&mut nested, &mut again, fault) }
 }
 
 /// Resumes `context`, copied first to a 16-aligned place if it is not (a driver's CONTEXT
