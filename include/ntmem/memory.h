@@ -50,6 +50,7 @@ NTKERNELAPI VOID MmFreeContiguousMemorySpecifyCache(PVOID BaseAddress, SIZE_T Nu
 NTKERNELAPI PVOID MmAllocateNonCachedMemory(SIZE_T NumberOfBytes);
 NTKERNELAPI VOID MmFreeNonCachedMemory(PVOID BaseAddress, SIZE_T NumberOfBytes);
 NTKERNELAPI PHYSICAL_ADDRESS MmGetPhysicalAddress(PVOID BaseAddress);
+NTKERNELAPI BOOLEAN MmIsAddressValid(PVOID VirtualAddress);
 NTKERNELAPI PVOID MmMapIoSpace(PHYSICAL_ADDRESS PhysicalAddress, SIZE_T NumberOfBytes, MEMORY_CACHING_TYPE CacheType);
 NTKERNELAPI VOID MmUnmapIoSpace(PVOID BaseAddress, SIZE_T NumberOfBytes);
 

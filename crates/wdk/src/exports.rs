@@ -198,6 +198,7 @@ exports! {
     Ntoskrnl Routine MmAllocateNonCachedMemory(mm) Apc;
     Ntoskrnl Routine MmFreeNonCachedMemory(mm) Apc;
     Ntoskrnl Routine MmGetPhysicalAddress(mm) Any;
+    Ntoskrnl Routine MmIsAddressValid(mm) Dispatch;
     Ntoskrnl Routine MmMapIoSpace(mm) Dispatch;
     Ntoskrnl Routine MmUnmapIoSpace(mm) Dispatch;
     Ntoskrnl Routine DbgPrint(dbg) Any;

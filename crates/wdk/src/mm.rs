@@ -78,6 +78,11 @@ pub extern "win64" fn MmGetPhysicalAddress(base: *const c_void) -> i64 {
     kernel(|cpu| Ok(contiguous::mm_get_physical_address(cpu, va_of(cpu, base)).get() as i64))
 }
 
+/// `MmIsAddressValid`: TRUE when a touch of `address` would not page-fault.
+pub extern "win64" fn MmIsAddressValid(address: *const c_void) -> u8 {
+    kernel(|cpu| Ok(u8::from(contiguous::mm_is_address_valid(cpu, va_of(cpu, address)))))
+}
+
 /// `MmMapIoSpace`: maps `bytes` of physical address space (device registers) into
 /// system space; NULL when it cannot.
 pub extern "win64" fn MmMapIoSpace(pa: i64, bytes: usize, cache: u32) -> *mut c_void {

@@ -313,3 +313,12 @@ pub fn mm_get_physical_address(cpu: &Cpu<'_>, va: Va) -> PhysAddr {
     let m = cpu.machine();
     m.space().walk(m.phys(), va).phys.unwrap_or_default()
 }
+
+/// `MmIsAddressValid(VirtualAddress)`: whether touching `va` now would not page-fault —
+/// every level of its translation is valid (learn.microsoft.com, "MmIsAddressValid
+/// function (ntddk.h)"). A paged-out page is not valid, though touching it below
+/// DISPATCH_LEVEL would bring it back.
+pub fn mm_is_address_valid(cpu: &Cpu<'_>, va: Va) -> bool {
+    let m = cpu.machine();
+    m.space().walk(m.phys(), va).phys.is_some()
+}
