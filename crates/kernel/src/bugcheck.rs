@@ -276,13 +276,13 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         code: BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
         name: "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS",
         summary: "A driver unloaded without cancelling its timers, DPCs, worker threads or lookaside lists, and the system touched its former range.",
-        parameters: ["Memory referenced", "0: read, 1: write, 8: execute", "Address that referenced the memory (if known)", "Reserved"],
+        parameters: ["Memory referenced", "0: read, 1: write (ntmem: 8 for an instruction fetch, as 0xD1 gives)", "Address that referenced the memory (if known)", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD,
         name: "SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD",
         summary: "A driver unloaded without cancelling pending operations, and its former range was touched at raised IRQL.",
-        parameters: ["Memory referenced", "IRQL at time of reference", "0: read, 1: write, 8: execute", "Address that referenced the memory (if known)"],
+        parameters: ["Memory referenced", "IRQL at time of reference", "0: read, 1: write (ntmem: 8 for an instruction fetch, as 0xD1 gives)", "Address that referenced the memory (if known)"],
     },
 ];
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ntmem_kernel::mm::image_paging::{
-    mm_lock_pagable_code_section, mm_lock_pagable_data_section, mm_lock_pagable_section_by_handle,
-    mm_page_entire_driver, mm_reset_driver_paging, mm_unlock_pagable_image_section,
+    mm_lock_pagable_data_section, mm_lock_pagable_section_by_handle, mm_page_entire_driver, mm_reset_driver_paging,
+    mm_unlock_pagable_image_section,
 };
 use ntmem_kernel::mm::pte::{PteFlags, PteFormat};
 use ntmem_kernel::mm::sysload::LoadedImage;
@@ -256,7 +256,7 @@ fn locked_sections_stay_resident_across_trims_and_locks_nest() {
     d.m.trim().unwrap();
     assert_eq!(d.flags(code), None);
 
-    let handle = d.m.run(0, |c| mm_lock_pagable_code_section(c, d.address("PagedCode"))).unwrap();
+    let handle = d.m.run(0, |c| mm_lock_pagable_data_section(c, d.address("PagedCode"))).unwrap();
     let (base, page) = (d.image().host_base(), d.page());
     assert!((base..base + page).contains(&handle), "the handle is a section header: {handle:#x}");
     assert!(d.flags(code).is_some(), "locking pages the section in");
@@ -266,7 +266,7 @@ fn locked_sections_stay_resident_across_trims_and_locks_nest() {
     assert_eq!(at_dispatch(&d, || paged(2)).unwrap(), 7, "locked code runs at DISPATCH_LEVEL");
 
     // Lock twice more (by address and by handle): three unlocks before it may leave.
-    let again = d.m.run(0, |c| mm_lock_pagable_code_section(c, d.address("PagedCode") + 1)).unwrap();
+    let again = d.m.run(0, |c| mm_lock_pagable_data_section(c, d.address("PagedCode") + 1)).unwrap();
     assert_eq!(again, handle, "one section, one handle");
     d.m.run(0, |c| mm_lock_pagable_section_by_handle(c, handle)).unwrap();
     for left in [2, 1] {
@@ -305,7 +305,7 @@ fn unlocking_a_section_not_locked_is_0x1a_0x1010() {
 fn locking_an_address_in_no_image_is_0x1a_0x1234() {
     let d = load("ws03sp1-enterprise-x64");
     let outside = d.image().host_base() + d.image().size(&d.m);
-    let b = d.m.run(0, |c| mm_lock_pagable_code_section(c, outside)).unwrap_err();
+    let b = d.m.run(0, |c| mm_lock_pagable_data_section(c, outside)).unwrap_err();
     assert_eq!(b.code, BugCheckCode::MEMORY_MANAGEMENT);
     assert_eq!(b.parameters, [0x1234, outside, 0, 0]);
 }

@@ -17,8 +17,8 @@
 //! DISPATCH_LEVEL pages them back in with their protection, a touch at or above it
 //! stops the machine ([`crate::trap`]).
 //!
-//! A lock counts per section: each MmLockPagable*Section or
-//! MmLockPagableSectionByHandle adds one and pages the section in; each
+//! A lock counts per section: each MmLockPagableDataSection (which
+//! `MmLockPagableCodeSection` is a macro for) or MmLockPagableSectionByHandle adds one and pages the section in; each
 //! MmUnlockPagableImageSection takes one away, and at zero the section is pageable
 //! again. The handle is the host address of the section's `IMAGE_SECTION_HEADER`
 //! in the image's headers (as ReactOS returns it; drivers treat it as opaque). Where
@@ -220,18 +220,22 @@ fn lock(cpu: &Cpu<'_>, e: &mut Entry, i: usize) -> u64 {
     e.image.sections[i].handle
 }
 
-/// `MmLockPagableCodeSection(AddressWithinSection)`: locks the whole section of a
-/// loaded image that holds `address` (a routine in a `PAGExxxx` section; every
-/// routine of that section is locked with it) resident and returns its handle.
-/// The lock counts: each call adds one, and the section is pageable again when
-/// MmUnlockPagableImageSection has taken every one away (DDI page
-/// `wdm/nf-wdm-mmlockpagablecodesection`). A section that is not pageable is
-/// counted the same way and stays resident as it was.
+/// `MmLockPagableDataSection(AddressWithinSection)`: locks the whole section of a
+/// loaded image that holds `address` resident and returns its handle — a data
+/// item in a `data_seg("PAGE…")` section, or a routine in a `PAGExxxx` code
+/// section: wdm.h defines `MmLockPagableCodeSection(Address)` as
+/// `MmLockPagableDataSection(Address)` on x86 and x64, so ntoskrnl exports only
+/// this one. Every routine or item of the section is locked with it. The lock
+/// counts: each call adds one, and the section is pageable again when
+/// MmUnlockPagableImageSection has taken every one away (DDI pages
+/// `wdm/nf-wdm-mmlockpagablecodesection`, `wdm/nf-wdm-mmlockpagabledatasection`).
+/// A section that is not pageable is counted the same way and stays resident as
+/// it was.
 ///
 /// # Errors
 /// MEMORY_MANAGEMENT (0x1A: 0x1234, `address`, 0, 0) when `address` is in no
 /// section of a loaded image.
-pub fn mm_lock_pagable_code_section(cpu: &Cpu<'_>, address: u64) -> Result<u64, BugCheck> {
+pub fn mm_lock_pagable_data_section(cpu: &Cpu<'_>, address: u64) -> Result<u64, BugCheck> {
     let m = cpu.machine();
     let page = space_page(m.space());
     let mut entries = m.image_paging().entries();
@@ -241,19 +245,8 @@ pub fn mm_lock_pagable_code_section(cpu: &Cpu<'_>, address: u64) -> Result<u64, 
     }
 }
 
-/// `MmLockPagableDataSection(AddressWithinSection)`: as
-/// [`mm_lock_pagable_code_section`] for a data item in a `PAGE*` data section
-/// (`data_seg("PAGE…")`; DDI page `wdm/nf-wdm-mmlockpagabledatasection`). The two
-/// are one routine in ntmem, as the sections are found the same way.
-///
-/// # Errors
-/// As [`mm_lock_pagable_code_section`].
-pub fn mm_lock_pagable_data_section(cpu: &Cpu<'_>, address: u64) -> Result<u64, BugCheck> {
-    mm_lock_pagable_code_section(cpu, address)
-}
-
 /// `MmLockPagableSectionByHandle(ImageSectionHandle)`: adds a lock to the section
-/// a previous MmLockPagable*Section returned `handle` for, paging it in if it was
+/// a previous MmLockPagableDataSection returned `handle` for, paging it in if it was
 /// paged out (count 0 → 1). The handle stays valid while the driver is loaded,
 /// whatever the count (DDI page `ntddk/nf-ntddk-mmlockpagablesectionbyhandle`).
 ///

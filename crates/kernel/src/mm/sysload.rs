@@ -20,7 +20,7 @@
 //! discardable section's own pages, because lld places `INIT` before `.rdata`.
 //!
 //! `PAGE*` sections are pageable like paged pool, and a driver can change what is
-//! pageable (MmPageEntireDriver, MmLockPagable*Section, …): the image is
+//! pageable (MmPageEntireDriver, MmLockPagableDataSection, …): the image is
 //! registered with [`super::image_paging`], which the trimmer consults.
 //!
 //! [`LoadedImage::unload`] unmaps it (`MmUnloadSystemImage`) and the machine
