@@ -8,10 +8,12 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use ntmem_kernel::mm::frames::FrameRequest;
 use ntmem_kernel::mm::image_paging::{
     mm_lock_pagable_data_section, mm_lock_pagable_section_by_handle, mm_page_entire_driver, mm_reset_driver_paging,
     mm_unlock_pagable_image_section,
 };
+use ntmem_kernel::mm::pfn::PageUse;
 use ntmem_kernel::mm::pte::{PteFlags, PteFormat};
 use ntmem_kernel::mm::sysload::LoadedImage;
 use ntmem_kernel::vf::VerifierFlags;
@@ -246,6 +248,40 @@ fn discarded_init_read_or_run_is_0x50() {
     assert_eq!(b.code, BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA);
     assert_eq!(b.parameters, [d.va("InitOnly").get(), 8, d.address("InitOnly"), 0]);
     assert_eq!(b.driver.as_deref(), Some("pageable.sys"));
+
+    // At DISPATCH_LEVEL the IRQL rule comes first, as for any fault there.
+    let mut d = load("ws03sp1-enterprise-x64");
+    let init = d.init_only();
+    let m = &d.m;
+    d.image.as_mut().unwrap().discard_init(m);
+    let b = at_dispatch(&d, || init(1)).unwrap_err();
+    assert_eq!(b.code, BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL);
+    assert_eq!(b.parameters, [d.va("InitOnly").get(), 2, 8, d.address("InitOnly")]);
+}
+
+#[test]
+fn running_out_of_memory_trims_page_sections_too() {
+    let mut config = MachineConfig::for_edition("xp-professional").unwrap();
+    config.ram = 64 << 20;
+    let m = Machine::boot(config.build().unwrap()).unwrap();
+    let image = LoadedImage::load(&m, "pageable.sys", built(), &|_, _| None).unwrap();
+    let page_va = |name: &str| {
+        let rva = image.image().sections.iter().find(|s| s.name == name).unwrap().virtual_address;
+        Va::new(image.base().get() + u64::from(rva))
+    };
+    let (code, data) = (page_va("PAGE"), page_va("PAGEDATA"));
+    let free = m.phys().free_pages();
+    // More than is free: the low-memory trimmer must find room, and only the image's
+    // PAGE sections are pageable on this machine.
+    let f = m.phys().allocate(&FrameRequest::new(free + 1, PageUse::NonPagedPool));
+    let f = f.unwrap_or_else(|e| panic!("the trimmer made room: {e} {:?}", m.paging_stats()));
+    assert!(m.space().walk(m.phys(), code).phys.is_none() && m.space().walk(m.phys(), data).phys.is_none());
+    for pfn in f.pfns() {
+        m.phys().free(pfn, 1).unwrap();
+    }
+    let mut word = [0u8; 4];
+    m.run(0, |_| m.space().read(data, &mut word).map_err(|e| panic!("{e}"))).unwrap();
+    assert_eq!(u32::from_le_bytes(word), 0x5A5A, "paged-out data comes back");
 }
 
 #[test]
