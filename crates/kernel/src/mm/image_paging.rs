@@ -18,9 +18,9 @@
 //! stops the machine ([`crate::trap`]).
 //!
 //! A lock counts per section: each MmLockPagableDataSection (which
-//! `MmLockPagableCodeSection` is a macro for) or MmLockPagableSectionByHandle adds one and pages the section in; each
-//! MmUnlockPagableImageSection takes one away, and at zero the section is pageable
-//! again. The handle is the host address of the section's `IMAGE_SECTION_HEADER`
+//! `MmLockPagableCodeSection` is a macro for) or MmLockPagableSectionByHandle adds
+//! one and pages the section in; each MmUnlockPagableImageSection takes one away,
+//! and at zero the section is pageable again. The handle is the host address of the section's `IMAGE_SECTION_HEADER`
 //! in the image's headers (as ReactOS returns it; drivers treat it as opaque). Where
 //! Windows documents a bugcheck for misuse, ntmem raises it: MEMORY_MANAGEMENT
 //! (0x1A) with 0x1234 for a lock of a section that does not exist and 0x1010 for
