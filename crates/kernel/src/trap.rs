@@ -29,8 +29,11 @@
 //!   DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS (0xCE: address,
 //!   0 read / 1 write / 8 execute, faulting IP, 0) below DISPATCH_LEVEL and
 //!   SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD (0xD4: address, IRQL,
-//!   access, faulting IP) at or above it, blaming the unloaded driver (research
-//!   note `dma-verifier-views.md` §6.4, bug check 0xCE and 0xD4 pages);
+//!   access, faulting IP) at or above it, blaming the unloaded driver: the stops
+//!   a touch of unmapped system memory would otherwise be (0x50, 0x0A / 0xD1),
+//!   with the same parameters, renamed because the address names a driver that
+//!   left work behind (research note `dma-verifier-views.md` §5.10, §6.4; bug
+//!   check 0xCE and 0xD4 pages);
 //! * any fault at DISPATCH_LEVEL or above is DRIVER_IRQL_NOT_LESS_OR_EQUAL (0xD1)
 //!   when the faulting instruction is in a loaded driver's image, else
 //!   IRQL_NOT_LESS_OR_EQUAL (0x0A); both with (address, IRQL, 0 read / 1 write /
