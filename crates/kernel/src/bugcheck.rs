@@ -76,6 +76,12 @@ impl BugCheckCode {
     pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: Self = Self(0xE1);
     /// 0xC9: Driver Verifier's I/O verification caught a driver misusing the I/O manager.
     pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: Self = Self(0xC9);
+    /// 0x1A: a severe memory management error (subcode in parameter 1).
+    pub const MEMORY_MANAGEMENT: Self = Self(0x1A);
+    /// 0xCE: a touch of an unloaded driver's former range (a DPC, timer or worker left behind).
+    pub const DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: Self = Self(0xCE);
+    /// 0xD4: the same touch, caught at raised IRQL.
+    pub const SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD: Self = Self(0xD4);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -259,6 +265,24 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
         summary: "Driver Verifier's I/O verification caught a violation; parameter 1 says which (0x05: the IRQL changed during a dispatch routine, 0x06: IoCompleteRequest with a status marked pending).",
         parameters: ["Subcode (the kind of violation)", "0x05: the device object; 0x06: the IRP status", "0x05: IRQL before IoCallDriver; 0x06: the IRP", "0x05: IRQL after IoCallDriver; 0x06: 0"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::MEMORY_MANAGEMENT,
+        name: "MEMORY_MANAGEMENT",
+        summary: "A severe memory management error occurred; parameter 1 says which (0x1010: a pageable section unlocked that is not locked; 0x1234: a lock of a nonexistent pageable section).",
+        parameters: ["Subcode (the exact violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+        name: "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS",
+        summary: "A driver unloaded without cancelling its timers, DPCs, worker threads or lookaside lists, and the system touched its former range.",
+        parameters: ["Memory referenced", "0: read, 1: write (ntmem: 8 for an instruction fetch, as 0xD1 gives)", "Address that referenced the memory (if known)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD,
+        name: "SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD",
+        summary: "A driver unloaded without cancelling pending operations, and its former range was touched at raised IRQL.",
+        parameters: ["Memory referenced", "IRQL at time of reference", "0: read, 1: write (ntmem: 8 for an instruction fetch, as 0xD1 gives)", "Address that referenced the memory (if known)"],
     },
 ];
 

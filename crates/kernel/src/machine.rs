@@ -21,6 +21,7 @@ use crate::ke::irql::IrqlLevels;
 use crate::ke::processor::{Binding, Cpu, KernelStack, Processor};
 use crate::ke::watchdog::{DriverWatch, WatchdogLimits};
 use crate::mm::frames::{FrameRequest, PhysicalMemory};
+use crate::mm::image_paging::ImagePaging;
 use crate::mm::images::Images;
 use crate::mm::pager::{PagingFile, PagingStats};
 use crate::mm::pfn::PageUse;
@@ -42,6 +43,7 @@ pub struct Machine {
     ptes: SystemPtes,
     processors: Arc<[Processor]>,
     images: Arc<Images>,
+    image_paging: Arc<ImagePaging>,
     trap: Arc<Trap>,
     stopped: Mutex<Option<BugCheck>>,
     pool: Pool,
@@ -140,12 +142,15 @@ impl Machine {
         let processors: Arc<[Processor]> = processors.into();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (phys, space) = (Arc::new(phys), Arc::new(space));
-        if let Some(paged) = profile.layout.region(RegionKind::PagedPool) {
-            let (pageable, (start, size)) = (Arc::downgrade(&space), (paged.start, paged.size));
-            phys.set_low_memory_hook(Box::new(move |phys| {
-                pageable.upgrade().and_then(|space| space.trim_if_idle(phys, start, size).ok()).unwrap_or(0)
-            }));
-        }
+        let image_paging = Arc::new(ImagePaging::default());
+        let paged = profile.layout.region(RegionKind::PagedPool).map(|r| (r.start, r.size));
+        let (pageable, images_pageable) = (Arc::downgrade(&space), Arc::downgrade(&image_paging));
+        phys.set_low_memory_hook(Box::new(move |phys| {
+            let Some(space) = pageable.upgrade() else { return 0 };
+            let pool = paged.and_then(|(start, size)| space.trim_if_idle(phys, start, size, Access::ReadWrite).ok());
+            let images = images_pageable.upgrade().and_then(|i| i.trim(&space, phys, true).ok());
+            pool.unwrap_or(0) + images.unwrap_or(0)
+        }));
         let images = Arc::new(Images::default());
         let pool = Pool::new(&profile).map_err(MmError::Host)?;
         let trap = Arc::new(Trap::new(
@@ -168,6 +173,7 @@ impl Machine {
             ptes,
             processors,
             images,
+            image_paging,
             trap,
             stopped: Mutex::new(None),
             pool,
@@ -209,6 +215,11 @@ impl Machine {
         &self.images
     }
 
+    /// The pageable parts of the driver images loaded on the machine (`mm::image_paging`).
+    pub(crate) fn image_paging(&self) -> &ImagePaging {
+        &self.image_paging
+    }
+
     /// The machine's lookaside lists (`ex::lookaside`).
     pub fn lookasides(&self) -> &Lookasides {
         &self.lookasides
@@ -239,14 +250,18 @@ impl Machine {
         &self.ptes
     }
 
-    /// Trims every pageable region: resident paged-pool pages go to the paging file
-    /// (the working-set trimmer "on request"). Returns the pages written.
+    /// Trims all pageable memory: resident paged-pool pages and the pageable pages
+    /// of loaded driver images ([`crate::mm::image_paging`]) go to the paging file
+    /// (the working-set trimmer "on request"). Returns the pages that left memory.
     ///
     /// # Errors
     /// When the paging file is full.
     pub fn trim(&self) -> Result<u64, MmError> {
-        let Some(region) = self.profile.layout.region(RegionKind::PagedPool) else { return Ok(0) };
-        self.space.trim(&self.phys, region.start, region.size)
+        let pool = match self.profile.layout.region(RegionKind::PagedPool) {
+            Some(region) => self.space.trim(&self.phys, region.start, region.size, Access::ReadWrite)?,
+            None => 0,
+        };
+        Ok(pool + self.image_paging.trim(&self.space, &self.phys, false)?)
     }
 
     /// The paging file's counters.

@@ -8,11 +8,13 @@
 //!   not written since) sets the PTE's dirty bit and the instruction runs again, at
 //!   any IRQL: on a real processor that is no fault at all
 //!   ([`AddressSpace::set_dirty`]);
-//! * a touch of a paged-out page of a pageable region (paged pool) below
-//!   DISPATCH_LEVEL is resolved: the page comes back from the paging file and the
-//!   instruction runs again. Only pageable regions are looked at, so a fault
-//!   anywhere else (a stack overflow while the page-table lock is held, say) never
-//!   waits for a lock;
+//! * a touch of a paged-out page of a pageable region (paged pool, or a driver
+//!   image the kernel's loader mapped: its `PAGE*` sections, [`crate::mm::image_paging`])
+//!   below DISPATCH_LEVEL is resolved — a read, a write or an instruction fetch:
+//!   the page comes back from the paging file with its protection and the
+//!   instruction runs again. Only pageable regions and loaded images are looked at,
+//!   so a fault anywhere else (a stack overflow while the page-table lock is held,
+//!   say) never waits for a lock;
 //! * a touch of a kernel stack's guard page is a stack overflow: the double fault
 //!   that UNEXPECTED_KERNEL_MODE_TRAP (0x7F, parameter 1 = 8) reports;
 //! * a touch of a special pool guard page is DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION
@@ -22,6 +24,16 @@
 //!   (0xCC); all four with (address, 0 read / 1 write, faulting IP, 0), at any IRQL
 //!   (ntmem's choice: these name the bug, where 0xD1 would only name the IRQL; see
 //!   [`crate::ex::pool::special`]);
+//! * a touch of the range of a driver image unloaded since (a timer, DPC or
+//!   dispatch routine the driver left behind; no image loaded there now) is
+//!   DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS (0xCE: address,
+//!   0 read / 1 write / 8 execute, faulting IP, 0) below DISPATCH_LEVEL and
+//!   SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD (0xD4: address, IRQL,
+//!   access, faulting IP) at or above it, blaming the unloaded driver: the stops
+//!   a touch of unmapped system memory would otherwise be (0x50, 0x0A / 0xD1),
+//!   with the same parameters, renamed because the address names a driver that
+//!   left work behind (research note `dma-verifier-views.md` §5.10, §6.4; bug
+//!   check 0xCE and 0xD4 pages);
 //! * any fault at DISPATCH_LEVEL or above is DRIVER_IRQL_NOT_LESS_OR_EQUAL (0xD1)
 //!   when the faulting instruction is in a loaded driver's image, else
 //!   IRQL_NOT_LESS_OR_EQUAL (0x0A); both with (address, IRQL, 0 read / 1 write /
@@ -142,7 +154,7 @@ impl Trap {
         let va = self.va(fault);
         let ip = fault.ip as u64;
         let irql = self.irql();
-        let image = self.images.slot_at(fault.ip);
+        let mut image = self.images.slot_at(fault.ip);
         let overflow =
             current_on(self.id).is_some_and(|n| self.processors[n as usize].stack().guard_contains(va, self.page));
         let access = match fault.access {
@@ -160,6 +172,15 @@ impl Trap {
                 (SpecialFault::Freed, None) => BugCheckCode::PAGE_FAULT_IN_FREED_SPECIAL_POOL,
             };
             BugCheck::new(code, [va.get(), access, ip, 0])
+        } else if let Some(unloaded) = self.images.unloaded_at(fault.addr) {
+            image = Some(unloaded);
+            if irql >= Irql::DISPATCH {
+                let code = BugCheckCode::SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD;
+                BugCheck::new(code, [va.get(), u64::from(irql.0), access, ip])
+            } else {
+                let code = BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS;
+                BugCheck::new(code, [va.get(), access, ip, 0])
+            }
         } else if irql >= Irql::DISPATCH {
             let code = match image {
                 Some(_) => BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL,
@@ -179,7 +200,8 @@ impl Trap {
 impl FaultHandler for Trap {
     fn on_fault(&self, fault: &Fault) -> FaultAction {
         let va = self.va(fault);
-        let pageable = self.layout.region_at(va).is_some_and(|r| r.kind == RegionKind::PagedPool);
+        let pageable = self.layout.region_at(va).is_some_and(|r| r.kind == RegionKind::PagedPool)
+            || self.images.is_mapped_image(fault.addr);
         if pageable && fault.access != HostAccess::Read && matches!(self.space.set_dirty(&self.phys, va), Ok(true)) {
             return FaultAction::Retry;
         }

@@ -9,6 +9,7 @@
 pub mod contiguous;
 pub mod frames;
 pub mod free_map;
+pub mod image_paging;
 pub mod images;
 pub mod io_space;
 pub mod mdl;

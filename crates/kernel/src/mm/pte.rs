@@ -138,27 +138,62 @@ impl PteFormat {
     }
 }
 
-/// MM_READWRITE, the software protection of paged pool (nt-algorithms.md §8.5).
-const MM_READWRITE: u64 = 4;
+/// The software protection an invalid PTE keeps in bits 5–9 (Windows' `MM_*`
+/// protection codes, nt-algorithms.md §8.5): what the page's valid PTE and host
+/// mapping become when it is paged back in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// MM_READONLY (1): read-only data (an image's `.rdata`).
+    ReadOnly = 1,
+    /// MM_EXECUTE_READ (3): an image's code.
+    ExecuteRead = 3,
+    /// MM_READWRITE (4): paged pool, an image's writable data.
+    ReadWrite = 4,
+    /// MM_EXECUTE_READWRITE (6): an image section that asks for all three.
+    ExecuteReadWrite = 6,
+}
+
+impl Protection {
+    fn from_code(code: u64) -> Option<Protection> {
+        match code {
+            1 => Some(Protection::ReadOnly),
+            3 => Some(Protection::ExecuteRead),
+            4 => Some(Protection::ReadWrite),
+            6 => Some(Protection::ExecuteReadWrite),
+            _ => None,
+        }
+    }
+}
+
+/// The Protection field of an invalid PTE: five bits from bit 5.
+const PROTECTION_SHIFT: u32 = 5;
+const PROTECTION_MASK: u64 = 0x1F;
 /// Software bit 11: `Transition` in an invalid PTE.
 const TRANSITION: u64 = 1 << 11;
 
 impl PteFormat {
     /// The invalid PTE of a page that lives in the paging file at `slot`
     /// (nt-algorithms.md §8.5): Valid 0, PageFileLow (bits 1–4) = paging file 0,
-    /// Protection (bits 5–9) = MM_READWRITE, Prototype 0, Transition 0, and
+    /// Protection (bits 5–9) = `protection`, Prototype 0, Transition 0, and
     /// PageFileHigh = the slot — bits 12–31 on x86, the upper 32 bits otherwise. ntmem
     /// numbers slots from 1, so that no paging-file PTE reads as a demand-zero one.
     ///
     /// # Panics
     /// If `slot` is 0 or does not fit the field.
-    pub fn encode_paging_file(self, slot: u64) -> u64 {
+    pub fn encode_paging_file(self, slot: u64, protection: Protection) -> u64 {
         assert!(slot > 0 && slot <= self.max_paging_file_slot(), "paging-file slot {slot} does not fit");
         let high = match self.mode {
             PagingMode::X86 => slot << 12,
             _ => slot << 32,
         };
-        high | (MM_READWRITE << 5)
+        high | ((protection as u64) << PROTECTION_SHIFT)
+    }
+
+    /// The protection a paging-file PTE keeps (see [`PteFormat::encode_paging_file`]);
+    /// `None` when it is not one ntmem writes.
+    pub fn paging_file_protection(self, raw: u64) -> Option<Protection> {
+        self.decode_paging_file(raw)?;
+        Protection::from_code((raw >> PROTECTION_SHIFT) & PROTECTION_MASK)
     }
 
     /// The highest slot `PageFileHigh` can hold: 2^20 − 1 on x86 without PAE (so a
@@ -292,14 +327,22 @@ mod tests {
     fn paging_file_entries_are_invalid_and_round_trip() {
         for mode in MODES {
             let f = PteFormat::new(mode);
-            let raw = f.encode_paging_file(0x1234);
+            let raw = f.encode_paging_file(0x1234, Protection::ReadWrite);
             assert_eq!(f.decode_paging_file(raw), Some(0x1234), "{mode:?}");
+            for p in
+                [Protection::ReadOnly, Protection::ExecuteRead, Protection::ReadWrite, Protection::ExecuteReadWrite]
+            {
+                let raw = f.encode_paging_file(7, p);
+                assert_eq!((f.decode_paging_file(raw), f.paging_file_protection(raw)), (Some(7), Some(p)), "{mode:?}");
+            }
+            assert_eq!(f.paging_file_protection(f.encode(Pfn::new(5), VALID_KERNEL)), None);
             assert_eq!(f.decode_paging_file(f.encode(Pfn::new(5), VALID_KERNEL)), None);
             assert_eq!(f.decode_paging_file(0), None);
             let top = f.max_paging_file_slot();
-            assert_eq!(f.decode_paging_file(f.encode_paging_file(top)), Some(top), "{mode:?}");
+            assert_eq!(f.decode_paging_file(f.encode_paging_file(top, Protection::ReadWrite)), Some(top), "{mode:?}");
         }
-        assert_eq!(PteFormat::new(PagingMode::X86).encode_paging_file(3), 0x3080);
+        assert_eq!(PteFormat::new(PagingMode::X86).encode_paging_file(3, Protection::ReadWrite), 0x3080);
+        assert_eq!(PteFormat::new(PagingMode::X64).encode_paging_file(3, Protection::ExecuteRead), 0x3_0000_0060);
     }
 
     #[test]

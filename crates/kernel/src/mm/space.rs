@@ -28,13 +28,13 @@
 use std::sync::Mutex;
 
 use ntmem_host::{Placement, Prot, Ram, Reservation, Window};
-use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, Va};
+use ntmem_machine::{Layout, PageShift, PagingMode, Pfn, RegionKind, Va};
 
 use super::frames::{FrameRequest, Frames, PhysicalMemory};
 use super::page_table::{PageTables, Walk};
 use super::pager::{PagingFile, PagingStats};
 use super::pfn::{CacheType, PageUse};
-use super::pte::{PteFlags, VALID_KERNEL};
+use super::pte::{Protection, PteFlags, VALID_KERNEL};
 use super::MmError;
 
 /// The lowest address a reservation starts at when placed at the real addresses:
@@ -60,6 +60,27 @@ impl Access {
     /// Whether writes are allowed.
     pub fn writable(self) -> bool {
         matches!(self, Access::ReadWrite | Access::ReadWriteExecute)
+    }
+
+    /// The protection a paged-out page of this access keeps in its PTE.
+    pub fn protection(self) -> Protection {
+        match self {
+            Access::ReadOnly => Protection::ReadOnly,
+            Access::ReadWrite => Protection::ReadWrite,
+            Access::ReadExecute => Protection::ExecuteRead,
+            Access::ReadWriteExecute => Protection::ExecuteReadWrite,
+        }
+    }
+}
+
+impl From<Protection> for Access {
+    fn from(p: Protection) -> Access {
+        match p {
+            Protection::ReadOnly => Access::ReadOnly,
+            Protection::ReadWrite => Access::ReadWrite,
+            Protection::ExecuteRead => Access::ReadExecute,
+            Protection::ExecuteReadWrite => Access::ReadWriteExecute,
+        }
     }
 }
 
@@ -156,6 +177,11 @@ impl AddressSpace {
     /// The layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// The page size.
+    pub fn page_shift(&self) -> PageShift {
+        self.shift
     }
 
     /// Host address minus simulated address: 0 when the space sits at its real addresses.
@@ -397,19 +423,20 @@ impl AddressSpace {
     }
 
     /// Trims `[start, start + size)` (the working-set trimmer, for pageable regions
-    /// only): every resident page that is not pinned ([`super::pfn::PfnEntry::is_pinned`]: locked
+    /// and pageable image sections only), whose pages all have `access`: every resident page that is not pinned ([`super::pfn::PfnEntry::is_pinned`]: locked
     /// by MmProbeAndLockPages, or otherwise referenced) leaves memory. A page
     /// modified since it was last written (its PTE is dirty, or its PFN keeps no
     /// paging-file copy) is written to the paging file; a clean one keeps the copy
     /// it came from, with no write — Windows puts clean pages on the standby list
     /// and only modified ones through the modified-page writer (nt-algorithms.md
-    /// §8.6). The PTE becomes a paging-file PTE, the page is unmapped in the host
-    /// and its frame freed. Returns the pages that left memory.
+    /// §8.6). The PTE becomes a paging-file PTE keeping `access` as its protection,
+    /// the page is unmapped in the host and its frame freed. Returns the pages that
+    /// left memory.
     ///
     /// # Errors
     /// When the paging file is full (pages trimmed so far stay trimmed).
-    pub fn trim(&self, phys: &PhysicalMemory, start: Va, size: u64) -> Result<u64, MmError> {
-        self.trim_with(phys, start, size, &self.tables())
+    pub fn trim(&self, phys: &PhysicalMemory, start: Va, size: u64, access: Access) -> Result<u64, MmError> {
+        self.trim_with(phys, start, size, access, &self.tables())
     }
 
     /// [`AddressSpace::trim`] when the page tables are not in use, else nothing:
@@ -418,14 +445,21 @@ impl AddressSpace {
     ///
     /// # Errors
     /// As [`AddressSpace::trim`].
-    pub fn trim_if_idle(&self, phys: &PhysicalMemory, start: Va, size: u64) -> Result<u64, MmError> {
+    pub fn trim_if_idle(&self, phys: &PhysicalMemory, start: Va, size: u64, access: Access) -> Result<u64, MmError> {
         match self.tables.try_lock() {
-            Ok(tables) => self.trim_with(phys, start, size, &tables),
+            Ok(tables) => self.trim_with(phys, start, size, access, &tables),
             Err(_) => Ok(0),
         }
     }
 
-    fn trim_with(&self, phys: &PhysicalMemory, start: Va, size: u64, tables: &PageTables) -> Result<u64, MmError> {
+    fn trim_with(
+        &self,
+        phys: &PhysicalMemory,
+        start: Va,
+        size: u64,
+        access: Access,
+        tables: &PageTables,
+    ) -> Result<u64, MmError> {
         let page = self.shift.page_size();
         let format = tables.format();
         let mut resident = Vec::new();
@@ -452,7 +486,7 @@ impl AddressSpace {
                 }
                 copy => copy,
             };
-            tables.replace_leaf(phys, va, format.encode_paging_file(slot));
+            tables.replace_leaf(phys, va, format.encode_paging_file(slot, access.protection()));
             self.reservation.unmap(self.host_offset(va)?, to_usize(page)).map_err(MmError::Host)?;
             phys.update(pfn, |e| {
                 e.share_count = 0;
@@ -465,12 +499,16 @@ impl AddressSpace {
     }
 
     /// Brings the page holding `va` back from the paging file, if it is there: a
-    /// new frame, the bytes copied back, a valid PTE, the host mapping restored.
-    /// The page comes back clean: the paging-file copy stays (the PFN keeps its
-    /// slot), the PTE is not dirty and the host maps the page read-only, so the
-    /// first write faults into [`AddressSpace::set_dirty`] as a processor sets the
-    /// dirty bit. Returns whether it paged in. Called by the fault handler below
-    /// DISPATCH_LEVEL.
+    /// new frame, the bytes copied back, a valid PTE with the protection the
+    /// paging-file PTE kept, the host mapping restored. A writable page comes back
+    /// clean: the paging-file copy stays (the PFN keeps its slot), the PTE is not
+    /// dirty and the host maps the page without write access, so the first write
+    /// faults into [`AddressSpace::set_dirty`] as a processor sets the dirty bit.
+    /// A page that is also executable (MM_EXECUTE_READWRITE, rare: a section that
+    /// asks for all three) comes back dirty instead, its copy given up, because its
+    /// valid PTE does not say it is executable. Returns whether it paged in. Called
+    /// by the fault handler below DISPATCH_LEVEL, and by the memory manager to
+    /// bring locked image sections in.
     ///
     /// # Errors
     /// When no frame is free for the page.
@@ -479,23 +517,39 @@ impl AddressSpace {
         let va = va.page_base(self.shift);
         let tables = self.tables();
         let format = tables.format();
-        let Some(slot) = tables.leaf(phys, va).and_then(|raw| format.decode_paging_file(raw)) else {
+        let Some(raw) = tables.leaf(phys, va) else { return Ok(false) };
+        let (Some(slot), Some(protection)) = (format.decode_paging_file(raw), format.paging_file_protection(raw))
+        else {
             return Ok(false);
         };
-        let frames = phys.allocate(&FrameRequest::new(1, PageUse::PagedPool))?;
+        let usage = match self.layout.region_at(va).map(|r| r.kind) {
+            Some(RegionKind::PagedPool) => PageUse::PagedPool,
+            _ => PageUse::DriverImage,
+        };
+        let frames = phys.allocate(&FrameRequest::new(1, usage))?;
         let mut bytes = vec![0u8; to_usize(page)];
         self.paging.read_page(slot, &mut bytes);
         let pfn = frames.first();
         let file = phys.file_offset(pfn).ok_or(MmError::NotRam(pfn))?;
         phys.ram().write(file, &bytes);
-        tables.set(phys, va, pfn, VALID_KERNEL - PteFlags::DIRTY)?;
+        let access = Access::from(protection);
+        let (flags, prot, copy) = match access {
+            Access::ReadWriteExecute => (VALID_KERNEL, Prot::ReadWriteExecute, 0),
+            Access::ReadWrite => (VALID_KERNEL - PteFlags::DIRTY, Prot::Read, slot),
+            Access::ReadExecute => (VALID_KERNEL - PteFlags::DIRTY - PteFlags::WRITE, Prot::ReadExecute, slot),
+            Access::ReadOnly => (VALID_KERNEL - PteFlags::DIRTY - PteFlags::WRITE, Prot::Read, slot),
+        };
+        tables.set(phys, va, pfn, flags)?;
         self.reservation
-            .map_ram(self.host_offset(va)?, phys.ram(), file, to_usize(page), Prot::Read)
+            .map_ram(self.host_offset(va)?, phys.ram(), file, to_usize(page), prot)
             .map_err(MmError::Host)?;
+        if copy == 0 {
+            self.paging.release(slot);
+        }
         phys.update(pfn, |e| {
             e.share_count = 1;
             e.mapped_at = va.get();
-            e.paging_slot = slot;
+            e.paging_slot = copy;
         });
         Ok(true)
     }

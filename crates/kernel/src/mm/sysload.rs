@@ -13,10 +13,22 @@
 //!
 //! After `DriverEntry` returns, [`LoadedImage::discard_init`] unmaps and frees the
 //! pages wholly inside discardable sections (`INIT`, `.reloc`): a later touch is a
-//! fault on a non-present system address, PAGE_FAULT_IN_NONPAGED_AREA. Where ntmem
-//! differs: Windows frees the trailing run of discardable sections of a driver
-//! loaded after boot (and any `INIT` of a boot driver); ntmem frees every
+//! fault on a non-present system address, PAGE_FAULT_IN_NONPAGED_AREA (0x50), or
+//! DRIVER_IRQL_NOT_LESS_OR_EQUAL (0xD1) at DISPATCH_LEVEL or above ([`crate::trap`]).
+//! Where ntmem differs: Windows frees the trailing run of discardable sections of a
+//! driver loaded after boot (and any `INIT` of a boot driver); ntmem frees every
 //! discardable section's own pages, because lld places `INIT` before `.rdata`.
+//!
+//! `PAGE*` sections are pageable like paged pool, and a driver can change what is
+//! pageable (MmPageEntireDriver, MmLockPagableDataSection, …): the image is
+//! registered with [`super::image_paging`], which the trimmer consults.
+//!
+//! [`LoadedImage::unload`] unmaps it (`MmUnloadSystemImage`) and the machine
+//! remembers the range it occupied, as Windows keeps its unloaded-driver list: a
+//! later touch of the range — a timer, DPC or dispatch routine left behind — is
+//! DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS (0xCE), or
+//! SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD (0xD4) at raised IRQL
+//! (research note §6.4).
 //!
 //! Addresses: the image runs at host addresses, which are the simulated ones
 //! plus the address space's relocation (zero unless the layout was moved), so it
@@ -26,6 +38,7 @@ use ntmem_machine::Va;
 use ntmem_pe::{DriverImage, ImageError, Section, SectionFlags};
 
 use super::frames::FrameRequest;
+use super::image_paging::{ImagePages, SectionPages};
 use super::pfn::PageUse;
 use super::space::Access;
 use crate::machine::Machine;
@@ -70,6 +83,8 @@ pub struct LoadedImage {
     /// Pages still mapped (false once discarded).
     mapped: Vec<bool>,
     slot: Option<usize>,
+    /// Its registration with the machine's image paging rules.
+    paging: u64,
 }
 
 /// The rights a section's characteristics ask for.
@@ -101,6 +116,7 @@ impl LoadedImage {
     ) -> Result<LoadedImage, LoadError> {
         let image = DriverImage::parse(file)?;
         let mut bytes = image.layout(file)?;
+        let headers = section_headers(&bytes).ok_or(LoadError::Image(ImageError::WrongFile))?;
         let shift = m.profile().arch.page_shift();
         let page = shift.page_size();
         let pages = u64::from(image.size_of_image).div_ceil(page);
@@ -130,46 +146,35 @@ impl LoadedImage {
             m.system_ptes().release(base, pages);
             return Err(no_room(e.to_string()));
         }
-        let mut loaded = LoadedImage {
+        // Inside the space, mapped read-write just above: cannot fail.
+        let written = m.space().write(base, &bytes);
+        debug_assert!(written.is_ok());
+        let rights = page_rights(&image, pages, page);
+        protect(m, base, &rights);
+        let sections = image
+            .sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SectionPages {
+                rvas: s.virtual_address..s.end(),
+                pages: pages_touched(s, page),
+                pageable: s.is_pageable(),
+                handle: host_base + headers + SECTION_HEADER_SIZE * i as u64,
+            })
+            .collect();
+        let paging = m.image_paging().register(ImagePages { base, host_base, rights, sections });
+        let end = host_base + pages * page;
+        let slot = m.images().load_mapped(name, host_base as usize, end as usize);
+        Ok(LoadedImage {
             name: name.to_string(),
             image,
             base,
             host_base,
             pages,
             mapped: vec![true; pages as usize],
-            slot: None,
-        };
-        // Inside the space, mapped read-write just above: cannot fail.
-        let written = m.space().write(base, &bytes);
-        debug_assert!(written.is_ok());
-        loaded.protect(m);
-        let end = host_base + pages * page;
-        loaded.slot = m.images().load(name, host_base as usize, end as usize);
-        Ok(loaded)
-    }
-
-    /// Applies each page's protection: the union of the rights of the sections
-    /// that cover it; headers and gaps read-only.
-    fn protect(&self, m: &Machine) {
-        let page = m.profile().arch.page_shift().page_size();
-        let mut rights = vec![(false, false); self.pages as usize];
-        for s in &self.image.sections {
-            let (w, x) = access_of(s.characteristics);
-            for p in pages_touched(s, page) {
-                if let Some(r) = rights.get_mut(p as usize) {
-                    *r = (r.0 | w, r.1 | x);
-                }
-            }
-        }
-        let mut start = 0;
-        while start < rights.len() {
-            let run = rights[start..].iter().take_while(|&&r| r == rights[start]).count();
-            let (w, x) = rights[start];
-            let va = Va::new(self.base.get() + start as u64 * page);
-            let done = m.space().protect(m.phys(), va, run as u64, access(w, x));
-            debug_assert!(done.is_ok(), "protecting a loaded image: {done:?}");
-            start += run;
-        }
+            slot,
+            paging,
+        })
     }
 
     /// Unmaps and frees the pages that lie wholly inside discardable sections, as
@@ -213,9 +218,12 @@ impl LoadedImage {
         true
     }
 
-    /// Unmaps the whole image, frees its pages and PTEs and removes it from the
-    /// loaded-module list, as `MmUnloadSystemImage` does.
+    /// Unmaps the whole image (paged-out pages give their paging-file slots back),
+    /// frees its pages and PTEs, removes it from the loaded-module list and
+    /// remembers its range among the unloaded images, as `MmUnloadSystemImage`
+    /// does. Sections still locked are dropped with it.
     pub fn unload(mut self, m: &Machine) {
+        m.image_paging().unregister(self.paging);
         for p in 0..self.pages {
             self.unmap_page(m, p);
         }
@@ -223,6 +231,8 @@ impl LoadedImage {
         if let Some(slot) = self.slot.take() {
             m.images().unload(slot);
         }
+        let end = self.host_base + self.size(m);
+        m.images().remember_unloaded(&self.name, self.host_base as usize, end as usize);
     }
 
     /// The name it was loaded as.
@@ -260,6 +270,48 @@ impl LoadedImage {
     pub fn entry(&self) -> Option<u64> {
         self.image.entry_point.and_then(|rva| self.host_address(rva))
     }
+}
+
+/// Each page's access: the union of the rights of the sections that cover it;
+/// headers and gaps read-only.
+fn page_rights(image: &DriverImage, pages: u64, page: u64) -> Vec<Access> {
+    let mut rights = vec![(false, false); pages as usize];
+    for s in &image.sections {
+        let (w, x) = access_of(s.characteristics);
+        for p in pages_touched(s, page) {
+            if let Some(r) = rights.get_mut(p as usize) {
+                *r = (r.0 | w, r.1 | x);
+            }
+        }
+    }
+    rights.into_iter().map(|(w, x)| access(w, x)).collect()
+}
+
+/// Applies each page's protection, one run of equal rights at a time.
+fn protect(m: &Machine, base: Va, rights: &[Access]) {
+    let page = m.profile().arch.page_shift().page_size();
+    let mut start = 0;
+    while start < rights.len() {
+        let run = rights[start..].iter().take_while(|&&r| r == rights[start]).count();
+        let va = Va::new(base.get() + start as u64 * page);
+        let done = m.space().protect(m.phys(), va, run as u64, rights[start]);
+        debug_assert!(done.is_ok(), "protecting a loaded image: {done:?}");
+        start += run;
+    }
+}
+
+/// Bytes in an `IMAGE_SECTION_HEADER` ("PE Format", Section Table).
+const SECTION_HEADER_SIZE: u64 = 40;
+
+/// The RVA of the section table in the laid-out headers: after the NT headers at
+/// `e_lfanew` (signature 4 bytes, file header 20 bytes, then `SizeOfOptionalHeader`
+/// bytes of optional header) — "PE Format", MS-DOS Stub and COFF File Header. The
+/// parser has validated both fields.
+fn section_headers(bytes: &[u8]) -> Option<u64> {
+    let e_lfanew = u32::from_le_bytes(bytes.get(0x3C..0x40)?.try_into().ok()?) as usize;
+    let at = e_lfanew.checked_add(20)?;
+    let optional = u16::from_le_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?);
+    Some(e_lfanew as u64 + 24 + u64::from(optional))
 }
 
 /// The page indices a section's virtual extent touches.
