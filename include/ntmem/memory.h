@@ -51,6 +51,14 @@ NTKERNELAPI PVOID MmAllocateNonCachedMemory(SIZE_T NumberOfBytes);
 NTKERNELAPI VOID MmFreeNonCachedMemory(PVOID BaseAddress, SIZE_T NumberOfBytes);
 NTKERNELAPI PHYSICAL_ADDRESS MmGetPhysicalAddress(PVOID BaseAddress);
 NTKERNELAPI BOOLEAN MmIsAddressValid(PVOID VirtualAddress);
+
+/* Pageable image sections (PAGE*): locked resident while in use, as Windows does. */
+NTKERNELAPI PVOID MmLockPagableDataSection(PVOID AddressWithinSection);
+#define MmLockPagableCodeSection(Address) MmLockPagableDataSection(Address)
+NTKERNELAPI VOID MmLockPagableSectionByHandle(PVOID ImageSectionHandle);
+NTKERNELAPI VOID MmUnlockPagableImageSection(PVOID ImageSectionHandle);
+NTKERNELAPI PVOID MmPageEntireDriver(PVOID AddressWithinSection);
+NTKERNELAPI VOID MmResetDriverPaging(PVOID AddressWithinSection);
 NTKERNELAPI PVOID MmMapIoSpace(PHYSICAL_ADDRESS PhysicalAddress, SIZE_T NumberOfBytes, MEMORY_CACHING_TYPE CacheType);
 NTKERNELAPI VOID MmUnmapIoSpace(PVOID BaseAddress, SIZE_T NumberOfBytes);
 

@@ -166,6 +166,16 @@ impl Toolchain {
         &self.clang
     }
 
+    /// The linker found.
+    pub fn lld_link(&self) -> &Path {
+        &self.lld_link
+    }
+
+    /// The import-library tool found.
+    pub fn dlltool(&self) -> &Path {
+        &self.dlltool
+    }
+
     /// Compiles `source` into the object `object` with [`CFLAGS`] and then `flags`.
     ///
     /// # Errors

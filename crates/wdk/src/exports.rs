@@ -199,6 +199,11 @@ exports! {
     Ntoskrnl Routine MmFreeNonCachedMemory(mm) Apc;
     Ntoskrnl Routine MmGetPhysicalAddress(mm) Any;
     Ntoskrnl Routine MmIsAddressValid(mm) Dispatch;
+    Ntoskrnl Routine MmLockPagableDataSection(mm) Apc;
+    Ntoskrnl Routine MmLockPagableSectionByHandle(mm) Apc;
+    Ntoskrnl Routine MmUnlockPagableImageSection(mm) Apc;
+    Ntoskrnl Routine MmPageEntireDriver(mm) Apc;
+    Ntoskrnl Routine MmResetDriverPaging(mm) Apc;
     Ntoskrnl Routine MmMapIoSpace(mm) Dispatch;
     Ntoskrnl Routine MmUnmapIoSpace(mm) Dispatch;
     Ntoskrnl Routine DbgPrint(dbg) Any;

@@ -14,7 +14,8 @@ use std::ffi::c_void;
 
 use ntmem_kernel::hal::port::{self, IoPort};
 use ntmem_kernel::mm::contiguous::{self, MemoryCachingType};
-use ntmem_kernel::mm::io_space;
+use ntmem_kernel::mm::{image_paging, io_space};
+use ntmem_kernel::trap::pageable_code;
 use ntmem_machine::PhysAddr;
 
 use crate::context::{host_ptr, kernel, va_of};
@@ -81,6 +82,50 @@ pub extern "win64" fn MmGetPhysicalAddress(base: *const c_void) -> i64 {
 /// `MmIsAddressValid`: TRUE when a touch of `address` would not page-fault.
 pub extern "win64" fn MmIsAddressValid(address: *const c_void) -> u8 {
     kernel(|cpu| Ok(u8::from(contiguous::mm_is_address_valid(cpu, va_of(cpu, address)))))
+}
+
+/// `MmLockPagableDataSection` (and `MmLockPagableCodeSection`, a macro for it on x64):
+/// makes the `PAGE*` section holding `address` resident and locked; returns its handle.
+/// Pageable code itself: at DISPATCH_LEVEL or above it stops (see [`pageable_code`]).
+pub extern "win64" fn MmLockPagableDataSection(address: *mut c_void) -> *mut c_void {
+    kernel(|cpu| {
+        pageable_code(cpu, MmLockPagableDataSection as *const () as u64)?;
+        Ok(image_paging::mm_lock_pagable_data_section(cpu, address as u64)? as *mut c_void)
+    })
+}
+
+/// `MmLockPagableSectionByHandle`: locks the section `handle` names again.
+pub extern "win64" fn MmLockPagableSectionByHandle(handle: *mut c_void) {
+    kernel(|cpu| {
+        pageable_code(cpu, MmLockPagableSectionByHandle as *const () as u64)?;
+        image_paging::mm_lock_pagable_section_by_handle(cpu, handle as u64)
+    })
+}
+
+/// `MmUnlockPagableImageSection`: undoes one lock of the section `handle` names.
+pub extern "win64" fn MmUnlockPagableImageSection(handle: *mut c_void) {
+    kernel(|cpu| {
+        pageable_code(cpu, MmUnlockPagableImageSection as *const () as u64)?;
+        image_paging::mm_unlock_pagable_image_section(cpu, handle as u64)
+    })
+}
+
+/// `MmPageEntireDriver`: makes the whole image holding `address` pageable; returns its
+/// base, or NULL when `address` is in no loaded image.
+pub extern "win64" fn MmPageEntireDriver(address: *mut c_void) -> *mut c_void {
+    kernel(|cpu| {
+        pageable_code(cpu, MmPageEntireDriver as *const () as u64)?;
+        Ok(image_paging::mm_page_entire_driver(cpu, address as u64).map_or(std::ptr::null_mut(), |b| b as *mut c_void))
+    })
+}
+
+/// `MmResetDriverPaging`: the image holding `address` pages as its sections say again.
+pub extern "win64" fn MmResetDriverPaging(address: *mut c_void) {
+    kernel(|cpu| {
+        pageable_code(cpu, MmResetDriverPaging as *const () as u64)?;
+        image_paging::mm_reset_driver_paging(cpu, address as u64);
+        Ok(())
+    })
 }
 
 /// `MmMapIoSpace`: maps `bytes` of physical address space (device registers) into
