@@ -40,6 +40,7 @@ pub mod mm;
 pub mod pnp;
 pub mod rtl;
 pub mod seh;
+pub mod symbols;
 pub mod types;
 
 use std::ffi::c_char;
