@@ -107,11 +107,11 @@ struct Function {
     name: String,
 }
 
-/// A line-table entry: code at `rva..rva + len` (`len` 0: to the function's end).
+/// A line-table entry: code at `rva..rva + len` (`len` unknown: to the function's end).
 #[derive(Debug, Clone, Copy)]
 struct Line {
     rva: u32,
-    len: u32,
+    len: Option<u32>,
     file: usize,
     line: u32,
 }
@@ -226,7 +226,9 @@ impl ImageSymbols {
             let program = module.line_program().map_err(fail)?;
             let mut entries = program.lines();
             while let Some(entry) = entries.next().map_err(fail)? {
-                let Some(rva) = entry.offset.to_rva(&map) else { continue };
+                // An entry that covers no byte (clang's record of a function's opening line
+                // when the function has no prologue) names no code.
+                let Some(rva) = entry.offset.to_rva(&map).filter(|_| entry.length != Some(0)) else { continue };
                 let name = program
                     .get_file_info(entry.file_index)
                     .ok()
@@ -236,7 +238,7 @@ impl ImageSymbols {
                     files.push(name);
                     files.len() - 1
                 });
-                lines.push(Line { rva: rva.0, len: entry.length.unwrap_or(0), file, line: entry.line_start });
+                lines.push(Line { rva: rva.0, len: entry.length, file, line: entry.line_start });
             }
         }
         // Public function symbols name what has no procedure record (assembly).
@@ -257,6 +259,7 @@ impl ImageSymbols {
         functions.append(&mut publics);
         functions.sort_by_key(|f| f.rva);
         lines.sort_by_key(|l| l.rva);
+        lines.dedup_by_key(|l| l.rva);
         self.functions = functions;
         self.lines = lines;
         self.files = files;
@@ -370,10 +373,9 @@ impl ImageSymbols {
     fn line_at(&self, rva: u32) -> Option<(&str, u32)> {
         let i = self.lines.partition_point(|l| l.rva <= rva).checked_sub(1)?;
         let l = self.lines[i];
-        let inside = if l.len != 0 {
-            rva - l.rva < l.len
-        } else {
-            self.function_at(rva).is_some_and(|f| self.function_at(l.rva).is_some_and(|g| g.rva == f.rva))
+        let inside = match l.len {
+            Some(len) => rva - l.rva < len,
+            None => self.function_at(rva).is_some_and(|f| self.function_at(l.rva).is_some_and(|g| g.rva == f.rva)),
         };
         inside.then(|| (self.files[l.file].as_str(), l.line))
     }
