@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,9 @@ struct Line {
     line: u32,
 }
 
+/// What a PDB gives: functions, lines and the files lines name.
+type PdbSymbols = (Vec<Function>, Vec<Line>, Vec<String>);
+
 /// The image's CodeView debug directory entry (RSDS): which PDB it was linked with.
 #[derive(Debug, Clone)]
 struct CodeView {
@@ -185,12 +189,39 @@ impl ImageSymbols {
 
     /// These symbols with the functions and lines of the PDB `bytes` read from `path`.
     ///
+    /// The `pdb` crate (0.8) can panic on damaged input (an arithmetic overflow and a
+    /// debug assertion, found by this module's tests); its reading is fenced with
+    /// `catch_unwind` and such a PDB is an error like any unreadable one.
+    ///
     /// # Errors
     /// [`SymbolError::PdbMismatch`] when the PDB is not the one the image names (or the
     /// image names none); [`SymbolError::Pdb`] when it cannot be read.
     pub fn with_pdb(mut self, bytes: Vec<u8>, path: &Path) -> Result<Self, SymbolError> {
         let shown = path.display().to_string();
-        let fail = |error: pdb::Error| SymbolError::Pdb { path: shown.clone(), error: error.to_string() };
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.read_pdb(bytes, &shown)));
+        let (functions, lines, files) = match read {
+            Ok(read) => read?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned());
+                let error = format!("damaged: the PDB reader stopped ({})", what.unwrap_or_default());
+                return Err(SymbolError::Pdb { path: shown, error });
+            }
+        };
+        self.functions = functions;
+        self.lines = lines;
+        self.files = files;
+        self.status = SymbolStatus::PrivatePdb;
+        self.pdb_path = Some(shown);
+        Ok(self)
+    }
+
+    /// The functions, lines and files of the PDB `bytes` (shown as `shown`), when it is the
+    /// image's.
+    fn read_pdb(&self, bytes: Vec<u8>, shown: &str) -> Result<PdbSymbols, SymbolError> {
+        let fail = |error: pdb::Error| SymbolError::Pdb { path: shown.to_owned(), error: error.to_string() };
         let mut pdb = pdb::PDB::open(std::io::Cursor::new(bytes)).map_err(fail)?;
         let info = pdb.pdb_information().map_err(fail)?;
         let dbi = pdb.debug_information().map_err(fail)?;
@@ -200,26 +231,26 @@ impl ImageSymbols {
             Some(cv) if cv.guid == guid && cv.age == age => {}
             cv => {
                 return Err(SymbolError::PdbMismatch {
-                    path: shown,
+                    path: shown.to_owned(),
                     image: cv.as_ref().map_or_else(|| "no CodeView entry".into(), |cv| guid_age(&cv.guid, cv.age)),
                     pdb: guid_age(&guid, age),
                 })
             }
         }
-        let map = pdb.address_map().map_err(fail)?;
         // Without a names stream there are no file names; functions still count.
         let strings = pdb.string_table().ok();
         let mut functions = Vec::new();
         let mut lines = Vec::new();
         let mut files: Vec<String> = Vec::new();
+        let mut file_index: HashMap<String, usize> = HashMap::new();
         let mut modules = dbi.modules().map_err(fail)?;
         while let Some(module) = modules.next().map_err(fail)? {
             let Some(module) = pdb.module_info(&module).map_err(fail)? else { continue };
             let mut symbols = module.symbols().map_err(fail)?;
             while let Some(symbol) = symbols.next().map_err(fail)? {
                 if let Ok(pdb::SymbolData::Procedure(p)) = symbol.parse() {
-                    if let Some(rva) = p.offset.to_rva(&map) {
-                        functions.push(Function { rva: rva.0, len: p.len, name: p.name.to_string().into_owned() });
+                    if let Some(rva) = self.rva_of(p.offset) {
+                        functions.push(Function { rva, len: p.len, name: p.name.to_string().into_owned() });
                     }
                 }
             }
@@ -228,17 +259,17 @@ impl ImageSymbols {
             while let Some(entry) = entries.next().map_err(fail)? {
                 // An entry that covers no byte (clang's record of a function's opening line
                 // when the function has no prologue) names no code.
-                let Some(rva) = entry.offset.to_rva(&map).filter(|_| entry.length != Some(0)) else { continue };
+                let Some(rva) = self.rva_of(entry.offset).filter(|_| entry.length != Some(0)) else { continue };
                 let name = program
                     .get_file_info(entry.file_index)
                     .ok()
                     .and_then(|f| Some(f.name.to_string_lossy(strings.as_ref()?).ok()?.into_owned()))
                     .unwrap_or_else(|| "?".into());
-                let file = files.iter().position(|f| *f == name).unwrap_or_else(|| {
-                    files.push(name);
+                let file = *file_index.entry(name).or_insert_with_key(|name| {
+                    files.push(name.clone());
                     files.len() - 1
                 });
-                lines.push(Line { rva: rva.0, len: entry.length, file, line: entry.line_start });
+                lines.push(Line { rva, len: entry.length, file, line: entry.line_start });
             }
         }
         // Public function symbols name what has no procedure record (assembly).
@@ -248,7 +279,7 @@ impl ImageSymbols {
         let mut symbols = globals.iter();
         while let Some(symbol) = symbols.next().map_err(fail)? {
             if let Ok(pdb::SymbolData::Public(p)) = symbol.parse() {
-                let rva = p.offset.to_rva(&map).map(|r| r.0);
+                let rva = self.rva_of(p.offset);
                 if let Some(rva) =
                     rva.filter(|&rva| p.function && functions.binary_search_by_key(&rva, |f| f.rva).is_err())
                 {
@@ -260,12 +291,7 @@ impl ImageSymbols {
         functions.sort_by_key(|f| f.rva);
         lines.sort_by_key(|l| l.rva);
         lines.dedup_by_key(|l| l.rva);
-        self.functions = functions;
-        self.lines = lines;
-        self.files = files;
-        self.status = SymbolStatus::PrivatePdb;
-        self.pdb_path = Some(shown);
-        Ok(self)
+        Ok((functions, lines, files))
     }
 
     /// The image in `file`, as [`ImageSymbols::new`], with its PDB when one that matches
@@ -291,6 +317,14 @@ impl ImageSymbols {
             }
         }
         Ok((symbols, problem))
+    }
+
+    /// The RVA of a PDB `section:offset`, through the image's own section table (the PDB
+    /// was matched to this image; lld writes no OMAP, the address map of images rewritten
+    /// after linking, which ntmem does not read).
+    fn rva_of(&self, at: pdb::PdbInternalSectionOffset) -> Option<u32> {
+        let section = self.image.sections.get(usize::from(at.section).checked_sub(1)?)?;
+        (at.offset < section.virtual_size.max(section.raw_size)).then(|| section.virtual_address + at.offset)
     }
 
     /// Where [`ImageSymbols::load`] looks for the PDB, in order.

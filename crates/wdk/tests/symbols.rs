@@ -380,3 +380,23 @@ fn a_pdb_is_found_beside_a_moved_image_and_one_of_another_build_is_refused() {
     let e = ImageSymbols::new("moved.sys", 0, &from.bytes).unwrap().with_pdb(std::fs::read(&pdb).unwrap(), &pdb);
     assert!(matches!(e, Err(SymbolError::PdbMismatch { .. })));
 }
+
+#[test]
+fn a_damaged_pdb_is_an_error_or_fewer_names_never_a_panic() {
+    let b = built();
+    let path = b.sys.with_extension("pdb");
+    let good = std::fs::read(&path).unwrap();
+    let symbols = ImageSymbols::new("symtest.sys", 0x1000_0000, &b.bytes).unwrap();
+    let mut outcomes = [0usize; 2];
+    let damaged = (0..good.len()).step_by(61).flat_map(|at| {
+        let mut flipped = good.clone();
+        flipped[at] ^= 0xFF;
+        let mut huge = good.clone();
+        huge[at..].iter_mut().take(4).for_each(|b| *b = 0xFF);
+        [flipped, huge, good[..at].to_vec()]
+    });
+    for bytes in damaged {
+        outcomes[usize::from(symbols.clone().with_pdb(bytes, &path).is_ok())] += 1;
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
