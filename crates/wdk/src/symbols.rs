@@ -726,3 +726,71 @@ impl Analysis {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: Option<&str>, offset: u64, line: Option<u32>) -> Frame {
+        Frame {
+            address: 0xFFFF_F880_0300_1234,
+            module: "mydrv".into(),
+            image: "mydrv.sys".into(),
+            function: function.map(str::to_owned),
+            offset,
+            file: line.map(|_| r"c:\src\mydrv.c".to_owned()),
+            line,
+        }
+    }
+
+    #[test]
+    fn names_read_as_windbg_prints_them() {
+        assert_eq!(address_text(0xFFFF_F880_0300_1234), "fffff880`03001234");
+        assert_eq!(address_text(0x1000), "00000000`00001000");
+        assert_eq!(
+            frame(Some("DriverEntry"), 0x1c, Some(42)).to_string(),
+            r"mydrv!DriverEntry+0x1c [c:\src\mydrv.c @ 42]"
+        );
+        assert_eq!(frame(Some("DriverEntry"), 0x1c, None).analyze_symbol(), "mydrv!DriverEntry+1c");
+        assert_eq!(frame(Some("DriverEntry"), 0, None).to_string(), "mydrv!DriverEntry");
+        assert_eq!(frame(None, 0x1234, None).to_string(), "mydrv+0x1234");
+        let guid = [0xA0, 0x38, 0x6D, 0xC7, 0x4A, 0x95, 0xDF, 0xCA, 0x4C, 0x4C, 0x44, 0x20, 0x50, 0x44, 0x42, 0x2E];
+        assert_eq!(guid_age(&guid, 1), "{C76D38A0-954A-CADF-4C4C-44205044422E} 1");
+    }
+
+    #[test]
+    fn lm_and_stack_rows_keep_windbg_columns() {
+        let modules = [
+            Module {
+                start: 0xFFFF_F880_0300_0000,
+                end: 0xFFFF_F880_0300_7000,
+                module: "mydrv".into(),
+                image: "mydrv.sys".into(),
+                symbols: SymbolStatus::None,
+                pdb: None,
+            },
+            Module {
+                start: 0xFFFF_F880_0301_0000,
+                end: 0xFFFF_F880_0301_5000,
+                module: "other".into(),
+                image: "other.sys".into(),
+                symbols: SymbolStatus::PrivatePdb,
+                pdb: Some("/b/other.pdb".into()),
+            },
+        ];
+        assert_eq!(
+            lm_text(&modules),
+            "start             end                 module name\n\
+             fffff880`03000000 fffff880`03007000   mydrv      (no symbols)\n\
+             fffff880`03010000 fffff880`03015000   other      (private pdb symbols)  /b/other.pdb\n"
+        );
+        let row =
+            StackRow { child_sp: 0xFFFF_F880_0335_F6E8, return_address: 0, call_site: None, ip: 0x5555_0000_1000 };
+        assert_eq!(row.text(), "fffff880`0335f6e8 00000000`00000000 0x00005555`00001000");
+        let empty = Analysis::new(&Symbolizer::new(), 0x10, &[]);
+        assert_eq!(
+            empty.text(),
+            "FAULTING_IP: \n\n00000000`00000010\n\nSTACK_TEXT:  \nChild-SP          RetAddr           Call Site\n\n"
+        );
+    }
+}

@@ -400,3 +400,40 @@ fn a_damaged_pdb_is_an_error_or_fewer_names_never_a_panic() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+/// Memory whose every word is `word`, or none at all.
+struct Words(Option<u64>);
+
+impl ntmem_pe::ReadMemory for Words {
+    fn read(&self, address: u64, buf: &mut [u8]) -> Result<(), ntmem_pe::ReadError> {
+        let word = self.0.ok_or(ntmem_pe::ReadError { address, len: buf.len() })?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = word.to_le_bytes()[(address as usize + i) % 8];
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_walk_over_a_bad_stack_is_bounded_and_reads_only_through_its_memory() {
+    let b = built();
+    let base = 0xFFFF_F880_0300_0000;
+    let (symbols, _) = ImageSymbols::load("symtest.sys", base, &b.bytes, Some(&b.sys)).unwrap();
+    let mut s = Symbolizer::new();
+    s.add(symbols);
+    let leaf =
+        (base..base + 0x1000 * 4).find(|&a| s.describe(a).is_some_and(|f| f.symbol() == "symtest!Leaf")).unwrap();
+    let mut context = Context { rip: leaf + 2, ..Context::default() };
+    context.set_rsp(0x7000_0000);
+    // Every return address leads back into Leaf, a leaf function: the walk stops at its bound.
+    let frames = s.stack_walk(context, &Words(Some(leaf)));
+    assert_eq!(frames.len(), ntmem_wdk::symbols::MAX_FRAMES);
+    assert!(frames.windows(2).all(|w| w[1].child_sp == w[0].child_sp + 8 && w[0].return_address == Some(leaf)));
+    // Nothing readable: the first frame, which could not be unwound.
+    assert_eq!(
+        s.stack_walk(context, &Words(None)),
+        [StackFrame { child_sp: 0x7000_0000, ip: leaf + 2, return_address: None }]
+    );
+    // A context outside every image: no frame.
+    assert_eq!(s.stack_walk(Context { rip: 0x1000, ..context }, &Words(Some(leaf))), []);
+}
