@@ -43,7 +43,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use ntmem_pe::unwind::{unwind_leaf, virtual_unwind, Context, UnwindFlags};
-use ntmem_pe::{DriverImage, ExportTarget, ImageError, ReadMemory};
+use ntmem_pe::{DriverImage, ExportTarget, ImageError, ReadMemory, RuntimeFunction};
 use object::read::pe::PeFile64;
 use object::Object as _;
 use pdb::FallibleIterator as _;
@@ -491,15 +491,42 @@ impl fmt::Display for Frame {
     }
 }
 
-/// One frame of a stack walk: its stack pointer, where it executes, where it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct StackFrame {
-    /// RSP in the frame (`Child-SP`).
-    pub child_sp: u64,
-    /// The frame's instruction: the context's RIP for the first, a return address after.
-    pub ip: u64,
-    /// Where the frame returns (`RetAddr`); `None` when it could not be unwound.
-    pub return_address: Option<u64>,
+pub use ntmem_kernel::StackFrame;
+
+/// The frames from `context` outward, unwound with the functions `lookup` finds: for a
+/// PC in an image, the image's base and the `.pdata` entry of the function holding it
+/// (`None`: a leaf function, whose return address is at RSP), or `None` outside every
+/// image. The first frame is the context's; each next is its caller's. The walk stops
+/// after the first frame that returns outside every image (its
+/// [`StackFrame::return_address`] is that address), when a frame cannot be unwound
+/// (unreadable memory, bad unwind data, a stack pointer that does not grow) or at
+/// [`MAX_FRAMES`]. A context outside every image gives no frame. Memory is read only
+/// through `memory`, so a corrupt stack ends the walk instead of faulting.
+///
+/// The dispatcher can walk the registered images at a stop, before the stack is gone:
+/// `walk(context, &except::images::Memory, |pc| except::images::lookup(pc).map(|f|
+/// (f.base, f.function.map(|(entry, _)| entry))))`.
+pub fn walk(
+    context: Context,
+    memory: &impl ReadMemory,
+    lookup: impl Fn(u64) -> Option<(u64, Option<RuntimeFunction>)>,
+) -> Vec<StackFrame> {
+    let mut context = context;
+    let mut frames = Vec::new();
+    while frames.len() < MAX_FRAMES {
+        let Some((base, function)) = lookup(context.rip) else { break };
+        let (child_sp, ip) = (context.rsp(), context.rip);
+        let unwound = match function {
+            Some(entry) => virtual_unwind(UnwindFlags::empty(), base, &entry, &mut context, memory).map(drop),
+            None => unwind_leaf(&mut context, memory),
+        };
+        let return_address = (unwound.is_ok() && context.rsp() > child_sp).then_some(context.rip);
+        frames.push(StackFrame { child_sp, ip, return_address });
+        if return_address.is_none() {
+            break;
+        }
+    }
+    frames
 }
 
 /// The images of a run, for naming addresses and walking stacks.
@@ -535,31 +562,13 @@ impl Symbolizer {
         self.image_at(address)?.describe(address, true)
     }
 
-    /// The frames from `context` outward: the first is the context's; each next is its
-    /// caller's, unwound with the image's `.pdata` (a function with no entry is a leaf:
-    /// its return address is at RSP). The walk stops after the first frame that returns
-    /// outside every image (its [`StackFrame::return_address`] is that address), when a
-    /// frame cannot be unwound (unreadable memory, bad unwind data, a stack pointer that
-    /// does not grow) or at [`MAX_FRAMES`]. A context outside every image gives no frame.
-    /// Memory is read only through `memory`.
+    /// The frames from `context` outward over these images ([`walk`]).
     pub fn stack_walk(&self, context: Context, memory: &impl ReadMemory) -> Vec<StackFrame> {
-        let mut context = context;
-        let mut frames = Vec::new();
-        while frames.len() < MAX_FRAMES {
-            let Some(image) = self.image_at(context.rip) else { break };
-            let (child_sp, ip) = (context.rsp(), context.rip);
-            let rva = u32::try_from(ip - image.base).ok();
-            let unwound = match rva.and_then(|rva| image.image.functions.lookup(rva)) {
-                Some(entry) => virtual_unwind(UnwindFlags::empty(), image.base, entry, &mut context, memory).map(drop),
-                None => unwind_leaf(&mut context, memory),
-            };
-            let return_address = (unwound.is_ok() && context.rsp() > child_sp).then_some(context.rip);
-            frames.push(StackFrame { child_sp, ip, return_address });
-            if return_address.is_none() {
-                break;
-            }
-        }
-        frames
+        walk(context, memory, |pc| {
+            let image = self.image_at(pc)?;
+            let rva = u32::try_from(pc - image.base).ok()?;
+            Some((image.base, image.image.functions.lookup(rva).copied()))
+        })
     }
 
     /// The loaded images, as `lm` lists them.

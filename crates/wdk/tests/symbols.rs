@@ -16,7 +16,9 @@ use ntmem_pe::unwind::Context;
 use ntmem_pe::ExportTarget;
 use ntmem_toolchain::{ImportLibrary, Toolchain};
 use ntmem_wdk::except::{self, images::Registration};
-use ntmem_wdk::symbols::{lm_text, Analysis, ImageSymbols, StackFrame, SymbolError, SymbolStatus, Symbolizer};
+use ntmem_wdk::symbols::{
+    lm_text, walk as walk_registered, Analysis, ImageSymbols, StackFrame, SymbolError, SymbolStatus, Symbolizer,
+};
 use ntmem_wdk::{context, seh};
 
 const DRIVER: &str = r#"typedef struct _EXCEPTION_POINTERS { void *ExceptionRecord; void *ContextRecord; } EXCEPTION_POINTERS;
@@ -88,8 +90,10 @@ fn built() -> &'static Built {
     BUILT.get_or_init(|| build("symbols", "symtest", ""))
 }
 
-/// The walk the driver's filter asked for, and the symbolizer it used.
-static WALK: Mutex<Option<(Symbolizer, Vec<StackFrame>)>> = Mutex::new(None);
+/// The walk the driver's filter asked for: the symbolizer it used, its frames, and the
+/// frames `walk` finds over the dispatcher's registered images.
+type Walked = (Symbolizer, Vec<StackFrame>, Vec<StackFrame>);
+static WALK: Mutex<Option<Walked>> = Mutex::new(None);
 
 /// `SymbolsTestWalk(CONTEXT *)`: walks the stack from the faulting context while the
 /// driver's frames are live, reading through the dispatcher's memory view.
@@ -98,8 +102,11 @@ extern "win64" fn symbols_test_walk(context: *const ntmem_host::context::Context
     let c = unsafe { &*context };
     let registers = Context { rip: c.rip, gpr: c.gpr, xmm: [0; 16] };
     if let Ok(mut walk) = WALK.lock() {
-        if let Some((symbolizer, frames)) = walk.as_mut() {
+        if let Some((symbolizer, frames, registered)) = walk.as_mut() {
             *frames = symbolizer.stack_walk(registers, &except::images::Memory);
+            *registered = walk_registered(registers, &except::images::Memory, |pc| {
+                except::images::lookup(pc).map(|f| (f.base, f.function.map(|(entry, _)| entry)))
+            });
         }
     }
 }
@@ -181,7 +188,7 @@ fn a_fault_three_calls_deep_is_named_and_walked_to_the_caller_of_the_driver() {
     let d = load();
     let mut symbolizer = Symbolizer::new();
     symbolizer.add(d.symbols());
-    *WALK.lock().unwrap() = Some((symbolizer, Vec::new()));
+    *WALK.lock().unwrap() = Some((symbolizer, Vec::new(), Vec::new()));
     let outer = d.address("Outer");
     // SAFETY: `Outer` is `int Outer(volatile int *)`, Microsoft x64.
     let outer_fn = unsafe { std::mem::transmute::<usize, extern "win64" fn(*const i32) -> i32>(outer as usize) };
@@ -189,7 +196,8 @@ fn a_fault_three_calls_deep_is_named_and_walked_to_the_caller_of_the_driver() {
         d.machine.run(0, |c| Ok(context::enter(c, "symbols test", || outer_fn(std::ptr::null()))))
     });
     assert_eq!(context::leave(r).unwrap(), -1, "the filter's handler ran");
-    let (symbolizer, frames) = WALK.lock().unwrap().take().unwrap();
+    let (symbolizer, frames, registered) = WALK.lock().unwrap().take().unwrap();
+    assert_eq!(registered, frames, "the dispatcher's image list walks the same frames");
 
     let [leaf, middle, outer_start] = d.starts();
     assert_eq!(outer_start, outer);
