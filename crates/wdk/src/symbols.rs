@@ -7,7 +7,8 @@
 //!   `ntmem build` produce it (clang `-g -gcodeview`, `lld-link /debug`), read with the
 //!   `pdb` crate and accepted only when its GUID and age match the image's CodeView
 //!   debug directory entry (as WinDbg requires). Without one, names come from the
-//!   export table; an address no name covers is `module+0xOFFSET`.
+//!   image's COFF symbol table if it has one, else its export table; an address no
+//!   name covers is `module+0xOFFSET`.
 //! - [`Symbolizer`]: several images; [`Symbolizer::describe`] gives a [`Frame`]
 //!   (`mydrv!DriverEntry+0x1c [c:\src\mydrv.c @ 42]`), [`Symbolizer::stack_walk`]
 //!   unwinds a context frame by frame with each image's `.pdata` (`RtlVirtualUnwind`
@@ -32,9 +33,11 @@
 //! address space's relocation, zero unless the layout was moved).
 //!
 //! Where ntmem differs from WinDbg: no disassembly after the `FAULTING_IP` address and
-//! no argument columns in `STACK_TEXT` (the `k` command's shape); an export names only
-//! the function it begins (by `.pdata`), where WinDbg names the nearest preceding
-//! export at any distance; inline frames are not shown.
+//! no argument columns in `STACK_TEXT` (the `k` command's shape); a symbol of unknown
+//! size (an export) names only the function it begins (by `.pdata`), where WinDbg names
+//! the nearest preceding export at any distance; inline frames are not shown; a
+//! function's first byte has the line of the statement whose code it is, not the
+//! function's opening line that clang records there with no length.
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
@@ -45,7 +48,7 @@ use std::path::{Path, PathBuf};
 use ntmem_pe::unwind::{unwind_leaf, virtual_unwind, Context, UnwindFlags};
 use ntmem_pe::{DriverImage, ExportTarget, ImageError, ReadMemory, RuntimeFunction};
 use object::read::pe::PeFile64;
-use object::Object as _;
+use object::{Object as _, ObjectSymbol as _, SymbolKind};
 use pdb::FallibleIterator as _;
 
 /// The most frames [`Symbolizer::stack_walk`] returns (a bound for a corrupt stack).
@@ -83,6 +86,8 @@ pub enum SymbolError {
 pub enum SymbolStatus {
     /// Its PDB was read: functions and source lines (`(private pdb symbols)`).
     PrivatePdb,
+    /// Function names from its COFF symbol table (`(coff symbols)`).
+    Coff,
     /// Names from its export table only (`(export symbols)`).
     Export,
     /// No names at all (`(no symbols)`).
@@ -94,6 +99,7 @@ impl SymbolStatus {
     pub fn lm_text(self) -> &'static str {
         match self {
             SymbolStatus::PrivatePdb => "(private pdb symbols)",
+            SymbolStatus::Coff => "(coff symbols)",
             SymbolStatus::Export => "(export symbols)",
             SymbolStatus::None => "(no symbols)",
         }
@@ -152,28 +158,45 @@ pub struct ImageSymbols {
 }
 
 impl ImageSymbols {
-    /// The image `file` loaded as `name` (`mydrv.sys`) at `base`, named from its export
-    /// table (see [`ImageSymbols::with_pdb`] for debug information).
+    /// The image `file` loaded as `name` (`mydrv.sys`) at `base`, named from its COFF
+    /// symbol table when it has one (`lld-link /debug:symtab`, MinGW's linker), else from
+    /// its export table (see [`ImageSymbols::with_pdb`] for debug information).
     ///
     /// # Errors
     /// [`SymbolError::Image`] when `file` is not a driver image.
     pub fn new(name: &str, base: u64, file: &[u8]) -> Result<Self, SymbolError> {
         let image = DriverImage::parse(file)?;
-        // A malformed debug directory only means no PDB can be matched.
-        let codeview = PeFile64::parse(file).ok().and_then(|pe| {
+        // A malformed debug directory or symbol table only means fewer symbols.
+        let pe = PeFile64::parse(file).ok();
+        let codeview = pe.as_ref().and_then(|pe| {
             let cv = pe.pdb_info().ok()??;
             Some(CodeView { guid: cv.guid(), age: cv.age(), path: String::from_utf8_lossy(cv.path()).into_owned() })
         });
-        let mut functions: Vec<Function> = image
-            .exports
-            .iter()
-            .filter_map(|e| match (&e.name, &e.target) {
-                (Some(name), ExportTarget::Rva(rva)) => Some(Function { rva: *rva, len: 0, name: name.clone() }),
-                _ => None,
-            })
-            .collect();
+        let in_image = |address: u64| {
+            let rva = u32::try_from(address.checked_sub(image.image_base)?).ok()?;
+            (rva < image.size_of_image).then_some(rva)
+        };
+        let coff: Vec<Function> = pe.as_ref().map_or_else(Vec::new, |pe| {
+            pe.symbols()
+                .filter(|s| s.kind() == SymbolKind::Text && s.is_definition())
+                .filter_map(|s| Some(Function { rva: in_image(s.address())?, len: 0, name: s.name().ok()?.to_owned() }))
+                .collect()
+        });
+        let (mut functions, status) = if coff.is_empty() {
+            let exports: Vec<Function> = image
+                .exports
+                .iter()
+                .filter_map(|e| match (&e.name, &e.target) {
+                    (Some(name), ExportTarget::Rva(rva)) => Some(Function { rva: *rva, len: 0, name: name.clone() }),
+                    _ => None,
+                })
+                .collect();
+            let status = if exports.is_empty() { SymbolStatus::None } else { SymbolStatus::Export };
+            (exports, status)
+        } else {
+            (coff, SymbolStatus::Coff)
+        };
         functions.sort_by_key(|f| f.rva);
-        let status = if functions.is_empty() { SymbolStatus::None } else { SymbolStatus::Export };
         Ok(ImageSymbols {
             image_name: name.to_owned(),
             base,
@@ -389,7 +412,7 @@ impl ImageSymbols {
         if f.len != 0 {
             return (rva - f.rva < f.len).then_some(f);
         }
-        // An export or public symbol: its extent is the `.pdata` function it begins, or,
+        // A symbol of unknown size (export, COFF or public symbol): its extent is the `.pdata` function it begins, or,
         // for a leaf without an entry, up to the next entry in the same section.
         let table = &self.image.functions;
         match table.lookup(rva) {
@@ -614,13 +637,13 @@ pub struct Module {
 /// start             end                 module name
 /// fffff880`03c00000 fffff880`03c07000   mydrv      (private pdb symbols)  c:\src\mydrv.pdb
 /// ```
-/// (the last column is the PDB, or the image for export symbols).
+/// (the last column is the PDB, or the image for COFF and export symbols).
 pub fn lm_text(modules: &[Module]) -> String {
     let mut out = String::from("start             end                 module name\n");
     for m in modules {
         let path = match m.symbols {
             SymbolStatus::PrivatePdb => m.pdb.as_deref().unwrap_or(""),
-            SymbolStatus::Export => &m.image,
+            SymbolStatus::Coff | SymbolStatus::Export => &m.image,
             SymbolStatus::None => "",
         };
         let row = format!(

@@ -445,3 +445,52 @@ fn a_walk_over_a_bad_stack_is_bounded_and_reads_only_through_its_memory() {
     // A context outside every image: no frame.
     assert_eq!(s.stack_walk(Context { rip: 0x1000, ..context }, &Words(Some(leaf))), []);
 }
+
+#[test]
+fn an_image_with_a_coff_symbol_table_names_its_static_functions() {
+    // The same driver linked with `/debug:symtab` (a COFF symbol table, no PDB), as a
+    // plain lld-link run outside ntmem may do.
+    let tc = Toolchain::find().unwrap();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("symbols-coff");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (obj, lib, sys) = (dir.join("coff.obj"), dir.join("ntoskrnl.lib"), dir.join("coff.sys"));
+    tc.compile(&built().source, &obj, &["-O2".into()]).unwrap();
+    let imports = ImportLibrary {
+        dll: "ntoskrnl.exe".into(),
+        routines: vec!["SymbolsTestWalk".into(), "__C_specific_handler".into()],
+        data: vec![],
+    };
+    tc.import_library(&imports, &lib).unwrap();
+    let lld = ["lld-link-19", "lld-link"]
+        .into_iter()
+        .find(|t| std::process::Command::new(t).arg("--version").output().is_ok());
+    let flags = ntmem_toolchain::LDFLAGS.iter().filter(|f| !f.starts_with("/debug"));
+    let out = std::process::Command::new(lld.expect("lld-link"))
+        .args(flags)
+        .args(["/debug:symtab".as_ref(), obj.as_os_str(), lib.as_os_str()])
+        .arg(format!("/out:{}", sys.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&sys).unwrap();
+    let base = 0xFFFF_F880_0300_0000;
+    let (symbols, problem) = ImageSymbols::load("coff.sys", base, &bytes, Some(&sys)).unwrap();
+    assert!(problem.is_none() && symbols.pdb_path().is_none());
+    assert_eq!(symbols.status(), SymbolStatus::Coff);
+    let mut s = Symbolizer::new();
+    s.add(symbols);
+    // The PDB build's names, offsets and all, without lines.
+    let (pdb_symbols, _) = ImageSymbols::load("coff.sys", base, &built().bytes, Some(&built().sys)).unwrap();
+    let mut with_pdb = Symbolizer::new();
+    with_pdb.add(pdb_symbols);
+    let text = ntmem_pe::DriverImage::parse(&bytes).unwrap().sections.into_iter().find(|s| s.name == ".text").unwrap();
+    let mut compared = 0;
+    for rva in text.virtual_address..text.virtual_address + text.virtual_size {
+        let address = base + u64::from(rva);
+        let Some(want) = with_pdb.describe(address).filter(|f| f.function.is_some()) else { continue };
+        assert_eq!(s.describe(address).unwrap().symbol(), want.symbol(), "rva {rva:#x}");
+        compared += 1;
+    }
+    assert!(compared > 40);
+    assert!(lm_text(&s.modules()).contains("   coff       (coff symbols)         coff.sys\n"));
+}
