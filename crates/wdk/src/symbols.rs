@@ -18,16 +18,24 @@
 //!   plain values (serialisable) and WinDbg-shaped text.
 //!
 //! How a report uses it (the bugcheck path is the lead's; nothing calls this yet):
-//! 1. At the stop, while the faulting thread's kernel stack is still mapped — in the
-//!    exception dispatcher's unhandled path, which holds the faulting CONTEXT — walk
-//!    the stack: `symbolizer.stack_walk(registers(context), &except::images::Memory)`,
-//!    and keep the [`StackFrame`]s (plain addresses) with the `BugCheck`. The walk needs
-//!    only each image's base and `.pdata`, so a [`Symbolizer`] built from the loaded
-//!    images (`ImageSymbols::load(name, host_base, file, Some(sys_path))`) can live
-//!    beside the image list.
-//! 2. In the report, `Analysis::new(&symbolizer, faulting_ip, &frames)`; print
-//!    `analysis.text()` in place of the bare `FAULTING_IP:`/`IMAGE_NAME:` lines, and
-//!    `lm_text(&symbolizer.modules())` after it; put both values in the JSON.
+//! 1. At the stop, while the stopped thread's kernel stack is still mapped, walk it
+//!    into `BugCheck::stack` ([`StackFrame`]s: plain addresses). For an unhandled
+//!    exception that is the dispatcher's unhandled path (`except::dispatch::unhandled`,
+//!    which holds the faulting CONTEXT): `b.stack = symbols::walk(registers(&*context),
+//!    &images::Memory, |pc| images::lookup(pc).map(|f| (f.base, f.function.map(|(e, _)|
+//!    e))))`; for a stop raised by an ntmem routine, the same from the driver context
+//!    captured at the import call. The escape to `Machine::run` carries only words, so
+//!    the stack must reach the machine's stop record before the escape (the first stop
+//!    wins there).
+//! 2. Where images are loaded, keep a [`Symbolizer`]: for each,
+//!    `ImageSymbols::load(loaded.name(), loaded.host_base(), &file, Some(&sys_path))`
+//!    (the second value, a PDB that did not match or could not be read, is worth a
+//!    warning line as WinDbg prints one).
+//! 3. In the report: `Analysis::new(&symbolizer, ip, &b.stack)` for `b.faulting_ip`;
+//!    print `analysis.text()` in place of the bare `FAULTING_IP:`/`IMAGE_NAME:` lines,
+//!    `analysis.failure_bucket_id(code)` as FAILURE_BUCKET_ID, and
+//!    `lm_text(&symbolizer.modules())` after it; put `analysis` and `modules()` in the
+//!    JSON.
 //!
 //! Addresses are those the code runs at (host addresses: the simulated ones plus the
 //! address space's relocation, zero unless the layout was moved).
@@ -719,6 +727,13 @@ impl Analysis {
             faulting_frame,
             stack,
         }
+    }
+
+    /// `FAILURE_BUCKET_ID` for bugcheck `code` when the faulting function is known:
+    /// `0xE6_mydma!CompleteTransfer` (research note `dma-verifier-views.md` §5.6).
+    pub fn failure_bucket_id(&self, code: u32) -> Option<String> {
+        let frame = self.faulting_frame.as_ref()?;
+        Some(format!("0x{code:X}_{}!{}", frame.module, frame.function.as_ref()?))
     }
 
     /// The `FAULTING_IP:` block: the name, then the address.

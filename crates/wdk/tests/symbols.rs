@@ -263,6 +263,7 @@ fn a_fault_three_calls_deep_is_named_and_walked_to_the_caller_of_the_driver() {
     );
     assert_eq!(analysis.text(), expected);
 
+    assert_eq!(analysis.failure_bucket_id(0x8E).as_deref(), Some("0x8E_symtest!Leaf"));
     let pdb = built().sys.with_extension("pdb");
     let base = d.image().host_base();
     let end = base + u64::from(d.image().image().size_of_image);
