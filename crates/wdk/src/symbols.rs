@@ -114,7 +114,8 @@ impl SymbolStatus {
     }
 }
 
-/// A named function: `rva..rva + len` (`len` 0: extent unknown, a public symbol).
+/// A named function: `rva..rva + len` (`len` 0: extent unknown, an export, COFF or
+/// public symbol).
 #[derive(Debug, Clone)]
 struct Function {
     rva: u32,
@@ -220,9 +221,10 @@ impl ImageSymbols {
 
     /// These symbols with the functions and lines of the PDB `bytes` read from `path`.
     ///
-    /// The `pdb` crate (0.8) can panic on damaged input (an arithmetic overflow and a
-    /// debug assertion, found by this module's tests); its reading is fenced with
-    /// `catch_unwind` and such a PDB is an error like any unreadable one.
+    /// The `pdb` crate (0.8) can panic on damaged input (a debug assertion in its line
+    /// iterator, found by this module's tests; its address map, which ntmem does not use,
+    /// overflows too): its reading is fenced with `catch_unwind`, and such a PDB is an
+    /// error like any unreadable one.
     ///
     /// # Errors
     /// [`SymbolError::PdbMismatch`] when the PDB is not the one the image names (or the
@@ -355,7 +357,8 @@ impl ImageSymbols {
     /// after linking, which ntmem does not read).
     fn rva_of(&self, at: pdb::PdbInternalSectionOffset) -> Option<u32> {
         let section = self.image.sections.get(usize::from(at.section).checked_sub(1)?)?;
-        (at.offset < section.virtual_size.max(section.raw_size)).then(|| section.virtual_address + at.offset)
+        let rva = section.virtual_address.checked_add(at.offset)?;
+        (at.offset < section.virtual_size.max(section.raw_size) && rva < self.image.size_of_image).then_some(rva)
     }
 
     /// Where [`ImageSymbols::load`] looks for the PDB, in order.
@@ -395,7 +398,7 @@ impl ImageSymbols {
 
     /// One past the image's last byte (base + SizeOfImage).
     pub fn end(&self) -> u64 {
-        self.base + u64::from(self.image.size_of_image)
+        self.base.saturating_add(u64::from(self.image.size_of_image))
     }
 
     /// Which symbols were found.
@@ -427,7 +430,8 @@ impl ImageSymbols {
             Some(entry) => (entry.begin == f.rva).then_some(f),
             None => {
                 let section = self.image.section_at(rva)?;
-                let next_entry = table.entries().iter().find(|e| e.begin > f.rva).map(|e| e.begin);
+                let entries = table.entries();
+                let next_entry = entries.get(entries.partition_point(|e| e.begin <= f.rva)).map(|e| e.begin);
                 let leaf = table.lookup(f.rva).is_none() && next_entry.is_none_or(|b| b > rva);
                 (leaf && section.contains(f.rva)).then_some(f)
             }
