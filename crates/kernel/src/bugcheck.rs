@@ -304,12 +304,28 @@ pub struct BugCheck {
     /// Set when the machine stopped without a Windows bugcheck (a timeout, an internal
     /// error: [`crate::halt`]); `code` and `parameters` are then 0.
     pub halt: Option<Box<crate::halt::Halt>>,
+    /// The stopped thread's driver frames, innermost first, walked with the images'
+    /// unwind data while its stack was live (`ntmem_wdk::symbols::walk`); empty when not
+    /// known. The report names them (`STACK_TEXT`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<StackFrame>,
+}
+
+/// One frame of a stopped thread's stack, as the debugger's `k` command lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StackFrame {
+    /// RSP in the frame (`Child-SP`).
+    pub child_sp: u64,
+    /// The frame's instruction: the faulting RIP for the first, a return address after.
+    pub ip: u64,
+    /// Where the frame returns (`RetAddr`); `None` when it could not be unwound.
+    pub return_address: Option<u64>,
 }
 
 impl BugCheck {
     /// A bugcheck with no driver or address attached yet.
     pub const fn new(code: BugCheckCode, parameters: [u64; 4]) -> Self {
-        BugCheck { code, parameters, driver: None, faulting_ip: None, halt: None }
+        BugCheck { code, parameters, driver: None, faulting_ip: None, halt: None, stack: Vec::new() }
     }
 
     /// A stop that is not a bugcheck ([`crate::halt`]).

@@ -22,7 +22,7 @@ pub mod rtl;
 pub mod trap;
 pub mod vf;
 
-pub use bugcheck::{BugCheck, BugCheckCode};
+pub use bugcheck::{BugCheck, BugCheckCode, StackFrame};
 pub use halt::Halt;
 pub use ke::irql::Irql;
 pub use ke::processor::Cpu;

@@ -8,10 +8,16 @@
 //!   -fno-stack-protector` ([`CFLAGS`]). clang 19 or newer is required: clang
 //!   14–16 leave a `__try` whose body makes no call out of the scope table, so a
 //!   fault there goes unhandled even with `-fasync-exceptions` (llvm-project issue
-//!   117420). `-funwind-tables` gives leaf functions unwind data too.
+//!   117420). `-funwind-tables` gives leaf functions unwind data too. `-g -gcodeview`
+//!   records CodeView debug information (function names, file:line), as the WDK's
+//!   compiler does; it does not change the code generated.
 //! * `lld-link /driver /subsystem:native /entry:DriverEntry /nodefaultlib
 //!   /machine:x64 /section:INIT,erd` ([`LDFLAGS`]; `/section:INIT,d` would replace
-//!   the attributes, `erd` keeps INIT executable and readable).
+//!   the attributes, `erd` keeps INIT executable and readable). `/debug` writes that
+//!   information to a PDB beside the image (`driver.pdb` for `driver.sys`) and names it
+//!   in the image's CodeView debug directory entry, as a WDK build does; `/opt:ref
+//!   /opt:icf` keep the link's defaults, which `/debug` would otherwise turn off, so the
+//!   image's code is the same with or without it.
 //! * against import libraries that `llvm-dlltool -m i386:x86-64` makes from a
 //!   `.def` listing what each DLL (`ntoskrnl.exe`, `hal.dll`) exports — the caller
 //!   passes ntmem's export table, never a hand-kept list. A data export (a
@@ -41,11 +47,22 @@ pub const CFLAGS: &[&str] = &[
     "-fno-builtin",
     "-fno-stack-protector",
     "-Wno-deprecated-non-prototype",
+    "-g",
+    "-gcodeview",
 ];
 
 /// The linker options every driver is linked with.
-pub const LDFLAGS: &[&str] =
-    &["/driver", "/subsystem:native", "/entry:DriverEntry", "/nodefaultlib", "/machine:x64", "/section:INIT,erd"];
+pub const LDFLAGS: &[&str] = &[
+    "/driver",
+    "/subsystem:native",
+    "/entry:DriverEntry",
+    "/nodefaultlib",
+    "/machine:x64",
+    "/section:INIT,erd",
+    "/debug",
+    "/opt:ref",
+    "/opt:icf",
+];
 
 /// What to install when the toolchain is missing (Debian and Ubuntu package names).
 pub const INSTALL_HINT: &str = "apt-get install clang-19 lld-19 llvm-19";

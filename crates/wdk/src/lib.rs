@@ -53,4 +53,5 @@ pub mod pnp;
 #[allow(non_snake_case)]
 pub mod rtl;
 pub mod seh;
+pub mod symbols;
 pub mod types;
