@@ -169,7 +169,7 @@ pub fn driver_frame() -> Option<ImportCapture> {
     let c = current_capture();
     let stack = crate::guard::current_stack()?;
     let (base, top) = (stack.base as u64, (stack.base + stack.size) as u64);
-    if c.rsp % 8 != 0 || c.rsp < base || c.rsp >= top - 8 {
+    if !c.rsp.is_multiple_of(8) || c.rsp < base || c.rsp >= top - 8 {
         return None;
     }
     let ret = c.return_address()?;

@@ -2,9 +2,10 @@
 //! `ExAllocatePoolWithTag(NonPagedPool, 64, tag)` / `ExFreePool` pair costs when a
 //! C driver calls it, against the same pair called from Rust.
 //!
-//! (i) C: `c_vs_rust/pool_pairs.c`, built with the host's cc against `include/`
-//! (the driver host's flags, `-O2`), loaded by `ntmem_wdk::loader`; each round
-//! times one call of its DriverEntry, which runs PAIRS pairs.
+//! (i) C: `c_vs_rust/pool_pairs.c`, built into a Windows x64 image by clang and
+//! lld-link against `include/` (`ntmem build`'s flags, `-O2`), loaded into system
+//! space by `ntmem_wdk::loader`; each round times one call of its DriverEntry, which
+//! runs PAIRS pairs through its import thunks.
 //! (ii) Rust: the same loop inside `machine.run` + `context::enter`.
 //! Both on one machine (the default profile), rounds alternating; the figure is
 //! the median round, in ns per pair. Target: C ≤ 1.2 × Rust.
@@ -13,8 +14,7 @@
 
 use std::ffi::c_void;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Instant;
 
 use ntmem_kernel::Machine;
@@ -29,25 +29,18 @@ fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Builds the C driver into `out` with PAIRS pairs.
-fn build_c(out: &Path, pairs: u32) -> PathBuf {
+/// Builds the C driver in `out` with PAIRS pairs; the image's bytes.
+fn build_c(out: &Path, pairs: u32) -> Vec<u8> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let source = here.join("benches/c_vs_rust/pool_pairs.c");
     let include = here.join("../../include");
-    let object = out.join("pool_pairs.so");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let status = Command::new(cc)
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-fshort-wchar", "-Werror=implicit-function-declaration"])
-        .arg(format!("-DPAIRS={pairs}"))
-        .arg("-I")
-        .arg(include)
-        .arg("-o")
-        .arg(&object)
-        .arg(source)
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "cc failed");
-    object
+    let image = out.join("pool_pairs.sys");
+    let toolchain = ntmem_toolchain::Toolchain::find().expect("clang 19 and lld-link (see README)");
+    let flags = vec!["-O2".to_string(), format!("-DPAIRS={pairs}"), format!("-I{}", include.display())];
+    toolchain
+        .build(&[source], &ntmem_wdk::exports::import_libraries(), &flags, &out.join("work"), &image)
+        .expect("build the C driver");
+    std::fs::read(&image).expect("read the image")
 }
 
 /// The Rust loop: PAIRS pairs from Rust code on a simulated processor.
@@ -80,11 +73,11 @@ fn main() {
 
     let dir = std::env::temp_dir().join(format!("ntmem-c-vs-rust-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
-    let object = build_c(&dir, pairs);
-    let mut driver = Driver::open(&object, "pool_pairs.sys").expect("load the C driver");
+    let image = build_c(&dir, pairs);
     let profile = MachineConfig::default().build().expect("default profile");
     let summary = format!("{} {} MB", profile.edition.key, profile.ram_installed >> 20);
     let machine = Machine::boot(profile).expect("boot");
+    let mut driver = Driver::load(&machine, "pool_pairs.sys", &image).expect("load the C driver");
 
     // Warm up both paths (pool pages, caches, lazy binding).
     assert_eq!(driver.driver_entry(&machine, 0).expect("no bugcheck"), 0);
@@ -105,7 +98,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("c_vs_rust: ExAllocatePoolWithTag(NonPagedPool, 64) + ExFreePool, {pairs} pairs x {rounds} rounds, machine {summary}");
-    println!("  C driver (cc -O2, DriverEntry)   {c:8.1} ns/pair (median)");
+    println!("  C driver (PE image, clang -O2)   {c:8.1} ns/pair (median)");
     println!("  Rust (machine.run + context)     {rust:8.1} ns/pair (median)");
     println!("  ratio C / Rust                   {:8.3} (target <= 1.2)", c / rust);
 }

@@ -134,7 +134,7 @@ fn load() -> Driver {
     let walk = symbols_test_walk as *const () as u64;
     let resolve = |dll: &str, name: &str| match (dll, name) {
         ("ntoskrnl.exe", "SymbolsTestWalk") => Some(walk),
-        ("ntoskrnl.exe", name) => except::routine(name),
+        ("ntoskrnl.exe", name) => ntmem_wdk::exports::routine_address(name).map(|a| a as u64),
         _ => None,
     };
     let image = LoadedImage::load(&machine, "symtest.sys", &built().bytes, &resolve).unwrap();
