@@ -162,3 +162,34 @@ fn a_sys_importing_routines_ntmem_lacks_exits_2_naming_each_and_its_dll() {
     assert!(err.contains("HAL.dll!HalNeither"), "{err}");
     let _ = std::fs::remove_dir_all(sys.parent().unwrap());
 }
+
+#[test]
+fn a_stop_in_driver_code_names_each_frame_with_its_source_line() {
+    let (v, code) = json(&["run", &driver("nested_fault.c"), "--json"]);
+    assert_eq!(code, 3, "{v}");
+    let analysis = &v["bugcheck"]["symbols"]["analysis"];
+    let frames: Vec<(String, u64)> = analysis["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["call_site"]["function"].as_str().unwrap().to_string(), r["call_site"]["line"].as_u64().unwrap()))
+        .collect();
+    // Inner faults on line 6; Outer called it on line 11; DriverEntry called Outer on 19.
+    let expected = [("Inner", 6), ("Outer", 11), ("DriverEntry", 19)].map(|(f, l)| (f.to_string(), l));
+    assert_eq!(frames, expected, "{v}");
+    assert_eq!(analysis["symbol_name"], "nested_fault!Inner+9", "{v}");
+    assert_eq!(analysis["image_name"], "nested_fault.sys");
+    let text = v["bugcheck"]["analysis"].as_str().unwrap();
+    assert!(text.contains("FAILURE_BUCKET_ID:  0x7E_nested_fault!Inner"), "{text}");
+    assert!(text.contains("nested_fault (private pdb symbols)  nested_fault.pdb"), "{text}");
+}
+
+#[test]
+fn a_stop_a_routine_makes_names_the_drivers_call_not_the_line_after_it() {
+    let (v, code) = json(&["run", &driver("double_free.c"), "--json"]);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(v["bugcheck"]["code"], 0xC2, "{v}");
+    let frame = &v["bugcheck"]["symbols"]["analysis"]["faulting_frame"];
+    // The second ExFreePoolWithTag is on line 15; its return address is on line 16.
+    assert_eq!((frame["function"].as_str(), frame["line"].as_u64()), (Some("DriverEntry"), Some(15)), "{v}");
+}

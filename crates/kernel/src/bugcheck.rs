@@ -322,6 +322,24 @@ pub struct StackFrame {
     pub return_address: Option<u64>,
 }
 
+thread_local! {
+    /// The stack of the stop this thread is about to make ([`note_stop_stack`]).
+    static STOP_STACK: std::cell::RefCell<Vec<StackFrame>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records the stack of the stop this thread is about to make: walked by the WDK
+/// boundary while the stopped thread's stack is live, just before it leaves driver code
+/// with a bugcheck (the escape to `Machine::run` carries only words). The machine
+/// attaches it to its stop record if that has no stack yet ([`take_stop_stack`]).
+pub fn note_stop_stack(frames: Vec<StackFrame>) {
+    STOP_STACK.with(|s| *s.borrow_mut() = frames);
+}
+
+/// The stack [`note_stop_stack`] recorded on this thread, taken (empty when none).
+pub(crate) fn take_stop_stack() -> Vec<StackFrame> {
+    STOP_STACK.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
 impl BugCheck {
     /// A bugcheck with no driver or address attached yet.
     pub const fn new(code: BugCheckCode, parameters: [u64; 4]) -> Self {
@@ -338,12 +356,30 @@ impl BugCheck {
         self.code.name()
     }
 
-    /// A report in the shape of WinDbg's `!analyze -v`.
+    /// A report in the shape of WinDbg's `!analyze -v`: [`BugCheck::analysis_header`],
+    /// then the faulting address and image as numbers (a report with the driver's
+    /// symbols names them instead: `ntmem_wdk::symbols::Analysis`).
     pub fn analysis(&self) -> String {
+        let mut out = self.analysis_header();
+        if self.halt.is_some() {
+            let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
+            return out;
+        }
+        if let Some(ip) = self.faulting_ip {
+            let _ = writeln!(out, "FAULTING_IP: {ip:#x}");
+        }
+        let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
+        let _ = writeln!(out, "FAILURE_BUCKET_ID:  0x{:X}_{}", self.code.0, self.driver.as_deref().unwrap_or("nt"));
+        out
+    }
+
+    /// The part of `!analyze -v` that needs no symbols: the code, its name and
+    /// summary, the arguments and what each means, and `BUGCHECK_CODE`/`_P1`–`_P4`
+    /// (for a halt, what stopped the machine).
+    pub fn analysis_header(&self) -> String {
         let mut out = String::new();
         if let Some(halt) = &self.halt {
             out.push_str(&halt.analysis());
-            let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
             return out;
         }
         let row = info(self.code);
@@ -364,11 +400,6 @@ impl BugCheck {
             "BUGCHECK_P1: {:x}\nBUGCHECK_P2: {:x}\nBUGCHECK_P3: {:x}\nBUGCHECK_P4: {:x}",
             p[0], p[1], p[2], p[3]
         );
-        if let Some(ip) = self.faulting_ip {
-            let _ = writeln!(out, "FAULTING_IP: {ip:#x}");
-        }
-        let _ = writeln!(out, "IMAGE_NAME:  {}", self.driver.as_deref().unwrap_or("unknown"));
-        let _ = writeln!(out, "FAILURE_BUCKET_ID:  0x{:X}_{}", self.code.0, self.driver.as_deref().unwrap_or("nt"));
         out
     }
 }

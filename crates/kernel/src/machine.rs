@@ -300,8 +300,17 @@ impl Machine {
         self.stop(BugCheck::halted(halt))
     }
 
+    /// Records `bugcheck` unless the machine has stopped already, and attaches the
+    /// stack this thread noted for it (`bugcheck::note_stop_stack`) to the recorded
+    /// stop if it has none.
     fn stop(&self, bugcheck: BugCheck) -> BugCheck {
-        self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(bugcheck).clone()
+        let noted = crate::bugcheck::take_stop_stack();
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let stop = stopped.get_or_insert(bugcheck);
+        if stop.stack.is_empty() {
+            stop.stack = noted;
+        }
+        stop.clone()
     }
 
     /// Runs `f` on processor `cpu`, on its kernel stack, at its current IRQL.

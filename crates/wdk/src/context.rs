@@ -145,6 +145,9 @@ pub fn kernel<R>(f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>) -> R {
             BugCheck::new(BugCheckCode(0), [0; 4])
         }
     };
+    if let Some(context) = crate::except::driver_context() {
+        crate::except::note_stop_stack(&context);
+    }
     raise_bugcheck(&stop)
 }
 

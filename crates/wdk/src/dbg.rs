@@ -3,7 +3,7 @@
 //! "DbgPrintEx function (wdm.h)", "Reading and Filtering Debugging Messages").
 //!
 //! The C shims (`c/dbgprint.c`) start the variadic list and call
-//! [`ntmem_wdk_debug_print`], which formats it with Windows' format language
+//! `ntmem_wdk_dbg_print`, which formats it with Windows' format language
 //! ([`ntmem_kernel::rtl::format`]: `%wZ`, `%ws`, `%S`, `%I64x`, `%p`, …), keeps the
 //! first 512 bytes as Windows does ("any single call to DbgPrint will only transmit
 //! 512 bytes of information"), filters it, and prints it on standard output as it

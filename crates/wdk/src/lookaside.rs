@@ -16,6 +16,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
+use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::bugcheck::{BugCheck, BugCheckCode};
 use ntmem_kernel::ex::lookaside::{Routines, ALLOCATE_ROUTINE, FREE_ROUTINE};
 use ntmem_kernel::ex::pool::{PoolTag, PoolType, Raise};
@@ -49,8 +50,10 @@ fn routines(allocate: Option<AllocateFunctionEx>, free: Option<FreeFunctionEx>, 
         allocate: allocate.map(|f| {
             Arc::new(move |cpu: &Cpu<'_>, t: PoolType, size: u64, tag: PoolTag| {
                 // SAFETY: `f` is the driver's PALLOCATE_FUNCTION_EX, called as the WDK
-                // documents, on the processor the driver runs on.
-                let p = unsafe { f(t.raw(), size as usize, tag.0, list as *mut c_void) };
+                // documents, on the processor the driver runs on. The driver's own
+                // import calls inside it must not replace the capture of the call that
+                // brought us here (a raise after it is still from that frame).
+                let p = preserving_capture(|| unsafe { f(t.raw(), size as usize, tag.0, list as *mut c_void) });
                 Ok((!p.is_null()).then(|| va_of(cpu, p)))
             }) as _
         }),
@@ -58,7 +61,7 @@ fn routines(allocate: Option<AllocateFunctionEx>, free: Option<FreeFunctionEx>, 
             Arc::new(move |cpu: &Cpu<'_>, entry: Va| {
                 let p = cpu.machine().space().host_addr(entry) as *mut c_void;
                 // SAFETY: as above, for the driver's PFREE_FUNCTION_EX.
-                unsafe { f(p, list as *mut c_void) };
+                preserving_capture(|| unsafe { f(p, list as *mut c_void) });
                 Ok(())
             }) as _
         }),

@@ -36,7 +36,6 @@
 
 use std::cell::Cell;
 
-use ntmem_host::context::Context;
 use ntmem_host::{Escape, ExceptionCatcher, ESCAPE_EXCEPTION};
 use ntmem_kernel::trap::raise_bugcheck;
 use ntmem_kernel::{BugCheck, BugCheckCode};
@@ -185,11 +184,7 @@ pub fn raise_status(status: NtStatus) -> ! {
 /// if there is one, else to the innermost [`catch`], else the machine stops (or, with
 /// no machine, the process exits: [`EXIT_UNHANDLED_OUTSIDE_MACHINE`]).
 pub fn raise(record: &ExceptionRecord) -> ! {
-    if let Some(frame) = ntmem_host::thunk::driver_frame() {
-        let mut context = Context::zeroed();
-        // SAFETY: a valid, writable CONTEXT; the capture gives the state it describes.
-        unsafe { ntmem_host::context::ntmem_capture_context(&mut context) };
-        frame.apply_to(&mut context);
+    if let Some(context) = crate::except::driver_context() {
         crate::except::dispatch::dispatch_from(record, &context)
     }
     unhandled(record)

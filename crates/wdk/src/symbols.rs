@@ -17,25 +17,18 @@
 //!   `STACK_TEXT`, `SYMBOL_NAME`, `MODULE_NAME`, `IMAGE_NAME` and the `lm` list, as
 //!   plain values (serialisable) and WinDbg-shaped text.
 //!
-//! How a report uses it (the bugcheck path is the lead's; nothing calls this yet):
-//! 1. At the stop, while the stopped thread's kernel stack is still mapped, walk it
-//!    into `BugCheck::stack` ([`StackFrame`]s: plain addresses). For an unhandled
-//!    exception that is the dispatcher's unhandled path (`except::dispatch::unhandled`,
-//!    which holds the faulting CONTEXT): `b.stack = symbols::walk(registers(&*context),
-//!    &images::Memory, |pc| images::lookup(pc).map(|f| (f.base, f.function.map(|(e, _)|
-//!    e))))`; for a stop raised by an ntmem routine, the same from the driver context
-//!    captured at the import call. The escape to `Machine::run` carries only words, so
-//!    the stack must reach the machine's stop record before the escape (the first stop
-//!    wins there).
-//! 2. Where images are loaded, keep a [`Symbolizer`]: for each,
-//!    `ImageSymbols::load(loaded.name(), loaded.host_base(), &file, Some(&sys_path))`
-//!    (the second value, a PDB that did not match or could not be read, is worth a
-//!    warning line as WinDbg prints one).
-//! 3. In the report: `Analysis::new(&symbolizer, ip, &b.stack)` for `b.faulting_ip`;
-//!    print `analysis.text()` in place of the bare `FAULTING_IP:`/`IMAGE_NAME:` lines,
-//!    `analysis.failure_bucket_id(code)` as FAILURE_BUCKET_ID, and
-//!    `lm_text(&symbolizer.modules())` after it; put `analysis` and `modules()` in the
-//!    JSON.
+//! How a report uses it:
+//! 1. At the stop, while the stopped thread's kernel stack is still mapped, the WDK
+//!    boundary walks it (`except::note_stop_stack`): from the faulting CONTEXT in the
+//!    dispatcher's unhandled path, or from the driver's context at its import call for
+//!    a stop an ntmem routine makes. The escape to `Machine::run` carries only words,
+//!    so the frames go to the machine as a note (`ntmem_kernel::bugcheck::
+//!    note_stop_stack`) that it attaches to its stop record (`BugCheck::stack`).
+//! 2. `ntmem run` keeps a [`Symbolizer`] of the images it loaded (with the PDB its
+//!    build wrote, or the one beside a `.sys`), and names the stop with
+//!    [`Analysis::new`] (a faulting instruction) or [`Analysis::at_call`] (a stop a
+//!    routine made), printing [`Analysis::text`], [`Analysis::failure_bucket_id`] and
+//!    [`lm_text`] in the report and putting both in its JSON.
 //!
 //! Addresses are those the code runs at (host addresses: the simulated ones plus the
 //! address space's relocation, zero unless the layout was moved).
@@ -712,14 +705,33 @@ impl Analysis {
     /// The analysis of a stop at `faulting_ip` with the stack `frames`
     /// ([`Symbolizer::stack_walk`]).
     pub fn new(symbolizer: &Symbolizer, faulting_ip: u64, frames: &[StackFrame]) -> Self {
-        let faulting_frame = symbolizer.describe(faulting_ip);
+        Analysis::with(symbolizer, faulting_ip, frames, false)
+    }
+
+    /// The analysis of a stop a routine made for the driver that called it (a pool
+    /// routine's 0xC2): every frame of `frames`, the first included, is a return
+    /// address in the driver, named as such (the line is the call's); the first is
+    /// where the analysis points.
+    pub fn at_call(symbolizer: &Symbolizer, frames: &[StackFrame]) -> Option<Self> {
+        Some(Analysis::with(symbolizer, frames.first()?.ip, frames, true))
+    }
+
+    fn with(symbolizer: &Symbolizer, faulting_ip: u64, frames: &[StackFrame], at_call: bool) -> Self {
+        let name = |i: usize, ip: u64| {
+            if i == 0 && !at_call {
+                symbolizer.describe(ip)
+            } else {
+                symbolizer.describe_return(ip)
+            }
+        };
+        let faulting_frame = name(0, faulting_ip);
         let stack = frames
             .iter()
             .enumerate()
             .map(|(i, f)| StackRow {
                 child_sp: f.child_sp,
                 return_address: f.return_address.unwrap_or(0),
-                call_site: if i == 0 { symbolizer.describe(f.ip) } else { symbolizer.describe_return(f.ip) },
+                call_site: name(i, f.ip),
                 ip: f.ip,
             })
             .collect();

@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ntmem_wdk::symbols::{ImageSymbols, SymbolError};
+
 use crate::Failure;
 
 /// The headers of `include/`, by file name.
@@ -62,6 +64,25 @@ pub struct Built {
     /// The driver's name: the `.sys` file's name, else the `.c` file's (or the
     /// directory's) stem with `.sys`.
     pub name: String,
+    /// Where a `.sys` was read from (its PDB is looked for beside it).
+    pub sys: Option<PathBuf>,
+    /// The PDB a build wrote, and the name it goes by (`driver.pdb`).
+    pub pdb: Option<(Vec<u8>, PathBuf)>,
+}
+
+impl Built {
+    /// The image's symbols at `base` (its PDB when one matches, else its own tables:
+    /// `ntmem_wdk::symbols`).
+    ///
+    /// # Errors
+    /// The image cannot be read for symbols (it loaded, so this is not expected).
+    pub fn symbols(&self, base: u64) -> Result<ImageSymbols, SymbolError> {
+        let (symbols, _) = ImageSymbols::load(&self.name, base, &self.image, self.sys.as_deref())?;
+        Ok(match &self.pdb {
+            Some((bytes, path)) => symbols.clone().with_pdb(bytes.clone(), path).unwrap_or(symbols),
+            None => symbols,
+        })
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -139,12 +160,14 @@ pub fn build(args: &[PathBuf]) -> Result<Built, Failure> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| Failure::usage(format!("{}: {e}", p.display())));
     if let [sys] = files.as_slice() {
         if has_ext(sys, "sys") {
-            return Ok(Built { image: read(sys)?, name });
+            return Ok(Built { image: read(sys)?, name, sys: Some(sys.clone()), pdb: None });
         }
     }
     let dir = TempDir::new()?;
     let out = dir.0.join(&name);
     let request = super::image::ImageRequest { sources: files, out, includes: Vec::new(), defines: Vec::new() };
     let built = super::image::build_image(&request)?;
-    Ok(Built { image: read(&built.image)?, name })
+    let pdb_path = built.image.with_extension("pdb");
+    let pdb = std::fs::read(&pdb_path).ok().map(|bytes| (bytes, PathBuf::from(file_name(&pdb_path))));
+    Ok(Built { image: read(&built.image)?, name, sys: None, pdb })
 }

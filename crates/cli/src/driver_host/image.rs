@@ -142,6 +142,11 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageBuilt, Failure> {
     let cached = cache_dir().map(|d| d.join(format!("{key}.sys")));
     if let Some(hit) = cached.as_ref().filter(|p| p.is_file()) {
         copy(hit, &req.out)?;
+        // The PDB lld-link wrote beside the image, kept beside it in the cache.
+        let pdb = hit.with_extension("pdb");
+        if pdb.is_file() {
+            copy(&pdb, &req.out.with_extension("pdb"))?;
+        }
         return Ok(ImageBuilt { image: req.out.clone(), cached: true, key });
     }
     let messages = toolchain
@@ -151,11 +156,14 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageBuilt, Failure> {
         eprint!("{messages}");
     }
     if let Some(path) = cached {
-        // A cache that cannot be written only costs the next build its time.
+        // A cache that cannot be written only costs the next build its time. The PDB
+        // goes in first: an image in the cache has its PDB beside it.
         if path.parent().is_some_and(|p| std::fs::create_dir_all(p).is_ok()) {
-            let partial = path.with_extension(format!("{}.partial", std::process::id()));
-            if std::fs::copy(&req.out, &partial).is_ok() {
-                let _ = std::fs::rename(&partial, &path);
+            for (from, to) in [(req.out.with_extension("pdb"), path.with_extension("pdb")), (req.out.clone(), path)] {
+                let partial = to.with_extension(format!("{}.partial", std::process::id()));
+                if from.is_file() && std::fs::copy(&from, &partial).is_ok() {
+                    let _ = std::fs::rename(&partial, &to);
+                }
             }
         }
     }

@@ -37,10 +37,11 @@ use ntmem_machine::MachineProfile;
 use ntmem_wdk::dbg::{self, DebugOutput};
 use ntmem_wdk::loader::Driver;
 use ntmem_wdk::pnp;
+use ntmem_wdk::symbols::{Analysis, Symbolizer};
 
 use ntmem_wdk::harness::driver_rows;
 pub use ntmem_wdk::harness::{scenario, steps};
-pub use report::{Report, Unload};
+pub use report::{Report, StopSymbols, Unload};
 
 use crate::Failure;
 
@@ -78,6 +79,11 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     let booted = crate::commands::boot::boot(request.profile)?;
     let machine = &booted.machine;
     let mut driver = Driver::load(machine, &built.name, &built.image).map_err(Failure::usage)?;
+    let mut symbolizer = Symbolizer::new();
+    if let Some(image) = driver.image() {
+        let symbols = built.symbols(image.host_base()).map_err(|e| Failure::usage(format!("{}: {e}", built.name)))?;
+        symbolizer.add(symbols);
+    }
     machine.set_verifier(verifier);
     machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
@@ -148,9 +154,21 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     if request.json {
         report.debug_output = Some(dbg::take_captured());
     }
+    report.symbols = report.bugcheck.as_ref().and_then(|b| stop_symbols(&symbolizer, b));
     if report.bugcheck.is_none() {
         driver.unload_image(machine);
     }
     drop(driver);
     Ok(report)
+}
+
+/// The stop `b` named from the driver's symbols: at its faulting instruction, or (a
+/// stop a routine made) at the driver's call into the routine, the first frame of its
+/// stack. `None` when neither is known.
+fn stop_symbols(symbolizer: &Symbolizer, b: &ntmem_kernel::BugCheck) -> Option<StopSymbols> {
+    let analysis = match b.faulting_ip {
+        Some(ip) => Analysis::new(symbolizer, ip, &b.stack),
+        None => Analysis::at_call(symbolizer, &b.stack)?,
+    };
+    Some(StopSymbols { analysis, modules: symbolizer.modules() })
 }

@@ -13,6 +13,7 @@ use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::format_size;
 use ntmem_wdk::pnp::PnpEvent;
+use ntmem_wdk::symbols::{lm_text, Analysis, Module};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
@@ -58,6 +59,32 @@ pub struct Report {
     pub pnp: Vec<PnpEvent>,
     /// Driver Verifier options asked for (recorded, not yet modelled).
     pub verifier: Vec<String>,
+    /// The stop in the driver's terms: its faulting instruction and stack named from
+    /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
+    pub symbols: Option<StopSymbols>,
+}
+
+/// The named part of `!analyze -v` and `lm` for a stop (`ntmem_wdk::symbols`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StopSymbols {
+    /// FAULTING_IP, the stack, SYMBOL_NAME, MODULE_NAME, IMAGE_NAME.
+    pub analysis: Analysis,
+    /// The loaded driver images.
+    pub modules: Vec<Module>,
+}
+
+/// `!analyze -v` for `b`: named from `symbols` when the stop is in driver code, else
+/// with bare addresses ([`BugCheck::analysis`]); `lm` after it.
+fn analysis(b: &BugCheck, symbols: Option<&StopSymbols>) -> String {
+    let Some(symbols) = symbols.filter(|_| b.halt.is_none()) else { return b.analysis() };
+    let mut out = b.analysis_header();
+    out.push('\n');
+    out.push_str(&symbols.analysis.text());
+    let bucket = symbols.analysis.failure_bucket_id(b.code.0);
+    let blamed = b.driver.as_deref().unwrap_or("nt");
+    let _ = writeln!(out, "FAILURE_BUCKET_ID:  {}", bucket.unwrap_or_else(|| format!("0x{:X}_{blamed}", b.code.0)));
+    let _ = write!(out, "\nlm\n{}", lm_text(&symbols.modules));
+    out
 }
 
 /// The NTSTATUS names the headers define.
@@ -113,6 +140,7 @@ impl Report {
             steps: Vec::new(),
             pnp: Vec::new(),
             verifier: Vec::new(),
+            symbols: None,
         }
     }
 
@@ -259,7 +287,7 @@ impl Report {
         }
         if let Some(b) = &self.bugcheck {
             let _ = writeln!(o, "\n{b}\n");
-            let _ = write!(o, "{}", b.analysis());
+            let _ = write!(o, "{}", analysis(b, self.symbols.as_ref()));
         }
         let _ = writeln!(o, "\nResult         {} (exit {})", self.verdict(), self.exit());
         o
@@ -299,6 +327,7 @@ struct Stop<'a> {
     driver: Option<&'a str>,
     faulting_ip: Option<u64>,
     analysis: String,
+    symbols: Option<&'a StopSymbols>,
 }
 
 impl Serialize for Report {
@@ -344,7 +373,8 @@ impl Serialize for Report {
             parameters: b.parameters,
             driver: b.driver.as_deref(),
             faulting_ip: b.faulting_ip,
-            analysis: b.analysis(),
+            analysis: analysis(b, self.symbols.as_ref()),
+            symbols: self.symbols.as_ref(),
         });
         o.serialize_field("bugcheck", &stop)?;
         let halt = self.bugcheck.as_ref().and_then(|b| {

@@ -248,6 +248,8 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
                 // SAFETY: as above.
                 crate::seh::unhandled_outside_machine(unsafe { &*record }, &b)
             }
+            // SAFETY: the caller's contract: `context` is live.
+            crate::except::note_stop_stack(unsafe { &*context });
             raise_bugcheck(&b)
         }
     }

@@ -34,7 +34,7 @@
 //! table are not produced.
 
 //! Every routine a driver calls is a Microsoft-x64 (`extern "win64"`) function;
-//! [`routine`] gives their addresses by export name, for binding imports.
+//! [`crate::exports::routine_address`] gives their addresses by export name, for binding imports.
 //!
 //! How the PE loader and the WDK boundary use this (the tests in `tests/pe_seh.rs` do the
 //! same by hand):
@@ -43,7 +43,7 @@
 //!   before unloading it;
 //! - bind `__C_specific_handler`, `RtlRaiseException`, `RtlRaiseStatus`,
 //!   `RtlCaptureContext`, `RtlUnwindEx`, `RtlVirtualUnwind` and `RtlLookupFunctionEntry`
-//!   with [`routine`];
+//!   with [`crate::exports::routine_address`];
 //! - call driver code inside `Machine::run` with `seh::run_as` (the thread kind decides
 //!   the bugcheck of an unhandled exception) and `context::enter` (`cr8` emulation and the
 //!   0x7E parameters need the current processor);
@@ -153,6 +153,29 @@ pub type LanguageHandler =
 /// The registers unwinding reads and writes, from a CONTEXT.
 fn registers(c: &Context) -> Registers {
     Registers { rip: c.rip, gpr: c.gpr, xmm: c.flt_save.xmm_registers }
+}
+
+/// The driver's context at its import call into the routine running now (the capture
+/// of [`ntmem_host::thunk::driver_frame`] over the current registers), if a driver image
+/// called it: where an exception the routine raises is dispatched from, and where the
+/// stack of a stop it makes starts.
+pub(crate) fn driver_context() -> Option<Context> {
+    let frame = ntmem_host::thunk::driver_frame()?;
+    let mut context = Context::zeroed();
+    // SAFETY: a valid, writable CONTEXT; the capture gives the state it describes.
+    unsafe { ntmem_host::context::ntmem_capture_context(&mut context) };
+    frame.apply_to(&mut context);
+    Some(context)
+}
+
+/// Walks the driver stack from `context` over the registered images, now, while it is
+/// live, and notes it as the stack of the stop this thread is about to make
+/// (`ntmem_kernel::bugcheck::note_stop_stack`; the report's `STACK_TEXT`).
+pub(crate) fn note_stop_stack(context: &Context) {
+    let frames = crate::symbols::walk(registers(context), &images::Memory, |pc| {
+        images::lookup(pc).map(|found| (found.base, found.function.map(|(entry, _)| entry)))
+    });
+    ntmem_kernel::bugcheck::note_stop_stack(frames);
 }
 
 /// Writes unwound registers back into a CONTEXT (the rest is kept).
