@@ -14,26 +14,8 @@ use ntmem_wdk::symbols::{ImageSymbols, SymbolError};
 
 use crate::Failure;
 
-/// The headers of `include/`, by file name.
-const HEADERS: &[(&str, &str)] = &[
-    ("wdm.h", include_str!("../../../../include/wdm.h")),
-    ("ntddk.h", include_str!("../../../../include/ntddk.h")),
-    ("ntifs.h", include_str!("../../../../include/ntifs.h")),
-    ("pshpack1.h", include_str!("../../../../include/pshpack1.h")),
-    ("pshpack2.h", include_str!("../../../../include/pshpack2.h")),
-    ("pshpack4.h", include_str!("../../../../include/pshpack4.h")),
-    ("pshpack8.h", include_str!("../../../../include/pshpack8.h")),
-    ("pshpack16.h", include_str!("../../../../include/pshpack16.h")),
-    ("poppack.h", include_str!("../../../../include/poppack.h")),
-    ("sal.h", include_str!("../../../../include/sal.h")),
-    ("driverspecs.h", include_str!("../../../../include/driverspecs.h")),
-    ("specstrings.h", include_str!("../../../../include/specstrings.h")),
-    ("ntmem/memory.h", include_str!("../../../../include/ntmem/memory.h")),
-    ("ntmem/io.h", include_str!("../../../../include/ntmem/io.h")),
-    ("ntmem/lookaside.h", include_str!("../../../../include/ntmem/lookaside.h")),
-    ("ntmem/rtl.h", include_str!("../../../../include/ntmem/rtl.h")),
-    ("ntmem/resources.h", include_str!("../../../../include/ntmem/resources.h")),
-];
+/// The headers of `include/`, by path under it (every `.h`, listed by `build.rs`).
+const HEADERS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/headers.rs"));
 
 /// A directory of our own under the system temporary directory, removed on drop.
 #[derive(Debug)]
@@ -170,4 +152,23 @@ pub fn build(args: &[PathBuf]) -> Result<Built, Failure> {
     let pdb_path = built.image.with_extension("pdb");
     let pdb = std::fs::read(&pdb_path).ok().map(|bytes| (bytes, PathBuf::from(file_name(&pdb_path))));
     Ok(Built { image: read(&built.image)?, name, sys: None, pdb })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HEADERS;
+
+    #[test]
+    fn every_header_a_header_includes_is_embedded() {
+        let names: Vec<&str> = HEADERS.iter().map(|(name, _)| *name).collect();
+        for wanted in ["wdm.h", "ntddk.h", "ntmem/rtl.h"] {
+            assert!(names.contains(&wanted), "{wanted} is not embedded: {names:?}");
+        }
+        for (name, text) in HEADERS {
+            for line in text.lines().filter_map(|l| l.trim().strip_prefix("#include")) {
+                let Some(included) = line.trim().strip_prefix('"').and_then(|l| l.split('"').next()) else { continue };
+                assert!(names.contains(&included), "{name} includes {included}, which is not embedded");
+            }
+        }
+    }
 }
