@@ -1,5 +1,5 @@
-//! The driver host end to end: C drivers under `tests/drivers/` are built with the
-//! host's cc against `include/`, run by `ntmem run`, and judged by exit status,
+//! The driver host end to end: C drivers under `tests/drivers/` are built into
+//! Windows x64 images against `include/`, run by `ntmem run`, and judged by exit status,
 //! text and JSON report.
 
 use std::path::{Path, PathBuf};

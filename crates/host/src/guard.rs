@@ -19,11 +19,14 @@
 //! `Arc`, …). In ntmem, layers return `Err` up to the driver boundary and only there
 //! escape, so only driver frames (C, or Rust that holds nothing) are skipped.
 //!
-//! **Exceptions.** Driver code may keep its own landing points *inside* a guarded call:
-//! the structured-exception frames of `__try` (kept by `ntmem-wdk`). The host does not own
-//! them; it only lets their keeper register an [`ExceptionCatcher`]. A fault handler that
-//! answers `Escape` with an [`ESCAPE_EXCEPTION`] payload has that payload delivered to the
-//! catcher (which `siglongjmp`s to the thread's innermost exception frame) instead of the
+//! **Exceptions.** A fault in a registered driver image (or in a routine one called) is
+//! dispatched as a Windows exception over the image's own unwind tables
+//! ([`crate::exception`], `FaultAction::Raise`). An exception no driver frame takes may
+//! still have a landing point *inside* a guarded call: a Rust caller's `seh::catch`
+//! (kept by `ntmem-wdk`, itself a guarded call). The host does not own those; it only
+//! lets their keeper register an [`ExceptionCatcher`]. A fault handler that answers
+//! `Escape` with an [`ESCAPE_EXCEPTION`] payload has that payload delivered to the
+//! catcher (which `siglongjmp`s to its innermost landing point) instead of the
 //! innermost guarded call; [`exception_frame_active`] tells a fault handler, beforehand,
 //! whether there is such a frame. [`token`] names the innermost guarded call, so a keeper
 //! can tell which guarded call each of its frames belongs to.
@@ -51,7 +54,8 @@ pub struct Escape {
 
 /// `Escape::kind` of a structured exception raised by a fault: delivered to the
 /// [`ExceptionCatcher`] when it has a frame for it. The words are the upper layer's
-/// (ntmem: exception code, address, the exception's two parameters).
+/// (ntmem: exception code, address, the exception's first two parameters, and how many
+/// of those are set, in words 0–4).
 pub const ESCAPE_EXCEPTION: u32 = 0xE0;
 
 /// The keeper of exception frames that live inside guarded calls (see the module docs).

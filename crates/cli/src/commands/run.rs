@@ -23,7 +23,7 @@ use crate::Failure;
 /// Flags of `ntmem run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A driver: .c files, a directory of them, or a .so built against include/.
+    /// A driver: .c files, a directory of them, or a Windows x64 image (.sys).
     driver: Vec<PathBuf>,
     #[command(flatten)]
     machine: MachineFlags,
