@@ -9,7 +9,8 @@
  * Drivers are built with clang for the Windows x64 target (x86_64-pc-windows-msvc:
  * LLP64, 16-bit wchar_t, the compiler's table-based __try/__except/__finally) and
  * linked into a PE image (`ntmem build`, `ntmem run`). The constants are those of
- * the AMD64 WDK: PAGE_SIZE 4096, HIGH_LEVEL 15.
+ * the AMD64 WDK (PAGE_SIZE 4096, HIGH_LEVEL 15), except PAGE_SIZE and PAGE_SHIFT on
+ * an IA-64 machine (_IA64_: 8192 and 13).
  */
 #ifndef NTMEM_WDM_H
 #define NTMEM_WDM_H
@@ -27,6 +28,39 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+
+/* ---- Target ------------------------------------------------------------- */
+
+/* `ntmem build` and `ntmem run` define these for the machine chosen, as the WDK's
+ * build environment does for its target: _AMD64_ (or _IA64_ on an IA-64 machine),
+ * NTDDI_VERSION and _WIN32_WINNT of its release. Without them: the default machine,
+ * Windows Server 2003 SP1 x64. Values as sdkddkver.h gives them. */
+#if !defined(_AMD64_) && !defined(_IA64_)
+#define _AMD64_
+#endif
+#define NTDDI_WIN2K 0x05000000
+#define NTDDI_WINXP 0x05010000
+#define NTDDI_WINXPSP2 0x05010200
+#define NTDDI_WS03 0x05020000
+#define NTDDI_WS03SP1 0x05020100
+#define NTDDI_VISTA 0x06000000
+#define NTDDI_WIN7 0x06010000
+#define NTDDI_WIN8 0x06020000
+#define NTDDI_WINBLUE 0x06030000
+#define NTDDI_WIN10 0x0A000000
+#define _WIN32_WINNT_WIN2K 0x0500
+#define _WIN32_WINNT_WINXP 0x0501
+#define _WIN32_WINNT_WS03 0x0502
+#define _WIN32_WINNT_VISTA 0x0600
+#define _WIN32_WINNT_WIN7 0x0601
+#define _WIN32_WINNT_WIN8 0x0602
+#define _WIN32_WINNT_WIN10 0x0A00
+#ifndef NTDDI_VERSION
+#define NTDDI_VERSION NTDDI_WS03SP1
+#endif
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT (NTDDI_VERSION >> 16)
+#endif
 
 #include "driverspecs.h"
 
@@ -129,8 +163,14 @@ typedef LARGE_INTEGER PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 
 /* ---- Sizes and layout --------------------------------------------------- */
 
+#if defined(_IA64_)
+/* An IA-64 machine: its page size, though the driver's code is x64 code (ntmem). */
+#define PAGE_SIZE 0x2000
+#define PAGE_SHIFT 13L
+#else
 #define PAGE_SIZE 0x1000
 #define PAGE_SHIFT 12L
+#endif
 #define BYTES_TO_PAGES(Size) (((Size) >> PAGE_SHIFT) + (((Size) & (PAGE_SIZE - 1)) != 0))
 #define ROUND_TO_PAGES(Size) (((ULONG_PTR)(Size) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
 #define FIELD_OFFSET(type, field) ((LONG)__builtin_offsetof(type, field))

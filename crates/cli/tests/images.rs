@@ -193,3 +193,17 @@ fn a_stop_a_routine_makes_names_the_drivers_call_not_the_line_after_it() {
     // The second ExFreePoolWithTag is on line 15; its return address is on line 16.
     assert_eq!((frame["function"].as_str(), frame["line"].as_u64()), (Some("DriverEntry"), Some(15)), "{v}");
 }
+
+#[test]
+fn drivers_are_compiled_for_the_machine_chosen() {
+    let cases = [
+        ("ws03-enterprise-ia64", "PAGE_SIZE 8192 PAGE_SHIFT 13 NTDDI_VERSION 05020000 _WIN32_WINNT 0502"),
+        ("xp-professional", "PAGE_SIZE 4096 PAGE_SHIFT 12 NTDDI_VERSION 05010000 _WIN32_WINNT 0501"),
+        ("ws03sp1-enterprise-x64", "PAGE_SIZE 4096 PAGE_SHIFT 12 NTDDI_VERSION 05020100 _WIN32_WINNT 0502"),
+    ];
+    for (machine, expected) in cases {
+        let (v, code) = json(&["run", &driver("target_constants.c"), "--machine", machine, "--ram", "1G", "--json"]);
+        assert_eq!(code, 0, "{v}");
+        assert_eq!(v["debug_output"].as_str().unwrap().trim_end(), expected, "{machine}");
+    }
+}

@@ -58,6 +58,19 @@ impl Release {
         }
     }
 
+    /// The release as `NTDDI_VERSION` names it (sdkddkver.h: `NTDDI_WIN2K`
+    /// 0x05000000, `NTDDI_WINXP` 0x05010000, `NTDDI_WS03` 0x05020000, `NTDDI_WS03SP1`
+    /// 0x05020100, `NTDDI_VISTA` 0x06000000); its high 16 bits are `_WIN32_WINNT`.
+    pub const fn ntddi_version(self) -> u32 {
+        match self {
+            Release::Windows2000 => 0x0500_0000,
+            Release::WindowsXp => 0x0501_0000,
+            Release::WindowsServer2003 => 0x0502_0000,
+            Release::WindowsServer2003Sp1 => 0x0502_0100,
+            Release::WindowsVista => 0x0600_0000,
+        }
+    }
+
     /// `/BURNMEMORY` exists on Windows XP and later (seed 000 §12.1).
     pub fn supports_burnmemory(self) -> bool {
         self >= Release::WindowsXp

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ntmem_machine::Edition;
 use ntmem_wdk::symbols::{ImageSymbols, SymbolError};
 
 use crate::Failure;
@@ -132,12 +133,12 @@ pub(crate) fn include_dir(dir: &TempDir) -> Result<PathBuf, Failure> {
     Ok(include)
 }
 
-/// The driver `args` names, built if it is source.
+/// The driver `args` names, built for `edition` if it is source.
 ///
 /// # Errors
 /// Exit status 2: no such file, the toolchain missing (the message says what to
 /// install), or the compiler refused (its messages are already on standard error).
-pub fn build(args: &[PathBuf]) -> Result<Built, Failure> {
+pub fn build(args: &[PathBuf], edition: &Edition) -> Result<Built, Failure> {
     let (files, name) = sources(args)?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| Failure::usage(format!("{}: {e}", p.display())));
     if let [sys] = files.as_slice() {
@@ -147,7 +148,8 @@ pub fn build(args: &[PathBuf]) -> Result<Built, Failure> {
     }
     let dir = TempDir::new()?;
     let out = dir.0.join(&name);
-    let request = super::image::ImageRequest { sources: files, out, includes: Vec::new(), defines: Vec::new() };
+    let defines = super::image::target_defines(edition);
+    let request = super::image::ImageRequest { sources: files, out, includes: Vec::new(), defines };
     let built = super::image::build_image(&request)?;
     let pdb_path = built.image.with_extension("pdb");
     let pdb = std::fs::read(&pdb_path).ok().map(|bytes| (bytes, PathBuf::from(file_name(&pdb_path))));

@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ntmem_machine::{Arch, Edition};
 use ntmem_toolchain::Toolchain;
 
 use super::build::{include_dir, sources, TempDir};
@@ -36,6 +37,16 @@ pub struct ImageRequest {
     pub includes: Vec<PathBuf>,
     /// `-D` definitions (`NAME` or `NAME=VALUE`).
     pub defines: Vec<String>,
+}
+
+/// The definitions that compile a driver for `edition`, as the WDK's build
+/// environment for that target sets them: `NTDDI_VERSION` and `_WIN32_WINNT` of its
+/// release, and `_IA64_` on an IA-64 machine (the headers then give IA-64's
+/// PAGE_SIZE 8 KB and PAGE_SHIFT 13, though the code is still x64's), else `_AMD64_`.
+pub fn target_defines(edition: &Edition) -> Vec<String> {
+    let ntddi = edition.release.ntddi_version();
+    let cpu = if edition.arch == Arch::Ia64 { "_IA64_" } else { "_AMD64_" };
+    vec![format!("NTDDI_VERSION={ntddi:#010x}"), format!("_WIN32_WINNT={:#06x}", ntddi >> 16), cpu.to_string()]
 }
 
 /// A built image.

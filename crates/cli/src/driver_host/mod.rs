@@ -75,7 +75,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     for option in &request.verifier {
         verifier |= VerifierFlags::parse_one(option).map_err(Failure::usage)?;
     }
-    let built = build::build(&request.driver)?;
+    let built = build::build(&request.driver, request.profile.edition)?;
     let booted = crate::commands::boot::boot(request.profile)?;
     let machine = &booted.machine;
     let mut driver = Driver::load(machine, &built.name, &built.image).map_err(Failure::usage)?;

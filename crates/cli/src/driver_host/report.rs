@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
 use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
-use ntmem_machine::format_size;
+use ntmem_machine::{format_size, Arch};
 use ntmem_wdk::pnp::PnpEvent;
 use ntmem_wdk::symbols::{lm_text, Analysis, Module};
 use serde::ser::SerializeStruct;
@@ -208,6 +208,13 @@ impl Report {
             m.processors,
             if m.processors == 1 { "" } else { "s" }
         );
+        if let Some(arch) = ntmem_machine::find_edition(&m.machine).ok().map(|e| e.arch).filter(|&a| a != Arch::X64) {
+            let _ = writeln!(
+                o,
+                "Driver code    x64 on this {} machine: ntmem runs drivers as x64 images everywhere (x64 structure layouts; the machine's page size, pool and address space)",
+                arch.name()
+            );
+        }
         let entry = self.driver_entry_status.map_or("did not return".to_string(), status_text);
         let _ = writeln!(o, "DriverEntry    {entry}");
         let unload = match self.unload {
