@@ -212,6 +212,32 @@ fn process_exit_with_locked_pages_is_0x76() {
     assert_eq!(b.parameters, [0, object, 2, 0]);
 }
 
+/// IoFreeMdl of an MDL whose pages are still locked frees the MDL and nothing else, as
+/// on Windows: the pages stay locked (resident, their PFN lock counts held), and the
+/// process's end finds them — 0x76 with the count the freed MDL locked.
+#[test]
+fn freeing_an_mdl_still_locked_leaves_its_pages_locked_until_the_process_ends_0x76() {
+    let m = boot(512 * MB);
+    let mut object = 0;
+    let b = m
+        .run(0, |cpu| {
+            let (p, va) = user_buffer(cpu, 3);
+            object = p.object().get();
+            let state = ke_stack_attach_process(cpu, &p).unwrap();
+            let mdl = io_allocate_mdl(cpu, va, 0x3000)?.unwrap();
+            mm_probe_and_lock_pages(cpu, mdl, ProcessorMode::UserMode, LockOperation::IoWriteAccess)?.unwrap();
+            let first = m.space().walk(m.phys(), va).phys.unwrap().pfn(m.profile().arch.page_shift());
+            io_free_mdl(cpu, mdl)?;
+            assert_eq!(m.phys().pfn(first).lock_count, 1, "the page is still locked");
+            assert_eq!(p.locked_pages(), 3);
+            ke_unstack_detach_process(cpu, state).unwrap();
+            ps_terminate_process(cpu, &p)
+        })
+        .unwrap_err();
+    assert_eq!(b.code, BugCheckCode::PROCESS_HAS_LOCKED_PAGES);
+    assert_eq!(b.parameters, [0, object, 3, 0]);
+}
+
 #[test]
 fn unlocking_a_user_mdl_twice_is_0x76_parameter_1() {
     let m = boot(512 * MB);
