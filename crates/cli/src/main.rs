@@ -44,28 +44,53 @@ enum Command {
     Api(commands::api::Args),
 }
 
+/// The version of the JSON every command prints with `--json`: `schema_version` in
+/// each object. Raised when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// A failure the user caused or must fix, with the exit status it earns.
 #[derive(Debug)]
 pub struct Failure {
     message: String,
     status: u8,
+    /// Whether the command's output (the report) is already printed: then `--json`
+    /// needs no error object.
+    reported: bool,
 }
 
 impl Failure {
     /// A usage or configuration error: exit status 2.
     pub fn usage(message: impl std::fmt::Display) -> Failure {
-        Failure { message: message.to_string(), status: 2 }
+        Failure { message: message.to_string(), status: 2, reported: false }
     }
 
-    /// A failure with its own exit status (`run`: 1 driver failed, 3 bugcheck).
+    /// A verdict with its own exit status, after the report was printed (`run`: 1
+    /// driver failed, 3 bugcheck).
     pub fn with_status(status: u8, message: impl std::fmt::Display) -> Failure {
-        Failure { message: message.to_string(), status }
+        Failure { message: message.to_string(), status, reported: true }
     }
+}
+
+/// What `--json` prints for a failure no report describes (bad flags, a scenario
+/// or build error): one object CI can always parse.
+fn json_error(status: u8, message: &str) {
+    let error = serde_json::json!({ "exit": status, "error": message });
+    let _ = writeln!(std::io::stdout(), "{}", output::json(&error));
 }
 
 fn main() -> ExitCode {
     ntmem_host::default_sigpipe();
-    let cli = Cli::parse();
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let status = u8::try_from(e.exit_code()).unwrap_or(2);
+            if json && e.use_stderr() {
+                json_error(status, e.to_string().trim_end());
+            }
+            e.exit()
+        }
+    };
     let result = match cli.command {
         Command::Run(args) => commands::run::main(&args),
         Command::Machines(args) => commands::machines::main(&args),
@@ -77,6 +102,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
+            if json && !f.reported {
+                json_error(f.status, &f.message);
+            }
             // Standard error may be closed or full too: nothing more to say then.
             let _ = writeln!(std::io::stderr(), "ntmem: {}", f.message);
             ExitCode::from(f.status)

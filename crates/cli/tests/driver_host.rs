@@ -15,6 +15,10 @@ fn run(name: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ntmem")).arg("run").arg(driver(name)).args(extra).output().expect("ntmem runs")
 }
 
+fn ntmem(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ntmem")).args(args).output().expect("ntmem runs")
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -71,6 +75,34 @@ fn a_syntax_error_exits_2_with_the_compilers_message() {
     assert!(err.contains("syntax_error.c:6"), "{err}");
     assert!(err.contains("error:"), "{err}");
     assert!(err.contains("expected expression"), "{err}");
+}
+
+#[test]
+fn with_json_a_build_or_usage_error_is_still_one_object_ci_can_parse() {
+    let out = run("syntax_error.c", &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!((v["exit"].as_u64(), v["schema_version"].as_u64()), (Some(2), Some(1)), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("expected expression"), "{v}");
+    let out = ntmem(&["run", "--json", "--no-such-flag"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(v["error"].as_str().unwrap().contains("--no-such-flag"), "{v}");
+    let out = ntmem(&["run", "--json", "--machine", "no-such-machine", &driver("clean.c").display().to_string()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["error"].as_str().unwrap().contains("no-such-machine"), "{v}");
+}
+
+#[test]
+fn a_bugcheck_in_json_gives_each_parameter_as_hex_with_its_meaning_by_subcode() {
+    let out = run("double_free.c", &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let b = &v["bugcheck"];
+    assert_eq!(b["parameters_hex"][0], "0x7", "{v}");
+    assert_eq!(b["parameter_meanings"][0], "0x07: the pool block was already freed", "{v}");
+    assert_eq!(b["parameter_meanings"][3], "Address of the block being freed", "{v}");
+    assert_eq!(b["current_irql"], 0, "{v}");
+    assert_eq!(v["schema_version"], 1);
 }
 
 #[test]

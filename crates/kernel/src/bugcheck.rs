@@ -290,6 +290,87 @@ fn info(code: BugCheckCode) -> Option<&'static BugCheckInfo> {
     BUGCHECKS.iter().find(|i| i.code == code)
 }
 
+/// What each parameter of one subcode of a bugcheck means, as Microsoft's page for
+/// the bugcheck documents that subcode.
+#[derive(Debug)]
+pub struct SubcodeInfo {
+    /// The bugcheck.
+    pub code: BugCheckCode,
+    /// Which parameter holds the subcode (0 for most; 3 for 0xC1, whose subcode is last).
+    pub at: usize,
+    /// The subcode.
+    pub subcode: u64,
+    /// The meaning of parameters 1-4 for it.
+    pub parameters: [&'static str; 4],
+}
+
+macro_rules! subcodes {
+    ($($code:ident $at:literal $subcode:literal [$p1:literal, $p2:literal, $p3:literal, $p4:literal];)*) => {
+        /// The subcodes ntmem raises, each with its parameters' meanings: one source for
+        /// the analysis text and JSON. Sources: Microsoft's pages "Bug Check 0x19:
+        /// BAD_POOL_HEADER", "0xC2: BAD_POOL_CALLER", "0xC1:
+        /// SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION", "0xC4:
+        /// DRIVER_VERIFIER_DETECTED_VIOLATION", "0x1A: MEMORY_MANAGEMENT", "0x4E:
+        /// PFN_LIST_CORRUPT", "0xDA: SYSTEM_PTE_MISUSE" (learn.microsoft.com/windows-hardware/drivers/debugger/).
+        pub static SUBCODES: &[SubcodeInfo] = &[$(SubcodeInfo {
+            code: BugCheckCode::$code,
+            at: $at,
+            subcode: $subcode,
+            parameters: [$p1, $p2, $p3, $p4],
+        }),*];
+    };
+}
+
+subcodes! {
+    BAD_POOL_HEADER 0 0x05 ["0x05: a pair of adjacent pool entries have headers that contradict each other", "One of the pool entries", "Reserved", "The other pool entry"];
+    BAD_POOL_HEADER 0 0x06 ["0x06: a pool block header's previous size is too large", "The pool entry computed from it", "Reserved", "The bad pool entry"];
+    BAD_POOL_HEADER 0 0x07 ["0x07: a pool block header's size is corrupt (previous size 0, but the entry does not start its page)", "Reserved", "Reserved", "The bad pool entry"];
+    BAD_POOL_HEADER 0 0x08 ["0x08: a pool block header's size is zero", "Reserved", "Reserved", "The bad pool entry"];
+    BAD_POOL_HEADER 0 0x09 ["0x09: a pool block header's size is corrupt (too large)", "The next pool entry computed from it", "Reserved", "The bad pool entry"];
+    BAD_POOL_HEADER 0 0x20 ["0x20: a pool block header's size is corrupt: the next block's previous size disagrees", "The pool entry", "The next pool entry", "The next header's first ULONG"];
+    BAD_POOL_HEADER 0 0x22 ["0x22: an address being freed has no big-pool tracking entry (freed twice, or never allocated)", "The address being freed", "Reserved", "Reserved"];
+    BAD_POOL_CALLER 0 0x00 ["0x00: the caller requested a zero-byte pool allocation", "0", "Pool type", "Pool tag"];
+    BAD_POOL_CALLER 0 0x07 ["0x07: the pool block was already freed", "Reserved", "Pool header contents", "Address of the block being freed"];
+    BAD_POOL_CALLER 0 0x08 ["0x08: the caller allocated pool at a bad IRQL", "Current IRQL", "Pool type", "Size of allocation, in bytes"];
+    BAD_POOL_CALLER 0 0x09 ["0x09: the caller freed pool at a bad IRQL", "Current IRQL", "Pool type (0: nonpaged, 1: paged)", "Address of pool"];
+    BAD_POOL_CALLER 0 0x0A ["0x0A: the caller freed a protected allocation with the wrong tag", "Address of pool", "Allocator's tag", "Tag being used in the attempted free (0 for ExFreePool)"];
+    BAD_POOL_CALLER 0 0x0D ["0x0D: quota release on a corrupted pool allocation", "Address of pool", "Pool tag", "Quota process pointer (bad)"];
+    BAD_POOL_CALLER 0 0x40 ["0x40: the caller freed a user-mode address", "Starting address", "Start of system address space (MmSystemRangeStart)", "0"];
+    BAD_POOL_CALLER 0 0x42 ["0x42: the address being freed is not in any pool", "Address being freed", "0", "0"];
+    BAD_POOL_CALLER 0 0x44 ["0x44: the caller freed a nonpaged pool address that is not allocated", "Starting address", "Reserved", "0"];
+    BAD_POOL_CALLER 0 0x50 ["0x50: the caller freed a paged pool address that is not allocated", "Starting address", "Start offset, in pages, from the beginning of paged pool", "Size of paged pool, in bytes"];
+    BAD_POOL_CALLER 0 0x60 ["0x60: the caller freed contiguous memory that was not allocated as contiguous memory", "Starting address", "Reserved", "Reserved"];
+    BAD_POOL_CALLER 0 0x99 ["0x99: the caller freed an invalid pool address (not aligned as a pool block)", "Address being freed", "0", "0"];
+    BAD_POOL_CALLER 0 0x9A ["0x9A: the caller asked for must-succeed pool (Driver Verifier)", "Pool type", "Number of bytes requested", "Pool tag"];
+    BAD_POOL_CALLER 0 0x9B ["0x9B: the caller asked for pool with tag zero", "Pool type", "Number of bytes requested", "Caller's address (0: not known to ntmem)"];
+    BAD_POOL_CALLER 0 0x9C ["0x9C: the caller asked for pool with tag \"BIG \"", "Pool type", "Number of bytes requested", "Caller's address (0: not known to ntmem)"];
+    BAD_POOL_CALLER 0 0x9D ["0x9D: the caller asked for pool with a tag that has no letter or digit", "Incorrect pool tag", "Pool type", "Caller's address (0: not known to ntmem)"];
+    BAD_POOL_CALLER 0 0x41286 ["0x41286: the caller freed a paged pool address in the middle of an allocation", "Reserved", "Reserved", "Start offset, in pages, from the beginning of paged pool"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x20 ["Address that the driver tried to free", "Reserved", "0", "0x20: the pool being freed is not allocated"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x21 ["Address that the driver tried to free", "Bytes requested", "Bytes calculated", "0x21: the driver freed a bad address (fewer bytes from it to the page end than requested)"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x22 ["Address that the driver tried to free", "Bytes requested", "Bytes calculated", "0x22: the driver freed a bad address (the block cannot start there)"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x23 ["Address that the driver tried to free", "Address where bits are corrupted", "Fill pattern (reserved on Windows)", "0x23: the driver wrote before the start of its allocation (an underrun)"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x24 ["Address that the driver tried to free", "Address where bits are corrupted", "Fill pattern (reserved on Windows)", "0x24: the driver wrote past the end of its allocation (an overrun)"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x30 ["Current IRQL", "Pool type", "Number of bytes", "0x30: the driver allocated special pool at a bad IRQL"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x31 ["Current IRQL", "Pool type (0: nonpaged, 1: paged)", "Address that the driver tried to free", "0x31: the driver freed special pool at a bad IRQL"];
+    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x32 ["Address that the driver tried to free", "Address where the bit is corrupted", "Fill pattern (reserved on Windows)", "0x32: a single bit of the fill pattern flipped (hardware, or a stray bit write)"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x7C ["0x7C: MmUnlockPages of an MDL whose pages were never locked", "Address of the MDL", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x7D ["0x7D: MmUnlockPages of an MDL built for nonpaged pool (MmBuildMdlForNonPagedPool)", "Address of the MDL", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0xB4 ["0xB4: MmUnlockPages of a partial MDL (IoBuildPartialMdl)", "Address of the MDL", "MDL flags", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0xB8 ["0xB8: IoFreeMdl of an MDL still mapped to system space (call MmUnmapLockedPages first)", "Address of the MDL", "MDL flags", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: a spin lock acquired recursively (deadlock detection)", "Address of the spin lock", "Reserved", "Reserved"];
+    MEMORY_MANAGEMENT 0 0x1010 ["0x1010: a pageable section (MmUnlockPagableImageSection) unlocked that is not locked", "The section handle", "Reserved", "Reserved"];
+    MEMORY_MANAGEMENT 0 0x1234 ["0x1234: a lock of a pageable section that does not exist (MmLockPagable*)", "The address or handle passed", "Reserved", "Reserved"];
+    PFN_LIST_CORRUPT 0 0x07 ["0x07: a page was unlocked more times than it was locked", "Page frame number", "Current share count", "0"];
+}
+
+/// The meanings of `b`'s parameters: by its subcode where [`SUBCODES`] has it, else
+/// the bugcheck's own row, else none.
+pub fn parameter_meanings(b: &BugCheck) -> [&'static str; 4] {
+    let by_subcode = SUBCODES.iter().find(|s| s.code == b.code && b.parameters.get(s.at) == Some(&s.subcode));
+    by_subcode.map(|s| s.parameters).or_else(|| info(b.code).map(|r| r.parameters)).unwrap_or([""; 4])
+}
+
 /// A stop: what `KeBugCheckEx` was called with, plus what the analysis knows.
 #[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BugCheck {
@@ -309,6 +390,13 @@ pub struct BugCheck {
     /// known. The report names them (`STACK_TEXT`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stack: Vec<StackFrame>,
+    /// The IRQL of the processor that stopped (`CURRENT_IRQL`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub irql: Option<u8>,
+    /// Whether the machine is 32-bit (x86): WinDbg prints its arguments in 8 hex
+    /// digits there, 16 on 64-bit machines.
+    #[serde(skip)]
+    pub narrow: bool,
 }
 
 /// One frame of a stopped thread's stack, as the debugger's `k` command lists it.
@@ -343,7 +431,16 @@ pub(crate) fn take_stop_stack() -> Vec<StackFrame> {
 impl BugCheck {
     /// A bugcheck with no driver or address attached yet.
     pub const fn new(code: BugCheckCode, parameters: [u64; 4]) -> Self {
-        BugCheck { code, parameters, driver: None, faulting_ip: None, halt: None, stack: Vec::new() }
+        BugCheck {
+            code,
+            parameters,
+            driver: None,
+            faulting_ip: None,
+            halt: None,
+            stack: Vec::new(),
+            irql: None,
+            narrow: false,
+        }
     }
 
     /// A stop that is not a bugcheck ([`crate::halt`]).
@@ -382,15 +479,14 @@ impl BugCheck {
             out.push_str(&halt.analysis());
             return out;
         }
-        let row = info(self.code);
         let _ = writeln!(out, "{} ({:x})", self.name(), self.code.0);
-        if let Some(row) = row {
+        if let Some(row) = info(self.code) {
             let _ = writeln!(out, "{}", row.summary);
         }
         let _ = writeln!(out, "Arguments:");
-        for (i, p) in self.parameters.iter().enumerate() {
-            let meaning = row.map_or("", |r| r.parameters[i]);
-            let _ = writeln!(out, "Arg{}: {:016x}, {}", i + 1, p, meaning);
+        let width = if self.narrow { 8 } else { 16 };
+        for (i, (p, meaning)) in self.parameters.iter().zip(parameter_meanings(self)).enumerate() {
+            let _ = writeln!(out, "Arg{}: {:0width$x}, {}", i + 1, p, meaning);
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "BUGCHECK_CODE:  {:x}", self.code.0);
@@ -400,6 +496,9 @@ impl BugCheck {
             "BUGCHECK_P1: {:x}\nBUGCHECK_P2: {:x}\nBUGCHECK_P3: {:x}\nBUGCHECK_P4: {:x}",
             p[0], p[1], p[2], p[3]
         );
+        if let Some(irql) = self.irql {
+            let _ = writeln!(out, "\nCURRENT_IRQL:  {irql:x}");
+        }
         out
     }
 }
@@ -462,5 +561,56 @@ mod tests {
             format!("{b}"),
             "*** STOP: 0x00000050 (0xfffff8a000001000, 0x1, 0x401000, 0x0) PAGE_FAULT_IN_NONPAGED_AREA"
         );
+    }
+
+    #[test]
+    fn each_subcode_is_listed_once_and_names_its_slot() {
+        for (i, a) in SUBCODES.iter().enumerate() {
+            assert!(info(a.code).is_some(), "{:#x} has no row", a.code.0);
+            let twin = SUBCODES[i + 1..].iter().any(|b| b.code == a.code && b.subcode == a.subcode);
+            assert!(!twin, "{:#x}/{:#x} twice", a.code.0, a.subcode);
+            let own = format!("{:#04x}:", a.subcode).to_uppercase().replace("0X", "0x");
+            assert!(a.parameters[a.at].starts_with(&own), "{own} does not start {:?}", a.parameters[a.at]);
+        }
+    }
+
+    /// The text before the symbols, exactly, for the stops a driver developer meets
+    /// most: 0xC2 on x86 (8 hex digits), 0x19 and 0xD1 on x64 with the IRQL.
+    #[test]
+    fn analysis_headers_are_windbgs() {
+        let mut b = BugCheck::new(BugCheckCode::BAD_POOL_CALLER, [7, 0, 0xe0000, 0xdb400008]);
+        (b.narrow, b.irql) = (true, Some(0));
+        assert_eq!(
+            b.analysis_header(),
+            "BAD_POOL_CALLER (c2)\n\
+             The current thread made a bad pool request.\n\
+             Arguments:\n\
+             Arg1: 00000007, 0x07: the pool block was already freed\n\
+             Arg2: 00000000, Reserved\n\
+             Arg3: 000e0000, Pool header contents\n\
+             Arg4: db400008, Address of the block being freed\n\
+             \n\
+             BUGCHECK_CODE:  c2\n\
+             BUGCHECK_P1: 7\n\
+             BUGCHECK_P2: 0\n\
+             BUGCHECK_P3: e0000\n\
+             BUGCHECK_P4: db400008\n\
+             \n\
+             CURRENT_IRQL:  0\n"
+        );
+        let b =
+            BugCheck::new(BugCheckCode::BAD_POOL_HEADER, [0x20, 0xfffff8a000001000, 0xfffff8a000001070, 0x4c070007]);
+        let text = b.analysis_header();
+        assert!(text.contains("Arg1: 0000000000000020, 0x20: a pool block header's size is corrupt"), "{text}");
+        assert!(text.contains("Arg3: fffff8a000001070, The next pool entry\n"), "{text}");
+        assert!(!text.contains("CURRENT_IRQL"), "no processor known: {text}");
+        let mut b = BugCheck::new(BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL, [0xfffff8a000001000, 2, 0, 0x401000]);
+        b.irql = Some(2);
+        let text = b.analysis_header();
+        assert!(text.contains("Arg2: 0000000000000002, IRQL at time of reference\n"), "{text}");
+        assert!(text.ends_with("\nCURRENT_IRQL:  2\n"), "{text}");
+        // The special pool's subcode is its last parameter.
+        let b = BugCheck::new(BugCheckCode::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, [0x1000, 0x1010, 0x5a, 0x24]);
+        assert!(b.analysis_header().contains("Arg4: 0000000000000024, 0x24: the driver wrote past the end"));
     }
 }

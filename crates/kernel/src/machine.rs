@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ntmem_host::{call_guarded, register_fault_range, Escape, FaultRange, Stack};
-use ntmem_machine::{format_size, MachineProfile, PhysAddr, RegionKind, Va};
+use ntmem_machine::{format_size, Arch, MachineProfile, PhysAddr, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::lookaside::Lookasides;
@@ -304,11 +304,21 @@ impl Machine {
     /// stack this thread noted for it (`bugcheck::note_stop_stack`) to the recorded
     /// stop if it has none.
     fn stop(&self, bugcheck: BugCheck) -> BugCheck {
+        self.stop_on(bugcheck, None)
+    }
+
+    /// [`Machine::stop`], knowing the processor that stopped: its IRQL is the stop's
+    /// `CURRENT_IRQL` if the record has none yet.
+    fn stop_on(&self, bugcheck: BugCheck, processor: Option<&Processor>) -> BugCheck {
         let noted = crate::bugcheck::take_stop_stack();
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         let stop = stopped.get_or_insert(bugcheck);
+        stop.narrow = self.profile.arch == Arch::X86;
         if stop.stack.is_empty() {
             stop.stack = noted;
+        }
+        if stop.irql.is_none() {
+            stop.irql = processor.map(|p| p.irql().0);
         }
         stop.clone()
     }
@@ -338,12 +348,13 @@ impl Machine {
         let handler: Arc<dyn ntmem_host::FaultHandler> = self.trap.clone();
         let result = call_guarded(Some(stack), Some(handler), || f(&Cpu { machine: self, number: cpu }));
         drop(binding);
-        processor.release();
-        match result {
+        let result = match result {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(b)) => Err(self.stop(b)),
-            Err(escape) => Err(self.stop(self.bugcheck_of(escape))),
-        }
+            Ok(Err(b)) => Err(self.stop_on(b, Some(processor))),
+            Err(escape) => Err(self.stop_on(self.bugcheck_of(escape), Some(processor))),
+        };
+        processor.release();
+        result
     }
 
     /// Runs driver code `f` as [`Machine::run`] does, under the machine's watchdog

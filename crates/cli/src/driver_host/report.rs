@@ -333,6 +333,12 @@ struct Stop<'a> {
     parameters: [u64; 4],
     driver: Option<&'a str>,
     faulting_ip: Option<u64>,
+    /// The same, as hex strings (a person reads them).
+    parameters_hex: [String; 4],
+    faulting_ip_hex: Option<String>,
+    /// What each parameter means (by subcode where it has one).
+    parameter_meanings: [&'static str; 4],
+    current_irql: Option<u8>,
     analysis: String,
     symbols: Option<&'a StopSymbols>,
 }
@@ -380,6 +386,10 @@ impl Serialize for Report {
             parameters: b.parameters,
             driver: b.driver.as_deref(),
             faulting_ip: b.faulting_ip,
+            parameters_hex: b.parameters.map(|p| format!("{p:#x}")),
+            faulting_ip_hex: b.faulting_ip.map(|ip| format!("{ip:#x}")),
+            parameter_meanings: ntmem_kernel::bugcheck::parameter_meanings(b),
+            current_irql: b.irql,
             analysis: analysis(b, self.symbols.as_ref()),
             symbols: self.symbols.as_ref(),
         });
