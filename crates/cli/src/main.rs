@@ -29,8 +29,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The main job: build a C driver and run it on a simulated machine. Without
-    /// a driver, boots the machine and prints its summary.
+    /// The main job: build a C driver (or take a .sys) and run it on a simulated machine.
+    ///
+    /// Builds the driver into a Windows x64 image, loads it, runs DriverEntry, the
+    /// scenario's steps and DriverUnload, and reports the driver's pool use, leaks and
+    /// any bugcheck. Without a driver, runs the demo drivers of drivers/ one after
+    /// another.
+    ///
+    /// Exit status: 0 clean; 1 DriverEntry failed, a scenario step failed, or the
+    /// driver leaked pool or left a symbolic link; 2 a usage, scenario or build error;
+    /// 3 the machine bugchecked; 4 a driver routine did not return below
+    /// DISPATCH_LEVEL within --timeout; 5 an internal error of ntmem (a bug); 74
+    /// standard output could not be written.
     Run(commands::run::Args),
     /// List every machine profile (Table 1 editions and Vista).
     Machines(commands::machines::Args),

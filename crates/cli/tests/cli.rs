@@ -193,3 +193,39 @@ fn build_makes_a_windows_x64_driver_image_and_caches_it() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("GREETING must come from -D"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every subcommand's help is true: it runs, and says what a newcomer needs (what
+/// `run` does without a driver, every exit status, the verifier's option names).
+#[test]
+fn help_texts_tell_what_each_command_does() {
+    for command in ["run", "machines", "layout", "boot", "build", "api"] {
+        let out = ntmem(&[command, "--help"]);
+        assert!(out.status.success(), "{command} --help");
+        assert!(!out.stdout.is_empty(), "{command} --help prints its help");
+    }
+    let help = String::from_utf8(ntmem(&["run", "--help"]).stdout).unwrap();
+    assert!(help.contains("Without a driver, runs the demo drivers"), "{help}");
+    assert!(!help.contains("prints its summary"), "{help}");
+    for status in [
+        "0 clean",
+        "1 DriverEntry failed, a scenario step failed",
+        "2 a usage",
+        "3 the machine bugchecked",
+        "4 a driver routine",
+        "5 an internal error",
+        "74 standard output",
+    ] {
+        assert!(help.contains(status), "exit status {status:?} undocumented: {help}");
+    }
+    for option in ["special_pool (0x1)", "irql (0x2)", "pool_tracking (0x8)", "dma (0x80)", "misc (0x800)"] {
+        assert!(help.contains(option), "{option} missing: {help}");
+    }
+}
+
+#[test]
+fn errors_name_machines_as_machine_takes_them() {
+    let out = ntmem(&["boot", "--machine", "w2k-professional", "--boot", "/3GB"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("w2k-professional") && err.contains("xp-professional"), "{err}");
+}

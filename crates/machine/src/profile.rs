@@ -216,7 +216,9 @@ impl MachineConfig {
             return Err(too_little("installed RAM".to_string(), self.ram, MIN_RAM));
         }
         if self.boot.three_gb && !edition.supports_3gb {
-            let supported: Vec<String> = EDITIONS.iter().filter(|e| e.supports_3gb).map(ToString::to_string).collect();
+            // The names `--machine` takes, which the user can type back.
+            let supported: Vec<String> =
+                EDITIONS.iter().filter(|e| e.supports_3gb).map(|e| e.key.to_string()).collect();
             return Err(unsupported("/3GB", edition, supported));
         }
         if self.boot.burnmemory_mb.is_some() && !edition.release.supports_burnmemory() {
@@ -271,7 +273,8 @@ fn too_little(what: String, left: u64, min: u64) -> MachineError {
 }
 
 fn unsupported(switch: &'static str, edition: &Edition, supported: Vec<String>) -> MachineError {
-    MachineError::BootOptionUnsupported { switch, edition: edition.to_string(), supported: supported.join(", ") }
+    let edition = format!("{} ({edition})", edition.key);
+    MachineError::BootOptionUnsupported { switch, edition, supported: supported.join(", ") }
 }
 
 /// The limits and PTE count the layout can hold, warning where it holds less than wanted.

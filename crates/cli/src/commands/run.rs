@@ -30,7 +30,7 @@ pub struct Args {
     /// A scenario file (TOML): machine, verifier and the steps to run (see the README).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Driver Verifier options, comma-separated (recorded; overrides the scenario's).
+    /// Driver Verifier options, comma-separated, by name or /flags number: special_pool (0x1), irql (0x2), low_resources (0x4), pool_tracking (0x8), io (0x10), deadlock (0x20), dma (0x80), security (0x100), misc (0x800); e.g. special_pool,irql or 0x9. Overrides the scenario's.
     #[arg(long, value_name = "FLAGS")]
     verifier: Option<String>,
     /// Print JSON instead of text.

@@ -119,11 +119,18 @@ fn four_gb_xp_shows_about_three_gb() {
 #[test]
 fn invalid_boot_options_are_errors_naming_what_is_valid() {
     let err = build("w2k-professional", GB, "/3GB").unwrap_err().to_string();
-    assert!(err.starts_with("/3GB is not supported on Windows 2000 Professional; it is supported on "), "{err}");
-    assert!(err.contains("Windows 2000 Advanced Server") && !err.contains("64-bit"), "{err}");
+    assert!(
+        err.starts_with("/3GB is not supported on w2k-professional (Windows 2000 Professional); it is supported on "),
+        "{err}"
+    );
+    assert!(err.contains("xp-professional, ") && !err.contains("Windows XP Professional,"), "--machine names: {err}");
+    assert!(err.contains("w2k-advanced-server") && !err.contains("x64"), "{err}");
     assert!(build("ws03sp1-enterprise-x64", 8 * GB, "/3GB").is_err());
     let err = build("w2k-server", GB, "/BURNMEMORY=16").unwrap_err().to_string();
-    assert!(err.contains("/BURNMEMORY is not supported on Windows 2000 Server") && err.contains("Windows XP"), "{err}");
+    assert!(
+        err.contains("/BURNMEMORY is not supported on w2k-server (Windows 2000 Server)") && err.contains("Windows XP"),
+        "{err}"
+    );
     assert!(matches!(build("xp-home", GB, "/MAXMEM=32"), Err(MachineError::TooLittleMemory { .. })));
     assert!(matches!(build("xp-home", GB, "/BURNMEMORY=1000"), Err(MachineError::TooLittleMemory { .. })));
 }
