@@ -820,3 +820,33 @@ fn creating_a_symbolic_link_at_dispatch_level_is_0x0a_as_pageable_code() {
     assert_eq!(p[0], p[3], "{v}");
     assert!(!v["debug_output"].as_str().unwrap().contains("not reached"), "{v}");
 }
+
+#[test]
+fn poolmon_columns_include_per_alloc_and_tell_the_drivers_tags_from_the_systems() {
+    let (v, code) = json("leak.c");
+    assert_eq!(code, 1, "{v}");
+    let row = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "Leak").expect("the Leak row").clone();
+    // 48 bytes asked for: a 64-byte block (header included) on x64.
+    assert_eq!((row["diff"].as_u64(), row["bytes"].as_u64(), row["per_alloc"].as_u64()), (Some(1), Some(64), Some(64)));
+    assert_eq!(row["allocated_by"], "driver");
+    let out = run("leak.c", &["--sort", "bytes"]);
+    let text = text(&out);
+    assert!(text.contains("Tag   Type    Allocs     Frees      Diff     Bytes  Per Alloc"), "{text}");
+    let (leak, none) = (text.find(" Leak  Nonp").unwrap(), text.find(" None  Paged").unwrap());
+    assert!(leak < none, "sorted by bytes, 64 before 32: {text}");
+}
+
+#[test]
+fn the_system_tags_of_a_drivers_requests_are_shown_apart() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .args(["run", "--json", "--scenario"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers/ioctl.toml"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers/ioctl.c"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let by =
+        |tag: &str| v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == tag).map(|r| r["allocated_by"].clone());
+    assert_eq!(by("Irp "), Some("system".into()), "{v}");
+    assert_eq!(by("IoSB"), Some("system".into()), "{v}");
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
 
-use crate::driver_host::{self, Report, Request};
+use crate::driver_host::{self, PoolSort, Report, Request};
 use crate::options::MachineFlags;
 use crate::output;
 use crate::Failure;
@@ -36,6 +36,9 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// The PoolMon column the report's pool tables are sorted by (counters largest first).
+    #[arg(long, value_enum, default_value_t = PoolSort::Tag)]
+    sort: PoolSort,
     /// Also write the JSON report to FILE, after the run: what the driver does to
     /// standard output (writes, closes, fills it) cannot garble or lose it.
     #[arg(long, value_name = "FILE")]
@@ -140,7 +143,10 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     if let Some(t) = args.dpc_watchdog {
         watchdog.dpc_period = seconds(t, "--dpc-watchdog")?;
     }
-    driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json, watchdog })
+    let mut report =
+        driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json, watchdog })?;
+    report.sort = args.sort;
+    Ok(report)
 }
 
 /// A positive number of seconds, at most a day.

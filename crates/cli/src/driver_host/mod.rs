@@ -41,7 +41,7 @@ use ntmem_wdk::symbols::{Analysis, Symbolizer};
 
 use ntmem_wdk::harness::driver_rows;
 pub use ntmem_wdk::harness::{scenario, steps};
-pub use report::{Report, StopSymbols, Unload};
+pub use report::{PoolSort, Report, StopSymbols, Unload};
 
 use crate::Failure;
 

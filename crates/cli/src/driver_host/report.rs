@@ -12,6 +12,7 @@ use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
 use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::{format_size, Arch};
+use ntmem_wdk::harness::allocated_by_system;
 use ntmem_wdk::pnp::PnpEvent;
 use ntmem_wdk::symbols::{lm_text, Analysis, Module};
 use serde::ser::SerializeStruct;
@@ -59,6 +60,8 @@ pub struct Report {
     pub pnp: Vec<PnpEvent>,
     /// Driver Verifier options asked for (recorded, not yet modelled).
     pub verifier: Vec<String>,
+    /// The PoolMon column the text report sorts by.
+    pub sort: PoolSort,
     /// The stop in the driver's terms: its faulting instruction and stack named from
     /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
     pub symbols: Option<StopSymbols>,
@@ -141,6 +144,7 @@ impl Report {
             pnp: Vec::new(),
             verifier: Vec::new(),
             symbols: None,
+            sort: PoolSort::Tag,
         }
     }
 
@@ -254,23 +258,16 @@ impl Report {
                 }
             }
         }
-        let _ = writeln!(o, "\nPool tags of the driver");
-        let _ =
-            writeln!(o, " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}", "Tag", "Type", "Allocs", "Frees", "Diff", "Bytes");
-        for r in &self.pool {
+        let (system, own): (Vec<PoolMonRow>, Vec<PoolMonRow>) =
+            self.sort.sorted(&self.pool).into_iter().partition(|r| allocated_by_system(r.tag));
+        let _ = writeln!(o, "\nPool tags of the driver (PoolMon, sorted by {})", self.sort.name());
+        poolmon(&mut o, &own);
+        if !system.is_empty() {
             let _ = writeln!(
                 o,
-                " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}",
-                r.tag.to_string(),
-                kind(r.pool_type),
-                r.allocs,
-                r.frees,
-                r.diff,
-                r.bytes
+                "\nPool the system allocated for the driver (I/O manager, PnP manager, scenario; IoCreateDevice, IoAllocateMdl)"
             );
-        }
-        if self.pool.is_empty() {
-            let _ = writeln!(o, " (none)");
+            poolmon(&mut o, &system);
         }
         let _ = writeln!(o);
         if !self.leaks_checked {
@@ -301,6 +298,81 @@ impl Report {
     }
 }
 
+/// PoolMon's columns, one row a tag and pool type.
+fn poolmon(o: &mut String, rows: &[PoolMonRow]) {
+    let _ = writeln!(
+        o,
+        " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}  {:>9}",
+        "Tag", "Type", "Allocs", "Frees", "Diff", "Bytes", "Per Alloc"
+    );
+    for r in rows {
+        let _ = writeln!(
+            o,
+            " {:<4}  {:<5} {:>8}  {:>8}  {:>8}  {:>8}  {:>9}",
+            r.tag.to_string(),
+            kind(r.pool_type),
+            r.allocs,
+            r.frees,
+            r.diff,
+            r.bytes,
+            r.per_alloc
+        );
+    }
+    if rows.is_empty() {
+        let _ = writeln!(o, " (none)");
+    }
+}
+
+/// The column PoolMon sorts by (`--sort`): the tag ascending, the counters descending.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolSort {
+    /// The tag, then the pool type.
+    #[default]
+    Tag,
+    /// Allocations.
+    Allocs,
+    /// Frees.
+    Frees,
+    /// Allocations not freed.
+    Diff,
+    /// Bytes in use.
+    Bytes,
+    /// Bytes per allocation not freed.
+    PerAlloc,
+}
+
+impl PoolSort {
+    fn name(self) -> &'static str {
+        match self {
+            PoolSort::Tag => "tag",
+            PoolSort::Allocs => "allocs",
+            PoolSort::Frees => "frees",
+            PoolSort::Diff => "diff",
+            PoolSort::Bytes => "bytes",
+            PoolSort::PerAlloc => "per alloc",
+        }
+    }
+
+    fn sorted(self, rows: &[PoolMonRow]) -> Vec<PoolMonRow> {
+        let mut rows = rows.to_vec();
+        let key = |r: &PoolMonRow| match self {
+            PoolSort::Tag => 0,
+            PoolSort::Allocs => r.allocs,
+            PoolSort::Frees => r.frees,
+            PoolSort::Diff => r.diff,
+            PoolSort::Bytes => r.bytes,
+            PoolSort::PerAlloc => r.per_alloc,
+        };
+        rows.sort_by(|a, b| {
+            key(b)
+                .cmp(&key(a))
+                .then_with(|| a.tag.to_string().cmp(&b.tag.to_string()))
+                .then(a.pool_type.cmp(&b.pool_type))
+        });
+        rows
+    }
+}
+
 /// A PoolMon row in JSON.
 #[derive(Serialize)]
 struct Row {
@@ -310,6 +382,10 @@ struct Row {
     frees: u64,
     diff: u64,
     bytes: u64,
+    per_alloc: u64,
+    /// `driver`: a tag the driver chose; `system`: one the system allocates under
+    /// for it (`ntmem_wdk::harness::allocated_by_system`).
+    allocated_by: &'static str,
 }
 
 fn rows(rows: &[PoolMonRow]) -> Vec<Row> {
@@ -321,6 +397,8 @@ fn rows(rows: &[PoolMonRow]) -> Vec<Row> {
             frees: r.frees,
             diff: r.diff,
             bytes: r.bytes,
+            per_alloc: r.per_alloc,
+            allocated_by: if allocated_by_system(r.tag) { "system" } else { "driver" },
         })
         .collect()
 }

@@ -53,7 +53,8 @@ pub const ALLOCATION_GRANULARITY: u64 = 0x1_0000;
 /// and bugcheck parameters point to).
 const PROCESS_OBJECT_SIZE: u64 = 0x80;
 /// Pool tag of the process object ("Proc", as Windows tags process objects).
-const PROCESS_TAG: PoolTag = PoolTag::new(*b"Proc");
+/// The tag of the process objects ntmem allocates (`Proc`, as Windows' object manager).
+pub const PROCESS_TAG: PoolTag = PoolTag::new(*b"Proc");
 
 impl NtStatus {
     /// `STATUS_SUCCESS`.

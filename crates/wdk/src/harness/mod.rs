@@ -31,7 +31,7 @@ pub mod steps;
 
 use std::cell::RefCell;
 
-use ntmem_kernel::ex::pool::{NtStatus as KStatus, PoolMonRow};
+use ntmem_kernel::ex::pool::{NtStatus as KStatus, PoolMonRow, PoolTag};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
 use ntmem_kernel::io::returns::{check_return, Caller};
 use ntmem_kernel::io::{device, DeviceObject, Dispatch, Irp, MajorFunction};
@@ -213,7 +213,21 @@ impl Harness {
     }
 }
 
-/// The rows whose counters moved between `before` and `after`, as differences.
+/// Whether `tag` is one the system allocates under on a driver's behalf rather than
+/// one the driver chose: the I/O manager's IRPs (`Irp `), system buffers (`IoSB`),
+/// device objects (`Devi`, IoCreateDevice) and MDLs (`Mdl `, direct I/O and
+/// IoAllocateMdl), the PnP manager's resource lists (`PnpR`), and the processes and
+/// buffers of ntmem's scenario (`Proc`, `Scen`). PoolMon shows them as any tag; a
+/// report shows them apart from the driver's own.
+pub fn allocated_by_system(tag: PoolTag) -> bool {
+    use ntmem_kernel::io::{device::DEVICE_TAG, irp, pnp::RESOURCE_LIST_TAG};
+    use ntmem_kernel::mm::{mdl::MDL_TAG, process::PROCESS_TAG};
+    [irp::IRP_TAG, irp::SYSTEM_BUFFER_TAG, DEVICE_TAG, MDL_TAG, RESOURCE_LIST_TAG, PROCESS_TAG, steps::SCENARIO_TAG]
+        .contains(&tag)
+}
+
+/// The rows whose counters moved between `before` and `after`, as differences
+/// (PoolMon's columns, Per Alloc = Bytes / Diff).
 pub fn driver_rows(before: &[PoolMonRow], after: &[PoolMonRow]) -> Vec<PoolMonRow> {
     after
         .iter()
@@ -225,9 +239,9 @@ pub fn driver_rows(before: &[PoolMonRow], after: &[PoolMonRow]) -> Vec<PoolMonRo
                 frees: a.frees - frees,
                 diff: (a.allocs - allocs).wrapping_sub(a.frees - frees),
                 bytes: a.bytes.wrapping_sub(bytes),
-                per_alloc: 0,
                 ..*a
             };
+            let row = PoolMonRow { per_alloc: row.bytes.checked_div(row.diff).unwrap_or(0), ..row };
             (row.allocs != 0 || row.frees != 0).then_some(row)
         })
         .collect()

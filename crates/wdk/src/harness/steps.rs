@@ -73,7 +73,7 @@ impl Target for Driver {
     }
 }
 
-const SCENARIO_TAG: PoolTag = PoolTag::new(*b"Scen");
+pub(crate) const SCENARIO_TAG: PoolTag = PoolTag::new(*b"Scen");
 
 /// What one step did.
 #[derive(Clone, Debug, Serialize)]
