@@ -234,3 +234,93 @@ fn a_commit_ram_cannot_back_takes_nothing() {
     })
     .unwrap();
 }
+
+/// What the host shows at `va`: `Some(byte)` when the page is mapped to RAM (its first
+/// byte), `None` when nothing is mapped there (`mincore`: not resident).
+fn host_view(cpu: &Cpu<'_>, va: Va) -> Option<u8> {
+    let addr = cpu.machine().space().host_addr(va);
+    let mut resident = 0u8;
+    // SAFETY: `addr` is page-aligned inside the machine's reservation; mincore only
+    // reports residency into `resident` (one page).
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, 1, &mut resident) };
+    assert_eq!(r, 0, "mincore");
+    // SAFETY: a resident page of the reservation is a mapped RAM page: readable.
+    (resident & 1 != 0).then(|| unsafe { std::ptr::read_volatile(addr as *const u8) })
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Attach(usize),
+    Detach,
+    Allocate(usize, usize, u8),
+    Write(usize, usize, u8),
+    Free(usize, usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0..3usize).prop_map(Op::Attach),
+        Just(Op::Detach),
+        (0..3usize, 0..4usize, 1..255u8).prop_map(|(p, s, b)| Op::Allocate(p, s, b)),
+        (0..3usize, 0..4usize, 1..255u8).prop_map(|(p, s, b)| Op::Write(p, s, b)),
+        (0..3usize, 0..4usize).prop_map(|(p, s)| Op::Free(p, s)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Switching between processes (views of their pages kept and reused) shows, in
+    /// the host, exactly the current process's pages with their contents — never a
+    /// page of another process or one freed — against a map per process.
+    #[test]
+    fn the_host_shows_exactly_the_current_processs_pages(ops in proptest::collection::vec(op(), 1..40)) {
+        let m = boot("ws03sp1-enterprise-x64");
+        m.run(0, |cpu| {
+            let processes: Vec<_> = (0..3).map(|i| process(cpu, &format!("p{i}.exe"))).collect();
+            let slot = |s: usize| Va::new(0x1000_0000 + s as u64 * 0x1_0000);
+            let mut model = vec![[None::<u8>; 4]; 3];
+            let mut attached: Option<(usize, _)> = None;
+            for op in &ops {
+                match *op {
+                    Op::Attach(p) => {
+                        if let Some((_, state)) = attached.take() {
+                            ke_unstack_detach_process(cpu, state).unwrap();
+                        }
+                        attached = Some((p, ke_stack_attach_process(cpu, &processes[p]).unwrap()));
+                    }
+                    Op::Detach => {
+                        if let Some((_, state)) = attached.take() {
+                            ke_unstack_detach_process(cpu, state).unwrap();
+                        }
+                    }
+                    Op::Allocate(p, s, b) if model[p][s].is_none() => {
+                        nt_allocate_virtual_memory(cpu, &processes[p], Some(slot(s)), 4096, BOTH, RW).unwrap();
+                        processes[p].write(cpu, slot(s), &[b; 4096]).unwrap();
+                        model[p][s] = Some(b);
+                    }
+                    Op::Write(p, s, b) if model[p][s].is_some() => {
+                        processes[p].write(cpu, slot(s), &[b; 4096]).unwrap();
+                        model[p][s] = Some(b);
+                    }
+                    Op::Free(p, s) if model[p][s].is_some() => {
+                        nt_free_virtual_memory(cpu, &processes[p], slot(s), 0, FreeType::Release).unwrap();
+                        model[p][s] = None;
+                    }
+                    _ => {}
+                }
+                let current = attached.as_ref().map(|(p, _)| *p);
+                for s in 0..4 {
+                    let expected = current.and_then(|p| model[p][s]);
+                    assert_eq!(host_view(cpu, slot(s)), expected, "slot {s} after {op:?}, process {current:?}");
+                }
+            }
+            if let Some((_, state)) = attached.take() {
+                ke_unstack_detach_process(cpu, state).unwrap();
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+}

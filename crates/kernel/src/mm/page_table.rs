@@ -10,6 +10,9 @@
 //! `MmGetPhysicalAddress` do; the host mappings are kept in step by
 //! [`super::space`], which is the only caller that changes entries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use ntmem_machine::{PagingMode, Pfn, PhysAddr, Va};
 
 use super::frames::{FrameRequest, PhysicalMemory};
@@ -48,6 +51,9 @@ pub struct PageTables {
     format: PteFormat,
     /// Top-level tables: one, or one per IA-64 region.
     roots: Vec<Pfn>,
+    /// Bumped by every entry these tables write (shared by clones): what a host view
+    /// of them was built from is still what they say while it is unchanged.
+    generation: Arc<AtomicU64>,
 }
 
 /// The IA-64 region of a simulated address: bit 43, 8 TB.
@@ -66,7 +72,12 @@ impl PageTables {
         }
         let regions = if mode == PagingMode::Ia64 { 2 } else { 1 };
         let roots = (0..regions).map(|_| Ok(phys.allocate(&req)?.first())).collect::<Result<_, MmError>>()?;
-        Ok(PageTables { format: PteFormat::new(mode), roots })
+        Ok(PageTables { format: PteFormat::new(mode), roots, generation: Arc::default() })
+    }
+
+    /// How many entries these tables have written so far (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The entry format.
@@ -102,6 +113,9 @@ impl PageTables {
             4 => phys.ram().store_u32(off, u32::try_from(raw).expect("32-bit entry")),
             _ => phys.ram().store_u64(off, raw),
         }
+        // After the store: a view built from a walk that began before it carries the
+        // older generation, so it is rebuilt.
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn index(va: Va, level: &super::pte::Level) -> u64 {

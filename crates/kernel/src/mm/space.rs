@@ -137,7 +137,34 @@ pub struct AddressSpace {
     tables: Mutex<PageTables>,
     /// The current process's user-half tables; `None`: the machine's own.
     user: Mutex<Option<PageTables>>,
+    /// What the host's user range shows, and views of recent processes to show again.
+    user_views: Mutex<UserViews>,
     paging: PagingFile,
+}
+
+/// The valid user pages of one set of page tables as the host maps them: runs of
+/// consecutive RAM pages with one access (simulated address, RAM file offset,
+/// bytes, access), as of one generation of the tables.
+#[derive(Clone, Debug)]
+struct UserView {
+    root: Pfn,
+    generation: u64,
+    runs: Vec<(u64, u64, u64, Prot)>,
+}
+
+/// How many processes' views are kept to switch back to without walking their
+/// tables (a switch between two processes, each request's caller and back, reuses
+/// both).
+const USER_VIEWS_KEPT: usize = 4;
+
+/// The views [`AddressSpace::switch_user`] keeps.
+#[derive(Debug, Default)]
+struct UserViews {
+    /// What the host's user range shows now, if it is exactly a view's runs (`None`
+    /// after a switch began and did not finish: then the whole range is cleared).
+    shown: Option<UserView>,
+    /// Recent views, newest last.
+    recent: Vec<UserView>,
 }
 
 impl AddressSpace {
@@ -170,6 +197,7 @@ impl AddressSpace {
             va_base,
             tables: Mutex::new(tables),
             user: Mutex::new(None),
+            user_views: Mutex::default(),
             paging,
         })
     }
@@ -238,9 +266,15 @@ impl AddressSpace {
     }
 
     /// Makes `tables` the current user half (`None`: the machine's own) and returns
-    /// the previous one. In the host, the whole user range is unmapped in one call
-    /// and every valid page of the new tables is mapped again, one `mmap` per run of
-    /// consecutive RAM pages with one access (KeStackAttachProcess's CR3 switch).
+    /// the previous one (KeStackAttachProcess's CR3 switch). In the host, the user
+    /// range stops showing the old tables' pages and shows every valid page of the new
+    /// ones, one `mmap` per run of consecutive RAM pages with one access.
+    ///
+    /// What a switch costs is kept small without changing what a driver sees: when
+    /// the old tables wrote no entry since the host began showing them, only their
+    /// runs are unmapped (else the whole range, in one call); the new tables' runs
+    /// come from a view kept from an earlier switch when the tables wrote no entry
+    /// since (their generation), else from a walk.
     ///
     /// # Errors
     /// When the host refuses a mapping.
@@ -251,42 +285,63 @@ impl AddressSpace {
     ) -> Result<Option<PageTables>, MmError> {
         let mut slot = self.user_slot();
         let old = std::mem::replace(&mut *slot, tables);
-        let page = self.shift.page_size();
-        let (start, end) = (self.layout.user_start, self.layout.user_end.get() + 1);
-        let host_page = ntmem_host::page_size() as u64;
-        let lo = start.get() / host_page * host_page;
-        let hi = end.div_ceil(host_page) * host_page;
-        self.reservation.unmap(self.host_offset(Va::new(lo))?, to_usize(hi - lo)).map_err(MmError::Host)?;
+        let mut views = self.user_views.lock().unwrap_or_else(|e| e.into_inner());
         let system = self.tables();
+        let was = old.as_ref().unwrap_or(&system);
+        match views.shown.take() {
+            Some(v) if v.root == was.root() && v.generation == was.generation() => {
+                for &(va, _, len, _) in &v.runs {
+                    self.reservation.unmap(self.host_offset(Va::new(va))?, to_usize(len)).map_err(MmError::Host)?;
+                }
+            }
+            _ => {
+                let (start, end) = (self.layout.user_start.get(), self.layout.user_end.get() + 1);
+                let host_page = ntmem_host::page_size() as u64;
+                let (lo, hi) = (start / host_page * host_page, end.div_ceil(host_page) * host_page);
+                self.reservation.unmap(self.host_offset(Va::new(lo))?, to_usize(hi - lo)).map_err(MmError::Host)?;
+            }
+        }
         let current = slot.as_ref().unwrap_or(&system);
-        let format = current.format();
-        let mut pages: Vec<(u64, u64, Prot)> = Vec::new();
-        current.for_each_leaf(phys, start, Va::new(end), &mut |va, raw| {
+        let (root, generation) = (current.root(), current.generation());
+        let kept = views.recent.iter().position(|v| v.root == root && v.generation == generation);
+        let view = match kept {
+            Some(i) => views.recent.remove(i),
+            None => self.user_view(phys, current),
+        };
+        for &(va, file, len, prot) in &view.runs {
+            self.reservation
+                .map_ram(self.host_offset(Va::new(va))?, phys.ram(), file, to_usize(len), prot)
+                .map_err(MmError::Host)?;
+        }
+        views.recent.retain(|v| v.root != root);
+        if views.recent.len() >= USER_VIEWS_KEPT {
+            views.recent.remove(0);
+        }
+        views.recent.push(view.clone());
+        views.shown = Some(view);
+        Ok(old)
+    }
+
+    /// The valid user pages of `tables` as runs to map, walked now.
+    fn user_view(&self, phys: &PhysicalMemory, tables: &PageTables) -> UserView {
+        let page = self.shift.page_size();
+        let generation = tables.generation();
+        let format = tables.format();
+        let (start, end) = (self.layout.user_start, Va::new(self.layout.user_end.get() + 1));
+        let mut runs: Vec<(u64, u64, u64, Prot)> = Vec::new();
+        tables.for_each_leaf(phys, start, end, &mut |va, raw| {
             let (pfn, flags) = format.decode(raw);
             if !flags.contains(PteFlags::VALID) {
                 return;
             }
             let Some(file) = phys.file_offset(pfn) else { return };
             let prot = if flags.contains(PteFlags::WRITE) { Prot::ReadWrite } else { Prot::Read };
-            pages.push((va.get(), file, prot));
-        });
-        let mut i = 0;
-        while i < pages.len() {
-            let (va, file, prot) = pages[i];
-            let mut n = 1;
-            while i + n < pages.len() && {
-                let (v, f, p) = pages[i + n];
-                v == va + n as u64 * page && f == file + n as u64 * page && p == prot
-            } {
-                n += 1;
+            match runs.last_mut() {
+                Some((v, f, len, p)) if *v + *len == va.get() && *f + *len == file && *p == prot => *len += page,
+                _ => runs.push((va.get(), file, page, prot)),
             }
-            let len = to_usize(n as u64 * page);
-            self.reservation
-                .map_ram(self.host_offset(Va::new(va))?, phys.ram(), file, len, prot)
-                .map_err(MmError::Host)?;
-            i += n;
-        }
-        Ok(old)
+        });
+        UserView { root: tables.root(), generation, runs }
     }
 
     /// Maps `frames`, in order, at consecutive pages from `va` (page-aligned):
