@@ -280,7 +280,7 @@ proptest::proptest! {
         m.run(0, |cpu| {
             let processes: Vec<_> = (0..3).map(|i| process(cpu, &format!("p{i}.exe"))).collect();
             let slot = |s: usize| Va::new(0x1000_0000 + s as u64 * 0x1_0000);
-            let mut model = vec![[None::<u8>; 4]; 3];
+            let mut model = [[None::<u8>; 4]; 3];
             let mut attached: Option<(usize, _)> = None;
             for op in &ops {
                 match *op {
@@ -311,8 +311,8 @@ proptest::proptest! {
                     _ => {}
                 }
                 let current = attached.as_ref().map(|(p, _)| *p);
-                for s in 0..4 {
-                    let expected = current.and_then(|p| model[p][s]);
+                let shown = current.map_or([None; 4], |p| model[p]);
+                for (s, expected) in shown.into_iter().enumerate() {
                     assert_eq!(host_view(cpu, slot(s)), expected, "slot {s} after {op:?}, process {current:?}");
                 }
             }
