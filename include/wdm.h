@@ -63,6 +63,7 @@
 #endif
 
 #include "driverspecs.h"
+#include "guiddef.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -111,32 +111,9 @@ NTKERNELAPI VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL M
 NTKERNELAPI VOID ProbeForRead(const volatile VOID *Address, SIZE_T Length, ULONG Alignment);
 NTKERNELAPI VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment);
 
-/* ---- I/O control codes --------------------------------------------------- */
+/* ---- I/O control codes and device types: devioctl.h ---------------------- */
 
-#define CTL_CODE(DeviceType, Function, Method, Access) \
-    (((DeviceType) << 16) | ((Access) << 14) | ((Function) << 2) | (Method))
-#define DEVICE_TYPE_FROM_CTL_CODE(ctrlCode) (((ULONG)(ctrlCode & 0xffff0000)) >> 16)
-#define METHOD_FROM_CTL_CODE(ctrlCode) ((ULONG)(ctrlCode & 3))
-
-#define METHOD_BUFFERED 0
-#define METHOD_IN_DIRECT 1
-#define METHOD_OUT_DIRECT 2
-#define METHOD_NEITHER 3
-#define METHOD_DIRECT_TO_HARDWARE METHOD_IN_DIRECT
-#define METHOD_DIRECT_FROM_HARDWARE METHOD_OUT_DIRECT
-
-#define FILE_ANY_ACCESS 0
-#define FILE_SPECIAL_ACCESS (FILE_ANY_ACCESS)
-#define FILE_READ_ACCESS 0x0001
-#define FILE_WRITE_ACCESS 0x0002
-
-typedef ULONG DEVICE_TYPE;
-#define FILE_DEVICE_CONTROLLER 0x00000004
-#define FILE_DEVICE_DISK 0x00000007
-#define FILE_DEVICE_NETWORK 0x00000012
-#define FILE_DEVICE_NULL 0x00000015
-#define FILE_DEVICE_SERIAL_PORT 0x0000001b
-#define FILE_DEVICE_UNKNOWN 0x00000022
+#include "devioctl.h"
 
 #define FILE_DEVICE_SECURE_OPEN 0x00000100
 

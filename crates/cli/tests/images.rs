@@ -207,3 +207,12 @@ fn drivers_are_compiled_for_the_machine_chosen() {
         assert_eq!(v["debug_output"].as_str().unwrap().trim_end(), expected, "{machine}");
     }
 }
+
+#[test]
+fn the_wdks_other_headers_build_devioctl_initguid_wdmsec_dontuse() {
+    let (v, code) = json(&["run", &driver("secure_device.c"), "--json"]);
+    assert_eq!(code, 0, "{v}");
+    // STATUS_SUCCESS, a device, CTL_CODE(FILE_DEVICE_UNKNOWN, 0x801, METHOD_OUT_DIRECT,
+    // FILE_READ_ACCESS), and the GUID defined once and equal to its copy.
+    assert_eq!(v["debug_output"], "secure_device: 00000000 1 00226006 1\n", "{v}");
+}
