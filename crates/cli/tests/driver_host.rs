@@ -850,3 +850,26 @@ fn the_system_tags_of_a_drivers_requests_are_shown_apart() {
     assert_eq!(by("Irp "), Some("system".into()), "{v}");
     assert_eq!(by("IoSB"), Some("system".into()), "{v}");
 }
+
+#[test]
+fn a_pool_bugcheck_shows_the_pool_page_as_pool_does() {
+    let (v, code) = json("header_smash.c");
+    assert_eq!(code, 3, "{v}");
+    assert_eq!((v["bugcheck"]["code"].as_u64(), v["bugcheck"]["parameters"][0].as_u64()), (Some(0x19), Some(0x20)));
+    let page = &v["bugcheck"]["pool_page"];
+    let entries = page["entries"].as_array().unwrap();
+    let smashed = entries.iter().find(|e| e["holds_address"] == true).expect("the block asked about");
+    assert_eq!(
+        (smashed["tag"].as_str(), smashed["allocated"].as_bool(), smashed["size"].as_u64()),
+        (Some("HsmB"), Some(true), Some(0x40))
+    );
+    assert_eq!(page["region"], "Nonpaged pool");
+    assert!(page["damaged"].as_str().unwrap().contains("BlockSize 0x41"), "{page}");
+    let text = v["bugcheck"]["analysis"].as_str().unwrap();
+    assert!(text.contains("region is Nonpaged pool") && text.contains(" (Allocated) *HsmB"), "{text}");
+    // A double free: the block is shown free, with its tag.
+    let (v, _) = json("double_free.c");
+    let entries = v["bugcheck"]["pool_page"]["entries"].as_array().unwrap().clone();
+    let freed = entries.iter().find(|e| e["holds_address"] == true).expect("the freed block");
+    assert_eq!((freed["tag"].as_str(), freed["allocated"].as_bool()), (Some("Dubl"), Some(false)), "{v}");
+}

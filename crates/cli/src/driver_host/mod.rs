@@ -30,6 +30,7 @@ pub mod report;
 
 use std::path::PathBuf;
 
+use ntmem_kernel::ex::pool::view::pool_page_of_stop;
 use ntmem_kernel::hal::device::{DeviceId, Space};
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
 use ntmem_kernel::vf::VerifierFlags;
@@ -155,6 +156,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         report.debug_output = Some(dbg::take_captured());
     }
     report.symbols = report.bugcheck.as_ref().and_then(|b| stop_symbols(&symbolizer, b));
+    report.pool_page = report.bugcheck.as_ref().and_then(|b| pool_page_of_stop(machine, b));
     if report.bugcheck.is_none() {
         driver.unload_image(machine);
     }

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use ntmem_kernel::ex::pool::view::PoolPage;
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
 use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
@@ -60,6 +61,8 @@ pub struct Report {
     pub pnp: Vec<PnpEvent>,
     /// Driver Verifier options asked for (recorded, not yet modelled).
     pub verifier: Vec<String>,
+    /// For a pool bugcheck, the pool page it is about, as `!pool` shows it.
+    pub pool_page: Option<PoolPage>,
     /// The PoolMon column the text report sorts by.
     pub sort: PoolSort,
     /// The stop in the driver's terms: its faulting instruction and stack named from
@@ -78,9 +81,11 @@ pub struct StopSymbols {
 
 /// `!analyze -v` for `b`: named from `symbols` when the stop is in driver code, else
 /// with bare addresses ([`BugCheck::analysis`]); `lm` after it.
-fn analysis(b: &BugCheck, symbols: Option<&StopSymbols>) -> String {
-    let Some(symbols) = symbols.filter(|_| b.halt.is_none()) else { return b.analysis() };
+fn analysis(b: &BugCheck, symbols: Option<&StopSymbols>, pool_page: Option<&PoolPage>) -> String {
+    let pool = pool_page.map_or_else(String::new, |p| format!("\n{}", p.text()));
+    let Some(symbols) = symbols.filter(|_| b.halt.is_none()) else { return b.analysis() + &pool };
     let mut out = b.analysis_header();
+    out.push_str(&pool);
     out.push('\n');
     out.push_str(&symbols.analysis.text());
     let bucket = symbols.analysis.failure_bucket_id(b.code.0);
@@ -145,6 +150,7 @@ impl Report {
             verifier: Vec::new(),
             symbols: None,
             sort: PoolSort::Tag,
+            pool_page: None,
         }
     }
 
@@ -291,7 +297,7 @@ impl Report {
         }
         if let Some(b) = &self.bugcheck {
             let _ = writeln!(o, "\n{b}\n");
-            let _ = write!(o, "{}", analysis(b, self.symbols.as_ref()));
+            let _ = write!(o, "{}", analysis(b, self.symbols.as_ref(), self.pool_page.as_ref()));
         }
         let _ = writeln!(o, "\nResult         {} (exit {})", self.verdict(), self.exit());
         o
@@ -417,6 +423,8 @@ struct Stop<'a> {
     /// What each parameter means (by subcode where it has one).
     parameter_meanings: [&'static str; 4],
     current_irql: Option<u8>,
+    /// The pool page a pool bugcheck is about (`!pool`).
+    pool_page: Option<&'a PoolPage>,
     analysis: String,
     symbols: Option<&'a StopSymbols>,
 }
@@ -468,7 +476,8 @@ impl Serialize for Report {
             faulting_ip_hex: b.faulting_ip.map(|ip| format!("{ip:#x}")),
             parameter_meanings: ntmem_kernel::bugcheck::parameter_meanings(b),
             current_irql: b.irql,
-            analysis: analysis(b, self.symbols.as_ref()),
+            pool_page: self.pool_page.as_ref(),
+            analysis: analysis(b, self.symbols.as_ref(), self.pool_page.as_ref()),
             symbols: self.symbols.as_ref(),
         });
         o.serialize_field("bugcheck", &stop)?;

@@ -65,6 +65,7 @@ pub mod quota;
 mod routines;
 pub mod special;
 pub mod types;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
