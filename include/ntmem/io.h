@@ -222,6 +222,13 @@ typedef struct _IO_STACK_LOCATION {
             PVOID Type3InputBuffer;
         } DeviceIoControl;
         struct {
+            struct _IO_SECURITY_CONTEXT *SecurityContext;
+            ULONG Options;
+            USHORT FileAttributes __attribute__((aligned(8)));
+            USHORT ShareAccess;
+            ULONG EaLength __attribute__((aligned(8)));
+        } Create;
+        struct {
             PCM_RESOURCE_LIST AllocatedResources;
             PCM_RESOURCE_LIST AllocatedResourcesTranslated;
         } StartDevice;
@@ -242,7 +249,59 @@ _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Read.ByteOffset) == 0x18, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.StartDevice.AllocatedResourcesTranslated) == 0x10,
                "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Create.ShareAccess) == 0x1a, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, FileObject) == 0x30, "IO_STACK_LOCATION layout");
+
+/* Parameters.Create.SecurityContext: NULL in ntmem (no security model). */
+typedef struct _IO_SECURITY_CONTEXT {
+    PVOID SecurityQos;
+    PVOID AccessState;
+    ULONG DesiredAccess;
+    ULONG FullCreateOptions;
+} IO_SECURITY_CONTEXT, *PIO_SECURITY_CONTEXT;
+
+/* A file object: one per open of a device (CreateFile / ZwCreateFile). FsContext and
+ * FsContext2 are the driver's, to keep per-handle state; FileName is what follows
+ * the device's name in the name opened (empty when the device itself was opened).
+ * The x64 layout; Lock and Event are KEVENTs (not used by ntmem). */
+typedef struct _FILE_OBJECT {
+    CSHORT Type;
+    CSHORT Size;
+    PDEVICE_OBJECT DeviceObject;
+    PVOID Vpb;
+    PVOID FsContext;
+    PVOID FsContext2;
+    PVOID SectionObjectPointer;
+    PVOID PrivateCacheMap;
+    NTSTATUS FinalStatus;
+    struct _FILE_OBJECT *RelatedFileObject;
+    BOOLEAN LockOperation;
+    BOOLEAN DeletePending;
+    BOOLEAN ReadAccess;
+    BOOLEAN WriteAccess;
+    BOOLEAN DeleteAccess;
+    BOOLEAN SharedRead;
+    BOOLEAN SharedWrite;
+    BOOLEAN SharedDelete;
+    ULONG Flags;
+    UNICODE_STRING FileName;
+    LARGE_INTEGER CurrentByteOffset;
+    ULONG Waiters;
+    ULONG Busy;
+    PVOID LastLock;
+    UCHAR ntmemLock[0x18];
+    UCHAR ntmemEvent[0x18];
+    PVOID CompletionContext;
+    ULONG_PTR IrpListLock;
+    PVOID ntmemIrpList[2];
+    PVOID FileObjectExtension;
+} FILE_OBJECT, *PFILE_OBJECT;
+_Static_assert(__builtin_offsetof(FILE_OBJECT, FsContext) == 0x18, "FILE_OBJECT layout");
+_Static_assert(__builtin_offsetof(FILE_OBJECT, ReadAccess) == 0x4a, "FILE_OBJECT layout");
+_Static_assert(__builtin_offsetof(FILE_OBJECT, FileName) == 0x58, "FILE_OBJECT layout");
+_Static_assert(__builtin_offsetof(FILE_OBJECT, ntmemIrpList) == 0xc0, "FILE_OBJECT layout");
+_Static_assert(sizeof(FILE_OBJECT) == 0xd8, "FILE_OBJECT size");
 _Static_assert(sizeof(IO_STACK_LOCATION) == 0x48, "IO_STACK_LOCATION size");
 
 typedef struct _IRP {

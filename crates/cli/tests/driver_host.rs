@@ -873,3 +873,64 @@ fn a_pool_bugcheck_shows_the_pool_page_as_pool_does() {
     let freed = entries.iter().find(|e| e["holds_address"] == true).expect("the freed block");
     assert_eq!((freed["tag"].as_str(), freed["allocated"].as_bool()), (Some("Dubl"), Some(false)), "{v}");
 }
+
+fn run_handles(extra: &[&str], envs: &[(&str, &str)]) -> (Value, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("handles.c"))
+        .arg("--scenario")
+        .arg(driver("handles.toml"))
+        .args(extra)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v, out.status.code().expect("exit status"))
+}
+
+/// Opens reach a named device by its symbolic link, each with its own file object
+/// (per-handle state in FsContext); requests go through the handle; closing sends
+/// IRP_MJ_CLEANUP then IRP_MJ_CLOSE; a handle left open is closed when its process
+/// ends, before DriverUnload.
+#[test]
+fn handles_open_devices_by_name_and_carry_per_handle_state_until_cleanup_and_close() {
+    let (v, code) = run_handles(&["--json"], &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "second device of that name: c0000035\n\
+         create 1: read 1 write 1 share 0 name '(null)' same device 1\n\
+         create 2: read 1 write 0 share 3 name '\\sub' same device 1\n\
+         control on handle 1: request 1\n\
+         control on handle 1: request 2\n\
+         control on handle 2: request 1\n\
+         cleanup 1 after 2 requests\n\
+         close 1\n\
+         cleanup 2 after 1 requests\n\
+         close 2\n\
+         unload\n",
+        "{v}"
+    );
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps[4]["output"], "01000000", "handle 2 counts apart from handle 1");
+    assert_eq!((steps[6]["status"].as_u64(), steps[6]["reached_driver"].as_bool()), (Some(0xC000_0008), Some(false)));
+    assert_eq!(steps[7]["status"], 0xC000_0034_u32, "no such name");
+    let file = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "File").expect("file objects").clone();
+    assert_eq!(
+        (file["allocs"].as_u64(), file["diff"].as_u64(), file["allocated_by"].as_str()),
+        (Some(2), Some(0), Some("system"))
+    );
+}
+
+#[test]
+fn an_exclusive_device_refuses_a_second_open_before_its_driver_sees_it() {
+    let (v, code) = run_handles(&["--json"], &[("CFLAGS", "-DEXCLUSIVE=TRUE")]);
+    assert_eq!(code, 1, "the second open fails: {v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(
+        (steps[1]["status"].as_u64(), steps[1]["reached_driver"].as_bool()),
+        (Some(0xC000_0022), Some(false)),
+        "{v}"
+    );
+    assert!(!v["debug_output"].as_str().unwrap().contains("create 2"), "{v}");
+}

@@ -25,16 +25,19 @@ use crate::types::{DriverObject, NtStatus, UnicodeString};
 /// `STATUS_INVALID_PARAMETER`.
 const STATUS_INVALID_PARAMETER: NtStatus = 0xC000_000D_u32 as NtStatus;
 
-/// `IoCreateDevice`: a device object with its extension; `DeviceName` is ignored
-/// (no object namespace yet). PASSIVE_LEVEL only: at DISPATCH_LEVEL or above, the
-/// pageable-code stop of [`ntmem_kernel::trap::pageable_code`] (0x0A).
+/// `IoCreateDevice`: a device object with its extension, found by `DeviceName`
+/// when it has one ([`ntmem_kernel::io::device::io_create_named_device`]:
+/// STATUS_OBJECT_NAME_COLLISION for a name taken). PASSIVE_LEVEL only: at
+/// DISPATCH_LEVEL or above, the pageable-code stop of
+/// [`ntmem_kernel::trap::pageable_code`] (0x0A).
 ///
 /// # Safety
-/// `driver` is the `DRIVER_OBJECT` the driver was given; `out` is writable.
+/// `driver` is the `DRIVER_OBJECT` the driver was given; `out` is writable; `name`
+/// is NULL or a valid `UNICODE_STRING` (a bad one faults, as on Windows).
 pub unsafe extern "win64" fn IoCreateDevice(
     driver: *mut DriverObject,
     extension_size: u32,
-    _name: *mut UnicodeString,
+    name: *mut UnicodeString,
     device_type: u32,
     characteristics: u32,
     exclusive: u8,
@@ -45,10 +48,11 @@ pub unsafe extern "win64" fn IoCreateDevice(
     }
     let new =
         NewDevice { driver: driver as u64, extension_size, device_type, characteristics, exclusive: exclusive != 0 };
-    let created = kernel(|cpu| {
-        ntmem_kernel::trap::pageable_code(cpu, IoCreateDevice as *const () as u64)?;
-        Ok(device::io_create_device(cpu, new)?.map(|d| host_ptr(cpu, Some(d.0))))
-    });
+    kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoCreateDevice as *const () as u64));
+    // SAFETY: the caller's string (`# Safety`).
+    let name = (!name.is_null()).then(|| unsafe { crate::rtl::unicode_chars(name) });
+    let created =
+        kernel(|cpu| Ok(device::io_create_named_device(cpu, new, name.as_deref())?.map(|d| host_ptr(cpu, Some(d.0)))));
     match created {
         Ok(p) => {
             // SAFETY: the caller passes its own DRIVER_OBJECT and a writable

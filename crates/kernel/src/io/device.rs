@@ -12,8 +12,8 @@
 //! `NextDevice`, newest first; the WDK boundary keeps the driver object's head
 //! (it is not in simulated memory), this module the `NextDevice` links.
 //!
-//! Not modelled: device names and symbolic links (every device can be opened),
-//! `DeviceObjectExtension` (NULL), device stacks (`StackSize` is 1, nothing
+//! A device created with a name is found by it ([`io_create_named_device`],
+//! [`super::file`]). Not modelled: `DeviceObjectExtension` (NULL), device stacks (`StackSize` is 1, nothing
 //! attaches), the device queue and DPC.
 
 use ntmem_machine::Va;
@@ -198,6 +198,35 @@ pub fn io_create_device(cpu: &Cpu<'_>, new: NewDevice) -> Result<Result<DeviceOb
     Ok(Ok(device))
 }
 
+/// `IoCreateDevice` with its `DeviceName`: as [`io_create_device`], and the device is
+/// then found by that name ([`super::file`]). Names compare without case.
+///
+/// Inner `Err`: STATUS_OBJECT_NAME_COLLISION when a device has the name already,
+/// STATUS_OBJECT_NAME_INVALID when it is empty or not a full path (`\Device\X`),
+/// before anything is allocated, as Windows checks; else as [`io_create_device`].
+///
+/// # Errors
+/// A bugcheck from the pool.
+pub fn io_create_named_device(
+    cpu: &Cpu<'_>,
+    new: NewDevice,
+    name: Option<&[u16]>,
+) -> Result<Result<DeviceObject, NtStatus>, BugCheck> {
+    let key = match name {
+        None => None,
+        Some(n) if n.first() != Some(&u16::from(b'\\')) => return Ok(Err(NtStatus::OBJECT_NAME_INVALID)),
+        Some(n) => Some(super::file::upcased(&String::from_utf16_lossy(n))),
+    };
+    if key.as_ref().is_some_and(|k| cpu.machine().io().device_names().contains_key(k)) {
+        return Ok(Err(NtStatus::OBJECT_NAME_COLLISION));
+    }
+    let device = io_create_device(cpu, new)?;
+    if let (Ok(d), Some(k)) = (&device, key) {
+        cpu.machine().io().device_names().insert(k, *d);
+    }
+    Ok(device)
+}
+
 /// `IoDeleteDevice`: takes the device out of its driver's list and frees it.
 /// Returns the driver (its `DRIVER_OBJECT` address) and its new list head.
 /// Deleting something that is not a device frees it as pool would (a bugcheck
@@ -211,6 +240,7 @@ pub fn io_delete_device(cpu: &Cpu<'_>, device: DeviceObject) -> Result<(u64, Opt
         let i = devices.iter().position(|d| d.object == device);
         i.map(|i| devices.remove(i))
     };
+    cpu.machine().io().device_names().retain(|_, d| *d != device);
     let Some(record) = record else {
         pool::free(cpu, device.0, Some(DEVICE_TAG))?;
         return Ok((0, None));

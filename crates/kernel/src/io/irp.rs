@@ -31,9 +31,10 @@
 //!
 //! (`POINTER_ALIGNMENT` puts each ULONG after the first on an 8-byte boundary on
 //! 64-bit.) As IoCallDriver leaves it, `CurrentLocation` is 1 and
-//! `CurrentStackLocation` points at the stack location. `FileObject`,
-//! `Tail.Overlay.Thread` and `UserIosb` are NULL: there are no file or thread
-//! objects yet.
+//! `CurrentStackLocation` points at the stack location. `FileObject` and
+//! `OriginalFileObject` are the file a request came through ([`super::file`]), NULL
+//! for requests sent to a device without an open; `Tail.Overlay.Thread` and
+//! `UserIosb` are NULL: there are no thread objects yet.
 //!
 //! [`io_complete_request`] does what Windows' completion does for a
 //! synchronous request, at once: for a buffered input operation that did not fail
@@ -76,6 +77,7 @@ const OFF_STACK_COUNT: u64 = 0x42;
 const OFF_CURRENT_LOCATION: u64 = 0x43;
 const OFF_USER_BUFFER: u64 = 0x70;
 const OFF_CURRENT_STACK: u64 = 0xB8;
+const OFF_ORIGINAL_FILE: u64 = 0xC0;
 
 // Every field written lies inside the x64 IRP (include/ntmem/io.h asserts the C
 // side: IoStatus at 0x30, UserBuffer at 0x70, CurrentStackLocation at 0xB8, size 0xD0).
@@ -144,7 +146,16 @@ pub enum Parameters {
         /// `AllocatedResourcesTranslated`.
         translated: u64,
     },
-    /// No parameters (IRP_MN_REMOVE_DEVICE).
+    /// `Parameters.Create` (IRP_MJ_CREATE): `SecurityContext` (0x00) is NULL in
+    /// ntmem (no security model), `Options` 0x08, `FileAttributes` 0x10 (0),
+    /// `ShareAccess` 0x12, `EaLength` 0x18 (0).
+    Create {
+        /// `Options`: CreateDisposition << 24 | CreateOptions.
+        options: u32,
+        /// `ShareAccess`.
+        share_access: u16,
+    },
+    /// No parameters (IRP_MN_REMOVE_DEVICE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE).
     None,
 }
 
@@ -169,6 +180,9 @@ pub struct IrpContents {
     pub mdl: u64,
     /// `UserBuffer`.
     pub user_buffer: u64,
+    /// The stack location's `FileObject` and `Tail.Overlay.OriginalFileObject` (0:
+    /// none).
+    pub file: u64,
 }
 
 fn u64_at(cpu: &Cpu<'_>, va: Va) -> Result<u64, BugCheck> {
@@ -294,9 +308,15 @@ pub fn build(cpu: &Cpu<'_>, c: &IrpContents) -> Result<Option<Irp>, BugCheck> {
             put(&mut b, p, &raw.to_le_bytes());
             put(&mut b, p + 0x08, &translated.to_le_bytes());
         }
+        Parameters::Create { options, share_access } => {
+            put(&mut b, p + 0x08, &options.to_le_bytes());
+            put(&mut b, p + 0x12, &share_access.to_le_bytes());
+        }
         Parameters::None => {}
     }
     put(&mut b, stack + 0x28, &c.device.0.get().to_le_bytes());
+    put(&mut b, stack + 0x30, &c.file.to_le_bytes());
+    put(&mut b, OFF_ORIGINAL_FILE, &c.file.to_le_bytes());
     write_bytes(cpu, block, &b)?;
     Ok(Some(Irp(block)))
 }

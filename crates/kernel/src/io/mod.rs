@@ -18,6 +18,8 @@
 //!   and remove-device.
 //! * [`returns`]: the IRQL a driver routine must return at (0xE1, 0x4A).
 //! * [`symlink`]: symbolic links (`IoCreateSymbolicLink` / `IoDeleteSymbolicLink`).
+//! * [`file`]: opening a device by name (through symbolic links), file objects,
+//!   IRP_MJ_CREATE / IRP_MJ_CLEANUP / IRP_MJ_CLOSE.
 //!
 //! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
 //! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
@@ -34,6 +36,7 @@
 //! driver code or another kernel routine runs.
 
 pub mod device;
+pub mod file;
 pub mod irp;
 pub mod pnp;
 pub mod request;
@@ -176,6 +179,10 @@ pub(crate) struct DeviceRecord {
 #[derive(Debug, Default)]
 pub struct IoManager {
     devices: Mutex<Vec<DeviceRecord>>,
+    /// Named devices, by upcased name.
+    device_names: Mutex<BTreeMap<String, DeviceObject>>,
+    /// Files open on devices ([`file`]).
+    files: Mutex<Vec<file::OpenFile>>,
     irps: Mutex<BTreeMap<u64, IrpRecord>>,
     symbolic_links: Mutex<symlink::SymbolicLinks>,
 }
@@ -187,6 +194,32 @@ impl IoManager {
 
     pub(crate) fn irps(&self) -> MutexGuard<'_, BTreeMap<u64, IrpRecord>> {
         self.irps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn device_names(&self) -> MutexGuard<'_, BTreeMap<String, DeviceObject>> {
+        self.device_names.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn files(&self) -> MutexGuard<'_, Vec<file::OpenFile>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The device whose name is `path` or its first components (compared without
+    /// case), and the rest of the path after the device's name.
+    pub(crate) fn device_by_path(&self, path: &str) -> Option<(DeviceObject, String)> {
+        let names = self.device_names();
+        let ends = path.match_indices('\\').map(|(i, _)| i).skip(1).chain([path.len()]);
+        ends.filter_map(|end| names.get(&file::upcased(&path[..end])).map(|&d| (d, path[end..].to_string()))).last()
+    }
+
+    /// How many files are open on `device`.
+    pub fn open_count(&self, device: DeviceObject) -> usize {
+        self.files().iter().filter(|f| f.device == device).count()
+    }
+
+    /// The files open now (their handles not closed).
+    pub fn open_files(&self) -> Vec<file::OpenFile> {
+        self.files().clone()
     }
 
     /// The object namespace's symbolic links.

@@ -295,6 +295,7 @@ pub fn send(
         system_buffer: 0,
         mdl: 0,
         user_buffer: 0,
+        file: 0,
     };
     let Some(irp) = irp::build(cpu, &contents)? else {
         free_lists(raw, translated)?;

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use ntmem_machine::Va;
 
 use super::device::DeviceFlags;
+use super::file::FileObject;
 use super::irp::{self, IrpContents, IrpFlags, Parameters, SYSTEM_BUFFER_TAG};
 use super::{DeviceObject, Dispatch, IrpRecord, MajorFunction, TransferMethod};
 use crate::bugcheck::{BugCheck, BugCheckCode};
@@ -85,6 +86,12 @@ pub enum IoRequest {
         /// `ByteOffset`.
         offset: i64,
     },
+    /// `IRP_MJ_CREATE` of a file object ([`super::file::open`]).
+    Create(super::file::OpenRequest),
+    /// `IRP_MJ_CLEANUP`: the last handle to the file object closed.
+    Cleanup,
+    /// `IRP_MJ_CLOSE`: the last reference to the file object gone.
+    Close,
 }
 
 impl IoRequest {
@@ -95,6 +102,9 @@ impl IoRequest {
             IoRequest::InternalDeviceControl(_) => MajorFunction::InternalDeviceControl,
             IoRequest::Read { .. } => MajorFunction::Read,
             IoRequest::Write { .. } => MajorFunction::Write,
+            IoRequest::Create(_) => MajorFunction::Create,
+            IoRequest::Cleanup => MajorFunction::Cleanup,
+            IoRequest::Close => MajorFunction::Close,
         }
     }
 
@@ -111,6 +121,7 @@ impl IoRequest {
                 }
             }
             IoRequest::Read { buffer, length, .. } | IoRequest::Write { buffer, length, .. } => (buffer, length),
+            IoRequest::Create(_) | IoRequest::Cleanup | IoRequest::Close => (Va::new(0), 0),
         }
     }
 }
@@ -142,7 +153,7 @@ pub struct IoOutcome {
 }
 
 impl IoOutcome {
-    fn failed(status: NtStatus) -> IoOutcome {
+    pub(crate) fn failed(status: NtStatus) -> IoOutcome {
         IoOutcome { reached_driver: false, returned: status, completed: false, status, information: 0 }
     }
 }
@@ -154,6 +165,7 @@ pub struct IoCall {
     request: IoRequest,
     caller: Option<Arc<Process>>,
     action: Option<BufferAction>,
+    file: Option<FileObject>,
 }
 
 /// What the I/O manager prepared before building the IRP.
@@ -171,13 +183,21 @@ impl IoCall {
     /// `request` for `device`, from kernel code (RequestorMode KernelMode) until
     /// [`IoCall::from_process`] says otherwise.
     pub fn new(device: DeviceObject, request: IoRequest) -> IoCall {
-        IoCall { device, request, caller: None, action: None }
+        IoCall { device, request, caller: None, action: None, file: None }
     }
 
     /// Issued by a thread of `process` (RequestorMode UserMode, its context).
     #[must_use]
     pub fn from_process(mut self, process: &Arc<Process>) -> IoCall {
         self.caller = Some(Arc::clone(process));
+        self
+    }
+
+    /// Through the open file `file`: the stack location's `FileObject` and
+    /// `Tail.Overlay.OriginalFileObject`.
+    #[must_use]
+    pub fn on_file(mut self, file: FileObject) -> IoCall {
+        self.file = Some(file);
         self
     }
 
@@ -232,6 +252,8 @@ impl IoCall {
             IoRequest::Read { length, offset, .. } | IoRequest::Write { length, offset, .. } => {
                 Parameters::ReadWrite { length, key: 0, byte_offset: offset }
             }
+            IoRequest::Create(r) => Parameters::Create { options: r.options, share_access: r.share as u16 },
+            IoRequest::Cleanup | IoRequest::Close => Parameters::None,
         };
         let contents = IrpContents {
             major: self.request.major(),
@@ -243,6 +265,7 @@ impl IoCall {
             system_buffer: prepared.system_buffer,
             mdl: prepared.mdl,
             user_buffer: prepared.user_buffer,
+            file: self.file.map_or(0, |f| f.0.get()),
         };
         let Some(irp) = irp::build(cpu, &contents)? else {
             self.undo(cpu, &prepared)?;
@@ -315,6 +338,9 @@ impl IoCall {
                     TransferMethod::Neither => p.type3_input = c.input.get(),
                 }
             }
+            IoRequest::Create(_) => p.flags |= (IrpFlags::CREATE_OPERATION | IrpFlags::SYNCHRONOUS_API).bits(),
+            IoRequest::Close => p.flags |= (IrpFlags::CLOSE_OPERATION | IrpFlags::SYNCHRONOUS_API).bits(),
+            IoRequest::Cleanup => {}
             IoRequest::Read { buffer, length, .. } | IoRequest::Write { buffer, length, .. } => {
                 let read = matches!(self.request, IoRequest::Read { .. });
                 p.flags |= if read { IrpFlags::READ_OPERATION } else { IrpFlags::WRITE_OPERATION }.bits();

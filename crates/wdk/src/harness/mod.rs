@@ -215,15 +215,25 @@ impl Harness {
 
 /// Whether `tag` is one the system allocates under on a driver's behalf rather than
 /// one the driver chose: the I/O manager's IRPs (`Irp `), system buffers (`IoSB`),
-/// device objects (`Devi`, IoCreateDevice) and MDLs (`Mdl `, direct I/O and
+/// device objects (`Devi`, IoCreateDevice), file objects (`File`, one per open) and
+/// MDLs (`Mdl `, direct I/O and
 /// IoAllocateMdl), the PnP manager's resource lists (`PnpR`), and the processes and
 /// buffers of ntmem's scenario (`Proc`, `Scen`). PoolMon shows them as any tag; a
 /// report shows them apart from the driver's own.
 pub fn allocated_by_system(tag: PoolTag) -> bool {
-    use ntmem_kernel::io::{device::DEVICE_TAG, irp, pnp::RESOURCE_LIST_TAG};
+    use ntmem_kernel::io::{device::DEVICE_TAG, file::FILE_TAG, irp, pnp::RESOURCE_LIST_TAG};
     use ntmem_kernel::mm::{mdl::MDL_TAG, process::PROCESS_TAG};
-    [irp::IRP_TAG, irp::SYSTEM_BUFFER_TAG, DEVICE_TAG, MDL_TAG, RESOURCE_LIST_TAG, PROCESS_TAG, steps::SCENARIO_TAG]
-        .contains(&tag)
+    [
+        irp::IRP_TAG,
+        irp::SYSTEM_BUFFER_TAG,
+        DEVICE_TAG,
+        FILE_TAG,
+        MDL_TAG,
+        RESOURCE_LIST_TAG,
+        PROCESS_TAG,
+        steps::SCENARIO_TAG,
+    ]
+    .contains(&tag)
 }
 
 /// The rows whose counters moved between `before` and `after`, as differences

@@ -23,6 +23,13 @@
 //! read = { length = 64 }               # also: write = { data = "hex" }
 //! [[step]]
 //! trim = true                          # also: advance_ms = 100, unload = true
+//! [[step]]
+//! open = { name = "\\\\.\\IoctlTest", handle = "h1" }   # IRP_MJ_CREATE (also access, share, options, process)
+//! [[step]]
+//! ioctl = { code = 0x222400, output_len = 4 }
+//! handle = "h1"                        # through the handle: FileObject set
+//! [[step]]
+//! close = "h1"                         # IRP_MJ_CLEANUP, then IRP_MJ_CLOSE
 //! ```
 //!
 //! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
@@ -131,6 +138,31 @@ pub struct WriteSpec {
     pub process: Option<String>,
 }
 
+/// An `open` step: `CreateFile` of a device by name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSpec {
+    /// `name`: `\\.\X`, `\DosDevices\X`, `\??\X` or `\Device\X`.
+    pub name: String,
+    /// `handle`: what later steps call the handle.
+    pub handle: String,
+    /// `process`: the opening process's image name (default `app.exe`).
+    pub process: Option<String>,
+    /// `access`: `DesiredAccess` (default GENERIC_READ | GENERIC_WRITE).
+    pub access: Option<u32>,
+    /// `share`: `ShareAccess` (`FILE_SHARE_*`, default 0).
+    #[serde(default)]
+    pub share: u32,
+    /// `options`: `Parameters.Create.Options` (default FILE_OPEN << 24, what
+    /// `CreateFile(OPEN_EXISTING)` sends).
+    pub options: Option<u32>,
+}
+
+/// `GENERIC_READ | GENERIC_WRITE`.
+const GENERIC_READ_WRITE: u32 = 0xC000_0000;
+/// `FILE_OPEN` (1) in the disposition byte of `Parameters.Create.Options`.
+const FILE_OPEN_OPTIONS: u32 = 1 << 24;
+
 /// What the caller does to its buffer while the request is in the driver.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +193,13 @@ pub struct StepSpec {
     pub advance_ms: Option<u64>,
     /// `unload`.
     pub unload: Option<bool>,
+    /// `open`: open a device by name, as a handle later steps use.
+    pub open: Option<OpenSpec>,
+    /// `close`: close a handle (IRP_MJ_CLEANUP, IRP_MJ_CLOSE).
+    pub close: Option<String>,
+    /// `handle`: send this step's request through an open handle (default: to the
+    /// driver's first device, with no file object).
+    pub handle: Option<String>,
     /// `free_buffer`: decommit the request's buffer while it is in the driver.
     #[serde(default)]
     pub free_buffer: bool,
@@ -210,6 +249,19 @@ pub enum Action {
     AdvanceMs(u64),
     /// Call DriverUnload.
     Unload,
+    /// Open a device by name.
+    Open {
+        /// The name.
+        name: String,
+        /// The handle's name.
+        handle: String,
+        /// Process name.
+        process: String,
+        /// Access, sharing and options.
+        request: ntmem_kernel::io::file::OpenRequest,
+    },
+    /// Close a handle.
+    Close(String),
 }
 
 /// A checked step.
@@ -223,6 +275,8 @@ pub struct Step {
     pub while_in_driver: Option<Option<Protection>>,
     /// `expect_status`.
     pub expect_status: Option<u32>,
+    /// `handle`: the open handle a request goes through.
+    pub handle: Option<String>,
 }
 
 /// The longest simulated time a scenario may reach, in milliseconds: what a
@@ -347,9 +401,21 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
         if s.unload == Some(true) {
             actions.push(Action::Unload);
         }
+        if let Some(o) = &s.open {
+            let request = ntmem_kernel::io::file::OpenRequest {
+                access: o.access.unwrap_or(GENERIC_READ_WRITE),
+                share: o.share,
+                options: o.options.unwrap_or(FILE_OPEN_OPTIONS),
+            };
+            let (name, handle) = (o.name.clone(), o.handle.clone());
+            actions.push(Action::Open { name, handle, process: process(&o.process), request });
+        }
+        if let Some(h) = &s.close {
+            actions.push(Action::Close(h.clone()));
+        }
         if actions.len() != 1 {
             return Err(format!(
-                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload (this one has {})",
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close (this one has {})",
                 actions.len()
             ));
         }
@@ -368,7 +434,10 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
         if while_in_driver.is_some() && !is_request {
             return Err(format!("{file}:{line}: key `free_buffer`/`protect_buffer`: only a request step has a buffer"));
         }
-        steps.push(Step { line, action, while_in_driver, expect_status: s.expect_status });
+        if s.handle.is_some() && !is_request {
+            return Err(format!("{file}:{line}: key `handle`: only a request step goes through a handle"));
+        }
+        steps.push(Step { line, action, while_in_driver, expect_status: s.expect_status, handle: s.handle.clone() });
     }
     Ok((scenario, steps))
 }
@@ -383,7 +452,7 @@ pub fn load(path: &Path) -> Result<(Scenario, Vec<Step>), String> {
 /// their `line` is 0.
 impl Step {
     fn of(action: Action) -> Step {
-        Step { line: 0, action, while_in_driver: None, expect_status: None }
+        Step { line: 0, action, while_in_driver: None, expect_status: None, handle: None }
     }
 
     /// `ioctl = { code, input, output_len }` from process `app.exe`.
@@ -527,5 +596,22 @@ mod tests {
         let twice = format!("[[step]]\nadvance_ms = {MAX_SIMULATED_MS}\n[[step]]\nadvance_ms = 1\n");
         let e = parse("s.toml", &twice).unwrap_err();
         assert!(e.starts_with("s.toml:3: key `advance_ms`:"), "{e}");
+    }
+
+    #[test]
+    fn open_and_close_steps_and_handles_on_requests_only() {
+        let text = "[[step]]\nopen = { name = '\\\\.\\X', handle = 'h' }\n[[step]]\nread = { length = 4 }\nhandle = 'h'\n[[step]]\nclose = 'h'\n";
+        let (_, steps) = parse("s.toml", text).unwrap();
+        match &steps[0].action {
+            Action::Open { name, handle, request, .. } => {
+                assert_eq!((name.as_str(), handle.as_str()), ("\\\\.\\X", "h"));
+                assert_eq!((request.access, request.options), (GENERIC_READ_WRITE, FILE_OPEN_OPTIONS));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(steps[1].handle.as_deref(), Some("h"));
+        assert!(matches!(&steps[2].action, Action::Close(h) if h == "h"));
+        let err = parse("s.toml", "[[step]]\ntrim = true\nhandle = 'h'\n").unwrap_err();
+        assert!(err.contains("s.toml:1: key `handle`"), "{err}");
     }
 }

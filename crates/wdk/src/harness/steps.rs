@@ -2,7 +2,10 @@
 //! Rust: anything that implements [`Target`] (a [`Driver`] from the loader, or a
 //! Rust driver the [`super::Harness`] loaded). `ntmem run` uses it for C drivers.
 //!
-//! Requests go to the first device the driver created. A user request's
+//! Requests go through the handle a step names (`open` made it: the device named,
+//! found by name or symbolic link, with its file object; `close` sends
+//! IRP_MJ_CLEANUP and IRP_MJ_CLOSE; handles still open when the scenario ends are
+//! closed as their process ends), else to the first device the driver created. A user request's
 //! buffers are allocated in the named process (created on first use) as a program
 //! would allocate them (`NtAllocateVirtualMemory`, read-write, one region per
 //! buffer), filled, sent through the I/O manager, read back and released; an
@@ -14,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ntmem_kernel::ex::pool::{self, NtStatus, PoolTag, PoolType};
+use ntmem_kernel::io::file::{self, FileObject, OpenFile};
 use ntmem_kernel::io::request::{BufferAction, IoCall, IoOutcome, IoRequest, Ioctl};
 use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::mm::process::{
@@ -82,7 +86,8 @@ pub struct StepResult {
     pub index: usize,
     /// Line of the step in the scenario file.
     pub line: usize,
-    /// `ioctl`, `internal_ioctl`, `read`, `write`, `trim`, `advance_ms`, `unload`.
+    /// `ioctl`, `internal_ioctl`, `read`, `write`, `trim`, `advance_ms`, `unload`,
+    /// `open`, `close`.
     pub kind: &'static str,
     /// The I/O control code of an ioctl.
     pub code: Option<u32>,
@@ -112,6 +117,8 @@ impl StepResult {
             Action::Trim => "trim",
             Action::AdvanceMs(_) => "advance_ms",
             Action::Unload => "unload",
+            Action::Open { .. } => "open",
+            Action::Close(_) => "close",
         };
         StepResult {
             index,
@@ -153,6 +160,13 @@ impl Processes {
     }
 }
 
+/// The scenario's open handles, by the name the `open` step gave them.
+#[derive(Default, Debug)]
+struct Handles(BTreeMap<String, OpenFile>);
+
+/// STATUS_INVALID_HANDLE: a step names a handle that is not open.
+const INVALID_HANDLE: NtStatus = NtStatus(0xC000_0008);
+
 /// Runs `steps`; stops at the first bugcheck (returned with the results so far,
 /// the last of them the step during which the machine stopped, not ok).
 /// `unloaded` says whether a step called DriverUnload.
@@ -163,10 +177,11 @@ pub fn run<T: Target + ?Sized>(
 ) -> (Vec<StepResult>, bool, Option<BugCheck>) {
     let mut results = Vec::new();
     let mut processes = Processes::default();
+    let mut handles = Handles::default();
     let mut unloaded = false;
     for (i, step) in steps.iter().enumerate() {
         let mut r = StepResult::new(i + 1, step);
-        let stop = run_one(driver, machine, &mut processes, step, &mut unloaded, &mut r).err();
+        let stop = run_one(driver, machine, &mut processes, &mut handles, step, &mut unloaded, &mut r).err();
         if let Some(b) = &stop {
             r.ok = false;
             r.note = Some(format!("the machine stopped during this step: {b}"));
@@ -174,6 +189,15 @@ pub fn run<T: Target + ?Sized>(
         results.push(r);
         if stop.is_some() {
             return (results, unloaded, stop);
+        }
+    }
+    // A process that ends closes its handles (cleanup and close, as the object
+    // manager does at its exit); then the processes end.
+    for open in std::mem::take(&mut handles.0).into_values() {
+        if !unloaded {
+            if let Err(b) = close(driver, machine, &open) {
+                return (results, unloaded, Some(b));
+            }
         }
     }
     for p in processes.0.values() {
@@ -197,6 +221,7 @@ fn run_one<T: Target + ?Sized>(
     driver: &mut T,
     machine: &Machine,
     processes: &mut Processes,
+    handles: &mut Handles,
     step: &Step,
     unloaded: &mut bool,
     r: &mut StepResult,
@@ -238,16 +263,86 @@ fn run_one<T: Target + ?Sized>(
             });
         }
         Action::Ioctl { .. } | Action::Read { .. } | Action::Write { .. } => {
-            let Some(&device) = driver.devices(machine).first() else {
+            let target = match &step.handle {
+                Some(h) => match handles.0.get(h) {
+                    Some(open) => Some((open.device, Some(open.file))),
+                    None => {
+                        refused(r, INVALID_HANDLE, format!("no open handle \"{h}\""));
+                        judge(r, step.expect_status);
+                        return Ok(());
+                    }
+                },
+                None => driver.devices(machine).first().map(|&d| (d, None)),
+            };
+            let Some((device, file)) = target else {
                 r.ok = false;
                 r.note = Some("the driver created no device".to_string());
                 return Ok(());
             };
-            request(driver, machine, processes, device, step, r)?;
+            request(driver, machine, processes, (device, file), step, r)?;
             judge(r, step.expect_status);
         }
+        Action::Open { name, handle, process, request } => {
+            if handles.0.contains_key(handle) {
+                r.ok = false;
+                r.note = Some(format!("handle \"{handle}\" is open already"));
+                return Ok(());
+            }
+            let p = match processes.get(machine, process)? {
+                Ok(p) => p,
+                Err(status) => {
+                    refused(r, status, format!("the calling process could not be created ({:#010x})", status.0));
+                    judge(r, step.expect_status);
+                    return Ok(());
+                }
+            };
+            let (device, file) = match machine.run(0, |cpu| file::begin_open(cpu, name, *request))? {
+                Ok(opened) => opened,
+                Err(status) => {
+                    refused(r, status, format!("{name} could not be opened ({:#010x})", status.0));
+                    judge(r, step.expect_status);
+                    return Ok(());
+                }
+            };
+            let outcome = driver.send(machine, 0, &file::create_call(device, file, *request, Some(&p)))?;
+            record(r, &outcome);
+            if let Some(open) = machine.run(0, |cpu| file::end_open(cpu, device, file, Some(&p), &outcome))? {
+                handles.0.insert(handle.clone(), open);
+            }
+            judge(r, step.expect_status);
+        }
+        Action::Close(handle) => match handles.0.remove(handle) {
+            Some(open) => {
+                let [cleanup, close] = close(driver, machine, &open)?;
+                record(r, &close);
+                r.note =
+                    Some(format!("IRP_MJ_CLEANUP {:#010x}, IRP_MJ_CLOSE {:#010x}", cleanup.status.0, close.status.0));
+                judge(r, step.expect_status);
+            }
+            None => {
+                refused(r, INVALID_HANDLE, format!("no open handle \"{handle}\""));
+                judge(r, step.expect_status);
+            }
+        },
     }
     Ok(())
+}
+
+/// Closes `open`'s handle: IRP_MJ_CLEANUP and IRP_MJ_CLOSE, then the file object
+/// goes.
+fn close<T: Target + ?Sized>(driver: &T, machine: &Machine, open: &OpenFile) -> Result<[IoOutcome; 2], BugCheck> {
+    let [cleanup, close] = file::close_calls(open);
+    let outcomes = [driver.send(machine, 0, &cleanup)?, driver.send(machine, 0, &close)?];
+    machine.run(0, |cpu| file::end_close(cpu, open))?;
+    Ok(outcomes)
+}
+
+/// What the caller's I/O status block says.
+fn record(r: &mut StepResult, outcome: &IoOutcome) {
+    r.status = Some(outcome.status.0);
+    r.information = Some(outcome.information);
+    r.reached_driver = Some(outcome.reached_driver);
+    r.completed = Some(outcome.completed);
 }
 
 /// A buffer of the caller holding `bytes` (`len` ≥ their length): in its
@@ -334,7 +429,7 @@ fn request<T: Target + ?Sized>(
     driver: &T,
     machine: &Machine,
     processes: &mut Processes,
-    device: DeviceObject,
+    (device, file): (DeviceObject, Option<FileObject>),
     step: &Step,
     r: &mut StepResult,
 ) -> Result<(), BugCheck> {
@@ -395,6 +490,9 @@ fn request<T: Target + ?Sized>(
     if let Some(p) = p {
         call = call.from_process(p);
     }
+    if let Some(f) = file {
+        call = call.on_file(f);
+    }
     if let Some(action) = step.while_in_driver {
         call = call.while_in_driver(match action {
             None => BufferAction::Free,
@@ -404,10 +502,7 @@ fn request<T: Target + ?Sized>(
         });
     }
     let outcome: IoOutcome = driver.send(machine, 0, &call)?;
-    r.status = Some(outcome.status.0);
-    r.information = Some(outcome.information);
-    r.reached_driver = Some(outcome.reached_driver);
-    r.completed = Some(outcome.completed);
+    record(r, &outcome);
     if !outcome.completed && outcome.reached_driver {
         r.note = Some("the driver did not complete the IRP (pending IRPs are not modelled)".to_string());
     }
