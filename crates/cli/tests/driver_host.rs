@@ -934,3 +934,34 @@ fn an_exclusive_device_refuses_a_second_open_before_its_driver_sees_it() {
     );
     assert!(!v["debug_output"].as_str().unwrap().contains("create 2"), "{v}");
 }
+
+/// Requests left pending in a cancel-safe queue: one cancelled (IoCancelIrp → ntmem's
+/// queue cancel routine → the driver's CsqCompleteCanceledIrp), one completed by a
+/// later request; each step's result is its final status once it completes.
+#[test]
+fn pending_requests_in_a_cancel_safe_queue_are_cancelled_or_completed_later() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("csq_queue.c"))
+        .arg("--scenario")
+        .arg(driver("csq_queue.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!((steps[0]["status"].as_u64(), steps[0]["ok"].as_bool()), (Some(0xC000_0120), Some(true)), "{v}");
+    assert_eq!((steps[1]["status"].as_u64(), steps[1]["output"].as_str()), (Some(0), Some("0d600000")), "{v}");
+    assert!(steps[2]["note"].as_str().unwrap().starts_with("IoCancelIrp returned TRUE"), "{v}");
+    assert_eq!(
+        (steps[4]["ok"].as_bool(), steps[4]["note"].as_str()),
+        (Some(false), Some("step 1 has no pending request"))
+    );
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(output.starts_with("IoCsqInitialize 00000000 type 2\n"), "{output}");
+    assert!(output.contains(": control 1\n"), "IoCsqInsertIrp marks the IRP pending: {output}");
+    let cancelled = output.find("cancelled ").unwrap();
+    assert!(output[..cancelled].matches("remove ").count() == 1, "removed before completed as cancelled: {output}");
+    assert_eq!(v["exit"], 1, "the last cancel step fails");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+}

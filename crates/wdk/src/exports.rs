@@ -230,6 +230,16 @@ exports! {
     Hal Routine WRITE_PORT_BUFFER_UCHAR(mm) Any;
     Hal Routine WRITE_PORT_BUFFER_USHORT(mm) Any;
     Hal Routine WRITE_PORT_BUFFER_ULONG(mm) Any;
+    // Cancellation and cancel-safe queues (issue 12).
+    Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
+    Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;
+    Ntoskrnl Routine IoCancelIrp(io_cancel) Dispatch;
+    Ntoskrnl Routine IoCsqInitialize(io_cancel) Dispatch;
+    Ntoskrnl Routine IoCsqInitializeEx(io_cancel) Dispatch;
+    Ntoskrnl Routine IoCsqInsertIrp(io_cancel) Dispatch;
+    Ntoskrnl Routine IoCsqInsertIrpEx(io_cancel) Dispatch;
+    Ntoskrnl Routine IoCsqRemoveIrp(io_cancel) Dispatch;
+    Ntoskrnl Routine IoCsqRemoveNextIrp(io_cancel) Dispatch;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

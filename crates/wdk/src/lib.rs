@@ -40,6 +40,8 @@ pub mod harness;
 #[allow(non_snake_case)]
 pub mod io;
 #[allow(non_snake_case)]
+pub mod io_cancel;
+#[allow(non_snake_case)]
 pub mod ke;
 pub mod loader;
 #[allow(non_snake_case)]

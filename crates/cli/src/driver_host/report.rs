@@ -115,6 +115,7 @@ fn status_name(s: i32) -> Option<&'static str> {
         0xC000_0035 => "STATUS_OBJECT_NAME_COLLISION",
         0xC000_009A => "STATUS_INSUFFICIENT_RESOURCES",
         0xC000_00BB => "STATUS_NOT_SUPPORTED",
+        0xC000_0120 => "STATUS_CANCELLED",
         _ => return None,
     })
 }

@@ -185,6 +185,8 @@ pub struct IoManager {
     files: Mutex<Vec<file::OpenFile>>,
     irps: Mutex<BTreeMap<u64, IrpRecord>>,
     symbolic_links: Mutex<symlink::SymbolicLinks>,
+    /// The system-wide cancel spin lock (`IoAcquireCancelSpinLock`).
+    cancel_lock: std::sync::atomic::AtomicUsize,
 }
 
 impl IoManager {
@@ -227,15 +229,28 @@ impl IoManager {
         self.symbolic_links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After a dispatch returned: the IRP's final status and Information if it
-    /// was completed (its record is dropped then), `None` while it is pending.
-    pub(crate) fn take_completion(&self, irp: Irp) -> Option<(NtStatus, u64)> {
+    /// The system-wide cancel spin lock (`IoAcquireCancelSpinLock`,
+    /// `IoReleaseCancelSpinLock`), a `KSPIN_LOCK` word.
+    pub fn cancel_lock(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.cancel_lock
+    }
+
+    /// After a dispatch returned, or later for an IRP left pending: the IRP's final
+    /// status and Information if it was completed (its record is dropped then),
+    /// `None` while it is pending.
+    pub fn take_completion(&self, irp: Irp) -> Option<(NtStatus, u64)> {
         let mut irps = self.irps();
         let done = irps.get(&irp.0.get()).and_then(|r| r.completed);
         if done.is_some() {
             irps.remove(&irp.0.get());
         }
         done
+    }
+
+    /// Whether `irp`, sent by the I/O manager, has been completed (and its status not
+    /// yet taken: [`IoManager::take_completion`]).
+    pub fn irps_done(&self, irp: Irp) -> bool {
+        self.irps().get(&irp.0.get()).is_some_and(|r| r.completed.is_some())
     }
 
     /// The devices `driver` (its `DRIVER_OBJECT`'s address) created, oldest first.

@@ -35,7 +35,7 @@ use ntmem_machine::Va;
 use super::device::DeviceFlags;
 use super::file::FileObject;
 use super::irp::{self, IrpContents, IrpFlags, Parameters, SYSTEM_BUFFER_TAG};
-use super::{DeviceObject, Dispatch, IrpRecord, MajorFunction, TransferMethod};
+use super::{DeviceObject, Dispatch, Irp, IrpRecord, MajorFunction, TransferMethod};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, NtStatus, PoolType};
 use crate::ke::processor::Cpu;
@@ -150,11 +150,15 @@ pub struct IoOutcome {
     pub status: NtStatus,
     /// The caller's I/O status block: `Information`.
     pub information: u64,
+    /// The IRP, while it is pending (the driver returned without completing it):
+    /// completed later, or cancelled (`IoCancelIrp`); `IoManager::take_completion`
+    /// tells when it is done.
+    pub pending: Option<Irp>,
 }
 
 impl IoOutcome {
     pub(crate) fn failed(status: NtStatus) -> IoOutcome {
-        IoOutcome { reached_driver: false, returned: status, completed: false, status, information: 0 }
+        IoOutcome { reached_driver: false, returned: status, completed: false, status, information: 0, pending: None }
     }
 }
 
@@ -293,9 +297,16 @@ impl IoCall {
         let done = m.io().take_completion(irp);
         Ok(match done {
             Some((status, information)) => {
-                IoOutcome { reached_driver: true, returned, completed: true, status, information }
+                IoOutcome { reached_driver: true, returned, completed: true, status, information, pending: None }
             }
-            None => IoOutcome { reached_driver: true, returned, completed: false, status: returned, information: 0 },
+            None => IoOutcome {
+                reached_driver: true,
+                returned,
+                completed: false,
+                status: returned,
+                information: 0,
+                pending: Some(irp),
+            },
         })
     }
 

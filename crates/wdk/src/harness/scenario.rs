@@ -30,6 +30,8 @@
 //! handle = "h1"                        # through the handle: FileObject set
 //! [[step]]
 //! close = "h1"                         # IRP_MJ_CLEANUP, then IRP_MJ_CLOSE
+//! [[step]]
+//! cancel = 3                           # IoCancelIrp of step 3's request, still pending
 //! ```
 //!
 //! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
@@ -200,6 +202,9 @@ pub struct StepSpec {
     /// `handle`: send this step's request through an open handle (default: to the
     /// driver's first device, with no file object).
     pub handle: Option<String>,
+    /// `cancel`: cancel the request of step N, still pending (`IoCancelIrp`, as
+    /// `CancelIo` does).
+    pub cancel: Option<usize>,
     /// `free_buffer`: decommit the request's buffer while it is in the driver.
     #[serde(default)]
     pub free_buffer: bool,
@@ -262,6 +267,8 @@ pub enum Action {
     },
     /// Close a handle.
     Close(String),
+    /// Cancel the pending request of a step (its 1-based number).
+    Cancel(usize),
 }
 
 /// A checked step.
@@ -413,9 +420,15 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
         if let Some(h) = &s.close {
             actions.push(Action::Close(h.clone()));
         }
+        if let Some(n) = s.cancel {
+            if n == 0 || n > steps.len() {
+                return Err(format!("{file}:{line}: key `cancel`: {n} is not the number of an earlier step"));
+            }
+            actions.push(Action::Cancel(n));
+        }
         if actions.len() != 1 {
             return Err(format!(
-                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close (this one has {})",
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel (this one has {})",
                 actions.len()
             ));
         }

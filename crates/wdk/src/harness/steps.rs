@@ -19,7 +19,7 @@ use std::sync::Arc;
 use ntmem_kernel::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use ntmem_kernel::io::file::{self, FileObject, OpenFile};
 use ntmem_kernel::io::request::{BufferAction, IoCall, IoOutcome, IoRequest, Ioctl};
-use ntmem_kernel::io::DeviceObject;
+use ntmem_kernel::io::{DeviceObject, Irp};
 use ntmem_kernel::mm::process::{
     nt_allocate_virtual_memory, nt_free_virtual_memory, ps_create_process, AllocationType, FreeType, PageProtection,
     Process,
@@ -42,6 +42,15 @@ pub trait Target {
     /// # Errors
     /// The bugcheck that stopped the machine, blaming the driver.
     fn send(&self, machine: &Machine, cpu: u32, call: &IoCall) -> Result<IoOutcome, BugCheck>;
+
+    /// Cancels `irp`, a request it left pending (`IoCancelIrp`, from an arbitrary
+    /// thread); returns what `IoCancelIrp` returned.
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    fn cancel(&self, machine: &Machine, cpu: u32, irp: Irp) -> Result<bool, BugCheck> {
+        crate::io_cancel::cancel(machine, cpu, irp)
+    }
 
     /// Calls its unload routine, if it registered one (returns whether it did).
     ///
@@ -119,6 +128,7 @@ impl StepResult {
             Action::Unload => "unload",
             Action::Open { .. } => "open",
             Action::Close(_) => "close",
+            Action::Cancel(_) => "cancel",
         };
         StepResult {
             index,
@@ -164,6 +174,46 @@ impl Processes {
 #[derive(Default, Debug)]
 struct Handles(BTreeMap<String, OpenFile>);
 
+/// A request the driver left pending: what its caller still holds.
+#[derive(Debug)]
+struct PendingRequest {
+    irp: Irp,
+    process: Option<Arc<Process>>,
+    input: Va,
+    output: Va,
+    output_len: u32,
+    /// The step's `expect_status`, judged when the request completes.
+    expect: Option<u32>,
+}
+
+/// The pending requests, by the 1-based number of their step.
+#[derive(Default, Debug)]
+struct Pending(BTreeMap<usize, PendingRequest>);
+
+impl Pending {
+    /// Requests completed since they were left pending (by a later step, a cancel):
+    /// their steps' results get the final status, Information and output, and the
+    /// caller's buffers are released.
+    fn settle(&mut self, machine: &Machine, results: &mut [StepResult]) -> Result<(), BugCheck> {
+        let done: Vec<usize> = self.0.iter().filter(|(_, p)| machine.io().irps_done(p.irp)).map(|(&n, _)| n).collect();
+        for n in done {
+            let p = self.0.remove(&n).expect("listed above");
+            let Some((status, information)) = machine.io().take_completion(p.irp) else { continue };
+            let Some(r) = results.get_mut(n - 1) else { continue };
+            r.status = Some(status.0);
+            r.information = Some(information);
+            r.completed = Some(true);
+            let shown = information.min(u64::from(p.output_len));
+            r.output = read_back(machine, p.process.as_ref(), p.output, shown)?.map(|b| hex(&b));
+            r.note = Some("completed after it was left pending".to_string());
+            judge(r, p.expect);
+            release(machine, p.process.as_ref(), p.input)?;
+            release(machine, p.process.as_ref(), p.output)?;
+        }
+        Ok(())
+    }
+}
+
 /// STATUS_INVALID_HANDLE: a step names a handle that is not open.
 const INVALID_HANDLE: NtStatus = NtStatus(0xC000_0008);
 
@@ -178,15 +228,20 @@ pub fn run<T: Target + ?Sized>(
     let mut results = Vec::new();
     let mut processes = Processes::default();
     let mut handles = Handles::default();
+    let mut pending = Pending::default();
     let mut unloaded = false;
     for (i, step) in steps.iter().enumerate() {
         let mut r = StepResult::new(i + 1, step);
-        let stop = run_one(driver, machine, &mut processes, &mut handles, step, &mut unloaded, &mut r).err();
+        let mut state = State { processes: &mut processes, handles: &mut handles, pending: &mut pending };
+        let mut stop = run_one(driver, machine, &mut state, step, &mut unloaded, &mut r).err();
         if let Some(b) = &stop {
             r.ok = false;
             r.note = Some(format!("the machine stopped during this step: {b}"));
         }
         results.push(r);
+        if stop.is_none() {
+            stop = pending.settle(machine, &mut results).err();
+        }
         if stop.is_some() {
             return (results, unloaded, stop);
         }
@@ -217,15 +272,22 @@ fn judge(r: &mut StepResult, expect: Option<u32>) {
 }
 
 /// Runs one step, filling `r`.
+/// What the steps keep between them.
+struct State<'a> {
+    processes: &'a mut Processes,
+    handles: &'a mut Handles,
+    pending: &'a mut Pending,
+}
+
 fn run_one<T: Target + ?Sized>(
     driver: &mut T,
     machine: &Machine,
-    processes: &mut Processes,
-    handles: &mut Handles,
+    state: &mut State<'_>,
     step: &Step,
     unloaded: &mut bool,
     r: &mut StepResult,
 ) -> Result<(), BugCheck> {
+    let State { processes, handles, pending } = state;
     if *unloaded {
         r.ok = false;
         r.note = Some("skipped: the driver was unloaded".to_string());
@@ -279,9 +341,25 @@ fn run_one<T: Target + ?Sized>(
                 r.note = Some("the driver created no device".to_string());
                 return Ok(());
             };
-            request(driver, machine, processes, (device, file), step, r)?;
+            request(driver, machine, processes, pending, (device, file), step, r)?;
             judge(r, step.expect_status);
         }
+        Action::Cancel(n) => match pending.0.get(n) {
+            Some(p) => {
+                let accepted = driver.cancel(machine, 0, p.irp)?;
+                let still = !machine.io().irps_done(p.irp);
+                r.note = Some(format!(
+                    "IoCancelIrp returned {}; step {n}'s request {}",
+                    if accepted { "TRUE" } else { "FALSE" },
+                    if still { "is still pending" } else { "completed" }
+                ));
+                r.ok = accepted;
+            }
+            None => {
+                r.ok = false;
+                r.note = Some(format!("step {n} has no pending request"));
+            }
+        },
         Action::Open { name, handle, process, request } => {
             if handles.0.contains_key(handle) {
                 r.ok = false;
@@ -429,6 +507,7 @@ fn request<T: Target + ?Sized>(
     driver: &T,
     machine: &Machine,
     processes: &mut Processes,
+    pending: &mut Pending,
     (device, file): (DeviceObject, Option<FileObject>),
     step: &Step,
     r: &mut StepResult,
@@ -503,8 +582,12 @@ fn request<T: Target + ?Sized>(
     }
     let outcome: IoOutcome = driver.send(machine, 0, &call)?;
     record(r, &outcome);
-    if !outcome.completed && outcome.reached_driver {
-        r.note = Some("the driver did not complete the IRP (pending IRPs are not modelled)".to_string());
+    if let Some(irp) = outcome.pending {
+        r.note = Some("pending: the driver returned without completing the IRP".to_string());
+        let process = p.cloned();
+        let expect = step.expect_status;
+        pending.0.insert(r.index, PendingRequest { irp, process, input: in_va, output: out_va, output_len, expect });
+        return Ok(());
     }
     let shown = outcome.information.min(u64::from(output_len));
     match read_back(machine, p, out_va, shown)? {

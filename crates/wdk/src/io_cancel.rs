@@ -1,0 +1,484 @@
+//! Cancelling IRPs and cancel-safe queues, at the C boundary (learn.microsoft.com
+//! "IoCancelIrp", "IoAcquireCancelSpinLock", "IoReleaseCancelSpinLock", "Cancel-Safe
+//! IRP Queues", "IoCsqInitialize", "IoCsqInitializeEx", "IoCsqInsertIrp",
+//! "IoCsqInsertIrpEx", "IoCsqRemoveIrp", "IoCsqRemoveNextIrp", "IO_CSQ",
+//! "IO_CSQ_IRP_CONTEXT").
+//!
+//! - `IoCancelIrp` takes the cancel spin lock, sets `Irp->Cancel`, and exchanges
+//!   `Irp->CancelRoutine` with NULL: if there was one, it stores the IRQL the lock
+//!   was taken at in `Irp->CancelIrql` and calls the routine with the device of the
+//!   IRP's current stack location — the routine releases the lock
+//!   (`IoReleaseCancelSpinLock(Irp->CancelIrql)`) — and returns TRUE; otherwise it
+//!   releases the lock and returns FALSE.
+//! - A cancel-safe queue is the driver's (its `IO_CSQ` callbacks insert, remove,
+//!   peek, lock and complete); the `IoCsq*` routines do the cancel bookkeeping
+//!   around them: `IoCsqInsertIrp(Ex)` inserts under the queue's lock, marks the IRP
+//!   pending, records its context in `Irp->Tail.Overlay.DriverContext[3]` and sets
+//!   ntmem's cancel routine — which, if the IRP is cancelled while queued, takes it
+//!   out and calls `CsqCompleteCanceledIrp`; if the IRP was cancelled before it was
+//!   queued, it is taken out and completed as cancelled at once. `IoCsqRemoveIrp` and
+//!   `IoCsqRemoveNextIrp` take IRPs out only if they win the race against
+//!   cancellation (they clear the cancel routine), skipping IRPs being cancelled.
+//!
+//! IRPs are in the x64 layout (`ntmem_kernel::io::irp`): `Cancel` 0x44,
+//! `CancelIrql` 0x45, `CancelRoutine` 0x68, `DriverContext[3]` 0x90,
+//! `CurrentStackLocation` 0xB8; the stack location's `Control` 0x03 and
+//! `DeviceObject` 0x28. Driver callbacks are called outside ntmem's routines, with the
+//! driver's own import capture kept ([`preserving_capture`]).
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+
+use ntmem_host::thunk::preserving_capture;
+use ntmem_kernel::io::Irp;
+use ntmem_kernel::{BugCheck, Cpu, Irql, Machine};
+use ntmem_machine::Va;
+
+use crate::context::{self, kernel, va_of};
+use crate::seh::ThreadKind;
+use crate::types::NtStatus;
+
+const OFF_CANCEL: usize = 0x44;
+const OFF_CANCEL_IRQL: usize = 0x45;
+const OFF_CANCEL_ROUTINE: usize = 0x68;
+const OFF_DRIVER_CONTEXT_3: usize = 0x90;
+const OFF_CURRENT_STACK: usize = 0xB8;
+const IRP_SIZE: u64 = 0xD0;
+const STACK_LOCATION_SIZE: u64 = 0x48;
+/// `STATUS_ACCESS_VIOLATION`.
+const STATUS_ACCESS_VIOLATION: i32 = 0xC000_0005_u32 as i32;
+/// `SL_PENDING_RETURNED` in the stack location's `Control` (`IoMarkIrpPending`).
+const SL_PENDING_RETURNED: u8 = 0x01;
+
+/// `IO_TYPE_CSQ_IRP_CONTEXT`, `IO_TYPE_CSQ`, `IO_TYPE_CSQ_EX` (wdm.h).
+const IO_TYPE_CSQ_IRP_CONTEXT: u32 = 1;
+const IO_TYPE_CSQ: u32 = 2;
+const IO_TYPE_CSQ_EX: u32 = 3;
+
+/// `PDRIVER_CANCEL`.
+type DriverCancel = unsafe extern "win64" fn(*mut c_void, *mut c_void);
+
+/// `IO_CSQ` (x64: 0x40 bytes). `insert` is `PIO_CSQ_INSERT_IRP` for `IO_TYPE_CSQ`,
+/// `PIO_CSQ_INSERT_IRP_EX` (it returns an NTSTATUS and takes a context) for
+/// `IO_TYPE_CSQ_EX`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct IoCsq {
+    kind: u32,
+    insert: *const c_void,
+    remove: *const c_void,
+    peek_next: *const c_void,
+    acquire_lock: *const c_void,
+    release_lock: *const c_void,
+    complete_canceled: *const c_void,
+    reserve: *mut c_void,
+}
+const _: () = assert!(std::mem::size_of::<IoCsq>() == 0x40);
+
+/// `IO_CSQ_IRP_CONTEXT` (x64: 0x18 bytes).
+#[repr(C)]
+#[derive(Debug)]
+pub struct IoCsqIrpContext {
+    kind: u32,
+    irp: *mut c_void,
+    csq: *mut IoCsq,
+}
+const _: () = assert!(std::mem::size_of::<IoCsqIrpContext>() == 0x18);
+
+type InsertIrp = unsafe extern "win64" fn(*mut IoCsq, *mut c_void);
+type InsertIrpEx = unsafe extern "win64" fn(*mut IoCsq, *mut c_void, *mut c_void) -> NtStatus;
+type RemoveIrp = unsafe extern "win64" fn(*mut IoCsq, *mut c_void);
+type PeekNextIrp = unsafe extern "win64" fn(*mut IoCsq, *mut c_void, *mut c_void) -> *mut c_void;
+type AcquireLock = unsafe extern "win64" fn(*mut IoCsq, *mut u8);
+type ReleaseLock = unsafe extern "win64" fn(*mut IoCsq, u8);
+
+/// The driver routine at `p` as the function type `F` (a Microsoft-x64 function
+/// pointer); a NULL one is called as Windows would call it: [`null_call`].
+///
+/// # Safety
+/// `p` is NULL or a routine of type `F`; `F` is a function pointer type.
+unsafe fn routine<F: Copy>(p: *const c_void) -> F {
+    if p.is_null() {
+        null_call()
+    }
+    // SAFETY: the caller's contract: `F` is a function pointer, the size of `p`.
+    unsafe { std::mem::transmute_copy::<*const c_void, F>(&p) }
+}
+
+/// `len` bytes of system memory at `p` checked mapped (both ends), else the stop a
+/// touch of them gives (as `ntmem_kernel::trap::wild_touch` decides).
+fn checked(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<*mut u8, BugCheck> {
+    let m = cpu.machine();
+    let va = va_of(cpu, p);
+    let mapped = |v: Va| m.space().layout().is_system(v) && m.space().walk(m.phys(), v).phys.is_some();
+    if p.is_null() || !mapped(va) || !mapped(Va::new(va.get().saturating_add(len - 1))) {
+        return Err(ntmem_kernel::trap::wild_touch(cpu, va, true));
+    }
+    Ok(p.cast())
+}
+
+/// The IRP at `irp`, [`checked`].
+fn checked_irp(cpu: &Cpu<'_>, irp: *mut c_void) -> Result<*mut u8, BugCheck> {
+    checked(cpu, irp, IRP_SIZE)
+}
+
+/// The current stack location of the mapped IRP `p`, [`checked`].
+///
+/// # Safety
+/// `p` is a mapped IRP.
+unsafe fn current_stack(cpu: &Cpu<'_>, p: *mut u8) -> Result<*mut u8, BugCheck> {
+    // SAFETY: the caller's contract; the field is the IRP's own pointer.
+    let stack = unsafe { p.add(OFF_CURRENT_STACK).cast::<*mut c_void>().read() };
+    checked(cpu, stack, STACK_LOCATION_SIZE)
+}
+
+/// What calling a NULL routine does: an access violation at address 0, an
+/// instruction fetch (parameters 8, 0), raised from the driver's frame.
+fn null_call() -> ! {
+    let mut record = ntmem_host::context::ExceptionRecord::empty();
+    record.code = STATUS_ACCESS_VIOLATION;
+    record.number_parameters = 2;
+    record.information[0] = 8;
+    crate::seh::raise(&record)
+}
+
+/// `Irp->CancelRoutine`, as an atomic.
+///
+/// # Safety
+/// `irp` is a mapped IRP ([`checked_irp`]).
+unsafe fn cancel_routine<'a>(irp: *mut u8) -> &'a AtomicPtr<c_void> {
+    // SAFETY: the field is pointer-aligned inside a mapped IRP (caller's contract).
+    unsafe { AtomicPtr::from_ptr(irp.add(OFF_CANCEL_ROUTINE).cast()) }
+}
+
+/// `IoSetCancelRoutine(Irp, routine)`: the previous routine.
+///
+/// # Safety
+/// As [`cancel_routine`].
+unsafe fn set_cancel_routine(irp: *mut u8, routine: *mut c_void) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { cancel_routine(irp) }.swap(routine, Ordering::AcqRel)
+}
+
+/// `IoAcquireCancelSpinLock`: takes the system-wide cancel spin lock, raising to
+/// DISPATCH_LEVEL, and stores the previous IRQL at `irql`.
+///
+/// # Safety
+/// `irql` is writable.
+pub unsafe extern "win64" fn IoAcquireCancelSpinLock(irql: *mut u8) {
+    let old = kernel(|cpu| Ok(cpu.acquire_spin_lock(cpu.machine().io().cancel_lock())?.0));
+    // SAFETY: the caller's KIRQL (`# Safety`); a bad pointer faults as on Windows.
+    unsafe { irql.write_volatile(old) };
+}
+
+/// `IoReleaseCancelSpinLock`: releases the cancel spin lock and lowers to `irql`.
+pub extern "win64" fn IoReleaseCancelSpinLock(irql: u8) {
+    kernel(|cpu| cpu.release_spin_lock(cpu.machine().io().cancel_lock(), Irql(irql)));
+}
+
+/// `IoCancelIrp` (see the module docs).
+///
+/// # Safety
+/// `irp` is an IRP the caller may cancel.
+pub unsafe extern "win64" fn IoCancelIrp(irp: *mut c_void) -> u8 {
+    let taken = kernel(|cpu| {
+        let p = checked_irp(cpu, irp)?;
+        let old = cpu.acquire_spin_lock(cpu.machine().io().cancel_lock())?;
+        // SAFETY: `p` is a mapped IRP (checked above); the fields are bytes and a
+        // pointer inside it.
+        let routine = unsafe {
+            AtomicU8::from_ptr(p.add(OFF_CANCEL)).store(1, Ordering::Release);
+            set_cancel_routine(p, std::ptr::null_mut())
+        };
+        if routine.is_null() {
+            cpu.release_spin_lock(cpu.machine().io().cancel_lock(), old)?;
+            return Ok(None);
+        }
+        // SAFETY: as above; the stack location is checked mapped.
+        let device = unsafe {
+            p.add(OFF_CANCEL_IRQL).write(old.0);
+            current_stack(cpu, p)?.add(0x28).cast::<*mut c_void>().read()
+        };
+        Ok(Some((routine, device)))
+    });
+    let Some((cancel, device)) = taken else { return 0 };
+    // SAFETY: the routine the driver (or ntmem's queue) set with IoSetCancelRoutine, a
+    // PDRIVER_CANCEL, called as Windows calls it: the lock held, released by it.
+    let cancel: DriverCancel = unsafe { routine::<DriverCancel>(cancel) };
+    // SAFETY: as above: the device and IRP are those Windows passes.
+    preserving_capture(|| unsafe { cancel(device, irp) });
+    1
+}
+
+/// `IoCsqInitialize`: the queue with its callbacks; STATUS_SUCCESS.
+///
+/// # Safety
+/// `csq` points to the driver's `IO_CSQ`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "win64" fn IoCsqInitialize(
+    csq: *mut IoCsq,
+    insert: *const c_void,
+    remove: *const c_void,
+    peek_next: *const c_void,
+    acquire_lock: *const c_void,
+    release_lock: *const c_void,
+    complete_canceled: *const c_void,
+) -> NtStatus {
+    // SAFETY: the caller's contract.
+    unsafe { initialize(csq, IO_TYPE_CSQ, [insert, remove, peek_next, acquire_lock, release_lock, complete_canceled]) }
+}
+
+/// `IoCsqInitializeEx`: as `IoCsqInitialize`, with an insert routine that returns an
+/// NTSTATUS (`IoCsqInsertIrpEx` passes it the status to return).
+///
+/// # Safety
+/// As `IoCsqInitialize`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "win64" fn IoCsqInitializeEx(
+    csq: *mut IoCsq,
+    insert: *const c_void,
+    remove: *const c_void,
+    peek_next: *const c_void,
+    acquire_lock: *const c_void,
+    release_lock: *const c_void,
+    complete_canceled: *const c_void,
+) -> NtStatus {
+    // SAFETY: the caller's contract.
+    unsafe {
+        initialize(csq, IO_TYPE_CSQ_EX, [insert, remove, peek_next, acquire_lock, release_lock, complete_canceled])
+    }
+}
+
+/// Fills `csq`.
+///
+/// # Safety
+/// `csq` points to a writable `IO_CSQ`.
+unsafe fn initialize(csq: *mut IoCsq, kind: u32, routines: [*const c_void; 6]) -> NtStatus {
+    let [insert, remove, peek_next, acquire_lock, release_lock, complete_canceled] = routines;
+    // SAFETY: `csq` is the caller's writable IO_CSQ; the routines are stored as given
+    // and called with their types by [`Queue`].
+    unsafe {
+        csq.write(IoCsq {
+            kind,
+            insert,
+            remove,
+            peek_next,
+            acquire_lock,
+            release_lock,
+            complete_canceled,
+            reserve: std::ptr::null_mut(),
+        });
+    }
+    0
+}
+
+/// The queue's own callbacks, called as the driver defined them.
+struct Queue(*mut IoCsq);
+
+impl Queue {
+    fn lock(&self) -> u8 {
+        let mut irql = 0u8;
+        // SAFETY: the driver's IO_CSQ and its CsqAcquireLock ([`routine`]).
+        preserving_capture(|| unsafe { routine::<AcquireLock>((*self.0).acquire_lock)(self.0, &mut irql) });
+        irql
+    }
+
+    fn unlock(&self, irql: u8) {
+        // SAFETY: as `lock`, CsqReleaseLock.
+        preserving_capture(|| unsafe { routine::<ReleaseLock>((*self.0).release_lock)(self.0, irql) });
+    }
+
+    fn remove(&self, irp: *mut c_void) {
+        // SAFETY: as `lock`, CsqRemoveIrp.
+        preserving_capture(|| unsafe { routine::<RemoveIrp>((*self.0).remove)(self.0, irp) });
+    }
+
+    fn peek(&self, irp: *mut c_void, context: *mut c_void) -> *mut c_void {
+        // SAFETY: as `lock`, CsqPeekNextIrp.
+        preserving_capture(|| unsafe { routine::<PeekNextIrp>((*self.0).peek_next)(self.0, irp, context) })
+    }
+
+    fn complete_canceled(&self, irp: *mut c_void) {
+        // SAFETY: as `lock`, CsqCompleteCanceledIrp.
+        preserving_capture(|| unsafe { routine::<RemoveIrp>((*self.0).complete_canceled)(self.0, irp) });
+    }
+
+    /// Inserts `irp`: the status the insert gave (always success for a plain queue).
+    fn insert(&self, irp: *mut c_void, insert_context: *mut c_void) -> NtStatus {
+        // SAFETY: the driver's IO_CSQ; `insert` has the type its `Type` says.
+        preserving_capture(|| unsafe {
+            if (*self.0).kind == IO_TYPE_CSQ_EX {
+                routine::<InsertIrpEx>((*self.0).insert)(self.0, irp, insert_context)
+            } else {
+                routine::<InsertIrp>((*self.0).insert)(self.0, irp);
+                0
+            }
+        })
+    }
+}
+
+/// The IRP's `DriverContext[3]`.
+///
+/// # Safety
+/// `irp` is mapped.
+unsafe fn queue_context<'a>(irp: *mut c_void) -> &'a AtomicPtr<c_void> {
+    // SAFETY: pointer-aligned field of a mapped IRP.
+    unsafe { AtomicPtr::from_ptr(irp.cast::<u8>().add(OFF_DRIVER_CONTEXT_3).cast()) }
+}
+
+/// Clears the queue context of an IRP leaving the queue (and the context's IRP).
+///
+/// # Safety
+/// `irp` is mapped; its DriverContext[3] is the queue or an IO_CSQ_IRP_CONTEXT.
+unsafe fn forget(irp: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let context = queue_context(irp).swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !context.is_null() && context.cast::<u32>().read() == IO_TYPE_CSQ_IRP_CONTEXT {
+            (*context.cast::<IoCsqIrpContext>()).irp = std::ptr::null_mut();
+        }
+    }
+}
+
+/// The cancel routine `IoCsqInsertIrp(Ex)` gives queued IRPs (see the module docs).
+unsafe extern "win64" fn csq_cancel(_device: *mut c_void, irp: *mut c_void) {
+    // SAFETY: called by IoCancelIrp for an IRP it checked; CancelIrql was stored there.
+    let irql = unsafe { irp.cast::<u8>().add(OFF_CANCEL_IRQL).read() };
+    IoReleaseCancelSpinLock(irql);
+    // SAFETY: a queued IRP's DriverContext[3] holds its queue or context.
+    let context = unsafe { queue_context(irp) }.load(Ordering::Acquire);
+    // SAFETY: as above: the queue's IO_CSQ, directly or through the context.
+    let csq = unsafe {
+        if context.cast::<u32>().read() == IO_TYPE_CSQ_IRP_CONTEXT {
+            (*context.cast::<IoCsqIrpContext>()).csq
+        } else {
+            context.cast::<IoCsq>()
+        }
+    };
+    let queue = Queue(csq);
+    let irql = queue.lock();
+    queue.remove(irp);
+    // SAFETY: as above.
+    unsafe { forget(irp) };
+    queue.unlock(irql);
+    queue.complete_canceled(irp);
+}
+
+/// `IoCsqInsertIrp`: `IoCsqInsertIrpEx` with no insert context, its status dropped.
+///
+/// # Safety
+/// As `IoCsqInsertIrpEx`.
+pub unsafe extern "win64" fn IoCsqInsertIrp(csq: *mut IoCsq, irp: *mut c_void, context: *mut IoCsqIrpContext) {
+    // SAFETY: the caller's contract.
+    unsafe { IoCsqInsertIrpEx(csq, irp, context, std::ptr::null_mut()) };
+}
+
+/// `IoCsqInsertIrpEx` (see the module docs): the insert routine's status.
+///
+/// # Safety
+/// `csq` was initialized by `IoCsqInitialize(Ex)`; `irp` is an IRP the driver owns;
+/// `context` is NULL or the driver's `IO_CSQ_IRP_CONTEXT`.
+pub unsafe extern "win64" fn IoCsqInsertIrpEx(
+    csq: *mut IoCsq,
+    irp: *mut c_void,
+    context: *mut IoCsqIrpContext,
+    insert_context: *mut c_void,
+) -> NtStatus {
+    let p = kernel(|cpu| checked_irp(cpu, irp));
+    let queue = Queue(csq);
+    let irql = queue.lock();
+    let status = queue.insert(irp, insert_context);
+    if status < 0 {
+        queue.unlock(irql);
+        return status;
+    }
+    // SAFETY: `p` is the mapped IRP (checked); `context` is the driver's (`# Safety`).
+    unsafe {
+        let owner: *mut c_void = if context.is_null() {
+            csq.cast()
+        } else {
+            context.write(IoCsqIrpContext { kind: IO_TYPE_CSQ_IRP_CONTEXT, irp, csq });
+            context.cast()
+        };
+        queue_context(irp).store(owner, Ordering::Release);
+        let control = kernel(|cpu| current_stack(cpu, p)).add(3);
+        control.write(control.read() | SL_PENDING_RETURNED);
+        set_cancel_routine(p, csq_cancel as *mut c_void);
+        if AtomicU8::from_ptr(p.add(OFF_CANCEL)).load(Ordering::Acquire) != 0
+            && !set_cancel_routine(p, std::ptr::null_mut()).is_null()
+        {
+            // Cancelled before it was queued, and the cancel routine was not called:
+            // out again, completed as cancelled.
+            queue.remove(irp);
+            forget(irp);
+            queue.unlock(irql);
+            queue.complete_canceled(irp);
+            return status;
+        }
+    }
+    queue.unlock(irql);
+    status
+}
+
+/// `IoCsqRemoveIrp`: the IRP `context` names, taken out of the queue — NULL if it is
+/// gone or being cancelled.
+///
+/// # Safety
+/// As `IoCsqInsertIrpEx`; `context` is the one the IRP was inserted with.
+pub unsafe extern "win64" fn IoCsqRemoveIrp(csq: *mut IoCsq, context: *mut IoCsqIrpContext) -> *mut c_void {
+    let queue = Queue(csq);
+    let irql = queue.lock();
+    // SAFETY: the driver's context (`# Safety`).
+    let irp = unsafe { (*context).irp };
+    let mut taken = std::ptr::null_mut();
+    if !irp.is_null() {
+        let p = kernel(|cpu| checked_irp(cpu, irp));
+        // SAFETY: `p` is mapped (checked).
+        if !unsafe { set_cancel_routine(p, std::ptr::null_mut()) }.is_null() {
+            queue.remove(irp);
+            // SAFETY: as above.
+            unsafe { forget(irp) };
+            taken = irp;
+        }
+    }
+    queue.unlock(irql);
+    taken
+}
+
+/// `IoCsqRemoveNextIrp`: the next IRP `CsqPeekNextIrp` gives for `peek_context` that
+/// is not being cancelled, taken out of the queue (NULL: none).
+///
+/// # Safety
+/// As `IoCsqInsertIrpEx`.
+pub unsafe extern "win64" fn IoCsqRemoveNextIrp(csq: *mut IoCsq, peek_context: *mut c_void) -> *mut c_void {
+    let queue = Queue(csq);
+    let irql = queue.lock();
+    let mut irp = queue.peek(std::ptr::null_mut(), peek_context);
+    while !irp.is_null() {
+        let p = kernel(|cpu| checked_irp(cpu, irp));
+        // SAFETY: `p` is mapped (checked).
+        if unsafe { set_cancel_routine(p, std::ptr::null_mut()) }.is_null() {
+            irp = queue.peek(irp, peek_context);
+            continue;
+        }
+        queue.remove(irp);
+        // SAFETY: as above.
+        unsafe { forget(irp) };
+        break;
+    }
+    queue.unlock(irql);
+    irp
+}
+
+/// Cancels `irp` as `CancelIo` does for its caller: `IoCancelIrp` on processor
+/// `cpu`, from an arbitrary thread. Returns what `IoCancelIrp` returned.
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn cancel(machine: &Machine, cpu: u32, irp: Irp) -> Result<bool, BugCheck> {
+    context::call_driver(machine, cpu, ThreadKind::Arbitrary, |c| {
+        let p = crate::context::host_ptr(c, Some(irp.0));
+        // SAFETY: an IRP the I/O manager sent and is still outstanding.
+        Ok(context::enter(c, "IoCancelIrp", || unsafe { IoCancelIrp(p) }) != 0)
+    })
+}
