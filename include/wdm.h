@@ -456,6 +456,7 @@ _Static_assert(__builtin_offsetof(DRIVER_OBJECT, DriverUnload) == 0x68, "DRIVER_
 _Static_assert(__builtin_offsetof(DRIVER_OBJECT, DriverExtension) == 0x30, "DRIVER_OBJECT layout");
 _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 
+#include "ntmem/lists.h"
 #include "ntmem/memory.h"
 #include "ntmem/resources.h"
 #include "ntmem/io.h"

@@ -5,14 +5,6 @@
 #ifndef NTMEM_LOOKASIDE_H
 #define NTMEM_LOOKASIDE_H
 
-#ifndef NTMEM_LIST_ENTRY_DEFINED
-#define NTMEM_LIST_ENTRY_DEFINED
-typedef struct _LIST_ENTRY {
-    struct _LIST_ENTRY *Flink;
-    struct _LIST_ENTRY *Blink;
-} LIST_ENTRY, *PLIST_ENTRY;
-#endif
-
 typedef union DECLSPEC_ALIGN(16) _SLIST_HEADER {
     struct {
         ULONGLONG Alignment;

@@ -140,6 +140,10 @@ fn declared(toolchain: &Toolchain) -> Vec<String> {
             None => None,
         })
         .filter(|n| n != "DriverEntry")
+        // The compiler's intrinsics (`_InterlockedIncrement`, `_ReadWriteBarrier`): a
+        // leading underscore and a capital are the implementation's names; they are
+        // expanded inline, never imported.
+        .filter(|n| !(n.starts_with('_') && n[1..].starts_with(|c: char| c.is_ascii_uppercase())))
         .collect();
     names.sort();
     names.dedup();

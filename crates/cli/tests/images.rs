@@ -216,3 +216,18 @@ fn the_wdks_other_headers_build_devioctl_initguid_wdmsec_dontuse() {
     // FILE_READ_ACCESS), and the GUID defined once and equal to its copy.
     assert_eq!(v["debug_output"], "secure_device: 00000000 1 00226006 1\n", "{v}");
 }
+
+#[test]
+fn list_routines_and_interlocked_intrinsics_work_and_a_corrupt_entry_fast_fails_0x139() {
+    let (v, code) = json(&["run", &driver("lists.c"), "--json"]);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "empty 1\norder 4213\nhead 4 tail 3\npop 1\ninterlocked 6 6 9 1 now 3, 2, 1\nremoving a corrupt entry\n",
+        "{v}"
+    );
+    assert_eq!(v["bugcheck"]["code"], 0x139, "{v}");
+    assert_eq!(parameters(&v), [3, 0, 0, 0], "FAST_FAIL_CORRUPT_LIST_ENTRY");
+    let frame = &v["bugcheck"]["symbols"]["analysis"]["faulting_frame"];
+    assert_eq!(frame["function"], "DriverEntry", "the fast fail is inlined in the caller: {v}");
+}

@@ -270,7 +270,8 @@ pub const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
 
 /// A general-protection fault (#GP, which Linux delivers as SIGSEGV with trap number 13
 /// and no address) in a registered image, dispatched as Windows' `KiGeneralProtectionFault`
-/// raises it: a privileged instruction ([`is_privileged`]) is STATUS_PRIVILEGED_INSTRUCTION;
+/// raises it: `int 0x29` (`__fastfail`) ends the guarded call with an
+/// [`ESCAPE_FAST_FAIL`](crate::ESCAPE_FAST_FAIL) escape; a privileged instruction ([`is_privileged`]) is STATUS_PRIVILEGED_INSTRUCTION;
 /// anything else (an access through a non-canonical address) is STATUS_ACCESS_VIOLATION
 /// with parameters (0, 0xFFFFFFFFFFFFFFFF). Returns whether the fault was redirected to the
 /// dispatcher. Async-signal-safe.
@@ -296,6 +297,16 @@ pub(crate) unsafe fn general_protection(sig: libc::c_int, uc: *mut c_void) -> bo
     for (i, b) in code[..len].iter_mut().enumerate() {
         // SAFETY: the byte is on the page the faulting instruction was fetched from.
         *b = unsafe { std::ptr::read_volatile((ip + i) as *const u8) };
+    }
+    if code[..len].starts_with(&[0xCD, 0x29]) && crate::guard::in_guarded_call() {
+        // `__fastfail(code)`: int 0x29 has no user-mode gate, so it arrives as #GP.
+        // Nothing is dispatched: the call ends with the fast-fail code (RCX).
+        let e = crate::Escape {
+            kind: crate::ESCAPE_FAST_FAIL,
+            words: [g[libc::REG_RCX as usize] as u64, ip as u64, 0, 0, 0, 0, 0],
+        };
+        let fault = crate::Fault { addr: ip, access: crate::Access::Unknown, ip };
+        crate::guard::escape_from_fault(e, &fault)
     }
     if let Some(access) = Cr8Access::decode(&code[..len]) {
         // SAFETY: as above.

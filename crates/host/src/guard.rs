@@ -58,6 +58,11 @@ pub struct Escape {
 /// of those are set, in words 0–4).
 pub const ESCAPE_EXCEPTION: u32 = 0xE0;
 
+/// `Escape::kind` of `__fastfail(code)` (`int 0x29`) in driver code: no handler may
+/// see it (Windows' kernel stops with KERNEL_SECURITY_CHECK_FAILURE). Words: the
+/// fast-fail code (RCX), the instruction's address.
+pub const ESCAPE_FAST_FAIL: u32 = 0xE1;
+
 /// The keeper of exception frames that live inside guarded calls (see the module docs).
 /// Both functions run in signal context: async-signal-safe, no allocation, no lock.
 #[derive(Debug)]

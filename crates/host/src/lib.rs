@@ -48,7 +48,7 @@ pub use fault::{
 };
 pub use guard::{
     call_guarded, current_stack, escape, exception_frame_active, in_guarded_call, set_exception_catcher, stack_pointer,
-    token, Escape, ExceptionCatcher, Stack, ESCAPE_EXCEPTION, SIGNAL_STACK_SIZE,
+    token, Escape, ExceptionCatcher, Stack, ESCAPE_EXCEPTION, ESCAPE_FAST_FAIL, SIGNAL_STACK_SIZE,
 };
 pub use ram::Ram;
 pub use reservation::{Placement, Prot, Reservation};

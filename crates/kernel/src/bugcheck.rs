@@ -76,6 +76,8 @@ impl BugCheckCode {
     pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: Self = Self(0xE1);
     /// 0xC9: Driver Verifier's I/O verification caught a driver misusing the I/O manager.
     pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: Self = Self(0xC9);
+    /// 0x139: a driver's `__fastfail` (a corrupt list entry, a security check).
+    pub const KERNEL_SECURITY_CHECK_FAILURE: Self = Self(0x139);
     /// 0x1A: a severe memory management error (subcode in parameter 1).
     pub const MEMORY_MANAGEMENT: Self = Self(0x1A);
     /// 0xCE: a touch of an unloaded driver's former range (a DPC, timer or worker left behind).
@@ -283,6 +285,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD",
         summary: "A driver unloaded without cancelling pending operations, and its former range was touched at raised IRQL.",
         parameters: ["Memory referenced", "IRQL at time of reference", "0: read, 1: write (ntmem: 8 for an instruction fetch, as 0xD1 gives)", "Address that referenced the memory (if known)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::KERNEL_SECURITY_CHECK_FAILURE,
+        name: "KERNEL_SECURITY_CHECK_FAILURE",
+        summary: "The kernel detected the corruption of a critical data structure (a driver's __fastfail: 3 is a corrupt LIST_ENTRY).",
+        parameters: ["The type of corruption (3: LIST_ENTRY corruption, FAST_FAIL_CORRUPT_LIST_ENTRY)", "Address of the trap frame (0 in ntmem)", "Address of the exception record (0 in ntmem)", "Reserved"],
     },
 ];
 

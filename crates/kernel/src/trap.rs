@@ -313,6 +313,13 @@ pub fn decode_escape(e: Escape) -> Option<(BugCheck, Option<usize>)> {
         b.faulting_ip = Some(e.words[1]);
         return Some((b, None));
     }
+    if e.kind == ntmem_host::ESCAPE_FAST_FAIL {
+        // KERNEL_SECURITY_CHECK_FAILURE: the fast-fail code (3: a corrupt LIST_ENTRY),
+        // then the trap frame and exception record Windows builds (ntmem has none: 0).
+        let mut b = BugCheck::new(BugCheckCode::KERNEL_SECURITY_CHECK_FAILURE, [e.words[0], 0, 0, 0]);
+        b.faulting_ip = Some(e.words[1]);
+        return Some((b, None));
+    }
     if e.kind == ESCAPE_TIMEOUT {
         let w = e.words;
         let irql = Irql(u8::try_from(w[0]).unwrap_or(u8::MAX));
