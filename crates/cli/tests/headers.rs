@@ -91,7 +91,10 @@ fn last_identifier(text: &str) -> Option<String> {
 fn declared(toolchain: &Toolchain) -> Vec<String> {
     let dir = scratch("declared");
     let source = dir.join("all.c");
-    std::fs::write(&source, "#include <ntddk.h>\n").unwrap();
+    // Every header a driver includes by name (the packing headers aside).
+    let all =
+        "#include <ntddk.h>\n#include <string.h>\n#include <devioctl.h>\n#include <wdmsec.h>\n#include <initguid.h>\n";
+    std::fs::write(&source, all).unwrap();
     let out = Command::new(toolchain.clang())
         .args(CFLAGS)
         .args(["-E", "-I"])

@@ -230,6 +230,38 @@ exports! {
     Hal Routine WRITE_PORT_BUFFER_UCHAR(mm) Any;
     Hal Routine WRITE_PORT_BUFFER_USHORT(mm) Any;
     Hal Routine WRITE_PORT_BUFFER_ULONG(mm) Any;
+    // The C run time's string routines (issue 11).
+    Ntoskrnl Routine strlen(crt_string) Any;
+    Ntoskrnl Routine strnlen(crt_string) Any;
+    Ntoskrnl Routine wcslen(crt_string) Any;
+    Ntoskrnl Routine wcsnlen(crt_string) Any;
+    Ntoskrnl Routine strcmp(crt_string) Any;
+    Ntoskrnl Routine strncmp(crt_string) Any;
+    Ntoskrnl Routine _stricmp(crt_string) Any;
+    Ntoskrnl Routine _strnicmp(crt_string) Any;
+    Ntoskrnl Routine wcscmp(crt_string) Any;
+    Ntoskrnl Routine wcsncmp(crt_string) Any;
+    Ntoskrnl Routine _wcsicmp(crt_string) Any;
+    Ntoskrnl Routine _wcsnicmp(crt_string) Any;
+    Ntoskrnl Routine strcpy(crt_string) Any;
+    Ntoskrnl Routine strncpy(crt_string) Any;
+    Ntoskrnl Routine wcscpy(crt_string) Any;
+    Ntoskrnl Routine wcsncpy(crt_string) Any;
+    Ntoskrnl Routine strcat(crt_string) Any;
+    Ntoskrnl Routine strncat(crt_string) Any;
+    Ntoskrnl Routine wcscat(crt_string) Any;
+    Ntoskrnl Routine wcsncat(crt_string) Any;
+    Ntoskrnl Routine strchr(crt_string) Any;
+    Ntoskrnl Routine strrchr(crt_string) Any;
+    Ntoskrnl Routine wcschr(crt_string) Any;
+    Ntoskrnl Routine wcsrchr(crt_string) Any;
+    Ntoskrnl Routine strstr(crt_string) Any;
+    Ntoskrnl Routine wcsstr(crt_string) Any;
+    Ntoskrnl Routine memchr(crt_string) Any;
+    Ntoskrnl Routine toupper(crt_string) Any;
+    Ntoskrnl Routine tolower(crt_string) Any;
+    Ntoskrnl Routine towupper(crt_string) Any;
+    Ntoskrnl Routine towlower(crt_string) Any;
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;
