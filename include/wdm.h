@@ -385,9 +385,6 @@ ULONG vDbgPrintExWithPrefix(PCSTR Prefix, ULONG ComponentId, ULONG Level, PCSTR 
 #define vKdPrintEx(_x_) vDbgPrintEx _x_
 #define vKdPrintExWithPrefix(_x_) vDbgPrintExWithPrefix _x_
 
-/* ntmem builds drivers as free (release) builds: ASSERT and NT_ASSERT compile to nothing. */
-#define ASSERT(exp) ((void)0)
-#define NT_ASSERT(exp) ((void)0)
 
 /* ---- Drivers ------------------------------------------------------------ */
 
@@ -462,6 +459,7 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/io.h"
 #include "ntmem/lookaside.h"
 #include "ntmem/rtl.h"
+#include "ntmem/ke.h"
 
 /* Every driver defines it; the driver host calls it at PASSIVE_LEVEL. */
 DRIVER_INITIALIZE DriverEntry;

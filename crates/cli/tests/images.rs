@@ -231,3 +231,28 @@ fn list_routines_and_interlocked_intrinsics_work_and_a_corrupt_entry_fast_fails_
     let frame = &v["bugcheck"]["symbols"]["analysis"]["faulting_frame"];
     assert_eq!(frame["function"], "DriverEntry", "the fast fail is inlined in the caller: {v}");
 }
+
+#[test]
+fn simulated_time_critical_regions_breakpoints_and_checked_build_assertions() {
+    let (v, code) = json(&["run", &driver("runtime.c"), "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "system 127490112000000000 ticks 0 interrupt 0 frequency 10000000 counter 0 increment 156250\n\
+         apcs disabled 1\napcs disabled 0\nbreakpoint caught 80000003\nzeroed 0 -3221225472 2147483647\n\
+         after the assertions\n",
+        "a free build: the assertions compile to nothing: {v}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .args(["run", &driver("runtime.c"), "--json"])
+        .env("CFLAGS", "-DDBG=1")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(!output.contains("after the assertions"), "{output}");
+    assert!(output.contains("*** Assertion failed: the second check caught == 0\n***   Source File: "), "{output}");
+    assert!(output.ends_with("runtime.c, line 36\n\n"), "{output}");
+    assert_eq!(v["bugcheck"]["code"], 0x7E, "{v}");
+    assert_eq!(parameters(&v)[0], 0x8000_0003);
+}

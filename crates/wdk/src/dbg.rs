@@ -256,3 +256,53 @@ mod tests {
         assert!(shown(81, 0x8000_0001) && !shown(81, 0x8000_0008), "a level above 31 is a mask");
     }
 }
+
+/// `STATUS_BREAKPOINT`.
+const STATUS_BREAKPOINT: i32 = 0x8000_0003_u32 as i32;
+
+/// Raises the breakpoint exception a kernel-mode `int 3` raises, from the caller's
+/// frame: with no kernel debugger attached, it reaches the driver's `__except` (a
+/// filter sees EXCEPTION_BREAKPOINT), else stops the machine as unhandled — in
+/// DriverEntry (a system thread) SYSTEM_THREAD_EXCEPTION_NOT_HANDLED (0x7E), in a
+/// dispatch routine KMODE_EXCEPTION_NOT_HANDLED (0x1E), with code 0x80000003.
+fn breakpoint() -> ! {
+    let mut record = ntmem_host::context::ExceptionRecord::empty();
+    record.code = STATUS_BREAKPOINT;
+    record.number_parameters = 1;
+    crate::seh::raise(&record)
+}
+
+/// `DbgBreakPoint` (learn.microsoft.com "DbgBreakPoint function"): a breakpoint
+/// exception (see [`breakpoint`]); ntmem has no debugger to break into.
+pub extern "win64" fn DbgBreakPoint() {
+    breakpoint()
+}
+
+/// `DbgBreakPointWithStatus`: as `DbgBreakPoint` (the status is for the debugger).
+pub extern "win64" fn DbgBreakPointWithStatus(_status: u32) {
+    breakpoint()
+}
+
+/// `RtlAssert`, what `ASSERT`/`ASSERTMSG` call in a checked build (`-DDBG=1`): prints
+/// the assertion as Windows' checked kernel does, then breaks as `DbgBreakPoint`.
+///
+/// # Safety
+/// The strings are the driver's NUL-terminated literals (NULL message allowed).
+pub unsafe extern "win64" fn RtlAssert(
+    assertion: *const c_char,
+    file: *const c_char,
+    line: u32,
+    message: *const c_char,
+) {
+    // SAFETY: the caller's strings (`# Safety`); a NULL one reads as empty.
+    let text =
+        |p: *const c_char| unsafe { (!p.is_null()).then(|| CStr::from_ptr(p).to_bytes().to_vec()).unwrap_or_default() };
+    let mut out = b"*** Assertion failed: ".to_vec();
+    out.extend(text(message));
+    out.extend(text(assertion));
+    out.extend(b"\n***   Source File: ");
+    out.extend(text(file));
+    out.extend(format!(", line {line}\n\n").bytes());
+    emit(&out);
+    breakpoint()
+}

@@ -262,6 +262,19 @@ exports! {
     Ntoskrnl Routine tolower(crt_string) Any;
     Ntoskrnl Routine towupper(crt_string) Any;
     Ntoskrnl Routine towlower(crt_string) Any;
+    // Time, critical regions, breakpoints and assertions (issue 11).
+    Ntoskrnl Routine KeQueryInterruptTime(ke) Any "simulated time: it advances by scenario steps, not by itself";
+    Ntoskrnl Routine KeQuerySystemTime(ke) Any "a routine, not the x64 WDK's KUSER_SHARED_DATA macro; machines boot at 2005-01-01 00:00 UTC, simulated time";
+    Ntoskrnl Routine KeQuerySystemTimePrecise(ke) Any "as KeQuerySystemTime";
+    Ntoskrnl Routine KeQueryTickCount(ke) Any "a routine, not the x64 WDK's macro; simulated time";
+    Ntoskrnl Routine KeQueryTimeIncrement(ke) Any;
+    Ntoskrnl Routine KeQueryPerformanceCounter(ke) Any "10 MHz of simulated time";
+    Ntoskrnl Routine KeEnterCriticalRegion(ke) Apc;
+    Ntoskrnl Routine KeLeaveCriticalRegion(ke) Apc;
+    Ntoskrnl Routine KeAreApcsDisabled(ke) Any;
+    Ntoskrnl Routine DbgBreakPoint(dbg) Any "no debugger: the breakpoint exception is unhandled unless the driver's __except takes it";
+    Ntoskrnl Routine DbgBreakPointWithStatus(dbg) Any "as DbgBreakPoint";
+    Ntoskrnl Routine RtlAssert(dbg) Any "no debugger: prints, then breaks as DbgBreakPoint";
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;

@@ -96,3 +96,94 @@ pub unsafe extern "win64" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
         cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old))
     });
 }
+
+/// The system time the simulated machines boot at, in 100-ns units since 1601-01-01
+/// (Windows' FILETIME epoch): 2005-01-01 00:00:00 UTC, fixed, so runs repeat.
+pub const BOOT_SYSTEM_TIME: i64 = 127_490_112_000_000_000;
+
+/// 100-ns units per millisecond of simulated time.
+const UNITS_PER_MS: i64 = 10_000;
+
+/// `KeQueryTimeIncrement`'s answer: the clock interval, 15.625 ms in 100-ns units.
+pub const TIME_INCREMENT: u32 = 156_250;
+
+fn interrupt_time() -> i64 {
+    kernel(|cpu| Ok(i64::try_from(cpu.machine().now_ms()).unwrap_or(i64::MAX).saturating_mul(UNITS_PER_MS)))
+}
+
+/// `KeQueryInterruptTime`: 100-ns units since the machine booted — simulated time,
+/// which advances only by scenario steps (`advance_ms`) and waits, never by itself.
+pub extern "win64" fn KeQueryInterruptTime() -> u64 {
+    interrupt_time() as u64
+}
+
+/// `KeQuerySystemTime`: the boot time ([`BOOT_SYSTEM_TIME`]) plus the interrupt time.
+/// On x64 the WDK reads it from KUSER_SHARED_DATA in a macro; ntmem's header calls
+/// this routine instead.
+///
+/// # Safety
+/// `time` is a writable LARGE_INTEGER (a bad one faults as on Windows).
+pub unsafe extern "win64" fn KeQuerySystemTime(time: *mut i64) {
+    let now = BOOT_SYSTEM_TIME.saturating_add(interrupt_time());
+    // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
+    unsafe { time.write_volatile(now) };
+}
+
+/// `KeQuerySystemTimePrecise`: as `KeQuerySystemTime` (simulated time has no
+/// coarser tick to refine).
+///
+/// # Safety
+/// As `KeQuerySystemTime`.
+pub unsafe extern "win64" fn KeQuerySystemTimePrecise(time: *mut i64) {
+    // SAFETY: the caller's contract.
+    unsafe { KeQuerySystemTime(time) }
+}
+
+/// `KeQueryTickCount`: clock ticks since boot (interrupt time / the time increment).
+///
+/// # Safety
+/// As `KeQuerySystemTime`.
+pub unsafe extern "win64" fn KeQueryTickCount(ticks: *mut i64) {
+    let count = interrupt_time() / i64::from(TIME_INCREMENT);
+    // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
+    unsafe { ticks.write_volatile(count) };
+}
+
+/// `KeQueryTimeIncrement`: 156,250 (15.625 ms), the usual clock interval.
+pub extern "win64" fn KeQueryTimeIncrement() -> u32 {
+    TIME_INCREMENT
+}
+
+/// `KeQueryPerformanceCounter`: a 10 MHz counter of simulated time (the frequency
+/// Windows 10 and later report), and the frequency when asked.
+///
+/// # Safety
+/// `frequency` is NULL or a writable LARGE_INTEGER.
+pub unsafe extern "win64" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i64 {
+    if !frequency.is_null() {
+        // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
+        unsafe { frequency.write_volatile(10_000_000) };
+    }
+    interrupt_time()
+}
+
+std::thread_local! {
+    /// This thread's `KernelApcDisable` count (KeEnterCriticalRegion).
+    static APC_DISABLE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// `KeEnterCriticalRegion`: disables normal kernel APCs for the thread (a count).
+pub extern "win64" fn KeEnterCriticalRegion() {
+    APC_DISABLE.with(|c| c.set(c.get().saturating_add(1)));
+}
+
+/// `KeLeaveCriticalRegion`: re-enables them when the count returns to zero.
+pub extern "win64" fn KeLeaveCriticalRegion() {
+    APC_DISABLE.with(|c| c.set(c.get().saturating_sub(1)));
+}
+
+/// `KeAreApcsDisabled`: TRUE inside a critical or guarded region, or at APC_LEVEL or above.
+pub extern "win64" fn KeAreApcsDisabled() -> u8 {
+    let raised = kernel(|cpu| Ok(cpu.irql() >= Irql::APC));
+    u8::from(raised || APC_DISABLE.with(std::cell::Cell::get) > 0)
+}
