@@ -242,21 +242,6 @@ unsafe fn print(component: u32, level: u32, prefix: *const c_char, format: *cons
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filtering_follows_the_component_and_system_masks() {
-        assert!(shown(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL), "DbgPrint is shown");
-        assert!(shown(77, 0), "error level passes the WIN2000 mask");
-        assert!(!shown(77, DPFLTR_INFO_LEVEL), "IHVDRIVER info is filtered by default");
-        set_component_mask(80, 0b1000);
-        assert!(shown(80, 3) && !shown(80, 2));
-        assert!(shown(81, 0x8000_0001) && !shown(81, 0x8000_0008), "a level above 31 is a mask");
-    }
-}
-
 /// `STATUS_BREAKPOINT`.
 const STATUS_BREAKPOINT: i32 = 0x8000_0003_u32 as i32;
 
@@ -294,9 +279,15 @@ pub unsafe extern "win64" fn RtlAssert(
     line: u32,
     message: *const c_char,
 ) {
-    // SAFETY: the caller's strings (`# Safety`); a NULL one reads as empty.
-    let text =
-        |p: *const c_char| unsafe { (!p.is_null()).then(|| CStr::from_ptr(p).to_bytes().to_vec()).unwrap_or_default() };
+    // The caller's strings (`# Safety`); a NULL one reads as empty.
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: a NUL-terminated string of the driver's (`# Safety`).
+            unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
+        }
+    };
     let mut out = b"*** Assertion failed: ".to_vec();
     out.extend(text(message));
     out.extend(text(assertion));
@@ -305,4 +296,19 @@ pub unsafe extern "win64" fn RtlAssert(
     out.extend(format!(", line {line}\n\n").bytes());
     emit(&out);
     breakpoint()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filtering_follows_the_component_and_system_masks() {
+        assert!(shown(DPFLTR_DEFAULT_ID, DPFLTR_INFO_LEVEL), "DbgPrint is shown");
+        assert!(shown(77, 0), "error level passes the WIN2000 mask");
+        assert!(!shown(77, DPFLTR_INFO_LEVEL), "IHVDRIVER info is filtered by default");
+        set_component_mask(80, 0b1000);
+        assert!(shown(80, 3) && !shown(80, 2));
+        assert!(shown(81, 0x8000_0001) && !shown(81, 0x8000_0008), "a level above 31 is a mask");
+    }
 }
