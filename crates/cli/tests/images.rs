@@ -256,3 +256,32 @@ fn simulated_time_critical_regions_breakpoints_and_checked_build_assertions() {
     assert_eq!(v["bugcheck"]["code"], 0x7E, "{v}");
     assert_eq!(parameters(&v)[0], 0x8000_0003);
 }
+
+#[test]
+fn events_timers_dpcs_and_semaphores_run_on_simulated_time() {
+    let (v, code) = json(&["run", &driver("timers.c"), "--scenario", &driver("timers.toml"), "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "set 0\nwait 20 ms: 00000102 at 20 ms\ndpc at 50 ms, IRQL 2, expiry 50 ms\n\
+         wait: 00000000 at 50 ms, timer signalled 1, event 1\nsemaphore: 00000000, then 00000102\n\
+         over the limit: c0000047, count 1\ndelayed to 55 ms\nunload at 90 ms: 3 ticks, cancelled 1\n",
+        "{v}"
+    );
+}
+
+#[test]
+fn a_wait_nothing_can_satisfy_ends_the_run_with_a_report_instead_of_hanging() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .args(["run", &driver("timers.c"), "--json"])
+        .env("CFLAGS", "-DWAIT_FOREVER")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit"], 4, "{v}");
+    assert_eq!(v["halt"]["kind"], "wait_never_ends", "{v}");
+    assert_eq!(
+        (v["halt"]["routine"].as_str(), v["halt"]["object_type"].as_u64()),
+        (Some("KeWaitForSingleObject"), Some(0))
+    );
+}

@@ -28,6 +28,18 @@ pub enum Halt {
         /// The limit, in milliseconds of wall time.
         limit_ms: u64,
     },
+    /// A wait nothing can ever satisfy: the object is not signalled, no timer is set
+    /// and no DPC is queued that could signal it, and no other thread runs (on Windows
+    /// the thread would wait forever).
+    WaitNeverEnds {
+        /// The routine that waits (`KeWaitForSingleObject`, …).
+        routine: String,
+        /// The object waited on (the driver's address).
+        object: u64,
+        /// Its dispatcher type (`DISPATCHER_HEADER.Type`: 0 notification event, 1
+        /// synchronization event, 5 semaphore, 8/9 timer, …).
+        object_type: u8,
+    },
     /// ntmem itself failed (panicked) inside a routine a driver called: a bug in ntmem.
     Internal {
         /// The routine (`KeInitializeSpinLock`, …).
@@ -46,6 +58,11 @@ impl Halt {
                  timeout). Windows has no watchdog below DISPATCH_LEVEL: the thread would hang there forever.\n\
                  FAULTING_IP: {ip:#x}\n",
                 routine.as_deref().unwrap_or("Driver code"),
+            ),
+            Halt::WaitNeverEnds { routine, object, object_type } => format!(
+                "WAIT THAT CAN NEVER END\n{routine} waits with no timeout on the object at {object:#x} (dispatcher \
+                 type {object_type}), which is not signalled; no timer is set and no DPC queued that could signal it, \
+                 and no other thread runs. Windows would wait forever.\n"
             ),
             Halt::Internal { routine, message } => format!(
                 "NTMEM INTERNAL ERROR\n{routine} failed inside ntmem: {message}\nThis is a bug in ntmem (the \
@@ -66,6 +83,9 @@ impl fmt::Display for Halt {
             ),
             Halt::Internal { routine, message } => {
                 write!(f, "*** INTERNAL ERROR in ntmem: {routine} failed: {message}")
+            }
+            Halt::WaitNeverEnds { routine, object, .. } => {
+                write!(f, "*** WAIT NEVER ENDS: {routine} on {object:#x}, which nothing can signal")
             }
         }
     }

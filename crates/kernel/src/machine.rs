@@ -48,6 +48,7 @@ pub struct Machine {
     stopped: Mutex<Option<BugCheck>>,
     pool: Pool,
     lookasides: Lookasides,
+    timers: crate::ke::timers::Timers,
     clock_ms: AtomicU64,
     verifier: AtomicU32,
     watchdog: Mutex<WatchdogLimits>,
@@ -178,6 +179,7 @@ impl Machine {
             stopped: Mutex::new(None),
             pool,
             lookasides: Lookasides::default(),
+            timers: crate::ke::timers::Timers::default(),
             clock_ms: AtomicU64::new(0),
             verifier: AtomicU32::new(0),
             watchdog: Mutex::new(WatchdogLimits::default()),
@@ -218,6 +220,11 @@ impl Machine {
     /// The pageable parts of the driver images loaded on the machine (`mm::image_paging`).
     pub(crate) fn image_paging(&self) -> &ImagePaging {
         &self.image_paging
+    }
+
+    /// The machine's timers and DPCs (`ke::timers`).
+    pub fn timers(&self) -> &crate::ke::timers::Timers {
+        &self.timers
     }
 
     /// The machine's lookaside lists (`ex::lookaside`).

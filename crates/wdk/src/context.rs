@@ -221,3 +221,15 @@ pub(crate) fn va_of(cpu: &Cpu<'_>, p: *const c_void) -> Va {
     let addr = p as usize;
     cpu.machine().space().va_of_host(addr).unwrap_or(Va::new(addr as u64))
 }
+
+/// `len` bytes of system memory at `p` checked mapped (both ends), else the stop a
+/// touch of them gives (as `ntmem_kernel::trap::wild_touch` decides).
+pub(crate) fn checked(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<*mut u8, BugCheck> {
+    let m = cpu.machine();
+    let va = va_of(cpu, p);
+    let mapped = |v: Va| m.space().layout().is_system(v) && m.space().walk(m.phys(), v).phys.is_some();
+    if p.is_null() || !mapped(va) || !mapped(Va::new(va.get().saturating_add(len - 1))) {
+        return Err(ntmem_kernel::trap::wild_touch(cpu, va, true));
+    }
+    Ok(p.cast())
+}

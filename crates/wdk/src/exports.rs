@@ -275,6 +275,27 @@ exports! {
     Ntoskrnl Routine DbgBreakPoint(dbg) Any "no debugger: the breakpoint exception is unhandled unless the driver's __except takes it";
     Ntoskrnl Routine DbgBreakPointWithStatus(dbg) Any "as DbgBreakPoint";
     Ntoskrnl Routine RtlAssert(dbg) Any "no debugger: prints, then breaks as DbgBreakPoint";
+    // Dispatcher objects, timers and DPCs on simulated time (issue 11).
+    Ntoskrnl Routine KeInitializeEvent(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeSetEvent(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeResetEvent(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeClearEvent(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeReadStateEvent(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeInitializeSemaphore(ke_dispatcher) Passive;
+    Ntoskrnl Routine KeReleaseSemaphore(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeReadStateSemaphore(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeInitializeTimer(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeInitializeTimerEx(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeSetTimer(ke_dispatcher) Dispatch "fires only when simulated time moves";
+    Ntoskrnl Routine KeSetTimerEx(ke_dispatcher) Dispatch "fires only when simulated time moves";
+    Ntoskrnl Routine KeCancelTimer(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeReadStateTimer(ke_dispatcher) Dispatch;
+    Ntoskrnl Routine KeInitializeDpc(ke_dispatcher) Any;
+    Ntoskrnl Routine KeInsertQueueDpc(ke_dispatcher) Any "the DPC runs when the queuing routine has returned, in a wait, or at KeFlushQueuedDpcs";
+    Ntoskrnl Routine KeRemoveQueueDpc(ke_dispatcher) Any;
+    Ntoskrnl Routine KeFlushQueuedDpcs(ke_dispatcher) Passive;
+    Ntoskrnl Routine KeWaitForSingleObject(ke_dispatcher) Dispatch "one processor, no scheduler: an unsatisfied wait sleeps simulated time to the next timer or its timeout; one nothing can satisfy stops the run";
+    Ntoskrnl Routine KeDelayExecutionThread(ke_dispatcher) Apc "sleeps simulated time";
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;

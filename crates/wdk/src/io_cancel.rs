@@ -32,9 +32,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::io::Irp;
 use ntmem_kernel::{BugCheck, Cpu, Irql, Machine};
-use ntmem_machine::Va;
 
-use crate::context::{self, kernel, va_of};
+use crate::context::{self, kernel};
 use crate::seh::ThreadKind;
 use crate::types::NtStatus;
 
@@ -105,31 +104,19 @@ unsafe fn routine<F: Copy>(p: *const c_void) -> F {
     unsafe { std::mem::transmute_copy::<*const c_void, F>(&p) }
 }
 
-/// `len` bytes of system memory at `p` checked mapped (both ends), else the stop a
-/// touch of them gives (as `ntmem_kernel::trap::wild_touch` decides).
-fn checked(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<*mut u8, BugCheck> {
-    let m = cpu.machine();
-    let va = va_of(cpu, p);
-    let mapped = |v: Va| m.space().layout().is_system(v) && m.space().walk(m.phys(), v).phys.is_some();
-    if p.is_null() || !mapped(va) || !mapped(Va::new(va.get().saturating_add(len - 1))) {
-        return Err(ntmem_kernel::trap::wild_touch(cpu, va, true));
-    }
-    Ok(p.cast())
-}
-
-/// The IRP at `irp`, [`checked`].
+/// The IRP at `irp`, [`crate::context::checked`].
 fn checked_irp(cpu: &Cpu<'_>, irp: *mut c_void) -> Result<*mut u8, BugCheck> {
-    checked(cpu, irp, IRP_SIZE)
+    crate::context::checked(cpu, irp, IRP_SIZE)
 }
 
-/// The current stack location of the mapped IRP `p`, [`checked`].
+/// The current stack location of the mapped IRP `p`, [`crate::context::checked`].
 ///
 /// # Safety
 /// `p` is a mapped IRP.
 unsafe fn current_stack(cpu: &Cpu<'_>, p: *mut u8) -> Result<*mut u8, BugCheck> {
     // SAFETY: the caller's contract; the field is the IRP's own pointer.
     let stack = unsafe { p.add(OFF_CURRENT_STACK).cast::<*mut c_void>().read() };
-    checked(cpu, stack, STACK_LOCATION_SIZE)
+    crate::context::checked(cpu, stack, STACK_LOCATION_SIZE)
 }
 
 /// What calling a NULL routine does: an access violation at address 0, an

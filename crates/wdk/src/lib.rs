@@ -45,6 +45,8 @@ pub mod io;
 pub mod io_cancel;
 #[allow(non_snake_case)]
 pub mod ke;
+#[allow(non_snake_case)]
+pub mod ke_dispatcher;
 pub mod loader;
 #[allow(non_snake_case)]
 pub mod lookaside;

@@ -113,6 +113,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
             let mut unloaded = false;
             if status >= 0 {
                 driver.finish_entry(machine);
+                if let Err(b) = ntmem_wdk::ke_dispatcher::settle(machine, 0, 0) {
+                    report.bugcheck = Some(b);
+                }
                 let started = ntmem_wdk::io::finish_driver_entry(&driver, machine, 0)
                     .and_then(|()| pnp::add_and_start(&mut driver, machine, 0));
                 if let Err(b) = started {

@@ -163,7 +163,7 @@ impl Report {
         if let Some(b) = &self.bugcheck {
             match b.halt.as_deref() {
                 Some(Halt::Internal { .. }) => 5,
-                Some(Halt::Timeout { .. }) => 4,
+                Some(Halt::Timeout { .. } | Halt::WaitNeverEnds { .. }) => 4,
                 None => 3,
             }
         } else if self.driver_entry_status.is_none_or(|s| s < 0)
@@ -182,7 +182,7 @@ impl Report {
     pub fn verdict(&self) -> String {
         if let Some(b) = &self.bugcheck {
             return match b.halt.as_deref() {
-                Some(Halt::Timeout { .. }) => format!("the driver did not return: {b}"),
+                Some(Halt::Timeout { .. } | Halt::WaitNeverEnds { .. }) => format!("the driver did not return: {b}"),
                 Some(Halt::Internal { .. }) => format!("ntmem failed (please report this bug): {b}"),
                 None => format!("the machine bugchecked: {b}"),
             };

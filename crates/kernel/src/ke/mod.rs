@@ -3,4 +3,5 @@
 
 pub mod irql;
 pub mod processor;
+pub mod timers;
 pub mod watchdog;

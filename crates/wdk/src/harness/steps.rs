@@ -239,6 +239,10 @@ pub fn run<T: Target + ?Sized>(
             r.note = Some(format!("the machine stopped during this step: {b}"));
         }
         results.push(r);
+        if stop.is_none() && !unloaded {
+            // The DPCs the step's driver routines queued run now.
+            stop = crate::ke_dispatcher::settle(machine, 0, 0).err();
+        }
         if stop.is_none() {
             stop = pending.settle(machine, &mut results).err();
         }
@@ -308,10 +312,8 @@ fn run_one<T: Target + ?Sized>(
             ));
         }
         Action::AdvanceMs(ms) => {
-            machine.run(0, |cpu| {
-                cpu.advance_time(*ms);
-                Ok(())
-            })?;
+            // Timers fire as their times come, their DPCs run.
+            crate::ke_dispatcher::settle(machine, 0, *ms)?;
             r.note = Some(format!("simulated time is now {} ms", machine.now_ms()));
         }
         Action::Unload => {

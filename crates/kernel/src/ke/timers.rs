@@ -1,0 +1,183 @@
+//! Timers and DPCs on simulated time (learn.microsoft.com "Timer Objects and DPCs",
+//! "KeSetTimerEx", "KeInsertQueueDpc"): the machine's timer queue and DPC queue.
+//!
+//! The structures themselves (`KTIMER`, `KDPC`) are the driver's, in its memory; the
+//! WDK boundary reads and writes them. What the kernel keeps here is the order of
+//! things: which timers are set and when they are due (interrupt time, 100-ns units
+//! since boot), and which DPCs are queued, in the order they were queued.
+//!
+//! Time is simulated and moves only when a scenario step advances it or a wait that
+//! nothing else can satisfy sleeps until the next timer: no timer fires by itself
+//! while driver code runs. A queued DPC runs when the driver routine that queued it
+//! has returned (before the next step), or during a wait — on one processor,
+//! deterministically.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+/// A set timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetTimer {
+    /// When it is due (interrupt time, 100-ns units).
+    pub due: u64,
+    /// The period in milliseconds (0: one-shot).
+    pub period_ms: u32,
+    /// The DPC to queue when it expires (0: none).
+    pub dpc: u64,
+}
+
+/// A queued DPC: the `KDPC` and its two system arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedDpc {
+    /// The `KDPC`'s address (as the driver sees it).
+    pub dpc: u64,
+    /// `SystemArgument1`.
+    pub argument1: u64,
+    /// `SystemArgument2`.
+    pub argument2: u64,
+}
+
+/// The machine's timers and DPCs.
+#[derive(Debug, Default)]
+pub struct Timers {
+    set: Mutex<BTreeMap<u64, SetTimer>>,
+    queued: Mutex<VecDeque<QueuedDpc>>,
+}
+
+impl Timers {
+    fn set_timers(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, SetTimer>> {
+        self.set.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dpcs(&self) -> std::sync::MutexGuard<'_, VecDeque<QueuedDpc>> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets (or resets) the timer at `timer`; returns whether it was set already.
+    pub fn set(&self, timer: u64, t: SetTimer) -> bool {
+        self.set_timers().insert(timer, t).is_some()
+    }
+
+    /// Cancels the timer at `timer`; returns whether it was set.
+    pub fn cancel(&self, timer: u64) -> bool {
+        self.set_timers().remove(&timer).is_some()
+    }
+
+    /// Whether the timer at `timer` is set.
+    pub fn is_set(&self, timer: u64) -> bool {
+        self.set_timers().contains_key(&timer)
+    }
+
+    /// When the next timer is due, if any is set.
+    pub fn next_due(&self) -> Option<u64> {
+        self.set_timers().values().map(|t| t.due).min()
+    }
+
+    /// The timers due at `now`, earliest first (ties in address order), each taken off
+    /// the queue — a periodic one set again a period later.
+    pub fn expire(&self, now: u64) -> Vec<(u64, SetTimer)> {
+        let mut set = self.set_timers();
+        let mut due: Vec<(u64, SetTimer)> = set.iter().filter(|(_, t)| t.due <= now).map(|(&a, &t)| (a, t)).collect();
+        due.sort_by_key(|&(a, t)| (t.due, a));
+        for (address, t) in &due {
+            if t.period_ms == 0 {
+                set.remove(address);
+            } else {
+                let period = u64::from(t.period_ms) * 10_000;
+                // The next expiry after `now`, as a periodic timer that missed ticks keeps
+                // its phase.
+                let missed = (now - t.due) / period + 1;
+                set.insert(*address, SetTimer { due: t.due + missed * period, ..*t });
+            }
+        }
+        due
+    }
+
+    /// Forgets every timer and DPC whose structure lies in `[start, end)` (freed
+    /// memory, an unloaded image); returns what was forgotten, for the check Windows
+    /// makes (TIMER_OR_DPC_INVALID).
+    pub fn in_range(&self, start: u64, end: u64) -> Option<u64> {
+        let inside = |a: u64| (start..end).contains(&a);
+        let timer = self.set_timers().keys().copied().find(|&a| inside(a));
+        timer.or_else(|| self.dpcs().iter().map(|d| d.dpc).find(|&a| inside(a)))
+    }
+
+    /// Queues `dpc`; false when it is queued already (nothing changes).
+    pub fn queue(&self, dpc: QueuedDpc) -> bool {
+        let mut queued = self.dpcs();
+        if queued.iter().any(|d| d.dpc == dpc.dpc) {
+            return false;
+        }
+        queued.push_back(dpc);
+        true
+    }
+
+    /// Takes `dpc` off the queue; whether it was queued.
+    pub fn dequeue(&self, dpc: u64) -> bool {
+        let mut queued = self.dpcs();
+        let before = queued.len();
+        queued.retain(|d| d.dpc != dpc);
+        queued.len() != before
+    }
+
+    /// The next queued DPC, taken off the queue.
+    pub fn next_dpc(&self) -> Option<QueuedDpc> {
+        self.dpcs().pop_front()
+    }
+
+    /// Whether any DPC is queued.
+    pub fn dpcs_queued(&self) -> bool {
+        !self.dpcs().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Against a naive model: each timer fires at every due time up to `now`, at
+        /// most once per expiry call, and a periodic timer stays in phase.
+        #[test]
+        fn expiries_follow_due_times_and_periods(
+            timers in proptest::collection::vec((0u64..5_000_000, 0u32..50), 1..8),
+            steps in proptest::collection::vec(0u64..3_000_000, 1..10),
+        ) {
+            let t = Timers::default();
+            for (i, &(due, period_ms)) in timers.iter().enumerate() {
+                t.set(i as u64 * 0x40, SetTimer { due, period_ms, dpc: 0 });
+            }
+            let mut now = 0u64;
+            let mut next: Vec<Option<u64>> = timers.iter().map(|&(due, _)| Some(due)).collect();
+            for step in steps {
+                now += step;
+                let fired: Vec<u64> = t.expire(now).into_iter().map(|(a, _)| a).collect();
+                let mut expected = Vec::new();
+                for (i, &(_, period_ms)) in timers.iter().enumerate() {
+                    if let Some(due) = next[i].filter(|&d| d <= now) {
+                        expected.push((due, i as u64 * 0x40));
+                        next[i] = (period_ms != 0).then(|| {
+                            let period = u64::from(period_ms) * 10_000;
+                            due + ((now - due) / period + 1) * period
+                        });
+                    }
+                }
+                expected.sort_unstable();
+                prop_assert_eq!(fired, expected.into_iter().map(|(_, a)| a).collect::<Vec<_>>());
+                prop_assert_eq!(t.next_due(), next.iter().flatten().min().copied());
+            }
+        }
+    }
+
+    #[test]
+    fn a_dpc_is_queued_once_and_runs_in_order() {
+        let t = Timers::default();
+        let d = |dpc| QueuedDpc { dpc, argument1: 1, argument2: 2 };
+        assert!(t.queue(d(0x100)) && t.queue(d(0x200)));
+        assert!(!t.queue(d(0x100)), "already queued");
+        assert!(t.dequeue(0x200));
+        assert_eq!(t.next_dpc(), Some(d(0x100)));
+        assert_eq!(t.next_dpc(), None);
+    }
+}

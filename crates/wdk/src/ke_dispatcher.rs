@@ -1,0 +1,519 @@
+//! Dispatcher objects, timers and DPCs at the C boundary, on one processor and
+//! simulated time (learn.microsoft.com "KeInitializeEvent", "KeSetEvent",
+//! "KeWaitForSingleObject", "KeInitializeSemaphore", "KeReleaseSemaphore",
+//! "KeSetTimerEx", "KeCancelTimer", "KeInitializeDpc", "KeInsertQueueDpc",
+//! "KeDelayExecutionThread", "DISPATCHER_HEADER", "KTIMER", "KDPC").
+//!
+//! The objects are the driver's, in the x64 layouts: a `DISPATCHER_HEADER` (0x18
+//! bytes: `Type` 0x00, `Size` 0x02 in LONGs, `SignalState` 0x04, `WaitListHead`
+//! 0x08) begins `KEVENT` (0x18), `KSEMAPHORE` (0x20, `Limit` 0x18) and `KTIMER` (0x40:
+//! `DueTime` 0x18, `Dpc` 0x30, `Period` 0x3C); `KDPC` (0x40) holds `Type` 0x00 (19),
+//! `DeferredRoutine` 0x18, `DeferredContext` 0x20 and the system arguments 0x28/0x30.
+//!
+//! **What ntmem models, and how it differs.** There is one thread of driver code at a
+//! time and no scheduler: a wait is satisfied at once when its object is signalled
+//! (a synchronization event is reset, a semaphore count taken); otherwise time is
+//! the only thing that can change, so the wait sleeps simulated time until the next
+//! timer (which may signal the object or queue a DPC that does) or its timeout
+//! (STATUS_TIMEOUT). A wait with no timeout that nothing can ever satisfy stops the
+//! run with a report ([`ntmem_kernel::Halt::WaitNeverEnds`]) — on Windows it would
+//! hang. Timers fire only when simulated time moves (a scenario's `advance_ms`, a
+//! wait, `KeDelayExecutionThread`); a queued DPC runs at DISPATCH_LEVEL when the
+//! driver routine that queued it has returned, during a wait, or at
+//! `KeFlushQueuedDpcs`. Waiting at DISPATCH_LEVEL or above with a nonzero timeout is
+//! DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x3B, IRQL, object, timeout) under Driver
+//! Verifier's IRQL checking, else IRQL_NOT_LESS_OR_EQUAL (0x0A: object, IRQL, 0, 0),
+//! the scheduler's stop on a switch it cannot make.
+
+use std::ffi::c_void;
+
+use ntmem_host::thunk::preserving_capture;
+use ntmem_kernel::ke::timers::{QueuedDpc, SetTimer};
+use ntmem_kernel::vf::VerifierFlags;
+use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt, Irql, Machine};
+
+use crate::context::{self, checked, kernel};
+use crate::seh::ThreadKind;
+use crate::types::NtStatus;
+
+/// `STATUS_TIMEOUT`.
+const STATUS_TIMEOUT: NtStatus = 0x102;
+/// `STATUS_SEMAPHORE_LIMIT_EXCEEDED`.
+const STATUS_SEMAPHORE_LIMIT_EXCEEDED: i32 = 0xC000_0047_u32 as i32;
+
+const NOTIFICATION_EVENT: u8 = 0;
+const SYNCHRONIZATION_EVENT: u8 = 1;
+const SEMAPHORE_OBJECT: u8 = 5;
+const TIMER_NOTIFICATION_OBJECT: u8 = 8;
+const TIMER_SYNCHRONIZATION_OBJECT: u8 = 9;
+/// `KDPC.Type`: DpcObject.
+const DPC_OBJECT: u8 = 19;
+
+const HEADER_SIZE: u64 = 0x18;
+const KTIMER_SIZE: u64 = 0x40;
+const KDPC_SIZE: u64 = 0x40;
+
+/// 100-ns units per millisecond.
+const UNITS_PER_MS: u64 = 10_000;
+
+/// A dispatcher object the driver passed, checked mapped for `len` bytes.
+struct Object(*mut u8);
+
+impl Object {
+    fn of(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<Object, BugCheck> {
+        checked(cpu, p, len).map(Object)
+    }
+
+    fn kind(&self) -> u8 {
+        // SAFETY: a mapped object of at least a header (checked in `of`).
+        unsafe { self.0.read_volatile() }
+    }
+
+    fn signal_state(&self) -> i32 {
+        // SAFETY: as `kind`.
+        unsafe { self.0.add(4).cast::<i32>().read_volatile() }
+    }
+
+    fn set_signal_state(&self, v: i32) {
+        // SAFETY: as `kind`.
+        unsafe { self.0.add(4).cast::<i32>().write_volatile(v) }
+    }
+
+    /// Writes a header: type, size in LONGs, signal state, an empty wait list.
+    fn initialize(&self, kind: u8, size: u64, state: i32) {
+        // SAFETY: as `kind`; the wait list head points at itself (empty).
+        unsafe {
+            self.0.write_volatile(kind);
+            self.0.add(1).write_volatile(0);
+            self.0.add(2).write_volatile((size / 4) as u8);
+            self.0.add(3).write_volatile(0);
+            self.set_signal_state(state);
+            let head = self.0.add(8).cast::<*mut u8>();
+            head.write_volatile(self.0.add(8));
+            head.add(1).write_volatile(self.0.add(8));
+        }
+    }
+
+    fn u64_at(&self, offset: usize) -> u64 {
+        // SAFETY: inside the object (callers pass offsets of its fields).
+        unsafe { self.0.add(offset).cast::<u64>().read_volatile() }
+    }
+
+    fn set_u64(&self, offset: usize, v: u64) {
+        // SAFETY: as `u64_at`.
+        unsafe { self.0.add(offset).cast::<u64>().write_volatile(v) }
+    }
+
+    /// Takes the object if it is signalled, as a satisfied wait does: a
+    /// synchronization event or timer resets, a semaphore's count drops by one.
+    fn try_take(&self) -> bool {
+        let state = self.signal_state();
+        if state <= 0 {
+            return false;
+        }
+        match self.kind() {
+            SYNCHRONIZATION_EVENT | TIMER_SYNCHRONIZATION_OBJECT => self.set_signal_state(0),
+            SEMAPHORE_OBJECT => self.set_signal_state(state - 1),
+            _ => {}
+        }
+        true
+    }
+}
+
+/// `KeInitializeEvent(Event, Type, State)`.
+///
+/// # Safety
+/// `event` is the driver's `KEVENT` (a bad pointer stops as a touch of it would).
+pub unsafe extern "win64" fn KeInitializeEvent(event: *mut c_void, kind: u32, state: u8) {
+    kernel(|cpu| {
+        let kind = if kind == 1 { SYNCHRONIZATION_EVENT } else { NOTIFICATION_EVENT };
+        Object::of(cpu, event, HEADER_SIZE)?.initialize(kind, HEADER_SIZE, i32::from(state != 0));
+        Ok(())
+    });
+}
+
+/// `KeSetEvent`: signals the event; the previous state.
+///
+/// # Safety
+/// As `KeInitializeEvent`.
+pub unsafe extern "win64" fn KeSetEvent(event: *mut c_void, _increment: i32, _wait: u8) -> i32 {
+    kernel(|cpu| {
+        let e = Object::of(cpu, event, HEADER_SIZE)?;
+        let previous = e.signal_state();
+        e.set_signal_state(1);
+        Ok(previous)
+    })
+}
+
+/// `KeResetEvent`: clears it; the previous state.
+///
+/// # Safety
+/// As `KeInitializeEvent`.
+pub unsafe extern "win64" fn KeResetEvent(event: *mut c_void) -> i32 {
+    kernel(|cpu| {
+        let e = Object::of(cpu, event, HEADER_SIZE)?;
+        let previous = e.signal_state();
+        e.set_signal_state(0);
+        Ok(previous)
+    })
+}
+
+/// `KeClearEvent`.
+///
+/// # Safety
+/// As `KeInitializeEvent`.
+pub unsafe extern "win64" fn KeClearEvent(event: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { KeResetEvent(event) };
+}
+
+/// `KeReadStateEvent`: the signal state.
+///
+/// # Safety
+/// As `KeInitializeEvent`.
+pub unsafe extern "win64" fn KeReadStateEvent(event: *mut c_void) -> i32 {
+    kernel(|cpu| Ok(Object::of(cpu, event, HEADER_SIZE)?.signal_state()))
+}
+
+/// `KeInitializeSemaphore(Semaphore, Count, Limit)`.
+///
+/// # Safety
+/// `semaphore` is the driver's `KSEMAPHORE`.
+pub unsafe extern "win64" fn KeInitializeSemaphore(semaphore: *mut c_void, count: i32, limit: i32) {
+    kernel(|cpu| {
+        let s = Object::of(cpu, semaphore, 0x20)?;
+        s.initialize(SEMAPHORE_OBJECT, 0x20, count);
+        // SAFETY: `Limit` lies inside the checked 0x20 bytes.
+        unsafe { s.0.add(0x18).cast::<i32>().write_volatile(limit) };
+        Ok(())
+    });
+}
+
+/// `KeReleaseSemaphore`: adds `adjustment` to the count; the previous count. Past the
+/// limit (or an overflow) it raises STATUS_SEMAPHORE_LIMIT_EXCEEDED, as Windows does.
+///
+/// # Safety
+/// As `KeInitializeSemaphore`.
+pub unsafe extern "win64" fn KeReleaseSemaphore(
+    semaphore: *mut c_void,
+    _increment: i32,
+    adjustment: i32,
+    _wait: u8,
+) -> i32 {
+    let released = kernel(|cpu| {
+        let s = Object::of(cpu, semaphore, 0x20)?;
+        let previous = s.signal_state();
+        // SAFETY: as in KeInitializeSemaphore.
+        let limit = unsafe { s.0.add(0x18).cast::<i32>().read_volatile() };
+        let next = previous.checked_add(adjustment).filter(|&n| n <= limit && adjustment >= 0);
+        Ok(next.map(|n| {
+            s.set_signal_state(n);
+            previous
+        }))
+    });
+    released.unwrap_or_else(|| crate::seh::raise_status(STATUS_SEMAPHORE_LIMIT_EXCEEDED))
+}
+
+/// `KeReadStateSemaphore`: the count.
+///
+/// # Safety
+/// As `KeInitializeSemaphore`.
+pub unsafe extern "win64" fn KeReadStateSemaphore(semaphore: *mut c_void) -> i32 {
+    kernel(|cpu| Ok(Object::of(cpu, semaphore, 0x20)?.signal_state()))
+}
+
+/// `KeInitializeTimer`: a notification timer.
+///
+/// # Safety
+/// `timer` is the driver's `KTIMER`.
+pub unsafe extern "win64" fn KeInitializeTimer(timer: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { KeInitializeTimerEx(timer, 0) }
+}
+
+/// `KeInitializeTimerEx(Timer, Type)`: NotificationTimer (0) or SynchronizationTimer (1).
+///
+/// # Safety
+/// As `KeInitializeTimer`.
+pub unsafe extern "win64" fn KeInitializeTimerEx(timer: *mut c_void, kind: u32) {
+    kernel(|cpu| {
+        let t = Object::of(cpu, timer, KTIMER_SIZE)?;
+        let kind = if kind == 1 { TIMER_SYNCHRONIZATION_OBJECT } else { TIMER_NOTIFICATION_OBJECT };
+        t.initialize(kind, KTIMER_SIZE, 0);
+        t.set_u64(0x18, 0);
+        t.set_u64(0x30, 0);
+        t.set_u64(0x38, 0);
+        let key = t.0 as u64;
+        cpu.machine().timers().cancel(key);
+        Ok(())
+    });
+}
+
+/// Interrupt time now, 100-ns units.
+fn now(cpu: &Cpu<'_>) -> u64 {
+    cpu.machine().now_ms().saturating_mul(UNITS_PER_MS)
+}
+
+/// The interrupt time a `LARGE_INTEGER` due time names: negative relative to now,
+/// positive an absolute system time.
+fn due_time(cpu: &Cpu<'_>, due: i64) -> u64 {
+    if due < 0 {
+        now(cpu).saturating_add(due.unsigned_abs())
+    } else {
+        (due.saturating_sub(crate::ke::BOOT_SYSTEM_TIME)).max(0) as u64
+    }
+}
+
+/// `KeSetTimer`: as `KeSetTimerEx` with no period.
+///
+/// # Safety
+/// As `KeSetTimerEx`.
+pub unsafe extern "win64" fn KeSetTimer(timer: *mut c_void, due: i64, dpc: *mut c_void) -> u8 {
+    // SAFETY: the caller's contract.
+    unsafe { KeSetTimerEx(timer, due, 0, dpc) }
+}
+
+/// `KeSetTimerEx(Timer, DueTime, Period, Dpc)`: sets the timer (non-signalled until it
+/// expires) and returns whether it was set already.
+///
+/// # Safety
+/// `timer` is an initialized `KTIMER`; `dpc` is NULL or an initialized `KDPC`.
+pub unsafe extern "win64" fn KeSetTimerEx(timer: *mut c_void, due: i64, period_ms: i32, dpc: *mut c_void) -> u8 {
+    kernel(|cpu| {
+        let t = Object::of(cpu, timer, KTIMER_SIZE)?;
+        if !dpc.is_null() {
+            Object::of(cpu, dpc, KDPC_SIZE)?;
+        }
+        let due = due_time(cpu, due);
+        t.set_signal_state(0);
+        t.set_u64(0x18, due);
+        t.set_u64(0x30, dpc as u64);
+        // SAFETY: `Period` lies inside the checked KTIMER.
+        unsafe { t.0.add(0x3C).cast::<i32>().write_volatile(period_ms) };
+        let set = SetTimer { due, period_ms: period_ms.max(0) as u32, dpc: dpc as u64 };
+        Ok(u8::from(cpu.machine().timers().set(t.0 as u64, set)))
+    })
+}
+
+/// `KeCancelTimer`: whether the timer was set.
+///
+/// # Safety
+/// As `KeSetTimerEx`.
+pub unsafe extern "win64" fn KeCancelTimer(timer: *mut c_void) -> u8 {
+    kernel(|cpu| {
+        let t = Object::of(cpu, timer, KTIMER_SIZE)?;
+        Ok(u8::from(cpu.machine().timers().cancel(t.0 as u64)))
+    })
+}
+
+/// `KeReadStateTimer`: whether it has expired (is signalled).
+///
+/// # Safety
+/// As `KeSetTimerEx`.
+pub unsafe extern "win64" fn KeReadStateTimer(timer: *mut c_void) -> u8 {
+    kernel(|cpu| Ok(u8::from(Object::of(cpu, timer, KTIMER_SIZE)?.signal_state() != 0)))
+}
+
+/// `KeInitializeDpc(Dpc, DeferredRoutine, DeferredContext)`.
+///
+/// # Safety
+/// `dpc` is the driver's `KDPC`.
+pub unsafe extern "win64" fn KeInitializeDpc(dpc: *mut c_void, routine: *mut c_void, deferred_context: *mut c_void) {
+    kernel(|cpu| {
+        let d = Object::of(cpu, dpc, KDPC_SIZE)?;
+        // SAFETY: inside the checked KDPC.
+        unsafe { std::ptr::write_bytes(d.0, 0, KDPC_SIZE as usize) };
+        // SAFETY: as above.
+        unsafe { d.0.write_volatile(DPC_OBJECT) };
+        // SAFETY: as above: Importance (MediumImportance, 1).
+        unsafe { d.0.add(1).write_volatile(1) };
+        d.set_u64(0x18, routine as u64);
+        d.set_u64(0x20, deferred_context as u64);
+        cpu.machine().timers().dequeue(d.0 as u64);
+        Ok(())
+    });
+}
+
+/// `KeInsertQueueDpc`: queues the DPC with its system arguments; FALSE when it is
+/// queued already.
+///
+/// # Safety
+/// `dpc` is an initialized `KDPC`.
+pub unsafe extern "win64" fn KeInsertQueueDpc(dpc: *mut c_void, argument1: *mut c_void, argument2: *mut c_void) -> u8 {
+    kernel(|cpu| {
+        let d = Object::of(cpu, dpc, KDPC_SIZE)?;
+        let queued = QueuedDpc { dpc: d.0 as u64, argument1: argument1 as u64, argument2: argument2 as u64 };
+        Ok(u8::from(cpu.machine().timers().queue(queued)))
+    })
+}
+
+/// `KeRemoveQueueDpc`: whether it was queued.
+///
+/// # Safety
+/// As `KeInsertQueueDpc`.
+pub unsafe extern "win64" fn KeRemoveQueueDpc(dpc: *mut c_void) -> u8 {
+    kernel(|cpu| Ok(u8::from(cpu.machine().timers().dequeue(Object::of(cpu, dpc, KDPC_SIZE)?.0 as u64))))
+}
+
+/// `KeFlushQueuedDpcs`: runs the queued DPCs now (PASSIVE_LEVEL).
+pub extern "win64" fn KeFlushQueuedDpcs() {
+    run_queued_dpcs();
+}
+
+/// Runs queued DPCs, oldest first, each at DISPATCH_LEVEL, until none is queued.
+fn run_queued_dpcs() {
+    while let Some(q) = kernel(|cpu| Ok(cpu.machine().timers().next_dpc())) {
+        let (routine, deferred_context) = kernel(|cpu| {
+            let d = Object::of(cpu, q.dpc as *mut c_void, KDPC_SIZE)?;
+            let old = cpu.raise_irql(Irql::DISPATCH)?;
+            Ok(((d.u64_at(0x18), d.u64_at(0x20)), old))
+        });
+        let ((routine, context_arg), old) = (routine, deferred_context);
+        if routine != 0 {
+            type Deferred = unsafe extern "win64" fn(*mut c_void, *mut c_void, *mut c_void, *mut c_void);
+            // SAFETY: the driver's PKDEFERRED_ROUTINE, as KeInitializeDpc recorded it,
+            // called as Windows calls it: (Dpc, DeferredContext, SystemArgument1, 2).
+            let f: Deferred = unsafe { std::mem::transmute::<usize, Deferred>(routine as usize) };
+            let args = (
+                q.dpc as *mut c_void,
+                context_arg as *mut c_void,
+                q.argument1 as *mut c_void,
+                q.argument2 as *mut c_void,
+            );
+            // SAFETY: as above.
+            preserving_capture(|| unsafe { f(args.0, args.1, args.2, args.3) });
+        }
+        kernel(|cpu| {
+            if cpu.irql() != Irql::DISPATCH {
+                // A DPC routine must return at DISPATCH_LEVEL (IRQL_UNEXPECTED_VALUE, 0xC8).
+                let p = [u64::from(cpu.irql().0) << 16 | u64::from(Irql::DISPATCH.0) << 8, routine, q.dpc, 0];
+                return Err(cpu.machine().bugcheck(BugCheckCode(0xC8), p));
+            }
+            cpu.lower_irql(old)
+        });
+    }
+}
+
+/// Moves simulated time to `until` (interrupt time), firing each timer as it comes
+/// due (signalling it and queueing its DPC) and running the DPCs.
+fn advance_to(until: u64) {
+    loop {
+        let next = kernel(|cpu| Ok(cpu.machine().timers().next_due().filter(|&d| d <= until)));
+        let step_to = next.unwrap_or(until);
+        kernel(|cpu| {
+            let target_ms = step_to.div_ceil(UNITS_PER_MS);
+            let now_ms = cpu.machine().now_ms();
+            if target_ms > now_ms {
+                cpu.advance_time(target_ms - now_ms);
+            }
+            let now = now(cpu);
+            for (address, t) in cpu.machine().timers().expire(now) {
+                Object::of(cpu, address as *mut c_void, KTIMER_SIZE)?.set_signal_state(1);
+                if t.dpc != 0 {
+                    // As Windows: SystemArgument1 and 2 are the expiry's interrupt time, low
+                    // and high 32 bits.
+                    let (low, high) = (now & 0xFFFF_FFFF, now >> 32);
+                    cpu.machine().timers().queue(QueuedDpc { dpc: t.dpc, argument1: low, argument2: high });
+                }
+            }
+            Ok(())
+        });
+        run_queued_dpcs();
+        if next.is_none() {
+            return;
+        }
+    }
+}
+
+/// `KeWaitForSingleObject` (see the module docs): STATUS_SUCCESS, or STATUS_TIMEOUT.
+///
+/// # Safety
+/// `object` is a dispatcher object (KEVENT, KSEMAPHORE, KTIMER); `timeout` is NULL or
+/// a LARGE_INTEGER.
+pub unsafe extern "win64" fn KeWaitForSingleObject(
+    object: *mut c_void,
+    _reason: u32,
+    _mode: i8,
+    _alertable: u8,
+    timeout: *const i64,
+) -> NtStatus {
+    // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
+    let timeout = (!timeout.is_null()).then(|| unsafe { timeout.read_volatile() });
+    let deadline = kernel(|cpu| {
+        Object::of(cpu, object, HEADER_SIZE)?;
+        if cpu.irql() >= Irql::DISPATCH && timeout != Some(0) {
+            let m = cpu.machine();
+            let irql = u64::from(cpu.irql().0);
+            return Err(if m.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING) {
+                m.bugcheck(
+                    BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [0x3B, irql, object as u64, timeout.map_or(0, |t| t as u64)],
+                )
+            } else {
+                m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [object as u64, irql, 0, 0])
+            });
+        }
+        Ok(timeout.map(|t| due_time(cpu, t)))
+    });
+    loop {
+        let decided = kernel(|cpu| {
+            let o = Object::of(cpu, object, HEADER_SIZE)?;
+            if o.try_take() {
+                return Ok(Some(0));
+            }
+            let now = now(cpu);
+            if deadline.is_some_and(|d| d <= now) || timeout == Some(0) {
+                return Ok(Some(STATUS_TIMEOUT));
+            }
+            let timers = cpu.machine().timers();
+            if deadline.is_none() && timers.next_due().is_none() && !timers.dpcs_queued() {
+                let halt = Halt::WaitNeverEnds {
+                    routine: "KeWaitForSingleObject".into(),
+                    object: object as u64,
+                    object_type: o.kind(),
+                };
+                return Err(cpu.machine().halt(halt));
+            }
+            Ok(None)
+        });
+        if let Some(status) = decided {
+            return status;
+        }
+        run_queued_dpcs();
+        let next = kernel(|cpu| Ok(cpu.machine().timers().next_due()));
+        let until = match (next, deadline) {
+            (Some(n), Some(d)) => n.min(d),
+            (Some(n), None) => n,
+            (None, Some(d)) => d,
+            (None, None) => continue,
+        };
+        advance_to(until);
+    }
+}
+
+/// `KeDelayExecutionThread`: sleeps `interval` of simulated time (timers fire, DPCs
+/// run on the way); STATUS_SUCCESS.
+///
+/// # Safety
+/// `interval` is the caller's LARGE_INTEGER.
+pub unsafe extern "win64" fn KeDelayExecutionThread(_mode: i8, _alertable: u8, interval: *const i64) -> NtStatus {
+    // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
+    let interval = unsafe { interval.read_volatile() };
+    let until = kernel(|cpu| Ok(due_time(cpu, interval)));
+    advance_to(until);
+    0
+}
+
+/// After a driver routine returned, or a scenario moved time: what time and the DPC
+/// queue owe it — timers due by now fire, queued DPCs run. `advance_ms` moves time on
+/// first.
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn settle(machine: &Machine, cpu: u32, advance_ms: u64) -> Result<(), BugCheck> {
+    context::call_driver(machine, cpu, ThreadKind::Arbitrary, |c| {
+        let until = now(c).saturating_add(advance_ms.saturating_mul(UNITS_PER_MS));
+        context::enter(c, "DPC", || advance_to(until));
+        Ok(())
+    })
+}
