@@ -314,7 +314,7 @@ typedef struct _IRP {
         LONG IrpCount;
         PVOID SystemBuffer;
     } AssociatedIrp;
-    PVOID ntmemThreadListEntry[2];
+    LIST_ENTRY ThreadListEntry;
     IO_STATUS_BLOCK IoStatus;
     KPROCESSOR_MODE RequestorMode;
     BOOLEAN PendingReturned;
@@ -334,7 +334,7 @@ typedef struct _IRP {
             PVOID DriverContext[4];
             PVOID Thread;
             PCHAR AuxiliaryBuffer;
-            PVOID ntmemListEntry[2];
+            LIST_ENTRY ListEntry;
             PIO_STACK_LOCATION CurrentStackLocation;
             struct _FILE_OBJECT *OriginalFileObject;
         } Overlay;
@@ -343,6 +343,8 @@ typedef struct _IRP {
 } IRP, *PIRP;
 _Static_assert(__builtin_offsetof(IRP, IoStatus) == 0x30, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, UserBuffer) == 0x70, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.ListEntry) == 0xa8, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.DriverContext) == 0x78, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.CurrentStackLocation) == 0xb8, "IRP layout");
 _Static_assert(sizeof(IRP) == 0xd0, "IRP size");
 

@@ -296,6 +296,8 @@ exports! {
     Ntoskrnl Routine KeFlushQueuedDpcs(ke_dispatcher) Passive;
     Ntoskrnl Routine KeWaitForSingleObject(ke_dispatcher) Dispatch "one processor, no scheduler: an unsatisfied wait sleeps simulated time to the next timer or its timeout; one nothing can satisfy stops the run";
     Ntoskrnl Routine KeDelayExecutionThread(ke_dispatcher) Apc "sleeps simulated time";
+    Ntoskrnl Routine KeAcquireSpinLockAtDpcLevel(ke) AtDispatch;
+    Ntoskrnl Routine KeReleaseSpinLockFromDpcLevel(ke) AtDispatch;
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;

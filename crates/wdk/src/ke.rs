@@ -187,3 +187,21 @@ pub extern "win64" fn KeAreApcsDisabled() -> u8 {
     let raised = kernel(|cpu| Ok(cpu.irql() >= Irql::APC));
     u8::from(raised || APC_DISABLE.with(std::cell::Cell::get) > 0)
 }
+
+/// `KeAcquireSpinLockAtDpcLevel`: takes the lock without raising (the caller is at
+/// DISPATCH_LEVEL already); see [`Cpu::acquire_spin_lock_at_dpc_level`].
+///
+/// # Safety
+/// `lock` points to an initialized `KSPIN_LOCK` the driver owns.
+pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(lock: *mut KSpinLock) {
+    kernel(|cpu| cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?));
+}
+
+/// `KeReleaseSpinLockFromDpcLevel`: frees the lock and stays at DISPATCH_LEVEL (a
+/// lock this processor does not hold: SPIN_LOCK_NOT_OWNED, 0x10).
+///
+/// # Safety
+/// As `KeAcquireSpinLockAtDpcLevel`.
+pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(lock: *mut KSpinLock) {
+    kernel(|cpu| cpu.release_spin_lock(lock_of(cpu, lock)?, cpu.irql()));
+}
