@@ -217,13 +217,27 @@ pub fn layout_figure(title: &str, layout: &Layout, digits: usize) -> Figure {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use ntmem_machine::{BootOptions, MachineConfig, EDITIONS};
 
     use super::*;
 
     fn overlaps(a: &TextBox, b: &TextBox) -> bool {
         a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
+    }
+
+    /// Asserts that no two labels of `fig` overlap, that all lie inside the
+    /// figure, and that the SVG carries exactly those labels.
+    pub(crate) fn assert_labels_apart(fig: &Figure, what: &str) {
+        for (i, a) in fig.labels.iter().enumerate() {
+            assert!(a.0.x + a.0.w <= WIDTH, "{what}: {:?} leaves the figure", a.1);
+            for b in &fig.labels[i + 1..] {
+                assert!(!overlaps(&a.0, &b.0), "{what}: {:?} overlaps {:?}", a.1, b.1);
+            }
+        }
+        let svg = fig.svg();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("<text").count(), fig.labels.len());
     }
 
     fn boots(edition: &'static ntmem_machine::Edition) -> Vec<&'static str> {
@@ -247,15 +261,7 @@ mod tests {
                 };
                 let Ok(profile) = config.build() else { continue };
                 let fig = layout_figure(edition.key, &profile.layout, 16);
-                for (i, a) in fig.labels.iter().enumerate() {
-                    assert!(a.0.x + a.0.w <= WIDTH, "{} {boot}: {:?} leaves the figure", edition.key, a.1);
-                    for b in &fig.labels[i + 1..] {
-                        assert!(!overlaps(&a.0, &b.0), "{} {boot}: {:?} overlaps {:?}", edition.key, a.1, b.1);
-                    }
-                }
-                let svg = fig.svg();
-                assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-                assert_eq!(svg.matches("<text").count(), fig.labels.len());
+                assert_labels_apart(&fig, &format!("{} {boot}", edition.key));
                 drawn += 1;
             }
         }
