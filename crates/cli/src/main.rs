@@ -46,6 +46,8 @@ enum Command {
     Machines(commands::machines::Args),
     /// Show a machine's virtual address-space layout (seed Figure 1).
     Layout(commands::layout::Args),
+    /// Show a booted machine's physical address map: RAM by use, holes, device windows.
+    Physmap(commands::physmap::Args),
     /// Boot a machine and print its summary.
     Boot(commands::boot::Args),
     /// Build a C driver into a Windows x64 PE image (.sys) with clang >= 19 and lld-link.
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::main(&args),
         Command::Machines(args) => commands::machines::main(&args),
         Command::Layout(args) => commands::layout::main(&args),
+        Command::Physmap(args) => commands::physmap::main(&args),
         Command::Boot(args) => commands::boot::main(&args),
         Command::Api(args) => commands::api::main(&args),
         Command::Build(args) => commands::build::main(&args),

@@ -17,7 +17,7 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Also draw the layout as an SVG figure into FILE.
+    /// Also draw the layout as an SVG figure into FILE (box heights grow with log2 of size; gaps drawn).
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
 }
@@ -80,8 +80,10 @@ pub fn main(args: &Args) -> Result<(), Failure> {
     let relocation = machine.machine.space().relocation();
     let r = report(&profile.layout, profile.edition.key, profile.arch.name(), profile.boot.to_string(), relocation);
     if let Some(path) = &args.svg {
-        let title = format!("{} {} {}", profile.edition.os, profile.edition.edition, profile.boot);
-        std::fs::write(path, crate::svg::figure(&title, &profile.layout))
+        let title =
+            format!("{} {} {}", profile.edition.os, profile.edition.edition, profile.boot).trim_end().to_string();
+        let digits = if profile.arch == ntmem_machine::Arch::X86 { 8 } else { 16 };
+        std::fs::write(path, crate::svg::layout_figure(&title, &profile.layout, digits).svg())
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
     }
     if args.json {

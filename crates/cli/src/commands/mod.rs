@@ -5,6 +5,7 @@ pub mod boot;
 pub mod build;
 pub mod layout;
 pub mod machines;
+pub mod physmap;
 pub mod run;
 
 /// Prints `value` as pretty JSON on standard output.
