@@ -191,6 +191,11 @@ fn build_makes_a_windows_x64_driver_image_and_caches_it() {
     let missing = build("c.sys", &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("GREETING must come from -D"));
+    // A routine ntmem does not declare: the compiler's message, then where the list is.
+    let undeclared = build("d.sys", &["-D", "GREETING=KeNotARealRoutine()"]);
+    let err = String::from_utf8_lossy(&undeclared.stderr);
+    assert_eq!(undeclared.status.code(), Some(2), "{err}");
+    assert!(err.contains("KeNotARealRoutine") && err.contains("`ntmem api`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -160,6 +160,7 @@ fn a_sys_importing_routines_ntmem_lacks_exits_2_naming_each_and_its_dll() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("ntoskrnl.exe!KeNotARealRoutine"), "{err}");
     assert!(err.contains("HAL.dll!HalNeither"), "{err}");
+    assert!(err.contains("`ntmem api` lists"), "{err}");
     let _ = std::fs::remove_dir_all(sys.parent().unwrap());
 }
 

@@ -35,11 +35,17 @@ use crate::types::{
     registry_path, service_name, DriverExtension, DriverInitialize, DriverObject, NtStatus, OwnedUnicode, UnicodeString,
 };
 
+/// The line an error about a routine ntmem lacks ends with: where to see what
+/// it has.
+pub const API_HINT: &str =
+    "\nhint: ntmem does not export every WDK routine yet; `ntmem api` lists each routine and variable it does";
+
 /// Why a driver could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// Not an image, no room for it, or imports ntmem does not export.
-    #[error("cannot load {name}: {source}")]
+    /// Not an image, no room for it, or imports ntmem does not export (then the
+    /// message points to `ntmem api`, [`API_HINT`]).
+    #[error("cannot load {name}: {source}{}", if matches!(.source, sysload::LoadError::MissingImports(_)) { API_HINT } else { "" })]
     Image {
         /// The driver.
         name: String,

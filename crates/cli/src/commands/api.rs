@@ -46,7 +46,7 @@ pub fn main(args: &Args) -> Result<(), Failure> {
     let mut out =
         format!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS\n", "NAME", "DLL", "PART", "KIND", "IRQL");
     for r in &rows {
-        let kind = if r.kind == Kind::Routine { "routine" } else { "data" };
+        let kind = if r.kind == Kind::Data { "data" } else { "routine" };
         out += &format!("{:<40} {:<13} {:<5} {:<8} {:<22} {}\n", r.name, r.dll, r.component, kind, r.irql, r.differs);
     }
     out += &format!("{} exports\n", rows.len());

@@ -162,7 +162,7 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageBuilt, Failure> {
     }
     let messages = toolchain
         .build(&files, &imports, &flags, &dir.0.join("work"), &req.out)
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(|e| Failure::usage(with_api_hint(e.to_string())))?;
     if !messages.trim().is_empty() {
         eprint!("{messages}");
     }
@@ -179,6 +179,18 @@ pub fn build_image(req: &ImageRequest) -> Result<ImageBuilt, Failure> {
         }
     }
     Ok(ImageBuilt { image: req.out.clone(), cached: false, key })
+}
+
+/// `message` with [`ntmem_wdk::loader::API_HINT`] appended when the compiler or
+/// linker refused a name ntmem may not declare or export: clang's "undeclared
+/// identifier" / "undeclared function", lld-link's "undefined symbol".
+fn with_api_hint(message: String) -> String {
+    const UNKNOWN_NAME: [&str; 3] = ["undeclared identifier", "undeclared function", "undefined symbol"];
+    if UNKNOWN_NAME.iter().any(|m| message.contains(m)) {
+        message + ntmem_wdk::loader::API_HINT
+    } else {
+        message
+    }
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), Failure> {
