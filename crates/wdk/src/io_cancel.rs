@@ -100,13 +100,23 @@ unsafe fn routine<F: Copy>(p: *const c_void) -> F {
     if p.is_null() {
         null_call()
     }
+    if !ntmem_host::exception::is_image_code(p as usize) {
+        bad_call(p as usize)
+    }
     // SAFETY: the caller's contract: `F` is a function pointer, the size of `p`.
     unsafe { std::mem::transmute_copy::<*const c_void, F>(&p) }
 }
 
 /// The IRP at `irp`, [`crate::context::checked`].
+/// An IRP must be pointer-aligned (the cancel routine is exchanged atomically): a
+/// misaligned one stops the machine as a misaligned spin lock does
+/// (IRQL_NOT_LESS_OR_EQUAL 0x0A: address, DISPATCH_LEVEL, 1 write, 0; ntmem's choice).
 fn checked_irp(cpu: &Cpu<'_>, irp: *mut c_void) -> Result<*mut u8, BugCheck> {
-    crate::context::checked(cpu, irp, IRP_SIZE)
+    let p = crate::context::checked(cpu, irp, IRP_SIZE)?;
+    if !p.cast::<usize>().is_aligned() {
+        return Err(cpu.machine().bugcheck(ntmem_kernel::BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [p as u64, 2, 1, 0]));
+    }
+    Ok(p)
 }
 
 /// The current stack location of the mapped IRP `p`, [`crate::context::checked`].
@@ -122,10 +132,17 @@ unsafe fn current_stack(cpu: &Cpu<'_>, p: *mut u8) -> Result<*mut u8, BugCheck> 
 /// What calling a NULL routine does: an access violation at address 0, an
 /// instruction fetch (parameters 8, 0), raised from the driver's frame.
 fn null_call() -> ! {
+    bad_call(0)
+}
+
+/// A call of `address`, which holds no code: the access violation an instruction
+/// fetch there gives (parameters 8, the address), raised from the driver's frame.
+fn bad_call(address: usize) -> ! {
     let mut record = ntmem_host::context::ExceptionRecord::empty();
     record.code = STATUS_ACCESS_VIOLATION;
     record.number_parameters = 2;
     record.information[0] = 8;
+    record.information[1] = address;
     crate::seh::raise(&record)
 }
 
@@ -184,14 +201,20 @@ pub unsafe extern "win64" fn IoCancelIrp(irp: *mut c_void) -> u8 {
         // SAFETY: as above; the stack location is checked mapped.
         let device = unsafe {
             p.add(OFF_CANCEL_IRQL).write(old.0);
-            current_stack(cpu, p)?.add(0x28).cast::<*mut c_void>().read()
+            current_stack(cpu, p)?.add(0x28).cast::<*mut c_void>().read_unaligned()
         };
         Ok(Some((routine, device)))
     });
     let Some((cancel, device)) = taken else { return 0 };
+    if cancel != CSQ_CANCEL as *mut c_void && !ntmem_host::exception::is_image_code(cancel as usize) {
+        // Not code of any loaded image (a stale or garbage CancelRoutine): executing it
+        // is an access violation at that address, as on Windows — never a jump into
+        // the host.
+        bad_call(cancel as usize)
+    }
     // SAFETY: the routine the driver (or ntmem's queue) set with IoSetCancelRoutine, a
     // PDRIVER_CANCEL, called as Windows calls it: the lock held, released by it.
-    let cancel: DriverCancel = unsafe { routine::<DriverCancel>(cancel) };
+    let cancel: DriverCancel = unsafe { std::mem::transmute::<*mut c_void, DriverCancel>(cancel) };
     // SAFETY: as above: the device and IRP are those Windows passes.
     preserving_capture(|| unsafe { cancel(device, irp) });
     1
@@ -245,7 +268,7 @@ unsafe fn initialize(csq: *mut IoCsq, kind: u32, routines: [*const c_void; 6]) -
     // SAFETY: `csq` is the caller's writable IO_CSQ; the routines are stored as given
     // and called with their types by [`Queue`].
     unsafe {
-        csq.write(IoCsq {
+        csq.write_unaligned(IoCsq {
             kind,
             insert,
             remove,
@@ -266,38 +289,49 @@ impl Queue {
     fn lock(&self) -> u8 {
         let mut irql = 0u8;
         // SAFETY: the driver's IO_CSQ and its CsqAcquireLock ([`routine`]).
-        preserving_capture(|| unsafe { routine::<AcquireLock>((*self.0).acquire_lock)(self.0, &mut irql) });
+        preserving_capture(|| unsafe {
+            routine::<AcquireLock>(std::ptr::addr_of!((*self.0).acquire_lock).read_unaligned())(self.0, &mut irql)
+        });
         irql
     }
 
     fn unlock(&self, irql: u8) {
         // SAFETY: as `lock`, CsqReleaseLock.
-        preserving_capture(|| unsafe { routine::<ReleaseLock>((*self.0).release_lock)(self.0, irql) });
+        preserving_capture(|| unsafe {
+            routine::<ReleaseLock>(std::ptr::addr_of!((*self.0).release_lock).read_unaligned())(self.0, irql)
+        });
     }
 
     fn remove(&self, irp: *mut c_void) {
         // SAFETY: as `lock`, CsqRemoveIrp.
-        preserving_capture(|| unsafe { routine::<RemoveIrp>((*self.0).remove)(self.0, irp) });
+        preserving_capture(|| unsafe {
+            routine::<RemoveIrp>(std::ptr::addr_of!((*self.0).remove).read_unaligned())(self.0, irp)
+        });
     }
 
     fn peek(&self, irp: *mut c_void, context: *mut c_void) -> *mut c_void {
         // SAFETY: as `lock`, CsqPeekNextIrp.
-        preserving_capture(|| unsafe { routine::<PeekNextIrp>((*self.0).peek_next)(self.0, irp, context) })
+        preserving_capture(|| unsafe {
+            routine::<PeekNextIrp>(std::ptr::addr_of!((*self.0).peek_next).read_unaligned())(self.0, irp, context)
+        })
     }
 
     fn complete_canceled(&self, irp: *mut c_void) {
         // SAFETY: as `lock`, CsqCompleteCanceledIrp.
-        preserving_capture(|| unsafe { routine::<RemoveIrp>((*self.0).complete_canceled)(self.0, irp) });
+        preserving_capture(|| unsafe {
+            routine::<RemoveIrp>(std::ptr::addr_of!((*self.0).complete_canceled).read_unaligned())(self.0, irp)
+        });
     }
 
     /// Inserts `irp`: the status the insert gave (always success for a plain queue).
     fn insert(&self, irp: *mut c_void, insert_context: *mut c_void) -> NtStatus {
         // SAFETY: the driver's IO_CSQ; `insert` has the type its `Type` says.
         preserving_capture(|| unsafe {
-            if (*self.0).kind == IO_TYPE_CSQ_EX {
-                routine::<InsertIrpEx>((*self.0).insert)(self.0, irp, insert_context)
+            let insert = std::ptr::addr_of!((*self.0).insert).read_unaligned();
+            if std::ptr::addr_of!((*self.0).kind).read_unaligned() == IO_TYPE_CSQ_EX {
+                routine::<InsertIrpEx>(insert)(self.0, irp, insert_context)
             } else {
-                routine::<InsertIrp>((*self.0).insert)(self.0, irp);
+                routine::<InsertIrp>(insert)(self.0, irp);
                 0
             }
         })
@@ -321,11 +355,15 @@ unsafe fn forget(irp: *mut c_void) {
     // SAFETY: the caller's contract.
     unsafe {
         let context = queue_context(irp).swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !context.is_null() && context.cast::<u32>().read() == IO_TYPE_CSQ_IRP_CONTEXT {
-            (*context.cast::<IoCsqIrpContext>()).irp = std::ptr::null_mut();
+        if !context.is_null() && context.cast::<u32>().read_unaligned() == IO_TYPE_CSQ_IRP_CONTEXT {
+            std::ptr::addr_of_mut!((*context.cast::<IoCsqIrpContext>()).irp).write_unaligned(std::ptr::null_mut());
         }
     }
 }
+
+/// [`csq_cancel`] as one function pointer (a function item may coerce to different
+/// addresses in different places; the cancel routine is compared by address).
+static CSQ_CANCEL: DriverCancel = csq_cancel;
 
 /// The cancel routine `IoCsqInsertIrp(Ex)` gives queued IRPs (see the module docs).
 unsafe extern "win64" fn csq_cancel(_device: *mut c_void, irp: *mut c_void) {
@@ -336,8 +374,8 @@ unsafe extern "win64" fn csq_cancel(_device: *mut c_void, irp: *mut c_void) {
     let context = unsafe { queue_context(irp) }.load(Ordering::Acquire);
     // SAFETY: as above: the queue's IO_CSQ, directly or through the context.
     let csq = unsafe {
-        if context.cast::<u32>().read() == IO_TYPE_CSQ_IRP_CONTEXT {
-            (*context.cast::<IoCsqIrpContext>()).csq
+        if context.cast::<u32>().read_unaligned() == IO_TYPE_CSQ_IRP_CONTEXT {
+            std::ptr::addr_of!((*context.cast::<IoCsqIrpContext>()).csq).read_unaligned()
         } else {
             context.cast::<IoCsq>()
         }
@@ -384,13 +422,13 @@ pub unsafe extern "win64" fn IoCsqInsertIrpEx(
         let owner: *mut c_void = if context.is_null() {
             csq.cast()
         } else {
-            context.write(IoCsqIrpContext { kind: IO_TYPE_CSQ_IRP_CONTEXT, irp, csq });
+            context.write_unaligned(IoCsqIrpContext { kind: IO_TYPE_CSQ_IRP_CONTEXT, irp, csq });
             context.cast()
         };
         queue_context(irp).store(owner, Ordering::Release);
         let control = kernel(|cpu| current_stack(cpu, p)).add(3);
         control.write(control.read() | SL_PENDING_RETURNED);
-        set_cancel_routine(p, csq_cancel as *mut c_void);
+        set_cancel_routine(p, CSQ_CANCEL as *mut c_void);
         if AtomicU8::from_ptr(p.add(OFF_CANCEL)).load(Ordering::Acquire) != 0
             && !set_cancel_routine(p, std::ptr::null_mut()).is_null()
         {
@@ -416,7 +454,7 @@ pub unsafe extern "win64" fn IoCsqRemoveIrp(csq: *mut IoCsq, context: *mut IoCsq
     let queue = Queue(csq);
     let irql = queue.lock();
     // SAFETY: the driver's context (`# Safety`).
-    let irp = unsafe { (*context).irp };
+    let irp = unsafe { std::ptr::addr_of!((*context).irp).read_unaligned() };
     let mut taken = std::ptr::null_mut();
     if !irp.is_null() {
         let p = kernel(|cpu| checked_irp(cpu, irp));

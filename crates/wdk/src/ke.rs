@@ -126,7 +126,7 @@ pub extern "win64" fn KeQueryInterruptTime() -> u64 {
 pub unsafe extern "win64" fn KeQuerySystemTime(time: *mut i64) {
     let now = BOOT_SYSTEM_TIME.saturating_add(interrupt_time());
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-    unsafe { time.write_volatile(now) };
+    unsafe { time.write_unaligned(now) };
 }
 
 /// `KeQuerySystemTimePrecise`: as `KeQuerySystemTime` (simulated time has no
@@ -146,7 +146,7 @@ pub unsafe extern "win64" fn KeQuerySystemTimePrecise(time: *mut i64) {
 pub unsafe extern "win64" fn KeQueryTickCount(ticks: *mut i64) {
     let count = interrupt_time() / i64::from(TIME_INCREMENT);
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-    unsafe { ticks.write_volatile(count) };
+    unsafe { ticks.write_unaligned(count) };
 }
 
 /// `KeQueryTimeIncrement`: 156,250 (15.625 ms), the usual clock interval.
@@ -162,7 +162,7 @@ pub extern "win64" fn KeQueryTimeIncrement() -> u32 {
 pub unsafe extern "win64" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i64 {
     if !frequency.is_null() {
         // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-        unsafe { frequency.write_volatile(10_000_000) };
+        unsafe { frequency.write_unaligned(10_000_000) };
     }
     interrupt_time()
 }

@@ -56,7 +56,9 @@ const KDPC_SIZE: u64 = 0x40;
 /// 100-ns units per millisecond.
 const UNITS_PER_MS: u64 = 10_000;
 
-/// A dispatcher object the driver passed, checked mapped for `len` bytes.
+/// A dispatcher object the driver passed, checked mapped for `len` bytes. Its fields
+/// are read and written unaligned: a driver's misaligned object works as it does on
+/// x64, never trips Rust's alignment checks.
 struct Object(*mut u8);
 
 impl Object {
@@ -66,42 +68,42 @@ impl Object {
 
     fn kind(&self) -> u8 {
         // SAFETY: a mapped object of at least a header (checked in `of`).
-        unsafe { self.0.read_volatile() }
+        unsafe { self.0.read_unaligned() }
     }
 
     fn signal_state(&self) -> i32 {
         // SAFETY: as `kind`.
-        unsafe { self.0.add(4).cast::<i32>().read_volatile() }
+        unsafe { self.0.add(4).cast::<i32>().read_unaligned() }
     }
 
     fn set_signal_state(&self, v: i32) {
         // SAFETY: as `kind`.
-        unsafe { self.0.add(4).cast::<i32>().write_volatile(v) }
+        unsafe { self.0.add(4).cast::<i32>().write_unaligned(v) }
     }
 
     /// Writes a header: type, size in LONGs, signal state, an empty wait list.
     fn initialize(&self, kind: u8, size: u64, state: i32) {
         // SAFETY: as `kind`; the wait list head points at itself (empty).
         unsafe {
-            self.0.write_volatile(kind);
-            self.0.add(1).write_volatile(0);
-            self.0.add(2).write_volatile((size / 4) as u8);
-            self.0.add(3).write_volatile(0);
+            self.0.write_unaligned(kind);
+            self.0.add(1).write_unaligned(0);
+            self.0.add(2).write_unaligned((size / 4) as u8);
+            self.0.add(3).write_unaligned(0);
             self.set_signal_state(state);
             let head = self.0.add(8).cast::<*mut u8>();
-            head.write_volatile(self.0.add(8));
-            head.add(1).write_volatile(self.0.add(8));
+            head.write_unaligned(self.0.add(8));
+            head.add(1).write_unaligned(self.0.add(8));
         }
     }
 
     fn u64_at(&self, offset: usize) -> u64 {
         // SAFETY: inside the object (callers pass offsets of its fields).
-        unsafe { self.0.add(offset).cast::<u64>().read_volatile() }
+        unsafe { self.0.add(offset).cast::<u64>().read_unaligned() }
     }
 
     fn set_u64(&self, offset: usize, v: u64) {
         // SAFETY: as `u64_at`.
-        unsafe { self.0.add(offset).cast::<u64>().write_volatile(v) }
+        unsafe { self.0.add(offset).cast::<u64>().write_unaligned(v) }
     }
 
     /// Takes the object if it is signalled, as a satisfied wait does: a
@@ -184,7 +186,7 @@ pub unsafe extern "win64" fn KeInitializeSemaphore(semaphore: *mut c_void, count
         let s = Object::of(cpu, semaphore, 0x20)?;
         s.initialize(SEMAPHORE_OBJECT, 0x20, count);
         // SAFETY: `Limit` lies inside the checked 0x20 bytes.
-        unsafe { s.0.add(0x18).cast::<i32>().write_volatile(limit) };
+        unsafe { s.0.add(0x18).cast::<i32>().write_unaligned(limit) };
         Ok(())
     });
 }
@@ -204,7 +206,7 @@ pub unsafe extern "win64" fn KeReleaseSemaphore(
         let s = Object::of(cpu, semaphore, 0x20)?;
         let previous = s.signal_state();
         // SAFETY: as in KeInitializeSemaphore.
-        let limit = unsafe { s.0.add(0x18).cast::<i32>().read_volatile() };
+        let limit = unsafe { s.0.add(0x18).cast::<i32>().read_unaligned() };
         let next = previous.checked_add(adjustment).filter(|&n| n <= limit && adjustment >= 0);
         Ok(next.map(|n| {
             s.set_signal_state(n);
@@ -289,7 +291,7 @@ pub unsafe extern "win64" fn KeSetTimerEx(timer: *mut c_void, due: i64, period_m
         t.set_u64(0x18, due);
         t.set_u64(0x30, dpc as u64);
         // SAFETY: `Period` lies inside the checked KTIMER.
-        unsafe { t.0.add(0x3C).cast::<i32>().write_volatile(period_ms) };
+        unsafe { t.0.add(0x3C).cast::<i32>().write_unaligned(period_ms) };
         let set = SetTimer { due, period_ms: period_ms.max(0) as u32, dpc: dpc as u64 };
         Ok(u8::from(cpu.machine().timers().set(t.0 as u64, set)))
     })
@@ -324,9 +326,9 @@ pub unsafe extern "win64" fn KeInitializeDpc(dpc: *mut c_void, routine: *mut c_v
         // SAFETY: inside the checked KDPC.
         unsafe { std::ptr::write_bytes(d.0, 0, KDPC_SIZE as usize) };
         // SAFETY: as above.
-        unsafe { d.0.write_volatile(DPC_OBJECT) };
+        unsafe { d.0.write_unaligned(DPC_OBJECT) };
         // SAFETY: as above: Importance (MediumImportance, 1).
-        unsafe { d.0.add(1).write_volatile(1) };
+        unsafe { d.0.add(1).write_unaligned(1) };
         d.set_u64(0x18, routine as u64);
         d.set_u64(0x20, deferred_context as u64);
         cpu.machine().timers().dequeue(d.0 as u64);
@@ -369,6 +371,14 @@ fn run_queued_dpcs() {
             Ok(((d.u64_at(0x18), d.u64_at(0x20)), old))
         });
         let ((routine, context_arg), old) = (routine, deferred_context);
+        if routine != 0 && !ntmem_host::exception::is_image_code(routine as usize) {
+            // A DPC whose routine is no loaded image's code (freed or overwritten):
+            // TIMER_OR_DPC_INVALID (0xC7: 2 the DPC routine, its address, 0, 0) rather
+            // than a jump to wherever it points.
+            kernel(|cpu| -> Result<(), BugCheck> {
+                Err(cpu.machine().bugcheck(BugCheckCode(0xC7), [2, routine, q.dpc, 0]))
+            });
+        }
         if routine != 0 {
             type Deferred = unsafe extern "win64" fn(*mut c_void, *mut c_void, *mut c_void, *mut c_void);
             // SAFETY: the driver's PKDEFERRED_ROUTINE, as KeInitializeDpc recorded it,
@@ -438,7 +448,7 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
     timeout: *const i64,
 ) -> NtStatus {
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-    let timeout = (!timeout.is_null()).then(|| unsafe { timeout.read_volatile() });
+    let timeout = (!timeout.is_null()).then(|| unsafe { timeout.read_unaligned() });
     let deadline = kernel(|cpu| {
         Object::of(cpu, object, HEADER_SIZE)?;
         if cpu.irql() >= Irql::DISPATCH && timeout != Some(0) {
@@ -498,7 +508,7 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
 /// `interval` is the caller's LARGE_INTEGER.
 pub unsafe extern "win64" fn KeDelayExecutionThread(_mode: i8, _alertable: u8, interval: *const i64) -> NtStatus {
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-    let interval = unsafe { interval.read_volatile() };
+    let interval = unsafe { interval.read_unaligned() };
     let until = kernel(|cpu| Ok(due_time(cpu, interval)));
     advance_to(until);
     0

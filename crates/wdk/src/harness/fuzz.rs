@@ -31,7 +31,12 @@ use crate::ex::{
     ExAllocatePool2, ExAllocatePoolWithQuotaTag, ExAllocatePoolWithTag, ExAllocatePoolWithTagPriority, ExFreePool,
     ExFreePoolWithTag, ExQueryPoolBlockSize,
 };
+use crate::io_cancel::{IoAcquireCancelSpinLock, IoCancelIrp, IoReleaseCancelSpinLock};
 use crate::ke::{KeAcquireSpinLockRaiseToDpc, KeInitializeSpinLock, KeLowerIrql, KeReleaseSpinLock, KfRaiseIrql};
+use crate::ke_dispatcher::{
+    KeCancelTimer, KeInitializeDpc, KeInitializeEvent, KeInitializeTimerEx, KeInsertQueueDpc, KeSetEvent, KeSetTimerEx,
+    KeWaitForSingleObject,
+};
 use crate::lookaside::{
     ExAllocateFromLookasideListEx, ExDeleteLookasideListEx, ExFreeToLookasideListEx, ExInitializeLookasideListEx,
     ExInitializeNPagedLookasideList,
@@ -314,6 +319,42 @@ impl Fuzzer<'_> {
                 // SAFETY: the address is the machine's or a number the machine does
                 // not map: the write faults and the trap reports it as Windows would.
                 unsafe { at.write_volatile(small as u8) };
+                return None;
+            }
+            36 => {
+                // Dispatcher objects at hostile addresses: a poll never sleeps.
+                let object = self.pointer(stack).cast();
+                let zero = 0i64;
+                // SAFETY: hostile object pointers are what is tested (checked mapped by
+                // the routines); the wait only polls.
+                unsafe {
+                    KeInitializeEvent(object, small & 1, (small & 2) as u8);
+                    KeSetEvent(object, 0, 0);
+                    return Some(KeWaitForSingleObject(object, 0, 0, 0, &zero) as usize);
+                }
+            }
+            37 => {
+                let (timer, dpc) = (self.pointer(stack).cast(), self.pointer(stack).cast());
+                let due = -(i64::from(small) * 10_000);
+                // SAFETY: as above, for timers and DPCs; the DPC routine is NULL (a DPC
+                // with no routine does nothing), cancelled or run by the next settle.
+                unsafe {
+                    KeInitializeTimerEx(timer, small & 1);
+                    KeInitializeDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut());
+                    KeSetTimerEx(timer, due, (small & 3) as i32, dpc);
+                    KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut());
+                    return Some(usize::from(KeCancelTimer(timer)));
+                }
+            }
+            38 => {
+                // SAFETY: a hostile IRP pointer: IoCancelIrp checks it mapped.
+                return Some(usize::from(unsafe { IoCancelIrp(self.pointer(stack).cast()) }));
+            }
+            39 => {
+                let mut irql = 0u8;
+                // SAFETY: a local KIRQL; the lock is the machine's.
+                unsafe { IoAcquireCancelSpinLock(&mut irql) };
+                IoReleaseCancelSpinLock(irql);
                 return None;
             }
             _ => return None,
