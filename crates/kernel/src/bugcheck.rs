@@ -426,7 +426,7 @@ thread_local! {
 /// Records the stack of the stop this thread is about to make: walked by the WDK
 /// boundary while the stopped thread's stack is live, just before it leaves driver code
 /// with a bugcheck (the escape to `Machine::run` carries only words). The machine
-/// attaches it to its stop record if that has no stack yet ([`take_stop_stack`]).
+/// attaches it to its stop record if that has no stack yet (`take_stop_stack`).
 pub fn note_stop_stack(frames: Vec<StackFrame>) {
     STOP_STACK.with(|s| *s.borrow_mut() = frames);
 }

@@ -365,12 +365,11 @@ pub extern "win64" fn KeFlushQueuedDpcs() {
 /// Runs queued DPCs, oldest first, each at DISPATCH_LEVEL, until none is queued.
 fn run_queued_dpcs() {
     while let Some(q) = kernel(|cpu| Ok(cpu.machine().timers().next_dpc())) {
-        let (routine, deferred_context) = kernel(|cpu| {
+        let (routine, context_arg, old) = kernel(|cpu| {
             let d = Object::of(cpu, q.dpc as *mut c_void, KDPC_SIZE)?;
             let old = cpu.raise_irql(Irql::DISPATCH)?;
-            Ok(((d.u64_at(0x18), d.u64_at(0x20)), old))
+            Ok((d.u64_at(0x18), d.u64_at(0x20), old))
         });
-        let ((routine, context_arg), old) = (routine, deferred_context);
         if routine != 0 && !ntmem_host::exception::is_image_code(routine as usize) {
             // A DPC whose routine is no loaded image's code (freed or overwritten):
             // TIMER_OR_DPC_INVALID (0xC7: 2 the DPC routine, its address, 0, 0) rather

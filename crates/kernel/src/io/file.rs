@@ -25,7 +25,6 @@ use ntmem_machine::Va;
 
 use super::device::{write_bytes, DeviceFlags, DeviceObject};
 use super::request::{IoCall, IoOutcome, IoRequest};
-use super::Dispatch;
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use crate::ke::processor::Cpu;
@@ -175,27 +174,6 @@ pub fn end_open(
     }
 }
 
-/// Opens `name` for `caller` in one go ([`begin_open`], IRP_MJ_CREATE to `driver`,
-/// [`end_open`]): the open file when the create succeeded, and the create's outcome
-/// (whose status is the open's).
-///
-/// # Errors
-/// A bugcheck in the driver or the I/O manager.
-pub fn open(
-    cpu: &Cpu<'_>,
-    name: &str,
-    request: OpenRequest,
-    caller: Option<&Arc<Process>>,
-    driver: &dyn Dispatch,
-) -> Result<(Option<OpenFile>, IoOutcome), BugCheck> {
-    let (device, file) = match begin_open(cpu, name, request)? {
-        Ok(opened) => opened,
-        Err(status) => return Ok((None, IoOutcome::failed(status))),
-    };
-    let outcome = create_call(device, file, request, caller).send(cpu, driver)?;
-    Ok((end_open(cpu, device, file, caller, &outcome)?, outcome))
-}
-
 /// The IRP_MJ_CREATE of an open.
 pub fn create_call(
     device: DeviceObject,
@@ -228,17 +206,6 @@ pub fn close_calls(open: &OpenFile) -> [IoCall; 2] {
 pub fn end_close(cpu: &Cpu<'_>, open: &OpenFile) -> Result<(), BugCheck> {
     cpu.machine().io().files().retain(|f| f.file != open.file);
     free_file_object(cpu, open.file)
-}
-
-/// Closes `open`'s handle in one go: [`close_calls`] to `driver`, then [`end_close`].
-///
-/// # Errors
-/// A bugcheck in the driver or the I/O manager.
-pub fn close(cpu: &Cpu<'_>, open: &OpenFile, driver: &dyn Dispatch) -> Result<[IoOutcome; 2], BugCheck> {
-    let [cleanup, close] = close_calls(open);
-    let outcomes = [cleanup.send(cpu, driver)?, close.send(cpu, driver)?];
-    end_close(cpu, open)?;
-    Ok(outcomes)
 }
 
 /// A zeroed FILE_OBJECT for `device`, with its access, sharing and file name.

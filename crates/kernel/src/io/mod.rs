@@ -219,11 +219,6 @@ impl IoManager {
         self.files().iter().filter(|f| f.device == device).count()
     }
 
-    /// The files open now (their handles not closed).
-    pub fn open_files(&self) -> Vec<file::OpenFile> {
-        self.files().clone()
-    }
-
     /// The object namespace's symbolic links.
     pub fn symbolic_links(&self) -> MutexGuard<'_, symlink::SymbolicLinks> {
         self.symbolic_links.lock().unwrap_or_else(|e| e.into_inner())

@@ -86,7 +86,7 @@ pub enum IoRequest {
         /// `ByteOffset`.
         offset: i64,
     },
-    /// `IRP_MJ_CREATE` of a file object ([`super::file::open`]).
+    /// `IRP_MJ_CREATE` of a file object ([`super::file::begin_open`]).
     Create(super::file::OpenRequest),
     /// `IRP_MJ_CLEANUP`: the last handle to the file object closed.
     Cleanup,

@@ -63,11 +63,6 @@ impl Timers {
         self.set_timers().remove(&timer).is_some()
     }
 
-    /// Whether the timer at `timer` is set.
-    pub fn is_set(&self, timer: u64) -> bool {
-        self.set_timers().contains_key(&timer)
-    }
-
     /// When the next timer is due, if any is set.
     pub fn next_due(&self) -> Option<u64> {
         self.set_timers().values().map(|t| t.due).min()
@@ -91,15 +86,6 @@ impl Timers {
             }
         }
         due
-    }
-
-    /// Forgets every timer and DPC whose structure lies in `[start, end)` (freed
-    /// memory, an unloaded image); returns what was forgotten, for the check Windows
-    /// makes (TIMER_OR_DPC_INVALID).
-    pub fn in_range(&self, start: u64, end: u64) -> Option<u64> {
-        let inside = |a: u64| (start..end).contains(&a);
-        let timer = self.set_timers().keys().copied().find(|&a| inside(a));
-        timer.or_else(|| self.dpcs().iter().map(|d| d.dpc).find(|&a| inside(a)))
     }
 
     /// Queues `dpc`; false when it is queued already (nothing changes).
