@@ -759,7 +759,8 @@ fn the_report_counts_processors_in_english() {
 #[test]
 fn verifier_flags_given_as_a_number_are_reported_by_name() {
     let t = text(&run("clean.c", &["--verifier", "0x9"]));
-    assert!(t.contains("Verifier       special_pool, pool_tracking ("), "{t}");
+    assert!(t.contains("Verifier       special_pool, pool_tracking\n"), "{t}");
+    assert!(t.contains("pool allocations attempted"), "the counters follow: {t}");
 }
 
 #[test]
@@ -964,4 +965,74 @@ fn pending_requests_in_a_cancel_safe_queue_are_cancelled_or_completed_later() {
     assert!(output[..cancelled].matches("remove ").count() == 1, "removed before completed as cancelled: {output}");
     assert_eq!(v["exit"], 1, "the last cancel step fails");
     assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+}
+
+#[test]
+fn a_leak_lists_each_block_with_its_address_size_and_allocation_site() {
+    let out = run("leak.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("48 bytes by ExAllocatePoolWithTag, allocated at leak!DriverEntry+0x"), "{t}");
+    assert!(t.contains("leak.c @ 12]"), "the allocation's source line: {t}");
+    assert!(t.contains("16 bytes by ExAllocatePool, allocated at leak!DriverEntry+0x"), "{t}");
+
+    let (v, _) = json("leak.c");
+    let blocks = v["leaked_blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2, "{v}");
+    let leak = blocks.iter().find(|b| b["tag"] == "Leak").expect("the Leak block");
+    assert_eq!((leak["bytes"].as_u64(), leak["pool"].as_str()), (Some(48), Some("Nonp")));
+    let address = leak["address"].as_u64().unwrap();
+    assert_eq!(leak["address_hex"], format!("{address:#x}"));
+    assert!(leak["stack"][0].as_str().unwrap().starts_with("leak!DriverEntry+0x"), "{leak}");
+}
+
+#[test]
+fn with_pool_tracking_a_leak_at_unload_is_0xc4_0x62_counting_the_blocks() {
+    let out = run("leak.c", &["--verifier", "pool_tracking", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0xC4);
+    assert_eq!((b["parameters"][0].as_u64(), b["parameters"][3].as_u64()), (Some(0x62), Some(2)), "{b}");
+    assert!(b["parameter_meanings"][3].as_str().unwrap().contains("not freed"), "{b}");
+    assert_eq!(v["leaked_blocks"].as_array().unwrap().len(), 2, "the blocks are still listed");
+    let peak = &v["verifier_state"]["pool"]["peak"];
+    assert_eq!((peak[0]["bytes"].as_u64(), peak[1]["bytes"].as_u64()), (Some(48), Some(16)), "{peak}");
+    // Without the option, the same leak is exit 1 (a report, not a stop); with it for
+    // another driver, too.
+    assert_eq!(run("leak.c", &["--verifier", "pool_tracking", "--verify-driver", "other.sys"]).status.code(), Some(1));
+}
+
+#[test]
+fn systematic_low_resources_fails_each_call_site_once() {
+    let out = run("low_resources.c", &["--verifier", "systematic_low_resources"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("site A failed 1 of 20, site B failed 1 of 20, MDL failed"), "{t}");
+    assert!(t.contains("resource allocations failed deliberately 3"), "{t}");
+    assert!(t.contains("failed on purpose: ExAllocatePoolWithTag 'LesA' from low_resources!"), "{t}");
+    assert!(t.contains("failed on purpose: IoAllocateMdl"), "{t}");
+}
+
+#[test]
+fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
+    let all = ["--verifier", "low_resources", "--fault-probability", "10000"];
+    let t = text(&run("low_resources.c", &all));
+    assert!(t.contains("site A failed 20 of 20, site B failed 20 of 20, MDL failed"), "{t}");
+    let none = ["--verifier", "low_resources", "--fault-probability", "0"];
+    assert!(
+        text(&run("low_resources.c", &none)).contains("site A failed 0 of 20, site B failed 0 of 20, MDL allocated")
+    );
+    let other = [&all[..], &["--verify-driver", "other.sys"]].concat();
+    assert!(text(&run("low_resources.c", &other)).contains("site A failed 0 of 20"));
+    // The default, 6%, from a fixed seed: the same failures every run, and a
+    // different seed gives another sequence.
+    let counts = |seed: &str| {
+        let t = text(&run("low_resources.c", &["--verifier", "low_resources", "--fault-seed", seed]));
+        t.lines().find(|l| l.starts_with("low_resources:")).map(str::to_string).expect("the driver's line")
+    };
+    assert_eq!(counts("7"), counts("7"));
+    let bad = run("low_resources.c", &["--verifier", "low_resources", "--fault-probability", "20000"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("more than 10000"), "{}", text(&bad));
 }

@@ -362,6 +362,7 @@ subcodes! {
     SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x30 ["Current IRQL", "Pool type", "Number of bytes", "0x30: the driver allocated special pool at a bad IRQL"];
     SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x31 ["Current IRQL", "Pool type (0: nonpaged, 1: paged)", "Address that the driver tried to free", "0x31: the driver freed special pool at a bad IRQL"];
     SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION 3 0x32 ["Address that the driver tried to free", "Address where the bit is corrupted", "Fill pattern (reserved on Windows)", "0x32: a single bit of the fill pattern flipped (hardware, or a stray bit write)"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x62 ["0x62: the driver unloaded without freeing all its pool (pool tracking)", "Address of the driver's name (a UNICODE_STRING)", "Verifier's driver information (0: ntmem has none a debugger reads)", "Number of allocations not freed, paged and nonpaged"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x7C ["0x7C: MmUnlockPages of an MDL whose pages were never locked", "Address of the MDL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x7D ["0x7D: MmUnlockPages of an MDL built for nonpaged pool (MmBuildMdlForNonPagedPool)", "Address of the MDL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0xB4 ["0xB4: MmUnlockPages of a partial MDL (IoBuildPartialMdl)", "Address of the MDL", "MDL flags", "Reserved"];

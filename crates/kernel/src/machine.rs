@@ -8,7 +8,7 @@
 //! [`BugCheck`] that stopped the machine. Once stopped, every later `run` returns
 //! the same bugcheck (DESIGN.md, "Leaving driver code on a bugcheck").
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ntmem_host::{call_guarded, register_fault_range, Escape, FaultRange, Stack};
@@ -50,7 +50,7 @@ pub struct Machine {
     lookasides: Lookasides,
     timers: crate::ke::timers::Timers,
     clock_ms: AtomicU64,
-    verifier: AtomicU32,
+    vf: crate::vf::Verifier,
     watchdog: Mutex<WatchdogLimits>,
     hal: crate::hal::Hal,
     _fault_range: FaultRange,
@@ -181,7 +181,7 @@ impl Machine {
             lookasides: Lookasides::default(),
             timers: crate::ke::timers::Timers::default(),
             clock_ms: AtomicU64::new(0),
-            verifier: AtomicU32::new(0),
+            vf: crate::vf::Verifier::default(),
             watchdog: Mutex::new(WatchdogLimits::default()),
             hal,
             _fault_range: fault_range,
@@ -234,12 +234,17 @@ impl Machine {
 
     /// Turns Driver Verifier options on for the machine (`verifier /flags`).
     pub fn set_verifier(&self, flags: VerifierFlags) {
-        self.verifier.store(flags.bits(), Ordering::Release);
+        self.vf.set_flags(flags);
     }
 
     /// The Driver Verifier options in force.
     pub fn verifier(&self) -> VerifierFlags {
-        VerifierFlags::from_bits_truncate(self.verifier.load(Ordering::Acquire))
+        self.vf.flags()
+    }
+
+    /// Driver Verifier: its options, the drivers it verifies, and its hooks (`vf`).
+    pub fn vf(&self) -> &crate::vf::Verifier {
+        &self.vf
     }
 
     /// Simulated time since boot, milliseconds.

@@ -15,12 +15,15 @@
 
 use std::ffi::c_void;
 
-use ntmem_kernel::ex::pool::{self, OnQuotaFailure, PoolFlags, PoolPriority, PoolTag, PoolType, Raise, Raising};
+use ntmem_kernel::ex::pool::{
+    self, NtStatus, OnQuotaFailure, PoolFlags, PoolPriority, PoolTag, PoolType, Raise, Raising,
+};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
 use crate::context::{host_ptr, kernel, va_of};
 use crate::seh::raise_status;
+use crate::vf::{allocation, Ask};
 
 /// `POOL_QUOTA_FAIL_INSTEAD_OF_RAISE`: a `POOL_TYPE` bit of `ExAllocatePoolWithQuotaTag`.
 const POOL_QUOTA_FAIL_INSTEAD_OF_RAISE: u32 = 8;
@@ -35,22 +38,29 @@ fn raising(f: impl FnOnce(&Cpu<'_>) -> Result<Raising, BugCheck>) -> *mut c_void
     }
 }
 
-/// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`, or NULL.
-pub extern "win64" fn ExAllocatePoolWithTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
+/// A plain pool allocation (`None` is NULL) by `routine` under Driver Verifier, as a
+/// pointer; an unknown pool type is NULL.
+fn plain(
+    routine: &'static str,
+    pool_type: u32,
+    tag: PoolTag,
+    f: impl FnOnce(&Cpu<'_>, PoolType) -> Result<Option<Va>, BugCheck>,
+) -> *mut c_void {
     kernel(|cpu| {
         let Some(t) = PoolType::from_raw(pool_type) else { return Ok(std::ptr::null_mut()) };
-        let va = pool::allocate(cpu, t, bytes as u64, PoolTag(tag))?;
+        let va = allocation(cpu, Ask::pool(routine, tag, Some(t.kind())), || None, || f(cpu, t), |va| *va)?;
         Ok(host_ptr(cpu, va))
     })
 }
 
+/// `ExAllocatePoolWithTag`: `bytes` of `pool_type` pool tagged `tag`, or NULL.
+pub extern "win64" fn ExAllocatePoolWithTag(pool_type: u32, bytes: usize, tag: u32) -> *mut c_void {
+    plain("ExAllocatePoolWithTag", pool_type, PoolTag(tag), |cpu, t| pool::allocate(cpu, t, bytes as u64, PoolTag(tag)))
+}
+
 /// `ExAllocatePool`: as `ExAllocatePoolWithTag` with the tag "None".
 pub extern "win64" fn ExAllocatePool(pool_type: u32, bytes: usize) -> *mut c_void {
-    kernel(|cpu| {
-        let Some(t) = PoolType::from_raw(pool_type) else { return Ok(std::ptr::null_mut()) };
-        let va = pool::allocate_untagged(cpu, t, bytes as u64)?;
-        Ok(host_ptr(cpu, va))
-    })
+    plain("ExAllocatePool", pool_type, PoolTag::NONE, |cpu, t| pool::allocate_untagged(cpu, t, bytes as u64))
 }
 
 /// `ExFreePoolWithTag`: frees `p`, which must carry `tag`.
@@ -73,12 +83,9 @@ pub extern "win64" fn ExAllocatePoolWithTagPriority(
     tag: u32,
     priority: u32,
 ) -> *mut c_void {
-    kernel(|cpu| {
-        let (Some(t), Some(p)) = (PoolType::from_raw(pool_type), PoolPriority::from_raw(priority)) else {
-            return Ok(std::ptr::null_mut());
-        };
-        let va = pool::allocate_with_priority(cpu, t, bytes as u64, PoolTag(tag), p)?;
-        Ok(host_ptr(cpu, va))
+    let Some(p) = PoolPriority::from_raw(priority) else { return std::ptr::null_mut() };
+    plain("ExAllocatePoolWithTagPriority", pool_type, PoolTag(tag), |cpu, t| {
+        pool::allocate_with_priority(cpu, t, bytes as u64, PoolTag(tag), p)
     })
 }
 
@@ -92,10 +99,17 @@ pub extern "win64" fn ExAllocatePoolWithQuotaTag(pool_type: u32, bytes: usize, t
     } else {
         OnQuotaFailure::Raise
     };
+    let t = PoolType::from_raw(pool_type & !POOL_QUOTA_FAIL_INSTEAD_OF_RAISE);
+    let injected = match on_failure {
+        OnQuotaFailure::ReturnNull => Ok(None),
+        OnQuotaFailure::Raise => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),
+    };
+    let ask = Ask::pool("ExAllocatePoolWithQuotaTag", PoolTag(tag), t.map(PoolType::kind));
     raising(|cpu| {
-        let Some(t) = PoolType::from_raw(pool_type & !POOL_QUOTA_FAIL_INSTEAD_OF_RAISE) else { return Ok(Ok(None)) };
+        let Some(t) = t else { return Ok(Ok(None)) };
         let system = cpu.machine().pool().system_process();
-        pool::allocate_with_quota(cpu, t, bytes as u64, PoolTag(tag), &system, on_failure)
+        let allocate = || pool::allocate_with_quota(cpu, t, bytes as u64, PoolTag(tag), &system, on_failure);
+        allocation(cpu, ask, || injected, allocate, |r| r.ok().flatten())
     })
 }
 
@@ -103,9 +117,17 @@ pub extern "win64" fn ExAllocatePoolWithQuotaTag(pool_type: u32, bytes: usize, t
 /// flag combination, or raises STATUS_INSUFFICIENT_RESOURCES with
 /// `POOL_FLAG_RAISE_ON_FAILURE`; `POOL_FLAG_USE_QUOTA` charges the System process.
 pub extern "win64" fn ExAllocatePool2(flags: u64, bytes: usize, tag: u32) -> *mut c_void {
+    let flags = PoolFlags::from_bits_retain(flags);
+    let decoded = flags.decode();
+    let injected = match decoded {
+        Some(r) if r.raise => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),
+        _ => Ok(None),
+    };
+    let ask = Ask::pool("ExAllocatePool2", PoolTag(tag), decoded.map(|r| r.pool_type.kind()));
     raising(|cpu| {
         let system = cpu.machine().pool().system_process();
-        pool::allocate2(cpu, PoolFlags::from_bits_retain(flags), bytes as u64, PoolTag(tag), Some(&system))
+        let allocate = || pool::allocate2(cpu, flags, bytes as u64, PoolTag(tag), Some(&system));
+        allocation(cpu, ask, || injected, allocate, |r| r.ok().flatten())
     })
 }
 

@@ -61,3 +61,4 @@ pub mod rtl;
 pub mod seh;
 pub mod symbols;
 pub mod types;
+pub(crate) mod vf;

@@ -304,6 +304,26 @@ impl Driver {
         self.call(machine, cpu, ("DriverEntry", entry as usize), || unsafe { entry(object, path) })
     }
 
+    /// Driver Verifier's check as the image unloads (`MmUnloadSystemImage`): with
+    /// pool tracking on for this driver, pool it left allocated is
+    /// DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) 0x62; the second parameter is the
+    /// address of the driver's name (the DRIVER_OBJECT's `DriverName`
+    /// UNICODE_STRING, which `dS` prints).
+    ///
+    /// # Errors
+    /// The bugcheck.
+    pub fn verify_unload(&self, machine: &Machine) -> Result<(), BugCheck> {
+        let name = std::ptr::addr_of!(self.object.driver_name) as u64;
+        match machine.vf().unload_violation(&self.name, name) {
+            None => Ok(()),
+            Some(p) => {
+                let mut b = machine.bugcheck(ntmem_kernel::BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p);
+                b.driver = Some(self.name.clone());
+                Err(b)
+            }
+        }
+    }
+
     /// Calls the `DriverUnload` that `DriverEntry` registered, if any. Returns
     /// whether there was one.
     ///

@@ -18,6 +18,8 @@ use ntmem_kernel::ex::pool::PoolTag;
 use ntmem_kernel::io::{irp, Irp};
 use ntmem_kernel::mm::contiguous::MemoryCachingType;
 use ntmem_kernel::mm::mdl::{self, LockOperation, Mdl, OnFailure, PagePriority, ProcessorMode};
+
+use crate::vf::{allocation, Ask};
 use ntmem_kernel::mm::probe;
 
 use crate::context::{host_ptr, kernel, va_of};
@@ -52,7 +54,9 @@ pub extern "win64" fn IoAllocateMdl(
     irp: *mut c_void,
 ) -> *mut c_void {
     kernel(|cpu| {
-        let Some(m) = mdl::io_allocate_mdl(cpu, va_of(cpu, va), u64::from(length))? else {
+        let ask = Ask::object("IoAllocateMdl", mdl::MDL_TAG);
+        let allocate = || mdl::io_allocate_mdl(cpu, va_of(cpu, va), u64::from(length));
+        let Some(m) = allocation(cpu, ask, || None, allocate, |m| m.map(|m| m.0))? else {
             return Ok(std::ptr::null_mut());
         };
         if !irp.is_null() {
@@ -100,15 +104,23 @@ pub extern "win64" fn MmMapLockedPagesSpecifyCache(
         let Some(cache) = MemoryCachingType::from_raw(cache) else { return Ok(Ok(std::ptr::null_mut())) };
         let requested = (!requested.is_null()).then(|| va_of(cpu, requested));
         let on_failure = if bugcheck_on_failure != 0 { OnFailure::BugCheck } else { OnFailure::ReturnNull };
-        let r = mdl::mm_map_locked_pages_specify_cache(
-            cpu,
-            Mdl(va_of(cpu, m)),
-            mode(access_mode),
-            cache,
-            requested,
-            on_failure,
-            priority(page_priority),
-        )?;
+        let map = || {
+            mdl::mm_map_locked_pages_specify_cache(
+                cpu,
+                Mdl(va_of(cpu, m)),
+                mode(access_mode),
+                cache,
+                requested,
+                on_failure,
+                priority(page_priority),
+            )
+        };
+        // Low resources simulation fails a kernel-mode mapping that may fail (NULL).
+        let r = if mode(access_mode) == ProcessorMode::KernelMode && on_failure == OnFailure::ReturnNull {
+            allocation(cpu, Ask::resource("MmMapLockedPagesSpecifyCache"), || Ok(None), map, |_| None)?
+        } else {
+            map()?
+        };
         Ok(r.map(|va| host_ptr(cpu, va)))
     });
     match r {

@@ -19,6 +19,7 @@ use ntmem_kernel::trap::pageable_code;
 use ntmem_machine::PhysAddr;
 
 use crate::context::{host_ptr, kernel, va_of};
+use crate::vf::{allocation, Ask};
 
 fn phys(raw: i64) -> PhysAddr {
     PhysAddr::new(raw as u64)
@@ -26,7 +27,10 @@ fn phys(raw: i64) -> PhysAddr {
 
 /// `MmAllocateContiguousMemory`: cached, physically contiguous memory below `highest`.
 pub extern "win64" fn MmAllocateContiguousMemory(bytes: usize, highest: i64) -> *mut c_void {
-    kernel(|cpu| Ok(host_ptr(cpu, contiguous::mm_allocate_contiguous_memory(cpu, bytes as u64, phys(highest)))))
+    kernel(|cpu| {
+        let allocate = || Ok(contiguous::mm_allocate_contiguous_memory(cpu, bytes as u64, phys(highest)));
+        Ok(host_ptr(cpu, allocation(cpu, Ask::resource("MmAllocateContiguousMemory"), || None, allocate, |_| None)?))
+    })
 }
 
 /// `MmAllocateContiguousMemorySpecifyCache`.
@@ -39,15 +43,18 @@ pub extern "win64" fn MmAllocateContiguousMemorySpecifyCache(
 ) -> *mut c_void {
     kernel(|cpu| {
         let Some(cache) = MemoryCachingType::from_raw(cache) else { return Ok(std::ptr::null_mut()) };
-        let va = contiguous::mm_allocate_contiguous_memory_specify_cache(
-            cpu,
-            bytes as u64,
-            phys(lowest),
-            phys(highest),
-            phys(boundary),
-            cache,
-        );
-        Ok(host_ptr(cpu, va))
+        let allocate = || {
+            Ok(contiguous::mm_allocate_contiguous_memory_specify_cache(
+                cpu,
+                bytes as u64,
+                phys(lowest),
+                phys(highest),
+                phys(boundary),
+                cache,
+            ))
+        };
+        let ask = Ask::resource("MmAllocateContiguousMemorySpecifyCache");
+        Ok(host_ptr(cpu, allocation(cpu, ask, || None, allocate, |_| None)?))
     })
 }
 
@@ -66,7 +73,10 @@ pub extern "win64" fn MmFreeContiguousMemorySpecifyCache(base: *mut c_void, byte
 
 /// `MmAllocateNonCachedMemory`.
 pub extern "win64" fn MmAllocateNonCachedMemory(bytes: usize) -> *mut c_void {
-    kernel(|cpu| Ok(host_ptr(cpu, contiguous::mm_allocate_noncached_memory(cpu, bytes as u64))))
+    kernel(|cpu| {
+        let allocate = || Ok(contiguous::mm_allocate_noncached_memory(cpu, bytes as u64));
+        Ok(host_ptr(cpu, allocation(cpu, Ask::resource("MmAllocateNonCachedMemory"), || None, allocate, |_| None)?))
+    })
 }
 
 /// `MmFreeNonCachedMemory`.
@@ -133,7 +143,8 @@ pub extern "win64" fn MmResetDriverPaging(address: *mut c_void) {
 pub extern "win64" fn MmMapIoSpace(pa: i64, bytes: usize, cache: u32) -> *mut c_void {
     kernel(|cpu| {
         let Some(cache) = MemoryCachingType::from_raw(cache) else { return Ok(std::ptr::null_mut()) };
-        Ok(host_ptr(cpu, io_space::mm_map_io_space(cpu, phys(pa), bytes as u64, cache)))
+        let map = || Ok(io_space::mm_map_io_space(cpu, phys(pa), bytes as u64, cache));
+        Ok(host_ptr(cpu, allocation(cpu, Ask::resource("MmMapIoSpace"), || None, map, |_| None)?))
     })
 }
 

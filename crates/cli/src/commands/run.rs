@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
 
+use crate::driver_host::scenario::VerifierSpec;
 use crate::driver_host::{self, PoolSort, Report, Request};
 use crate::options::MachineFlags;
 use crate::output;
@@ -30,9 +31,18 @@ pub struct Args {
     /// A scenario file (TOML): machine, verifier and the steps to run (see the README).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Driver Verifier options, comma-separated, by name or /flags number: special_pool (0x1), irql (0x2), low_resources (0x4), pool_tracking (0x8), io (0x10), deadlock (0x20), dma (0x80), security (0x100), misc (0x800); e.g. special_pool,irql or 0x9. Overrides the scenario's.
+    /// Driver Verifier options, comma-separated, by name or /flags number: special_pool (0x1), irql (0x2), low_resources (0x4), pool_tracking (0x8), io (0x10), deadlock (0x20), dma (0x80), security (0x100), misc (0x800), ddi (0x20000), systematic_low_resources (0x40000), or standard (0x209bb); e.g. special_pool,irql or 0x9. Overrides the scenario's.
     #[arg(long, value_name = "FLAGS")]
     verifier: Option<String>,
+    /// The drivers Driver Verifier checks (verifier /driver), comma-separated image names; default: every driver. Overrides the scenario's verify_drivers.
+    #[arg(long, value_name = "NAMES")]
+    verify_driver: Option<String>,
+    /// Low resources simulation: the chance, in 10,000, that a call fails (verifier /faults; default 600). Overrides the scenario's [faults].
+    #[arg(long, value_name = "N")]
+    fault_probability: Option<u32>,
+    /// Low resources simulation: the seed of its random sequence, to repeat or vary a run. Overrides the scenario's [faults].
+    #[arg(long, value_name = "N")]
+    fault_seed: Option<u64>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -119,7 +129,7 @@ fn demos(args: &Args) -> Result<(), Failure> {
 /// Runs one driver with an optional scenario; command-line flags override the file.
 fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Report, Failure> {
     let mut flags = args.machine.clone();
-    let (mut verifier, mut steps, mut relocate) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut verifier, mut steps, mut relocate) = (VerifierSpec::default(), Vec::new(), Vec::new());
     let mut timeout = None;
     if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
@@ -128,13 +138,23 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         flags.boot = flags.boot.or(scenario.boot);
         flags.processors = flags.processors.or(scenario.processors);
         timeout = scenario.timeout;
-        verifier = scenario.verifier;
+        verifier = VerifierSpec {
+            options: scenario.verifier,
+            drivers: scenario.verify_drivers,
+            faults: scenario.faults.unwrap_or_default(),
+        };
         relocate = scenario.relocate;
         steps = parsed;
     }
+    let list = |v: &str| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     if let Some(v) = &args.verifier {
-        verifier = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        verifier.options = list(v);
     }
+    if let Some(v) = &args.verify_driver {
+        verifier.drivers = list(v);
+    }
+    verifier.faults.probability = args.fault_probability.or(verifier.faults.probability);
+    verifier.faults.seed = args.fault_seed.or(verifier.faults.seed);
     let profile = flags.profile()?;
     let mut watchdog = WatchdogLimits::default();
     if let Some(t) = args.timeout.or(timeout) {

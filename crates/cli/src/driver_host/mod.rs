@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use ntmem_kernel::ex::pool::view::pool_page_of_stop;
 use ntmem_kernel::hal::device::{DeviceId, Space};
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
-use ntmem_kernel::vf::VerifierFlags;
+use ntmem_kernel::Machine;
 use ntmem_machine::MachineProfile;
 use ntmem_wdk::dbg::{self, DebugOutput};
 use ntmem_wdk::loader::Driver;
@@ -42,7 +42,7 @@ use ntmem_wdk::symbols::{Analysis, Symbolizer};
 
 use ntmem_wdk::harness::driver_rows;
 pub use ntmem_wdk::harness::{scenario, steps};
-pub use report::{PoolSort, Report, StopSymbols, Unload};
+pub use report::{LeakedBlock, PoolSort, Report, StopSymbols, Unload, VerifierState};
 
 use crate::Failure;
 
@@ -55,8 +55,9 @@ pub struct Request {
     pub profile: MachineProfile,
     /// The scenario's steps (none: just load and unload).
     pub steps: Vec<scenario::Step>,
-    /// Driver Verifier options, by name or `/flags` number (see `VerifierFlags::parse_one`).
-    pub verifier: Vec<String>,
+    /// Driver Verifier: options by name or `/flags` number (see
+    /// `VerifierFlags::parse_one`), the drivers verified, fault injection's knobs.
+    pub verifier: scenario::VerifierSpec,
     /// Register blocks to move between spaces before the driver starts.
     pub relocate: Vec<scenario::Relocate>,
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
@@ -72,10 +73,8 @@ pub struct Request {
 /// Exit status 2: the driver could not be built or loaded, or the machine could
 /// not boot.
 pub fn run(request: Request) -> Result<Report, Failure> {
-    let mut verifier = VerifierFlags::empty();
-    for option in &request.verifier {
-        verifier |= VerifierFlags::parse_one(option).map_err(Failure::usage)?;
-    }
+    // Checked before building, applied once the machine is up.
+    request.verifier.check().map_err(Failure::usage)?;
     let built = build::build(&request.driver, request.profile.edition)?;
     let booted = crate::commands::boot::boot(request.profile)?;
     let machine = &booted.machine;
@@ -85,7 +84,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         let symbols = built.symbols(image.host_base()).map_err(|e| Failure::usage(format!("{}: {e}", built.name)))?;
         symbolizer.add(symbols);
     }
-    machine.set_verifier(verifier);
+    let verifier = request.verifier.apply(machine).map_err(Failure::usage)?;
     machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
     for r in &request.relocate {
@@ -153,7 +152,14 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     report.leaks_checked = report.bugcheck.is_none() && report.unload != Unload::NotRegistered;
     if report.leaks_checked {
         report.leaks = report.pool.iter().filter(|r| r.diff != 0).copied().collect();
+        report.leaked_blocks = leaked_blocks(machine, &symbolizer, driver.name());
         report.symbolic_links = machine.io().symbolic_links().all();
+        if let Err(b) = driver.verify_unload(machine) {
+            report.bugcheck = Some(b);
+        }
+    }
+    if !verifier.is_empty() {
+        report.verifier_state = Some(verifier_state(machine, &symbolizer, driver.name()));
     }
     if request.json {
         report.debug_output = Some(dbg::take_captured());
@@ -165,6 +171,47 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     drop(driver);
     Ok(report)
+}
+
+/// `driver`'s pool blocks never freed, as Driver Verifier's pool tracking recorded
+/// them, with their allocation stacks named.
+fn leaked_blocks(machine: &Machine, symbolizer: &Symbolizer, driver: &str) -> Vec<LeakedBlock> {
+    machine
+        .vf()
+        .outstanding(driver)
+        .into_iter()
+        .map(|b| LeakedBlock {
+            address: b.va,
+            address_hex: format!("{:#x}", b.va),
+            bytes: b.bytes,
+            tag: b.tag.to_string(),
+            pool: report::kind(b.kind),
+            routine: b.routine,
+            stack: b.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
+        })
+        .collect()
+}
+
+/// Return address `a` as `driver!function+0x…`, or in hex.
+fn return_site(symbolizer: &Symbolizer, a: u64) -> String {
+    symbolizer.describe_return(a).map_or_else(|| format!("{a:#x}"), |f| f.to_string())
+}
+
+/// What Driver Verifier counted for `driver`.
+fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str) -> VerifierState {
+    let vf = machine.vf();
+    let injected = vf
+        .injections()
+        .iter()
+        .filter(|i| i.driver == driver)
+        .map(|i| {
+            let site = i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a));
+            let tag = i.tag.map_or(String::new(), |t| format!(" '{t}'"));
+            let how = if i.systematic { "systematic" } else { "random" };
+            format!("{}{tag} from {site} at {} ms ({how})", i.routine, i.at_ms)
+        })
+        .collect();
+    VerifierState { counters: vf.counters(), pool: vf.driver_pool(driver), injected }
 }
 
 /// The stop `b` named from the driver's symbols: at its faulting instruction, or (a

@@ -59,8 +59,14 @@ pub struct Report {
     pub steps: Vec<super::steps::StepResult>,
     /// What the PnP manager did: AddDevice, start-device, remove-device.
     pub pnp: Vec<PnpEvent>,
-    /// Driver Verifier options asked for (recorded, not yet modelled).
+    /// Driver Verifier options asked for, by name.
     pub verifier: Vec<String>,
+    /// What Driver Verifier counted and did: its counters, the driver's pool counts,
+    /// the calls it failed on purpose. `None` without options.
+    pub verifier_state: Option<VerifierState>,
+    /// The driver's pool blocks never freed (with the leaks), each with its address,
+    /// size and the driver's stack at the allocation, named.
+    pub leaked_blocks: Vec<LeakedBlock>,
     /// For a pool bugcheck, the pool page it is about, as `!pool` shows it.
     pub pool_page: Option<PoolPage>,
     /// The PoolMon column the text report sorts by.
@@ -68,6 +74,39 @@ pub struct Report {
     /// The stop in the driver's terms: its faulting instruction and stack named from
     /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
     pub symbols: Option<StopSymbols>,
+}
+
+/// A pool block the driver allocated and never freed (`!verifier 3`'s "Pool
+/// Allocations" table: Address, Length, Tag, Caller).
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakedBlock {
+    /// The block's address.
+    pub address: u64,
+    /// The address in hex.
+    pub address_hex: String,
+    /// Bytes asked for.
+    pub bytes: u64,
+    /// Its tag.
+    pub tag: String,
+    /// Paged or nonpaged.
+    pub pool: &'static str,
+    /// The routine that allocated it.
+    pub routine: &'static str,
+    /// The driver's stack at the allocation, innermost first, named from its symbols
+    /// where known.
+    pub stack: Vec<String>,
+}
+
+/// Driver Verifier's counts for a run (`!verifier`'s summary and the driver's entry).
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifierState {
+    /// The global counters.
+    pub counters: ntmem_kernel::vf::Counters,
+    /// The driver's pool: current and peak, nonpaged then paged.
+    pub pool: ntmem_kernel::vf::DriverPool,
+    /// The calls low resources simulation failed: the routine and the driver's call
+    /// site, named.
+    pub injected: Vec<String>,
 }
 
 /// The named part of `!analyze -v` and `lm` for a stop (`ntmem_wdk::symbols`).
@@ -127,7 +166,7 @@ fn status_text(s: i32) -> String {
     }
 }
 
-fn kind(k: PoolKind) -> &'static str {
+pub(crate) fn kind(k: PoolKind) -> &'static str {
     match k {
         PoolKind::Nonpaged => "Nonp",
         PoolKind::Paged => "Paged",
@@ -151,6 +190,8 @@ impl Report {
             steps: Vec::new(),
             pnp: Vec::new(),
             verifier: Vec::new(),
+            verifier_state: None,
+            leaked_blocks: Vec::new(),
             symbols: None,
             sort: PoolSort::Tag,
             pool_page: None,
@@ -237,11 +278,24 @@ impl Report {
         };
         let _ = writeln!(o, "DriverUnload   {unload}");
         if !self.verifier.is_empty() {
+            let _ = writeln!(o, "Verifier       {}", self.verifier.join(", "));
+        }
+        if let Some(v) = &self.verifier_state {
+            let c = &v.counters;
             let _ = writeln!(
                 o,
-                "Verifier       {} (special pool, force IRQL checking, and I/O verification's and deadlock detection's first checks act; the other options are recorded)",
-                self.verifier.join(", ")
+                "               pool allocations attempted {}, succeeded {}, failed {}; resource allocations failed deliberately {}",
+                c.pool_allocations_attempted, c.pool_allocations_succeeded, c.pool_allocations_failed, c.faults_injected
             );
+            let [np, p] = v.pool.peak;
+            let _ = writeln!(
+                o,
+                "               peak pool: nonpaged {} allocation(s), {} bytes; paged {} allocation(s), {} bytes",
+                np.allocations, np.bytes, p.allocations, p.bytes
+            );
+            for i in &v.injected {
+                let _ = writeln!(o, "               failed on purpose: {i}");
+            }
         }
         if !self.pnp.is_empty() {
             let _ = writeln!(o, "\nPlug and Play");
@@ -293,6 +347,11 @@ impl Report {
                     r.diff,
                     r.bytes
                 );
+                for b in self.leaked_blocks.iter().filter(|b| b.tag == r.tag.to_string()) {
+                    let at = b.stack.first().map_or(String::new(), |s| format!(", allocated at {s}"));
+                    let _ =
+                        writeln!(o, "               {:<18} {:>8} bytes by {}{at}", b.address_hex, b.bytes, b.routine);
+                }
             }
         }
         for l in &self.symbolic_links {
@@ -434,7 +493,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 16)?;
+        let mut o = s.serialize_struct("Report", 18)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -444,6 +503,7 @@ impl Serialize for Report {
         o.serialize_field("pool", &rows(&self.pool))?;
         o.serialize_field("leaks_checked", &self.leaks_checked)?;
         o.serialize_field("leaks", &rows(&self.leaks))?;
+        o.serialize_field("leaked_blocks", &self.leaked_blocks)?;
         o.serialize_field("symbolic_links", &self.symbolic_links)?;
         let steps: Vec<_> = self
             .steps
@@ -469,6 +529,7 @@ impl Serialize for Report {
             .collect();
         o.serialize_field("pnp", &pnp)?;
         o.serialize_field("verifier", &self.verifier)?;
+        o.serialize_field("verifier_state", &self.verifier_state)?;
         let stop = self.bugcheck.as_ref().filter(|b| b.halt.is_none()).map(|b| Stop {
             code: b.code.0,
             name: b.name(),

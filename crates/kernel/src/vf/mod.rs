@@ -1,13 +1,29 @@
-//! `vf`: Driver Verifier (seed 000 §12.1; research/peers.md §7.1–§7.2).
+//! `vf`: Driver Verifier (seed 000 §12.1; research/peers.md §7.1–§7.2; research
+//! note `dma-verifier-views.md` §3).
 //!
-//! The options are Windows' `verifier /flags` bits; a machine carries the set in
-//! force ([`crate::Machine::set_verifier`]). What each option does lives with the
-//! code it checks: special pool gives every small pool allocation a page of its own
-//! against a guard page ([`crate::ex::pool::special`]); force IRQL checking trims
+//! A machine has one [`Verifier`] ([`crate::Machine::vf`]): the options in force
+//! (Windows' `verifier /flags` bits), the drivers verified (`verifier /driver`, all by
+//! default), and the state of the options that keep some — low resources simulation
+//! ([`faults`]) and pool tracking ([`tracking`]). The driver boundary calls its hooks
+//! where Windows' Verifier thunks a verified driver's imports: before a resource
+//! allocation ([`Verifier::inject_failure`]), after one ([`Verifier::allocated`]),
+//! at every pool free ([`Verifier::freed`]) and at unload
+//! ([`Verifier::unload_violation`]); so an option is added here without touching the
+//! allocators. Options that check a single operation live with the code they check:
+//! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
 //! pageable memory on every raise to DISPATCH_LEVEL or above
-//! ([`crate::Cpu::raise_irql`]), so a driver that touches paged memory at raised IRQL
-//! fails every time, not only when memory is short. Options ntmem does not act on
-//! yet are accepted and recorded.
+//! ([`crate::Cpu::raise_irql`]); I/O verification in [`crate::io`]. Options ntmem
+//! does not act on yet (security, DDI compliance) are accepted and recorded.
+
+pub mod faults;
+pub mod tracking;
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::ex::pool::PoolTag;
+pub use faults::{FaultSettings, Injection};
+pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
 
 bitflags::bitflags! {
     /// `verifier /flags` values (Microsoft, "Driver Verifier options and rule classes").
@@ -31,11 +47,21 @@ bitflags::bitflags! {
         const SECURITY_CHECKS = 0x100;
         /// Miscellaneous checks (0x800).
         const MISCELLANEOUS_CHECKS = 0x800;
+        /// DDI compliance checking (0x20000): recorded, not modelled.
+        const DDI_COMPLIANCE_CHECKING = 0x20000;
+        /// Systematic low resources simulation (0x40000): [`faults`].
+        const SYSTEMATIC_LOW_RESOURCES_SIMULATION = 0x40000;
     }
 }
 
+impl VerifierFlags {
+    /// `verifier /standard`: 0x209BB (Microsoft, "Driver Verifier options and rule
+    /// classes"; research note §3.1).
+    pub const STANDARD: VerifierFlags = VerifierFlags::from_bits_truncate(0x209BB);
+}
+
 /// Each option's name as `parse_one` reads it, with its flag.
-const NAMES: [(&str, VerifierFlags); 9] = [
+const NAMES: [(&str, VerifierFlags); 11] = [
     ("special_pool", VerifierFlags::SPECIAL_POOL),
     ("irql", VerifierFlags::FORCE_IRQL_CHECKING),
     ("low_resources", VerifierFlags::LOW_RESOURCES_SIMULATION),
@@ -45,6 +71,8 @@ const NAMES: [(&str, VerifierFlags); 9] = [
     ("dma", VerifierFlags::DMA_CHECKING),
     ("security", VerifierFlags::SECURITY_CHECKS),
     ("misc", VerifierFlags::MISCELLANEOUS_CHECKS),
+    ("ddi", VerifierFlags::DDI_COMPLIANCE_CHECKING),
+    ("systematic_low_resources", VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION),
 ];
 
 impl VerifierFlags {
@@ -56,13 +84,17 @@ impl VerifierFlags {
 
     /// Parses a verifier option by name, as `ntmem run --verifier` and scenario
     /// files spell them (`special_pool`, `irql`, `low_resources`, `pool_tracking`,
-    /// `io`, `deadlock`, `dma`, `security`, `misc`), or as a number (`0x2b`).
+    /// `io`, `deadlock`, `dma`, `security`, `misc`, `ddi`, `systematic_low_resources`,
+    /// and `standard` for `/standard`), or as a number (`0x2b`).
     ///
     /// # Errors
     /// A message listing the valid names.
     pub fn parse_one(text: &str) -> Result<VerifierFlags, String> {
         let t = text.trim().to_ascii_lowercase().replace('-', "_");
         let t = if t == "force_irql_checking" { "irql".to_string() } else { t };
+        if t == "standard" {
+            return Ok(VerifierFlags::STANDARD);
+        }
         let named = NAMES.iter().find(|(n, _)| *n == t).map(|(_, f)| *f);
         if let Some(f) = named {
             return Ok(f);
@@ -70,9 +102,232 @@ impl VerifierFlags {
         let number = t.strip_prefix("0x").map_or_else(|| t.parse::<u32>().ok(), |h| u32::from_str_radix(h, 16).ok());
         number.and_then(VerifierFlags::from_bits).ok_or_else(|| {
             format!(
-                "unknown verifier option `{text}`: use special_pool, irql, low_resources, pool_tracking, io, deadlock, dma, security, misc, or a /flags number"
+                "unknown verifier option `{text}`: use special_pool, irql, low_resources, pool_tracking, io, deadlock, dma, security, misc, ddi, systematic_low_resources, standard, or a /flags number"
             )
         })
+    }
+}
+
+/// Where a verified driver called a routine: the driver, and its frames (host
+/// address, offset in the image), innermost first — the return address of its call
+/// first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallSite {
+    /// The driver's image name (`lm`'s).
+    pub driver: String,
+    /// (address, offset from the image base) of each frame in the driver.
+    pub frames: Vec<(u64, u64)>,
+}
+
+impl CallSite {
+    /// The identity of the driver's part of the stack, independent of where the image
+    /// was loaded: a hash of the driver's name and the frames' offsets.
+    pub fn stack_hash(&self) -> u64 {
+        // FNV-1a: stable across runs (std's hasher is randomly keyed).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        };
+        eat(self.driver.to_ascii_lowercase().as_bytes());
+        for (_, offset) in &self.frames {
+            eat(&offset.to_le_bytes());
+        }
+        h
+    }
+}
+
+/// Driver Verifier's global counters (`!verifier`'s "Summary of All Verifier
+/// Statistics"; Microsoft, "Monitoring Global Counters").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Pool allocations verified drivers asked for (`ExAllocatePool*`), including
+    /// those failed on purpose.
+    pub pool_allocations_attempted: u64,
+    /// Of which succeeded.
+    pub pool_allocations_succeeded: u64,
+    /// Of which failed for want of memory (not injected).
+    pub pool_allocations_failed: u64,
+    /// "Resource Allocations Failed Deliberately": low resources simulation's.
+    pub faults_injected: u64,
+}
+
+/// The state behind the lock.
+#[derive(Debug, Default)]
+struct State {
+    /// Lower-case image names verified; `None`: every driver.
+    drivers: Option<Vec<String>>,
+    faults: faults::Faults,
+    injections: Vec<Injection>,
+    tracking: tracking::Tracking,
+    counters: Counters,
+}
+
+/// How many injections the history keeps (`!verifier 4` shows the latest).
+const INJECTIONS_KEPT: usize = 1024;
+
+/// A machine's Driver Verifier: the options, the drivers verified, and the state of
+/// the options that keep some.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    flags: AtomicU32,
+    /// Blocks tracked: lets a free skip the lock when there are none.
+    tracked: AtomicUsize,
+    state: Mutex<State>,
+}
+
+impl Verifier {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The options in force.
+    pub fn flags(&self) -> VerifierFlags {
+        VerifierFlags::from_bits_truncate(self.flags.load(Ordering::Acquire))
+    }
+
+    /// Sets the options (`verifier /flags`).
+    pub fn set_flags(&self, flags: VerifierFlags) {
+        self.flags.store(flags.bits(), Ordering::Release);
+    }
+
+    /// Verifies only the drivers named (`verifier /driver a.sys b.sys`; a name
+    /// without `.sys` means the image of that name); `None` verifies every driver.
+    pub fn set_drivers(&self, names: Option<Vec<String>>) {
+        let names = names.map(|v| {
+            v.into_iter()
+                .map(|n| {
+                    let n = n.to_ascii_lowercase();
+                    if n.contains('.') {
+                        n
+                    } else {
+                        format!("{n}.sys")
+                    }
+                })
+                .collect()
+        });
+        self.state().drivers = names;
+    }
+
+    /// Whether `driver` (an image name) is verified.
+    pub fn verifies(&self, driver: &str) -> bool {
+        let d = driver.to_ascii_lowercase();
+        self.state().drivers.as_ref().is_none_or(|names| names.contains(&d))
+    }
+
+    /// Sets randomized low resources simulation's knobs (`verifier /faults`).
+    pub fn set_faults(&self, settings: FaultSettings) {
+        self.state().faults = faults::Faults::new(settings);
+    }
+
+    /// The knobs of randomized low resources simulation.
+    pub fn fault_settings(&self) -> FaultSettings {
+        self.state().faults.settings.clone()
+    }
+
+    /// The hook before a verified driver's resource allocation: whether low resources
+    /// simulation fails this call of `routine` (for pool, `tag` is the tag asked
+    /// for) from `site` at simulated time `now_ms`. A failure is counted and logged;
+    /// the caller then fails the call "according to the semantics of that call".
+    pub fn inject_failure(&self, site: &CallSite, routine: &'static str, tag: Option<PoolTag>, now_ms: u64) -> bool {
+        let flags = self.flags();
+        let pool = routine.starts_with("ExAllocatePool");
+        let random = flags.contains(VerifierFlags::LOW_RESOURCES_SIMULATION);
+        let systematic = flags.contains(VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
+        if !(random || systematic) || !self.verifies(&site.driver) {
+            return false;
+        }
+        let mut s = self.state();
+        let (fail, by_systematic) = if systematic && s.faults.systematic(site) {
+            (true, true)
+        } else {
+            (random && s.faults.random(now_ms, tag), false)
+        };
+        if fail {
+            s.counters.faults_injected += 1;
+            s.counters.pool_allocations_attempted += u64::from(pool);
+            if s.injections.len() == INJECTIONS_KEPT {
+                s.injections.remove(0);
+            }
+            s.injections.push(Injection {
+                routine,
+                tag,
+                driver: site.driver.clone(),
+                stack: site.frames.iter().map(|f| f.0).collect(),
+                at_ms: now_ms,
+                systematic: by_systematic,
+            });
+        }
+        fail
+    }
+
+    /// The hook after a driver's allocation: `block` (or a failure for want of
+    /// memory, `None`) from a pool routine (`pool`) or another resource routine.
+    pub fn allocated(&self, block: Option<TrackedBlock>, pool: bool) {
+        let mut s = self.state();
+        if pool {
+            s.counters.pool_allocations_attempted += 1;
+            if block.is_some() {
+                s.counters.pool_allocations_succeeded += 1;
+            } else {
+                s.counters.pool_allocations_failed += 1;
+            }
+        }
+        if let Some(b) = block {
+            s.tracking.allocated(b);
+            self.tracked.store(s.tracking.len(), Ordering::Release);
+        }
+    }
+
+    /// The hook at every pool free, whoever frees: forgets the block at `va`.
+    pub fn freed(&self, va: u64) {
+        if self.tracked.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut s = self.state();
+        s.tracking.freed(va);
+        self.tracked.store(s.tracking.len(), Ordering::Release);
+    }
+
+    /// `driver`'s pool blocks not freed, by address.
+    pub fn outstanding(&self, driver: &str) -> Vec<TrackedBlock> {
+        self.state().tracking.outstanding(driver)
+    }
+
+    /// `driver`'s pool counts, current and peak.
+    pub fn driver_pool(&self, driver: &str) -> DriverPool {
+        self.state().tracking.counts(driver)
+    }
+
+    /// The log of recent allocate and free operations, oldest first.
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.state().tracking.log()
+    }
+
+    /// The calls low resources simulation failed, oldest first.
+    pub fn injections(&self) -> Vec<Injection> {
+        self.state().injections.clone()
+    }
+
+    /// The global counters.
+    pub fn counters(&self) -> Counters {
+        self.state().counters
+    }
+
+    /// The hook at unload (after `DriverUnload`, as `MmUnloadSystemImage` checks):
+    /// with pool tracking on for `driver`, blocks it left allocated are
+    /// DRIVER_VERIFIER_DETECTED_VIOLATION 0x62 — the parameters after the subcode
+    /// are the address of the driver's name (`name_address`, a UNICODE_STRING), a
+    /// Verifier structure (0 here: ntmem has none a debugger could read) and the
+    /// number of allocations outstanding, paged and nonpaged (Microsoft, bug check
+    /// 0xC4 table, subcode 0x62).
+    pub fn unload_violation(&self, driver: &str, name_address: u64) -> Option<[u64; 4]> {
+        if !self.flags().contains(VerifierFlags::POOL_TRACKING) || !self.verifies(driver) {
+            return None;
+        }
+        let left = self.outstanding(driver).len() as u64;
+        (left > 0).then_some([0x62, name_address, 0, left])
     }
 }
 
@@ -92,5 +347,41 @@ mod tests {
         for (name, flag) in NAMES {
             assert_eq!(VerifierFlags::parse_one(name), Ok(flag), "{name} reads back");
         }
+        assert_eq!(VerifierFlags::parse_one("standard").map(|f| f.bits()), Ok(0x209BB));
+    }
+
+    fn site() -> CallSite {
+        CallSite { driver: "leaky.sys".into(), frames: vec![(0x1_4000_1010, 0x1010)] }
+    }
+
+    #[test]
+    fn only_the_verified_drivers_are_failed() {
+        let v = Verifier::default();
+        v.set_faults(FaultSettings { probability: 10_000, ..FaultSettings::default() });
+        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, 0), "option off");
+        v.set_flags(VerifierFlags::LOW_RESOURCES_SIMULATION);
+        assert!(v.inject_failure(&site(), "ExAllocatePoolWithTag", None, 0));
+        v.set_drivers(Some(vec!["other".into()]));
+        assert!(!v.verifies("leaky.sys") && v.verifies("OTHER.SYS"));
+        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, 0));
+        assert_eq!(v.counters().faults_injected, 1);
+        assert_eq!(v.injections()[0].stack, [0x1_4000_1010]);
+    }
+
+    #[test]
+    fn a_leak_at_unload_is_0x62_with_pool_tracking_only() {
+        let v = Verifier::default();
+        let b =
+            site().block("ExAllocatePoolWithTag", 0x8000, 64, PoolTag(0x6b61_654c), crate::ex::pool::PoolKind::Paged);
+        v.allocated(Some(b), true);
+        v.allocated(None, true);
+        assert_eq!(v.counters().pool_allocations_failed, 1);
+        assert_eq!(v.outstanding("leaky.sys").len(), 1, "tracked whatever the options");
+        assert_eq!(v.unload_violation("leaky.sys", 0x1234), None);
+        v.set_flags(VerifierFlags::POOL_TRACKING);
+        assert_eq!(v.unload_violation("leaky.sys", 0x1234), Some([0x62, 0x1234, 0, 1]));
+        v.freed(0x8000);
+        assert_eq!(v.unload_violation("leaky.sys", 0x1234), None);
+        assert_eq!(v.driver_pool("leaky.sys").peak[1], Count { allocations: 1, bytes: 64 });
     }
 }

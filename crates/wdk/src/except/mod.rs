@@ -151,7 +151,7 @@ pub type LanguageHandler =
     unsafe extern "win64" fn(*mut ExceptionRecord, u64, *mut Context, *mut DispatcherContext) -> i32;
 
 /// The registers unwinding reads and writes, from a CONTEXT.
-fn registers(c: &Context) -> Registers {
+pub(crate) fn registers(c: &Context) -> Registers {
     Registers { rip: c.rip, gpr: c.gpr, xmm: c.flt_save.xmm_registers }
 }
 
@@ -159,6 +159,9 @@ fn registers(c: &Context) -> Registers {
 /// of [`ntmem_host::thunk::driver_frame`] over the current registers), if a driver image
 /// called it: where an exception the routine raises is dispatched from, and where the
 /// stack of a stop it makes starts.
+// Not inlined: its CONTEXT and the capture's copy stay out of the caller's frame,
+// which for a raise stays on the kernel stack (12 KB on x86) during the dispatch.
+#[inline(never)]
 pub(crate) fn driver_context() -> Option<Context> {
     let frame = ntmem_host::thunk::driver_frame()?;
     let mut context = Context::zeroed();

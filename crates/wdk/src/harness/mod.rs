@@ -35,7 +35,6 @@ use ntmem_kernel::ex::pool::{NtStatus as KStatus, PoolMonRow, PoolTag};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
 use ntmem_kernel::io::returns::{check_return, Caller};
 use ntmem_kernel::io::{device, DeviceObject, Dispatch, Irp, MajorFunction};
-use ntmem_kernel::vf::VerifierFlags;
 use ntmem_kernel::{BootError, BugCheck, Cpu, Machine};
 use ntmem_machine::{find_edition, parse_size, BootOptions, MachineConfig, MachineProfile};
 
@@ -150,11 +149,12 @@ impl Harness {
             config.processors = n;
         }
         let harness = Harness::boot(config.build().map_err(|e| bad(e.to_string()))?)?;
-        let mut flags = VerifierFlags::empty();
-        for option in &s.verifier {
-            flags |= VerifierFlags::parse_one(option).map_err(|e| bad(e.to_string()))?;
-        }
-        harness.machine.set_verifier(flags);
+        let spec = scenario::VerifierSpec {
+            options: s.verifier,
+            drivers: s.verify_drivers,
+            faults: s.faults.unwrap_or_default(),
+        };
+        spec.apply(&harness.machine).map_err(bad)?;
         Ok((harness, steps))
     }
 

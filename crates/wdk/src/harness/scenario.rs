@@ -7,7 +7,14 @@
 //! boot = "/PAE"                        # optional; --boot overrides
 //! processors = 2                       # optional; --processors overrides
 //! timeout = 10                        # optional; seconds below DISPATCH_LEVEL; --timeout overrides
-//! verifier = ["special_pool"]          # optional; recorded in the report
+//! verifier = ["special_pool"]          # optional: Driver Verifier options (names or /flags)
+//! verify_drivers = ["mydriver.sys"]    # optional: verifier /driver (default: every driver)
+//!
+//! [faults]                             # optional: verifier /faults, for low_resources
+//! probability = 600                    # chances in 10,000 (default 600)
+//! tags = ["Ab*"]                       # pool tags to fail (default: all)
+//! delay_ms = 0                         # simulated ms after boot before the first (default 0)
+//! seed = 1                             # the random sequence (default fixed)
 //!
 //! [[relocate]]                         # optional: before start-device, the chipset
 //! block = 0                            # decodes the NIC's block 0 (its memory CSRs)
@@ -62,6 +69,11 @@ pub struct Scenario {
     /// `verifier`.
     #[serde(default)]
     pub verifier: Vec<String>,
+    /// `verify_drivers`: the drivers Driver Verifier checks (none: every driver).
+    #[serde(default)]
+    pub verify_drivers: Vec<String>,
+    /// `[faults]`: randomized low resources simulation's knobs.
+    pub faults: Option<Faults>,
     /// `[[relocate]]`: register blocks a chipset decodes in the other space.
     #[serde(default)]
     pub relocate: Vec<Relocate>,
@@ -69,6 +81,85 @@ pub struct Scenario {
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<StepSpec>>,
 }
+/// `[faults]`: `verifier /faults Probability "Tags" "" DelayMins`, with a seed
+/// (`ntmem_kernel::vf::faults`). Missing keys take the defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Chances in 10,000 (0–10,000).
+    pub probability: Option<u32>,
+    /// Pool tag patterns (`*`, `?`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Simulated milliseconds after boot before the first injection.
+    pub delay_ms: Option<u64>,
+    /// The random sequence's seed.
+    pub seed: Option<u64>,
+}
+
+impl Faults {
+    /// The settings, checked.
+    ///
+    /// # Errors
+    /// A probability above 10,000 or a tag pattern longer than four characters.
+    pub fn settings(&self) -> Result<ntmem_kernel::vf::FaultSettings, String> {
+        let d = ntmem_kernel::vf::FaultSettings::default();
+        let probability = self.probability.unwrap_or(d.probability);
+        if probability > 10_000 {
+            return Err(format!("faults: probability {probability} is more than 10000 (chances in 10,000)"));
+        }
+        if let Some(t) = self.tags.iter().find(|t| t.is_empty() || t.chars().count() > 4) {
+            return Err(format!("faults: tag pattern {t:?} is not 1 to 4 characters"));
+        }
+        Ok(ntmem_kernel::vf::FaultSettings {
+            probability,
+            tags: self.tags.clone(),
+            delay_ms: self.delay_ms.unwrap_or(d.delay_ms),
+            seed: self.seed.unwrap_or(d.seed),
+        })
+    }
+}
+
+/// Driver Verifier as a run asks for it: the options (names or `/flags` numbers), the
+/// drivers verified (empty: all) and the fault-injection knobs.
+#[derive(Clone, Debug, Default)]
+pub struct VerifierSpec {
+    /// Options.
+    pub options: Vec<String>,
+    /// `verify_drivers` / `--verify-driver`.
+    pub drivers: Vec<String>,
+    /// `[faults]`.
+    pub faults: Faults,
+}
+
+impl VerifierSpec {
+    /// The options, once every value is checked.
+    ///
+    /// # Errors
+    /// An unknown option or a bad `[faults]` value, as a message.
+    pub fn check(&self) -> Result<ntmem_kernel::vf::VerifierFlags, String> {
+        self.faults.settings()?;
+        let mut flags = ntmem_kernel::vf::VerifierFlags::empty();
+        for option in &self.options {
+            flags |= ntmem_kernel::vf::VerifierFlags::parse_one(option)?;
+        }
+        Ok(flags)
+    }
+
+    /// Turns it on for `machine`; returns the options.
+    ///
+    /// # Errors
+    /// An unknown option or a bad `[faults]` value, as a message.
+    pub fn apply(&self, machine: &ntmem_kernel::Machine) -> Result<ntmem_kernel::vf::VerifierFlags, String> {
+        let flags = self.check()?;
+        let vf = machine.vf();
+        vf.set_faults(self.faults.settings()?);
+        vf.set_drivers((!self.drivers.is_empty()).then(|| self.drivers.clone()));
+        vf.set_flags(flags);
+        Ok(flags)
+    }
+}
+
 /// `[[relocate]]`: before the driver starts, the chipset decodes block `block` of
 /// device `device` (default "nic0", the machine's NIC) in `space` (seed §8: "some
 /// chipsets change the mapping"); the raw resource list keeps how it is wired,

@@ -82,7 +82,7 @@ use self::percpu::{PerCpu, CACHED_CLASSES};
 use self::quota::QuotaProcess;
 pub use self::routines::*;
 use self::special::SpecialPool;
-pub use self::types::{NtStatus, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise, Raising};
+pub use self::types::{NtStatus, Pool2Request, PoolFlags, PoolKind, PoolPriority, PoolTag, PoolType, Raise, Raising};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;

@@ -115,7 +115,9 @@ pub fn allocate2(
 /// misaligned (0x99), bad quota process (0xD); BAD_POOL_HEADER: 5, 6, 7, 8, 9,
 /// 0x20, 0x22 ([`checks`]).
 pub fn free(cpu: &Cpu<'_>, va: Va, tag: Option<PoolTag>) -> Result<(), BugCheck> {
-    cpu.machine().pool().free(cpu, va.get(), tag.map_or(0, |t| t.0))
+    cpu.machine().pool().free(cpu, va.get(), tag.map_or(0, |t| t.0))?;
+    cpu.machine().vf().freed(va.get());
+    Ok(())
 }
 
 /// `ExQueryPoolBlockSize`: the usable bytes of the block at `va` and whether a

@@ -295,10 +295,14 @@ pub type Raising = Result<Option<ntmem_machine::Va>, Raise>;
 
 /// What `ExAllocatePool2` asks for, decoded from its flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Pool2Request {
+pub struct Pool2Request {
+    /// The pool.
     pub pool_type: PoolType,
+    /// Zeroed (no `POOL_FLAG_UNINITIALIZED`).
     pub zero: bool,
+    /// `POOL_FLAG_RAISE_ON_FAILURE`.
     pub raise: bool,
+    /// `POOL_FLAG_USE_QUOTA`.
     pub quota: bool,
 }
 
@@ -306,7 +310,7 @@ impl PoolFlags {
     /// Decodes the flags of `ExAllocatePool2`: exactly one of NON_PAGED,
     /// NON_PAGED_EXECUTE and PAGED; no unknown required bit; no session pool (not
     /// modelled). `None` is an invalid combination: the call returns NULL.
-    pub(crate) fn decode(self) -> Option<Pool2Request> {
+    pub fn decode(self) -> Option<Pool2Request> {
         let bits = self.bits();
         if bits & PoolFlags::REQUIRED_MASK & !PoolFlags::KNOWN_REQUIRED != 0 || self.contains(PoolFlags::SESSION) {
             return None;

@@ -1,0 +1,197 @@
+//! Low resources simulation: Driver Verifier failing a verified driver's resource
+//! allocations on purpose, so that the code which handles a failed allocation runs
+//! (seed 000 §12: "Failure to check the status after attempting to allocate").
+//!
+//! Two options, as Windows has them (research note `dma-verifier-views.md` §3.4, §3.5;
+//! Microsoft, "Low Resources Simulation" and "Systematic low resources simulation"):
+//!
+//! - **Randomized** (`/flags 0x4`): each eligible call fails with a probability of
+//!   `probability` in 10,000 (Windows' default 600, 6%), only for pool tags matching
+//!   `tags` (`*` and `?` wildcards; none: every tag) and only once `delay_ms` of
+//!   simulated time has passed since boot. How Windows draws its random numbers is
+//!   not documented; ntmem uses a seeded generator, so a run is reproducible from its
+//!   seed.
+//! - **Systematic** (`/flags 0x40000`): the first call from each distinct driver stack
+//!   fails, every later call from the same stack succeeds. The stack is the part of
+//!   the call stack inside the driver, as offsets in its image, so it is the same
+//!   after a reload at another address.
+//!
+//! Where ntmem differs: Windows waits `DelayMins` (default 8) minutes after boot
+//! before injecting, because boot-start drivers load in those minutes; an ntmem
+//! machine loads the driver under test at boot, so the default delay is 0.
+
+use std::collections::HashSet;
+
+use crate::ex::pool::PoolTag;
+
+use super::CallSite;
+
+/// Windows' default chance of failing an eligible call: 600 in 10,000.
+pub const DEFAULT_PROBABILITY: u32 = 600;
+
+/// The settings of randomized low resources simulation (`verifier /faults`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSettings {
+    /// Chances in 10,000 that an eligible call fails (0–10,000).
+    pub probability: u32,
+    /// Pool tag patterns to fail (`*`, `?` wildcards); empty: every tag.
+    pub tags: Vec<String>,
+    /// Simulated milliseconds after boot before the first injection.
+    pub delay_ms: u64,
+    /// The seed of the random sequence.
+    pub seed: u64,
+}
+
+impl Default for FaultSettings {
+    fn default() -> Self {
+        FaultSettings { probability: DEFAULT_PROBABILITY, tags: Vec::new(), delay_ms: 0, seed: 0x6e74_6d65_6d5f_7666 }
+    }
+}
+
+/// A call Driver Verifier failed on purpose: the routine, the pool tag if it had
+/// one, the driver's stack, and when (`!verifier 4`'s "Resource fault injection
+/// history").
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Injection {
+    /// The routine the driver called (`ExAllocatePoolWithTag`, `IoAllocateMdl`, …).
+    pub routine: &'static str,
+    /// The pool tag asked for, if any.
+    pub tag: Option<PoolTag>,
+    /// The driver that called it.
+    pub driver: String,
+    /// The driver's return addresses, innermost first.
+    pub stack: Vec<u64>,
+    /// Simulated time, milliseconds since boot.
+    pub at_ms: u64,
+    /// Randomized (`false`) or systematic (`true`).
+    pub systematic: bool,
+}
+
+/// The injector's state.
+#[derive(Debug)]
+pub(super) struct Faults {
+    pub(super) settings: FaultSettings,
+    rng: u64,
+    seen: HashSet<u64>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::new(FaultSettings::default())
+    }
+}
+
+impl Faults {
+    pub(super) fn new(settings: FaultSettings) -> Faults {
+        // xorshift needs a non-zero state.
+        let rng = settings.seed | 1;
+        Faults { settings, rng, seen: HashSet::new() }
+    }
+
+    /// Whether a randomized-simulation call at `now_ms` for `tag` fails.
+    pub(super) fn random(&mut self, now_ms: u64, tag: Option<PoolTag>) -> bool {
+        if now_ms < self.settings.delay_ms || !self.tag_selected(tag) {
+            return false;
+        }
+        (self.next() % 10_000) < u64::from(self.settings.probability)
+    }
+
+    /// Whether a systematic-simulation call from `site` fails: the first time its
+    /// stack is seen.
+    pub(super) fn systematic(&mut self, site: &CallSite) -> bool {
+        self.seen.insert(site.stack_hash())
+    }
+
+    fn tag_selected(&self, tag: Option<PoolTag>) -> bool {
+        if self.settings.tags.is_empty() {
+            return true;
+        }
+        let Some(tag) = tag else { return false };
+        self.settings.tags.iter().any(|p| tag_matches(p, tag))
+    }
+
+    /// xorshift64*.
+    fn next(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Whether `tag` matches `pattern`: `?` any one character, `*` any rest
+/// (GFlags' and `verifier /faults`' tag patterns).
+pub fn tag_matches(pattern: &str, tag: PoolTag) -> bool {
+    let text: Vec<char> = tag.to_string().chars().collect();
+    let pattern: Vec<char> = pattern.chars().collect();
+    matches(&pattern, &text)
+}
+
+fn matches(pattern: &[char], text: &[char]) -> bool {
+    match pattern.split_first() {
+        None => text.iter().all(|c| *c == ' '),
+        Some(('*', _)) => true,
+        Some(('?', rest)) => text.split_first().is_some_and(|(_, t)| matches(rest, t)),
+        Some((p, rest)) => text.split_first().is_some_and(|(c, t)| c == p && matches(rest, t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(text: &str) -> PoolTag {
+        let mut b = [b' '; 4];
+        b[..text.len()].copy_from_slice(text.as_bytes());
+        PoolTag(u32::from_le_bytes(b))
+    }
+
+    #[test]
+    fn tag_patterns_take_wildcards() {
+        assert!(tag_matches("Fat*", tag("Fatx")));
+        assert!(tag_matches("Av?4", tag("Av94")));
+        assert!(!tag_matches("Av?4", tag("Av95")));
+        assert!(tag_matches("*", tag("abcd")));
+        assert!(tag_matches("Ab", tag("Ab")), "a short tag is padded with spaces");
+        assert!(!tag_matches("Ab", tag("Abcd")));
+    }
+
+    #[test]
+    fn the_rate_is_the_probability_and_the_seed_repeats_it() {
+        let mut f = Faults::new(FaultSettings::default());
+        let failed = (0..100_000).filter(|_| f.random(0, None)).count();
+        assert!((5_500..6_500).contains(&failed), "6% of 100,000, got {failed}");
+        let run = |seed| {
+            let mut f = Faults::new(FaultSettings { seed, ..FaultSettings::default() });
+            (0..64).map(|_| f.random(0, None)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn nothing_fails_before_the_delay_or_for_other_tags() {
+        let settings = FaultSettings { probability: 10_000, tags: vec!["Ab*".into()], delay_ms: 1000, seed: 1 };
+        let mut f = Faults::new(settings);
+        assert!(!f.random(999, Some(tag("Abcd"))));
+        assert!(f.random(1000, Some(tag("Abcd"))));
+        assert!(!f.random(1000, Some(tag("Xbcd"))));
+        assert!(!f.random(1000, None), "a tag list leaves untagged resources alone");
+    }
+
+    #[test]
+    fn systematic_fails_each_stack_once() {
+        let mut f = Faults::default();
+        let site = |offsets: &[u64]| CallSite {
+            driver: "d.sys".into(),
+            frames: offsets.iter().map(|&o| (0x1000 + o, o)).collect(),
+        };
+        assert!(f.systematic(&site(&[0x10, 0x20])));
+        assert!(!f.systematic(&site(&[0x10, 0x20])));
+        assert!(f.systematic(&site(&[0x10, 0x30])), "same call site, other caller");
+        let moved = CallSite { driver: "d.sys".into(), frames: vec![(0x9010, 0x10), (0x9020, 0x20)] };
+        assert!(!f.systematic(&moved), "offsets, not addresses, identify a stack");
+    }
+}

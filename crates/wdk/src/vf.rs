@@ -1,0 +1,108 @@
+//! Driver Verifier at the driver boundary: where Windows' Verifier thunks a
+//! verified driver's imports (`nt!VerifierExAllocatePoolWithTag` and its kin), the
+//! routines here ask the machine's [`Verifier`](ntmem_kernel::vf::Verifier) whether
+//! low resources simulation fails the call, and hand it the block the driver got, with
+//! the driver's stack, for pool tracking (research note `dma-verifier-views.md` §3.2,
+//! §3.4, §3.5).
+//!
+//! The routines that consult it: the pool allocators (`ExAllocatePool*`),
+//! `IoAllocateMdl`, `MmAllocateContiguousMemory[SpecifyCache]`,
+//! `MmAllocateNonCachedMemory`, `MmMapIoSpace` and `MmMapLockedPagesSpecifyCache` —
+//! Microsoft's list for low resources simulation less the routines ntmem does not
+//! export yet. Pool blocks and MDLs are tracked; Windows also tracks IRPs, work items
+//! and the Rtl string routines' buffers, which ntmem does not export yet. Verifier's
+//! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
+
+use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
+use ntmem_kernel::vf::{CallSite, VerifierFlags};
+use ntmem_kernel::{BugCheck, Cpu};
+use ntmem_machine::Va;
+
+use crate::except::{self, images};
+
+/// The driver's call into the routine running now: the driver's image and its
+/// frames, innermost first — the whole driver stack when `whole`, else only the
+/// return address. `None` when no driver image made the call (ntmem's own code: the
+/// I/O manager, a scenario step).
+fn call_site(cpu: &Cpu<'_>, whole: bool) -> Option<CallSite> {
+    // The return address alone needs no CONTEXT: routines run on the driver's kernel
+    // stack (12 KB on x86), where every frame counts.
+    let ip = ntmem_host::thunk::driver_frame()?.return_address()?;
+    let driver = cpu.machine().images().name_at(ip as usize)?;
+    let frames = if whole { driver_frames()? } else { vec![(ip, ip - images::lookup(ip)?.base)] };
+    Some(CallSite { driver, frames })
+}
+
+/// The driver's frames at its import call, walked over the registered images.
+#[inline(never)]
+fn driver_frames() -> Option<Vec<(u64, u64)>> {
+    let context = except::driver_context()?;
+    let walked = crate::symbols::walk(except::registers(&context), &images::Memory, |pc| {
+        images::lookup(pc).map(|found| (found.base, found.function.map(|(entry, _)| entry)))
+    });
+    Some(walked.iter().filter_map(|f| images::lookup(f.ip).map(|found| (f.ip, f.ip - found.base))).collect())
+}
+
+/// What a driver asks for: the routine, and for pool its tag and pool.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ask {
+    /// The routine called.
+    pub routine: &'static str,
+    /// The pool tag asked for (pool routines).
+    pub tag: Option<PoolTag>,
+    /// Pool the result is a block of (tracked), if any.
+    pub pool: Option<PoolKind>,
+    /// Whether the routine is a pool allocator (counted as "Pool Allocations").
+    pub pool_routine: bool,
+}
+
+impl Ask {
+    /// A pool allocation of `tag` from `kind` pool by `routine`.
+    pub fn pool(routine: &'static str, tag: PoolTag, kind: Option<PoolKind>) -> Ask {
+        Ask { routine, tag: Some(tag), pool: kind, pool_routine: true }
+    }
+
+    /// Another resource: a mapping, contiguous memory (not tracked).
+    pub fn resource(routine: &'static str) -> Ask {
+        Ask { routine, tag: None, pool: None, pool_routine: false }
+    }
+
+    /// A block a routine allocates from nonpaged pool for the driver, tagged `tag`
+    /// (an MDL), tracked but not counted as the driver's pool allocation.
+    pub fn object(routine: &'static str, tag: PoolTag) -> Ask {
+        Ask { routine, tag: Some(tag), pool: Some(PoolKind::Nonpaged), pool_routine: false }
+    }
+}
+
+/// Runs `allocate`, the allocation `ask` describes, for the calling driver under
+/// Driver Verifier: low resources simulation may fail it first — the result is then
+/// `injected()`, the routine's own way of failing — and a block it returns (`block`)
+/// is tracked with the driver's stack.
+///
+/// # Errors
+/// `allocate`'s bugcheck.
+pub(crate) fn allocation<T>(
+    cpu: &Cpu<'_>,
+    ask: Ask,
+    injected: impl FnOnce() -> T,
+    allocate: impl FnOnce() -> Result<T, BugCheck>,
+    block: impl Fn(&T) -> Option<Va>,
+) -> Result<T, BugCheck> {
+    let vf = cpu.machine().vf();
+    let whole =
+        vf.flags().intersects(VerifierFlags::POOL_TRACKING | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
+    let Some(site) = call_site(cpu, whole) else { return allocate() };
+    if vf.inject_failure(&site, ask.routine, ask.tag, cpu.machine().now_ms()) {
+        return Ok(injected());
+    }
+    let r = allocate()?;
+    if let Some(kind) = ask.pool {
+        let va = block(&r);
+        let tracked = va.map(|va| {
+            let bytes = pool::query_block_size(cpu, va).map_or(0, |b| b.bytes);
+            site.block(ask.routine, va.get(), bytes, ask.tag.unwrap_or(PoolTag(0)), kind)
+        });
+        vf.allocated(tracked, ask.pool_routine);
+    }
+    Ok(r)
+}
