@@ -1004,14 +1004,42 @@ fn with_pool_tracking_a_leak_at_unload_is_0xc4_0x62_counting_the_blocks() {
 }
 
 #[test]
-fn systematic_low_resources_fails_each_call_site_once() {
+fn systematic_low_resources_fails_each_call_site_once_in_a_run_of_its_own() {
     let out = run("low_resources.c", &["--verifier", "systematic_low_resources"]);
     let t = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("site A failed 1 of 20, site B failed 1 of 20, MDL failed"), "{t}");
-    assert!(t.contains("resource allocations failed deliberately 3"), "{t}");
-    assert!(t.contains("failed on purpose: ExAllocatePoolWithTag 'LesA' from low_resources!"), "{t}");
-    assert!(t.contains("failed on purpose: IoAllocateMdl"), "{t}");
+    assert_eq!(out.status.code(), Some(0), "every site is handled: {t}");
+    assert!(
+        t.contains("low_resources.sys: 3 allocation site(s), each failed once in a run of its own (4 runs)"),
+        "{t}"
+    );
+    assert!(t.contains("1  ExAllocatePoolWithTag failing at low_resources!DriverEntry+0x"), "{t}");
+    assert!(t.contains("low_resources.c @ 29]\n     -> handled"), "{t}");
+    assert!(t.contains("3  IoAllocateMdl failing at low_resources!DriverEntry+0x"), "{t}");
+    // Each run's DbgPrint is in its report: the baseline failed nothing.
+    let json_of = || {
+        let out = run("low_resources.c", &["--verifier", "systematic_low_resources", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    let v = json_of();
+    assert_eq!(v["exit"], 0);
+    assert!(v["baseline"]["debug_output"].as_str().unwrap().contains("site A failed 0 of 20, site B failed 0 of 20"));
+    assert_eq!(v["systematic"]["sites"], json_of()["systematic"]["sites"], "the same sites, ids and outcomes twice");
+}
+
+#[test]
+fn systematic_low_resources_finds_the_unchecked_allocation_and_what_it_leads_to() {
+    let out = run("unchecked.c", &["--verifier", "systematic_low_resources", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let sites = v["systematic"]["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 2, "{v}");
+    assert_eq!(sites[0]["outcome"], "handled", "the checked allocation: {v}");
+    let bad = &sites[1];
+    assert_eq!(bad["outcome"], "bugcheck", "{bad}");
+    assert!(bad["site"].as_str().unwrap().contains("unchecked.c @ 29]"), "the call site: {bad}");
+    assert!(bad["verdict"].as_str().unwrap().contains("SYSTEM_THREAD_EXCEPTION_NOT_HANDLED"), "{bad}");
+    assert!(bad["faulting"].as_str().unwrap().contains("unchecked.c @ 30]"), "where it crashed: {bad}");
+    assert!(v["systematic"]["verdict"].as_str().unwrap().starts_with("1 of 2 site(s) mishandled a failure"), "{v}");
 }
 
 #[test]
@@ -1032,6 +1060,8 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
         t.lines().find(|l| l.starts_with("low_resources:")).map(str::to_string).expect("the driver's line")
     };
     assert_eq!(counts("7"), counts("7"));
+    let t = text(&run("low_resources.c", &["--verifier", "low_resources", "--fault-seed", "7"]));
+    assert!(t.contains("low resources simulation: probability 600/10000, tags all, delay 0 ms, seed 7"), "{t}");
     let bad = run("low_resources.c", &["--verifier", "low_resources", "--fault-probability", "20000"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("more than 10000"), "{}", text(&bad));

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
+use ntmem_kernel::vf::VerifierFlags;
 
 use crate::driver_host::scenario::VerifierSpec;
 use crate::driver_host::{self, PoolSort, Report, Request};
@@ -70,7 +71,13 @@ pub fn main(args: &Args) -> Result<(), Failure> {
     if args.driver.is_empty() {
         return demos(args);
     }
-    let report = run_one(args, args.driver.clone(), args.scenario.clone())?;
+    let request = request(args, args.driver.clone(), args.scenario.clone())?;
+    let options = request.verifier.check().map_err(Failure::usage)?;
+    if options.contains(VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION) {
+        return systematic(args, &request);
+    }
+    let mut report = driver_host::run(request)?;
+    report.sort = args.sort;
     if let Some(path) = &args.report {
         output::write_report(path, &report)?;
     }
@@ -83,6 +90,33 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         0 => Ok(()),
         status => Err(Failure::with_status(status, report.verdict())),
     }
+}
+
+/// `--verifier systematic_low_resources`: the campaign, one run per allocation site.
+fn systematic(args: &Args, request: &Request) -> Result<(), Failure> {
+    let campaign = driver_host::campaign::systematic(request)?;
+    if let Some(path) = &args.report {
+        output::write_report(path, &campaign_json(&campaign))?;
+    }
+    if args.json {
+        super::print_json(&campaign_json(&campaign))?;
+    } else {
+        output::emit(&campaign.text())?;
+    }
+    match campaign.exit() {
+        0 => Ok(()),
+        status => Err(Failure::with_status(status, campaign.verdict())),
+    }
+}
+
+/// The campaign as one JSON object: `exit`, `systematic` (the sites), `baseline`.
+fn campaign_json(c: &driver_host::campaign::Campaign) -> serde_json::Value {
+    serde_json::json!({
+        "exit": c.exit(),
+        "driver": c.driver,
+        "systematic": { "sites": c.sites, "cut_short": c.cut_short, "verdict": c.verdict() },
+        "baseline": c.baseline,
+    })
 }
 
 /// The demo drivers and their scenarios, in `drivers/`: a NIC-style driver with a
@@ -128,6 +162,14 @@ fn demos(args: &Args) -> Result<(), Failure> {
 
 /// Runs one driver with an optional scenario; command-line flags override the file.
 fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Report, Failure> {
+    let mut report = driver_host::run(request(args, driver, scenario)?)?;
+    report.sort = args.sort;
+    Ok(report)
+}
+
+/// What to run for one driver with an optional scenario; command-line flags override
+/// the file.
+fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Request, Failure> {
     let mut flags = args.machine.clone();
     let (mut verifier, mut steps, mut relocate) = (VerifierSpec::default(), Vec::new(), Vec::new());
     let mut timeout = None;
@@ -163,10 +205,16 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     if let Some(t) = args.dpc_watchdog {
         watchdog.dpc_period = seconds(t, "--dpc-watchdog")?;
     }
-    let mut report =
-        driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json, watchdog })?;
-    report.sort = args.sort;
-    Ok(report)
+    Ok(Request {
+        driver,
+        profile,
+        steps,
+        verifier,
+        relocate,
+        json: args.json,
+        watchdog,
+        systematic_failed_before: None,
+    })
 }
 
 /// A positive number of seconds, at most a day.

@@ -25,6 +25,7 @@
 //! checking trims on every raise), the others are recorded.
 
 pub mod build;
+pub mod campaign;
 pub mod image;
 pub mod report;
 
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 use ntmem_kernel::ex::pool::view::pool_page_of_stop;
 use ntmem_kernel::hal::device::{DeviceId, Space};
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
+use ntmem_kernel::vf::VerifierFlags;
 use ntmem_kernel::Machine;
 use ntmem_machine::MachineProfile;
 use ntmem_wdk::dbg::{self, DebugOutput};
@@ -42,12 +44,12 @@ use ntmem_wdk::symbols::{Analysis, Symbolizer};
 
 use ntmem_wdk::harness::driver_rows;
 pub use ntmem_wdk::harness::{scenario, steps};
-pub use report::{LeakedBlock, PoolSort, Report, StopSymbols, Unload, VerifierState};
+pub use report::{InjectedCall, LeakedBlock, PoolSort, Report, StopSymbols, Unload, VerifierState};
 
 use crate::Failure;
 
 /// What to run.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Request {
     /// The driver: .c files, a directory, or a .sys.
     pub driver: Vec<PathBuf>,
@@ -65,6 +67,9 @@ pub struct Request {
     pub json: bool,
     /// How long driver code may run (`--timeout`, `--dpc-watchdog`).
     pub watchdog: WatchdogLimits,
+    /// For a run of a systematic campaign ([`campaign`]): the stacks earlier runs
+    /// failed.
+    pub systematic_failed_before: Option<Vec<u64>>,
 }
 
 /// Builds, loads and runs the driver.
@@ -85,6 +90,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         symbolizer.add(symbols);
     }
     let verifier = request.verifier.apply(machine).map_err(Failure::usage)?;
+    if let Some(before) = &request.systematic_failed_before {
+        machine.vf().plan_systematic_run(before);
+    }
     machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
     for r in &request.relocate {
@@ -204,14 +212,23 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str) -> V
         .injections()
         .iter()
         .filter(|i| i.driver == driver)
-        .map(|i| {
-            let site = i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a));
-            let tag = i.tag.map_or(String::new(), |t| format!(" '{t}'"));
-            let how = if i.systematic { "systematic" } else { "random" };
-            format!("{}{tag} from {site} at {} ms ({how})", i.routine, i.at_ms)
+        .map(|i| InjectedCall {
+            routine: i.routine,
+            tag: i.tag.map(|t| t.to_string()),
+            site: i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a)),
+            at_ms: i.at_ms,
+            systematic: i.systematic,
+            stack_id: i.stack_id,
         })
         .collect();
-    VerifierState { counters: vf.counters(), pool: vf.driver_pool(driver), injected }
+    let faults = vf.flags().contains(VerifierFlags::LOW_RESOURCES_SIMULATION).then(|| vf.fault_settings());
+    VerifierState {
+        counters: vf.counters(),
+        pool: vf.driver_pool(driver),
+        faults,
+        injected,
+        discovered: vf.discovered(),
+    }
 }
 
 /// The stop `b` named from the driver's symbols: at its faulting instruction, or (a

@@ -104,9 +104,40 @@ pub struct VerifierState {
     pub counters: ntmem_kernel::vf::Counters,
     /// The driver's pool: current and peak, nonpaged then paged.
     pub pool: ntmem_kernel::vf::DriverPool,
-    /// The calls low resources simulation failed: the routine and the driver's call
-    /// site, named.
-    pub injected: Vec<String>,
+    /// Randomized low resources simulation's settings, seed included (with the
+    /// option on): the same driver, scenario and seed fail the same calls.
+    pub faults: Option<ntmem_kernel::vf::FaultSettings>,
+    /// The calls low resources simulation failed.
+    pub injected: Vec<InjectedCall>,
+    /// Stacks a systematic campaign's run reached after the one it failed (their
+    /// ids): reached only on that failure's path.
+    pub discovered: Vec<u64>,
+}
+
+/// A call low resources simulation failed on purpose (`!verifier 4`).
+#[derive(Debug, Clone, Serialize)]
+pub struct InjectedCall {
+    /// The routine.
+    pub routine: &'static str,
+    /// The pool tag asked for, if any.
+    pub tag: Option<String>,
+    /// The driver's call site, named (`driver!Function+0x… [file @ line]`).
+    pub site: String,
+    /// Simulated milliseconds since boot.
+    pub at_ms: u64,
+    /// Systematic (else randomized).
+    pub systematic: bool,
+    /// The identity of the driver's stack (systematic simulation fails each once).
+    pub stack_id: u64,
+}
+
+impl InjectedCall {
+    /// As the report prints it.
+    pub fn text(&self) -> String {
+        let tag = self.tag.as_ref().map_or(String::new(), |t| format!(" '{t}'"));
+        let how = if self.systematic { "systematic" } else { "random" };
+        format!("{}{tag} from {} at {} ms ({how})", self.routine, self.site, self.at_ms)
+    }
 }
 
 /// The named part of `!analyze -v` and `lm` for a stop (`ntmem_wdk::symbols`).
@@ -287,6 +318,14 @@ impl Report {
                 "               pool allocations attempted {}, succeeded {}, failed {}; resource allocations failed deliberately {}",
                 c.pool_allocations_attempted, c.pool_allocations_succeeded, c.pool_allocations_failed, c.faults_injected
             );
+            if let Some(f) = &v.faults {
+                let tags = if f.tags.is_empty() { "all".to_string() } else { f.tags.join(" ") };
+                let _ = writeln!(
+                    o,
+                    "               low resources simulation: probability {}/10000, tags {tags}, delay {} ms, seed {}",
+                    f.probability, f.delay_ms, f.seed
+                );
+            }
             let [np, p] = v.pool.peak;
             let _ = writeln!(
                 o,
@@ -294,7 +333,7 @@ impl Report {
                 np.allocations, np.bytes, p.allocations, p.bytes
             );
             for i in &v.injected {
-                let _ = writeln!(o, "               failed on purpose: {i}");
+                let _ = writeln!(o, "               failed on purpose: {}", i.text());
             }
         }
         if !self.pnp.is_empty() {

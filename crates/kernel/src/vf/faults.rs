@@ -14,7 +14,10 @@
 //! - **Systematic** (`/flags 0x40000`): the first call from each distinct driver stack
 //!   fails, every later call from the same stack succeeds. The stack is the part of
 //!   the call stack inside the driver, as offsets in its image, so it is the same
-//!   after a reload at another address.
+//!   after a reload at another address. A campaign ([`Faults::plan_run`]) runs the
+//!   driver once per stack instead: each run fails only the first stack no earlier run
+//!   failed, and notes the new stacks it reaches after it, so that one bugcheck does
+//!   not hide what the other failures lead to.
 //!
 //! Where ntmem differs: Windows waits `DelayMins` (default 8) minutes after boot
 //! before injecting, because boot-start drivers load in those minutes; an ntmem
@@ -30,7 +33,7 @@ use super::CallSite;
 pub const DEFAULT_PROBABILITY: u32 = 600;
 
 /// The settings of randomized low resources simulation (`verifier /faults`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FaultSettings {
     /// Chances in 10,000 that an eligible call fails (0–10,000).
     pub probability: u32,
@@ -65,6 +68,8 @@ pub struct Injection {
     pub at_ms: u64,
     /// Randomized (`false`) or systematic (`true`).
     pub systematic: bool,
+    /// The identity of the driver's stack ([`CallSite::stack_hash`]).
+    pub stack_id: u64,
 }
 
 /// The injector's state.
@@ -72,7 +77,11 @@ pub struct Injection {
 pub(super) struct Faults {
     pub(super) settings: FaultSettings,
     rng: u64,
+    /// Stacks failed (or, in a campaign's run, failed in an earlier run).
     seen: HashSet<u64>,
+    /// In a campaign's run: whether this run has failed its stack, and the new stacks
+    /// reached after it, in order.
+    plan: Option<(bool, Vec<u64>)>,
 }
 
 impl Default for Faults {
@@ -85,7 +94,7 @@ impl Faults {
     pub(super) fn new(settings: FaultSettings) -> Faults {
         // xorshift needs a non-zero state.
         let rng = settings.seed | 1;
-        Faults { settings, rng, seen: HashSet::new() }
+        Faults { settings, rng, seen: HashSet::new(), plan: None }
     }
 
     /// Whether a randomized-simulation call at `now_ms` for `tag` fails.
@@ -99,7 +108,35 @@ impl Faults {
     /// Whether a systematic-simulation call from `site` fails: the first time its
     /// stack is seen.
     pub(super) fn systematic(&mut self, site: &CallSite) -> bool {
-        self.seen.insert(site.stack_hash())
+        let h = site.stack_hash();
+        if self.seen.contains(&h) {
+            return false;
+        }
+        match &mut self.plan {
+            Some((true, discovered)) => {
+                if !discovered.contains(&h) {
+                    discovered.push(h);
+                }
+                false
+            }
+            Some((failed, _)) => {
+                *failed = true;
+                self.seen.insert(h)
+            }
+            None => self.seen.insert(h),
+        }
+    }
+
+    /// Makes this a campaign's run: the stacks in `failed_before` pass, the first
+    /// other stack fails, later new ones are only noted.
+    pub(super) fn plan_run(&mut self, failed_before: &[u64]) {
+        self.seen = failed_before.iter().copied().collect();
+        self.plan = Some((false, Vec::new()));
+    }
+
+    /// The new stacks a campaign's run reached after its failure.
+    pub(super) fn discovered(&self) -> Vec<u64> {
+        self.plan.as_ref().map(|p| p.1.clone()).unwrap_or_default()
     }
 
     fn tag_selected(&self, tag: Option<PoolTag>) -> bool {
@@ -193,5 +230,16 @@ mod tests {
         assert!(f.systematic(&site(&[0x10, 0x30])), "same call site, other caller");
         let moved = CallSite { driver: "d.sys".into(), frames: vec![(0x9010, 0x10), (0x9020, 0x20)] };
         assert!(!f.systematic(&moved), "offsets, not addresses, identify a stack");
+    }
+
+    #[test]
+    fn a_campaign_run_fails_one_new_stack_and_notes_the_rest() {
+        let site = |o: u64| CallSite { driver: "d.sys".into(), frames: vec![(0x1000 + o, o)] };
+        let mut f = Faults::default();
+        f.plan_run(&[site(1).stack_hash()]);
+        assert!(!f.systematic(&site(1)), "failed in an earlier run");
+        assert!(f.systematic(&site(2)), "the first new stack");
+        assert!(!f.systematic(&site(3)) && !f.systematic(&site(3)) && !f.systematic(&site(2)));
+        assert_eq!(f.discovered(), [site(3).stack_hash()], "noted once");
     }
 }

@@ -221,6 +221,18 @@ impl Verifier {
         self.state().faults = faults::Faults::new(settings);
     }
 
+    /// Makes this machine's run one of a systematic campaign: the stacks in
+    /// `failed_before` (ids from [`Injection::stack_id`]) pass, the first new one
+    /// fails, later new ones are noted ([`Verifier::discovered`]).
+    pub fn plan_systematic_run(&self, failed_before: &[u64]) {
+        self.state().faults.plan_run(failed_before);
+    }
+
+    /// The new stacks a campaign's run reached after the one it failed.
+    pub fn discovered(&self) -> Vec<u64> {
+        self.state().faults.discovered()
+    }
+
     /// The knobs of randomized low resources simulation.
     pub fn fault_settings(&self) -> FaultSettings {
         self.state().faults.settings.clone()
@@ -257,6 +269,7 @@ impl Verifier {
                 stack: site.frames.iter().map(|f| f.0).collect(),
                 at_ms: now_ms,
                 systematic: by_systematic,
+                stack_id: site.stack_hash(),
             });
         }
         fail
