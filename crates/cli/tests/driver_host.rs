@@ -1066,3 +1066,47 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("more than 10000"), "{}", text(&bad));
 }
+
+/// Each IRQL rule and the pageable-object rule Driver Verifier enforces, broken by
+/// `verifier_rules.c` (input byte = rule), is 0xC4 with its subcode's parameters
+/// (Microsoft, "Bug Check 0xC4"); without Verifier the same calls are the free
+/// kernel's bugchecks or nothing.
+#[test]
+fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
+    // (input byte, P1..P4 where known: None = an address, checked non-zero)
+    let rules: [(&str, [Option<u64>; 4]); 10] = [
+        ("01", [Some(0x01), Some(2), Some(1), Some(24)]),
+        ("02", [Some(0x02), Some(15), Some(0x200), Some(40)]),
+        ("11", [Some(0x11), Some(2), Some(1), None]),
+        ("12", [Some(0x12), Some(15), Some(0), None]),
+        ("30", [Some(0x30), Some(2), Some(1), Some(0)]),
+        ("31", [Some(0x31), Some(0), Some(2), Some(0)]),
+        ("1A", [Some(0x11A), Some(2), Some(0), Some(0)]),
+        ("1B", [Some(0x11B), Some(2), Some(0), Some(0)]),
+        ("E1", [Some(0xE1), None, Some(0), Some(0)]),
+        ("E2", [Some(0xE1), None, Some(0), Some(0)]),
+    ];
+    for (input, expected) in rules {
+        let toml = format!("[[step]]\nioctl = {{ code = 0x222000, input = \"{input}\", output_len = 0 }}\n");
+        let (v, status) = json_scenario("verifier_rules.c", &format!("rule-{input}"), &toml, &["--verifier", "irql"]);
+        assert_eq!(status, 3, "rule {input}: {v}");
+        assert_eq!(v["bugcheck"]["code"], 0xC4, "rule {input}: {v}");
+        let p = v["bugcheck"]["parameters"].as_array().unwrap();
+        for (i, e) in expected.iter().enumerate() {
+            match e {
+                Some(x) => assert_eq!(p[i].as_u64(), Some(*x), "rule {input} P{}: {v}", i + 1),
+                None => assert_ne!(p[i].as_u64(), Some(0), "rule {input} P{}: {v}", i + 1),
+            }
+        }
+        assert!(!v["bugcheck"]["parameter_meanings"][1].as_str().unwrap().contains("Depends"), "{v}");
+    }
+    // Without Verifier: paged pool at DISPATCH_LEVEL is BAD_POOL_CALLER 8, a KEVENT
+    // in paged pool is no error.
+    let toml = "[[step]]\nioctl = { code = 0x222000, input = \"01\", output_len = 0 }\n";
+    let (v, _) = json_scenario("verifier_rules.c", "rule-01-free", toml, &[]);
+    assert_eq!((v["bugcheck"]["code"].as_u64(), v["bugcheck"]["parameters"][0].as_u64()), (Some(0xC2), Some(8)));
+    let toml = "[[step]]\nioctl = { code = 0x222000, input = \"E1\", output_len = 0 }\n";
+    let (v, status) = json_scenario("verifier_rules.c", "rule-e1-free", toml, &[]);
+    assert_eq!(v["bugcheck"], Value::Null, "{v}");
+    assert_eq!(status, 1, "the paged KEVENT leaks: {v}");
+}

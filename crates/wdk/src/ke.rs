@@ -17,6 +17,7 @@
 
 use std::sync::atomic::AtomicUsize;
 
+use ntmem_kernel::vf::Violation;
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::kernel;
@@ -69,7 +70,7 @@ fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, B
 pub unsafe extern "win64" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
     kernel(|cpu| {
         lock_of(cpu, lock)?.store(0, std::sync::atomic::Ordering::Release);
-        Ok(())
+        crate::vf::check_sync_object(cpu, lock.cast())
     });
 }
 
@@ -173,13 +174,28 @@ std::thread_local! {
 }
 
 /// `KeEnterCriticalRegion`: disables normal kernel APCs for the thread (a count).
+/// Under Driver Verifier, a call at DISPATCH_LEVEL or above is
+/// DRIVER_VERIFIER_DETECTED_VIOLATION 0x11A (the IRQL).
 pub extern "win64" fn KeEnterCriticalRegion() {
+    kernel(|cpu| critical_region_irql(cpu, |irql| Violation::EnterCriticalRegionAtDispatch { irql }));
     APC_DISABLE.with(|c| c.set(c.get().saturating_add(1)));
 }
 
-/// `KeLeaveCriticalRegion`: re-enables them when the count returns to zero.
+/// `KeLeaveCriticalRegion`: re-enables them when the count returns to zero. Under
+/// Driver Verifier, a call at DISPATCH_LEVEL or above is 0xC4/0x11B (the IRQL).
 pub extern "win64" fn KeLeaveCriticalRegion() {
+    kernel(|cpu| critical_region_irql(cpu, |irql| Violation::LeaveCriticalRegionAtDispatch { irql }));
     APC_DISABLE.with(|c| c.set(c.get().saturating_sub(1)));
+}
+
+/// The verifier's IRQL rule for the critical-region routines ("Force IRQL
+/// checking", Windows 7 and later; research note §3.3).
+fn critical_region_irql(cpu: &Cpu<'_>, violation: impl FnOnce(Irql) -> Violation) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    if cpu.irql() >= Irql::DISPATCH && !m.verifier().is_empty() {
+        return Err(violation(cpu.irql()).stop(m));
+    }
+    Ok(())
 }
 
 /// `KeAreApcsDisabled`: TRUE inside a critical or guarded region, or at APC_LEVEL or above.

@@ -29,7 +29,7 @@ use std::ffi::c_void;
 
 use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::ke::timers::{QueuedDpc, SetTimer};
-use ntmem_kernel::vf::VerifierFlags;
+use ntmem_kernel::vf::{VerifierFlags, Violation};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt, Irql, Machine};
 
 use crate::context::{self, checked, kernel};
@@ -130,6 +130,7 @@ pub unsafe extern "win64" fn KeInitializeEvent(event: *mut c_void, kind: u32, st
     kernel(|cpu| {
         let kind = if kind == 1 { SYNCHRONIZATION_EVENT } else { NOTIFICATION_EVENT };
         Object::of(cpu, event, HEADER_SIZE)?.initialize(kind, HEADER_SIZE, i32::from(state != 0));
+        crate::vf::check_sync_object(cpu, event)?;
         Ok(())
     });
 }
@@ -185,6 +186,7 @@ pub unsafe extern "win64" fn KeInitializeSemaphore(semaphore: *mut c_void, count
     kernel(|cpu| {
         let s = Object::of(cpu, semaphore, 0x20)?;
         s.initialize(SEMAPHORE_OBJECT, 0x20, count);
+        crate::vf::check_sync_object(cpu, semaphore)?;
         // SAFETY: `Limit` lies inside the checked 0x20 bytes.
         unsafe { s.0.add(0x18).cast::<i32>().write_unaligned(limit) };
         Ok(())
@@ -240,6 +242,7 @@ pub unsafe extern "win64" fn KeInitializeTimer(timer: *mut c_void) {
 pub unsafe extern "win64" fn KeInitializeTimerEx(timer: *mut c_void, kind: u32) {
     kernel(|cpu| {
         let t = Object::of(cpu, timer, KTIMER_SIZE)?;
+        crate::vf::check_sync_object(cpu, timer)?;
         let kind = if kind == 1 { TIMER_SYNCHRONIZATION_OBJECT } else { TIMER_NOTIFICATION_OBJECT };
         t.initialize(kind, KTIMER_SIZE, 0);
         t.set_u64(0x18, 0);
@@ -452,14 +455,12 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
         Object::of(cpu, object, HEADER_SIZE)?;
         if cpu.irql() >= Irql::DISPATCH && timeout != Some(0) {
             let m = cpu.machine();
-            let irql = u64::from(cpu.irql().0);
+            let irql = cpu.irql();
             return Err(if m.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING) {
-                m.bugcheck(
-                    BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION,
-                    [0x3B, irql, object as u64, timeout.map_or(0, |t| t as u64)],
-                )
+                let timeout = timeout.map_or(0, |t| t as u64);
+                Violation::WaitAtDispatch { irql, object: object as u64, timeout }.stop(m)
             } else {
-                m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [object as u64, irql, 0, 0])
+                m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [object as u64, u64::from(irql.0), 0, 0])
             });
         }
         Ok(timeout.map(|t| due_time(cpu, t)))

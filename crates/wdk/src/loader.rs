@@ -316,8 +316,8 @@ impl Driver {
         let name = std::ptr::addr_of!(self.object.driver_name) as u64;
         match machine.vf().unload_violation(&self.name, name) {
             None => Ok(()),
-            Some(p) => {
-                let mut b = machine.bugcheck(ntmem_kernel::BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p);
+            Some(v) => {
+                let mut b = v.stop(machine);
                 b.driver = Some(self.name.clone());
                 Err(b)
             }

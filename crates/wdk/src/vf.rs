@@ -14,7 +14,7 @@
 //! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
-use ntmem_kernel::vf::{CallSite, VerifierFlags};
+use ntmem_kernel::vf::{CallSite, VerifierFlags, Violation};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
@@ -41,6 +41,26 @@ fn driver_frames() -> Option<Vec<(u64, u64)>> {
         images::lookup(pc).map(|found| (found.base, found.function.map(|(entry, _)| entry)))
     });
     Some(walked.iter().filter_map(|f| images::lookup(f.ip).map(|found| (f.ip, f.ip - found.base))).collect())
+}
+
+/// Driver Verifier's check of a synchronisation object the driver initialises at
+/// `object` (KEVENT, KSEMAPHORE, KTIMER, KSPIN_LOCK): with force IRQL checking, one in
+/// paged pool is DRIVER_VERIFIER_DETECTED_VIOLATION 0xE1 (the object's address) —
+/// seed 000 §12: "Call Usage Verifier … checks … that the structures that must be
+/// nonpaged are"; research note §3.3. Pageable sections of driver images are not
+/// checked yet.
+///
+/// # Errors
+/// The bugcheck.
+pub(crate) fn check_sync_object(cpu: &Cpu<'_>, object: *const std::ffi::c_void) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    if !m.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING) {
+        return Ok(());
+    }
+    match m.pool().kind_at(crate::context::va_of(cpu, object)) {
+        Some(PoolKind::Paged) => Err(Violation::PageableSyncObject { object: object as u64 }.stop(m)),
+        _ => Ok(()),
+    }
 }
 
 /// What a driver asks for: the routine, and for pool its tag and pool.

@@ -14,7 +14,7 @@ use ntmem_machine::Va;
 
 use super::irql::Irql;
 use crate::bugcheck::{BugCheck, BugCheckCode};
-use crate::vf::VerifierFlags;
+use crate::vf::{VerifierFlags, Violation};
 use crate::Machine;
 
 /// A kernel stack: `size` bytes from `base` (lowest usable byte), with an unmapped
@@ -139,19 +139,19 @@ impl<'m> Cpu<'m> {
     /// `KeRaiseIrql`: raises to `new`, returning the old level. Under Driver
     /// Verifier's force IRQL checking, a raise to DISPATCH_LEVEL or above first
     /// pages out pageable memory (as the verifier trims the working set). Raising to a level
-    /// below the current one stops the machine with IRQL_NOT_GREATER_OR_EQUAL (0x09),
-    /// parameters (current IRQL, requested IRQL, 0, 0) as the x86 HAL reports it.
+    /// below the current one (or above HIGH_LEVEL) stops the machine with
+    /// IRQL_NOT_GREATER_OR_EQUAL (0x09), parameters (current IRQL, requested IRQL, 0,
+    /// 0) as the x86 HAL reports it; under Driver Verifier with
+    /// DRIVER_VERIFIER_DETECTED_VIOLATION 0x30 (current, requested, 0).
     ///
     /// # Errors
     /// The bugcheck.
     pub fn raise_irql(&self, new: Irql) -> Result<Irql, BugCheck> {
         let old = self.irql();
-        if new < old {
-            return Err(self
-                .machine
-                .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
-        }
-        if new > self.machine.irql_levels().high {
+        if new < old || new > self.machine.irql_levels().high {
+            if !self.machine.verifier().is_empty() {
+                return Err(Violation::RaiseToLower { current: old, requested: new }.stop(self.machine));
+            }
             return Err(self
                 .machine
                 .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
@@ -168,13 +168,17 @@ impl<'m> Cpu<'m> {
 
     /// `KeLowerIrql`: lowers to `new`. Lowering to a level above the current one
     /// stops the machine with IRQL_NOT_LESS_OR_EQUAL (0x0A), parameters
-    /// (requested IRQL, current IRQL, 0, 0).
+    /// (requested IRQL, current IRQL, 0, 0); under Driver Verifier with
+    /// DRIVER_VERIFIER_DETECTED_VIOLATION 0x31 (current, requested, 0).
     ///
     /// # Errors
     /// The bugcheck.
     pub fn lower_irql(&self, new: Irql) -> Result<(), BugCheck> {
         let old = self.irql();
         if new > old {
+            if !self.machine.verifier().is_empty() {
+                return Err(Violation::LowerToHigher { current: old, requested: new }.stop(self.machine));
+            }
             return Err(self
                 .machine
                 .bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [u64::from(new.0), u64::from(old.0), 0, 0]));
@@ -265,8 +269,7 @@ impl<'m> Cpu<'m> {
         if irql == Irql::DISPATCH || self.machine.verifier().is_empty() {
             return Ok(());
         }
-        let p = [0x32, u64::from(irql.0), addr, 0];
-        Err(self.machine.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, p))
+        Err(Violation::SpinLockReleaseNotAtDispatch { irql, lock: addr }.stop(self.machine))
     }
 
     /// Moves the machine's simulated time on by `ms` and runs, on this processor,

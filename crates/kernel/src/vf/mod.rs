@@ -17,6 +17,7 @@
 
 pub mod faults;
 pub mod tracking;
+pub mod violation;
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -24,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::ex::pool::PoolTag;
 pub use faults::{FaultSettings, Injection};
 pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
+pub use violation::Violation;
 
 bitflags::bitflags! {
     /// `verifier /flags` values (Microsoft, "Driver Verifier options and rule classes").
@@ -335,12 +337,12 @@ impl Verifier {
     /// Verifier structure (0 here: ntmem has none a debugger could read) and the
     /// number of allocations outstanding, paged and nonpaged (Microsoft, bug check
     /// 0xC4 table, subcode 0x62).
-    pub fn unload_violation(&self, driver: &str, name_address: u64) -> Option<[u64; 4]> {
+    pub fn unload_violation(&self, driver: &str, name_address: u64) -> Option<Violation> {
         if !self.flags().contains(VerifierFlags::POOL_TRACKING) || !self.verifies(driver) {
             return None;
         }
-        let left = self.outstanding(driver).len() as u64;
-        (left > 0).then_some([0x62, name_address, 0, left])
+        let count = self.outstanding(driver).len() as u64;
+        (count > 0).then_some(Violation::PoolLeftAtUnload { name: name_address, count })
     }
 }
 
@@ -392,7 +394,8 @@ mod tests {
         assert_eq!(v.outstanding("leaky.sys").len(), 1, "tracked whatever the options");
         assert_eq!(v.unload_violation("leaky.sys", 0x1234), None);
         v.set_flags(VerifierFlags::POOL_TRACKING);
-        assert_eq!(v.unload_violation("leaky.sys", 0x1234), Some([0x62, 0x1234, 0, 1]));
+        let left = v.unload_violation("leaky.sys", 0x1234).map(Violation::parameters);
+        assert_eq!(left, Some([0x62, 0x1234, 0, 1]));
         v.freed(0x8000);
         assert_eq!(v.unload_violation("leaky.sys", 0x1234), None);
         assert_eq!(v.driver_pool("leaky.sys").peak[1], Count { allocations: 1, bytes: 64 });

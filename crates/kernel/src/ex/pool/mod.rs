@@ -87,6 +87,7 @@ use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 use crate::mm::pfn::PageUse;
+use crate::vf::Violation;
 
 /// The byte a new `ExAllocatePoolWithTag` block's body is filled with.
 pub const ALLOCATED_FILL: u8 = 0xCD;
@@ -368,6 +369,11 @@ impl Pool {
         c[2] = if free { c[2].wrapping_sub(bytes) } else { c[2].wrapping_add(bytes) };
     }
 
+    /// The pool `va` lies in (allocated or not), if any.
+    pub fn kind_at(&self, va: Va) -> Option<PoolKind> {
+        self.kind_of(va.get())
+    }
+
     fn kind_of(&self, va: u64) -> Option<PoolKind> {
         self.locate(va).map(|(kind, _)| kind)
     }
@@ -409,6 +415,15 @@ impl Pool {
     #[inline]
     fn check_request(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Result<(), BugCheck> {
         if let Some(p) = refusal(cpu.irql(), t, bytes, tag) {
+            // Under Driver Verifier a bad IRQL is its own violation (0xC4: 0x01, 0x02).
+            if p[0] == caller::ALLOCATE_AT_BAD_IRQL && !cpu.machine().verifier().is_empty() {
+                let (irql, pool_type) = (cpu.irql(), u64::from(t.raw()));
+                return Err(match t.kind() {
+                    PoolKind::Paged => Violation::PagedAllocationAboveApc { irql, pool_type, bytes },
+                    PoolKind::Nonpaged => Violation::NonpagedAllocationAboveDispatch { irql, pool_type, bytes },
+                }
+                .stop(cpu.machine()));
+            }
             return Err(Self::stop(cpu, BugCheckCode::BAD_POOL_CALLER, p));
         }
         let tag = PoolTag(tag);
@@ -658,6 +673,14 @@ impl Pool {
         };
         let irql = cpu.irql();
         if irql > kind.ceiling() {
+            if !cpu.machine().verifier().is_empty() {
+                let (pool_type, address) = (kind.base_type(), va);
+                return Err(match kind {
+                    PoolKind::Paged => Violation::PagedFreeAboveApc { irql, pool_type, address },
+                    PoolKind::Nonpaged => Violation::NonpagedFreeAboveDispatch { irql, pool_type, address },
+                }
+                .stop(cpu.machine()));
+            }
             return bad_caller([caller::FREE_AT_BAD_IRQL, u64::from(irql.0), kind.base_type(), va]);
         }
         let k = &self.kinds[kind.index()];

@@ -1,0 +1,127 @@
+//! Driver Verifier's violations: each rule it enforces as a value, and its
+//! DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) parameters — the subcode first, then
+//! what Microsoft's bug check 0xC4 table says the others are (research note
+//! `dma-verifier-views.md` §3.2, §3.3; the meanings the analysis prints are in
+//! [`crate::bugcheck::SUBCODES`]).
+
+use crate::{BugCheck, BugCheckCode, Irql, Machine};
+
+/// A rule a verified driver broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// 0x01: paged pool allocated above APC_LEVEL.
+    PagedAllocationAboveApc {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The `POOL_TYPE` asked for.
+        pool_type: u64,
+        /// Bytes asked for.
+        bytes: u64,
+    },
+    /// 0x02: nonpaged pool allocated above DISPATCH_LEVEL.
+    NonpagedAllocationAboveDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The `POOL_TYPE` asked for.
+        pool_type: u64,
+        /// Bytes asked for.
+        bytes: u64,
+    },
+    /// 0x11: paged pool freed above APC_LEVEL.
+    PagedFreeAboveApc {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The pool (1 paged).
+        pool_type: u64,
+        /// The block.
+        address: u64,
+    },
+    /// 0x12: nonpaged pool freed above DISPATCH_LEVEL.
+    NonpagedFreeAboveDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The pool (0 nonpaged).
+        pool_type: u64,
+        /// The block.
+        address: u64,
+    },
+    /// 0x30: `KeRaiseIrql` to a lower or an invalid IRQL.
+    RaiseToLower {
+        /// The current IRQL.
+        current: Irql,
+        /// The IRQL asked for.
+        requested: Irql,
+    },
+    /// 0x31: `KeLowerIrql` to a higher IRQL.
+    LowerToHigher {
+        /// The current IRQL.
+        current: Irql,
+        /// The IRQL asked for.
+        requested: Irql,
+    },
+    /// 0x32: `KeReleaseSpinLock` not at DISPATCH_LEVEL.
+    SpinLockReleaseNotAtDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The lock.
+        lock: u64,
+    },
+    /// 0x3B: a wait at DISPATCH_LEVEL or above with a non-zero timeout.
+    WaitAtDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The object waited on.
+        object: u64,
+        /// The timeout (100 ns units; 0 when none was given).
+        timeout: u64,
+    },
+    /// 0x62: the driver unloaded with pool allocated.
+    PoolLeftAtUnload {
+        /// The address of the driver's name (a UNICODE_STRING).
+        name: u64,
+        /// Allocations not freed, paged and nonpaged.
+        count: u64,
+    },
+    /// 0x11A: `KeEnterCriticalRegion` at DISPATCH_LEVEL or above.
+    EnterCriticalRegionAtDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+    },
+    /// 0x11B: `KeLeaveCriticalRegion` at DISPATCH_LEVEL or above.
+    LeaveCriticalRegionAtDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+    },
+    /// 0xE1: a synchronisation object (KEVENT, KSEMAPHORE, KTIMER, KSPIN_LOCK, …) in
+    /// pageable memory — seed 000 §12's Call Usage Verifier rule.
+    PageableSyncObject {
+        /// The object.
+        object: u64,
+    },
+}
+
+impl Violation {
+    /// The bug check's four parameters.
+    pub fn parameters(self) -> [u64; 4] {
+        let i = |irql: Irql| u64::from(irql.0);
+        match self {
+            Violation::PagedAllocationAboveApc { irql, pool_type, bytes } => [0x01, i(irql), pool_type, bytes],
+            Violation::NonpagedAllocationAboveDispatch { irql, pool_type, bytes } => [0x02, i(irql), pool_type, bytes],
+            Violation::PagedFreeAboveApc { irql, pool_type, address } => [0x11, i(irql), pool_type, address],
+            Violation::NonpagedFreeAboveDispatch { irql, pool_type, address } => [0x12, i(irql), pool_type, address],
+            Violation::RaiseToLower { current, requested } => [0x30, i(current), i(requested), 0],
+            Violation::LowerToHigher { current, requested } => [0x31, i(current), i(requested), 0],
+            Violation::SpinLockReleaseNotAtDispatch { irql, lock } => [0x32, i(irql), lock, 0],
+            Violation::WaitAtDispatch { irql, object, timeout } => [0x3B, i(irql), object, timeout],
+            Violation::PoolLeftAtUnload { name, count } => [0x62, name, 0, count],
+            Violation::EnterCriticalRegionAtDispatch { irql } => [0x11A, i(irql), 0, 0],
+            Violation::LeaveCriticalRegionAtDispatch { irql } => [0x11B, i(irql), 0, 0],
+            Violation::PageableSyncObject { object } => [0xE1, object, 0, 0],
+        }
+    }
+
+    /// The stop it is on `machine`.
+    pub fn stop(self, machine: &Machine) -> BugCheck {
+        machine.bugcheck(BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, self.parameters())
+    }
+}
