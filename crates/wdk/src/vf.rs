@@ -9,7 +9,9 @@
 //! `IoAllocateMdl`, `MmAllocateContiguousMemory[SpecifyCache]`,
 //! `MmAllocateNonCachedMemory`, `MmMapIoSpace` and `MmMapLockedPagesSpecifyCache` —
 //! Microsoft's list for low resources simulation less the routines ntmem does not
-//! export yet. Pool blocks and MDLs are tracked; Windows also tracks IRPs, work items
+//! export yet. With any Verifier option on, pool blocks and MDLs are tracked (with
+//! the driver's stack under pool tracking, its call site otherwise); Windows tracks
+//! only under pool tracking, and also tracks IRPs, work items
 //! and the Rtl string routines' buffers, which ntmem does not export yet. Verifier's
 //! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
 
@@ -109,8 +111,13 @@ pub(crate) fn allocation<T>(
     block: impl Fn(&T) -> Option<Va>,
 ) -> Result<T, BugCheck> {
     let vf = cpu.machine().vf();
-    let whole =
-        vf.flags().intersects(VerifierFlags::POOL_TRACKING | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
+    let flags = vf.flags();
+    // Without Verifier, nothing is looked at: the pool pair stays as cheap as a
+    // direct call (BENCHMARKS.md, c_vs_rust).
+    if flags.is_empty() {
+        return allocate();
+    }
+    let whole = flags.intersects(VerifierFlags::POOL_TRACKING | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
     let Some(site) = call_site(cpu, whole) else { return allocate() };
     if vf.inject_failure(&site, ask.routine, ask.tag, cpu.machine().now_ms()) {
         return Ok(injected());

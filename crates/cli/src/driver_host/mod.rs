@@ -31,7 +31,8 @@ pub mod report;
 
 use std::path::PathBuf;
 
-use ntmem_kernel::ex::pool::view::pool_page_of_stop;
+use ntmem_kernel::ex::pool::view::{find_blocks, pool_page_of_stop};
+use ntmem_kernel::ex::pool::{PoolMonRow, PoolTag};
 use ntmem_kernel::hal::device::{DeviceId, Space};
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
 use ntmem_kernel::vf::VerifierFlags;
@@ -160,7 +161,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     report.leaks_checked = report.bugcheck.is_none() && report.unload != Unload::NotRegistered;
     if report.leaks_checked {
         report.leaks = report.pool.iter().filter(|r| r.diff != 0).copied().collect();
-        report.leaked_blocks = leaked_blocks(machine, &symbolizer, driver.name());
+        report.leaked_blocks = leaked_blocks(machine, &symbolizer, driver.name(), &report.leaks);
         report.symbolic_links = machine.io().symbolic_links().all();
         if let Err(b) = driver.verify_unload(machine) {
             report.bugcheck = Some(b);
@@ -181,21 +182,29 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     Ok(report)
 }
 
-/// `driver`'s pool blocks never freed, as Driver Verifier's pool tracking recorded
-/// them, with their allocation stacks named.
-fn leaked_blocks(machine: &Machine, symbolizer: &Symbolizer, driver: &str) -> Vec<LeakedBlock> {
-    machine
-        .vf()
-        .outstanding(driver)
-        .into_iter()
-        .map(|b| LeakedBlock {
-            address: b.va,
-            address_hex: format!("{:#x}", b.va),
-            bytes: b.bytes,
-            tag: b.tag.to_string(),
-            pool: report::kind(b.kind),
-            routine: b.routine,
-            stack: b.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
+/// `driver`'s pool blocks never freed: as Driver Verifier tracked them, with their
+/// allocation stacks named; without Verifier, the blocks of the leaked tags (`leaks`)
+/// found by walking the pool.
+fn leaked_blocks(machine: &Machine, symbolizer: &Symbolizer, driver: &str, leaks: &[PoolMonRow]) -> Vec<LeakedBlock> {
+    let block = |va: u64, bytes, tag: PoolTag, kind, routine, stack| LeakedBlock {
+        address: va,
+        address_hex: format!("{va:#x}"),
+        bytes,
+        tag: tag.to_string(),
+        pool: report::kind(kind),
+        routine,
+        stack,
+    };
+    let tracked = machine.vf().outstanding(driver);
+    if !tracked.is_empty() {
+        let site = |b: &ntmem_kernel::vf::TrackedBlock| b.stack.iter().map(|&a| return_site(symbolizer, a)).collect();
+        return tracked.iter().map(|b| block(b.va, b.bytes, b.tag, b.kind, Some(b.routine), site(b))).collect();
+    }
+    leaks
+        .iter()
+        .flat_map(|r| {
+            let found = find_blocks(machine, r.tag, r.pool_type);
+            found.into_iter().map(|(va, bytes)| block(va, bytes, r.tag, r.pool_type, None, Vec::new()))
         })
         .collect()
 }

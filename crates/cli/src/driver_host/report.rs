@@ -90,10 +90,11 @@ pub struct LeakedBlock {
     pub tag: String,
     /// Paged or nonpaged.
     pub pool: &'static str,
-    /// The routine that allocated it.
-    pub routine: &'static str,
+    /// The routine that allocated it (known under Driver Verifier).
+    pub routine: Option<&'static str>,
     /// The driver's stack at the allocation, innermost first, named from its symbols
-    /// where known.
+    /// (under Driver Verifier: the whole stack with pool tracking, the call site
+    /// otherwise; without it, empty — the block was found by walking the pool).
     pub stack: Vec<String>,
 }
 
@@ -386,12 +387,16 @@ impl Report {
                     r.diff,
                     r.bytes
                 );
-                for b in self.leaked_blocks.iter().filter(|b| b.tag == r.tag.to_string()) {
+                let tag = r.tag.to_string();
+                for b in self.leaked_blocks.iter().filter(|b| b.tag == tag && b.pool == kind(r.pool_type)) {
+                    let by = b.routine.map_or(String::new(), |r| format!(" by {r}"));
                     let at = b.stack.first().map_or(String::new(), |s| format!(", allocated at {s}"));
-                    let _ =
-                        writeln!(o, "               {:<18} {:>8} bytes by {}{at}", b.address_hex, b.bytes, b.routine);
+                    let _ = writeln!(o, "               {:<18} {:>8} bytes{by}{at}", b.address_hex, b.bytes);
                 }
             }
+        }
+        if self.leaked_blocks.iter().any(|b| b.stack.is_empty()) {
+            let _ = writeln!(o, "               (where each was allocated: run with --verifier pool_tracking)");
         }
         for l in &self.symbolic_links {
             let _ = writeln!(o, "LEFT LINK      {} -> {} (outlives the driver)", l.name, l.target);

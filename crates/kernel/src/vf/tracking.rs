@@ -3,10 +3,11 @@
 //! allocate and free operations (research note `dma-verifier-views.md` §3.2;
 //! Microsoft, "Pool Tracking" and "Debugging memory leaks — DRIVER_VERIFIER_DETECTED_VIOLATION (C4): 0x62").
 //!
-//! ntmem records the blocks of every driver whatever the options, so that its
-//! report can list a leak's addresses and allocation stacks; only with the pool
-//! tracking option does a leak at unload stop the machine (0xC4/0x62), as on
-//! Windows. Windows' per-driver counters (`!verifier 1`) are these counts.
+//! ntmem records the blocks of verified drivers under any Verifier option, so that
+//! its report can list a leak's allocation site; only with the pool tracking option
+//! does a leak at unload stop the machine (0xC4/0x62), as on Windows. Windows'
+//! per-driver counters (`!verifier 1`) are these counts. Without Verifier the
+//! report finds leaked blocks by walking the pool, as `!poolfind` does.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -369,6 +369,20 @@ impl Pool {
         c[2] = if free { c[2].wrapping_sub(bytes) } else { c[2].wrapping_add(bytes) };
     }
 
+    /// The pages of `kind` pool that hold small blocks now (`!poolfind` walks them).
+    pub fn small_pages(&self, kind: PoolKind) -> Vec<u64> {
+        let k = &self.kinds[kind.index()];
+        let pages = lock(&k.pages).backend.small_segment_pages();
+        pages.into_iter().filter(|&p| k.map.lookup(p) == Some(PageState::Small)).collect()
+    }
+
+    /// The big (page-sized or larger) allocations of `kind` pool: address, bytes
+    /// (whole pages) and tag.
+    pub fn big_blocks(&self, kind: PoolKind) -> Vec<(u64, u64, PoolTag)> {
+        let p = lock(&self.kinds[kind.index()].pages);
+        p.big.iter().map(|(&va, b)| (va, b.pages * self.g.page, PoolTag(b.tag))).collect()
+    }
+
     /// The pool `va` lies in (allocated or not), if any.
     pub fn kind_at(&self, va: Va) -> Option<PoolKind> {
         self.kind_of(va.get())

@@ -220,6 +220,13 @@ impl Backend {
         b
     }
 
+    /// The pages of the segments that hold small blocks (64 pages or fewer; a bigger
+    /// segment is one big allocation's).
+    pub fn small_segment_pages(&self) -> Vec<u64> {
+        let small = self.segments.iter().filter(|(_, s)| !s.dedicated());
+        small.flat_map(|(&start, s)| (0..s.pages).map(move |i| start + i * self.page)).collect()
+    }
+
     /// Pages handed out (small-block pages and big allocations).
     pub fn in_use(&self) -> u64 {
         self.in_use

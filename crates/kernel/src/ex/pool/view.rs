@@ -58,6 +58,27 @@ pub struct PoolPage {
     pub damaged: Option<String>,
 }
 
+/// The allocated blocks of `kind` pool tagged `tag`, by address: (address the
+/// caller got, bytes it can use) — what `!poolfind Tag` finds by walking the pool's
+/// pages. Special pool's blocks are not walked.
+pub fn find_blocks(m: &Machine, tag: PoolTag, kind: super::PoolKind) -> Vec<(u64, u64)> {
+    let unit = m.pool().geometry().unit;
+    let tag = tag.tracked();
+    let mut found: Vec<(u64, u64)> = m
+        .pool()
+        .small_pages(kind)
+        .into_iter()
+        .filter_map(|page| pool_page(m, page))
+        .flat_map(|p| p.entries)
+        .filter(|e| e.allocated && e.tag.tracked() == tag)
+        .map(|e| (e.entry + unit, e.size - unit))
+        .collect();
+    let big = m.pool().big_blocks(kind).into_iter().filter(|b| b.2.tracked() == tag).map(|b| (b.0, b.1));
+    found.extend(big);
+    found.sort_unstable();
+    found
+}
+
 /// The page of pool holding `va`, if `va` is in paged or nonpaged pool and its page
 /// is mapped now.
 pub fn pool_page(m: &Machine, va: u64) -> Option<PoolPage> {
