@@ -298,6 +298,21 @@ exports! {
     Ntoskrnl Routine KeDelayExecutionThread(ke_dispatcher) Apc "sleeps simulated time";
     Ntoskrnl Routine KeAcquireSpinLockAtDpcLevel(ke) AtDispatch;
     Ntoskrnl Routine KeReleaseSpinLockFromDpcLevel(ke) AtDispatch;
+    // Bitmaps (issue 11).
+    Ntoskrnl Routine RtlInitializeBitMap(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlClearAllBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlSetAllBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlSetBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlClearBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlFindClearBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlFindSetBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlFindClearBitsAndSet(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlFindSetBitsAndClear(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlAreBitsClear(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlAreBitsSet(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlNumberOfSetBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlNumberOfClearBits(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlTestBit(rtl_bitmap) DependsOnMemory;
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;

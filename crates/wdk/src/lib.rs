@@ -58,6 +58,8 @@ pub mod mm;
 pub mod pnp;
 #[allow(non_snake_case)]
 pub mod rtl;
+#[allow(non_snake_case)]
+pub mod rtl_bitmap;
 pub mod seh;
 pub mod symbols;
 pub mod types;

@@ -1,10 +1,13 @@
 //! The run-time library (`Rtl…`) and the C run-time routines `ntoskrnl.exe`
 //! exports, as pure functions over the caller's data.
 //!
+//! * [`bitmap`]: `RTL_BITMAP` (`RtlInitializeBitMap`, `RtlSetBits`,
+//!   `RtlFindClearBits`, `RtlNumberOfSetBits`, …).
 //! * [`format`]: Windows' printf format language (`DbgPrint`, `_vsnprintf`,
 //!   `RtlStringCbPrintf`).
 //! * [`string`]: counted strings (`RtlInitUnicodeString`, `RtlCopyUnicodeString`,
 //!   `RtlAppendUnicodeToString`, `RtlCompareUnicodeString`, …).
 
+pub mod bitmap;
 pub mod format;
 pub mod string;

@@ -1,0 +1,35 @@
+//! C drivers calling the run-time library (issue 11 item 1) through `ntmem run`:
+//! bitmaps, counted strings and their conversions, `ntstrsafe.h`, memory and
+//! version routines, each checked by the driver itself; and a bad pointer given to
+//! them stopping the machine as Windows does.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(driver: &str) -> Output {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(driver);
+    Command::new(env!("CARGO_BIN_EXE_ntmem")).arg("run").arg(path).output().expect("ntmem runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn the_run_time_library_behaves_as_documented() {
+    let out = run("rtl_routines.c");
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains("rtl: bitmaps done"), "{text}");
+    assert!(text.contains(" checks, 0 failed"), "{text}");
+}
+
+#[test]
+fn a_null_bitmap_header_is_the_drivers_access_violation() {
+    let out = run("rtl_bitmap_null.c");
+    let text = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("rtl: set bits"), "{text}");
+    assert!(text.contains("STOP: 0x0000008e (0xc0000005"), "{text}");
+}
