@@ -22,6 +22,11 @@ fn the_run_time_library_behaves_as_documented() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("FAIL"), "{text}");
     assert!(text.contains("rtl: bitmaps done"), "{text}");
+    assert!(text.contains("rtl: strings done"), "{text}");
+    assert!(
+        text.contains(" Ustr  Paged        4         4         0"),
+        "the conversions free what they allocate: {text}"
+    );
     assert!(text.contains(" checks, 0 failed"), "{text}");
 }
 
@@ -32,4 +37,13 @@ fn a_null_bitmap_header_is_the_drivers_access_violation() {
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("rtl: set bits"), "{text}");
     assert!(text.contains("STOP: 0x0000008e (0xc0000005"), "{text}");
+}
+
+#[test]
+fn a_conversion_at_dispatch_level_is_irql_not_less_or_equal() {
+    let out = run("rtl_convert_dispatch.c");
+    let text = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("rtl: converted"), "{text}");
+    assert!(text.contains("STOP: 0x0000000a"), "{text}");
 }

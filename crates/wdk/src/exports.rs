@@ -298,6 +298,19 @@ exports! {
     Ntoskrnl Routine KeDelayExecutionThread(ke_dispatcher) Apc "sleeps simulated time";
     Ntoskrnl Routine KeAcquireSpinLockAtDpcLevel(ke) AtDispatch;
     Ntoskrnl Routine KeReleaseSpinLockFromDpcLevel(ke) AtDispatch;
+    Ntoskrnl Routine RtlPrefixUnicodeString(rtl_convert) Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlUpcaseUnicodeString(rtl_convert) Passive "Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlUnicodeStringToAnsiString(rtl_convert) Passive "the ANSI code page is Latin-1 (other characters become ?), not the system's";
+    Ntoskrnl Routine RtlAnsiStringToUnicodeString(rtl_convert) Passive "the ANSI code page is Latin-1 (other characters become ?), not the system's";
+    Ntoskrnl Routine RtlFreeUnicodeString(rtl_convert) Apc;
+    Ntoskrnl Routine RtlFreeAnsiString(rtl_convert) Apc;
+    Ntoskrnl Routine RtlCreateUnicodeString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlIntegerToUnicodeString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlUnicodeStringToInteger(rtl_convert) Passive;
+    Ntoskrnl Routine RtlUpcaseUnicodeChar(rtl_convert) Passive "Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlDowncaseUnicodeChar(rtl_convert) Passive "Unicode's simple lowercase, not Windows' table";
+    Ntoskrnl Routine RtlCompareString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlEqualString(rtl_convert) Passive;
     // Bitmaps (issue 11).
     Ntoskrnl Routine RtlInitializeBitMap(rtl_bitmap) DependsOnMemory;
     Ntoskrnl Routine RtlClearAllBits(rtl_bitmap) DependsOnMemory;

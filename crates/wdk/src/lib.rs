@@ -60,6 +60,8 @@ pub mod pnp;
 pub mod rtl;
 #[allow(non_snake_case)]
 pub mod rtl_bitmap;
+#[allow(non_snake_case)]
+pub mod rtl_convert;
 pub mod seh;
 pub mod symbols;
 pub mod types;

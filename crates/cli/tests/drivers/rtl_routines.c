@@ -2,6 +2,7 @@
  * strings and their conversions, ntstrsafe.h, memory and version routines. Each
  * CHECK prints the line of a failed check; the last line counts them. */
 #include <ntddk.h>
+#include <string.h>
 
 static ULONG checks, failures;
 
@@ -43,11 +44,60 @@ static VOID Bitmaps(VOID)
     DbgPrint("rtl: bitmaps done\n");
 }
 
+static VOID Strings(VOID)
+{
+    UNICODE_STRING device = RTL_CONSTANT_STRING(L"\\Device\\Sample");
+    UNICODE_STRING prefix = RTL_CONSTANT_STRING(L"\\device\\");
+    UNICODE_STRING upper, number, created;
+    ANSI_STRING ansi, small;
+    STRING a1 = RTL_CONSTANT_STRING("Hello"), a2 = RTL_CONSTANT_STRING("hELLO");
+    WCHAR digits[12];
+    CHAR tiny[4];
+    ULONG value = 0xDEAD;
+    CHECK(RtlPrefixUnicodeString(&prefix, &device, TRUE) && !RtlPrefixUnicodeString(&prefix, &device, FALSE));
+    CHECK(!RtlPrefixUnicodeString(&device, &prefix, TRUE));
+    CHECK(RtlUpcaseUnicodeString(&upper, &device, TRUE) == STATUS_SUCCESS);
+    CHECK(upper.Length == device.Length && upper.MaximumLength == device.Length && upper.Buffer[1] == L'D' &&
+          upper.Buffer[2] == L'E');
+    RtlFreeUnicodeString(&upper);
+    CHECK(upper.Buffer == NULL && upper.Length == 0);
+    CHECK(RtlUnicodeStringToAnsiString(&ansi, &device, TRUE) == STATUS_SUCCESS);
+    CHECK(ansi.Length == 14 && ansi.MaximumLength == 15 && strcmp(ansi.Buffer, "\\Device\\Sample") == 0);
+    CHECK(RtlAnsiStringToUnicodeString(&upper, &ansi, TRUE) == STATUS_SUCCESS);
+    CHECK(RtlEqualUnicodeString(&upper, &device, FALSE) && upper.MaximumLength == 30 && upper.Buffer[14] == 0);
+    RtlFreeUnicodeString(&upper);
+    RtlFreeAnsiString(&ansi);
+    small.Buffer = tiny;
+    small.Length = 0;
+    small.MaximumLength = sizeof(tiny);
+    CHECK(RtlUnicodeStringToAnsiString(&small, &device, FALSE) == STATUS_BUFFER_OVERFLOW);
+    number.Buffer = digits;
+    number.Length = 0;
+    number.MaximumLength = sizeof(digits);
+    CHECK(RtlIntegerToUnicodeString(0xBEEF, 16, &number) == STATUS_SUCCESS);
+    CHECK(number.Length == 8 && digits[0] == L'B' && digits[3] == L'F' && digits[4] == 0);
+    CHECK(RtlUnicodeStringToInteger(&number, 16, &value) == STATUS_SUCCESS && value == 0xBEEF);
+    CHECK(RtlIntegerToUnicodeString(1, 7, &number) == STATUS_INVALID_PARAMETER);
+    CHECK(RtlIntegerToUnicodeString(4294967295u, 2, &number) == STATUS_BUFFER_OVERFLOW);
+    CHECK(RtlCreateUnicodeString(&created, L"  -0x10") && created.Length == 14 && created.MaximumLength == 16);
+    CHECK(RtlUnicodeStringToInteger(&created, 0, &value) == STATUS_SUCCESS && value == (ULONG)-16);
+    created.Buffer[2] = L'+';
+    CHECK(RtlUnicodeStringToInteger(&created, 0, &value) == STATUS_SUCCESS && value == 16);
+    created.Length = 0;
+    CHECK(RtlUnicodeStringToInteger(&created, 0, &value) == STATUS_INVALID_PARAMETER && value == 16);
+    RtlFreeUnicodeString(&created);
+    CHECK(RtlUpcaseUnicodeChar(L'a') == L'A' && RtlDowncaseUnicodeChar(L'Z') == L'z' &&
+          RtlDowncaseUnicodeChar(0xC9) == 0xE9);
+    CHECK(RtlEqualString(&a1, &a2, TRUE) && !RtlEqualString(&a1, &a2, FALSE) && RtlCompareString(&a1, &a2, FALSE) < 0);
+    DbgPrint("rtl: strings done\n");
+}
+
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
     UNREFERENCED_PARAMETER(DriverObject);
     UNREFERENCED_PARAMETER(RegistryPath);
     Bitmaps();
+    Strings();
     DbgPrint("rtl: %lu checks, %lu failed\n", checks, failures);
     return STATUS_SUCCESS;
 }

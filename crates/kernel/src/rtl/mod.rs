@@ -3,11 +3,14 @@
 //!
 //! * [`bitmap`]: `RTL_BITMAP` (`RtlInitializeBitMap`, `RtlSetBits`,
 //!   `RtlFindClearBits`, `RtlNumberOfSetBits`, …).
+//! * [`convert`]: conversions, case and prefixes (`RtlUpcaseUnicodeString`,
+//!   `RtlUnicodeStringToAnsiString`, `RtlIntegerToUnicodeString`, …).
 //! * [`format`]: Windows' printf format language (`DbgPrint`, `_vsnprintf`,
 //!   `RtlStringCbPrintf`).
 //! * [`string`]: counted strings (`RtlInitUnicodeString`, `RtlCopyUnicodeString`,
 //!   `RtlAppendUnicodeToString`, `RtlCompareUnicodeString`, …).
 
 pub mod bitmap;
+pub mod convert;
 pub mod format;
 pub mod string;
