@@ -311,6 +311,10 @@ exports! {
     Ntoskrnl Routine RtlDowncaseUnicodeChar(rtl_convert) Passive "Unicode's simple lowercase, not Windows' table";
     Ntoskrnl Routine RtlCompareString(rtl_convert) Passive;
     Ntoskrnl Routine RtlEqualString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlCompareMemory(rtl_memory) DependsOnMemory;
+    Ntoskrnl Routine RtlFillMemoryUlong(rtl_memory) DependsOnMemory;
+    Ntoskrnl Routine RtlGetVersion(rtl_memory) Passive;
+    Ntoskrnl Routine RtlIsNtDdiVersionAvailable(rtl_memory) Passive "exported for every edition (Windows links it from Rtlver.lib before Vista)";
     // Bitmaps (issue 11).
     Ntoskrnl Routine RtlInitializeBitMap(rtl_bitmap) DependsOnMemory;
     Ntoskrnl Routine RtlClearAllBits(rtl_bitmap) DependsOnMemory;

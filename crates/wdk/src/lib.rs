@@ -62,6 +62,8 @@ pub mod rtl;
 pub mod rtl_bitmap;
 #[allow(non_snake_case)]
 pub mod rtl_convert;
+#[allow(non_snake_case)]
+pub mod rtl_memory;
 pub mod seh;
 pub mod symbols;
 pub mod types;

@@ -92,12 +92,51 @@ static VOID Strings(VOID)
     DbgPrint("rtl: strings done\n");
 }
 
+static VOID MemoryAndVersion(VOID)
+{
+    UCHAR a[16], b[16];
+    ULONG fill[5];
+    ULONGLONG wide[2];
+    RTL_OSVERSIONINFOEXW ex;
+    RTL_OSVERSIONINFOW base;
+    RtlFillMemory(a, sizeof(a), 0x5A);
+    RtlCopyMemory(b, a, sizeof(b));
+    b[9] = 0;
+    CHECK(RtlCompareMemory(a, b, sizeof(a)) == 9 && RtlCompareMemory(a, b, 9) == 9 && RtlCompareMemory(a, b, 0) == 0);
+    CHECK(RtlEqualMemory(a, b, 9) && !RtlEqualMemory(a, b, 10));
+    RtlMoveMemory(a + 1, a, 8);
+    RtlCopyBytes(b, a, 4);
+    CHECK(b[3] == 0x5A);
+    fill[4] = 7;
+    RtlFillMemoryUlong(fill, 18, 0xA5A5F00D);
+    CHECK(fill[0] == 0xA5A5F00D && fill[3] == 0xA5A5F00D && fill[4] == 7);
+    RtlFillMemoryUlonglong(wide, sizeof(wide), 0x0123456789ABCDEFull);
+    CHECK(wide[1] == 0x0123456789ABCDEFull);
+    RtlSecureZeroMemory(a, sizeof(a));
+    RtlZeroMemory(b, sizeof(b));
+    CHECK(RtlCompareMemory(a, b, sizeof(a)) == sizeof(a));
+    RtlZeroMemory(&ex, sizeof(ex));
+    ex.dwOSVersionInfoSize = sizeof(ex);
+    CHECK(RtlGetVersion((PRTL_OSVERSIONINFOW)&ex) == STATUS_SUCCESS);
+    CHECK(ex.dwMajorVersion == 5 && ex.dwMinorVersion == 2 && ex.dwBuildNumber == 3790 &&
+          ex.dwPlatformId == VER_PLATFORM_WIN32_NT);
+    CHECK(ex.wServicePackMajor == 1 && ex.wProductType == VER_NT_SERVER && (ex.wSuiteMask & VER_SUITE_ENTERPRISE));
+    CHECK(ex.szCSDVersion[0] == L'S' && ex.szCSDVersion[13] == L'1' && ex.szCSDVersion[14] == 0);
+    RtlZeroMemory(&base, sizeof(base));
+    base.dwOSVersionInfoSize = sizeof(base);
+    CHECK(RtlGetVersion(&base) == STATUS_SUCCESS && base.dwBuildNumber == 3790);
+    CHECK(RtlIsNtDdiVersionAvailable(NTDDI_WS03) && RtlIsNtDdiVersionAvailable(NTDDI_WIN2K) &&
+          !RtlIsNtDdiVersionAvailable(NTDDI_VISTA));
+    DbgPrint("rtl: memory and version done\n");
+}
+
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
     UNREFERENCED_PARAMETER(DriverObject);
     UNREFERENCED_PARAMETER(RegistryPath);
     Bitmaps();
     Strings();
+    MemoryAndVersion();
     DbgPrint("rtl: %lu checks, %lu failed\n", checks, failures);
     return STATUS_SUCCESS;
 }

@@ -9,8 +9,11 @@
 //!   `RtlStringCbPrintf`).
 //! * [`string`]: counted strings (`RtlInitUnicodeString`, `RtlCopyUnicodeString`,
 //!   `RtlAppendUnicodeToString`, `RtlCompareUnicodeString`, …).
+//! * [`version`]: `RtlGetVersion` and `RtlIsNtDdiVersionAvailable` for the
+//!   machine's edition.
 
 pub mod bitmap;
 pub mod convert;
 pub mod format;
 pub mod string;
+pub mod version;
