@@ -24,6 +24,7 @@ fn the_run_time_library_behaves_as_documented() {
     assert!(text.contains("rtl: bitmaps done"), "{text}");
     assert!(text.contains("rtl: strings done"), "{text}");
     assert!(text.contains("rtl: memory and version done"), "{text}");
+    assert!(text.contains("rtl: strsafe done"), "{text}");
     assert!(
         text.contains(" Ustr  Paged        4         4         0"),
         "the conversions free what they allocate: {text}"

@@ -262,6 +262,10 @@ exports! {
     Ntoskrnl Routine tolower(crt_string) Any;
     Ntoskrnl Routine towupper(crt_string) Any;
     Ntoskrnl Routine towlower(crt_string) Any;
+    Ntoskrnl Routine _vsnprintf(crt_printf) Any "Windows' format language as DbgPrint reads it; no floating point";
+    Ntoskrnl Routine _vsnwprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine _snprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine _snwprintf(crt_printf) Any "as _vsnprintf";
     // Time, critical regions, breakpoints and assertions (issue 11).
     Ntoskrnl Routine KeQueryInterruptTime(ke) Any "simulated time: it advances by scenario steps, not by itself";
     Ntoskrnl Routine KeQuerySystemTime(ke) Any "a routine, not the x64 WDK's KUSER_SHARED_DATA macro; machines boot at 2005-01-01 00:00 UTC, simulated time";

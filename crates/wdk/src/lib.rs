@@ -31,6 +31,8 @@ pub mod context;
 #[allow(non_snake_case)]
 pub mod crt;
 #[allow(non_snake_case)]
+pub mod crt_printf;
+#[allow(non_snake_case)]
 pub mod crt_string;
 #[allow(non_snake_case)]
 pub mod dbg;

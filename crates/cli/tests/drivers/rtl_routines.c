@@ -3,6 +3,7 @@
  * CHECK prints the line of a failed check; the last line counts them. */
 #include <ntddk.h>
 #include <string.h>
+#include <ntstrsafe.h>
 
 static ULONG checks, failures;
 
@@ -130,6 +131,53 @@ static VOID MemoryAndVersion(VOID)
     DbgPrint("rtl: memory and version done\n");
 }
 
+static VOID Strsafe(VOID)
+{
+    char a[8];
+    wchar_t w[8];
+    size_t n = 99;
+    WCHAR storage[6];
+    UNICODE_STRING u, src = RTL_CONSTANT_STRING(L"abcdefgh"), odd;
+    UNICODE_STRING name = RTL_CONSTANT_STRING(L"Dev");
+    CHECK(RtlStringCchCopyA(a, sizeof(a), "hello") == STATUS_SUCCESS && strcmp(a, "hello") == 0);
+    CHECK(RtlStringCbCopyA(a, sizeof(a), "overflowing") == STATUS_BUFFER_OVERFLOW && strcmp(a, "overflo") == 0);
+    CHECK(RtlStringCchCopyA(a, 0, "x") == STATUS_INVALID_PARAMETER);
+    CHECK(RtlStringCchCopyNA(a, sizeof(a), "abcdef", 2) == STATUS_SUCCESS && strcmp(a, "ab") == 0);
+    CHECK(RtlStringCchCatA(a, sizeof(a), "cde") == STATUS_SUCCESS && strcmp(a, "abcde") == 0);
+    CHECK(RtlStringCbCatA(a, sizeof(a), "fghij") == STATUS_BUFFER_OVERFLOW && strcmp(a, "abcdefg") == 0);
+    a[7] = 'x';
+    CHECK(RtlStringCchCatA(a, sizeof(a), "z") == STATUS_INVALID_PARAMETER);
+    CHECK(RtlStringCchLengthA("four", 10, &n) == STATUS_SUCCESS && n == 4);
+    CHECK(RtlStringCchLengthA("four", 4, &n) == STATUS_INVALID_PARAMETER && n == 0);
+    CHECK(RtlStringCchLengthA(NULL, 4, NULL) == STATUS_INVALID_PARAMETER);
+    CHECK(RtlStringCbLengthW(L"four", sizeof(w), &n) == STATUS_SUCCESS && n == 8);
+    CHECK(RtlStringCbCopyW(w, sizeof(w), L"wide") == STATUS_SUCCESS && wcscmp(w, L"wide") == 0);
+    CHECK(RtlStringCchCatW(w, 8, L"ning!") == STATUS_BUFFER_OVERFLOW && wcscmp(w, L"widenin") == 0);
+    CHECK(RtlStringCchPrintfA(a, sizeof(a), "%d-%s", 42, "ok") == STATUS_SUCCESS && strcmp(a, "42-ok") == 0);
+    CHECK(RtlStringCbPrintfA(a, sizeof(a), "%08x", 0xBEEFu) == STATUS_BUFFER_OVERFLOW && strcmp(a, "0000bee") == 0);
+    CHECK(RtlStringCchPrintfA(a, sizeof(a), "%7s", "x") == STATUS_SUCCESS && strcmp(a, "      x") == 0);
+    CHECK(RtlStringCchPrintfW(w, 8, L"%wZ:%u", &name, 7u) == STATUS_SUCCESS && wcscmp(w, L"Dev:7") == 0);
+    CHECK(RtlStringCbPrintfW(w, sizeof(w), L"%ls%ls", L"abcd", L"efgh") == STATUS_BUFFER_OVERFLOW &&
+          wcscmp(w, L"abcdefg") == 0);
+    CHECK(_snprintf(a, 4, "%s", "abcd") == 4 && memcmp(a, "abcd", 4) == 0);
+    CHECK(_snprintf(a, 4, "%s", "abcde") == -1);
+    CHECK(_snwprintf(w, 8, L"%hs", "n") == 1 && w[0] == L'n' && w[1] == 0);
+    u.Buffer = storage;
+    u.Length = 0;
+    u.MaximumLength = sizeof(storage);
+    CHECK(RtlUnicodeStringCopy(&u, &src) == STATUS_BUFFER_OVERFLOW && u.Length == 12 && storage[5] == L'f');
+    CHECK(RtlUnicodeStringCopyString(&u, L"ab") == STATUS_SUCCESS && u.Length == 4);
+    CHECK(RtlUnicodeStringCatString(&u, L"cd") == STATUS_SUCCESS && u.Length == 8 && storage[3] == L'd');
+    CHECK(RtlUnicodeStringCat(&u, &name) == STATUS_BUFFER_OVERFLOW && u.Length == 12 && storage[5] == L'e');
+    CHECK(RtlUnicodeStringPrintf(&u, L"%d", 12345) == STATUS_SUCCESS && u.Length == 10 && storage[4] == L'5');
+    CHECK(RtlUnicodeStringPrintf(&u, L"%d", 1234567) == STATUS_BUFFER_OVERFLOW && u.Length == 12);
+    odd = u;
+    odd.Length = 3;
+    CHECK(RtlUnicodeStringCopy(&odd, &src) == STATUS_INVALID_PARAMETER);
+    CHECK(RtlUnicodeStringInit(&odd, L"init") == STATUS_SUCCESS && odd.Length == 8 && odd.MaximumLength == 10);
+    DbgPrint("rtl: strsafe done\n");
+}
+
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 {
     UNREFERENCED_PARAMETER(DriverObject);
@@ -137,6 +185,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     Bitmaps();
     Strings();
     MemoryAndVersion();
+    Strsafe();
     DbgPrint("rtl: %lu checks, %lu failed\n", checks, failures);
     return STATUS_SUCCESS;
 }
