@@ -9,13 +9,14 @@
 //! (NUL-terminated when there is room for the NUL, not when it is exactly `count`
 //! long), -1 when it was cut at `count` characters (no NUL).
 //!
-//! The buffer and the format are checked mapped ([`crate::context::checked`]), and
+//! The format and the part of the buffer written are checked mapped
+//! ([`crate::context::checked_all`]) before they are touched, and
 //! a string argument that points at memory that cannot be read is the stop the
 //! driver's own read gives, never a host crash.
 
 use std::ffi::c_void;
 
-use crate::context::{checked, kernel, va_of};
+use crate::context::{checked, checked_all, kernel, mapped_prefix, va_of};
 use crate::dbg::{DriverMemory, VaList};
 use ntmem_kernel::rtl::format::{self, Fault, Target, Unit};
 
@@ -26,13 +27,7 @@ use ntmem_kernel::rtl::format::{self, Fault, Target, Unit};
 /// `format` is the driver's NUL-terminated format; `args` its `va_list`;
 /// `buffer` holds `count` units.
 unsafe fn vsnprintf<U: Unit>(buffer: *mut U, count: usize, fmt: *const U, args: *const u64) -> i32 {
-    kernel(|cpu| {
-        checked(cpu, fmt.cast_mut().cast(), 1)?;
-        if count > 0 {
-            checked(cpu, buffer.cast(), (count as u64).saturating_mul(std::mem::size_of::<U>() as u64))?;
-        }
-        Ok(())
-    });
+    kernel(|cpu| checked(cpu, fmt.cast_mut().cast(), 1));
     let mut units = Vec::new();
     loop {
         // SAFETY: the driver's NUL-terminated format, its first unit mapped (checked
@@ -43,7 +38,13 @@ unsafe fn vsnprintf<U: Unit>(buffer: *mut U, count: usize, fmt: *const U, args: 
         }
         units.push(u);
     }
-    let limit = count.saturating_add(1);
+    // Formatting stops one unit past what the buffer can take: its `count`, or the
+    // mapped pages before the first unmapped one (the store there is the driver's
+    // fault, reported below), so a huge `count` never formats a huge text.
+    let unit = std::mem::size_of::<U>() as u64;
+    let bytes = (count as u64).saturating_mul(unit);
+    let room = kernel(|cpu| Ok(mapped_prefix(cpu, buffer.cast(), bytes) / unit));
+    let limit = usize::try_from(room).unwrap_or(usize::MAX).min(count).saturating_add(1);
     let formatted = match format::format::<U>(&units, Target::X64, &mut VaList(args), &mut DriverMemory, limit) {
         Ok(f) => f,
         Err(Fault { addr }) => {
@@ -52,15 +53,21 @@ unsafe fn vsnprintf<U: Unit>(buffer: *mut U, count: usize, fmt: *const U, args: 
     };
     let text = &formatted.text;
     let written = text.len().min(count);
+    // What is stored: the text, and its NUL when there is room.
+    let stored = (text.len() + 1).min(count);
+    if stored > 0 {
+        let bytes = (stored as u64).saturating_mul(std::mem::size_of::<U>() as u64);
+        kernel(|cpu| checked_all(cpu, buffer.cast(), bytes));
+    }
     for (i, &u) in text.iter().take(written).enumerate() {
-        // SAFETY: `i < count`, inside the checked buffer.
+        // SAFETY: `i < stored`, inside the checked part of the buffer.
         unsafe { buffer.add(i).write_unaligned(u) };
     }
     if text.len() > count {
         return -1;
     }
     if text.len() < count {
-        // SAFETY: as above: the NUL at `len < count`.
+        // SAFETY: as above: the NUL at `len < stored`.
         unsafe { buffer.add(text.len()).write_unaligned(U::from_char(0)) };
     }
     i32::try_from(text.len()).unwrap_or(-1)

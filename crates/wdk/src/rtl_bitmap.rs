@@ -4,8 +4,8 @@
 //! driver's header and the words of its buffer a routine touches, and writes back
 //! the words a routine changes.
 //!
-//! The header and the first and last word touched are checked mapped
-//! ([`crate::context::checked`]) before anything is read: a NULL or wild header or
+//! The header and every page of the words touched are checked mapped
+//! ([`crate::context::checked_all`]) before anything is read: a NULL or wild header or
 //! buffer is the stop a driver's own touch of it gives (an access violation,
 //! `PAGE_FAULT_IN_NONPAGED_AREA`, or `IRQL_NOT_LESS_OR_EQUAL` at DISPATCH_LEVEL),
 //! never a host crash. Words are read and written unaligned.
@@ -19,7 +19,7 @@ use std::ffi::c_void;
 use ntmem_kernel::rtl::bitmap::{words_for, Bit, BitMap};
 use ntmem_kernel::{BugCheck, Cpu};
 
-use crate::context::{checked, kernel};
+use crate::context::{checked, checked_all, kernel};
 
 /// `RTL_BITMAP` (wdm.h): the bitmap's size in bits and its buffer of `ULONG`s.
 #[repr(C)]
@@ -50,7 +50,7 @@ fn words(cpu: &Cpu<'_>, h: *mut RtlBitmap, words: impl FnOnce(u32) -> u64) -> Re
         unsafe { (header.cast::<u32>().read_unaligned(), header.add(8).cast::<*mut u32>().read_unaligned()) };
     let count = words(size);
     if count > 0 {
-        checked(cpu, buffer.cast::<c_void>(), count.saturating_mul(4))?;
+        checked_all(cpu, buffer.cast::<c_void>(), count.saturating_mul(4))?;
     }
     let count = usize::try_from(count).unwrap_or(usize::MAX);
     Ok(Words { size, buffer, count })
@@ -59,8 +59,7 @@ fn words(cpu: &Cpu<'_>, h: *mut RtlBitmap, words: impl FnOnce(u32) -> u64) -> Re
 impl Words {
     /// The words, copied from the driver's buffer.
     fn read(&self) -> Vec<u32> {
-        // SAFETY: the first and last of `count` words are mapped (`words`); one in
-        // between that is not faults as the driver's own read would.
+        // SAFETY: every page of the `count` words is mapped (`words`).
         (0..self.count).map(|i| unsafe { self.buffer.add(i).read_unaligned() }).collect()
     }
 

@@ -26,7 +26,7 @@ use ntmem_kernel::rtl::string;
 use ntmem_kernel::trap::pageable_code;
 use ntmem_kernel::{BugCheck, Cpu};
 
-use crate::context::{checked, host_ptr, kernel, va_of};
+use crate::context::{checked, checked_all, host_ptr, kernel, va_of};
 use crate::types::{AnsiString, NtStatus, UnicodeString};
 
 /// A counted string's header as the driver's memory holds it.
@@ -53,18 +53,17 @@ impl Header {
         Ok(Header { at, length, maximum_length, buffer })
     }
 
-    /// Checks the first `bytes` of the buffer mapped (nothing for 0).
+    /// Checks every page of the first `bytes` of the buffer mapped (nothing for 0).
     fn check_buffer(&self, cpu: &Cpu<'_>, bytes: u64) -> Result<(), BugCheck> {
         if bytes > 0 {
-            checked(cpu, self.buffer.cast(), bytes)?;
+            checked_all(cpu, self.buffer.cast(), bytes)?;
         }
         Ok(())
     }
 
     /// The `Length` bytes of the buffer (checked by [`Header::check_buffer`]).
     fn bytes(&self) -> Vec<u8> {
-        // SAFETY: the buffer's ends are mapped (`check_buffer`); a page between
-        // that is not faults as the driver's own read would.
+        // SAFETY: every page of the buffer's `Length` bytes is mapped (`check_buffer`).
         (0..usize::from(self.length)).map(|i| unsafe { self.buffer.add(i).read_volatile() }).collect()
     }
 

@@ -4,10 +4,9 @@
 //! `RtlEqualMemory`, `RtlSecureZeroMemory` and the like are the WDK's macros and
 //! inline functions in `include/ntmem/memory.h`.)
 //!
-//! Every range is checked mapped at both ends ([`crate::context::checked`]) before
+//! Every range is checked mapped ([`crate::context::checked`]) page by page before
 //! it is touched: a NULL or wild pointer is the stop the driver's own touch gives,
-//! never a host crash; a page in between that is not mapped faults as the driver's
-//! own access would.
+//! never a host crash.
 
 use std::ffi::c_void;
 
@@ -57,40 +56,55 @@ const _: () = assert!(std::mem::offset_of!(OsVersionInfoExW, service_pack_major)
 const _: () = assert!(std::mem::offset_of!(OsVersionInfoExW, product_type) == 0x11A);
 
 /// `RtlCompareMemory` (learn.microsoft.com, "RtlCompareMemory function (wdm.h)"):
-/// the number of leading bytes that match (`length` when all do). Any IRQL when
-/// both blocks are nonpaged, else below DISPATCH_LEVEL.
+/// the number of leading bytes that match (`length` when all do), compared page by
+/// page up to the first difference: an unmapped page stops the machine only when
+/// the comparison reaches it, as the driver's own reads would. Any IRQL when both
+/// blocks are nonpaged, else below DISPATCH_LEVEL.
 ///
 /// # Safety
 /// Driver code passes two blocks of `length` bytes (checked: a bad one stops as
 /// on Windows).
 pub unsafe extern "win64" fn RtlCompareMemory(a: *const c_void, b: *const c_void, length: usize) -> usize {
-    if length == 0 {
-        return 0;
+    let mut i = 0;
+    while i < length {
+        let n = chunk(a as usize + i, length - i).min(chunk(b as usize + i, length - i));
+        let (x, y) = kernel(|cpu| {
+            let len = n as u64;
+            Ok((checked(cpu, a.wrapping_add(i).cast_mut(), len)?, checked(cpu, b.wrapping_add(i).cast_mut(), len)?))
+        });
+        // SAFETY: `n` bytes within one page of each block, mapped (checked above).
+        if let Some(d) = (0..n).find(|&j| unsafe { x.add(j).read_volatile() != y.add(j).read_volatile() }) {
+            return i + d;
+        }
+        i += n;
     }
-    let (a, b) = kernel(|cpu| {
-        let len = length as u64;
-        Ok((checked(cpu, a.cast_mut(), len)?, checked(cpu, b.cast_mut(), len)?))
-    });
-    // SAFETY: both blocks' ends are mapped (checked above); a page between that is
-    // not faults as the driver's own read would.
-    (0..length).find(|&i| unsafe { a.add(i).read_volatile() != b.add(i).read_volatile() }).unwrap_or(length)
+    length
+}
+
+/// The bytes from `at` to the end of its page, at most `left`.
+fn chunk(at: usize, left: usize) -> usize {
+    (0x1000 - at % 0x1000).min(left)
 }
 
 /// `RtlFillMemoryUlong` (learn.microsoft.com, "RtlFillMemoryUlong function
 /// (ntifs.h)"): `length / 4` copies of `pattern` (a remainder of `length` is not
-/// written). Any IRQL when the block is nonpaged, else below DISPATCH_LEVEL.
+/// written), page by page: an unmapped page stops the machine where the driver's
+/// own stores would. Any IRQL when the block is nonpaged, else below
+/// DISPATCH_LEVEL.
 ///
 /// # Safety
 /// As [`RtlCompareMemory`], for a writable block.
 pub unsafe extern "win64" fn RtlFillMemoryUlong(destination: *mut c_void, length: usize, pattern: u32) {
-    let count = length / 4;
-    if count == 0 {
-        return;
-    }
-    let d = kernel(|cpu| checked(cpu, destination, count as u64 * 4));
-    for i in 0..count {
-        // SAFETY: as in `RtlCompareMemory`, for the driver's writable block.
-        unsafe { d.cast::<u32>().add(i).write_unaligned(pattern) };
+    let (total, bytes) = (length / 4 * 4, pattern.to_le_bytes());
+    let mut i = 0;
+    while i < total {
+        let n = chunk(destination as usize + i, total - i);
+        let d = kernel(|cpu| checked(cpu, destination.wrapping_byte_add(i), n as u64));
+        for j in 0..n {
+            // SAFETY: `n` mapped bytes of the driver's block (checked above).
+            unsafe { d.add(j).write_volatile(bytes[(i + j) % 4]) };
+        }
+        i += n;
     }
 }
 
