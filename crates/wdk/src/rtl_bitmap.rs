@@ -34,33 +34,36 @@ pub struct RtlBitmap {
 const _: () = assert!(std::mem::size_of::<RtlBitmap>() == 0x10);
 const _: () = assert!(std::mem::offset_of!(RtlBitmap, buffer) == 0x08);
 
-/// `SizeOfBitMap`, the buffer and the words a routine touches, all checked mapped.
+/// `SizeOfBitMap`, and the words a routine touches (`count` from word `first` of
+/// the buffer, at `at`), checked mapped.
 struct Words {
     size: u32,
-    buffer: *mut u32,
+    first: u64,
+    at: *mut u32,
     count: usize,
 }
 
-/// Checks the header at `h`, reads it, and checks the first `words(size)` words of
-/// its buffer.
-fn words(cpu: &Cpu<'_>, h: *mut RtlBitmap, words: impl FnOnce(u32) -> u64) -> Result<Words, BugCheck> {
+/// Checks the header at `h`, reads it, and checks every page of the words
+/// `range(size)` (first word, count) of its buffer.
+fn words(cpu: &Cpu<'_>, h: *mut RtlBitmap, range: impl FnOnce(u32) -> (u64, u64)) -> Result<Words, BugCheck> {
     let header = checked(cpu, h.cast(), 0x10)?;
     // SAFETY: 16 mapped bytes of the driver's header (checked above).
     let (size, buffer) =
         unsafe { (header.cast::<u32>().read_unaligned(), header.add(8).cast::<*mut u32>().read_unaligned()) };
-    let count = words(size);
+    let (first, count) = range(size);
+    let at = buffer.wrapping_add(usize::try_from(first).unwrap_or(usize::MAX));
     if count > 0 {
-        checked_all(cpu, buffer.cast::<c_void>(), count.saturating_mul(4))?;
+        checked_all(cpu, at.cast::<c_void>(), count.saturating_mul(4))?;
     }
     let count = usize::try_from(count).unwrap_or(usize::MAX);
-    Ok(Words { size, buffer, count })
+    Ok(Words { size, first, at, count })
 }
 
 impl Words {
     /// The words, copied from the driver's buffer.
     fn read(&self) -> Vec<u32> {
         // SAFETY: every page of the `count` words is mapped (`words`).
-        (0..self.count).map(|i| unsafe { self.buffer.add(i).read_unaligned() }).collect()
+        (0..self.count).map(|i| unsafe { self.at.add(i).read_unaligned() }).collect()
     }
 
     /// `words` written back where they differ from `before`.
@@ -68,7 +71,7 @@ impl Words {
         for (i, (&a, &b)) in before.iter().zip(words).enumerate() {
             if a != b {
                 // SAFETY: as in `read`: a word of the driver's checked buffer.
-                unsafe { self.buffer.add(i).write_unaligned(b) };
+                unsafe { self.at.add(i).write_unaligned(b) };
             }
         }
     }
@@ -84,7 +87,7 @@ macro_rules! with_bitmap {
         let mut after = before.clone();
         let r = kernel(|_| {
             #[allow(unused_mut)]
-            let mut $map = BitMap::new(&mut after, w.size);
+            let mut $map = BitMap::window(&mut after, w.first, w.size);
             Ok($op)
         });
         w.write(&before, &after);
@@ -93,14 +96,30 @@ macro_rules! with_bitmap {
 }
 
 /// The words of a whole bitmap.
-fn all_words(size: u32) -> u64 {
-    words_for(u64::from(size))
+fn all_words(size: u32) -> (u64, u64) {
+    (0, words_for(u64::from(size)))
 }
 
-/// The words a range of `count` bits from `start` touches (the bitmap's own words
-/// when the range lies inside it).
-fn range_words(start: u32, count: u32) -> impl FnOnce(u32) -> u64 {
-    move |size| words_for(u64::from(size)).max(words_for(u64::from(start) + u64::from(count)))
+/// The words a range of `count` bits from `start` touches, inside the bitmap or
+/// not (Windows' free build touches them either way).
+fn range_words(start: u32, count: u32) -> impl FnOnce(u32) -> (u64, u64) {
+    move |_| {
+        let first = u64::from(start) / 32;
+        let end = if count == 0 { first } else { words_for(u64::from(start) + u64::from(count)) };
+        (first, end - first)
+    }
+}
+
+/// The words a test of `length` bits from `start` reads: none when the range is
+/// not inside the bitmap (the answer is FALSE without a read).
+fn test_words(start: u32, length: u32) -> impl FnOnce(u32) -> (u64, u64) {
+    move |size| {
+        if u64::from(start) + u64::from(length) > u64::from(size) {
+            (0, 0)
+        } else {
+            range_words(start, length)(size)
+        }
+    }
 }
 
 /// `RtlInitializeBitMap` (learn.microsoft.com, "RtlInitializeBitMap function
@@ -137,8 +156,9 @@ pub unsafe extern "win64" fn RtlSetAllBits(h: *mut RtlBitmap) {
 }
 
 /// `RtlSetBits` (learn.microsoft.com, "RtlSetBits function (wdm.h)"): sets
-/// `count` bits from `start`. A range past `SizeOfBitMap` is written as Windows'
-/// free build writes it (the page requires it inside the bitmap).
+/// `count` bits from `start`, touching only the words that hold them. A range past
+/// `SizeOfBitMap` is written as Windows' free build writes it (the page requires
+/// it inside the bitmap).
 ///
 /// # Safety
 /// As [`RtlClearAllBits`].
@@ -199,7 +219,7 @@ pub unsafe extern "win64" fn RtlFindSetBitsAndClear(h: *mut RtlBitmap, count: u3
 /// # Safety
 /// As [`RtlClearAllBits`].
 pub unsafe extern "win64" fn RtlAreBitsClear(h: *mut RtlBitmap, start: u32, length: u32) -> u8 {
-    u8::from(with_bitmap!(h, all_words, |map| map.all(start, length, Bit::Clear)))
+    u8::from(with_bitmap!(h, test_words(start, length), |map| map.all(start, length, Bit::Clear)))
 }
 
 /// `RtlAreBitsSet` (learn.microsoft.com, "RtlAreBitsSet function (wdm.h)"): as
@@ -208,7 +228,7 @@ pub unsafe extern "win64" fn RtlAreBitsClear(h: *mut RtlBitmap, start: u32, leng
 /// # Safety
 /// As [`RtlClearAllBits`].
 pub unsafe extern "win64" fn RtlAreBitsSet(h: *mut RtlBitmap, start: u32, length: u32) -> u8 {
-    u8::from(with_bitmap!(h, all_words, |map| map.all(start, length, Bit::Set)))
+    u8::from(with_bitmap!(h, test_words(start, length), |map| map.all(start, length, Bit::Set)))
 }
 
 /// `RtlNumberOfSetBits` (learn.microsoft.com, "RtlNumberOfSetBits function
@@ -246,8 +266,10 @@ mod tests {
     #[test]
     fn the_header_is_the_wdks() {
         assert_eq!(std::mem::align_of::<RtlBitmap>(), 8);
-        assert_eq!(range_words(40, 30)(10), 3);
-        assert_eq!(range_words(0, 1)(100), 4);
-        assert_eq!(all_words(0), 0);
+        assert_eq!(range_words(40, 30)(10), (1, 2));
+        assert_eq!(range_words(0, 1)(100), (0, 1));
+        assert_eq!(range_words(0xFFFF_FFF0, 0)(100), (0x7FF_FFFF, 0));
+        assert_eq!(test_words(90, 20)(100), (0, 0), "not inside the bitmap");
+        assert_eq!(all_words(0), (0, 0));
     }
 }

@@ -56,10 +56,12 @@ impl Bit {
     }
 }
 
-/// A bitmap's words and its size in bits.
+/// A bitmap's words (all of them, or a window of them) and its size in bits.
 #[derive(Debug)]
 pub struct BitMap<'a> {
     words: &'a mut [u32],
+    /// The index in the bitmap of `words[0]`.
+    first: u64,
     size: u32,
 }
 
@@ -67,7 +69,29 @@ impl<'a> BitMap<'a> {
     /// `size` bits over `words`; bits past `words` (a short buffer) read as clear
     /// and are never written.
     pub fn new(words: &'a mut [u32], size: u32) -> BitMap<'a> {
-        BitMap { words, size }
+        BitMap { words, first: 0, size }
+    }
+
+    /// `size` bits of which `words` are the ones from word `first` on: what a
+    /// routine that touches only a range of the bitmap needs (`RtlSetBits`,
+    /// `RtlTestBit`, `RtlAreBitsClear`). Bits outside the window read as clear and
+    /// are never written.
+    pub fn window(words: &'a mut [u32], first: u64, size: u32) -> BitMap<'a> {
+        BitMap { words, first, size }
+    }
+
+    /// Word `w` of the bitmap, 0 outside the words held.
+    fn word(&self, w: u64) -> u32 {
+        w.checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.words.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The bits past the words held: `(first + len) * 32`.
+    fn held_end(&self) -> u64 {
+        self.first.saturating_add(self.words.len() as u64).saturating_mul(32)
     }
 
     /// `SizeOfBitMap`.
@@ -77,20 +101,19 @@ impl<'a> BitMap<'a> {
 
     /// Bit `i` (`RtlTestBit`, `RtlCheckBit`); clear past the words held.
     pub fn test(&self, i: u64) -> bool {
-        let word = usize::try_from(i / 32).ok().and_then(|w| self.words.get(w)).copied().unwrap_or(0);
-        word >> (i % 32) & 1 == 1
+        self.word(i / 32) >> (i % 32) & 1 == 1
     }
 
     /// Sets (or clears) `count` bits from `start` (`RtlSetBits`, `RtlClearBits`),
     /// within the words held.
     pub fn write_range(&mut self, start: u64, count: u64, to: Bit) {
-        let end = start.saturating_add(count).min(self.words.len() as u64 * 32);
-        let mut i = start;
+        let end = start.saturating_add(count).min(self.held_end());
+        let mut i = start.max(self.first.saturating_mul(32));
         while i < end {
-            let (w, b) = ((i / 32) as usize, i % 32);
+            let (w, b) = (i / 32 - self.first, i % 32);
             let n = (32 - b).min(end - i);
             let mask = if n == 32 { u32::MAX } else { ((1u32 << n) - 1) << b };
-            if let Some(word) = self.words.get_mut(w) {
+            if let Some(word) = usize::try_from(w).ok().and_then(|w| self.words.get_mut(w)) {
                 match to {
                     Bit::Set => *word |= mask,
                     Bit::Clear => *word &= !mask,
@@ -104,17 +127,18 @@ impl<'a> BitMap<'a> {
     /// `RtlClearAllBits`): whole `ULONG`s, the bits of the last word past
     /// `SizeOfBitMap` included, as Windows fills them.
     pub fn write_all(&mut self, to: Bit) {
-        let n = words_for(u64::from(self.size)).min(self.words.len() as u64) as usize;
+        let n = words_for(u64::from(self.size)).saturating_sub(self.first).min(self.words.len() as u64) as usize;
         self.words[..n].iter_mut().for_each(|w| *w = to.word());
     }
 
     /// How many of the bitmap's `SizeOfBitMap` bits are `which`
-    /// (`RtlNumberOfSetBits`, `RtlNumberOfClearBits`).
+    /// (`RtlNumberOfSetBits`, `RtlNumberOfClearBits`), over a whole bitmap
+    /// ([`BitMap::new`]).
     pub fn count(&self, which: Bit) -> u32 {
         let size = u64::from(self.size);
         let mut set = 0u32;
         for (w, &word) in self.words.iter().enumerate() {
-            let first = w as u64 * 32;
+            let first = (self.first + w as u64) * 32;
             if first >= size {
                 break;
             }
@@ -143,12 +167,9 @@ impl<'a> BitMap<'a> {
     /// there is none), skipping whole words.
     fn run_from(&self, mut i: u64, end: u64, which: Bit) -> u64 {
         while i < end {
-            if i.is_multiple_of(32) && end - i >= 32 {
-                let word = self.words.get((i / 32) as usize).copied().unwrap_or(0);
-                if word == which.word() {
-                    i += 32;
-                    continue;
-                }
+            if i.is_multiple_of(32) && end - i >= 32 && self.word(i / 32) == which.word() {
+                i += 32;
+                continue;
             }
             if Bit::of(self.test(i)) != which {
                 return i;

@@ -151,3 +151,14 @@ fn a_short_buffer_is_never_indexed_past_its_end() {
     assert_eq!(map.find(40, 999, Bit::Set), NOT_FOUND);
     assert!(!map.all(u32::MAX, u32::MAX, Bit::Set));
 }
+
+#[test]
+fn a_window_touches_only_its_words() {
+    let mut words = [0u32; 2];
+    let mut map = BitMap::window(&mut words, 3, 1000);
+    map.write_range(90, 40, Bit::Set);
+    assert_eq!(words, [u32::MAX, 0x3], "bits 96..130 of words 3 and 4; 90..96 are outside the window");
+    let map = BitMap::window(&mut words, 3, 1000);
+    assert!(map.test(100) && map.test(129) && !map.test(130) && !map.test(95));
+    assert!(map.all(96, 34, Bit::Set) && !map.all(95, 2, Bit::Set));
+}
