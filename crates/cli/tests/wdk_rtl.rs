@@ -49,3 +49,30 @@ fn a_conversion_at_dispatch_level_is_irql_not_less_or_equal() {
     assert!(!text.contains("rtl: converted"), "{text}");
     assert!(text.contains("STOP: 0x0000000a"), "{text}");
 }
+
+#[test]
+fn a_string_the_run_time_library_allocated_and_the_driver_forgot_is_a_ustr_leak() {
+    let out = run("rtl_string_leak.c");
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(" Ustr  Paged        2         1         1"), "{text}");
+    assert!(text.contains("LEAK           tag 'Ustr' (Paged): 1 block(s)"), "{text}");
+}
+
+#[test]
+fn freeing_a_string_that_is_not_pool_is_bad_pool_caller() {
+    let out = run("rtl_free_not_pool.c");
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(!text.contains("rtl: freed"), "{text}");
+    assert!(text.contains("STOP: 0x000000c2 (0x42,"), "{text}");
+}
+
+#[test]
+fn a_printf_string_argument_in_unmapped_system_space_is_page_fault_in_nonpaged_area() {
+    let out = run("rtl_printf_bad_string.c");
+    let text = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(!text.contains("rtl: printed"), "{text}");
+    assert!(text.contains("STOP: 0x00000050"), "{text}");
+}

@@ -311,7 +311,7 @@ exports! {
     Ntoskrnl Routine RtlCreateUnicodeString(rtl_convert) Passive;
     Ntoskrnl Routine RtlIntegerToUnicodeString(rtl_convert) Passive;
     Ntoskrnl Routine RtlUnicodeStringToInteger(rtl_convert) Passive;
-    Ntoskrnl Routine RtlUpcaseUnicodeChar(rtl_convert) Passive "Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlUpcaseUnicodeChar(rtl_convert) Apc "Unicode's simple uppercase, not Windows' table";
     Ntoskrnl Routine RtlDowncaseUnicodeChar(rtl_convert) Passive "Unicode's simple lowercase, not Windows' table";
     Ntoskrnl Routine RtlCompareString(rtl_convert) Passive;
     Ntoskrnl Routine RtlEqualString(rtl_convert) Passive;

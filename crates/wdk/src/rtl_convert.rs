@@ -370,15 +370,23 @@ pub unsafe extern "win64" fn RtlUnicodeStringToInteger(
 }
 
 /// `RtlUpcaseUnicodeChar` (learn.microsoft.com, "RtlUpcaseUnicodeChar function
-/// (wdm.h)"): the upper case of `c` ([`string::upcase`]).
+/// (wdm.h)"): the upper case of `c` ([`string::upcase`]). IRQL <= APC_LEVEL: at
+/// DISPATCH_LEVEL or above, 0x0A (the case tables are pageable).
 pub extern "win64" fn RtlUpcaseUnicodeChar(c: u16) -> u16 {
-    string::upcase(c)
+    kernel(|cpu| {
+        pageable_code(cpu, RtlUpcaseUnicodeChar as *const () as u64)?;
+        Ok(string::upcase(c))
+    })
 }
 
 /// `RtlDowncaseUnicodeChar` (learn.microsoft.com, "RtlDowncaseUnicodeChar function
-/// (ntifs.h)"): the lower case of `c` ([`convert::downcase`]).
+/// (wdm.h)"): the lower case of `c` ([`convert::downcase`]). PASSIVE_LEVEL: at
+/// DISPATCH_LEVEL or above, 0x0A.
 pub extern "win64" fn RtlDowncaseUnicodeChar(c: u16) -> u16 {
-    convert::downcase(c)
+    kernel(|cpu| {
+        pageable_code(cpu, RtlDowncaseUnicodeChar as *const () as u64)?;
+        Ok(convert::downcase(c))
+    })
 }
 
 /// `RtlCompareString` (learn.microsoft.com, "RtlCompareString function (wdm.h)"):

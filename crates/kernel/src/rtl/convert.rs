@@ -32,7 +32,7 @@ pub const STRING_TAG: u32 = u32::from_le_bytes(*b"Ustr");
 const MAX_LENGTH: usize = 0xFFFF;
 
 /// `RtlDowncaseUnicodeChar` (learn.microsoft.com, "RtlDowncaseUnicodeChar function
-/// (ntifs.h)"): the lowercase of `c` when it is one UTF-16 unit, else `c`.
+/// (wdm.h)"): the lowercase of `c` when it is one UTF-16 unit, else `c`.
 pub fn downcase(c: u16) -> u16 {
     if c < 0x80 {
         return u16::from(u8::try_from(c).map_or(0, |b| b.to_ascii_lowercase()));
