@@ -297,4 +297,35 @@ mod tests {
         assert!(equal_ansi(b"Hello", b"hELLO", true));
         assert!(!equal_ansi(b"Hello", b"Hell", true));
     }
+
+    proptest::proptest! {
+        /// Every value prints and parses back in every base, with the prefixes and
+        /// signs the page describes.
+        #[test]
+        fn integers_round_trip(value: u32, base in proptest::sample::select(vec![0u32, 2, 8, 10, 16]), spaces in 0usize..3) {
+            let digits = integer_digits(value, base).unwrap();
+            let text: Vec<u16> = digits.iter().map(|&b| u16::from(b)).collect();
+            proptest::prop_assert_eq!(parse_integer(&text, base), Ok(value));
+            let prefix = match base { 2 => "0b", 8 => "0o", 16 => "0x", _ => "" };
+            let signed: Vec<u16> = " ".repeat(spaces).encode_utf16().chain("-".encode_utf16()).chain(prefix.encode_utf16()).chain(text).collect();
+            proptest::prop_assert_eq!(parse_integer(&signed, 0), Ok(value.wrapping_neg()));
+        }
+
+        /// Parsing never panics, whatever the characters.
+        #[test]
+        fn parsing_any_string_is_a_value_or_invalid_parameter(chars: Vec<u16>, base in 0u32..20) {
+            let r = parse_integer(&chars, base);
+            proptest::prop_assert!(r.is_ok() || r == Err(NtStatus::INVALID_PARAMETER));
+        }
+
+        /// Sizing never promises more than the destination holds.
+        #[test]
+        fn sizing_fits_the_buffer(length in 0usize..0x20000, terminator in 1usize..3, maximum: u16, allocate: bool) {
+            let to = if allocate { Destination::Allocate } else { Destination::Caller { maximum_length: maximum } };
+            if let Ok(s) = size_terminated(length, terminator, to) {
+                proptest::prop_assert!(usize::from(s.length) + terminator <= usize::from(s.maximum_length));
+                proptest::prop_assert_eq!(usize::from(s.length), length);
+            }
+        }
+    }
 }
