@@ -61,6 +61,9 @@ pub enum MaxIrql {
     Dispatch,
     /// Below DISPATCH_LEVEL for paged memory or user buffers, DISPATCH_LEVEL otherwise.
     DependsOnMemory,
+    /// Below DISPATCH_LEVEL for paged memory, any IRQL for nonpaged memory (the
+    /// bitmap routines, `RtlCompareMemory`, `RtlFillMemoryUlong`).
+    AnyIfNonpaged,
     /// Exactly DISPATCH_LEVEL (a release that lowers).
     AtDispatch,
 }
@@ -74,6 +77,7 @@ impl MaxIrql {
             MaxIrql::Apc => "<= APC_LEVEL",
             MaxIrql::Dispatch => "<= DISPATCH_LEVEL",
             MaxIrql::DependsOnMemory => "<= APC_LEVEL (<= DISPATCH_LEVEL for nonpaged memory)",
+            MaxIrql::AnyIfNonpaged => "<= APC_LEVEL (any for nonpaged memory)",
             MaxIrql::AtDispatch => "DISPATCH_LEVEL",
         }
     }
@@ -315,25 +319,25 @@ exports! {
     Ntoskrnl Routine RtlDowncaseUnicodeChar(rtl_convert) Passive "Unicode's simple lowercase, not Windows' table";
     Ntoskrnl Routine RtlCompareString(rtl_convert) Passive;
     Ntoskrnl Routine RtlEqualString(rtl_convert) Passive;
-    Ntoskrnl Routine RtlCompareMemory(rtl_memory) DependsOnMemory;
-    Ntoskrnl Routine RtlFillMemoryUlong(rtl_memory) DependsOnMemory;
+    Ntoskrnl Routine RtlCompareMemory(rtl_memory) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFillMemoryUlong(rtl_memory) AnyIfNonpaged;
     Ntoskrnl Routine RtlGetVersion(rtl_memory) Passive;
     Ntoskrnl Routine RtlIsNtDdiVersionAvailable(rtl_memory) Passive "exported for every edition (Windows links it from Rtlver.lib before Vista)";
     // Bitmaps (issue 11).
-    Ntoskrnl Routine RtlInitializeBitMap(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlClearAllBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlSetAllBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlSetBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlClearBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlFindClearBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlFindSetBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlFindClearBitsAndSet(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlFindSetBitsAndClear(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlAreBitsClear(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlAreBitsSet(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlNumberOfSetBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlNumberOfClearBits(rtl_bitmap) DependsOnMemory;
-    Ntoskrnl Routine RtlTestBit(rtl_bitmap) DependsOnMemory;
+    Ntoskrnl Routine RtlInitializeBitMap(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlClearAllBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlSetAllBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlSetBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlClearBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindClearBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindSetBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindClearBitsAndSet(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindSetBitsAndClear(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlAreBitsClear(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlAreBitsSet(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlNumberOfSetBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlNumberOfClearBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlTestBit(rtl_bitmap) AnyIfNonpaged;
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;
