@@ -20,6 +20,10 @@ __declspec(dllimport) int _vsnprintf(char *Buffer, size_t Count, const char *For
 __declspec(dllimport) int _vsnwprintf(wchar_t *Buffer, size_t Count, const wchar_t *Format, va_list ArgList);
 __declspec(dllimport) int _snprintf(char *Buffer, size_t Count, const char *Format, ...);
 __declspec(dllimport) int _snwprintf(wchar_t *Buffer, size_t Count, const wchar_t *Format, ...);
+/* Unbounded: the buffer must hold the result and its NUL. swprintf is the legacy
+ * form ntoskrnl exports (no count). */
+__declspec(dllimport) int sprintf(char *Buffer, const char *Format, ...);
+__declspec(dllimport) int swprintf(wchar_t *Buffer, const wchar_t *Format, ...);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /*
- * The variadic entry points of _snprintf and _snwprintf: as c/dbgprint.c, they
+ * The variadic entry points of _snprintf, _snwprintf, sprintf and swprintf (the
+ * latter two unbounded: Count is SIZE_MAX): as c/dbgprint.c, they
  * start the Microsoft x64 va_list and hand its address to crates/wdk/src/crt_printf.rs.
  */
 typedef unsigned long long size_t;
@@ -22,6 +23,24 @@ __attribute__((ms_abi)) int ntmem__snwprintf(wchar16 *Buffer, size_t Count, cons
     __builtin_ms_va_list args;
     __builtin_ms_va_start(args, Format);
     int written = ntmem_wdk_vsnwprintf(Buffer, Count, Format, args);
+    __builtin_ms_va_end(args);
+    return written;
+}
+
+__attribute__((ms_abi)) int ntmem_sprintf(char *Buffer, const char *Format, ...)
+{
+    __builtin_ms_va_list args;
+    __builtin_ms_va_start(args, Format);
+    int written = ntmem_wdk_vsnprintf(Buffer, (size_t)-1, Format, args);
+    __builtin_ms_va_end(args);
+    return written;
+}
+
+__attribute__((ms_abi)) int ntmem_swprintf(wchar16 *Buffer, const wchar16 *Format, ...)
+{
+    __builtin_ms_va_list args;
+    __builtin_ms_va_start(args, Format);
+    int written = ntmem_wdk_vsnwprintf(Buffer, (size_t)-1, Format, args);
     __builtin_ms_va_end(args);
     return written;
 }

@@ -7,7 +7,9 @@
 //!
 //! Microsoft's return rule: the count of characters written when the result fits
 //! (NUL-terminated when there is room for the NUL, not when it is exactly `count`
-//! long), -1 when it was cut at `count` characters (no NUL).
+//! long), -1 when it was cut at `count` characters (no NUL). `sprintf` and
+//! `swprintf` (the legacy form ntoskrnl exports: no count) are the same with an
+//! unbounded count.
 //!
 //! The format and the part of the buffer written are checked mapped
 //! ([`crate::context::checked_all`]) before they are touched, and
@@ -19,6 +21,10 @@ use std::ffi::c_void;
 use crate::context::{checked, checked_all, kernel, mapped_prefix, va_of};
 use crate::dbg::{DriverMemory, VaList};
 use ntmem_kernel::rtl::format::{self, Fault, Target, Unit};
+
+/// The most bytes one call stores: 16 MB. Where ntmem differs: a longer result is
+/// cut there (Windows would go on storing).
+const LONGEST: u64 = 1 << 24;
 
 /// Formats into `buffer` of `count` units under Microsoft's return rule (module
 /// docs).
@@ -40,9 +46,10 @@ unsafe fn vsnprintf<U: Unit>(buffer: *mut U, count: usize, fmt: *const U, args: 
     }
     // Formatting stops one unit past what the buffer can take: its `count`, or the
     // mapped pages before the first unmapped one (the store there is the driver's
-    // fault, reported below), so a huge `count` never formats a huge text.
+    // fault, reported below), so a huge `count` never formats a huge text; and at
+    // most [`LONGEST`] bytes are looked at (a longer result is cut there).
     let unit = std::mem::size_of::<U>() as u64;
-    let bytes = (count as u64).saturating_mul(unit);
+    let bytes = (count as u64).saturating_mul(unit).min(LONGEST);
     let room = kernel(|cpu| Ok(mapped_prefix(cpu, buffer.cast(), bytes) / unit));
     let limit = usize::try_from(room).unwrap_or(usize::MAX).min(count).saturating_add(1);
     let formatted = match format::format::<U>(&units, Target::X64, &mut VaList(args), &mut DriverMemory, limit) {
@@ -98,6 +105,14 @@ pub unsafe extern "win64" fn _vsnwprintf(
 }
 
 extern "win64" {
+    /// `int sprintf(char *buffer, const char *format, ...)`: as [`_vsnprintf`] with
+    /// no bound but the buffer's mapped pages (`c/printf.c`).
+    #[link_name = "ntmem_sprintf"]
+    pub fn sprintf(buffer: *mut u8, format: *const u8, ...) -> i32;
+    /// `int swprintf(wchar_t *buffer, const wchar_t *format, ...)`: ntoskrnl's
+    /// legacy form (no count), as [`sprintf`] (`c/printf.c`).
+    #[link_name = "ntmem_swprintf"]
+    pub fn swprintf(buffer: *mut u16, format: *const u16, ...) -> i32;
     /// `int _snprintf(char *buffer, size_t count, const char *format, ...)`: as
     /// [`_vsnprintf`] (`c/printf.c`).
     #[link_name = "ntmem__snprintf"]

@@ -270,6 +270,8 @@ exports! {
     Ntoskrnl Routine _vsnwprintf(crt_printf) Any "as _vsnprintf";
     Ntoskrnl Routine _snprintf(crt_printf) Any "as _vsnprintf";
     Ntoskrnl Routine _snwprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine sprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine swprintf(crt_printf) Any "as _vsnprintf; the legacy form without a count, as ntoskrnl exports it";
     // Time, critical regions, breakpoints and assertions (issue 11).
     Ntoskrnl Routine KeQueryInterruptTime(ke) Any "simulated time: it advances by scenario steps, not by itself";
     Ntoskrnl Routine KeQuerySystemTime(ke) Any "a routine, not the x64 WDK's KUSER_SHARED_DATA macro; machines boot at 2005-01-01 00:00 UTC, simulated time";

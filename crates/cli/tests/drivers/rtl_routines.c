@@ -162,6 +162,8 @@ static VOID Strsafe(VOID)
     CHECK(_snprintf(a, 4, "%s", "abcd") == 4 && memcmp(a, "abcd", 4) == 0);
     CHECK(_snprintf(a, 4, "%s", "abcde") == -1);
     CHECK(_snwprintf(w, 8, L"%hs", "n") == 1 && w[0] == L'n' && w[1] == 0);
+    CHECK(sprintf(a, "%c%03d", 'v', 7) == 4 && strcmp(a, "v007") == 0);
+    CHECK(swprintf(w, L"%s=%X", L"k", 0xABu) == 4 && wcscmp(w, L"k=AB") == 0);
     u.Buffer = storage;
     u.Length = 0;
     u.MaximumLength = sizeof(storage);
