@@ -76,3 +76,22 @@ fn a_printf_string_argument_in_unmapped_system_space_is_page_fault_in_nonpaged_a
     assert!(!text.contains("rtl: printed"), "{text}");
     assert!(text.contains("STOP: 0x00000050"), "{text}");
 }
+
+#[test]
+fn rtl_get_version_answers_the_machines_edition() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/rtl_version.c");
+    for (machine, expected) in [
+        ("ws03sp1-enterprise-x64", "rtl: version 5.2.3790 sp 1 'Service Pack 1' product 3 suite 0x2 vista 0"),
+        ("vista-x64", "rtl: version 6.0.6000 sp 0 '' product 1 suite 0 vista 1"),
+        ("xp-professional", "rtl: version 5.1.2600 sp 0 '' product 1 suite 0 vista 0"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+            .args(["run", "--machine", machine])
+            .arg(&path)
+            .output()
+            .expect("ntmem runs");
+        let text = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{machine}: {text}");
+        assert!(text.contains(expected), "{machine}: {text}");
+    }
+}
