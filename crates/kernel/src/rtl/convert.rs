@@ -15,6 +15,7 @@
 //! in 0x80–0x9F), as [`super::format`] narrows; case mapping is Unicode's simple
 //! mapping ([`super::string::upcase`]) where Windows uses its own tables.
 
+use super::format::Unit;
 use super::string::upcase;
 use crate::ex::pool::NtStatus;
 
@@ -53,9 +54,10 @@ pub fn is_prefix(prefix: &[u16], s: &[u16], case_insensitive: bool) -> bool {
     prefix.len() <= s.len() && prefix.iter().zip(s).all(|(&a, &b)| fold(a) == fold(b))
 }
 
-/// A Unicode character in the ANSI code page (module docs).
+/// A Unicode character in the ANSI code page (module docs): the narrowing the
+/// printf engine does ([`super::format::Unit`] for `u8`), so both agree.
 pub fn to_ansi_char(c: u16) -> u8 {
-    u8::try_from(c).unwrap_or(b'?')
+    <u8 as Unit>::from_char(u32::from(c))
 }
 
 /// `RtlUpperChar` as the ANSI comparisons fold: the upper case of the Latin-1
