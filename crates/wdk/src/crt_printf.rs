@@ -12,7 +12,7 @@
 //! unbounded count.
 //!
 //! The format and the part of the buffer written are checked mapped
-//! ([`crate::context::checked_all`]) before they are touched, and
+//! (`context::checked_all`) before they are touched, and
 //! a string argument that points at memory that cannot be read is the stop the
 //! driver's own read gives, never a host crash.
 

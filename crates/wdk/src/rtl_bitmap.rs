@@ -5,7 +5,7 @@
 //! the words a routine changes.
 //!
 //! The header and every page of the words touched are checked mapped
-//! ([`crate::context::checked_all`]) before anything is read: a NULL or wild header or
+//! (`context::checked_all`) before anything is read: a NULL or wild header or
 //! buffer is the stop a driver's own touch of it gives (an access violation,
 //! `PAGE_FAULT_IN_NONPAGED_AREA`, or `IRQL_NOT_LESS_OR_EQUAL` at DISPATCH_LEVEL),
 //! never a host crash. Words are read and written unaligned.

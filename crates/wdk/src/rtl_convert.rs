@@ -7,7 +7,7 @@
 //! `RtlEqualString`. What each computes is [`ntmem_kernel::rtl::convert`]'s.
 //!
 //! Every header, buffer and output pointer is checked mapped
-//! ([`crate::context::checked`]) before it is touched: a NULL or wild one is the
+//! (`context::checked`) before it is touched: a NULL or wild one is the
 //! stop the driver's own touch gives, never a host crash. The strings are copied
 //! to the host heap, converted there, and the results stored with unaligned
 //! writes.

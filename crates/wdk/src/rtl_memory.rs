@@ -4,7 +4,7 @@
 //! `RtlEqualMemory`, `RtlSecureZeroMemory` and the like are the WDK's macros and
 //! inline functions in `include/ntmem/memory.h`.)
 //!
-//! Every range is checked mapped ([`crate::context::checked`]) page by page before
+//! Every range is checked mapped (`context::checked`) page by page before
 //! it is touched: a NULL or wild pointer is the stop the driver's own touch gives,
 //! never a host crash.
 

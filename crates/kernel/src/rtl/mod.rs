@@ -5,7 +5,7 @@
 //!   `RtlFindClearBits`, `RtlNumberOfSetBits`, …).
 //! * [`convert`]: conversions, case and prefixes (`RtlUpcaseUnicodeString`,
 //!   `RtlUnicodeStringToAnsiString`, `RtlIntegerToUnicodeString`, …).
-//! * [`format`]: Windows' printf format language (`DbgPrint`, `_vsnprintf`,
+//! * [`format`](mod@format): Windows' printf format language (`DbgPrint`, `_vsnprintf`,
 //!   `RtlStringCbPrintf`).
 //! * [`string`]: counted strings (`RtlInitUnicodeString`, `RtlCopyUnicodeString`,
 //!   `RtlAppendUnicodeToString`, `RtlCompareUnicodeString`, …).
