@@ -33,7 +33,8 @@ NTSYSAPI BOOLEAN RtlAreBitsSet(PRTL_BITMAP BitMapHeader, ULONG StartingIndex, UL
 NTSYSAPI ULONG RtlNumberOfSetBits(PRTL_BITMAP BitMapHeader);
 NTSYSAPI ULONG RtlNumberOfClearBits(PRTL_BITMAP BitMapHeader);
 NTSYSAPI BOOLEAN RtlTestBit(PRTL_BITMAP BitMapHeader, ULONG BitNumber);
-/* The x64 WDK's macro: the bit read in place (a 64-bit bit test). */
-#define RtlCheckBit(BMH, BP) ((ULONG)((((const ULONG64 *)(BMH)->Buffer)[(ULONG)(BP) / 64] >> ((ULONG)(BP) % 64)) & 1))
+/* A macro, as in the WDK: the bit read in place. (The x64 WDK tests it with a
+ * 64-bit bit test, which reads the ULONG after it too; this reads only its own.) */
+#define RtlCheckBit(BMH, BP) ((ULONG)((((const ULONG *)(BMH)->Buffer)[(ULONG)(BP) / 32] >> ((ULONG)(BP) % 32)) & 1))
 
 #endif /* NTMEM_BITMAP_H */

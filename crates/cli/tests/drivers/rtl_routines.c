@@ -29,7 +29,8 @@ static VOID Bitmaps(VOID)
     CHECK(buffer[0] == 0 && buffer[1] == 0 && buffer[2] == 0);
     RtlSetBits(&map, 30, 5);
     CHECK(buffer[0] == 0xC0000000 && buffer[1] == 0x7);
-    CHECK(RtlTestBit(&map, 34) && !RtlTestBit(&map, 35) && RtlCheckBit(&map, 30) == 1 && RtlCheckBit(&map, 29) == 0);
+    CHECK(RtlTestBit(&map, 34) && !RtlTestBit(&map, 35) && RtlCheckBit(&map, 30) == 1 && RtlCheckBit(&map, 29) == 0 &&
+          RtlCheckBit(&map, 34) == 1);
     CHECK(RtlAreBitsSet(&map, 30, 5) && !RtlAreBitsSet(&map, 29, 2) && RtlAreBitsClear(&map, 35, 35));
     CHECK(!RtlAreBitsClear(&map, 60, 11));
     CHECK(RtlNumberOfSetBits(&map) == 5 && RtlNumberOfClearBits(&map) == 65);
