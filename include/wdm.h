@@ -459,6 +459,8 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/io.h"
 #include "ntmem/lookaside.h"
 #include "ntmem/rtl.h"
+#include "ntmem/bitmap.h"
+#include "ntmem/version.h"
 #include "ntmem/ke.h"
 
 /* Every driver defines it; the driver host calls it at PASSIVE_LEVEL. */

@@ -14,12 +14,32 @@ NTKERNELAPI int memcmp(const void *Buffer1, const void *Buffer2, size_t Count);
 #define RtlCopyMemory(Destination, Source, Length) memcpy((Destination), (Source), (Length))
 #define RtlCopyBytes RtlCopyMemory
 #define RtlMoveMemory(Destination, Source, Length) memmove((Destination), (Source), (Length))
-#define RtlCopyBytes RtlCopyMemory
 #define RtlZeroBytes RtlZeroMemory
 #define RtlFillBytes RtlFillMemory
 #define RtlFillMemory(Destination, Length, Fill) memset((Destination), (Fill), (Length))
 #define RtlZeroMemory(Destination, Length) memset((Destination), 0, (Length))
 #define RtlEqualMemory(Destination, Source, Length) (!memcmp((Destination), (Source), (Length)))
+/* The number of leading bytes that match (Length when all do). Any IRQL for
+ * nonpaged blocks, else below DISPATCH_LEVEL. */
+NTSYSAPI SIZE_T RtlCompareMemory(const VOID *Source1, const VOID *Source2, SIZE_T Length);
+/* Length / 4 copies of Pattern (Destination ULONG-aligned, Length a multiple of 4). */
+NTSYSAPI VOID RtlFillMemoryUlong(PVOID Destination, SIZE_T Length, ULONG Pattern);
+/* A macro on AMD64: Length / 8 copies of Pattern. */
+static __inline VOID RtlFillMemoryUlonglong(PVOID Destination, SIZE_T Length, ULONGLONG Pattern)
+{
+    volatile ULONGLONG *d = (volatile ULONGLONG *)Destination;
+    for (SIZE_T i = 0; i < Length / sizeof(ULONGLONG); i++) d[i] = Pattern;
+}
+/* Zeroes through volatile stores, so the compiler keeps them (FORCEINLINE in the WDK). */
+static __inline PVOID RtlSecureZeroMemory(PVOID ptr, SIZE_T cnt)
+{
+    volatile char *p = (volatile char *)ptr;
+    while (cnt != 0) {
+        *p++ = 0;
+        cnt--;
+    }
+    return ptr;
+}
 
 /* The kernel's variables (host addresses of the simulated machine's boundaries). */
 extern NTKERNELAPI PVOID MmSystemRangeStart;

@@ -33,6 +33,32 @@ NTSYSAPI LONG RtlCompareUnicodeString(PCUNICODE_STRING String1, PCUNICODE_STRING
 NTSYSAPI BOOLEAN RtlEqualUnicodeString(PCUNICODE_STRING String1, PCUNICODE_STRING String2,
                                        BOOLEAN CaseInSensitive);
 
+/* Conversions, case and prefixes: PASSIVE_LEVEL (pageable on Windows). The
+ * allocating forms take paged pool tagged "Ustr", freed by RtlFreeUnicodeString /
+ * RtlFreeAnsiString (<= APC_LEVEL). The ANSI code page is Latin-1 (other
+ * characters become '?'); case maps are Unicode's simple ones. */
+NTSYSAPI BOOLEAN RtlPrefixUnicodeString(PCUNICODE_STRING String1, PCUNICODE_STRING String2,
+                                        BOOLEAN CaseInSensitive);
+/* STATUS_BUFFER_OVERFLOW when the caller's buffer is shorter than the source. */
+NTSYSAPI NTSTATUS RtlUpcaseUnicodeString(PUNICODE_STRING DestinationString, PCUNICODE_STRING SourceString,
+                                         BOOLEAN AllocateDestinationString);
+/* NUL-terminated; STATUS_BUFFER_OVERFLOW (nothing converted) when the caller's
+ * buffer cannot hold the result and its NUL. */
+NTSYSAPI NTSTATUS RtlUnicodeStringToAnsiString(PANSI_STRING DestinationString, PCUNICODE_STRING SourceString,
+                                               BOOLEAN AllocateDestinationString);
+NTSYSAPI NTSTATUS RtlAnsiStringToUnicodeString(PUNICODE_STRING DestinationString, PCANSI_STRING SourceString,
+                                               BOOLEAN AllocateDestinationString);
+NTSYSAPI VOID RtlFreeUnicodeString(PUNICODE_STRING UnicodeString);
+NTSYSAPI VOID RtlFreeAnsiString(PANSI_STRING AnsiString);
+NTSYSAPI BOOLEAN RtlCreateUnicodeString(PUNICODE_STRING DestinationString, PCWSTR SourceString);
+/* Base 0 (10), 2, 8, 10 or 16, else STATUS_INVALID_PARAMETER. */
+NTSYSAPI NTSTATUS RtlIntegerToUnicodeString(ULONG Value, ULONG Base, PUNICODE_STRING String);
+NTSYSAPI NTSTATUS RtlUnicodeStringToInteger(PCUNICODE_STRING String, ULONG Base, PULONG Value);
+NTSYSAPI WCHAR RtlUpcaseUnicodeChar(WCHAR SourceCharacter);
+NTSYSAPI WCHAR RtlDowncaseUnicodeChar(WCHAR SourceCharacter);
+NTSYSAPI LONG RtlCompareString(const STRING *String1, const STRING *String2, BOOLEAN CaseInSensitive);
+NTSYSAPI BOOLEAN RtlEqualString(const STRING *String1, const STRING *String2, BOOLEAN CaseInSensitive);
+
 /* PAGED_CODE(): in the WDK, a checked build (DBG) asserts the IRQL is at most
  * APC_LEVEL and a free build compiles it to nothing. ntmem compiles it to nothing in
  * both; the checked-build assertion comes with breakpoint and ASSERT support. */

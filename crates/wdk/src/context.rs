@@ -233,3 +233,39 @@ pub(crate) fn checked(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<*mut u8
     }
     Ok(p.cast())
 }
+
+/// As [`checked`], with every page of the range checked mapped, not only its ends:
+/// the stop is the one a touch of the first unmapped page gives, as a routine that
+/// walks the range from its start meets it. For the routines that copy a driver's
+/// range to the host before working on it.
+pub(crate) fn checked_all(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<*mut u8, BugCheck> {
+    let at = checked(cpu, p, len)?;
+    let m = cpu.machine();
+    let start = va_of(cpu, p).get();
+    let end = start.saturating_add(len - 1);
+    let mut page = (start & !0xFFF).saturating_add(0x1000);
+    while page < end {
+        let va = Va::new(page);
+        if m.space().walk(m.phys(), va).phys.is_none() {
+            return Err(ntmem_kernel::trap::wild_touch(cpu, va, true));
+        }
+        page = page.saturating_add(0x1000);
+    }
+    Ok(at)
+}
+
+/// How many bytes from `p`, at most `len`, lie in mapped system pages without a
+/// gap: how far a routine that stores from `p` onwards gets before it faults.
+pub(crate) fn mapped_prefix(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> u64 {
+    let m = cpu.machine();
+    let start = va_of(cpu, p);
+    if p.is_null() || !m.space().layout().is_system(start) {
+        return 0;
+    }
+    let mut page = start.get() & !0xFFF;
+    let end = start.get().saturating_add(len);
+    while page < end && m.space().walk(m.phys(), Va::new(page)).phys.is_some() {
+        page = page.saturating_add(0x1000);
+    }
+    page.max(start.get()).min(end) - start.get()
+}

@@ -115,7 +115,7 @@ fn emit_shielded(bytes: &[u8]) {
 }
 
 /// A Microsoft x64 `va_list`: a pointer to the next 8-byte argument slot.
-struct VaList(*const u64);
+pub(crate) struct VaList(pub(crate) *const u64);
 
 impl Arguments for VaList {
     fn next(&mut self, size: ArgSize) -> u64 {
@@ -134,7 +134,7 @@ impl Arguments for VaList {
 }
 
 /// The driver's memory, read as the processor would.
-struct DriverMemory;
+pub(crate) struct DriverMemory;
 
 impl Memory for DriverMemory {
     fn read(&mut self, addr: u64, out: &mut [u8]) -> Result<(), Fault> {

@@ -61,6 +61,9 @@ pub enum MaxIrql {
     Dispatch,
     /// Below DISPATCH_LEVEL for paged memory or user buffers, DISPATCH_LEVEL otherwise.
     DependsOnMemory,
+    /// Below DISPATCH_LEVEL for paged memory, any IRQL for nonpaged memory (the
+    /// bitmap routines, `RtlCompareMemory`, `RtlFillMemoryUlong`).
+    AnyIfNonpaged,
     /// Exactly DISPATCH_LEVEL (a release that lowers).
     AtDispatch,
 }
@@ -74,6 +77,7 @@ impl MaxIrql {
             MaxIrql::Apc => "<= APC_LEVEL",
             MaxIrql::Dispatch => "<= DISPATCH_LEVEL",
             MaxIrql::DependsOnMemory => "<= APC_LEVEL (<= DISPATCH_LEVEL for nonpaged memory)",
+            MaxIrql::AnyIfNonpaged => "<= APC_LEVEL (any for nonpaged memory)",
             MaxIrql::AtDispatch => "DISPATCH_LEVEL",
         }
     }
@@ -262,6 +266,12 @@ exports! {
     Ntoskrnl Routine tolower(crt_string) Any;
     Ntoskrnl Routine towupper(crt_string) Any;
     Ntoskrnl Routine towlower(crt_string) Any;
+    Ntoskrnl Routine _vsnprintf(crt_printf) Any "Windows' format language as DbgPrint reads it; no floating point";
+    Ntoskrnl Routine _vsnwprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine _snprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine _snwprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine sprintf(crt_printf) Any "as _vsnprintf";
+    Ntoskrnl Routine swprintf(crt_printf) Any "as _vsnprintf; the legacy form without a count, as ntoskrnl exports it";
     // Time, critical regions, breakpoints and assertions (issue 11).
     Ntoskrnl Routine KeQueryInterruptTime(ke) Any "simulated time: it advances by scenario steps, not by itself";
     Ntoskrnl Routine KeQuerySystemTime(ke) Any "a routine, not the x64 WDK's KUSER_SHARED_DATA macro; machines boot at 2005-01-01 00:00 UTC, simulated time";
@@ -298,6 +308,38 @@ exports! {
     Ntoskrnl Routine KeDelayExecutionThread(ke_dispatcher) Apc "sleeps simulated time";
     Ntoskrnl Routine KeAcquireSpinLockAtDpcLevel(ke) AtDispatch;
     Ntoskrnl Routine KeReleaseSpinLockFromDpcLevel(ke) AtDispatch;
+    Ntoskrnl Routine RtlPrefixUnicodeString(rtl_convert) Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlUpcaseUnicodeString(rtl_convert) Passive "Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlUnicodeStringToAnsiString(rtl_convert) Passive "the ANSI code page is Latin-1 (other characters become ?), not the system's";
+    Ntoskrnl Routine RtlAnsiStringToUnicodeString(rtl_convert) Passive "the ANSI code page is Latin-1 (other characters become ?), not the system's";
+    Ntoskrnl Routine RtlFreeUnicodeString(rtl_convert) Apc;
+    Ntoskrnl Routine RtlFreeAnsiString(rtl_convert) Apc;
+    Ntoskrnl Routine RtlCreateUnicodeString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlIntegerToUnicodeString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlUnicodeStringToInteger(rtl_convert) Passive;
+    Ntoskrnl Routine RtlUpcaseUnicodeChar(rtl_convert) Apc "Unicode's simple uppercase, not Windows' table";
+    Ntoskrnl Routine RtlDowncaseUnicodeChar(rtl_convert) Passive "Unicode's simple lowercase, not Windows' table";
+    Ntoskrnl Routine RtlCompareString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlEqualString(rtl_convert) Passive;
+    Ntoskrnl Routine RtlCompareMemory(rtl_memory) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFillMemoryUlong(rtl_memory) AnyIfNonpaged;
+    Ntoskrnl Routine RtlGetVersion(rtl_memory) Passive;
+    Ntoskrnl Routine RtlIsNtDdiVersionAvailable(rtl_memory) Passive "exported for every edition (Windows links it from Rtlver.lib before Vista)";
+    // Bitmaps (issue 11).
+    Ntoskrnl Routine RtlInitializeBitMap(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlClearAllBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlSetAllBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlSetBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlClearBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindClearBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindSetBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindClearBitsAndSet(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlFindSetBitsAndClear(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlAreBitsClear(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlAreBitsSet(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlNumberOfSetBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlNumberOfClearBits(rtl_bitmap) AnyIfNonpaged;
+    Ntoskrnl Routine RtlTestBit(rtl_bitmap) AnyIfNonpaged;
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;

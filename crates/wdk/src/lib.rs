@@ -12,7 +12,11 @@
 //! * [`ex`], [`ke`], [`dbg`](mod@dbg): the routines, one module per NT component prefix.
 //! * [`except`]: x64 structured exception handling over driver images' own unwind
 //!   data; [`seh`]: the raise routines use, and [`seh::try_except`] for Rust drivers.
-//! * [`crt`]: `memcpy` and the other C run-time routines the compiler calls.
+//! * [`crt`]: `memcpy` and the other C run-time routines the compiler calls;
+//!   [`crt_string`] the string routines, [`crt_printf`] the bounded printf family.
+//! * [`rtl`], [`rtl_convert`], [`rtl_bitmap`], [`rtl_memory`]: the run-time
+//!   library (counted strings and their conversions, bitmaps, memory and version
+//!   routines); `include/ntstrsafe.h` builds on them in C, as the WDK's does.
 //! * [`loader`]: [`loader::Driver`] — load an image, `DriverEntry`, `DriverUnload`.
 //! * [`harness`]: Rust drivers ([`harness::RustDriver`]) and the harness that runs
 //!   one with a scenario inside `cargo test` ([`harness::Harness`]).
@@ -30,6 +34,8 @@
 pub mod context;
 #[allow(non_snake_case)]
 pub mod crt;
+#[allow(non_snake_case)]
+pub mod crt_printf;
 #[allow(non_snake_case)]
 pub mod crt_string;
 #[allow(non_snake_case)]
@@ -58,6 +64,12 @@ pub mod mm;
 pub mod pnp;
 #[allow(non_snake_case)]
 pub mod rtl;
+#[allow(non_snake_case)]
+pub mod rtl_bitmap;
+#[allow(non_snake_case)]
+pub mod rtl_convert;
+#[allow(non_snake_case)]
+pub mod rtl_memory;
 pub mod seh;
 pub mod symbols;
 pub mod types;

@@ -118,7 +118,7 @@ impl Target {
     }
 }
 
-/// What [`format`] produced.
+/// What [`format`](fn@format) produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Formatted<U> {
     /// The text, at most `limit` units.

@@ -19,6 +19,12 @@
 //! address, an address on the driver's stack — and sizes from small, page-sized
 //! and huge ones, so that short inputs reach deep states.
 //!
+//! Opcodes 40–43 drive the run-time library (bitmaps, counted-string
+//! conversions, `RtlCompareMemory`/`RtlFillMemoryUlong`/`RtlGetVersion`, and
+//! `_vsnprintf`/`_vsnwprintf`); where the palette says "the driver's stack" they
+//! get a two-page nonpaged scratch block instead, since they store as much as their
+//! arguments say.
+//!
 //! Not driven yet: spin locks on words the program did not initialise (spinning
 //! forever is a hang until the DPC watchdog lands), lookaside lists with
 //! driver callbacks, and requests through dispatch routines (the scenario
@@ -27,6 +33,7 @@
 use std::ffi::c_void;
 
 use super::{DriverEntryArgs, Harness, Report, RustDriver};
+use crate::crt_printf::{_vsnprintf, _vsnwprintf};
 use crate::ex::{
     ExAllocatePool2, ExAllocatePoolWithQuotaTag, ExAllocatePoolWithTag, ExAllocatePoolWithTagPriority, ExFreePool,
     ExFreePoolWithTag, ExQueryPoolBlockSize,
@@ -50,6 +57,15 @@ use crate::mm::{
     MmAllocateContiguousMemory, MmAllocateContiguousMemorySpecifyCache, MmAllocateNonCachedMemory,
     MmFreeContiguousMemory, MmFreeNonCachedMemory, MmGetPhysicalAddress, MmMapIoSpace, MmUnmapIoSpace,
 };
+use crate::rtl_bitmap::{
+    RtlAreBitsSet, RtlClearBits, RtlFindClearBitsAndSet, RtlInitializeBitMap, RtlNumberOfSetBits, RtlSetAllBits,
+    RtlTestBit,
+};
+use crate::rtl_convert::{
+    RtlAnsiStringToUnicodeString, RtlFreeUnicodeString, RtlIntegerToUnicodeString, RtlUnicodeStringToAnsiString,
+    RtlUnicodeStringToInteger, RtlUpcaseUnicodeString,
+};
+use crate::rtl_memory::{RtlCompareMemory, RtlFillMemoryUlong, RtlGetVersion};
 use crate::seh;
 use crate::types::{NtStatus, STATUS_SUCCESS};
 
@@ -81,7 +97,7 @@ pub fn routines(data: &[u8]) -> Report {
         Ok(h) => h,
         Err(e) => panic!("the fuzzing machine does not boot: {e}"),
     };
-    let mut driver = Fuzzer { program, blocks: Vec::new() };
+    let mut driver = Fuzzer { program, blocks: Vec::new(), scratch: 0 };
     harness.run("fuzz.sys", &mut driver, &[])
 }
 
@@ -132,6 +148,11 @@ struct Fuzzer<'a> {
     program: Program<'a>,
     /// What earlier calls returned (blocks, MDLs, mappings, physical addresses).
     blocks: Vec<usize>,
+    /// Two nonpaged pages the run-time library opcodes (40–43) use where the
+    /// palette says "the driver's stack": those routines store as much as their
+    /// arguments say, which on the 128-byte stack array would overwrite the
+    /// host's own frame.
+    scratch: usize,
 }
 
 impl Fuzzer<'_> {
@@ -150,6 +171,16 @@ impl Fuzzer<'_> {
             6 => stack as usize + pick % 64,
             _ => self.blocks.last().copied().unwrap_or(0),
         }) as *mut c_void
+    }
+
+    /// A pointer argument for the routines that store as much as they are told
+    /// (opcodes 40–43): the palette's, with the stack choice moved to `scratch`.
+    fn store_pointer(&mut self, stack: *mut u8) -> *mut c_void {
+        let p = self.pointer(stack) as usize;
+        match p.checked_sub(stack as usize) {
+            Some(offset) if offset < 128 => (self.scratch + offset) as *mut c_void,
+            _ => p as *mut c_void,
+        }
     }
 
     /// Runs one call; returns a value to remember, if it made one.
@@ -357,6 +388,89 @@ impl Fuzzer<'_> {
                 IoReleaseCancelSpinLock(irql);
                 return None;
             }
+            40 => {
+                // Bitmaps over hostile headers, buffers and sizes.
+                let (h, buffer) = (self.store_pointer(stack).cast(), self.store_pointer(stack).cast());
+                let (size, a, b) = (self.program.size() as u32, self.program.u32(), self.program.u32());
+                // SAFETY: hostile pointers are what is tested; the routines check every
+                // page they touch.
+                unsafe {
+                    RtlInitializeBitMap(h, buffer, size);
+                    match small % 6 {
+                        0 => RtlSetAllBits(h),
+                        1 => RtlClearBits(h, a, b),
+                        2 => return Some(RtlFindClearBitsAndSet(h, a % 64, b) as usize),
+                        3 => return Some(RtlNumberOfSetBits(h) as usize),
+                        4 => return Some(usize::from(RtlTestBit(h, a))),
+                        _ => return Some(usize::from(RtlAreBitsSet(h, a, b))),
+                    }
+                }
+                return None;
+            }
+            41 => {
+                // Counted-string conversions over hostile strings (PASSIVE_LEVEL
+                // routines: at a raised IRQL, 0x0A).
+                let (d, s) = (self.store_pointer(stack), self.store_pointer(stack));
+                let (allocate, value) = ((small & 1) as u8, self.program.u32());
+                // SAFETY: as above: the routines check the headers and buffers.
+                let status = unsafe {
+                    match (small >> 1) % 6 {
+                        0 => RtlUnicodeStringToAnsiString(d.cast(), s.cast(), allocate),
+                        1 => RtlAnsiStringToUnicodeString(d.cast(), s.cast(), allocate),
+                        2 => RtlUpcaseUnicodeString(d.cast(), s.cast(), allocate),
+                        3 => {
+                            RtlFreeUnicodeString(d.cast());
+                            0
+                        }
+                        4 => RtlUnicodeStringToInteger(s.cast(), value % 20, d.cast()),
+                        _ => RtlIntegerToUnicodeString(value, small >> 4, d.cast()),
+                    }
+                };
+                status as u32 as usize
+            }
+            42 => {
+                let (a, b) = (self.store_pointer(stack), self.store_pointer(stack));
+                let n = self.program.size();
+                // SAFETY: as above: the routines check every page they touch.
+                unsafe {
+                    match small % 3 {
+                        0 => RtlCompareMemory(a, b, n),
+                        1 => {
+                            RtlFillMemoryUlong(a, n, small);
+                            return None;
+                        }
+                        _ => RtlGetVersion(a) as u32 as usize,
+                    }
+                }
+            }
+            43 => {
+                // The bounded printf routines: hostile buffers and counts, formats
+                // whose arguments are hostile pointers.
+                let buffer = self.store_pointer(stack);
+                let count = self.program.size();
+                let args = [self.store_pointer(stack) as u64, self.store_pointer(stack) as u64, u64::from(small), 0];
+                let formats: [&[u8]; 5] = [b"%s\0", b"%wZ|%Z\0", b"%d %x %I64u\0", b"%99d%ls\0", b"plain\0"];
+                let format = formats[small as usize % formats.len()];
+                if self.scratch == 0 {
+                    return None;
+                }
+                // The format lives in the machine's memory, as a driver's does: in the
+                // scratch block's second page.
+                let at = self.scratch + 0x1000;
+                // SAFETY: `at` is the second of the scratch block's two pages, ours;
+                // the formats are short. `args` is a va_list of four 8-byte slots.
+                unsafe {
+                    if small & 0x80 == 0 {
+                        std::ptr::copy_nonoverlapping(format.as_ptr(), at as *mut u8, format.len());
+                        _vsnprintf(buffer.cast(), count, at as *const u8, args.as_ptr().cast()) as usize
+                    } else {
+                        for (i, &c) in format.iter().enumerate() {
+                            (at as *mut u16).add(i).write_unaligned(u16::from(c));
+                        }
+                        _vsnwprintf(buffer.cast(), count, at as *const u16, args.as_ptr().cast()) as usize
+                    }
+                }
+            }
             _ => return None,
         })
     }
@@ -366,6 +480,7 @@ impl RustDriver for Fuzzer<'_> {
     fn driver_entry(&mut self, _args: &mut DriverEntryArgs<'_>) -> NtStatus {
         let mut stack = [0u8; 128];
         let stack = stack.as_mut_ptr();
+        self.scratch = ExAllocatePoolWithTag(0, 0x2000, u32::from_le_bytes(*b"Fuzz")) as usize;
         while !self.program.done() {
             let opcode = self.program.byte();
             let made = if opcode & 0x80 != 0 {
@@ -374,6 +489,9 @@ impl RustDriver for Fuzzer<'_> {
                 self.call(opcode, stack)
             };
             self.blocks.extend(made.filter(|&v| v != 0));
+        }
+        if self.scratch != 0 {
+            ExFreePoolWithTag(self.scratch as *mut c_void, u32::from_le_bytes(*b"Fuzz"));
         }
         STATUS_SUCCESS
     }
