@@ -57,6 +57,18 @@ fn a_string_the_run_time_library_allocated_and_the_driver_forgot_is_a_ustr_leak(
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains(" Ustr  Paged        2         1         1"), "{text}");
     assert!(text.contains("LEAK           tag 'Ustr' (Paged): 1 block(s)"), "{text}");
+    // Under pool tracking the buffer is charged to the routine that allocated it, at
+    // the driver's call (Verifier tracks the Rtl string routines' allocations).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/rtl_string_leak.c");
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(path)
+        .args(["--verifier", "pool_tracking"])
+        .output()
+        .expect("ntmem runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "0xC4/0x62: {text}");
+    assert!(text.contains("by RtlCreateUnicodeString, allocated at rtl_string_leak!DriverEntry"), "{text}");
 }
 
 #[test]

@@ -14,7 +14,7 @@
 
 use std::ffi::c_void;
 
-use ntmem_kernel::ex::pool::PoolTag;
+use ntmem_kernel::ex::pool::{PoolKind, PoolTag};
 use ntmem_kernel::io::{irp, Irp};
 use ntmem_kernel::mm::contiguous::MemoryCachingType;
 use ntmem_kernel::mm::mdl::{self, LockOperation, Mdl, OnFailure, PagePriority, ProcessorMode};
@@ -54,7 +54,7 @@ pub extern "win64" fn IoAllocateMdl(
     irp: *mut c_void,
 ) -> *mut c_void {
     kernel(|cpu| {
-        let ask = Ask::object("IoAllocateMdl", mdl::MDL_TAG);
+        let ask = Ask::object("IoAllocateMdl", mdl::MDL_TAG, PoolKind::Nonpaged);
         let allocate = || mdl::io_allocate_mdl(cpu, va_of(cpu, va), u64::from(length));
         let Some(m) = allocation(cpu, ask, || None, allocate, |m| m.map(|m| m.0))? else {
             return Ok(std::ptr::null_mut());

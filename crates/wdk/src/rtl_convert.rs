@@ -20,7 +20,7 @@
 
 use std::ffi::c_void;
 
-use ntmem_kernel::ex::pool::{self, NtStatus as KStatus, PoolTag, PoolType};
+use ntmem_kernel::ex::pool::{self, NtStatus as KStatus, PoolKind, PoolTag, PoolType};
 use ntmem_kernel::rtl::convert::{self, Destination, Sized, STRING_TAG};
 use ntmem_kernel::rtl::string;
 use ntmem_kernel::trap::pageable_code;
@@ -95,11 +95,12 @@ fn source(cpu: &Cpu<'_>, s: *const c_void) -> Result<Header, BugCheck> {
     Ok(h)
 }
 
-/// Where a conversion's result goes: the destination header read, and the buffer
+/// Where `routine`'s result goes: the destination header read, and the buffer
 /// (allocated when asked; else the caller's, checked mapped for the result and its
 /// `terminator` bytes), or the status that ends the call.
 fn destination(
     cpu: &Cpu<'_>,
+    routine: &'static str,
     d: *mut c_void,
     allocate: u8,
     terminator: u16,
@@ -116,7 +117,11 @@ fn destination(
         if sized.maximum_length == 0 {
             std::ptr::null_mut()
         } else {
-            let va = pool::allocate(cpu, PoolType::PagedPool, u64::from(sized.maximum_length), PoolTag(STRING_TAG))?;
+            // Driver Verifier fails and tracks it as the routine's (research note §3.2, §3.4).
+            let tag = PoolTag(STRING_TAG);
+            let allocate = || pool::allocate(cpu, PoolType::PagedPool, u64::from(sized.maximum_length), tag);
+            let ask = crate::vf::Ask::object(routine, tag, PoolKind::Paged);
+            let va = crate::vf::allocation(cpu, ask, || None, allocate, |va| *va)?;
             let Some(va) = va else { return Ok(Err(KStatus::NO_MEMORY.0 as NtStatus)) };
             host_ptr(cpu, Some(va)).cast()
         }
@@ -183,7 +188,9 @@ pub unsafe extern "win64" fn RtlUpcaseUnicodeString(
     let units = src.units();
     let upper: Vec<u8> = units.iter().flat_map(|&c| string::upcase(c).to_le_bytes()).collect();
     let length = src.length;
-    match kernel(|cpu| destination(cpu, d.cast(), allocate, 0, |to| convert::size_upcase(length, to))) {
+    match kernel(|cpu| {
+        destination(cpu, "RtlUpcaseUnicodeString", d.cast(), allocate, 0, |to| convert::size_upcase(length, to))
+    }) {
         // SAFETY: `buffer` holds `MaximumLength` >= `Length` bytes (the sizing).
         Ok((h, sized, buffer)) => unsafe { finish(&h, sized, buffer, &upper, 0, allocate != 0) },
         Err(status) => return status,
@@ -212,7 +219,9 @@ pub unsafe extern "win64" fn RtlUnicodeStringToAnsiString(
     });
     let bytes: Vec<u8> = src.units().into_iter().map(convert::to_ansi_char).collect();
     let n = bytes.len();
-    match kernel(|cpu| destination(cpu, d.cast(), allocate, 1, |to| convert::size_terminated(n, 1, to))) {
+    match kernel(|cpu| {
+        destination(cpu, "RtlUnicodeStringToAnsiString", d.cast(), allocate, 1, |to| convert::size_terminated(n, 1, to))
+    }) {
         // SAFETY: `buffer` holds the result and its NUL (the sizing).
         Ok((h, sized, buffer)) => unsafe { finish(&h, sized, buffer, &bytes, 1, allocate != 0) },
         Err(status) => return status,
@@ -239,7 +248,9 @@ pub unsafe extern "win64" fn RtlAnsiStringToUnicodeString(
     });
     let wide: Vec<u8> = src.bytes().into_iter().flat_map(|b| u16::from(b).to_le_bytes()).collect();
     let n = wide.len();
-    match kernel(|cpu| destination(cpu, d.cast(), allocate, 2, |to| convert::size_terminated(n, 2, to))) {
+    match kernel(|cpu| {
+        destination(cpu, "RtlAnsiStringToUnicodeString", d.cast(), allocate, 2, |to| convert::size_terminated(n, 2, to))
+    }) {
         // SAFETY: `buffer` holds the result and its NUL (the sizing).
         Ok((h, sized, buffer)) => unsafe { finish(&h, sized, buffer, &wide, 2, allocate != 0) },
         Err(status) => return status,
@@ -306,7 +317,9 @@ pub unsafe extern "win64" fn RtlCreateUnicodeString(d: *mut UnicodeString, sourc
     }
     let bytes: Vec<u8> = chars.iter().flat_map(|c| c.to_le_bytes()).collect();
     let n = bytes.len();
-    match kernel(|cpu| destination(cpu, d.cast(), 1, 2, |to| convert::size_terminated(n, 2, to))) {
+    match kernel(|cpu| {
+        destination(cpu, "RtlCreateUnicodeString", d.cast(), 1, 2, |to| convert::size_terminated(n, 2, to))
+    }) {
         // SAFETY: `buffer` holds the copy and its NUL (the sizing).
         Ok((h, sized, buffer)) => unsafe { finish(&h, sized, buffer, &bytes, 2, true) },
         Err(_) => return 0,
@@ -332,7 +345,9 @@ pub unsafe extern "win64" fn RtlIntegerToUnicodeString(value: u32, base: u32, s:
     };
     let wide: Vec<u8> = digits.into_iter().flat_map(|b| u16::from(b).to_le_bytes()).collect();
     let n = wide.len();
-    match kernel(|cpu| destination(cpu, s.cast(), 0, 2, |to| convert::size_terminated(n, 2, to))) {
+    match kernel(|cpu| {
+        destination(cpu, "RtlIntegerToUnicodeString", s.cast(), 0, 2, |to| convert::size_terminated(n, 2, to))
+    }) {
         // SAFETY: `buffer` holds the digits and their NUL (the sizing).
         Ok((h, sized, buffer)) => unsafe { finish(&h, sized, buffer, &wide, 2, false) },
         Err(status) => return status,

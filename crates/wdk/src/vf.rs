@@ -7,12 +7,13 @@
 //!
 //! The routines that consult it: the pool allocators (`ExAllocatePool*`),
 //! `IoAllocateMdl`, `MmAllocateContiguousMemory[SpecifyCache]`,
-//! `MmAllocateNonCachedMemory`, `MmMapIoSpace` and `MmMapLockedPagesSpecifyCache` —
-//! Microsoft's list for low resources simulation less the routines ntmem does not
-//! export yet. With any Verifier option on, pool blocks and MDLs are tracked (with
-//! the driver's stack under pool tracking, its call site otherwise); Windows tracks
-//! only under pool tracking, and also tracks IRPs, work items
-//! and the Rtl string routines' buffers, which ntmem does not export yet. Verifier's
+//! `MmAllocateNonCachedMemory`, `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache` and the
+//! Rtl string routines that allocate the result's buffer — Microsoft's list for low
+//! resources simulation less the routines ntmem does not export yet. With any
+//! Verifier option on, pool blocks, MDLs and string buffers are tracked (with the
+//! driver's stack under pool tracking, its call site otherwise); Windows tracks only
+//! under pool tracking, and also tracks IRPs and work items, which ntmem does not
+//! export yet. Verifier's
 //! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
@@ -89,10 +90,10 @@ impl Ask {
         Ask { routine, tag: None, pool: None, pool_routine: false }
     }
 
-    /// A block a routine allocates from nonpaged pool for the driver, tagged `tag`
-    /// (an MDL), tracked but not counted as the driver's pool allocation.
-    pub fn object(routine: &'static str, tag: PoolTag) -> Ask {
-        Ask { routine, tag: Some(tag), pool: Some(PoolKind::Nonpaged), pool_routine: false }
+    /// A block a routine allocates from `pool` for the driver, tagged `tag` (an MDL,
+    /// a string's buffer), tracked but not counted as the driver's pool allocation.
+    pub fn object(routine: &'static str, tag: PoolTag, pool: PoolKind) -> Ask {
+        Ask { routine, tag: Some(tag), pool: Some(pool), pool_routine: false }
     }
 }
 
