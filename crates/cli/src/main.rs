@@ -57,8 +57,10 @@ enum Command {
 }
 
 /// The version of the JSON every command prints with `--json`: `schema_version` in
-/// each object. Raised when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+/// each object. Raised when a field changes meaning or goes away. 2: `machines`,
+/// `api` and `physmap` print an object (`machines`, `exports`, `map`) instead of an
+/// array; a run's `leaked_blocks[].routine` may be null.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A failure the user caused or must fix, with the exit status it earns.
 #[derive(Debug)]

@@ -24,14 +24,16 @@ pub fn emit(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::with_status(EXIT_OUTPUT_ERROR, format!("cannot write to standard output: {e}")))
 }
 
-/// `value` as pretty JSON, newline-terminated; an object gets the
-/// [`crate::SCHEMA_VERSION`] as `schema_version`.
+/// `value` (an object: every command prints one) as pretty JSON, newline-terminated,
+/// with the [`crate::SCHEMA_VERSION`] as `schema_version` and, when it has none,
+/// `exit` 0 (a command that prints a result succeeded; a run's report has its own).
 pub fn json(value: &impl serde::Serialize) -> String {
     // Reports are plain data (strings, numbers, maps with string keys): serde_json
     // cannot fail on them; an empty object stands in if it ever did.
     let mut value = serde_json::to_value(value).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
         object.insert("schema_version".to_string(), crate::SCHEMA_VERSION.into());
+        object.entry("exit").or_insert(0.into());
     }
     serde_json::to_string_pretty(&value).map_or_else(|_| "{}\n".to_string(), |s| s + "\n")
 }

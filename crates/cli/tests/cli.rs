@@ -20,7 +20,8 @@ const TB: u64 = 1 << 40;
 #[test]
 fn machines_lists_table_1_and_vista_with_the_seeds_numbers() {
     let v = json(&["machines", "--json"]);
-    let rows = v.as_array().unwrap();
+    assert_eq!((v["exit"].as_u64(), v["schema_version"].is_u64()), (Some(0), true), "one object: {v}");
+    let rows = v["machines"].as_array().unwrap();
     assert_eq!(rows.len(), 21);
     let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}"));
     let check = |name: &str, arch: &str, va: u64, max: u64| {
@@ -131,7 +132,8 @@ fn bad_input_is_refused_with_status_2_and_what_is_valid() {
 #[test]
 fn api_lists_every_export_with_its_dll_and_irql_rule() {
     let v = json(&["api", "--json"]);
-    let rows = v.as_array().unwrap();
+    assert_eq!((v["exit"].as_u64(), v["schema_version"].is_u64()), (Some(0), true), "one object: {v}");
+    let rows = v["exports"].as_array().unwrap();
     assert_eq!(rows.len(), ntmem_wdk::exports::EXPORTS.len());
     let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}"));
     assert_eq!(row("IoCreateDevice")["irql"], "PASSIVE_LEVEL");

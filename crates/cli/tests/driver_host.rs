@@ -82,7 +82,7 @@ fn with_json_a_build_or_usage_error_is_still_one_object_ci_can_parse() {
     let out = run("syntax_error.c", &["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!((v["exit"].as_u64(), v["schema_version"].as_u64()), (Some(2), Some(1)), "{v}");
+    assert_eq!((v["exit"].as_u64(), v["schema_version"].as_u64()), (Some(2), Some(2)), "{v}");
     assert!(v["error"].as_str().unwrap().contains("expected expression"), "{v}");
     let out = ntmem(&["run", "--json", "--no-such-flag"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
@@ -102,7 +102,7 @@ fn a_bugcheck_in_json_gives_each_parameter_as_hex_with_its_meaning_by_subcode() 
     assert_eq!(b["parameter_meanings"][0], "0x07: the pool block was already freed", "{v}");
     assert_eq!(b["parameter_meanings"][3], "Address of the block being freed", "{v}");
     assert_eq!(b["current_irql"], 0, "{v}");
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
 }
 
 #[test]

@@ -41,7 +41,7 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         })
         .collect();
     if args.json {
-        return super::print_json(&rows);
+        return super::print_json(&serde_json::json!({ "exports": rows }));
     }
     let mut out =
         format!("{:<40} {:<13} {:<5} {:<8} {:<22} DIFFERS FROM WINDOWS\n", "NAME", "DLL", "PART", "KIND", "IRQL");

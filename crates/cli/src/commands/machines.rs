@@ -46,7 +46,7 @@ pub fn main(args: &Args) -> Result<(), Failure> {
         })
         .collect();
     if args.json {
-        return super::print_json(&rows);
+        return super::print_json(&serde_json::json!({ "machines": rows }));
     }
     let mut out =
         format!("{:<26} {:<26} {:<28} {:<5} {:>7} {:>9}  notes\n", "NAME", "OS", "EDITION", "ARCH", "VA", "MAX RAM");

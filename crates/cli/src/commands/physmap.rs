@@ -162,7 +162,7 @@ pub fn main(args: &Args) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
     }
     if args.json {
-        return super::print_json(&rows);
+        return super::print_json(&serde_json::json!({ "map": rows }));
     }
     output::emit(&table(&rows, digits))
 }
