@@ -633,4 +633,70 @@ mod tests {
         let b = BugCheck::new(BugCheckCode::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, [0x1000, 0x1010, 0x5a, 0x24]);
         assert!(b.analysis_header().contains("Arg4: 0000000000000024, 0x24: the driver wrote past the end"));
     }
+    /// Golden text of the rest of the four stops a driver developer meets most, in
+    /// the other width: 0x50 and 0xD1 on x86 (8 hex digits), 0x19 on x64.
+    #[test]
+    fn analysis_headers_are_windbgs_in_both_widths() {
+        let mut b = BugCheck::new(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [0xe1000ff8, 0, 0xf7a1b2c3, 0]);
+        (b.narrow, b.irql) = (true, Some(0));
+        assert_eq!(
+            b.analysis_header(),
+            "PAGE_FAULT_IN_NONPAGED_AREA (50)\n\
+             Invalid system memory was referenced.\n\
+             Arguments:\n\
+             Arg1: e1000ff8, Memory address referenced\n\
+             Arg2: 00000000, 0: read, 1: write\n\
+             Arg3: f7a1b2c3, Address that referenced the memory (if known)\n\
+             Arg4: 00000000, Reserved (type of page fault)\n\
+             \n\
+             BUGCHECK_CODE:  50\n\
+             BUGCHECK_P1: e1000ff8\n\
+             BUGCHECK_P2: 0\n\
+             BUGCHECK_P3: f7a1b2c3\n\
+             BUGCHECK_P4: 0\n\
+             \n\
+             CURRENT_IRQL:  0\n"
+        );
+        let mut b =
+            BugCheck::new(BugCheckCode::BAD_POOL_HEADER, [0x20, 0xfffff8a000001000, 0xfffff8a000001070, 0x4c070007]);
+        b.irql = Some(0);
+        assert_eq!(
+            b.analysis_header(),
+            "BAD_POOL_HEADER (19)\n\
+             A pool header is corrupt.\n\
+             Arguments:\n\
+             Arg1: 0000000000000020, 0x20: a pool block header's size is corrupt: the next block's previous size disagrees\n\
+             Arg2: fffff8a000001000, The pool entry\n\
+             Arg3: fffff8a000001070, The next pool entry\n\
+             Arg4: 000000004c070007, The next header's first ULONG\n\
+             \n\
+             BUGCHECK_CODE:  19\n\
+             BUGCHECK_P1: 20\n\
+             BUGCHECK_P2: fffff8a000001000\n\
+             BUGCHECK_P3: fffff8a000001070\n\
+             BUGCHECK_P4: 4c070007\n\
+             \n\
+             CURRENT_IRQL:  0\n"
+        );
+        let mut b = BugCheck::new(BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL, [0xe1000ff8, 2, 0, 0xf7a1b2c3]);
+        (b.narrow, b.irql) = (true, Some(2));
+        assert_eq!(
+            b.analysis_header(),
+            "DRIVER_IRQL_NOT_LESS_OR_EQUAL (d1)\n\
+             A driver touched pageable or invalid memory at an IRQL that was too high.\n\
+             Arguments:\n\
+             Arg1: e1000ff8, Memory referenced\n\
+             Arg2: 00000002, IRQL at time of reference\n\
+             Arg3: 00000000, 0: read, 1: write, 8: execute\n\
+             Arg4: f7a1b2c3, Address that referenced memory\n\
+             \n\
+             BUGCHECK_CODE:  d1\n\
+             BUGCHECK_P1: e1000ff8\n\
+             BUGCHECK_P2: 2\n\
+             BUGCHECK_P3: 0\n\
+             BUGCHECK_P4: f7a1b2c3\n\
+             \n\
+             CURRENT_IRQL:  2\n"
+        );
+    }
 }
