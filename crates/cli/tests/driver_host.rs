@@ -1114,3 +1114,26 @@ fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
     assert_eq!(v["bugcheck"], Value::Null, "{v}");
     assert_eq!(status, 1, "the paged KEVENT leaks: {v}");
 }
+
+/// `!verifier` in the report, as WinDbg prints it: the flags level with each flag
+/// marked, the global counters, the driver's pool and its outstanding blocks.
+#[test]
+fn the_report_shows_verifier_as_windbg_prints_it() {
+    let t = text(&run("leak.c", &["--verifier", "standard"]));
+    for line in [
+        "Verify Flags Level 0x000209bb",
+        "    [X] (0x00000001) Special pool",
+        "    [ ] (0x00000004) Randomized low resources simulation",
+        "  Pool Allocations Attempted               0x2",
+        "  Pool Allocations Succeeded SpecialPool   0x2",
+        "  Peak nonpaged pool allocations           0x1 for 00000030 bytes",
+        "      Current Pool Allocations: ( 0x00000001 / 0x00000001 )",
+    ] {
+        assert!(t.contains(line), "{line:?} in {t}");
+    }
+    assert!(t.contains("  0x00000030  Leak  leak!DriverEntry+0x"), "{t}");
+    let t = text(&run("clean.c", &["--verifier", "irql"]));
+    let raises = t.lines().find(|l| l.starts_with("  RaiseIrqls")).expect("the RaiseIrqls line");
+    assert_ne!(raises.split_whitespace().last(), Some("0x0"), "clean.c takes a spin lock: {t}");
+    assert!(!t.lines().any(|l| l.starts_with("  AcquireSpinLocks") && l.ends_with(" 0x0")), "{t}");
+}

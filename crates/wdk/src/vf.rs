@@ -126,6 +126,9 @@ pub(crate) fn allocation<T>(
     let r = allocate()?;
     if let Some(kind) = ask.pool {
         let va = block(&r);
+        if va.is_some_and(|va| cpu.machine().pool().special().contains(va.get())) && ask.pool_routine {
+            vf.special_pool_allocation();
+        }
         let tracked = va.map(|va| {
             let bytes = pool::query_block_size(cpu, va).map_or(0, |b| b.bytes);
             site.block(ask.routine, va.get(), bytes, ask.tag.unwrap_or(PoolTag(0)), kind)

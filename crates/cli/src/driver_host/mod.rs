@@ -168,7 +168,8 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         }
     }
     if !verifier.is_empty() {
-        report.verifier_state = Some(verifier_state(machine, &symbolizer, driver.name()));
+        let base = driver.image().map_or(0, |i| i.host_base());
+        report.verifier_state = Some(verifier_state(machine, &symbolizer, driver.name(), base));
     }
     if request.json {
         report.debug_output = Some(dbg::take_captured());
@@ -215,7 +216,7 @@ fn return_site(symbolizer: &Symbolizer, a: u64) -> String {
 }
 
 /// What Driver Verifier counted for `driver`.
-fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str) -> VerifierState {
+fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, module_base: u64) -> VerifierState {
     let vf = machine.vf();
     let injected = vf
         .injections()
@@ -232,6 +233,8 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str) -> V
         .collect();
     let faults = vf.flags().contains(VerifierFlags::LOW_RESOURCES_SIMULATION).then(|| vf.fault_settings());
     VerifierState {
+        flags: vf.flags().bits(),
+        module_base,
         counters: vf.counters(),
         pool: vf.driver_pool(driver),
         faults,

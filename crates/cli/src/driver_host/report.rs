@@ -101,6 +101,10 @@ pub struct LeakedBlock {
 /// Driver Verifier's counts for a run (`!verifier`'s summary and the driver's entry).
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifierState {
+    /// The options in force (`Verify Flags Level`).
+    pub flags: u32,
+    /// The driver's image base, as `!verifier` lists the module.
+    pub module_base: u64,
     /// The global counters.
     pub counters: ntmem_kernel::vf::Counters,
     /// The driver's pool: current and peak, nonpaged then paged.
@@ -195,6 +199,94 @@ fn status_text(s: i32) -> String {
     match status_name(s) {
         Some(n) => format!("{n} ({:#010x})", s as u32),
         None => format!("{:#010x}", s as u32),
+    }
+}
+
+/// Driver Verifier's flags as `!verifier` lists them (Microsoft, "!verifier";
+/// research note `dma-verifier-views.md` §3.1, §5.7): standard, then additional.
+const VERIFIER_FLAGS: [(bool, u32, &str); 21] = [
+    (true, 0x0, "Automatic Checks"),
+    (true, 0x1, "Special pool"),
+    (true, 0x2, "Force IRQL checking"),
+    (true, 0x8, "Pool tracking"),
+    (true, 0x10, "I/O verification"),
+    (true, 0x20, "Deadlock detection"),
+    (true, 0x80, "DMA checking"),
+    (true, 0x100, "Security checks"),
+    (true, 0x800, "Miscellaneous checks"),
+    (true, 0x20000, "DDI compliance checking"),
+    (false, 0x4, "Randomized low resources simulation"),
+    (false, 0x200, "Force pending I/O requests"),
+    (false, 0x400, "IRP logging"),
+    (false, 0x2000, "Invariant MDL checking for stack"),
+    (false, 0x4000, "Invariant MDL checking for driver"),
+    (false, 0x8000, "Power framework delay fuzzing"),
+    (false, 0x40000, "Systematic low resources simulation"),
+    (false, 0x80000, "DDI compliance checking (additional)"),
+    (false, 0x200000, "NDIS/WIFI verification"),
+    (false, 0x800000, "Kernel synchronization delay fuzzing"),
+    (false, 0x1000000, "VM switch verification"),
+];
+
+/// `!verifier 3 driver.sys` as WinDbg prints it (Windows 8 and later): the flags,
+/// the global counters, and the driver's entry with its pool and outstanding blocks.
+/// Counters ntmem does not keep (Synch Executions, allocations without a tag) read 0.
+fn verifier_text(o: &mut String, driver: &str, v: &VerifierState, blocks: &[LeakedBlock]) {
+    let _ = writeln!(o, "\n!verifier\nVerify Flags Level 0x{:08x}\n", v.flags);
+    for (standard, heading) in [(true, "STANDARD FLAGS:"), (false, "ADDITIONAL FLAGS:")] {
+        let _ = writeln!(o, "  {heading}");
+        for (_, bit, name) in VERIFIER_FLAGS.iter().filter(|f| f.0 == standard) {
+            let on = if *bit == 0 || v.flags & bit != 0 { "X" } else { " " };
+            let _ = writeln!(o, "    [{on}] (0x{bit:08x}) {name}");
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "    [X] Indicates flag is enabled\n\nSummary of All Verifier Statistics\n");
+    let c = &v.counters;
+    let rows: [(&str, u64); 10] = [
+        ("RaiseIrqls", c.raise_irqls),
+        ("AcquireSpinLocks", c.acquire_spin_locks),
+        ("Synch Executions", 0),
+        ("Trims", c.trims),
+        ("Pool Allocations Attempted", c.pool_allocations_attempted),
+        ("Pool Allocations Succeeded", c.pool_allocations_succeeded),
+        ("Pool Allocations Succeeded SpecialPool", c.pool_allocations_special),
+        ("Pool Allocations With NO TAG", 0),
+        ("Pool Allocations Failed", c.pool_allocations_failed),
+        ("Resource Allocations Failed Deliberately", c.faults_injected),
+    ];
+    for (i, (name, value)) in rows.iter().enumerate() {
+        if i == 4 {
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "  {name:<41}0x{value:x}");
+    }
+    let [np, p] = v.pool.current;
+    let [pnp, pp] = v.pool.peak;
+    let _ = writeln!(o);
+    for (name, count) in [
+        ("Current paged pool allocations", p),
+        ("Peak paged pool allocations", pp),
+        ("Current nonpaged pool allocations", np),
+        ("Peak nonpaged pool allocations", pnp),
+    ] {
+        let _ = writeln!(o, "  {name:<41}0x{:x} for {:08x} bytes", count.allocations, count.bytes);
+    }
+    let _ = writeln!(o, "\nDriver Verification List\n  MODULE: 0x{:016x} {driver} (Loaded)", v.module_base);
+    let _ = writeln!(o, "    Pool Allocation Statistics: ( NonPagedPool / PagedPool )");
+    let pair = |a: u64, b: u64| format!("( 0x{a:08x} / 0x{b:08x} )");
+    let _ = writeln!(o, "      Current Pool Allocations: {}", pair(np.allocations, p.allocations));
+    let _ = writeln!(o, "      Current Pool Bytes:       {}", pair(np.bytes, p.bytes));
+    let _ = writeln!(o, "      Peak Pool Allocations:    {}", pair(pnp.allocations, pp.allocations));
+    let _ = writeln!(o, "      Peak Pool Bytes:          {}", pair(pnp.bytes, pp.bytes));
+    let tracked: Vec<&LeakedBlock> = blocks.iter().filter(|b| b.routine.is_some()).collect();
+    if !tracked.is_empty() {
+        let _ = writeln!(o, "    Pool Allocations:\n      Address             Length      Tag   Caller");
+        let _ = writeln!(o, "      ------------------  ----------  ----  ------------------");
+        for b in tracked {
+            let caller = b.stack.first().map_or("", String::as_str);
+            let _ = writeln!(o, "      0x{:016x}  0x{:08x}  {:<4}  {caller}", b.address, b.bytes, b.tag);
+        }
     }
 }
 
@@ -316,7 +408,7 @@ impl Report {
             let c = &v.counters;
             let _ = writeln!(
                 o,
-                "               pool allocations attempted {}, succeeded {}, failed {}; resource allocations failed deliberately {}",
+                "               pool allocations attempted {}, succeeded {}, failed {}; resource allocations failed deliberately {} (!verifier below)",
                 c.pool_allocations_attempted, c.pool_allocations_succeeded, c.pool_allocations_failed, c.faults_injected
             );
             if let Some(f) = &v.faults {
@@ -400,6 +492,9 @@ impl Report {
         }
         for l in &self.symbolic_links {
             let _ = writeln!(o, "LEFT LINK      {} -> {} (outlives the driver)", l.name, l.target);
+        }
+        if let Some(v) = &self.verifier_state {
+            verifier_text(&mut o, &self.driver, v, &self.leaked_blocks);
         }
         if let Some(b) = &self.bugcheck {
             let _ = writeln!(o, "\n{b}\n");

@@ -14,7 +14,7 @@ use ntmem_machine::Va;
 
 use super::irql::Irql;
 use crate::bugcheck::{BugCheck, BugCheckCode};
-use crate::vf::{VerifierFlags, Violation};
+use crate::vf::{Event, VerifierFlags, Violation};
 use crate::Machine;
 
 /// A kernel stack: `size` bytes from `base` (lowest usable byte), with an unmapped
@@ -157,10 +157,12 @@ impl<'m> Cpu<'m> {
                 .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
         }
         self.processor().set_irql(new);
+        self.machine.vf().count(Event::RaiseIrql);
         if new >= Irql::DISPATCH
             && old < Irql::DISPATCH
             && self.machine.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING)
         {
+            self.machine.vf().count(Event::Trim);
             let _ = self.machine.trim();
         }
         Ok(old)
@@ -217,7 +219,10 @@ impl<'m> Cpu<'m> {
         let me = owner_value(self.number);
         loop {
             match lock.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.machine.vf().count(Event::AcquireSpinLock);
+                    return Ok(());
+                }
                 Err(owner) if owner == me && self.machine.verifier().contains(VerifierFlags::DEADLOCK_DETECTION) => {
                     let addr = lock as *const AtomicUsize as u64;
                     return Err(self

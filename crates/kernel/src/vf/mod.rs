@@ -19,7 +19,7 @@ pub mod faults;
 pub mod tracking;
 pub mod violation;
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ex::pool::PoolTag;
@@ -153,6 +153,14 @@ pub struct Counters {
     pub pool_allocations_failed: u64,
     /// "Resource Allocations Failed Deliberately": low resources simulation's.
     pub faults_injected: u64,
+    /// "Pool Allocations Succeeded SpecialPool".
+    pub pool_allocations_special: u64,
+    /// "RaiseIrqls": raises of the IRQL while Verifier is on.
+    pub raise_irqls: u64,
+    /// "AcquireSpinLocks".
+    pub acquire_spin_locks: u64,
+    /// "Trims": force IRQL checking's trimming passes.
+    pub trims: u64,
 }
 
 /// The state behind the lock.
@@ -176,7 +184,23 @@ pub struct Verifier {
     flags: AtomicU32,
     /// Blocks tracked: lets a free skip the lock when there are none.
     tracked: AtomicUsize,
+    /// The counters the processor bumps without taking the lock: raises, spin lock
+    /// acquisitions, trims.
+    raise_irqls: AtomicU64,
+    acquire_spin_locks: AtomicU64,
+    trims: AtomicU64,
     state: Mutex<State>,
+}
+
+/// A processor event Verifier counts ([`Verifier::count`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An IRQL raise.
+    RaiseIrql,
+    /// A spin lock acquired.
+    AcquireSpinLock,
+    /// A trimming pass of force IRQL checking.
+    Trim,
 }
 
 impl Verifier {
@@ -325,9 +349,33 @@ impl Verifier {
         self.state().injections.clone()
     }
 
+    /// Counts `event` while any option is on.
+    #[inline]
+    pub fn count(&self, event: Event) {
+        if self.flags.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let c = match event {
+            Event::RaiseIrql => &self.raise_irqls,
+            Event::AcquireSpinLock => &self.acquire_spin_locks,
+            Event::Trim => &self.trims,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The global counters.
     pub fn counters(&self) -> Counters {
-        self.state().counters
+        Counters {
+            raise_irqls: self.raise_irqls.load(Ordering::Relaxed),
+            acquire_spin_locks: self.acquire_spin_locks.load(Ordering::Relaxed),
+            trims: self.trims.load(Ordering::Relaxed),
+            ..self.state().counters
+        }
+    }
+
+    /// Counts a pool block a verified driver got from special pool.
+    pub fn special_pool_allocation(&self) {
+        self.state().counters.pool_allocations_special += 1;
     }
 
     /// The hook at unload (after `DriverUnload`, as `MmUnloadSystemImage` checks):

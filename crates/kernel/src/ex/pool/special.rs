@@ -304,7 +304,7 @@ impl SpecialPool {
 
     /// Whether `va` lies in the special pool region: its frees and queries come here.
     #[inline]
-    pub(super) fn contains(&self, va: u64) -> bool {
+    pub fn contains(&self, va: u64) -> bool {
         self.pages.contains(va)
     }
 
