@@ -31,7 +31,14 @@ long DriverEntry(void *DriverObject, void *RegistryPath) {
 }
 "#;
 
+/// The image, built once: the tests run in parallel and would otherwise write the
+/// same files at once.
 fn build() -> Vec<u8> {
+    static IMAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(build_once).clone()
+}
+
+fn build_once() -> Vec<u8> {
     let tc = Toolchain::find().expect("the driver toolchain (clang >= 19, lld, llvm)");
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sysload");
     std::fs::create_dir_all(&dir).unwrap();
