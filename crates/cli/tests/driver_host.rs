@@ -965,3 +965,31 @@ fn pending_requests_in_a_cancel_safe_queue_are_cancelled_or_completed_later() {
     assert_eq!(v["exit"], 1, "the last cancel step fails");
     assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
 }
+
+/// Issue 13: a 32-bit scatter/gather bus master on an x64 machine with 8 GB. Its
+/// adapter reads Version 1 with a version-2 table; a version-3 description is NULL
+/// (a pre-Windows 8 HAL); the common buffer is page-aligned below 4 GB at the
+/// address MmGetPhysicalAddress gives; a buffer above 4 GB is handed to the device
+/// through logical addresses below 4 GB (bounced), in a list built at DISPATCH_LEVEL;
+/// more map registers than the adapter has are refused; nothing leaks.
+#[test]
+fn a_32_bit_sg_master_gets_logical_addresses_below_4_gb_for_a_buffer_above() {
+    let out = run("dma_sg32.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for line in [
+        "dma: version 3 adapter is NULL 1",
+        "dma: adapter Version 1, Size 0x90, DmaOperations->Size 0x80, map registers 17",
+        "dma: alignment 1",
+        "dma: common buffer 1, logical page-aligned 1, below 4 GB 1",
+        "dma: common buffer is what MmGetPhysicalAddress says 1",
+        "dma: buffer above 4 GB 1",
+        "dma: GetScatterGatherList 0x00000000, list routine ran 1 time(s) at IRQL 2",
+        "dma: 1 elements, 11776 bytes (asked 11776), all below 4 GB 1",
+        "dma: AllocateAdapterChannel(18 registers) 0xc000009a",
+        "dma: AllocateAdapterChannel(2 registers) 0x00000000, AdapterControl at IRQL 2",
+        "Leaks          none",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+}

@@ -34,6 +34,7 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "pool_routines.c",
         "annotated.c",
         "dbgprint_formats.c",
+        "dma_sg32.c",
     ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }
