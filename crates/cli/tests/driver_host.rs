@@ -993,3 +993,35 @@ fn a_32_bit_sg_master_gets_logical_addresses_below_4_gb_for_a_buffer_above() {
         assert!(t.contains(line), "{line}: {t}");
     }
 }
+
+/// Seed 001 in driver form (issue 13): a 1 GB common buffer for a 32-bit device on a
+/// machine with 1 GB of RAM is NULL, and the report names the reason — not enough
+/// physically contiguous memory below 4 GB, with the largest free run; 64 KB
+/// succeeds. On the x64 default edition and on XP x86 alike.
+#[test]
+fn a_1_gb_common_buffer_is_refused_and_the_report_says_why() {
+    for machine in [&["--ram", "1G"][..], &["--machine", "xp-professional", "--ram", "1G", "--processors", "1"][..]] {
+        let out = run("dma_1g.c", machine);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{t}");
+        assert!(t.contains("dma_1g: 1 GB common buffer is NULL 1"), "{t}");
+        assert!(t.contains("dma_1g: 64 KB common buffer is NULL 0"), "{t}");
+        assert!(t.contains("DMA refusals"), "{t}");
+        let line =
+            t.lines().find(|l| l.trim_start().starts_with("AllocateCommonBuffer")).unwrap_or_else(|| panic!("{t}"));
+        assert!(
+            line.contains("not enough physically contiguous memory within the device's reach (below 4 GB): 262144 pages needed, the largest free run there is"),
+            "{line}"
+        );
+        assert!(t.contains("Leaks          none"), "{t}");
+        let mut args = machine.to_vec();
+        args.push("--json");
+        let out = run("dma_1g.c", &args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let r = &v["dma_refusals"][0];
+        assert_eq!(r["routine"], "AllocateCommonBuffer", "{v}");
+        let run = &r["refusal"]["NotEnoughContiguousMemory"];
+        assert_eq!((run["pages"].as_u64(), run["limit"].as_u64()), (Some(262_144), Some(0xFFFF_FFFF)), "{v}");
+        assert!(run["largest_run"].as_u64().unwrap() < 262_144, "{v}");
+    }
+}

@@ -35,6 +35,7 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "annotated.c",
         "dbgprint_formats.c",
         "dma_sg32.c",
+        "dma_1g.c",
     ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }

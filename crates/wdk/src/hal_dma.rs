@@ -388,7 +388,7 @@ fn run_grants(adapter: *mut c_void, mut grants: Vec<Grant>) {
             crate::io_cancel::bad_call(routine as usize);
         }
         let (irp, old) = kernel(|cpu| {
-            let irp = u64::from_le_bytes(read(cpu, (device + OFF_CURRENT_IRP) as *const c_void)?);
+            let irp = u64::from_le_bytes(read(cpu, device.wrapping_add(OFF_CURRENT_IRP) as *const c_void)?);
             let old = cpu.irql();
             if old < Irql::DISPATCH {
                 cpu.raise_irql(Irql::DISPATCH)?;

@@ -145,6 +145,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     report.pool = driver_rows(&before, &machine.pool().snapshot());
     report.pnp = pnp::events(&driver).to_vec();
+    report.dma = machine.hal().dma().events().to_vec();
     if report.bugcheck.is_none() {
         if let Err(b) = pnp::delete_pdo(&mut driver, machine, 0) {
             report.bugcheck = Some(b);

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use ntmem_kernel::ex::pool::view::PoolPage;
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
+use ntmem_kernel::hal::dma::DmaEvent;
 use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::{format_size, Arch};
@@ -65,6 +66,9 @@ pub struct Report {
     pub pool_page: Option<PoolPage>,
     /// The PoolMon column the text report sorts by.
     pub sort: PoolSort,
+    /// What DMA routines refused the driver and why (seed 001: why a DMA buffer
+    /// cannot be had).
+    pub dma: Vec<DmaEvent>,
     /// The stop in the driver's terms: its faulting instruction and stack named from
     /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
     pub symbols: Option<StopSymbols>,
@@ -154,6 +158,7 @@ impl Report {
             symbols: None,
             sort: PoolSort::Tag,
             pool_page: None,
+            dma: Vec::new(),
         }
     }
 
@@ -265,6 +270,12 @@ impl Report {
                 if let Some(n) = &s.note {
                     let _ = writeln!(o, "     {n}");
                 }
+            }
+        }
+        if !self.dma.is_empty() {
+            let _ = writeln!(o, "\nDMA refusals (the routine returned NULL or failed)");
+            for e in &self.dma {
+                let _ = writeln!(o, " {:<21} {}", e.routine, e.refusal);
             }
         }
         let (system, own): (Vec<PoolMonRow>, Vec<PoolMonRow>) =
@@ -434,7 +445,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 16)?;
+        let mut o = s.serialize_struct("Report", 17)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -468,6 +479,19 @@ impl Serialize for Report {
             })
             .collect();
         o.serialize_field("pnp", &pnp)?;
+        let dma: Vec<_> = self
+            .dma
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "routine": e.routine,
+                    "adapter": e.adapter,
+                    "reason": e.refusal.to_string(),
+                    "refusal": e.refusal,
+                })
+            })
+            .collect();
+        o.serialize_field("dma_refusals", &dma)?;
         o.serialize_field("verifier", &self.verifier)?;
         let stop = self.bugcheck.as_ref().filter(|b| b.halt.is_none()).map(|b| Stop {
             code: b.code.0,

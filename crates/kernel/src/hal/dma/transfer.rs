@@ -44,6 +44,11 @@ pub const ELEMENT_SIZE: u64 = 0x18;
 /// The high bits of every `MapRegisterBase` token: a non-canonical address, so a
 /// driver that dereferences one faults at once.
 const TOKEN_BASE: u64 = 0xDA7A_0000_0000_0000;
+/// The frame-number bits a device can address: 40, a 52-bit physical address with
+/// 4 KB pages (the x64 PTE's frame field, bits 12–51). Higher bits of an MDL's frame
+/// numbers are dropped as the bus would drop them, so no arithmetic on a hostile
+/// MDL's frames can overflow.
+const PFN_MASK: u64 = (1 << 40) - 1;
 /// `STATUS_BUFFER_TOO_SMALL`.
 pub const STATUS_BUFFER_TOO_SMALL: NtStatus = NtStatus(0xC000_0023);
 
@@ -350,18 +355,23 @@ pub(crate) fn pieces(cpu: &Cpu<'_>, mdl: Mdl, current_va: Va, length: u64) -> Re
     let start = h.virtual_address().get();
     let end = start.saturating_add(u64::from(h.byte_count));
     let va = current_va.get();
-    if va < start || va.saturating_add(length) > end {
+    if va < start || va.checked_add(length).is_none_or(|e| e > end) {
         return Err(m.bugcheck(DRIVER_VERIFIER_DMA_VIOLATION, [0x1B, va, mdl.0.get(), 0]));
     }
     let page = shift.page_size();
     let first_vpage = h.start_va >> shift.0;
+    let end = va + length; // no overflow: checked above
     let mut out = Vec::new();
     let mut at = va;
-    while at < va + length {
+    while at < end {
         let offset = shift.offset(at);
-        let len = (page - offset).min(va + length - at);
+        let len = (page - offset).min(end - at);
         let vpage = at >> shift.0;
-        let pfn = Pfn::new(mdl::read_pfn(cpu, mdl, vpage - first_vpage)?);
+        // A StartVa and ByteOffset that wrap put `va` before StartVa's page.
+        let Some(index) = vpage.checked_sub(first_vpage) else {
+            return Err(m.bugcheck(DRIVER_VERIFIER_DMA_VIOLATION, [0x1B, va, mdl.0.get(), 0]));
+        };
+        let pfn = Pfn::new(mdl::read_pfn(cpu, mdl, index)? & PFN_MASK);
         out.push(Piece { vpage, pfn, offset, len });
         at += len;
     }
