@@ -1025,3 +1025,36 @@ fn a_1_gb_common_buffer_is_refused_and_the_report_says_why() {
         assert!(run["largest_run"].as_u64().unwrap() < 262_144, "{v}");
     }
 }
+
+/// Issue 13, the device side: the NIC transfers at the logical address its driver
+/// programmed (a bounced buffer: the address is below 4 GB, the buffer above). Data
+/// the device writes reaches the driver's buffer at PutScatterGatherList and not
+/// before (a forgotten flush sees none of it); data the driver wrote is what the
+/// device reads.
+#[test]
+fn the_device_side_of_dma_writes_through_bounce_buffers_at_the_flush() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("dma_device.c"))
+        .arg("--scenario")
+        .arg(driver("dma_device.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["ok"] == true), "{v}");
+    let note = steps[1]["note"].as_str().unwrap();
+    assert!(note.starts_with("nic0 wrote 0x1800 bytes to logical address 0x"), "{note}");
+    let logical = u64::from_str_radix(note.rsplit("0x").next().unwrap(), 16).unwrap();
+    assert!(logical < 1 << 32, "{note}");
+    assert_eq!(steps[2]["output"], "00180000", "after Put: all of the device's bytes: {v}");
+    assert_eq!(steps[5]["output"], "00000000", "before Put: none yet: {v}");
+    assert_eq!(steps[7]["output"], "3c".repeat(64), "{v}");
+    assert!(steps[7]["note"].as_str().unwrap().starts_with("nic0 read 0x1800 bytes"), "{v}");
+    let debug = v["debug_output"].as_str().unwrap();
+    assert!(debug.contains("dma_device: CSRs mapped 1, buffer above 4 GB 1"), "{debug}");
+    assert!(debug.contains("before PutScatterGatherList, the buffer holds 0 of the device's bytes"), "{debug}");
+    assert_eq!(v["leaks"], serde_json::json!([]), "{v}");
+}

@@ -18,7 +18,7 @@
 //!
 //! Modules: [`description`] (DEVICE_DESCRIPTION), [`adapter`] (configuration and
 //! register accounting, pure), [`transfer`] (channels, MapTransfer, flushes,
-//! scatter/gather lists). Adapter lifetime and common buffers are here.
+//! scatter/gather lists), [`device_side`] (the device's transfers). Adapter lifetime and common buffers are here.
 //!
 //! IRQL (§1.8): IoGetDmaAdapter and AllocateCommonBuffer run at PASSIVE_LEVEL
 //! (above it the buffer routines return NULL with the reason recorded); everything
@@ -31,6 +31,7 @@
 
 pub mod adapter;
 pub mod description;
+pub mod device_side;
 pub mod transfer;
 
 #[cfg(test)]
