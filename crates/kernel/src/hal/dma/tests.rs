@@ -491,3 +491,122 @@ fn isa_system_dma_stays_below_16_mb_and_inside_64_kb() {
     })
     .unwrap();
 }
+
+#[test]
+fn build_and_calculate_scatter_gather_lists_use_the_callers_buffer_and_exact_sizes() {
+    use super::transfer::{calculate_scatter_gather_list, list_size, STATUS_BUFFER_TOO_SMALL};
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB);
+    let pfns = frames(&m, true, 3);
+    m.run(0, |cpu| {
+        let a = adapter(cpu, &pci_sg32(0x1_0000));
+        let va = Va::new(0x7_0000_0000);
+        let mdl = mdl_over(cpu, va, 3 * PAGE, &pfns);
+        // Exact with the MDL (the bounced pages sit in consecutive registers: one
+        // run); one element per page without it.
+        assert_eq!(calculate_scatter_gather_list(cpu, a.object, Some(mdl), va, 3 * PAGE as u32)?, Ok((0x28, 3)));
+        assert_eq!(calculate_scatter_gather_list(cpu, a.object, None, va, 3 * PAGE as u32)?, Ok((0x58, 3)));
+        let too_many = calculate_scatter_gather_list(cpu, a.object, None, va, 64 * PAGE as u32)?;
+        assert_eq!(too_many, Err(crate::ex::pool::NtStatus::INSUFFICIENT_RESOURCES));
+        let buffer = pool::allocate(cpu, PoolType::NonPagedPool, 0x100, PoolTag::new(*b"Test"))?.unwrap();
+        let mut request = ListRequest {
+            device: 0,
+            routine: 0,
+            context: 0,
+            mdl,
+            current_va: va,
+            length: 3 * PAGE as u32,
+            write: true,
+            buffer: Some((buffer, 0x10)),
+        };
+        assert_eq!(get_scatter_gather_list(cpu, a.object, request)?, ListOutcome::Status(STATUS_BUFFER_TOO_SMALL));
+        request.buffer = Some((buffer, list_size(1) as u32));
+        let ListOutcome::Run(Grant::List { list, .. }) = get_scatter_gather_list(cpu, a.object, request)? else {
+            panic!()
+        };
+        assert_eq!(list, buffer, "the list is in the caller's buffer");
+        assert_eq!(read_list(&m, list).unwrap().len(), 1);
+        put_scatter_gather_list(cpu, a.object, list)?;
+        // The caller's buffer is the caller's: still allocated after the Put.
+        pool::free(cpu, buffer, None)?;
+        pool::free(cpu, mdl.0, None)?;
+        put_dma_adapter(cpu, a.object)
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_null_or_released_adapter_and_a_range_outside_the_mdl_stop_with_0xe6() {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB);
+    let b = m.run(0, |cpu| allocate_common_buffer(cpu, Va::new(0), 1).map(|_| ())).unwrap_err();
+    assert_eq!((b.code, b.parameters[0]), (DRIVER_VERIFIER_DMA_VIOLATION, 0x19));
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB);
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1000));
+            put_dma_adapter(cpu, a.object)?;
+            transfer::free_adapter_channel(cpu, a.object).map(|_| ())
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters[0]), (DRIVER_VERIFIER_DMA_VIOLATION, 0x18));
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB);
+    let pfns = frames(&m, true, 1);
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1000));
+            let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &pfns);
+            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+            let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
+                transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
+            else {
+                panic!()
+            };
+            transfer::map_transfer(cpu, a.object, mdl, base, Va::new(0x7_0000_0800), PAGE as u32, true).map(|_| ())
+        })
+        .unwrap_err();
+    assert_eq!(b.code, DRIVER_VERIFIER_DMA_VIOLATION);
+    assert_eq!((b.parameters[0], b.parameters[1]), (0x1B, 0x7_0000_0800));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    /// Nothing a driver writes into an MDL makes the DMA routines panic: any header
+    /// and any frame numbers end in a list, a mapping, or a bugcheck.
+    #[test]
+    fn hostile_mdls_end_in_results_or_bugchecks_never_panics(
+        start_va in any::<u64>(),
+        byte_offset in any::<u32>(),
+        byte_count in 0u32..0x10_0000,
+        pfns in prop::collection::vec(any::<u64>(), 8),
+        current in any::<u64>(),
+        length in 0u32..0x10_0000,
+        sg in any::<bool>(),
+        write in any::<bool>(),
+    ) {
+        let m = boot("ws03sp1-enterprise-x64", 8 * GB);
+        let _ = m.run(0, |cpu| {
+            let mut d = pci_sg32(0x1_0000);
+            d.scatter_gather = sg;
+            let a = adapter(cpu, &d);
+            let at = pool::allocate(cpu, PoolType::NonPagedPool, 0x30 + 8 * 8, PoolTag::new(*b"Test"))?.unwrap();
+            let mut header = [0u8; 0x30];
+            header[0x20..0x28].copy_from_slice(&start_va.to_le_bytes());
+            header[0x28..0x2C].copy_from_slice(&byte_count.to_le_bytes());
+            header[0x2C..0x30].copy_from_slice(&byte_offset.to_le_bytes());
+            m.space().write(at, &header).unwrap();
+            for (i, p) in pfns.iter().enumerate() {
+                m.space().write(Va::new(at.get() + 0x30 + 8 * i as u64), &p.to_le_bytes()).unwrap();
+            }
+            let mdl = Mdl(at);
+            // Near the MDL's own range half the time, so some requests are inside it.
+            let current = if current & 1 == 0 { start_va.wrapping_add(u64::from(byte_offset)) } else { current };
+            let request = ListRequest {
+                device: 0, routine: 0, context: 0, mdl, current_va: Va::new(current), length, write, buffer: None,
+            };
+            let _ = transfer::calculate_scatter_gather_list(cpu, a.object, Some(mdl), Va::new(current), length)?;
+            if let ListOutcome::Run(Grant::List { list, .. }) = get_scatter_gather_list(cpu, a.object, request)? {
+                put_scatter_gather_list(cpu, a.object, list)?;
+            }
+            Ok(())
+        });
+    }
+}
