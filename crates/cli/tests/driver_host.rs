@@ -1058,3 +1058,31 @@ fn the_device_side_of_dma_writes_through_bounce_buffers_at_the_flush() {
     assert!(debug.contains("before PutScatterGatherList, the buffer holds 0 of the device's bytes"), "{debug}");
     assert_eq!(v["leaks"], serde_json::json!([]), "{v}");
 }
+
+/// Issue 13: a scenario declares the NIC with 32 address lines, and the driver
+/// describes it to the HAL with Dma64BitAddresses. The HAL does not bounce the
+/// buffer above 4 GB; the NIC drops the high address bits and writes below 4 GB, so
+/// the driver's buffer never gets the data — the bug as a real machine shows it.
+#[test]
+fn a_device_declared_32_bit_that_its_driver_calls_64_bit_writes_below_4_gb() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("dma_device.c"))
+        .arg("--scenario")
+        .arg(driver("dma_device_wrong_width.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let steps = v["steps"].as_array().unwrap();
+    let note = steps[1]["note"].as_str().unwrap();
+    assert!(note.contains("the device drives fewer address lines than that needs"), "{note}");
+    let at = |word: &str| {
+        let hex = note.split(word).nth(1).unwrap().trim_start_matches(" 0x").split([',', ':']).next().unwrap();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    let (logical, reached) = (at("logical address"), at("reaching"));
+    assert!(logical >= 1 << 32, "the buffer was not bounced: {note}");
+    assert_eq!(reached, logical & 0xFFFF_FFFF, "{note}");
+    assert_eq!(steps[2]["output"], "00000000", "the data never reached the buffer: {v}");
+}

@@ -119,7 +119,7 @@ fn demos(args: &Args) -> Result<(), Failure> {
 /// Runs one driver with an optional scenario; command-line flags override the file.
 fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Report, Failure> {
     let mut flags = args.machine.clone();
-    let (mut verifier, mut steps, mut relocate) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut verifier, mut steps, mut relocate, mut devices) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut timeout = None;
     if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
@@ -130,6 +130,7 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         timeout = scenario.timeout;
         verifier = scenario.verifier;
         relocate = scenario.relocate;
+        devices = scenario.devices;
         steps = parsed;
     }
     if let Some(v) = &args.verifier {
@@ -144,7 +145,7 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         watchdog.dpc_period = seconds(t, "--dpc-watchdog")?;
     }
     let mut report =
-        driver_host::run(Request { driver, profile, steps, verifier, relocate, json: args.json, watchdog })?;
+        driver_host::run(Request { driver, profile, steps, verifier, relocate, devices, json: args.json, watchdog })?;
     report.sort = args.sort;
     Ok(report)
 }

@@ -5,6 +5,10 @@
  * (ntmem's NIC model: CSR 0x100 address low, 0x104 high, 0x108 length); a
  * scenario's `dma` step makes the device transfer there.
  *
+ * The adapter is made at the first ARM, whose input byte 1 (if given) makes the
+ * driver describe the NIC as reaching 64 bits (Dma64BitAddresses) — a lie when the
+ * scenario declares the NIC with 32 address lines.
+ *
  * IOCTLs (METHOD_BUFFERED):
  *   ARM_READ     map the buffer for a read from the device (WriteToDevice FALSE)
  *   FINISH_READ  input byte 1: PutScatterGatherList, then count the bytes the
@@ -29,6 +33,7 @@
 typedef struct _EXT {
     PDEVICE_OBJECT Self;
     PDEVICE_OBJECT Lower;
+    PDEVICE_OBJECT Pdo;
     PDMA_ADAPTER Adapter;
     PUCHAR Csr;
     PUCHAR Buffer;
@@ -43,14 +48,29 @@ static VOID ListControl(PDEVICE_OBJECT DeviceObject, PIRP Irp, PSCATTER_GATHER_L
     *(PSCATTER_GATHER_LIST *)Context = ScatterGather;
 }
 
-static NTSTATUS Arm(PEXT ext, BOOLEAN WriteToDevice)
+static NTSTATUS Arm(PEXT ext, BOOLEAN WriteToDevice, BOOLEAN Claim64)
 {
     KIRQL old;
     NTSTATUS status;
     PSCATTER_GATHER_ELEMENT e;
+    DEVICE_DESCRIPTION desc;
+    ULONG n;
 
     if (ext->List != NULL || ext->Csr == NULL || ext->Buffer == NULL)
         return STATUS_INVALID_DEVICE_REQUEST;
+    if (ext->Adapter == NULL) {
+        RtlZeroMemory(&desc, sizeof(desc));
+        desc.Version = DEVICE_DESCRIPTION_VERSION2;
+        desc.Master = TRUE;
+        desc.ScatterGather = TRUE;
+        desc.Dma32BitAddresses = TRUE;
+        desc.Dma64BitAddresses = Claim64;
+        desc.InterfaceType = PCIBus;
+        desc.MaximumLength = 0x10000;
+        ext->Adapter = IoGetDmaAdapter(ext->Pdo, &desc, &n);
+        if (ext->Adapter == NULL)
+            return STATUS_INSUFFICIENT_RESOURCES;
+    }
     RtlFillMemory(ext->Buffer, 2 * PAGE_SIZE, WriteToDevice ? 0x3C : 0x00);
     KeRaiseIrql(DISPATCH_LEVEL, &old);
     status = ext->Adapter->DmaOperations->GetScatterGatherList(ext->Adapter, ext->Self, ext->Mdl,
@@ -103,10 +123,9 @@ static NTSTATUS Ioctl(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     Irp->IoStatus.Information = 0;
     switch (stack->Parameters.DeviceIoControl.IoControlCode) {
     case IOCTL_ARM_READ:
-        status = Arm(ext, FALSE);
-        break;
     case IOCTL_ARM_WRITE:
-        status = Arm(ext, TRUE);
+        status = Arm(ext, stack->Parameters.DeviceIoControl.IoControlCode == IOCTL_ARM_WRITE,
+                     stack->Parameters.DeviceIoControl.InputBufferLength >= 1 && system[0] == 1);
         break;
     case IOCTL_FINISH_WRITE:
         Put(ext, TRUE);
@@ -180,7 +199,8 @@ static NTSTATUS Pnp(PDEVICE_OBJECT DeviceObject, PIRP Irp)
             MmFreeContiguousMemory(ext->Buffer);
         if (ext->Csr != NULL)
             MmUnmapIoSpace(ext->Csr, PAGE_SIZE);
-        ext->Adapter->DmaOperations->PutDmaAdapter(ext->Adapter);
+        if (ext->Adapter != NULL)
+            ext->Adapter->DmaOperations->PutDmaAdapter(ext->Adapter);
         IoDetachDevice(ext->Lower);
         IoDeleteDevice(ext->Self);
     }
@@ -191,8 +211,6 @@ static NTSTATUS AddDevice(PDRIVER_OBJECT DriverObject, PDEVICE_OBJECT Pdo)
 {
     PDEVICE_OBJECT fdo;
     PEXT ext;
-    DEVICE_DESCRIPTION desc;
-    ULONG n;
     NTSTATUS status = IoCreateDevice(DriverObject, sizeof(EXT), NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &fdo);
 
     if (!NT_SUCCESS(status))
@@ -200,20 +218,8 @@ static NTSTATUS AddDevice(PDRIVER_OBJECT DriverObject, PDEVICE_OBJECT Pdo)
     ext = (PEXT)fdo->DeviceExtension;
     RtlZeroMemory(ext, sizeof(EXT));
     ext->Self = fdo;
+    ext->Pdo = Pdo;
     ext->Lower = IoAttachDeviceToDeviceStack(fdo, Pdo);
-    RtlZeroMemory(&desc, sizeof(desc));
-    desc.Version = DEVICE_DESCRIPTION_VERSION2;
-    desc.Master = TRUE;
-    desc.ScatterGather = TRUE;
-    desc.Dma32BitAddresses = TRUE;
-    desc.InterfaceType = PCIBus;
-    desc.MaximumLength = 0x10000;
-    ext->Adapter = IoGetDmaAdapter(Pdo, &desc, &n);
-    if (ext->Adapter == NULL) {
-        IoDetachDevice(ext->Lower);
-        IoDeleteDevice(fdo);
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
     fdo->Flags &= ~DO_DEVICE_INITIALIZING;
     return STATUS_SUCCESS;
 }

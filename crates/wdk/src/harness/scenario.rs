@@ -13,6 +13,10 @@
 //! block = 0                            # decodes the NIC's block 0 (its memory CSRs)
 //! space = "port"                       # in I/O space ("memory" for the reverse)
 //!
+//! [[device]]                           # optional: the NIC masters DMA with 32 address
+//! name = "nic0"                        # lines (default 64): its transfers drop the
+//! dma_address_bits = 32                # higher bits of the address programmed
+//!
 //! [[step]]
 //! ioctl = { code = 0x222400, input = "68656c6c6f", output_len = 16, process = "app.exe" }
 //! [[step]]
@@ -68,6 +72,9 @@ pub struct Scenario {
     /// `[[relocate]]`: register blocks a chipset decodes in the other space.
     #[serde(default)]
     pub relocate: Vec<Relocate>,
+    /// `[[device]]`: what the machine's devices can do (issue 13).
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceDecl>,
     /// `[[step]]`.
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<StepSpec>>,
@@ -86,6 +93,19 @@ pub struct Relocate {
     pub block: usize,
     /// `space`: "port" or "memory".
     pub space: RelocateSpace,
+}
+
+/// `[[device]]`: a device's DMA capability, declared before the driver starts
+/// (the machine has one device, the NIC `nic0`; this says how it masters DMA).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDecl {
+    /// `name`: the device.
+    #[serde(default = "nic0")]
+    pub name: String,
+    /// `dma_address_bits`: the address lines it drives as a bus master (24, 32, 64,
+    /// or any of 1..=64): a transfer drops the higher bits of its address.
+    pub dma_address_bits: Option<u32>,
 }
 
 fn nic0() -> String {
@@ -575,6 +595,15 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_tables_declare_dma_address_bits() {
+        let (s, _) = parse("s.toml", "[[device]]\nname = \"nic0\"\ndma_address_bits = 32\n").unwrap();
+        assert_eq!((s.devices[0].name.as_str(), s.devices[0].dma_address_bits), ("nic0", Some(32)));
+        let (s, _) = parse("s.toml", "[[device]]\ndma_address_bits = 24\n").unwrap();
+        assert_eq!(s.devices[0].name, "nic0", "the NIC by default");
+        assert!(parse("s.toml", "[[device]]\ncolour = 1\n").is_err());
+    }
 
     #[test]
     fn dma_steps_name_a_device_a_direction_and_data_for_writes() {

@@ -328,6 +328,12 @@ fn run_one<T: Target + ?Sized>(
                     };
                     let mut note =
                         format!("{device} {verb} {:#x} bytes {which} logical address {:#x}", t.length, t.logical.get());
+                    if t.reached != t.logical {
+                        note.push_str(&format!(
+                            ", reaching {:#x}: the device drives fewer address lines than that needs",
+                            t.reached.get()
+                        ));
+                    }
                     if t.in_ram < t.length as usize {
                         note.push_str(&format!(" ({} of them not RAM)", t.length as usize - t.in_ram));
                     }

@@ -5,7 +5,10 @@
 //!
 //! The seed's NIC has no documented register map; ntmem's model gives it three
 //! bus-master DMA registers in its CSR block (BAR 0), **ntmem's choice**:
-//! [`DMA_ADDRESS_LOW`], [`DMA_ADDRESS_HIGH`] and [`DMA_LENGTH`].
+//! [`DMA_ADDRESS_LOW`], [`DMA_ADDRESS_HIGH`] and [`DMA_LENGTH`]. A device declared
+//! with fewer than 64 address bits ([`super::DmaState::set_address_bits`]) drops
+//! the higher ones: a driver that tells the HAL its 32-bit device reaches 64 bits
+//! gets buffers above 4 GB unbounced, and the device writes below 4 GB instead.
 
 use super::{device_access, LogicalAddress};
 use crate::hal::device::DeviceId;
@@ -35,6 +38,9 @@ pub enum Direction {
 pub struct Transfer {
     /// The logical address in the registers.
     pub logical: LogicalAddress,
+    /// The address the device put on the bus (the logical one without the bits
+    /// the device does not drive).
+    pub reached: LogicalAddress,
     /// The length in the registers.
     pub length: u32,
     /// Bytes that reached RAM (the rest of the range is no RAM).
@@ -60,6 +66,8 @@ pub fn device_transfer(m: &Machine, id: DeviceId, direction: Direction, data: &[
     let low = u64::from(device.read_u32(0, DMA_ADDRESS_LOW));
     let high = u64::from(device.read_u32(0, DMA_ADDRESS_HIGH));
     let logical = LogicalAddress::new(high << 32 | low);
+    let bits = m.hal().dma().address_bits(id);
+    let reached = LogicalAddress::new(if bits >= 64 { logical.get() } else { logical.get() & ((1u64 << bits) - 1) });
     let length = device.read_u32(0, DMA_LENGTH);
     if length > MAX_TRANSFER {
         return Err(format!("{name}'s DMA length register holds {length:#x}, above the {MAX_TRANSFER:#x} ntmem moves"));
@@ -69,7 +77,7 @@ pub fn device_transfer(m: &Machine, id: DeviceId, direction: Direction, data: &[
         Direction::FromDevice if data.is_empty() => return Err("a transfer from the device needs data".into()),
         Direction::FromDevice => data.iter().copied().cycle().take(length as usize).collect(),
     };
-    let in_ram = device_access(m, logical, &mut buf, direction == Direction::FromDevice);
+    let in_ram = device_access(m, reached, &mut buf, direction == Direction::FromDevice);
     let read = if direction == Direction::ToDevice { buf } else { Vec::new() };
-    Ok(Transfer { logical, length, in_ram, read })
+    Ok(Transfer { logical, reached, length, in_ram, read })
 }

@@ -150,6 +150,7 @@ pub struct DmaState {
     pub(crate) adapters: BTreeMap<u64, DmaAdapter>,
     released: Vec<u64>,
     events: Vec<DmaEvent>,
+    address_bits: BTreeMap<usize, u32>,
 }
 
 impl DmaState {
@@ -164,6 +165,17 @@ impl DmaState {
     /// What was refused so far, oldest first.
     pub fn events(&self) -> &[DmaEvent] {
         &self.events
+    }
+    /// Declares how many address bits device `id` drives on the bus when it masters
+    /// a transfer (a scenario's `[[device]]`; default 64): its transfers reach the
+    /// logical address with the higher bits dropped, as hardware with fewer address
+    /// lines does.
+    pub fn set_address_bits(&mut self, id: crate::hal::device::DeviceId, bits: u32) {
+        self.address_bits.insert(id.0, bits.clamp(1, 64));
+    }
+    /// The address bits of device `id` (64 unless declared).
+    pub fn address_bits(&self, id: crate::hal::device::DeviceId) -> u32 {
+        self.address_bits.get(&id.0).copied().unwrap_or(64)
     }
     fn refuse(&mut self, routine: &'static str, adapter: Option<Va>, refusal: DmaRefusal) -> DmaRefusal {
         self.events.push(DmaEvent { routine, adapter: adapter.map(Va::get), refusal: refusal.clone() });
