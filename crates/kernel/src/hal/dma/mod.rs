@@ -296,7 +296,8 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
 /// leaked as on Windows (the verifier's 0xE6/0x07–0x0A are not modelled).
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live ([`live`]); a bugcheck from the pool.
+/// 0xE6 for an adapter that is not live (see [`DRIVER_VERIFIER_DMA_VIOLATION`]); a bugcheck
+/// from the pool.
 pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let adapter = {
