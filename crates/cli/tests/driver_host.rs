@@ -1086,3 +1086,24 @@ fn a_device_declared_32_bit_that_its_driver_calls_64_bit_writes_below_4_gb() {
     assert_eq!(reached, logical & 0xFFFF_FFFF, "{note}");
     assert_eq!(steps[2]["output"], "00000000", "the data never reached the buffer: {v}");
 }
+
+/// Issue 13, Driver Verifier's DMA checking: an adapter released with a common
+/// buffer outstanding goes unnoticed without the verifier and is 0xE6 subcode 0x07
+/// (adapter, one buffer) with `--verifier dma`.
+#[test]
+fn releasing_an_adapter_with_a_common_buffer_is_0xe6_0x07_under_dma_checking() {
+    let out = run("dma_leak.c", &[]);
+    let t = text(&out);
+    assert!(t.contains("dma_leak: adapter released"), "{t}");
+    assert_ne!(out.status.code(), Some(3), "{t}");
+    let out = run("dma_leak.c", &["--verifier", "dma", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0xE6, "{v}");
+    assert_eq!(b["parameters"][0], 7, "{v}");
+    assert_eq!(b["parameters"][2], 1, "{v}");
+    assert_eq!(b["name"], "DRIVER_VERIFIER_DMA_VIOLATION", "{v}");
+    assert_eq!(b["parameter_meanings"][0], "0x07: adapter released with common buffers outstanding", "{v}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("adapter released"), "{v}");
+}

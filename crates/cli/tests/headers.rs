@@ -37,6 +37,7 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "dma_sg32.c",
         "dma_1g.c",
         "dma_device.c",
+        "dma_leak.c",
     ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }

@@ -244,7 +244,7 @@ impl Report {
         if !self.verifier.is_empty() {
             let _ = writeln!(
                 o,
-                "Verifier       {} (special pool, force IRQL checking, and I/O verification's and deadlock detection's first checks act; the other options are recorded)",
+                "Verifier       {} (special pool, force IRQL checking, and I/O verification's, deadlock detection's and DMA checking's first checks act; the other options are recorded)",
                 self.verifier.join(", ")
             );
         }

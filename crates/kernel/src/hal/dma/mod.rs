@@ -25,14 +25,17 @@
 //! else is DISPATCH_LEVEL-safe. Locking: the DMA state has one lock
 //! ([`crate::hal::Hal::dma`]), taken before physical memory's.
 //!
+//! Driver Verifier's DMA checking: [`verify`].
+//!
 //! Not modelled: the system DMA controller's registers (ReadDmaCounter reads 0, no
 //! controller transfer runs), DMA_OPERATIONS v3 (Windows 8; no ntmem edition has
-//! it), Driver Verifier's DMA checks (0xE6).
+//! it).
 
 pub mod adapter;
 pub mod description;
 pub mod device_side;
 pub mod transfer;
+pub mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -69,7 +72,7 @@ pub const BAD_COMMON_BUFFER_FREE: u64 = contiguous::BAD_POOL_CALLER_BAD_CONTIGUO
 /// DRIVER_VERIFIER_DMA_VIOLATION (0xE6), which ntmem raises for an adapter pointer
 /// that is not a live adapter (P1 0x18, use after PutDmaAdapter; 0x19, NULL) even
 /// without the verifier: Windows' HAL would dereference whatever it was given.
-pub const DRIVER_VERIFIER_DMA_VIOLATION: BugCheckCode = BugCheckCode(0xE6);
+pub const DRIVER_VERIFIER_DMA_VIOLATION: BugCheckCode = BugCheckCode::DRIVER_VERIFIER_DMA_VIOLATION;
 
 /// What a device puts on the bus to reach memory (`PHYSICAL_ADDRESS` in the DMA
 /// routines: "logical address", §1.5). On x86 and x64 without an IOMMU it equals the
@@ -131,6 +134,9 @@ pub struct DmaAdapter {
     pub(crate) lists: BTreeMap<u64, transfer::ListRecord>,
     pub(crate) channel_busy: bool,
     pub(crate) waiting: VecDeque<transfer::Waiter>,
+    /// Lists built and put back (the verifier's 0x06 parameters).
+    pub(crate) lists_built: u64,
+    pub(crate) lists_put: u64,
 }
 
 /// A DMA routine refused something; kept so the report can say why (seed 001).
@@ -280,6 +286,8 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         lists: BTreeMap::new(),
         channel_busy: false,
         waiting: VecDeque::new(),
+        lists_built: 0,
+        lists_put: 0,
     };
     state.adapters.insert(object.get(), adapter);
     state.released.retain(|&a| a != object.get());
@@ -293,16 +301,24 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
 
 /// `PutDmaAdapter(DmaAdapter)` (§1.1): the adapter and its map buffer are freed.
 /// Whatever the driver still holds — common buffers, map registers, lists — is
-/// leaked as on Windows (the verifier's 0xE6/0x07–0x0A are not modelled).
+/// leaked as on Windows.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live (see [`DRIVER_VERIFIER_DMA_VIOLATION`]); a bugcheck
-/// from the pool.
+/// 0xE6 for an adapter that is not live (see [`DRIVER_VERIFIER_DMA_VIOLATION`]);
+/// under DMA checking 0xE6/0x07 (common buffers), 0x0A (lists), 0x08 (the channel)
+/// or 0x09 (map registers) for what is still outstanding, with the adapter and the
+/// count; a bugcheck from the pool.
 pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let adapter = {
         let mut state = m.hal().dma();
-        live(m, &mut state, object)?;
+        let a = live(m, &mut state, object)?;
+        let o = object.get();
+        let registers: u64 = a.files.values().map(|f| u64::from(f.count())).sum();
+        verify::check(m, !a.common_buffers.is_empty(), [0x07, o, a.common_buffers.len() as u64, 0])?;
+        verify::check(m, !a.lists.is_empty(), [0x0A, o, a.lists.len() as u64, 0])?;
+        verify::check(m, a.channel_busy, [0x08, o, 1, 0])?;
+        verify::check(m, registers > 0, [0x09, o, registers, 0])?;
         state.released.push(object.get());
         state.adapters.remove(&object.get())
     };
@@ -338,6 +354,7 @@ pub fn allocate_common_buffer(
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     let config = a.config;
+    verify::irql_exactly(cpu, Irql::PASSIVE)?;
     if cpu.irql() > Irql::PASSIVE {
         let r = DmaRefusal::WrongIrql { routine: "AllocateCommonBuffer", irql: cpu.irql().0 };
         return Ok(Err(state.refuse("AllocateCommonBuffer", Some(object), r)));
@@ -389,13 +406,14 @@ pub fn allocate_common_buffer(
 /// # Errors
 /// 0xE6 for an adapter that is not live; BAD_POOL_CALLER (0xC2: 0x60, VA, Length,
 /// 0) when `va` is no common buffer of the adapter (ntmem's choice: the contiguous
-/// free's stop).
+/// free's stop); under DMA checking 0xE6/0x03 (1 extra buffer freed).
 pub fn free_common_buffer(cpu: &Cpu<'_>, object: Va, length: u32, va: Va) -> Result<(), BugCheck> {
     let m = cpu.machine();
     {
         let mut state = m.hal().dma();
         let a = live(m, &mut state, object)?;
         let Some(i) = a.common_buffers.iter().position(|c| c.va == va) else {
+            verify::check(m, true, [0x03, 1, 0, 0])?;
             return Err(
                 m.bugcheck(BugCheckCode::BAD_POOL_CALLER, [BAD_COMMON_BUFFER_FREE, va.get(), u64::from(length), 0])
             );

@@ -610,3 +610,184 @@ proptest! {
         });
     }
 }
+
+/// A machine with DMA checking on (`--verifier dma`) and, when `verifier` is false,
+/// the same machine without it.
+fn boot_verified(verifier: bool) -> Machine {
+    let m = boot("ws03sp1-enterprise-x64", 8 * GB);
+    if verifier {
+        m.set_verifier(crate::vf::VerifierFlags::DMA_CHECKING);
+    }
+    m
+}
+
+/// Runs `f` at DISPATCH_LEVEL with a fresh 32-bit S/G adapter on a verified machine;
+/// the 0xE6 parameters it stops with.
+fn e6(f: impl FnOnce(&Cpu<'_>, &NewAdapter) -> Result<(), crate::BugCheck>) -> [u64; 4] {
+    let m = boot_verified(true);
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            cpu.raise_irql(crate::Irql::DISPATCH)?;
+            f(cpu, &a)
+        })
+        .unwrap_err();
+    assert_eq!(b.code, DRIVER_VERIFIER_DMA_VIOLATION, "{b:?}");
+    b.parameters
+}
+
+/// A forgotten flush: a read mapped with MapTransfer, the device writes, the driver
+/// frees the registers without FlushAdapterBuffers.
+fn forgotten_flush(cpu: &Cpu<'_>, a: &NewAdapter, pfn: Pfn) -> Result<(), crate::BugCheck> {
+    let m = cpu.machine();
+    let va = Va::new(0x7_0000_0000);
+    let mdl = mdl_over(cpu, va, PAGE, &[pfn]);
+    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+    let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
+        transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
+    else {
+        panic!()
+    };
+    transfer::adapter_control_returned(cpu, a.object, base, AllocationAction::DeallocateObjectKeepRegisters)?;
+    let (l, _) = transfer::map_transfer(cpu, a.object, mdl, base, va, PAGE as u32, false)?;
+    device_access(m, l, &mut [0xEE; 16], true);
+    transfer::free_map_registers(cpu, a.object, base, 1)?;
+    Ok(())
+}
+
+#[test]
+fn a_forgotten_flush_loses_read_data_without_the_verifier_and_is_0xe6_0x10_with_it() {
+    let m = boot_verified(false);
+    let pfn = frames(&m, true, 1)[0];
+    m.run(0, |cpu| {
+        let a = adapter(cpu, &pci_sg32(0x1_0000));
+        device_access(&m, LogicalAddress::of_phys(pfn.addr(m.phys().shift())), &mut [0u8; 16], true);
+        cpu.raise_irql(crate::Irql::DISPATCH)?;
+        forgotten_flush(cpu, &a, pfn)?;
+        cpu.lower_irql(crate::Irql::PASSIVE)?;
+        // The device's bytes went to the bounce page and were never copied back.
+        assert_eq!(phys_bytes(&m, pfn.addr(m.phys().shift()).get(), 16), vec![0u8; 16]);
+        put_dma_adapter(cpu, a.object)
+    })
+    .unwrap();
+    let m2 = boot_verified(true);
+    let pfn = frames(&m2, true, 1)[0];
+    drop(m);
+    let b = m2
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            cpu.raise_irql(crate::Irql::DISPATCH)?;
+            forgotten_flush(cpu, &a, pfn)
+        })
+        .unwrap_err();
+    assert_eq!((b.code, b.parameters), (DRIVER_VERIFIER_DMA_VIOLATION, [0x10, 1, 0, 0]));
+}
+
+#[test]
+fn dma_checking_stops_with_each_subcode_and_its_parameters() {
+    // 0x13: AllocateAdapterChannel below DISPATCH_LEVEL (expected 2, current 0).
+    let m = boot_verified(true);
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+            transfer::allocate_adapter_channel(cpu, a.object, 1, req).map(|_| ())
+        })
+        .unwrap_err();
+    assert_eq!(b.parameters, [0x13, 1, 2, 0]);
+    // 0x0C: more registers at once than the adapter has (required, maximum).
+    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+    assert_eq!(e6(|cpu, a| transfer::allocate_adapter_channel(cpu, a.object, 18, req).map(|_| ())), [0x0C, 18, 17, 0]);
+    // 0x0B: a second channel while the first is held.
+    assert_eq!(
+        e6(|cpu, a| {
+            transfer::allocate_adapter_channel(cpu, a.object, 1, req)?;
+            transfer::allocate_adapter_channel(cpu, a.object, 1, req).map(|_| ())
+        }),
+        [0x0B, 1, 0, 0]
+    );
+    // 0x04: FreeAdapterChannel with no channel held.
+    assert_eq!(e6(|cpu, a| transfer::free_adapter_channel(cpu, a.object).map(|_| ())), [0x04, 1, 0, 0]);
+    // 0x05: FreeMapRegisters of registers never allocated.
+    assert_eq!(e6(|cpu, a| transfer::free_map_registers(cpu, a.object, 0x1234, 3).map(|_| ())), [0x05, 3, 0, 0]);
+    // 0x06: a list put back twice (one built, two freed).
+    let m = boot_verified(true);
+    let pfns = frames(&m, true, 1);
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &pfns);
+            cpu.raise_irql(crate::Irql::DISPATCH)?;
+            let request = ListRequest {
+                device: 0,
+                routine: 0,
+                context: 0,
+                mdl,
+                current_va: Va::new(0x7_0000_0000),
+                length: PAGE as u32,
+                write: true,
+                buffer: None,
+            };
+            let ListOutcome::Run(Grant::List { list, .. }) = get_scatter_gather_list(cpu, a.object, request)? else {
+                panic!()
+            };
+            put_scatter_gather_list(cpu, a.object, list)?;
+            put_scatter_gather_list(cpu, a.object, list).map(|_| ())
+        })
+        .unwrap_err();
+    assert_eq!(b.parameters, [0x06, 1, 2, 0]);
+    // 0x21: a zero-length map.
+    assert_eq!(
+        e6(|cpu, a| {
+            let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
+                transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
+            else {
+                panic!()
+            };
+            let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &[Pfn::new(0x100)]);
+            transfer::map_transfer(cpu, a.object, mdl, base, Va::new(0x7_0000_0000), 0, true).map(|_| ())
+        }),
+        [0x21, 0, 0, 0]
+    );
+    // 0x07: the adapter released with a common buffer outstanding (adapter, count).
+    let m = boot_verified(true);
+    let mut object = 0;
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            object = a.object.get();
+            allocate_common_buffer(cpu, a.object, 100)?.unwrap();
+            put_dma_adapter(cpu, a.object)
+        })
+        .unwrap_err();
+    assert_eq!(b.parameters, [0x07, object, 1, 0]);
+    // 0x03: a common buffer freed twice.
+    let m = boot_verified(true);
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            let (va, _) = allocate_common_buffer(cpu, a.object, 100)?.unwrap();
+            free_common_buffer(cpu, a.object, 100, va)?;
+            free_common_buffer(cpu, a.object, 100, va)
+        })
+        .unwrap_err();
+    assert_eq!(b.parameters, [0x03, 1, 0, 0]);
+    // 0x09: the adapter released with map registers outstanding (adapter, registers).
+    let m = boot_verified(true);
+    let mut object = 0;
+    let b = m
+        .run(0, |cpu| {
+            let a = adapter(cpu, &pci_sg32(0x1_0000));
+            object = a.object.get();
+            cpu.raise_irql(crate::Irql::DISPATCH)?;
+            let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
+                transfer::allocate_adapter_channel(cpu, a.object, 4, req)?
+            else {
+                panic!()
+            };
+            transfer::adapter_control_returned(cpu, a.object, base, AllocationAction::DeallocateObjectKeepRegisters)?;
+            put_dma_adapter(cpu, a.object)
+        })
+        .unwrap_err();
+    assert_eq!(b.parameters, [0x09, object, 4, 0]);
+}

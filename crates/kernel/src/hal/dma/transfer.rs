@@ -25,9 +25,10 @@
 
 use ntmem_machine::{PageShift, Pfn, PhysAddr, Va};
 
-use super::{live, AdapterConfig, AllocationAction, DmaAdapter, LogicalAddress, DRIVER_VERIFIER_DMA_VIOLATION};
+use super::{live, verify, AdapterConfig, AllocationAction, DmaAdapter, LogicalAddress, DRIVER_VERIFIER_DMA_VIOLATION};
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
+use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
 use crate::mm::mdl::{self, Mdl};
 use crate::Machine;
@@ -60,6 +61,15 @@ pub(crate) struct RegisterFile {
     origin: Option<u64>,
     pending: Vec<Bounce>,
     channel: bool,
+    /// Mapped by MapTransfer since the last flush.
+    unflushed: bool,
+}
+
+impl RegisterFile {
+    /// Its number of registers.
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
 }
 
 /// A page of a read from the device waiting in a register to be copied back.
@@ -192,6 +202,9 @@ pub fn allocate_adapter_channel(
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    verify::check(m, n > a.config.map_registers, [0x0C, u64::from(n), u64::from(a.config.map_registers), 0])?;
+    verify::check(m, a.channel_busy, [0x0B, 1, 0, 0])?;
     if n > a.config.map_registers {
         return Ok(ChannelOutcome::TooMany);
     }
@@ -251,6 +264,8 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    verify::check(m, !a.channel_busy, [0x04, 1, 0, 0])?;
     a.channel_busy = false;
     let held: Vec<u64> = a.files.iter().filter(|(_, f)| f.channel).map(|(&t, _)| t).collect();
     for t in held {
@@ -264,15 +279,19 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
 /// `FreeMapRegisters(DmaAdapter, MapRegisterBase, NumberOfMapRegisters)` (§1.6):
 /// frees the registers of the file `base` (all of them: Windows requires `n` to be
 /// the count allocated and documents no check). A `base` the adapter does not know
-/// is ignored (the verifier's 0xE6/0x05 is not modelled). Returns the requests that
-/// may run now.
+/// is ignored. Returns the requests that may run now.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live.
-pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, _n: u32) -> Result<Vec<Grant>, BugCheck> {
+/// 0xE6 for an adapter that is not live; under DMA checking 0xE6/0x05 for a `base`
+/// the adapter does not know, 0xE6/0x10 for registers mapped and never flushed.
+pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Result<Vec<Grant>, BugCheck> {
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    let file = a.files.get(&base);
+    verify::check(m, file.is_none(), [0x05, u64::from(n), 0, 0])?;
+    verify::check(m, file.is_some_and(|f| f.unflushed), [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
     if let Some(f) = a.files.remove(&base) {
         a.registers.free(f.first, f.count);
     }
@@ -489,6 +508,7 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
     let Some(mb) = a.map_buffer else {
         if let Some(f) = a.files.get_mut(&token) {
             f.origin = None;
+            f.unflushed = false;
         }
         return;
     };
@@ -497,6 +517,7 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
         copy_frames(m, mb.add(u64::from(b.register)), b.src, b.offset, b.len);
     }
     f.origin = None;
+    f.unflushed = false;
 }
 
 /// `MapTransfer(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, &Length,
@@ -525,7 +546,9 @@ pub fn map_transfer(
     let a = live(m, &mut state, object)?;
     let config = a.config;
     let map_buffer = a.map_buffer;
+    verify::check(m, length == 0, [0x21, 0, 0, 0])?;
     let Some(f) = a.files.get_mut(&base) else { return Ok((LogicalAddress::new(0), 0)) };
+    f.unflushed = true;
     let origin = *f.origin.get_or_insert(current_va.get() >> shift.0);
     let runs = plan(&config, shift, map_buffer, (f.first, f.count), origin, &pieces);
     let Some(run) = runs.first() else { return Ok((LogicalAddress::new(0), 0)) };
@@ -569,6 +592,7 @@ pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) 
     let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
     let config = a.config;
     let needed = registers_needed(&config, shift, request.current_va, request.length);
     if needed > u64::from(config.map_registers) {
@@ -640,22 +664,29 @@ fn build_list(
         apply(m, a, token, r, request.write);
     }
     a.lists.insert(va.get(), ListRecord { token, allocated });
+    a.lists_built += 1;
     Ok(Ok(va))
 }
 
 /// `PutScatterGatherList(DmaAdapter, ScatterGather, WriteToDevice)` (§1.7): copies a
 /// read's bounced pages back ("the driver may touch the data only after this
 /// call"), frees the registers and, if GetScatterGatherList allocated the list, the
-/// list. A list the adapter does not know is ignored (the verifier's 0xE6/0x06 is
-/// not modelled). Returns the requests that may run now.
+/// list. A list the adapter does not know is ignored. Returns the requests that may
+/// run now.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live; a bugcheck from the pool.
+/// 0xE6 for an adapter that is not live (and under DMA checking 0xE6/0x06 for a
+/// list the adapter does not know: lists built, lists freed counting this one); a
+/// bugcheck from the pool.
 pub fn put_scatter_gather_list(cpu: &Cpu<'_>, object: Va, list: Va) -> Result<Vec<Grant>, BugCheck> {
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    let known = a.lists.contains_key(&list.get());
+    verify::check(m, !known, [0x06, a.lists_built, a.lists_put + 1, 0])?;
     let Some(record) = a.lists.remove(&list.get()) else { return Ok(Vec::new()) };
+    a.lists_put += 1;
     flush(m, a, record.token);
     if let Some(f) = a.files.remove(&record.token) {
         a.registers.free(f.first, f.count);
