@@ -1106,4 +1106,18 @@ fn releasing_an_adapter_with_a_common_buffer_is_0xe6_0x07_under_dma_checking() {
     assert_eq!(b["name"], "DRIVER_VERIFIER_DMA_VIOLATION", "{v}");
     assert_eq!(b["parameter_meanings"][0], "0x07: adapter released with common buffers outstanding", "{v}");
     assert!(!v["debug_output"].as_str().unwrap().contains("adapter released"), "{v}");
+    // The stop leaves the adapter live: the report shows it as !dma would.
+    let a = &v["dma_adapters"][0];
+    assert_eq!(a["adapter"], b["parameters"][1], "{v}");
+    assert_eq!((a["config"]["map_registers"].as_u64(), a["map_registers_in_use"].as_u64()), (Some(17), Some(1)), "{v}");
+    assert_eq!(a["common_buffers"][0]["length"], 0x1000, "{v}");
+    let out = run("dma_leak.c", &["--verifier", "dma"]);
+    let t = text(&out);
+    assert!(t.contains("DMA adapters still live (!dma)"), "{t}");
+    assert!(
+        t.contains(
+            "bus master, S/G, reaches below 0x100000000, bounces through low memory, map registers 1 of 17 in use"
+        ),
+        "{t}"
+    );
 }

@@ -158,6 +158,8 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     report.pool = driver_rows(&before, &machine.pool().snapshot());
     report.pnp = pnp::events(&driver).to_vec();
     report.dma = machine.hal().dma().events().to_vec();
+    let shift = machine.phys().shift();
+    report.dma_adapters = machine.hal().dma().adapters().map(|a| a.view(shift)).collect();
     if report.bugcheck.is_none() {
         if let Err(b) = pnp::delete_pdo(&mut driver, machine, 0) {
             report.bugcheck = Some(b);

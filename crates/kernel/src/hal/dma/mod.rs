@@ -139,6 +139,45 @@ pub struct DmaAdapter {
     pub(crate) lists_put: u64,
 }
 
+/// An adapter as `!dma` shows it (research/dma-verifier-views.md §2.3, §5.9: the
+/// adapter, its device description's effect, map registers, common buffers,
+/// scatter/gather lists).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AdapterView {
+    /// The DMA_ADAPTER's address.
+    pub adapter: u64,
+    /// IoGetDmaAdapter's decision.
+    pub config: AdapterConfig,
+    /// Map registers in use, of `config.map_registers`.
+    pub map_registers_in_use: u32,
+    /// The map buffer's first physical address, if the device bounces.
+    pub map_buffer: Option<u64>,
+    /// Common buffers not freed.
+    pub common_buffers: Vec<CommonBuffer>,
+    /// Scatter/gather lists not put back.
+    pub scatter_gather_lists: usize,
+    /// Requests waiting for the channel or registers.
+    pub waiting: usize,
+    /// Whether a driver holds the adapter channel.
+    pub channel_held: bool,
+}
+
+impl DmaAdapter {
+    /// The `!dma` view of the adapter.
+    pub fn view(&self, shift: ntmem_machine::PageShift) -> AdapterView {
+        AdapterView {
+            adapter: self.object.get(),
+            config: self.config,
+            map_registers_in_use: self.registers.in_use(),
+            map_buffer: self.map_buffer.map(|p| p.addr(shift).get()),
+            common_buffers: self.common_buffers.clone(),
+            scatter_gather_lists: self.lists.len(),
+            waiting: self.waiting.len(),
+            channel_held: self.channel_busy,
+        }
+    }
+}
+
 /// A DMA routine refused something; kept so the report can say why (seed 001).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DmaEvent {
