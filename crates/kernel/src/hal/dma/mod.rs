@@ -18,7 +18,8 @@
 //!
 //! Modules: [`description`] (DEVICE_DESCRIPTION), [`adapter`] (configuration and
 //! register accounting, pure), [`transfer`] (channels, MapTransfer, flushes,
-//! scatter/gather lists), [`device_side`] (the device's transfers). Adapter lifetime and common buffers are here.
+//! scatter/gather lists; the page routing is in the private `plan`), [`device_side`]
+//! (the device's transfers). Adapter lifetime and common buffers are here.
 //!
 //! IRQL (§1.8): IoGetDmaAdapter and AllocateCommonBuffer run at PASSIVE_LEVEL
 //! (above it the buffer routines return NULL with the reason recorded); everything
@@ -34,6 +35,7 @@
 pub mod adapter;
 pub mod description;
 pub mod device_side;
+pub(crate) mod plan;
 pub mod transfer;
 pub mod verify;
 
