@@ -457,6 +457,7 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/memory.h"
 #include "ntmem/resources.h"
 #include "ntmem/io.h"
+#include "ntmem/dma.h"
 #include "ntmem/lookaside.h"
 #include "ntmem/rtl.h"
 #include "ntmem/bitmap.h"

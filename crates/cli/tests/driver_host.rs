@@ -1137,3 +1137,159 @@ fn the_report_shows_verifier_as_windbg_prints_it() {
     assert_ne!(raises.split_whitespace().last(), Some("0x0"), "clean.c takes a spin lock: {t}");
     assert!(!t.lines().any(|l| l.starts_with("  AcquireSpinLocks") && l.ends_with(" 0x0")), "{t}");
 }
+
+/// Issue 13: a 32-bit scatter/gather bus master on an x64 machine with 8 GB. Its
+/// adapter reads Version 1 with a version-2 table; a version-3 description is NULL
+/// (a pre-Windows 8 HAL); the common buffer is page-aligned below 4 GB at the
+/// address MmGetPhysicalAddress gives; a buffer above 4 GB is handed to the device
+/// through logical addresses below 4 GB (bounced), in a list built at DISPATCH_LEVEL;
+/// more map registers than the adapter has are refused; nothing leaks.
+#[test]
+fn a_32_bit_sg_master_gets_logical_addresses_below_4_gb_for_a_buffer_above() {
+    let out = run("dma_sg32.c", &[]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    for line in [
+        "dma: version 3 adapter is NULL 1",
+        "dma: adapter Version 1, Size 0x90, DmaOperations->Size 0x80, map registers 17",
+        "dma: alignment 1",
+        "dma: common buffer 1, logical page-aligned 1, below 4 GB 1",
+        "dma: common buffer is what MmGetPhysicalAddress says 1",
+        "dma: buffer above 4 GB 1",
+        "dma: GetScatterGatherList 0x00000000, list routine ran 1 time(s) at IRQL 2",
+        "dma: 1 elements, 11776 bytes (asked 11776), all below 4 GB 1",
+        "dma: AllocateAdapterChannel(18 registers) 0xc000009a",
+        "dma: AllocateAdapterChannel(2 registers) 0x00000000, AdapterControl at IRQL 2",
+        "Leaks          none",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+}
+
+/// Seed 001 in driver form (issue 13): a 1 GB common buffer for a 32-bit device on a
+/// machine with 1 GB of RAM is NULL, and the report names the reason — not enough
+/// physically contiguous memory below 4 GB, with the largest free run; 64 KB
+/// succeeds. On the x64 default edition and on XP x86 alike.
+#[test]
+fn a_1_gb_common_buffer_is_refused_and_the_report_says_why() {
+    for machine in [&["--ram", "1G"][..], &["--machine", "xp-professional", "--ram", "1G", "--processors", "1"][..]] {
+        let out = run("dma_1g.c", machine);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{t}");
+        assert!(t.contains("dma_1g: 1 GB common buffer is NULL 1"), "{t}");
+        assert!(t.contains("dma_1g: 64 KB common buffer is NULL 0"), "{t}");
+        assert!(t.contains("DMA refusals"), "{t}");
+        let line =
+            t.lines().find(|l| l.trim_start().starts_with("AllocateCommonBuffer")).unwrap_or_else(|| panic!("{t}"));
+        assert!(
+            line.contains("not enough physically contiguous memory within the device's reach (below 4 GB): 262144 pages needed, the largest free run there is"),
+            "{line}"
+        );
+        assert!(t.contains("Leaks          none"), "{t}");
+        let mut args = machine.to_vec();
+        args.push("--json");
+        let out = run("dma_1g.c", &args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let r = &v["dma_refusals"][0];
+        assert_eq!(r["routine"], "AllocateCommonBuffer", "{v}");
+        let run = &r["refusal"]["NotEnoughContiguousMemory"];
+        assert_eq!((run["pages"].as_u64(), run["limit"].as_u64()), (Some(262_144), Some(0xFFFF_FFFF)), "{v}");
+        assert!(run["largest_run"].as_u64().unwrap() < 262_144, "{v}");
+    }
+}
+
+/// Issue 13, the device side: the NIC transfers at the logical address its driver
+/// programmed (a bounced buffer: the address is below 4 GB, the buffer above). Data
+/// the device writes reaches the driver's buffer at PutScatterGatherList and not
+/// before (a forgotten flush sees none of it); data the driver wrote is what the
+/// device reads.
+#[test]
+fn the_device_side_of_dma_writes_through_bounce_buffers_at_the_flush() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("dma_device.c"))
+        .arg("--scenario")
+        .arg(driver("dma_device.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["ok"] == true), "{v}");
+    let note = steps[1]["note"].as_str().unwrap();
+    assert!(note.starts_with("nic0 wrote 0x1800 bytes to logical address 0x"), "{note}");
+    let logical = u64::from_str_radix(note.rsplit("0x").next().unwrap(), 16).unwrap();
+    assert!(logical < 1 << 32, "{note}");
+    assert_eq!(steps[2]["output"], "00180000", "after Put: all of the device's bytes: {v}");
+    assert_eq!(steps[5]["output"], "00000000", "before Put: none yet: {v}");
+    assert_eq!(steps[7]["output"], "3c".repeat(64), "{v}");
+    assert!(steps[7]["note"].as_str().unwrap().starts_with("nic0 read 0x1800 bytes"), "{v}");
+    let debug = v["debug_output"].as_str().unwrap();
+    assert!(debug.contains("dma_device: CSRs mapped 1, buffer above 4 GB 1"), "{debug}");
+    assert!(debug.contains("before PutScatterGatherList, the buffer holds 0 of the device's bytes"), "{debug}");
+    assert_eq!(v["leaks"], serde_json::json!([]), "{v}");
+}
+
+/// Issue 13: a scenario declares the NIC with 32 address lines, and the driver
+/// describes it to the HAL with Dma64BitAddresses. The HAL does not bounce the
+/// buffer above 4 GB; the NIC drops the high address bits and writes below 4 GB, so
+/// the driver's buffer never gets the data — the bug as a real machine shows it.
+#[test]
+fn a_device_declared_32_bit_that_its_driver_calls_64_bit_writes_below_4_gb() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("dma_device.c"))
+        .arg("--scenario")
+        .arg(driver("dma_device_wrong_width.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let steps = v["steps"].as_array().unwrap();
+    let note = steps[1]["note"].as_str().unwrap();
+    assert!(note.contains("the device drives fewer address lines than that needs"), "{note}");
+    let at = |word: &str| {
+        let hex = note.split(word).nth(1).unwrap().trim_start_matches(" 0x").split([',', ':']).next().unwrap();
+        u64::from_str_radix(hex, 16).unwrap()
+    };
+    let (logical, reached) = (at("logical address"), at("reaching"));
+    assert!(logical >= 1 << 32, "the buffer was not bounced: {note}");
+    assert_eq!(reached, logical & 0xFFFF_FFFF, "{note}");
+    assert_eq!(steps[2]["output"], "00000000", "the data never reached the buffer: {v}");
+}
+
+/// Issue 13, Driver Verifier's DMA checking: an adapter released with a common
+/// buffer outstanding goes unnoticed without the verifier and is 0xE6 subcode 0x07
+/// (adapter, one buffer) with `--verifier dma`.
+#[test]
+fn releasing_an_adapter_with_a_common_buffer_is_0xe6_0x07_under_dma_checking() {
+    let out = run("dma_leak.c", &[]);
+    let t = text(&out);
+    assert!(t.contains("dma_leak: adapter released"), "{t}");
+    assert_ne!(out.status.code(), Some(3), "{t}");
+    let out = run("dma_leak.c", &["--verifier", "dma", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(out.status.code(), Some(3), "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0xE6, "{v}");
+    assert_eq!(b["parameters"][0], 7, "{v}");
+    assert_eq!(b["parameters"][2], 1, "{v}");
+    assert_eq!(b["name"], "DRIVER_VERIFIER_DMA_VIOLATION", "{v}");
+    assert_eq!(b["parameter_meanings"][0], "0x07: adapter released with common buffers outstanding", "{v}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("adapter released"), "{v}");
+    // The stop leaves the adapter live: the report shows it as !dma would.
+    let a = &v["dma_adapters"][0];
+    assert_eq!(a["adapter"], b["parameters"][1], "{v}");
+    assert_eq!((a["config"]["map_registers"].as_u64(), a["map_registers_in_use"].as_u64()), (Some(17), Some(1)), "{v}");
+    assert_eq!(a["common_buffers"][0]["length"], 0x1000, "{v}");
+    let out = run("dma_leak.c", &["--verifier", "dma"]);
+    let t = text(&out);
+    assert!(t.contains("DMA adapters still live (!dma)"), "{t}");
+    assert!(
+        t.contains(
+            "bus master, S/G, reaches below 0x100000000, bounces through low memory, map registers 1 of 17 in use"
+        ),
+        "{t}"
+    );
+}

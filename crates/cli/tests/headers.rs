@@ -35,6 +35,10 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "annotated.c",
         "dbgprint_formats.c",
         "rtl_routines.c",
+        "dma_sg32.c",
+        "dma_1g.c",
+        "dma_device.c",
+        "dma_leak.c",
     ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }

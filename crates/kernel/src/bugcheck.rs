@@ -76,6 +76,9 @@ impl BugCheckCode {
     pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: Self = Self(0xE1);
     /// 0xC9: Driver Verifier's I/O verification caught a driver misusing the I/O manager.
     pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: Self = Self(0xC9);
+    /// 0xE6: Driver Verifier's DMA checking caught a driver misusing DMA (subcode in
+    /// parameter 1); ntmem also raises 0x18/0x19/0x1B without the verifier (hal::dma).
+    pub const DRIVER_VERIFIER_DMA_VIOLATION: Self = Self(0xE6);
     /// 0x139: a driver's `__fastfail` (a corrupt list entry, a security check).
     pub const KERNEL_SECURITY_CHECK_FAILURE: Self = Self(0x139);
     /// 0x1A: a severe memory management error (subcode in parameter 1).
@@ -269,6 +272,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         parameters: ["Subcode (the kind of violation)", "0x05: the device object; 0x06: the IRP status", "0x05: IRQL before IoCallDriver; 0x06: the IRP", "0x05: IRQL after IoCallDriver; 0x06: 0"],
     },
     BugCheckInfo {
+        code: BugCheckCode::DRIVER_VERIFIER_DMA_VIOLATION,
+        name: "DRIVER_VERIFIER_DMA_VIOLATION",
+        summary: "A driver misused DMA (Driver Verifier's DMA checking); parameter 1 says which (research/dma-verifier-views.md §2.2).",
+        parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
+    },
+    BugCheckInfo {
         code: BugCheckCode::MEMORY_MANAGEMENT,
         name: "MEMORY_MANAGEMENT",
         summary: "A severe memory management error occurred; parameter 1 says which (0x1010: a pageable section unlocked that is not locked; 0x1234: a lock of a nonexistent pageable section).",
@@ -319,7 +328,8 @@ macro_rules! subcodes {
         /// BAD_POOL_HEADER", "0xC2: BAD_POOL_CALLER", "0xC1:
         /// SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION", "0xC4:
         /// DRIVER_VERIFIER_DETECTED_VIOLATION", "0x1A: MEMORY_MANAGEMENT", "0x4E:
-        /// PFN_LIST_CORRUPT", "0xDA: SYSTEM_PTE_MISUSE" (learn.microsoft.com/windows-hardware/drivers/debugger/).
+        /// PFN_LIST_CORRUPT", "0xDA: SYSTEM_PTE_MISUSE", "0xE6: DRIVER_VERIFIER_DMA_VIOLATION"
+        /// (learn.microsoft.com/windows-hardware/drivers/debugger/).
         pub static SUBCODES: &[SubcodeInfo] = &[$(SubcodeInfo {
             code: BugCheckCode::$code,
             at: $at,
@@ -382,6 +392,22 @@ subcodes! {
     MEMORY_MANAGEMENT 0 0x1010 ["0x1010: a pageable section (MmUnlockPagableImageSection) unlocked that is not locked", "The section handle", "Reserved", "Reserved"];
     MEMORY_MANAGEMENT 0 0x1234 ["0x1234: a lock of a pageable section that does not exist (MmLockPagable*)", "The address or handle passed", "Reserved", "Reserved"];
     PFN_LIST_CORRUPT 0 0x07 ["0x07: a page was unlocked more times than it was locked", "Page frame number", "Current share count", "0"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x03 ["0x03: too many common buffers freed (a double free)", "Extra buffers freed", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x04 ["0x04: too many adapter channels freed", "Extra channels freed", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x05 ["0x05: too many map registers freed", "Extra registers freed", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x06 ["0x06: too many scatter/gather lists freed", "Lists allocated", "Lists freed", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x07 ["0x07: adapter released with common buffers outstanding", "The adapter", "Common buffers outstanding", "Verifier internal data"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x08 ["0x08: adapter released with adapter channels outstanding", "The adapter", "Channels outstanding", "Verifier internal data"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x09 ["0x09: adapter released with map registers outstanding", "The adapter", "Map registers outstanding", "Verifier internal data"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x0A ["0x0A: adapter released with scatter/gather lists outstanding", "The adapter", "Lists outstanding", "Verifier internal data"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x0B ["0x0B: more than one adapter channel at once", "Channels outstanding", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x0C ["0x0C: too many map registers requested at once", "Registers required", "Maximum registers", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x10 ["0x10: map registers freed while still mapped (never flushed)", "Registers still mapped", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x13 ["0x13: DMA routine called at an improper IRQL", "1: IRQL different from expected; 2: above the maximum", "Expected or maximum IRQL", "Current IRQL"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x18 ["0x18: use of an adapter already released", "The adapter", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x19 ["0x19: NULL DMA_ADAPTER passed to a HAL routine", "Reserved", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x1B ["0x1B: address not inside the MDL", "The virtual address", "The MDL", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x21 ["0x21: a zero-length map", "Reserved", "Reserved", "Reserved"];
 }
 
 /// The meanings of `b`'s parameters: by its subcode where [`SUBCODES`] has it, else

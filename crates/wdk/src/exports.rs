@@ -183,6 +183,8 @@ exports! {
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
     Ntoskrnl Routine IoDetachDevice(pnp) Passive;
+    // DMA (issue 13): the one export; the DMA_OPERATIONS routines are table slots.
+    Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "a pre-Windows 8 HAL: description version 3 gets NULL; BuildMdlFromScatterGatherList's slot is NULL";
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
     Ntoskrnl Routine MmProbeAndLockPages(mdl) DependsOnMemory;

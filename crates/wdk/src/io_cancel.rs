@@ -137,7 +137,7 @@ fn null_call() -> ! {
 
 /// A call of `address`, which holds no code: the access violation an instruction
 /// fetch there gives (parameters 8, the address), raised from the driver's frame.
-fn bad_call(address: usize) -> ! {
+pub(crate) fn bad_call(address: usize) -> ! {
     let mut record = ntmem_host::context::ExceptionRecord::empty();
     record.code = STATUS_ACCESS_VIOLATION;
     record.number_parameters = 2;

@@ -44,6 +44,8 @@ pub mod dbg;
 pub mod ex;
 pub mod except;
 pub mod exports;
+#[allow(non_snake_case)]
+pub mod hal_dma;
 pub mod harness;
 #[allow(non_snake_case)]
 pub mod io;

@@ -171,7 +171,8 @@ fn run_one(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
 /// the file.
 fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Result<Request, Failure> {
     let mut flags = args.machine.clone();
-    let (mut verifier, mut steps, mut relocate) = (VerifierSpec::default(), Vec::new(), Vec::new());
+    let (mut verifier, mut steps, mut relocate, mut devices) =
+        (VerifierSpec::default(), Vec::new(), Vec::new(), Vec::new());
     let mut timeout = None;
     if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
@@ -186,6 +187,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
             faults: scenario.faults.unwrap_or_default(),
         };
         relocate = scenario.relocate;
+        devices = scenario.devices;
         steps = parsed;
     }
     let list = |v: &str| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
@@ -211,6 +213,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         steps,
         verifier,
         relocate,
+        devices,
         json: args.json,
         watchdog,
         systematic_failed_before: None,

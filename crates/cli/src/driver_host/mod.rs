@@ -63,6 +63,8 @@ pub struct Request {
     pub verifier: scenario::VerifierSpec,
     /// Register blocks to move between spaces before the driver starts.
     pub relocate: Vec<scenario::Relocate>,
+    /// The scenario's `[[device]]` declarations.
+    pub devices: Vec<scenario::DeviceDecl>,
     /// Whether the report will be JSON (then DbgPrint text is kept for it instead
     /// of going to standard output).
     pub json: bool,
@@ -106,6 +108,16 @@ pub fn run(request: Request) -> Result<Report, Failure> {
             scenario::RelocateSpace::Memory => Space::Memory,
         };
         machine.hal().relocate(id, r.block, space).map_err(|e| Failure::usage(format!("relocate: {e}")))?;
+    }
+    for d in &request.devices {
+        let id =
+            machine.hal().find(&d.name).ok_or_else(|| Failure::usage(format!("device: no device {:?}", d.name)))?;
+        if let Some(bits) = d.dma_address_bits {
+            if !(1..=64).contains(&bits) {
+                return Err(Failure::usage(format!("device {:?}: dma_address_bits {bits} is not in 1..=64", d.name)));
+            }
+            machine.hal().dma().set_address_bits(id, bits);
+        }
     }
     let nic = machine.hal().find("nic0").unwrap_or(DeviceId(0));
     pnp::enumerate(&mut driver, machine, 0, nic)
@@ -153,6 +165,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     report.pool = driver_rows(&before, &machine.pool().snapshot());
     report.pnp = pnp::events(&driver).to_vec();
+    report.dma = machine.hal().dma().events().to_vec();
+    let shift = machine.phys().shift();
+    report.dma_adapters = machine.hal().dma().adapters().map(|a| a.view(shift)).collect();
     if report.bugcheck.is_none() {
         if let Err(b) = pnp::delete_pdo(&mut driver, machine, 0) {
             report.bugcheck = Some(b);

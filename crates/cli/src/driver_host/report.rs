@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use ntmem_kernel::ex::pool::view::PoolPage;
 use ntmem_kernel::ex::pool::{PoolKind, PoolMonRow};
+use ntmem_kernel::hal::dma::{AdapterView, DmaEvent};
 use ntmem_kernel::io::symlink::SymbolicLink;
 use ntmem_kernel::{BootSummary, BugCheck, Halt};
 use ntmem_machine::{format_size, Arch};
@@ -71,6 +72,12 @@ pub struct Report {
     pub pool_page: Option<PoolPage>,
     /// The PoolMon column the text report sorts by.
     pub sort: PoolSort,
+    /// What DMA routines refused the driver and why (seed 001: why a DMA buffer
+    /// cannot be had).
+    pub dma: Vec<DmaEvent>,
+    /// DMA adapters still live when the run ended (not released, or the machine
+    /// stopped), as `!dma` shows them.
+    pub dma_adapters: Vec<AdapterView>,
     /// The stop in the driver's terms: its faulting instruction and stack named from
     /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
     pub symbols: Option<StopSymbols>,
@@ -319,6 +326,8 @@ impl Report {
             symbols: None,
             sort: PoolSort::Tag,
             pool_page: None,
+            dma: Vec::new(),
+            dma_adapters: Vec::new(),
         }
     }
 
@@ -450,6 +459,55 @@ impl Report {
                 }
                 if let Some(n) = &s.note {
                     let _ = writeln!(o, "     {n}");
+                }
+            }
+        }
+        if !self.dma.is_empty() {
+            let _ = writeln!(o, "\nDMA refusals (the routine returned NULL or failed)");
+            for e in &self.dma {
+                let _ = writeln!(o, " {:<21} {}", e.routine, e.refusal);
+            }
+        }
+        if !self.dma_adapters.is_empty() {
+            let _ = writeln!(o, "\nDMA adapters still live (!dma)");
+            for a in &self.dma_adapters {
+                let c = &a.config;
+                let reach =
+                    if c.limit == u64::MAX { "64-bit".to_string() } else { format!("below {:#x}", c.limit + 1) };
+                let _ = writeln!(
+                    o,
+                    " Adapter {:#x}: {}, reaches {reach}, {}, map registers {} of {} in use{}",
+                    a.adapter,
+                    if c.master {
+                        if c.scatter_gather {
+                            "bus master, S/G"
+                        } else {
+                            "bus master"
+                        }
+                    } else {
+                        "system DMA"
+                    },
+                    if c.bounces { "bounces through low memory" } else { "no bouncing" },
+                    a.map_registers_in_use,
+                    c.map_registers,
+                    if a.channel_held { ", channel held" } else { "" }
+                );
+                for b in &a.common_buffers {
+                    let _ = writeln!(
+                        o,
+                        "   common buffer VA {:#x} logical {:#x} length {:#x} ({} page(s))",
+                        b.va.get(),
+                        b.logical.get(),
+                        b.length,
+                        b.pages
+                    );
+                }
+                if a.scatter_gather_lists > 0 || a.waiting > 0 {
+                    let _ = writeln!(
+                        o,
+                        "   {} scatter/gather list(s) out, {} request(s) waiting",
+                        a.scatter_gather_lists, a.waiting
+                    );
                 }
             }
         }
@@ -632,7 +690,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 18)?;
+        let mut o = s.serialize_struct("Report", 20)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -667,6 +725,20 @@ impl Serialize for Report {
             })
             .collect();
         o.serialize_field("pnp", &pnp)?;
+        let dma: Vec<_> = self
+            .dma
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "routine": e.routine,
+                    "adapter": e.adapter,
+                    "reason": e.refusal.to_string(),
+                    "refusal": e.refusal,
+                })
+            })
+            .collect();
+        o.serialize_field("dma_refusals", &dma)?;
+        o.serialize_field("dma_adapters", &self.dma_adapters)?;
         o.serialize_field("verifier", &self.verifier)?;
         o.serialize_field("verifier_state", &self.verifier_state)?;
         let stop = self.bugcheck.as_ref().filter(|b| b.halt.is_none()).map(|b| Stop {

@@ -18,6 +18,7 @@
 //! lock, always taken before the bus's.
 
 pub mod device;
+pub mod dma;
 pub mod port;
 pub mod register;
 pub mod resources;
@@ -41,6 +42,7 @@ pub(crate) const FLOATING_LEN: u64 = 0x1_0000;
 pub struct Hal {
     bus: RwLock<Bus>,
     io: Mutex<IoSpaceMaps>,
+    dma: Mutex<dma::DmaState>,
     floating: Ram,
     arch: Arch,
     processors: u32,
@@ -69,6 +71,7 @@ impl Hal {
         Ok(Hal {
             bus: RwLock::new(bus),
             io: Mutex::new(IoSpaceMaps::default()),
+            dma: Mutex::new(dma::DmaState::default()),
             floating,
             arch: profile.arch,
             processors: profile.processors,
@@ -82,6 +85,11 @@ impl Hal {
 
     pub(crate) fn io(&self) -> MutexGuard<'_, IoSpaceMaps> {
         self.io.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The DMA adapters (taken before physical memory's lock).
+    pub fn dma(&self) -> MutexGuard<'_, dma::DmaState> {
+        self.dma.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn floating(&self) -> &Ram {

@@ -20,6 +20,10 @@
 //! block = 0                            # decodes the NIC's block 0 (its memory CSRs)
 //! space = "port"                       # in I/O space ("memory" for the reverse)
 //!
+//! [[device]]                           # optional: the NIC masters DMA with 32 address
+//! name = "nic0"                        # lines (default 64): its transfers drop the
+//! dma_address_bits = 32                # higher bits of the address programmed
+//!
 //! [[step]]
 //! ioctl = { code = 0x222400, input = "68656c6c6f", output_len = 16, process = "app.exe" }
 //! [[step]]
@@ -39,6 +43,9 @@
 //! close = "h1"                         # IRP_MJ_CLEANUP, then IRP_MJ_CLOSE
 //! [[step]]
 //! cancel = 3                           # IoCancelIrp of step 3's request, still pending
+//! [[step]]
+//! dma = { device = "nic0", direction = "from_device", data = "a5" }  # the device writes at
+//!                                      # its DMA registers' address ("to_device": it reads)
 //! ```
 //!
 //! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
@@ -77,6 +84,9 @@ pub struct Scenario {
     /// `[[relocate]]`: register blocks a chipset decodes in the other space.
     #[serde(default)]
     pub relocate: Vec<Relocate>,
+    /// `[[device]]`: what the machine's devices can do (issue 13).
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceDecl>,
     /// `[[step]]`.
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<StepSpec>>,
@@ -176,6 +186,19 @@ pub struct Relocate {
     pub space: RelocateSpace,
 }
 
+/// `[[device]]`: a device's DMA capability, declared before the driver starts
+/// (the machine has one device, the NIC `nic0`; this says how it masters DMA).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDecl {
+    /// `name`: the device.
+    #[serde(default = "nic0")]
+    pub name: String,
+    /// `dma_address_bits`: the address lines it drives as a bus master (24, 32, 64,
+    /// or any of 1..=64): a transfer drops the higher bits of its address.
+    pub dma_address_bits: Option<u32>,
+}
+
 fn nic0() -> String {
     "nic0".to_string()
 }
@@ -229,6 +252,20 @@ pub struct WriteSpec {
     pub offset: i64,
     /// `process`.
     pub process: Option<String>,
+}
+
+/// A `dma` step: a device transfers as its DMA registers say (issue 13;
+/// `ntmem_kernel::hal::dma::device_side`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmaSpec {
+    /// `device`: the device's name (`nic0`).
+    pub device: String,
+    /// `direction`: `to_device` (it reads memory) or `from_device` (it writes).
+    pub direction: ntmem_kernel::hal::dma::device_side::Direction,
+    /// `data`: hex bytes the device writes, repeated to the programmed length
+    /// (`from_device` only).
+    pub data: Option<Spanned<String>>,
 }
 
 /// An `open` step: `CreateFile` of a device by name.
@@ -296,6 +333,8 @@ pub struct StepSpec {
     /// `cancel`: cancel the request of step N, still pending (`IoCancelIrp`, as
     /// `CancelIo` does).
     pub cancel: Option<usize>,
+    /// `dma`: a device transfers at the address the driver programmed.
+    pub dma: Option<DmaSpec>,
     /// `free_buffer`: decommit the request's buffer while it is in the driver.
     #[serde(default)]
     pub free_buffer: bool,
@@ -360,6 +399,15 @@ pub enum Action {
     Close(String),
     /// Cancel the pending request of a step (its 1-based number).
     Cancel(usize),
+    /// A device's DMA transfer.
+    Dma {
+        /// The device's name.
+        device: String,
+        /// Which way.
+        direction: ntmem_kernel::hal::dma::device_side::Direction,
+        /// What it writes (from the device).
+        data: Vec<u8>,
+    },
 }
 
 /// A checked step.
@@ -517,9 +565,23 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             }
             actions.push(Action::Cancel(n));
         }
+        if let Some(d) = &s.dma {
+            use ntmem_kernel::hal::dma::device_side::Direction;
+            let data = match (&d.data, d.direction) {
+                (Some(h), _) => hex(h, &lines, file, "data")?,
+                (None, Direction::FromDevice) => {
+                    return Err(format!("{file}:{line}: key `dma`: a transfer from the device needs `data`"))
+                }
+                (None, Direction::ToDevice) => Vec::new(),
+            };
+            if d.direction == Direction::FromDevice && data.is_empty() {
+                return Err(format!("{file}:{line}: key `dma`: `data` is empty"));
+            }
+            actions.push(Action::Dma { device: d.device.clone(), direction: d.direction, data });
+        }
         if actions.len() != 1 {
             return Err(format!(
-                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel (this one has {})",
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma (this one has {})",
                 actions.len()
             ));
         }
@@ -624,6 +686,32 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_tables_declare_dma_address_bits() {
+        let (s, _) = parse("s.toml", "[[device]]\nname = \"nic0\"\ndma_address_bits = 32\n").unwrap();
+        assert_eq!((s.devices[0].name.as_str(), s.devices[0].dma_address_bits), ("nic0", Some(32)));
+        let (s, _) = parse("s.toml", "[[device]]\ndma_address_bits = 24\n").unwrap();
+        assert_eq!(s.devices[0].name, "nic0", "the NIC by default");
+        assert!(parse("s.toml", "[[device]]\ncolour = 1\n").is_err());
+    }
+
+    #[test]
+    fn dma_steps_name_a_device_a_direction_and_data_for_writes() {
+        use ntmem_kernel::hal::dma::device_side::Direction;
+        let text = "[[step]]\ndma = { device = \"nic0\", direction = \"from_device\", data = \"a5b6\" }\n\
+                    [[step]]\ndma = { device = \"nic0\", direction = \"to_device\" }\n";
+        let (_, steps) = parse("s.toml", text).unwrap();
+        let want = Action::Dma { device: "nic0".into(), direction: Direction::FromDevice, data: vec![0xA5, 0xB6] };
+        assert_eq!(format!("{:?}", steps[0].action), format!("{want:?}"));
+        assert!(
+            matches!(&steps[1].action, Action::Dma { direction: Direction::ToDevice, data, .. } if data.is_empty())
+        );
+        let e = parse("s.toml", "[[step]]\ndma = { device = \"nic0\", direction = \"from_device\" }\n").unwrap_err();
+        assert!(e.contains("s.toml:1") && e.contains("needs `data`"), "{e}");
+        let e = parse("s.toml", "[[step]]\ndma = { device = \"nic0\", direction = \"sideways\" }\n").unwrap_err();
+        assert!(e.contains("sideways"), "{e}");
+    }
 
     #[test]
     fn unknown_key_and_bad_type_name_line_and_key() {

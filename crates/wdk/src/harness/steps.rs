@@ -129,6 +129,7 @@ impl StepResult {
             Action::Open { .. } => "open",
             Action::Close(_) => "close",
             Action::Cancel(_) => "cancel",
+            Action::Dma { .. } => "dma",
         };
         StepResult {
             index,
@@ -315,6 +316,37 @@ fn run_one<T: Target + ?Sized>(
             // Timers fire as their times come, their DPCs run.
             crate::ke_dispatcher::settle(machine, 0, *ms)?;
             r.note = Some(format!("simulated time is now {} ms", machine.now_ms()));
+        }
+        Action::Dma { device, direction, data } => {
+            use ntmem_kernel::hal::dma::device_side::{device_transfer, Direction};
+            let done = machine.hal().find(device).ok_or_else(|| format!("no device named {device}"));
+            match done.and_then(|id| device_transfer(machine, id, *direction, data)) {
+                Ok(t) => {
+                    let (verb, which) = match direction {
+                        Direction::ToDevice => ("read", "from"),
+                        Direction::FromDevice => ("wrote", "to"),
+                    };
+                    let mut note =
+                        format!("{device} {verb} {:#x} bytes {which} logical address {:#x}", t.length, t.logical.get());
+                    if t.reached != t.logical {
+                        note.push_str(&format!(
+                            ", reaching {:#x}: the device drives fewer address lines than that needs",
+                            t.reached.get()
+                        ));
+                    }
+                    if t.in_ram < t.length as usize {
+                        note.push_str(&format!(" ({} of them not RAM)", t.length as usize - t.in_ram));
+                    }
+                    r.note = Some(note);
+                    if *direction == Direction::ToDevice {
+                        r.output = Some(hex(&t.read[..t.read.len().min(64)]));
+                    }
+                }
+                Err(e) => {
+                    r.ok = false;
+                    r.note = Some(e);
+                }
+            }
         }
         Action::Unload => {
             let removed = driver.remove(machine, 0)?;

@@ -1,0 +1,597 @@
+//! Packet DMA and scatter/gather on an adapter (research/dma-verifier-views.md
+//! §1.3, §1.6, §1.7): AllocateAdapterChannel with its queue of waiting requests,
+//! the IO_ALLOCATION_ACTION of the AdapterControl routine, FreeAdapterChannel,
+//! FreeMapRegisters, MapTransfer, FlushAdapterBuffers, and Get/Build/Put/Calculate
+//! ScatterGatherList.
+//!
+//! A **register file** is one grant of consecutive map registers (the
+//! `MapRegisterBase` the driver gets: an opaque token, never an address). The first
+//! MapTransfer after the grant or a flush fixes the file's origin page; each later
+//! page of the buffer uses the register at its page distance from the origin, so a
+//! driver that maps a piece at a time (MapTransfer's `*Length` out) walks through the
+//! file as on Windows.
+//!
+//! Routing of each page (§1.3 table):
+//! - a hardware scatter/gather master maps each page where it is when the device
+//!   reaches it, else bounces it through its register; MapTransfer returns one
+//!   logically contiguous run;
+//! - a master without scatter/gather, and the system DMA controller, see the whole
+//!   transfer as one run: directly when the pages are physically consecutive and
+//!   within reach (and, for system DMA, inside one 64 KB window — ntmem's reading of
+//!   "when possible"), otherwise copied into consecutive registers ("software S/G").
+//!
+//! Bounce copies: for a write to the device at MapTransfer; for a read from the
+//! device at FlushAdapterBuffers / PutScatterGatherList (§1.3), and not before.
+
+use ntmem_machine::{PageShift, Pfn, PhysAddr, Va};
+
+use super::plan::{copy_frames, pieces, plan, Route, Run};
+use super::{live, verify, AdapterConfig, AllocationAction, DmaAdapter, LogicalAddress};
+use crate::bugcheck::BugCheck;
+use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
+use crate::ke::irql::Irql;
+use crate::ke::processor::Cpu;
+use crate::mm::mdl::{self, Mdl};
+use crate::Machine;
+
+/// Pool tag of scatter/gather lists GetScatterGatherList allocates ("DmaS", ntmem's
+/// choice).
+pub const LIST_TAG: PoolTag = PoolTag::new(*b"DmaS");
+/// `sizeof(SCATTER_GATHER_LIST)` before its elements on x64: `NumberOfElements` 0,
+/// `Reserved` 8 (§1.7).
+pub const LIST_HEADER_SIZE: u64 = 0x10;
+/// `sizeof(SCATTER_GATHER_ELEMENT)` on x64: `Address` 0, `Length` 8, `Reserved`
+/// 0x10 (§1.7).
+pub const ELEMENT_SIZE: u64 = 0x18;
+/// The high bits of every `MapRegisterBase` token: a non-canonical address, so a
+/// driver that dereferences one faults at once.
+const TOKEN_BASE: u64 = 0xDA7A_0000_0000_0000;
+/// `STATUS_BUFFER_TOO_SMALL`.
+pub const STATUS_BUFFER_TOO_SMALL: NtStatus = NtStatus(0xC000_0023);
+
+/// One grant of map registers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RegisterFile {
+    first: u32,
+    count: u32,
+    origin: Option<u64>,
+    pending: Vec<Bounce>,
+    channel: bool,
+    /// Mapped by MapTransfer since the last flush.
+    unflushed: bool,
+}
+
+impl RegisterFile {
+    /// Its number of registers.
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+}
+
+/// A page of a read from the device waiting in a register to be copied back.
+#[derive(Clone, Copy, Debug)]
+struct Bounce {
+    register: u32,
+    src: Pfn,
+    offset: u64,
+    len: u64,
+}
+
+/// A scatter/gather list the adapter built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListRecord {
+    token: u64,
+    allocated: bool,
+}
+
+/// AllocateAdapterChannel's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelRequest {
+    /// `DeviceObject`.
+    pub device: u64,
+    /// `ExecutionRoutine` (DRIVER_CONTROL).
+    pub routine: u64,
+    /// `Context`.
+    pub context: u64,
+}
+
+/// GetScatterGatherList's or BuildScatterGatherList's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRequest {
+    /// `DeviceObject`.
+    pub device: u64,
+    /// `ExecutionRoutine` (DRIVER_LIST_CONTROL).
+    pub routine: u64,
+    /// `Context`.
+    pub context: u64,
+    /// `Mdl`.
+    pub mdl: Mdl,
+    /// `CurrentVa`.
+    pub current_va: Va,
+    /// `Length`.
+    pub length: u32,
+    /// `WriteToDevice`.
+    pub write: bool,
+    /// BuildScatterGatherList's `ScatterGatherBuffer` and `ScatterGatherLength`.
+    pub buffer: Option<(Va, u32)>,
+}
+
+/// A request waiting for the channel or map registers.
+#[derive(Clone, Copy, Debug)]
+pub struct Waiter {
+    registers: u32,
+    kind: WaitKind,
+}
+
+/// What waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    /// AllocateAdapterChannel.
+    Channel(ChannelRequest),
+    /// GetScatterGatherList / BuildScatterGatherList.
+    List(ListRequest),
+}
+
+/// A request that may run now: the C boundary calls its routine at DISPATCH_LEVEL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// Call the AdapterControl routine with this `MapRegisterBase`, then report its
+    /// IO_ALLOCATION_ACTION ([`adapter_control_returned`]).
+    Channel {
+        /// The request.
+        request: ChannelRequest,
+        /// `MapRegisterBase`.
+        base: u64,
+    },
+    /// Call the AdapterListControl routine with this list.
+    List {
+        /// The request.
+        request: ListRequest,
+        /// The SCATTER_GATHER_LIST.
+        list: Va,
+    },
+}
+
+/// What AllocateAdapterChannel did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelOutcome {
+    /// The channel and registers are the request's now: run it ([`Grant::Channel`]).
+    Run(Grant),
+    /// Queued until the channel or registers are free (STATUS_SUCCESS all the same).
+    Queued,
+    /// More registers than IoGetDmaAdapter gave: STATUS_INSUFFICIENT_RESOURCES, not
+    /// queued (§1.6).
+    TooMany,
+}
+
+/// What Get/BuildScatterGatherList did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListOutcome {
+    /// Run it now ([`Grant::List`]).
+    Run(Grant),
+    /// Queued until registers are free (STATUS_SUCCESS).
+    Queued,
+    /// Refused with this status (§1.7).
+    Status(NtStatus),
+}
+
+impl DmaAdapter {
+    fn new_file(&mut self, first: u32, count: u32, channel: bool) -> u64 {
+        let token = TOKEN_BASE | (self.files.keys().next_back().map_or(0, |t| (t & 0xFFFF_FFFF_FFFF) + 1));
+        self.files.insert(token, RegisterFile { first, count, channel, ..RegisterFile::default() });
+        token
+    }
+}
+
+/// `AllocateAdapterChannel(DmaAdapter, DeviceObject, NumberOfMapRegisters,
+/// ExecutionRoutine, Context)` (§1.6): the request gets the adapter's one channel
+/// and `n` consecutive map registers now, or waits in order for them.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live.
+pub fn allocate_adapter_channel(
+    cpu: &Cpu<'_>,
+    object: Va,
+    n: u32,
+    request: ChannelRequest,
+) -> Result<ChannelOutcome, BugCheck> {
+    let m = cpu.machine();
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    verify::check(m, n > a.config.map_registers, [0x0C, u64::from(n), u64::from(a.config.map_registers), 0])?;
+    verify::check(m, a.channel_busy, [0x0B, 1, 0, 0])?;
+    if n > a.config.map_registers {
+        return Ok(ChannelOutcome::TooMany);
+    }
+    if a.channel_busy || !a.waiting.is_empty() {
+        a.waiting.push_back(Waiter { registers: n, kind: WaitKind::Channel(request) });
+        return Ok(ChannelOutcome::Queued);
+    }
+    let Some(first) = a.registers.allocate(n) else {
+        a.waiting.push_back(Waiter { registers: n, kind: WaitKind::Channel(request) });
+        return Ok(ChannelOutcome::Queued);
+    };
+    a.channel_busy = true;
+    let base = a.new_file(first, n, true);
+    Ok(ChannelOutcome::Run(Grant::Channel { request, base }))
+}
+
+/// The AdapterControl routine given `base` returned `action` (§1.4): KeepObject
+/// keeps the channel (FreeAdapterChannel frees it and the registers);
+/// DeallocateObject frees both; DeallocateObjectKeepRegisters frees the channel
+/// only. Returns the requests that may run now.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live; bugchecks of lists built for waiters.
+pub fn adapter_control_returned(
+    cpu: &Cpu<'_>,
+    object: Va,
+    base: u64,
+    action: AllocationAction,
+) -> Result<Vec<Grant>, BugCheck> {
+    let m = cpu.machine();
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    match action {
+        AllocationAction::KeepObject => return Ok(Vec::new()),
+        AllocationAction::DeallocateObject => {
+            a.channel_busy = false;
+            if let Some(f) = a.files.remove(&base) {
+                a.registers.free(f.first, f.count);
+            }
+        }
+        AllocationAction::DeallocateObjectKeepRegisters => {
+            a.channel_busy = false;
+            if let Some(f) = a.files.get_mut(&base) {
+                f.channel = false;
+            }
+        }
+    }
+    service_queue(cpu, a)
+}
+
+/// `FreeAdapterChannel(DmaAdapter)` (§1.6): releases the channel and the registers
+/// granted with it. Returns the requests that may run now.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live.
+pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, BugCheck> {
+    let m = cpu.machine();
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    verify::check(m, !a.channel_busy, [0x04, 1, 0, 0])?;
+    a.channel_busy = false;
+    let held: Vec<u64> = a.files.iter().filter(|(_, f)| f.channel).map(|(&t, _)| t).collect();
+    for t in held {
+        if let Some(f) = a.files.remove(&t) {
+            a.registers.free(f.first, f.count);
+        }
+    }
+    service_queue(cpu, a)
+}
+
+/// `FreeMapRegisters(DmaAdapter, MapRegisterBase, NumberOfMapRegisters)` (§1.6):
+/// frees the registers of the file `base` (all of them: Windows requires `n` to be
+/// the count allocated and documents no check). A `base` the adapter does not know
+/// is ignored. Returns the requests that may run now.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live; under DMA checking 0xE6/0x05 for a `base`
+/// the adapter does not know, 0xE6/0x10 for registers mapped and never flushed.
+pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Result<Vec<Grant>, BugCheck> {
+    let m = cpu.machine();
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    let file = a.files.get(&base);
+    verify::check(m, file.is_none(), [0x05, u64::from(n), 0, 0])?;
+    verify::check(m, file.is_some_and(|f| f.unflushed), [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
+    if let Some(f) = a.files.remove(&base) {
+        a.registers.free(f.first, f.count);
+    }
+    service_queue(cpu, a)
+}
+
+/// Grants waiting requests in order while the first can be served.
+fn service_queue(cpu: &Cpu<'_>, a: &mut DmaAdapter) -> Result<Vec<Grant>, BugCheck> {
+    let mut grants = Vec::new();
+    while let Some(w) = a.waiting.front().copied() {
+        if matches!(w.kind, WaitKind::Channel(_)) && a.channel_busy {
+            break;
+        }
+        let Some(first) = a.registers.allocate(w.registers) else { break };
+        a.waiting.pop_front();
+        match w.kind {
+            WaitKind::Channel(request) => {
+                a.channel_busy = true;
+                let base = a.new_file(first, w.registers, true);
+                grants.push(Grant::Channel { request, base });
+            }
+            WaitKind::List(request) => {
+                let token = a.new_file(first, w.registers, false);
+                match build_list(cpu, a, token, &request)? {
+                    Ok(list) => grants.push(Grant::List { request, list }),
+                    Err(_) => {
+                        // The list memory ran out after the request was accepted:
+                        // Windows does not document this case; the request is dropped
+                        // and its registers returned.
+                        let f = a.files.remove(&token).unwrap_or_default();
+                        a.registers.free(f.first, f.count);
+                    }
+                }
+            }
+        }
+    }
+    Ok(grants)
+}
+
+/// Carries out `run` on file `token`: writes to the device are copied into their
+/// registers now; reads from it are remembered for the flush.
+fn apply(m: &Machine, a: &mut DmaAdapter, token: u64, run: &Run, write: bool) {
+    let Some(mb) = a.map_buffer else { return };
+    let Some(f) = a.files.get_mut(&token) else { return };
+    for &(p, route) in &run.parts {
+        let Route::Bounce(s) = route else { continue };
+        let register = mb.add(u64::from(f.first + s));
+        if write {
+            copy_frames(m, p.pfn, register, p.offset, p.len);
+        } else {
+            f.pending.push(Bounce { register: f.first + s, src: p.pfn, offset: p.offset, len: p.len });
+        }
+    }
+}
+
+/// Copies a file's pending reads back to the buffer and forgets its origin.
+fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
+    let Some(mb) = a.map_buffer else {
+        if let Some(f) = a.files.get_mut(&token) {
+            f.origin = None;
+            f.unflushed = false;
+        }
+        return;
+    };
+    let Some(f) = a.files.get_mut(&token) else { return };
+    for b in f.pending.drain(..) {
+        copy_frames(m, mb.add(u64::from(b.register)), b.src, b.offset, b.len);
+    }
+    f.origin = None;
+    f.unflushed = false;
+}
+
+/// `MapTransfer(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, &Length,
+/// WriteToDevice)` (§1.6): maps the next piece of the transfer; returns its logical
+/// address and `*Length` out — for a scatter/gather device the bytes of one
+/// logically contiguous run, otherwise all of `length` (less only when the file's
+/// registers run out). A `MapRegisterBase` the adapter does not know maps nothing
+/// (length 0).
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live or a range outside the MDL; 0x50 for an MDL
+/// that is not mapped.
+pub fn map_transfer(
+    cpu: &Cpu<'_>,
+    object: Va,
+    mdl: Mdl,
+    base: u64,
+    current_va: Va,
+    length: u32,
+    write: bool,
+) -> Result<(LogicalAddress, u32), BugCheck> {
+    let m = cpu.machine();
+    let shift = m.phys().shift();
+    let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    let config = a.config;
+    let map_buffer = a.map_buffer;
+    verify::check(m, length == 0, [0x21, 0, 0, 0])?;
+    let Some(f) = a.files.get_mut(&base) else { return Ok((LogicalAddress::new(0), 0)) };
+    f.unflushed = true;
+    let origin = *f.origin.get_or_insert(current_va.get() >> shift.0);
+    let runs = plan(&config, shift, map_buffer, (f.first, f.count), origin, &pieces);
+    let Some(run) = runs.first() else { return Ok((LogicalAddress::new(0), 0)) };
+    apply(m, a, base, run, write);
+    Ok((LogicalAddress::new(run.logical), run.len as u32))
+}
+
+/// `FlushAdapterBuffers(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, Length,
+/// WriteToDevice)` (§1.6): a read's bounced pages are copied back into the buffer
+/// now; TRUE.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live.
+pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64) -> Result<bool, BugCheck> {
+    let m = cpu.machine();
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    flush(m, a, base);
+    Ok(true)
+}
+
+/// Registers a list of `(current_va, length)` needs: none when the device reaches
+/// all RAM by itself, else one per page spanned.
+fn registers_needed(config: &AdapterConfig, shift: PageShift, current_va: Va, length: u32) -> u64 {
+    if !config.bounces {
+        return 0;
+    }
+    mdl::address_and_size_to_span_pages(shift, current_va, u64::from(length))
+}
+
+/// `GetScatterGatherList` (`buffer` None) or `BuildScatterGatherList` (§1.7): the
+/// list of the transfer's logical runs, after taking the registers it needs (its
+/// pages beyond the device's reach are bounced as MapTransfer bounces them). Waits
+/// in order when the registers are taken; the channel is not held afterwards.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live or a range outside the MDL.
+pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) -> Result<ListOutcome, BugCheck> {
+    let m = cpu.machine();
+    let shift = m.phys().shift();
+    let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    let config = a.config;
+    let needed = registers_needed(&config, shift, request.current_va, request.length);
+    if needed > u64::from(config.map_registers) {
+        return Ok(ListOutcome::Status(NtStatus::INSUFFICIENT_RESOURCES));
+    }
+    let needed = needed as u32;
+    if let Some((_, len)) = request.buffer {
+        let origin = request.current_va.get() >> shift.0;
+        let runs = plan(&config, shift, a.map_buffer, (0, needed), origin, &pieces);
+        if list_size(runs.len()) > u64::from(len) {
+            return Ok(ListOutcome::Status(STATUS_BUFFER_TOO_SMALL));
+        }
+    }
+    let free_now = a.waiting.is_empty();
+    let Some(first) = a.registers.allocate(needed).filter(|_| free_now) else {
+        a.waiting.push_back(Waiter { registers: needed, kind: WaitKind::List(request) });
+        return Ok(ListOutcome::Queued);
+    };
+    let token = a.new_file(first, needed, false);
+    match build_list(cpu, a, token, &request)? {
+        Ok(list) => Ok(ListOutcome::Run(Grant::List { request, list })),
+        Err(status) => {
+            let f = a.files.remove(&token).unwrap_or_default();
+            a.registers.free(f.first, f.count);
+            Ok(ListOutcome::Status(status))
+        }
+    }
+}
+
+/// Bytes of a list of `elements`.
+pub fn list_size(elements: usize) -> u64 {
+    LIST_HEADER_SIZE + ELEMENT_SIZE * elements as u64
+}
+
+/// Maps `request` through file `token` and writes the list (into pool, or the
+/// caller's buffer). The inner `Err` is the status for the caller.
+fn build_list(
+    cpu: &Cpu<'_>,
+    a: &mut DmaAdapter,
+    token: u64,
+    request: &ListRequest,
+) -> Result<Result<Va, NtStatus>, BugCheck> {
+    let m = cpu.machine();
+    let shift = m.phys().shift();
+    let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
+    let Some(f) = a.files.get_mut(&token) else { return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES)) };
+    let origin = request.current_va.get() >> shift.0;
+    f.origin = Some(origin);
+    let runs = plan(&a.config, shift, a.map_buffer, (f.first, f.count), origin, &pieces);
+    let size = list_size(runs.len());
+    let (va, allocated) = match request.buffer {
+        Some((va, len)) if size <= u64::from(len) => (va, false),
+        Some(_) => return Ok(Err(STATUS_BUFFER_TOO_SMALL)),
+        None => match pool::allocate(cpu, PoolType::NonPagedPool, size, LIST_TAG)? {
+            Some(va) => (va, true),
+            None => return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES)),
+        },
+    };
+    let mut bytes = vec![0u8; size as usize];
+    bytes[0..4].copy_from_slice(&(runs.len() as u32).to_le_bytes());
+    for (i, r) in runs.iter().enumerate() {
+        let at = (LIST_HEADER_SIZE + ELEMENT_SIZE * i as u64) as usize;
+        bytes[at..at + 8].copy_from_slice(&r.logical.to_le_bytes());
+        bytes[at + 8..at + 12].copy_from_slice(&(r.len as u32).to_le_bytes());
+    }
+    let fault = |_| m.bugcheck(crate::bugcheck::BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), 1, 0, 0]);
+    m.space().write(va, &bytes).map_err(fault)?;
+    for r in &runs {
+        apply(m, a, token, r, request.write);
+    }
+    a.lists.insert(va.get(), ListRecord { token, allocated });
+    a.lists_built += 1;
+    Ok(Ok(va))
+}
+
+/// `PutScatterGatherList(DmaAdapter, ScatterGather, WriteToDevice)` (§1.7): copies a
+/// read's bounced pages back ("the driver may touch the data only after this
+/// call"), frees the registers and, if GetScatterGatherList allocated the list, the
+/// list. A list the adapter does not know is ignored. Returns the requests that may
+/// run now.
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live (and under DMA checking 0xE6/0x06 for a
+/// list the adapter does not know: lists built, lists freed counting this one); a
+/// bugcheck from the pool.
+pub fn put_scatter_gather_list(cpu: &Cpu<'_>, object: Va, list: Va) -> Result<Vec<Grant>, BugCheck> {
+    let m = cpu.machine();
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    let known = a.lists.contains_key(&list.get());
+    verify::check(m, !known, [0x06, a.lists_built, a.lists_put + 1, 0])?;
+    let Some(record) = a.lists.remove(&list.get()) else { return Ok(Vec::new()) };
+    a.lists_put += 1;
+    flush(m, a, record.token);
+    if let Some(f) = a.files.remove(&record.token) {
+        a.registers.free(f.first, f.count);
+    }
+    if record.allocated {
+        pool::free(cpu, list, Some(LIST_TAG))?;
+    }
+    service_queue(cpu, a)
+}
+
+/// `CalculateScatterGatherList(DmaAdapter, Mdl, CurrentVa, Length,
+/// &ScatterGatherListSize, &NumberOfMapRegisters)` (§1.7): the list's size in bytes
+/// — exact with an MDL, for one element per page spanned without — and the
+/// registers it needs; STATUS_INSUFFICIENT_RESOURCES when they exceed the adapter's.
+/// Windows' own size formula is undocumented (research §7 U-4).
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live or a range outside the MDL.
+pub fn calculate_scatter_gather_list(
+    cpu: &Cpu<'_>,
+    object: Va,
+    mdl: Option<Mdl>,
+    current_va: Va,
+    length: u32,
+) -> Result<Result<(u32, u32), NtStatus>, BugCheck> {
+    let m = cpu.machine();
+    let shift = m.phys().shift();
+    let pieces = match mdl {
+        Some(mdl) => Some(pieces(cpu, mdl, current_va, u64::from(length))?),
+        None => None,
+    };
+    let mut state = m.hal().dma();
+    let a = live(m, &mut state, object)?;
+    let config = a.config;
+    let needed = registers_needed(&config, shift, current_va, length);
+    if needed > u64::from(config.map_registers) {
+        return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES));
+    }
+    let elements = match &pieces {
+        Some(p) => plan(&config, shift, a.map_buffer, (0, needed as u32), current_va.get() >> shift.0, p).len(),
+        None if config.master && config.scatter_gather => {
+            mdl::address_and_size_to_span_pages(shift, current_va, u64::from(length)) as usize
+        }
+        None => 1,
+    };
+    Ok(Ok((list_size(elements) as u32, needed as u32)))
+}
+
+/// The physical address of a list's element `i` as the adapter wrote it (for
+/// reports and tests).
+pub fn read_list(m: &Machine, list: Va) -> Option<Vec<(LogicalAddress, u32)>> {
+    let mut head = [0u8; 4];
+    m.space().read(list, &mut head).ok()?;
+    let n = u32::from_le_bytes(head);
+    let mut out = Vec::new();
+    for i in 0..u64::from(n) {
+        let mut e = [0u8; 12];
+        m.space().read(Va::new(list.get() + LIST_HEADER_SIZE + ELEMENT_SIZE * i), &mut e).ok()?;
+        let logical = u64::from_le_bytes(e[0..8].try_into().ok()?);
+        out.push((LogicalAddress::new(logical), u32::from_le_bytes(e[8..12].try_into().ok()?)));
+    }
+    Some(out)
+}
+
+/// A physical address as a logical one, for device-side callers.
+pub fn logical(pa: PhysAddr) -> LogicalAddress {
+    LogicalAddress::of_phys(pa)
+}
