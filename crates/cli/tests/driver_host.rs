@@ -1066,6 +1066,9 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
     assert_eq!(counts("7"), counts("7"));
     let t = text(&run("low_resources.c", &["--verifier", "low_resources", "--fault-seed", "7"]));
     assert!(t.contains("low resources simulation: probability 600/10000, tags all, delay 0 ms, seed 7"), "{t}");
+    // The DMA routines Windows fails too: AllocateCommonBuffer (and contiguous memory).
+    let t = text(&run("dma_sg32.c", &all));
+    assert!(t.contains("failed on purpose: AllocateCommonBuffer from dma_sg32!Pnp+0x"), "{t}");
     let bad = run("low_resources.c", &["--verifier", "low_resources", "--fault-probability", "20000"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("more than 10000"), "{}", text(&bad));

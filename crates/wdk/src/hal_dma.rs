@@ -127,7 +127,8 @@ pub extern "win64" fn PutDmaAdapter(adapter: *mut c_void) {
 }
 
 /// `AllocateCommonBuffer`: NULL on failure (the reason is kept for the report);
-/// `CacheEnabled` is ignored (§1.5).
+/// `CacheEnabled` is ignored (§1.5). Driver Verifier's low resources simulation may
+/// fail it (NULL), as Windows' does (research note §3.4; issue 14).
 pub extern "win64" fn AllocateCommonBuffer(
     adapter: *mut c_void,
     length: u32,
@@ -136,7 +137,12 @@ pub extern "win64" fn AllocateCommonBuffer(
 ) -> *mut c_void {
     kernel(|cpu| {
         checked(cpu, logical.cast(), 8)?;
-        match dma::allocate_common_buffer(cpu, va_of(cpu, adapter), length)? {
+        let allocate = || dma::allocate_common_buffer(cpu, va_of(cpu, adapter), length).map(Some);
+        let ask = crate::vf::Ask::resource("AllocateCommonBuffer");
+        let Some(allocated) = crate::vf::allocation(cpu, ask, || None, allocate, |_| None)? else {
+            return Ok(std::ptr::null_mut());
+        };
+        match allocated {
             Ok((va, l)) => {
                 write(cpu, logical.cast(), &l.get().to_le_bytes())?;
                 Ok(host_ptr(cpu, Some(va)))
