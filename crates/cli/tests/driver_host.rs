@@ -1296,3 +1296,31 @@ fn releasing_an_adapter_with_a_common_buffer_is_0xe6_0x07_under_dma_checking() {
         "{t}"
     );
 }
+
+/// GFlags' special pool by tag or size, without Driver Verifier: `overrun.c` writes
+/// one byte past a 64-byte block tagged "Ovrn" (a 0x50-byte block on x64). Selected
+/// by its tag, a pattern or its size class it faults at once (0xD6); another tag or
+/// size leaves it in normal pool; Verify Start (PoolTagOverruns 0) puts the block at
+/// the page's start, so the overrun is found in the pattern at free (0xC1/0x24).
+#[test]
+fn special_pool_by_tag_or_size_selects_only_those_allocations() {
+    let code = |args: &[&str]| {
+        let out = run("overrun.c", args);
+        let v: Value = {
+            let with_json = [args, &["--json"]].concat();
+            let out = run("overrun.c", &with_json);
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+        };
+        (out.status.code(), v["bugcheck"]["code"].as_u64(), v["bugcheck"]["parameters"][3].as_u64())
+    };
+    for tag in ["Ovrn", "Ov*", "O?rn", "*", "0x50"] {
+        assert_eq!(code(&["--special-pool-tag", tag]).1, Some(0xD6), "{tag}");
+    }
+    for tag in ["Xxxx", "0x40"] {
+        assert_eq!(code(&["--special-pool-tag", tag]), (Some(0), None, None), "{tag}");
+    }
+    assert_eq!(code(&["--special-pool-tag", "Ovrn", "--pool-tag-overruns", "0"]), (Some(3), Some(0xC1), Some(0x24)));
+    let bad = run("overrun.c", &["--special-pool-tag", "Toolong"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).contains("one to four characters"), "{}", text(&bad));
+}

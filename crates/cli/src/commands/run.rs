@@ -44,6 +44,12 @@ pub struct Args {
     /// Low resources simulation: the seed of its random sequence, to repeat or vary a run. Overrides the scenario's [faults].
     #[arg(long, value_name = "N")]
     fault_seed: Option<u64>,
+    /// Special pool for the allocations of one pool tag, as GFlags' `/k +spp Tag` (no Verifier needed): a tag with ? and * wildcards ("Fat*"; "*" for all), or a block size below the page size ("0x30": x64 requests of 17-32 bytes).
+    #[arg(long, value_name = "TAG")]
+    special_pool_tag: Option<String>,
+    /// With --special-pool-tag: 1 (default) puts each block at its page's end, so overruns fault (Verify End); 0 at its start, so underruns fault (Verify Start). GFlags' PoolTagOverruns.
+    #[arg(long, value_name = "0|1", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pool_tag_overruns: Option<u8>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -185,6 +191,8 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
             options: scenario.verifier,
             drivers: scenario.verify_drivers,
             faults: scenario.faults.unwrap_or_default(),
+            special_pool_tag: scenario.special_pool_tag,
+            pool_tag_overruns: scenario.pool_tag_overruns.map(|v| v != 0),
         };
         relocate = scenario.relocate;
         devices = scenario.devices;
@@ -197,6 +205,8 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     if let Some(v) = &args.verify_driver {
         verifier.drivers = list(v);
     }
+    verifier.special_pool_tag = args.special_pool_tag.clone().or(verifier.special_pool_tag);
+    verifier.pool_tag_overruns = args.pool_tag_overruns.map(|v| v != 0).or(verifier.pool_tag_overruns);
     verifier.faults.probability = args.fault_probability.or(verifier.faults.probability);
     verifier.faults.seed = args.fault_seed.or(verifier.faults.seed);
     let profile = flags.profile()?;

@@ -153,6 +153,8 @@ impl Harness {
             options: s.verifier,
             drivers: s.verify_drivers,
             faults: s.faults.unwrap_or_default(),
+            special_pool_tag: s.special_pool_tag,
+            pool_tag_overruns: s.pool_tag_overruns.map(|v| v != 0),
         };
         spec.apply(&harness.machine).map_err(bad)?;
         Ok((harness, steps))

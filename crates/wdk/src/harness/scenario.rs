@@ -9,6 +9,8 @@
 //! timeout = 10                        # optional; seconds below DISPATCH_LEVEL; --timeout overrides
 //! verifier = ["special_pool"]          # optional: Driver Verifier options (names or /flags)
 //! verify_drivers = ["mydriver.sys"]    # optional: verifier /driver (default: every driver)
+//! special_pool_tag = "Tag1"            # optional: GFlags special pool by tag ("Fat*", "*") or size ("0x30")
+//! pool_tag_overruns = 1                # optional: 1 Verify End (default), 0 Verify Start
 //!
 //! [faults]                             # optional: verifier /faults, for low_resources
 //! probability = 600                    # chances in 10,000 (default 600)
@@ -56,6 +58,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use ntmem_kernel::ex::pool::special::TagSelection;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -81,6 +84,10 @@ pub struct Scenario {
     pub verify_drivers: Vec<String>,
     /// `[faults]`: randomized low resources simulation's knobs.
     pub faults: Option<Faults>,
+    /// `special_pool_tag`: GFlags' special pool by tag or size.
+    pub special_pool_tag: Option<String>,
+    /// `pool_tag_overruns`: 1 Verify End (default), 0 Verify Start.
+    pub pool_tag_overruns: Option<u8>,
     /// `[[relocate]]`: register blocks a chipset decodes in the other space.
     #[serde(default)]
     pub relocate: Vec<Relocate>,
@@ -131,7 +138,8 @@ impl Faults {
 }
 
 /// Driver Verifier as a run asks for it: the options (names or `/flags` numbers), the
-/// drivers verified (empty: all) and the fault-injection knobs.
+/// drivers verified (empty: all) and the fault-injection knobs; and GFlags' special
+/// pool by tag or size, which needs no Verifier.
 #[derive(Clone, Debug, Default)]
 pub struct VerifierSpec {
     /// Options.
@@ -140,6 +148,10 @@ pub struct VerifierSpec {
     pub drivers: Vec<String>,
     /// `[faults]`.
     pub faults: Faults,
+    /// `special_pool_tag` / `--special-pool-tag`.
+    pub special_pool_tag: Option<String>,
+    /// `pool_tag_overruns` / `--pool-tag-overruns`: `false` is Verify Start.
+    pub pool_tag_overruns: Option<bool>,
 }
 
 impl VerifierSpec {
@@ -149,11 +161,18 @@ impl VerifierSpec {
     /// An unknown option or a bad `[faults]` value, as a message.
     pub fn check(&self) -> Result<ntmem_kernel::vf::VerifierFlags, String> {
         self.faults.settings()?;
+        self.tag_selection(4096)?;
         let mut flags = ntmem_kernel::vf::VerifierFlags::empty();
         for option in &self.options {
             flags |= ntmem_kernel::vf::VerifierFlags::parse_one(option)?;
         }
         Ok(flags)
+    }
+
+    /// GFlags' special pool selection, for pages of `page` bytes.
+    fn tag_selection(&self, page: u64) -> Result<Option<TagSelection>, String> {
+        let overruns = self.pool_tag_overruns.unwrap_or(true);
+        self.special_pool_tag.as_deref().map(|t| TagSelection::parse(t, page, overruns)).transpose()
     }
 
     /// Turns it on for `machine`; returns the options.
@@ -162,6 +181,8 @@ impl VerifierSpec {
     /// An unknown option or a bad `[faults]` value, as a message.
     pub fn apply(&self, machine: &ntmem_kernel::Machine) -> Result<ntmem_kernel::vf::VerifierFlags, String> {
         let flags = self.check()?;
+        let page = machine.pool().geometry().page;
+        machine.pool().special().set_selection(self.tag_selection(page)?);
         let vf = machine.vf();
         vf.set_faults(self.faults.settings()?);
         vf.set_drivers((!self.drivers.is_empty()).then(|| self.drivers.clone()));

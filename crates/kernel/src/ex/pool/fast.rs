@@ -89,7 +89,12 @@ impl Pool {
     fn allocate_shaped<S: Shape>(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32) -> Option<Va> {
         let g = &S::G;
         let units = g.units_for(bytes);
-        if units > CACHED_CLASSES || t.cache_aligned() || t.must_succeed() || special::enabled(cpu) {
+        if units > CACHED_CLASSES
+            || t.cache_aligned()
+            || t.must_succeed()
+            || special::enabled(cpu)
+            || self.special.by_tag()
+        {
             return None;
         }
         if refusal(cpu.irql(), t, bytes, tag).is_some() {

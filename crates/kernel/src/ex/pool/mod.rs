@@ -457,7 +457,7 @@ impl Pool {
         tag: u32,
         req: Request<'_>,
     ) -> Result<Result<Va, Failure>, BugCheck> {
-        let special = self.special.selects(cpu, t, bytes, &req);
+        let special = self.special.selects(cpu, t, bytes, tag, &req);
         if special {
             self.special.check_allocate_irql(cpu, t, bytes)?;
         }
@@ -488,7 +488,7 @@ impl Pool {
     /// A block from special pool, counted as the small block normal pool would have
     /// given; `None` when special pool is exhausted.
     fn place_special(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: Request<'_>) -> Option<Va> {
-        let va = self.special.allocate(cpu, t, bytes, tag, req.priority.special_alignment())?;
+        let va = self.special.allocate(cpu, t, bytes, tag, self.special.alignment(req.priority))?;
         if req.zero {
             self.mem(cpu).fill(va.get(), bytes, 0);
         }

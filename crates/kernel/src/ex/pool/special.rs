@@ -256,11 +256,61 @@ struct Header {
     tag: u32,
 }
 
+/// Special pool requested by tag or size with GFlags, independent of Driver
+/// Verifier (Microsoft, "Requesting Special Pool by Pool Tag" and "… by Allocation
+/// Size"; research note `dma-verifier-views.md` §3.6): the `PoolTag` value of the
+/// Memory Management key and `PoolTagOverruns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagSelection {
+    /// What is selected.
+    pub selector: Selector,
+    /// `PoolTagOverruns`: 1 (true, the default) Verify End — the block ends against
+    /// the guard page, overruns fault; 0 Verify Start — underruns fault.
+    pub overruns: bool,
+}
+
+/// The `PoolTag` value: a tag pattern or a size class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// A tag pattern (`?` one character, `*` the rest; `*` alone: every allocation).
+    Tag(String),
+    /// A value below PAGE_SIZE: the block size, header included, of the allocations
+    /// selected (x64: 0x20 for 1–16 bytes, 0x30 for 17–32 …; x86: 0x10 for 1–8 …);
+    /// an allocation whose tag numerically equals the value is selected too.
+    Size(u64),
+}
+
+impl TagSelection {
+    /// Reads a GFlags value as `gflags /k +spp` takes it: a number below `page` is a
+    /// size class (`0x30`), anything else a tag pattern of one to four characters
+    /// (`Tag1`, `Fat*`, `*`).
+    ///
+    /// # Errors
+    /// A message saying what is accepted.
+    pub fn parse(text: &str, page: u64, overruns: bool) -> Result<TagSelection, String> {
+        let t = text.trim();
+        let number = t.strip_prefix("0x").map_or_else(|| t.parse::<u64>().ok(), |h| u64::from_str_radix(h, 16).ok());
+        let selector = match number {
+            Some(n) if n > 0 && n < page => Selector::Size(n),
+            _ if !t.is_empty() && t.chars().count() <= 4 && t.is_ascii() => Selector::Tag(t.to_string()),
+            _ => {
+                return Err(format!(
+                    "special pool tag {text:?}: give a tag of one to four characters (with ? and * wildcards) or a block size below {page:#x}"
+                ))
+            }
+        };
+        Ok(TagSelection { selector, overruns })
+    }
+}
+
 /// The machine's special pool.
 #[derive(Debug)]
 pub struct SpecialPool {
     g: Geometry,
     pages: Arc<SpecialPages>,
+    /// GFlags' selection, if any; `by_tag` says whether there is one without a lock.
+    selection: std::sync::RwLock<Option<TagSelection>>,
+    by_tag: std::sync::atomic::AtomicBool,
     pairs: Mutex<Pairs>,
     total: u64,
     limit: u64,
@@ -290,6 +340,8 @@ impl SpecialPool {
             g,
             pages: Arc::new(SpecialPages::new(start, size, g.page)?),
             pairs: Mutex::new(Pairs::default()),
+            selection: std::sync::RwLock::new(None),
+            by_tag: std::sync::atomic::AtomicBool::new(false),
             total,
             limit: total.min(by_ram).min(HOST_LIVE_PAGES),
             allocations: AtomicU64::new(0),
@@ -324,12 +376,58 @@ impl SpecialPool {
         self.g.units_for(bytes) * self.g.unit
     }
 
-    /// Whether special pool takes this request: the verifier option is on, the request
-    /// is one normal pool would serve as a small block (up to 0xFF0 bytes on x86, 0xFE0
-    /// on 64-bit: [`super::header`]), and it is neither charged nor cache-aligned.
-    pub(super) fn selects(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, req: &Request<'_>) -> bool {
+    /// Sets (or with `None` clears) GFlags' special pool by tag or size.
+    pub fn set_selection(&self, selection: Option<TagSelection>) {
+        let on = selection.is_some();
+        *self.selection.write().unwrap_or_else(std::sync::PoisonError::into_inner) = selection;
+        self.by_tag.store(on, Ordering::Release);
+    }
+
+    /// GFlags' selection.
+    pub fn selection(&self) -> Option<TagSelection> {
+        self.selection.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Whether GFlags selects some allocations (an atomic load).
+    #[inline]
+    pub(super) fn by_tag(&self) -> bool {
+        self.by_tag.load(Ordering::Acquire)
+    }
+
+    /// Whether GFlags' selection takes an allocation of `bytes` tagged `tag`.
+    fn tag_selects(&self, bytes: u64, tag: u32) -> bool {
+        if !self.by_tag() {
+            return false;
+        }
+        let selection = self.selection.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match selection.as_ref().map(|s| &s.selector) {
+            Some(Selector::Tag(p)) => crate::vf::faults::tag_matches(p, super::PoolTag(tag).tracked()),
+            Some(Selector::Size(size)) => {
+                self.g.units_for(bytes) * self.g.unit == *size || u64::from(super::PoolTag(tag).tracked().0) == *size
+            }
+            None => false,
+        }
+    }
+
+    /// Where a block goes: Verify Start when the caller asks for it (the
+    /// `…SpecialPoolUnderrun` priorities) or GFlags says `PoolTagOverruns` 0, else
+    /// Verify End.
+    pub(super) fn alignment(&self, priority: PoolPriority) -> Alignment {
+        let underruns = self.by_tag() && self.selection().is_some_and(|s| !s.overruns);
+        if underruns {
+            Alignment::VerifyStart
+        } else {
+            priority.special_alignment()
+        }
+    }
+
+    /// Whether special pool takes this request: the verifier option is on or GFlags
+    /// selects its tag or size, the request is one normal pool would serve as a small
+    /// block (up to 0xFF0 bytes on x86, 0xFE0 on 64-bit: [`super::header`]), and it
+    /// is neither charged nor cache-aligned.
+    pub(super) fn selects(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: &Request<'_>) -> bool {
         let fits = bytes != 0 && self.g.units_for(bytes) <= self.g.max_block;
-        enabled(cpu) && fits && !t.cache_aligned() && req.quota.is_none()
+        fits && !t.cache_aligned() && req.quota.is_none() && (enabled(cpu) || self.tag_selects(bytes, tag))
     }
 
     /// The IRQL rule for a request special pool takes: 0xC1 (IRQL, pool type, bytes,
@@ -547,14 +645,15 @@ impl SpecialPool {
     }
 }
 
-/// The bytes a pattern may be: at least two bits set, so that the most common
-/// overrun — a NUL written one past the end — is never one bit away from the pattern
-/// and read as a flipped bit (0x32) instead of the overrun it is (0x24).
-const PATTERNS: [u8; 247] = {
-    let mut table = [0u8; 247];
+/// The bytes a pattern may be: at least two bits away from 0x00, 0x01 and 0xFF, so
+/// that the most common overruns — a NUL, a TRUE or a -1 written one past the end —
+/// are never one bit away from the pattern and read as a flipped bit (0x32) instead
+/// of the overrun they are (0x24).
+const PATTERNS: [u8; 231] = {
+    let mut table = [0u8; 231];
     let (mut b, mut n) = (0u32, 0);
     while b < 256 {
-        if b.count_ones() >= 2 {
+        if b.count_ones() >= 2 && (b ^ 1).count_ones() >= 2 && (b ^ 0xFF).count_ones() >= 2 {
             table[n] = b as u8;
             n += 1;
         }
@@ -601,17 +700,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pattern_follows_the_tick_count_and_a_nul_is_never_one_bit_from_it() {
-        assert_eq!(pattern_at(0), 0x03, "the first byte with two bits set");
-        assert_eq!(pattern_at(16), 0x05, "one 15.625 ms tick later");
-        assert!((0..100_000).step_by(15).all(|ms| pattern_at(ms).count_ones() >= 2));
-        // A NUL one past the end of any block is an overrun (0x24), never a bit flip.
+    fn the_pattern_follows_the_tick_count_and_a_nul_true_or_minus_one_is_never_one_bit_from_it() {
+        assert_eq!(pattern_at(0), 0x06, "the first byte two bits from 0x00, 0x01 and 0xFF");
+        assert_eq!(pattern_at(16), 0x07, "one 15.625 ms tick later");
+        // A NUL, 1 or 0xFF one past the end of any block is an overrun (0x24), never a
+        // bit flip.
         let ranges = || [(0x1008..0x1020, 0x23), (0x1028..0x1040, 0x24)];
         for ms in (0..100_000).step_by(15) {
             let p = pattern_at(ms);
-            let mut page = vec![p; 64];
-            page[0x28] = 0;
-            assert_eq!(damage(&page, 0x1000, ranges(), p), Some((0x1028, 0x24)), "pattern {p:#04x}");
+            for written in [0x00, 0x01, 0xFF] {
+                let mut page = vec![p; 64];
+                page[0x28] = written;
+                let found = damage(&page, 0x1000, ranges(), p);
+                assert_eq!(found, Some((0x1028, 0x24)), "pattern {p:#04x}, {written:#04x} written");
+            }
         }
     }
 
