@@ -1107,6 +1107,19 @@ fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
         }
         assert!(!v["bugcheck"]["parameter_meanings"][1].as_str().unwrap().contains("Depends"), "{v}");
     }
+    // Deadlock detection: opposite lock orders (0x1001, the lock closing the cycle)
+    // and a release out of order (0x1003, the lock expected, the lock released).
+    for (input, subcode) in [("D1", 0x1001), ("D3", 0x1003)] {
+        let toml = format!("[[step]]\nioctl = {{ code = 0x222000, input = \"{input}\", output_len = 0 }}\n");
+        let (v, status) =
+            json_scenario("verifier_rules.c", &format!("rule-{input}"), &toml, &["--verifier", "deadlock"]);
+        assert_eq!((status, v["bugcheck"]["code"].as_u64()), (3, Some(0xC4)), "rule {input}: {v}");
+        let p: Vec<u64> = v["bugcheck"]["parameters"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+        assert_eq!(p[0], subcode, "{v}");
+        assert!(p[1] != 0 && (subcode == 0x1001 || p[2] != 0 && p[2] != p[1]), "lock addresses: {v}");
+        let (v, _) = json_scenario("verifier_rules.c", &format!("rule-{input}-off"), &toml, &[]);
+        assert_ne!(v["bugcheck"]["parameters"][0].as_u64(), Some(subcode), "only under deadlock detection: {v}");
+    }
     // Without Verifier: paged pool at DISPATCH_LEVEL is BAD_POOL_CALLER 8, a KEVENT
     // in paged pool is no error.
     let toml = "[[step]]\nioctl = { code = 0x222000, input = \"01\", output_len = 0 }\n";

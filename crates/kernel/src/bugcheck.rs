@@ -389,6 +389,8 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x11A ["0x11A: KeEnterCriticalRegion at DISPATCH_LEVEL or above", "Current IRQL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x11B ["0x11B: KeLeaveCriticalRegion at DISPATCH_LEVEL or above", "Current IRQL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: a spin lock acquired recursively (deadlock detection)", "Address of the spin lock", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1001 ["0x1001: a lock hierarchy violation: locks taken in opposite orders (deadlock detection)", "Address of the lock whose acquisition closes the cycle", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1003 ["0x1003: a lock released out of order (deadlock detection)", "Address of the lock that should be released first", "Address of the lock released", "Reserved"];
     MEMORY_MANAGEMENT 0 0x1010 ["0x1010: a pageable section (MmUnlockPagableImageSection) unlocked that is not locked", "The section handle", "Reserved", "Reserved"];
     MEMORY_MANAGEMENT 0 0x1234 ["0x1234: a lock of a pageable section that does not exist (MmLockPagable*)", "The address or handle passed", "Reserved", "Reserved"];
     PFN_LIST_CORRUPT 0 0x07 ["0x07: a page was unlocked more times than it was locked", "Page frame number", "Current share count", "0"];

@@ -4,6 +4,8 @@
 
 static UNICODE_STRING LinkName = RTL_CONSTANT_STRING(L"\\DosDevices\\NtmemRules");
 
+static KSPIN_LOCK LockA, LockB;
+
 static NTSTATUS Complete(PIRP Irp, NTSTATUS Status)
 {
     Irp->IoStatus.Status = Status;
@@ -62,6 +64,19 @@ static void Break(UCHAR Rule)
         if (p != NULL)
             KeInitializeEvent((PKEVENT)p, NotificationEvent, FALSE);
         break;
+    case 0xD1: /* A then B, later B then A: a lock hierarchy violation */
+        KeAcquireSpinLock(&LockA, &old);
+        KeAcquireSpinLockAtDpcLevel(&LockB);
+        KeReleaseSpinLockFromDpcLevel(&LockB);
+        KeReleaseSpinLock(&LockA, old);
+        KeAcquireSpinLock(&LockB, &old);
+        KeAcquireSpinLockAtDpcLevel(&LockA);
+        break;
+    case 0xD3: /* A then B, A released first */
+        KeAcquireSpinLock(&LockA, &old);
+        KeAcquireSpinLockAtDpcLevel(&LockB);
+        KeReleaseSpinLockFromDpcLevel(&LockA);
+        break;
     case 0xE2: /* a KSPIN_LOCK in paged pool */
         p = ExAllocatePoolWithTag(PagedPool, sizeof(KSPIN_LOCK), 'kpSV');
         if (p != NULL)
@@ -91,6 +106,8 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     NTSTATUS status;
 
     UNREFERENCED_PARAMETER(RegistryPath);
+    KeInitializeSpinLock(&LockA);
+    KeInitializeSpinLock(&LockB);
     status = IoCreateDevice(DriverObject, 0, &name, FILE_DEVICE_UNKNOWN, 0, FALSE, &device);
     if (!NT_SUCCESS(status))
         return status;

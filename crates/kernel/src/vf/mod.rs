@@ -15,6 +15,7 @@
 //! ([`crate::Cpu::raise_irql`]); I/O verification in [`crate::io`]. Options ntmem
 //! does not act on yet (security, DDI compliance) are accepted and recorded.
 
+mod deadlock;
 pub mod faults;
 pub mod tracking;
 pub mod violation;
@@ -172,6 +173,7 @@ struct State {
     injections: Vec<Injection>,
     tracking: tracking::Tracking,
     counters: Counters,
+    locks: deadlock::Locks,
 }
 
 /// How many injections the history keeps (`!verifier 4` shows the latest).
@@ -371,6 +373,29 @@ impl Verifier {
             trims: self.trims.load(Ordering::Relaxed),
             ..self.state().counters
         }
+    }
+
+    /// Deadlock detection's hook when processor `cpu` has taken the lock at `lock`
+    /// ([`deadlock`]).
+    ///
+    /// # Errors
+    /// The violation: a cycle in the lock hierarchy (0x1001).
+    pub fn lock_acquired(&self, cpu: u32, lock: u64) -> Result<(), Violation> {
+        if !self.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
+            return Ok(());
+        }
+        self.state().locks.acquired(cpu, lock)
+    }
+
+    /// Deadlock detection's hook before processor `cpu` releases the lock at `lock`.
+    ///
+    /// # Errors
+    /// The violation: a release out of order (0x1003).
+    pub fn lock_released(&self, cpu: u32, lock: u64) -> Result<(), Violation> {
+        if !self.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
+            return Ok(());
+        }
+        self.state().locks.released(cpu, lock)
     }
 
     /// Counts a pool block a verified driver got from special pool.

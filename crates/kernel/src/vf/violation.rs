@@ -82,6 +82,24 @@ pub enum Violation {
         /// Allocations not freed, paged and nonpaged.
         count: u64,
     },
+    /// 0x1000: a lock taken again by the processor that holds it (self-deadlock).
+    Recursion {
+        /// The lock.
+        lock: u64,
+    },
+    /// 0x1001: a lock taken in the opposite order to an earlier one: a cycle in the
+    /// lock hierarchy, a deadlock waiting to happen.
+    LockHierarchy {
+        /// The lock whose acquisition closes the cycle.
+        lock: u64,
+    },
+    /// 0x1003: a lock released while one taken after it is still held.
+    ReleasedOutOfOrder {
+        /// The lock that should have been released first.
+        expected: u64,
+        /// The lock released.
+        released: u64,
+    },
     /// 0x11A: `KeEnterCriticalRegion` at DISPATCH_LEVEL or above.
     EnterCriticalRegionAtDispatch {
         /// The caller's IRQL.
@@ -117,6 +135,9 @@ impl Violation {
             Violation::EnterCriticalRegionAtDispatch { irql } => [0x11A, i(irql), 0, 0],
             Violation::LeaveCriticalRegionAtDispatch { irql } => [0x11B, i(irql), 0, 0],
             Violation::PageableSyncObject { object } => [0xE1, object, 0, 0],
+            Violation::Recursion { lock } => [0x1000, lock, 0, 0],
+            Violation::LockHierarchy { lock } => [0x1001, lock, 0, 0],
+            Violation::ReleasedOutOfOrder { expected, released } => [0x1003, expected, released, 0],
         }
     }
 
