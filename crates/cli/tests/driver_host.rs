@@ -1051,6 +1051,12 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
     let all = ["--verifier", "low_resources", "--fault-probability", "10000"];
     let t = text(&run("low_resources.c", &all));
     assert!(t.contains("site A failed 20 of 20, site B failed 20 of 20, MDL failed"), "{t}");
+    // !verifier 4: each failure with the driver's stack.
+    assert!(
+        t.contains("Resource fault injection history (!verifier 4):\n  Entry (index 0): ExAllocatePoolWithTag at 0 ms"),
+        "{t}"
+    );
+    assert!(t.contains("\n    low_resources!DriverEntry+0x"), "{t}");
     let none = ["--verifier", "low_resources", "--fault-probability", "0"];
     assert!(
         text(&run("low_resources.c", &none)).contains("site A failed 0 of 20, site B failed 0 of 20, MDL allocated")
@@ -1149,6 +1155,10 @@ fn the_report_shows_verifier_as_windbg_prints_it() {
     }
     assert!(t.contains("  0x00000030  Leak  leak!DriverEntry+0x"), "{t}");
     let t = text(&run("clean.c", &["--verifier", "irql"]));
+    // !verifier 8: the raise to 2 and the lower to 0, each at the driver's call.
+    assert!(t.contains("Track irql trace log (!verifier 8): displaying the most recent 0x2 entries"), "{t}");
+    assert!(t.contains("  Old irql 0  New irql 2  Processor 0  Time stamp 0 ms  clean!DriverEntry+0x"), "{t}");
+    assert!(t.contains("  Old irql 2  New irql 0  Processor 0  Time stamp 0 ms  clean!DriverEntry+0x"), "{t}");
     let raises = t.lines().find(|l| l.starts_with("  RaiseIrqls")).expect("the RaiseIrqls line");
     assert_ne!(raises.split_whitespace().last(), Some("0x0"), "clean.c takes a spin lock: {t}");
     assert!(!t.lines().any(|l| l.starts_with("  AcquireSpinLocks") && l.ends_with(" 0x0")), "{t}");

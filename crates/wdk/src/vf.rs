@@ -11,7 +11,7 @@
 //! Rtl string routines that allocate the result's buffer — Microsoft's list for low
 //! resources simulation less the routines ntmem does not export yet. With any
 //! Verifier option on, pool blocks, MDLs and string buffers are tracked (with the
-//! driver's stack under pool tracking, its call site otherwise); Windows tracks only
+//! driver's stack under pool tracking and low resources simulation, its call site otherwise); Windows tracks only
 //! under pool tracking, and also tracks IRPs and work items, which ntmem does not
 //! export yet. Verifier's
 //! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
@@ -118,7 +118,13 @@ pub(crate) fn allocation<T>(
     if flags.is_empty() {
         return allocate();
     }
-    let whole = flags.intersects(VerifierFlags::POOL_TRACKING | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
+    // The whole driver stack for the options that show it (pool tracking's log,
+    // the fault injection history) or identify calls by it (systematic).
+    let whole = flags.intersects(
+        VerifierFlags::POOL_TRACKING
+            | VerifierFlags::LOW_RESOURCES_SIMULATION
+            | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION,
+    );
     let Some(site) = call_site(cpu, whole) else { return allocate() };
     if vf.inject_failure(&site, ask.routine, ask.tag, cpu.machine().now_ms()) {
         return Ok(injected());

@@ -241,6 +241,7 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
             routine: i.routine,
             tag: i.tag.map(|t| t.to_string()),
             site: i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a)),
+            stack: i.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
             at_ms: i.at_ms,
             systematic: i.systematic,
             stack_id: i.stack_id,
@@ -254,6 +255,14 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
         pool: vf.driver_pool(driver),
         faults,
         injected,
+        irql_log: vf
+            .irql_log()
+            .into_iter()
+            .map(|t| {
+                let caller = if t.caller == 0 { "(ntmem)".to_string() } else { return_site(symbolizer, t.caller) };
+                (t, caller)
+            })
+            .collect(),
         discovered: vf.discovered(),
     }
 }

@@ -121,6 +121,9 @@ pub struct VerifierState {
     pub faults: Option<ntmem_kernel::vf::FaultSettings>,
     /// The calls low resources simulation failed.
     pub injected: Vec<InjectedCall>,
+    /// Force IRQL checking's IRQL transition log (`!verifier 8`), oldest first: the
+    /// last entries of up to 0x100, with the driver's call named.
+    pub irql_log: Vec<(ntmem_kernel::vf::IrqlTransition, String)>,
     /// Stacks a systematic campaign's run reached after the one it failed (their
     /// ids): reached only on that failure's path.
     pub discovered: Vec<u64>,
@@ -135,6 +138,8 @@ pub struct InjectedCall {
     pub tag: Option<String>,
     /// The driver's call site, named (`driver!Function+0x… [file @ line]`).
     pub site: String,
+    /// The driver's stack at the call, innermost first, named.
+    pub stack: Vec<String>,
     /// Simulated milliseconds since boot.
     pub at_ms: u64,
     /// Systematic (else randomized).
@@ -208,6 +213,10 @@ fn status_text(s: i32) -> String {
         None => format!("{:#010x}", s as u32),
     }
 }
+
+/// How many IRQL transitions the report shows (`!verifier 8` shows 4 by default;
+/// the JSON has all).
+const IRQL_LOG_SHOWN: usize = 16;
 
 /// Driver Verifier's flags as `!verifier` lists them (Microsoft, "!verifier";
 /// research note `dma-verifier-views.md` §3.1, §5.7): standard, then additional.
@@ -286,6 +295,34 @@ fn verifier_text(o: &mut String, driver: &str, v: &VerifierState, blocks: &[Leak
     let _ = writeln!(o, "      Current Pool Bytes:       {}", pair(np.bytes, p.bytes));
     let _ = writeln!(o, "      Peak Pool Allocations:    {}", pair(pnp.allocations, pp.allocations));
     let _ = writeln!(o, "      Peak Pool Bytes:          {}", pair(pnp.bytes, pp.bytes));
+    if !v.injected.is_empty() {
+        let _ = writeln!(o, "\nResource fault injection history (!verifier 4):");
+        for (i, call) in v.injected.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "  Entry (index {i}): {} at {} ms, stack id {:#018x}",
+                call.routine, call.at_ms, call.stack_id
+            );
+            for frame in &call.stack {
+                let _ = writeln!(o, "    {frame}");
+            }
+        }
+    }
+    if !v.irql_log.is_empty() {
+        let shown = v.irql_log.len().min(IRQL_LOG_SHOWN);
+        let _ = writeln!(
+            o,
+            "\nTrack irql trace log (!verifier 8): displaying the most recent {shown:#x} entries; there are up to {:#x} in the log.",
+            ntmem_kernel::vf::IRQL_LOG_ENTRIES
+        );
+        for (t, caller) in &v.irql_log[v.irql_log.len() - shown..] {
+            let _ = writeln!(
+                o,
+                "  Old irql {:x}  New irql {:x}  Processor {:x}  Time stamp {} ms  {caller}",
+                t.old, t.new, t.processor, t.at_ms
+            );
+        }
+    }
     let tracked: Vec<&LeakedBlock> = blocks.iter().filter(|b| b.routine.is_some()).collect();
     if !tracked.is_empty() {
         let _ = writeln!(o, "    Pool Allocations:\n      Address             Length      Tag   Caller");

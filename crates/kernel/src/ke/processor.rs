@@ -157,7 +157,9 @@ impl<'m> Cpu<'m> {
                 .bugcheck(BugCheckCode::IRQL_NOT_GREATER_OR_EQUAL, [u64::from(old.0), u64::from(new.0), 0, 0]));
         }
         self.processor().set_irql(new);
-        self.machine.vf().count(Event::RaiseIrql);
+        let vf = self.machine.vf();
+        vf.count(Event::RaiseIrql);
+        vf.irql_changed(self.number, old.0, new.0, self.machine.now_ms());
         if new >= Irql::DISPATCH
             && old < Irql::DISPATCH
             && self.machine.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING)
@@ -186,6 +188,7 @@ impl<'m> Cpu<'m> {
                 .bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [u64::from(new.0), u64::from(old.0), 0, 0]));
         }
         self.processor().set_irql(new);
+        self.machine.vf().irql_changed(self.number, old.0, new.0, self.machine.now_ms());
         Ok(())
     }
 

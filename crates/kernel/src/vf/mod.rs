@@ -174,6 +174,7 @@ struct State {
     tracking: tracking::Tracking,
     counters: Counters,
     locks: deadlock::Locks,
+    irql_log: std::collections::VecDeque<IrqlTransition>,
 }
 
 /// How many injections the history keeps (`!verifier 4` shows the latest).
@@ -192,6 +193,24 @@ pub struct Verifier {
     acquire_spin_locks: AtomicU64,
     trims: AtomicU64,
     state: Mutex<State>,
+}
+
+/// Entries in the IRQL transition log: Windows keeps 0x100 (`!verifier 8`).
+pub const IRQL_LOG_ENTRIES: usize = 0x100;
+
+/// An IRQL change under force IRQL checking (`!verifier 8`'s "Track irql trace log").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IrqlTransition {
+    /// The IRQL before.
+    pub old: u8,
+    /// The IRQL after.
+    pub new: u8,
+    /// The processor.
+    pub processor: u32,
+    /// Simulated milliseconds since boot.
+    pub at_ms: u64,
+    /// The driver's return address at the call that changed it (0: not a driver's).
+    pub caller: u64,
 }
 
 /// A processor event Verifier counts ([`Verifier::count`]).
@@ -373,6 +392,24 @@ impl Verifier {
             trims: self.trims.load(Ordering::Relaxed),
             ..self.state().counters
         }
+    }
+
+    /// Force IRQL checking's log of an IRQL change on processor `cpu` at `at_ms`.
+    pub fn irql_changed(&self, cpu: u32, old: u8, new: u8, at_ms: u64) {
+        if !self.flags().contains(VerifierFlags::FORCE_IRQL_CHECKING) {
+            return;
+        }
+        let caller = ntmem_host::thunk::driver_frame().and_then(|f| f.return_address()).unwrap_or(0);
+        let mut s = self.state();
+        if s.irql_log.len() == IRQL_LOG_ENTRIES {
+            s.irql_log.pop_front();
+        }
+        s.irql_log.push_back(IrqlTransition { old, new, processor: cpu, at_ms, caller });
+    }
+
+    /// The IRQL transition log, oldest first.
+    pub fn irql_log(&self) -> Vec<IrqlTransition> {
+        self.state().irql_log.iter().copied().collect()
     }
 
     /// Deadlock detection's hook when processor `cpu` has taken the lock at `lock`
