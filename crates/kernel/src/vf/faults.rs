@@ -198,8 +198,13 @@ mod tests {
     #[test]
     fn the_rate_is_the_probability_and_the_seed_repeats_it() {
         let mut f = Faults::new(FaultSettings::default());
+        // Within 3 standard deviations of 6% over 100,000 calls: sqrt(n p (1 - p)) = 75.1.
         let failed = (0..100_000).filter(|_| f.random(0, None)).count();
-        assert!((5_500..6_500).contains(&failed), "6% of 100,000, got {failed}");
+        assert!((5_775..=6_225).contains(&failed), "6% of 100,000 +- 3 sigma, got {failed}");
+        let mut f = Faults::new(FaultSettings { probability: 10_000, ..FaultSettings::default() });
+        assert!((0..10_000).all(|_| f.random(0, None)), "p = 10,000 fails every call");
+        let mut f = Faults::new(FaultSettings { probability: 0, ..FaultSettings::default() });
+        assert!(!(0..10_000).any(|_| f.random(0, None)), "p = 0 fails none");
         let run = |seed| {
             let mut f = Faults::new(FaultSettings { seed, ..FaultSettings::default() });
             (0..64).map(|_| f.random(0, None)).collect::<Vec<_>>()
