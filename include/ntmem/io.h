@@ -197,6 +197,13 @@ typedef struct _IO_STATUS_BLOCK {
     ULONG_PTR Information;
 } IO_STATUS_BLOCK, *PIO_STATUS_BLOCK;
 
+struct _IRP;
+/* A completion routine (IoSetCompletionRoutine): called as the IRP completes back up
+ * to the driver that set it, with that driver's device (NULL if the IRP was its own
+ * with no location for it). STATUS_MORE_PROCESSING_REQUIRED stops the completion. */
+typedef NTSTATUS IO_COMPLETION_ROUTINE(PDEVICE_OBJECT DeviceObject, struct _IRP *Irp, PVOID Context);
+typedef IO_COMPLETION_ROUTINE *PIO_COMPLETION_ROUTINE;
+
 typedef struct _IO_STACK_LOCATION {
     UCHAR MajorFunction;
     UCHAR MinorFunction;
@@ -241,7 +248,7 @@ typedef struct _IO_STACK_LOCATION {
     } Parameters;
     PDEVICE_OBJECT DeviceObject;
     struct _FILE_OBJECT *FileObject;
-    PVOID CompletionRoutine;
+    PIO_COMPLETION_ROUTINE CompletionRoutine;
     PVOID Context;
 } IO_STACK_LOCATION, *PIO_STACK_LOCATION;
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.IoControlCode) == 0x18,
@@ -252,6 +259,8 @@ _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.StartDevice.Allo
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Create.ShareAccess) == 0x1a, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, FileObject) == 0x30, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, CompletionRoutine) == 0x38, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Context) == 0x40, "IO_STACK_LOCATION layout");
 
 /* Parameters.Create.SecurityContext: NULL in ntmem (no security model). */
 typedef struct _IO_SECURITY_CONTEXT {
@@ -325,8 +334,14 @@ typedef struct _IRP {
     CCHAR ApcEnvironment;
     UCHAR AllocationFlags;
     PIO_STATUS_BLOCK UserIosb;
-    PVOID UserEvent;
-    PVOID ntmemOverlay[2];
+    struct _KEVENT *UserEvent;
+    union {
+        struct {
+            PVOID UserApcRoutine;
+            PVOID UserApcContext;
+        } AsynchronousParameters;
+        LARGE_INTEGER AllocationSize;
+    } Overlay;
     PDRIVER_CANCEL CancelRoutine;
     PVOID UserBuffer;
     union {
@@ -346,7 +361,34 @@ _Static_assert(__builtin_offsetof(IRP, UserBuffer) == 0x70, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.ListEntry) == 0xa8, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.DriverContext) == 0x78, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.CurrentStackLocation) == 0xb8, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, StackCount) == 0x42, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, CurrentLocation) == 0x43, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, UserIosb) == 0x48, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, UserEvent) == 0x50, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Overlay.AsynchronousParameters.UserApcContext) == 0x60, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, CancelRoutine) == 0x68, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.Thread) == 0x98, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.OriginalFileObject) == 0xc0, "IRP layout");
 _Static_assert(sizeof(IRP) == 0xd0, "IRP size");
+
+/* IRP.Flags (the ones drivers read or set). */
+#define IRP_NOCACHE 0x00000001
+#define IRP_PAGING_IO 0x00000002
+#define IRP_SYNCHRONOUS_API 0x00000004
+#define IRP_ASSOCIATED_IRP 0x00000008
+#define IRP_BUFFERED_IO 0x00000010
+#define IRP_DEALLOCATE_BUFFER 0x00000020
+#define IRP_INPUT_OPERATION 0x00000040
+#define IRP_CREATE_OPERATION 0x00000080
+#define IRP_READ_OPERATION 0x00000100
+#define IRP_WRITE_OPERATION 0x00000200
+#define IRP_CLOSE_OPERATION 0x00000400
+
+/* IRP.AllocationFlags. */
+#define IRP_QUOTA_CHARGED 0x01
+#define IRP_ALLOCATED_MUST_SUCCEED 0x02
+#define IRP_ALLOCATED_FIXED_SIZE 0x04
+#define IRP_LOOKASIDE_ALLOCATION 0x08
 
 #define IO_NO_INCREMENT 0
 
@@ -355,9 +397,108 @@ static inline PIO_STACK_LOCATION IoGetCurrentIrpStackLocation(PIRP Irp)
     return Irp->Tail.Overlay.CurrentStackLocation;
 }
 
-/* ---- Pending and cancelled IRPs ------------------------------------------ */
+/* ---- IRPs drivers allocate, device stacks and completion ---------------- */
 
 #define SL_PENDING_RETURNED 0x01
+#define SL_INVOKE_ON_CANCEL 0x20
+#define SL_INVOKE_ON_SUCCESS 0x40
+#define SL_INVOKE_ON_ERROR 0x80
+
+#ifndef STATUS_MORE_PROCESSING_REQUIRED
+#define STATUS_MORE_PROCESSING_REQUIRED ((NTSTATUS)0xC0000016L)
+#endif
+
+/* The bytes of an IRP with StackSize stack locations (a macro, as in the WDK). */
+#define IoSizeOfIrp(StackSize) ((USHORT)(sizeof(IRP) + ((StackSize) * (sizeof(IO_STACK_LOCATION)))))
+
+/* An IRP of StackSize stack locations from nonpaged pool, or NULL; no location is
+ * current until IoCallDriver. ChargeQuota is recorded (IRP_QUOTA_CHARGED), not charged. */
+NTKERNELAPI PIRP IoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota);
+/* Frees an IRP; one that is not an IRP (freed before) is MULTIPLE_IRP_COMPLETE_REQUESTS (0x44). */
+NTKERNELAPI VOID IoFreeIrp(PIRP Irp);
+/* Initializes an IRP again (AllocationFlags kept), IoStatus.Status = Iostatus. */
+NTKERNELAPI VOID IoReuseIrp(PIRP Irp, NTSTATUS Iostatus);
+/* Initializes PacketSize bytes of the caller's memory as an IRP of StackSize locations. */
+NTKERNELAPI VOID IoInitializeIrp(PIRP Irp, USHORT PacketSize, CCHAR StackSize);
+/* An IRP associated with Irp (the master): freed when it completes; the master
+ * completes when its AssociatedIrp.IrpCount (set by the driver) reaches zero. */
+NTKERNELAPI PIRP IoMakeAssociatedIrp(PIRP Irp, CCHAR StackSize);
+
+/* Passes Irp to DeviceObject's driver: the next stack location becomes current and the
+ * driver's dispatch routine for its MajorFunction is called. No location left is
+ * NO_MORE_IRP_STACK_LOCATIONS (0x35). */
+NTKERNELAPI NTSTATUS IofCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp);
+#define IoCallDriver(a, b) IofCallDriver(a, b)
+
+static inline PIO_STACK_LOCATION IoGetNextIrpStackLocation(PIRP Irp)
+{
+    return Irp->Tail.Overlay.CurrentStackLocation - 1;
+}
+
+/* The next driver gets this driver's stack location as it is. */
+static inline VOID IoSkipCurrentIrpStackLocation(PIRP Irp)
+{
+    Irp->CurrentLocation++;
+    Irp->Tail.Overlay.CurrentStackLocation++;
+}
+
+/* The next stack location gets a copy of the current one, without its completion routine. */
+static inline VOID IoCopyCurrentIrpStackLocationToNext(PIRP Irp)
+{
+    PIO_STACK_LOCATION irpSp = IoGetCurrentIrpStackLocation(Irp);
+    PIO_STACK_LOCATION nextIrpSp = IoGetNextIrpStackLocation(Irp);
+    __builtin_memcpy(nextIrpSp, irpSp, __builtin_offsetof(IO_STACK_LOCATION, CompletionRoutine));
+    nextIrpSp->Control = 0;
+}
+
+static inline VOID IoSetNextIrpStackLocation(PIRP Irp)
+{
+    Irp->CurrentLocation--;
+    Irp->Tail.Overlay.CurrentStackLocation--;
+}
+
+/* Sets the routine called when the next driver completes the IRP (an inline in the WDK). */
+static inline VOID IoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE CompletionRoutine, PVOID Context,
+                                          BOOLEAN InvokeOnSuccess, BOOLEAN InvokeOnError, BOOLEAN InvokeOnCancel)
+{
+    PIO_STACK_LOCATION irpSp = IoGetNextIrpStackLocation(Irp);
+    irpSp->CompletionRoutine = CompletionRoutine;
+    irpSp->Context = Context;
+    irpSp->Control = 0;
+    if (InvokeOnSuccess)
+        irpSp->Control = SL_INVOKE_ON_SUCCESS;
+    if (InvokeOnError)
+        irpSp->Control |= SL_INVOKE_ON_ERROR;
+    if (InvokeOnCancel)
+        irpSp->Control |= SL_INVOKE_ON_CANCEL;
+}
+
+/* As IoSetCompletionRoutine; STATUS_SUCCESS. ntmem allocates nothing to keep the
+ * driver loaded until the routine has run. */
+NTKERNELAPI NTSTATUS IoSetCompletionRoutineEx(PDEVICE_OBJECT DeviceObject, PIRP Irp,
+                                              PIO_COMPLETION_ROUTINE CompletionRoutine, PVOID Context,
+                                              BOOLEAN InvokeOnSuccess, BOOLEAN InvokeOnError,
+                                              BOOLEAN InvokeOnCancel);
+
+/* IRPs the I/O manager builds for the caller to send with IoCallDriver (the request in
+ * the next stack location, buffers prepared as for a kernel caller); NULL when a buffer
+ * cannot be prepared. At final completion *IoStatusBlock gets the status, Event (if
+ * any) is signalled and the IRP is freed. */
+NTKERNELAPI PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObject, PVOID InputBuffer,
+                                               ULONG InputBufferLength, PVOID OutputBuffer, ULONG OutputBufferLength,
+                                               BOOLEAN InternalDeviceIoControl, struct _KEVENT *Event,
+                                               PIO_STATUS_BLOCK IoStatusBlock);
+/* IRP_MJ_READ / IRP_MJ_WRITE (buffers by DO_BUFFERED_IO / DO_DIRECT_IO), or
+ * IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SHUTDOWN, IRP_MJ_POWER, IRP_MJ_PNP. */
+NTKERNELAPI PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer,
+                                              ULONG Length, PLARGE_INTEGER StartingOffset, struct _KEVENT *Event,
+                                              PIO_STATUS_BLOCK IoStatusBlock);
+/* The same without an event: the caller's completion routine frees the IRP. */
+NTKERNELAPI PIRP IoBuildAsynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer,
+                                               ULONG Length, PLARGE_INTEGER StartingOffset,
+                                               PIO_STATUS_BLOCK IoStatusBlock);
+
+/* ---- Pending and cancelled IRPs ------------------------------------------ */
 
 /* The dispatch routine will return STATUS_PENDING and complete the IRP later. */
 static inline VOID IoMarkIrpPending(PIRP Irp)
@@ -436,9 +577,10 @@ NTKERNELAPI PIRP IoCsqRemoveNextIrp(PIO_CSQ Csq, PVOID PeekContext);
 /* ---- Device stacks (Plug and Play) -------------------------------------- */
 
 /* Attaches SourceDevice above the highest device of TargetDevice's stack and returns
- * that device (what the driver passes IRPs down to). ntmem's stacks are the PDO the
- * PnP manager made and the driver's FDO, so this returns the PDO; there is no
- * IoCallDriver yet, so the FDO completes PnP IRPs itself. */
+ * that device (what the driver passes IRPs down to with IoCallDriver); SourceDevice's
+ * StackSize becomes that device's plus one. Requests for any device of the stack go
+ * to its top. A PDO has no driver in ntmem: it completes IRP_MN_START_DEVICE and
+ * IRP_MN_REMOVE_DEVICE with STATUS_SUCCESS, other PnP IRPs with their status. */
 NTKERNELAPI PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice);
 /* Detaches the device attached above TargetDevice (call with the device AddDevice got back). */
 NTKERNELAPI VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice);

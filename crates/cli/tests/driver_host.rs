@@ -1114,3 +1114,109 @@ fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
     assert_eq!(v["bugcheck"], Value::Null, "{v}");
     assert_eq!(status, 1, "the paged KEVENT leaks: {v}");
 }
+
+fn run_irp_stack(rule: u32) -> (Value, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("irp_stack.c"))
+        .arg("--scenario")
+        .arg(driver("irp_stack.toml"))
+        .arg("--json")
+        .env("CFLAGS", format!("-DRULE={rule}"))
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v, out.status.code().expect("exit status"))
+}
+
+/// A device stack inside one driver: requests reach the upper device (the top of the
+/// stack), which passes them to the lower one by each documented way — skipping its
+/// location, copying it with a completion routine (run with the upper device, after
+/// the lower driver completed), forwarding synchronously and reclaiming the IRP with
+/// STATUS_MORE_PROCESSING_REQUIRED, sending an IRP of its own (IoAllocateIrp,
+/// reclaimed, IoReuseIrp, IoFreeIrp), sending one built by
+/// IoBuildDeviceIoControlRequest (output copied back, status block written, event
+/// signalled at final completion), and a request the lower device pends and completes
+/// from a DPC (PendingReturned reaches the completion routine). No IRP or buffer is
+/// left behind.
+#[test]
+fn irps_pass_down_a_device_stack_and_complete_back_up_through_completion_routines() {
+    let (v, code) = run_irp_stack(0);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "attached over lower: stack sizes 1 and 2\n\
+         upper: code 0x222000 at location 2 of 2\n\
+         lower: major 0xe code 0x222000 at location 2 of 2, device lower\n\
+         upper: code 0x222004 at location 2 of 2\n\
+         lower: major 0xe code 0x222004 at location 1 of 2, device lower\n\
+         completion: device upper, PendingReturned 0, location 2, status 0x0\n\
+         upper: IoCallDriver returned 0x0\n\
+         upper: code 0x222008 at location 2 of 2\n\
+         lower: major 0xe code 0x222008 at location 1 of 2, device lower\n\
+         signal: device upper, location 2\n\
+         upper: reclaimed at location 2, status 0x0\n\
+         upper: code 0x22200c at location 2 of 2\n\
+         own: size 280, stack count 1, location 2, flags 0x4\n\
+         lower: major 0xf code 0x222400 at location 1 of 1, device lower\n\
+         signal: device NULL, location 2\n\
+         own: returned 0x0, status 0x0, information 4, location 2\n\
+         own: reused: status 0xc00000bb, location 2, flags 0x4\n\
+         upper: code 0x222010 at location 2 of 2\n\
+         build: stack count 1, location 2, next major 0xe, flags 0x70\n\
+         lower: major 0xe code 0x222004 at location 1 of 1, device lower\n\
+         build: returned 0x0, iosb 0x0/4, event 1, value 0x101\n\
+         upper: code 0x222014 at location 2 of 2\n\
+         lower: major 0xe code 0x222014 at location 1 of 2, device lower\n\
+         upper: IoCallDriver returned 0x103\n\
+         lower: DPC completes the pended IRP\n\
+         completion: device upper, PendingReturned 1, location 2, status 0x0\n\
+         unload\n",
+        "{v}"
+    );
+    let outputs: Vec<_> = v["steps"].as_array().unwrap().iter().map(|s| s["output"].as_str().unwrap_or("")).collect();
+    assert_eq!(outputs, ["02020000", "03010000", "02010100", "01010000", "01010000", "03010000"], "{v}");
+    let irps = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "Irp ").expect("IRPs").clone();
+    assert_eq!((irps["allocs"].as_u64(), irps["diff"].as_u64()), (Some(8), Some(0)), "{irps}");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// The address of the IRP the driver printed as `completing <address> twice`.
+fn printed_irp(v: &Value) -> u64 {
+    let output = v["debug_output"].as_str().unwrap();
+    let at = output.find("completing ").expect("the IRP is printed") + "completing ".len();
+    u64::from_str_radix(&output[at..at + 16], 16).unwrap()
+}
+
+/// Rules Windows enforces on IRPs in flight, as its bugchecks: a request completed
+/// twice is MULTIPLE_IRP_COMPLETE_REQUESTS (Microsoft, "Bug Check 0x44": 1 the IRP,
+/// 2-4 reserved); IoCallDriver with no stack location left is
+/// NO_MORE_IRP_STACK_LOCATIONS ("Bug Check 0x35": 1 the IRP); an IRP of the driver's
+/// own that no completion routine claims reaches the I/O manager with no thread to
+/// complete it in (0x0A, ntmem's model of Windows' touch of the NULL thread).
+#[test]
+fn completing_twice_is_0x44_calling_down_with_no_location_left_is_0x35() {
+    let (v, code) = run_irp_stack(1);
+    assert_eq!(code, 3, "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0x44, "{b}");
+    let irp = printed_irp(&v);
+    assert_eq!(b["parameters"], serde_json::json!([irp, 0, 0, 0]), "{b}");
+    assert_eq!(b["driver"], "irp_stack.sys", "{b}");
+
+    let (v, code) = run_irp_stack(2);
+    assert_eq!(code, 3, "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0x35, "{b}");
+    assert_eq!((b["parameters"][1].as_u64(), b["parameters"][2].as_u64()), (Some(0), Some(0)), "{b}");
+    assert_ne!(b["parameters"][0].as_u64(), Some(0), "the IRP: {b}");
+    assert!(v["debug_output"].as_str().unwrap().contains("at location 2 of 2, device lower\n"), "{v}");
+
+    let (v, code) = run_irp_stack(3);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(
+        (v["bugcheck"]["code"].as_u64(), v["bugcheck"]["parameters"].clone()),
+        (Some(0x0A), serde_json::json!([0, 2, 0, 0]))
+    );
+    assert_eq!(v["steps"].as_array().unwrap().len(), 4, "the fourth step (OWN) stopped: {v}");
+}

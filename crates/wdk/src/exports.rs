@@ -178,7 +178,7 @@ exports! {
     Ntoskrnl Routine KeReleaseSpinLock(ke) AtDispatch;
     Ntoskrnl Routine IoCreateDevice(io) Passive;
     Ntoskrnl Routine IoDeleteDevice(io) Passive;
-    Ntoskrnl Routine IofCompleteRequest(io) Dispatch;
+    Ntoskrnl Routine IofCompleteRequest(io_stack) Dispatch;
     Ntoskrnl Routine IoCreateSymbolicLink(io) Passive "links are recorded, not yet resolved to open devices";
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
@@ -350,6 +350,17 @@ exports! {
     Ntoskrnl Routine IoCsqInsertIrpEx(io_cancel) Dispatch;
     Ntoskrnl Routine IoCsqRemoveIrp(io_cancel) Dispatch;
     Ntoskrnl Routine IoCsqRemoveNextIrp(io_cancel) Dispatch;
+    // IRPs drivers allocate, device stacks and completion (issue 12).
+    Ntoskrnl Routine IoAllocateIrp(io_stack) Dispatch "quota is not charged";
+    Ntoskrnl Routine IoFreeIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IoReuseIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IoInitializeIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IoMakeAssociatedIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch;
+    Ntoskrnl Routine IoSetCompletionRoutineEx(io_stack) Dispatch "no context keeps the driver loaded until the routine runs";
+    Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

@@ -91,7 +91,7 @@ pub struct NewDevice {
     pub exclusive: bool,
 }
 
-fn fault(cpu: &Cpu<'_>, va: Va) -> BugCheck {
+pub(crate) fn fault(cpu: &Cpu<'_>, va: Va) -> BugCheck {
     cpu.machine().bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), 0, 0, 0])
 }
 
@@ -140,6 +140,14 @@ impl DeviceObject {
     /// As [`DeviceObject::flags`].
     pub fn driver(self, cpu: &Cpu<'_>) -> Result<u64, BugCheck> {
         Ok(u64::from_le_bytes(read_bytes(cpu, at(self.0, OFF_DRIVER))?))
+    }
+
+    /// `StackSize`: how many stack locations an IRP for this device needs.
+    ///
+    /// # Errors
+    /// As [`DeviceObject::flags`].
+    pub fn stack_size(self, cpu: &Cpu<'_>) -> Result<u8, BugCheck> {
+        Ok(read_bytes::<1>(cpu, at(self.0, OFF_STACK_SIZE))?[0])
     }
 
     /// `NextDevice`.
