@@ -1220,3 +1220,52 @@ fn completing_twice_is_0x44_calling_down_with_no_location_left_is_0x35() {
     );
     assert_eq!(v["steps"].as_array().unwrap().len(), 4, "the fourth step (OWN) stopped: {v}");
 }
+
+/// Completion-routine order through a three-device stack: the routines run bottom-up
+/// (the middle driver's, then the top's), each with its own driver's device and
+/// location; when the bottom pends the IRP and completes it from a DPC, both see
+/// PendingReturned. Also: a read built by IoBuildSynchronousFsdRequest (its buffered
+/// data, status block and event), a request split into two associated IRPs and
+/// completed when both are, an IRP initialized in the driver's own pool.
+#[test]
+fn completion_routines_run_bottom_up_through_a_three_device_stack() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("irp_three.c"))
+        .arg("--scenario")
+        .arg(driver("irp_three.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(output.starts_with("stack sizes 1 2 3; top attached over middle\n"), "{output}");
+    assert!(
+        output.contains(
+            "bottom: completes at location 1 of 3\n\
+             completion of middle: device middle, location 2, PendingReturned 0\n\
+             completion of top: device top, location 3, PendingReturned 0\n"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains(
+            "bottom: DPC completes\n\
+             completion of middle: device middle, location 2, PendingReturned 1\n\
+             completion of top: device top, location 3, PendingReturned 1\n"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("bottom: read 4 bytes at 512, location 1 of 1\ntop: read returned 0x0, iosb 0x0/4, event 1\n")
+    );
+    assert_eq!(output.matches("bottom: piece of master ok, location 1 of 1\n").count(), 2, "{output}");
+    assert!(output.contains("top: associated IRP 1: flags 0x8\n"), "IRP_ASSOCIATED_IRP: {output}");
+    assert!(output.contains("top: initialized 280 bytes, location 2 of 1\n"), "{output}");
+    let steps = v["steps"].as_array().unwrap();
+    let outputs: Vec<_> = steps.iter().map(|s| s["output"].as_str().unwrap_or("")).collect();
+    assert_eq!(outputs, ["23010000", "23010000", "42544d21", "", "01000000"], "0x123: bottom, middle, top: {v}");
+    assert_eq!((steps[3]["status"].as_u64(), steps[3]["ok"].as_bool()), (Some(0), Some(true)), "{v}");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+}
