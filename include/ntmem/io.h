@@ -582,6 +582,13 @@ NTKERNELAPI PIRP IoCsqRemoveNextIrp(PIO_CSQ Csq, PVOID PeekContext);
  * to its top. A PDO has no driver in ntmem: it completes IRP_MN_START_DEVICE and
  * IRP_MN_REMOVE_DEVICE with STATUS_SUCCESS, other PnP IRPs with their status. */
 NTKERNELAPI PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice);
+/* As IoAttachDeviceToDeviceStack, the device attached to stored first; STATUS_SUCCESS or
+ * STATUS_NO_SUCH_DEVICE. */
+NTKERNELAPI NTSTATUS IoAttachDeviceToDeviceStackSafe(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice,
+                                                     PDEVICE_OBJECT *AttachedToDeviceObject);
+/* The highest device of DeviceObject's stack. ntmem does not count references to device
+ * objects: the ObDereferenceObject the caller owes changes nothing. */
+NTKERNELAPI PDEVICE_OBJECT IoGetAttachedDeviceReference(PDEVICE_OBJECT DeviceObject);
 /* Detaches the device attached above TargetDevice (call with the device AddDevice got back). */
 NTKERNELAPI VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice);
 

@@ -1269,3 +1269,25 @@ fn completion_routines_run_bottom_up_through_a_three_device_stack() {
     assert_eq!((steps[3]["status"].as_u64(), steps[3]["ok"].as_bool()), (Some(0), Some(true)), "{v}");
     assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
 }
+
+/// A function driver that passes PnP IRPs down to the PDO (IoCallDriver): the PDO,
+/// standing in for the bus driver, starts and removes the device with
+/// STATUS_SUCCESS; the start comes back to the driver's completion routine and is
+/// reclaimed with STATUS_MORE_PROCESSING_REQUIRED. Under special pool, so a touch of
+/// an IRP after completion would stop the run.
+#[test]
+fn a_function_driver_forwards_start_and_remove_to_the_pdo() {
+    let out = run("pnp_forward.c", &["--verifier", "special_pool", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "forward: attached 0x0 to the PDO 1; the stack's top is the FDO 1\n\
+         forward: the PDO started the device: 0x0; resources 1\n\
+         forward: the PDO removed the device: 0x0\n\
+         forward: unloaded, devices left 0\n"
+    );
+    let steps: Vec<_> = v["pnp"].as_array().unwrap().iter().map(|e| (e["step"].clone(), e["status"].clone())).collect();
+    assert_eq!(steps.len(), 3, "{v}");
+    assert!(steps.iter().all(|(_, s)| s == 0), "{v}");
+}

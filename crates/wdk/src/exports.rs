@@ -183,6 +183,8 @@ exports! {
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
     Ntoskrnl Routine IoDetachDevice(pnp) Passive;
+    Ntoskrnl Routine IoAttachDeviceToDeviceStackSafe(pnp) Passive;
+    Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch "device objects are not reference-counted";
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
     Ntoskrnl Routine MmProbeAndLockPages(mdl) DependsOnMemory;

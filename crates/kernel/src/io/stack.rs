@@ -410,3 +410,94 @@ pub fn final_completion(cpu: &Cpu<'_>, irp: Irp) -> Result<Final, BugCheck> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::device::{io_create_device, NewDevice};
+    use crate::machine::Machine;
+    use ntmem_machine::{BootOptions, MachineConfig};
+
+    fn machine() -> Machine {
+        let mut config = MachineConfig::for_edition("ws03sp1-enterprise-x64").unwrap();
+        config.ram = 512 << 20;
+        config.boot = BootOptions::parse("").unwrap();
+        Machine::boot(config.build().unwrap()).unwrap()
+    }
+
+    fn device(cpu: &Cpu<'_>) -> DeviceObject {
+        let new = NewDevice { driver: 0, extension_size: 0, device_type: 0x22, characteristics: 0, exclusive: false };
+        io_create_device(cpu, new).unwrap().unwrap()
+    }
+
+    #[test]
+    fn an_allocated_irp_has_its_locations_after_it_and_none_current() {
+        let m = machine();
+        m.run(0, |cpu| {
+            let irp = io_allocate_irp(cpu, 3, true)?.expect("pool");
+            let [ty0, ty1, s0, s1] = read_bytes::<4>(cpu, irp.0)?;
+            assert_eq!((u16::from_le_bytes([ty0, ty1]), u16::from_le_bytes([s0, s1])), (6, 0xD0 + 3 * 0x48));
+            assert_eq!(locations(cpu, irp)?, (3, 4));
+            assert_eq!(irp.current_stack_location(cpu)?.get(), irp.0.get() + 0xD0 + 3 * 0x48);
+            let [flags] = read_bytes::<1>(cpu, at(irp.0, OFF_ALLOCATION_FLAGS))?;
+            assert_eq!(flags, 0x05, "IRP_ALLOCATED_FIXED_SIZE | IRP_QUOTA_CHARGED");
+            let list = irp.0.get() + OFF_THREAD_LIST;
+            assert_eq!((u64_at(cpu, Va::new(list))?, u64_at(cpu, Va::new(list + 8))?), (list, list), "empty list");
+            assert_eq!(io_allocate_irp(cpu, -1, false)?, None, "a negative StackSize");
+            io_free_irp(cpu, irp)
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn calling_down_moves_one_location_and_none_left_is_0x35() {
+        let m = machine();
+        let b = m
+            .run(0, |cpu| {
+                let d = device(cpu);
+                let irp = io_allocate_irp(cpu, 1, false)?.expect("pool");
+                let target = call_driver(cpu, d, irp)?;
+                assert_eq!(target, CallTarget { major: 0, driver: 0 });
+                assert_eq!(locations(cpu, irp)?, (1, 1));
+                let location = irp.current_stack_location(cpu)?;
+                assert_eq!(location.get(), irp.0.get() + 0xD0);
+                assert_eq!(u64_at(cpu, at(location, SL_DEVICE))?, d.0.get(), "the location's DeviceObject");
+                call_driver(cpu, d, irp).map(drop)
+            })
+            .unwrap_err();
+        assert_eq!(b.code, BugCheckCode::NO_MORE_IRP_STACK_LOCATIONS);
+        assert_eq!((b.parameters[1], b.parameters[2], b.parameters[3]), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_pending_return_climbs_the_stack_without_completion_routines() {
+        let m = machine();
+        let b = m.run(0, |cpu| {
+            let d = device(cpu);
+            let irp = io_allocate_irp(cpu, 3, false)?.expect("pool");
+            for _ in 0..3 {
+                call_driver(cpu, d, irp)?;
+            }
+            // The lowest driver marks it pending; the top location carries a routine.
+            let lowest = irp.current_stack_location(cpu)?;
+            write_bytes(cpu, at(lowest, SL_CONTROL), &[SL_PENDING_RETURNED])?;
+            let top = Va::new(irp.0.get() + 0xD0 + 2 * 0x48);
+            put_u64(cpu, at(top, SL_COMPLETION_ROUTINE), 0x1234)?;
+            put_u64(cpu, at(top, SL_CONTEXT), 0x5678)?;
+            write_bytes(cpu, at(top, SL_CONTROL), &[SL_INVOKE_ON_ERROR])?;
+            irp.set_io_status(cpu, NtStatus(0xC000_0001), 0)?;
+            let step = complete(cpu, irp)?;
+            assert_eq!(step, Completion::Routine(CompletionCall { routine: 0x1234, device: 0, context: 0x5678 }));
+            let [pending] = read_bytes::<1>(cpu, at(irp.0, OFF_PENDING_RETURNED))?;
+            assert_eq!(pending, 1, "PendingReturned passed up two locations");
+            assert_eq!(locations(cpu, irp)?, (3, 4));
+            // The routine returned STATUS_MORE_PROCESSING_REQUIRED: the IRP is the
+            // allocator's again, to free — once.
+            io_free_irp(cpu, irp)?;
+            io_free_irp(cpu, irp).map(|()| irp)
+        });
+        let b = b.unwrap_err();
+        assert_eq!(b.code, BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS);
+        assert_eq!(b.parameters[1..], [0, 0, 0]);
+    }
+}
