@@ -444,7 +444,7 @@ typedef struct _DRIVER_OBJECT {
     PUNICODE_STRING HardwareDatabase;
     PVOID FastIoDispatch;
     PDRIVER_INITIALIZE DriverInit;
-    PVOID DriverStartIo;
+    PDRIVER_STARTIO DriverStartIo;
     PDRIVER_UNLOAD DriverUnload;
     PDRIVER_DISPATCH MajorFunction[IRP_MJ_MAXIMUM_FUNCTION + 1];
 } DRIVER_OBJECT, *PDRIVER_OBJECT;

@@ -127,6 +127,40 @@ NTKERNELAPI VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alig
 #define DO_DEVICE_INITIALIZING 0x00000080
 #define DO_POWER_PAGABLE 0x00002000
 
+/* A device queue (KDEVICE_QUEUE, x64) and its entries: the queue behind IoStartPacket. */
+typedef struct _KDEVICE_QUEUE_ENTRY {
+    LIST_ENTRY DeviceListEntry;
+    ULONG SortKey;
+    BOOLEAN Inserted;
+} KDEVICE_QUEUE_ENTRY, *PKDEVICE_QUEUE_ENTRY, *PRKDEVICE_QUEUE_ENTRY;
+_Static_assert(sizeof(KDEVICE_QUEUE_ENTRY) == 0x18, "KDEVICE_QUEUE_ENTRY size");
+
+typedef struct _KDEVICE_QUEUE {
+    CSHORT Type;
+    CSHORT Size;
+    LIST_ENTRY DeviceListHead;
+    KSPIN_LOCK Lock;
+    union {
+        BOOLEAN Busy;
+        struct {
+            LONG64 Reserved : 8;
+            LONG64 Hint : 56;
+        };
+    };
+} KDEVICE_QUEUE, *PKDEVICE_QUEUE, *PRKDEVICE_QUEUE;
+_Static_assert(sizeof(KDEVICE_QUEUE) == 0x28, "KDEVICE_QUEUE size");
+_Static_assert(__builtin_offsetof(KDEVICE_QUEUE, Busy) == 0x20, "KDEVICE_QUEUE layout");
+
+NTKERNELAPI VOID KeInitializeDeviceQueue(PKDEVICE_QUEUE DeviceQueue);
+/* FALSE: the queue was idle (now busy) and the entry is not queued; TRUE: queued. */
+NTKERNELAPI BOOLEAN KeInsertDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry);
+NTKERNELAPI BOOLEAN KeInsertByKeyDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry,
+                                             ULONG SortKey);
+/* NULL when empty (the queue is then idle). */
+NTKERNELAPI PKDEVICE_QUEUE_ENTRY KeRemoveDeviceQueue(PKDEVICE_QUEUE DeviceQueue);
+NTKERNELAPI PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueue(PKDEVICE_QUEUE DeviceQueue, ULONG SortKey);
+NTKERNELAPI BOOLEAN KeRemoveEntryDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry);
+
 typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
     CSHORT Type;
     USHORT Size;
@@ -144,7 +178,7 @@ typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
     CCHAR StackSize;
     ULONG_PTR ntmemQueue[9];       /* Queue (LIST_ENTRY / WAIT_CONTEXT_BLOCK) */
     ULONG AlignmentRequirement;
-    ULONG_PTR ntmemDeviceQueue[5]; /* KDEVICE_QUEUE DeviceQueue */
+    KDEVICE_QUEUE DeviceQueue;
     ULONG_PTR ntmemDpc[8];         /* KDPC Dpc */
     ULONG ActiveThreadCount;
     PVOID SecurityDescriptor;
@@ -157,6 +191,8 @@ typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, Flags) == 0x30, "DEVICE_OBJECT layout");
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, DeviceExtension) == 0x40, "DEVICE_OBJECT layout");
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, AlignmentRequirement) == 0x98, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, CurrentIrp) == 0x20, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, DeviceQueue) == 0xa0, "DEVICE_OBJECT layout");
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, SectorSize) == 0x130, "DEVICE_OBJECT layout");
 _Static_assert(sizeof(DEVICE_OBJECT) == 0x150, "DEVICE_OBJECT size");
 
@@ -346,7 +382,10 @@ typedef struct _IRP {
     PVOID UserBuffer;
     union {
         struct {
-            PVOID DriverContext[4];
+            union {
+                KDEVICE_QUEUE_ENTRY DeviceQueueEntry;
+                PVOID DriverContext[4];
+            };
             PVOID Thread;
             PCHAR AuxiliaryBuffer;
             LIST_ENTRY ListEntry;
@@ -360,6 +399,7 @@ _Static_assert(__builtin_offsetof(IRP, IoStatus) == 0x30, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, UserBuffer) == 0x70, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.ListEntry) == 0xa8, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.DriverContext) == 0x78, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.DeviceQueueEntry) == 0x78, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.CurrentStackLocation) == 0xb8, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, StackCount) == 0x42, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, CurrentLocation) == 0x43, "IRP layout");
@@ -497,6 +537,14 @@ NTKERNELAPI PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJEC
 NTKERNELAPI PIRP IoBuildAsynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer,
                                                ULONG Length, PLARGE_INTEGER StartingOffset,
                                                PIO_STATUS_BLOCK IoStatusBlock);
+
+/* StartIo: an idle device gets the IRP at once (DeviceObject->CurrentIrp, the driver's
+ * DriverStartIo at DISPATCH_LEVEL); a busy one queues it in DeviceObject->DeviceQueue
+ * (by *Key if given). CancelFunction, if any, is set as the IRP's cancel routine. */
+NTKERNELAPI VOID IoStartPacket(PDEVICE_OBJECT DeviceObject, PIRP Irp, PULONG Key, PDRIVER_CANCEL CancelFunction);
+/* The next queued IRP to DriverStartIo, or the device left idle (CurrentIrp NULL). */
+NTKERNELAPI VOID IoStartNextPacket(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable);
+NTKERNELAPI VOID IoStartNextPacketByKey(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable, ULONG Key);
 
 /* ---- Pending and cancelled IRPs ------------------------------------------ */
 

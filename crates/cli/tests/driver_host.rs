@@ -1291,3 +1291,47 @@ fn a_function_driver_forwards_start_and_remove_to_the_pdo() {
     assert_eq!(steps.len(), 3, "{v}");
     assert!(steps.iter().all(|(_, s)| s == 0), "{v}");
 }
+
+fn run_start_io(cflags: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("start_io.c"))
+        .arg("--scenario")
+        .arg(driver("start_io.toml"))
+        .arg("--json")
+        .env("CFLAGS", cflags)
+        .output()
+        .expect("ntmem runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// StartIo and the device queue: the first request goes to StartIo at once (at
+/// DISPATCH_LEVEL, as the device's CurrentIrp); the others queue (by their keys) while
+/// the device is busy; one is cancelled while queued (its cancel routine takes it out
+/// with KeRemoveEntryDeviceQueue); each timer DPC completes the current request and
+/// starts the next — in key order with IoStartNextPacket, from key 4 on with
+/// IoStartNextPacketByKey.
+#[test]
+fn start_io_serializes_requests_through_the_device_queue() {
+    let v = run_start_io("");
+    assert_eq!(v["exit"], 0, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(
+        output.starts_with("device queue: type 20 size 40 busy 0\nstartio: request 1 at IRQL 2, current 1, key 0\n")
+    );
+    assert_eq!(output.matches("dispatch: queue busy 1\n").count(), 4, "{output}");
+    assert!(
+        output.contains("cancel: taken out of the device queue 1\nstartio: request 2 at IRQL 2, current 1, key 3\n")
+    );
+    assert!(output.contains("startio: request 3 at IRQL 2, current 1, key 5\n"), "{output}");
+    let steps = v["steps"].as_array().unwrap();
+    let outputs: Vec<_> = steps.iter().take(4).map(|s| s["output"].as_str().unwrap_or("")).collect();
+    assert_eq!(outputs, ["01000000", "", "02000000", "03000000"], "{v}");
+    assert_eq!(steps[1]["status"], 0xC000_0120_u32, "cancelled while queued: {v}");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+
+    let v = run_start_io("-DBYKEY");
+    assert_eq!(v["exit"], 0, "{v}");
+    let outputs: Vec<_> = v["steps"].as_array().unwrap().iter().take(4).map(|s| s["output"].clone()).collect();
+    assert_eq!(outputs, ["01000000", "", "03000000", "02000000"], "key 5 (>= 4) first, then 3: {v}");
+}

@@ -363,6 +363,16 @@ exports! {
     Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
     Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
     Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    // Device queues and StartIo (issue 12).
+    Ntoskrnl Routine KeInitializeDeviceQueue(io_start) Passive;
+    Ntoskrnl Routine KeInsertDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeInsertByKeyDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeRemoveDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeRemoveByKeyDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeRemoveEntryDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine IoStartPacket(io_start) Dispatch;
+    Ntoskrnl Routine IoStartNextPacket(io_start) Dispatch;
+    Ntoskrnl Routine IoStartNextPacketByKey(io_start) Dispatch;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

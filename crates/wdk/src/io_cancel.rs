@@ -159,7 +159,7 @@ unsafe fn cancel_routine<'a>(irp: *mut u8) -> &'a AtomicPtr<c_void> {
 ///
 /// # Safety
 /// As [`cancel_routine`].
-unsafe fn set_cancel_routine(irp: *mut u8, routine: *mut c_void) -> *mut c_void {
+pub(crate) unsafe fn set_cancel_routine(irp: *mut u8, routine: *mut c_void) -> *mut c_void {
     // SAFETY: the caller's contract.
     unsafe { cancel_routine(irp) }.swap(routine, Ordering::AcqRel)
 }

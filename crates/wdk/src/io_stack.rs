@@ -76,6 +76,17 @@ pub(crate) fn major_function(cpu: &Cpu<'_>, object: u64, major: u8) -> Result<Op
     Ok(unsafe { (*(object as *const DriverObject)).major_function[usize::from(major)] })
 }
 
+/// `DriverStartIo` of the loaded driver whose `DRIVER_OBJECT` is at `object` (NULL:
+/// none); the wild-touch stop for an address that is no loaded driver's object.
+pub(crate) fn driver_start_io(cpu: &Cpu<'_>, object: u64) -> Result<*const c_void, BugCheck> {
+    let live = drivers();
+    if !live.contains(&(object as usize)) {
+        return Err(ntmem_kernel::trap::wild_touch(cpu, Va::new(object.wrapping_add(0x60)), false));
+    }
+    // SAFETY: as in [`major_function`].
+    Ok(unsafe { (*(object as *const DriverObject)).driver_start_io }.cast_const())
+}
+
 /// `IofCompleteRequest` (behind the `IoCompleteRequest` macro): the walk up the stack
 /// with the completion routines due, then the I/O manager's final completion.
 ///
