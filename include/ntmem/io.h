@@ -233,13 +233,9 @@ typedef struct _IO_STATUS_BLOCK {
     ULONG_PTR Information;
 } IO_STATUS_BLOCK, *PIO_STATUS_BLOCK;
 
-struct _IRP;
-/* A completion routine (IoSetCompletionRoutine): called as the IRP completes back up
+/* CompletionRoutine (PIO_COMPLETION_ROUTINE, wdm.h): called as the IRP completes back up
  * to the driver that set it, with that driver's device (NULL if the IRP was its own
  * with no location for it). STATUS_MORE_PROCESSING_REQUIRED stops the completion. */
-typedef NTSTATUS IO_COMPLETION_ROUTINE(PDEVICE_OBJECT DeviceObject, struct _IRP *Irp, PVOID Context);
-typedef IO_COMPLETION_ROUTINE *PIO_COMPLETION_ROUTINE;
-
 typedef struct _IO_STACK_LOCATION {
     UCHAR MajorFunction;
     UCHAR MinorFunction;

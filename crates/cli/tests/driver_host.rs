@@ -1226,7 +1226,9 @@ fn completing_twice_is_0x44_calling_down_with_no_location_left_is_0x35() {
 /// location; when the bottom pends the IRP and completes it from a DPC, both see
 /// PendingReturned. Also: a read built by IoBuildSynchronousFsdRequest (its buffered
 /// data, status block and event), a request split into two associated IRPs and
-/// completed when both are, an IRP initialized in the driver's own pool.
+/// completed when both are, an IRP initialized in the driver's own pool, an
+/// asynchronous flush (IoBuildAsynchronousFsdRequest) freed by its completion routine;
+/// the middle driver sets its routine with IoSetCompletionRoutineEx.
 #[test]
 fn completion_routines_run_bottom_up_through_a_three_device_stack() {
     let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
@@ -1265,7 +1267,11 @@ fn completion_routines_run_bottom_up_through_a_three_device_stack() {
     assert!(output.contains("top: initialized 280 bytes, location 2 of 1\n"), "{output}");
     let steps = v["steps"].as_array().unwrap();
     let outputs: Vec<_> = steps.iter().map(|s| s["output"].as_str().unwrap_or("")).collect();
-    assert_eq!(outputs, ["23010000", "23010000", "42544d21", "", "01000000"], "0x123: bottom, middle, top: {v}");
+    assert_eq!(outputs, ["23010000", "23010000", "42544d21", "", "01000000", ""], "0x123: bottom, middle, top: {v}");
+    assert!(
+        output.contains("bottom: flush, location 1 of 1\ntop: async flush done: 0x0, status block 0x12345\n"),
+        "reclaimed before the I/O manager writes the status block: {output}"
+    );
     assert_eq!((steps[3]["status"].as_u64(), steps[3]["ok"].as_bool()), (Some(0), Some(true)), "{v}");
     assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
 }

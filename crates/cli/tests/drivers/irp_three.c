@@ -12,6 +12,9 @@
  *          to the bottom; the request completes when both have.
  *   INIT   the top initializes an IRP in its own pool (IoInitializeIrp, IoSizeOfIrp),
  *          sends it to the bottom, reclaims it and frees the pool itself.
+ *   ASYNC  the top flushes the bottom with an IRP from IoBuildAsynchronousFsdRequest,
+ *          freed by its completion routine (IoFreeIrp, STATUS_MORE_PROCESSING_REQUIRED).
+ * The middle device sets its completion routine with IoSetCompletionRoutineEx.
  */
 #include <ntddk.h>
 
@@ -20,6 +23,7 @@
 #define IOCTL_FSD CTL_CODE(FILE_DEVICE_UNKNOWN, 0x802, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_ASSOC CTL_CODE(FILE_DEVICE_UNKNOWN, 0x803, METHOD_NEITHER, FILE_ANY_ACCESS)
 #define IOCTL_INIT CTL_CODE(FILE_DEVICE_UNKNOWN, 0x804, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_ASYNC CTL_CODE(FILE_DEVICE_UNKNOWN, 0x805, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_PIECE CTL_CODE(FILE_DEVICE_UNKNOWN, 0x900, METHOD_NEITHER, FILE_ANY_ACCESS)
 
 typedef struct _EXT {
@@ -60,7 +64,10 @@ static NTSTATUS Bottom(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
     PEXT ext = (PEXT)DeviceObject->DeviceExtension;
 
-    if (sp->MajorFunction == IRP_MJ_READ) {
+    if (sp->MajorFunction == IRP_MJ_FLUSH_BUFFERS) {
+        DbgPrint("bottom: flush, location %d of %d\n", Irp->CurrentLocation, Irp->StackCount);
+        Irp->IoStatus.Information = 0;
+    } else if (sp->MajorFunction == IRP_MJ_READ) {
         DbgPrint("bottom: read %u bytes at %lld, location %d of %d\n", sp->Parameters.Read.Length,
                  sp->Parameters.Read.ByteOffset.QuadPart, Irp->CurrentLocation, Irp->StackCount);
         RtlCopyMemory(Irp->AssociatedIrp.SystemBuffer, "BTM!", 4);
@@ -102,6 +109,16 @@ static NTSTATUS Reclaim(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Context)
 {
     UNREFERENCED_PARAMETER(DeviceObject);
     UNREFERENCED_PARAMETER(Irp);
+    KeSetEvent((PKEVENT)Context, IO_NO_INCREMENT, FALSE);
+    return STATUS_MORE_PROCESSING_REQUIRED;
+}
+
+static NTSTATUS FreeIt(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Context)
+{
+    UNREFERENCED_PARAMETER(DeviceObject);
+    DbgPrint("top: async flush done: 0x%x, status block 0x%x\n", (unsigned)Irp->IoStatus.Status,
+             (unsigned)Irp->UserIosb->Status);
+    IoFreeIrp(Irp);
     KeSetEvent((PKEVENT)Context, IO_NO_INCREMENT, FALSE);
     return STATUS_MORE_PROCESSING_REQUIRED;
 }
@@ -149,6 +166,17 @@ static NTSTATUS Top(PDEVICE_OBJECT DeviceObject, PIRP Irp)
             IoCallDriver(bottom, irp);
         }
         return STATUS_PENDING;
+    case IOCTL_ASYNC:
+        KeInitializeEvent(&event, NotificationEvent, FALSE);
+        iosb.Status = 0x12345;
+        irp = IoBuildAsynchronousFsdRequest(IRP_MJ_FLUSH_BUFFERS, bottom, NULL, 0, NULL, &iosb);
+        IoSetCompletionRoutine(irp, FreeIt, &event, TRUE, TRUE, TRUE);
+        if (IoCallDriver(bottom, irp) == STATUS_PENDING)
+            KeWaitForSingleObject(&event, Executive, KernelMode, FALSE, NULL);
+        Irp->IoStatus.Status = STATUS_SUCCESS;
+        Irp->IoStatus.Information = 0;
+        IoCompleteRequest(Irp, IO_NO_INCREMENT);
+        return STATUS_SUCCESS;
     case IOCTL_INIT: {
         USHORT size = IoSizeOfIrp(bottom->StackSize);
         ULONG value = 0;
@@ -184,8 +212,11 @@ static NTSTATUS Top(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 static NTSTATUS Middle(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     PEXT ext = (PEXT)DeviceObject->DeviceExtension;
+    NTSTATUS status;
     IoCopyCurrentIrpStackLocationToNext(Irp);
-    IoSetCompletionRoutine(Irp, Order, ext, TRUE, TRUE, TRUE);
+    status = IoSetCompletionRoutineEx(DeviceObject, Irp, Order, ext, TRUE, TRUE, TRUE);
+    if (!NT_SUCCESS(status))
+        return status;
     return IoCallDriver(ext->Lower, Irp);
 }
 
@@ -245,6 +276,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     DriverObject->MajorFunction[IRP_MJ_CLOSE] = Dispatch;
     DriverObject->MajorFunction[IRP_MJ_CLEANUP] = Dispatch;
     DriverObject->MajorFunction[IRP_MJ_READ] = Dispatch;
+    DriverObject->MajorFunction[IRP_MJ_FLUSH_BUFFERS] = Dispatch;
     DriverObject->MajorFunction[IRP_MJ_DEVICE_CONTROL] = Dispatch;
     DriverObject->MajorFunction[IRP_MJ_INTERNAL_DEVICE_CONTROL] = Dispatch;
     DriverObject->DriverUnload = Unload;
