@@ -11,6 +11,8 @@
  *   OWN    an IRP of its own (IoAllocateIrp), sent down, reclaimed, reused, freed
  *   BUILD  an IRP from IoBuildDeviceIoControlRequest, with event and status block
  *   PEND   as COPY, but the lower device pends the IRP and completes it from a DPC
+ *   NONE   a read the lower device's driver has no routine for (IoBuildSynchronousFsdRequest):
+ *          the I/O manager's default completes it with STATUS_INVALID_DEVICE_REQUEST
  *
  * Built with -DRULE=n it breaks one of Windows' rules instead:
  *   1  the lower device completes a SKIP request twice (0x44)
@@ -29,6 +31,7 @@
 #define IOCTL_OWN CTL_CODE(FILE_DEVICE_UNKNOWN, 0x803, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_BUILD CTL_CODE(FILE_DEVICE_UNKNOWN, 0x804, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_PEND CTL_CODE(FILE_DEVICE_UNKNOWN, 0x805, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_NONE CTL_CODE(FILE_DEVICE_UNKNOWN, 0x806, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_INTERNAL CTL_CODE(FILE_DEVICE_UNKNOWN, 0x900, METHOD_BUFFERED, FILE_ANY_ACCESS)
 
 typedef struct _EXT {
@@ -173,6 +176,23 @@ static NTSTATUS Build(PDEVICE_OBJECT Lower, PULONG Value)
     return iosb.Status;
 }
 
+static NTSTATUS NoRoutine(PDEVICE_OBJECT Lower, PULONG Value)
+{
+    KEVENT event;
+    IO_STATUS_BLOCK iosb;
+    NTSTATUS status;
+    PIRP irp;
+
+    KeInitializeEvent(&event, NotificationEvent, FALSE);
+    irp = IoBuildSynchronousFsdRequest(IRP_MJ_READ, Lower, Value, sizeof(ULONG), NULL, &event, &iosb);
+    if (irp == NULL)
+        return STATUS_INSUFFICIENT_RESOURCES;
+    status = Wait(&event, IoCallDriver(Lower, irp));
+    DbgPrint("none: returned 0x%x, iosb 0x%x/%u, event %d\n", (unsigned)status, (unsigned)iosb.Status,
+             (unsigned)iosb.Information, (int)KeReadStateEvent(&event));
+    return STATUS_SUCCESS;
+}
+
 static NTSTATUS Upper(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
@@ -206,7 +226,10 @@ static NTSTATUS Upper(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         return status;
     case IOCTL_OWN:
     case IOCTL_BUILD:
-        status = code == IOCTL_OWN ? Own(ext->Lower, &value) : Build(ext->Lower, &value);
+    case IOCTL_NONE:
+        status = code == IOCTL_OWN     ? Own(ext->Lower, &value)
+                 : code == IOCTL_BUILD ? Build(ext->Lower, &value)
+                                       : NoRoutine(ext->Lower, &value);
         *(PULONG)Irp->AssociatedIrp.SystemBuffer = value;
         Irp->IoStatus.Status = status;
         Irp->IoStatus.Information = sizeof(ULONG);

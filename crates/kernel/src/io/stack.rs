@@ -469,6 +469,36 @@ mod tests {
         assert_eq!((b.parameters[1], b.parameters[2], b.parameters[3]), (0, 0, 0));
     }
 
+    /// A location whose routine asks for (`control`) is invoked for (`status`,
+    /// `cancel`) or not.
+    fn invoked(control: u8, status: u32, cancel: bool) -> bool {
+        let m = machine();
+        m.run(0, |cpu| {
+            let d = device(cpu);
+            let irp = io_allocate_irp(cpu, 1, false)?.expect("pool");
+            let next = Va::new(irp.0.get() + 0xD0);
+            put_u64(cpu, at(next, SL_COMPLETION_ROUTINE), 0x1234)?;
+            write_bytes(cpu, at(next, SL_CONTROL), &[control])?;
+            call_driver(cpu, d, irp)?;
+            write_bytes(cpu, at(irp.0, OFF_CANCEL), &[u8::from(cancel)])?;
+            irp.set_io_status(cpu, NtStatus(status), 0)?;
+            let step = complete(cpu, irp)?;
+            assert_eq!(u64_at(cpu, at(next, SL_COMPLETION_ROUTINE))?, 0, "the completed location is cleared");
+            Ok(matches!(step, Completion::Routine(_)))
+        })
+        .unwrap_or(false)
+    }
+
+    #[test]
+    fn a_completion_routine_runs_for_the_outcomes_it_asked_for() {
+        assert!(invoked(SL_INVOKE_ON_SUCCESS, 0, false));
+        assert!(invoked(SL_INVOKE_ON_SUCCESS, 0x0000_0103, false), "STATUS_PENDING is a success");
+        assert!(!invoked(SL_INVOKE_ON_SUCCESS, 0xC000_0120, true), "cancelled: an error");
+        assert!(invoked(SL_INVOKE_ON_ERROR, 0x8000_0005, false), "a warning is not NT_SUCCESS");
+        assert!(invoked(SL_INVOKE_ON_CANCEL, 0, true), "cancelled, whatever the status");
+        assert!(!invoked(SL_INVOKE_ON_CANCEL, 0xC000_0001, false));
+    }
+
     #[test]
     fn a_pending_return_climbs_the_stack_without_completion_routines() {
         let m = machine();
