@@ -178,7 +178,7 @@ exports! {
     Ntoskrnl Routine KeReleaseSpinLock(ke) AtDispatch;
     Ntoskrnl Routine IoCreateDevice(io) Passive;
     Ntoskrnl Routine IoDeleteDevice(io) Passive;
-    Ntoskrnl Routine IofCompleteRequest(io_stack) Dispatch;
+    Ntoskrnl Routine IofCompleteRequest(io_stack) Dispatch "an IRP from IoAllocateIrp that reaches the I/O manager stops the machine with 0x0A (Windows touches its NULL thread)";
     Ntoskrnl Routine IoCreateSymbolicLink(io) Passive "links are recorded, not yet resolved to open devices";
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
@@ -358,7 +358,7 @@ exports! {
     Ntoskrnl Routine IoReuseIrp(io_stack) Dispatch;
     Ntoskrnl Routine IoInitializeIrp(io_stack) Dispatch;
     Ntoskrnl Routine IoMakeAssociatedIrp(io_stack) Dispatch;
-    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch;
+    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: START and REMOVE succeed, other PnP IRPs keep their status";
     Ntoskrnl Routine IoSetCompletionRoutineEx(io_stack) Dispatch "no context keeps the driver loaded until the routine runs";
     Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
     Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
