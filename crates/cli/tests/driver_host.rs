@@ -1139,8 +1139,10 @@ fn run_irp_stack(rule: u32) -> (Value, i32) {
 /// signalled at final completion), and a request the lower device pends and completes
 /// from a DPC (PendingReturned reaches the completion routine); a read the lower
 /// driver has no routine for is completed by the I/O manager's default with
-/// STATUS_INVALID_DEVICE_REQUEST, its status block written and event signalled. No IRP
-/// or buffer is left behind.
+/// STATUS_INVALID_DEVICE_REQUEST, its status block written and event signalled; a
+/// request the lower driver holds is cancelled (IoCancelIrp reaches the lower
+/// device's cancel routine; the upper routine runs, invoked on cancel). No IRP or
+/// buffer is left behind.
 #[test]
 fn irps_pass_down_a_device_stack_and_complete_back_up_through_completion_routines() {
     let (v, code) = run_irp_stack(0);
@@ -1175,13 +1177,24 @@ fn irps_pass_down_a_device_stack_and_complete_back_up_through_completion_routine
          completion: device upper, PendingReturned 1, location 2, status 0x0\n\
          upper: code 0x222018 at location 2 of 2\n\
          none: returned 0xc0000010, iosb 0xc0000010/0, event 1\n\
+         upper: code 0x22201c at location 2 of 2\n\
+         lower: major 0xe code 0x22201c at location 1 of 2, device lower\n\
+         upper: IoCallDriver returned 0x103\n\
+         lower: cancel routine, device lower, Cancel 1\n\
+         completion: device upper, PendingReturned 1, location 2, status 0xc0000120\n\
+         completion: cancelled\n\
          unload\n",
         "{v}"
     );
     let outputs: Vec<_> = v["steps"].as_array().unwrap().iter().map(|s| s["output"].as_str().unwrap_or("")).collect();
-    assert_eq!(outputs, ["02020000", "03010000", "02010100", "01010000", "01010000", "03010000", "00000000"], "{v}");
+    assert_eq!(
+        outputs,
+        ["02020000", "03010000", "02010100", "01010000", "01010000", "03010000", "00000000", "", ""],
+        "{v}"
+    );
+    assert_eq!(v["steps"][7]["status"], 0xC000_0120_u32, "cancelled: {v}");
     let irps = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "Irp ").expect("IRPs").clone();
-    assert_eq!((irps["allocs"].as_u64(), irps["diff"].as_u64()), (Some(10), Some(0)), "{irps}");
+    assert_eq!((irps["allocs"].as_u64(), irps["diff"].as_u64()), (Some(11), Some(0)), "{irps}");
     assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
 }
 

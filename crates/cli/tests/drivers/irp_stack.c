@@ -11,6 +11,9 @@
  *   OWN    an IRP of its own (IoAllocateIrp), sent down, reclaimed, reused, freed
  *   BUILD  an IRP from IoBuildDeviceIoControlRequest, with event and status block
  *   PEND   as COPY, but the lower device pends the IRP and completes it from a DPC
+ *   HOLD   as COPY, the lower device pends the IRP with a cancel routine; cancelled
+ *          (IoCancelIrp), the cancel routine gets the lower device and completes it
+ *          as STATUS_CANCELLED, and the upper routine runs (invoke on cancel)
  *   NONE   a read the lower device's driver has no routine for (IoBuildSynchronousFsdRequest):
  *          the I/O manager's default completes it with STATUS_INVALID_DEVICE_REQUEST
  *
@@ -32,6 +35,7 @@
 #define IOCTL_BUILD CTL_CODE(FILE_DEVICE_UNKNOWN, 0x804, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_PEND CTL_CODE(FILE_DEVICE_UNKNOWN, 0x805, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_NONE CTL_CODE(FILE_DEVICE_UNKNOWN, 0x806, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_HOLD CTL_CODE(FILE_DEVICE_UNKNOWN, 0x807, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_INTERNAL CTL_CODE(FILE_DEVICE_UNKNOWN, 0x900, METHOD_BUFFERED, FILE_ANY_ACCESS)
 
 typedef struct _EXT {
@@ -72,6 +76,15 @@ static VOID LowerDpc(PKDPC Dpc, PVOID Context, PVOID Arg1, PVOID Arg2)
     IoCompleteRequest(irp, IO_NO_INCREMENT);
 }
 
+static VOID LowerCancel(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+    IoReleaseCancelSpinLock(Irp->CancelIrql);
+    DbgPrint("lower: cancel routine, device %s, Cancel %u\n", Name(DeviceObject), Irp->Cancel);
+    Irp->IoStatus.Status = STATUS_CANCELLED;
+    Irp->IoStatus.Information = 0;
+    IoCompleteRequest(Irp, IO_NO_INCREMENT);
+}
+
 static NTSTATUS Lower(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
@@ -84,6 +97,11 @@ static NTSTATUS Lower(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         IoMarkIrpPending(Irp);
         ext->Pended = Irp;
         KeInsertQueueDpc(&ext->Dpc, NULL, NULL);
+        return STATUS_PENDING;
+    }
+    if (code == IOCTL_HOLD) {
+        IoMarkIrpPending(Irp);
+        IoSetCancelRoutine(Irp, LowerCancel);
         return STATUS_PENDING;
     }
     if (RULE == 2 && code == IOCTL_SKIP) {
@@ -106,7 +124,10 @@ static NTSTATUS AddOne(PDEVICE_OBJECT DeviceObject, PIRP Irp, PVOID Context)
              Irp->PendingReturned, Irp->CurrentLocation, (unsigned)Irp->IoStatus.Status);
     if (Irp->PendingReturned)
         IoMarkIrpPending(Irp);
-    *(PULONG)Irp->AssociatedIrp.SystemBuffer += 1;
+    if (Irp->Cancel)
+        DbgPrint("completion: cancelled\n");
+    else
+        *(PULONG)Irp->AssociatedIrp.SystemBuffer += 1;
     return STATUS_SUCCESS;
 }
 
@@ -209,6 +230,7 @@ static NTSTATUS Upper(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         return IoCallDriver(ext->Lower, Irp);
     case IOCTL_COPY:
     case IOCTL_PEND:
+    case IOCTL_HOLD:
         IoCopyCurrentIrpStackLocationToNext(Irp);
         IoSetCompletionRoutine(Irp, AddOne, NULL, TRUE, TRUE, TRUE);
         status = IoCallDriver(ext->Lower, Irp);
