@@ -127,6 +127,40 @@ NTKERNELAPI VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alig
 #define DO_DEVICE_INITIALIZING 0x00000080
 #define DO_POWER_PAGABLE 0x00002000
 
+/* A device queue (KDEVICE_QUEUE, x64) and its entries: the queue behind IoStartPacket. */
+typedef struct _KDEVICE_QUEUE_ENTRY {
+    LIST_ENTRY DeviceListEntry;
+    ULONG SortKey;
+    BOOLEAN Inserted;
+} KDEVICE_QUEUE_ENTRY, *PKDEVICE_QUEUE_ENTRY, *PRKDEVICE_QUEUE_ENTRY;
+_Static_assert(sizeof(KDEVICE_QUEUE_ENTRY) == 0x18, "KDEVICE_QUEUE_ENTRY size");
+
+typedef struct _KDEVICE_QUEUE {
+    CSHORT Type;
+    CSHORT Size;
+    LIST_ENTRY DeviceListHead;
+    KSPIN_LOCK Lock;
+    union {
+        BOOLEAN Busy;
+        struct {
+            LONG64 Reserved : 8;
+            LONG64 Hint : 56;
+        };
+    };
+} KDEVICE_QUEUE, *PKDEVICE_QUEUE, *PRKDEVICE_QUEUE;
+_Static_assert(sizeof(KDEVICE_QUEUE) == 0x28, "KDEVICE_QUEUE size");
+_Static_assert(__builtin_offsetof(KDEVICE_QUEUE, Busy) == 0x20, "KDEVICE_QUEUE layout");
+
+NTKERNELAPI VOID KeInitializeDeviceQueue(PKDEVICE_QUEUE DeviceQueue);
+/* FALSE: the queue was idle (now busy) and the entry is not queued; TRUE: queued. */
+NTKERNELAPI BOOLEAN KeInsertDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry);
+NTKERNELAPI BOOLEAN KeInsertByKeyDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry,
+                                             ULONG SortKey);
+/* NULL when empty (the queue is then idle). */
+NTKERNELAPI PKDEVICE_QUEUE_ENTRY KeRemoveDeviceQueue(PKDEVICE_QUEUE DeviceQueue);
+NTKERNELAPI PKDEVICE_QUEUE_ENTRY KeRemoveByKeyDeviceQueue(PKDEVICE_QUEUE DeviceQueue, ULONG SortKey);
+NTKERNELAPI BOOLEAN KeRemoveEntryDeviceQueue(PKDEVICE_QUEUE DeviceQueue, PKDEVICE_QUEUE_ENTRY DeviceQueueEntry);
+
 typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
     CSHORT Type;
     USHORT Size;
@@ -144,7 +178,7 @@ typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
     CCHAR StackSize;
     ULONG_PTR ntmemQueue[9];       /* Queue (LIST_ENTRY / WAIT_CONTEXT_BLOCK) */
     ULONG AlignmentRequirement;
-    ULONG_PTR ntmemDeviceQueue[5]; /* KDEVICE_QUEUE DeviceQueue */
+    KDEVICE_QUEUE DeviceQueue;
     ULONG_PTR ntmemDpc[8];         /* KDPC Dpc */
     ULONG ActiveThreadCount;
     PVOID SecurityDescriptor;
@@ -157,6 +191,8 @@ typedef struct DECLSPEC_ALIGN(16) _DEVICE_OBJECT {
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, Flags) == 0x30, "DEVICE_OBJECT layout");
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, DeviceExtension) == 0x40, "DEVICE_OBJECT layout");
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, AlignmentRequirement) == 0x98, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, CurrentIrp) == 0x20, "DEVICE_OBJECT layout");
+_Static_assert(__builtin_offsetof(DEVICE_OBJECT, DeviceQueue) == 0xa0, "DEVICE_OBJECT layout");
 _Static_assert(__builtin_offsetof(DEVICE_OBJECT, SectorSize) == 0x130, "DEVICE_OBJECT layout");
 _Static_assert(sizeof(DEVICE_OBJECT) == 0x150, "DEVICE_OBJECT size");
 
@@ -197,6 +233,9 @@ typedef struct _IO_STATUS_BLOCK {
     ULONG_PTR Information;
 } IO_STATUS_BLOCK, *PIO_STATUS_BLOCK;
 
+/* CompletionRoutine (PIO_COMPLETION_ROUTINE, wdm.h): called as the IRP completes back up
+ * to the driver that set it, with that driver's device (NULL if the IRP was its own
+ * with no location for it). STATUS_MORE_PROCESSING_REQUIRED stops the completion. */
 typedef struct _IO_STACK_LOCATION {
     UCHAR MajorFunction;
     UCHAR MinorFunction;
@@ -241,7 +280,7 @@ typedef struct _IO_STACK_LOCATION {
     } Parameters;
     PDEVICE_OBJECT DeviceObject;
     struct _FILE_OBJECT *FileObject;
-    PVOID CompletionRoutine;
+    PIO_COMPLETION_ROUTINE CompletionRoutine;
     PVOID Context;
 } IO_STACK_LOCATION, *PIO_STACK_LOCATION;
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.IoControlCode) == 0x18,
@@ -252,6 +291,8 @@ _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.StartDevice.Allo
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Create.ShareAccess) == 0x1a, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, FileObject) == 0x30, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, CompletionRoutine) == 0x38, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Context) == 0x40, "IO_STACK_LOCATION layout");
 
 /* Parameters.Create.SecurityContext: NULL in ntmem (no security model). */
 typedef struct _IO_SECURITY_CONTEXT {
@@ -325,13 +366,22 @@ typedef struct _IRP {
     CCHAR ApcEnvironment;
     UCHAR AllocationFlags;
     PIO_STATUS_BLOCK UserIosb;
-    PVOID UserEvent;
-    PVOID ntmemOverlay[2];
+    struct _KEVENT *UserEvent;
+    union {
+        struct {
+            PVOID UserApcRoutine;
+            PVOID UserApcContext;
+        } AsynchronousParameters;
+        LARGE_INTEGER AllocationSize;
+    } Overlay;
     PDRIVER_CANCEL CancelRoutine;
     PVOID UserBuffer;
     union {
         struct {
-            PVOID DriverContext[4];
+            union {
+                KDEVICE_QUEUE_ENTRY DeviceQueueEntry;
+                PVOID DriverContext[4];
+            };
             PVOID Thread;
             PCHAR AuxiliaryBuffer;
             LIST_ENTRY ListEntry;
@@ -345,8 +395,36 @@ _Static_assert(__builtin_offsetof(IRP, IoStatus) == 0x30, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, UserBuffer) == 0x70, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.ListEntry) == 0xa8, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.DriverContext) == 0x78, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.DeviceQueueEntry) == 0x78, "IRP layout");
 _Static_assert(__builtin_offsetof(IRP, Tail.Overlay.CurrentStackLocation) == 0xb8, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, StackCount) == 0x42, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, CurrentLocation) == 0x43, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, UserIosb) == 0x48, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, UserEvent) == 0x50, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Overlay.AsynchronousParameters.UserApcContext) == 0x60, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, CancelRoutine) == 0x68, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.Thread) == 0x98, "IRP layout");
+_Static_assert(__builtin_offsetof(IRP, Tail.Overlay.OriginalFileObject) == 0xc0, "IRP layout");
 _Static_assert(sizeof(IRP) == 0xd0, "IRP size");
+
+/* IRP.Flags (the ones drivers read or set). */
+#define IRP_NOCACHE 0x00000001
+#define IRP_PAGING_IO 0x00000002
+#define IRP_SYNCHRONOUS_API 0x00000004
+#define IRP_ASSOCIATED_IRP 0x00000008
+#define IRP_BUFFERED_IO 0x00000010
+#define IRP_DEALLOCATE_BUFFER 0x00000020
+#define IRP_INPUT_OPERATION 0x00000040
+#define IRP_CREATE_OPERATION 0x00000080
+#define IRP_READ_OPERATION 0x00000100
+#define IRP_WRITE_OPERATION 0x00000200
+#define IRP_CLOSE_OPERATION 0x00000400
+
+/* IRP.AllocationFlags. */
+#define IRP_QUOTA_CHARGED 0x01
+#define IRP_ALLOCATED_MUST_SUCCEED 0x02
+#define IRP_ALLOCATED_FIXED_SIZE 0x04
+#define IRP_LOOKASIDE_ALLOCATION 0x08
 
 #define IO_NO_INCREMENT 0
 
@@ -355,9 +433,116 @@ static inline PIO_STACK_LOCATION IoGetCurrentIrpStackLocation(PIRP Irp)
     return Irp->Tail.Overlay.CurrentStackLocation;
 }
 
-/* ---- Pending and cancelled IRPs ------------------------------------------ */
+/* ---- IRPs drivers allocate, device stacks and completion ---------------- */
 
 #define SL_PENDING_RETURNED 0x01
+#define SL_INVOKE_ON_CANCEL 0x20
+#define SL_INVOKE_ON_SUCCESS 0x40
+#define SL_INVOKE_ON_ERROR 0x80
+
+#ifndef STATUS_MORE_PROCESSING_REQUIRED
+#define STATUS_MORE_PROCESSING_REQUIRED ((NTSTATUS)0xC0000016L)
+#endif
+
+/* The bytes of an IRP with StackSize stack locations (a macro, as in the WDK). */
+#define IoSizeOfIrp(StackSize) ((USHORT)(sizeof(IRP) + ((StackSize) * (sizeof(IO_STACK_LOCATION)))))
+
+/* An IRP of StackSize stack locations from nonpaged pool, or NULL; no location is
+ * current until IoCallDriver. ChargeQuota is recorded (IRP_QUOTA_CHARGED), not charged. */
+NTKERNELAPI PIRP IoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota);
+/* Frees an IRP; one that is not an IRP (freed before) is MULTIPLE_IRP_COMPLETE_REQUESTS (0x44). */
+NTKERNELAPI VOID IoFreeIrp(PIRP Irp);
+/* Initializes an IRP again (AllocationFlags kept), IoStatus.Status = Iostatus. */
+NTKERNELAPI VOID IoReuseIrp(PIRP Irp, NTSTATUS Iostatus);
+/* Initializes PacketSize bytes of the caller's memory as an IRP of StackSize locations. */
+NTKERNELAPI VOID IoInitializeIrp(PIRP Irp, USHORT PacketSize, CCHAR StackSize);
+/* An IRP associated with Irp (the master): freed when it completes; the master
+ * completes when its AssociatedIrp.IrpCount (set by the driver) reaches zero. */
+NTKERNELAPI PIRP IoMakeAssociatedIrp(PIRP Irp, CCHAR StackSize);
+
+/* Passes Irp to DeviceObject's driver: the next stack location becomes current and the
+ * driver's dispatch routine for its MajorFunction is called. No location left is
+ * NO_MORE_IRP_STACK_LOCATIONS (0x35). */
+NTKERNELAPI NTSTATUS IofCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp);
+#define IoCallDriver(a, b) IofCallDriver(a, b)
+
+static inline PIO_STACK_LOCATION IoGetNextIrpStackLocation(PIRP Irp)
+{
+    return Irp->Tail.Overlay.CurrentStackLocation - 1;
+}
+
+/* The next driver gets this driver's stack location as it is. */
+static inline VOID IoSkipCurrentIrpStackLocation(PIRP Irp)
+{
+    Irp->CurrentLocation++;
+    Irp->Tail.Overlay.CurrentStackLocation++;
+}
+
+/* The next stack location gets a copy of the current one, without its completion routine. */
+static inline VOID IoCopyCurrentIrpStackLocationToNext(PIRP Irp)
+{
+    PIO_STACK_LOCATION irpSp = IoGetCurrentIrpStackLocation(Irp);
+    PIO_STACK_LOCATION nextIrpSp = IoGetNextIrpStackLocation(Irp);
+    __builtin_memcpy(nextIrpSp, irpSp, __builtin_offsetof(IO_STACK_LOCATION, CompletionRoutine));
+    nextIrpSp->Control = 0;
+}
+
+static inline VOID IoSetNextIrpStackLocation(PIRP Irp)
+{
+    Irp->CurrentLocation--;
+    Irp->Tail.Overlay.CurrentStackLocation--;
+}
+
+/* Sets the routine called when the next driver completes the IRP (an inline in the WDK). */
+static inline VOID IoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE CompletionRoutine, PVOID Context,
+                                          BOOLEAN InvokeOnSuccess, BOOLEAN InvokeOnError, BOOLEAN InvokeOnCancel)
+{
+    PIO_STACK_LOCATION irpSp = IoGetNextIrpStackLocation(Irp);
+    irpSp->CompletionRoutine = CompletionRoutine;
+    irpSp->Context = Context;
+    irpSp->Control = 0;
+    if (InvokeOnSuccess)
+        irpSp->Control = SL_INVOKE_ON_SUCCESS;
+    if (InvokeOnError)
+        irpSp->Control |= SL_INVOKE_ON_ERROR;
+    if (InvokeOnCancel)
+        irpSp->Control |= SL_INVOKE_ON_CANCEL;
+}
+
+/* As IoSetCompletionRoutine; STATUS_SUCCESS. ntmem allocates nothing to keep the
+ * driver loaded until the routine has run. */
+NTKERNELAPI NTSTATUS IoSetCompletionRoutineEx(PDEVICE_OBJECT DeviceObject, PIRP Irp,
+                                              PIO_COMPLETION_ROUTINE CompletionRoutine, PVOID Context,
+                                              BOOLEAN InvokeOnSuccess, BOOLEAN InvokeOnError,
+                                              BOOLEAN InvokeOnCancel);
+
+/* IRPs the I/O manager builds for the caller to send with IoCallDriver (the request in
+ * the next stack location, buffers prepared as for a kernel caller); NULL when a buffer
+ * cannot be prepared. At final completion *IoStatusBlock gets the status, Event (if
+ * any) is signalled and the IRP is freed. */
+NTKERNELAPI PIRP IoBuildDeviceIoControlRequest(ULONG IoControlCode, PDEVICE_OBJECT DeviceObject, PVOID InputBuffer,
+                                               ULONG InputBufferLength, PVOID OutputBuffer, ULONG OutputBufferLength,
+                                               BOOLEAN InternalDeviceIoControl, struct _KEVENT *Event,
+                                               PIO_STATUS_BLOCK IoStatusBlock);
+/* IRP_MJ_READ / IRP_MJ_WRITE (buffers by DO_BUFFERED_IO / DO_DIRECT_IO), or
+ * IRP_MJ_FLUSH_BUFFERS, IRP_MJ_SHUTDOWN, IRP_MJ_POWER, IRP_MJ_PNP. */
+NTKERNELAPI PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer,
+                                              ULONG Length, PLARGE_INTEGER StartingOffset, struct _KEVENT *Event,
+                                              PIO_STATUS_BLOCK IoStatusBlock);
+/* The same without an event: the caller's completion routine frees the IRP. */
+NTKERNELAPI PIRP IoBuildAsynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObject, PVOID Buffer,
+                                               ULONG Length, PLARGE_INTEGER StartingOffset,
+                                               PIO_STATUS_BLOCK IoStatusBlock);
+
+/* StartIo: an idle device gets the IRP at once (DeviceObject->CurrentIrp, the driver's
+ * DriverStartIo at DISPATCH_LEVEL); a busy one queues it in DeviceObject->DeviceQueue
+ * (by *Key if given). CancelFunction, if any, is set as the IRP's cancel routine. */
+NTKERNELAPI VOID IoStartPacket(PDEVICE_OBJECT DeviceObject, PIRP Irp, PULONG Key, PDRIVER_CANCEL CancelFunction);
+/* The next queued IRP to DriverStartIo, or the device left idle (CurrentIrp NULL). */
+NTKERNELAPI VOID IoStartNextPacket(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable);
+NTKERNELAPI VOID IoStartNextPacketByKey(PDEVICE_OBJECT DeviceObject, BOOLEAN Cancelable, ULONG Key);
+
+/* ---- Pending and cancelled IRPs ------------------------------------------ */
 
 /* The dispatch routine will return STATUS_PENDING and complete the IRP later. */
 static inline VOID IoMarkIrpPending(PIRP Irp)
@@ -436,10 +621,18 @@ NTKERNELAPI PIRP IoCsqRemoveNextIrp(PIO_CSQ Csq, PVOID PeekContext);
 /* ---- Device stacks (Plug and Play) -------------------------------------- */
 
 /* Attaches SourceDevice above the highest device of TargetDevice's stack and returns
- * that device (what the driver passes IRPs down to). ntmem's stacks are the PDO the
- * PnP manager made and the driver's FDO, so this returns the PDO; there is no
- * IoCallDriver yet, so the FDO completes PnP IRPs itself. */
+ * that device (what the driver passes IRPs down to with IoCallDriver); SourceDevice's
+ * StackSize becomes that device's plus one. Requests for any device of the stack go
+ * to its top. A PDO has no driver in ntmem: it completes IRP_MN_START_DEVICE and
+ * IRP_MN_REMOVE_DEVICE with STATUS_SUCCESS, other PnP IRPs with their status. */
 NTKERNELAPI PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice);
+/* As IoAttachDeviceToDeviceStack, the device attached to stored first; STATUS_SUCCESS or
+ * STATUS_NO_SUCH_DEVICE. */
+NTKERNELAPI NTSTATUS IoAttachDeviceToDeviceStackSafe(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice,
+                                                     PDEVICE_OBJECT *AttachedToDeviceObject);
+/* The highest device of DeviceObject's stack. ntmem does not count references to device
+ * objects: the ObDereferenceObject the caller owes changes nothing. */
+NTKERNELAPI PDEVICE_OBJECT IoGetAttachedDeviceReference(PDEVICE_OBJECT DeviceObject);
 /* Detaches the device attached above TargetDevice (call with the device AddDevice got back). */
 NTKERNELAPI VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice);
 

@@ -1347,3 +1347,247 @@ fn special_pool_by_tag_or_size_selects_only_those_allocations() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).contains("one to four characters"), "{}", text(&bad));
 }
+
+fn run_irp_stack(rule: u32) -> (Value, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("irp_stack.c"))
+        .arg("--scenario")
+        .arg(driver("irp_stack.toml"))
+        .arg("--json")
+        .env("CFLAGS", format!("-DRULE={rule}"))
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (v, out.status.code().expect("exit status"))
+}
+
+/// A device stack inside one driver: requests reach the upper device (the top of the
+/// stack), which passes them to the lower one by each documented way — skipping its
+/// location, copying it with a completion routine (run with the upper device, after
+/// the lower driver completed), forwarding synchronously and reclaiming the IRP with
+/// STATUS_MORE_PROCESSING_REQUIRED, sending an IRP of its own (IoAllocateIrp,
+/// reclaimed, IoReuseIrp, IoFreeIrp), sending one built by
+/// IoBuildDeviceIoControlRequest (output copied back, status block written, event
+/// signalled at final completion), and a request the lower device pends and completes
+/// from a DPC (PendingReturned reaches the completion routine); a read the lower
+/// driver has no routine for is completed by the I/O manager's default with
+/// STATUS_INVALID_DEVICE_REQUEST, its status block written and event signalled; a
+/// request the lower driver holds is cancelled (IoCancelIrp reaches the lower
+/// device's cancel routine; the upper routine runs, invoked on cancel). No IRP or
+/// buffer is left behind.
+#[test]
+fn irps_pass_down_a_device_stack_and_complete_back_up_through_completion_routines() {
+    let (v, code) = run_irp_stack(0);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "attached over lower: stack sizes 1 and 2\n\
+         upper: code 0x222000 at location 2 of 2\n\
+         lower: major 0xe code 0x222000 at location 2 of 2, device lower\n\
+         upper: code 0x222004 at location 2 of 2\n\
+         lower: major 0xe code 0x222004 at location 1 of 2, device lower\n\
+         completion: device upper, PendingReturned 0, location 2, status 0x0\n\
+         upper: IoCallDriver returned 0x0\n\
+         upper: code 0x222008 at location 2 of 2\n\
+         lower: major 0xe code 0x222008 at location 1 of 2, device lower\n\
+         signal: device upper, location 2\n\
+         upper: reclaimed at location 2, status 0x0\n\
+         upper: code 0x22200c at location 2 of 2\n\
+         own: size 280, stack count 1, location 2, flags 0x4\n\
+         lower: major 0xf code 0x222400 at location 1 of 1, device lower\n\
+         signal: device NULL, location 2\n\
+         own: returned 0x0, status 0x0, information 4, location 2\n\
+         own: reused: status 0xc00000bb, location 2, flags 0x4\n\
+         upper: code 0x222010 at location 2 of 2\n\
+         build: stack count 1, location 2, next major 0xe, flags 0x70\n\
+         lower: major 0xe code 0x222004 at location 1 of 1, device lower\n\
+         build: returned 0x0, iosb 0x0/4, event 1, value 0x101\n\
+         upper: code 0x222014 at location 2 of 2\n\
+         lower: major 0xe code 0x222014 at location 1 of 2, device lower\n\
+         upper: IoCallDriver returned 0x103\n\
+         lower: DPC completes the pended IRP\n\
+         completion: device upper, PendingReturned 1, location 2, status 0x0\n\
+         upper: code 0x222018 at location 2 of 2\n\
+         none: returned 0xc0000010, iosb 0xc0000010/0, event 1\n\
+         upper: code 0x22201c at location 2 of 2\n\
+         lower: major 0xe code 0x22201c at location 1 of 2, device lower\n\
+         upper: IoCallDriver returned 0x103\n\
+         lower: cancel routine, device lower, Cancel 1\n\
+         completion: device upper, PendingReturned 1, location 2, status 0xc0000120\n\
+         completion: cancelled\n\
+         unload\n",
+        "{v}"
+    );
+    let outputs: Vec<_> = v["steps"].as_array().unwrap().iter().map(|s| s["output"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        outputs,
+        ["02020000", "03010000", "02010100", "01010000", "01010000", "03010000", "00000000", "", ""],
+        "{v}"
+    );
+    assert_eq!(v["steps"][7]["status"], 0xC000_0120_u32, "cancelled: {v}");
+    let irps = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "Irp ").expect("IRPs").clone();
+    assert_eq!((irps["allocs"].as_u64(), irps["diff"].as_u64()), (Some(11), Some(0)), "{irps}");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// The address of the IRP the driver printed as `completing <address> twice`.
+fn printed_irp(v: &Value) -> u64 {
+    let output = v["debug_output"].as_str().unwrap();
+    let at = output.find("completing ").expect("the IRP is printed") + "completing ".len();
+    u64::from_str_radix(&output[at..at + 16], 16).unwrap()
+}
+
+/// Rules Windows enforces on IRPs in flight, as its bugchecks: a request completed
+/// twice is MULTIPLE_IRP_COMPLETE_REQUESTS (Microsoft, "Bug Check 0x44": 1 the IRP,
+/// 2-4 reserved); IoCallDriver with no stack location left is
+/// NO_MORE_IRP_STACK_LOCATIONS ("Bug Check 0x35": 1 the IRP); an IRP of the driver's
+/// own that no completion routine claims reaches the I/O manager with no thread to
+/// complete it in (0x0A, ntmem's model of Windows' touch of the NULL thread).
+#[test]
+fn completing_twice_is_0x44_calling_down_with_no_location_left_is_0x35() {
+    let (v, code) = run_irp_stack(1);
+    assert_eq!(code, 3, "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0x44, "{b}");
+    let irp = printed_irp(&v);
+    assert_eq!(b["parameters"], serde_json::json!([irp, 0, 0, 0]), "{b}");
+    assert_eq!(b["driver"], "irp_stack.sys", "{b}");
+
+    let (v, code) = run_irp_stack(2);
+    assert_eq!(code, 3, "{v}");
+    let b = &v["bugcheck"];
+    assert_eq!(b["code"], 0x35, "{b}");
+    assert_eq!((b["parameters"][1].as_u64(), b["parameters"][2].as_u64()), (Some(0), Some(0)), "{b}");
+    assert_ne!(b["parameters"][0].as_u64(), Some(0), "the IRP: {b}");
+    assert!(v["debug_output"].as_str().unwrap().contains("at location 2 of 2, device lower\n"), "{v}");
+
+    let (v, code) = run_irp_stack(3);
+    assert_eq!(code, 3, "{v}");
+    assert_eq!(
+        (v["bugcheck"]["code"].as_u64(), v["bugcheck"]["parameters"].clone()),
+        (Some(0x0A), serde_json::json!([0, 2, 0, 0]))
+    );
+    assert_eq!(v["steps"].as_array().unwrap().len(), 4, "the fourth step (OWN) stopped: {v}");
+}
+
+/// Completion-routine order through a three-device stack: the routines run bottom-up
+/// (the middle driver's, then the top's), each with its own driver's device and
+/// location; when the bottom pends the IRP and completes it from a DPC, both see
+/// PendingReturned. Also: a read built by IoBuildSynchronousFsdRequest (its buffered
+/// data, status block and event), a request split into two associated IRPs and
+/// completed when both are, an IRP initialized in the driver's own pool, an
+/// asynchronous flush (IoBuildAsynchronousFsdRequest) freed by its completion routine;
+/// the middle driver sets its routine with IoSetCompletionRoutineEx.
+#[test]
+fn completion_routines_run_bottom_up_through_a_three_device_stack() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("irp_three.c"))
+        .arg("--scenario")
+        .arg(driver("irp_three.toml"))
+        .arg("--json")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(output.starts_with("stack sizes 1 2 3; top attached over middle\n"), "{output}");
+    assert!(
+        output.contains(
+            "bottom: completes at location 1 of 3\n\
+             completion of middle: device middle, location 2, PendingReturned 0\n\
+             completion of top: device top, location 3, PendingReturned 0\n"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains(
+            "bottom: DPC completes\n\
+             completion of middle: device middle, location 2, PendingReturned 1\n\
+             completion of top: device top, location 3, PendingReturned 1\n"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("bottom: read 4 bytes at 512, location 1 of 1\ntop: read returned 0x0, iosb 0x0/4, event 1\n")
+    );
+    assert_eq!(output.matches("bottom: piece of master ok, location 1 of 1\n").count(), 2, "{output}");
+    assert!(output.contains("top: associated IRP 1: flags 0x8\n"), "IRP_ASSOCIATED_IRP: {output}");
+    assert!(output.contains("top: initialized 280 bytes, location 2 of 1\n"), "{output}");
+    let steps = v["steps"].as_array().unwrap();
+    let outputs: Vec<_> = steps.iter().map(|s| s["output"].as_str().unwrap_or("")).collect();
+    assert_eq!(outputs, ["23010000", "23010000", "42544d21", "", "01000000", ""], "0x123: bottom, middle, top: {v}");
+    assert!(
+        output.contains("bottom: flush, location 1 of 1\ntop: async flush done: 0x0, status block 0x12345\n"),
+        "reclaimed before the I/O manager writes the status block: {output}"
+    );
+    assert_eq!((steps[3]["status"].as_u64(), steps[3]["ok"].as_bool()), (Some(0), Some(true)), "{v}");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// A function driver that passes PnP IRPs down to the PDO (IoCallDriver): the PDO,
+/// standing in for the bus driver, starts and removes the device with
+/// STATUS_SUCCESS; the start comes back to the driver's completion routine and is
+/// reclaimed with STATUS_MORE_PROCESSING_REQUIRED. Under special pool, so a touch of
+/// an IRP after completion would stop the run.
+#[test]
+fn a_function_driver_forwards_start_and_remove_to_the_pdo() {
+    let out = run("pnp_forward.c", &["--verifier", "special_pool", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["exit"], 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "forward: attached 0x0 to the PDO 1; the stack's top is the FDO 1\n\
+         forward: the PDO started the device: 0x0; resources 1\n\
+         forward: the PDO removed the device: 0x0\n\
+         forward: unloaded, devices left 0\n"
+    );
+    let steps: Vec<_> = v["pnp"].as_array().unwrap().iter().map(|e| (e["step"].clone(), e["status"].clone())).collect();
+    assert_eq!(steps.len(), 3, "{v}");
+    assert!(steps.iter().all(|(_, s)| s == 0), "{v}");
+}
+
+fn run_start_io(cflags: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("start_io.c"))
+        .arg("--scenario")
+        .arg(driver("start_io.toml"))
+        .arg("--json")
+        .env("CFLAGS", cflags)
+        .output()
+        .expect("ntmem runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// StartIo and the device queue: the first request goes to StartIo at once (at
+/// DISPATCH_LEVEL, as the device's CurrentIrp); the others queue (by their keys) while
+/// the device is busy; one is cancelled while queued (its cancel routine takes it out
+/// with KeRemoveEntryDeviceQueue); each timer DPC completes the current request and
+/// starts the next — in key order with IoStartNextPacket, from key 4 on with
+/// IoStartNextPacketByKey.
+#[test]
+fn start_io_serializes_requests_through_the_device_queue() {
+    let v = run_start_io("");
+    assert_eq!(v["exit"], 0, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    assert!(
+        output.starts_with("device queue: type 20 size 40 busy 0\nstartio: request 1 at IRQL 2, current 1, key 0\n")
+    );
+    assert_eq!(output.matches("dispatch: queue busy 1\n").count(), 4, "{output}");
+    assert!(
+        output.contains("cancel: taken out of the device queue 1\nstartio: request 2 at IRQL 2, current 1, key 3\n")
+    );
+    assert!(output.contains("startio: request 3 at IRQL 2, current 1, key 5\n"), "{output}");
+    let steps = v["steps"].as_array().unwrap();
+    let outputs: Vec<_> = steps.iter().take(4).map(|s| s["output"].as_str().unwrap_or("")).collect();
+    assert_eq!(outputs, ["01000000", "", "02000000", "03000000"], "{v}");
+    assert_eq!(steps[1]["status"], 0xC000_0120_u32, "cancelled while queued: {v}");
+    assert!(v["leaks"].as_array().unwrap().is_empty(), "{v}");
+
+    let v = run_start_io("-DBYKEY");
+    assert_eq!(v["exit"], 0, "{v}");
+    let outputs: Vec<_> = v["steps"].as_array().unwrap().iter().take(4).map(|s| s["output"].clone()).collect();
+    assert_eq!(outputs, ["01000000", "", "03000000", "02000000"], "key 5 (>= 4) first, then 3: {v}");
+}

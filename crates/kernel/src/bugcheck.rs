@@ -32,6 +32,8 @@ impl BugCheckCode {
     pub const BAD_POOL_HEADER: Self = Self(0x19);
     /// 0x1E: an unhandled kernel-mode exception.
     pub const KMODE_EXCEPTION_NOT_HANDLED: Self = Self(0x1E);
+    /// 0x35: IoCallDriver with no stack location left for the next driver.
+    pub const NO_MORE_IRP_STACK_LOCATIONS: Self = Self(0x35);
     /// 0x3F: no system PTEs left.
     pub const NO_MORE_SYSTEM_PTES: Self = Self(0x3F);
     /// 0x50: a reference to invalid system memory.
@@ -228,6 +230,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "SYSTEM_PTE_MISUSE",
         summary: "A page table entry routine was used improperly (e.g. a reserved mapping mapped, unmapped or freed with the wrong tag, or freed while still mapped).",
         parameters: ["Subcode (the kind of violation: 0x100-0x10C reserved mappings)", "Depends on the subcode (usually the first mapping address)", "Depends on the subcode (usually the caller's tag)", "Depends on the subcode"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::NO_MORE_IRP_STACK_LOCATIONS,
+        name: "NO_MORE_IRP_STACK_LOCATIONS",
+        summary: "IoCallDriver was called with an IRP that has no stack location left for the driver it calls (a device attached without enough StackSize, or an IRP allocated too small).",
+        parameters: ["Address of the IRP", "Reserved", "Reserved", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS,

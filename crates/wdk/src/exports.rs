@@ -178,13 +178,15 @@ exports! {
     Ntoskrnl Routine KeReleaseSpinLock(ke) AtDispatch;
     Ntoskrnl Routine IoCreateDevice(io) Passive;
     Ntoskrnl Routine IoDeleteDevice(io) Passive;
-    Ntoskrnl Routine IofCompleteRequest(io) Dispatch;
+    Ntoskrnl Routine IofCompleteRequest(io_stack) Dispatch "an IRP from IoAllocateIrp that reaches the I/O manager stops the machine with 0x0A (Windows touches its NULL thread)";
     Ntoskrnl Routine IoCreateSymbolicLink(io) Passive "links are recorded, not yet resolved to open devices";
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
     Ntoskrnl Routine IoDetachDevice(pnp) Passive;
     // DMA (issue 13): the one export; the DMA_OPERATIONS routines are table slots.
     Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "a pre-Windows 8 HAL: description version 3 gets NULL; BuildMdlFromScatterGatherList's slot is NULL";
+    Ntoskrnl Routine IoAttachDeviceToDeviceStackSafe(pnp) Passive;
+    Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch "device objects are not reference-counted";
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
     Ntoskrnl Routine MmProbeAndLockPages(mdl) DependsOnMemory;
@@ -352,6 +354,27 @@ exports! {
     Ntoskrnl Routine IoCsqInsertIrpEx(io_cancel) Dispatch;
     Ntoskrnl Routine IoCsqRemoveIrp(io_cancel) Dispatch;
     Ntoskrnl Routine IoCsqRemoveNextIrp(io_cancel) Dispatch;
+    // IRPs drivers allocate, device stacks and completion (issue 12).
+    Ntoskrnl Routine IoAllocateIrp(io_stack) Dispatch "quota is not charged";
+    Ntoskrnl Routine IoFreeIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IoReuseIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IoInitializeIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IoMakeAssociatedIrp(io_stack) Dispatch;
+    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: START and REMOVE succeed, other PnP IRPs keep their status";
+    Ntoskrnl Routine IoSetCompletionRoutineEx(io_stack) Dispatch "no context keeps the driver loaded until the routine runs";
+    Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    // Device queues and StartIo (issue 12).
+    Ntoskrnl Routine KeInitializeDeviceQueue(io_start) Passive;
+    Ntoskrnl Routine KeInsertDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeInsertByKeyDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeRemoveDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeRemoveByKeyDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine KeRemoveEntryDeviceQueue(io_start) Dispatch;
+    Ntoskrnl Routine IoStartPacket(io_start) Dispatch;
+    Ntoskrnl Routine IoStartNextPacket(io_start) Dispatch;
+    Ntoskrnl Routine IoStartNextPacketByKey(io_start) Dispatch;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

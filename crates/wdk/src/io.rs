@@ -1,5 +1,5 @@
 //! I/O manager routines at the C boundary (`IoCreateDevice`, `IoDeleteDevice`,
-//! `IofCompleteRequest`) and the bridge from the kernel's
+//! symbolic links; IRPs and completion are in [`crate::io_stack`]) and the bridge from the kernel's
 //! [`ntmem_kernel::io::Dispatch`] to a C driver's `DRIVER_OBJECT.MajorFunction`
 //! table ([`send`]).
 //!
@@ -14,7 +14,7 @@ use ntmem_kernel::ex::pool::NtStatus as KStatus;
 use ntmem_kernel::io::device::{self, NewDevice};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
 use ntmem_kernel::io::returns::{check_return, Caller};
-use ntmem_kernel::io::{irp, DeviceObject, Dispatch, Irp, MajorFunction};
+use ntmem_kernel::io::{DeviceObject, Dispatch, Irp, MajorFunction};
 use ntmem_kernel::{BugCheck, Cpu, Machine};
 
 use crate::context::{self, host_ptr, kernel, va_of};
@@ -116,11 +116,6 @@ pub unsafe extern "win64" fn IoDeleteSymbolicLink(link: *const UnicodeString) ->
     deleted.map_or_else(|s| s.0 as NtStatus, |_| 0)
 }
 
-/// `IofCompleteRequest` (behind the `IoCompleteRequest` macro).
-pub extern "win64" fn IofCompleteRequest(irp: *mut c_void, _boost: i8) {
-    kernel(|cpu| irp::io_complete_request(cpu, Irp(va_of(cpu, irp))));
-}
-
 /// A C driver's dispatch table.
 pub(crate) struct CDispatch {
     pub(crate) object: *const DriverObject,
@@ -136,11 +131,12 @@ impl Dispatch for CDispatch {
         device: DeviceObject,
         irp: Irp,
     ) -> Result<Option<KStatus>, BugCheck> {
-        // SAFETY: `object` is the DRIVER_OBJECT of a `Driver` borrowed for the whole
-        // `send`; only the driver writes it, and no driver code runs concurrently
-        // with this read (requests are synchronous on this thread).
-        let routine = unsafe { (*self.object).major_function[major as usize] };
-        let Some(routine) = routine else { return Ok(None) };
+        // The device's own driver (the top of a stack may be another driver's device).
+        let object = match device.driver(cpu)? {
+            0 => self.object as u64,
+            d => d,
+        };
+        let Some(routine) = crate::io_stack::major_function(cpu, object, major as u8)? else { return Ok(None) };
         let (d, i) = (host_ptr(cpu, Some(device.0)), host_ptr(cpu, Some(irp.0)));
         let entry = cpu.irql();
         // SAFETY: `routine` is the driver's PDRIVER_DISPATCH; `d` and `i` are the

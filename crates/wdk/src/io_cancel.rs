@@ -96,7 +96,7 @@ type ReleaseLock = unsafe extern "win64" fn(*mut IoCsq, u8);
 ///
 /// # Safety
 /// `p` is NULL or a routine of type `F`; `F` is a function pointer type.
-unsafe fn routine<F: Copy>(p: *const c_void) -> F {
+pub(crate) unsafe fn routine<F: Copy>(p: *const c_void) -> F {
     if p.is_null() {
         null_call()
     }
@@ -111,7 +111,7 @@ unsafe fn routine<F: Copy>(p: *const c_void) -> F {
 /// An IRP must be pointer-aligned (the cancel routine is exchanged atomically): a
 /// misaligned one stops the machine as a misaligned spin lock does
 /// (IRQL_NOT_LESS_OR_EQUAL 0x0A: address, DISPATCH_LEVEL, 1 write, 0; ntmem's choice).
-fn checked_irp(cpu: &Cpu<'_>, irp: *mut c_void) -> Result<*mut u8, BugCheck> {
+pub(crate) fn checked_irp(cpu: &Cpu<'_>, irp: *mut c_void) -> Result<*mut u8, BugCheck> {
     let p = crate::context::checked(cpu, irp, IRP_SIZE)?;
     if !p.cast::<usize>().is_aligned() {
         return Err(cpu.machine().bugcheck(ntmem_kernel::BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [p as u64, 2, 1, 0]));
@@ -159,7 +159,7 @@ unsafe fn cancel_routine<'a>(irp: *mut u8) -> &'a AtomicPtr<c_void> {
 ///
 /// # Safety
 /// As [`cancel_routine`].
-unsafe fn set_cancel_routine(irp: *mut u8, routine: *mut c_void) -> *mut c_void {
+pub(crate) unsafe fn set_cancel_routine(irp: *mut u8, routine: *mut c_void) -> *mut c_void {
     // SAFETY: the caller's contract.
     unsafe { cancel_routine(irp) }.swap(routine, Ordering::AcqRel)
 }

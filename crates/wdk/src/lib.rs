@@ -52,6 +52,10 @@ pub mod io;
 #[allow(non_snake_case)]
 pub mod io_cancel;
 #[allow(non_snake_case)]
+pub mod io_stack;
+#[allow(non_snake_case)]
+pub mod io_start;
+#[allow(non_snake_case)]
 pub mod ke;
 #[allow(non_snake_case)]
 pub mod ke_dispatcher;

@@ -153,6 +153,12 @@ pub struct Driver {
     _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>, Box<OwnedUnicode>),
 }
 
+impl Drop for Driver {
+    fn drop(&mut self) {
+        crate::io_stack::unregister_driver(&*self.object);
+    }
+}
+
 impl Driver {
     /// Loads the image `file` on `machine` as the driver `name` (the name `lm`
     /// and the analysis show, and the service name of its registry path).
@@ -191,6 +197,7 @@ impl Driver {
         object.driver_size = u32::try_from(image.size(machine)).unwrap_or(u32::MAX);
         extension.driver_object = &mut *object;
         let registry_path = Box::new(path_text.as_unicode_string());
+        crate::io_stack::register_driver(&*object);
         Ok(Driver {
             name: name.to_string(),
             image: Some(image),

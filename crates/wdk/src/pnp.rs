@@ -1,5 +1,5 @@
-//! Plug and Play at the C boundary: `IoAttachDeviceToDeviceStack` and
-//! `IoDetachDevice`, and the PnP manager's side of a function driver's life —
+//! Plug and Play at the C boundary: `IoAttachDeviceToDeviceStack(Safe)`,
+//! `IoGetAttachedDeviceReference` and `IoDetachDevice`, and the PnP manager's side of a function driver's life —
 //! a PDO for a device of the machine, `AddDevice`, `IRP_MN_START_DEVICE` with the
 //! device's raw and translated resource lists, and `IRP_MN_REMOVE_DEVICE` before
 //! `DriverUnload` (kernel side: [`ntmem_kernel::io::pnp`]).
@@ -21,6 +21,9 @@ use crate::context::{self, host_ptr, kernel, va_of};
 use crate::io::CDispatch;
 use crate::loader::Driver;
 use crate::seh::ThreadKind;
+
+/// `STATUS_NO_SUCH_DEVICE`.
+const STATUS_NO_SUCH_DEVICE: i32 = 0xC000_000E_u32 as i32;
 
 /// One thing the PnP manager did to the driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +56,48 @@ pub extern "win64" fn IoAttachDeviceToDeviceStack(source: *mut c_void, target: *
         let (s, t) = (DeviceObject(va_of(cpu, source)), DeviceObject(va_of(cpu, target)));
         let lower = pnp::io_attach_device_to_device_stack(cpu, s, t)?;
         Ok(host_ptr(cpu, lower.map(|d| d.0)))
+    })
+}
+
+/// `IoAttachDeviceToDeviceStackSafe` (learn.microsoft.com,
+/// "IoAttachDeviceToDeviceStackSafe function (wdm.h)"): as
+/// `IoAttachDeviceToDeviceStack`, the device attached to stored at
+/// `*AttachedToDeviceObject` (before anything could send `SourceDevice` an IRP);
+/// STATUS_SUCCESS, or STATUS_NO_SUCH_DEVICE (and NULL stored) when it cannot attach.
+///
+/// # Safety
+/// `attached_to` is a writable `PDEVICE_OBJECT` (checked as memory).
+pub unsafe extern "win64" fn IoAttachDeviceToDeviceStackSafe(
+    source: *mut c_void,
+    target: *mut c_void,
+    attached_to: *mut *mut c_void,
+) -> i32 {
+    kernel(|cpu| {
+        let out = crate::context::checked(cpu, attached_to.cast(), 8)?.cast::<*mut c_void>();
+        let lower = if source.is_null() || target.is_null() {
+            None
+        } else {
+            let (s, t) = (DeviceObject(va_of(cpu, source)), DeviceObject(va_of(cpu, target)));
+            pnp::io_attach_device_to_device_stack(cpu, s, t)?
+        };
+        // SAFETY: 8 mapped bytes (checked above), the caller's PDEVICE_OBJECT.
+        unsafe { out.write_unaligned(host_ptr(cpu, lower.map(|d| d.0))) };
+        Ok(if lower.is_some() { 0 } else { STATUS_NO_SUCH_DEVICE })
+    })
+}
+
+/// `IoGetAttachedDeviceReference` (learn.microsoft.com,
+/// "IoGetAttachedDeviceReference function (wdm.h)"): the highest device of
+/// `DeviceObject`'s stack. Windows takes a reference on it for the caller to drop
+/// with `ObDereferenceObject`; ntmem does not count references to device objects.
+///
+/// # Safety
+/// `device` is a device object (checked as memory).
+pub unsafe extern "win64" fn IoGetAttachedDeviceReference(device: *mut c_void) -> *mut c_void {
+    kernel(|cpu| {
+        crate::context::checked(cpu, device, ntmem_kernel::io::device::DEVICE_OBJECT_SIZE)?;
+        let top = pnp::io_get_attached_device(cpu, DeviceObject(va_of(cpu, device)))?;
+        Ok(host_ptr(cpu, Some(top.0)))
     })
 }
 

@@ -7,14 +7,14 @@
 //! `Type` 0x00 (3, IO_TYPE_DEVICE), `Size` 0x02, `DriverObject` 0x08,
 //! `NextDevice` 0x10, `Flags` 0x30 (DO_DEVICE_INITIALIZING, DO_EXCLUSIVE),
 //! `Characteristics` 0x34, `DeviceExtension` 0x40, `DeviceType` 0x48,
-//! `StackSize` 0x4C (1), `AlignmentRequirement` 0x98 (0), `SectorSize` 0x130 (0).
+//! `StackSize` 0x4C (1), `AlignmentRequirement` 0x98 (0), `DeviceQueue` 0xA0
+//! (empty and idle, as `KeInitializeDeviceQueue` leaves it), `SectorSize` 0x130 (0).
 //! The driver's devices form the list `DRIVER_OBJECT.DeviceObject` →
 //! `NextDevice`, newest first; the WDK boundary keeps the driver object's head
 //! (it is not in simulated memory), this module the `NextDevice` links.
 //!
 //! A device created with a name is found by it ([`io_create_named_device`],
-//! [`super::file`]). Not modelled: `DeviceObjectExtension` (NULL), device stacks (`StackSize` is 1, nothing
-//! attaches), the device queue and DPC.
+//! [`super::file`]). Not modelled: `DeviceObjectExtension` (NULL), the device's DPC.
 
 use ntmem_machine::Va;
 
@@ -39,6 +39,7 @@ const OFF_CHARACTERISTICS: u64 = 0x34;
 const OFF_EXTENSION: u64 = 0x40;
 const OFF_DEVICE_TYPE: u64 = 0x48;
 const OFF_STACK_SIZE: u64 = 0x4C;
+const OFF_DEVICE_QUEUE: u64 = 0xA0;
 
 // Every field written lies inside the x64 DEVICE_OBJECT (include/ntmem/io.h
 // asserts the C side: DeviceExtension at 0x40, size 0x150).
@@ -91,7 +92,7 @@ pub struct NewDevice {
     pub exclusive: bool,
 }
 
-fn fault(cpu: &Cpu<'_>, va: Va) -> BugCheck {
+pub(crate) fn fault(cpu: &Cpu<'_>, va: Va) -> BugCheck {
     cpu.machine().bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), 0, 0, 0])
 }
 
@@ -140,6 +141,14 @@ impl DeviceObject {
     /// As [`DeviceObject::flags`].
     pub fn driver(self, cpu: &Cpu<'_>) -> Result<u64, BugCheck> {
         Ok(u64::from_le_bytes(read_bytes(cpu, at(self.0, OFF_DRIVER))?))
+    }
+
+    /// `StackSize`: how many stack locations an IRP for this device needs.
+    ///
+    /// # Errors
+    /// As [`DeviceObject::flags`].
+    pub fn stack_size(self, cpu: &Cpu<'_>) -> Result<u8, BugCheck> {
+        Ok(read_bytes::<1>(cpu, at(self.0, OFF_STACK_SIZE))?[0])
     }
 
     /// `NextDevice`.
@@ -191,6 +200,12 @@ pub fn io_create_device(cpu: &Cpu<'_>, new: NewDevice) -> Result<Result<DeviceOb
     put(&mut b, OFF_EXTENSION, &ext.to_le_bytes());
     put(&mut b, OFF_DEVICE_TYPE, &new.device_type.to_le_bytes());
     b[OFF_STACK_SIZE as usize] = 1;
+    // DeviceQueue: initialized empty and idle (KeInitializeDeviceQueue).
+    put(&mut b, OFF_DEVICE_QUEUE, &crate::ke::device_queue::DEVICE_QUEUE_OBJECT.to_le_bytes());
+    put(&mut b, OFF_DEVICE_QUEUE + 2, &(crate::ke::device_queue::KDEVICE_QUEUE_SIZE as u16).to_le_bytes());
+    let head = block.get() + OFF_DEVICE_QUEUE + 8;
+    put(&mut b, OFF_DEVICE_QUEUE + 8, &head.to_le_bytes());
+    put(&mut b, OFF_DEVICE_QUEUE + 16, &head.to_le_bytes());
     write_bytes(cpu, block, &b)?;
     let device = DeviceObject(block);
     cpu.machine().io().devices().push(DeviceRecord { object: device, driver: new.driver });

@@ -2,7 +2,8 @@
 //! "IO_STACK_LOCATION structure (wdm.h)", "IoCompleteRequest").
 //!
 //! An IRP lives in nonpaged pool (tag "Irp "), in the **x64 layout**: the IRP
-//! itself is 0xD0 bytes and its one stack location (0x48 bytes) follows it.
+//! itself is 0xD0 bytes and its stack locations (0x48 bytes each, as many as the
+//! target device's `StackSize`) follow it ([`super::stack`]).
 //!
 //! | IRP field                               | offset |
 //! |-----------------------------------------|--------|
@@ -12,8 +13,12 @@
 //! | `AssociatedIrp.SystemBuffer`            | 0x18 |
 //! | `IoStatus.Status` / `.Information`      | 0x30 / 0x38 |
 //! | `RequestorMode`                         | 0x40 |
+//! | `PendingReturned`                       | 0x41 |
 //! | `StackCount` / `CurrentLocation`        | 0x42 / 0x43 |
+//! | `Cancel` / `AllocationFlags`            | 0x44 / 0x47 |
+//! | `UserIosb` / `UserEvent`                | 0x48 / 0x50 |
 //! | `UserBuffer`                            | 0x70 |
+//! | `Tail.Overlay.Thread`                   | 0x98 |
 //! | `Tail.Overlay.CurrentStackLocation`     | 0xB8 |
 //! | `Tail.Overlay.OriginalFileObject`       | 0xC0 |
 //!
@@ -28,22 +33,23 @@
 //! | `Parameters.Read/Write.ByteOffset`                       | 0x18 |
 //! | `Parameters.StartDevice.AllocatedResources` / `…Translated` | 0x08 / 0x10 |
 //! | `DeviceObject` / `FileObject`                            | 0x28 / 0x30 |
+//! | `CompletionRoutine` / `Context`                          | 0x38 / 0x40 |
 //!
 //! (`POINTER_ALIGNMENT` puts each ULONG after the first on an 8-byte boundary on
-//! 64-bit.) As IoCallDriver leaves it, `CurrentLocation` is 1 and
-//! `CurrentStackLocation` points at the stack location. `FileObject` and
+//! 64-bit.) As IoCallDriver leaves it for the top device, `CurrentLocation` is
+//! `StackCount` and `CurrentStackLocation` points at the last stack location. `FileObject` and
 //! `OriginalFileObject` are the file a request came through ([`super::file`]), NULL
 //! for requests sent to a device without an open; `Tail.Overlay.Thread` and
 //! `UserIosb` are NULL: there are no thread objects yet.
 //!
-//! [`io_complete_request`] does what Windows' completion does for a
-//! synchronous request, at once: for a buffered input operation that did not fail
+//! Once every stack location has completed ([`super::stack`]), [`finish_request`]
+//! does what Windows' final completion does for a request a caller issued: for a buffered input operation that did not fail
 //! (`!NT_ERROR`), copies `IoStatus.Information` bytes of the system buffer back to
 //! `UserBuffer` in the caller's context (at most the system buffer's length — where
 //! Windows copies whatever `Information` says); a copy that faults (the caller
 //! freed or re-protected its buffer) makes the caller's status
 //! `STATUS_ACCESS_VIOLATION`; frees the system buffer (`IRP_DEALLOCATE_BUFFER`);
-//! unlocks and frees every MDL on `MdlAddress`; frees the IRP. Completing an IRP
+//! unlocks and frees every MDL on `MdlAddress`; the IRP is freed. Completing an IRP
 //! twice stops the machine with MULTIPLE_IRP_COMPLETE_REQUESTS (0x44: IRP, 0, 0, 0).
 
 use ntmem_machine::Va;
@@ -54,7 +60,6 @@ use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use crate::ke::processor::Cpu;
 use crate::mm::mdl::{self, Mdl, MdlFlags, ProcessorMode};
-use crate::vf::VerifierFlags;
 
 /// `sizeof(IRP)` on x64.
 pub const IRP_SIZE: u64 = 0xD0;
@@ -67,17 +72,25 @@ pub const SYSTEM_BUFFER_TAG: PoolTag = PoolTag::new(*b"IoSB");
 /// `IO_TYPE_IRP`.
 pub const IO_TYPE_IRP: u16 = 6;
 
-const OFF_MDL: u64 = 0x08;
-const OFF_FLAGS: u64 = 0x10;
-const OFF_SYSTEM_BUFFER: u64 = 0x18;
-const OFF_STATUS: u64 = 0x30;
-const OFF_INFORMATION: u64 = 0x38;
-const OFF_REQUESTOR_MODE: u64 = 0x40;
-const OFF_STACK_COUNT: u64 = 0x42;
-const OFF_CURRENT_LOCATION: u64 = 0x43;
-const OFF_USER_BUFFER: u64 = 0x70;
-const OFF_CURRENT_STACK: u64 = 0xB8;
-const OFF_ORIGINAL_FILE: u64 = 0xC0;
+pub(crate) const OFF_SIZE: u64 = 0x02;
+pub(crate) const OFF_MDL: u64 = 0x08;
+pub(crate) const OFF_FLAGS: u64 = 0x10;
+pub(crate) const OFF_SYSTEM_BUFFER: u64 = 0x18;
+pub(crate) const OFF_THREAD_LIST: u64 = 0x20;
+pub(crate) const OFF_STATUS: u64 = 0x30;
+pub(crate) const OFF_INFORMATION: u64 = 0x38;
+pub(crate) const OFF_REQUESTOR_MODE: u64 = 0x40;
+pub(crate) const OFF_PENDING_RETURNED: u64 = 0x41;
+pub(crate) const OFF_STACK_COUNT: u64 = 0x42;
+pub(crate) const OFF_CURRENT_LOCATION: u64 = 0x43;
+pub(crate) const OFF_CANCEL: u64 = 0x44;
+pub(crate) const OFF_ALLOCATION_FLAGS: u64 = 0x47;
+pub(crate) const OFF_USER_IOSB: u64 = 0x48;
+pub(crate) const OFF_USER_EVENT: u64 = 0x50;
+pub(crate) const OFF_USER_BUFFER: u64 = 0x70;
+pub(crate) const OFF_THREAD: u64 = 0x98;
+pub(crate) const OFF_CURRENT_STACK: u64 = 0xB8;
+pub(crate) const OFF_ORIGINAL_FILE: u64 = 0xC0;
 
 // Every field written lies inside the x64 IRP (include/ntmem/io.h asserts the C
 // side: IoStatus at 0x30, UserBuffer at 0x70, CurrentStackLocation at 0xB8, size 0xD0).
@@ -256,6 +269,21 @@ impl Irp {
         write_bytes(cpu, at(self.0, OFF_INFORMATION), &information.to_le_bytes())
     }
 
+    /// Steps back above the current location (`CurrentLocation` + 1, the stack
+    /// pointer one location up) so that it becomes the *next* location, and sets
+    /// `UserEvent` and `UserIosb`: an IRP as `IoBuild*Request` hands it over.
+    ///
+    /// # Errors
+    /// As [`Irp::current_stack_location`].
+    pub fn make_next(self, cpu: &Cpu<'_>, event: u64, iosb: u64) -> Result<(), BugCheck> {
+        let [current] = read_bytes::<1>(cpu, at(self.0, OFF_CURRENT_LOCATION))?;
+        let stack = self.current_stack_location(cpu)?.get() + STACK_LOCATION_SIZE;
+        write_bytes(cpu, at(self.0, OFF_CURRENT_LOCATION), &[current.wrapping_add(1)])?;
+        write_bytes(cpu, at(self.0, OFF_CURRENT_STACK), &stack.to_le_bytes())?;
+        write_bytes(cpu, at(self.0, OFF_USER_IOSB), &iosb.to_le_bytes())?;
+        write_bytes(cpu, at(self.0, OFF_USER_EVENT), &event.to_le_bytes())
+    }
+
     /// The stack location's `Parameters.DeviceIoControl` as
     /// (OutputBufferLength, InputBufferLength, IoControlCode, Type3InputBuffer).
     ///
@@ -268,27 +296,55 @@ impl Irp {
     }
 }
 
-/// Builds an IRP with one stack location, as IoAllocateIrp and IoCallDriver
-/// leave it for the device's driver. `Ok(None)`: no pool.
+/// `IoSizeOfIrp(StackSize)`: the bytes of an IRP with `stack_size` stack locations.
+pub const fn io_size_of_irp(stack_size: u8) -> u64 {
+    IRP_SIZE + stack_size as u64 * STACK_LOCATION_SIZE
+}
+
+/// Builds an IRP for `c.device` with as many stack locations as the device's
+/// `StackSize` (at least one), as IoAllocateIrp and IoCallDriver leave it for the
+/// device's driver: the last stack location current. `Ok(None)`: no pool.
 ///
 /// # Errors
 /// A bugcheck from the pool.
 pub fn build(cpu: &Cpu<'_>, c: &IrpContents) -> Result<Option<Irp>, BugCheck> {
-    let size = IRP_SIZE + STACK_LOCATION_SIZE;
+    let count = c.device.stack_size(cpu)?.clamp(1, 127);
+    let Some(irp) = build_blank(cpu, count, c.major as u8)? else { return Ok(None) };
+    fill(cpu, irp, c)?;
+    Ok(Some(irp))
+}
+
+/// An IRP of `count` stack locations from nonpaged pool, as `IoInitializeIrp`
+/// leaves it, then made ready for the last location's driver: `CurrentLocation`
+/// `count`, the last location's `MajorFunction` `major`. `Ok(None)`: no pool.
+pub(crate) fn build_blank(cpu: &Cpu<'_>, count: u8, major: u8) -> Result<Option<Irp>, BugCheck> {
+    let size = io_size_of_irp(count);
     let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, size, IRP_TAG)? else { return Ok(None) };
-    let mut b = vec![0u8; size as usize];
+    let irp = Irp(block);
+    super::stack::initialize(cpu, irp, size, count)?;
+    let stack = block.get() + IRP_SIZE + u64::from(count - 1) * STACK_LOCATION_SIZE;
+    write_bytes(cpu, at(block, OFF_CURRENT_LOCATION), &[count])?;
+    write_bytes(cpu, at(block, OFF_CURRENT_STACK), &stack.to_le_bytes())?;
+    write_bytes(cpu, Va::new(stack), &[major])?;
+    Ok(Some(irp))
+}
+
+/// Writes `c` into `irp`'s fields and its current stack location.
+fn fill(cpu: &Cpu<'_>, irp: Irp, c: &IrpContents) -> Result<(), BugCheck> {
+    let block = irp.0;
+    let stack_va = irp.current_stack_location(cpu)?;
+    let mut b = vec![0u8; IRP_SIZE as usize];
+    cpu.machine().space().read(block, &mut b).map_err(|_| super::device::fault(cpu, block))?;
     let put = |b: &mut [u8], off: u64, v: &[u8]| b[off as usize..off as usize + v.len()].copy_from_slice(v);
-    put(&mut b, 0, &IO_TYPE_IRP.to_le_bytes());
-    put(&mut b, 2, &(size as u16).to_le_bytes());
     put(&mut b, OFF_MDL, &c.mdl.to_le_bytes());
     put(&mut b, OFF_FLAGS, &c.flags.bits().to_le_bytes());
     put(&mut b, OFF_SYSTEM_BUFFER, &c.system_buffer.to_le_bytes());
     b[OFF_REQUESTOR_MODE as usize] = c.mode as u8;
-    b[OFF_STACK_COUNT as usize] = 1;
-    b[OFF_CURRENT_LOCATION as usize] = 1;
     put(&mut b, OFF_USER_BUFFER, &c.user_buffer.to_le_bytes());
-    let stack = IRP_SIZE;
-    put(&mut b, OFF_CURRENT_STACK, &(block.get() + stack).to_le_bytes());
+    put(&mut b, OFF_ORIGINAL_FILE, &c.file.to_le_bytes());
+    write_bytes(cpu, block, &b)?;
+    let mut b = vec![0u8; STACK_LOCATION_SIZE as usize];
+    let stack = 0u64;
     b[stack as usize] = c.major as u8;
     b[stack as usize + 1] = c.minor;
     let p = stack + 8;
@@ -316,9 +372,7 @@ pub fn build(cpu: &Cpu<'_>, c: &IrpContents) -> Result<Option<Irp>, BugCheck> {
     }
     put(&mut b, stack + 0x28, &c.device.0.get().to_le_bytes());
     put(&mut b, stack + 0x30, &c.file.to_le_bytes());
-    put(&mut b, OFF_ORIGINAL_FILE, &c.file.to_le_bytes());
-    write_bytes(cpu, block, &b)?;
-    Ok(Some(Irp(block)))
+    write_bytes(cpu, stack_va, &b)
 }
 
 /// Puts `mdl` on `irp` as IoAllocateMdl does when given the IRP: as
@@ -357,34 +411,27 @@ pub(crate) fn free_mdl_chain(cpu: &Cpu<'_>, first: u64) -> Result<(), BugCheck> 
     Ok(())
 }
 
-/// `IoCompleteRequest(Irp, PriorityBoost)`: see the module documentation.
-///
-/// Under Driver Verifier's I/O verification, completing with `IoStatus.Status`
-/// STATUS_PENDING or -1 is DRIVER_VERIFIER_IOMANAGER_VIOLATION (0xC9: 0x06, the
-/// status, the IRP, 0; Microsoft, "Bug Check 0xC9"). Without it Windows' free kernel
-/// does not check (the status reaches the caller as it is), and neither does ntmem.
+/// `IoCompleteRequest(Irp, PriorityBoost)` for callers with no completion routines to
+/// run: [`super::stack::complete`] until it is done or a completion routine is due
+/// (returned; the caller runs it and goes on with [`super::stack::resume`]).
 ///
 /// # Errors
-/// MULTIPLE_IRP_COMPLETE_REQUESTS (0x44: IRP, 0, 0, 0) for an IRP that is not
-/// outstanding; 0xC9 as above; bugchecks from the pool or MmUnlockPages.
-pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
+/// As [`super::stack::complete`].
+pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<super::stack::Completion, BugCheck> {
+    super::stack::complete(cpu, irp)
+}
+
+/// The I/O manager's final completion of a request a caller issued (see the module
+/// documentation); `process` and `system_len` are from its record.
+pub(crate) fn finish_request(
+    cpu: &Cpu<'_>,
+    irp: Irp,
+    process: Option<&std::sync::Arc<crate::mm::process::Process>>,
+    system_len: u64,
+) -> Result<(NtStatus, u64), BugCheck> {
     let m = cpu.machine();
-    let (process, system_len) = {
-        let irps = m.io().irps();
-        match irps.get(&irp.0.get()) {
-            Some(r) if r.completed.is_none() => (r.process.clone(), r.system_buffer_len),
-            _ => {
-                drop(irps);
-                return Err(m.bugcheck(BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS, [irp.0.get(), 0, 0, 0]));
-            }
-        }
-    };
     let flags = irp.flags(cpu)?;
     let (mut status, information) = irp.io_status(cpu)?;
-    if (status == NtStatus::PENDING || status.0 == u32::MAX) && m.verifier().contains(VerifierFlags::IO_VERIFICATION) {
-        let p = [0x06, u64::from(status.0), irp.0.get(), 0];
-        return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION, p));
-    }
     let system = irp.system_buffer(cpu)?;
     if flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION) && !status.is_error() && system != 0 {
         let len = information.min(system_len);
@@ -393,7 +440,7 @@ pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
             .read(Va::new(system), &mut data)
             .map_err(|_| m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [system, 0, 0, 0]))?;
         let user = Va::new(irp.user_buffer(cpu)?);
-        let copied = match &process {
+        let copied = match process {
             Some(p) => p.write(cpu, user, &data),
             None => m.space().write(user, &data).map_err(|_| NtStatus::ACCESS_VIOLATION),
         };
@@ -405,8 +452,5 @@ pub fn io_complete_request(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
         pool::free(cpu, Va::new(system), Some(SYSTEM_BUFFER_TAG))?;
     }
     free_mdl_chain(cpu, irp.mdl_address(cpu)?)?;
-    if let Some(r) = m.io().irps().get_mut(&irp.0.get()) {
-        r.completed = Some((status, information));
-    }
-    pool::free(cpu, irp.0, Some(IRP_TAG))
+    Ok((status, information))
 }

@@ -5,7 +5,7 @@
 //! * [`device`]: device objects (`IoCreateDevice` / `IoDeleteDevice`), byte-exact
 //!   in nonpaged pool with their device extension, `DO_BUFFERED_IO` /
 //!   `DO_DIRECT_IO` read from the object's `Flags` as the driver left them.
-//! * [`irp`]: IRPs with one stack location, byte-exact in nonpaged pool in the
+//! * [`irp`]: IRPs, byte-exact in nonpaged pool in the
 //!   **x64 layout** whatever the simulated architecture (the drivers ntmem builds
 //!   are 64-bit host code, as for [`crate::mm::mdl`]); `IoCompleteRequest`.
 //! * [`request`]: what a caller issues — `NtDeviceIoControlFile`, `NtReadFile`,
@@ -20,13 +20,16 @@
 //! * [`symlink`]: symbolic links (`IoCreateSymbolicLink` / `IoDeleteSymbolicLink`).
 //! * [`file`]: opening a device by name (through symbolic links), file objects,
 //!   IRP_MJ_CREATE / IRP_MJ_CLEANUP / IRP_MJ_CLOSE.
+//! * [`stack`]: IRPs drivers allocate (`IoAllocateIrp`, …), `IoCallDriver` down a
+//!   device stack and `IoCompleteRequest` back up it, with completion routines.
+//! * [`build`]: `IoBuildDeviceIoControlRequest` and the FSD request builders.
 //!
 //! The driver's dispatch routines are reached through [`Dispatch`]: the WDK
 //! boundary implements it over a C `DRIVER_OBJECT.MajorFunction` table, tests over
-//! Rust closures. Requests are synchronous: the dispatch routine runs on the
-//! calling processor, in the caller's process context, and is expected to
-//! complete the IRP before it returns (a driver that returns `STATUS_PENDING`
-//! leaves the IRP outstanding; nothing completes it later — not modelled yet).
+//! Rust closures. A request goes to the top of its device's stack; the dispatch
+//! routine runs on the calling processor, in the caller's process context, and
+//! completes the IRP or returns `STATUS_PENDING` and completes it later (from a DPC,
+//! a timer, another request).
 //!
 //! Pointers stored in the structures (MdlAddress, SystemBuffer, DeviceObject, …)
 //! are simulated virtual addresses, which are the host's when the layout is not
@@ -35,12 +38,14 @@
 //! Locking: the device list and the IRP table have a lock each, never held while
 //! driver code or another kernel routine runs.
 
+pub mod build;
 pub mod device;
 pub mod file;
 pub mod irp;
 pub mod pnp;
 pub mod request;
 pub mod returns;
+pub mod stack;
 pub mod symlink;
 
 use std::collections::BTreeMap;
@@ -156,7 +161,26 @@ pub trait Dispatch {
     ) -> Result<Option<NtStatus>, BugCheck>;
 }
 
-/// What the I/O manager remembers of an IRP it sent, until it is completed.
+/// Who made an IRP, which decides what the I/O manager's final completion does
+/// with it ([`stack::final_completion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IrpOrigin {
+    /// The I/O manager, for a request a caller issued ([`request::IoCall`], PnP): the
+    /// record keeps the final status until the caller takes it.
+    Request,
+    /// `IoAllocateIrp` or `IoInitializeIrp`: the driver's, freed by `IoFreeIrp`.
+    Allocated,
+    /// `IoBuildDeviceIoControlRequest` / `IoBuildSynchronousFsdRequest` /
+    /// `IoBuildAsynchronousFsdRequest`: a threaded IRP whose final completion copies
+    /// the status to `UserIosb`, signals `UserEvent` and frees it.
+    Built,
+    /// `IoMakeAssociatedIrp`: its final completion frees it and counts down its
+    /// master's `IrpCount`.
+    Associated,
+}
+
+/// What the I/O manager remembers of an IRP, from its allocation until it is freed
+/// (for the IRPs it sent: until the caller took its status).
 #[derive(Debug)]
 pub(crate) struct IrpRecord {
     /// The caller's process (None: a kernel caller).
@@ -165,6 +189,15 @@ pub(crate) struct IrpRecord {
     pub system_buffer_len: u64,
     /// Set by `IoCompleteRequest`: the I/O status block the caller gets.
     pub completed: Option<(NtStatus, u64)>,
+    /// Who made it.
+    pub origin: IrpOrigin,
+}
+
+impl IrpRecord {
+    /// The record of an IRP a caller's request made.
+    pub(crate) fn request(process: Option<Arc<Process>>, system_buffer_len: u64) -> IrpRecord {
+        IrpRecord { process, system_buffer_len, completed: None, origin: IrpOrigin::Request }
+    }
 }
 
 /// A device on the machine and the driver that created it.
@@ -255,6 +288,15 @@ impl IoManager {
 
     /// IRPs sent and not completed (a driver returned `STATUS_PENDING`).
     pub fn outstanding(&self) -> Vec<Irp> {
-        self.irps().iter().filter(|(_, r)| r.completed.is_none()).map(|(&a, _)| Irp(Va::new(a))).collect()
+        let irps = self.irps();
+        let sent = irps.iter().filter(|(_, r)| r.completed.is_none() && r.origin == IrpOrigin::Request);
+        sent.map(|(&a, _)| Irp(Va::new(a))).collect()
+    }
+
+    /// IRPs drivers allocated or built and have not freed (nor completed back to the
+    /// I/O manager), oldest address first.
+    pub fn driver_irps(&self) -> Vec<Irp> {
+        let irps = self.irps();
+        irps.iter().filter(|(_, r)| r.origin != IrpOrigin::Request).map(|(&a, _)| Irp(Va::new(a))).collect()
     }
 }

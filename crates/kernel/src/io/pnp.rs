@@ -28,10 +28,12 @@
 //! driver keeps what it needs (seed §8: "parse and save the translated resource
 //! lists in the device extension").
 //!
-//! Device stacks are one level deep in practice (the PDO and one FDO), but
-//! [`io_attach_device_to_device_stack`] attaches to the top of any chain. There
-//! is no `IoCallDriver` yet, so a function driver completes PnP IRPs itself
-//! instead of passing them down to the PDO; where Windows would wait for the bus
+//! [`io_attach_device_to_device_stack`] attaches to the top of any chain, and
+//! requests go to the top of the stack ([`io_get_attached_device`]). A function
+//! driver may complete PnP IRPs itself or pass them down to the PDO
+//! (`IoCallDriver`, [`super::stack`]); the bus driver is not modelled: the PDO
+//! completes IRP_MN_START_DEVICE and IRP_MN_REMOVE_DEVICE with STATUS_SUCCESS and
+//! other PnP IRPs with the status they hold. Where Windows would wait for the bus
 //! driver to start the hardware first, ntmem's hardware is always on.
 
 use ntmem_machine::Va;
@@ -204,6 +206,23 @@ pub fn attached_device(cpu: &Cpu<'_>, device: DeviceObject) -> Result<Option<Dev
     Ok((a != 0).then(|| DeviceObject(Va::new(a))))
 }
 
+/// `IoGetAttachedDevice(DeviceObject)`: the highest device of `device`'s stack (the
+/// one requests for `device` are sent to). A chain of `AttachedDevice` links longer
+/// than 256 (a loop a driver made) ends there.
+///
+/// # Errors
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for a device outside the address space.
+pub fn io_get_attached_device(cpu: &Cpu<'_>, device: DeviceObject) -> Result<DeviceObject, BugCheck> {
+    let mut top = device;
+    for _ in 0..256 {
+        match attached_device(cpu, top)? {
+            Some(above) => top = above,
+            None => break,
+        }
+    }
+    Ok(top)
+}
+
 /// `IoAttachDeviceToDeviceStack(SourceDevice, TargetDevice)`: attaches `source`
 /// above the highest device of `target`'s stack and returns that device (the
 /// one `source` now sends IRPs down to). Sets the highest device's
@@ -222,10 +241,7 @@ pub fn io_attach_device_to_device_stack(
     if !known(target) || !known(source) || source == target {
         return Ok(None);
     }
-    let mut top = target;
-    while let Some(above) = attached_device(cpu, top)? {
-        top = above;
-    }
+    let top = io_get_attached_device(cpu, target)?;
     let [stack] = read_bytes::<1>(cpu, at(top.0, OFF_STACK_SIZE))?;
     let alignment: [u8; 4] = read_bytes(cpu, at(top.0, OFF_ALIGNMENT))?;
     write_bytes(cpu, at(top.0, OFF_ATTACHED), &source.0.get().to_le_bytes())?;
@@ -302,7 +318,7 @@ pub fn send(
         return Ok(failed(NtStatus::INSUFFICIENT_RESOURCES));
     };
     irp.set_io_status(cpu, NtStatus::NOT_SUPPORTED, 0)?;
-    m.io().irps().insert(irp.0.get(), IrpRecord { process: None, system_buffer_len: 0, completed: None });
+    m.io().irps().insert(irp.0.get(), IrpRecord::request(None, 0));
     let returned = driver.dispatch(cpu, MajorFunction::Pnp, device, irp)?;
     if returned.is_none() {
         irp::io_complete_request(cpu, irp)?;

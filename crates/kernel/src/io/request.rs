@@ -241,42 +241,18 @@ impl IoCall {
 
     fn send_attached(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {
         let m = cpu.machine();
+        let device = super::pnp::io_get_attached_device(cpu, self.device)?;
         let mut prepared = Prepared::default();
-        if let Err(status) = self.prepare(cpu, &mut prepared)? {
+        if let Err(status) = self.prepare(cpu, device, &mut prepared)? {
             self.undo(cpu, &prepared)?;
             return Ok(IoOutcome::failed(status));
         }
-        let parameters = match self.request {
-            IoRequest::DeviceControl(c) | IoRequest::InternalDeviceControl(c) => Parameters::DeviceIoControl {
-                output_length: c.output_length,
-                input_length: c.input_length,
-                code: c.code,
-                type3_input: prepared.type3_input,
-            },
-            IoRequest::Read { length, offset, .. } | IoRequest::Write { length, offset, .. } => {
-                Parameters::ReadWrite { length, key: 0, byte_offset: offset }
-            }
-            IoRequest::Create(r) => Parameters::Create { options: r.options, share_access: r.share as u16 },
-            IoRequest::Cleanup | IoRequest::Close => Parameters::None,
-        };
-        let contents = IrpContents {
-            major: self.request.major(),
-            minor: 0,
-            parameters,
-            device: self.device,
-            mode: self.mode(),
-            flags: IrpFlags::from_bits_retain(prepared.flags),
-            system_buffer: prepared.system_buffer,
-            mdl: prepared.mdl,
-            user_buffer: prepared.user_buffer,
-            file: self.file.map_or(0, |f| f.0.get()),
-        };
+        let contents = self.contents(device, &prepared);
         let Some(irp) = irp::build(cpu, &contents)? else {
             self.undo(cpu, &prepared)?;
             return Ok(IoOutcome::failed(NtStatus::INSUFFICIENT_RESOURCES));
         };
-        let record =
-            IrpRecord { process: self.caller.clone(), system_buffer_len: prepared.system_buffer_len, completed: None };
+        let record = IrpRecord::request(self.caller.clone(), prepared.system_buffer_len);
         m.io().irps().insert(irp.0.get(), record);
         if let (Some(action), Some(p)) = (self.action, &self.caller) {
             let (va, len) = self.request.user_buffer();
@@ -286,7 +262,7 @@ impl IoCall {
                 BufferAction::Protect(prot) => nt_protect_virtual_memory(cpu, p, va, u64::from(len), prot).map(drop),
             };
         }
-        let returned = match driver.dispatch(cpu, self.request.major(), self.device, irp)? {
+        let returned = match driver.dispatch(cpu, self.request.major(), device, irp)? {
             Some(s) => s,
             None => {
                 irp.set_io_status(cpu, NtStatus::INVALID_DEVICE_REQUEST, 0)?;
@@ -310,10 +286,71 @@ impl IoCall {
         })
     }
 
+    /// What the IRP for this request holds, once [`IoCall::prepare`] made `prepared`.
+    fn contents(&self, device: DeviceObject, prepared: &Prepared) -> IrpContents {
+        let parameters = match self.request {
+            IoRequest::DeviceControl(c) | IoRequest::InternalDeviceControl(c) => Parameters::DeviceIoControl {
+                output_length: c.output_length,
+                input_length: c.input_length,
+                code: c.code,
+                type3_input: prepared.type3_input,
+            },
+            IoRequest::Read { length, offset, .. } | IoRequest::Write { length, offset, .. } => {
+                Parameters::ReadWrite { length, key: 0, byte_offset: offset }
+            }
+            IoRequest::Create(r) => Parameters::Create { options: r.options, share_access: r.share as u16 },
+            IoRequest::Cleanup | IoRequest::Close => Parameters::None,
+        };
+        IrpContents {
+            major: self.request.major(),
+            minor: 0,
+            parameters,
+            device,
+            mode: self.mode(),
+            flags: IrpFlags::from_bits_retain(prepared.flags),
+            system_buffer: prepared.system_buffer,
+            mdl: prepared.mdl,
+            user_buffer: prepared.user_buffer,
+            file: self.file.map_or(0, |f| f.0.get()),
+        }
+    }
+
+    /// Builds the IRP of this request (a kernel caller's) for its device as an
+    /// `IoBuild*Request` routine does (see [`super::build`]): buffers prepared by the
+    /// transfer type, the device's location filled as the *next* one (not current
+    /// until `IoCallDriver`), `UserEvent` and `UserIosb` set. `major` overrides the
+    /// location's `MajorFunction`. `Ok(None)`: a buffer could not be prepared, or no
+    /// pool.
+    pub(crate) fn build_for_driver(
+        &self,
+        cpu: &Cpu<'_>,
+        major: u8,
+        event: u64,
+        iosb: u64,
+    ) -> Result<Option<Irp>, BugCheck> {
+        let mut prepared = Prepared::default();
+        if self.prepare(cpu, self.device, &mut prepared)?.is_err() {
+            self.undo(cpu, &prepared)?;
+            return Ok(None);
+        }
+        let contents = self.contents(self.device, &prepared);
+        let Some(irp) = irp::build(cpu, &contents)? else {
+            self.undo(cpu, &prepared)?;
+            return Ok(None);
+        };
+        let location = irp.current_stack_location(cpu)?;
+        super::device::write_bytes(cpu, location, &[major])?;
+        irp.make_next(cpu, event, iosb)?;
+        let mut record = IrpRecord::request(None, prepared.system_buffer_len);
+        record.origin = super::IrpOrigin::Built;
+        cpu.machine().io().irps().insert(irp.0.get(), record);
+        Ok(Some(irp))
+    }
+
     /// Probes, allocates and locks what the transfer type needs. Inner `Err`:
     /// the status the request fails with (what was set up so far is in `p`).
-    fn prepare(&self, cpu: &Cpu<'_>, p: &mut Prepared) -> Result<Result<(), NtStatus>, BugCheck> {
-        let flags = self.device.flags(cpu)?;
+    fn prepare(&self, cpu: &Cpu<'_>, device: DeviceObject, p: &mut Prepared) -> Result<Result<(), NtStatus>, BugCheck> {
+        let flags = device.flags(cpu)?;
         match self.request {
             IoRequest::DeviceControl(c) | IoRequest::InternalDeviceControl(c) => {
                 p.user_buffer = c.output.get();

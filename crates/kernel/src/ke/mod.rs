@@ -1,6 +1,7 @@
 //! `ke`: the kernel core — IRQL, processors, spin locks, kernel stacks
 //! (DESIGN.md, layer `ke`).
 
+pub mod device_queue;
 pub mod irql;
 pub mod processor;
 pub mod timers;

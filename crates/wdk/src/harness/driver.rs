@@ -190,6 +190,6 @@ impl IrpView {
     /// Sets `IoStatus` and calls `IoCompleteRequest(Irp, IO_NO_INCREMENT)`.
     pub fn complete(&self, status: NtStatus, information: u64) {
         self.set_io_status(status, information);
-        crate::io::IofCompleteRequest(self.irp, 0);
+        crate::io_stack::complete(self.irp);
     }
 }
