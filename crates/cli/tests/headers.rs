@@ -35,6 +35,8 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "annotated.c",
         "dbgprint_formats.c",
         "rtl_routines.c",
+        "mutexes.c",
+        "threads.c",
     ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }

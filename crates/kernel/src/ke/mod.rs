@@ -5,3 +5,4 @@ pub mod irql;
 pub mod processor;
 pub mod timers;
 pub mod watchdog;
+pub mod workers;
