@@ -70,24 +70,27 @@ pub unsafe extern "win64" fn KeInitializeMutex(mutex: *mut c_void, _level: u32) 
 /// `mutex` is an initialized `KMUTEX`.
 pub unsafe extern "win64" fn KeReleaseMutex(mutex: *mut c_void, _wait: u8) -> i32 {
     let thread = crate::ps::current_thread();
-    let released = kernel(|cpu| {
-        let m = Object::of(cpu, mutex, KMUTANT_SIZE)?;
-        let state = m.signal_state();
-        if state > 0 || m.u64_at(MUTANT_OWNER) != thread {
-            return Ok(None);
-        }
-        m.set_signal_state(state + 1);
-        if state == 0 {
-            m.set_u64(MUTANT_OWNER, 0);
-            let apc = u32::from(m.u8_at(MUTANT_APC_DISABLE) != 0);
-            crate::ps::update(|t| {
-                t.apc_disable = t.apc_disable.saturating_sub(apc);
-                t.mutexes_held = t.mutexes_held.saturating_sub(1);
-            });
-        }
-        Ok(Some(state))
-    });
+    let released = kernel(|cpu| Ok(release_mutant(&Object::of(cpu, mutex, KMUTANT_SIZE)?, thread)));
     released.unwrap_or_else(|| crate::seh::raise_status(STATUS_MUTANT_NOT_OWNED))
+}
+
+/// `thread` gives up one level of its ownership of the mutex `m`: the previous signal
+/// state, or `None` when `thread` does not own it.
+pub(crate) fn release_mutant(m: &Object, thread: u64) -> Option<i32> {
+    let state = m.signal_state();
+    if state > 0 || m.u64_at(MUTANT_OWNER) != thread {
+        return None;
+    }
+    m.set_signal_state(state + 1);
+    if state == 0 {
+        m.set_u64(MUTANT_OWNER, 0);
+        let apc = u32::from(m.u8_at(MUTANT_APC_DISABLE) != 0);
+        crate::ps::update(|t| {
+            t.apc_disable = t.apc_disable.saturating_sub(apc);
+            t.mutexes_held = t.mutexes_held.saturating_sub(1);
+        });
+    }
+    Some(state)
 }
 
 /// `KeReadStateMutex`: the signal state (1 free, ≤ 0 owned).
