@@ -85,6 +85,57 @@ NTKERNELAPI VOID KeReleaseGuardedMutex(PKGUARDED_MUTEX Mutex);
 NTKERNELAPI VOID KeEnterGuardedRegion(VOID);
 NTKERNELAPI VOID KeLeaveGuardedRegion(VOID);
 
+/* ---- Executive resources ------------------------------------------------- */
+
+typedef ULONG_PTR ERESOURCE_THREAD, *PERESOURCE_THREAD;
+typedef struct _OWNER_ENTRY {
+    ERESOURCE_THREAD OwnerThread;
+    union {
+        ULONG OwnerCount;
+        ULONG TableSize;
+    };
+} OWNER_ENTRY, *POWNER_ENTRY;
+
+typedef struct _ERESOURCE {
+    LIST_ENTRY SystemResourcesList;
+    POWNER_ENTRY OwnerTable;
+    SHORT ActiveCount;
+    union {
+        USHORT Flag;
+        struct {
+            UCHAR ReservedLowFlags;
+            UCHAR WaiterPriority;
+        };
+    };
+    PVOID SharedWaiters;
+    PVOID ExclusiveWaiters;
+    OWNER_ENTRY OwnerEntry;
+    ULONG ActiveEntries;
+    ULONG ContentionCount;
+    ULONG NumberOfSharedWaiters;
+    ULONG NumberOfExclusiveWaiters;
+    PVOID Reserved2;
+    union {
+        PVOID Address;
+        ULONG_PTR CreatorBackTraceIndex;
+    };
+    KSPIN_LOCK SpinLock;
+} ERESOURCE, *PERESOURCE;
+_Static_assert(sizeof(ERESOURCE) == 0x68, "ERESOURCE size");
+_Static_assert(__builtin_offsetof(ERESOURCE, ActiveCount) == 0x18, "ERESOURCE.ActiveCount");
+_Static_assert(__builtin_offsetof(ERESOURCE, Flag) == 0x1A, "ERESOURCE.Flag");
+_Static_assert(__builtin_offsetof(ERESOURCE, OwnerEntry) == 0x30, "ERESOURCE.OwnerEntry");
+_Static_assert(__builtin_offsetof(ERESOURCE, ContentionCount) == 0x44, "ERESOURCE.ContentionCount");
+_Static_assert(__builtin_offsetof(ERESOURCE, SpinLock) == 0x60, "ERESOURCE.SpinLock");
+
+NTKERNELAPI NTSTATUS ExInitializeResourceLite(PERESOURCE Resource);
+NTKERNELAPI BOOLEAN ExAcquireResourceExclusiveLite(PERESOURCE Resource, BOOLEAN Wait);
+NTKERNELAPI BOOLEAN ExAcquireResourceSharedLite(PERESOURCE Resource, BOOLEAN Wait);
+NTKERNELAPI VOID ExReleaseResourceLite(PERESOURCE Resource);
+NTKERNELAPI NTSTATUS ExDeleteResourceLite(PERESOURCE Resource);
+NTKERNELAPI BOOLEAN ExIsResourceAcquiredExclusiveLite(PERESOURCE Resource);
+NTKERNELAPI ULONG ExIsResourceAcquiredSharedLite(PERESOURCE Resource);
+
 /* ---- Waits on several objects ------------------------------------------- */
 
 typedef enum _WAIT_TYPE { WaitAll, WaitAny, WaitNotification, WaitDequeue } WAIT_TYPE;

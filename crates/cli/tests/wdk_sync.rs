@@ -42,7 +42,9 @@ fn mutexes_recurse_release_and_multiple_waits_satisfy_as_windows_does() {
          fast: IRQL 1 count 0 owner-is-me 1 try 0\nreleased: IRQL 0 count 1\ntry 1: IRQL 1\n\
          guarded: IRQL 0 apcs-disabled 1 try 0\nguarded released: apcs-disabled 0\n\
          any: 00000001, events 0 0 1\nall (poll): 00000102, event 2 still 1\nall: 00000000 at 30 ms\n\
-         semaphore 1, event 0 0\nany: 00000001 (the semaphore)\nany: 00000102 at 40 ms\n",
+         semaphore 1, event 0 0\nany: 00000001 (the semaphore)\nany: 00000102 at 40 ms\n\
+         shared: 2, exclusive 0, active 1, try exclusive 0\nexclusive: 1, count 2, flag 0080\n\
+         released: active 0, flag 0000, delete 00000000\n",
         "{v}"
     );
 }
@@ -74,6 +76,21 @@ fn releasing_a_mutex_not_owned_raises_status_mutant_not_owned() {
     let v = run("mutexes.c", "-DRELEASE_NOT_OWNED", &[]);
     let (code, p) = stop(&v);
     assert_eq!((code, p[0]), (0x7E, 0xC000_0046), "unhandled in DriverEntry's system thread: {v}");
+}
+
+#[test]
+fn releasing_a_resource_not_held_is_resource_not_owned() {
+    let v = run("mutexes.c", "-DRESOURCE_NOT_OWNED", &[]);
+    let (code, p) = stop(&v);
+    assert_eq!((code, p[2], p[3]), (0xE3, 0, 0), "{v}");
+    assert!(p[0] != 0 && p[1] != 0, "the resource and the thread: {v}");
+}
+
+#[test]
+fn a_thread_waiting_for_a_resource_its_waiter_holds_is_a_wait_that_never_ends() {
+    let v = run("mutexes.c", "-DRESOURCE_DEADLOCK", &[]);
+    assert_eq!(v["exit"], 4, "{v}");
+    assert_eq!(v["halt"]["routine"], "ExAcquireResourceSharedLite", "{v}");
 }
 
 /// The pool tags the run left allocated, with how many blocks each.

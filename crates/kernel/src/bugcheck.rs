@@ -90,6 +90,8 @@ impl BugCheckCode {
     pub const REFERENCE_BY_POINTER: Self = Self(0x18);
     /// 0x39: a worker routine returned owning a mutex.
     pub const SYSTEM_EXIT_OWNED_MUTEX: Self = Self(0x39);
+    /// 0xE3: a thread released a resource it did not own.
+    pub const RESOURCE_NOT_OWNED: Self = Self(0xE3);
     /// 0x93: an invalid or protected handle was closed.
     pub const INVALID_KERNEL_HANDLE: Self = Self(0x93);
     /// 0xBF: a thread acquired a mutex it owned already.
@@ -289,6 +291,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "SYSTEM_EXIT_OWNED_MUTEX",
         summary: "A worker routine returned without releasing a mutex object it owned.",
         parameters: ["Address of the worker routine", "Parameter passed to the worker routine", "Address of the work item", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::RESOURCE_NOT_OWNED,
+        name: "RESOURCE_NOT_OWNED",
+        summary: "A thread tried to release an executive resource (ERESOURCE) it did not own.",
+        parameters: ["Address of the resource", "Address of the thread", "Address of the owner table (ntmem: 0)", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::INVALID_KERNEL_HANDLE,

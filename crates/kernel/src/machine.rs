@@ -51,6 +51,7 @@ pub struct Machine {
     timers: crate::ke::timers::Timers,
     workers: crate::ke::workers::Workers,
     objects: crate::ob::Objects,
+    resources: crate::ex::resource::Resources,
     clock_ms: AtomicU64,
     vf: crate::vf::Verifier,
     watchdog: Mutex<WatchdogLimits>,
@@ -184,6 +185,7 @@ impl Machine {
             timers: crate::ke::timers::Timers::default(),
             workers: crate::ke::workers::Workers::default(),
             objects: crate::ob::Objects::default(),
+            resources: crate::ex::resource::Resources::default(),
             clock_ms: AtomicU64::new(0),
             vf: crate::vf::Verifier::default(),
             watchdog: Mutex::new(WatchdogLimits::default()),
@@ -239,6 +241,11 @@ impl Machine {
     /// The object manager's references and handles (`ob`).
     pub fn objects(&self) -> &crate::ob::Objects {
         &self.objects
+    }
+
+    /// The initialized executive resources (`ex::resource`).
+    pub fn resources(&self) -> &crate::ex::resource::Resources {
+        &self.resources
     }
 
     /// The machine's lookaside lists (`ex::lookaside`).

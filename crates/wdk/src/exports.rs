@@ -373,6 +373,13 @@ exports! {
     Ntoskrnl Routine ObfDereferenceObject(ob) Dispatch "objects ntmem does not count (devices, files) are left alone";
     Ntoskrnl Routine ObfReferenceObjectWithTag(ob) Dispatch "as ObfReferenceObject";
     Ntoskrnl Routine ObfDereferenceObjectWithTag(ob) Dispatch "as ObfDereferenceObject";
+    Ntoskrnl Routine ExInitializeResourceLite(ex_resource) Dispatch;
+    Ntoskrnl Routine ExAcquireResourceExclusiveLite(ex_resource) Apc "APCs need not be disabled (ntmem has none)";
+    Ntoskrnl Routine ExAcquireResourceSharedLite(ex_resource) Apc "APCs need not be disabled (ntmem has none)";
+    Ntoskrnl Routine ExReleaseResourceLite(ex_resource) Dispatch;
+    Ntoskrnl Routine ExDeleteResourceLite(ex_resource) Dispatch;
+    Ntoskrnl Routine ExIsResourceAcquiredExclusiveLite(ex_resource) Dispatch;
+    Ntoskrnl Routine ExIsResourceAcquiredSharedLite(ex_resource) Dispatch;
     Ntoskrnl Data PsThreadType Any;
     Ntoskrnl Data ExEventObjectType Any;
     // Cancellation and cancel-safe queues (issue 12).

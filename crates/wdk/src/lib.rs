@@ -12,7 +12,7 @@
 //! * [`ex`], [`ke`], [`dbg`](mod@dbg): the routines, one module per NT component prefix;
 //!   [`ke_dispatcher`], [`ke_wait`], [`ke_mutex`] the dispatcher objects and waits,
 //!   [`ps`] system threads and the thread model, [`ob`] handles and references,
-//!   [`io_workitem`] work items.
+//!   [`io_workitem`] work items, [`ex_resource`] executive resources.
 //! * [`except`]: x64 structured exception handling over driver images' own unwind
 //!   data; [`seh`]: the raise routines use, and [`seh::try_except`] for Rust drivers.
 //! * [`crt`]: `memcpy` and the other C run-time routines the compiler calls;
@@ -45,6 +45,8 @@ pub mod crt_string;
 pub mod dbg;
 #[allow(non_snake_case)]
 pub mod ex;
+#[allow(non_snake_case)]
+pub mod ex_resource;
 pub mod except;
 pub mod exports;
 pub mod harness;

@@ -3,7 +3,10 @@
  * (STATUS_MUTANT_NOT_OWNED caught); fast and guarded mutexes with their IRQL;
  * KeWaitForMultipleObjects with WaitAny and WaitAll, a timeout and a timer.
  * Misuse, one per build: -DREACQUIRE_FAST (0xBF), -DFAST_AT_DISPATCH (0x09),
- * -DTOO_MANY_OBJECTS (0xC), -DRELEASE_NOT_OWNED (unhandled: 0x7E). */
+ * -DTOO_MANY_OBJECTS (0xC), -DRELEASE_NOT_OWNED (unhandled: 0x7E); executive
+ * resources: shared and exclusive, recursion, a try that fails; -DRESOURCE_NOT_OWNED
+ * (0xE3), -DRESOURCE_DEADLOCK (a thread waits for a resource its waiter holds: a
+ * wait that can never end). */
 #include <ntddk.h>
 
 static KMUTEX Mutex;
@@ -13,6 +16,16 @@ static KEVENT Events[4];
 static KSEMAPHORE Semaphore;
 static KTIMER Timer;
 static KWAIT_BLOCK Blocks[4];
+static ERESOURCE Resource;
+
+#ifdef RESOURCE_DEADLOCK
+static VOID Reader(PVOID Context)
+{
+    UNREFERENCED_PARAMETER(Context);
+    DbgPrint("reader: try %d\n", ExAcquireResourceSharedLite(&Resource, FALSE));
+    ExAcquireResourceSharedLite(&Resource, TRUE);
+}
+#endif
 
 static VOID Unload(PDRIVER_OBJECT DriverObject)
 {
@@ -111,6 +124,37 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 #ifdef TOO_MANY_OBJECTS
     KeWaitForMultipleObjects(4, objects, WaitAny, Executive, KernelMode, FALSE, &zero, NULL);
 #endif
+
+    ExInitializeResourceLite(&Resource);
+    KeEnterCriticalRegion();
+    ExAcquireResourceSharedLite(&Resource, TRUE);
+    ExAcquireResourceSharedLite(&Resource, TRUE);
+    DbgPrint("shared: %lu, exclusive %d, active %d, try exclusive %d\n", ExIsResourceAcquiredSharedLite(&Resource),
+             ExIsResourceAcquiredExclusiveLite(&Resource), Resource.ActiveCount,
+             ExAcquireResourceExclusiveLite(&Resource, FALSE));
+    ExReleaseResourceLite(&Resource);
+    ExReleaseResourceLite(&Resource);
+    ExAcquireResourceExclusiveLite(&Resource, TRUE);
+    ExAcquireResourceSharedLite(&Resource, TRUE);
+    DbgPrint("exclusive: %d, count %lu, flag %04x\n", ExIsResourceAcquiredExclusiveLite(&Resource),
+             ExIsResourceAcquiredSharedLite(&Resource), Resource.Flag);
+#ifdef RESOURCE_DEADLOCK
+    {
+        HANDLE h;
+        PVOID thread;
+        PsCreateSystemThread(&h, THREAD_ALL_ACCESS, NULL, NULL, NULL, Reader, NULL);
+        ObReferenceObjectByHandle(h, THREAD_ALL_ACCESS, *PsThreadType, KernelMode, &thread, NULL);
+        KeWaitForSingleObject(thread, Executive, KernelMode, FALSE, NULL);
+    }
+#endif
+    ExReleaseResourceLite(&Resource);
+    ExReleaseResourceLite(&Resource);
+    KeLeaveCriticalRegion();
+#ifdef RESOURCE_NOT_OWNED
+    ExReleaseResourceLite(&Resource);
+#endif
+    DbgPrint("released: active %d, flag %04x, delete %08x\n", Resource.ActiveCount, Resource.Flag,
+             ExDeleteResourceLite(&Resource));
     DriverObject->DriverUnload = Unload;
     return STATUS_SUCCESS;
 }
