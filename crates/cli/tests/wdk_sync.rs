@@ -100,7 +100,7 @@ fn leaks(v: &Value) -> Vec<(String, i64)> {
 }
 
 #[test]
-fn a_system_thread_runs_inside_the_wait_for_it_and_work_items_after_driver_entry() {
+fn a_system_thread_runs_inside_the_wait_for_it_and_work_items_and_other_threads_after_driver_entry() {
     let v = run("threads.c", "", &[]);
     assert_eq!(v["exit"], 0, "{v}");
     assert_eq!(
@@ -110,7 +110,8 @@ fn a_system_thread_runs_inside_the_wait_for_it_and_work_items_after_driver_entry
          thread: context 0000000000001234, IRQL 0, priority was 8, system 1, other thread 1\n\
          thread ended: 00000000, ran 1, signalled 1\nqueued at IRQL 0\n\
          io work item: device ok 1, context 0000000000005678, IRQL 0, worker 1\n\
-         ex work item: parameter 0000000000009ABC, IRQL 0\nunload: thread ran 1\n",
+         ex work item: parameter 0000000000009ABC, IRQL 0\n\
+         detached thread: context 000000000000DEF0, IRQL 0, apcs-disabled 0\nunload: thread ran 1\n",
         "{v}"
     );
     assert!(leaks(&v).is_empty(), "{v}");
@@ -141,6 +142,13 @@ fn a_thread_waiting_for_what_nothing_can_signal_ends_the_run() {
     let v = run("threads.c", "-DTHREAD_WAITS_FOREVER", &[]);
     assert_eq!(v["exit"], 4, "{v}");
     assert_eq!((v["halt"]["kind"].as_str(), v["halt"]["object_type"].as_u64()), (Some("wait_never_ends"), Some(0)));
+}
+
+#[test]
+fn an_exception_no_handler_takes_in_a_system_thread_is_0x7e() {
+    let v = run("threads.c", "-DTHREAD_FAULTS", &[]);
+    let (code, p) = stop(&v);
+    assert_eq!((code, p[0]), (0x7E, 0xC000_0005), "{v}");
 }
 
 #[test]

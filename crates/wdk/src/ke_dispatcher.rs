@@ -11,19 +11,14 @@
 //! `DeferredRoutine` 0x18, `DeferredContext` 0x20 and the system arguments 0x28/0x30.
 //!
 //! **What ntmem models, and how it differs.** There is one thread of driver code at a
-//! time and no scheduler: a wait is satisfied at once when its object is signalled
-//! (a synchronization event is reset, a semaphore count taken); otherwise time is
-//! the only thing that can change, so the wait sleeps simulated time until the next
-//! timer (which may signal the object or queue a DPC that does) or its timeout
-//! (STATUS_TIMEOUT). A wait with no timeout that nothing can ever satisfy stops the
-//! run with a report ([`ntmem_kernel::Halt::WaitNeverEnds`]) — on Windows it would
-//! hang. Timers fire only when simulated time moves (a scenario's `advance_ms`, a
-//! wait, `KeDelayExecutionThread`); a queued DPC runs at DISPATCH_LEVEL when the
-//! driver routine that queued it has returned, during a wait, or at
-//! `KeFlushQueuedDpcs`. Waiting at DISPATCH_LEVEL or above with a nonzero timeout is
-//! DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x3B, IRQL, object, timeout) under Driver
-//! Verifier's IRQL checking, else IRQL_NOT_LESS_OR_EQUAL (0x0A: object, IRQL, 0, 0),
-//! the scheduler's stop on a switch it cannot make.
+//! time and no scheduler ([`crate::ps`] has the thread model). Waits are
+//! [`crate::ke_wait`]'s: satisfied at once when the objects are signalled, otherwise
+//! DPCs, queued work and simulated time run until they are, or the timeout passes.
+//! Timers fire only when simulated time moves (a scenario's `advance_ms`, a wait,
+//! `KeDelayExecutionThread`); a queued DPC runs at DISPATCH_LEVEL when the driver
+//! routine that queued it has returned, during a wait, or at `KeFlushQueuedDpcs`.
+//! [`settle`] is what the machine owes a driver between scenario steps: due timers,
+//! queued DPCs, then queued work items and new threads.
 
 use std::ffi::c_void;
 

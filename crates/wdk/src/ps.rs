@@ -3,7 +3,7 @@
 //! "KeSetPriorityThread", "PsGetCurrentThreadId", "System Worker Threads").
 //!
 //! **The thread model.** ntmem has one thread of driver code at a time and no
-//! scheduler. Which *simulated* thread runs is a value kept here ([`ThreadContext`]):
+//! scheduler. Which *simulated* thread runs is a value kept here (`ThreadContext`):
 //! its identity (the `PKTHREAD` `KeGetCurrentThread` returns, a mutex's owner), its
 //! APC-disable count (critical and guarded regions, kernel mutexes held) and how many
 //! mutexes it holds. Three kinds of thread run driver code:

@@ -5,7 +5,9 @@
  * PASSIVE_LEVEL in a worker thread. Misuse, one per build: -DLEAK_HANDLE (the thread
  * object leaks), -DLEAK_WORKITEM (the IO_WORKITEM leaks), -DWORKER_HOLDS_MUTEX
  * (0x39), -DTHREAD_WAITS_FOREVER (a wait that can never end), -DCLOSE_TWICE (0x93),
- * -DDEREFERENCE_TWICE (0x18). */
+ * -DDEREFERENCE_TWICE (0x18), -DTHREAD_FAULTS (an access violation no handler takes
+ * in a system thread: 0x7E). A second thread, not waited for, runs after the work
+ * items, in its own thread state (the critical region DriverEntry held is not its). */
 #include <ntddk.h>
 
 static KEVENT Go;
@@ -22,6 +24,9 @@ static VOID ThreadStart(PVOID Context)
              KeGetCurrentIrql(), old, PsIsSystemThread(PsGetCurrentThread()), PsGetCurrentThreadId() != (HANDLE)8);
 #ifdef THREAD_WAITS_FOREVER
     KeResetEvent(&Go);
+#endif
+#ifdef THREAD_FAULTS
+    *(volatile LONG *)Context = 1;
 #endif
     KeWaitForSingleObject(&Go, Executive, KernelMode, FALSE, NULL);
     InterlockedIncrement(&Ran);
@@ -44,6 +49,12 @@ static VOID IoWorker(PDEVICE_OBJECT DeviceObject, PVOID Context)
 static VOID ExWorker(PVOID Parameter)
 {
     DbgPrint("ex work item: parameter %p, IRQL %d\n", Parameter, KeGetCurrentIrql());
+}
+
+static VOID Detached(PVOID Context)
+{
+    DbgPrint("detached thread: context %p, IRQL %d, apcs-disabled %d\n", Context, KeGetCurrentIrql(),
+             KeAreApcsDisabled());
 }
 
 static VOID Unload(PDRIVER_OBJECT DriverObject)
@@ -95,7 +106,13 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     IoQueueWorkItem(IoItem, IoWorker, DelayedWorkQueue, (PVOID)0x5678);
     ExInitializeWorkItem(&ExItem, ExWorker, (PVOID)0x9abc);
     ExQueueWorkItem(&ExItem, DelayedWorkQueue);
+    status = PsCreateSystemThread(&thread, THREAD_ALL_ACCESS, NULL, NULL, NULL, Detached, (PVOID)0xdef0);
+    if (NT_SUCCESS(status)) {
+        ZwClose(thread);
+    }
+    KeEnterCriticalRegion();
     DbgPrint("queued at IRQL %d\n", KeGetCurrentIrql());
+    KeLeaveCriticalRegion();
     DriverObject->DriverUnload = Unload;
     return STATUS_SUCCESS;
 }
