@@ -152,6 +152,14 @@ fn an_exception_no_handler_takes_in_a_system_thread_is_0x7e() {
 }
 
 #[test]
+fn driver_entry_returning_inside_a_critical_region_is_apc_index_mismatch() {
+    let v = run("threads.c", "-DCRITICAL_REGION_KEPT", &[]);
+    let (code, p) = stop(&v);
+    assert_eq!((code, p[1], p[2], p[3]), (0x01, 0, 0xFFFF, 1), "{v}");
+    assert_ne!(p[0], 0, "DriverEntry's address: {v}");
+}
+
+#[test]
 fn closing_a_handle_twice_is_invalid_kernel_handle() {
     let v = run("threads.c", "-DCLOSE_TWICE", &[]);
     assert_eq!(stop(&v), (0x93, vec![0xFFFF_FFFF_8000_0004, 1, 0, 0]), "{v}");

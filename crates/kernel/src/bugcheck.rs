@@ -90,6 +90,8 @@ impl BugCheckCode {
     pub const REFERENCE_BY_POINTER: Self = Self(0x18);
     /// 0x39: a worker routine returned owning a mutex.
     pub const SYSTEM_EXIT_OWNED_MUTEX: Self = Self(0x39);
+    /// 0x01: a thread returned from a system call or worker routine with APCs disabled.
+    pub const APC_INDEX_MISMATCH: Self = Self(0x01);
     /// 0xE3: a thread released a resource it did not own.
     pub const RESOURCE_NOT_OWNED: Self = Self(0xE3);
     /// 0x93: an invalid or protected handle was closed.
@@ -291,6 +293,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "SYSTEM_EXIT_OWNED_MUTEX",
         summary: "A worker routine returned without releasing a mutex object it owned.",
         parameters: ["Address of the worker routine", "Parameter passed to the worker routine", "Address of the work item", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::APC_INDEX_MISMATCH,
+        name: "APC_INDEX_MISMATCH",
+        summary: "A system call or worker routine returned with normal kernel APCs still disabled (KeEnterCriticalRegion without KeLeaveCriticalRegion, a guarded region or kernel mutex kept).",
+        parameters: ["Address of the system call or worker routine", "The thread's ApcStateIndex", "The thread's CombinedApcDisable: (SpecialApcDisable << 16) | KernelApcDisable", "Call type: 0 system call, 1 worker routine"],
     },
     BugCheckInfo {
         code: BugCheckCode::RESOURCE_NOT_OWNED,

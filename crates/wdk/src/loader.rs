@@ -289,6 +289,7 @@ impl Driver {
             let entry = c.irql();
             let r = context::enter(c, routine, call);
             check_return(c, Caller::Worker, address as u64, None, entry)?;
+            crate::ps::check_worker_return(c, address as u64)?;
             Ok(r)
         })
         .map_err(|mut b| {

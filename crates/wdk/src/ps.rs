@@ -110,6 +110,28 @@ pub(crate) fn current_thread() -> u64 {
     }
 }
 
+/// `CombinedApcDisable` as Windows keeps it for `count` disables: KernelApcDisable
+/// counts down from 0 (a 16-bit field; special APCs are not modelled).
+fn combined_apc_disable(count: u32) -> u64 {
+    u64::from((count as u16).wrapping_neg())
+}
+
+/// Where a worker routine (`DriverEntry`, `DriverUnload`, `AddDevice`, a work item)
+/// returns: APCs still disabled is APC_INDEX_MISMATCH (0x01: routine, 0,
+/// CombinedApcDisable, 1 worker routine). The requesting thread's state is then
+/// forgotten: the next routine runs in a fresh one.
+///
+/// # Errors
+/// The stop.
+pub fn check_worker_return(cpu: &ntmem_kernel::Cpu<'_>, routine: u64) -> Result<(), BugCheck> {
+    let t = CURRENT.with(|c| c.replace(ThreadContext::default()));
+    if t.thread == 0 && t.apc_disable > 0 {
+        let p = [routine, 0, combined_apc_disable(t.apc_disable), 1];
+        return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
+    }
+    Ok(())
+}
+
 /// Runs queued work (work items, new threads), oldest first, each to its end, with
 /// the DPCs each leaves queued; whether anything ran. See the module docs.
 pub(crate) fn run_queued_work() -> bool {
@@ -185,6 +207,10 @@ fn run(work: Work) {
         if ended.mutexes_held > 0 && !is_thread {
             let p = [work.routine, work.argument1, work.item, 0];
             return Err(cpu.machine().bugcheck(BugCheckCode::SYSTEM_EXIT_OWNED_MUTEX, p));
+        }
+        if ended.apc_disable > 0 && !is_thread {
+            let p = [work.routine, 0, combined_apc_disable(ended.apc_disable), 1];
+            return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
         }
         if is_thread {
             end_thread(cpu, work.item, status)?;

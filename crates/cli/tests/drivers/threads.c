@@ -5,7 +5,8 @@
  * PASSIVE_LEVEL in a worker thread. Misuse, one per build: -DLEAK_HANDLE (the thread
  * object leaks), -DLEAK_WORKITEM (the IO_WORKITEM leaks), -DWORKER_HOLDS_MUTEX
  * (0x39), -DTHREAD_WAITS_FOREVER (a wait that can never end), -DCLOSE_TWICE (0x93),
- * -DDEREFERENCE_TWICE (0x18), -DTHREAD_FAULTS (an access violation no handler takes
+ * -DDEREFERENCE_TWICE (0x18), -DCRITICAL_REGION_KEPT (DriverEntry returns with APCs
+ * disabled: 0x01), -DTHREAD_FAULTS (an access violation no handler takes
  * in a system thread: 0x7E). A second thread, not waited for, runs after the work
  * items, in its own thread state (the critical region DriverEntry held is not its). */
 #include <ntddk.h>
@@ -112,7 +113,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     }
     KeEnterCriticalRegion();
     DbgPrint("queued at IRQL %d\n", KeGetCurrentIrql());
+#ifndef CRITICAL_REGION_KEPT
     KeLeaveCriticalRegion();
+#endif
     DriverObject->DriverUnload = Unload;
     return STATUS_SUCCESS;
 }

@@ -308,6 +308,7 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
             let entry = c.irql();
             let r = context::enter(c, routine, f);
             check_return(c, Caller::Worker, 0, None, entry)?;
+            crate::ps::check_worker_return(c, 0)?;
             Ok(r)
         })
         .map_err(|b| self.blame(b))
