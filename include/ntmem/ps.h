@@ -78,6 +78,8 @@ static __inline VOID ExInitializeFastMutex(PFAST_MUTEX FastMutex)
 NTKERNELAPI VOID ExAcquireFastMutex(PFAST_MUTEX FastMutex);
 NTKERNELAPI BOOLEAN ExTryToAcquireFastMutex(PFAST_MUTEX FastMutex);
 NTKERNELAPI VOID ExReleaseFastMutex(PFAST_MUTEX FastMutex);
+NTKERNELAPI VOID ExAcquireFastMutexUnsafe(PFAST_MUTEX FastMutex);
+NTKERNELAPI VOID ExReleaseFastMutexUnsafe(PFAST_MUTEX FastMutex);
 NTKERNELAPI VOID KeInitializeGuardedMutex(PKGUARDED_MUTEX Mutex);
 NTKERNELAPI VOID KeAcquireGuardedMutex(PKGUARDED_MUTEX Mutex);
 NTKERNELAPI BOOLEAN KeTryToAcquireGuardedMutex(PKGUARDED_MUTEX Mutex);

@@ -39,7 +39,7 @@ fn mutexes_recurse_release_and_multiple_waits_satisfy_as_windows_does() {
         v["debug_output"],
         "mutex: state 1\nwait 00000000 state 0 owner-is-me 1 apcs-disabled 1\nagain 00000000 state -1\n\
          release -1\nrelease 0, state 1, apcs-disabled 0\nnot owned: c0000046\n\
-         fast: IRQL 1 count 0 owner-is-me 1 try 0\nreleased: IRQL 0 count 1\ntry 1: IRQL 1\n\
+         fast: IRQL 1 count 0 owner-is-me 1 try 0\nreleased: IRQL 0 count 1\ntry 1: IRQL 1\nunsafe: IRQL 0 count 0\n\
          guarded: IRQL 0 apcs-disabled 1 try 0\nguarded released: apcs-disabled 0\n\
          any: 00000001, events 0 0 1\nall (poll): 00000102, event 2 still 1\nall: 00000000 at 30 ms\n\
          semaphore 1, event 0 0\nany: 00000001 (the semaphore)\nany: 00000102 at 40 ms\n\

@@ -348,6 +348,8 @@ exports! {
     Ntoskrnl Routine ExAcquireFastMutex(ke_mutex) Apc "re-acquiring one the thread owns is 0xBF (Windows deadlocks)";
     Ntoskrnl Routine ExTryToAcquireFastMutex(ke_mutex) Apc;
     Ntoskrnl Routine ExReleaseFastMutex(ke_mutex) Apc "releasing one not owned raises STATUS_MUTANT_NOT_OWNED (Windows does not check)";
+    Ntoskrnl Routine ExAcquireFastMutexUnsafe(ke_mutex) Apc "the caller's critical region is not checked";
+    Ntoskrnl Routine ExReleaseFastMutexUnsafe(ke_mutex) Apc;
     Ntoskrnl Routine KeInitializeGuardedMutex(ke_mutex) Apc;
     Ntoskrnl Routine KeAcquireGuardedMutex(ke_mutex) Apc "re-acquiring one the thread owns is 0xBF (Windows deadlocks)";
     Ntoskrnl Routine KeTryToAcquireGuardedMutex(ke_mutex) Apc;

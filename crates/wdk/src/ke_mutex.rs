@@ -17,7 +17,8 @@
 //! while held (`KeAreApcsDisabled`). Releasing one the caller does not own raises
 //! STATUS_MUTANT_NOT_OWNED (0xC0000046), as `KeReleaseMutex` documents. A fast mutex
 //! raises to APC_LEVEL (saving the old IRQL in `OldIrql`), a guarded mutex enters a
-//! guarded region; neither is recursive: re-acquiring one the thread owns is
+//! guarded region (the `Unsafe` forms do neither: their caller is at APC_LEVEL or in a
+//! critical region, which ntmem does not check); none is recursive: re-acquiring one the thread owns is
 //! MUTEX_ALREADY_OWNED (0xBF: mutex, thread, 0, 0) where Windows would deadlock; above
 //! APC_LEVEL the raise fails as `KfRaiseIrql` does (0x09, or Driver Verifier's 0xC4).
 //! Releasing a fast or guarded mutex the caller does not own raises
@@ -109,6 +110,9 @@ enum Flavor {
     Fast,
     /// `KeAcquireGuardedMutex`: enter a guarded region.
     Guarded,
+    /// `ExAcquireFastMutexUnsafe`: neither (the caller is at APC_LEVEL or in a
+    /// critical region already).
+    Unsafe,
 }
 
 fn fast_mutex(cpu: &Cpu<'_>, p: *mut c_void) -> Result<Object, BugCheck> {
@@ -131,7 +135,7 @@ fn irql_rule(cpu: &Cpu<'_>, p: *mut c_void, flavor: Flavor) -> Result<(), BugChe
     }
     match flavor {
         Flavor::Fast => cpu.raise_irql(Irql::APC).map(drop),
-        Flavor::Guarded => crate::ke_wait::check_irql(cpu, p as u64, None),
+        Flavor::Guarded | Flavor::Unsafe => crate::ke_wait::check_irql(cpu, p as u64, None),
     }
 }
 
@@ -143,6 +147,7 @@ fn enter(cpu: &Cpu<'_>, flavor: Flavor) -> Result<Irql, BugCheck> {
             crate::ps::update(|t| t.apc_disable += 1);
             Ok(cpu.irql())
         }
+        Flavor::Unsafe => Ok(cpu.irql()),
     }
 }
 
@@ -203,6 +208,7 @@ fn release(p: *mut c_void, flavor: Flavor) {
         match flavor {
             Flavor::Fast => cpu.lower_irql(Irql(m.i32_at(FM_OLD_IRQL).clamp(0, 31) as u8))?,
             Flavor::Guarded => crate::ps::update(|t| t.apc_disable = t.apc_disable.saturating_sub(1)),
+            Flavor::Unsafe => {}
         }
         Ok(true)
     });
@@ -235,6 +241,24 @@ pub unsafe extern "win64" fn ExTryToAcquireFastMutex(mutex: *mut c_void) -> u8 {
 /// As `ExAcquireFastMutex`.
 pub unsafe extern "win64" fn ExReleaseFastMutex(mutex: *mut c_void) {
     release(mutex, Flavor::Fast);
+}
+
+/// `ExAcquireFastMutexUnsafe`: takes the mutex without raising the IRQL (the caller
+/// is at APC_LEVEL or in a critical region), waiting while another thread owns it.
+///
+/// # Safety
+/// As `ExAcquireFastMutex`.
+pub unsafe extern "win64" fn ExAcquireFastMutexUnsafe(mutex: *mut c_void) {
+    acquire(mutex, Flavor::Unsafe, "ExAcquireFastMutexUnsafe");
+}
+
+/// `ExReleaseFastMutexUnsafe`: frees a mutex `ExAcquireFastMutexUnsafe` took; the IRQL
+/// stays.
+///
+/// # Safety
+/// As `ExAcquireFastMutex`.
+pub unsafe extern "win64" fn ExReleaseFastMutexUnsafe(mutex: *mut c_void) {
+    release(mutex, Flavor::Unsafe);
 }
 
 /// `KeInitializeGuardedMutex`: free, no owner, no contention.

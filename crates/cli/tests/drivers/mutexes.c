@@ -76,6 +76,11 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     tried = ExTryToAcquireFastMutex(&Fast);
     DbgPrint("try %d: IRQL %d\n", tried, KeGetCurrentIrql());
     ExReleaseFastMutex(&Fast);
+    KeEnterCriticalRegion();
+    ExAcquireFastMutexUnsafe(&Fast);
+    DbgPrint("unsafe: IRQL %d count %ld\n", KeGetCurrentIrql(), Fast.Count);
+    ExReleaseFastMutexUnsafe(&Fast);
+    KeLeaveCriticalRegion();
 #ifdef FAST_AT_DISPATCH
     {
         KIRQL old;
