@@ -10,12 +10,18 @@
 //!
 //! * **The requesting thread** — DriverEntry, DriverUnload, dispatch routines and the
 //!   DPCs and timers a scenario step brings about run in one thread, whose identity is
-//!   a fixed token outside simulated memory (so it cannot be waited on).
+//!   a fixed token outside simulated memory (so it cannot be waited on). When
+//!   DriverEntry, DriverUnload or AddDevice returns (a worker routine on Windows) its
+//!   state is checked — APCs still disabled is APC_INDEX_MISMATCH (0x01) — and
+//!   forgotten, so the next routine starts afresh.
 //! * **System worker threads** — a queued work item (`IoQueueWorkItem`,
 //!   `ExQueueWorkItem`) runs at PASSIVE_LEVEL in a worker thread (another fixed token).
 //! * **System threads** — `PsCreateSystemThread` allocates a thread object (nonpaged
 //!   pool, tag `Thre`, a `DISPATCHER_HEADER` of type 6 at its start) and queues the
 //!   start routine.
+//!
+//! A work item must return at PASSIVE_LEVEL (0xE1), owning no mutex (0x39), with APCs
+//! enabled (0x01).
 //!
 //! Queued work runs **in order, each routine to its end**, at PASSIVE_LEVEL: at a
 //! settle point (after the driver routine that queued it returned, before the next
