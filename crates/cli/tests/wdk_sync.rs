@@ -106,6 +106,7 @@ fn a_system_thread_runs_inside_the_wait_for_it_and_work_items_and_other_threads_
     assert_eq!(
         v["debug_output"],
         "create: 00000000, process 0000000000000004, kernel handle 1\nas an event: c0000024\n\
+         as a file: c0000024, as a process: c0000024, bad handle: c0000008\n\
          as a thread: 00000000, not mine 1\nthread running before the wait: 0\n\
          thread: context 0000000000001234, IRQL 0, priority was 8, system 1, other thread 1\n\
          thread ended: 00000000, ran 1, signalled 1\nqueued at IRQL 0\n\

@@ -3,8 +3,10 @@
 //! (learn.microsoft.com "ObReferenceObjectByHandle", "ObDereferenceObject",
 //! "ZwClose", "Object Handles").
 //!
-//! Only objects the kernel created here are counted (system threads today); a
-//! handle holds one reference, as on Windows. Handles are kernel handles: as
+//! Only objects inserted here are counted (system threads today; the I/O manager's
+//! file objects and a scenario's events and processes may be inserted with
+//! [`Objects::insert`] and given handles with [`Objects::open`]); a handle holds one
+//! reference, as on Windows. Handles are kernel handles: as
 //! Windows' kernel handles on x64 they have the top bit set (`0xFFFFFFFF8000xxxx`),
 //! are multiples of 4 and never reused within a run.
 
@@ -18,6 +20,10 @@ pub enum ObjectType {
     Thread,
     /// `ExEventObjectType`: an event object.
     Event,
+    /// `PsProcessType`: a process object.
+    Process,
+    /// `IoFileObjectType`: a file object.
+    File,
 }
 
 /// A handle's entry.

@@ -384,6 +384,8 @@ exports! {
     Ntoskrnl Routine ExIsResourceAcquiredSharedLite(ex_resource) Dispatch;
     Ntoskrnl Data PsThreadType Any;
     Ntoskrnl Data ExEventObjectType Any;
+    Ntoskrnl Data PsProcessType Any;
+    Ntoskrnl Data IoFileObjectType Any;
     // Cancellation and cancel-safe queues (issue 12).
     Ntoskrnl Routine IoAcquireCancelSpinLock(io_cancel) Dispatch;
     Ntoskrnl Routine IoReleaseCancelSpinLock(io_cancel) AtDispatch;

@@ -81,6 +81,10 @@ pub struct KernelData {
     pub thread_type: u64,
     /// `ExEventObjectType`: where the event object type's `POBJECT_TYPE` is.
     pub event_type: u64,
+    /// `PsProcessType`: where the process object type's `POBJECT_TYPE` is.
+    pub process_type: u64,
+    /// `IoFileObjectType`: where the file object type's `POBJECT_TYPE` is.
+    pub file_type: u64,
 }
 
 impl KernelData {
@@ -97,6 +101,8 @@ impl KernelData {
             number_processors: i8::try_from(profile.processors).unwrap_or(i8::MAX),
             thread_type: std::ptr::addr_of!(crate::ob::THREAD_TYPE_VARIABLE) as u64,
             event_type: std::ptr::addr_of!(crate::ob::EVENT_TYPE_VARIABLE) as u64,
+            process_type: std::ptr::addr_of!(crate::ob::PROCESS_TYPE_VARIABLE) as u64,
+            file_type: std::ptr::addr_of!(crate::ob::FILE_TYPE_VARIABLE) as u64,
         }
     }
 
@@ -110,6 +116,8 @@ impl KernelData {
             "KeNumberProcessors" => std::ptr::addr_of!(self.number_processors).cast(),
             "PsThreadType" => std::ptr::addr_of!(self.thread_type).cast(),
             "ExEventObjectType" => std::ptr::addr_of!(self.event_type).cast(),
+            "PsProcessType" => std::ptr::addr_of!(self.process_type).cast(),
+            "IoFileObjectType" => std::ptr::addr_of!(self.file_type).cast(),
             _ => return None,
         };
         Some(p as u64)

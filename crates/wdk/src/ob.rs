@@ -10,7 +10,8 @@
 //! the object (a thread object is freed once the thread has ended and nothing
 //! refers to it, so a handle never closed is a `Thre` leak at unload).
 //!
-//! `PsThreadType` and `ExEventObjectType` are exported variables, each a
+//! `PsThreadType`, `ExEventObjectType`, `PsProcessType` and `IoFileObjectType` are
+//! exported variables, each a
 //! `POBJECT_TYPE *` (as the WDK declares them) through which a driver reads the
 //! `POBJECT_TYPE` naming an opaque type block; `ObReferenceObjectByHandle` checks the
 //! handle's object against the type asked for (STATUS_OBJECT_TYPE_MISMATCH) and, for
@@ -20,8 +21,9 @@
 //!
 //! **Where it differs.** Objects ntmem does not count (device objects, file objects,
 //! the requesting thread) are references ntmem ignores: referencing or
-//! dereferencing them changes nothing. Event handles exist only as a type to check
-//! against: no routine creates one yet.
+//! dereferencing them changes nothing. Event, process and file objects exist only as
+//! types to check against until something inserts them
+//! ([`ntmem_kernel::ob::Objects::insert`]): no routine creates a handle to one yet.
 
 use std::ffi::c_void;
 
@@ -51,18 +53,28 @@ pub struct TypeBlock([u8; 16]);
 pub static THREAD_TYPE: TypeBlock = TypeBlock(*b"Thread\0\0\0\0\0\0\0\0\0\0");
 /// The block `*ExEventObjectType` points at.
 pub static EVENT_TYPE: TypeBlock = TypeBlock(*b"Event\0\0\0\0\0\0\0\0\0\0\0");
+/// The block `*PsProcessType` points at.
+pub static PROCESS_TYPE: TypeBlock = TypeBlock(*b"Process\0\0\0\0\0\0\0\0\0");
+/// The block `*IoFileObjectType` points at.
+pub static FILE_TYPE: TypeBlock = TypeBlock(*b"File\0\0\0\0\0\0\0\0\0\0\0\0");
 
 /// The variable `PsThreadType` points at: it holds the thread type's `POBJECT_TYPE`
 /// (the WDK declares the export `POBJECT_TYPE *`).
 pub static THREAD_TYPE_VARIABLE: &TypeBlock = &THREAD_TYPE;
 /// The variable `ExEventObjectType` points at.
 pub static EVENT_TYPE_VARIABLE: &TypeBlock = &EVENT_TYPE;
+/// The variable `PsProcessType` points at.
+pub static PROCESS_TYPE_VARIABLE: &TypeBlock = &PROCESS_TYPE;
+/// The variable `IoFileObjectType` points at.
+pub static FILE_TYPE_VARIABLE: &TypeBlock = &FILE_TYPE;
 
 /// The `POBJECT_TYPE` value of `t`.
 pub fn type_pointer(t: ObjectType) -> u64 {
     match t {
         ObjectType::Thread => std::ptr::addr_of!(THREAD_TYPE) as u64,
         ObjectType::Event => std::ptr::addr_of!(EVENT_TYPE) as u64,
+        ObjectType::Process => std::ptr::addr_of!(PROCESS_TYPE) as u64,
+        ObjectType::File => std::ptr::addr_of!(FILE_TYPE) as u64,
     }
 }
 
@@ -71,7 +83,9 @@ pub fn type_pointer(t: ObjectType) -> u64 {
 pub(crate) fn dereference(cpu: &Cpu<'_>, object: u64) -> Result<(), BugCheck> {
     match cpu.machine().objects().dereference(object) {
         Dereferenced::Live | Dereferenced::Unknown => Ok(()),
-        Dereferenced::Last => crate::ps::delete_thread(cpu, object),
+        Dereferenced::Last if cpu.machine().workers().thread(object).is_some() => crate::ps::delete_thread(cpu, object),
+        // Other objects are deleted by whoever inserted them, when they see it gone.
+        Dereferenced::Last => Ok(()),
         Dereferenced::Underflow(t) => {
             Err(cpu.machine().bugcheck(BugCheckCode::REFERENCE_BY_POINTER, [type_pointer(t), object, 0, 0]))
         }

@@ -84,6 +84,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     DbgPrint("create: %08x, process %p, kernel handle %d\n", status, id.UniqueProcess, (LONG_PTR)thread < 0);
     status = ObReferenceObjectByHandle(thread, THREAD_ALL_ACCESS, *ExEventObjectType, KernelMode, &wrong, NULL);
     DbgPrint("as an event: %08x\n", status);
+    status = ObReferenceObjectByHandle(thread, 0, *IoFileObjectType, KernelMode, &wrong, NULL);
+    DbgPrint("as a file: %08x, as a process: %08x, bad handle: %08x\n", status,
+             ObReferenceObjectByHandle(thread, 0, *PsProcessType, KernelMode, &wrong, NULL),
+             ObReferenceObjectByHandle((HANDLE)(LONG_PTR)-100, 0, NULL, KernelMode, &wrong, NULL));
     status = ObReferenceObjectByHandle(thread, THREAD_ALL_ACCESS, *PsThreadType, KernelMode, &object, NULL);
     DbgPrint("as a thread: %08x, not mine %d\n", status, object != (PVOID)KeGetCurrentThread());
 #ifndef LEAK_HANDLE
