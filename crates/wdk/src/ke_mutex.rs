@@ -124,7 +124,7 @@ fn own(m: &Object, thread: u64, old: Irql) {
     m.set_i32(FM_COUNT, 0);
     m.set_u64(FM_OWNER, thread);
     m.set_i32(FM_OLD_IRQL, i32::from(old.0));
-    crate::ps::update(|t| t.mutexes_held += 1);
+    crate::ps::update(|t| t.mutexes_held = t.mutexes_held.saturating_add(1));
 }
 
 /// The IRQL rule: at most APC_LEVEL. Above it a fast mutex's raise to APC_LEVEL fails
@@ -144,7 +144,7 @@ fn enter(cpu: &Cpu<'_>, flavor: Flavor) -> Result<Irql, BugCheck> {
     match flavor {
         Flavor::Fast => cpu.raise_irql(Irql::APC),
         Flavor::Guarded => {
-            crate::ps::update(|t| t.apc_disable += 1);
+            crate::ps::update(|t| t.apc_disable = t.apc_disable.saturating_add(1));
             Ok(cpu.irql())
         }
         Flavor::Unsafe => Ok(cpu.irql()),
@@ -305,7 +305,7 @@ pub unsafe extern "win64" fn KeReleaseGuardedMutex(mutex: *mut c_void) {
 
 /// `KeEnterGuardedRegion`: disables all kernel APCs for the thread (a count).
 pub extern "win64" fn KeEnterGuardedRegion() {
-    crate::ps::update(|t| t.apc_disable += 1);
+    crate::ps::update(|t| t.apc_disable = t.apc_disable.saturating_add(1));
 }
 
 /// `KeLeaveGuardedRegion`.

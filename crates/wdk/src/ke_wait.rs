@@ -98,8 +98,8 @@ pub(crate) fn take(o: &Object, thread: u64) -> Result<(), NtStatus> {
                 o.set_u8(MUTANT_ABANDONED, 0);
                 let apc = u32::from(o.u8_at(MUTANT_APC_DISABLE) != 0);
                 crate::ps::update(|t| {
-                    t.apc_disable += apc;
-                    t.mutexes_held += 1;
+                    t.apc_disable = t.apc_disable.saturating_add(apc);
+                    t.mutexes_held = t.mutexes_held.saturating_add(1);
                 });
             }
         }

@@ -80,7 +80,7 @@ impl Resources {
         let mut map = self.map();
         let Some(h) = map.get_mut(&resource) else { return Acquire::Unknown };
         match h.exclusive {
-            Some((owner, n)) if owner == thread => h.exclusive = Some((owner, n + 1)),
+            Some((owner, n)) if owner == thread => h.exclusive = Some((owner, n.saturating_add(1))),
             None if h.shared.is_empty() => h.exclusive = Some((thread, 1)),
             _ => return Acquire::Busy,
         }
@@ -92,9 +92,12 @@ impl Resources {
         let mut map = self.map();
         let Some(h) = map.get_mut(&resource) else { return Acquire::Unknown };
         match h.exclusive {
-            Some((owner, n)) if owner == thread => h.exclusive = Some((owner, n + 1)),
+            Some((owner, n)) if owner == thread => h.exclusive = Some((owner, n.saturating_add(1))),
             Some(_) => return Acquire::Busy,
-            None => *h.shared.entry(thread).or_insert(0) += 1,
+            None => {
+                let n = h.shared.entry(thread).or_insert(0);
+                *n = n.saturating_add(1);
+            }
         }
         Acquire::Granted
     }
