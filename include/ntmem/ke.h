@@ -59,8 +59,9 @@ NTSYSAPI VOID RtlAssert(PVOID VoidFailedAssertion, PVOID VoidFileName, ULONG Lin
 #endif
 
 /* ---- Dispatcher objects, timers, DPCs (one processor, simulated time) ----
- * A wait on an object that is not signalled sleeps simulated time until a timer
- * (or its timeout) changes that; one nothing can ever satisfy stops the run. A
+ * A wait on an object that is not signalled runs queued DPCs and work (ps.h), then
+ * sleeps simulated time until a timer (or its timeout) changes that; one nothing
+ * can ever satisfy stops the run. A
  * queued DPC runs at DISPATCH_LEVEL once the routine that queued it returns, during
  * a wait, or at KeFlushQueuedDpcs. */
 

@@ -39,6 +39,8 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "dma_1g.c",
         "dma_device.c",
         "dma_leak.c",
+        "mutexes.c",
+        "threads.c",
     ] {
         sources.push(root().join("crates/cli/tests/drivers").join(sample));
     }

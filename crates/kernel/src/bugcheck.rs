@@ -89,6 +89,20 @@ impl BugCheckCode {
     pub const DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: Self = Self(0xCE);
     /// 0xD4: the same touch, caught at raised IRQL.
     pub const SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD: Self = Self(0xD4);
+    /// 0x0C: a wait on more objects than allowed (or more than three without a wait block array).
+    pub const MAXIMUM_WAIT_OBJECTS_EXCEEDED: Self = Self(0x0C);
+    /// 0x18: an object's reference count dropped below zero.
+    pub const REFERENCE_BY_POINTER: Self = Self(0x18);
+    /// 0x39: a worker routine returned owning a mutex.
+    pub const SYSTEM_EXIT_OWNED_MUTEX: Self = Self(0x39);
+    /// 0x01: a thread returned from a system call or worker routine with APCs disabled.
+    pub const APC_INDEX_MISMATCH: Self = Self(0x01);
+    /// 0xE3: a thread released a resource it did not own.
+    pub const RESOURCE_NOT_OWNED: Self = Self(0xE3);
+    /// 0x93: an invalid or protected handle was closed.
+    pub const INVALID_KERNEL_HANDLE: Self = Self(0x93);
+    /// 0xBF: a thread acquired a mutex it owned already.
+    pub const MUTEX_ALREADY_OWNED: Self = Self(0xBF);
 
     /// The symbolic name, or `UNKNOWN_BUGCHECK` for codes ntmem does not raise.
     pub fn name(self) -> &'static str {
@@ -272,6 +286,48 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         summary: "A work item run by a system worker thread (here: a driver routine such as DriverEntry) returned at an IRQL other than PASSIVE_LEVEL.",
         parameters: ["Address of the worker routine (the driver routine)", "IRQL that the worker thread was at", "Work item parameter (0 in ntmem)", "Work item address (0 in ntmem)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::MAXIMUM_WAIT_OBJECTS_EXCEEDED,
+        name: "MAXIMUM_WAIT_OBJECTS_EXCEEDED",
+        summary: "KeWaitForMultipleObjects was asked to wait on more than MAXIMUM_WAIT_OBJECTS (64) objects, or on more than THREAD_WAIT_OBJECTS (3) without a wait block array.",
+        parameters: ["Reserved", "Reserved", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::REFERENCE_BY_POINTER,
+        name: "REFERENCE_BY_POINTER",
+        summary: "An object's reference count was decremented below zero (ObDereferenceObject once too often).",
+        parameters: ["Object type of the object", "Object whose reference count is being lowered", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::SYSTEM_EXIT_OWNED_MUTEX,
+        name: "SYSTEM_EXIT_OWNED_MUTEX",
+        summary: "A worker routine returned without releasing a mutex object it owned.",
+        parameters: ["Address of the worker routine", "Parameter passed to the worker routine", "Address of the work item", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::APC_INDEX_MISMATCH,
+        name: "APC_INDEX_MISMATCH",
+        summary: "A system call or worker routine returned with normal kernel APCs still disabled (KeEnterCriticalRegion without KeLeaveCriticalRegion, a guarded region or kernel mutex kept).",
+        parameters: ["Address of the system call or worker routine", "The thread's ApcStateIndex", "The thread's CombinedApcDisable: (SpecialApcDisable << 16) | KernelApcDisable", "Call type: 0 system call, 1 worker routine"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::RESOURCE_NOT_OWNED,
+        name: "RESOURCE_NOT_OWNED",
+        summary: "A thread tried to release an executive resource (ERESOURCE) it did not own.",
+        parameters: ["Address of the resource", "Address of the thread", "Address of the owner table (ntmem: 0)", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::INVALID_KERNEL_HANDLE,
+        name: "INVALID_KERNEL_HANDLE",
+        summary: "Kernel code closed (NtClose, ZwClose) a handle that is invalid or protected.",
+        parameters: ["The handle NtClose was called with", "0: a protected handle; 1: an invalid handle", "0", "0"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::MUTEX_ALREADY_OWNED,
+        name: "MUTEX_ALREADY_OWNED",
+        summary: "A thread attempted to acquire ownership of a mutex it already owned.",
+        parameters: ["Address of the mutex", "The thread that caused the error", "0", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION,

@@ -18,6 +18,7 @@ pub mod io;
 pub mod ke;
 mod machine;
 pub mod mm;
+pub mod ob;
 pub mod rtl;
 pub mod trap;
 pub mod vf;

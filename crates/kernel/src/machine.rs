@@ -49,6 +49,9 @@ pub struct Machine {
     pool: Pool,
     lookasides: Lookasides,
     timers: crate::ke::timers::Timers,
+    workers: crate::ke::workers::Workers,
+    objects: crate::ob::Objects,
+    resources: crate::ex::resource::Resources,
     clock_ms: AtomicU64,
     vf: crate::vf::Verifier,
     watchdog: Mutex<WatchdogLimits>,
@@ -180,6 +183,9 @@ impl Machine {
             pool,
             lookasides: Lookasides::default(),
             timers: crate::ke::timers::Timers::default(),
+            workers: crate::ke::workers::Workers::default(),
+            objects: crate::ob::Objects::default(),
+            resources: crate::ex::resource::Resources::default(),
             clock_ms: AtomicU64::new(0),
             vf: crate::vf::Verifier::default(),
             watchdog: Mutex::new(WatchdogLimits::default()),
@@ -225,6 +231,21 @@ impl Machine {
     /// The machine's timers and DPCs (`ke::timers`).
     pub fn timers(&self) -> &crate::ke::timers::Timers {
         &self.timers
+    }
+
+    /// The machine's queued work items and system threads (`ke::workers`).
+    pub fn workers(&self) -> &crate::ke::workers::Workers {
+        &self.workers
+    }
+
+    /// The object manager's references and handles (`ob`).
+    pub fn objects(&self) -> &crate::ob::Objects {
+        &self.objects
+    }
+
+    /// The initialized executive resources (`ex::resource`).
+    pub fn resources(&self) -> &crate::ex::resource::Resources {
+        &self.resources
     }
 
     /// The machine's lookaside lists (`ex::lookaside`).

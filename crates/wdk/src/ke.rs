@@ -168,24 +168,19 @@ pub unsafe extern "win64" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i
     interrupt_time()
 }
 
-std::thread_local! {
-    /// This thread's `KernelApcDisable` count (KeEnterCriticalRegion).
-    static APC_DISABLE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
 /// `KeEnterCriticalRegion`: disables normal kernel APCs for the thread (a count).
 /// Under Driver Verifier, a call at DISPATCH_LEVEL or above is
 /// DRIVER_VERIFIER_DETECTED_VIOLATION 0x11A (the IRQL).
 pub extern "win64" fn KeEnterCriticalRegion() {
     kernel(|cpu| critical_region_irql(cpu, |irql| Violation::EnterCriticalRegionAtDispatch { irql }));
-    APC_DISABLE.with(|c| c.set(c.get().saturating_add(1)));
+    crate::ps::update(|t| t.apc_disable = t.apc_disable.saturating_add(1));
 }
 
 /// `KeLeaveCriticalRegion`: re-enables them when the count returns to zero. Under
 /// Driver Verifier, a call at DISPATCH_LEVEL or above is 0xC4/0x11B (the IRQL).
 pub extern "win64" fn KeLeaveCriticalRegion() {
     kernel(|cpu| critical_region_irql(cpu, |irql| Violation::LeaveCriticalRegionAtDispatch { irql }));
-    APC_DISABLE.with(|c| c.set(c.get().saturating_sub(1)));
+    crate::ps::update(|t| t.apc_disable = t.apc_disable.saturating_sub(1));
 }
 
 /// The verifier's IRQL rule for the critical-region routines ("Force IRQL
@@ -201,7 +196,7 @@ fn critical_region_irql(cpu: &Cpu<'_>, violation: impl FnOnce(Irql) -> Violation
 /// `KeAreApcsDisabled`: TRUE inside a critical or guarded region, or at APC_LEVEL or above.
 pub extern "win64" fn KeAreApcsDisabled() -> u8 {
     let raised = kernel(|cpu| Ok(cpu.irql() >= Irql::APC));
-    u8::from(raised || APC_DISABLE.with(std::cell::Cell::get) > 0)
+    u8::from(raised || crate::ps::current().apc_disable > 0)
 }
 
 /// `KeAcquireSpinLockAtDpcLevel`: takes the lock without raising (the caller is at

@@ -11,78 +11,72 @@
 //! `DeferredRoutine` 0x18, `DeferredContext` 0x20 and the system arguments 0x28/0x30.
 //!
 //! **What ntmem models, and how it differs.** There is one thread of driver code at a
-//! time and no scheduler: a wait is satisfied at once when its object is signalled
-//! (a synchronization event is reset, a semaphore count taken); otherwise time is
-//! the only thing that can change, so the wait sleeps simulated time until the next
-//! timer (which may signal the object or queue a DPC that does) or its timeout
-//! (STATUS_TIMEOUT). A wait with no timeout that nothing can ever satisfy stops the
-//! run with a report ([`ntmem_kernel::Halt::WaitNeverEnds`]) — on Windows it would
-//! hang. Timers fire only when simulated time moves (a scenario's `advance_ms`, a
-//! wait, `KeDelayExecutionThread`); a queued DPC runs at DISPATCH_LEVEL when the
-//! driver routine that queued it has returned, during a wait, or at
-//! `KeFlushQueuedDpcs`. Waiting at DISPATCH_LEVEL or above with a nonzero timeout is
-//! DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x3B, IRQL, object, timeout) under Driver
-//! Verifier's IRQL checking, else IRQL_NOT_LESS_OR_EQUAL (0x0A: object, IRQL, 0, 0),
-//! the scheduler's stop on a switch it cannot make.
+//! time and no scheduler ([`crate::ps`] has the thread model). Waits are
+//! [`crate::ke_wait`]'s: satisfied at once when the objects are signalled, otherwise
+//! DPCs, queued work and simulated time run until they are, or the timeout passes.
+//! Timers fire only when simulated time moves (a scenario's `advance_ms`, a wait,
+//! `KeDelayExecutionThread`); a queued DPC runs at DISPATCH_LEVEL when the driver
+//! routine that queued it has returned, during a wait, or at `KeFlushQueuedDpcs`.
+//! [`settle`] is what the machine owes a driver between scenario steps: due timers,
+//! queued DPCs, then queued work items and new threads.
 
 use std::ffi::c_void;
 
 use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::ke::timers::{QueuedDpc, SetTimer};
-use ntmem_kernel::vf::{VerifierFlags, Violation};
-use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt, Irql, Machine};
+use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql, Machine};
 
 use crate::context::{self, checked, kernel};
 use crate::seh::ThreadKind;
 use crate::types::NtStatus;
 
 /// `STATUS_TIMEOUT`.
-const STATUS_TIMEOUT: NtStatus = 0x102;
+pub(crate) const STATUS_TIMEOUT: NtStatus = 0x102;
 /// `STATUS_SEMAPHORE_LIMIT_EXCEEDED`.
 const STATUS_SEMAPHORE_LIMIT_EXCEEDED: i32 = 0xC000_0047_u32 as i32;
 
-const NOTIFICATION_EVENT: u8 = 0;
-const SYNCHRONIZATION_EVENT: u8 = 1;
-const SEMAPHORE_OBJECT: u8 = 5;
+pub(crate) const NOTIFICATION_EVENT: u8 = 0;
+pub(crate) const SYNCHRONIZATION_EVENT: u8 = 1;
+pub(crate) const SEMAPHORE_OBJECT: u8 = 5;
 const TIMER_NOTIFICATION_OBJECT: u8 = 8;
-const TIMER_SYNCHRONIZATION_OBJECT: u8 = 9;
+pub(crate) const TIMER_SYNCHRONIZATION_OBJECT: u8 = 9;
 /// `KDPC.Type`: DpcObject.
 const DPC_OBJECT: u8 = 19;
 
-const HEADER_SIZE: u64 = 0x18;
+pub(crate) const HEADER_SIZE: u64 = 0x18;
 const KTIMER_SIZE: u64 = 0x40;
 const KDPC_SIZE: u64 = 0x40;
 
 /// 100-ns units per millisecond.
-const UNITS_PER_MS: u64 = 10_000;
+pub(crate) const UNITS_PER_MS: u64 = 10_000;
 
 /// A dispatcher object the driver passed, checked mapped for `len` bytes. Its fields
 /// are read and written unaligned: a driver's misaligned object works as it does on
 /// x64, never trips Rust's alignment checks.
-struct Object(*mut u8);
+pub(crate) struct Object(pub(crate) *mut u8);
 
 impl Object {
-    fn of(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<Object, BugCheck> {
+    pub(crate) fn of(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<Object, BugCheck> {
         checked(cpu, p, len).map(Object)
     }
 
-    fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         // SAFETY: a mapped object of at least a header (checked in `of`).
         unsafe { self.0.read_unaligned() }
     }
 
-    fn signal_state(&self) -> i32 {
+    pub(crate) fn signal_state(&self) -> i32 {
         // SAFETY: as `kind`.
         unsafe { self.0.add(4).cast::<i32>().read_unaligned() }
     }
 
-    fn set_signal_state(&self, v: i32) {
+    pub(crate) fn set_signal_state(&self, v: i32) {
         // SAFETY: as `kind`.
         unsafe { self.0.add(4).cast::<i32>().write_unaligned(v) }
     }
 
     /// Writes a header: type, size in LONGs, signal state, an empty wait list.
-    fn initialize(&self, kind: u8, size: u64, state: i32) {
+    pub(crate) fn initialize(&self, kind: u8, size: u64, state: i32) {
         // SAFETY: as `kind`; the wait list head points at itself (empty).
         unsafe {
             self.0.write_unaligned(kind);
@@ -96,29 +90,34 @@ impl Object {
         }
     }
 
-    fn u64_at(&self, offset: usize) -> u64 {
+    pub(crate) fn u64_at(&self, offset: usize) -> u64 {
         // SAFETY: inside the object (callers pass offsets of its fields).
         unsafe { self.0.add(offset).cast::<u64>().read_unaligned() }
     }
 
-    fn set_u64(&self, offset: usize, v: u64) {
+    pub(crate) fn set_u64(&self, offset: usize, v: u64) {
         // SAFETY: as `u64_at`.
         unsafe { self.0.add(offset).cast::<u64>().write_unaligned(v) }
     }
 
-    /// Takes the object if it is signalled, as a satisfied wait does: a
-    /// synchronization event or timer resets, a semaphore's count drops by one.
-    fn try_take(&self) -> bool {
-        let state = self.signal_state();
-        if state <= 0 {
-            return false;
-        }
-        match self.kind() {
-            SYNCHRONIZATION_EVENT | TIMER_SYNCHRONIZATION_OBJECT => self.set_signal_state(0),
-            SEMAPHORE_OBJECT => self.set_signal_state(state - 1),
-            _ => {}
-        }
-        true
+    pub(crate) fn i32_at(&self, offset: usize) -> i32 {
+        // SAFETY: as `u64_at`.
+        unsafe { self.0.add(offset).cast::<i32>().read_unaligned() }
+    }
+
+    pub(crate) fn set_i32(&self, offset: usize, v: i32) {
+        // SAFETY: as `u64_at`.
+        unsafe { self.0.add(offset).cast::<i32>().write_unaligned(v) }
+    }
+
+    pub(crate) fn u8_at(&self, offset: usize) -> u8 {
+        // SAFETY: as `u64_at`.
+        unsafe { self.0.add(offset).read_unaligned() }
+    }
+
+    pub(crate) fn set_u8(&self, offset: usize, v: u8) {
+        // SAFETY: as `u64_at`.
+        unsafe { self.0.add(offset).write_unaligned(v) }
     }
 }
 
@@ -255,13 +254,13 @@ pub unsafe extern "win64" fn KeInitializeTimerEx(timer: *mut c_void, kind: u32) 
 }
 
 /// Interrupt time now, 100-ns units.
-fn now(cpu: &Cpu<'_>) -> u64 {
+pub(crate) fn now(cpu: &Cpu<'_>) -> u64 {
     cpu.machine().now_ms().saturating_mul(UNITS_PER_MS)
 }
 
 /// The interrupt time a `LARGE_INTEGER` due time names: negative relative to now,
 /// positive an absolute system time.
-fn due_time(cpu: &Cpu<'_>, due: i64) -> u64 {
+pub(crate) fn due_time(cpu: &Cpu<'_>, due: i64) -> u64 {
     if due < 0 {
         now(cpu).saturating_add(due.unsigned_abs())
     } else {
@@ -366,7 +365,7 @@ pub extern "win64" fn KeFlushQueuedDpcs() {
 }
 
 /// Runs queued DPCs, oldest first, each at DISPATCH_LEVEL, until none is queued.
-fn run_queued_dpcs() {
+pub(crate) fn run_queued_dpcs() {
     while let Some(q) = kernel(|cpu| Ok(cpu.machine().timers().next_dpc())) {
         let (routine, context_arg, old) = kernel(|cpu| {
             let d = Object::of(cpu, q.dpc as *mut c_void, KDPC_SIZE)?;
@@ -408,7 +407,7 @@ fn run_queued_dpcs() {
 
 /// Moves simulated time to `until` (interrupt time), firing each timer as it comes
 /// due (signalling it and queueing its DPC) and running the DPCs.
-fn advance_to(until: u64) {
+pub(crate) fn advance_to(until: u64) {
     loop {
         let next = kernel(|cpu| Ok(cpu.machine().timers().next_due().filter(|&d| d <= until)));
         let step_to = next.unwrap_or(until);
@@ -437,83 +436,6 @@ fn advance_to(until: u64) {
     }
 }
 
-/// `KeWaitForSingleObject` (see the module docs): STATUS_SUCCESS, or STATUS_TIMEOUT.
-///
-/// # Safety
-/// `object` is a dispatcher object (KEVENT, KSEMAPHORE, KTIMER); `timeout` is NULL or
-/// a LARGE_INTEGER.
-pub unsafe extern "win64" fn KeWaitForSingleObject(
-    object: *mut c_void,
-    _reason: u32,
-    _mode: i8,
-    _alertable: u8,
-    timeout: *const i64,
-) -> NtStatus {
-    // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-    let timeout = (!timeout.is_null()).then(|| unsafe { timeout.read_unaligned() });
-    let deadline = kernel(|cpu| {
-        Object::of(cpu, object, HEADER_SIZE)?;
-        if cpu.irql() >= Irql::DISPATCH && timeout != Some(0) {
-            let m = cpu.machine();
-            let irql = cpu.irql();
-            return Err(if m.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING) {
-                let timeout = timeout.map_or(0, |t| t as u64);
-                Violation::WaitAtDispatch { irql, object: object as u64, timeout }.stop(m)
-            } else {
-                m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [object as u64, u64::from(irql.0), 0, 0])
-            });
-        }
-        Ok(timeout.map(|t| due_time(cpu, t)))
-    });
-    loop {
-        let decided = kernel(|cpu| {
-            let o = Object::of(cpu, object, HEADER_SIZE)?;
-            if o.try_take() {
-                return Ok(Some(0));
-            }
-            let now = now(cpu);
-            if deadline.is_some_and(|d| d <= now) || timeout == Some(0) {
-                return Ok(Some(STATUS_TIMEOUT));
-            }
-            let timers = cpu.machine().timers();
-            if deadline.is_none() && timers.next_due().is_none() && !timers.dpcs_queued() {
-                let halt = Halt::WaitNeverEnds {
-                    routine: "KeWaitForSingleObject".into(),
-                    object: object as u64,
-                    object_type: o.kind(),
-                };
-                return Err(cpu.machine().halt(halt));
-            }
-            Ok(None)
-        });
-        if let Some(status) = decided {
-            return status;
-        }
-        run_queued_dpcs();
-        let next = kernel(|cpu| Ok(cpu.machine().timers().next_due()));
-        let until = match (next, deadline) {
-            (Some(n), Some(d)) => n.min(d),
-            (Some(n), None) => n,
-            (None, Some(d)) => d,
-            (None, None) => continue,
-        };
-        advance_to(until);
-    }
-}
-
-/// `KeDelayExecutionThread`: sleeps `interval` of simulated time (timers fire, DPCs
-/// run on the way); STATUS_SUCCESS.
-///
-/// # Safety
-/// `interval` is the caller's LARGE_INTEGER.
-pub unsafe extern "win64" fn KeDelayExecutionThread(_mode: i8, _alertable: u8, interval: *const i64) -> NtStatus {
-    // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
-    let interval = unsafe { interval.read_unaligned() };
-    let until = kernel(|cpu| Ok(due_time(cpu, interval)));
-    advance_to(until);
-    0
-}
-
 /// After a driver routine returned, or a scenario moved time: what time and the DPC
 /// queue owe it — timers due by now fire, queued DPCs run. `advance_ms` moves time on
 /// first.
@@ -523,7 +445,10 @@ pub unsafe extern "win64" fn KeDelayExecutionThread(_mode: i8, _alertable: u8, i
 pub fn settle(machine: &Machine, cpu: u32, advance_ms: u64) -> Result<(), BugCheck> {
     context::call_driver(machine, cpu, ThreadKind::Arbitrary, |c| {
         let until = now(c).saturating_add(advance_ms.saturating_mul(UNITS_PER_MS));
-        context::enter(c, "DPC", || advance_to(until));
+        context::enter(c, "DPC", || {
+            advance_to(until);
+            crate::ps::run_queued_work();
+        });
         Ok(())
     })
 }

@@ -9,7 +9,10 @@
 //! * [`context`]: which simulated processor the calling thread is running driver
 //!   code on. Every routine finds its [`ntmem_kernel::Cpu`] there, and leaves
 //!   driver code with a bugcheck through [`context::kernel`].
-//! * [`ex`], [`ke`], [`dbg`](mod@dbg): the routines, one module per NT component prefix.
+//! * [`ex`], [`ke`], [`dbg`](mod@dbg): the routines, one module per NT component prefix;
+//!   [`ke_dispatcher`], [`ke_wait`], [`ke_mutex`] the dispatcher objects and waits,
+//!   [`ps`] system threads and the thread model, [`ob`] handles and references,
+//!   [`io_workitem`] work items, [`ex_resource`] executive resources.
 //! * [`except`]: x64 structured exception handling over driver images' own unwind
 //!   data; [`seh`]: the raise routines use, and [`seh::try_except`] for Rust drivers.
 //! * [`crt`]: `memcpy` and the other C run-time routines the compiler calls;
@@ -42,6 +45,8 @@ pub mod crt_string;
 pub mod dbg;
 #[allow(non_snake_case)]
 pub mod ex;
+#[allow(non_snake_case)]
+pub mod ex_resource;
 pub mod except;
 pub mod exports;
 #[allow(non_snake_case)]
@@ -56,9 +61,15 @@ pub mod io_stack;
 #[allow(non_snake_case)]
 pub mod io_start;
 #[allow(non_snake_case)]
+pub mod io_workitem;
+#[allow(non_snake_case)]
 pub mod ke;
 #[allow(non_snake_case)]
 pub mod ke_dispatcher;
+#[allow(non_snake_case)]
+pub mod ke_mutex;
+#[allow(non_snake_case)]
+pub mod ke_wait;
 pub mod loader;
 #[allow(non_snake_case)]
 pub mod lookaside;
@@ -67,7 +78,11 @@ pub mod mdl;
 #[allow(non_snake_case)]
 pub mod mm;
 #[allow(non_snake_case)]
+pub mod ob;
+#[allow(non_snake_case)]
 pub mod pnp;
+#[allow(non_snake_case)]
+pub mod ps;
 #[allow(non_snake_case)]
 pub mod rtl;
 #[allow(non_snake_case)]

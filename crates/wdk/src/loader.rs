@@ -77,6 +77,14 @@ pub struct KernelData {
     pub build_number: u32,
     /// `KeNumberProcessors` (a CCHAR).
     pub number_processors: i8,
+    /// `PsThreadType`: where the thread object type's `POBJECT_TYPE` is (a `POBJECT_TYPE *`).
+    pub thread_type: u64,
+    /// `ExEventObjectType`: where the event object type's `POBJECT_TYPE` is.
+    pub event_type: u64,
+    /// `PsProcessType`: where the process object type's `POBJECT_TYPE` is.
+    pub process_type: u64,
+    /// `IoFileObjectType`: where the file object type's `POBJECT_TYPE` is.
+    pub file_type: u64,
 }
 
 impl KernelData {
@@ -91,6 +99,10 @@ impl KernelData {
             user_probe_address: host(layout.user_probe_address),
             build_number: 0xF000_0000 | profile.edition.release.build_number(),
             number_processors: i8::try_from(profile.processors).unwrap_or(i8::MAX),
+            thread_type: std::ptr::addr_of!(crate::ob::THREAD_TYPE_VARIABLE) as u64,
+            event_type: std::ptr::addr_of!(crate::ob::EVENT_TYPE_VARIABLE) as u64,
+            process_type: std::ptr::addr_of!(crate::ob::PROCESS_TYPE_VARIABLE) as u64,
+            file_type: std::ptr::addr_of!(crate::ob::FILE_TYPE_VARIABLE) as u64,
         }
     }
 
@@ -102,6 +114,10 @@ impl KernelData {
             "MmUserProbeAddress" => std::ptr::addr_of!(self.user_probe_address).cast(),
             "NtBuildNumber" => std::ptr::addr_of!(self.build_number).cast(),
             "KeNumberProcessors" => std::ptr::addr_of!(self.number_processors).cast(),
+            "PsThreadType" => std::ptr::addr_of!(self.thread_type).cast(),
+            "ExEventObjectType" => std::ptr::addr_of!(self.event_type).cast(),
+            "PsProcessType" => std::ptr::addr_of!(self.process_type).cast(),
+            "IoFileObjectType" => std::ptr::addr_of!(self.file_type).cast(),
             _ => return None,
         };
         Some(p as u64)
@@ -288,6 +304,7 @@ impl Driver {
             let entry = c.irql();
             let r = context::enter(c, routine, call);
             check_return(c, Caller::Worker, address as u64, None, entry)?;
+            crate::ps::check_worker_return(c, address as u64)?;
             Ok(r)
         })
         .map_err(|mut b| {

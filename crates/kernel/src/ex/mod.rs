@@ -2,3 +2,4 @@
 
 pub mod lookaside;
 pub mod pool;
+pub mod resource;

@@ -6,3 +6,4 @@ pub mod irql;
 pub mod processor;
 pub mod timers;
 pub mod watchdog;
+pub mod workers;

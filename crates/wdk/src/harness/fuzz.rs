@@ -42,8 +42,8 @@ use crate::io_cancel::{IoAcquireCancelSpinLock, IoCancelIrp, IoReleaseCancelSpin
 use crate::ke::{KeAcquireSpinLockRaiseToDpc, KeInitializeSpinLock, KeLowerIrql, KeReleaseSpinLock, KfRaiseIrql};
 use crate::ke_dispatcher::{
     KeCancelTimer, KeInitializeDpc, KeInitializeEvent, KeInitializeTimerEx, KeInsertQueueDpc, KeSetEvent, KeSetTimerEx,
-    KeWaitForSingleObject,
 };
+use crate::ke_wait::KeWaitForSingleObject;
 use crate::lookaside::{
     ExAllocateFromLookasideListEx, ExDeleteLookasideListEx, ExFreeToLookasideListEx, ExInitializeLookasideListEx,
     ExInitializeNPagedLookasideList,

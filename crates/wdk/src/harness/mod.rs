@@ -219,7 +219,8 @@ impl Harness {
 /// one the driver chose: the I/O manager's IRPs (`Irp `), system buffers (`IoSB`),
 /// device objects (`Devi`, IoCreateDevice), file objects (`File`, one per open) and
 /// MDLs (`Mdl `, direct I/O and
-/// IoAllocateMdl), the PnP manager's resource lists (`PnpR`), and the processes and
+/// IoAllocateMdl), the PnP manager's resource lists (`PnpR`), work items (`IoWk`), thread
+/// objects (`Thre`), and the processes and
 /// buffers of ntmem's scenario (`Proc`, `Scen`). PoolMon shows them as any tag; a
 /// report shows them apart from the driver's own.
 pub fn allocated_by_system(tag: PoolTag) -> bool {
@@ -234,6 +235,8 @@ pub fn allocated_by_system(tag: PoolTag) -> bool {
         RESOURCE_LIST_TAG,
         PROCESS_TAG,
         steps::SCENARIO_TAG,
+        crate::io_workitem::WORK_ITEM_TAG,
+        crate::ps::THREAD_TAG,
     ]
     .contains(&tag)
 }
@@ -307,6 +310,7 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
             let entry = c.irql();
             let r = context::enter(c, routine, f);
             check_return(c, Caller::Worker, 0, None, entry)?;
+            crate::ps::check_worker_return(c, 0)?;
             Ok(r)
         })
         .map_err(|b| self.blame(b))

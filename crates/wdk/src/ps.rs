@@ -1,0 +1,370 @@
+//! System threads and the thread model (learn.microsoft.com "PsCreateSystemThread",
+//! "PsTerminateSystemThread", "KeGetCurrentThread", "PsGetCurrentThread",
+//! "KeSetPriorityThread", "PsGetCurrentThreadId", "System Worker Threads").
+//!
+//! **The thread model.** ntmem has one thread of driver code at a time and no
+//! scheduler. Which *simulated* thread runs is a value kept here (`ThreadContext`):
+//! its identity (the `PKTHREAD` `KeGetCurrentThread` returns, a mutex's owner), its
+//! APC-disable count (critical and guarded regions, kernel mutexes held) and how many
+//! mutexes it holds. Three kinds of thread run driver code:
+//!
+//! * **The requesting thread** — DriverEntry, DriverUnload, dispatch routines and the
+//!   DPCs and timers a scenario step brings about run in one thread, whose identity is
+//!   a fixed token outside simulated memory (so it cannot be waited on). When
+//!   DriverEntry, DriverUnload or AddDevice returns (a worker routine on Windows) its
+//!   state is checked — APCs still disabled is APC_INDEX_MISMATCH (0x01) — and
+//!   forgotten, so the next routine starts afresh.
+//! * **System worker threads** — a queued work item (`IoQueueWorkItem`,
+//!   `ExQueueWorkItem`) runs at PASSIVE_LEVEL in a worker thread (another fixed token).
+//! * **System threads** — `PsCreateSystemThread` allocates a thread object (nonpaged
+//!   pool, tag `Thre`, a `DISPATCHER_HEADER` of type 6 at its start) and queues the
+//!   start routine.
+//!
+//! A work item must return at PASSIVE_LEVEL (0xE1), owning no mutex (0x39), with APCs
+//! enabled (0x01).
+//!
+//! Queued work runs **in order, each routine to its end**, at PASSIVE_LEVEL: at a
+//! settle point (after the driver routine that queued it returned, before the next
+//! scenario step), or nested inside a wait that cannot be satisfied yet (the waiter
+//! is blocked, so another thread runs — on the waiter's host stack, with the
+//! waiter's IRQL and thread state put aside and restored). A system thread ends when
+//! its start routine returns or it calls `PsTerminateSystemThread`; its object is
+//! then signalled and the thread's own reference dropped.
+//!
+//! **Where it differs from Windows.** A started thread is never suspended: a wait in
+//! it that nothing can satisfy *now* — no timer, DPC or other queued work can change
+//! it — ends the run ([`ntmem_kernel::Halt::WaitNeverEnds`]) even if a later scenario
+//! step would have signalled it on Windows (a thread that loops waiting for requests,
+//! as Microsoft's general/cancel sample's does, needs a scheduler ntmem does not yet
+//! have). Priorities are recorded, never used; threads run in creation order.
+
+use std::cell::Cell;
+use std::ffi::c_void;
+
+use ntmem_host::Escape;
+use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::ke::workers::{Work, WorkKind};
+use ntmem_kernel::ob::ObjectType;
+use ntmem_kernel::{BugCheck, BugCheckCode, Irql};
+
+use crate::context::{checked, host_ptr, kernel, va_of};
+use crate::ke_dispatcher::Object;
+use crate::ke_wait::THREAD_OBJECT;
+use crate::seh::ThreadKind;
+use crate::types::NtStatus;
+
+/// The pool tag of thread objects (`Thre`, as Windows tags them).
+pub const THREAD_TAG: PoolTag = PoolTag::new(*b"Thre");
+/// The size ntmem gives a thread object: a dispatcher header and room; drivers treat
+/// `PETHREAD` as opaque.
+const THREAD_OBJECT_SIZE: u64 = 0x80;
+/// `THREAD_ALL_ACCESS`.
+pub const THREAD_ALL_ACCESS: u32 = 0x001F_FFFF;
+/// `STATUS_INVALID_PARAMETER`.
+const STATUS_INVALID_PARAMETER: NtStatus = 0xC000_000D_u32 as NtStatus;
+/// `STATUS_INSUFFICIENT_RESOURCES`.
+const STATUS_INSUFFICIENT_RESOURCES: NtStatus = 0xC000_009A_u32 as NtStatus;
+/// `Escape::kind` of `PsTerminateSystemThread`: words 0 the exit status.
+const ESCAPE_THREAD_EXIT: u32 = 0xD0;
+
+/// The simulated thread running driver code now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ThreadContext {
+    /// Its thread object (a system thread's), or 0 for the requesting thread.
+    pub thread: u64,
+    /// Whether it is a system worker thread running a work item.
+    pub worker: bool,
+    /// Its `KernelApcDisable` count: critical and guarded regions, kernel mutexes.
+    pub apc_disable: u32,
+    /// The kernel, fast and guarded mutexes it owns.
+    pub mutexes_held: u32,
+}
+
+thread_local! {
+    static CURRENT: Cell<ThreadContext> = const {
+        Cell::new(ThreadContext { thread: 0, worker: false, apc_disable: 0, mutexes_held: 0 })
+    };
+}
+
+/// The identity tokens of the threads that have no object in simulated memory.
+#[repr(C, align(16))]
+struct Token([u8; 16]);
+static REQUESTING_THREAD: Token = Token([0; 16]);
+static WORKER_THREAD: Token = Token([0; 16]);
+
+/// The running simulated thread's state.
+pub(crate) fn current() -> ThreadContext {
+    CURRENT.with(Cell::get)
+}
+
+/// Changes the running thread's state.
+pub(crate) fn update(f: impl FnOnce(&mut ThreadContext)) {
+    CURRENT.with(|c| {
+        let mut t = c.get();
+        f(&mut t);
+        c.set(t);
+    });
+}
+
+/// The running thread as `KeGetCurrentThread` answers (a `PKTHREAD`).
+pub(crate) fn current_thread() -> u64 {
+    let t = current();
+    match (t.thread, t.worker) {
+        (0, false) => std::ptr::addr_of!(REQUESTING_THREAD) as u64,
+        (0, true) => std::ptr::addr_of!(WORKER_THREAD) as u64,
+        (thread, _) => thread,
+    }
+}
+
+/// `CombinedApcDisable` as Windows keeps it for `count` disables: KernelApcDisable
+/// counts down from 0 (a 16-bit field; special APCs are not modelled).
+fn combined_apc_disable(count: u32) -> u64 {
+    u64::from((count as u16).wrapping_neg())
+}
+
+/// Where a worker routine (`DriverEntry`, `DriverUnload`, `AddDevice`, a work item)
+/// returns: APCs still disabled is APC_INDEX_MISMATCH (0x01: routine, 0,
+/// CombinedApcDisable, 1 worker routine). The requesting thread's state is then
+/// forgotten: the next routine runs in a fresh one.
+///
+/// # Errors
+/// The stop.
+pub fn check_worker_return(cpu: &ntmem_kernel::Cpu<'_>, routine: u64) -> Result<(), BugCheck> {
+    let t = CURRENT.with(|c| c.replace(ThreadContext::default()));
+    if t.thread == 0 && t.apc_disable > 0 {
+        let p = [routine, 0, combined_apc_disable(t.apc_disable), 1];
+        return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
+    }
+    Ok(())
+}
+
+/// Runs queued work (work items, new threads), oldest first, each to its end, with
+/// the DPCs each leaves queued; whether anything ran. See the module docs.
+pub(crate) fn run_queued_work() -> bool {
+    let mut ran = false;
+    while let Some(work) = kernel(|cpu| Ok(cpu.machine().workers().next())) {
+        run(work);
+        crate::ke_dispatcher::run_queued_dpcs();
+        ran = true;
+    }
+    ran
+}
+
+/// Calls the driver's routine of `work`.
+///
+/// # Safety
+/// `work.routine` is the driver routine its queuing routine recorded.
+unsafe fn call(work: Work) {
+    let (a1, a2) = (work.argument1 as *mut c_void, work.argument2 as *mut c_void);
+    if work.kind == WorkKind::IoWorkItem {
+        type IoWorker = unsafe extern "win64" fn(*mut c_void, *mut c_void);
+        // SAFETY: the driver's PIO_WORKITEM_ROUTINE (DeviceObject, Context).
+        let f = unsafe { std::mem::transmute::<usize, IoWorker>(work.routine as usize) };
+        // SAFETY: called as Windows calls it.
+        unsafe { f(a1, a2) }
+    } else {
+        type Start = unsafe extern "win64" fn(*mut c_void);
+        // SAFETY: the driver's PKSTART_ROUTINE / PWORKER_THREAD_ROUTINE (one argument).
+        let f = unsafe { std::mem::transmute::<usize, Start>(work.routine as usize) };
+        // SAFETY: called as Windows calls it.
+        unsafe { f(a1) }
+    }
+}
+
+/// Runs one piece of work in its thread at PASSIVE_LEVEL, then restores the
+/// interrupted thread; checks how the routine returned.
+fn run(work: Work) {
+    let is_thread = work.kind == WorkKind::ThreadStart;
+    let interrupted_irql = kernel(|cpu| {
+        let irql = cpu.irql();
+        if !ntmem_host::exception::is_image_code(work.routine as usize) {
+            // A routine that is no loaded image's code (its driver unloaded with the work
+            // queued): the instruction fetch Windows' worker faults on (0xCE: address,
+            // 8 execute, the same address, 0). ntmem stops before the jump.
+            let p = [work.routine, 8, work.routine, 0];
+            return Err(cpu.machine().bugcheck(BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, p));
+        }
+        if irql > Irql::PASSIVE {
+            cpu.lower_irql(Irql::PASSIVE)?;
+        }
+        Ok(irql)
+    });
+    let thread =
+        ThreadContext { thread: if is_thread { work.item } else { 0 }, worker: !is_thread, ..Default::default() };
+    let saved = CURRENT.with(|c| c.replace(thread));
+    let outcome = crate::seh::run_as(ThreadKind::System, || {
+        ntmem_host::thunk::preserving_capture(|| {
+            // SAFETY: the routine its queuing routine recorded (checked image code above).
+            ntmem_host::call_guarded(None, None, || unsafe { call(work) })
+        })
+    });
+    let ended = CURRENT.with(|c| c.replace(saved));
+    let status = match outcome {
+        Ok(()) => 0,
+        Err(Escape { kind: ESCAPE_THREAD_EXIT, words }) => words[0] as u32 as NtStatus,
+        Err(other) => ntmem_host::escape(other),
+    };
+    kernel(|cpu| {
+        let irql = cpu.irql();
+        if irql != Irql::PASSIVE && !is_thread {
+            let p = [work.routine, u64::from(irql.0), work.argument1, work.item];
+            return Err(cpu.machine().bugcheck(BugCheckCode::WORKER_THREAD_RETURNED_AT_BAD_IRQL, p));
+        }
+        if ended.mutexes_held > 0 && !is_thread {
+            let p = [work.routine, work.argument1, work.item, 0];
+            return Err(cpu.machine().bugcheck(BugCheckCode::SYSTEM_EXIT_OWNED_MUTEX, p));
+        }
+        if ended.apc_disable > 0 && !is_thread {
+            let p = [work.routine, 0, combined_apc_disable(ended.apc_disable), 1];
+            return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
+        }
+        if is_thread {
+            end_thread(cpu, work.item, status)?;
+        }
+        if irql != interrupted_irql {
+            if irql > interrupted_irql {
+                cpu.lower_irql(interrupted_irql)?;
+            } else {
+                cpu.raise_irql(interrupted_irql)?;
+            }
+        }
+        Ok(())
+    });
+}
+
+/// A thread's end: its object signalled, its own reference dropped.
+fn end_thread(cpu: &ntmem_kernel::Cpu<'_>, thread: u64, status: NtStatus) -> Result<(), BugCheck> {
+    cpu.machine().workers().end_thread(thread, status);
+    Object::of(cpu, thread as *mut c_void, THREAD_OBJECT_SIZE)?.set_signal_state(1);
+    crate::ob::dereference(cpu, thread)
+}
+
+/// Frees a thread object whose last reference went (`crate::ob`).
+pub(crate) fn delete_thread(cpu: &ntmem_kernel::Cpu<'_>, thread: u64) -> Result<(), BugCheck> {
+    cpu.machine().workers().delete_thread(thread);
+    pool::free(cpu, va_of(cpu, thread as *const c_void), Some(THREAD_TAG))
+}
+
+/// `PsCreateSystemThread(ThreadHandle, DesiredAccess, ObjectAttributes, ProcessHandle,
+/// ClientId, StartRoutine, StartContext)`: a thread object and a kernel handle to it;
+/// the start routine is queued (see the module docs). STATUS_INSUFFICIENT_RESOURCES
+/// when the pool is out of memory. PASSIVE_LEVEL only (pageable code: 0x0A above).
+///
+/// # Safety
+/// `handle` is writable; `client_id` NULL or a writable CLIENT_ID; `start` the
+/// driver's PKSTART_ROUTINE.
+pub unsafe extern "win64" fn PsCreateSystemThread(
+    handle: *mut u64,
+    access: u32,
+    _attributes: *mut c_void,
+    _process: *mut c_void,
+    client_id: *mut u64,
+    start: *mut c_void,
+    context: *mut c_void,
+) -> NtStatus {
+    kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, PsCreateSystemThread as *const () as u64)?;
+        let out = checked(cpu, handle.cast(), 8)?;
+        if !client_id.is_null() {
+            checked(cpu, client_id.cast(), 16)?;
+        }
+        let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, THREAD_OBJECT_SIZE, THREAD_TAG)? else {
+            return Ok(STATUS_INSUFFICIENT_RESOURCES);
+        };
+        let p = host_ptr(cpu, Some(block));
+        // SAFETY: the block just allocated, THREAD_OBJECT_SIZE bytes.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, THREAD_OBJECT_SIZE as usize) };
+        let t = Object::of(cpu, p, THREAD_OBJECT_SIZE)?;
+        t.initialize(THREAD_OBJECT, THREAD_OBJECT_SIZE, 0);
+        let thread = p as u64;
+        let m = cpu.machine();
+        m.objects().insert(thread, ObjectType::Thread, 1);
+        let h = m.objects().open(thread, ObjectType::Thread, if access == 0 { THREAD_ALL_ACCESS } else { access });
+        m.workers().create_thread(thread);
+        let work = Work {
+            kind: WorkKind::ThreadStart,
+            routine: start as u64,
+            argument1: context as u64,
+            argument2: 0,
+            item: thread,
+        };
+        m.workers().queue(work);
+        // SAFETY: checked writable above.
+        unsafe { out.cast::<u64>().write_unaligned(h) };
+        if !client_id.is_null() {
+            // SAFETY: checked writable above: UniqueProcess (System, 4), UniqueThread.
+            unsafe {
+                client_id.write_unaligned(SYSTEM_PROCESS_ID);
+                client_id.add(1).write_unaligned(thread_id(thread));
+            }
+        }
+        Ok(0)
+    })
+}
+
+/// The System process's id, which system threads belong to.
+const SYSTEM_PROCESS_ID: u64 = 4;
+
+/// A thread's id: derived from its object's address, a multiple of 4 as Windows' are.
+fn thread_id(thread: u64) -> u64 {
+    (thread >> 4) & 0xFFFF_FFFC
+}
+
+/// `PsTerminateSystemThread(ExitStatus)`: ends the calling system thread; does not
+/// return. Called from a thread that is not a system thread (the requesting thread, a
+/// work item): STATUS_INVALID_PARAMETER, as Windows returns.
+pub extern "win64" fn PsTerminateSystemThread(status: NtStatus) -> NtStatus {
+    let t = current();
+    if t.thread == 0 {
+        return STATUS_INVALID_PARAMETER;
+    }
+    kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, PsTerminateSystemThread as *const () as u64));
+    ntmem_host::escape(Escape { kind: ESCAPE_THREAD_EXIT, words: [status as u32 as u64, t.thread, 0, 0, 0, 0, 0] })
+}
+
+/// `KeGetCurrentThread`: the running thread (see the module docs).
+pub extern "win64" fn KeGetCurrentThread() -> *mut c_void {
+    current_thread() as *mut c_void
+}
+
+/// `PsGetCurrentThread`: as `KeGetCurrentThread` (the `PETHREAD` begins with the `KTHREAD`).
+pub extern "win64" fn PsGetCurrentThread() -> *mut c_void {
+    current_thread() as *mut c_void
+}
+
+/// `PsGetCurrentThreadId`: a system thread's id; 8 for the requesting thread, 12 for
+/// the worker thread.
+pub extern "win64" fn PsGetCurrentThreadId() -> u64 {
+    let t = current();
+    match (t.thread, t.worker) {
+        (0, false) => 8,
+        (0, true) => 12,
+        (thread, _) => thread_id(thread),
+    }
+}
+
+/// `PsGetCurrentProcessId`: the System process (4): ntmem runs driver code there.
+pub extern "win64" fn PsGetCurrentProcessId() -> u64 {
+    SYSTEM_PROCESS_ID
+}
+
+/// `PsIsSystemThread(Thread)`: TRUE for a thread `PsCreateSystemThread` made, and the
+/// worker thread.
+///
+/// # Safety
+/// `thread` is a `PETHREAD`.
+pub unsafe extern "win64" fn PsIsSystemThread(thread: *mut c_void) -> u8 {
+    let t = thread as u64;
+    let worker = std::ptr::addr_of!(WORKER_THREAD) as u64;
+    kernel(|cpu| Ok(u8::from(t == worker || cpu.machine().workers().thread(t).is_some())))
+}
+
+/// `KeSetPriorityThread(Thread, Priority)`: records the priority; the previous one
+/// (8 for a thread ntmem does not track). Priorities do not change the order threads
+/// run in.
+///
+/// # Safety
+/// `thread` is a `PKTHREAD`.
+pub unsafe extern "win64" fn KeSetPriorityThread(thread: *mut c_void, priority: i32) -> i32 {
+    kernel(|cpu| Ok(cpu.machine().workers().set_priority(thread as u64, priority).unwrap_or(8)))
+}
