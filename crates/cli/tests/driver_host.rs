@@ -1072,6 +1072,10 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
     assert_eq!(counts("7"), counts("7"));
     let t = text(&run("low_resources.c", &["--verifier", "low_resources", "--fault-seed", "7"]));
     assert!(t.contains("low resources simulation: probability 600/10000, tags all, delay 0 ms, seed 7"), "{t}");
+    // Work items too: threads.c does not check IoAllocateWorkItem's result, and stops.
+    let t = text(&run("threads.c", &all));
+    assert!(t.contains("failed on purpose: IoAllocateWorkItem 'IoWk' from threads!DriverEntry+0x"), "{t}");
+    assert!(t.contains("the machine bugchecked"), "{t}");
     // The DMA routines Windows fails too: AllocateCommonBuffer (and contiguous memory).
     let t = text(&run("dma_sg32.c", &all));
     assert!(t.contains("failed on purpose: AllocateCommonBuffer from dma_sg32!Pnp+0x"), "{t}");

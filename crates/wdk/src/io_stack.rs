@@ -191,7 +191,11 @@ fn complete_unhandled(irp: *mut c_void, target: CallTarget) -> NtStatus {
 /// `IoAllocateIrp`: an IRP of `StackSize` locations, or NULL.
 pub extern "win64" fn IoAllocateIrp(stack_size: i8, charge_quota: u8) -> *mut c_void {
     kernel(|cpu| {
-        let irp = stack::io_allocate_irp(cpu, stack_size, charge_quota != 0)?;
+        // Driver Verifier fails (low resources simulation) and tracks it as the
+        // driver's (research note §3.2, §3.4).
+        let ask = crate::vf::Ask::object("IoAllocateIrp", irp::IRP_TAG, ntmem_kernel::ex::pool::PoolKind::Nonpaged);
+        let allocate = || stack::io_allocate_irp(cpu, stack_size, charge_quota != 0);
+        let irp = crate::vf::allocation(cpu, ask, || None, allocate, |i| i.map(|i| i.0))?;
         Ok(host_ptr(cpu, irp.map(|i| i.0)))
     })
 }

@@ -41,7 +41,12 @@ const WORK_QUEUE_ITEM_SIZE: u64 = 0x20;
 /// `device` is a device object of the caller's driver.
 pub unsafe extern "win64" fn IoAllocateWorkItem(device: *mut c_void) -> *mut c_void {
     kernel(|cpu| {
-        let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, IO_WORKITEM_SIZE, WORK_ITEM_TAG)? else {
+        // Driver Verifier fails (low resources simulation) and tracks it as the
+        // driver's (research note §3.2: un-freed work items are 0xC4/0x62 too).
+        let ask =
+            crate::vf::Ask::object("IoAllocateWorkItem", WORK_ITEM_TAG, ntmem_kernel::ex::pool::PoolKind::Nonpaged);
+        let allocate = || pool::allocate(cpu, PoolType::NonPagedPool, IO_WORKITEM_SIZE, WORK_ITEM_TAG);
+        let Some(block) = crate::vf::allocation(cpu, ask, || None, allocate, |b| *b)? else {
             return Ok(std::ptr::null_mut());
         };
         let p = host_ptr(cpu, Some(block));

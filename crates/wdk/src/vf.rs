@@ -6,14 +6,15 @@
 //! §3.4, §3.5).
 //!
 //! The routines that consult it: the pool allocators (`ExAllocatePool*`),
-//! `IoAllocateMdl`, `MmAllocateContiguousMemory[SpecifyCache]`,
-//! `MmAllocateNonCachedMemory`, `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache` and the
-//! Rtl string routines that allocate the result's buffer — Microsoft's list for low
+//! `IoAllocateMdl`, `IoAllocateIrp`, `IoAllocateWorkItem`,
+//! `MmAllocateContiguousMemory[SpecifyCache]`, `MmAllocateNonCachedMemory`,
+//! `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache`, `AllocateCommonBuffer` and the Rtl
+//! string routines that allocate the result's buffer — Microsoft's list for low
 //! resources simulation less the routines ntmem does not export yet. With any
-//! Verifier option on, pool blocks, MDLs and string buffers are tracked (with the
-//! driver's stack under pool tracking and low resources simulation, its call site otherwise); Windows tracks only
-//! under pool tracking, and also tracks IRPs and work items, which ntmem does not
-//! export yet. Verifier's
+//! Verifier option on, pool blocks, MDLs, IRPs, work items and string buffers are
+//! tracked (with the driver's stack under pool tracking and low resources
+//! simulation, its call site otherwise); Windows tracks only under pool tracking.
+//! Verifier's
 //! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
