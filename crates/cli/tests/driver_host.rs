@@ -1595,3 +1595,35 @@ fn start_io_serializes_requests_through_the_device_queue() {
     let outputs: Vec<_> = v["steps"].as_array().unwrap().iter().take(4).map(|s| s["output"].clone()).collect();
     assert_eq!(outputs, ["01000000", "", "03000000", "02000000"], "key 5 (>= 4) first, then 3: {v}");
 }
+
+/// I/O verification's memory rules for IRPs a driver allocates: one freed with
+/// ExFreePool is 0xC4/0x105 (the IRP), IoFreeIrp of pool that is no IRP is 0xC9/0x01
+/// (the object); both with the parameters Microsoft's bug check pages give.
+#[test]
+fn irps_freed_the_wrong_way_are_caught_by_io_verification() {
+    let run_rule = |rule: u32, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+            .arg("run")
+            .arg(driver("irp_misuse.c"))
+            .args(extra)
+            .arg("--json")
+            .env("CFLAGS", format!("-DRULE={rule}"))
+            .output()
+            .expect("ntmem runs");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let p: Vec<u64> = v["bugcheck"]["parameters"]
+            .as_array()
+            .map_or_else(Vec::new, |a| a.iter().map(|x| x.as_u64().unwrap()).collect());
+        (v["bugcheck"]["code"].as_u64(), p)
+    };
+    let (code, p) = run_rule(1, &["--verifier", "io"]);
+    assert_eq!((code, p[0], p[2], p[3]), (Some(0xC4), 0x105, 0, 0), "{p:x?}");
+    assert_ne!(p[1], 0, "the IRP");
+    let (code, p) = run_rule(2, &["--verifier", "io"]);
+    assert_eq!((code, p[0], p[2], p[3]), (Some(0xC9), 0x01, 0, 0), "{p:x?}");
+    assert_ne!(p[1], 0, "the object");
+    // Without I/O verification the free kernel does not look: no stop, and 0x44 for
+    // IoFreeIrp of a non-IRP.
+    assert_eq!(run_rule(1, &[]).0, None);
+    assert_eq!(run_rule(2, &[]).0, Some(0x44));
+}

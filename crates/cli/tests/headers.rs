@@ -39,6 +39,7 @@ fn drivers_compile_without_warnings_for_the_windows_target() {
         "dma_1g.c",
         "dma_device.c",
         "dma_leak.c",
+        "irp_misuse.c",
         "mutexes.c",
         "threads.c",
     ] {

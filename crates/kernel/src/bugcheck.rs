@@ -452,6 +452,10 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0xE1 ["0xE1: a synchronization object (KEVENT, KSEMAPHORE, KTIMER, KSPIN_LOCK) in pageable memory", "Address of the object", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x11A ["0x11A: KeEnterCriticalRegion at DISPATCH_LEVEL or above", "Current IRQL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x11B ["0x11B: KeLeaveCriticalRegion at DISPATCH_LEVEL or above", "Current IRQL", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x01 ["0x01: the driver freed an object that is not an IRP (IoFreeIrp)", "Address of the object", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x05 ["0x05: the IRQL changed during a dispatch routine", "The device object", "IRQL before IoCallDriver", "IRQL after IoCallDriver"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x06 ["0x06: IoCompleteRequest with a status marked pending (or -1)", "The status", "The IRP", "0"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x105 ["0x105: an IRP from IoAllocateIrp freed with ExFreePool instead of IoFreeIrp (I/O verification)", "Address of the IRP", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: a spin lock acquired recursively (deadlock detection)", "Address of the spin lock", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1001 ["0x1001: a lock hierarchy violation: locks taken in opposite orders (deadlock detection)", "Address of the lock whose acquisition closes the cycle", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1003 ["0x1003: a lock released out of order (deadlock detection)", "Address of the lock that should be released first", "Address of the lock released", "Reserved"];

@@ -227,6 +227,11 @@ impl IoManager {
         self.devices.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `va` is an IRP a driver allocated (`IoAllocateIrp`) and has not freed.
+    pub fn is_allocated_irp(&self, va: u64) -> bool {
+        self.irps().get(&va).is_some_and(|r| r.origin == IrpOrigin::Allocated)
+    }
+
     pub(crate) fn irps(&self) -> MutexGuard<'_, BTreeMap<u64, IrpRecord>> {
         self.irps.lock().unwrap_or_else(|e| e.into_inner())
     }

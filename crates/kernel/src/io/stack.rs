@@ -247,6 +247,11 @@ pub fn io_reuse_irp(cpu: &Cpu<'_>, irp: Irp, status: NtStatus) -> Result<(), Bug
 pub fn io_free_irp(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
     let m = cpu.machine();
     if u16::from_le_bytes(read_bytes(cpu, irp.0)?) != IO_TYPE_IRP {
+        // Under I/O verification: DRIVER_VERIFIER_IOMANAGER_VIOLATION 0x01, "the driver
+        // freed an object that is not an IRP" (the address; Microsoft, "Bug Check 0xC9").
+        if m.verifier().contains(crate::vf::VerifierFlags::IO_VERIFICATION) {
+            return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION, [0x01, irp.0.get(), 0, 0]));
+        }
         return Err(m.bugcheck(BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS, [irp.0.get(), 0, 0, 0]));
     }
     m.io().irps().remove(&irp.0.get());

@@ -82,6 +82,12 @@ pub enum Violation {
         /// Allocations not freed, paged and nonpaged.
         count: u64,
     },
+    /// 0x105: an IRP from `IoAllocateIrp` freed with `ExFreePool` instead of
+    /// `IoFreeIrp` (I/O verification).
+    IrpFreedAsPool {
+        /// The IRP.
+        irp: u64,
+    },
     /// 0x1000: a lock taken again by the processor that holds it (self-deadlock).
     Recursion {
         /// The lock.
@@ -135,6 +141,7 @@ impl Violation {
             Violation::EnterCriticalRegionAtDispatch { irql } => [0x11A, i(irql), 0, 0],
             Violation::LeaveCriticalRegionAtDispatch { irql } => [0x11B, i(irql), 0, 0],
             Violation::PageableSyncObject { object } => [0xE1, object, 0, 0],
+            Violation::IrpFreedAsPool { irp } => [0x105, irp, 0, 0],
             Violation::Recursion { lock } => [0x1000, lock, 0, 0],
             Violation::LockHierarchy { lock } => [0x1001, lock, 0, 0],
             Violation::ReleasedOutOfOrder { expected, released } => [0x1003, expected, released, 0],

@@ -107,6 +107,8 @@ pub fn allocate2(
 }
 
 /// `ExFreePoolWithTag` (`tag` = Some) or `ExFreePool` (`None`, which is tag 0).
+/// Under I/O verification an IRP the driver allocated is DRIVER_VERIFIER_DETECTED_VIOLATION
+/// 0x105 (Microsoft, "Bug Check 0xC4").
 /// A protected allocation (tag bit 31) must be freed with its exact tag.
 ///
 /// # Errors
@@ -115,6 +117,11 @@ pub fn allocate2(
 /// misaligned (0x99), bad quota process (0xD); BAD_POOL_HEADER: 5, 6, 7, 8, 9,
 /// 0x20, 0x22 ([`checks`]).
 pub fn free(cpu: &Cpu<'_>, va: Va, tag: Option<PoolTag>) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    // I/O verification: a driver's IRP goes back through IoFreeIrp (0xC4/0x105).
+    if m.verifier().contains(crate::vf::VerifierFlags::IO_VERIFICATION) && m.io().is_allocated_irp(va.get()) {
+        return Err(crate::vf::Violation::IrpFreedAsPool { irp: va.get() }.stop(m));
+    }
     cpu.machine().pool().free(cpu, va.get(), tag.map_or(0, |t| t.0))?;
     cpu.machine().vf().freed(va.get());
     Ok(())
