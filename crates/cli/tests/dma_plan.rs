@@ -133,3 +133,36 @@ fn system_pages_sets_the_system_pte_count_on_32_bit_editions() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["system_ptes"], 100_000, "{v}");
 }
+
+/// The WinDriver demo (drivers/wdlock.c with drivers/wdlock.toml: XP, 2 GB, 5 %
+/// fragmented) and `dma-plan` on the same machine give the same verdict for each of
+/// its four locks, and the driver names the routine the plan names.
+#[test]
+fn the_windriver_demo_and_dma_plan_agree() {
+    let drivers = concat!(env!("CARGO_MANIFEST_DIR"), "/../../drivers");
+    let out =
+        ntmem(&["run", &format!("{drivers}/wdlock.c"), "--scenario", &format!("{drivers}/wdlock.toml"), "--json"]);
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["exit"], 0, "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    let debug = run["debug_output"].to_string();
+    let machine = ["--machine", "xp-professional", "--ram", "2G", "--fragment", "5"];
+    for (step, size, sg) in [(1, "1G", false), (2, "1G", true), (3, "4M", false), (4, "32M", true)] {
+        let mut args = machine.to_vec();
+        args.extend(["--size", size]);
+        if sg {
+            args.push("--sg");
+        }
+        let (v, _) = plan(&args);
+        let status = steps[step]["status"].as_u64().unwrap();
+        match v["failed_step"].as_str() {
+            None => assert_eq!(status, 0, "step {step}: {v}"),
+            Some("contiguous_allocation") => assert_eq!(status, 0xC000_0017, "step {step}"),
+            Some("mdl_allocation" | "kernel_mapping") => assert_eq!(status, 0xC000_009A, "step {step}"),
+            Some(other) => panic!("step {step}: unexpected {other}"),
+        }
+        if let Some(routine) = v["failed_routine"].as_str() {
+            assert!(debug.contains(&format!("FAILED at {routine}")), "step {step}: {routine} not in {debug}");
+        }
+    }
+}

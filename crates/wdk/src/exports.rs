@@ -187,6 +187,7 @@ exports! {
     Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "a pre-Windows 8 HAL: description version 3 gets NULL; BuildMdlFromScatterGatherList's slot is NULL";
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmBuildMdlForNonPagedPool(mdl) Dispatch;
     Ntoskrnl Routine MmProbeAndLockPages(mdl) DependsOnMemory;
     Ntoskrnl Routine MmUnlockPages(mdl) Dispatch;
     Ntoskrnl Routine MmMapLockedPagesSpecifyCache(mdl) DependsOnMemory;
