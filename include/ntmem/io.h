@@ -84,6 +84,7 @@ struct _IRP;
 NTKERNELAPI PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer,
                                BOOLEAN ChargeQuota, struct _IRP *Irp);
 NTKERNELAPI VOID IoFreeMdl(PMDL Mdl);
+NTKERNELAPI VOID MmBuildMdlForNonPagedPool(PMDL MemoryDescriptorList);
 /* Raises STATUS_ACCESS_VIOLATION (an SEH exception) when the buffer cannot be locked. */
 NTKERNELAPI VOID MmProbeAndLockPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode,
                                      LOCK_OPERATION Operation);

@@ -54,6 +54,17 @@ enum Command {
     Build(commands::build::Args),
     /// List every routine and variable drivers can import (DLL, IRQL, differences from Windows).
     Api(commands::api::Args),
+    /// Will a WinDriver DMA buffer lock of this size work on that machine? (seed 001)
+    ///
+    /// Boots the machine, optionally fragments its physical memory, then does what
+    /// WDC_DMAContigBufLock (--contiguous) or WDC_DMASGBufLock (--sg) does on Windows,
+    /// step by step on the model: says which step fails first and why (contiguous
+    /// memory in the device's reach, the edition's IoAllocateMdl limit, system PTEs,
+    /// nonpaged pool, user address space), and tries each change that might help.
+    ///
+    /// Exit status: 0 the lock succeeds; 1 it fails (the report says why); 2 a usage
+    /// or configuration error; 74 standard output could not be written.
+    DmaPlan(commands::dma_plan::Args),
 }
 
 /// The version of the JSON every command prints with `--json`: `schema_version` in
@@ -113,6 +124,7 @@ fn main() -> ExitCode {
         Command::Boot(args) => commands::boot::main(&args),
         Command::Api(args) => commands::api::main(&args),
         Command::Build(args) => commands::build::main(&args),
+        Command::DmaPlan(args) => commands::dma_plan::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,20 @@ pub struct MachineFlags {
     /// Registry PagedPoolSize (Memory Management key), with K/M/G suffix.
     #[arg(long, value_name = "SIZE")]
     pub paged_pool_size: Option<String>,
+    /// Registry SystemPages (Memory Management key): a count of system PTEs, 32-bit
+    /// editions only; 0xFFFFFFFF = as many as fit.
+    #[arg(long, value_name = "COUNT")]
+    pub system_pages: Option<String>,
+}
+
+/// A count in decimal or `0x` hexadecimal (`--system-pages`).
+fn parse_count(text: &str) -> Result<u64, Failure> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| Failure::usage(format!("--system-pages: {text:?} is not a count (decimal or 0x hex)")))
 }
 
 impl MachineFlags {
@@ -53,6 +67,7 @@ impl MachineFlags {
         config.registry = RegistryKnobs {
             non_paged_pool_size: knob(&self.nonpaged_pool_size, "nonpaged-pool-size")?,
             paged_pool_size: knob(&self.paged_pool_size, "paged-pool-size")?,
+            system_pages: self.system_pages.as_deref().map(parse_count).transpose()?,
         };
         Ok(config)
     }

@@ -93,7 +93,7 @@ fn run_without_a_driver_runs_the_demos() {
     let out = ntmem(&["run"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{text}");
-    for demo in ["nic.c", "ioctl.c", "contig.c"] {
+    for demo in ["nic.c", "ioctl.c", "contig.c", "wdlock.c"] {
         assert!(text.contains(&format!("demo: drivers/{demo}")), "{text}");
     }
     assert!(text.contains("RecvLookasideList Depth 34/256"), "the depth followed demand: {text}");
@@ -103,10 +103,14 @@ fn run_without_a_driver_runs_the_demos() {
     assert!(text.contains("nic: SCB command read through the memory mapping: 0x0010"), "{text}");
     assert!(text.contains("METHOD_OUT_DIRECT MDL of 15 bytes"), "{text}");
     assert!(text.contains("physically contiguous and below 4 GB: yes"), "{text}");
-    assert_eq!(text.matches("Result         clean (exit 0)").count(), 3, "{text}");
+    assert!(
+        text.contains("wdlock: contiguous 1073741824 bytes: FAILED at MmAllocateContiguousMemorySpecifyCache"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Result         clean (exit 0)").count(), 4, "{text}");
     let json: serde_json::Value = serde_json::from_slice(&ntmem(&["run", "--json"]).stdout).unwrap();
     assert_eq!(json["exit"], 0);
-    assert_eq!(json["demos"].as_array().unwrap().len(), 3);
+    assert_eq!(json["demos"].as_array().unwrap().len(), 4);
 }
 
 #[test]

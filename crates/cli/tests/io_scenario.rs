@@ -109,6 +109,8 @@ fn a_bad_scenario_file_exits_2_naming_line_and_key() {
         ("type.toml", "processors = 1\n[[step]]\nadvance_ms = \"soon\"\n", "type.toml:3: key `advance_ms`:"),
         ("top.toml", "machine = 7\n", "top.toml:1: key `machine`:"),
         ("two.toml", "[[step]]\ntrim = true\nunload = true\n", "two.toml:1: a [[step]] holds exactly one of"),
+        ("frag.toml", "[[step]]\nfragment = 95\n", "frag.toml:1: key `fragment`: 95 is above 90"),
+        ("frag2.toml", "[[step]]\nfragment = 5\ntrim = true\n", "frag2.toml:1: a [[step]] holds exactly one of"),
     ];
     for (name, body, expected) in cases {
         let path = dir.join(name);

@@ -33,6 +33,6 @@ pub use boot::BootOptions;
 pub use edition::{find_edition, Edition, Release, DEFAULT_EDITION, EDITIONS};
 pub use error::MachineError;
 pub use layout::{Layout, Region, RegionKind};
-pub use limits::{PoolLimits, RegistryKnobs, PAGED_POOL_SIZE_MAXIMUM};
+pub use limits::{PoolLimits, RegistryKnobs, PAGED_POOL_SIZE_MAXIMUM, SYSTEM_PAGES_MAXIMUM};
 pub use physmap::{PhysMap, PhysRange, RamRun};
 pub use profile::{MachineConfig, MachineProfile, MIN_RAM, MIN_USABLE_RAM};

@@ -29,6 +29,11 @@
 //!   the cap is capped; `0xFFFFFFFF` asks for the largest possible, which ntmem takes to
 //!   be the release's documented maximum (the layout then limits it by VA). 0 means the
 //!   system default for both.
+//! - **`SystemPages`** (TechNet "SystemPages", Jungo TechDoc #59, research
+//!   dma-verifier-views.md §4.2): on 32-bit Windows a fixed count of system PTEs
+//!   replacing the computed one; `0xFFFFFFFF` asks for the most possible, which ntmem
+//!   asks of the layout as 2 GB of PTEs and the layout then cuts to the room left
+//!   (with the other regions at their minimum). 64-bit Windows ignores it (warning).
 
 use crate::addr::{format_size, PageShift};
 use crate::arch::Arch;
@@ -41,6 +46,10 @@ const GB: u64 = 1 << 30;
 /// `PagedPoolSize = 0xFFFFFFFF`: the largest paged pool possible (Microsoft docs).
 pub const PAGED_POOL_SIZE_MAXIMUM: u64 = 0xFFFF_FFFF;
 
+/// `SystemPages = 0xFFFFFFFF`: as many system PTEs as possible (TechNet "SystemPages";
+/// research/dma-verifier-views.md §4.2).
+pub const SYSTEM_PAGES_MAXIMUM: u64 = 0xFFFF_FFFF;
+
 /// Values under `HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management`.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug, serde::Serialize)]
 pub struct RegistryKnobs {
@@ -48,6 +57,9 @@ pub struct RegistryKnobs {
     pub non_paged_pool_size: Option<u64>,
     /// `PagedPoolSize`, bytes; 0 or absent = system default; 0xFFFFFFFF = largest possible.
     pub paged_pool_size: Option<u64>,
+    /// `SystemPages`, a count of system PTEs; 0 or absent = computed; 0xFFFFFFFF = as
+    /// many as the system address space holds. 32-bit only: 64-bit Windows ignores it.
+    pub system_pages: Option<u64>,
 }
 
 /// Pool sizes of a machine, bytes.
@@ -188,16 +200,25 @@ impl Wants {
                 })
             }
         }
+        let system_pages = registry.system_pages.filter(|&v| v != 0);
         let (system_ptes, special_pool) = if sizing.arch.is_64bit() {
+            if system_pages.is_some() {
+                warnings.push("SystemPages has no effect on 64-bit Windows; ignored".to_string());
+            }
             (shift.bytes_to_pages(128 * GB), 4 * GB)
         } else {
-            let ptes = match sizing.ram {
+            let computed = match sizing.ram {
                 r if r < 19 * MB => 7000,
                 r if r <= 32 * MB => 11000,
                 r if r <= 256 * MB => 22000,
                 _ => 44000,
             };
-            let special = if ptes >= 0x3000 { ptes / 3 } else { ptes / 6 };
+            let special = if computed >= 0x3000 { computed / 3 } else { computed / 6 };
+            let ptes = match system_pages {
+                None => computed,
+                Some(SYSTEM_PAGES_MAXIMUM) => shift.bytes_to_pages(2 * GB),
+                Some(v) => v.min(shift.bytes_to_pages(2 * GB)),
+            };
             (ptes, shift.pages_to_bytes(special.min(0x6000)))
         };
         Wants {
@@ -258,21 +279,45 @@ mod tests {
     #[test]
     fn registry_knobs_override_within_bounds() {
         let s = sizing(Arch::X86, Release::WindowsServer2003Sp1, 2 * GB, false);
-        let (raised, warnings) =
-            wants(&s, RegistryKnobs { non_paged_pool_size: Some(200 * MB), paged_pool_size: Some(0) });
+        let (raised, warnings) = wants(
+            &s,
+            RegistryKnobs { non_paged_pool_size: Some(200 * MB), paged_pool_size: Some(0), system_pages: None },
+        );
         assert!(warnings.is_empty());
         assert_eq!(raised.limits.nonpaged_initial, 200 * MB);
         assert!(raised.limits.nonpaged_max >= 200 * MB);
-        let (capped, warnings) =
-            wants(&s, RegistryKnobs { non_paged_pool_size: Some(512 * MB), paged_pool_size: Some(GB) });
+        let (capped, warnings) = wants(
+            &s,
+            RegistryKnobs { non_paged_pool_size: Some(512 * MB), paged_pool_size: Some(GB), system_pages: None },
+        );
         assert_eq!(capped.limits.nonpaged_initial, 256 * MB);
         assert_eq!(capped.limits.paged_max, 530 * MB);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        let (ignored, warnings) = wants(&s, RegistryKnobs { non_paged_pool_size: Some(2 * GB), paged_pool_size: None });
+        let (ignored, warnings) =
+            wants(&s, RegistryKnobs { non_paged_pool_size: Some(2 * GB), paged_pool_size: None, system_pages: None });
         assert!(warnings[0].contains("ignored"));
         assert!(ignored.limits.nonpaged_initial < 256 * MB);
-        let (max, _) =
-            wants(&s, RegistryKnobs { non_paged_pool_size: None, paged_pool_size: Some(PAGED_POOL_SIZE_MAXIMUM) });
+        let (max, _) = wants(
+            &s,
+            RegistryKnobs {
+                non_paged_pool_size: None,
+                paged_pool_size: Some(PAGED_POOL_SIZE_MAXIMUM),
+                system_pages: None,
+            },
+        );
         assert_eq!(max.limits.paged_max, 530 * MB);
+    }
+
+    #[test]
+    fn system_pages_replaces_the_computed_count_on_32_bit_only() {
+        let s = sizing(Arch::X86, Release::WindowsXp, 2 * GB, false);
+        let knob = |v| RegistryKnobs { system_pages: Some(v), ..RegistryKnobs::default() };
+        assert_eq!(wants(&s, knob(100_000)).0.system_ptes, 100_000);
+        assert_eq!(wants(&s, knob(0)).0.system_ptes, 44000);
+        assert_eq!(wants(&s, knob(SYSTEM_PAGES_MAXIMUM)).0.system_ptes, 2 * GB / 4096);
+        let wide = sizing(Arch::X64, Release::WindowsServer2003Sp1, 8 * GB, false);
+        let (w, warnings) = wants(&wide, knob(100_000));
+        assert_eq!(w.system_ptes, 32 << 20);
+        assert!(warnings[0].contains("SystemPages"), "{warnings:?}");
     }
 }

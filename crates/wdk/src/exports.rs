@@ -189,6 +189,7 @@ exports! {
     Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch "device objects are not reference-counted";
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmBuildMdlForNonPagedPool(mdl) Dispatch;
     Ntoskrnl Routine MmProbeAndLockPages(mdl) DependsOnMemory;
     Ntoskrnl Routine MmUnlockPages(mdl) Dispatch;
     Ntoskrnl Routine MmMapLockedPagesSpecifyCache(mdl) DependsOnMemory;

@@ -71,6 +71,12 @@ pub extern "win64" fn IoFreeMdl(m: *mut c_void) {
     kernel(|cpu| mdl::io_free_mdl(cpu, Mdl(va_of(cpu, m))));
 }
 
+/// `MmBuildMdlForNonPagedPool`: fills the MDL's page array for a buffer in
+/// nonpaged memory (pool or a contiguous allocation) and sets MDL_SOURCE_IS_NONPAGED_POOL.
+pub extern "win64" fn MmBuildMdlForNonPagedPool(m: *mut c_void) {
+    kernel(|cpu| mdl::mm_build_mdl_for_nonpaged_pool(cpu, Mdl(va_of(cpu, m))));
+}
+
 /// `MmProbeAndLockPages`: raises STATUS_ACCESS_VIOLATION when a page cannot be
 /// locked for the access.
 pub extern "win64" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation: u32) {

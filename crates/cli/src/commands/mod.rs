@@ -3,6 +3,7 @@
 pub mod api;
 pub mod boot;
 pub mod build;
+pub mod dma_plan;
 pub mod layout;
 pub mod machines;
 pub mod physmap;

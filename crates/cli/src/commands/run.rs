@@ -128,8 +128,12 @@ fn campaign_json(c: &driver_host::campaign::Campaign) -> serde_json::Value {
 /// The demo drivers and their scenarios, in `drivers/`: a NIC-style driver with a
 /// receive lookaside list, the IOCTL driver of seed §9's three transfer types, and
 /// a driver that allocates contiguous memory below 4 GB.
-const DEMOS: &[(&str, Option<&str>)] =
-    &[("nic.c", Some("nic.toml")), ("ioctl.c", Some("ioctl.toml")), ("contig.c", None)];
+const DEMOS: &[(&str, Option<&str>)] = &[
+    ("nic.c", Some("nic.toml")),
+    ("ioctl.c", Some("ioctl.toml")),
+    ("contig.c", None),
+    ("wdlock.c", Some("wdlock.toml")),
+];
 
 fn demos(args: &Args) -> Result<(), Failure> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drivers");

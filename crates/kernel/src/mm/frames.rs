@@ -260,12 +260,22 @@ impl PhysicalMemory {
         };
         for &(start, count) in &frames.runs {
             inner.map.set(start.get(), count, false);
+            // Zero the run's free frames a stretch at a time (one host call per
+            // stretch of consecutive frames consecutive in the RAM file).
+            let mut stretch: Option<(u64, u64)> = None;
             for i in 0..count {
                 let pfn = start.add(i);
                 let entry = inner.pfn.get_mut(pfn);
                 if req.zeroed && entry.state == PageState::Free {
                     let off = self.physmap.file_offset(pfn.addr(self.shift)).expect("free frames are RAM");
-                    self.ram.zero(off, page);
+                    stretch = match stretch {
+                        Some((at, len)) if at + len == off => Some((at, len + page)),
+                        Some((at, len)) => {
+                            self.ram.zero(at, len);
+                            Some((off, page))
+                        }
+                        None => Some((off, page)),
+                    };
                 }
                 *entry = PfnEntry {
                     state: PageState::Active,
@@ -276,6 +286,9 @@ impl PhysicalMemory {
                     reference_count: 1,
                     ..PfnEntry::default()
                 };
+            }
+            if let Some((at, len)) = stretch {
+                self.ram.zero(at, len);
             }
         }
         Ok(frames)

@@ -7,6 +7,7 @@
 //! allocated while the page-table lock is held), so there is no cycle.
 
 pub mod contiguous;
+pub mod fragment;
 pub mod frames;
 pub mod free_map;
 pub mod image_paging;

@@ -512,38 +512,41 @@ fn commit(m: &Machine, vm: &mut Vm, start: u64, end: u64, protect: PageProtectio
     if vad.kind != VadKind::Private {
         return Err(NtStatus::CONFLICTING_ADDRESSES);
     }
-    let mut taken = Vec::new();
-    for va in (start..end).step_by(page as usize) {
-        if vad.committed.contains_key(&va) {
-            continue;
+    let todo: Vec<u64> = (start..end).step_by(page as usize).filter(|va| !vad.committed.contains_key(va)).collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    // One request for every frame, mapped run by run: frames that follow each other
+    // go to pages that follow each other, so the host maps each such run once (page
+    // by page, a large buffer would exceed the host's limit on mappings).
+    let req = FrameRequest::new(todo.len() as u64, PageUse::UserPrivate).zeroed();
+    let frames = m.phys().allocate(&req).map_err(|_| NtStatus::NO_MEMORY)?;
+    let pfns: Vec<Pfn> = frames.pfns().collect();
+    let mut taken = Vec::with_capacity(todo.len());
+    let mut i = 0;
+    while i < todo.len() {
+        let mut n = 1;
+        while i + n < todo.len() && todo[i + n] == todo[i] + n as u64 * page && pfns[i + n] == pfns[i].add(n as u64) {
+            n += 1;
         }
-        match commit_page(m, va, protect) {
-            Some(c) => taken.push((va, c)),
-            None => {
+        if let Some(how) = protect.mapping() {
+            let run = Frames { runs: vec![(pfns[i], n as u64)] };
+            if m.space().map(m.phys(), Va::new(todo[i]), &run, how).is_err() {
+                let _ = m.space().unmap(m.phys(), Va::new(todo[i]), n as u64);
                 for (va, c) in taken {
                     release_page(m, va, c, VadKind::Private);
+                }
+                for &pfn in &pfns[i..] {
+                    let _ = m.phys().free(pfn, 1);
                 }
                 return Err(NtStatus::NO_MEMORY);
             }
         }
+        taken.extend((i..i + n).map(|k| (todo[k], Committed { pfn: pfns[k], protect })));
+        i += n;
     }
     vad.committed.extend(taken);
     Ok(())
-}
-
-/// A zeroed frame for the page at `va`, mapped as `protect` says; `None` (nothing
-/// taken) when no frame or page table can be had.
-fn commit_page(m: &Machine, va: u64, protect: PageProtection) -> Option<Committed> {
-    let frames = m.phys().allocate(&FrameRequest::new(1, PageUse::UserPrivate).zeroed()).ok()?;
-    let pfn = frames.first();
-    if let Some(how) = protect.mapping() {
-        if m.space().map(m.phys(), Va::new(va), &frames, how).is_err() {
-            let _ = m.space().unmap(m.phys(), Va::new(va), 1);
-            let _ = m.phys().free(pfn, 1);
-            return None;
-        }
-    }
-    Some(Committed { pfn, protect })
 }
 
 /// Gives a private page back: unmapped, and its frame freed — unless an MDL still

@@ -184,7 +184,8 @@ fn registry_knobs_apply_and_out_of_range_values_warn() {
     assert_eq!(p.limits.nonpaged_initial, 160 * MB);
     c.registry.non_paged_pool_size = Some(3 * GB);
     assert!(c.build().unwrap().warnings.iter().any(|w| w.contains("NonPagedPoolSize")));
-    c.registry = RegistryKnobs { non_paged_pool_size: None, paged_pool_size: Some(PAGED_POOL_SIZE_MAXIMUM) };
+    c.registry =
+        RegistryKnobs { non_paged_pool_size: None, paged_pool_size: Some(PAGED_POOL_SIZE_MAXIMUM), system_pages: None };
     check_layout(&c.build().unwrap());
 }
 
@@ -219,7 +220,11 @@ fn any_config() -> impl Strategy<Value = MachineConfig> {
         proptest::option::of(prop_oneof![0u64..=512 * MB, Just(200 * GB)]),
         proptest::option::of(prop_oneof![0u64..=GB, Just(PAGED_POOL_SIZE_MAXIMUM)]),
     )
-        .prop_map(|(non_paged_pool_size, paged_pool_size)| RegistryKnobs { non_paged_pool_size, paged_pool_size });
+        .prop_map(|(non_paged_pool_size, paged_pool_size)| RegistryKnobs {
+            non_paged_pool_size,
+            paged_pool_size,
+            system_pages: None,
+        });
     (0..EDITIONS.len(), ram_mb, any::<[bool; 3]>(), maxmem_mb, burnmemory_mb, registry).prop_map(
         |(index, ram_mb, [three_gb, pae, nolowmem], maxmem_mb, burnmemory_mb, registry)| {
             let edition = &EDITIONS[index];
@@ -261,7 +266,11 @@ proptest! {
 #[test]
 fn the_fullest_x86_machine_still_fits() {
     let mut c = config("ws03sp1-datacenter", 128 * GB, "/PAE");
-    c.registry = RegistryKnobs { non_paged_pool_size: Some(256 * MB), paged_pool_size: Some(PAGED_POOL_SIZE_MAXIMUM) };
+    c.registry = RegistryKnobs {
+        non_paged_pool_size: Some(256 * MB),
+        paged_pool_size: Some(PAGED_POOL_SIZE_MAXIMUM),
+        system_pages: None,
+    };
     let p = c.build().unwrap();
     check_layout(&p);
     assert!(p.warnings.iter().any(|w| w.contains("limited to")), "{:?}", p.warnings);

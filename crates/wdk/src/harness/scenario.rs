@@ -48,6 +48,9 @@
 //! [[step]]
 //! dma = { device = "nic0", direction = "from_device", data = "a5" }  # the device writes at
 //!                                      # its DMA registers' address ("to_device": it reads)
+//! [[step]]
+//! fragment = 5                         # pin 5 % of free RAM in 64 KB blocks, as uptime
+//!                                      # fragments it (ntmem_kernel::mm::fragment; seed 001)
 //! ```
 //!
 //! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
@@ -356,6 +359,8 @@ pub struct StepSpec {
     pub cancel: Option<usize>,
     /// `dma`: a device transfers at the address the driver programmed.
     pub dma: Option<DmaSpec>,
+    /// `fragment`: percent of free RAM to pin in 64 KB blocks.
+    pub fragment: Option<u32>,
     /// `free_buffer`: decommit the request's buffer while it is in the driver.
     #[serde(default)]
     pub free_buffer: bool,
@@ -429,6 +434,9 @@ pub enum Action {
         /// What it writes (from the device).
         data: Vec<u8>,
     },
+    /// Fragment physical memory: pin this percent of the free RAM
+    /// ([`ntmem_kernel::mm::fragment::fragment`]).
+    Fragment(u32),
 }
 
 /// A checked step.
@@ -600,9 +608,16 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             }
             actions.push(Action::Dma { device: d.device.clone(), direction: d.direction, data });
         }
+        if let Some(percent) = s.fragment {
+            let max = ntmem_kernel::mm::fragment::MAX_PERCENT;
+            if percent > max {
+                return Err(format!("{file}:{line}: key `fragment`: {percent} is above {max} (percent of free RAM)"));
+            }
+            actions.push(Action::Fragment(percent));
+        }
         if actions.len() != 1 {
             return Err(format!(
-                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma (this one has {})",
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma, fragment (this one has {})",
                 actions.len()
             ));
         }

@@ -130,6 +130,7 @@ impl StepResult {
             Action::Close(_) => "close",
             Action::Cancel(_) => "cancel",
             Action::Dma { .. } => "dma",
+            Action::Fragment(_) => "fragment",
         };
         StepResult {
             index,
@@ -310,6 +311,14 @@ fn run_one<T: Target + ?Sized>(
             r.note = Some(format!(
                 "skipped: simulated time ({} ms) cannot advance by {ms} ms, past the {MAX_SIMULATED_MS} ms a 100-ns LARGE_INTEGER holds",
                 machine.now_ms()
+            ));
+        }
+        Action::Fragment(percent) => {
+            // The pins stay for the rest of the run (memory other code holds).
+            let f = ntmem_kernel::mm::fragment::fragment(machine, *percent);
+            r.note = Some(format!(
+                "{} pages pinned in 64 KB blocks; largest free run {} pages, {} below 4 GB",
+                f.pinned_pages, f.largest_free_run, f.largest_free_run_below_4gb
             ));
         }
         Action::AdvanceMs(ms) => {

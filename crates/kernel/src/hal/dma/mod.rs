@@ -33,6 +33,7 @@
 //! it).
 
 pub mod adapter;
+pub mod buffer_lock;
 pub mod description;
 pub mod device_side;
 pub(crate) mod plan;

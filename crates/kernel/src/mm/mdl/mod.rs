@@ -33,7 +33,7 @@
 //! recorded, mapping them returns NULL), the MDL lookaside list (every MDL comes
 //! from nonpaged pool, tag "Mdl ").
 
-use ntmem_machine::{PageShift, Pfn, Va};
+use ntmem_machine::{Edition, PageShift, Pfn, Release, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, PoolTag, PoolType};
@@ -64,10 +64,28 @@ const _: () = assert!(MDL_HEADER_SIZE == 0x30);
 pub const PFN_END: u64 = u64::MAX;
 /// Pool tag of MDLs ("Mdl ").
 pub const MDL_TAG: PoolTag = PoolTag::new(*b"Mdl ");
-/// The largest `Size` the CSHORT field holds: IoAllocateMdl refuses longer buffers
-/// (about 32 MB with 4 KB pages; the Windows Server 2003 / XP limit
-/// `PAGE_SIZE * (65535 - sizeof(MDL)) / sizeof(ULONG_PTR)` of the IoAllocateMdl page).
+/// The largest `Size` the CSHORT field holds (an MDL of ntmem's x64 layout for a
+/// longer buffer records `Size` as 0xFFFF: research U-10, how Windows sets it is
+/// undocumented). IoAllocateMdl's limit is per edition: [`max_mdl_buffer`].
 pub const MAX_MDL_SIZE: u64 = 0xFFFF;
+
+/// The longest buffer IoAllocateMdl describes on `edition` (learn.microsoft.com,
+/// "IoAllocateMdl function (wdm.h)"; research/dma-verifier-views.md §4.2): Windows
+/// Vista and Server 2008 2 GB − PAGE_SIZE; Windows 2000, XP and Server 2003
+/// `PAGE_SIZE * (65535 - sizeof(MDL)) / sizeof(ULONG_PTR)` with the edition's own
+/// `sizeof(MDL)` (0x1C on x86, 0x30 on 64-bit) — 67,079,168 bytes (≈ 64 MB) on
+/// x86, 33,529,344 (≈ 32 MB) on x64, twice that with IA-64's 8 KB pages. Seed 001:
+/// this is why a 1 GB WinDriver lock cannot even get its MDL before Vista.
+pub fn max_mdl_buffer(edition: &Edition) -> u64 {
+    let page = edition.arch.page_shift().page_size();
+    match edition.release {
+        Release::WindowsVista => (2 << 30) - page,
+        _ => {
+            let sizeof_mdl = if edition.arch.is_64bit() { 0x30 } else { 0x1C };
+            page * (0xFFFF - sizeof_mdl) / edition.arch.pointer_size()
+        }
+    }
+}
 
 bitflags::bitflags! {
     /// `MdlFlags` (WDK `wdm.h`).
@@ -321,14 +339,14 @@ pub fn mm_initialize_mdl(cpu: &Cpu<'_>, mdl: Mdl, base: Va, length: u64) -> Resu
 
 /// `IoAllocateMdl(VirtualAddress, Length, FALSE, FALSE, NULL)`: an MDL from
 /// nonpaged pool describing the buffer (no pages yet); `None` is NULL — no pool,
-/// or a buffer longer than an MDL's CSHORT `Size` can describe ([`MAX_MDL_SIZE`]).
+/// or a buffer longer than the edition allows ([`max_mdl_buffer`]).
 ///
 /// # Errors
 /// A bugcheck from the pool.
 pub fn io_allocate_mdl(cpu: &Cpu<'_>, va: Va, length: u64) -> Result<Option<Mdl>, BugCheck> {
     let shift = shift_of(cpu.machine());
     let size = mm_size_of_mdl(shift, va, length);
-    if length == 0 || length > u64::from(u32::MAX) || size > MAX_MDL_SIZE {
+    if length == 0 || length > u64::from(u32::MAX) || length > max_mdl_buffer(cpu.machine().profile().edition) {
         return Ok(None);
     }
     let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, size, MDL_TAG)? else { return Ok(None) };
