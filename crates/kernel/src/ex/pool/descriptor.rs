@@ -142,17 +142,10 @@ impl Descriptor {
     ) -> u64 {
         let g = self.g;
         let page_end = g.page_of(entry) + g.page;
-        let free_header = |previous: u64, size: u64| PoolHeader {
-            previous_size: previous as u16,
-            block_size: size as u16,
-            tag: free_tag,
-            ..PoolHeader::default()
-        };
         let (mut at, mut prev) = (entry, previous);
         if offset > 0 {
-            mem.set_header(at, &free_header(prev, offset));
-            self.insert(at, offset);
-            (at, prev) = (at + offset * g.unit, offset);
+            prev = self.free_run(mem, at, prev, offset, free_tag);
+            at += offset * g.unit;
         }
         let block = at;
         mem.set_header(
@@ -169,14 +162,30 @@ impl Descriptor {
         (at, prev) = (at + units * g.unit, units);
         let tail = size - offset - units;
         if tail > 0 {
-            mem.set_header(at, &free_header(prev, tail));
-            self.insert(at, tail);
-            (at, prev) = (at + tail * g.unit, tail);
+            prev = self.free_run(mem, at, prev, tail, free_tag);
+            at += tail * g.unit;
         }
         if at < page_end {
             mem.set_previous_size(at, prev);
         }
         block
+    }
+
+    /// Writes a free run of `size` units at `at` (the block before it `previous` units)
+    /// as free blocks the header can describe — at most `max_block` units each, which
+    /// on IA-64 (8 KB pages, 512 units, an 8-bit BlockSize) is less than a page — and
+    /// lists them. Returns the last block's size, the PreviousSize of what follows.
+    fn free_run(&mut self, mem: Mem<'_>, at: u64, previous: u64, size: u64, tag: u32) -> u64 {
+        let g = self.g;
+        let (mut at, mut prev, mut left) = (at, previous, size);
+        while left > 0 {
+            let n = left.min(g.max_block);
+            let h = PoolHeader { previous_size: prev as u16, block_size: n as u16, tag, ..PoolHeader::default() };
+            mem.set_header(at, &h);
+            self.insert(at, n);
+            (at, prev, left) = (at + n * g.unit, n, left - n);
+        }
+        prev
     }
 
     /// Frees the block at `entry` (its header already checked by the caller):
@@ -218,20 +227,40 @@ impl Descriptor {
                 (start, size, prev, tag) = (pe, size + prev, u64::from(ph.previous_size), ph.tag);
             }
         }
+        // Where a page holds more units than one header describes (IA-64), a free run
+        // is several free blocks: take in the free blocks beyond the neighbours too.
+        if g.max_block < g.units_per_page - 1 {
+            loop {
+                let next = start + size * g.unit;
+                if next >= page_end {
+                    break;
+                }
+                let nh = mem.header(next);
+                let n = u64::from(nh.block_size);
+                if nh.in_use() || n == 0 || !(n == 1 || self.remove(next, n)) {
+                    break;
+                }
+                size += n;
+            }
+            while prev != 0 {
+                let pe = start - prev * g.unit;
+                let ph = mem.header(pe);
+                if ph.in_use() || u64::from(ph.block_size) != prev || !(prev == 1 || self.remove(pe, prev)) {
+                    break;
+                }
+                (start, size, prev, tag) = (pe, size + prev, u64::from(ph.previous_size), ph.tag);
+            }
+        }
         if size >= g.units_per_page {
             self.pages -= 1;
             pages.set(page, 1, PageState::Free);
             backend.free(mm, page, 1);
             return Ok(());
         }
-        mem.set_header(
-            start,
-            &PoolHeader { previous_size: prev as u16, block_size: size as u16, tag, ..PoolHeader::default() },
-        );
-        self.insert(start, size);
+        let last = self.free_run(mem, start, prev, size, tag);
         let end = start + size * g.unit;
         if end < page_end {
-            mem.set_previous_size(end, size);
+            mem.set_previous_size(end, last);
         }
         Ok(())
     }
