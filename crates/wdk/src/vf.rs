@@ -127,7 +127,7 @@ pub(crate) fn allocation<T>(
             | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION,
     );
     let Some(site) = call_site(cpu, whole) else { return allocate() };
-    if vf.inject_failure(&site, ask.routine, ask.tag, cpu.machine().now_ms()) {
+    if vf.inject_failure(&site, ask.routine, ask.tag, ask.pool_routine, cpu.machine().now_ms()) {
         return Ok(injected());
     }
     let r = allocate()?;

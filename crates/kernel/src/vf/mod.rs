@@ -287,11 +287,18 @@ impl Verifier {
 
     /// The hook before a verified driver's resource allocation: whether low resources
     /// simulation fails this call of `routine` (for pool, `tag` is the tag asked
-    /// for) from `site` at simulated time `now_ms`. A failure is counted and logged;
-    /// the caller then fails the call "according to the semantics of that call".
-    pub fn inject_failure(&self, site: &CallSite, routine: &'static str, tag: Option<PoolTag>, now_ms: u64) -> bool {
+    /// for; `pool`: the routine is a pool allocator, counted as a pool allocation
+    /// attempted) from `site` at simulated time `now_ms`. A failure is counted and
+    /// logged; the caller then fails the call "according to the semantics of that call".
+    pub fn inject_failure(
+        &self,
+        site: &CallSite,
+        routine: &'static str,
+        tag: Option<PoolTag>,
+        pool: bool,
+        now_ms: u64,
+    ) -> bool {
         let flags = self.flags();
-        let pool = routine.starts_with("ExAllocatePool");
         let random = flags.contains(VerifierFlags::LOW_RESOURCES_SIMULATION);
         let systematic = flags.contains(VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
         if !(random || systematic) || !self.verifies(&site.driver) {
@@ -483,12 +490,12 @@ mod tests {
     fn only_the_verified_drivers_are_failed() {
         let v = Verifier::default();
         v.set_faults(FaultSettings { probability: 10_000, ..FaultSettings::default() });
-        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, 0), "option off");
+        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0), "option off");
         v.set_flags(VerifierFlags::LOW_RESOURCES_SIMULATION);
-        assert!(v.inject_failure(&site(), "ExAllocatePoolWithTag", None, 0));
+        assert!(v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0));
         v.set_drivers(Some(vec!["other".into()]));
         assert!(!v.verifies("leaky.sys") && v.verifies("OTHER.SYS"));
-        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, 0));
+        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0));
         assert_eq!(v.counters().faults_injected, 1);
         assert_eq!(v.injections()[0].stack, [0x1_4000_1010]);
     }
