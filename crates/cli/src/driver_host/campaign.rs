@@ -20,6 +20,45 @@ use crate::Failure;
 /// At most this many runs: a driver with more allocation sites is cut short, and says so.
 pub const MAX_RUNS: usize = 1000;
 
+/// What a site's failure led to (JSON: "handled", "leaked", "bugcheck", "did not return").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Outcome {
+    /// Nothing wrong: a failing status is the driver handling the failure.
+    #[serde(rename = "handled")]
+    Handled,
+    /// Pool or a symbolic link left behind.
+    #[serde(rename = "leaked")]
+    Leaked,
+    /// A bugcheck.
+    #[serde(rename = "bugcheck")]
+    Bugcheck,
+    /// A routine that did not return (a timeout or a wait that never ends).
+    #[serde(rename = "did not return")]
+    DidNotReturn,
+}
+
+impl Outcome {
+    /// As the report writes it.
+    pub fn text(self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Leaked => "leaked",
+            Outcome::Bugcheck => "bugcheck",
+            Outcome::DidNotReturn => "did not return",
+        }
+    }
+
+    /// The exit status it earns the campaign: 4, 3, 1 or 0.
+    fn exit(self) -> u8 {
+        match self {
+            Outcome::DidNotReturn => 4,
+            Outcome::Bugcheck => 3,
+            Outcome::Leaked => 1,
+            Outcome::Handled => 0,
+        }
+    }
+}
+
 /// What failing one site led to.
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteRun {
@@ -29,8 +68,8 @@ pub struct SiteRun {
     pub routine: &'static str,
     /// The stack's identity.
     pub stack_id: u64,
-    /// "handled", "leaked" or "bugcheck" (or "did not return").
-    pub outcome: &'static str,
+    /// What the failure led to.
+    pub outcome: Outcome,
     /// The run's one-line verdict.
     pub verdict: String,
     /// For a bugcheck, where it happened (`FAULTING_IP`, named).
@@ -100,12 +139,12 @@ pub fn systematic(request: &Request) -> Result<Campaign, Failure> {
 
 /// What a run's failure led to: a stop, a leak, or nothing wrong (a failing status
 /// is the driver handling the failure).
-fn outcome(report: &Report) -> &'static str {
+fn outcome(report: &Report) -> Outcome {
     match &report.bugcheck {
-        Some(b) if b.halt.is_some() => "did not return",
-        Some(_) => "bugcheck",
-        None if !report.leaks.is_empty() || !report.symbolic_links.is_empty() => "leaked",
-        None => "handled",
+        Some(b) if b.halt.is_some() => Outcome::DidNotReturn,
+        Some(_) => Outcome::Bugcheck,
+        None if !report.leaks.is_empty() || !report.symbolic_links.is_empty() => Outcome::Leaked,
+        None => Outcome::Handled,
     }
 }
 
@@ -113,12 +152,7 @@ impl Campaign {
     /// The exit status: the worst mishandled site's (3 bugcheck, 4 did not return, 1
     /// leaked), else the baseline run's.
     pub fn exit(&self) -> u8 {
-        let worst = |s: &SiteRun| match s.outcome {
-            "did not return" => 4,
-            "bugcheck" => 3,
-            "leaked" => 1,
-            _ => 0,
-        };
+        let worst = |s: &SiteRun| s.outcome.exit();
         self.sites.iter().map(worst).max().unwrap_or(0).max(self.baseline.exit())
     }
 
@@ -127,7 +161,7 @@ impl Campaign {
         let bad: Vec<String> = self
             .sites
             .iter()
-            .filter(|s| s.outcome != "handled")
+            .filter(|s| s.outcome != Outcome::Handled)
             .map(|s| format!("{} failing at {}: {}", s.routine, s.site, s.verdict))
             .collect();
         match bad.first() {
@@ -154,8 +188,11 @@ impl Campaign {
         }
         for (n, s) in self.sites.iter().enumerate() {
             let _ = writeln!(o, "{:>3}  {} failing at {}", n + 1, s.routine, s.site);
-            let what =
-                if s.outcome == "handled" { "handled".to_string() } else { format!("{}: {}", s.outcome, s.verdict) };
+            let what = if s.outcome == Outcome::Handled {
+                "handled".to_string()
+            } else {
+                format!("{}: {}", s.outcome.text(), s.verdict)
+            };
             let _ = writeln!(o, "     -> {what}");
             if let Some(at) = &s.faulting {
                 let _ = writeln!(o, "        at {at}");
