@@ -38,11 +38,13 @@ NTKERNELAPI VOID KeLeaveCriticalRegion(VOID);
 NTKERNELAPI BOOLEAN KeAreApcsDisabled(VOID);
 
 /* With no debugger, a breakpoint is an exception (STATUS_BREAKPOINT) the driver's
- * __except may take; unhandled, the machine stops (0x7E / 0x1E, 0x80000003). */
+ * __except may take; unhandled, the machine stops (0x7E / 0x1E, 0x80000003). On a
+ * machine booted with /DEBUG, ntmem is the attached debugger and continues ('g'). */
 NTSYSAPI VOID DbgBreakPoint(VOID);
 NTSYSAPI VOID DbgBreakPointWithStatus(ULONG Status);
 #define KdBreakPoint DbgBreakPoint
 #define KdBreakPointWithStatus DbgBreakPointWithStatus
+NTKERNELAPI BOOLEAN KdRefreshDebuggerNotPresent(VOID);
 NTSYSAPI VOID RtlAssert(PVOID VoidFailedAssertion, PVOID VoidFileName, ULONG LineNumber, PSTR MutableMessage);
 
 /* Checked builds (-DDBG=1) assert; free builds compile the assertions to nothing. */

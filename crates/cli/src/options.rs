@@ -13,7 +13,8 @@ pub struct MachineFlags {
     /// Installed RAM, with K/M/G/T suffix (e.g. 512M, 8G, 1T). Default: 8G, or the edition's maximum if less.
     #[arg(long, value_name = "SIZE")]
     pub ram: Option<String>,
-    /// Boot.ini options, e.g. "/3GB /PAE /NOLOWMEM /MAXMEM=2048 /BURNMEMORY=256".
+    /// Boot.ini options, e.g. "/3GB /PAE /NOLOWMEM /MAXMEM=2048 /BURNMEMORY=256 /DEBUG"
+    /// (/DEBUG: a kernel debugger is attached and continues from breakpoints).
     #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
     pub boot: Option<String>,
     /// Number of processors. Default: 2.

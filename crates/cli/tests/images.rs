@@ -286,3 +286,51 @@ fn a_wait_nothing_can_satisfy_ends_the_run_with_a_report_instead_of_hanging() {
         (Some("KeWaitForSingleObject"), Some(0))
     );
 }
+
+/// On a machine booted with `/DEBUG`, ntmem is the attached kernel debugger and
+/// continues from every breakpoint, before any `__except` sees it (the debugger gets
+/// the first chance), and answers a failed checked-build assertion "Ignore"; without
+/// it the first breakpoint is unhandled (0x7E in DriverEntry, 0x80000003).
+#[test]
+fn with_debug_the_debugger_continues_from_breakpoints_and_ignores_assertions() {
+    let run = |boot: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+            .args(["run", &driver("debugger.c"), "--json"])
+            .args(boot)
+            .env("CFLAGS", "-DDBG=1")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v
+    };
+    let v = run(&["--boot", "/DEBUG"]);
+    assert_eq!(v["exit"], 0, "{v}");
+    let output = v["debug_output"].as_str().unwrap();
+    let lines: Vec<&str> = output.lines().filter(|l| !l.starts_with("kd> g") && !l.starts_with("debugger+")).collect();
+    let source = driver("debugger.c");
+    assert_eq!(
+        lines,
+        [
+            "debugger not present 0",
+            "Break instruction exception - code 80000003 (first chance)",
+            "after DbgBreakPoint",
+            "Break instruction exception - code 80000003 (first chance)",
+            "__except ran 0",
+            "Break instruction exception - code 80000003 (first chance)",
+            "after __debugbreak",
+            "*** Assertion failed: never DriverObject == NULL",
+            &format!("***   Source File: {source}, line 27"),
+            "",
+            "Break repeatedly, break Once, Ignore, terminate Process, or terminate Thread (boipt)? i",
+            "after the assertion",
+        ],
+        "{output}"
+    );
+    assert_eq!(output.matches("kd> g").count(), 3, "{output}");
+    assert!(output.contains("\ndebugger+0x"), "each break names the image and offset: {output}");
+
+    let v = run(&[]);
+    assert_eq!(v["bugcheck"]["code"], 0x7E, "{v}");
+    assert_eq!(parameters(&v)[0], 0x8000_0003);
+    assert_eq!(v["debug_output"], "debugger not present 1\n", "{v}");
+}

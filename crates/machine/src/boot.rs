@@ -10,7 +10,7 @@ use std::fmt;
 use crate::error::MachineError;
 
 /// The switches ntmem understands, as the error message lists them.
-const VALID: &str = "/3GB, /PAE, /NOLOWMEM, /MAXMEM=<MB>, /BURNMEMORY=<MB>";
+const VALID: &str = "/3GB, /PAE, /NOLOWMEM, /MAXMEM=<MB>, /BURNMEMORY=<MB>, /DEBUG";
 
 /// Boot options of the simulated machine.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug, serde::Serialize)]
@@ -25,6 +25,16 @@ pub struct BootOptions {
     pub maxmem_mb: Option<u64>,
     /// `/BURNMEMORY=n`: take n MB away from the system at boot.
     pub burnmemory_mb: Option<u64>,
+    /// `/DEBUG`: kernel debugging is enabled, and ntmem plays the kernel debugger
+    /// attached to it, as a developer at WinDbg who answers every stop with `g`: a
+    /// breakpoint (`DbgBreakPoint`, `__debugbreak`, `int 3`) is reported in the debug
+    /// output and execution continues after it, and a failed checked-build `ASSERT` is
+    /// answered "Ignore". `KdDebuggerEnabled` reads TRUE and `KdDebuggerNotPresent`
+    /// FALSE. Without it a breakpoint is an unhandled exception, as on a machine booted
+    /// without a debugger (Microsoft, "Boot Parameters to Enable Debugging", "Handling
+    /// a Bug Check When Driver Verifier is Enabled": with no debugger a breakpoint
+    /// bugchecks).
+    pub debug: bool,
 }
 
 impl BootOptions {
@@ -64,6 +74,7 @@ impl BootOptions {
                 "NOLOWMEM" => flag(&mut boot.nolowmem)?,
                 "MAXMEM" => boot.maxmem_mb = megabytes()?,
                 "BURNMEMORY" => boot.burnmemory_mb = megabytes()?,
+                "DEBUG" => flag(&mut boot.debug)?,
                 _ => return Err(unknown()),
             }
         }
@@ -85,6 +96,9 @@ impl fmt::Display for BootOptions {
                 words.push(format!("{name}={mb}"));
             }
         }
+        if self.debug {
+            words.push("/DEBUG".to_string());
+        }
         f.write_str(&words.join(" "))
     }
 }
@@ -95,10 +109,16 @@ mod tests {
 
     #[test]
     fn every_switch_parses_and_prints_back() {
-        let text = "/3GB /PAE /NOLOWMEM /MAXMEM=4096 /BURNMEMORY=128";
+        let text = "/3GB /PAE /NOLOWMEM /MAXMEM=4096 /BURNMEMORY=128 /DEBUG";
         let boot = BootOptions::parse(&text.to_lowercase()).unwrap();
-        let expected =
-            BootOptions { three_gb: true, pae: true, nolowmem: true, maxmem_mb: Some(4096), burnmemory_mb: Some(128) };
+        let expected = BootOptions {
+            three_gb: true,
+            pae: true,
+            nolowmem: true,
+            maxmem_mb: Some(4096),
+            burnmemory_mb: Some(128),
+            debug: true,
+        };
         assert_eq!(boot, expected);
         assert_eq!(boot.to_string(), text);
         assert_eq!(BootOptions::parse("  ").unwrap(), BootOptions::default());
@@ -110,9 +130,9 @@ mod tests {
         for text in ["/FASTDETECT", "3GB", "/MAXMEMORY=5"] {
             let err = BootOptions::parse(text).unwrap_err();
             assert!(matches!(err, MachineError::UnknownBootOption { .. }), "{text}");
-            assert!(err.to_string().contains("/3GB, /PAE, /NOLOWMEM, /MAXMEM=<MB>, /BURNMEMORY=<MB>"));
+            assert!(err.to_string().contains("/3GB, /PAE, /NOLOWMEM, /MAXMEM=<MB>, /BURNMEMORY=<MB>, /DEBUG"));
         }
-        for text in ["/MAXMEM", "/MAXMEM=lots", "/PAE=1", "/BURNMEMORY="] {
+        for text in ["/MAXMEM", "/MAXMEM=lots", "/PAE=1", "/BURNMEMORY=", "/DEBUG=1"] {
             assert!(matches!(BootOptions::parse(text), Err(MachineError::BadBootValue { .. })), "{text}");
         }
     }

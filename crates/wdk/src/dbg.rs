@@ -250,7 +250,15 @@ const STATUS_BREAKPOINT: i32 = 0x8000_0003_u32 as i32;
 /// filter sees EXCEPTION_BREAKPOINT), else stops the machine as unhandled — in
 /// DriverEntry (a system thread) SYSTEM_THREAD_EXCEPTION_NOT_HANDLED (0x7E), in a
 /// dispatch routine KMODE_EXCEPTION_NOT_HANDLED (0x1E), with code 0x80000003.
-fn breakpoint() -> ! {
+///
+/// With a kernel debugger attached (`/DEBUG`, [`debugger_attached`]) the debugger takes
+/// the exception first and continues: the call returns.
+fn breakpoint() {
+    if debugger_attached() {
+        let at = crate::except::driver_context().map_or(0, |c| c.rip);
+        debugger_continues(at);
+        return;
+    }
     let mut record = ntmem_host::context::ExceptionRecord::empty();
     record.code = STATUS_BREAKPOINT;
     record.number_parameters = 1;
@@ -258,7 +266,7 @@ fn breakpoint() -> ! {
 }
 
 /// `DbgBreakPoint` (learn.microsoft.com "DbgBreakPoint function"): a breakpoint
-/// exception (see [`breakpoint`]); ntmem has no debugger to break into.
+/// exception (see [`breakpoint`]), which the debugger of a `/DEBUG` machine takes.
 pub extern "win64" fn DbgBreakPoint() {
     breakpoint()
 }
@@ -294,8 +302,44 @@ pub unsafe extern "win64" fn RtlAssert(
     out.extend(b"\n***   Source File: ");
     out.extend(text(file));
     out.extend(format!(", line {line}\n\n").bytes());
+    if debugger_attached() {
+        // The checked kernel asks the debugger's user; ntmem's debugger answers Ignore.
+        out.extend(b"Break repeatedly, break Once, Ignore, terminate Process, or terminate Thread (boipt)? i\n");
+        emit(&out);
+        return;
+    }
     emit(&out);
     breakpoint()
+}
+
+/// Whether the running machine was booted with `/DEBUG`: a kernel debugger is
+/// attached, and ntmem plays it, continuing from every breakpoint
+/// ([`ntmem_machine::BootOptions::debug`]).
+pub(crate) fn debugger_attached() -> bool {
+    crate::context::in_driver() && crate::context::kernel(|cpu| Ok(cpu.machine().profile().boot.debug))
+}
+
+/// What the attached debugger shows for a breakpoint at host address `at` before it
+/// continues, as WinDbg prints a first-chance break (the image-relative address, as
+/// without symbols), then ntmem's `g`.
+pub(crate) fn debugger_continues(at: u64) {
+    let place = match crate::except::images::module_offset(at) {
+        Some((module, offset)) => format!("{}+{offset:#x}", module.trim_end_matches(".sys")),
+        None => crate::symbols::address_text(at),
+    };
+    emit(
+        format!(
+            "Break instruction exception - code 80000003 (first chance)\n{place}:\n\
+             kd> g    (ntmem, as the /DEBUG machine's debugger, continues)\n"
+        )
+        .as_bytes(),
+    );
+}
+
+/// `KdRefreshDebuggerNotPresent` (learn.microsoft.com "KdRefreshDebuggerNotPresent
+/// function"): whether no kernel debugger is attached — FALSE on a `/DEBUG` machine.
+pub extern "win64" fn KdRefreshDebuggerNotPresent() -> u8 {
+    u8::from(!debugger_attached())
 }
 
 #[cfg(test)]

@@ -287,9 +287,10 @@ exports! {
     Ntoskrnl Routine KeEnterCriticalRegion(ke) Apc;
     Ntoskrnl Routine KeLeaveCriticalRegion(ke) Apc;
     Ntoskrnl Routine KeAreApcsDisabled(ke) Any;
-    Ntoskrnl Routine DbgBreakPoint(dbg) Any "no debugger: the breakpoint exception is unhandled unless the driver's __except takes it";
+    Ntoskrnl Routine DbgBreakPoint(dbg) Any "without /DEBUG the breakpoint exception is unhandled unless the driver's __except takes it; with /DEBUG ntmem's debugger continues";
     Ntoskrnl Routine DbgBreakPointWithStatus(dbg) Any "as DbgBreakPoint";
-    Ntoskrnl Routine RtlAssert(dbg) Any "no debugger: prints, then breaks as DbgBreakPoint";
+    Ntoskrnl Routine RtlAssert(dbg) Any "without /DEBUG prints, then breaks as DbgBreakPoint; with /DEBUG the debugger answers Ignore";
+    Ntoskrnl Routine KdRefreshDebuggerNotPresent(dbg) Any;
     // Dispatcher objects, timers and DPCs on simulated time (issue 11).
     Ntoskrnl Routine KeInitializeEvent(ke_dispatcher) Dispatch;
     Ntoskrnl Routine KeSetEvent(ke_dispatcher) Dispatch;

@@ -237,6 +237,7 @@ fn any_config() -> impl Strategy<Value = MachineConfig> {
                     nolowmem,
                     maxmem_mb,
                     burnmemory_mb,
+                    debug: false,
                 },
                 registry,
                 ..MachineConfig::default()

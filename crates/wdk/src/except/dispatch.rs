@@ -221,6 +221,11 @@ unsafe fn search(record: *mut ExceptionRecord, context: *mut Context) -> Outcome
 /// As [`search`]; additionally `context` lies above the current stack pointer by more than
 /// the restore's scratch (it is in a caller's frame or below the faulting RSP with a gap).
 unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: bool) -> ! {
+    // SAFETY: the caller's contract.
+    if fault && unsafe { (*record).code } as u32 == ntmem_host::exception::STATUS_BREAKPOINT {
+        // SAFETY: as above.
+        unsafe { debugger_first_chance(record, context) }
+    }
     // SAFETY: the caller's contract; a panic in the walk is a bug reported as unhandled.
     let outcome = catch_unwind(AssertUnwindSafe(|| unsafe { search(record, context) }))
         .unwrap_or(Outcome::Unhandled(STATUS_INVALID_DISPOSITION));
@@ -252,6 +257,31 @@ unsafe fn dispatch(record: *mut ExceptionRecord, context: *mut Context, fault: b
             crate::except::note_stop_stack(unsafe { &*context });
             raise_bugcheck(&b)
         }
+    }
+}
+
+/// A breakpoint instruction in driver code on a `/DEBUG` machine: the kernel debugger
+/// gets the exception before any handler (KdTrap, Microsoft "Timing of exception
+/// handling"), and ntmem's debugger continues past the `int 3`.
+/// Returns when no debugger is attached.
+///
+/// # Safety
+/// As [`dispatch`].
+#[inline(never)]
+unsafe fn debugger_first_chance(record: *mut ExceptionRecord, context: *mut Context) {
+    if !crate::dbg::debugger_attached() {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let at = unsafe { (*record).address } as u64;
+    crate::dbg::debugger_continues(at);
+    // The host reports the byte before the trap's RIP (the `CC`), so the instruction
+    // after the breakpoint is one past it.
+    // SAFETY: the caller's contract: the context is live and above us; we hold nothing.
+    unsafe {
+        (*context).rip = at + 1;
+        abandon_below((*context).gpr[RSP]);
+        resume(context)
     }
 }
 

@@ -79,6 +79,14 @@ pub struct Found {
     pub function: Option<(RuntimeFunction, u64)>,
 }
 
+/// The registered image holding `pc`: its name and `pc`'s offset from its base, as a
+/// debugger without symbols names an address (`mydrv+0x100e`).
+pub fn module_offset(pc: u64) -> Option<(String, u64)> {
+    let images = IMAGES.read().unwrap_or_else(|e| e.into_inner());
+    let image = images.iter().find(|i| pc.wrapping_sub(i.base) < i.size)?;
+    Some((image.name.clone(), pc - image.base))
+}
+
 /// `RtlLookupFunctionEntry`: the image holding `pc` and its function entry, if any.
 pub fn lookup(pc: u64) -> Option<Found> {
     let images = IMAGES.read().unwrap_or_else(|e| e.into_inner());
