@@ -6,9 +6,12 @@
 //! Only objects inserted here are counted (system threads today; the I/O manager's
 //! file objects and a scenario's events and processes may be inserted with
 //! [`Objects::insert`] and given handles with [`Objects::open`]); a handle holds one
-//! reference, as on Windows. Handles are kernel handles: as
-//! Windows' kernel handles on x64 they have the top bit set (`0xFFFFFFFF8000xxxx`),
-//! are multiples of 4 and never reused within a run.
+//! reference, as on Windows. Kernel handles, as Windows' kernel handles on x64, have
+//! the top bit set (`0xFFFFFFFF8000xxxx`); a user process's handles (a scenario's
+//! events, [`Objects::open_in`]) are small, from 4, in that process's own table. Both
+//! are multiples of 4 and never reused within a run. A handle without the top bit is
+//! looked up in the current process's table (the System process's is the kernel
+//! table), as Windows does for a kernel-mode caller passing a user handle.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -56,8 +59,10 @@ struct Table {
     refs: BTreeMap<u64, (ObjectType, u64)>,
     /// Objects deleted and not reused since: a dereference of one is one too many.
     deleted: BTreeMap<u64, ObjectType>,
-    handles: BTreeMap<u64, HandleEntry>,
-    next_handle: u64,
+    /// Open handles by owning process (0: the kernel table) and value.
+    handles: BTreeMap<(u64, u64), HandleEntry>,
+    /// Handles given so far, by owning process.
+    given: BTreeMap<u64, u64>,
 }
 
 /// The machine's object references and kernel handle table.
@@ -66,6 +71,22 @@ pub struct Objects(Mutex<Table>);
 
 /// The first kernel handle's value; the rest follow 4 apart.
 pub const FIRST_KERNEL_HANDLE: u64 = 0xFFFF_FFFF_8000_0004;
+
+/// The first handle of a process's own table; the rest follow 4 apart.
+pub const FIRST_USER_HANDLE: u64 = 4;
+
+/// The table `handle` names when process `current` (`None`: the System process)
+/// uses it: kernel handles (top bit set) are the kernel's, others the process's.
+fn owner(current: Option<u64>, handle: u64) -> u64 {
+    if handle >> 63 == 1 {
+        KERNEL
+    } else {
+        current.unwrap_or(KERNEL)
+    }
+}
+
+/// The owner key of the kernel handle table.
+const KERNEL: u64 = 0;
 
 impl Objects {
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -110,26 +131,49 @@ impl Objects {
         }
     }
 
-    /// A new handle to `object` (which must be counted; the handle takes a reference).
+    /// A new kernel handle to `object` (which must be counted; the handle takes a
+    /// reference).
     pub fn open(&self, object: u64, object_type: ObjectType, granted: u32) -> u64 {
+        self.open_owned(KERNEL, FIRST_KERNEL_HANDLE, HandleEntry { object, object_type, granted })
+    }
+
+    /// A new handle to `object` in the table of the process with id `process`.
+    pub fn open_in(&self, process: u64, object: u64, object_type: ObjectType, granted: u32) -> u64 {
+        self.open_owned(process, FIRST_USER_HANDLE, HandleEntry { object, object_type, granted })
+    }
+
+    fn open_owned(&self, owner: u64, first: u64, entry: HandleEntry) -> u64 {
         let mut t = self.table();
-        if let Some((_, n)) = t.refs.get_mut(&object) {
+        if let Some((_, n)) = t.refs.get_mut(&entry.object) {
             *n += 1;
         }
-        let handle = FIRST_KERNEL_HANDLE + 4 * t.next_handle;
-        t.next_handle += 1;
-        t.handles.insert(handle, HandleEntry { object, object_type, granted });
+        let given = t.given.entry(owner).or_default();
+        let handle = first + 4 * *given;
+        *given += 1;
+        t.handles.insert((owner, handle), entry);
         handle
     }
 
-    /// The entry of `handle`, if it is open.
+    /// The entry of kernel handle `handle`, if it is open.
     pub fn lookup(&self, handle: u64) -> Option<HandleEntry> {
-        self.table().handles.get(&handle).copied()
+        self.lookup_from(None, handle)
     }
 
-    /// Closes `handle`: its entry, whose reference the caller drops.
+    /// The entry `handle` names for a caller in process `current` (`None`: the System
+    /// process), if it is open.
+    pub fn lookup_from(&self, current: Option<u64>, handle: u64) -> Option<HandleEntry> {
+        self.table().handles.get(&(owner(current, handle), handle)).copied()
+    }
+
+    /// Closes kernel handle `handle`: its entry, whose reference the caller drops.
     pub fn close(&self, handle: u64) -> Option<HandleEntry> {
-        self.table().handles.remove(&handle)
+        self.close_from(None, handle)
+    }
+
+    /// Closes `handle` as named by a caller in process `current`: its entry, whose
+    /// reference the caller drops.
+    pub fn close_from(&self, current: Option<u64>, handle: u64) -> Option<HandleEntry> {
+        self.table().handles.remove(&(owner(current, handle), handle))
     }
 
     /// How many handles are open.
@@ -160,5 +204,24 @@ mod tests {
         assert_eq!(o.dereference(0x1000), Dereferenced::Last, "reused");
         assert_eq!(o.lookup(h), None, "closed");
         assert_eq!(o.open(0x2000, ObjectType::Event, 0), FIRST_KERNEL_HANDLE + 4, "never reused");
+    }
+
+    #[test]
+    fn each_process_has_its_own_table_and_kernel_handles_are_the_kernels_everywhere() {
+        let o = Objects::default();
+        o.insert(0x1000, ObjectType::Event, 0);
+        let a = o.open_in(7, 0x1000, ObjectType::Event, 0x1F_0003);
+        let b = o.open_in(9, 0x1000, ObjectType::Event, 0x2);
+        let k = o.open(0x1000, ObjectType::Event, 0);
+        assert_eq!((a, b), (FIRST_USER_HANDLE, FIRST_USER_HANDLE), "numbered per process");
+        assert_eq!(o.get(0x1000), Some((ObjectType::Event, 3)));
+        assert_eq!(o.lookup_from(Some(7), a).map(|e| e.granted), Some(0x1F_0003));
+        assert_eq!(o.lookup_from(Some(9), b).map(|e| e.granted), Some(0x2));
+        assert_eq!(o.lookup_from(None, a), None, "the System process's table is the kernel's");
+        assert_eq!(o.lookup_from(Some(7), k).map(|e| e.object), Some(0x1000), "a kernel handle from any process");
+        assert_eq!(o.close_from(Some(9), b).map(|e| e.object), Some(0x1000));
+        assert_eq!(o.lookup_from(Some(9), b), None);
+        assert_eq!(o.lookup_from(Some(7), a).map(|e| e.object), Some(0x1000), "the other table is untouched");
+        assert_eq!(o.open_in(9, 0x1000, ObjectType::Event, 0), FIRST_USER_HANDLE + 4, "never reused");
     }
 }

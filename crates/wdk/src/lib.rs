@@ -45,6 +45,7 @@ pub mod crt_string;
 pub mod dbg;
 #[allow(non_snake_case)]
 pub mod ex;
+pub mod ex_event;
 #[allow(non_snake_case)]
 pub mod ex_resource;
 pub mod except;

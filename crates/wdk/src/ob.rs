@@ -19,11 +19,14 @@
 //! (STATUS_ACCESS_DENIED); KernelMode callers are not checked, as on Windows. The
 //! handle `NtCurrentThread()` (-2) names the calling system thread.
 //!
+//! Event objects a scenario's process creates ([`crate::ex_event`]) are counted too:
+//! their handles are in that process's table, found when a dispatch routine running
+//! in the process's context references them.
+//!
 //! **Where it differs.** Objects ntmem does not count (device objects, file objects,
 //! the requesting thread) are references ntmem ignores: referencing or
-//! dereferencing them changes nothing. Event, process and file objects exist only as
-//! types to check against until something inserts them
-//! ([`ntmem_kernel::ob::Objects::insert`]): no routine creates a handle to one yet.
+//! dereferencing them changes nothing. Process and file objects exist only as types
+//! to check against: no routine creates a handle to one yet.
 
 use std::ffi::c_void;
 
@@ -81,9 +84,12 @@ pub fn type_pointer(t: ObjectType) -> u64 {
 /// Drops one reference to `object`; the last deletes it; one too many is
 /// REFERENCE_BY_POINTER (0x18: type, object, 0, 0).
 pub(crate) fn dereference(cpu: &Cpu<'_>, object: u64) -> Result<(), BugCheck> {
-    match cpu.machine().objects().dereference(object) {
+    let objects = cpu.machine().objects();
+    let kind = objects.get(object).map(|(kind, _)| kind);
+    match objects.dereference(object) {
         Dereferenced::Live | Dereferenced::Unknown => Ok(()),
         Dereferenced::Last if cpu.machine().workers().thread(object).is_some() => crate::ps::delete_thread(cpu, object),
+        Dereferenced::Last if kind == Some(ObjectType::Event) => crate::ex_event::delete(cpu, object),
         // Other objects are deleted by whoever inserted them, when they see it gone.
         Dereferenced::Last => Ok(()),
         Dereferenced::Underflow(t) => {
@@ -92,13 +98,19 @@ pub(crate) fn dereference(cpu: &Cpu<'_>, object: u64) -> Result<(), BugCheck> {
     }
 }
 
+/// The id of the process whose handle table a handle without the kernel bit names:
+/// the current one (`None`: the System process, whose table is the kernel's).
+fn current_process(cpu: &Cpu<'_>) -> Option<u64> {
+    cpu.machine().processes().current().map(|p| p.id())
+}
+
 /// `ZwClose(Handle)`: closes a kernel handle, dropping its reference. A handle that is
 /// not open is INVALID_KERNEL_HANDLE (0x93: handle, 1, 0, 0), as kernel-mode callers
 /// get on Windows. PASSIVE_LEVEL.
 pub extern "win64" fn ZwClose(handle: u64) -> NtStatus {
     kernel(|cpu| {
         ntmem_kernel::trap::pageable_code(cpu, ZwClose as *const () as u64)?;
-        let Some(entry) = cpu.machine().objects().close(handle) else {
+        let Some(entry) = cpu.machine().objects().close_from(current_process(cpu), handle) else {
             return Err(cpu.machine().bugcheck(BugCheckCode::INVALID_KERNEL_HANDLE, [handle, 1, 0, 0]));
         };
         dereference(cpu, entry.object)?;
@@ -129,7 +141,7 @@ pub unsafe extern "win64" fn ObReferenceObjectByHandle(
         let entry = if handle == CURRENT_THREAD_HANDLE && current != 0 {
             Some((current, ObjectType::Thread, crate::ps::THREAD_ALL_ACCESS))
         } else {
-            objects.lookup(handle).map(|e| (e.object, e.object_type, e.granted))
+            objects.lookup_from(current_process(cpu), handle).map(|e| (e.object, e.object_type, e.granted))
         };
         let Some((target, kind, granted)) = entry else { return Ok(STATUS_INVALID_HANDLE) };
         if !object_type.is_null() && object_type as u64 != type_pointer(kind) {

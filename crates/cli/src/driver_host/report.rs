@@ -186,6 +186,7 @@ fn analysis(b: &BugCheck, symbols: Option<&StopSymbols>, pool_page: Option<&Pool
 fn status_name(s: i32) -> Option<&'static str> {
     Some(match s as u32 {
         0 => "STATUS_SUCCESS",
+        0x102 => "STATUS_TIMEOUT",
         0x103 => "STATUS_PENDING",
         0xC000_0001 => "STATUS_UNSUCCESSFUL",
         0xC000_0002 => "STATUS_NOT_IMPLEMENTED",
@@ -197,6 +198,7 @@ fn status_name(s: i32) -> Option<&'static str> {
         0xC000_0017 => "STATUS_NO_MEMORY",
         0xC000_0022 => "STATUS_ACCESS_DENIED",
         0xC000_0023 => "STATUS_BUFFER_TOO_SMALL",
+        0xC000_0024 => "STATUS_OBJECT_TYPE_MISMATCH",
         0xC000_0033 => "STATUS_OBJECT_NAME_INVALID",
         0xC000_0034 => "STATUS_OBJECT_NAME_NOT_FOUND",
         0xC000_0035 => "STATUS_OBJECT_NAME_COLLISION",

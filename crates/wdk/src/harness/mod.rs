@@ -220,8 +220,8 @@ impl Harness {
 /// device objects (`Devi`, IoCreateDevice), file objects (`File`, one per open) and
 /// MDLs (`Mdl `, direct I/O and
 /// IoAllocateMdl), the PnP manager's resource lists (`PnpR`), work items (`IoWk`), thread
-/// objects (`Thre`), and the processes and
-/// buffers of ntmem's scenario (`Proc`, `Scen`). PoolMon shows them as any tag; a
+/// objects (`Thre`), and the processes, events and
+/// buffers of ntmem's scenario (`Proc`, `Even`, `Scen`). PoolMon shows them as any tag; a
 /// report shows them apart from the driver's own.
 pub fn allocated_by_system(tag: PoolTag) -> bool {
     use ntmem_kernel::io::{device::DEVICE_TAG, file::FILE_TAG, irp, pnp::RESOURCE_LIST_TAG};
@@ -237,6 +237,7 @@ pub fn allocated_by_system(tag: PoolTag) -> bool {
         steps::SCENARIO_TAG,
         crate::io_workitem::WORK_ITEM_TAG,
         crate::ps::THREAD_TAG,
+        crate::ex_event::EVENT_TAG,
     ]
     .contains(&tag)
 }

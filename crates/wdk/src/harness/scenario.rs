@@ -51,6 +51,17 @@
 //! [[step]]
 //! fragment = 5                         # pin 5 % of free RAM in 64 KB blocks, as uptime
 //!                                      # fragments it (ntmem_kernel::mm::fragment; seed 001)
+//! [[step]]
+//! event = { handle = "e" }             # CreateEvent(NULL, TRUE, FALSE, NULL) in app.exe
+//!                                      # (also manual_reset, signalled, process)
+//! [[step]]
+//! ioctl = { code = 0x222000, input = "01000000 00000000 {e} 803c36feffffffff" }
+//!                                      # {e}: the handle's value, pointer-sized
+//! [[step]]
+//! wait = "e"                           # WaitForSingleObject: time moves on until it is
+//!                                      # signalled (also { handle = "e", timeout_ms = N })
+//! [[step]]
+//! reset = "e"                          # ResetEvent; close = "e" closes it
 //! ```
 //!
 //! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
@@ -312,6 +323,37 @@ pub struct OpenSpec {
     pub options: Option<u32>,
 }
 
+/// An `event` step: `CreateEvent(NULL, manual_reset, signalled, NULL)`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// `handle`: what later steps call the handle.
+    pub handle: String,
+    /// `process`: the creating process's image name (default `app.exe`).
+    pub process: Option<String>,
+    /// `manual_reset` (default true).
+    pub manual_reset: Option<bool>,
+    /// `signalled`: the initial state (default false).
+    #[serde(default)]
+    pub signalled: bool,
+}
+
+/// A `wait` step: `"e"` or `{ handle = "e", timeout_ms = N }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WaitSpec {
+    /// `wait = "e"`.
+    Handle(String),
+    /// `wait = { handle, timeout_ms }`.
+    #[serde(rename_all = "snake_case")]
+    Table {
+        /// The handle.
+        handle: String,
+        /// The longest wait in simulated ms.
+        timeout_ms: Option<u64>,
+    },
+}
+
 /// `GENERIC_READ | GENERIC_WRITE`.
 const GENERIC_READ_WRITE: u32 = 0xC000_0000;
 /// `FILE_OPEN` (1) in the disposition byte of `Parameters.Create.Options`.
@@ -361,6 +403,12 @@ pub struct StepSpec {
     pub dma: Option<DmaSpec>,
     /// `fragment`: percent of free RAM to pin in 64 KB blocks.
     pub fragment: Option<u32>,
+    /// `event`: create a user event.
+    pub event: Option<EventSpec>,
+    /// `wait`: wait for a user event.
+    pub wait: Option<WaitSpec>,
+    /// `reset`: reset a user event.
+    pub reset: Option<String>,
     /// `free_buffer`: decommit the request's buffer while it is in the driver.
     #[serde(default)]
     pub free_buffer: bool,
@@ -381,6 +429,9 @@ pub enum Action {
         code: u32,
         /// Input bytes.
         input: Vec<u8>,
+        /// Handle values to insert into the input: at each offset of `input`, the
+        /// named handle's value, pointer-sized.
+        handles: Vec<(usize, String)>,
         /// Output length.
         output_len: u32,
         /// Process name.
@@ -425,6 +476,27 @@ pub enum Action {
     Close(String),
     /// Cancel the pending request of a step (its 1-based number).
     Cancel(usize),
+    /// `CreateEvent`: a user event, named by a handle later steps use.
+    CreateEvent {
+        /// The handle's name.
+        handle: String,
+        /// Process name.
+        process: String,
+        /// Manual reset (a notification event) or auto reset (synchronization).
+        manual_reset: bool,
+        /// Initially signalled.
+        signalled: bool,
+    },
+    /// `WaitForSingleObject` on an event: simulated time moves on until it is
+    /// signalled, or for at most `timeout_ms`.
+    WaitEvent {
+        /// The handle's name.
+        handle: String,
+        /// The longest wait, in simulated ms (`None`: as long as a timer is set).
+        timeout_ms: Option<u64>,
+    },
+    /// `ResetEvent`.
+    ResetEvent(String),
     /// A device's DMA transfer.
     Dma {
         /// The device's name.
@@ -504,15 +576,49 @@ fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
 /// The bytes of a hex string (whitespace ignored); any other character, ASCII or
 /// not, makes it invalid.
 fn hex(field: &Spanned<String>, lines: &Lines, file: &str, key: &str) -> Result<Vec<u8>, String> {
+    let (bytes, handles) = hex_with_handles(field, lines, file, key)?;
+    match handles.first() {
+        None => Ok(bytes),
+        Some(_) => Err(format!(
+            "{file}:{}: key `{key}`: a handle ({{name}}) may stand only in an ioctl's input",
+            lines.line(field.span().start)
+        )),
+    }
+}
+
+/// The bytes of a hex string in which `{name}` stands for the value of the handle
+/// `name` (an event a `event` step created): the literal bytes, and where each
+/// handle's value is inserted (its offset in them, its name).
+fn hex_with_handles(field: &Spanned<String>, lines: &Lines, file: &str, key: &str) -> Result<InputBytes, String> {
     let s: String = field.get_ref().chars().filter(|c| !c.is_whitespace()).collect();
     let bad = || format!("{file}:{}: key `{key}`: \"{s}\" is not hex bytes", lines.line(field.span().start));
     let digit = |b: u8| char::from(b).to_digit(16).ok_or_else(bad);
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return Err(bad());
+    let (mut bytes, mut handles) = (Vec::new(), Vec::new());
+    let mut rest = s.as_str();
+    loop {
+        let (literal, slot) = match rest.split_once('{') {
+            Some((literal, slot)) => (literal, Some(slot)),
+            None => (rest, None),
+        };
+        let literal = literal.as_bytes();
+        if !literal.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        for pair in literal.chunks_exact(2) {
+            bytes.push((digit(pair[0])? << 4 | digit(pair[1])?) as u8);
+        }
+        let Some(slot) = slot else { return Ok((bytes, handles)) };
+        let (name, after) = slot.split_once('}').ok_or_else(bad)?;
+        if name.is_empty() {
+            return Err(bad());
+        }
+        handles.push((bytes.len(), name.to_string()));
+        rest = after;
     }
-    bytes.chunks_exact(2).map(|pair| Ok((digit(pair[0])? << 4 | digit(pair[1])?) as u8)).collect()
 }
+
+/// An input's literal bytes and its handle slots (offset, handle name).
+type InputBytes = (Vec<u8>, Vec<(usize, String)>);
 
 /// Parses `text` (the contents of `file`); `Err` is the message to print.
 pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
@@ -535,11 +641,13 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
         let process = |p: &Option<String>| p.clone().unwrap_or_else(|| "app.exe".to_string());
         let mut actions = Vec::new();
         if let Some(c) = &s.ioctl {
-            let input = c.input.as_ref().map_or(Ok(Vec::new()), |i| hex(i, &lines, file, "input"))?;
+            let (input, handles) =
+                c.input.as_ref().map_or(Ok(Default::default()), |i| hex_with_handles(i, &lines, file, "input"))?;
             actions.push(Action::Ioctl {
                 internal: false,
                 code: c.code,
                 input,
+                handles,
                 output_len: c.output_len,
                 process: process(&c.process),
             });
@@ -550,6 +658,7 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
                 internal: true,
                 code: c.code,
                 input,
+                handles: Vec::new(),
                 output_len: c.output_len,
                 process: String::new(),
             });
@@ -615,9 +724,32 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             }
             actions.push(Action::Fragment(percent));
         }
+        if let Some(e) = &s.event {
+            actions.push(Action::CreateEvent {
+                handle: e.handle.clone(),
+                process: process(&e.process),
+                manual_reset: e.manual_reset.unwrap_or(true),
+                signalled: e.signalled,
+            });
+        }
+        if let Some(w) = &s.wait {
+            let (handle, timeout_ms) = match w {
+                WaitSpec::Handle(h) => (h.clone(), None),
+                WaitSpec::Table { handle, timeout_ms } => (handle.clone(), *timeout_ms),
+            };
+            if timeout_ms.is_some_and(|t| t > MAX_SIMULATED_MS) {
+                return Err(format!(
+                    "{file}:{line}: key `timeout_ms`: past the {MAX_SIMULATED_MS} ms simulated time can reach"
+                ));
+            }
+            actions.push(Action::WaitEvent { handle, timeout_ms });
+        }
+        if let Some(h) = &s.reset {
+            actions.push(Action::ResetEvent(h.clone()));
+        }
         if actions.len() != 1 {
             return Err(format!(
-                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma, fragment (this one has {})",
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma, fragment, event, wait, reset (this one has {})",
                 actions.len()
             ));
         }
@@ -659,12 +791,26 @@ impl Step {
 
     /// `ioctl = { code, input, output_len }` from process `app.exe`.
     pub fn ioctl(code: u32, input: &[u8], output_len: u32) -> Step {
-        Step::of(Action::Ioctl { internal: false, code, input: input.to_vec(), output_len, process: "app.exe".into() })
+        Step::of(Action::Ioctl {
+            internal: false,
+            code,
+            input: input.to_vec(),
+            handles: Vec::new(),
+            output_len,
+            process: "app.exe".into(),
+        })
     }
 
     /// `internal_ioctl = { code, input, output_len }` from kernel code.
     pub fn internal_ioctl(code: u32, input: &[u8], output_len: u32) -> Step {
-        Step::of(Action::Ioctl { internal: true, code, input: input.to_vec(), output_len, process: String::new() })
+        Step::of(Action::Ioctl {
+            internal: true,
+            code,
+            input: input.to_vec(),
+            handles: Vec::new(),
+            output_len,
+            process: String::new(),
+        })
     }
 
     /// `read = { length }` from `app.exe`.
@@ -775,6 +921,31 @@ mod tests {
             matches!(&steps[0].action, Action::Ioctl { code: 0x222400, input, output_len: 4, .. } if input == b"hi")
         );
         assert_eq!(steps[0].while_in_driver, Some(None));
+    }
+
+    #[test]
+    fn an_ioctl_input_names_handles_by_braces_and_only_there() {
+        let text = "[[step]]\nevent = { handle = \"e\", manual_reset = false }\n[[step]]\nioctl = { code = 1, input = \"01 {e} 0203{e}\" }\n[[step]]\nwait = { handle = \"e\", timeout_ms = 5 }\n[[step]]\nreset = \"e\"\n";
+        let (_, steps) = parse("s.toml", text).unwrap();
+        assert!(
+            matches!(&steps[0].action, Action::CreateEvent { handle, manual_reset: false, signalled: false, .. } if handle == "e")
+        );
+        let Action::Ioctl { input, handles, .. } = &steps[1].action else { panic!("{:?}", steps[1].action) };
+        assert_eq!(
+            (input.as_slice(), handles.as_slice()),
+            (&[1, 2, 3][..], &[(1, "e".to_string()), (3, "e".to_string())][..])
+        );
+        assert!(matches!(&steps[2].action, Action::WaitEvent { timeout_ms: Some(5), .. }));
+        assert!(matches!(&steps[3].action, Action::ResetEvent(h) if h == "e"));
+        for bad in ["0{e", "{}", "0{e}1", "{e}}"] {
+            let e = parse("s.toml", &format!("[[step]]\nioctl = {{ code = 1, input = \"{bad}\" }}\n")).unwrap_err();
+            assert!(e.contains("is not hex bytes"), "{bad}: {e}");
+        }
+        let e = parse("s.toml", "[[step]]\nwrite = { data = \"{e}\" }\n").unwrap_err();
+        assert!(e.contains("only in an ioctl's input"), "{e}");
+        let e =
+            parse("s.toml", "[[step]]\nwait = { handle = \"e\", timeout_ms = 18446744073709551615 }\n").unwrap_err();
+        assert!(e.contains("timeout_ms"), "{e}");
     }
 
     #[test]

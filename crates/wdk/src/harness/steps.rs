@@ -29,6 +29,7 @@ use ntmem_machine::Va;
 use serde::Serialize;
 
 use super::scenario::{Action, Protection, Step, MAX_SIMULATED_MS};
+use crate::ex_event::UserEvent;
 use crate::loader::Driver;
 use crate::pnp::PnpEvent;
 
@@ -131,6 +132,9 @@ impl StepResult {
             Action::Cancel(_) => "cancel",
             Action::Dma { .. } => "dma",
             Action::Fragment(_) => "fragment",
+            Action::CreateEvent { .. } => "event",
+            Action::WaitEvent { .. } => "wait",
+            Action::ResetEvent(_) => "reset",
         };
         StepResult {
             index,
@@ -176,6 +180,28 @@ impl Processes {
 #[derive(Default, Debug)]
 struct Handles(BTreeMap<String, OpenFile>);
 
+/// The scenario's user events, by the name the `event` step gave their handles.
+#[derive(Default, Debug)]
+struct Events(BTreeMap<String, OpenEvent>);
+
+/// A user event and the process whose handle names it.
+#[derive(Debug)]
+struct OpenEvent {
+    process: Arc<Process>,
+    event: UserEvent,
+}
+
+impl OpenEvent {
+    /// Closes the handle in its process, dropping its reference (the last frees the
+    /// event).
+    fn close(&self, machine: &Machine) -> Result<(), BugCheck> {
+        machine.run(0, |cpu| match cpu.machine().objects().close_from(Some(self.process.id()), self.event.handle) {
+            Some(entry) => crate::ob::dereference(cpu, entry.object),
+            None => Ok(()),
+        })
+    }
+}
+
 /// A request the driver left pending: what its caller still holds.
 #[derive(Debug)]
 struct PendingRequest {
@@ -218,6 +244,8 @@ impl Pending {
 
 /// STATUS_INVALID_HANDLE: a step names a handle that is not open.
 const INVALID_HANDLE: NtStatus = NtStatus(0xC000_0008);
+/// STATUS_TIMEOUT (WAIT_TIMEOUT): a `wait` step's event was not signalled.
+const STATUS_TIMEOUT: u32 = 0x102;
 
 /// Runs `steps`; stops at the first bugcheck (returned with the results so far,
 /// the last of them the step during which the machine stopped, not ok).
@@ -230,11 +258,13 @@ pub fn run<T: Target + ?Sized>(
     let mut results = Vec::new();
     let mut processes = Processes::default();
     let mut handles = Handles::default();
+    let mut events = Events::default();
     let mut pending = Pending::default();
     let mut unloaded = false;
     for (i, step) in steps.iter().enumerate() {
         let mut r = StepResult::new(i + 1, step);
-        let mut state = State { processes: &mut processes, handles: &mut handles, pending: &mut pending };
+        let mut state =
+            State { processes: &mut processes, handles: &mut handles, events: &mut events, pending: &mut pending };
         let mut stop = run_one(driver, machine, &mut state, step, &mut unloaded, &mut r).err();
         if let Some(b) = &stop {
             r.ok = false;
@@ -261,6 +291,11 @@ pub fn run<T: Target + ?Sized>(
             }
         }
     }
+    for open in std::mem::take(&mut events.0).into_values() {
+        if let Err(b) = open.close(machine) {
+            return (results, unloaded, Some(b));
+        }
+    }
     for p in processes.0.values() {
         if let Err(b) = machine.run(0, |cpu| ntmem_kernel::mm::process::ps_terminate_process(cpu, p)) {
             return (results, unloaded, Some(b));
@@ -282,6 +317,7 @@ fn judge(r: &mut StepResult, expect: Option<u32>) {
 struct State<'a> {
     processes: &'a mut Processes,
     handles: &'a mut Handles,
+    events: &'a mut Events,
     pending: &'a mut Pending,
 }
 
@@ -293,7 +329,7 @@ fn run_one<T: Target + ?Sized>(
     unloaded: &mut bool,
     r: &mut StepResult,
 ) -> Result<(), BugCheck> {
-    let State { processes, handles, pending } = state;
+    let State { processes, handles, events, pending } = state;
     if *unloaded {
         r.ok = false;
         r.note = Some("skipped: the driver was unloaded".to_string());
@@ -384,7 +420,8 @@ fn run_one<T: Target + ?Sized>(
                 r.note = Some("the driver created no device".to_string());
                 return Ok(());
             };
-            request(driver, machine, processes, pending, (device, file), step, r)?;
+            let mut state = State { processes, handles, events, pending };
+            request(driver, machine, &mut state, (device, file), step, r)?;
             judge(r, step.expect_status);
         }
         Action::Cancel(n) => match pending.0.get(n) {
@@ -432,6 +469,50 @@ fn run_one<T: Target + ?Sized>(
             }
             judge(r, step.expect_status);
         }
+        Action::Close(handle) if events.0.contains_key(handle) => {
+            if let Some(open) = events.0.remove(handle) {
+                open.close(machine)?;
+            }
+            r.status = Some(0);
+        }
+        Action::CreateEvent { handle, process, manual_reset, signalled } => {
+            if handles.0.contains_key(handle) || events.0.contains_key(handle) {
+                r.ok = false;
+                r.note = Some(format!("handle \"{handle}\" is open already"));
+                return Ok(());
+            }
+            let p = match processes.get(machine, process)? {
+                Ok(p) => p,
+                Err(status) => {
+                    refused(r, status, format!("the calling process could not be created ({:#010x})", status.0));
+                    judge(r, step.expect_status);
+                    return Ok(());
+                }
+            };
+            match machine.run(0, |cpu| crate::ex_event::create(cpu, p.id(), *manual_reset, *signalled))? {
+                Ok(event) => {
+                    r.status = Some(0);
+                    r.note = Some(format!("handle {:#x} in {process}", event.handle));
+                    events.0.insert(handle.clone(), OpenEvent { process: p, event });
+                }
+                Err(status) => refused(r, status, format!("the event could not be created ({:#010x})", status.0)),
+            }
+            judge(r, step.expect_status);
+        }
+        Action::WaitEvent { handle, timeout_ms } => match events.0.get(handle) {
+            Some(open) => {
+                wait(machine, open, *timeout_ms, r)?;
+                judge(r, step.expect_status);
+            }
+            None => refused(r, INVALID_HANDLE, format!("no event handle \"{handle}\"")),
+        },
+        Action::ResetEvent(handle) => match events.0.get(handle) {
+            Some(open) => {
+                machine.run(0, |cpu| crate::ex_event::reset(cpu, open.event.object))?;
+                r.status = Some(0);
+            }
+            None => refused(r, INVALID_HANDLE, format!("no event handle \"{handle}\"")),
+        },
         Action::Close(handle) => match handles.0.remove(handle) {
             Some(open) => {
                 let [cleanup, close] = close(driver, machine, &open)?;
@@ -447,6 +528,60 @@ fn run_one<T: Target + ?Sized>(
         },
     }
     Ok(())
+}
+
+/// `input` with each named handle's value inserted at its offset, as wide as a
+/// pointer of the machine; `None` when one names no open event.
+fn with_handles(machine: &Machine, events: &Events, input: &[u8], handles: &[(usize, String)]) -> Option<Vec<u8>> {
+    let width = machine.profile().arch.pointer_size() as usize;
+    let mut bytes = input.to_vec();
+    for (offset, name) in handles.iter().rev() {
+        let value = events.0.get(name)?.event.handle.to_le_bytes();
+        bytes.splice(offset..offset, value[..width].iter().copied());
+    }
+    Some(bytes)
+}
+
+/// `WaitForSingleObject(event, timeout)` from the event's process: simulated time
+/// moves to each timer as it comes due (its DPC runs) until the event is signalled
+/// (STATUS_WAIT_0; an auto-reset event is reset by the satisfied wait), the timeout
+/// passes, or no timer is left that could signal it (STATUS_TIMEOUT, and the note
+/// says so — on Windows the program would wait forever).
+fn wait(machine: &Machine, open: &OpenEvent, timeout_ms: Option<u64>, r: &mut StepResult) -> Result<(), BugCheck> {
+    use crate::ke_dispatcher::UNITS_PER_MS;
+    let deadline = timeout_ms.map(|t| machine.now_ms().saturating_add(t));
+    loop {
+        let object = open.event.object;
+        let signalled = machine.run(0, |cpu| crate::ex_event::signalled(cpu, object))?;
+        let now = machine.now_ms();
+        if signalled {
+            if !machine.run(0, |cpu| crate::ex_event::manual_reset(cpu, object))? {
+                machine.run(0, |cpu| crate::ex_event::reset(cpu, object))?;
+            }
+            r.status = Some(0);
+            r.note = Some(format!("signalled at {now} ms"));
+            return Ok(());
+        }
+        if let Some(d) = deadline.filter(|&d| now >= d) {
+            r.status = Some(STATUS_TIMEOUT);
+            r.note = Some(format!("not signalled by {d} ms (the timeout)"));
+            return Ok(());
+        }
+        let next = machine.timers().next_due().map(|d| d.div_ceil(UNITS_PER_MS));
+        let until = match (next, deadline) {
+            (Some(n), Some(d)) => n.min(d),
+            (Some(n), None) => n,
+            (None, Some(d)) => d,
+            (None, None) => {
+                r.status = Some(STATUS_TIMEOUT);
+                r.note = Some(format!(
+                    "not signalled by {now} ms, and no timer is set that could signal it: the program would wait forever"
+                ));
+                return Ok(());
+            }
+        };
+        crate::ke_dispatcher::settle(machine, 0, until.saturating_sub(now))?;
+    }
 }
 
 /// Closes `open`'s handle: IRP_MJ_CLEANUP and IRP_MJ_CLOSE, then the file object
@@ -549,15 +684,20 @@ fn read_back(machine: &Machine, process: Option<&Arc<Process>>, va: Va, len: u64
 fn request<T: Target + ?Sized>(
     driver: &T,
     machine: &Machine,
-    processes: &mut Processes,
-    pending: &mut Pending,
+    state: &mut State<'_>,
     (device, file): (DeviceObject, Option<FileObject>),
     step: &Step,
     r: &mut StepResult,
 ) -> Result<(), BugCheck> {
+    let State { processes, events, pending, .. } = state;
     let (process_name, input, output_len) = match &step.action {
-        Action::Ioctl { internal, input, output_len, process, .. } => {
-            ((!internal).then_some(process.as_str()), input.clone(), *output_len)
+        Action::Ioctl { internal, input, handles, output_len, process, .. } => {
+            let Some(input) = with_handles(machine, events, input, handles) else {
+                let missing = handles.iter().find(|(_, h)| !events.0.contains_key(h)).map_or("", |(_, h)| h.as_str());
+                refused(r, INVALID_HANDLE, format!("the input names \"{missing}\", which is no event handle"));
+                return Ok(());
+            };
+            ((!internal).then_some(process.as_str()), input, *output_len)
         }
         Action::Read { length, process, .. } => (Some(process.as_str()), Vec::new(), *length),
         Action::Write { data, process, .. } => (Some(process.as_str()), data.clone(), 0),
