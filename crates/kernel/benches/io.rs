@@ -6,7 +6,8 @@
 //!     inside the process (KeStackAttachProcess), on a simulated processor;
 //! (b) an IOCTL round trip from a user process through the I/O manager for each
 //!     transfer type, to a Rust driver that upper-cases 16 bytes of input into the
-//!     output and completes the IRP.
+//!     output and completes the IRP — from the process that is current, and (for
+//!     METHOD_BUFFERED) alternating between two processes (issue 12 item 7).
 //!
 //! Each figure is the median of eleven rounds, per operation. Run:
 //! `cargo bench -p ntmem-kernel --bench io`. Numbers go to BENCHMARKS.md. (The
@@ -117,7 +118,27 @@ fn lock_and_map(m: &Machine) -> Duration {
     .expect("runs")
 }
 
-fn ioctl_round_trip(m: &Machine, method: TransferMethod) -> Duration {
+/// A caller's process with its input and output buffers.
+struct Caller {
+    process: std::sync::Arc<ntmem_kernel::mm::process::Process>,
+    input: Va,
+    output: Va,
+}
+
+fn caller(cpu: &Cpu<'_>, name: &str) -> Result<Caller, BugCheck> {
+    let process = ps_create_process(cpu, name)?.expect("process");
+    let (input, _) =
+        nt_allocate_virtual_memory(cpu, &process, None, 4096, BOTH, PageProtection::ReadWrite).expect("input");
+    let (output, _) =
+        nt_allocate_virtual_memory(cpu, &process, None, 4096, BOTH, PageProtection::ReadWrite).expect("output");
+    process.write(cpu, input, b"round trip, 16 b").expect("input");
+    Ok(Caller { process, input, output })
+}
+
+/// One IOCTL round trip's median time, the requests coming from `processes`
+/// callers in turn (1: always the same process, which stays current; 2: each
+/// request from the other process, a switch both ways).
+fn ioctl_round_trip(m: &Machine, method: TransferMethod, processes: usize) -> Duration {
     m.run(0, |cpu| {
         let new = NewDevice {
             driver: 0x1234_0000,
@@ -128,22 +149,33 @@ fn ioctl_round_trip(m: &Machine, method: TransferMethod) -> Duration {
         };
         let d = io_create_device(cpu, new)?.expect("device");
         d.set_flags(cpu, DeviceFlags::empty())?;
-        let p = ps_create_process(cpu, "bench.exe")?.expect("process");
-        let (input, _) =
-            nt_allocate_virtual_memory(cpu, &p, None, 4096, BOTH, PageProtection::ReadWrite).expect("input");
-        let (output, _) =
-            nt_allocate_virtual_memory(cpu, &p, None, 4096, BOTH, PageProtection::ReadWrite).expect("output");
-        p.write(cpu, input, b"round trip, 16 b").expect("input");
+        let callers: Vec<Caller> =
+            (0..processes).map(|i| caller(cpu, &format!("bench{i}.exe"))).collect::<Result<_, _>>()?;
         let code = ctl_code(FILE_DEVICE_UNKNOWN, 0x800 + method as u32, method, 0);
-        let request = IoRequest::DeviceControl(Ioctl { code, input, input_length: 16, output, output_length: 16 });
-        let call = IoCall::new(d, request).from_process(&p);
+        let calls: Vec<IoCall> = callers
+            .iter()
+            .map(|c| {
+                let request = IoRequest::DeviceControl(Ioctl {
+                    code,
+                    input: c.input,
+                    input_length: 16,
+                    output: c.output,
+                    output_length: 16,
+                });
+                IoCall::new(d, request).from_process(&c.process)
+            })
+            .collect();
+        let mut next = 0;
         let t = measure(2000, || {
-            let out = call.send(cpu, &Upcase).expect("no bugcheck");
+            let out = calls[next % calls.len()].send(cpu, &Upcase).expect("no bugcheck");
+            next += 1;
             assert_eq!(out.status, NtStatus::SUCCESS);
         });
-        let mut back = [0u8; 16];
-        p.read(cpu, output, &mut back).expect("output");
-        assert_eq!(&back, b"ROUND TRIP, 16 B");
+        for c in &callers {
+            let mut back = [0u8; 16];
+            c.process.read(cpu, c.output, &mut back).expect("output");
+            assert_eq!(&back, b"ROUND TRIP, 16 B");
+        }
         Ok(t)
     })
     .expect("runs")
@@ -158,6 +190,10 @@ fn main() {
         ("METHOD_OUT_DIRECT", TransferMethod::OutDirect),
         ("METHOD_NEITHER   ", TransferMethod::Neither),
     ] {
-        println!("IOCTL round trip, {name}:                                {:>9.2?}", ioctl_round_trip(&m, method));
+        println!("IOCTL round trip, {name}, same process:                  {:>9.2?}", ioctl_round_trip(&m, method, 1));
     }
+    println!(
+        "IOCTL round trip, METHOD_BUFFERED  , alternating two processes: {:>9.2?}",
+        ioctl_round_trip(&m, TransferMethod::Buffered, 2)
+    );
 }

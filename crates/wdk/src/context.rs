@@ -43,7 +43,16 @@ pub fn call_driver<R>(
     // Without a GS block (the host refused the base) drivers that read `gs:` fault and
     // are reported; everything else works.
     let gs = ntmem_host::thunk::GsBlock::enter().ok();
-    let r = crate::seh::run_as(kind, || machine.run_driver(cpu, f));
+    let r = crate::seh::run_as(kind, || {
+        machine.run_driver(cpu, |c| {
+            // A system thread (a worker routine) runs in the System process; any other
+            // in whatever process is current (a request's caller switches to its own).
+            if kind == ThreadKind::System {
+                ntmem_kernel::mm::process::ke_switch_process(c, None)?;
+            }
+            f(c)
+        })
+    });
     drop(gs);
     leave(r)
 }

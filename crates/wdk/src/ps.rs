@@ -175,8 +175,9 @@ unsafe fn call(work: Work) {
 /// interrupted thread; checks how the routine returned.
 fn run(work: Work) {
     let is_thread = work.kind == WorkKind::ThreadStart;
-    let interrupted_irql = kernel(|cpu| {
+    let (interrupted_irql, interrupted_process) = kernel(|cpu| {
         let irql = cpu.irql();
+        let process = ntmem_kernel::mm::process::ps_get_current_process(cpu);
         if !ntmem_host::exception::is_image_code(work.routine as usize) {
             // A routine that is no loaded image's code (its driver unloaded with the work
             // queued): the instruction fetch Windows' worker faults on (0xCE: address,
@@ -187,7 +188,9 @@ fn run(work: Work) {
         if irql > Irql::PASSIVE {
             cpu.lower_irql(Irql::PASSIVE)?;
         }
-        Ok(irql)
+        // Worker and system threads belong to the System process.
+        ntmem_kernel::mm::process::ke_switch_process(cpu, None)?;
+        Ok((irql, process))
     });
     let thread =
         ThreadContext { thread: if is_thread { work.item } else { 0 }, worker: !is_thread, ..Default::default() };
@@ -221,6 +224,7 @@ fn run(work: Work) {
         if is_thread {
             end_thread(cpu, work.item, status)?;
         }
+        ntmem_kernel::mm::process::ke_switch_process(cpu, interrupted_process.as_ref())?;
         if irql != interrupted_irql {
             if irql > interrupted_irql {
                 cpu.lower_irql(interrupted_irql)?;

@@ -6,7 +6,9 @@
 //! An [`IoCall`] is `NtDeviceIoControlFile`, `NtReadFile` or `NtWriteFile` from a
 //! user process (RequestorMode UserMode), or an internal device control from
 //! kernel code (KernelMode). The I/O manager runs the whole request in the
-//! caller's process context (attached), so the dispatch routine runs there too:
+//! caller's process context, so the dispatch routine runs there too, and the
+//! process stays current afterwards as it does when the caller's thread returns to
+//! user mode ([`crate::mm::process::ke_switch_process`]):
 //!
 //! * **METHOD_BUFFERED**, and reads / writes of a DO_BUFFERED_IO device: the
 //!   user's buffers are probed (ProbeForRead input, ProbeForWrite output), a
@@ -42,8 +44,7 @@ use crate::ke::processor::Cpu;
 use crate::mm::mdl::{self, LockOperation, ProcessorMode};
 use crate::mm::probe;
 use crate::mm::process::{
-    ke_stack_attach_process, ke_unstack_detach_process, nt_free_virtual_memory, nt_protect_virtual_memory, FreeType,
-    PageProtection, Process,
+    ke_switch_process, nt_free_virtual_memory, nt_protect_virtual_memory, FreeType, PageProtection, Process,
 };
 
 /// The buffers of a device control request (`DeviceIoControl`'s arguments).
@@ -226,17 +227,13 @@ impl IoCall {
     /// The bugcheck that stopped the machine (in the driver or in the I/O
     /// manager).
     pub fn send(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {
-        let m = cpu.machine();
-        let host_failure = || m.bugcheck(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, [0xC000_0017, 0, 0, 0]);
-        let state = match &self.caller {
-            Some(p) => Some(ke_stack_attach_process(cpu, p).map_err(|_| host_failure())?),
-            None => None,
-        };
-        let outcome = self.send_attached(cpu, driver)?;
-        if let Some(state) = state {
-            ke_unstack_detach_process(cpu, state).map_err(|_| host_failure())?;
+        // The caller's thread runs in its process and leaves it current when it
+        // returns to user mode ([`ke_switch_process`]); a kernel caller runs in
+        // whatever process is current.
+        if let Some(p) = &self.caller {
+            ke_switch_process(cpu, Some(p))?;
         }
-        Ok(outcome)
+        self.send_attached(cpu, driver)
     }
 
     fn send_attached(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {

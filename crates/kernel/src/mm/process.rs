@@ -16,7 +16,8 @@
 //! protections a driver sees are the same.
 //!
 //! Driver code reaches a process's memory by attaching ([`ke_stack_attach_process`],
-//! [`ke_unstack_detach_process`]). **One process is current at a time per
+//! [`ke_unstack_detach_process`]); a request runs in its caller's process, which then
+//! stays current until a thread of another runs ([`ke_switch_process`]). **One process is current at a time per
 //! machine** (the host is one Linux process with one address space): attaching
 //! switches the host mappings of the whole user range. Routines that act on another
 //! process's memory (allocate, free, protect, terminate) attach for the duration,
@@ -351,6 +352,23 @@ pub fn ke_stack_attach_process(cpu: &Cpu<'_>, process: &Arc<Process>) -> Result<
 pub fn ke_unstack_detach_process(cpu: &Cpu<'_>, state: ApcState) -> Result<(), MmError> {
     let previous = state.previous.filter(|p| !p.exited());
     make_current(cpu.machine(), previous).map(drop)
+}
+
+/// What the dispatcher does when a thread of `process` (`None`: the System process)
+/// runs next: makes it current, with nothing to go back to. ntmem switches lazily,
+/// as Windows does: a thread returning to user mode after its request leaves its
+/// process current, and what runs next in arbitrary context (a DPC, a timer, the
+/// idle processor, which keeps the last address space) sees it; the next request
+/// from the same process switches nothing. Worker routines (DriverEntry,
+/// DriverUnload, work items, system threads) run in the System process and switch
+/// to it.
+///
+/// # Errors
+/// When the host refuses the switch of mappings: the memory manager's own failure
+/// ([`host_bugcheck`]).
+pub fn ke_switch_process(cpu: &Cpu<'_>, process: Option<&Arc<Process>>) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    make_current(m, process.filter(|p| !p.exited()).cloned()).map(drop).map_err(|e| host_bugcheck(m, &e))
 }
 
 /// `PsGetCurrentProcess`: `None` is the System process.

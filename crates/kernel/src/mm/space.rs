@@ -152,6 +152,32 @@ struct UserView {
     runs: Vec<(u64, u64, u64, Prot)>,
 }
 
+/// The parts of `old`'s runs that no run of `new` covers, as (address, length),
+/// in address order; both lists are in address order and their runs do not overlap
+/// (a view's runs, as [`AddressSpace::user_view`] makes them).
+fn uncovered(old: &[(u64, u64, u64, Prot)], new: &[(u64, u64, u64, Prot)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut covers = new.iter().map(|&(va, _, len, _)| (va, va + len)).peekable();
+    for &(va, _, len, _) in old {
+        let (mut at, end) = (va, va + len);
+        while at < end {
+            while covers.next_if(|&(_, e)| e <= at).is_some() {}
+            match covers.peek() {
+                Some(&(s, e)) if s <= at => at = e.min(end),
+                Some(&(s, _)) if s < end => {
+                    out.push((at, s - at));
+                    at = s;
+                }
+                _ => {
+                    out.push((at, end - at));
+                    at = end;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// How many processes' views are kept to switch back to without walking their
 /// tables (a switch between two processes, each request's caller and back, reuses
 /// both).
@@ -288,9 +314,18 @@ impl AddressSpace {
         let mut views = self.user_views.lock().unwrap_or_else(|e| e.into_inner());
         let system = self.tables();
         let was = old.as_ref().unwrap_or(&system);
+        let current = slot.as_ref().unwrap_or(&system);
+        let (root, generation) = (current.root(), current.generation());
+        let kept = views.recent.iter().position(|v| v.root == root && v.generation == generation);
+        let view = match kept {
+            Some(i) => views.recent.remove(i),
+            None => self.user_view(phys, current),
+        };
         match views.shown.take() {
             Some(v) if v.root == was.root() && v.generation == was.generation() => {
-                for &(va, _, len, _) in &v.runs {
+                // What the new view maps over is replaced by its `mmap` (MAP_FIXED);
+                // only the rest of the old runs needs unmapping.
+                for (va, len) in uncovered(&v.runs, &view.runs) {
                     self.reservation.unmap(self.host_offset(Va::new(va))?, to_usize(len)).map_err(MmError::Host)?;
                 }
             }
@@ -301,13 +336,6 @@ impl AddressSpace {
                 self.reservation.unmap(self.host_offset(Va::new(lo))?, to_usize(hi - lo)).map_err(MmError::Host)?;
             }
         }
-        let current = slot.as_ref().unwrap_or(&system);
-        let (root, generation) = (current.root(), current.generation());
-        let kept = views.recent.iter().position(|v| v.root == root && v.generation == generation);
-        let view = match kept {
-            Some(i) => views.recent.remove(i),
-            None => self.user_view(phys, current),
-        };
         for &(va, file, len, prot) in &view.runs {
             self.reservation
                 .map_ram(self.host_offset(Va::new(va))?, phys.ram(), file, to_usize(len), prot)
@@ -716,4 +744,37 @@ impl AddressSpace {
 /// address and size fits).
 pub fn to_usize(v: u64) -> usize {
     usize::try_from(v).expect("ntmem needs a 64-bit host")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    /// Runs over pages 0..64 (page = 1 unit) from a set of pages, merged as a view's.
+    fn runs(pages: &BTreeSet<u64>) -> Vec<(u64, u64, u64, Prot)> {
+        let mut out: Vec<(u64, u64, u64, Prot)> = Vec::new();
+        for &p in pages {
+            match out.last_mut() {
+                Some((va, _, len, _)) if *va + *len == p => *len += 1,
+                _ => out.push((p, 0, 1, Prot::Read)),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Against the naive reference: the pages of the old view not in the new one.
+        #[test]
+        fn uncovered_is_the_old_pages_the_new_view_does_not_map(
+            old in proptest::collection::btree_set(0u64..64, 0..40),
+            new in proptest::collection::btree_set(0u64..64, 0..40),
+        ) {
+            let got: BTreeSet<u64> =
+                uncovered(&runs(&old), &runs(&new)).into_iter().flat_map(|(va, len)| va..va + len).collect();
+            let expected: BTreeSet<u64> = old.difference(&new).copied().collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
 }
