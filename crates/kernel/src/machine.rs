@@ -51,6 +51,7 @@ pub struct Machine {
     timers: crate::ke::timers::Timers,
     workers: crate::ke::workers::Workers,
     objects: crate::ob::Objects,
+    registry: crate::cm::Registry,
     resources: crate::ex::resource::Resources,
     clock_ms: AtomicU64,
     vf: crate::vf::Verifier,
@@ -185,6 +186,7 @@ impl Machine {
             timers: crate::ke::timers::Timers::default(),
             workers: crate::ke::workers::Workers::default(),
             objects: crate::ob::Objects::default(),
+            registry: crate::cm::Registry::default(),
             resources: crate::ex::resource::Resources::default(),
             clock_ms: AtomicU64::new(0),
             vf: crate::vf::Verifier::default(),
@@ -241,6 +243,11 @@ impl Machine {
     /// The object manager's references and handles (`ob`).
     pub fn objects(&self) -> &crate::ob::Objects {
         &self.objects
+    }
+
+    /// The registry (`cm`).
+    pub fn registry(&self) -> &crate::cm::Registry {
+        &self.registry
     }
 
     /// The initialized executive resources (`ex::resource`).

@@ -34,6 +34,8 @@
 //! [`context::kernel`], which drops everything before jumping back to the
 //! `Machine::run` that entered driver code.
 
+#[allow(non_snake_case)]
+pub mod cm;
 pub mod context;
 #[allow(non_snake_case)]
 pub mod crt;
@@ -56,6 +58,8 @@ pub mod harness;
 pub mod io;
 #[allow(non_snake_case)]
 pub mod io_cancel;
+#[allow(non_snake_case)]
+pub mod io_registry;
 #[allow(non_snake_case)]
 pub mod io_stack;
 #[allow(non_snake_case)]
@@ -91,6 +95,8 @@ pub mod rtl_bitmap;
 pub mod rtl_convert;
 #[allow(non_snake_case)]
 pub mod rtl_memory;
+#[allow(non_snake_case)]
+pub mod rtl_registry;
 pub mod seh;
 pub mod symbols;
 pub mod types;
