@@ -437,6 +437,11 @@ exports! {
     Ntoskrnl Routine RtlCreateRegistryKey(rtl_registry) Passive;
     Ntoskrnl Routine RtlDeleteRegistryValue(rtl_registry) Passive;
     Ntoskrnl Routine IoOpenDeviceRegistryKey(io_registry) Passive "one instance path (ROOT\\NTMEM\\0000) and the Net class for the machine's bus device";
+    // stdlib.h (issue 11 item 1).
+    Ntoskrnl Routine abs(crt_stdlib) Any;
+    Ntoskrnl Routine labs(crt_stdlib) Any;
+    Ntoskrnl Routine qsort(crt_stdlib) Any "a heapsort: bounded comparisons whatever the comparator answers";
+    Ntoskrnl Routine bsearch(crt_stdlib) Any;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

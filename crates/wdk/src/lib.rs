@@ -42,6 +42,8 @@ pub mod crt;
 #[allow(non_snake_case)]
 pub mod crt_printf;
 #[allow(non_snake_case)]
+pub mod crt_stdlib;
+#[allow(non_snake_case)]
 pub mod crt_string;
 #[allow(non_snake_case)]
 pub mod dbg;
