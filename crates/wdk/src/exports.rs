@@ -442,6 +442,20 @@ exports! {
     Ntoskrnl Routine labs(crt_stdlib) Any;
     Ntoskrnl Routine qsort(crt_stdlib) Any "a heapsort: bounded comparisons whatever the comparator answers";
     Ntoskrnl Routine bsearch(crt_stdlib) Any;
+    // Memory routines at the C boundary (issue 11 item 5).
+    Ntoskrnl Routine IoBuildPartialMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmAllocatePagesForMdl(mdl) Apc "at DISPATCH_LEVEL: 0x0A, as a pageable routine";
+    Ntoskrnl Routine MmAllocatePagesForMdlEx(mdl) Apc "at DISPATCH_LEVEL: 0x0A, as a pageable routine";
+    Ntoskrnl Routine MmFreePagesFromMdl(mdl) Apc "at DISPATCH_LEVEL: 0x0A, as a pageable routine";
+    Ntoskrnl Routine MmAdvanceMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmSizeOfMdl(mdl) Any;
+    Ntoskrnl Routine MmMapLockedPages(mdl) DependsOnMemory;
+    Ntoskrnl Routine MmIsNonPagedSystemAddressValid(mm) Any "resident pageable image sections count as nonpaged";
+    Ntoskrnl Routine MmGetSystemRoutineAddress(mm) Passive "variables give NULL (each image has its own copy)";
+    Ntoskrnl Routine MmIsThisAnNtAsSystem(mm) Any;
+    Ntoskrnl Routine KeGetRecommendedSharedDataAlignment(ke) Any;
+    Ntoskrnl Routine IoGetRemainingStackSize(io_kernel_stack) Any;
+    Ntoskrnl Routine IoGetStackLimits(io_kernel_stack) Any;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

@@ -61,6 +61,8 @@ pub mod io;
 #[allow(non_snake_case)]
 pub mod io_cancel;
 #[allow(non_snake_case)]
+pub mod io_kernel_stack;
+#[allow(non_snake_case)]
 pub mod io_registry;
 #[allow(non_snake_case)]
 pub mod io_stack;

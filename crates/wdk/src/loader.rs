@@ -145,14 +145,22 @@ fn thunks() -> Option<&'static ThunkTable> {
 
 /// The address an import of `name` from `dll` is bound to (see the module docs).
 fn resolve(dll: &str, name: &str, data: &KernelData) -> Option<u64> {
-    let export = exports::find(dll, name)?;
-    match export.kind {
+    match exports::find(dll, name)?.kind {
+        Kind::Data => data.address_of(name),
+        Kind::Routine | Kind::Direct => routine_entry(name),
+    }
+}
+
+/// The address an import of routine `name` is bound to: its import thunk (its own
+/// address for [`Kind::Direct`]); `None` for variables and names not exported.
+pub(crate) fn routine_entry(name: &str) -> Option<u64> {
+    match EXPORTS.iter().find(|e| e.name == name)?.kind {
         Kind::Routine => {
             let index = EXPORTS.iter().filter(|e| e.kind == Kind::Routine).position(|e| e.name == name)?;
             thunks()?.address(index).map(|a| a as u64)
         }
         Kind::Direct => exports::routine_address(name).map(|a| a as u64),
-        Kind::Data => data.address_of(name),
+        Kind::Data => None,
     }
 }
 
