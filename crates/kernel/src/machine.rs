@@ -170,6 +170,7 @@ impl Machine {
         let (start, len) = space.host_range();
         let fault_range = register_fault_range(start, len, trap.clone());
         let hal = crate::hal::Hal::new(&profile)?;
+        let registry = crate::cm::Registry::boot(&profile.registry);
         Ok(Machine {
             id,
             profile,
@@ -186,7 +187,7 @@ impl Machine {
             timers: crate::ke::timers::Timers::default(),
             workers: crate::ke::workers::Workers::default(),
             objects: crate::ob::Objects::default(),
-            registry: crate::cm::Registry::default(),
+            registry,
             resources: crate::ex::resource::Resources::default(),
             clock_ms: AtomicU64::new(0),
             vf: crate::vf::Verifier::default(),

@@ -196,6 +196,27 @@ impl Registry {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The registry a machine with `knobs` boots with: [`Registry::default`], and
+    /// the memory manager's knobs as REG_DWORD values of `Memory Management`
+    /// (`NonPagedPoolSize`, `PagedPoolSize`, `SystemPages`; 0 — the system's choice —
+    /// for a knob the profile leaves alone, as Windows ships them). The memory manager
+    /// sized itself from the same values.
+    pub fn boot(knobs: &ntmem_machine::RegistryKnobs) -> Registry {
+        let r = Registry::default();
+        let key = r.open(&wide(MEMORY_MANAGEMENT)).expect("the boot registry has the key");
+        for (name, knob) in [
+            ("NonPagedPoolSize", knobs.non_paged_pool_size),
+            ("PagedPoolSize", knobs.paged_pool_size),
+            ("SystemPages", knobs.system_pages),
+        ] {
+            let dword = u32::try_from(knob.unwrap_or(0)).unwrap_or(u32::MAX);
+            let value = Value { name: wide(name), kind: REG_DWORD, data: dword.to_le_bytes().to_vec() };
+            r.set_value(key, value, 0).expect("a DWORD value is within the limits");
+        }
+        r.close(key);
+        r
+    }
+
     /// Creates `path` (absolute) and every missing key above it — what
     /// `RtlCreateRegistryKey` does, and what the system does for the service and
     /// hardware keys. `now` is the time of the change (100-ns units since boot).
@@ -424,6 +445,15 @@ mod tests {
 
     fn w(s: &str) -> Vec<u16> {
         wide(s)
+    }
+
+    #[test]
+    fn the_memory_managers_knobs_are_in_the_registry() {
+        let knobs = ntmem_machine::RegistryKnobs { paged_pool_size: Some(0xFFFF_FFFF), ..Default::default() };
+        let r = Registry::boot(&knobs);
+        let k = r.open(&w(MEMORY_MANAGEMENT)).unwrap();
+        assert_eq!(r.value(k, &w("pagedpoolsize")).unwrap().data, vec![0xFF; 4]);
+        assert_eq!(r.value(k, &w("NonPagedPoolSize")).unwrap().data, vec![0; 4]);
     }
 
     #[test]
