@@ -467,6 +467,8 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/version.h"
 #include "ntmem/ke.h"
 #include "ntmem/ps.h"
+#include "ntmem/registry.h"
+#include "ntmem/mdl.h"
 
 /* Every driver defines it; the driver host calls it at PASSIVE_LEVEL. */
 DRIVER_INITIALIZE DriverEntry;

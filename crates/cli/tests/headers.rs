@@ -101,7 +101,7 @@ fn declared(toolchain: &Toolchain) -> Vec<String> {
     let source = dir.join("all.c");
     // Every header a driver includes by name (the packing headers aside).
     let all =
-        "#include <ntddk.h>\n#include <string.h>\n#include <stdio.h>\n#include <ntstrsafe.h>\n#include <devioctl.h>\n#include <wdmsec.h>\n#include <initguid.h>\n";
+        "#include <ntddk.h>\n#include <string.h>\n#include <stdlib.h>\n#include <stdio.h>\n#include <ntstrsafe.h>\n#include <devioctl.h>\n#include <wdmsec.h>\n#include <initguid.h>\n";
     std::fs::write(&source, all).unwrap();
     let out = Command::new(toolchain.clang())
         .args(CFLAGS)

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bugcheck;
+pub mod cm;
 pub mod ex;
 pub mod hal;
 pub mod halt;

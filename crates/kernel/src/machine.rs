@@ -51,6 +51,7 @@ pub struct Machine {
     timers: crate::ke::timers::Timers,
     workers: crate::ke::workers::Workers,
     objects: crate::ob::Objects,
+    registry: crate::cm::Registry,
     resources: crate::ex::resource::Resources,
     clock_ms: AtomicU64,
     vf: crate::vf::Verifier,
@@ -169,6 +170,7 @@ impl Machine {
         let (start, len) = space.host_range();
         let fault_range = register_fault_range(start, len, trap.clone());
         let hal = crate::hal::Hal::new(&profile)?;
+        let registry = crate::cm::Registry::boot(&profile.registry);
         Ok(Machine {
             id,
             profile,
@@ -185,6 +187,7 @@ impl Machine {
             timers: crate::ke::timers::Timers::default(),
             workers: crate::ke::workers::Workers::default(),
             objects: crate::ob::Objects::default(),
+            registry,
             resources: crate::ex::resource::Resources::default(),
             clock_ms: AtomicU64::new(0),
             vf: crate::vf::Verifier::default(),
@@ -241,6 +244,11 @@ impl Machine {
     /// The object manager's references and handles (`ob`).
     pub fn objects(&self) -> &crate::ob::Objects {
         &self.objects
+    }
+
+    /// The registry (`cm`).
+    pub fn registry(&self) -> &crate::cm::Registry {
+        &self.registry
     }
 
     /// The initialized executive resources (`ex::resource`).

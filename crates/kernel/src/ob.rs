@@ -27,6 +27,8 @@ pub enum ObjectType {
     Process,
     /// `IoFileObjectType`: a file object.
     File,
+    /// `CmKeyObjectType`: an open registry key ([`crate::cm`]).
+    Key,
 }
 
 /// A handle's entry.

@@ -374,7 +374,7 @@ exports! {
     Ntoskrnl Routine PsGetCurrentProcessId(ps) Any "always the System process (4)";
     Ntoskrnl Routine PsIsSystemThread(ps) Any;
     Ntoskrnl Routine KeSetPriorityThread(ps) Dispatch "recorded, never used: threads run in creation order";
-    Ntoskrnl Routine ZwClose(ob) Passive "kernel handles to objects ntmem creates (threads)";
+    Ntoskrnl Routine ZwClose(ob) Passive "kernel handles to objects ntmem creates (threads, registry keys)";
     Ntoskrnl Routine ObReferenceObjectByHandle(ob) Passive "handles to threads; event handles cannot be created yet";
     Ntoskrnl Routine ObReferenceObjectByPointer(ob) Dispatch;
     Ntoskrnl Routine ObfReferenceObject(ob) Dispatch "objects ntmem does not count (devices, files) are left alone";
@@ -423,6 +423,40 @@ exports! {
     Ntoskrnl Routine IoStartPacket(io_start) Dispatch;
     Ntoskrnl Routine IoStartNextPacket(io_start) Dispatch;
     Ntoskrnl Routine IoStartNextPacketByKey(io_start) Dispatch;
+    // The registry (issue 11 item 4).
+    Ntoskrnl Routine ZwOpenKey(cm) Passive;
+    Ntoskrnl Routine ZwCreateKey(cm) Passive "the class and REG_OPTION_* are not kept; every key is volatile";
+    Ntoskrnl Routine ZwQueryValueKey(cm) Passive;
+    Ntoskrnl Routine ZwEnumerateValueKey(cm) Passive;
+    Ntoskrnl Routine ZwEnumerateKey(cm) Passive;
+    Ntoskrnl Routine ZwQueryKey(cm) Passive "keys have no class";
+    Ntoskrnl Routine ZwSetValueKey(cm) Passive;
+    Ntoskrnl Routine ZwDeleteValueKey(cm) Passive;
+    Ntoskrnl Routine RtlQueryRegistryValues(rtl_registry) Passive "REG_EXPAND_SZ values are passed unexpanded";
+    Ntoskrnl Routine RtlWriteRegistryValue(rtl_registry) Passive;
+    Ntoskrnl Routine RtlCheckRegistryKey(rtl_registry) Passive;
+    Ntoskrnl Routine RtlCreateRegistryKey(rtl_registry) Passive;
+    Ntoskrnl Routine RtlDeleteRegistryValue(rtl_registry) Passive;
+    Ntoskrnl Routine IoOpenDeviceRegistryKey(io_registry) Passive "one instance path (ROOT\\NTMEM\\0000) and the Net class for the machine's bus device";
+    // stdlib.h (issue 11 item 1).
+    Ntoskrnl Routine abs(crt_stdlib) Any;
+    Ntoskrnl Routine labs(crt_stdlib) Any;
+    Ntoskrnl Routine qsort(crt_stdlib) Any "a heapsort: bounded comparisons whatever the comparator answers";
+    Ntoskrnl Routine bsearch(crt_stdlib) Any;
+    // Memory routines at the C boundary (issue 11 item 5).
+    Ntoskrnl Routine IoBuildPartialMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmAllocatePagesForMdl(mdl) Apc "at DISPATCH_LEVEL: 0x0A, as a pageable routine";
+    Ntoskrnl Routine MmAllocatePagesForMdlEx(mdl) Apc "at DISPATCH_LEVEL: 0x0A, as a pageable routine";
+    Ntoskrnl Routine MmFreePagesFromMdl(mdl) Apc "at DISPATCH_LEVEL: 0x0A, as a pageable routine";
+    Ntoskrnl Routine MmAdvanceMdl(mdl) Dispatch;
+    Ntoskrnl Routine MmSizeOfMdl(mdl) Any;
+    Ntoskrnl Routine MmMapLockedPages(mdl) DependsOnMemory;
+    Ntoskrnl Routine MmIsNonPagedSystemAddressValid(mm) Any "resident pageable image sections count as nonpaged";
+    Ntoskrnl Routine MmGetSystemRoutineAddress(mm) Passive "variables give NULL (each image has its own copy)";
+    Ntoskrnl Routine MmIsThisAnNtAsSystem(mm) Any;
+    Ntoskrnl Routine KeGetRecommendedSharedDataAlignment(ke) Any;
+    Ntoskrnl Routine IoGetRemainingStackSize(io_kernel_stack) Any;
+    Ntoskrnl Routine IoGetStackLimits(io_kernel_stack) Any;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

@@ -216,3 +216,10 @@ pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(lock: *mut KSpinLock) {
 pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(lock: *mut KSpinLock) {
     kernel(|cpu| cpu.release_spin_lock(lock_of(cpu, lock)?, cpu.irql()));
 }
+
+/// `KeGetRecommendedSharedDataAlignment()`: the processors' largest cache line, the
+/// alignment that keeps data two processors write from sharing one
+/// ([`ntmem_machine::Arch::cache_line`]: 64 bytes on x86 and x64, 128 on IA-64).
+pub extern "win64" fn KeGetRecommendedSharedDataAlignment() -> u32 {
+    kernel(|cpu| Ok(cpu.machine().profile().arch.cache_line() as u32))
+}

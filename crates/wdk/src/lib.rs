@@ -34,11 +34,15 @@
 //! [`context::kernel`], which drops everything before jumping back to the
 //! `Machine::run` that entered driver code.
 
+#[allow(non_snake_case)]
+pub mod cm;
 pub mod context;
 #[allow(non_snake_case)]
 pub mod crt;
 #[allow(non_snake_case)]
 pub mod crt_printf;
+#[allow(non_snake_case)]
+pub mod crt_stdlib;
 #[allow(non_snake_case)]
 pub mod crt_string;
 #[allow(non_snake_case)]
@@ -57,6 +61,10 @@ pub mod harness;
 pub mod io;
 #[allow(non_snake_case)]
 pub mod io_cancel;
+#[allow(non_snake_case)]
+pub mod io_kernel_stack;
+#[allow(non_snake_case)]
+pub mod io_registry;
 #[allow(non_snake_case)]
 pub mod io_stack;
 #[allow(non_snake_case)]
@@ -92,6 +100,8 @@ pub mod rtl_bitmap;
 pub mod rtl_convert;
 #[allow(non_snake_case)]
 pub mod rtl_memory;
+#[allow(non_snake_case)]
+pub mod rtl_registry;
 pub mod seh;
 pub mod symbols;
 pub mod types;

@@ -58,6 +58,9 @@ pub enum LoadError {
     /// The process's table of driver images is full.
     #[error("cannot load {0}: too many driver images in this process")]
     TooManyImages(String),
+    /// Paged pool had no room for the `RegistryPath` string, or the machine stopped.
+    #[error("cannot load {0}: no pool for its RegistryPath")]
+    RegistryPath(String),
 }
 
 /// The kernel variables a driver image imports, with the values of its machine
@@ -142,14 +145,22 @@ fn thunks() -> Option<&'static ThunkTable> {
 
 /// The address an import of `name` from `dll` is bound to (see the module docs).
 fn resolve(dll: &str, name: &str, data: &KernelData) -> Option<u64> {
-    let export = exports::find(dll, name)?;
-    match export.kind {
+    match exports::find(dll, name)?.kind {
+        Kind::Data => data.address_of(name),
+        Kind::Routine | Kind::Direct => routine_entry(name),
+    }
+}
+
+/// The address an import of routine `name` is bound to: its import thunk (its own
+/// address for [`Kind::Direct`]); `None` for variables and names not exported.
+pub(crate) fn routine_entry(name: &str) -> Option<u64> {
+    match EXPORTS.iter().find(|e| e.name == name)?.kind {
         Kind::Routine => {
             let index = EXPORTS.iter().filter(|e| e.kind == Kind::Routine).position(|e| e.name == name)?;
             thunks()?.address(index).map(|a| a as u64)
         }
         Kind::Direct => exports::routine_address(name).map(|a| a as u64),
-        Kind::Data => data.address_of(name),
+        Kind::Data => None,
     }
 }
 
@@ -162,11 +173,67 @@ pub struct Driver {
     entry: DriverInitialize,
     object: Box<DriverObject>,
     extension: Box<DriverExtension>,
-    registry_path: Box<UnicodeString>,
+    registry_path: RegistryPath,
     /// The device stack the PnP manager built for it (see [`crate::pnp`]).
     pub(crate) pnp: crate::pnp::PnpState,
     _data: Box<KernelData>,
-    _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>, Box<OwnedUnicode>),
+    _texts: (Box<OwnedUnicode>, Box<OwnedUnicode>),
+}
+
+/// The `RegistryPath` `DriverEntry` receives: a `UNICODE_STRING` and its text in
+/// paged pool (tag `NtRp`, ntmem's choice), so a driver may hand it to the registry
+/// routines as Windows drivers do; and the service key it names, created with its
+/// `Parameters` subkey (learn.microsoft.com "DriverEntry's RegistryPath", "Using the
+/// Registry in a Driver"). Allocated before the pool is measured and freed with the
+/// image, so it is no driver's pool. (On Windows it is freed when `DriverEntry`
+/// returns: a driver that keeps the pointer is wrong there, not here.)
+#[derive(Debug)]
+struct RegistryPath {
+    va: Option<ntmem_machine::Va>,
+    string: *mut UnicodeString,
+}
+
+/// The pool tag of [`RegistryPath`].
+const REGISTRY_PATH_TAG: u32 = u32::from_le_bytes(*b"NtRp");
+
+impl RegistryPath {
+    /// Creates the service key of `service` and its `RegistryPath`; `Ok(None)` when
+    /// paged pool is short.
+    fn allocate(machine: &Machine, service: &str) -> Result<Option<RegistryPath>, BugCheck> {
+        let text: Vec<u16> = registry_path(service).encode_utf16().chain([0]).collect();
+        let key: Vec<u16> = text[..text.len() - 1].to_vec();
+        let parameters = ntmem_kernel::cm::under(&key, &"Parameters".encode_utf16().collect::<Vec<_>>());
+        // The service name comes from a file name: one that makes a bad path gets no key.
+        let _ = machine.registry().create_path(&parameters, 0);
+        let bytes = 16 + 2 * text.len() as u64;
+        machine.run(0, |cpu| {
+            let tag = ntmem_kernel::ex::pool::PoolTag(REGISTRY_PATH_TAG);
+            let pool_type = ntmem_kernel::ex::pool::PoolType::PagedPool;
+            let Some(va) = ntmem_kernel::ex::pool::allocate(cpu, pool_type, bytes, tag)? else { return Ok(None) };
+            let at = context::host_ptr(cpu, Some(va)).cast::<u8>();
+            let length = u16::try_from(2 * (text.len() - 1)).unwrap_or(u16::MAX - 1);
+            // SAFETY: a fresh, resident pool block of `bytes` bytes: the header, then
+            // the text with its NUL.
+            unsafe {
+                let buffer = at.add(16).cast::<u16>();
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buffer, text.len());
+                at.cast::<UnicodeString>().write_unaligned(UnicodeString {
+                    length,
+                    maximum_length: length + 2,
+                    buffer,
+                });
+            }
+            Ok(Some(RegistryPath { va: Some(va), string: at.cast() }))
+        })
+    }
+
+    /// Frees it (once).
+    fn free(&mut self, machine: &Machine) {
+        let tag = ntmem_kernel::ex::pool::PoolTag(REGISTRY_PATH_TAG);
+        if let Some(va) = self.va.take() {
+            let _ = machine.run(0, |cpu| ntmem_kernel::ex::pool::free(cpu, va, Some(tag)));
+        }
+    }
 }
 
 impl Drop for Driver {
@@ -199,8 +266,11 @@ impl Driver {
         // `self` holds it.
         let entry = unsafe { std::mem::transmute::<usize, DriverInitialize>(entry as usize) };
         let service = service_name(name);
+        let Ok(Some(registry_path)) = RegistryPath::allocate(machine, service) else {
+            image.unload(machine);
+            return Err(LoadError::RegistryPath(name.to_string()));
+        };
         let mut driver_name = Box::new(OwnedUnicode::new(&format!("\\Driver\\{service}")));
-        let mut path_text = Box::new(OwnedUnicode::new(&registry_path(service)));
         let mut service_text = Box::new(OwnedUnicode::new(service));
         let mut extension = Box::new(DriverExtension {
             driver_object: std::ptr::null_mut(),
@@ -212,7 +282,6 @@ impl Driver {
         object.driver_start = image.host_base() as *mut std::ffi::c_void;
         object.driver_size = u32::try_from(image.size(machine)).unwrap_or(u32::MAX);
         extension.driver_object = &mut *object;
-        let registry_path = Box::new(path_text.as_unicode_string());
         crate::io_stack::register_driver(&*object);
         Ok(Driver {
             name: name.to_string(),
@@ -224,7 +293,7 @@ impl Driver {
             registry_path,
             pnp: crate::pnp::PnpState::default(),
             _data: data,
-            _texts: (driver_name, path_text, service_text),
+            _texts: (driver_name, service_text),
         })
     }
 
@@ -243,6 +312,7 @@ impl Driver {
     /// `DriverEntry`: no driver code may run afterwards.
     pub fn unload_image(&mut self, machine: &Machine) {
         self.registration = None;
+        self.registry_path.free(machine);
         if let Some(image) = self.image.take() {
             image.unload(machine);
         }
@@ -320,7 +390,7 @@ impl Driver {
     /// The bugcheck that stopped the machine.
     pub fn driver_entry(&mut self, machine: &Machine, cpu: u32) -> Result<NtStatus, BugCheck> {
         let object: *mut DriverObject = &mut *self.object;
-        let path: *mut UnicodeString = &mut *self.registry_path;
+        let path: *mut UnicodeString = self.registry_path.string;
         let entry = self.entry;
         // SAFETY: `entry` is the driver's DriverEntry (see `load`); `object` and
         // `path` point to live boxes this `Driver` owns, not otherwise borrowed

@@ -198,3 +198,101 @@ pub extern "win64" fn ProbeForWrite(address: *mut c_void, length: usize, alignme
         raise_status(status.0 as i32);
     }
 }
+
+/// `IoBuildPartialMdl(SourceMdl, TargetMdl, VirtualAddress, Length)`: the target
+/// describes `Length` bytes (0: to the source's end) of the source's buffer from
+/// `VirtualAddress`, with the source's pages ([`mdl::io_build_partial_mdl`]).
+pub extern "win64" fn IoBuildPartialMdl(source: *mut c_void, target: *mut c_void, va: *mut c_void, length: u32) {
+    kernel(|cpu| {
+        let (s, t) = (Mdl(va_of(cpu, source)), Mdl(va_of(cpu, target)));
+        mdl::io_build_partial_mdl(cpu, s, t, va_of(cpu, va), u64::from(length))
+    });
+}
+
+/// `MmAllocatePagesForMdl(LowAddress, HighAddress, SkipBytes, TotalBytes)`:
+/// `MmAllocatePagesForMdlEx` with MmCached and no flags.
+pub extern "win64" fn MmAllocatePagesForMdl(low: i64, high: i64, skip: i64, total: usize) -> *mut c_void {
+    let routine = MmAllocatePagesForMdl as *const () as u64;
+    allocate_pages(("MmAllocatePagesForMdl", routine), [low, high, skip], total, MemoryCachingType::Cached as u32, 0)
+}
+
+/// `MmAllocatePagesForMdlEx(LowAddress, HighAddress, SkipBytes, TotalBytes,
+/// CacheType, Flags)` (learn.microsoft.com, "MmAllocatePagesForMdlEx"): physical
+/// pages in the range, zeroed unless MM_DONT_ZERO_ALLOCATION, described by a new
+/// MDL (MDL_PAGES_LOCKED, not mapped) — **possibly fewer than asked**: the MDL's
+/// `ByteCount` says how many; NULL when none is found, with
+/// MM_ALLOCATE_FULLY_REQUIRED when any is missing, for unknown flags or cache type,
+/// a SkipBytes that is not a page multiple ([`mdl::mm_allocate_pages_for_mdl_ex`]).
+/// Freed with `MmFreePagesFromMdl`, then `ExFreePool` of the MDL. IRQL <=
+/// APC_LEVEL: at DISPATCH_LEVEL or above, 0x0A (see [`ntmem_kernel::trap::pageable_code`]).
+/// Driver Verifier's low resources simulation may fail it (NULL).
+pub extern "win64" fn MmAllocatePagesForMdlEx(
+    low: i64,
+    high: i64,
+    skip: i64,
+    total: usize,
+    cache: u32,
+    flags: u32,
+) -> *mut c_void {
+    let routine = MmAllocatePagesForMdlEx as *const () as u64;
+    allocate_pages(("MmAllocatePagesForMdlEx", routine), [low, high, skip], total, cache, flags)
+}
+
+/// The two page allocators for MDLs, as `routine` (its name for Driver Verifier, its
+/// address for the IRQL stop).
+fn allocate_pages(
+    (name, routine): (&'static str, u64),
+    [low, high, skip]: [i64; 3],
+    total: usize,
+    cache: u32,
+    flags: u32,
+) -> *mut c_void {
+    kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, routine)?;
+        let (Some(cache), Some(flags)) =
+            (MemoryCachingType::from_raw(cache), mdl::AllocatePagesFlags::from_bits(flags))
+        else {
+            return Ok(std::ptr::null_mut());
+        };
+        let phys = |a: i64| ntmem_machine::PhysAddr::new(a as u64);
+        let ask = Ask::object(name, mdl::MDL_TAG, PoolKind::Nonpaged);
+        let allocate =
+            || mdl::mm_allocate_pages_for_mdl_ex(cpu, phys(low), phys(high), skip as u64, total as u64, cache, flags);
+        let m = allocation(cpu, ask, || None, allocate, |m| m.map(|m| m.0))?;
+        Ok(host_ptr(cpu, m.map(|m| m.0)))
+    })
+}
+
+/// `MmFreePagesFromMdl(MemoryDescriptorList)`: frees the pages of an MDL from
+/// `MmAllocatePagesForMdl(Ex)` (not the MDL). IRQL <= APC_LEVEL (0x0A above).
+pub extern "win64" fn MmFreePagesFromMdl(m: *mut c_void) {
+    kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, MmFreePagesFromMdl as *const () as u64)?;
+        mdl::mm_free_pages_from_mdl(cpu, Mdl(va_of(cpu, m)))
+    });
+}
+
+/// `MmAdvanceMdl(Mdl, NumberOfBytes)`: moves the buffer's start forward
+/// ([`mdl::mm_advance_mdl`]); STATUS_INVALID_PARAMETER_2 past its end.
+pub extern "win64" fn MmAdvanceMdl(m: *mut c_void, bytes: u32) -> i32 {
+    kernel(
+        |cpu| Ok(mdl::mm_advance_mdl(cpu, Mdl(va_of(cpu, m)), u64::from(bytes))?.map_or_else(|s| s.0 as i32, |()| 0)),
+    )
+}
+
+/// `MmSizeOfMdl(Base, Length)`: the bytes an MDL for the buffer takes (header and
+/// page array).
+pub extern "win64" fn MmSizeOfMdl(base: *mut c_void, length: usize) -> usize {
+    kernel(|cpu| {
+        let shift = cpu.machine().profile().arch.page_shift();
+        Ok(mdl::mm_size_of_mdl(shift, va_of(cpu, base), length as u64) as usize)
+    })
+}
+
+/// `MmMapLockedPages(MemoryDescriptorList, AccessMode)` (obsolete): as
+/// `MmMapLockedPagesSpecifyCache` with MmCached, no requested address and
+/// BugCheckOnFailure TRUE — a kernel-mode mapping that fails stops the machine
+/// (0x3F, NO_MORE_SYSTEM_PTES), as the page says.
+pub extern "win64" fn MmMapLockedPages(m: *mut c_void, access_mode: i8) -> *mut c_void {
+    MmMapLockedPagesSpecifyCache(m, access_mode, MemoryCachingType::Cached as u32, std::ptr::null_mut(), 1, 16)
+}

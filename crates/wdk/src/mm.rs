@@ -216,3 +216,44 @@ port_buffer_routines! {
     READ_PORT_BUFFER_USHORT WRITE_PORT_BUFFER_USHORT u16 => read_port_buffer_ushort write_port_buffer_ushort;
     READ_PORT_BUFFER_ULONG WRITE_PORT_BUFFER_ULONG u32 => read_port_buffer_ulong write_port_buffer_ulong;
 }
+
+/// `MmIsNonPagedSystemAddressValid(VirtualAddress)` (obsolete): TRUE for a mapped
+/// system address outside paged pool.
+///
+/// **Where it differs.** The pageable sections of driver images count as nonpaged
+/// while they are resident.
+pub extern "win64" fn MmIsNonPagedSystemAddressValid(address: *const c_void) -> u8 {
+    kernel(|cpu| {
+        let m = cpu.machine();
+        let va = va_of(cpu, address);
+        let paged = m.pool().kind_at(va) == Some(ntmem_kernel::ex::pool::PoolKind::Paged);
+        Ok(u8::from(m.space().layout().is_system(va) && !paged && contiguous::mm_is_address_valid(cpu, va)))
+    })
+}
+
+/// `MmGetSystemRoutineAddress(SystemRoutineName)` (learn.microsoft.com): the address
+/// of the ntoskrnl or HAL routine of that name, as an import of it is bound
+/// ([`crate::loader`]); NULL for a name not exported. PASSIVE_LEVEL.
+///
+/// **Where it differs.** Variables (`MmSystemRangeStart`, …) give NULL: each driver
+/// image has its own copy of them.
+///
+/// # Safety
+/// `name` is the driver's `UNICODE_STRING` (checked: a bad one stops as on Windows).
+pub unsafe extern "win64" fn MmGetSystemRoutineAddress(name: *const crate::types::UnicodeString) -> *mut c_void {
+    let name = kernel(|cpu| {
+        pageable_code(cpu, MmGetSystemRoutineAddress as *const () as u64)?;
+        crate::cm::unicode(cpu, name)
+    });
+    let name = String::from_utf16_lossy(&name);
+    crate::loader::routine_entry(&name).map_or(std::ptr::null_mut(), |a| a as *mut c_void)
+}
+
+/// `MmIsThisAnNtAsSystem()`: TRUE on a server edition (its product type is not
+/// VER_NT_WORKSTATION), as `RtlGetVersion` reports it.
+pub extern "win64" fn MmIsThisAnNtAsSystem() -> u8 {
+    kernel(|cpu| {
+        let v = ntmem_kernel::rtl::version::OsVersion::of(cpu.machine().profile().edition);
+        Ok(u8::from(v.product_type != 1))
+    })
+}

@@ -4,8 +4,8 @@
 //! "ZwClose", bug checks 0x18 "REFERENCE_BY_POINTER" and 0x93
 //! "INVALID_KERNEL_HANDLE").
 //!
-//! The objects counted are those ntmem creates for drivers — thread objects today
-//! ([`crate::ps`]); the counts and the kernel handle table are the machine's
+//! The objects counted are those ntmem creates for drivers — thread objects
+//! ([`crate::ps`]) and open registry keys ([`crate::cm`]); the counts and the kernel handle table are the machine's
 //! ([`ntmem_kernel::ob`]). A handle holds a reference; the last dereference deletes
 //! the object (a thread object is freed once the thread has ended and nothing
 //! refers to it, so a handle never closed is a `Thre` leak at unload).
@@ -60,6 +60,8 @@ pub static EVENT_TYPE: TypeBlock = TypeBlock(*b"Event\0\0\0\0\0\0\0\0\0\0\0");
 pub static PROCESS_TYPE: TypeBlock = TypeBlock(*b"Process\0\0\0\0\0\0\0\0\0");
 /// The block `*IoFileObjectType` points at.
 pub static FILE_TYPE: TypeBlock = TypeBlock(*b"File\0\0\0\0\0\0\0\0\0\0\0\0");
+/// The type block of registry keys (`CmKeyObjectType`, not exported to drivers).
+pub static KEY_TYPE: TypeBlock = TypeBlock(*b"Key\0\0\0\0\0\0\0\0\0\0\0\0\0");
 
 /// The variable `PsThreadType` points at: it holds the thread type's `POBJECT_TYPE`
 /// (the WDK declares the export `POBJECT_TYPE *`).
@@ -78,6 +80,7 @@ pub fn type_pointer(t: ObjectType) -> u64 {
         ObjectType::Event => std::ptr::addr_of!(EVENT_TYPE) as u64,
         ObjectType::Process => std::ptr::addr_of!(PROCESS_TYPE) as u64,
         ObjectType::File => std::ptr::addr_of!(FILE_TYPE) as u64,
+        ObjectType::Key => std::ptr::addr_of!(KEY_TYPE) as u64,
     }
 }
 
@@ -90,6 +93,10 @@ pub(crate) fn dereference(cpu: &Cpu<'_>, object: u64) -> Result<(), BugCheck> {
         Dereferenced::Live | Dereferenced::Unknown => Ok(()),
         Dereferenced::Last if cpu.machine().workers().thread(object).is_some() => crate::ps::delete_thread(cpu, object),
         Dereferenced::Last if kind == Some(ObjectType::Event) => crate::ex_event::delete(cpu, object),
+        Dereferenced::Last if cpu.machine().registry().is_key(object) => {
+            cpu.machine().registry().close(object);
+            Ok(())
+        }
         // Other objects are deleted by whoever inserted them, when they see it gone.
         Dereferenced::Last => Ok(()),
         Dereferenced::Underflow(t) => {

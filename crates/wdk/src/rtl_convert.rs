@@ -31,7 +31,7 @@ use crate::types::{AnsiString, NtStatus, UnicodeString};
 
 /// A counted string's header as the driver's memory holds it.
 #[derive(Clone, Copy, Debug)]
-struct Header {
+pub(crate) struct Header {
     at: *mut u8,
     length: u16,
     maximum_length: u16,
@@ -98,7 +98,7 @@ fn source(cpu: &Cpu<'_>, s: *const c_void) -> Result<Header, BugCheck> {
 /// Where `routine`'s result goes: the destination header read, and the buffer
 /// (allocated when asked; else the caller's, checked mapped for the result and its
 /// `terminator` bytes), or the status that ends the call.
-fn destination(
+pub(crate) fn destination(
     cpu: &Cpu<'_>,
     routine: &'static str,
     d: *mut c_void,
@@ -139,7 +139,14 @@ fn destination(
 /// # Safety
 /// `buffer` holds `sized.maximum_length` bytes, which hold `bytes` and the
 /// terminator (`convert`'s sizing); `h` is the destination header.
-unsafe fn finish(h: &Header, sized: Sized, buffer: *mut u8, bytes: &[u8], terminator: usize, allocated: bool) {
+pub(crate) unsafe fn finish(
+    h: &Header,
+    sized: Sized,
+    buffer: *mut u8,
+    bytes: &[u8],
+    terminator: usize,
+    allocated: bool,
+) {
     // SAFETY: the caller's contract.
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer, bytes.len());

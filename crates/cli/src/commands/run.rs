@@ -183,6 +183,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     let mut flags = args.machine.clone();
     let (mut verifier, mut steps, mut relocate, mut devices) =
         (VerifierSpec::default(), Vec::new(), Vec::new(), Vec::new());
+    let mut parameters = Vec::new();
     let mut timeout = None;
     if let Some(path) = &scenario {
         let (scenario, parsed) = driver_host::scenario::load(path).map_err(Failure::usage)?;
@@ -200,6 +201,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         };
         relocate = scenario.relocate;
         devices = scenario.devices;
+        parameters = scenario.parameters;
         steps = parsed;
     }
     let list = |v: &str| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
@@ -228,6 +230,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         verifier,
         relocate,
         devices,
+        parameters,
         json: args.json,
         watchdog,
         systematic_failed_before: None,

@@ -62,6 +62,14 @@
 //!                                      # signalled (also { handle = "e", timeout_ms = N })
 //! [[step]]
 //! reset = "e"                          # ResetEvent; close = "e" closes it
+//!
+//! [registry]                           # optional: values of the driver's Parameters key,
+//! BufferSize = { dword = 4096 }        # \Registry\Machine\System\CurrentControlSet\
+//! Limit = { qword = 0x100000000 }      #   Services\<driver>\Parameters, set before
+//! Name = { sz = "nic" }                #   DriverEntry (in the order of their names)
+//! Path = { expand_sz = "%SystemRoot%\\x" }
+//! Names = { multi_sz = ["a", "b"] }
+//! Blob = { binary = "deadbeef" }
 //! ```
 //!
 //! Each step holds exactly one action. `internal_ioctl` (same keys, no process)
@@ -111,6 +119,126 @@ pub struct Scenario {
     /// `[[step]]`.
     #[serde(default, rename = "step")]
     pub steps: Vec<Spanned<StepSpec>>,
+    /// `[registry]`: the driver's `Parameters` values, by name.
+    #[serde(default)]
+    pub registry: std::collections::BTreeMap<String, Spanned<RegistryValueSpec>>,
+    /// The `[registry]` values, checked by [`parse`].
+    #[serde(skip)]
+    pub parameters: Vec<RegistryValue>,
+}
+
+/// One `[registry]` value as written: exactly one of its types.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryValueSpec {
+    /// `dword`: REG_DWORD, 0 to 0xFFFFFFFF.
+    pub dword: Option<i64>,
+    /// `qword`: REG_QWORD, 0 to 2^63-1 (TOML's integers).
+    pub qword: Option<i64>,
+    /// `sz`: REG_SZ.
+    pub sz: Option<String>,
+    /// `expand_sz`: REG_EXPAND_SZ.
+    pub expand_sz: Option<String>,
+    /// `multi_sz`: REG_MULTI_SZ, non-empty strings.
+    pub multi_sz: Option<Vec<String>>,
+    /// `binary`: REG_BINARY, hex bytes.
+    pub binary: Option<Spanned<String>>,
+}
+
+/// UTF-16 with a NUL, as a string value stores it; a NUL inside is an error.
+fn reg_string(s: &str) -> Result<Vec<u16>, String> {
+    if s.contains('\0') {
+        return Err(format!("{s:?} holds a NUL character (it would end the string)"));
+    }
+    Ok(s.encode_utf16().chain([0]).collect())
+}
+
+impl RegistryValueSpec {
+    /// The value's `REG_*` type and data.
+    fn value(&self, lines: &Lines, file: &str, name: &str) -> Result<(u32, Vec<u8>), String> {
+        use ntmem_kernel::cm::{REG_BINARY, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ, REG_QWORD, REG_SZ};
+        let units = |u: Vec<u16>| u.iter().flat_map(|c| c.to_le_bytes()).collect::<Vec<u8>>();
+        let set = [
+            self.dword.is_some(),
+            self.qword.is_some(),
+            self.sz.is_some(),
+            self.expand_sz.is_some(),
+            self.multi_sz.is_some(),
+            self.binary.is_some(),
+        ];
+        if set.iter().filter(|&&b| b).count() != 1 {
+            return Err("holds exactly one of dword, qword, sz, expand_sz, multi_sz, binary".to_string());
+        }
+        let (kind, data) = if let Some(d) = self.dword {
+            let d = u32::try_from(d).map_err(|_| format!("dword {d} is not in 0..=0xFFFFFFFF"))?;
+            (REG_DWORD, d.to_le_bytes().to_vec())
+        } else if let Some(q) = self.qword {
+            let q = u64::try_from(q).map_err(|_| format!("qword {q} is negative"))?;
+            (REG_QWORD, q.to_le_bytes().to_vec())
+        } else if let Some(s) = &self.sz {
+            (REG_SZ, units(reg_string(s)?))
+        } else if let Some(s) = &self.expand_sz {
+            (REG_EXPAND_SZ, units(reg_string(s)?))
+        } else if let Some(list) = &self.multi_sz {
+            let mut all = Vec::new();
+            for s in list {
+                if s.is_empty() {
+                    return Err("multi_sz holds an empty string (it would end the list)".to_string());
+                }
+                all.extend(reg_string(s)?);
+            }
+            all.push(0);
+            (REG_MULTI_SZ, units(all))
+        } else {
+            let b = self.binary.as_ref().map_or(Ok(Vec::new()), |b| hex(b, lines, file, name))?;
+            (REG_BINARY, b)
+        };
+        if data.len() > ntmem_kernel::cm::MAX_VALUE_DATA {
+            return Err(format!("{} bytes of data, more than {}", data.len(), ntmem_kernel::cm::MAX_VALUE_DATA));
+        }
+        Ok((kind, data))
+    }
+}
+
+/// One `[registry]` value, checked: name, `REG_*` type, data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryValue {
+    /// The name.
+    pub name: String,
+    /// `REG_*`.
+    pub kind: u32,
+    /// The bytes stored.
+    pub data: Vec<u8>,
+}
+
+impl RegistryValue {
+    /// As the registry keeps it.
+    pub fn to_value(&self) -> ntmem_kernel::cm::Value {
+        ntmem_kernel::cm::Value { name: self.name.encode_utf16().collect(), kind: self.kind, data: self.data.clone() }
+    }
+}
+
+impl Scenario {
+    /// The `[registry]` values, checked (the errors name the line and the value).
+    ///
+    /// # Errors
+    /// A value with no type or two, a number out of range, a string with a NUL, an
+    /// empty string in a multi_sz, bad hex, a name longer than 16,383 characters.
+    fn check_registry(&self, file: &str, text: &str) -> Result<Vec<RegistryValue>, String> {
+        let lines = Lines::of(text);
+        self.registry
+            .iter()
+            .map(|(name, spec)| {
+                let line = lines.line(spec.span().start);
+                let fail = |e: String| format!("{file}:{line}: registry value `{name}`: {e}");
+                if name.encode_utf16().count() > ntmem_kernel::cm::MAX_VALUE_NAME {
+                    return Err(fail("the name is longer than 16383 characters".to_string()));
+                }
+                let (kind, data) = spec.get_ref().value(&lines, file, name).map_err(fail)?;
+                Ok(RegistryValue { name: name.clone(), kind, data })
+            })
+            .collect()
+    }
 }
 /// `[faults]`: `verifier /faults Probability "Tags" "" DelayMins`, with a seed
 /// (`ntmem_kernel::vf::faults`). Missing keys take the defaults.
@@ -632,6 +760,8 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             None => format!("{file}: {message}"),
         }
     })?;
+    let mut scenario = scenario;
+    scenario.parameters = scenario.check_registry(file, text)?;
     let lines = Lines::of(text);
     let mut steps = Vec::new();
     let mut simulated_ms = 0u64;
@@ -868,6 +998,37 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_values_take_one_type_each_and_hostile_ones_are_errors() {
+        let text = "[registry]\nA = { dword = 4096 }\nB = { qword = 0x100000000 }\nC = { sz = 'x' }\n\
+                    D = { multi_sz = ['a', 'bc'] }\nE = { binary = 'dead' }\nF = { expand_sz = '%X%' }\n";
+        let (s, _) = parse("s.toml", text).unwrap();
+        let v = s.parameters;
+        assert_eq!((v[0].kind, v[0].data.clone()), (4, vec![0, 0x10, 0, 0]));
+        assert_eq!((v[1].kind, v[1].data.clone()), (11, vec![0, 0, 0, 0, 1, 0, 0, 0]));
+        assert_eq!((v[2].kind, v[2].data.clone()), (1, vec![b'x', 0, 0, 0]));
+        assert_eq!((v[3].kind, v[3].data.len()), (7, 2 * (2 + 3 + 1)));
+        assert_eq!((v[4].kind, v[4].data.clone()), (3, vec![0xDE, 0xAD]));
+        assert_eq!(v[5].kind, 2);
+        for (bad, says) in [
+            ("X = { dword = 4294967296 }", "not in 0..=0xFFFFFFFF"),
+            ("X = { dword = -1 }", "not in 0..=0xFFFFFFFF"),
+            ("X = { qword = -5 }", "negative"),
+            ("X = { sz = \"a\\u0000b\" }", "NUL"),
+            ("X = { multi_sz = ['a', ''] }", "empty string"),
+            ("X = { binary = 'xyz' }", "not hex"),
+            ("X = { dword = 1, sz = 'a' }", "exactly one"),
+            ("X = { }", "exactly one"),
+        ] {
+            let text = format!("[registry]\n{bad}\n");
+            let e = parse("s.toml", &text).unwrap_err();
+            assert!(e.contains("s.toml:2") && e.contains(says), "{bad}: {e}");
+        }
+        assert!(parse("s.toml", "[registry]\nX = { word = 1 }\n").unwrap_err().contains("word"));
+        let long = format!("[registry]\n{} = {{ dword = 1 }}\n", "n".repeat(16_384));
+        assert!(parse("s.toml", &long).unwrap_err().contains("longer than 16383"));
+    }
 
     #[test]
     fn device_tables_declare_dma_address_bits() {
