@@ -51,6 +51,8 @@ pub mod except;
 pub mod exports;
 #[allow(non_snake_case)]
 pub mod hal_dma;
+#[allow(non_snake_case)]
+pub mod hal_dma_v3;
 pub mod harness;
 #[allow(non_snake_case)]
 pub mod io;
@@ -77,6 +79,8 @@ pub mod lookaside;
 pub mod mdl;
 #[allow(non_snake_case)]
 pub mod mm;
+#[allow(non_snake_case)]
+pub mod mm_pages;
 #[allow(non_snake_case)]
 pub mod ob;
 #[allow(non_snake_case)]

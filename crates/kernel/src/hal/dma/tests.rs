@@ -92,7 +92,10 @@ fn system_dma_is_24_bit_in_64_kb_windows_and_channel_4_is_refused() {
     assert_eq!(configure(x64(), &d, GB - 1, PAGE), Err(DmaRefusal::BadChannel(8)));
     d.dma_channel = 1;
     let c = configure(x64(), &d, GB - 1, PAGE).unwrap();
-    assert_eq!((c.limit, c.boundary, c.map_registers, c.channel), (LIMIT_24_BIT, 0x1_0000, SUBORDINATE_CAP, Some(1)));
+    assert_eq!(
+        (c.limit, c.boundary, c.map_registers, c.channel),
+        (LIMIT_24_BIT, 0x1_0000, SUBORDINATE_CAP, Some(super::controller::Channel::Isa(1)))
+    );
     d.scatter_gather = true;
     assert_eq!(configure(x64(), &d, GB - 1, PAGE).unwrap().map_registers, 1);
 }
@@ -397,7 +400,7 @@ fn packet_dma_channels_queue_and_map_transfer_bounces_at_the_documented_moments(
         let a = adapter(cpu, &d);
         let n = a.map_registers;
         assert_eq!(n, 3);
-        let req = transfer::ChannelRequest { device: 1, routine: 2, context: 3 };
+        let req = transfer::ChannelRequest { device: 1, routine: 2, context: 3, transfer_context: 0 };
         assert_eq!(transfer::allocate_adapter_channel(cpu, a.object, n + 1, req)?, transfer::ChannelOutcome::TooMany);
         let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
             transfer::allocate_adapter_channel(cpu, a.object, n, req)?
@@ -411,13 +414,33 @@ fn packet_dma_channels_queue_and_map_transfer_bounces_at_the_documented_moments(
         let pa0 = pfns[0].addr(m.phys().shift()).get();
         device_access(&m, LogicalAddress::new(pa0), &mut [0xAB; 8], true);
         // Write to the device: copied at MapTransfer; one run of both pages.
-        let (l, len) = transfer::map_transfer(cpu, a.object, mdl, base, va, 2 * PAGE as u32, true)?;
+        let (l, len) = transfer::map_transfer(
+            cpu,
+            a.object,
+            mdl,
+            base,
+            va,
+            2 * PAGE as u32,
+            true,
+            transfer::SystemDmaExtras::default(),
+        )
+        .map(|x| (x.logical, x.length))?;
         assert_eq!(len as u64, 2 * PAGE);
         assert!(l.get() < 4 * GB);
         assert_eq!(phys_bytes(&m, l.get(), 8), vec![0xAB; 8]);
         transfer::flush_adapter_buffers(cpu, a.object, base)?;
         // Read from the device: nothing reaches the buffer until the flush.
-        let (l, _) = transfer::map_transfer(cpu, a.object, mdl, base, va, 2 * PAGE as u32, false)?;
+        let (l, _) = transfer::map_transfer(
+            cpu,
+            a.object,
+            mdl,
+            base,
+            va,
+            2 * PAGE as u32,
+            false,
+            transfer::SystemDmaExtras::default(),
+        )
+        .map(|x| (x.logical, x.length))?;
         device_access(&m, l, &mut [0xCD; 8], true);
         assert_eq!(phys_bytes(&m, pa0, 8), vec![0xAB; 8]);
         transfer::flush_adapter_buffers(cpu, a.object, base)?;
@@ -554,13 +577,24 @@ fn a_null_or_released_adapter_and_a_range_outside_the_mdl_stop_with_0xe6() {
         .run(0, |cpu| {
             let a = adapter(cpu, &pci_sg32(0x1000));
             let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &pfns);
-            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
             let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
                 transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
             else {
                 panic!()
             };
-            transfer::map_transfer(cpu, a.object, mdl, base, Va::new(0x7_0000_0800), PAGE as u32, true).map(|_| ())
+            transfer::map_transfer(
+                cpu,
+                a.object,
+                mdl,
+                base,
+                Va::new(0x7_0000_0800),
+                PAGE as u32,
+                true,
+                transfer::SystemDmaExtras::default(),
+            )
+            .map(|x| (x.logical, x.length))
+            .map(|_| ())
         })
         .unwrap_err();
     assert_eq!(b.code, DRIVER_VERIFIER_DMA_VIOLATION);
@@ -642,14 +676,16 @@ fn forgotten_flush(cpu: &Cpu<'_>, a: &NewAdapter, pfn: Pfn) -> Result<(), crate:
     let m = cpu.machine();
     let va = Va::new(0x7_0000_0000);
     let mdl = mdl_over(cpu, va, PAGE, &[pfn]);
-    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
     let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
         transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
     else {
         panic!()
     };
     transfer::adapter_control_returned(cpu, a.object, base, AllocationAction::DeallocateObjectKeepRegisters)?;
-    let (l, _) = transfer::map_transfer(cpu, a.object, mdl, base, va, PAGE as u32, false)?;
+    let (l, _) =
+        transfer::map_transfer(cpu, a.object, mdl, base, va, PAGE as u32, false, transfer::SystemDmaExtras::default())
+            .map(|x| (x.logical, x.length))?;
     device_access(m, l, &mut [0xEE; 16], true);
     transfer::free_map_registers(cpu, a.object, base, 1)?;
     Ok(())
@@ -690,13 +726,13 @@ fn dma_checking_stops_with_each_subcode_and_its_parameters() {
     let b = m
         .run(0, |cpu| {
             let a = adapter(cpu, &pci_sg32(0x1_0000));
-            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
             transfer::allocate_adapter_channel(cpu, a.object, 1, req).map(|_| ())
         })
         .unwrap_err();
     assert_eq!(b.parameters, [0x13, 1, 2, 0]);
     // 0x0C: more registers at once than the adapter has (required, maximum).
-    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
     assert_eq!(e6(|cpu, a| transfer::allocate_adapter_channel(cpu, a.object, 18, req).map(|_| ())), [0x0C, 18, 17, 0]);
     // 0x0B: a second channel while the first is held.
     assert_eq!(
@@ -745,7 +781,18 @@ fn dma_checking_stops_with_each_subcode_and_its_parameters() {
                 panic!()
             };
             let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &[Pfn::new(0x100)]);
-            transfer::map_transfer(cpu, a.object, mdl, base, Va::new(0x7_0000_0000), 0, true).map(|_| ())
+            transfer::map_transfer(
+                cpu,
+                a.object,
+                mdl,
+                base,
+                Va::new(0x7_0000_0000),
+                0,
+                true,
+                transfer::SystemDmaExtras::default(),
+            )
+            .map(|x| (x.logical, x.length))
+            .map(|_| ())
         }),
         [0x21, 0, 0, 0]
     );

@@ -25,6 +25,7 @@
 
 use ntmem_machine::{PageShift, Pfn, PhysAddr, Va};
 
+use super::controller::{Completion, Program};
 use super::plan::{copy_frames, pieces, plan, Route, Run};
 use super::{live, verify, AdapterConfig, AllocationAction, DmaAdapter, LogicalAddress};
 use crate::bugcheck::BugCheck;
@@ -57,6 +58,8 @@ pub(crate) struct RegisterFile {
     origin: Option<u64>,
     pending: Vec<Bounce>,
     channel: bool,
+    /// The DeviceObject the channel was allocated for (0 for lists).
+    device: u64,
     /// Mapped by MapTransfer since the last flush.
     unflushed: bool,
 }
@@ -93,6 +96,8 @@ pub struct ChannelRequest {
     pub routine: u64,
     /// `Context`.
     pub context: u64,
+    /// AllocateAdapterChannelEx's `DmaTransferContext` (0 for AllocateAdapterChannel).
+    pub transfer_context: u64,
 }
 
 /// GetScatterGatherList's or BuildScatterGatherList's request.
@@ -176,10 +181,35 @@ pub enum ListOutcome {
 }
 
 impl DmaAdapter {
-    fn new_file(&mut self, first: u32, count: u32, channel: bool) -> u64 {
+    fn new_file(&mut self, first: u32, count: u32, channel: Option<u64>) -> u64 {
         let token = TOKEN_BASE | (self.files.keys().next_back().map_or(0, |t| (t & 0xFFFF_FFFF_FFFF) + 1));
-        self.files.insert(token, RegisterFile { first, count, channel, ..RegisterFile::default() });
+        let file = RegisterFile {
+            first,
+            count,
+            channel: channel.is_some(),
+            device: channel.unwrap_or(0),
+            ..Default::default()
+        };
+        self.files.insert(token, file);
         token
+    }
+
+    /// Whether the channel is free and nobody waits: a request would run now.
+    pub(crate) fn channel_free_now(&self) -> bool {
+        !self.channel_busy && self.waiting.is_empty()
+    }
+
+    /// The register file granted with the channel, if a driver holds it.
+    pub(crate) fn channel_file(&self) -> Option<u64> {
+        self.files.iter().find(|(_, f)| f.channel).map(|(&t, _)| t)
+    }
+
+    /// Removes the waiting channel request made with `transfer_context`
+    /// (CancelAdapterChannel); whether there was one.
+    pub(crate) fn cancel_waiting(&mut self, transfer_context: u64) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|w| !matches!(w.kind, WaitKind::Channel(r) if r.transfer_context == transfer_context));
+        self.waiting.len() != before
     }
 }
 
@@ -213,7 +243,7 @@ pub fn allocate_adapter_channel(
         return Ok(ChannelOutcome::Queued);
     };
     a.channel_busy = true;
-    let base = a.new_file(first, n, true);
+    let base = a.new_file(first, n, Some(request.device));
     Ok(ChannelOutcome::Run(Grant::Channel { request, base }))
 }
 
@@ -263,6 +293,10 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     verify::check(m, !a.channel_busy, [0x04, 1, 0, 0])?;
     a.channel_busy = false;
+    if let Some(channel) = a.config.channel {
+        state.controller.stop(channel);
+    }
+    let a = live(m, &mut state, object)?;
     let held: Vec<u64> = a.files.iter().filter(|(_, f)| f.channel).map(|(&t, _)| t).collect();
     for t in held {
         if let Some(f) = a.files.remove(&t) {
@@ -306,11 +340,11 @@ fn service_queue(cpu: &Cpu<'_>, a: &mut DmaAdapter) -> Result<Vec<Grant>, BugChe
         match w.kind {
             WaitKind::Channel(request) => {
                 a.channel_busy = true;
-                let base = a.new_file(first, w.registers, true);
+                let base = a.new_file(first, w.registers, Some(request.device));
                 grants.push(Grant::Channel { request, base });
             }
             WaitKind::List(request) => {
-                let token = a.new_file(first, w.registers, false);
+                let token = a.new_file(first, w.registers, None);
                 match build_list(cpu, a, token, &request)? {
                     Ok(list) => grants.push(Grant::List { request, list }),
                     Err(_) => {
@@ -360,6 +394,30 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
     f.unflushed = false;
 }
 
+/// What MapTransfer(Ex) mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    /// The logical address of the run (meaningless for system DMA, §1.6).
+    pub logical: LogicalAddress,
+    /// `*Length` out.
+    pub length: u32,
+    /// For system DMA whose device never waits: the transfer ran to terminal count
+    /// at once, and this completion routine is due.
+    pub completion: Option<Completion>,
+}
+
+/// MapTransferEx's system DMA extras: `DeviceOffset` and the completion routine
+/// and context (0 when none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SystemDmaExtras {
+    /// `DeviceOffset`.
+    pub device_offset: u32,
+    /// `DmaCompletionRoutine`.
+    pub routine: u64,
+    /// `CompletionContext`.
+    pub context: u64,
+}
+
 /// `MapTransfer(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, &Length,
 /// WriteToDevice)` (§1.6): maps the next piece of the transfer; returns its logical
 /// address and `*Length` out — for a scatter/gather device the bytes of one
@@ -367,9 +425,16 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
 /// registers run out). A `MapRegisterBase` the adapter does not know maps nothing
 /// (length 0).
 ///
+/// For a subordinate device the run **programs its system DMA channel**
+/// ([`super::controller`]): base, count and direction, the adapter's
+/// auto-initialize mode, and (MapTransferEx) the device offset and completion
+/// routine. On a line whose device never waits the transfer then runs to terminal
+/// count before this returns.
+///
 /// # Errors
 /// 0xE6 for an adapter that is not live or a range outside the MDL; 0x50 for an MDL
 /// that is not mapped.
+#[allow(clippy::too_many_arguments)]
 pub fn map_transfer(
     cpu: &Cpu<'_>,
     object: Va,
@@ -378,7 +443,8 @@ pub fn map_transfer(
     current_va: Va,
     length: u32,
     write: bool,
-) -> Result<(LogicalAddress, u32), BugCheck> {
+    extras: SystemDmaExtras,
+) -> Result<Mapped, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
     let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
@@ -387,18 +453,40 @@ pub fn map_transfer(
     let config = a.config;
     let map_buffer = a.map_buffer;
     verify::check(m, length == 0, [0x21, 0, 0, 0])?;
-    let Some(f) = a.files.get_mut(&base) else { return Ok((LogicalAddress::new(0), 0)) };
+    let nothing = Mapped { logical: LogicalAddress::new(0), length: 0, completion: None };
+    let Some(f) = a.files.get_mut(&base) else { return Ok(nothing) };
     f.unflushed = true;
+    let device = f.device;
     let origin = *f.origin.get_or_insert(current_va.get() >> shift.0);
     let runs = plan(&config, shift, map_buffer, (f.first, f.count), origin, &pieces);
-    let Some(run) = runs.first() else { return Ok((LogicalAddress::new(0), 0)) };
+    let Some(run) = runs.first() else { return Ok(nothing) };
     apply(m, a, base, run, write);
-    Ok((LogicalAddress::new(run.logical), run.len as u32))
+    let mapped = Mapped { logical: LogicalAddress::new(run.logical), length: run.len as u32, completion: None };
+    let Some(channel) = config.channel else { return Ok(mapped) };
+    let program = Program {
+        base: mapped.logical,
+        count: mapped.length,
+        to_device: write,
+        auto_initialize: config.auto_initialize,
+        device_offset: extras.device_offset,
+    };
+    let completion = (extras.routine != 0).then_some(Completion {
+        adapter: object.get(),
+        routine: extras.routine,
+        context: extras.context,
+        device,
+    });
+    state.controller.program(channel, object.get(), program, completion);
+    if !state.controller.is_ready(channel) {
+        return Ok(mapped);
+    }
+    let done = state.controller.device_moves(m, channel, None, &[]);
+    Ok(Mapped { completion: done.ok().and_then(|d| d.completion), ..mapped })
 }
 
 /// `FlushAdapterBuffers(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, Length,
 /// WriteToDevice)` (§1.6): a read's bounced pages are copied back into the buffer
-/// now; TRUE.
+/// now; a subordinate device's channel is masked (its count stays readable); TRUE.
 ///
 /// # Errors
 /// 0xE6 for an adapter that is not live.
@@ -407,6 +495,9 @@ pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64) -> Result<boo
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     flush(m, a, base);
+    if let Some(channel) = a.config.channel {
+        state.controller.stop(channel);
+    }
     Ok(true)
 }
 
@@ -451,7 +542,7 @@ pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) 
         a.waiting.push_back(Waiter { registers: needed, kind: WaitKind::List(request) });
         return Ok(ListOutcome::Queued);
     };
-    let token = a.new_file(first, needed, false);
+    let token = a.new_file(first, needed, None);
     match build_list(cpu, a, token, &request)? {
         Ok(list) => Ok(ListOutcome::Run(Grant::List { request, list })),
         Err(status) => {
