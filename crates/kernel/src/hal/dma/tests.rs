@@ -48,11 +48,92 @@ fn versions_select_the_table_and_unsupported_ones_are_refused() {
         assert_eq!(configure(x64(), &d, 8 * GB - 1, PAGE).unwrap().operations_version(), ops);
     }
     d.version = 3;
+    d.dma_address_width = 32;
     assert_eq!(configure(x64(), &d, 8 * GB - 1, PAGE), Err(DmaRefusal::UnsupportedVersion(3)));
     d.version = 2;
     // Version 2 is Windows XP's; Windows 2000 refuses it.
     let w2k = find_edition("w2k-professional").unwrap();
     assert_eq!(configure(w2k, &d, GB - 1, PAGE), Err(DmaRefusal::UnsupportedVersion(2)));
+}
+
+/// Version 3 is Windows 8's: a table of version 3 there; a master's reach is its
+/// `DmaAddressWidth` alone (the address flags are ignored), 0 or above 64 refused;
+/// a subordinate device with a request line goes to that line's controller, else
+/// to its ISA channel.
+#[test]
+fn version_3_is_windows_8s_and_reads_the_address_width_and_request_line() {
+    let win8 = find_edition("win8-x64").unwrap();
+    let mut d = pci_sg32(0x1_0000);
+    d.version = 3;
+    d.dma_address_width = 36;
+    d.dma64_bit_addresses = true;
+    let c = configure(win8, &d, 128 * GB - 1, PAGE).unwrap();
+    assert_eq!((c.operations_version(), c.limit, c.bounces), (3, (1 << 36) - 1, true));
+    assert!(!configure(win8, &d, 32 * GB - 1, PAGE).unwrap().bounces);
+    for bad in [0, 65] {
+        d.dma_address_width = bad;
+        assert_eq!(configure(win8, &d, GB - 1, PAGE), Err(DmaRefusal::BadAddressWidth(bad)));
+    }
+    let vista = find_edition("vista-x64").unwrap();
+    assert_eq!(configure(vista, &d, GB - 1, PAGE), Err(DmaRefusal::UnsupportedVersion(3)));
+    let mut s = DeviceDescription::zeroed(3);
+    s.dma_request_line = 0x1000;
+    s.dma_channel = 0x1000;
+    s.maximum_length = 0x2000;
+    let c = configure(win8, &s, 8 * GB - 1, PAGE).unwrap();
+    assert_eq!(
+        (c.channel, c.limit, c.map_registers, c.boundary),
+        (Some(super::controller::Channel::RequestLine(0x1000)), LIMIT_32_BIT, 3, 0)
+    );
+    s.dma_request_line = 0;
+    assert_eq!(configure(win8, &s, 8 * GB - 1, PAGE), Err(DmaRefusal::BadChannel(0x1000)));
+    s.dma_channel = 6;
+    s.maximum_length = 0x2_0000;
+    let c = configure(win8, &s, 8 * GB - 1, PAGE).unwrap();
+    assert_eq!((c.limit, c.boundary, c.map_registers), (LIMIT_24_BIT, 0x2_0000, 2 * SUBORDINATE_CAP));
+}
+
+/// The controller's count register: a device request moves at most what is left
+/// (whole words on a word channel), ReadDmaCounter falls with it, terminal count
+/// stops a single-mode channel and hands back the completion routine once; an
+/// auto-initialize channel reloads and goes on.
+#[test]
+fn the_system_dma_controller_counts_down_and_auto_initializes() {
+    use super::controller::{Channel, Completion, Program, SystemDma};
+    let m = boot("ws03sp1-enterprise-x64", GB);
+    let mut c = SystemDma::default();
+    let done = Completion { adapter: 1, routine: 2, context: 3, device: 4 };
+    let program = |count, auto_initialize| Program {
+        base: LogicalAddress::new(0x10_0000),
+        count,
+        to_device: false,
+        auto_initialize,
+        device_offset: 0,
+    };
+    let ch = Channel::Isa(5);
+    assert!(c.device_moves(&m, ch, None, &[1]).is_err(), "not programmed");
+    c.program(ch, 1, program(0x101, false), Some(done));
+    let mv = c.device_moves(&m, ch, Some(0x81), &[0x5A]).unwrap();
+    assert_eq!((mv.moved.bytes, mv.moved.left, mv.terminal_count, mv.completion), (0x80, 0x81, false, None));
+    assert_eq!((c.counter(ch, 1), c.counter(ch, 2)), (0x81, 0), "another adapter's channel reads 0");
+    assert!(c.running(ch));
+    let mv = c.device_moves(&m, ch, None, &[0x5A]).unwrap();
+    assert_eq!((mv.moved.bytes, mv.terminal_count, mv.completion), (0x80, false, None), "whole words");
+    c.program(ch, 1, program(0x100, false), Some(done));
+    let mv = c.device_moves(&m, ch, None, &[0x5A]).unwrap();
+    assert_eq!((mv.terminal_count, mv.completion, c.counter(ch, 1)), (true, Some(done), 0));
+    assert!(!c.running(ch) && c.device_moves(&m, ch, None, &[1]).is_err(), "stopped at terminal count");
+    let isa1 = Channel::Isa(1);
+    c.program(isa1, 1, program(0x10, true), None);
+    for _ in 0..3 {
+        let mv = c.device_moves(&m, isa1, None, &[7]).unwrap();
+        assert_eq!((mv.moved.bytes, mv.terminal_count, mv.moved.left), (0x10, true, 0x10), "reloaded");
+    }
+    let mut byte = [0u8; 1];
+    device_access(&m, LogicalAddress::new(0x10_000F), &mut byte, false);
+    assert_eq!(byte, [7], "the device's bytes reached RAM");
+    assert_eq!(c.moved().len(), 6);
+    assert_eq!(Channel::Isa(6).controller_and_number(), (1, 2));
 }
 
 #[test]
