@@ -169,3 +169,37 @@ fn flushing_a_running_system_dma_transfer_is_0xe6_0x23_under_dma_checking() {
     assert_eq!(b["code"], 0xE6, "{v}");
     assert_eq!(b["parameters"], serde_json::json!([0x23, 0, 1, 1]), "{v}");
 }
+
+/// Driver Verifier's DMA shadow buffers: `dma_device.c` calls its NIC a 64-bit
+/// device (nothing bounces) and programs it for 16 bytes more than it mapped.
+/// Without the verifier the bytes land past the mapping unnoticed; under `--verifier
+/// dma` the mapping is double-buffered (a different logical address), framed by
+/// "DmaVrfy0" tags, and PutScatterGatherList finds the tag after the buffer changed:
+/// 0xE6 (0x0F, 2, buffer length, buffer start).
+#[test]
+fn a_device_overrun_of_a_shadowed_mapping_is_0xe6_0x0f_2() {
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+            .arg("run")
+            .arg(driver("dma_device.c"))
+            .arg("--scenario")
+            .arg(driver("dma_device_overrun.toml"))
+            .arg("--json")
+            .args(extra)
+            .output()
+            .expect("ntmem runs");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, out.status.code().unwrap())
+    };
+    let (plain, code) = run(&[]);
+    assert_eq!(code, 0, "{plain}");
+    assert_eq!(plain["steps"][2]["output"], "00180000", "{plain}");
+    let (v, code) = run(&["--verifier", "dma"]);
+    assert_eq!(code, 3, "{v}");
+    let p = &v["bugcheck"]["parameters"];
+    assert_eq!((&p[0], &p[1], &p[2]), (&0x0F.into(), &2.into(), &0x1800.into()), "{v}");
+    let debug = v["debug_output"].as_str().unwrap();
+    let logical = |d: &str| d.split("first at logical ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    assert_ne!(logical(debug), logical(plain["debug_output"].as_str().unwrap()), "double-buffered: {debug}");
+    assert_eq!(v["bugcheck"]["parameter_meanings"][0], "0x0F: the driver or its device wrote outside its DMA buffer");
+}

@@ -39,6 +39,7 @@ pub mod controller;
 pub mod description;
 pub mod device_side;
 pub(crate) mod plan;
+pub(crate) mod shadow;
 pub mod transfer;
 pub mod v3;
 pub mod verify;
@@ -391,7 +392,8 @@ pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
         }
         state.adapters.remove(&object.get())
     };
-    if let Some(a) = adapter {
+    if let Some(mut a) = adapter {
+        a.release_shadows(m);
         if let Some(first) = a.map_buffer {
             let _ = m.phys().free(first, u64::from(a.config.map_registers));
         }

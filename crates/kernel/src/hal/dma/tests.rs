@@ -919,3 +919,43 @@ fn dma_checking_stops_with_each_subcode_and_its_parameters() {
         .unwrap_err();
     assert_eq!(b.parameters, [0x09, object, 4, 0]);
 }
+
+/// The verifier's shadow: a run framed by "DmaVrfy0" on both sides, 0x0F elsewhere;
+/// each kind of damage names itself (0x0F with P2 1, 2, 4 or 5), and a flush's
+/// reset makes the shadow clean again.
+#[test]
+fn a_shadow_frames_each_run_and_names_the_damage() {
+    use super::shadow::{Shadow, FILL, TAG};
+    let m = boot("ws03sp1-enterprise-x64", GB);
+    let config = configure(x64(), &pci_sg32(0x4000), GB - 1, PAGE).unwrap();
+    let mut s = Shadow::allocate(&m, &config, 3).unwrap();
+    let regs = s.registers().addr(m.phys().shift()).get();
+    let (start, len, va) = (regs + 0x100, 0x1000, Va::new(0xAB_0000));
+    s.record(&m, start, len, va);
+    assert_eq!(s.check(&m), None);
+    let poke = |pa: u64, b: u8| {
+        device_access(&m, LogicalAddress::new(pa), &mut [b], true);
+    };
+    let peek = |pa: u64| {
+        let mut b = [0u8; 8];
+        device_access(&m, LogicalAddress::new(pa), &mut b, false);
+        b
+    };
+    assert_eq!((peek(start - 8), peek(start + len), peek(regs)), (TAG, TAG, [FILL; 8]));
+    poke(start + 5, 0x11);
+    assert_eq!(s.check(&m), None, "inside the run: the device's own data");
+    for (pa, want) in [
+        (start - 3, [0x0F, 1, len, va.get()]),
+        (start + len + 7, [0x0F, 2, len, va.get()]),
+        (regs - 0x800, [0x0F, 4, va.get(), regs - 0x800]),
+        (start + len + 0x10, [0x0F, 5, va.get(), start + len + 0x10]),
+    ] {
+        s.reset(&m);
+        s.record(&m, start, len, va);
+        poke(pa, 0xEE);
+        assert_eq!(s.check(&m), Some(want), "{pa:#x}");
+    }
+    s.reset(&m);
+    assert_eq!((s.check(&m), peek(start - 8)), (None, [FILL; 8]), "no runs, all 0x0F again");
+    s.release(&m);
+}
