@@ -162,6 +162,7 @@ typedef LARGE_INTEGER PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 #define STATUS_OBJECT_NAME_NOT_FOUND ((NTSTATUS)0xC0000034L)
 #define STATUS_OBJECT_NAME_COLLISION ((NTSTATUS)0xC0000035L)
 #define STATUS_CANCELLED ((NTSTATUS)0xC0000120L)
+#define STATUS_NO_MATCH ((NTSTATUS)0xC0000272L)
 
 /* ---- Sizes and layout --------------------------------------------------- */
 
@@ -175,6 +176,8 @@ typedef LARGE_INTEGER PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 #endif
 #define BYTES_TO_PAGES(Size) (((Size) >> PAGE_SHIFT) + (((Size) & (PAGE_SIZE - 1)) != 0))
 #define ROUND_TO_PAGES(Size) (((ULONG_PTR)(Size) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+#define PAGE_ALIGN(Va) ((PVOID)((ULONG_PTR)(Va) & ~(PAGE_SIZE - 1)))
+#define BYTE_OFFSET(Va) ((ULONG)((LONG_PTR)(Va) & (PAGE_SIZE - 1)))
 #define FIELD_OFFSET(type, field) ((LONG)__builtin_offsetof(type, field))
 #define ARGUMENT_PRESENT(p) ((p) != NULL)
 #define UNREFERENCED_PARAMETER(P) ((void)(P))
@@ -461,6 +464,7 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/resources.h"
 #include "ntmem/io.h"
 #include "ntmem/dma.h"
+#include "ntmem/power_states.h"
 #include "ntmem/lookaside.h"
 #include "ntmem/rtl.h"
 #include "ntmem/bitmap.h"

@@ -7,8 +7,10 @@
  * offsets checked below.
  *
  * The DMA routines are reached only through the adapter's DMA_OPERATIONS table;
- * IoGetDmaAdapter is the one export. A version-2 table has
- * BuildMdlFromScatterGatherList NULL (ntmem does not implement it).
+ * IoGetDmaAdapter is the one export. A version-2 or 3 table has
+ * BuildMdlFromScatterGatherList NULL (ntmem does not implement it). Version 3
+ * (Windows 8 machines only) ends at CancelMappedTransfer; the Windows 10 slots
+ * after it are not declared.
  */
 #ifndef NTMEM_DMA_H
 #define NTMEM_DMA_H
@@ -120,6 +122,95 @@ typedef NTSTATUS (*PBUILD_MDL_FROM_SCATTER_GATHER_LIST)(struct _DMA_ADAPTER *Dma
                                                         PSCATTER_GATHER_LIST ScatterGather, PMDL OriginalMdl,
                                                         PMDL *TargetMdl);
 
+/* Version 3 (Windows 8). */
+#define DMA_ADAPTER_INFO_VERSION1 1
+#define ADAPTER_INFO_SYNCHRONOUS_CALLBACK 0x0001
+#define ADAPTER_INFO_API_BYPASS 0x0002
+#define DMA_TRANSFER_INFO_VERSION1 1
+#define DMA_TRANSFER_CONTEXT_VERSION1 1
+#define DMA_TRANSFER_CONTEXT_SIZE_V1 128
+#define DMA_SYNCHRONOUS_CALLBACK 0x01
+
+typedef struct _DMA_ADAPTER_INFO_V1 {
+    ULONG ReadDmaCounterAvailable;
+    ULONG ScatterGatherLimit;
+    ULONG DmaAddressWidth;
+    ULONG Flags;
+    ULONG MinimumTransferUnit;
+} DMA_ADAPTER_INFO_V1, *PDMA_ADAPTER_INFO_V1;
+_Static_assert(sizeof(DMA_ADAPTER_INFO_V1) == 0x14, "DMA_ADAPTER_INFO_V1 size");
+
+typedef struct _DMA_ADAPTER_INFO {
+    ULONG Version;
+    union {
+        DMA_ADAPTER_INFO_V1 V1;
+    };
+} DMA_ADAPTER_INFO, *PDMA_ADAPTER_INFO;
+_Static_assert(__builtin_offsetof(DMA_ADAPTER_INFO, V1) == 0x04, "DMA_ADAPTER_INFO layout");
+_Static_assert(sizeof(DMA_ADAPTER_INFO) == 0x18, "DMA_ADAPTER_INFO size");
+
+typedef struct _DMA_TRANSFER_INFO_V1 {
+    ULONG MapRegisterCount;
+    ULONG ScatterGatherElementCount;
+    ULONG ScatterGatherListSize;
+} DMA_TRANSFER_INFO_V1, *PDMA_TRANSFER_INFO_V1;
+_Static_assert(sizeof(DMA_TRANSFER_INFO_V1) == 0x0C, "DMA_TRANSFER_INFO_V1 size");
+
+typedef struct _DMA_TRANSFER_INFO {
+    ULONG Version;
+    union {
+        DMA_TRANSFER_INFO_V1 V1;
+    };
+} DMA_TRANSFER_INFO, *PDMA_TRANSFER_INFO;
+_Static_assert(__builtin_offsetof(DMA_TRANSFER_INFO, V1) == 0x04, "DMA_TRANSFER_INFO layout");
+_Static_assert(sizeof(DMA_TRANSFER_INFO) == 0x10, "DMA_TRANSFER_INFO size");
+
+typedef enum _DMA_COMPLETION_STATUS { DmaComplete, DmaAborted, DmaError, DmaCancelled } DMA_COMPLETION_STATUS,
+    *PDMA_COMPLETION_STATUS;
+
+typedef ULONG NODE_REQUIREMENT;
+#define MM_ANY_NODE_OK 0x80000000
+
+typedef VOID DMA_COMPLETION_ROUTINE(struct _DMA_ADAPTER *DmaAdapter, struct _DEVICE_OBJECT *DeviceObject,
+                                    PVOID CompletionContext, DMA_COMPLETION_STATUS Status);
+typedef DMA_COMPLETION_ROUTINE *PDMA_COMPLETION_ROUTINE;
+
+typedef NTSTATUS (*PGET_DMA_ADAPTER_INFO)(struct _DMA_ADAPTER *DmaAdapter, PDMA_ADAPTER_INFO AdapterInfo);
+typedef NTSTATUS (*PGET_DMA_TRANSFER_INFO)(struct _DMA_ADAPTER *DmaAdapter, PMDL Mdl, ULONGLONG Offset, ULONG Length,
+                                           BOOLEAN WriteOnly, PDMA_TRANSFER_INFO TransferInfo);
+typedef NTSTATUS (*PINITIALIZE_DMA_TRANSFER_CONTEXT)(struct _DMA_ADAPTER *DmaAdapter, PVOID DmaTransferContext);
+typedef PVOID (*PALLOCATE_COMMON_BUFFER_EX)(struct _DMA_ADAPTER *DmaAdapter, PPHYSICAL_ADDRESS MaximumAddress,
+                                            ULONG Length, PPHYSICAL_ADDRESS LogicalAddress, BOOLEAN CacheEnabled,
+                                            NODE_REQUIREMENT PreferredNode);
+typedef NTSTATUS (*PALLOCATE_ADAPTER_CHANNEL_EX)(struct _DMA_ADAPTER *DmaAdapter, struct _DEVICE_OBJECT *DeviceObject,
+                                                 PVOID DmaTransferContext, ULONG NumberOfMapRegisters, ULONG Flags,
+                                                 PDRIVER_CONTROL ExecutionRoutine, PVOID ExecutionContext,
+                                                 PVOID *MapRegisterBase);
+typedef NTSTATUS (*PCONFIGURE_ADAPTER_CHANNEL)(struct _DMA_ADAPTER *DmaAdapter, ULONG FunctionNumber, PVOID Context);
+typedef BOOLEAN (*PCANCEL_ADAPTER_CHANNEL)(struct _DMA_ADAPTER *DmaAdapter, struct _DEVICE_OBJECT *DeviceObject,
+                                           PVOID DmaTransferContext);
+typedef NTSTATUS (*PMAP_TRANSFER_EX)(struct _DMA_ADAPTER *DmaAdapter, PMDL Mdl, PVOID MapRegisterBase,
+                                     ULONGLONG Offset, ULONG DeviceOffset, PULONG Length, BOOLEAN WriteToDevice,
+                                     PSCATTER_GATHER_LIST ScatterGatherBuffer, ULONG ScatterGatherBufferLength,
+                                     PDMA_COMPLETION_ROUTINE DmaCompletionRoutine, PVOID CompletionContext);
+typedef NTSTATUS (*PGET_SCATTER_GATHER_LIST_EX)(struct _DMA_ADAPTER *DmaAdapter, struct _DEVICE_OBJECT *DeviceObject,
+                                                PVOID DmaTransferContext, PMDL Mdl, ULONGLONG Offset, ULONG Length,
+                                                ULONG Flags, PDRIVER_LIST_CONTROL ExecutionRoutine, PVOID Context,
+                                                BOOLEAN WriteToDevice, PDMA_COMPLETION_ROUTINE DmaCompletionRoutine,
+                                                PVOID CompletionContext, PSCATTER_GATHER_LIST *ScatterGatherList);
+typedef NTSTATUS (*PBUILD_SCATTER_GATHER_LIST_EX)(struct _DMA_ADAPTER *DmaAdapter,
+                                                  struct _DEVICE_OBJECT *DeviceObject, PVOID DmaTransferContext,
+                                                  PMDL Mdl, ULONGLONG Offset, ULONG Length, ULONG Flags,
+                                                  PDRIVER_LIST_CONTROL ExecutionRoutine, PVOID Context,
+                                                  BOOLEAN WriteToDevice, PVOID ScatterGatherBuffer,
+                                                  ULONG ScatterGatherLength,
+                                                  PDMA_COMPLETION_ROUTINE DmaCompletionRoutine,
+                                                  PVOID CompletionContext, PVOID ScatterGatherList);
+typedef NTSTATUS (*PFLUSH_ADAPTER_BUFFERS_EX)(struct _DMA_ADAPTER *DmaAdapter, PMDL Mdl, PVOID MapRegisterBase,
+                                              ULONGLONG Offset, ULONG Length, BOOLEAN WriteToDevice);
+typedef VOID (*PFREE_ADAPTER_OBJECT)(struct _DMA_ADAPTER *DmaAdapter, IO_ALLOCATION_ACTION AllocationAction);
+typedef NTSTATUS (*PCANCEL_MAPPED_TRANSFER)(struct _DMA_ADAPTER *DmaAdapter, PVOID DmaTransferContext);
+
 typedef struct _DMA_OPERATIONS {
     ULONG Size;
     PPUT_DMA_ADAPTER PutDmaAdapter;
@@ -137,12 +228,28 @@ typedef struct _DMA_OPERATIONS {
     PCALCULATE_SCATTER_GATHER_LIST_SIZE CalculateScatterGatherList;
     PBUILD_SCATTER_GATHER_LIST BuildScatterGatherList;
     PBUILD_MDL_FROM_SCATTER_GATHER_LIST BuildMdlFromScatterGatherList;
+    PGET_DMA_ADAPTER_INFO GetDmaAdapterInfo;
+    PGET_DMA_TRANSFER_INFO GetDmaTransferInfo;
+    PINITIALIZE_DMA_TRANSFER_CONTEXT InitializeDmaTransferContext;
+    PALLOCATE_COMMON_BUFFER_EX AllocateCommonBufferEx;
+    PALLOCATE_ADAPTER_CHANNEL_EX AllocateAdapterChannelEx;
+    PCONFIGURE_ADAPTER_CHANNEL ConfigureAdapterChannel;
+    PCANCEL_ADAPTER_CHANNEL CancelAdapterChannel;
+    PMAP_TRANSFER_EX MapTransferEx;
+    PGET_SCATTER_GATHER_LIST_EX GetScatterGatherListEx;
+    PBUILD_SCATTER_GATHER_LIST_EX BuildScatterGatherListEx;
+    PFLUSH_ADAPTER_BUFFERS_EX FlushAdapterBuffersEx;
+    PFREE_ADAPTER_OBJECT FreeAdapterObject;
+    PCANCEL_MAPPED_TRANSFER CancelMappedTransfer;
 } DMA_OPERATIONS, *PDMA_OPERATIONS;
 _Static_assert(__builtin_offsetof(DMA_OPERATIONS, PutDmaAdapter) == 0x08, "DMA_OPERATIONS layout");
 _Static_assert(__builtin_offsetof(DMA_OPERATIONS, MapTransfer) == 0x40, "DMA_OPERATIONS layout");
 _Static_assert(__builtin_offsetof(DMA_OPERATIONS, PutScatterGatherList) == 0x60, "DMA_OPERATIONS layout");
 _Static_assert(__builtin_offsetof(DMA_OPERATIONS, BuildMdlFromScatterGatherList) == 0x78, "DMA_OPERATIONS layout");
-_Static_assert(sizeof(DMA_OPERATIONS) == 0x80, "DMA_OPERATIONS size (version 2)");
+_Static_assert(__builtin_offsetof(DMA_OPERATIONS, GetDmaAdapterInfo) == 0x80, "DMA_OPERATIONS layout");
+_Static_assert(__builtin_offsetof(DMA_OPERATIONS, MapTransferEx) == 0xB8, "DMA_OPERATIONS layout");
+_Static_assert(__builtin_offsetof(DMA_OPERATIONS, FlushAdapterBuffersEx) == 0xD0, "DMA_OPERATIONS layout");
+_Static_assert(sizeof(DMA_OPERATIONS) == 0xE8, "DMA_OPERATIONS size (version 3, Windows 8)");
 
 typedef struct _DMA_ADAPTER {
     USHORT Version;
@@ -153,7 +260,7 @@ _Static_assert(__builtin_offsetof(DMA_ADAPTER, DmaOperations) == 0x08, "DMA_ADAP
 _Static_assert(sizeof(DMA_ADAPTER) == 0x10, "DMA_ADAPTER size");
 
 /* IoGetDmaAdapter: PASSIVE_LEVEL. NULL for a description version this edition's HAL
- * does not support (2 before Windows XP, 3 before Windows 8: every ntmem edition). */
+ * does not support (2 before Windows XP, 3 before Windows 8). */
 NTKERNELAPI PDMA_ADAPTER IoGetDmaAdapter(struct _DEVICE_OBJECT *PhysicalDeviceObject,
                                          PDEVICE_DESCRIPTION DeviceDescription, PULONG NumberOfMapRegisters);
 

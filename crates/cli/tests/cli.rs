@@ -22,7 +22,7 @@ fn machines_lists_table_1_and_vista_with_the_seeds_numbers() {
     let v = json(&["machines", "--json"]);
     assert_eq!((v["exit"].as_u64(), v["schema_version"].is_u64()), (Some(0), true), "one object: {v}");
     let rows = v["machines"].as_array().unwrap();
-    assert_eq!(rows.len(), 21);
+    assert_eq!(rows.len(), 23);
     let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name}"));
     let check = |name: &str, arch: &str, va: u64, max: u64| {
         let r = row(name);
@@ -41,6 +41,7 @@ fn machines_lists_table_1_and_vista_with_the_seeds_numbers() {
     check("xp-64bit-ia64", "ia64", 16 * TB, 128 * GB);
     check("w2k-advanced-server", "x86", 4 * GB, 8 * GB);
     check("vista-x64", "x64", 16 * TB, 128 * GB);
+    check("win8-x64", "x64", 16 * TB, 512 * GB);
     assert_eq!(row("xp-64bit-ia64")["page_size"], 8192);
     assert_eq!(row("xp-professional")["page_size"], 4096);
 }

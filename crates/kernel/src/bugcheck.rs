@@ -472,12 +472,14 @@ subcodes! {
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0A ["0x0A: adapter released with scatter/gather lists outstanding", "The adapter", "Lists outstanding", "Verifier internal data"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0B ["0x0B: more than one adapter channel at once", "Channels outstanding", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0C ["0x0C: too many map registers requested at once", "Registers required", "Maximum registers", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x0F ["0x0F: the driver or its device wrote outside its DMA buffer", "1/2: the tag before/after the buffer changed; 4/5: padding before/after it changed", "Buffer length (1, 2) or buffer start (4, 5)", "Buffer start (1, 2) or the corrupted address (4, 5)"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x10 ["0x10: map registers freed while still mapped (never flushed)", "Registers still mapped", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x13 ["0x13: DMA routine called at an improper IRQL", "1: IRQL different from expected; 2: above the maximum", "Expected or maximum IRQL", "Current IRQL"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x18 ["0x18: use of an adapter already released", "The adapter", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x19 ["0x19: NULL DMA_ADAPTER passed to a HAL routine", "Reserved", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x1B ["0x1B: address not inside the MDL", "The virtual address", "The MDL", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x21 ["0x21: a zero-length map", "Reserved", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x23 ["0x23: flush of a system DMA channel neither completed nor cancelled", "0: an illegal channel flush", "The DMA controller", "The channel number"];
 }
 
 /// The meanings of `b`'s parameters: by its subcode where [`SUBCODES`] has it, else

@@ -11,6 +11,12 @@
 //! Releases" (learn.microsoft.com, win32 memory docs, physical memory table). Vista
 //! chooses the 3 GB user split with `BCDEdit /set increaseuserva` (Microsoft, "4-Gigabyte
 //! Tuning"); ntmem accepts `/3GB` as its spelling.
+//!
+//! The Windows 8 rows are Windows 8 Pro: 4 GB on x86 and 512 GB on x64 (same
+//! "Memory Limits for Windows Releases" table); Windows 8 x64 keeps the 8 TB user and
+//! 8 TB system address space (the 128 TB space came with Windows 8.1). They are here
+//! for what Windows 8 added that drivers see: version 3 of the DMA operations
+//! (research/dma-verifier-views.md §1.9).
 
 use std::fmt;
 
@@ -33,6 +39,8 @@ pub enum Release {
     WindowsServer2003Sp1,
     /// Windows Vista.
     WindowsVista,
+    /// Windows 8.
+    Windows8,
 }
 
 impl Release {
@@ -44,23 +52,27 @@ impl Release {
             Release::WindowsServer2003 => "Windows Server 2003",
             Release::WindowsServer2003Sp1 => "Windows Server 2003 SP1",
             Release::WindowsVista => "Windows Vista",
+            Release::Windows8 => "Windows 8",
         }
     }
 
     /// The build number (`NtBuildNumber`'s low 16 bits): 2195 for Windows 2000, 2600
-    /// for XP, 3790 for Server 2003 with and without SP1, 6000 for Vista RTM.
+    /// for XP, 3790 for Server 2003 with and without SP1, 6000 for Vista RTM, 9200 for
+    /// Windows 8.
     pub const fn build_number(self) -> u32 {
         match self {
             Release::Windows2000 => 2195,
             Release::WindowsXp => 2600,
             Release::WindowsServer2003 | Release::WindowsServer2003Sp1 => 3790,
             Release::WindowsVista => 6000,
+            Release::Windows8 => 9200,
         }
     }
 
     /// The release as `NTDDI_VERSION` names it (sdkddkver.h: `NTDDI_WIN2K`
     /// 0x05000000, `NTDDI_WINXP` 0x05010000, `NTDDI_WS03` 0x05020000, `NTDDI_WS03SP1`
-    /// 0x05020100, `NTDDI_VISTA` 0x06000000); its high 16 bits are `_WIN32_WINNT`.
+    /// 0x05020100, `NTDDI_VISTA` 0x06000000, `NTDDI_WIN8` 0x06020000); its high 16
+    /// bits are `_WIN32_WINNT`.
     pub const fn ntddi_version(self) -> u32 {
         match self {
             Release::Windows2000 => 0x0500_0000,
@@ -68,6 +80,7 @@ impl Release {
             Release::WindowsServer2003 => 0x0502_0000,
             Release::WindowsServer2003Sp1 => 0x0502_0100,
             Release::WindowsVista => 0x0600_0000,
+            Release::Windows8 => 0x0602_0000,
         }
     }
 
@@ -141,7 +154,8 @@ const fn row(
 use Arch::{Ia64, X64, X86};
 use Release::*;
 
-/// Every edition ntmem simulates: Table 1's 19 rows in table order, then Vista x86 and x64.
+/// Every edition ntmem simulates: Table 1's 19 rows in table order, then Vista x86 and x64,
+/// then Windows 8 x86 and x64.
 pub static EDITIONS: &[Edition] = &[
     row("ws03sp1-standard", WindowsServer2003Sp1, "Standard", X86, 4 * GB, false, true),
     row("ws03sp1-web", WindowsServer2003Sp1, "Web", X86, 2 * GB, false, true),
@@ -164,6 +178,8 @@ pub static EDITIONS: &[Edition] = &[
     row("w2k-datacenter", Windows2000, "Datacenter Server", X86, 32 * GB, true, true),
     row("vista-x86", WindowsVista, "Ultimate (32-bit)", X86, 4 * GB, false, true),
     row("vista-x64", WindowsVista, "Ultimate (64-bit)", X64, 128 * GB, false, false),
+    row("win8-x86", Windows8, "Pro (32-bit)", X86, 4 * GB, false, true),
+    row("win8-x64", Windows8, "Pro (64-bit)", X64, 512 * GB, false, false),
 ];
 
 /// The edition a machine gets when none is named.
@@ -208,7 +224,7 @@ mod tests {
 
     #[test]
     fn table_1_rows_are_present_in_order_with_the_seeds_numbers() {
-        let expected: [(&str, &str, u64, bool); 21] = [
+        let expected: [(&str, &str, u64, bool); 23] = [
             ("Windows Server 2003 SP1", "Standard", 4 * GB, false),
             ("Windows Server 2003 SP1", "Web", 2 * GB, false),
             ("Windows Server 2003 SP1", "Enterprise", 64 * GB, true),
@@ -230,6 +246,8 @@ mod tests {
             ("Windows 2000", "Datacenter Server", 32 * GB, true),
             ("Windows Vista", "Ultimate (32-bit)", 4 * GB, false),
             ("Windows Vista", "Ultimate (64-bit)", 128 * GB, false),
+            ("Windows 8", "Pro (32-bit)", 4 * GB, false),
+            ("Windows 8", "Pro (64-bit)", 512 * GB, false),
         ];
         assert_eq!(EDITIONS.len(), expected.len());
         for (e, (os, edition, max, pae)) in EDITIONS.iter().zip(expected) {

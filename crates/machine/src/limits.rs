@@ -116,7 +116,7 @@ impl Sizing {
             Release::Windows2000 => Some(350 * MB),
             Release::WindowsXp => Some(490 * MB),
             Release::WindowsServer2003 | Release::WindowsServer2003Sp1 => Some(530 * MB),
-            Release::WindowsVista => None,
+            Release::WindowsVista | Release::Windows8 => None,
         }
     }
 

@@ -184,7 +184,7 @@ exports! {
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
     Ntoskrnl Routine IoDetachDevice(pnp) Passive;
     // DMA (issue 13): the one export; the DMA_OPERATIONS routines are table slots.
-    Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "a pre-Windows 8 HAL: description version 3 gets NULL; BuildMdlFromScatterGatherList's slot is NULL";
+    Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "description version 3 only on a Windows 8 machine; BuildMdlFromScatterGatherList's slot is NULL; version 3 follows only the first MDL of a chain, its list routines need an ExecutionRoutine, ConfigureAdapterChannel is not implemented";
     Ntoskrnl Routine IoAttachDeviceToDeviceStackSafe(pnp) Passive;
     Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch "device objects are not reference-counted";
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;

@@ -9,8 +9,9 @@
 //! side): `DMA_ADAPTER` {`Version` 0, `Size` 2, `DmaOperations` 8}; `DMA_OPERATIONS`
 //! `Size` 0 then one 8-byte slot per routine from 0x08; `SCATTER_GATHER_LIST`
 //! {`NumberOfElements` 0, `Reserved` 8, `Elements` 0x10}, 0x18-byte elements.
-//! A version-2 table's `BuildMdlFromScatterGatherList` slot is NULL: ntmem does not
-//! implement it ("reserved for system use").
+//! A version-2 or 3 table's `BuildMdlFromScatterGatherList` slot is NULL: ntmem
+//! does not implement it ("reserved for system use"). Version 3's routines are in
+//! [`crate::hal_dma_v3`].
 //!
 //! Execution routines (AdapterControl, AdapterListControl) are called outside
 //! ntmem's routines at DISPATCH_LEVEL (raised to it if the caller was below, §1.4),
@@ -38,7 +39,7 @@ const STATUS_INSUFFICIENT_RESOURCES: NtStatus = 0xC000_009A_u32 as i32;
 /// Offset of `CurrentIrp` in the x64 DEVICE_OBJECT.
 const OFF_CURRENT_IRP: u64 = 0x20;
 
-fn read<const N: usize>(cpu: &Cpu<'_>, p: *const c_void) -> Result<[u8; N], BugCheck> {
+pub(crate) fn read<const N: usize>(cpu: &Cpu<'_>, p: *const c_void) -> Result<[u8; N], BugCheck> {
     checked(cpu, p.cast_mut(), N as u64)?;
     let mut b = [0u8; N];
     let va = va_of(cpu, p);
@@ -47,15 +48,19 @@ fn read<const N: usize>(cpu: &Cpu<'_>, p: *const c_void) -> Result<[u8; N], BugC
     Ok(b)
 }
 
-fn write(cpu: &Cpu<'_>, p: *mut c_void, bytes: &[u8]) -> Result<(), BugCheck> {
+pub(crate) fn write(cpu: &Cpu<'_>, p: *mut c_void, bytes: &[u8]) -> Result<(), BugCheck> {
     checked(cpu, p, bytes.len() as u64)?;
     let va = va_of(cpu, p);
     cpu.machine().space().write(va, bytes).map_err(|_| ntmem_kernel::trap::wild_touch(cpu, va, true))
 }
 
-/// The DMA_OPERATIONS routines in slot order (slots 1–15; §1.4), `None` for the
+/// Routine slots of a version 3 table (slots 1–28, §1.4).
+const SLOTS: usize = 28;
+
+/// The DMA_OPERATIONS routines in slot order (slots 1–28; §1.4), `None` for the
 /// slot ntmem leaves NULL.
-fn slot_routines() -> [Option<usize>; 15] {
+fn slot_routines() -> [Option<usize>; SLOTS] {
+    use crate::hal_dma_v3 as v3;
     [
         Some(PutDmaAdapter as *const () as usize),
         Some(AllocateCommonBuffer as *const () as usize),
@@ -72,16 +77,29 @@ fn slot_routines() -> [Option<usize>; 15] {
         Some(CalculateScatterGatherList as *const () as usize),
         Some(BuildScatterGatherList as *const () as usize),
         None,
+        Some(v3::GetDmaAdapterInfo as *const () as usize),
+        Some(v3::GetDmaTransferInfo as *const () as usize),
+        Some(v3::InitializeDmaTransferContext as *const () as usize),
+        Some(v3::AllocateCommonBufferEx as *const () as usize),
+        Some(v3::AllocateAdapterChannelEx as *const () as usize),
+        Some(v3::ConfigureAdapterChannel as *const () as usize),
+        Some(v3::CancelAdapterChannel as *const () as usize),
+        Some(v3::MapTransferEx as *const () as usize),
+        Some(v3::GetScatterGatherListEx as *const () as usize),
+        Some(v3::BuildScatterGatherListEx as *const () as usize),
+        Some(v3::FlushAdapterBuffersEx as *const () as usize),
+        Some(v3::FreeAdapterObject as *const () as usize),
+        Some(v3::CancelMappedTransfer as *const () as usize),
     ]
 }
 
 /// The slot values: thunks to the routines, made once per process (the routines
 /// themselves if the host refuses the thunk page).
-fn slots() -> [u64; 15] {
+fn slots() -> [u64; SLOTS] {
     static THUNKS: OnceLock<Option<ThunkTable>> = OnceLock::new();
     let routines = slot_routines();
     let table = THUNKS.get_or_init(|| ThunkTable::new(&routines.map(|r| r.unwrap_or(0))).ok()).as_ref();
-    let mut out = [0u64; 15];
+    let mut out = [0u64; SLOTS];
     for (i, r) in routines.iter().enumerate() {
         out[i] = match (r, table) {
             (None, _) => 0,
@@ -109,7 +127,11 @@ pub extern "win64" fn IoGetDmaAdapter(pdo: *mut c_void, description: *mut c_void
         checked(cpu, count.cast(), 4)?;
         let Ok(adapter) = dma::io_get_dma_adapter(cpu, &desc)? else { return Ok(std::ptr::null_mut()) };
         let slots = slots();
-        let n = if adapter.operations_version >= 2 { 15 } else { 12 };
+        let n = match adapter.operations_version {
+            1 => 12,
+            2 => 15,
+            _ => SLOTS,
+        };
         let mut bytes = Vec::with_capacity(8 * n);
         for s in &slots[..n] {
             bytes.extend_from_slice(&s.to_le_bytes());
@@ -173,7 +195,8 @@ pub extern "win64" fn AllocateAdapterChannel(
     routine: *mut c_void,
     context: *mut c_void,
 ) -> NtStatus {
-    let request = ChannelRequest { device: device as u64, routine: routine as u64, context: context as u64 };
+    let request =
+        ChannelRequest { device: device as u64, routine: routine as u64, context: context as u64, transfer_context: 0 };
     let outcome = kernel(|cpu| {
         checked(cpu, device, 0x28)?;
         transfer::allocate_adapter_channel(cpu, va_of(cpu, adapter), registers, request)
@@ -223,7 +246,7 @@ pub extern "win64" fn MapTransfer(
 ) -> i64 {
     kernel(|cpu| {
         let asked = u32::from_le_bytes(read(cpu, length.cast())?);
-        let (logical, mapped) = transfer::map_transfer(
+        let mapped = transfer::map_transfer(
             cpu,
             va_of(cpu, adapter),
             Mdl(va_of(cpu, mdl)),
@@ -231,9 +254,10 @@ pub extern "win64" fn MapTransfer(
             va_of(cpu, current_va),
             asked,
             write_to_device != 0,
+            transfer::SystemDmaExtras::default(),
         )?;
-        write(cpu, length.cast(), &mapped.to_le_bytes())?;
-        Ok(logical.get() as i64)
+        write(cpu, length.cast(), &mapped.length.to_le_bytes())?;
+        Ok(mapped.logical.get() as i64)
     })
 }
 
@@ -249,21 +273,22 @@ pub extern "win64" fn GetDmaAlignment(adapter: *mut c_void) -> u32 {
     })
 }
 
-/// `ReadDmaCounter`: 0 — ntmem's system DMA controller runs no transfers, so none
-/// has bytes left.
+/// `ReadDmaCounter`: the bytes left on a subordinate adapter's system DMA channel
+/// ([`dma::controller`]); 0 for a bus master (the page: subordinate devices only).
 pub extern "win64" fn ReadDmaCounter(adapter: *mut c_void) -> u32 {
     kernel(|cpu| {
         let m = cpu.machine();
         let object = va_of(cpu, adapter);
         let state = m.hal().dma();
         dma_live(cpu, &state, object)?;
-        Ok(0)
+        let channel = state.adapter(object).and_then(|a| a.config.channel);
+        Ok(channel.map_or(0, |c| state.controller.counter(c, object.get())))
     })
 }
 
 /// The adapter at `object` is live; else the 0xE6 stop ntmem gives for it
 /// ([`dma::DRIVER_VERIFIER_DMA_VIOLATION`]).
-fn dma_live(cpu: &Cpu<'_>, state: &dma::DmaState, object: Va) -> Result<(), BugCheck> {
+pub(crate) fn dma_live(cpu: &Cpu<'_>, state: &dma::DmaState, object: Va) -> Result<(), BugCheck> {
     if state.adapter(object).is_some() {
         return Ok(());
     }
@@ -272,7 +297,7 @@ fn dma_live(cpu: &Cpu<'_>, state: &dma::DmaState, object: Va) -> Result<(), BugC
 }
 
 #[allow(clippy::too_many_arguments)]
-fn list(
+pub(crate) fn list(
     adapter: *mut c_void,
     device: *mut c_void,
     mdl: *mut c_void,
@@ -383,7 +408,7 @@ type DriverListControl = unsafe extern "win64" fn(*mut c_void, *mut c_void, *mut
 
 /// Runs the execution routines of `grants` (and of the requests they let run) at
 /// DISPATCH_LEVEL, reporting each AdapterControl's IO_ALLOCATION_ACTION.
-fn run_grants(adapter: *mut c_void, mut grants: Vec<Grant>) {
+pub(crate) fn run_grants(adapter: *mut c_void, mut grants: Vec<Grant>) {
     while !grants.is_empty() {
         let g = grants.remove(0);
         let (device, routine) = match g {
@@ -431,7 +456,7 @@ fn run_grants(adapter: *mut c_void, mut grants: Vec<Grant>) {
     }
 }
 
-fn lower(cpu: &Cpu<'_>, old: Irql) -> Result<(), BugCheck> {
+pub(crate) fn lower(cpu: &Cpu<'_>, old: Irql) -> Result<(), BugCheck> {
     if cpu.irql() != old && old < Irql::DISPATCH {
         cpu.lower_irql(old)?;
     }

@@ -56,6 +56,8 @@ pub mod except;
 pub mod exports;
 #[allow(non_snake_case)]
 pub mod hal_dma;
+#[allow(non_snake_case)]
+pub mod hal_dma_v3;
 pub mod harness;
 #[allow(non_snake_case)]
 pub mod io;

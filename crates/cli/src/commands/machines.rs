@@ -1,4 +1,4 @@
-//! `ntmem machines`: every profile, from seed 000 Table 1 plus Vista.
+//! `ntmem machines`: every profile, from seed 000 Table 1 plus Vista and Windows 8.
 
 use ntmem_machine::{format_size, EDITIONS};
 

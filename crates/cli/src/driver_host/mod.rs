@@ -130,6 +130,12 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         machine.hal().relocate(id, r.block, space).map_err(|e| Failure::usage(format!("relocate: {e}")))?;
     }
     for d in &request.devices {
+        if let Some(line) = d.dma_request_line {
+            machine.hal().dma().controller.declare_line(line, d.dma_ready);
+            if d.dma_address_bits.is_none() {
+                continue;
+            }
+        }
         let id =
             machine.hal().find(&d.name).ok_or_else(|| Failure::usage(format!("device: no device {:?}", d.name)))?;
         if let Some(bits) = d.dma_address_bits {
@@ -186,6 +192,7 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     report.pool = driver_rows(&before, &machine.pool().snapshot());
     report.pnp = pnp::events(&driver).to_vec();
     report.dma = machine.hal().dma().events().to_vec();
+    report.system_dma = machine.hal().dma().controller.moved().to_vec();
     let shift = machine.phys().shift();
     report.dma_adapters = machine.hal().dma().adapters().map(|a| a.view(shift)).collect();
     if report.bugcheck.is_none() {

@@ -78,6 +78,8 @@ pub struct Report {
     /// DMA adapters still live when the run ended (not released, or the machine
     /// stopped), as `!dma` shows them.
     pub dma_adapters: Vec<AdapterView>,
+    /// What the system DMA controllers moved for subordinate devices.
+    pub system_dma: Vec<ntmem_kernel::hal::dma::controller::Moved>,
     /// The stop in the driver's terms: its faulting instruction and stack named from
     /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
     pub symbols: Option<StopSymbols>,
@@ -367,6 +369,7 @@ impl Report {
             pool_page: None,
             dma: Vec::new(),
             dma_adapters: Vec::new(),
+            system_dma: Vec::new(),
         }
     }
 
@@ -507,25 +510,42 @@ impl Report {
                 let _ = writeln!(o, " {:<21} {}", e.routine, e.refusal);
             }
         }
+        if !self.system_dma.is_empty() {
+            let _ = writeln!(o, "\nSystem DMA transfers");
+            for t in &self.system_dma {
+                let way = if t.to_device { "memory -> device" } else { "device -> memory" };
+                let _ = write!(
+                    o,
+                    "  {}: {way}, {:#x} bytes at logical {:#x}, device offset {:#x}, {:#x} left",
+                    t.channel,
+                    t.bytes,
+                    t.logical.get(),
+                    t.device_offset,
+                    t.left
+                );
+                if !t.sample.is_empty() {
+                    let head: Vec<String> = t.sample.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                    let _ = write!(o, "; the device got {}", head.join(" "));
+                }
+                let _ = writeln!(o);
+            }
+        }
         if !self.dma_adapters.is_empty() {
             let _ = writeln!(o, "\nDMA adapters still live (!dma)");
             for a in &self.dma_adapters {
                 let c = &a.config;
                 let reach =
                     if c.limit == u64::MAX { "64-bit".to_string() } else { format!("below {:#x}", c.limit + 1) };
+                let kind = match (c.master, c.scatter_gather, c.channel) {
+                    (true, true, _) => "bus master, S/G".to_string(),
+                    (true, false, _) => "bus master".to_string(),
+                    (false, _, Some(channel)) => format!("system DMA, {channel}"),
+                    (false, _, None) => "system DMA".to_string(),
+                };
                 let _ = writeln!(
                     o,
-                    " Adapter {:#x}: {}, reaches {reach}, {}, map registers {} of {} in use{}",
+                    " Adapter {:#x}: {kind}, reaches {reach}, {}, map registers {} of {} in use{}",
                     a.adapter,
-                    if c.master {
-                        if c.scatter_gather {
-                            "bus master, S/G"
-                        } else {
-                            "bus master"
-                        }
-                    } else {
-                        "system DMA"
-                    },
                     if c.bounces { "bounces through low memory" } else { "no bouncing" },
                     a.map_registers_in_use,
                     c.map_registers,
@@ -729,7 +749,7 @@ struct Stop<'a> {
 
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = s.serialize_struct("Report", 20)?;
+        let mut o = s.serialize_struct("Report", 21)?;
         o.serialize_field("exit", &self.exit())?;
         o.serialize_field("driver", &self.driver)?;
         o.serialize_field("machine", &self.machine)?;
@@ -778,6 +798,7 @@ impl Serialize for Report {
             .collect();
         o.serialize_field("dma_refusals", &dma)?;
         o.serialize_field("dma_adapters", &self.dma_adapters)?;
+        o.serialize_field("system_dma", &self.system_dma)?;
         o.serialize_field("verifier", &self.verifier)?;
         o.serialize_field("verifier_state", &self.verifier_state)?;
         let stop = self.bugcheck.as_ref().filter(|b| b.halt.is_none()).map(|b| Stop {

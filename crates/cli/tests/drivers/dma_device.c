@@ -7,7 +7,9 @@
  *
  * The adapter is made at the first ARM, whose input byte 1 (if given) makes the
  * driver describe the NIC as reaching 64 bits (Dma64BitAddresses) — a lie when the
- * scenario declares the NIC with 32 address lines.
+ * scenario declares the NIC with 32 address lines. An ARM's second input byte, if
+ * given, is added to the length programmed into the NIC: a device set up to move
+ * more than was mapped (an overrun Driver Verifier's DMA checking catches).
  *
  * IOCTLs (METHOD_BUFFERED):
  *   ARM_READ     map the buffer for a read from the device (WriteToDevice FALSE)
@@ -48,7 +50,7 @@ static VOID ListControl(PDEVICE_OBJECT DeviceObject, PIRP Irp, PSCATTER_GATHER_L
     *(PSCATTER_GATHER_LIST *)Context = ScatterGather;
 }
 
-static NTSTATUS Arm(PEXT ext, BOOLEAN WriteToDevice, BOOLEAN Claim64)
+static NTSTATUS Arm(PEXT ext, BOOLEAN WriteToDevice, BOOLEAN Claim64, ULONG Extra)
 {
     KIRQL old;
     NTSTATUS status;
@@ -87,7 +89,7 @@ static NTSTATUS Arm(PEXT ext, BOOLEAN WriteToDevice, BOOLEAN Claim64)
         return STATUS_DEVICE_CONFIGURATION_ERROR; /* the NIC takes one descriptor */
     WRITE_REGISTER_ULONG((PULONG)(ext->Csr + REG_ADDRESS_LOW), e->Address.LowPart);
     WRITE_REGISTER_ULONG((PULONG)(ext->Csr + REG_ADDRESS_HIGH), (ULONG)e->Address.HighPart);
-    WRITE_REGISTER_ULONG((PULONG)(ext->Csr + REG_LENGTH), e->Length);
+    WRITE_REGISTER_ULONG((PULONG)(ext->Csr + REG_LENGTH), e->Length + Extra);
     return STATUS_SUCCESS;
 }
 
@@ -125,7 +127,8 @@ static NTSTATUS Ioctl(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     case IOCTL_ARM_READ:
     case IOCTL_ARM_WRITE:
         status = Arm(ext, stack->Parameters.DeviceIoControl.IoControlCode == IOCTL_ARM_WRITE,
-                     stack->Parameters.DeviceIoControl.InputBufferLength >= 1 && system[0] == 1);
+                     stack->Parameters.DeviceIoControl.InputBufferLength >= 1 && system[0] == 1,
+                     stack->Parameters.DeviceIoControl.InputBufferLength >= 2 ? system[1] : 0);
         break;
     case IOCTL_FINISH_WRITE:
         Put(ext, TRUE);

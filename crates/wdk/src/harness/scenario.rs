@@ -26,6 +26,11 @@
 //! name = "nic0"                        # lines (default 64): its transfers drop the
 //! dma_address_bits = 32                # higher bits of the address programmed
 //!
+//! [[device]]                           # optional: a device on request line 0x1000 of a
+//! name = "uart"                        # Windows 8 system DMA controller (ACPI CSRT);
+//! dma_request_line = 0x1000            # dma_ready: it never makes the controller wait,
+//! dma_ready = true                     # so a programmed transfer runs to its end at once
+//!
 //! [[step]]
 //! ioctl = { code = 0x222400, input = "68656c6c6f", output_len = 16, process = "app.exe" }
 //! [[step]]
@@ -48,6 +53,10 @@
 //! [[step]]
 //! dma = { device = "nic0", direction = "from_device", data = "a5" }  # the device writes at
 //!                                      # its DMA registers' address ("to_device": it reads)
+//! [[step]]
+//! dma = { channel = 2, direction = "from_device", data = "a5", length = 512 }  # a subordinate
+//!                                      # device on ISA channel 2 (or request_line = N) asks
+//!                                      # the system DMA controller for 512 bytes (default: all)
 //! [[step]]
 //! fragment = 5                         # pin 5 % of free RAM in 64 KB blocks, as uptime
 //!                                      # fragments it (ntmem_kernel::mm::fragment; seed 001)
@@ -350,7 +359,9 @@ pub struct Relocate {
 }
 
 /// `[[device]]`: a device's DMA capability, declared before the driver starts
-/// (the machine has one device, the NIC `nic0`; this says how it masters DMA).
+/// (the machine has one device, the NIC `nic0`; this says how it masters DMA), or
+/// a device on a request line of a Windows 8 system DMA controller (then `name` is
+/// only its label).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceDecl {
@@ -360,6 +371,12 @@ pub struct DeviceDecl {
     /// `dma_address_bits`: the address lines it drives as a bus master (24, 32, 64,
     /// or any of 1..=64): a transfer drops the higher bits of its address.
     pub dma_address_bits: Option<u32>,
+    /// `dma_request_line`: the device is on this request line of a system DMA
+    /// controller, which the machine's firmware therefore describes.
+    pub dma_request_line: Option<u32>,
+    /// `dma_ready`: the request line's device never makes the controller wait.
+    #[serde(default)]
+    pub dma_ready: bool,
 }
 
 fn nic0() -> String {
@@ -423,7 +440,15 @@ pub struct WriteSpec {
 #[serde(deny_unknown_fields)]
 pub struct DmaSpec {
     /// `device`: the device's name (`nic0`).
+    #[serde(default = "nic0")]
     pub device: String,
+    /// `channel`: instead, the subordinate device on this ISA DMA channel.
+    pub channel: Option<u32>,
+    /// `request_line`: instead, the device on this system DMA request line.
+    pub request_line: Option<u32>,
+    /// `length`: for a system DMA channel, the bytes the device asks for (default:
+    /// all that are left).
+    pub length: Option<u32>,
     /// `direction`: `to_device` (it reads memory) or `from_device` (it writes).
     pub direction: ntmem_kernel::hal::dma::device_side::Direction,
     /// `data`: hex bytes the device writes, repeated to the programmed length
@@ -633,6 +658,10 @@ pub enum Action {
         direction: ntmem_kernel::hal::dma::device_side::Direction,
         /// What it writes (from the device).
         data: Vec<u8>,
+        /// A system DMA channel's device instead of a bus master's.
+        channel: Option<ntmem_kernel::hal::dma::controller::Channel>,
+        /// The bytes it asks the controller for (None: all left).
+        length: Option<u32>,
     },
     /// Fragment physical memory: pin this percent of the free RAM
     /// ([`ntmem_kernel::mm::fragment::fragment`]).
@@ -845,7 +874,22 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
             if d.direction == Direction::FromDevice && data.is_empty() {
                 return Err(format!("{file}:{line}: key `dma`: `data` is empty"));
             }
-            actions.push(Action::Dma { device: d.device.clone(), direction: d.direction, data });
+            use ntmem_kernel::hal::dma::controller::Channel;
+            let channel = match (d.channel, d.request_line) {
+                (Some(_), Some(_)) => {
+                    return Err(format!("{file}:{line}: key `dma`: name a `channel` or a `request_line`, not both"))
+                }
+                (Some(c), None) => Some(Channel::Isa(c)),
+                (None, Some(l)) => Some(Channel::RequestLine(l)),
+                (None, None) => None,
+            };
+            actions.push(Action::Dma {
+                device: d.device.clone(),
+                direction: d.direction,
+                data,
+                channel,
+                length: d.length,
+            });
         }
         if let Some(percent) = s.fragment {
             let max = ntmem_kernel::mm::fragment::MAX_PERCENT;
@@ -1045,7 +1089,13 @@ mod tests {
         let text = "[[step]]\ndma = { device = \"nic0\", direction = \"from_device\", data = \"a5b6\" }\n\
                     [[step]]\ndma = { device = \"nic0\", direction = \"to_device\" }\n";
         let (_, steps) = parse("s.toml", text).unwrap();
-        let want = Action::Dma { device: "nic0".into(), direction: Direction::FromDevice, data: vec![0xA5, 0xB6] };
+        let want = Action::Dma {
+            device: "nic0".into(),
+            direction: Direction::FromDevice,
+            data: vec![0xA5, 0xB6],
+            channel: None,
+            length: None,
+        };
         assert_eq!(format!("{:?}", steps[0].action), format!("{want:?}"));
         assert!(
             matches!(&steps[1].action, Action::Dma { direction: Direction::ToDevice, data, .. } if data.is_empty())

@@ -362,7 +362,42 @@ fn run_one<T: Target + ?Sized>(
             crate::ke_dispatcher::settle(machine, 0, *ms)?;
             r.note = Some(format!("simulated time is now {} ms", machine.now_ms()));
         }
-        Action::Dma { device, direction, data } => {
+        Action::Dma { channel: Some(channel), length, data, .. } => {
+            let moved = machine.hal().dma().controller.device_moves(machine, *channel, *length, data);
+            match moved {
+                Ok(mv) => {
+                    let way = if mv.moved.to_device { "to the device from" } else { "from the device to" };
+                    let mut note = format!(
+                        "{channel} moved {:#x} bytes {way} logical address {:#x}; {:#x} left",
+                        mv.moved.bytes,
+                        mv.moved.logical.get(),
+                        mv.moved.left
+                    );
+                    if mv.terminal_count {
+                        note.push_str(" (terminal count)");
+                    }
+                    r.note = Some(note);
+                    if mv.moved.to_device {
+                        r.output = Some(hex(&mv.moved.sample));
+                    }
+                    if let Some(c) = mv.completion {
+                        // The terminal-count interrupt's DPC calls the driver's
+                        // DMA completion routine.
+                        crate::context::call_driver(machine, 0, crate::seh::ThreadKind::Arbitrary, |cpu| {
+                            crate::context::enter(cpu, "DmaCompletionRoutine", || {
+                                crate::hal_dma_v3::complete(c, crate::hal_dma_v3::DMA_COMPLETE);
+                            });
+                            Ok(())
+                        })?;
+                    }
+                }
+                Err(e) => {
+                    r.ok = false;
+                    r.note = Some(e);
+                }
+            }
+        }
+        Action::Dma { device, direction, data, .. } => {
             use ntmem_kernel::hal::dma::device_side::{device_transfer, Direction};
             let done = machine.hal().find(device).ok_or_else(|| format!("no device named {device}"));
             match done.and_then(|id| device_transfer(machine, id, *direction, data)) {

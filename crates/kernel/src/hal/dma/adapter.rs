@@ -11,6 +11,7 @@
 
 use ntmem_machine::{Edition, Release};
 
+use super::controller::{Channel, CASCADE_CHANNEL, LAST_ISA_CHANNEL, WORD_CHANNEL_BOUNDARY};
 use super::description::{DeviceDescription, DmaRefusal, InterfaceType};
 
 /// Highest address a 24-bit device (ISA, subordinate, or a master that set neither
@@ -19,7 +20,8 @@ pub const LIMIT_24_BIT: u64 = 0xFF_FFFF;
 /// Highest address a 32-bit master reaches (§1.3).
 pub const LIMIT_32_BIT: u64 = 0xFFFF_FFFF;
 /// Map registers of a subordinate (system DMA) device at most: 16, one 64 KB
-/// controller window (§1.3: ReactOS's cap, Neptune OS's ISA cap).
+/// controller window (§1.3: ReactOS's cap, Neptune OS's ISA cap); twice that on a
+/// word channel (5–7), whose window is 128 KB.
 pub const SUBORDINATE_CAP: u32 = 16;
 /// Map registers of a bus master at most when its transfers need them: 256 (1 MB of
 /// bounce buffer). Windows' real cap is undocumented (research §7 U-4); this is
@@ -33,7 +35,8 @@ pub const SUBORDINATE_BOUNDARY: u64 = 0x1_0000;
 /// What IoGetDmaAdapter decided for a device (§1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AdapterConfig {
-    /// The `Version` asked for: 0, 1 or 2 (the DMA_OPERATIONS table is v1 for 0 and 1).
+    /// The `Version` asked for: 0, 1, 2 or 3 (the DMA_OPERATIONS table is v1 for 0
+    /// and 1).
     pub version: u32,
     /// A bus master (else the system DMA controller transfers for it).
     pub master: bool,
@@ -50,27 +53,26 @@ pub struct AdapterConfig {
     /// A physical boundary no mapped run may cross (0 = none): 64 KB for system DMA.
     pub boundary: u64,
     /// The controller channel of a subordinate device.
-    pub channel: Option<u32>,
+    pub channel: Option<Channel>,
+    /// A subordinate device's `AutoInitialize`: its channel reloads at terminal count.
+    pub auto_initialize: bool,
 }
 
 impl AdapterConfig {
     /// The DMA_OPERATIONS version of the adapter's table: 1 for description versions
-    /// 0 and 1, 2 for version 2 (§1.1).
+    /// 0 and 1, else the description's version (§1.1).
     pub fn operations_version(&self) -> u32 {
-        if self.version >= 2 {
-            2
-        } else {
-            1
-        }
+        self.version.max(1)
     }
 }
 
 /// The description versions the machine's HAL accepts: 0 and 1 always, 2 from
-/// Windows XP on, 3 from Windows 8 on (§1.1) — no ntmem edition is that recent.
+/// Windows XP on, 3 from Windows 8 on (§1.1).
 pub fn supports_version(edition: &Edition, version: u32) -> bool {
     match version {
         0 | 1 => true,
         2 => edition.release >= Release::WindowsXp,
+        3 => edition.release >= Release::Windows8,
         _ => false,
     }
 }
@@ -83,7 +85,14 @@ pub fn supports_version(edition: &Edition, version: u32) -> bool {
 ///   `InterfaceTypeUndefined` asks the PDO, and every PDO ntmem makes is on its PCI
 ///   bus.
 /// - The limit is 2^64−1 for a 64-bit master, 4 GB − 1 for a 32-bit master, 16 MB − 1
-///   otherwise.
+///   otherwise; in version 3, `DmaAddressWidth` alone decides a master's limit
+///   (2^w − 1; the address flags are ignored, §1.2).
+/// - A subordinate device of version 3 with a nonzero `DmaRequestLine` is served
+///   by the request line's controller (whether it exists is the caller's check):
+///   it reaches `DmaAddressWidth` bits (32 when 0), does scatter/gather, and has
+///   no boundary — ntmem's model of a CSRT controller. Any other subordinate
+///   device uses ISA channel `DmaChannel`: 24 bits, 64 KB windows, or 128 KB ones
+///   on the word channels 5–7 (see [`super::controller`]).
 /// - Map registers are backed by memory (the device bounces) unless the device is a
 ///   scatter/gather master whose limit covers all RAM.
 /// - NumberOfMapRegisters is BYTES_TO_PAGES(MaximumLength) + 1 ("one more than the
@@ -92,8 +101,9 @@ pub fn supports_version(edition: &Edition, version: u32) -> bool {
 ///   mid-request (ScatterGather) gets exactly 1.
 ///
 /// # Errors
-/// The reason IoGetDmaAdapter returns NULL: an unsupported version, a subordinate
-/// device on channel 4 or beyond 7.
+/// The reason IoGetDmaAdapter returns NULL: an unsupported version, a version 3
+/// `DmaAddressWidth` above 64 (or 0 for a master), a subordinate device on channel
+/// 4 or beyond 7.
 pub fn configure(
     edition: &Edition,
     desc: &DeviceDescription,
@@ -106,9 +116,17 @@ pub fn configure(
     let pci = matches!(desc.interface_type, InterfaceType::Pci | InterfaceType::Undefined);
     let max_len = u64::from(desc.maximum_length & 0x7FFF_FFFF);
     let pages = max_len.div_ceil(page);
+    let v3 = desc.version >= 3;
+    let width = desc.dma_address_width;
+    if v3 && (width > 64 || (desc.master && width == 0)) {
+        return Err(DmaRefusal::BadAddressWidth(width));
+    }
+    let width_limit = |w: u32| if w >= 64 { u64::MAX } else { (1u64 << w) - 1 };
     if desc.master {
         let dma32 = desc.dma32_bit_addresses || (desc.scatter_gather && pci);
-        let limit = if desc.dma64_bit_addresses {
+        let limit = if v3 {
+            width_limit(width)
+        } else if desc.dma64_bit_addresses {
             u64::MAX
         } else if dma32 {
             LIMIT_32_BIT
@@ -126,12 +144,33 @@ pub fn configure(
             map_registers,
             boundary: 0,
             channel: None,
+            auto_initialize: false,
         });
     }
-    if desc.dma_channel == 4 || desc.dma_channel > 7 {
+    if v3 && desc.dma_request_line != 0 {
+        let limit = width_limit(if width == 0 { 32 } else { width });
+        return Ok(AdapterConfig {
+            version: desc.version,
+            master: false,
+            scatter_gather: true,
+            limit,
+            bounces: highest_ram > limit,
+            map_registers: (pages + 1).min(u64::from(MASTER_CAP)) as u32,
+            boundary: 0,
+            channel: Some(Channel::RequestLine(desc.dma_request_line)),
+            auto_initialize: desc.auto_initialize,
+        });
+    }
+    if desc.dma_channel == CASCADE_CHANNEL || desc.dma_channel > LAST_ISA_CHANNEL {
         return Err(DmaRefusal::BadChannel(desc.dma_channel));
     }
-    let map_registers = if desc.scatter_gather { 1 } else { (pages + 1).min(u64::from(SUBORDINATE_CAP)) as u32 };
+    let channel = Channel::Isa(desc.dma_channel);
+    let (boundary, cap) = if channel.is_word_channel() {
+        (WORD_CHANNEL_BOUNDARY, 2 * SUBORDINATE_CAP)
+    } else {
+        (SUBORDINATE_BOUNDARY, SUBORDINATE_CAP)
+    };
+    let map_registers = if desc.scatter_gather { 1 } else { (pages + 1).min(u64::from(cap)) as u32 };
     Ok(AdapterConfig {
         version: desc.version,
         master: false,
@@ -139,8 +178,9 @@ pub fn configure(
         limit: LIMIT_24_BIT,
         bounces: highest_ram > LIMIT_24_BIT,
         map_registers,
-        boundary: SUBORDINATE_BOUNDARY,
-        channel: Some(desc.dma_channel),
+        boundary,
+        channel: Some(channel),
+        auto_initialize: desc.auto_initialize,
     })
 }
 

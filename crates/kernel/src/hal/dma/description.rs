@@ -206,6 +206,9 @@ pub enum DmaRefusal {
     BadAddressWidth(u32),
     /// A subordinate device on channel 4 (the cascade) or above 7 (§1.2).
     BadChannel(u32),
+    /// A version 3 subordinate device on a request line no system DMA controller
+    /// serves (the SystemDma sample's expected outcome on a PC).
+    NoRequestLine(u32),
     /// No run of low memory for the adapter's map registers.
     NoMapBuffer {
         /// Registers (pages) wanted.
@@ -254,6 +257,7 @@ impl fmt::Display for DmaRefusal {
             Self::UnsupportedVersion(v) => write!(f, "DEVICE_DESCRIPTION version {v} is not supported here"),
             Self::BadAddressWidth(w) => write!(f, "DmaAddressWidth {w} is not in 1..=64"),
             Self::BadChannel(c) => write!(f, "DMA channel {c} cannot be used (4 is the cascade channel; 0-7 exist)"),
+            Self::NoRequestLine(l) => write!(f, "no system DMA controller serves request line {l:#x}"),
             Self::NoMapBuffer { pages, limit } => {
                 write!(f, "no {pages} physically contiguous pages below {limit:#x} for map registers")
             }

@@ -18,8 +18,10 @@
 //!
 //! Modules: [`description`] (DEVICE_DESCRIPTION), [`adapter`] (configuration and
 //! register accounting, pure), [`transfer`] (channels, MapTransfer, flushes,
-//! scatter/gather lists; the page routing is in the private `plan`), [`device_side`]
-//! (the device's transfers). Adapter lifetime and common buffers are here.
+//! scatter/gather lists; the page routing is in the private `plan`), [`v3`] (what
+//! DMA_OPERATIONS version 3 adds, Windows 8), [`controller`] (the system DMA
+//! controller of subordinate devices), [`device_side`] (the device's transfers).
+//! Adapter lifetime and common buffers are here.
 //!
 //! IRQL (§1.8): IoGetDmaAdapter and AllocateCommonBuffer run at PASSIVE_LEVEL
 //! (above it the buffer routines return NULL with the reason recorded); everything
@@ -28,16 +30,18 @@
 //!
 //! Driver Verifier's DMA checking: [`verify`].
 //!
-//! Not modelled: the system DMA controller's registers (ReadDmaCounter reads 0, no
-//! controller transfer runs), DMA_OPERATIONS v3 (Windows 8; no ntmem edition has
-//! it).
+//! Not modelled: the system DMA controller's I/O ports (drivers reach it only
+//! through the adapter, as WDM drivers must).
 
 pub mod adapter;
 pub mod buffer_lock;
+pub mod controller;
 pub mod description;
 pub mod device_side;
 pub(crate) mod plan;
+pub(crate) mod shadow;
 pub mod transfer;
+pub mod v3;
 pub mod verify;
 
 #[cfg(test)]
@@ -68,6 +72,10 @@ pub const DMA_ADAPTER_SIZE: u64 = 0x10;
 pub const DMA_OPERATIONS_V1_SIZE: u32 = 0x68;
 /// `sizeof(DMA_OPERATIONS)` for version 2: 15 routines (§1.4, x64).
 pub const DMA_OPERATIONS_V2_SIZE: u32 = 0x80;
+/// `sizeof(DMA_OPERATIONS)` for version 3 as Windows 8 has it: 28 routines, up to
+/// `CancelMappedTransfer` (§1.4, x64; research §7 U-2: the size Windows stores is
+/// not documented, this is the size of the documented prefix).
+pub const DMA_OPERATIONS_V3_SIZE: u32 = 0xE8;
 /// BAD_POOL_CALLER subcode ntmem uses for FreeCommonBuffer of something that is not a
 /// common buffer of the adapter (the contiguous-free subcode: a common buffer is
 /// contiguous memory).
@@ -142,6 +150,15 @@ pub struct DmaAdapter {
     pub(crate) lists_put: u64,
 }
 
+/// `DMA_OPERATIONS.Size` of a table of `version` (1, 2 or 3).
+pub fn operations_size(version: u32) -> u32 {
+    match version {
+        0 | 1 => DMA_OPERATIONS_V1_SIZE,
+        2 => DMA_OPERATIONS_V2_SIZE,
+        _ => DMA_OPERATIONS_V3_SIZE,
+    }
+}
+
 /// An adapter as `!dma` shows it (research/dma-verifier-views.md §2.3, §5.9: the
 /// adapter, its device description's effect, map registers, common buffers,
 /// scatter/gather lists).
@@ -199,6 +216,8 @@ pub struct DmaState {
     released: Vec<u64>,
     events: Vec<DmaEvent>,
     address_bits: BTreeMap<usize, u32>,
+    /// The system DMA controllers.
+    pub controller: controller::SystemDma,
 }
 
 impl DmaState {
@@ -251,7 +270,7 @@ pub struct NewAdapter {
     pub object: Va,
     /// The DMA_OPERATIONS table.
     pub operations: Va,
-    /// The table's version (1 or 2).
+    /// The table's version (1, 2 or 3).
     pub operations_version: u32,
     /// NumberOfMapRegisters.
     pub map_registers: u32,
@@ -282,6 +301,11 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         Ok(c) => c,
         Err(r) => return Ok(Err(state.refuse("IoGetDmaAdapter", None, r))),
     };
+    if let Some(controller::Channel::RequestLine(line)) = config.channel {
+        if !state.controller.has_line(line) {
+            return Ok(Err(state.refuse("IoGetDmaAdapter", None, DmaRefusal::NoRequestLine(line))));
+        }
+    }
     let mut map_buffer = None;
     if config.bounces {
         let mut n = u64::from(config.map_registers);
@@ -301,7 +325,7 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         }
         config.map_registers = n as u32;
     }
-    let ops_size = if config.operations_version() >= 2 { DMA_OPERATIONS_V2_SIZE } else { DMA_OPERATIONS_V1_SIZE };
+    let ops_size = operations_size(config.operations_version());
     let size = DMA_ADAPTER_SIZE + u64::from(ops_size);
     let Some(object) = pool::allocate(cpu, PoolType::NonPagedPool, size, ADAPTER_TAG)? else {
         if let Some(first) = map_buffer {
@@ -361,10 +385,15 @@ pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
         verify::check(m, !a.lists.is_empty(), [0x0A, o, a.lists.len() as u64, 0])?;
         verify::check(m, a.channel_busy, [0x08, o, 1, 0])?;
         verify::check(m, registers > 0, [0x09, o, registers, 0])?;
+        let channel = a.config.channel;
         state.released.push(object.get());
+        if let Some(channel) = channel {
+            state.controller.release(channel, o);
+        }
         state.adapters.remove(&object.get())
     };
-    if let Some(a) = adapter {
+    if let Some(mut a) = adapter {
+        a.release_shadows(m);
         if let Some(first) = a.map_buffer {
             let _ = m.phys().free(first, u64::from(a.config.map_registers));
         }
@@ -391,6 +420,21 @@ pub fn allocate_common_buffer(
     object: Va,
     length: u32,
 ) -> Result<Result<(Va, LogicalAddress), DmaRefusal>, BugCheck> {
+    allocate_common_buffer_below(cpu, object, length, u64::MAX)
+}
+
+/// AllocateCommonBuffer with the buffer's last byte at or below `maximum` as well
+/// as inside the device's reach: AllocateCommonBufferEx's `MaximumAddress`
+/// (version 3, [`v3`]).
+///
+/// # Errors
+/// 0xE6 for an adapter that is not live.
+pub fn allocate_common_buffer_below(
+    cpu: &Cpu<'_>,
+    object: Va,
+    length: u32,
+    maximum: u64,
+) -> Result<Result<(Va, LogicalAddress), DmaRefusal>, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
     let mut state = m.hal().dma();
@@ -406,6 +450,7 @@ pub fn allocate_common_buffer(
         return Ok(Err(state.refuse("AllocateCommonBuffer", Some(object), r)));
     };
     let pages = shift.bytes_to_pages(u64::from(length)).max(1);
+    let config = AdapterConfig { limit: config.limit.min(maximum), ..config };
     let highest = PhysAddr::new(config.limit);
     let probe = FrameRequest::new(pages, PageUse::Contiguous).contiguous().highest(highest).boundary(config.boundary);
     let va = if m.phys().probe(&probe).is_ok() {

@@ -48,11 +48,92 @@ fn versions_select_the_table_and_unsupported_ones_are_refused() {
         assert_eq!(configure(x64(), &d, 8 * GB - 1, PAGE).unwrap().operations_version(), ops);
     }
     d.version = 3;
+    d.dma_address_width = 32;
     assert_eq!(configure(x64(), &d, 8 * GB - 1, PAGE), Err(DmaRefusal::UnsupportedVersion(3)));
     d.version = 2;
     // Version 2 is Windows XP's; Windows 2000 refuses it.
     let w2k = find_edition("w2k-professional").unwrap();
     assert_eq!(configure(w2k, &d, GB - 1, PAGE), Err(DmaRefusal::UnsupportedVersion(2)));
+}
+
+/// Version 3 is Windows 8's: a table of version 3 there; a master's reach is its
+/// `DmaAddressWidth` alone (the address flags are ignored), 0 or above 64 refused;
+/// a subordinate device with a request line goes to that line's controller, else
+/// to its ISA channel.
+#[test]
+fn version_3_is_windows_8s_and_reads_the_address_width_and_request_line() {
+    let win8 = find_edition("win8-x64").unwrap();
+    let mut d = pci_sg32(0x1_0000);
+    d.version = 3;
+    d.dma_address_width = 36;
+    d.dma64_bit_addresses = true;
+    let c = configure(win8, &d, 128 * GB - 1, PAGE).unwrap();
+    assert_eq!((c.operations_version(), c.limit, c.bounces), (3, (1 << 36) - 1, true));
+    assert!(!configure(win8, &d, 32 * GB - 1, PAGE).unwrap().bounces);
+    for bad in [0, 65] {
+        d.dma_address_width = bad;
+        assert_eq!(configure(win8, &d, GB - 1, PAGE), Err(DmaRefusal::BadAddressWidth(bad)));
+    }
+    let vista = find_edition("vista-x64").unwrap();
+    assert_eq!(configure(vista, &d, GB - 1, PAGE), Err(DmaRefusal::UnsupportedVersion(3)));
+    let mut s = DeviceDescription::zeroed(3);
+    s.dma_request_line = 0x1000;
+    s.dma_channel = 0x1000;
+    s.maximum_length = 0x2000;
+    let c = configure(win8, &s, 8 * GB - 1, PAGE).unwrap();
+    assert_eq!(
+        (c.channel, c.limit, c.map_registers, c.boundary),
+        (Some(super::controller::Channel::RequestLine(0x1000)), LIMIT_32_BIT, 3, 0)
+    );
+    s.dma_request_line = 0;
+    assert_eq!(configure(win8, &s, 8 * GB - 1, PAGE), Err(DmaRefusal::BadChannel(0x1000)));
+    s.dma_channel = 6;
+    s.maximum_length = 0x2_0000;
+    let c = configure(win8, &s, 8 * GB - 1, PAGE).unwrap();
+    assert_eq!((c.limit, c.boundary, c.map_registers), (LIMIT_24_BIT, 0x2_0000, 2 * SUBORDINATE_CAP));
+}
+
+/// The controller's count register: a device request moves at most what is left
+/// (whole words on a word channel), ReadDmaCounter falls with it, terminal count
+/// stops a single-mode channel and hands back the completion routine once; an
+/// auto-initialize channel reloads and goes on.
+#[test]
+fn the_system_dma_controller_counts_down_and_auto_initializes() {
+    use super::controller::{Channel, Completion, Program, SystemDma};
+    let m = boot("ws03sp1-enterprise-x64", GB);
+    let mut c = SystemDma::default();
+    let done = Completion { adapter: 1, routine: 2, context: 3, device: 4 };
+    let program = |count, auto_initialize| Program {
+        base: LogicalAddress::new(0x10_0000),
+        count,
+        to_device: false,
+        auto_initialize,
+        device_offset: 0,
+    };
+    let ch = Channel::Isa(5);
+    assert!(c.device_moves(&m, ch, None, &[1]).is_err(), "not programmed");
+    c.program(ch, 1, program(0x101, false), Some(done));
+    let mv = c.device_moves(&m, ch, Some(0x81), &[0x5A]).unwrap();
+    assert_eq!((mv.moved.bytes, mv.moved.left, mv.terminal_count, mv.completion), (0x80, 0x81, false, None));
+    assert_eq!((c.counter(ch, 1), c.counter(ch, 2)), (0x81, 0), "another adapter's channel reads 0");
+    assert!(c.running(ch));
+    let mv = c.device_moves(&m, ch, None, &[0x5A]).unwrap();
+    assert_eq!((mv.moved.bytes, mv.terminal_count, mv.completion), (0x80, false, None), "whole words");
+    c.program(ch, 1, program(0x100, false), Some(done));
+    let mv = c.device_moves(&m, ch, None, &[0x5A]).unwrap();
+    assert_eq!((mv.terminal_count, mv.completion, c.counter(ch, 1)), (true, Some(done), 0));
+    assert!(!c.running(ch) && c.device_moves(&m, ch, None, &[1]).is_err(), "stopped at terminal count");
+    let isa1 = Channel::Isa(1);
+    c.program(isa1, 1, program(0x10, true), None);
+    for _ in 0..3 {
+        let mv = c.device_moves(&m, isa1, None, &[7]).unwrap();
+        assert_eq!((mv.moved.bytes, mv.terminal_count, mv.moved.left), (0x10, true, 0x10), "reloaded");
+    }
+    let mut byte = [0u8; 1];
+    device_access(&m, LogicalAddress::new(0x10_000F), &mut byte, false);
+    assert_eq!(byte, [7], "the device's bytes reached RAM");
+    assert_eq!(c.moved().len(), 6);
+    assert_eq!(Channel::Isa(6).controller_and_number(), (1, 2));
 }
 
 #[test]
@@ -92,7 +173,10 @@ fn system_dma_is_24_bit_in_64_kb_windows_and_channel_4_is_refused() {
     assert_eq!(configure(x64(), &d, GB - 1, PAGE), Err(DmaRefusal::BadChannel(8)));
     d.dma_channel = 1;
     let c = configure(x64(), &d, GB - 1, PAGE).unwrap();
-    assert_eq!((c.limit, c.boundary, c.map_registers, c.channel), (LIMIT_24_BIT, 0x1_0000, SUBORDINATE_CAP, Some(1)));
+    assert_eq!(
+        (c.limit, c.boundary, c.map_registers, c.channel),
+        (LIMIT_24_BIT, 0x1_0000, SUBORDINATE_CAP, Some(super::controller::Channel::Isa(1)))
+    );
     d.scatter_gather = true;
     assert_eq!(configure(x64(), &d, GB - 1, PAGE).unwrap().map_registers, 1);
 }
@@ -397,7 +481,7 @@ fn packet_dma_channels_queue_and_map_transfer_bounces_at_the_documented_moments(
         let a = adapter(cpu, &d);
         let n = a.map_registers;
         assert_eq!(n, 3);
-        let req = transfer::ChannelRequest { device: 1, routine: 2, context: 3 };
+        let req = transfer::ChannelRequest { device: 1, routine: 2, context: 3, transfer_context: 0 };
         assert_eq!(transfer::allocate_adapter_channel(cpu, a.object, n + 1, req)?, transfer::ChannelOutcome::TooMany);
         let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
             transfer::allocate_adapter_channel(cpu, a.object, n, req)?
@@ -411,13 +495,33 @@ fn packet_dma_channels_queue_and_map_transfer_bounces_at_the_documented_moments(
         let pa0 = pfns[0].addr(m.phys().shift()).get();
         device_access(&m, LogicalAddress::new(pa0), &mut [0xAB; 8], true);
         // Write to the device: copied at MapTransfer; one run of both pages.
-        let (l, len) = transfer::map_transfer(cpu, a.object, mdl, base, va, 2 * PAGE as u32, true)?;
+        let (l, len) = transfer::map_transfer(
+            cpu,
+            a.object,
+            mdl,
+            base,
+            va,
+            2 * PAGE as u32,
+            true,
+            transfer::SystemDmaExtras::default(),
+        )
+        .map(|x| (x.logical, x.length))?;
         assert_eq!(len as u64, 2 * PAGE);
         assert!(l.get() < 4 * GB);
         assert_eq!(phys_bytes(&m, l.get(), 8), vec![0xAB; 8]);
         transfer::flush_adapter_buffers(cpu, a.object, base)?;
         // Read from the device: nothing reaches the buffer until the flush.
-        let (l, _) = transfer::map_transfer(cpu, a.object, mdl, base, va, 2 * PAGE as u32, false)?;
+        let (l, _) = transfer::map_transfer(
+            cpu,
+            a.object,
+            mdl,
+            base,
+            va,
+            2 * PAGE as u32,
+            false,
+            transfer::SystemDmaExtras::default(),
+        )
+        .map(|x| (x.logical, x.length))?;
         device_access(&m, l, &mut [0xCD; 8], true);
         assert_eq!(phys_bytes(&m, pa0, 8), vec![0xAB; 8]);
         transfer::flush_adapter_buffers(cpu, a.object, base)?;
@@ -554,13 +658,24 @@ fn a_null_or_released_adapter_and_a_range_outside_the_mdl_stop_with_0xe6() {
         .run(0, |cpu| {
             let a = adapter(cpu, &pci_sg32(0x1000));
             let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &pfns);
-            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
             let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
                 transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
             else {
                 panic!()
             };
-            transfer::map_transfer(cpu, a.object, mdl, base, Va::new(0x7_0000_0800), PAGE as u32, true).map(|_| ())
+            transfer::map_transfer(
+                cpu,
+                a.object,
+                mdl,
+                base,
+                Va::new(0x7_0000_0800),
+                PAGE as u32,
+                true,
+                transfer::SystemDmaExtras::default(),
+            )
+            .map(|x| (x.logical, x.length))
+            .map(|_| ())
         })
         .unwrap_err();
     assert_eq!(b.code, DRIVER_VERIFIER_DMA_VIOLATION);
@@ -642,14 +757,16 @@ fn forgotten_flush(cpu: &Cpu<'_>, a: &NewAdapter, pfn: Pfn) -> Result<(), crate:
     let m = cpu.machine();
     let va = Va::new(0x7_0000_0000);
     let mdl = mdl_over(cpu, va, PAGE, &[pfn]);
-    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
     let transfer::ChannelOutcome::Run(Grant::Channel { base, .. }) =
         transfer::allocate_adapter_channel(cpu, a.object, 1, req)?
     else {
         panic!()
     };
     transfer::adapter_control_returned(cpu, a.object, base, AllocationAction::DeallocateObjectKeepRegisters)?;
-    let (l, _) = transfer::map_transfer(cpu, a.object, mdl, base, va, PAGE as u32, false)?;
+    let (l, _) =
+        transfer::map_transfer(cpu, a.object, mdl, base, va, PAGE as u32, false, transfer::SystemDmaExtras::default())
+            .map(|x| (x.logical, x.length))?;
     device_access(m, l, &mut [0xEE; 16], true);
     transfer::free_map_registers(cpu, a.object, base, 1)?;
     Ok(())
@@ -690,13 +807,13 @@ fn dma_checking_stops_with_each_subcode_and_its_parameters() {
     let b = m
         .run(0, |cpu| {
             let a = adapter(cpu, &pci_sg32(0x1_0000));
-            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+            let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
             transfer::allocate_adapter_channel(cpu, a.object, 1, req).map(|_| ())
         })
         .unwrap_err();
     assert_eq!(b.parameters, [0x13, 1, 2, 0]);
     // 0x0C: more registers at once than the adapter has (required, maximum).
-    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0 };
+    let req = transfer::ChannelRequest { device: 0, routine: 0, context: 0, transfer_context: 0 };
     assert_eq!(e6(|cpu, a| transfer::allocate_adapter_channel(cpu, a.object, 18, req).map(|_| ())), [0x0C, 18, 17, 0]);
     // 0x0B: a second channel while the first is held.
     assert_eq!(
@@ -745,7 +862,18 @@ fn dma_checking_stops_with_each_subcode_and_its_parameters() {
                 panic!()
             };
             let mdl = mdl_over(cpu, Va::new(0x7_0000_0000), PAGE, &[Pfn::new(0x100)]);
-            transfer::map_transfer(cpu, a.object, mdl, base, Va::new(0x7_0000_0000), 0, true).map(|_| ())
+            transfer::map_transfer(
+                cpu,
+                a.object,
+                mdl,
+                base,
+                Va::new(0x7_0000_0000),
+                0,
+                true,
+                transfer::SystemDmaExtras::default(),
+            )
+            .map(|x| (x.logical, x.length))
+            .map(|_| ())
         }),
         [0x21, 0, 0, 0]
     );
@@ -790,4 +918,44 @@ fn dma_checking_stops_with_each_subcode_and_its_parameters() {
         })
         .unwrap_err();
     assert_eq!(b.parameters, [0x09, object, 4, 0]);
+}
+
+/// The verifier's shadow: a run framed by "DmaVrfy0" on both sides, 0x0F elsewhere;
+/// each kind of damage names itself (0x0F with P2 1, 2, 4 or 5), and a flush's
+/// reset makes the shadow clean again.
+#[test]
+fn a_shadow_frames_each_run_and_names_the_damage() {
+    use super::shadow::{Shadow, FILL, TAG};
+    let m = boot("ws03sp1-enterprise-x64", GB);
+    let config = configure(x64(), &pci_sg32(0x4000), GB - 1, PAGE).unwrap();
+    let mut s = Shadow::allocate(&m, &config, 3).unwrap();
+    let regs = s.registers().addr(m.phys().shift()).get();
+    let (start, len, va) = (regs + 0x100, 0x1000, Va::new(0xAB_0000));
+    s.record(&m, start, len, va);
+    assert_eq!(s.check(&m), None);
+    let poke = |pa: u64, b: u8| {
+        device_access(&m, LogicalAddress::new(pa), &mut [b], true);
+    };
+    let peek = |pa: u64| {
+        let mut b = [0u8; 8];
+        device_access(&m, LogicalAddress::new(pa), &mut b, false);
+        b
+    };
+    assert_eq!((peek(start - 8), peek(start + len), peek(regs)), (TAG, TAG, [FILL; 8]));
+    poke(start + 5, 0x11);
+    assert_eq!(s.check(&m), None, "inside the run: the device's own data");
+    for (pa, want) in [
+        (start - 3, [0x0F, 1, len, va.get()]),
+        (start + len + 7, [0x0F, 2, len, va.get()]),
+        (regs - 0x800, [0x0F, 4, va.get(), regs - 0x800]),
+        (start + len + 0x10, [0x0F, 5, va.get(), start + len + 0x10]),
+    ] {
+        s.reset(&m);
+        s.record(&m, start, len, va);
+        poke(pa, 0xEE);
+        assert_eq!(s.check(&m), Some(want), "{pa:#x}");
+    }
+    s.reset(&m);
+    assert_eq!((s.check(&m), peek(start - 8)), (None, [FILL; 8]), "no runs, all 0x0F again");
+    s.release(&m);
 }

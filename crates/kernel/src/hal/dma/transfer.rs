@@ -25,7 +25,9 @@
 
 use ntmem_machine::{PageShift, Pfn, PhysAddr, Va};
 
+use super::controller::{Completion, Program};
 use super::plan::{copy_frames, pieces, plan, Route, Run};
+use super::shadow::Shadow;
 use super::{live, verify, AdapterConfig, AllocationAction, DmaAdapter, LogicalAddress};
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
@@ -57,8 +59,12 @@ pub(crate) struct RegisterFile {
     origin: Option<u64>,
     pending: Vec<Bounce>,
     channel: bool,
+    /// The DeviceObject the channel was allocated for (0 for lists).
+    device: u64,
     /// Mapped by MapTransfer since the last flush.
     unflushed: bool,
+    /// Under DMA checking, the file's double buffer ([`super::shadow`]).
+    shadow: Option<Shadow>,
 }
 
 impl RegisterFile {
@@ -66,12 +72,22 @@ impl RegisterFile {
     pub(crate) fn count(&self) -> u32 {
         self.count
     }
+
+    /// Where the file's registers are and how its pages are routed: the adapter's
+    /// map buffer from the file's first register, or the file's shadow, through
+    /// which every page goes (a configuration no page reaches directly).
+    fn routing(&self, config: &AdapterConfig, map_buffer: Option<Pfn>) -> (AdapterConfig, Option<Pfn>, u32) {
+        match &self.shadow {
+            Some(s) => (AdapterConfig { limit: 0, bounces: true, ..*config }, Some(s.registers()), 0),
+            None => (*config, map_buffer, self.first),
+        }
+    }
 }
 
 /// A page of a read from the device waiting in a register to be copied back.
 #[derive(Clone, Copy, Debug)]
 struct Bounce {
-    register: u32,
+    register: Pfn,
     src: Pfn,
     offset: u64,
     len: u64,
@@ -93,6 +109,8 @@ pub struct ChannelRequest {
     pub routine: u64,
     /// `Context`.
     pub context: u64,
+    /// AllocateAdapterChannelEx's `DmaTransferContext` (0 for AllocateAdapterChannel).
+    pub transfer_context: u64,
 }
 
 /// GetScatterGatherList's or BuildScatterGatherList's request.
@@ -176,10 +194,67 @@ pub enum ListOutcome {
 }
 
 impl DmaAdapter {
-    fn new_file(&mut self, first: u32, count: u32, channel: bool) -> u64 {
+    fn new_file(&mut self, first: u32, count: u32, channel: Option<u64>) -> u64 {
         let token = TOKEN_BASE | (self.files.keys().next_back().map_or(0, |t| (t & 0xFFFF_FFFF_FFFF) + 1));
-        self.files.insert(token, RegisterFile { first, count, channel, ..RegisterFile::default() });
+        let file = RegisterFile {
+            first,
+            count,
+            channel: channel.is_some(),
+            device: channel.unwrap_or(0),
+            ..Default::default()
+        };
+        self.files.insert(token, file);
         token
+    }
+
+    /// A new file as [`Self::new_file`], double-buffered under DMA checking for a
+    /// bus master ([`super::shadow`]).
+    fn grant(&mut self, m: &Machine, first: u32, count: u32, channel: Option<u64>) -> u64 {
+        let token = self.new_file(first, count, channel);
+        if verify::on(m) && self.config.master {
+            let shadow = Shadow::allocate(m, &self.config, count);
+            if let Some(f) = self.files.get_mut(&token) {
+                f.shadow = shadow;
+            }
+        }
+        token
+    }
+
+    /// Gives back every file's shadow pages (the adapter is going away).
+    pub(crate) fn release_shadows(&mut self, m: &Machine) {
+        for f in self.files.values_mut() {
+            if let Some(s) = f.shadow.take() {
+                s.release(m);
+            }
+        }
+    }
+
+    /// Frees file `token`: its registers and its shadow.
+    fn release_file(&mut self, m: &Machine, token: u64) {
+        if let Some(f) = self.files.remove(&token) {
+            self.registers.free(f.first, f.count);
+            if let Some(s) = f.shadow {
+                s.release(m);
+            }
+        }
+    }
+
+    /// Whether the channel is free and nobody waits: a request would run now.
+    pub(crate) fn channel_free_now(&self) -> bool {
+        !self.channel_busy && self.waiting.is_empty()
+    }
+
+    /// The register file granted with the channel, if a driver holds it.
+    pub(crate) fn channel_file(&self) -> Option<u64> {
+        self.files.iter().find(|(_, f)| f.channel).map(|(&t, _)| t)
+    }
+
+    /// Removes the waiting channel request made with `transfer_context`
+    /// (CancelAdapterChannel); whether there was one.
+    pub(crate) fn cancel_waiting(&mut self, transfer_context: u64) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|w| !matches!(w.kind, WaitKind::Channel(r) if r.transfer_context == transfer_context));
+        self.waiting.len() != before
     }
 }
 
@@ -213,7 +288,7 @@ pub fn allocate_adapter_channel(
         return Ok(ChannelOutcome::Queued);
     };
     a.channel_busy = true;
-    let base = a.new_file(first, n, true);
+    let base = a.grant(m, first, n, Some(request.device));
     Ok(ChannelOutcome::Run(Grant::Channel { request, base }))
 }
 
@@ -237,9 +312,7 @@ pub fn adapter_control_returned(
         AllocationAction::KeepObject => return Ok(Vec::new()),
         AllocationAction::DeallocateObject => {
             a.channel_busy = false;
-            if let Some(f) = a.files.remove(&base) {
-                a.registers.free(f.first, f.count);
-            }
+            a.release_file(m, base);
         }
         AllocationAction::DeallocateObjectKeepRegisters => {
             a.channel_busy = false;
@@ -263,11 +336,13 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     verify::check(m, !a.channel_busy, [0x04, 1, 0, 0])?;
     a.channel_busy = false;
+    if let Some(channel) = a.config.channel {
+        state.controller.stop(channel);
+    }
+    let a = live(m, &mut state, object)?;
     let held: Vec<u64> = a.files.iter().filter(|(_, f)| f.channel).map(|(&t, _)| t).collect();
     for t in held {
-        if let Some(f) = a.files.remove(&t) {
-            a.registers.free(f.first, f.count);
-        }
+        a.release_file(m, t);
     }
     service_queue(cpu, a)
 }
@@ -288,9 +363,7 @@ pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Resul
     let file = a.files.get(&base);
     verify::check(m, file.is_none(), [0x05, u64::from(n), 0, 0])?;
     verify::check(m, file.is_some_and(|f| f.unflushed), [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
-    if let Some(f) = a.files.remove(&base) {
-        a.registers.free(f.first, f.count);
-    }
+    a.release_file(m, base);
     service_queue(cpu, a)
 }
 
@@ -306,20 +379,17 @@ fn service_queue(cpu: &Cpu<'_>, a: &mut DmaAdapter) -> Result<Vec<Grant>, BugChe
         match w.kind {
             WaitKind::Channel(request) => {
                 a.channel_busy = true;
-                let base = a.new_file(first, w.registers, true);
+                let base = a.grant(cpu.machine(), first, w.registers, Some(request.device));
                 grants.push(Grant::Channel { request, base });
             }
             WaitKind::List(request) => {
-                let token = a.new_file(first, w.registers, false);
+                let token = a.grant(cpu.machine(), first, w.registers, None);
                 match build_list(cpu, a, token, &request)? {
                     Ok(list) => grants.push(Grant::List { request, list }),
-                    Err(_) => {
-                        // The list memory ran out after the request was accepted:
-                        // Windows does not document this case; the request is dropped
-                        // and its registers returned.
-                        let f = a.files.remove(&token).unwrap_or_default();
-                        a.registers.free(f.first, f.count);
-                    }
+                    // The list memory ran out after the request was accepted:
+                    // Windows does not document this case; the request is dropped
+                    // and its registers returned.
+                    Err(_) => a.release_file(cpu.machine(), token),
                 }
             }
         }
@@ -328,36 +398,69 @@ fn service_queue(cpu: &Cpu<'_>, a: &mut DmaAdapter) -> Result<Vec<Grant>, BugChe
 }
 
 /// Carries out `run` on file `token`: writes to the device are copied into their
-/// registers now; reads from it are remembered for the flush.
-fn apply(m: &Machine, a: &mut DmaAdapter, token: u64, run: &Run, write: bool) {
-    let Some(mb) = a.map_buffer else { return };
+/// registers now; reads from it are remembered for the flush. A shadowed run is
+/// framed by its tags; `va` is where the driver's buffer for it starts.
+fn apply(m: &Machine, a: &mut DmaAdapter, token: u64, run: &Run, write: bool, va: Va) {
+    let map_buffer = a.map_buffer;
     let Some(f) = a.files.get_mut(&token) else { return };
+    let (_, Some(mb), first) = f.routing(&a.config, map_buffer) else { return };
     for &(p, route) in &run.parts {
         let Route::Bounce(s) = route else { continue };
-        let register = mb.add(u64::from(f.first + s));
+        let register = mb.add(u64::from(first + s));
         if write {
             copy_frames(m, p.pfn, register, p.offset, p.len);
         } else {
-            f.pending.push(Bounce { register: f.first + s, src: p.pfn, offset: p.offset, len: p.len });
+            f.pending.push(Bounce { register, src: p.pfn, offset: p.offset, len: p.len });
         }
+    }
+    if let Some(shadow) = f.shadow.as_mut() {
+        shadow.record(m, run.logical, run.len, va);
     }
 }
 
-/// Copies a file's pending reads back to the buffer and forgets its origin.
-fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
-    let Some(mb) = a.map_buffer else {
-        if let Some(f) = a.files.get_mut(&token) {
-            f.origin = None;
-            f.unflushed = false;
-        }
-        return;
-    };
-    let Some(f) = a.files.get_mut(&token) else { return };
+/// Copies a file's pending reads back to the buffer and forgets its origin. Under
+/// DMA checking a shadowed file's frame is checked first.
+///
+/// # Errors
+/// 0xE6/0x0F for a damaged frame ([`super::shadow`]).
+fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) -> Result<(), BugCheck> {
+    let Some(f) = a.files.get_mut(&token) else { return Ok(()) };
+    if let Some(p) = f.shadow.as_ref().and_then(|s| s.check(m)) {
+        return Err(verify::stop(m, p));
+    }
     for b in f.pending.drain(..) {
-        copy_frames(m, mb.add(u64::from(b.register)), b.src, b.offset, b.len);
+        copy_frames(m, b.register, b.src, b.offset, b.len);
+    }
+    if let Some(shadow) = f.shadow.as_mut() {
+        shadow.reset(m);
     }
     f.origin = None;
     f.unflushed = false;
+    Ok(())
+}
+
+/// What MapTransfer(Ex) mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    /// The logical address of the run (meaningless for system DMA, §1.6).
+    pub logical: LogicalAddress,
+    /// `*Length` out.
+    pub length: u32,
+    /// For system DMA whose device never waits: the transfer ran to terminal count
+    /// at once, and this completion routine is due.
+    pub completion: Option<Completion>,
+}
+
+/// MapTransferEx's system DMA extras: `DeviceOffset` and the completion routine
+/// and context (0 when none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SystemDmaExtras {
+    /// `DeviceOffset`.
+    pub device_offset: u32,
+    /// `DmaCompletionRoutine`.
+    pub routine: u64,
+    /// `CompletionContext`.
+    pub context: u64,
 }
 
 /// `MapTransfer(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, &Length,
@@ -367,9 +470,16 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) {
 /// registers run out). A `MapRegisterBase` the adapter does not know maps nothing
 /// (length 0).
 ///
+/// For a subordinate device the run **programs its system DMA channel**
+/// ([`super::controller`]): base, count and direction, the adapter's
+/// auto-initialize mode, and (MapTransferEx) the device offset and completion
+/// routine. On a line whose device never waits the transfer then runs to terminal
+/// count before this returns.
+///
 /// # Errors
 /// 0xE6 for an adapter that is not live or a range outside the MDL; 0x50 for an MDL
 /// that is not mapped.
+#[allow(clippy::too_many_arguments)]
 pub fn map_transfer(
     cpu: &Cpu<'_>,
     object: Va,
@@ -378,7 +488,8 @@ pub fn map_transfer(
     current_va: Va,
     length: u32,
     write: bool,
-) -> Result<(LogicalAddress, u32), BugCheck> {
+    extras: SystemDmaExtras,
+) -> Result<Mapped, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
     let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
@@ -387,18 +498,41 @@ pub fn map_transfer(
     let config = a.config;
     let map_buffer = a.map_buffer;
     verify::check(m, length == 0, [0x21, 0, 0, 0])?;
-    let Some(f) = a.files.get_mut(&base) else { return Ok((LogicalAddress::new(0), 0)) };
+    let nothing = Mapped { logical: LogicalAddress::new(0), length: 0, completion: None };
+    let Some(f) = a.files.get_mut(&base) else { return Ok(nothing) };
     f.unflushed = true;
+    let device = f.device;
     let origin = *f.origin.get_or_insert(current_va.get() >> shift.0);
-    let runs = plan(&config, shift, map_buffer, (f.first, f.count), origin, &pieces);
-    let Some(run) = runs.first() else { return Ok((LogicalAddress::new(0), 0)) };
-    apply(m, a, base, run, write);
-    Ok((LogicalAddress::new(run.logical), run.len as u32))
+    let (route, mb, first) = f.routing(&config, map_buffer);
+    let runs = plan(&route, shift, mb, (first, f.count), origin, &pieces);
+    let Some(run) = runs.first() else { return Ok(nothing) };
+    apply(m, a, base, run, write, current_va);
+    let mapped = Mapped { logical: LogicalAddress::new(run.logical), length: run.len as u32, completion: None };
+    let Some(channel) = config.channel else { return Ok(mapped) };
+    let program = Program {
+        base: mapped.logical,
+        count: mapped.length,
+        to_device: write,
+        auto_initialize: config.auto_initialize,
+        device_offset: extras.device_offset,
+    };
+    let completion = (extras.routine != 0).then_some(Completion {
+        adapter: object.get(),
+        routine: extras.routine,
+        context: extras.context,
+        device,
+    });
+    state.controller.program(channel, object.get(), program, completion);
+    if !state.controller.is_ready(channel) {
+        return Ok(mapped);
+    }
+    let done = state.controller.device_moves(m, channel, None, &[]);
+    Ok(Mapped { completion: done.ok().and_then(|d| d.completion), ..mapped })
 }
 
 /// `FlushAdapterBuffers(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, Length,
 /// WriteToDevice)` (§1.6): a read's bounced pages are copied back into the buffer
-/// now; TRUE.
+/// now; a subordinate device's channel is masked (its count stays readable); TRUE.
 ///
 /// # Errors
 /// 0xE6 for an adapter that is not live.
@@ -406,14 +540,19 @@ pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64) -> Result<boo
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
-    flush(m, a, base);
+    flush(m, a, base)?;
+    if let Some(channel) = a.config.channel {
+        state.controller.stop(channel);
+    }
     Ok(true)
 }
 
 /// Registers a list of `(current_va, length)` needs: none when the device reaches
-/// all RAM by itself, else one per page spanned.
-fn registers_needed(config: &AdapterConfig, shift: PageShift, current_va: Va, length: u32) -> u64 {
-    if !config.bounces {
+/// all RAM by itself (unless DMA checking double-buffers it), else one per page
+/// spanned.
+fn registers_needed(m: &Machine, config: &AdapterConfig, shift: PageShift, current_va: Va, length: u32) -> u64 {
+    let shadowed = verify::on(m) && config.master;
+    if !(config.bounces || shadowed) {
         return 0;
     }
     mdl::address_and_size_to_span_pages(shift, current_va, u64::from(length))
@@ -434,7 +573,7 @@ pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) 
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     let config = a.config;
-    let needed = registers_needed(&config, shift, request.current_va, request.length);
+    let needed = registers_needed(m, &config, shift, request.current_va, request.length);
     if needed > u64::from(config.map_registers) {
         return Ok(ListOutcome::Status(NtStatus::INSUFFICIENT_RESOURCES));
     }
@@ -451,12 +590,11 @@ pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) 
         a.waiting.push_back(Waiter { registers: needed, kind: WaitKind::List(request) });
         return Ok(ListOutcome::Queued);
     };
-    let token = a.new_file(first, needed, false);
+    let token = a.grant(m, first, needed, None);
     match build_list(cpu, a, token, &request)? {
         Ok(list) => Ok(ListOutcome::Run(Grant::List { request, list })),
         Err(status) => {
-            let f = a.files.remove(&token).unwrap_or_default();
-            a.registers.free(f.first, f.count);
+            a.release_file(m, token);
             Ok(ListOutcome::Status(status))
         }
     }
@@ -481,7 +619,8 @@ fn build_list(
     let Some(f) = a.files.get_mut(&token) else { return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES)) };
     let origin = request.current_va.get() >> shift.0;
     f.origin = Some(origin);
-    let runs = plan(&a.config, shift, a.map_buffer, (f.first, f.count), origin, &pieces);
+    let (route, mb, first) = f.routing(&a.config, a.map_buffer);
+    let runs = plan(&route, shift, mb, (first, f.count), origin, &pieces);
     let size = list_size(runs.len());
     let (va, allocated) = match request.buffer {
         Some((va, len)) if size <= u64::from(len) => (va, false),
@@ -501,7 +640,7 @@ fn build_list(
     let fault = |_| m.bugcheck(crate::bugcheck::BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [va.get(), 1, 0, 0]);
     m.space().write(va, &bytes).map_err(fault)?;
     for r in &runs {
-        apply(m, a, token, r, request.write);
+        apply(m, a, token, r, request.write, request.current_va);
     }
     a.lists.insert(va.get(), ListRecord { token, allocated });
     a.lists_built += 1;
@@ -527,10 +666,8 @@ pub fn put_scatter_gather_list(cpu: &Cpu<'_>, object: Va, list: Va) -> Result<Ve
     verify::check(m, !known, [0x06, a.lists_built, a.lists_put + 1, 0])?;
     let Some(record) = a.lists.remove(&list.get()) else { return Ok(Vec::new()) };
     a.lists_put += 1;
-    flush(m, a, record.token);
-    if let Some(f) = a.files.remove(&record.token) {
-        a.registers.free(f.first, f.count);
-    }
+    flush(m, a, record.token)?;
+    a.release_file(m, record.token);
     if record.allocated {
         pool::free(cpu, list, Some(LIST_TAG))?;
     }
@@ -561,7 +698,7 @@ pub fn calculate_scatter_gather_list(
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     let config = a.config;
-    let needed = registers_needed(&config, shift, current_va, length);
+    let needed = registers_needed(m, &config, shift, current_va, length);
     if needed > u64::from(config.map_registers) {
         return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES));
     }

@@ -8,11 +8,17 @@
 //! released with common buffers (0x07), a channel (0x08), map registers (0x09) or
 //! lists (0x0A) outstanding; a second channel at once (0x0B); too many map registers
 //! at once (0x0C); map registers freed while still mapped, i.e. never flushed
-//! (0x10); a zero-length map (0x21).
+//! (0x10); a zero-length map (0x21); a system DMA channel flushed by
+//! FlushAdapterBuffersEx while its transfer is neither complete nor cancelled
+//! (0x23: 0, controller, channel; [`super::v3`]).
 //!
-//! Not made: the shadow buffers with "DmaVrfy0" tags and 0x0F padding (0x0F), the
-//! unlocked-buffer and MDL-range checks (0x0E, 0x1F), double mapping (0x1D), the
-//! adapter reference counts (0x11).
+//! The shadow buffers (0x0F): under DMA checking every bus master's mapping is
+//! double-buffered and framed by "DmaVrfy0" tags and 0x0F padding, checked at the
+//! flush ([`super::shadow`]).
+//!
+//! Not made: the unlocked-buffer and MDL-range checks (0x0E, 0x1F), double mapping
+//! (0x1D), the adapter reference counts (0x11), free map registers overwritten
+//! (0x0F/3).
 
 use crate::bugcheck::BugCheck;
 use crate::ke::irql::Irql;

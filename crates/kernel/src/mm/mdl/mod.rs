@@ -71,7 +71,8 @@ pub const MAX_MDL_SIZE: u64 = 0xFFFF;
 
 /// The longest buffer IoAllocateMdl describes on `edition` (learn.microsoft.com,
 /// "IoAllocateMdl function (wdm.h)"; research/dma-verifier-views.md §4.2): Windows
-/// Vista and Server 2008 2 GB − PAGE_SIZE; Windows 2000, XP and Server 2003
+/// Vista and Server 2008 2 GB − PAGE_SIZE; Windows 7 and later (here Windows 8)
+/// 4 GB − PAGE_SIZE; Windows 2000, XP and Server 2003
 /// `PAGE_SIZE * (65535 - sizeof(MDL)) / sizeof(ULONG_PTR)` with the edition's own
 /// `sizeof(MDL)` (0x1C on x86, 0x30 on 64-bit) — 67,079,168 bytes (≈ 64 MB) on
 /// x86, 33,529,344 (≈ 32 MB) on x64, twice that with IA-64's 8 KB pages. Seed 001:
@@ -80,6 +81,7 @@ pub fn max_mdl_buffer(edition: &Edition) -> u64 {
     let page = edition.arch.page_shift().page_size();
     match edition.release {
         Release::WindowsVista => (2 << 30) - page,
+        Release::Windows8 => (4 << 30) - page,
         _ => {
             let sizeof_mdl = if edition.arch.is_64bit() { 0x30 } else { 0x1C };
             page * (0xFFFF - sizeof_mdl) / edition.arch.pointer_size()

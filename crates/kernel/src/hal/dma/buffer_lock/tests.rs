@@ -31,6 +31,7 @@ fn documented_mdl_limit(c: &MachineConfig) -> u64 {
     use ntmem_machine::{Arch, Release};
     match (c.edition.release, c.edition.arch) {
         (Release::WindowsVista, _) => 2 * GB - 4096,
+        (Release::Windows8, _) => 4 * GB - 4096,
         (_, Arch::X86) => 67_079_168,
         (_, Arch::X64) => 33_529_344,
         (_, Arch::Ia64) => 2 * 33_529_344,
