@@ -39,7 +39,7 @@ use crate::types::NtStatus;
 
 const OFF_CANCEL: usize = 0x44;
 const OFF_CANCEL_IRQL: usize = 0x45;
-const OFF_CANCEL_ROUTINE: usize = 0x68;
+const OFF_CANCEL_ROUTINE: usize = ntmem_kernel::io::irp::OFF_CANCEL_ROUTINE as usize;
 const OFF_DRIVER_CONTEXT_3: usize = 0x90;
 const OFF_CURRENT_STACK: usize = 0xB8;
 const IRP_SIZE: u64 = 0xD0;

@@ -200,14 +200,15 @@ pub extern "win64" fn IoAllocateIrp(stack_size: i8, charge_quota: u8) -> *mut c_
     })
 }
 
-/// `IoFreeIrp`: frees an IRP (0x44 for one that is not an IRP any more).
+/// `IoFreeIrp`: frees an IRP (0x44 for one that is not an IRP any more; I/O
+/// verification's checks in [`stack::io_free_irp`]).
 ///
 /// # Safety
 /// `irp` is the caller's IRP (checked as memory).
 pub unsafe extern "win64" fn IoFreeIrp(irp: *mut c_void) {
     kernel(|cpu| {
         checked(cpu, irp, irp::IRP_SIZE)?;
-        stack::io_free_irp(cpu, Irp(va_of(cpu, irp)))
+        stack::io_free_irp(cpu, Irp(va_of(cpu, irp)), crate::vf::caller_address())
     });
 }
 

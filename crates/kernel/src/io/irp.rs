@@ -17,6 +17,7 @@
 //! | `StackCount` / `CurrentLocation`        | 0x42 / 0x43 |
 //! | `Cancel` / `AllocationFlags`            | 0x44 / 0x47 |
 //! | `UserIosb` / `UserEvent`                | 0x48 / 0x50 |
+//! | `CancelRoutine`                         | 0x68 |
 //! | `UserBuffer`                            | 0x70 |
 //! | `Tail.Overlay.Thread`                   | 0x98 |
 //! | `Tail.Overlay.CurrentStackLocation`     | 0xB8 |
@@ -87,6 +88,8 @@ pub(crate) const OFF_CANCEL: u64 = 0x44;
 pub(crate) const OFF_ALLOCATION_FLAGS: u64 = 0x47;
 pub(crate) const OFF_USER_IOSB: u64 = 0x48;
 pub(crate) const OFF_USER_EVENT: u64 = 0x50;
+/// `CancelRoutine`.
+pub const OFF_CANCEL_ROUTINE: u64 = 0x68;
 pub(crate) const OFF_USER_BUFFER: u64 = 0x70;
 pub(crate) const OFF_THREAD: u64 = 0x98;
 pub(crate) const OFF_CURRENT_STACK: u64 = 0xB8;
@@ -433,7 +436,11 @@ pub(crate) fn finish_request(
     let flags = irp.flags(cpu)?;
     let (mut status, information) = irp.io_status(cpu)?;
     let system = irp.system_buffer(cpu)?;
-    if flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION) && !status.is_error() && system != 0 {
+    let copy_back = flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION);
+    if copy_back && m.verifier().contains(crate::vf::VerifierFlags::IO_VERIFICATION) {
+        check_information(cpu, irp, information)?;
+    }
+    if copy_back && !status.is_error() && system != 0 {
         let len = information.min(system_len);
         let mut data = vec![0u8; len as usize];
         m.space()
@@ -453,4 +460,23 @@ pub(crate) fn finish_request(
     }
     free_mdl_chain(cpu, irp.mdl_address(cpu)?)?;
     Ok((status, information))
+}
+
+/// I/O verification's look at a buffered request's `IoStatus.Information` as the
+/// final completion copies the system buffer back: more than the output part of the
+/// buffer (`OutputBufferLength` of a device control, `Length` of a read — the first
+/// driver's stack location, +0x08 in both) is the non-fatal WDM DRIVER ERROR 0x312
+/// (Microsoft, "Bug Check 0xC9"), recorded as a warning. ntmem copies back at most
+/// the system buffer's length whatever it says; Windows copies `Information` bytes.
+fn check_information(cpu: &Cpu<'_>, irp: Irp, information: u64) -> Result<(), BugCheck> {
+    let [count] = read_bytes::<1>(cpu, at(irp.0, OFF_STACK_COUNT))?;
+    let Some(index) = u64::from(count).checked_sub(1) else { return Ok(()) };
+    let location = Va::new(irp.0.get() + IRP_SIZE + index * STACK_LOCATION_SIZE);
+    let output = u64::from(u32::from_le_bytes(read_bytes(cpu, at(location, 0x08))?));
+    if information > output {
+        let device = u64::from_le_bytes(read_bytes(cpu, at(location, 0x28))?);
+        let code = crate::vf::WdmError::INFORMATION_TOO_LARGE;
+        cpu.machine().vf().wdm_error(crate::vf::WdmError { code, irp: irp.0.get(), device });
+    }
+    Ok(())
 }

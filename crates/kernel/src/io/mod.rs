@@ -191,12 +191,16 @@ pub(crate) struct IrpRecord {
     pub completed: Option<(NtStatus, u64)>,
     /// Who made it.
     pub origin: IrpOrigin,
+    /// `PendingReturned` when the I/O manager's final completion ran: whether the
+    /// top driver marked it pending (I/O verification compares it with what the
+    /// dispatch routine returned, [`returns::check_pending`]).
+    pub pending_returned: bool,
 }
 
 impl IrpRecord {
     /// The record of an IRP a caller's request made.
     pub(crate) fn request(process: Option<Arc<Process>>, system_buffer_len: u64) -> IrpRecord {
-        IrpRecord { process, system_buffer_len, completed: None, origin: IrpOrigin::Request }
+        IrpRecord { process, system_buffer_len, completed: None, origin: IrpOrigin::Request, pending_returned: false }
     }
 }
 

@@ -17,6 +17,7 @@
 
 mod deadlock;
 pub mod faults;
+pub mod io;
 pub mod tracking;
 pub mod violation;
 
@@ -25,6 +26,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::ex::pool::PoolTag;
 pub use faults::{FaultSettings, Injection};
+pub use io::{IoViolation, WdmError};
 pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
 pub use violation::Violation;
 
@@ -175,6 +177,8 @@ struct State {
     counters: Counters,
     locks: deadlock::Locks,
     irql_log: std::collections::VecDeque<IrqlTransition>,
+    /// I/O verification's non-fatal errors, in order.
+    wdm_errors: Vec<WdmError>,
 }
 
 /// How many injections the history keeps (`!verifier 4` shows the latest).
@@ -370,6 +374,16 @@ impl Verifier {
     /// The log of recent allocate and free operations, oldest first.
     pub fn log(&self) -> Vec<LogEntry> {
         self.state().tracking.log()
+    }
+
+    /// Records a non-fatal WDM DRIVER ERROR of I/O verification ([`io`]).
+    pub fn wdm_error(&self, error: WdmError) {
+        self.state().wdm_errors.push(error);
+    }
+
+    /// I/O verification's non-fatal errors so far, in order.
+    pub fn wdm_errors(&self) -> Vec<WdmError> {
+        self.state().wdm_errors.clone()
     }
 
     /// The calls low resources simulation failed, oldest first.

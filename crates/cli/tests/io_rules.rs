@@ -1,0 +1,159 @@
+//! The I/O manager's rules, each broken by a C driver (`tests/drivers/io_rules.c`,
+//! the rule chosen with `-DRULE=n`) and judged by the bugcheck and parameters
+//! Windows gives — with Driver Verifier's I/O verification where Windows needs it
+//! (Microsoft, "Bug Check 0xC9: DRIVER_VERIFIER_IOMANAGER_VIOLATION"; research note
+//! `dma-verifier-views.md` §3.7) — or by the non-fatal WDM DRIVER ERROR the report
+//! lists as a warning.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `driver` built with `-DRULE=rule` under one METHOD_BUFFERED IOCTL (output 4
+/// bytes) and `extra` flags; returns the JSON report.
+fn run_rule(driver: &str, rule: u32, extra: &[&str]) -> Value {
+    let dir =
+        std::env::temp_dir().join(format!("ntmem-io-rules-{}-{driver}-{rule}-{}", std::process::id(), extra.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("s.toml");
+    std::fs::write(&scenario, "[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 4 }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(driver))
+        .args(["--scenario", scenario.to_str().unwrap(), "--json"])
+        .args(extra)
+        .env("CFLAGS", format!("-DRULE={rule}"))
+        .output()
+        .expect("ntmem runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// The bugcheck's code and parameters (None: no stop).
+fn stop(v: &Value) -> Option<(u64, Vec<u64>)> {
+    let b = &v["bugcheck"];
+    let code = b["code"].as_u64()?;
+    Some((code, b["parameters"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect()))
+}
+
+/// The WDM DRIVER ERROR codes the report lists as warnings.
+fn warnings(v: &Value) -> Vec<u64> {
+    let list = v["verifier_state"]["wdm_errors"].as_array().cloned().unwrap_or_default();
+    list.iter().map(|w| w["code"].as_u64().unwrap()).collect()
+}
+
+const IO: &[&str] = &["--verifier", "io"];
+
+#[test]
+fn a_driver_that_pends_marks_and_completes_properly_breaks_no_rule() {
+    let v = run_rule("io_rules.c", 0, IO);
+    assert_eq!(stop(&v), None, "{v}");
+    assert_eq!(warnings(&v), Vec::<u64>::new(), "{v}");
+    assert_eq!(v["steps"][0]["status"], 0, "{v}");
+    assert_eq!(v["exit"], 0, "{v}");
+}
+
+/// Enhanced I/O verification: STATUS_PENDING if and only if IoMarkIrpPending —
+/// either way round a non-fatal WDM DRIVER ERROR (0x23D, 0x23E), a warning; without
+/// the option nothing is said.
+#[test]
+fn pending_returned_without_the_mark_and_the_mark_without_pending_are_warnings() {
+    let v = run_rule("io_rules.c", 1, IO);
+    assert_eq!(stop(&v), None, "non-fatal: {v}");
+    assert_eq!(warnings(&v), [0x23D], "{v}");
+    let w = &v["verifier_state"]["wdm_errors"][0];
+    assert_ne!(w["irp"], 0, "{v}");
+    assert_ne!(w["device"], 0, "{v}");
+    let v = run_rule("io_rules.c", 2, IO);
+    assert_eq!(stop(&v), None, "{v}");
+    assert_eq!(warnings(&v), [0x23E], "{v}");
+    let v = run_rule("io_rules.c", 1, &[]);
+    assert_eq!(v["verifier_state"], Value::Null, "{v}");
+    assert_eq!(stop(&v), None, "{v}");
+}
+
+#[test]
+fn information_beyond_the_output_buffer_is_warning_0x312() {
+    let v = run_rule("io_rules.c", 3, IO);
+    assert_eq!(stop(&v), None, "{v}");
+    assert_eq!(warnings(&v), [0x312], "{v}");
+    // The caller gets at most the system buffer (max(input, output) = 4 bytes).
+    assert_eq!(v["steps"][0]["output"].as_str().map(str::len), Some(8), "{v}");
+}
+
+#[test]
+fn completing_with_the_cancel_routine_still_set_is_0xc9_0x07() {
+    let (code, p) = stop(&run_rule("io_rules.c", 4, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[3]), (0xC9, 0x07, 0), "{p:x?}");
+    assert_ne!(p[1], 0, "the cancel routine");
+    assert_ne!(p[2], 0, "the IRP");
+    assert_ne!(p[1], p[2]);
+    // Windows' free kernel does not look.
+    assert_eq!(stop(&run_rule("io_rules.c", 4, &[])), None);
+}
+
+#[test]
+fn io_call_driver_above_dispatch_level_is_0xc9_0x10_with_the_irql() {
+    let (code, p) = stop(&run_rule("io_rules.c", 5, IO)).expect("a stop");
+    assert_eq!((code, p.as_slice()), (0xC9, [0x10, 3, 0, 0].as_slice()), "{p:x?}");
+}
+
+#[test]
+fn io_complete_request_above_dispatch_level_is_0xc9_0x0e_with_the_irql_and_irp() {
+    let (code, p) = stop(&run_rule("io_rules.c", 6, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[1], p[3]), (0xC9, 0x0E, 3, 0), "{p:x?}");
+    assert_ne!(p[2], 0, "the IRP");
+}
+
+/// IoFreeIrp of an IRP a driver below still holds (pending) is the fatal WDM DRIVER
+/// ERROR 0x20B: the driver's address, the IRP, the device holding it.
+#[test]
+fn freeing_an_irp_still_in_flight_is_wdm_driver_error_0x20b() {
+    let v = run_rule("io_rules.c", 7, IO);
+    let (code, p) = stop(&v).expect("a stop");
+    assert_eq!((code, p[0]), (0xC9, 0x20B), "{p:x?}");
+    assert!(p[1] != 0 && p[2] != 0 && p[3] != 0, "{p:x?}");
+    assert!(v["debug_output"].as_str().unwrap().contains("the IRP is pending below"), "{v}");
+    let analysis = v["bugcheck"]["analysis"].as_str().unwrap();
+    assert!(analysis.contains("io_rules!DriverEntry"), "the caller is named: {analysis}");
+    assert_eq!(stop(&run_rule("io_rules.c", 7, &[])), None, "the free kernel frees it");
+}
+
+#[test]
+fn freeing_an_irp_the_io_manager_threaded_is_0xc9_0x02() {
+    let (code, p) = stop(&run_rule("io_rules.c", 8, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[2], p[3]), (0xC9, 0x02, 0, 0), "{p:x?}");
+    assert_ne!(p[1], 0, "the IRP");
+}
+
+#[test]
+fn a_bad_buffer_for_the_irp_builders_is_0xc9_0x09_and_0x08_under_io_verification_else_null() {
+    let (code, p) = stop(&run_rule("io_rules.c", 9, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[2], p[3]), (0xC9, 0x09, 0x22_2000, 0xC000_0005), "{p:x?}");
+    assert_ne!(p[1], 0, "the device");
+    let v = run_rule("io_rules.c", 9, &[]);
+    assert_eq!(stop(&v), None, "{v}");
+    assert!(v["debug_output"].as_str().unwrap().contains("IoBuildDeviceIoControlRequest returned NULL"), "{v}");
+
+    let (code, p) = stop(&run_rule("io_rules.c", 10, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[2], p[3]), (0xC9, 0x08, 0x04, 0xC000_0005), "{p:x?}");
+    assert_ne!(p[1], 0, "the device");
+    let v = run_rule("io_rules.c", 10, &[]);
+    assert!(v["debug_output"].as_str().unwrap().contains("IoBuildAsynchronousFsdRequest returned NULL"), "{v}");
+}
+
+/// Under I/O verification IoAllocateIrp's IRPs come from special pool: a read after
+/// IoFreeIrp is DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL (0xD5: address, 0 read, IP).
+#[test]
+fn an_irp_read_after_io_free_irp_is_0xd5_under_io_verification() {
+    let v = run_rule("io_rules.c", 11, IO);
+    let (code, p) = stop(&v).expect("a stop");
+    assert_eq!((code, p[1], p[3]), (0xD5, 0, 0), "{p:x?}");
+    assert_ne!(p[0], 0, "the IRP's address");
+    assert_ne!(p[2], 0, "the driver's instruction");
+    assert_eq!(v["bugcheck"]["driver"], "io_rules.sys", "{v}");
+    let v = run_rule("io_rules.c", 11, &[]);
+    assert_eq!(stop(&v), None, "normal pool: the read goes unnoticed: {v}");
+}
