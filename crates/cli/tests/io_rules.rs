@@ -157,3 +157,16 @@ fn an_irp_read_after_io_free_irp_is_0xd5_under_io_verification() {
     let v = run_rule("io_rules.c", 11, &[]);
     assert_eq!(stop(&v), None, "normal pool: the read goes unnoticed: {v}");
 }
+
+/// A status block or event that was a local of a routine that returned before the
+/// IRP completed: 0xC9/0x0C (the status block), 0xC9/0x0D (the event).
+#[test]
+fn an_iosb_or_event_on_an_unwound_stack_is_0xc9_0x0c_or_0x0d() {
+    let (code, p) = stop(&run_rule("io_rules.c", 12, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[2], p[3]), (0xC9, 0x0C, 0, 0), "{p:x?}");
+    assert_ne!(p[1], 0, "the status block");
+    let (code, p) = stop(&run_rule("io_rules.c", 13, IO)).expect("a stop");
+    assert_eq!((code, p[0], p[2], p[3]), (0xC9, 0x0D, 0, 0), "{p:x?}");
+    assert_ne!(p[1], 0, "the event");
+    assert_eq!(stop(&run_rule("io_rules.c", 12, &[])), None, "Windows writes it wherever it points");
+}

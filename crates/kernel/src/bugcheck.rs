@@ -459,6 +459,8 @@ subcodes! {
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x07 ["0x07: IoCompleteRequest while the IRP's cancel routine was still set", "Address of the cancel routine", "The IRP", "0"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x08 ["0x08: IoBuildAsynchronousFsdRequest was given an invalid buffer", "The device object", "The major function", "The exception's status"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x09 ["0x09: IoBuildDeviceIoControlRequest was given an invalid buffer", "The device object", "The I/O control code", "The exception's status"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0C ["0x0C: the IRP's I/O status block is on a stack that has already unwound past it", "Address of the I/O status block", "0", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0D ["0x0D: the IRP's user event is on a stack that has already unwound past it", "Address of the user event", "0", "0"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0E ["0x0E: IoCompleteRequest above DISPATCH_LEVEL", "Current IRQL", "The IRP", "0"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x10 ["0x10: IoCallDriver above DISPATCH_LEVEL", "Current IRQL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x20B ["0x20B (WDM DRIVER ERROR, fatal): IoFreeIrp of an IRP still in use", "Address in the driver's code where the error was detected", "The IRP", "The device object holding it"];

@@ -119,7 +119,8 @@ pub(crate) fn complete(irp: *mut c_void) {
                 step = kernel(|cpu| stack::resume(cpu, Irp(va_of(cpu, irp))));
             }
             Completion::Finished(Final::Done) => return,
-            Completion::Finished(Final::Signal(event)) => {
+            Completion::Finished(Final::Signal { event, iosb }) => {
+                kernel(|cpu| check_unwound(cpu, iosb, event));
                 if event != 0 {
                     // SAFETY: the KEVENT the IRP's builder named (checked by KeSetEvent).
                     unsafe { crate::ke_dispatcher::KeSetEvent(event as *mut c_void, 0, 0) };
@@ -135,6 +136,33 @@ pub(crate) fn complete(irp: *mut c_void) {
             }
         }
     }
+}
+
+/// I/O verification's look at a threaded IRP's `UserIosb` and `UserEvent` as its
+/// final completion uses them: one below the stack pointer of the driver that
+/// completes it, on the same kernel stack, belongs to a frame that has returned —
+/// a local of the routine that built the IRP and did not wait for it —, which is
+/// DRIVER_VERIFIER_IOMANAGER_VIOLATION 0x0C (the I/O status block) or 0x0D (the
+/// event) (Microsoft, "Bug Check 0xC9"). A completion on another stack (a DPC, a
+/// timer, another thread) cannot tell and is not checked. Without the option
+/// Windows writes the status block and signals the event wherever they point — on
+/// a live stack, into whatever frame is there now.
+fn check_unwound(cpu: &Cpu<'_>, iosb: u64, event: u64) -> Result<(), BugCheck> {
+    if !cpu.machine().verifier().contains(ntmem_kernel::vf::VerifierFlags::IO_VERIFICATION) {
+        return Ok(());
+    }
+    let (Some(stack), Some(frame)) = (ntmem_host::guard::current_stack(), ntmem_host::thunk::driver_frame()) else {
+        return Ok(());
+    };
+    let dead = stack.base as u64..frame.rsp;
+    let host = |va: u64| host_ptr(cpu, (va != 0).then(|| Va::new(va))) as u64;
+    if dead.contains(&host(iosb)) {
+        return Err(ntmem_kernel::vf::IoViolation::IosbOnUnwoundStack { iosb }.stop(cpu.machine()));
+    }
+    if dead.contains(&host(event)) {
+        return Err(ntmem_kernel::vf::IoViolation::EventOnUnwoundStack { event }.stop(cpu.machine()));
+    }
+    Ok(())
 }
 
 /// `IofCallDriver` (behind the `IoCallDriver` macro): the next stack location becomes

@@ -135,8 +135,14 @@ pub struct CompletionCall {
 pub enum Final {
     /// Nothing: the IRP is done.
     Done,
-    /// Signal the event at this address (`UserEvent`, 0: none), as `KeSetEvent`.
-    Signal(u64),
+    /// A threaded IRP's `UserIosb` was written: signal its `UserEvent`, as
+    /// `KeSetEvent`.
+    Signal {
+        /// `UserEvent` (0: none).
+        event: u64,
+        /// `UserIosb` (0: none), written already.
+        iosb: u64,
+    },
     /// The last associated IRP of this master completed: complete the master.
     Master(Irp),
 }
@@ -480,7 +486,7 @@ pub fn final_completion(cpu: &Cpu<'_>, irp: Irp) -> Result<Final, BugCheck> {
                 put_u64(cpu, Va::new(iosb + 8), information)?;
             }
             free_irp(cpu, irp)?;
-            Ok(Final::Signal(event))
+            Ok(Final::Signal { event, iosb })
         }
         IrpOrigin::Associated => {
             irp::finish_request(cpu, irp, None, 0)?;

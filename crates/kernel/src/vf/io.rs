@@ -75,6 +75,17 @@ pub enum IoViolation {
         /// The status of the exception the buffer raised.
         status: u32,
     },
+    /// 0x0C: the IRP's I/O status block lies on a stack that has unwound past it
+    /// (a local of a routine that returned before the IRP completed).
+    IosbOnUnwoundStack {
+        /// The I/O status block.
+        iosb: u64,
+    },
+    /// 0x0D: the IRP's user event lies on a stack that has unwound past it.
+    EventOnUnwoundStack {
+        /// The event.
+        event: u64,
+    },
     /// 0x0E: `IoCompleteRequest` above DISPATCH_LEVEL.
     CompletedAboveDispatch {
         /// The caller's IRQL.
@@ -111,6 +122,8 @@ impl IoViolation {
             IoViolation::CompletedWithCancelRoutine { routine, irp } => [0x07, routine, irp, 0],
             IoViolation::BadFsdBuffer { device, major, status } => [0x08, device, major, u64::from(status)],
             IoViolation::BadIoctlBuffer { device, code, status } => [0x09, device, u64::from(code), u64::from(status)],
+            IoViolation::IosbOnUnwoundStack { iosb } => [0x0C, iosb, 0, 0],
+            IoViolation::EventOnUnwoundStack { event } => [0x0D, event, 0, 0],
             IoViolation::CompletedAboveDispatch { irql, irp } => [0x0E, i(irql), irp, 0],
             IoViolation::CalledAboveDispatch { irql } => [0x10, i(irql), 0, 0],
             IoViolation::FreedIrpInUse { caller, irp, device } => [0x20B, caller, irp, device],
