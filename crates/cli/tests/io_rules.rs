@@ -170,3 +170,27 @@ fn an_iosb_or_event_on_an_unwound_stack_is_0xc9_0x0c_or_0x0d() {
     assert_ne!(p[1], 0, "the event");
     assert_eq!(stop(&run_rule("io_rules.c", 12, &[])), None, "Windows writes it wherever it points");
 }
+
+/// A device object is reference-counted: IoGetAttachedDeviceReference takes a
+/// reference, IoDeleteDevice unlinks the device at once but its memory stays until
+/// the last ObDereferenceObject; a reference kept is the device's pool left behind;
+/// one dereference too many is REFERENCE_BY_POINTER (0x18: type, object, 0, 0).
+#[test]
+fn a_deleted_device_lives_until_its_last_reference_goes() {
+    let v = run_rule("device_refs.c", 0, &[]);
+    assert_eq!(stop(&v), None, "{v}");
+    let out = v["debug_output"].as_str().unwrap();
+    assert!(out.contains("top of the stack is the device: 1"), "{out}");
+    assert!(out.contains("deleted; Type still reads 3, DriverObject->DeviceObject 0000000000000000"), "{out}");
+    let devi = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "Devi").cloned().unwrap();
+    assert_eq!((devi["allocs"].clone(), devi["frees"].clone()), (1.into(), 1.into()), "{v}");
+
+    let v = run_rule("device_refs.c", 1, &[]);
+    assert_eq!(stop(&v), None, "{v}");
+    let devi = v["pool"].as_array().unwrap().iter().find(|r| r["tag"] == "Devi").cloned().unwrap();
+    assert_eq!((devi["allocs"].clone(), devi["frees"].clone()), (1.into(), 0.into()), "kept alive: {v}");
+
+    let (code, p) = stop(&run_rule("device_refs.c", 2, &[])).expect("a stop");
+    assert_eq!((code, p[2], p[3]), (0x18, 0, 0), "{p:x?}");
+    assert!(p[0] != 0 && p[1] != 0, "{p:x?}");
+}

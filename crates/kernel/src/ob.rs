@@ -3,7 +3,7 @@
 //! (learn.microsoft.com "ObReferenceObjectByHandle", "ObDereferenceObject",
 //! "ZwClose", "Object Handles").
 //!
-//! Only objects inserted here are counted (system threads today; the I/O manager's
+//! Only objects inserted here are counted (system threads and device objects; the I/O manager's
 //! file objects and a scenario's events and processes may be inserted with
 //! [`Objects::insert`] and given handles with [`Objects::open`]); a handle holds one
 //! reference, as on Windows. Handles are kernel handles: as
@@ -24,6 +24,8 @@ pub enum ObjectType {
     Process,
     /// `IoFileObjectType`: a file object.
     File,
+    /// `IoDeviceObjectType`: a device object ([`crate::io::device`]).
+    Device,
 }
 
 /// A handle's entry.

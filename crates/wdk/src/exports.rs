@@ -186,7 +186,7 @@ exports! {
     // DMA (issue 13): the one export; the DMA_OPERATIONS routines are table slots.
     Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "a pre-Windows 8 HAL: description version 3 gets NULL; BuildMdlFromScatterGatherList's slot is NULL";
     Ntoskrnl Routine IoAttachDeviceToDeviceStackSafe(pnp) Passive;
-    Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch "device objects are not reference-counted";
+    Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch;
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
     Ntoskrnl Routine MmBuildMdlForNonPagedPool(mdl) Dispatch;
@@ -376,8 +376,8 @@ exports! {
     Ntoskrnl Routine ZwClose(ob) Passive "kernel handles to objects ntmem creates (threads)";
     Ntoskrnl Routine ObReferenceObjectByHandle(ob) Passive "handles to threads; event handles cannot be created yet";
     Ntoskrnl Routine ObReferenceObjectByPointer(ob) Dispatch;
-    Ntoskrnl Routine ObfReferenceObject(ob) Dispatch "objects ntmem does not count (devices, files) are left alone";
-    Ntoskrnl Routine ObfDereferenceObject(ob) Dispatch "objects ntmem does not count (devices, files) are left alone";
+    Ntoskrnl Routine ObfReferenceObject(ob) Dispatch "objects ntmem does not count (file objects) are left alone";
+    Ntoskrnl Routine ObfDereferenceObject(ob) Dispatch "objects ntmem does not count (file objects) are left alone";
     Ntoskrnl Routine ObfReferenceObjectWithTag(ob) Dispatch "as ObfReferenceObject";
     Ntoskrnl Routine ObfDereferenceObjectWithTag(ob) Dispatch "as ObfDereferenceObject";
     Ntoskrnl Routine ExInitializeResourceLite(ex_resource) Dispatch;

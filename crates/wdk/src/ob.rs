@@ -19,14 +19,18 @@
 //! (STATUS_ACCESS_DENIED); KernelMode callers are not checked, as on Windows. The
 //! handle `NtCurrentThread()` (-2) names the calling system thread.
 //!
-//! **Where it differs.** Objects ntmem does not count (device objects, file objects,
-//! the requesting thread) are references ntmem ignores: referencing or
+//! Device objects are counted too ([`ntmem_kernel::io::device`]): a reference keeps
+//! a deleted device's memory until the last `ObDereferenceObject`.
+//!
+//! **Where it differs.** Objects ntmem does not count (file objects, the requesting
+//! thread) are references ntmem ignores: referencing or
 //! dereferencing them changes nothing. Event, process and file objects exist only as
 //! types to check against until something inserts them
 //! ([`ntmem_kernel::ob::Objects::insert`]): no routine creates a handle to one yet.
 
 use std::ffi::c_void;
 
+use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::ob::{Dereferenced, ObjectType};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu};
 
@@ -57,6 +61,9 @@ pub static EVENT_TYPE: TypeBlock = TypeBlock(*b"Event\0\0\0\0\0\0\0\0\0\0\0");
 pub static PROCESS_TYPE: TypeBlock = TypeBlock(*b"Process\0\0\0\0\0\0\0\0\0");
 /// The block `*IoFileObjectType` points at.
 pub static FILE_TYPE: TypeBlock = TypeBlock(*b"File\0\0\0\0\0\0\0\0\0\0\0\0");
+/// The device object type's block (`IoDeviceObjectType`, not exported yet): what
+/// REFERENCE_BY_POINTER names for a device.
+pub static DEVICE_TYPE: TypeBlock = TypeBlock(*b"Device\0\0\0\0\0\0\0\0\0\0");
 
 /// The variable `PsThreadType` points at: it holds the thread type's `POBJECT_TYPE`
 /// (the WDK declares the export `POBJECT_TYPE *`).
@@ -75,14 +82,21 @@ pub fn type_pointer(t: ObjectType) -> u64 {
         ObjectType::Event => std::ptr::addr_of!(EVENT_TYPE) as u64,
         ObjectType::Process => std::ptr::addr_of!(PROCESS_TYPE) as u64,
         ObjectType::File => std::ptr::addr_of!(FILE_TYPE) as u64,
+        ObjectType::Device => std::ptr::addr_of!(DEVICE_TYPE) as u64,
     }
 }
 
 /// Drops one reference to `object`; the last deletes it; one too many is
 /// REFERENCE_BY_POINTER (0x18: type, object, 0, 0).
 pub(crate) fn dereference(cpu: &Cpu<'_>, object: u64) -> Result<(), BugCheck> {
+    let kind = cpu.machine().objects().get(object).map(|(k, _)| k);
     match cpu.machine().objects().dereference(object) {
         Dereferenced::Live | Dereferenced::Unknown => Ok(()),
+        // A device IoDeleteDevice deleted already (its own reference gone first).
+        Dereferenced::Last if kind == Some(ObjectType::Device) => ntmem_kernel::io::device::free_deleted(
+            cpu,
+            DeviceObject(crate::context::va_of(cpu, object as *const c_void)),
+        ),
         Dereferenced::Last if cpu.machine().workers().thread(object).is_some() => crate::ps::delete_thread(cpu, object),
         // Other objects are deleted by whoever inserted them, when they see it gone.
         Dereferenced::Last => Ok(()),

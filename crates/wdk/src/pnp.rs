@@ -88,8 +88,8 @@ pub unsafe extern "win64" fn IoAttachDeviceToDeviceStackSafe(
 
 /// `IoGetAttachedDeviceReference` (learn.microsoft.com,
 /// "IoGetAttachedDeviceReference function (wdm.h)"): the highest device of
-/// `DeviceObject`'s stack. Windows takes a reference on it for the caller to drop
-/// with `ObDereferenceObject`; ntmem does not count references to device objects.
+/// `DeviceObject`'s stack, with a reference for the caller to drop with
+/// `ObDereferenceObject` ([`ntmem_kernel::io::device`]).
 ///
 /// # Safety
 /// `device` is a device object (checked as memory).
@@ -97,6 +97,7 @@ pub unsafe extern "win64" fn IoGetAttachedDeviceReference(device: *mut c_void) -
     kernel(|cpu| {
         crate::context::checked(cpu, device, ntmem_kernel::io::device::DEVICE_OBJECT_SIZE)?;
         let top = pnp::io_get_attached_device(cpu, DeviceObject(va_of(cpu, device)))?;
+        cpu.machine().objects().reference(ntmem_kernel::io::device::ob_key(cpu, top));
         Ok(host_ptr(cpu, Some(top.0)))
     })
 }
