@@ -194,3 +194,21 @@ fn a_deleted_device_lives_until_its_last_reference_goes() {
     assert_eq!((code, p[2], p[3]), (0x18, 0, 0), "{p:x?}");
     assert!(p[0] != 0 && p[1] != 0, "{p:x?}");
 }
+
+/// IO_REMOVE_LOCK as the free build keeps it: IoReleaseRemoveLockAndWait returns
+/// once every other acquisition is released, later acquisitions get
+/// STATUS_DELETE_PENDING; one still held that nothing can release is a wait that
+/// never ends.
+#[test]
+fn a_remove_lock_drains_before_release_and_wait_returns_and_refuses_later_acquires() {
+    let v = run_rule("remove_lock.c", 0, &[]);
+    assert_eq!(stop(&v), None, "{v}");
+    let out = v["debug_output"].as_str().unwrap();
+    assert!(out.contains("acquired 0x0 0x0, count 3"), "{out}");
+    assert!(out.contains("removed 1, count 0, acquire after the wait 0xc0000056"), "{out}");
+
+    let v = run_rule("remove_lock.c", 1, &[]);
+    assert_eq!(v["halt"]["kind"], "wait_never_ends", "{v}");
+    assert_eq!(v["exit"], 4, "{v}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("acquire after the wait"), "{v}");
+}

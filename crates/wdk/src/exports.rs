@@ -409,9 +409,9 @@ exports! {
     Ntoskrnl Routine IoMakeAssociatedIrp(io_stack) Dispatch;
     Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: START and REMOVE succeed, other PnP IRPs keep their status";
     Ntoskrnl Routine IoSetCompletionRoutineEx(io_stack) Dispatch "no context keeps the driver loaded until the routine runs";
-    Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception (0xC9/0x09 under I/O verification)";
     Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
-    Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception (0xC9/0x08 under I/O verification)";
     // Device queues and StartIo (issue 12).
     Ntoskrnl Routine KeInitializeDeviceQueue(io_start) Passive;
     Ntoskrnl Routine KeInsertDeviceQueue(io_start) Dispatch;
@@ -422,6 +422,11 @@ exports! {
     Ntoskrnl Routine IoStartPacket(io_start) Dispatch;
     Ntoskrnl Routine IoStartNextPacket(io_start) Dispatch;
     Ntoskrnl Routine IoStartNextPacketByKey(io_start) Dispatch;
+    // Remove locks, power and PnP pass-through, I/O verification (issue 12 items 4-5, issue 14 item 6).
+    Ntoskrnl Routine IoInitializeRemoveLockEx(io_remove_lock) Passive "the free build's lock: tags, file and line are not tracked";
+    Ntoskrnl Routine IoAcquireRemoveLockEx(io_remove_lock) Dispatch "the free build's lock: tags, file and line are not tracked";
+    Ntoskrnl Routine IoReleaseRemoveLockEx(io_remove_lock) Dispatch "the free build's lock: a release without an acquire is not caught";
+    Ntoskrnl Routine IoReleaseRemoveLockAndWaitEx(io_remove_lock) Passive;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

@@ -57,6 +57,8 @@ pub mod io;
 #[allow(non_snake_case)]
 pub mod io_cancel;
 #[allow(non_snake_case)]
+pub mod io_remove_lock;
+#[allow(non_snake_case)]
 pub mod io_stack;
 #[allow(non_snake_case)]
 pub mod io_start;
