@@ -212,3 +212,68 @@ fn a_remove_lock_drains_before_release_and_wait_returns_and_refuses_later_acquir
     assert_eq!(v["exit"], 4, "{v}");
     assert!(!v["debug_output"].as_str().unwrap().contains("acquire after the wait"), "{v}");
 }
+
+/// Runs `driver` built with `-DRULE=rule` under scenario `toml`; the JSON report and
+/// the process's exit status.
+fn run_scenario(driver: &str, rule: u32, tag: &str, toml: &str) -> (Value, Option<i32>) {
+    let dir = std::env::temp_dir().join(format!("ntmem-io-rules-{}-{tag}-{rule}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("s.toml");
+    std::fs::write(&scenario, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(driver))
+        .args(["--scenario", scenario.to_str().unwrap(), "--json"])
+        .env("CFLAGS", format!("-DRULE={rule}"))
+        .output()
+        .expect("ntmem runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_slice(&out.stdout).unwrap_or(Value::String(text)), out.status.code())
+}
+
+/// Power IRPs reach the function driver's IRP_MJ_POWER routine with
+/// Parameters.Power filled; it passes them to the PDO with PoCallDriver and records
+/// the device state with PoSetPowerState. The removal is the query, then the remove.
+#[test]
+fn power_irps_pass_through_and_a_removal_is_queried_first() {
+    let toml = "[[step]]\npower = { minor = \"query_power\", system_state = \"S3\" }\n\
+                [[step]]\npower = { minor = \"set_power\", device_state = \"D3\" }\n\
+                [[step]]\npower = { minor = \"set_power\", device_state = \"D0\" }\n";
+    let (v, code) = run_scenario("power_pnp.c", 0, "power", toml);
+    assert_eq!(code, Some(0), "{v}");
+    let out = v["debug_output"].as_str().unwrap();
+    assert!(out.contains("power: minor 3 type 0 state 4 action 2\npower: D0 -> D3\npower: D3 -> D0\n"), "{out}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["kind"], "power");
+    assert!(steps.iter().all(|s| s["status"] == 0 && s["completed"] == true), "the PDO succeeds them: {v}");
+    assert_eq!(steps[1]["note"], "IRP_MN_SET_POWER, device state D3", "{v}");
+    assert!(out.contains("pnp: minor 0x1\npnp: minor 0x2\n"), "query-remove, then remove: {out}");
+    let pnp: Vec<_> = v["pnp"].as_array().unwrap().iter().map(|e| e["step"].as_str().unwrap().to_string()).collect();
+    assert_eq!(pnp, ["AddDevice", "IRP_MN_START_DEVICE", "IRP_MN_QUERY_REMOVE_DEVICE", "IRP_MN_REMOVE_DEVICE"]);
+}
+
+/// A vetoed query-remove is cancelled; the run then pulls the device: surprise
+/// removal, then remove.
+#[test]
+fn a_vetoed_removal_is_cancelled_then_the_device_is_pulled() {
+    let (v, _) = run_scenario("power_pnp.c", 1, "veto", "");
+    let out = v["debug_output"].as_str().unwrap();
+    assert!(out.contains("pnp: minor 0x1\npnp: minor 0x3\npnp: minor 0x17\npnp: minor 0x2\n"), "{out}");
+    let pnp: Vec<_> = v["pnp"].as_array().unwrap().iter().map(|e| (e["step"].clone(), e["status"].clone())).collect();
+    assert_eq!(pnp[2], ("IRP_MN_QUERY_REMOVE_DEVICE".into(), 0xC000_0001_u32.into()), "{v}");
+    assert_eq!(pnp.len(), 6, "{v}");
+}
+
+#[test]
+fn a_bad_power_step_is_a_clear_error() {
+    for (toml, says) in [
+        ("[[step]]\npower = { minor = \"wait_wake\", system_state = \"S3\" }\n", "use set_power or query_power"),
+        ("[[step]]\npower = { minor = \"set_power\", system_state = \"S6\" }\n", "use S0 to S5"),
+        ("[[step]]\npower = { minor = \"set_power\", device_state = \"D4\" }\n", "use D0 to D3"),
+        ("[[step]]\npower = { minor = \"set_power\" }\n", "exactly one of system_state and device_state"),
+    ] {
+        let (v, code) = run_scenario("power_pnp.c", 0, &format!("bad{}", says.len()), toml);
+        assert_eq!(code, Some(2), "{v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{v}");
+    }
+}

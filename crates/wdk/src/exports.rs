@@ -407,7 +407,7 @@ exports! {
     Ntoskrnl Routine IoReuseIrp(io_stack) Dispatch;
     Ntoskrnl Routine IoInitializeIrp(io_stack) Dispatch;
     Ntoskrnl Routine IoMakeAssociatedIrp(io_stack) Dispatch;
-    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: START and REMOVE succeed, other PnP IRPs keep their status";
+    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: start, stop, removal, set-power and query-power succeed, other PnP and power IRPs keep their status";
     Ntoskrnl Routine IoSetCompletionRoutineEx(io_stack) Dispatch "no context keeps the driver loaded until the routine runs";
     Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception (0xC9/0x09 under I/O verification)";
     Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
@@ -427,6 +427,9 @@ exports! {
     Ntoskrnl Routine IoAcquireRemoveLockEx(io_remove_lock) Dispatch "the free build's lock: tags, file and line are not tracked";
     Ntoskrnl Routine IoReleaseRemoveLockEx(io_remove_lock) Dispatch "the free build's lock: a release without an acquire is not caught";
     Ntoskrnl Routine IoReleaseRemoveLockAndWaitEx(io_remove_lock) Passive;
+    Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
+    Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
+    Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

@@ -397,7 +397,7 @@ impl Report {
             || !self.leaks.is_empty()
             || !self.symbolic_links.is_empty()
             || self.steps.iter().any(|s| !s.ok)
-            || self.pnp.iter().any(|e| e.status.is_some_and(|s| s < 0))
+            || self.pnp.iter().any(PnpEvent::failed)
         {
             1
         } else {
@@ -421,7 +421,7 @@ impl Report {
             let status = s.status.map_or("no status".to_string(), |v| status_text(v as i32));
             return format!("step {} (line {}, {}) failed: {status}", s.index, s.line, s.kind);
         }
-        if let Some(e) = self.pnp.iter().find(|e| e.status.is_some_and(|s| s < 0)) {
+        if let Some(e) = self.pnp.iter().find(|e| e.failed()) {
             return format!("{} failed: {}", e.step, status_text(e.status.unwrap_or(0)));
         }
         if !self.leaks.is_empty() {

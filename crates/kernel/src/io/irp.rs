@@ -33,6 +33,7 @@
 //! | `Parameters.Read/Write.Length` / `.Key` / `.Flags`       | 0x08 / 0x10 / 0x14 |
 //! | `Parameters.Read/Write.ByteOffset`                       | 0x18 |
 //! | `Parameters.StartDevice.AllocatedResources` / `…Translated` | 0x08 / 0x10 |
+//! | `Parameters.Power.SystemContext` / `.Type` / `.State` / `.ShutdownType` | 0x08 / 0x10 / 0x18 / 0x20 |
 //! | `DeviceObject` / `FileObject`                            | 0x28 / 0x30 |
 //! | `CompletionRoutine` / `Context`                          | 0x38 / 0x40 |
 //!
@@ -170,6 +171,18 @@ pub enum Parameters {
         options: u32,
         /// `ShareAccess`.
         share_access: u16,
+    },
+    /// `Parameters.Power` (IRP_MN_SET_POWER, IRP_MN_QUERY_POWER): `SystemContext`
+    /// 0x08, `Type` 0x10, `State` 0x18, `ShutdownType` 0x20.
+    Power {
+        /// `SystemContext` (the power manager's; 0 in ntmem).
+        system_context: u32,
+        /// `Type`: `SystemPowerState` (0) or `DevicePowerState` (1).
+        kind: u32,
+        /// `State`: a `SYSTEM_POWER_STATE` or `DEVICE_POWER_STATE`.
+        state: u32,
+        /// `ShutdownType`: the `POWER_ACTION`.
+        shutdown: u32,
     },
     /// No parameters (IRP_MN_REMOVE_DEVICE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE).
     None,
@@ -370,6 +383,12 @@ fn fill(cpu: &Cpu<'_>, irp: Irp, c: &IrpContents) -> Result<(), BugCheck> {
         Parameters::Create { options, share_access } => {
             put(&mut b, p + 0x08, &options.to_le_bytes());
             put(&mut b, p + 0x12, &share_access.to_le_bytes());
+        }
+        Parameters::Power { system_context, kind, state, shutdown } => {
+            put(&mut b, p, &system_context.to_le_bytes());
+            put(&mut b, p + 0x08, &kind.to_le_bytes());
+            put(&mut b, p + 0x10, &state.to_le_bytes());
+            put(&mut b, p + 0x18, &shutdown.to_le_bytes());
         }
         Parameters::None => {}
     }

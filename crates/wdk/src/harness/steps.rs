@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use ntmem_kernel::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use ntmem_kernel::io::file::{self, FileObject, OpenFile};
+use ntmem_kernel::io::power::{PowerOutcome, PowerRequest, PowerState};
 use ntmem_kernel::io::request::{BufferAction, IoCall, IoOutcome, IoRequest, Ioctl};
 use ntmem_kernel::io::{DeviceObject, Irp};
 use ntmem_kernel::mm::process::{
@@ -66,6 +67,20 @@ pub trait Target {
     fn remove(&mut self, _machine: &Machine, _cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
         Ok(None)
     }
+
+    /// Sends a power IRP to the top of its stack (`None`: it has no device, or no
+    /// way to take one).
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    fn power(
+        &mut self,
+        _machine: &Machine,
+        _cpu: u32,
+        _request: PowerRequest,
+    ) -> Result<Option<PowerOutcome>, BugCheck> {
+        Ok(None)
+    }
 }
 
 impl Target for Driver {
@@ -83,6 +98,10 @@ impl Target for Driver {
 
     fn remove(&mut self, machine: &Machine, cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
         crate::pnp::remove(self, machine, cpu)
+    }
+
+    fn power(&mut self, machine: &Machine, cpu: u32, request: PowerRequest) -> Result<Option<PowerOutcome>, BugCheck> {
+        crate::pnp::power(self, machine, cpu, request)
     }
 }
 
@@ -131,6 +150,7 @@ impl StepResult {
             Action::Cancel(_) => "cancel",
             Action::Dma { .. } => "dma",
             Action::Fragment(_) => "fragment",
+            Action::Power(_) => "power",
         };
         StepResult {
             index,
@@ -387,6 +407,28 @@ fn run_one<T: Target + ?Sized>(
             request(driver, machine, processes, pending, (device, file), step, r)?;
             judge(r, step.expect_status);
         }
+        Action::Power(request) => match driver.power(machine, 0, *request)? {
+            Some(o) => {
+                let status = o.completed.or(o.returned).unwrap_or(ntmem_kernel::ex::pool::NtStatus::PENDING);
+                r.status = Some(status.0);
+                r.reached_driver = Some(o.returned.is_some());
+                r.completed = Some(o.completed.is_some());
+                let (kind, n) = match request.state {
+                    PowerState::System(s) => ("system state S", s - 1),
+                    PowerState::Device(d) => ("device state D", d - 1),
+                };
+                let minor = match request.minor {
+                    ntmem_kernel::io::power::PowerMinor::SetPower => "IRP_MN_SET_POWER",
+                    ntmem_kernel::io::power::PowerMinor::QueryPower => "IRP_MN_QUERY_POWER",
+                };
+                r.note = Some(format!("{minor}, {kind}{n}"));
+                judge(r, step.expect_status);
+            }
+            None => {
+                r.ok = false;
+                r.note = Some("the driver created no device".to_string());
+            }
+        },
         Action::Cancel(n) => match pending.0.get(n) {
             Some(p) => {
                 let accepted = driver.cancel(machine, 0, p.irp)?;
