@@ -277,3 +277,24 @@ fn a_bad_power_step_is_a_clear_error() {
         assert!(v["error"].as_str().unwrap().contains(says), "{v}");
     }
 }
+
+/// A request left pending is cancelled when its process ends (IoCancelThreadIo): the
+/// driver's cancel routine completes it. Unloaded first, the driver left its cancel
+/// routine behind: IoCancelIrp calls it at DISPATCH_LEVEL in the unloaded image —
+/// SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD (0xD4: address, IRQL,
+/// 8 execute, the instruction), the raised-IRQL form of 0xCE, naming the driver.
+#[test]
+fn a_request_pending_at_unload_is_cancelled_into_the_unloaded_image() {
+    let one = "[[step]]\nioctl = { code = 0x222000, input = \"00\", output_len = 4 }\n";
+    let (v, code) = run_scenario("io_rules.c", 14, "pending-end", one);
+    assert_eq!(stop(&v), None, "{v}");
+    assert_eq!(v["steps"][0]["status"], 0xC000_0120_u32, "cancelled as the process ended: {v}");
+    assert_eq!(v["leaks"], serde_json::json!([]), "{v}");
+    assert_eq!(code, Some(1), "the step ended in an error status: {v}");
+
+    let (v, _) = run_scenario("io_rules.c", 14, "pending-unload", &format!("{one}[[step]]\nunload = true\n"));
+    let (code, p) = stop(&v).expect("a stop");
+    assert_eq!((code, p[1], p[2]), (0xD4, 2, 8), "{p:x?}");
+    assert_eq!(p[0], p[3], "the cancel routine's address is the instruction: {p:x?}");
+    assert_eq!(v["bugcheck"]["driver"], "io_rules.sys", "{v}");
+}

@@ -15,6 +15,8 @@
  *  12 builds an IRP with an I/O status block on its stack and returns before it
  *     completes (DriverEntry completes it)
  *  13 the same with the event on its stack
+ *  14 leaves the IRP pending with its cancel routine set (a scenario may unload the
+ *     driver before the caller's process ends and cancels it)
  *   0 breaks none: marks, pends and completes the IRP later, as it should. */
 #include <ntddk.h>
 
@@ -29,7 +31,10 @@ static PIRP Held;
 static VOID Cancel(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     UNREFERENCED_PARAMETER(DeviceObject);
-    UNREFERENCED_PARAMETER(Irp);
+    IoReleaseCancelSpinLock(Irp->CancelIrql);
+    Irp->IoStatus.Status = STATUS_CANCELLED;
+    Irp->IoStatus.Information = 0;
+    IoCompleteRequest(Irp, IO_NO_INCREMENT);
 }
 
 static NTSTATUS Complete(PIRP Irp, NTSTATUS status, ULONG_PTR information)
@@ -69,6 +74,11 @@ static NTSTATUS DeviceControl(PDEVICE_OBJECT DeviceObject, PIRP Irp)
         KeLowerIrql(old);
         return status;
     }
+#elif RULE == 14
+    /* Left pending with a cancel routine in the image; nothing cancels it at unload. */
+    IoMarkIrpPending(Irp);
+    IoSetCancelRoutine(Irp, Cancel);
+    return STATUS_PENDING;
 #else
     IoMarkIrpPending(Irp);
     IoSetCancelRoutine(Irp, Cancel);

@@ -5,7 +5,8 @@
 //! Requests go through the handle a step names (`open` made it: the device named,
 //! found by name or symbolic link, with its file object; `close` sends
 //! IRP_MJ_CLEANUP and IRP_MJ_CLOSE; handles still open when the scenario ends are
-//! closed as their process ends), else to the first device the driver created. A user request's
+//! closed as their process ends, after its requests still pending are cancelled),
+//! else to the first device the driver created. A user request's
 //! buffers are allocated in the named process (created on first use) as a program
 //! would allocate them (`NtAllocateVirtualMemory`, read-write, one region per
 //! buffer), filled, sent through the I/O manager, read back and released; an
@@ -92,8 +93,16 @@ impl Target for Driver {
         crate::io::send(self, machine, cpu, call)
     }
 
+    /// DriverUnload, then the image is unmapped as Windows unloads it
+    /// (`MmUnloadSystemImage`): what the driver left behind — a timer, a DPC, a
+    /// cancel routine of a request still pending — now points into an unloaded
+    /// image (0xCE, 0xD4).
     fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
-        Driver::unload(self, machine, cpu)
+        let called = Driver::unload(self, machine, cpu)?;
+        if called {
+            self.unload_image(machine);
+        }
+        Ok(called)
     }
 
     fn remove(&mut self, machine: &Machine, cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
@@ -272,8 +281,24 @@ pub fn run<T: Target + ?Sized>(
             return (results, unloaded, stop);
         }
     }
-    // A process that ends closes its handles (cleanup and close, as the object
-    // manager does at its exit); then the processes end.
+    // A process that ends first cancels its requests still pending (IoCancelThreadIo:
+    // IoCancelIrp of each), even after the driver was unloaded — a cancel routine
+    // left in the unloaded image is then the stop for a driver unloaded with requests
+    // pending (0xD4 at the cancel spin lock's DISPATCH_LEVEL, 0xCE below it) —, then
+    // closes its handles (cleanup and close, as the object manager does at its exit);
+    // then the processes end.
+    let users: Vec<Irp> = pending.0.values().filter(|p| p.process.is_some()).map(|p| p.irp).collect();
+    for irp in users {
+        let cancelled = driver.cancel(machine, 0, irp).and_then(|_| {
+            if !unloaded {
+                crate::ke_dispatcher::settle(machine, 0, 0)?;
+            }
+            pending.settle(machine, &mut results)
+        });
+        if let Err(b) = cancelled {
+            return (results, unloaded, Some(b));
+        }
+    }
     for open in std::mem::take(&mut handles.0).into_values() {
         if !unloaded {
             if let Err(b) = close(driver, machine, &open) {
