@@ -463,7 +463,7 @@ subcodes! {
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0D ["0x0D: the IRP's user event is on a stack that has already unwound past it", "Address of the user event", "0", "0"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0E ["0x0E: IoCompleteRequest above DISPATCH_LEVEL", "Current IRQL", "The IRP", "0"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x10 ["0x10: IoCallDriver above DISPATCH_LEVEL", "Current IRQL", "Reserved", "Reserved"];
-    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x20B ["0x20B (WDM DRIVER ERROR, fatal): IoFreeIrp of an IRP still in use", "Address in the driver's code where the error was detected", "The IRP", "The device object holding it"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x20B ["0x20B: IoFreeIrp of an IRP still in use (a fatal WDM DRIVER ERROR)", "Address in the driver's code where the error was detected", "The IRP", "The device object holding it"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x105 ["0x105: an IRP from IoAllocateIrp freed with ExFreePool instead of IoFreeIrp (I/O verification)", "Address of the IRP", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: a spin lock acquired recursively (deadlock detection)", "Address of the spin lock", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1001 ["0x1001: a lock hierarchy violation: locks taken in opposite orders (deadlock detection)", "Address of the lock whose acquisition closes the cycle", "Reserved", "Reserved"];
