@@ -298,3 +298,16 @@ fn a_request_pending_at_unload_is_cancelled_into_the_unloaded_image() {
     assert_eq!(p[0], p[3], "the cancel routine's address is the instruction: {p:x?}");
     assert_eq!(v["bugcheck"]["driver"], "io_rules.sys", "{v}");
 }
+
+/// A timer left queued in the image at unload: when it comes due the kernel touches
+/// the KTIMER in the unloaded image — DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS
+/// (0xCE: the address, 1 write, 0, 0); time goes on after an unload step.
+#[test]
+fn a_timer_left_queued_at_unload_is_0xce_when_it_comes_due() {
+    let (v, code) = run_scenario("unload_timer.c", 0, "timer", "[[step]]\nunload = true\n[[step]]\nadvance_ms = 100\n");
+    assert_eq!(code, Some(3), "{v}");
+    let (c, p) = stop(&v).expect("a stop");
+    assert_eq!((c, p[1], p[2], p[3]), (0xCE, 1, 0, 0), "{p:x?}");
+    assert_ne!(p[0], 0, "{p:x?}");
+    assert!(!v["debug_output"].as_str().unwrap().contains("tick"), "{v}");
+}
