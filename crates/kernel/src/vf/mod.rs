@@ -12,7 +12,9 @@
 //! allocators. Options that check a single operation live with the code they check:
 //! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
 //! pageable memory on every raise to DISPATCH_LEVEL or above
-//! ([`crate::Cpu::raise_irql`]); I/O verification in [`crate::io`]. Options ntmem
+//! ([`crate::Cpu::raise_irql`]); I/O verification's checks in [`crate::io`], its
+//! stops and non-fatal WDM DRIVER ERRORs (kept here: [`Verifier::wdm_errors`]) in
+//! [`io`]. Options ntmem
 //! does not act on yet (security, DDI compliance) are accepted and recorded.
 
 mod deadlock;
