@@ -226,6 +226,51 @@ NTKERNELAPI NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName);
 #define IRP_MN_CANCEL_STOP_DEVICE 0x06
 #define IRP_MN_SURPRISE_REMOVAL 0x17
 
+/* Minor functions of IRP_MJ_POWER. */
+#define IRP_MN_WAIT_WAKE 0x00
+#define IRP_MN_POWER_SEQUENCE 0x01
+#define IRP_MN_SET_POWER 0x02
+#define IRP_MN_QUERY_POWER 0x03
+
+typedef enum _SYSTEM_POWER_STATE {
+    PowerSystemUnspecified = 0,
+    PowerSystemWorking = 1,
+    PowerSystemSleeping1 = 2,
+    PowerSystemSleeping2 = 3,
+    PowerSystemSleeping3 = 4,
+    PowerSystemHibernate = 5,
+    PowerSystemShutdown = 6,
+    PowerSystemMaximum = 7
+} SYSTEM_POWER_STATE, *PSYSTEM_POWER_STATE;
+
+typedef enum _DEVICE_POWER_STATE {
+    PowerDeviceUnspecified = 0,
+    PowerDeviceD0,
+    PowerDeviceD1,
+    PowerDeviceD2,
+    PowerDeviceD3,
+    PowerDeviceMaximum
+} DEVICE_POWER_STATE, *PDEVICE_POWER_STATE;
+
+typedef union _POWER_STATE {
+    SYSTEM_POWER_STATE SystemState;
+    DEVICE_POWER_STATE DeviceState;
+} POWER_STATE, *PPOWER_STATE;
+
+typedef enum _POWER_STATE_TYPE { SystemPowerState = 0, DevicePowerState } POWER_STATE_TYPE, *PPOWER_STATE_TYPE;
+
+typedef enum _POWER_ACTION {
+    PowerActionNone = 0,
+    PowerActionReserved,
+    PowerActionSleep,
+    PowerActionHibernate,
+    PowerActionShutdown,
+    PowerActionShutdownReset,
+    PowerActionShutdownOff,
+    PowerActionWarmEject,
+    PowerActionDisplayOff
+} POWER_ACTION, *PPOWER_ACTION;
+
 typedef struct _IO_STATUS_BLOCK {
     union {
         NTSTATUS Status;
@@ -273,6 +318,12 @@ typedef struct _IO_STACK_LOCATION {
             PCM_RESOURCE_LIST AllocatedResourcesTranslated;
         } StartDevice;
         struct {
+            ULONG SystemContext;
+            POWER_STATE_TYPE Type __attribute__((aligned(8)));
+            POWER_STATE State __attribute__((aligned(8)));
+            POWER_ACTION ShutdownType __attribute__((aligned(8)));
+        } Power;
+        struct {
             PVOID Argument1;
             PVOID Argument2;
             PVOID Argument3;
@@ -290,6 +341,8 @@ _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Read.ByteOffset)
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.StartDevice.AllocatedResourcesTranslated) == 0x10,
                "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Create.ShareAccess) == 0x1a, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Power.State) == 0x18, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Power.ShutdownType) == 0x20, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, FileObject) == 0x30, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, CompletionRoutine) == 0x38, "IO_STACK_LOCATION layout");
@@ -624,8 +677,9 @@ NTKERNELAPI PIRP IoCsqRemoveNextIrp(PIO_CSQ Csq, PVOID PeekContext);
 /* Attaches SourceDevice above the highest device of TargetDevice's stack and returns
  * that device (what the driver passes IRPs down to with IoCallDriver); SourceDevice's
  * StackSize becomes that device's plus one. Requests for any device of the stack go
- * to its top. A PDO has no driver in ntmem: it completes IRP_MN_START_DEVICE and
- * IRP_MN_REMOVE_DEVICE with STATUS_SUCCESS, other PnP IRPs with their status. */
+ * to its top. A PDO has no driver in ntmem: it completes the start, stop and removal
+ * IRPs and IRP_MN_SET_POWER / IRP_MN_QUERY_POWER with STATUS_SUCCESS, other PnP and
+ * power IRPs with their status. */
 NTKERNELAPI PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice);
 /* As IoAttachDeviceToDeviceStack, the device attached to stored first; STATUS_SUCCESS or
  * STATUS_NO_SUCH_DEVICE. */
@@ -636,6 +690,17 @@ NTKERNELAPI NTSTATUS IoAttachDeviceToDeviceStackSafe(PDEVICE_OBJECT SourceDevice
 NTKERNELAPI PDEVICE_OBJECT IoGetAttachedDeviceReference(PDEVICE_OBJECT DeviceObject);
 /* Detaches the device attached above TargetDevice (call with the device AddDevice got back). */
 NTKERNELAPI VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice);
+
+/* ---- Power ----------------------------------------------------------------- */
+
+/* Passes a power IRP down, as IoCallDriver (before Vista the power manager also
+ * holds back the next power IRP until PoStartNextPowerIrp: not modelled). */
+NTKERNELAPI NTSTATUS PoCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp);
+/* Lets the next power IRP through (Windows before Vista); nothing to do in ntmem. */
+NTKERNELAPI VOID PoStartNextPowerIrp(PIRP Irp);
+/* Records the device's new power state; returns the one recorded before (a device
+ * starts at PowerDeviceD0 and PowerSystemWorking). */
+NTKERNELAPI POWER_STATE PoSetPowerState(PDEVICE_OBJECT DeviceObject, POWER_STATE_TYPE Type, POWER_STATE State);
 
 /* IoCompleteRequest is a macro over IofCompleteRequest, as in the WDK. */
 NTKERNELAPI VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost);

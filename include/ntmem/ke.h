@@ -155,8 +155,7 @@ NTKERNELAPI VOID KeAcquireSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock);
 NTKERNELAPI VOID KeReleaseSpinLockFromDpcLevel(PKSPIN_LOCK SpinLock);
 
 /* ---- Remove locks (free-build layout) -------------------------------------
- * Inline here over the dispatcher routines; in the WDK they are macros over
- * ntoskrnl's IoAcquireRemoveLockEx & co. (a .sys importing those does not load). */
+ * The WDK's macros over ntoskrnl's IoAcquireRemoveLockEx & co. */
 
 #define STATUS_DELETE_PENDING ((NTSTATUS)0xC0000056L)
 
@@ -172,49 +171,20 @@ typedef struct _IO_REMOVE_LOCK {
 } IO_REMOVE_LOCK, *PIO_REMOVE_LOCK;
 _Static_assert(sizeof(IO_REMOVE_LOCK) == 0x20, "IO_REMOVE_LOCK size (free build)");
 
-static __inline VOID IoInitializeRemoveLock(PIO_REMOVE_LOCK Lock, ULONG AllocateTag, ULONG MaxLockedMinutes,
-                                            ULONG HighWatermark)
-{
-    (void)AllocateTag;
-    (void)MaxLockedMinutes;
-    (void)HighWatermark;
-    Lock->Common.Removed = FALSE;
-    Lock->Common.IoCount = 1;
-    KeInitializeEvent(&Lock->Common.RemoveEvent, NotificationEvent, FALSE);
-}
+NTKERNELAPI VOID IoInitializeRemoveLockEx(PIO_REMOVE_LOCK Lock, ULONG AllocateTag, ULONG MaxLockedMinutes,
+                                          ULONG HighWatermark, ULONG RemlockSize);
+NTKERNELAPI NTSTATUS IoAcquireRemoveLockEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, const char *File, ULONG Line,
+                                           ULONG RemlockSize);
+NTKERNELAPI VOID IoReleaseRemoveLockEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, ULONG RemlockSize);
+NTKERNELAPI VOID IoReleaseRemoveLockAndWaitEx(PIO_REMOVE_LOCK RemoveLock, PVOID Tag, ULONG RemlockSize);
 
-/* STATUS_DELETE_PENDING once IoReleaseRemoveLockAndWait has begun. */
-static __inline NTSTATUS IoAcquireRemoveLock(PIO_REMOVE_LOCK Lock, PVOID Tag)
-{
-    (void)Tag;
-    InterlockedIncrement(&Lock->Common.IoCount);
-    if (Lock->Common.Removed) {
-        if (InterlockedDecrement(&Lock->Common.IoCount) == 0) {
-            KeSetEvent(&Lock->Common.RemoveEvent, 0, FALSE);
-        }
-        return STATUS_DELETE_PENDING;
-    }
-    return STATUS_SUCCESS;
-}
-
-static __inline VOID IoReleaseRemoveLock(PIO_REMOVE_LOCK Lock, PVOID Tag)
-{
-    (void)Tag;
-    if (InterlockedDecrement(&Lock->Common.IoCount) == 0) {
-        KeSetEvent(&Lock->Common.RemoveEvent, 0, FALSE);
-    }
-}
-
-/* Called holding the lock once: waits until every other holder released it. */
-static __inline VOID IoReleaseRemoveLockAndWait(PIO_REMOVE_LOCK Lock, PVOID Tag)
-{
-    (void)Tag;
-    Lock->Common.Removed = TRUE;
-    InterlockedDecrement(&Lock->Common.IoCount);
-    if (InterlockedDecrement(&Lock->Common.IoCount) > 0) {
-        KeWaitForSingleObject(&Lock->Common.RemoveEvent, Executive, KernelMode, FALSE, NULL);
-    }
-}
+#define IoInitializeRemoveLock(Lock, Tag, Maxmin, HighWater) \
+    IoInitializeRemoveLockEx(Lock, Tag, Maxmin, HighWater, sizeof(IO_REMOVE_LOCK))
+#define IoAcquireRemoveLock(RemoveLock, Tag) \
+    IoAcquireRemoveLockEx(RemoveLock, Tag, __FILE__, __LINE__, sizeof(IO_REMOVE_LOCK))
+#define IoReleaseRemoveLock(RemoveLock, Tag) IoReleaseRemoveLockEx(RemoveLock, Tag, sizeof(IO_REMOVE_LOCK))
+#define IoReleaseRemoveLockAndWait(RemoveLock, Tag) \
+    IoReleaseRemoveLockAndWaitEx(RemoveLock, Tag, sizeof(IO_REMOVE_LOCK))
 
 /* ---- Pool helpers of current WDKs (inline, as in the WDK) ----------------- */
 

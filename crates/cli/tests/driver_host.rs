@@ -378,8 +378,14 @@ fn start_device_hands_the_driver_the_nics_raw_and_translated_resources() {
     let (v, code) = json("pnp_start.c");
     assert_eq!(code, 0);
     let steps: Vec<&str> = v["pnp"].as_array().unwrap().iter().map(|e| e["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["AddDevice", "IRP_MN_START_DEVICE", "IRP_MN_REMOVE_DEVICE"]);
-    assert!(v["pnp"].as_array().unwrap().iter().all(|e| e["status"] == 0), "{v}");
+    // pnp_start completes IRP_MN_QUERY_REMOVE_DEVICE untouched (STATUS_NOT_SUPPORTED):
+    // a veto, so the removal is cancelled and the device then pulled.
+    let removal = ["IRP_MN_QUERY_REMOVE_DEVICE", "IRP_MN_CANCEL_REMOVE_DEVICE", "IRP_MN_SURPRISE_REMOVAL"];
+    assert_eq!(steps, [&["AddDevice", "IRP_MN_START_DEVICE"][..], &removal, &["IRP_MN_REMOVE_DEVICE"]].concat());
+    assert_eq!(v["pnp"][2]["status"], 0xC000_00BB_u32, "{v}");
+    for i in [0, 1, 5] {
+        assert_eq!(v["pnp"][i]["status"], 0, "{v}");
+    }
     assert!(v["pnp"][1]["note"].as_str().unwrap().contains("translated: Memory 0xc0000000+0x1000"), "{v}");
     let tags: Vec<&str> = v["pool"].as_array().unwrap().iter().map(|r| r["tag"].as_str().unwrap()).collect();
     assert!(tags.contains(&"PnpR"), "the resource lists live in nonpaged pool: {tags:?}");
@@ -1548,7 +1554,7 @@ fn a_function_driver_forwards_start_and_remove_to_the_pdo() {
          forward: unloaded, devices left 0\n"
     );
     let steps: Vec<_> = v["pnp"].as_array().unwrap().iter().map(|e| (e["step"].clone(), e["status"].clone())).collect();
-    assert_eq!(steps.len(), 3, "{v}");
+    assert_eq!(steps.len(), 4, "AddDevice, start, query-remove, remove: {v}");
     assert!(steps.iter().all(|(_, s)| s == 0), "{v}");
 }
 

@@ -332,7 +332,7 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
     BugCheckInfo {
         code: BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
         name: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
-        summary: "Driver Verifier's I/O verification caught a violation; parameter 1 says which (0x05: the IRQL changed during a dispatch routine, 0x06: IoCompleteRequest with a status marked pending).",
+        summary: "Driver Verifier's I/O verification caught a violation; parameter 1 says which (a subcode below 0x20, or a fatal WDM DRIVER ERROR code 0x2xx).",
         parameters: ["Subcode (the kind of violation)", "0x05: the device object; 0x06: the IRP status", "0x05: IRQL before IoCallDriver; 0x06: the IRP", "0x05: IRQL after IoCallDriver; 0x06: 0"],
     },
     BugCheckInfo {
@@ -455,6 +455,15 @@ subcodes! {
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x01 ["0x01: the driver freed an object that is not an IRP (IoFreeIrp)", "Address of the object", "Reserved", "Reserved"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x05 ["0x05: the IRQL changed during a dispatch routine", "The device object", "IRQL before IoCallDriver", "IRQL after IoCallDriver"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x06 ["0x06: IoCompleteRequest with a status marked pending (or -1)", "The status", "The IRP", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x02 ["0x02: the driver freed an IRP still associated with a thread (IoFreeIrp)", "Address of the IRP", "0", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x07 ["0x07: IoCompleteRequest while the IRP's cancel routine was still set", "Address of the cancel routine", "The IRP", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x08 ["0x08: IoBuildAsynchronousFsdRequest was given an invalid buffer", "The device object", "The major function", "The exception's status"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x09 ["0x09: IoBuildDeviceIoControlRequest was given an invalid buffer", "The device object", "The I/O control code", "The exception's status"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0C ["0x0C: the IRP's I/O status block is on a stack that has already unwound past it", "Address of the I/O status block", "0", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0D ["0x0D: the IRP's user event is on a stack that has already unwound past it", "Address of the user event", "0", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x0E ["0x0E: IoCompleteRequest above DISPATCH_LEVEL", "Current IRQL", "The IRP", "0"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x10 ["0x10: IoCallDriver above DISPATCH_LEVEL", "Current IRQL", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x20B ["0x20B: IoFreeIrp of an IRP still in use (a fatal WDM DRIVER ERROR)", "Address in the driver's code where the error was detected", "The IRP", "The device object holding it"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x105 ["0x105: an IRP from IoAllocateIrp freed with ExFreePool instead of IoFreeIrp (I/O verification)", "Address of the IRP", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: a spin lock acquired recursively (deadlock detection)", "Address of the spin lock", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1001 ["0x1001: a lock hierarchy violation: locks taken in opposite orders (deadlock detection)", "Address of the lock whose acquisition closes the cycle", "Reserved", "Reserved"];

@@ -3,7 +3,7 @@
 //! (learn.microsoft.com "ObReferenceObjectByHandle", "ObDereferenceObject",
 //! "ZwClose", "Object Handles").
 //!
-//! Only objects inserted here are counted (system threads today; the I/O manager's
+//! Only objects inserted here are counted (system threads and device objects; the I/O manager's
 //! file objects and a scenario's events and processes may be inserted with
 //! [`Objects::insert`] and given handles with [`Objects::open`]); a handle holds one
 //! reference, as on Windows. Kernel handles, as Windows' kernel handles on x64, have
@@ -29,6 +29,8 @@ pub enum ObjectType {
     File,
     /// `CmKeyObjectType`: an open registry key ([`crate::cm`]).
     Key,
+    /// `IoDeviceObjectType`: a device object ([`crate::io::device`]).
+    Device,
 }
 
 /// A handle's entry.

@@ -234,7 +234,11 @@ impl FaultHandler for Trap {
 /// The stop a touch of `va` gives when ntmem's own code makes it for a driver (a
 /// pointer argument it dereferences) and `va` is not in the machine's address
 /// space, so the touch cannot be made for real: what [`Trap`] decides for such a
-/// touch from driver code, without a faulting instruction — IRQL_NOT_LESS_OR_EQUAL
+/// touch from driver code, without a faulting instruction — in the range of a driver
+/// image unloaded since, DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS (0xCE:
+/// address, 0 read / 1 write, 0, 0) or at DISPATCH_LEVEL and above
+/// SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD (0xD4: address, IRQL,
+/// access, 0); else IRQL_NOT_LESS_OR_EQUAL
 /// (0x0A: address, IRQL, 0 read / 1 write, 0) at DISPATCH_LEVEL or above,
 /// PAGE_FAULT_IN_NONPAGED_AREA (0x50: address, 0 read / 1 write, 0, 0) for a
 /// system address, else the access violation no handler takes,
@@ -242,6 +246,19 @@ impl FaultHandler for Trap {
 pub fn wild_touch(cpu: &Cpu<'_>, va: Va, write: bool) -> BugCheck {
     let m = cpu.machine();
     let (irql, access) = (cpu.irql(), u64::from(write));
+    if let Some(slot) = m.images().unloaded_at(m.space().host_addr(va)) {
+        // The range of a driver image unloaded since — a timer, DPC or IRP the driver
+        // left behind: the unloaded-driver stops of a touch from driver code (the
+        // instruction is ntmem's: 0).
+        let mut b = if irql >= Irql::DISPATCH {
+            let code = BugCheckCode::SYSTEM_SCAN_AT_RAISED_IRQL_CAUGHT_IMPROPER_DRIVER_UNLOAD;
+            m.bugcheck(code, [va.get(), u64::from(irql.0), access, 0])
+        } else {
+            m.bugcheck(BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, [va.get(), access, 0, 0])
+        };
+        b.driver = m.images().name(slot);
+        return b;
+    }
     if irql >= Irql::DISPATCH {
         m.bugcheck(BugCheckCode::IRQL_NOT_LESS_OR_EQUAL, [va.get(), u64::from(irql.0), access, 0])
     } else if m.profile().layout.is_system(va) {

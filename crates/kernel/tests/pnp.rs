@@ -97,7 +97,7 @@ fn start_device_delivers_both_lists_and_remove_follows() {
             assert_eq!(seen.raw, raw_bytes);
             assert_eq!(seen.translated, translated_bytes);
         }
-        let out = send(cpu, fdo, &PnpRequest::RemoveDevice, &fdo_driver)?;
+        let out = send(cpu, fdo, &PnpRequest::REMOVE_DEVICE, &fdo_driver)?;
         assert_eq!((fdo_driver.0.borrow().minor, out.status), (2, NtStatus::SUCCESS));
         io_detach_device(cpu, pdo)?;
         io_delete_device(cpu, fdo)?;
@@ -126,7 +126,7 @@ fn a_pnp_irp_nobody_handles_completes_with_not_supported() {
     let m = boot();
     m.run(0, |cpu| {
         let pdo = create_pdo(cpu)?.unwrap();
-        let out = send(cpu, pdo, &PnpRequest::RemoveDevice, &Nothing)?;
+        let out = send(cpu, pdo, &PnpRequest::REMOVE_DEVICE, &Nothing)?;
         assert_eq!((out.returned, out.completed, out.status), (None, true, NtStatus::NOT_SUPPORTED));
         delete_pdo(cpu, pdo)
     })

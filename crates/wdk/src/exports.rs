@@ -186,7 +186,7 @@ exports! {
     // DMA (issue 13): the one export; the DMA_OPERATIONS routines are table slots.
     Ntoskrnl Routine IoGetDmaAdapter(hal_dma) Passive "description version 3 only on a Windows 8 machine; BuildMdlFromScatterGatherList's slot is NULL; version 3 follows only the first MDL of a chain, its list routines need an ExecutionRoutine, ConfigureAdapterChannel is not implemented";
     Ntoskrnl Routine IoAttachDeviceToDeviceStackSafe(pnp) Passive;
-    Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch "device objects are not reference-counted";
+    Ntoskrnl Routine IoGetAttachedDeviceReference(pnp) Dispatch;
     Ntoskrnl Routine IoAllocateMdl(mdl) Dispatch;
     Ntoskrnl Routine IoFreeMdl(mdl) Dispatch;
     Ntoskrnl Routine MmBuildMdlForNonPagedPool(mdl) Dispatch;
@@ -374,11 +374,11 @@ exports! {
     Ntoskrnl Routine PsGetCurrentProcessId(ps) Any "always the System process (4)";
     Ntoskrnl Routine PsIsSystemThread(ps) Any;
     Ntoskrnl Routine KeSetPriorityThread(ps) Dispatch "recorded, never used: threads run in creation order";
-    Ntoskrnl Routine ZwClose(ob) Passive "kernel handles to objects ntmem creates (threads, registry keys)";
-    Ntoskrnl Routine ObReferenceObjectByHandle(ob) Passive "handles to threads; event handles cannot be created yet";
+    Ntoskrnl Routine ZwClose(ob) Passive "handles to objects ntmem creates (threads, registry keys, a scenario's events)";
+    Ntoskrnl Routine ObReferenceObjectByHandle(ob) Passive "handles to threads, registry keys and the events a scenario creates";
     Ntoskrnl Routine ObReferenceObjectByPointer(ob) Dispatch;
-    Ntoskrnl Routine ObfReferenceObject(ob) Dispatch "objects ntmem does not count (devices, files) are left alone";
-    Ntoskrnl Routine ObfDereferenceObject(ob) Dispatch "objects ntmem does not count (devices, files) are left alone";
+    Ntoskrnl Routine ObfReferenceObject(ob) Dispatch "objects ntmem does not count (file objects) are left alone";
+    Ntoskrnl Routine ObfDereferenceObject(ob) Dispatch "objects ntmem does not count (file objects) are left alone";
     Ntoskrnl Routine ObfReferenceObjectWithTag(ob) Dispatch "as ObfReferenceObject";
     Ntoskrnl Routine ObfDereferenceObjectWithTag(ob) Dispatch "as ObfDereferenceObject";
     Ntoskrnl Routine ExInitializeResourceLite(ex_resource) Dispatch;
@@ -408,11 +408,11 @@ exports! {
     Ntoskrnl Routine IoReuseIrp(io_stack) Dispatch;
     Ntoskrnl Routine IoInitializeIrp(io_stack) Dispatch;
     Ntoskrnl Routine IoMakeAssociatedIrp(io_stack) Dispatch;
-    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: START and REMOVE succeed, other PnP IRPs keep their status";
+    Ntoskrnl Routine IofCallDriver(io_stack) Dispatch "a PDO stands in for its bus driver: start, stop, removal, set-power and query-power succeed, other PnP and power IRPs keep their status";
     Ntoskrnl Routine IoSetCompletionRoutineEx(io_stack) Dispatch "no context keeps the driver loaded until the routine runs";
-    Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildDeviceIoControlRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception (0xC9/0x09 under I/O verification)";
     Ntoskrnl Routine IoBuildSynchronousFsdRequest(io_stack) Passive "Thread stays NULL; a bad buffer gives NULL, not an exception";
-    Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception";
+    Ntoskrnl Routine IoBuildAsynchronousFsdRequest(io_stack) Dispatch "Thread stays NULL; a bad buffer gives NULL, not an exception (0xC9/0x08 under I/O verification)";
     // Device queues and StartIo (issue 12).
     Ntoskrnl Routine KeInitializeDeviceQueue(io_start) Passive;
     Ntoskrnl Routine KeInsertDeviceQueue(io_start) Dispatch;
@@ -457,6 +457,14 @@ exports! {
     Ntoskrnl Routine KeGetRecommendedSharedDataAlignment(ke) Any;
     Ntoskrnl Routine IoGetRemainingStackSize(io_kernel_stack) Any;
     Ntoskrnl Routine IoGetStackLimits(io_kernel_stack) Any;
+    // Remove locks, power and PnP pass-through, I/O verification (issue 12 items 4-5, issue 14 item 6).
+    Ntoskrnl Routine IoInitializeRemoveLockEx(io_remove_lock) Passive "the free build's lock: tags, file and line are not tracked";
+    Ntoskrnl Routine IoAcquireRemoveLockEx(io_remove_lock) Dispatch "the free build's lock: tags, file and line are not tracked";
+    Ntoskrnl Routine IoReleaseRemoveLockEx(io_remove_lock) Dispatch "the free build's lock: a release without an acquire is not caught";
+    Ntoskrnl Routine IoReleaseRemoveLockAndWaitEx(io_remove_lock) Passive;
+    Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
+    Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
+    Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

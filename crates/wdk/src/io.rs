@@ -13,7 +13,7 @@ use std::ffi::c_void;
 use ntmem_kernel::ex::pool::NtStatus as KStatus;
 use ntmem_kernel::io::device::{self, NewDevice};
 use ntmem_kernel::io::request::{IoCall, IoOutcome};
-use ntmem_kernel::io::returns::{check_return, Caller};
+use ntmem_kernel::io::returns::{check_pending, check_return, Caller};
 use ntmem_kernel::io::{DeviceObject, Dispatch, Irp, MajorFunction};
 use ntmem_kernel::{BugCheck, Cpu, Machine};
 
@@ -139,11 +139,13 @@ impl Dispatch for CDispatch {
         let Some(routine) = crate::io_stack::major_function(cpu, object, major as u8)? else { return Ok(None) };
         let (d, i) = (host_ptr(cpu, Some(device.0)), host_ptr(cpu, Some(irp.0)));
         let entry = cpu.irql();
+        let location = irp.current_stack_location(cpu)?;
         // SAFETY: `routine` is the driver's PDRIVER_DISPATCH; `d` and `i` are the
         // device object and IRP the I/O manager built for it.
-        let status = context::enter(cpu, major.dispatch_routine(), || unsafe { routine(d, i) });
+        let status = KStatus(context::enter(cpu, major.dispatch_routine(), || unsafe { routine(d, i) }) as u32);
         check_return(cpu, self.caller, routine as usize as u64, Some(d as u64), entry)?;
-        Ok(Some(KStatus(status as u32)))
+        check_pending(cpu, irp, location, d as u64, status)?;
+        Ok(Some(status))
     }
 }
 

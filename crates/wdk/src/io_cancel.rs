@@ -39,7 +39,7 @@ use crate::types::NtStatus;
 
 const OFF_CANCEL: usize = 0x44;
 const OFF_CANCEL_IRQL: usize = 0x45;
-const OFF_CANCEL_ROUTINE: usize = 0x68;
+const OFF_CANCEL_ROUTINE: usize = ntmem_kernel::io::irp::OFF_CANCEL_ROUTINE as usize;
 const OFF_DRIVER_CONTEXT_3: usize = 0x90;
 const OFF_CURRENT_STACK: usize = 0xB8;
 const IRP_SIZE: u64 = 0xD0;
@@ -100,11 +100,21 @@ pub(crate) unsafe fn routine<F: Copy>(p: *const c_void) -> F {
     if p.is_null() {
         null_call()
     }
-    if !ntmem_host::exception::is_image_code(p as usize) {
+    if !callable(p as usize) {
         bad_call(p as usize)
     }
     // SAFETY: the caller's contract: `F` is a function pointer, the size of `p`.
     unsafe { std::mem::transmute_copy::<*const c_void, F>(&p) }
+}
+
+/// Whether a driver routine at `address` may be called: code of a loaded image, or
+/// the range of a driver image unloaded since (a cancel or completion routine left
+/// behind), called for real — the instruction fetch faults in the machine's own
+/// reservation and the trap stops the machine for the unloaded driver (0xCE, 0xD4
+/// at raised IRQL). Anything else would be a jump into the host.
+fn callable(address: usize) -> bool {
+    ntmem_host::exception::is_image_code(address)
+        || kernel(|cpu| Ok(cpu.machine().images().unloaded_at(address).is_some()))
 }
 
 /// The IRP at `irp`, [`crate::context::checked`].
@@ -206,10 +216,9 @@ pub unsafe extern "win64" fn IoCancelIrp(irp: *mut c_void) -> u8 {
         Ok(Some((routine, device)))
     });
     let Some((cancel, device)) = taken else { return 0 };
-    if cancel != CSQ_CANCEL as *mut c_void && !ntmem_host::exception::is_image_code(cancel as usize) {
-        // Not code of any loaded image (a stale or garbage CancelRoutine): executing it
-        // is an access violation at that address, as on Windows — never a jump into
-        // the host.
+    if cancel != CSQ_CANCEL as *mut c_void && !callable(cancel as usize) {
+        // Not code (a stale or garbage CancelRoutine): executing it is an access
+        // violation at that address, as on Windows — never a jump into the host.
         bad_call(cancel as usize)
     }
     // SAFETY: the routine the driver (or ntmem's queue) set with IoSetCancelRoutine, a

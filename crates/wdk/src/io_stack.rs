@@ -13,9 +13,10 @@
 //! (`MajorFunction` at +0x70: the wild-touch stop). An empty slot, or a major
 //! function past IRP_MJ_MAXIMUM_FUNCTION, completes the IRP with
 //! STATUS_INVALID_DEVICE_REQUEST as the I/O manager's default routine does. A PDO has
-//! no driver in ntmem (the bus driver is not modelled): it completes
-//! IRP_MN_START_DEVICE and IRP_MN_REMOVE_DEVICE with STATUS_SUCCESS, other PnP IRPs
-//! with the status they hold, anything else with STATUS_INVALID_DEVICE_REQUEST.
+//! no driver in ntmem (the bus driver is not modelled): it completes the start,
+//! stop and removal PnP IRPs and the set-power and query-power IRPs with
+//! STATUS_SUCCESS, other PnP and power IRPs with the status they hold, anything
+//! else with STATUS_INVALID_DEVICE_REQUEST.
 
 use std::collections::BTreeSet;
 use std::ffi::c_void;
@@ -38,6 +39,13 @@ type CompletionRoutine = unsafe extern "win64" fn(*mut c_void, *mut c_void, *mut
 
 /// `IRP_MJ_PNP`.
 const IRP_MJ_PNP: u8 = 0x1B;
+/// `IRP_MJ_POWER`.
+const IRP_MJ_POWER: u8 = 0x16;
+/// The PnP minors the PDO's stand-in for the bus driver succeeds: START, QUERY_REMOVE,
+/// REMOVE, CANCEL_REMOVE, STOP, QUERY_STOP, CANCEL_STOP, SURPRISE_REMOVAL.
+const PDO_SUCCEEDS_PNP: [u8; 8] = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x17];
+/// The power minors it succeeds: SET_POWER, QUERY_POWER.
+const PDO_SUCCEEDS_POWER: [u8; 2] = [0x02, 0x03];
 /// Offset of `DRIVER_OBJECT.MajorFunction` (x64).
 const OFF_MAJOR_FUNCTION: u64 = 0x70;
 const _: () = assert!(std::mem::offset_of!(DriverObject, major_function) == OFF_MAJOR_FUNCTION as usize);
@@ -119,7 +127,8 @@ pub(crate) fn complete(irp: *mut c_void) {
                 step = kernel(|cpu| stack::resume(cpu, Irp(va_of(cpu, irp))));
             }
             Completion::Finished(Final::Done) => return,
-            Completion::Finished(Final::Signal(event)) => {
+            Completion::Finished(Final::Signal { event, iosb }) => {
+                kernel(|cpu| check_unwound(cpu, iosb, event));
                 if event != 0 {
                     // SAFETY: the KEVENT the IRP's builder named (checked by KeSetEvent).
                     unsafe { crate::ke_dispatcher::KeSetEvent(event as *mut c_void, 0, 0) };
@@ -135,6 +144,33 @@ pub(crate) fn complete(irp: *mut c_void) {
             }
         }
     }
+}
+
+/// I/O verification's look at a threaded IRP's `UserIosb` and `UserEvent` as its
+/// final completion uses them: one below the stack pointer of the driver that
+/// completes it, on the same kernel stack, belongs to a frame that has returned —
+/// a local of the routine that built the IRP and did not wait for it —, which is
+/// DRIVER_VERIFIER_IOMANAGER_VIOLATION 0x0C (the I/O status block) or 0x0D (the
+/// event) (Microsoft, "Bug Check 0xC9"). A completion on another stack (a DPC, a
+/// timer, another thread) cannot tell and is not checked. Without the option
+/// Windows writes the status block and signals the event wherever they point — on
+/// a live stack, into whatever frame is there now.
+fn check_unwound(cpu: &Cpu<'_>, iosb: u64, event: u64) -> Result<(), BugCheck> {
+    if !cpu.machine().verifier().contains(ntmem_kernel::vf::VerifierFlags::IO_VERIFICATION) {
+        return Ok(());
+    }
+    let (Some(stack), Some(frame)) = (ntmem_host::guard::current_stack(), ntmem_host::thunk::driver_frame()) else {
+        return Ok(());
+    };
+    let dead = stack.base as u64..frame.rsp;
+    let host = |va: u64| host_ptr(cpu, (va != 0).then(|| Va::new(va))) as u64;
+    if dead.contains(&host(iosb)) {
+        return Err(ntmem_kernel::vf::IoViolation::IosbOnUnwoundStack { iosb }.stop(cpu.machine()));
+    }
+    if dead.contains(&host(event)) {
+        return Err(ntmem_kernel::vf::IoViolation::EventOnUnwoundStack { event }.stop(cpu.machine()));
+    }
+    Ok(())
 }
 
 /// `IofCallDriver` (behind the `IoCallDriver` macro): the next stack location becomes
@@ -164,14 +200,15 @@ fn complete_unhandled(irp: *mut c_void, target: CallTarget) -> NtStatus {
     let status = kernel(|cpu| {
         let i = Irp(va_of(cpu, irp));
         let status = match (target.driver, target.major) {
-            (0, IRP_MJ_PNP) => {
+            (0, major @ (IRP_MJ_PNP | IRP_MJ_POWER)) => {
                 let location = i.current_stack_location(cpu)?;
                 let mut minor = [0u8; 1];
                 let m = cpu.machine();
                 m.space().read(Va::new(location.get() + 1), &mut minor).map_err(|_| {
                     m.bugcheck(ntmem_kernel::BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [location.get(), 0, 0, 0])
                 })?;
-                if matches!(minor[0], 0x00 | 0x02) {
+                let succeeds = if major == IRP_MJ_PNP { &PDO_SUCCEEDS_PNP[..] } else { &PDO_SUCCEEDS_POWER[..] };
+                if succeeds.contains(&minor[0]) {
                     KStatus::SUCCESS
                 } else {
                     i.io_status(cpu)?.0
@@ -200,14 +237,15 @@ pub extern "win64" fn IoAllocateIrp(stack_size: i8, charge_quota: u8) -> *mut c_
     })
 }
 
-/// `IoFreeIrp`: frees an IRP (0x44 for one that is not an IRP any more).
+/// `IoFreeIrp`: frees an IRP (0x44 for one that is not an IRP any more; I/O
+/// verification's checks in [`stack::io_free_irp`]).
 ///
 /// # Safety
 /// `irp` is the caller's IRP (checked as memory).
 pub unsafe extern "win64" fn IoFreeIrp(irp: *mut c_void) {
     kernel(|cpu| {
         checked(cpu, irp, irp::IRP_SIZE)?;
-        stack::io_free_irp(cpu, Irp(va_of(cpu, irp)))
+        stack::io_free_irp(cpu, Irp(va_of(cpu, irp)), crate::vf::caller_address())
     });
 }
 

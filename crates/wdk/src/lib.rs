@@ -68,6 +68,8 @@ pub mod io_kernel_stack;
 #[allow(non_snake_case)]
 pub mod io_registry;
 #[allow(non_snake_case)]
+pub mod io_remove_lock;
+#[allow(non_snake_case)]
 pub mod io_stack;
 #[allow(non_snake_case)]
 pub mod io_start;

@@ -21,15 +21,18 @@
 //!
 //! Event objects a scenario's process creates ([`crate::ex_event`]) are counted too:
 //! their handles are in that process's table, found when a dispatch routine running
-//! in the process's context references them.
+//! in the process's context references them. Device objects are counted
+//! ([`ntmem_kernel::io::device`]): a reference keeps a deleted device's memory until
+//! the last `ObDereferenceObject`.
 //!
-//! **Where it differs.** Objects ntmem does not count (device objects, file objects,
-//! the requesting thread) are references ntmem ignores: referencing or
-//! dereferencing them changes nothing. Process and file objects exist only as types
-//! to check against: no routine creates a handle to one yet.
+//! **Where it differs.** Objects ntmem does not count (file objects, the requesting
+//! thread) are references ntmem ignores: referencing or dereferencing them changes
+//! nothing. Process and file objects exist only as types to check against: no
+//! routine creates a handle to one yet.
 
 use std::ffi::c_void;
 
+use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::ob::{Dereferenced, ObjectType};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu};
 
@@ -62,6 +65,9 @@ pub static PROCESS_TYPE: TypeBlock = TypeBlock(*b"Process\0\0\0\0\0\0\0\0\0");
 pub static FILE_TYPE: TypeBlock = TypeBlock(*b"File\0\0\0\0\0\0\0\0\0\0\0\0");
 /// The type block of registry keys (`CmKeyObjectType`, not exported to drivers).
 pub static KEY_TYPE: TypeBlock = TypeBlock(*b"Key\0\0\0\0\0\0\0\0\0\0\0\0\0");
+/// The device object type's block (`IoDeviceObjectType`, not exported yet): what
+/// REFERENCE_BY_POINTER names for a device.
+pub static DEVICE_TYPE: TypeBlock = TypeBlock(*b"Device\0\0\0\0\0\0\0\0\0\0");
 
 /// The variable `PsThreadType` points at: it holds the thread type's `POBJECT_TYPE`
 /// (the WDK declares the export `POBJECT_TYPE *`).
@@ -81,6 +87,7 @@ pub fn type_pointer(t: ObjectType) -> u64 {
         ObjectType::Process => std::ptr::addr_of!(PROCESS_TYPE) as u64,
         ObjectType::File => std::ptr::addr_of!(FILE_TYPE) as u64,
         ObjectType::Key => std::ptr::addr_of!(KEY_TYPE) as u64,
+        ObjectType::Device => std::ptr::addr_of!(DEVICE_TYPE) as u64,
     }
 }
 
@@ -91,6 +98,11 @@ pub(crate) fn dereference(cpu: &Cpu<'_>, object: u64) -> Result<(), BugCheck> {
     let kind = objects.get(object).map(|(kind, _)| kind);
     match objects.dereference(object) {
         Dereferenced::Live | Dereferenced::Unknown => Ok(()),
+        // A device IoDeleteDevice deleted already (its own reference gone first).
+        Dereferenced::Last if kind == Some(ObjectType::Device) => ntmem_kernel::io::device::free_deleted(
+            cpu,
+            DeviceObject(crate::context::va_of(cpu, object as *const c_void)),
+        ),
         Dereferenced::Last if cpu.machine().workers().thread(object).is_some() => crate::ps::delete_thread(cpu, object),
         Dereferenced::Last if kind == Some(ObjectType::Event) => crate::ex_event::delete(cpu, object),
         Dereferenced::Last if cpu.machine().registry().is_key(object) => {

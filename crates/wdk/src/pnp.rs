@@ -4,15 +4,27 @@
 //! device's raw and translated resource lists, and `IRP_MN_REMOVE_DEVICE` before
 //! `DriverUnload` (kernel side: [`ntmem_kernel::io::pnp`]).
 //!
+//! Before unloading, a removal as Windows sends one (learn.microsoft.com "Removing a
+//! Device", "Handling an IRP_MN_SURPRISE_REMOVAL Request"): `IRP_MN_QUERY_REMOVE_DEVICE`,
+//! then `IRP_MN_REMOVE_DEVICE` if the stack agreed; if a driver vetoed it,
+//! `IRP_MN_CANCEL_REMOVE_DEVICE` — and since the run ends anyway, the device is then
+//! pulled: `IRP_MN_SURPRISE_REMOVAL` and `IRP_MN_REMOVE_DEVICE`.
+//!
+//! Power: `PoCallDriver`, `PoStartNextPowerIrp`, `PoSetPowerState`, and a scenario's
+//! power step ([`power`]: `IRP_MJ_POWER` to the top of the stack; kernel side
+//! [`ntmem_kernel::io::power`]).
+//!
 //! What happened is kept in the [`Driver`] ([`PnpState`]) so the driver host can
-//! report it. AddDevice and the PnP IRPs run at PASSIVE_LEVEL in a system thread,
-//! as on Windows.
+//! report it. AddDevice and the PnP and power IRPs run at PASSIVE_LEVEL in a system
+//! thread, as on Windows.
 
 use std::ffi::c_void;
 
+use ntmem_kernel::ex::pool::NtStatus as KStatus;
 use ntmem_kernel::hal::device::DeviceId;
 use ntmem_kernel::hal::resources::{CmResourceData, CmResourceList};
-use ntmem_kernel::io::pnp::{self, PnpOutcome, PnpRequest};
+use ntmem_kernel::io::pnp::{self, PnpMinor, PnpOutcome, PnpRequest};
+use ntmem_kernel::io::power::{self, PowerOutcome, PowerRequest, PowerState};
 use ntmem_kernel::io::returns::Caller;
 use ntmem_kernel::io::DeviceObject;
 use ntmem_kernel::{BugCheck, Machine};
@@ -21,6 +33,7 @@ use crate::context::{self, host_ptr, kernel, va_of};
 use crate::io::CDispatch;
 use crate::loader::Driver;
 use crate::seh::ThreadKind;
+use crate::types::NtStatus;
 
 /// `STATUS_NO_SUCH_DEVICE`.
 const STATUS_NO_SUCH_DEVICE: i32 = 0xC000_000E_u32 as i32;
@@ -28,12 +41,24 @@ const STATUS_NO_SUCH_DEVICE: i32 = 0xC000_000E_u32 as i32;
 /// One thing the PnP manager did to the driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PnpEvent {
-    /// `AddDevice`, `IRP_MN_START_DEVICE` or `IRP_MN_REMOVE_DEVICE`.
+    /// `AddDevice`, or the PnP IRP's minor (`IRP_MN_START_DEVICE`, …).
     pub step: &'static str,
     /// The NTSTATUS it ended with (`None`: nothing was called).
     pub status: Option<i32>,
     /// What was handed over, in a line.
     pub note: String,
+}
+
+impl PnpEvent {
+    /// Whether the driver failed to bring the device up: AddDevice or
+    /// IRP_MN_START_DEVICE ended in an error. The removal's statuses are reported,
+    /// not judged: a query-remove's failure is a veto, the driver's answer, and the
+    /// PnP manager goes on with a cancel, surprise removal or remove whatever they
+    /// return (drivers must not fail those).
+    pub fn failed(&self) -> bool {
+        let bringing_up = self.step == "AddDevice" || self.step == PnpMinor::StartDevice.name();
+        bringing_up && self.status.is_some_and(|s| s < 0)
+    }
 }
 
 /// The device stack the PnP manager built for a driver.
@@ -88,8 +113,8 @@ pub unsafe extern "win64" fn IoAttachDeviceToDeviceStackSafe(
 
 /// `IoGetAttachedDeviceReference` (learn.microsoft.com,
 /// "IoGetAttachedDeviceReference function (wdm.h)"): the highest device of
-/// `DeviceObject`'s stack. Windows takes a reference on it for the caller to drop
-/// with `ObDereferenceObject`; ntmem does not count references to device objects.
+/// `DeviceObject`'s stack, with a reference for the caller to drop with
+/// `ObDereferenceObject` ([`ntmem_kernel::io::device`]).
 ///
 /// # Safety
 /// `device` is a device object (checked as memory).
@@ -97,6 +122,7 @@ pub unsafe extern "win64" fn IoGetAttachedDeviceReference(device: *mut c_void) -
     kernel(|cpu| {
         crate::context::checked(cpu, device, ntmem_kernel::io::device::DEVICE_OBJECT_SIZE)?;
         let top = pnp::io_get_attached_device(cpu, DeviceObject(va_of(cpu, device)))?;
+        cpu.machine().objects().reference(ntmem_kernel::io::device::ob_key(cpu, top));
         Ok(host_ptr(cpu, Some(top.0)))
     })
 }
@@ -188,23 +214,85 @@ pub fn add_and_start(driver: &mut Driver, machine: &Machine, cpu: u32) -> Result
     Ok(driver.pnp.started)
 }
 
-/// Before DriverUnload: `IRP_MN_REMOVE_DEVICE` to the FDO, once (nothing when the
-/// driver has no FDO from AddDevice). Returns the event, if one was sent.
+/// Before DriverUnload: the removal (see the module docs) to the FDO, once (nothing
+/// when the driver has no FDO from AddDevice). Returns the last event, if any was
+/// sent.
 ///
 /// # Errors
 /// The bugcheck that stopped the machine.
 pub fn remove(driver: &mut Driver, machine: &Machine, cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
     let Some(fdo) = driver.pnp.fdo.filter(|_| !driver.pnp.removed) else { return Ok(None) };
     driver.pnp.removed = true;
-    let outcome = send(driver, machine, cpu, fdo, &PnpRequest::RemoveDevice)?;
-    let was = if driver.pnp.started { "started" } else { "not started" };
-    let event = PnpEvent {
-        step: "IRP_MN_REMOVE_DEVICE",
-        status: Some(outcome.status.0 as i32),
-        note: format!("the device was {was}"),
+    let was = if driver.pnp.started { "the device was started" } else { "the device was not started" };
+    let mut sent = |minor: PnpMinor, note: &str| -> Result<PnpEvent, BugCheck> {
+        let outcome = send(driver, machine, cpu, fdo, &PnpRequest::Plain(minor))?;
+        let event = PnpEvent { step: minor.name(), status: Some(outcome.status.0 as i32), note: note.to_string() };
+        driver.pnp.events.push(event.clone());
+        Ok(event)
     };
-    driver.pnp.events.push(event.clone());
-    Ok(Some(event))
+    let query = sent(PnpMinor::QueryRemoveDevice, was)?;
+    if query.status.is_some_and(|s| s >= 0) {
+        return sent(PnpMinor::RemoveDevice, was).map(Some);
+    }
+    sent(PnpMinor::CancelRemoveDevice, "the removal was vetoed")?;
+    sent(PnpMinor::SurpriseRemoval, "the run ends: the device is pulled")?;
+    sent(PnpMinor::RemoveDevice, "after the surprise removal").map(Some)
+}
+
+/// A scenario's power step: `IRP_MJ_POWER` / `request` to the top of the driver's
+/// stack (its FDO, or else its first device). `None`: the driver has no device.
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn power(
+    driver: &mut Driver,
+    machine: &Machine,
+    cpu: u32,
+    request: PowerRequest,
+) -> Result<Option<PowerOutcome>, BugCheck> {
+    let Some(device) = driver.pnp.fdo.or_else(|| crate::io::devices(driver, machine).first().copied()) else {
+        return Ok(None);
+    };
+    let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Worker };
+    let top = machine.run(cpu, |c| pnp::io_get_attached_device(c, device))?;
+    let sent = context::call_driver(machine, cpu, ThreadKind::System, |c| power::send(c, top, request, &dispatch));
+    let outcome = sent.map_err(|b| blame(driver, b))?;
+    Ok(Some(outcome.unwrap_or(PowerOutcome { returned: None, completed: Some(KStatus::INSUFFICIENT_RESOURCES) })))
+}
+
+/// `PoCallDriver(DeviceObject, Irp)`: passes a power IRP down, as `IoCallDriver`
+/// (learn.microsoft.com "PoCallDriver"; before Vista the power manager also holds
+/// back the stack's next power IRP until `PoStartNextPowerIrp`: not modelled).
+///
+/// # Safety
+/// As [`crate::io_stack::IofCallDriver`].
+pub unsafe extern "win64" fn PoCallDriver(device: *mut c_void, irp: *mut c_void) -> NtStatus {
+    // SAFETY: the caller's contract.
+    unsafe { crate::io_stack::IofCallDriver(device, irp) }
+}
+
+/// `PoStartNextPowerIrp(Irp)`: lets the power manager send the stack's next power
+/// IRP (Windows before Vista). ntmem sends power IRPs one at a time anyway: nothing
+/// to release.
+pub extern "win64" fn PoStartNextPowerIrp(_irp: *mut c_void) {}
+
+/// `PoSetPowerState(DeviceObject, Type, State)`: records the device's new system
+/// or device power state and returns the one recorded before
+/// ([`ntmem_kernel::io::power::po_set_power_state`]). A `Type` other than
+/// `SystemPowerState` (0) or `DevicePowerState` (1) records nothing and returns 0.
+///
+/// # Safety
+/// `device` is a device object (checked as memory).
+pub unsafe extern "win64" fn PoSetPowerState(device: *mut c_void, kind: u32, state: u32) -> u32 {
+    kernel(|cpu| {
+        crate::context::checked(cpu, device, ntmem_kernel::io::device::DEVICE_OBJECT_SIZE)?;
+        let state = match kind {
+            0 => PowerState::System(state),
+            1 => PowerState::Device(state),
+            _ => return Ok(0),
+        };
+        Ok(power::po_set_power_state(cpu, DeviceObject(va_of(cpu, device)), state))
+    })
 }
 
 /// The bus forgets the device: deletes the PDO (after the driver is gone).

@@ -37,6 +37,13 @@ fn call_site(cpu: &Cpu<'_>, whole: bool) -> Option<CallSite> {
     Some(CallSite { driver, frames })
 }
 
+/// The address in the driver's code the routine running now returns to (0: no
+/// driver made the call) — what Verifier's WDM DRIVER ERRORs name as where the
+/// error was seen.
+pub(crate) fn caller_address() -> u64 {
+    ntmem_host::thunk::driver_frame().and_then(|f| f.return_address()).unwrap_or(0)
+}
+
 /// The driver's frames at its import call, walked over the registered images.
 #[inline(never)]
 fn driver_frames() -> Option<Vec<(u64, u64)>> {

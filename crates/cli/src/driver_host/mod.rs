@@ -45,7 +45,7 @@ use ntmem_wdk::symbols::{Analysis, Symbolizer};
 
 use ntmem_wdk::harness::driver_rows;
 pub use ntmem_wdk::harness::{scenario, steps};
-pub use report::{InjectedCall, LeakedBlock, PoolSort, Report, StopSymbols, Unload, VerifierState};
+pub use report::{InjectedCall, LeakedBlock, PoolSort, Report, StopSymbols, Unload, VerifierState, WdmWarning};
 
 use crate::Failure;
 
@@ -291,6 +291,11 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
             })
             .collect(),
         discovered: vf.discovered(),
+        wdm_errors: vf
+            .wdm_errors()
+            .into_iter()
+            .map(|e| WdmWarning { code: e.code, irp: e.irp, device: e.device, meaning: e.meaning() })
+            .collect(),
     }
 }
 

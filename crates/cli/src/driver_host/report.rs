@@ -129,6 +129,22 @@ pub struct VerifierState {
     /// Stacks a systematic campaign's run reached after the one it failed (their
     /// ids): reached only on that failure's path.
     pub discovered: Vec<u64>,
+    /// I/O verification's non-fatal WDM DRIVER ERRORs, in order: warnings, not stops
+    /// (Windows halts for them only under a kernel debugger).
+    pub wdm_errors: Vec<WdmWarning>,
+}
+
+/// A non-fatal WDM DRIVER ERROR (Microsoft, "Bug Check 0xC9", second table).
+#[derive(Debug, Clone, Serialize)]
+pub struct WdmWarning {
+    /// The I/O error code (0x23D, 0x23E, 0x312, …).
+    pub code: u32,
+    /// The IRP.
+    pub irp: u64,
+    /// The device object (0: none).
+    pub device: u64,
+    /// What the code means.
+    pub meaning: &'static str,
 }
 
 /// A call low resources simulation failed on purpose (`!verifier 4`).
@@ -386,7 +402,7 @@ impl Report {
             || !self.leaks.is_empty()
             || !self.symbolic_links.is_empty()
             || self.steps.iter().any(|s| !s.ok)
-            || self.pnp.iter().any(|e| e.status.is_some_and(|s| s < 0))
+            || self.pnp.iter().any(PnpEvent::failed)
         {
             1
         } else {
@@ -410,7 +426,7 @@ impl Report {
             let status = s.status.map_or("no status".to_string(), |v| status_text(v as i32));
             return format!("step {} (line {}, {}) failed: {status}", s.index, s.line, s.kind);
         }
-        if let Some(e) = self.pnp.iter().find(|e| e.status.is_some_and(|s| s < 0)) {
+        if let Some(e) = self.pnp.iter().find(|e| e.failed()) {
             return format!("{} failed: {}", e.step, status_text(e.status.unwrap_or(0)));
         }
         if !self.leaks.is_empty() {
@@ -462,6 +478,13 @@ impl Report {
                 "               pool allocations attempted {}, succeeded {}, failed {}; resource allocations failed deliberately {} (!verifier below)",
                 c.pool_allocations_attempted, c.pool_allocations_succeeded, c.pool_allocations_failed, c.faults_injected
             );
+            for w in &v.wdm_errors {
+                let _ = writeln!(
+                    o,
+                    "warning        WDM DRIVER ERROR {:#X} (non-fatal): {} (IRP {:#x}, device {:#x})",
+                    w.code, w.meaning, w.irp, w.device
+                );
+            }
             if let Some(f) = &v.faults {
                 let tags = if f.tags.is_empty() { "all".to_string() } else { f.tags.join(" ") };
                 let _ = writeln!(

@@ -68,7 +68,7 @@ static NTSTATUS AddDevice(PDRIVER_OBJECT DriverObject, PDEVICE_OBJECT Pdo)
     top = IoGetAttachedDeviceReference(Pdo);
     DbgPrint("forward: attached 0x%x to the PDO %d; the stack's top is the FDO %d\n", (unsigned)status,
              ext->Lower == Pdo, top == fdo);
-    /* ObDereferenceObject(top) on Windows: ntmem does not count references to devices. */
+    ObDereferenceObject(top);
     fdo->Flags &= ~DO_DEVICE_INITIALIZING;
     return STATUS_SUCCESS;
 }

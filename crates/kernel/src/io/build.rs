@@ -17,14 +17,41 @@
 //!
 //! A buffer that cannot be prepared (no pool, an input that cannot be read, an output
 //! that cannot be locked) makes the routine return NULL with nothing allocated,
-//! where Windows returns NULL for no pool and raises for a bad buffer.
+//! where Windows returns NULL for no pool and raises for a bad buffer. Under Driver
+//! Verifier's I/O verification a bad buffer stops the machine, as Microsoft's "Bug
+//! Check 0xC9" page lists: DRIVER_VERIFIER_IOMANAGER_VIOLATION 0x09 (device, I/O
+//! control code, the exception's status) for `IoBuildDeviceIoControlRequest`, 0x08
+//! (device, major function, status) for `IoBuildAsynchronousFsdRequest` (the page
+//! names no code for the synchronous builder, which returns NULL).
 
 use ntmem_machine::Va;
 
 use super::request::{IoCall, IoRequest, Ioctl};
 use super::{DeviceObject, Irp, MajorFunction};
 use crate::bugcheck::BugCheck;
+use crate::ex::pool::NtStatus;
 use crate::ke::processor::Cpu;
+use crate::vf::{IoViolation, VerifierFlags};
+
+/// What a builder returns for `built`: the IRP, NULL, or — under I/O verification,
+/// for a buffer that raised (anything but no pool) — the stop `violation` makes of
+/// the exception's status.
+fn verified(
+    cpu: &Cpu<'_>,
+    built: Result<Irp, NtStatus>,
+    violation: Option<impl FnOnce(u32) -> IoViolation>,
+) -> Result<Option<Irp>, BugCheck> {
+    let m = cpu.machine();
+    match (built, violation) {
+        (Ok(irp), _) => Ok(Some(irp)),
+        (Err(status), Some(violation))
+            if status != NtStatus::INSUFFICIENT_RESOURCES && m.verifier().contains(VerifierFlags::IO_VERIFICATION) =>
+        {
+            Err(violation(status.0).stop(m))
+        }
+        (Err(_), _) => Ok(None),
+    }
+}
 
 /// `IRP_MJ_FLUSH_BUFFERS`, `IRP_MJ_SHUTDOWN`, `IRP_MJ_POWER`, `IRP_MJ_PNP`: the other
 /// major functions the FSD routines build (without buffers).
@@ -35,7 +62,7 @@ const BUFFERLESS: [u8; 4] = [0x09, 0x10, 0x16, 0x1B];
 /// Event, IoStatusBlock)`; `Ok(None)` is NULL.
 ///
 /// # Errors
-/// Bugchecks from the pool, the copies and MmProbeAndLockPages.
+/// 0xC9/0x09 as above; bugchecks from the pool, the copies and MmProbeAndLockPages.
 pub fn io_build_device_io_control_request(
     cpu: &Cpu<'_>,
     device: DeviceObject,
@@ -49,7 +76,9 @@ pub fn io_build_device_io_control_request(
     } else {
         (IoRequest::DeviceControl(ioctl), MajorFunction::DeviceControl)
     };
-    IoCall::new(device, request).build_for_driver(cpu, major as u8, event, iosb)
+    let built = IoCall::new(device, request).build_for_driver(cpu, major as u8, event, iosb)?;
+    let violation = |status| IoViolation::BadIoctlBuffer { device: device.0.get(), code: ioctl.code, status };
+    verified(cpu, built, Some(violation))
 }
 
 /// `IoBuildSynchronousFsdRequest` (with `event`) and `IoBuildAsynchronousFsdRequest`
@@ -59,7 +88,8 @@ pub fn io_build_device_io_control_request(
 /// ntmem's choice).
 ///
 /// # Errors
-/// As [`io_build_device_io_control_request`].
+/// 0xC9/0x08 as above (asynchronous: `event` 0); as
+/// [`io_build_device_io_control_request`].
 #[allow(clippy::too_many_arguments)]
 pub fn io_build_fsd_request(
     cpu: &Cpu<'_>,
@@ -77,5 +107,7 @@ pub fn io_build_fsd_request(
         Ok(m) if BUFFERLESS.contains(&m) => IoRequest::Cleanup,
         _ => return Ok(None),
     };
-    IoCall::new(device, request).build_for_driver(cpu, major as u8, event, iosb)
+    let built = IoCall::new(device, request).build_for_driver(cpu, major as u8, event, iosb)?;
+    let violation = |status| IoViolation::BadFsdBuffer { device: device.0.get(), major: u64::from(major), status };
+    verified(cpu, built, (event == 0).then_some(violation))
 }

@@ -15,6 +15,18 @@
 //!
 //! A device created with a name is found by it ([`io_create_named_device`],
 //! [`super::file`]). Not modelled: `DeviceObjectExtension` (NULL), the device's DPC.
+//!
+//! A device object is reference-counted by the object manager ([`crate::ob`],
+//! keyed by its address as drivers see it): `IoCreateDevice` makes it with one
+//! reference, `ObReferenceObject` and `IoGetAttachedDeviceReference` add one,
+//! `ObDereferenceObject` drops one. `IoDeleteDevice` unlinks the device from its
+//! driver's list and its name at once and drops the creation's reference; the
+//! memory goes back to the pool with the last reference ([`free_deleted`]), so a
+//! driver holding a reference may still read the object after `IoDeleteDevice`, as
+//! on Windows (learn.microsoft.com "IoDeleteDevice": "the device object is not
+//! deleted until its reference count goes to zero"; "IoGetAttachedDeviceReference").
+//! A dereference too many is REFERENCE_BY_POINTER (0x18). `DEVICE_OBJECT.ReferenceCount`
+//! (the I/O manager's count of opens) stays 0.
 
 use ntmem_machine::Va;
 
@@ -22,6 +34,7 @@ use super::DeviceRecord;
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use crate::ke::processor::Cpu;
+use crate::ob::{Dereferenced, ObjectType};
 
 /// `sizeof(DEVICE_OBJECT)` on x64.
 pub const DEVICE_OBJECT_SIZE: u64 = 0x150;
@@ -209,6 +222,7 @@ pub fn io_create_device(cpu: &Cpu<'_>, new: NewDevice) -> Result<Result<DeviceOb
     write_bytes(cpu, block, &b)?;
     let device = DeviceObject(block);
     cpu.machine().io().devices().push(DeviceRecord { object: device, driver: new.driver });
+    cpu.machine().objects().insert(ob_key(cpu, device), ObjectType::Device, 1);
     relink(cpu, new.driver)?;
     Ok(Ok(device))
 }
@@ -242,10 +256,16 @@ pub fn io_create_named_device(
     Ok(device)
 }
 
-/// `IoDeleteDevice`: takes the device out of its driver's list and frees it.
-/// Returns the driver (its `DRIVER_OBJECT` address) and its new list head.
-/// Deleting something that is not a device frees it as pool would (a bugcheck
-/// when it is not a pool block either).
+/// The object manager's key of `device`: its address as drivers see it.
+pub fn ob_key(cpu: &Cpu<'_>, device: DeviceObject) -> u64 {
+    cpu.machine().space().host_addr(device.0) as u64
+}
+
+/// `IoDeleteDevice`: takes the device out of its driver's list and the namespace
+/// and drops the reference `IoCreateDevice` made; the last reference frees it (see
+/// the module docs). Returns the driver (its `DRIVER_OBJECT` address) and its new
+/// list head. Deleting something that is not a device frees it as pool would (a
+/// bugcheck when it is not a pool block either).
 ///
 /// # Errors
 /// A bugcheck from the pool.
@@ -256,13 +276,25 @@ pub fn io_delete_device(cpu: &Cpu<'_>, device: DeviceObject) -> Result<(u64, Opt
         i.map(|i| devices.remove(i))
     };
     cpu.machine().io().device_names().retain(|_, d| *d != device);
+    let referenced = cpu.machine().objects().dereference(ob_key(cpu, device)) == Dereferenced::Live;
     let Some(record) = record else {
         pool::free(cpu, device.0, Some(DEVICE_TAG))?;
         return Ok((0, None));
     };
     let head = relink(cpu, record.driver)?;
-    pool::free(cpu, device.0, Some(DEVICE_TAG))?;
+    if !referenced {
+        free_deleted(cpu, device)?;
+    }
     Ok((record.driver, head))
+}
+
+/// Frees a deleted device whose last reference went (`ObDereferenceObject` after
+/// `IoDeleteDevice`).
+///
+/// # Errors
+/// A bugcheck from the pool.
+pub fn free_deleted(cpu: &Cpu<'_>, device: DeviceObject) -> Result<(), BugCheck> {
+    pool::free(cpu, device.0, Some(DEVICE_TAG))
 }
 
 /// Clears DO_DEVICE_INITIALIZING on every device of `driver`: what the I/O

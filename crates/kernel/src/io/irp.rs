@@ -17,6 +17,7 @@
 //! | `StackCount` / `CurrentLocation`        | 0x42 / 0x43 |
 //! | `Cancel` / `AllocationFlags`            | 0x44 / 0x47 |
 //! | `UserIosb` / `UserEvent`                | 0x48 / 0x50 |
+//! | `CancelRoutine`                         | 0x68 |
 //! | `UserBuffer`                            | 0x70 |
 //! | `Tail.Overlay.Thread`                   | 0x98 |
 //! | `Tail.Overlay.CurrentStackLocation`     | 0xB8 |
@@ -32,6 +33,7 @@
 //! | `Parameters.Read/Write.Length` / `.Key` / `.Flags`       | 0x08 / 0x10 / 0x14 |
 //! | `Parameters.Read/Write.ByteOffset`                       | 0x18 |
 //! | `Parameters.StartDevice.AllocatedResources` / `…Translated` | 0x08 / 0x10 |
+//! | `Parameters.Power.SystemContext` / `.Type` / `.State` / `.ShutdownType` | 0x08 / 0x10 / 0x18 / 0x20 |
 //! | `DeviceObject` / `FileObject`                            | 0x28 / 0x30 |
 //! | `CompletionRoutine` / `Context`                          | 0x38 / 0x40 |
 //!
@@ -87,6 +89,8 @@ pub(crate) const OFF_CANCEL: u64 = 0x44;
 pub(crate) const OFF_ALLOCATION_FLAGS: u64 = 0x47;
 pub(crate) const OFF_USER_IOSB: u64 = 0x48;
 pub(crate) const OFF_USER_EVENT: u64 = 0x50;
+/// `CancelRoutine`.
+pub const OFF_CANCEL_ROUTINE: u64 = 0x68;
 pub(crate) const OFF_USER_BUFFER: u64 = 0x70;
 pub(crate) const OFF_THREAD: u64 = 0x98;
 pub(crate) const OFF_CURRENT_STACK: u64 = 0xB8;
@@ -167,6 +171,18 @@ pub enum Parameters {
         options: u32,
         /// `ShareAccess`.
         share_access: u16,
+    },
+    /// `Parameters.Power` (IRP_MN_SET_POWER, IRP_MN_QUERY_POWER): `SystemContext`
+    /// 0x08, `Type` 0x10, `State` 0x18, `ShutdownType` 0x20.
+    Power {
+        /// `SystemContext` (the power manager's; 0 in ntmem).
+        system_context: u32,
+        /// `Type`: `SystemPowerState` (0) or `DevicePowerState` (1).
+        kind: u32,
+        /// `State`: a `SYSTEM_POWER_STATE` or `DEVICE_POWER_STATE`.
+        state: u32,
+        /// `ShutdownType`: the `POWER_ACTION`.
+        shutdown: u32,
     },
     /// No parameters (IRP_MN_REMOVE_DEVICE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE).
     None,
@@ -368,6 +384,12 @@ fn fill(cpu: &Cpu<'_>, irp: Irp, c: &IrpContents) -> Result<(), BugCheck> {
             put(&mut b, p + 0x08, &options.to_le_bytes());
             put(&mut b, p + 0x12, &share_access.to_le_bytes());
         }
+        Parameters::Power { system_context, kind, state, shutdown } => {
+            put(&mut b, p, &system_context.to_le_bytes());
+            put(&mut b, p + 0x08, &kind.to_le_bytes());
+            put(&mut b, p + 0x10, &state.to_le_bytes());
+            put(&mut b, p + 0x18, &shutdown.to_le_bytes());
+        }
         Parameters::None => {}
     }
     put(&mut b, stack + 0x28, &c.device.0.get().to_le_bytes());
@@ -433,7 +455,11 @@ pub(crate) fn finish_request(
     let flags = irp.flags(cpu)?;
     let (mut status, information) = irp.io_status(cpu)?;
     let system = irp.system_buffer(cpu)?;
-    if flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION) && !status.is_error() && system != 0 {
+    let copy_back = flags.contains(IrpFlags::BUFFERED_IO | IrpFlags::INPUT_OPERATION);
+    if copy_back && m.verifier().contains(crate::vf::VerifierFlags::IO_VERIFICATION) {
+        check_information(cpu, irp, information)?;
+    }
+    if copy_back && !status.is_error() && system != 0 {
         let len = information.min(system_len);
         let mut data = vec![0u8; len as usize];
         m.space()
@@ -453,4 +479,23 @@ pub(crate) fn finish_request(
     }
     free_mdl_chain(cpu, irp.mdl_address(cpu)?)?;
     Ok((status, information))
+}
+
+/// I/O verification's look at a buffered request's `IoStatus.Information` as the
+/// final completion copies the system buffer back: more than the output part of the
+/// buffer (`OutputBufferLength` of a device control, `Length` of a read — the first
+/// driver's stack location, +0x08 in both) is the non-fatal WDM DRIVER ERROR 0x312
+/// (Microsoft, "Bug Check 0xC9"), recorded as a warning. ntmem copies back at most
+/// the system buffer's length whatever it says; Windows copies `Information` bytes.
+fn check_information(cpu: &Cpu<'_>, irp: Irp, information: u64) -> Result<(), BugCheck> {
+    let [count] = read_bytes::<1>(cpu, at(irp.0, OFF_STACK_COUNT))?;
+    let Some(index) = u64::from(count).checked_sub(1) else { return Ok(()) };
+    let location = Va::new(irp.0.get() + IRP_SIZE + index * STACK_LOCATION_SIZE);
+    let output = u64::from(u32::from_le_bytes(read_bytes(cpu, at(location, 0x08))?));
+    if information > output {
+        let device = u64::from_le_bytes(read_bytes(cpu, at(location, 0x28))?);
+        let code = crate::vf::WdmError::INFORMATION_TOO_LARGE;
+        cpu.machine().vf().wdm_error(crate::vf::WdmError { code, irp: irp.0.get(), device });
+    }
+    Ok(())
 }

@@ -16,6 +16,8 @@
 //! * [`pnp`]: PDOs, `IoAttachDeviceToDeviceStack` / `IoDetachDevice`, and
 //!   `IRP_MJ_PNP` start-device (with the raw and translated `CM_RESOURCE_LIST`s)
 //!   and remove-device.
+//! * [`power`]: `IRP_MJ_POWER` set-power and query-power requests, and the power
+//!   states drivers record (`PoSetPowerState`).
 //! * [`returns`]: the IRQL a driver routine must return at (0xE1, 0x4A).
 //! * [`symlink`]: symbolic links (`IoCreateSymbolicLink` / `IoDeleteSymbolicLink`).
 //! * [`file`]: opening a device by name (through symbolic links), file objects,
@@ -43,6 +45,7 @@ pub mod device;
 pub mod file;
 pub mod irp;
 pub mod pnp;
+pub mod power;
 pub mod request;
 pub mod returns;
 pub mod stack;
@@ -92,6 +95,8 @@ pub enum MajorFunction {
     InternalDeviceControl = 0x0F,
     /// `IRP_MJ_CLEANUP` (0x12).
     Cleanup = 0x12,
+    /// `IRP_MJ_POWER` (0x16): power requests ([`power`]).
+    Power = 0x16,
     /// `IRP_MJ_PNP` (0x1B): Plug and Play requests ([`pnp`]).
     Pnp = 0x1B,
 }
@@ -108,6 +113,7 @@ impl MajorFunction {
             MajorFunction::DeviceControl => "IRP_MJ_DEVICE_CONTROL dispatch routine",
             MajorFunction::InternalDeviceControl => "IRP_MJ_INTERNAL_DEVICE_CONTROL dispatch routine",
             MajorFunction::Cleanup => "IRP_MJ_CLEANUP dispatch routine",
+            MajorFunction::Power => "IRP_MJ_POWER dispatch routine",
             MajorFunction::Pnp => "IRP_MJ_PNP dispatch routine",
         }
     }
@@ -191,12 +197,16 @@ pub(crate) struct IrpRecord {
     pub completed: Option<(NtStatus, u64)>,
     /// Who made it.
     pub origin: IrpOrigin,
+    /// `PendingReturned` when the I/O manager's final completion ran: whether the
+    /// top driver marked it pending (I/O verification compares it with what the
+    /// dispatch routine returned, [`returns::check_pending`]).
+    pub pending_returned: bool,
 }
 
 impl IrpRecord {
     /// The record of an IRP a caller's request made.
     pub(crate) fn request(process: Option<Arc<Process>>, system_buffer_len: u64) -> IrpRecord {
-        IrpRecord { process, system_buffer_len, completed: None, origin: IrpOrigin::Request }
+        IrpRecord { process, system_buffer_len, completed: None, origin: IrpOrigin::Request, pending_returned: false }
     }
 }
 
@@ -220,6 +230,8 @@ pub struct IoManager {
     symbolic_links: Mutex<symlink::SymbolicLinks>,
     /// The system-wide cancel spin lock (`IoAcquireCancelSpinLock`).
     cancel_lock: std::sync::atomic::AtomicUsize,
+    /// Power states drivers recorded with `PoSetPowerState`, by device.
+    power_states: Mutex<BTreeMap<u64, power::Recorded>>,
 }
 
 impl IoManager {
@@ -255,6 +267,10 @@ impl IoManager {
     /// How many files are open on `device`.
     pub fn open_count(&self, device: DeviceObject) -> usize {
         self.files().iter().filter(|f| f.device == device).count()
+    }
+
+    pub(crate) fn power_states(&self) -> MutexGuard<'_, BTreeMap<u64, power::Recorded>> {
+        self.power_states.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The object namespace's symbolic links.

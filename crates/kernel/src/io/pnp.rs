@@ -72,8 +72,18 @@ impl NtStatus {
 pub enum PnpMinor {
     /// `IRP_MN_START_DEVICE` (0x00).
     StartDevice = 0x00,
+    /// `IRP_MN_QUERY_REMOVE_DEVICE` (0x01).
+    QueryRemoveDevice = 0x01,
     /// `IRP_MN_REMOVE_DEVICE` (0x02).
     RemoveDevice = 0x02,
+    /// `IRP_MN_CANCEL_REMOVE_DEVICE` (0x03).
+    CancelRemoveDevice = 0x03,
+    /// `IRP_MN_STOP_DEVICE` (0x04).
+    StopDevice = 0x04,
+    /// `IRP_MN_QUERY_STOP_DEVICE` (0x05).
+    QueryStopDevice = 0x05,
+    /// `IRP_MN_SURPRISE_REMOVAL` (0x17).
+    SurpriseRemoval = 0x17,
 }
 
 impl PnpMinor {
@@ -81,7 +91,12 @@ impl PnpMinor {
     pub fn name(self) -> &'static str {
         match self {
             PnpMinor::StartDevice => "IRP_MN_START_DEVICE",
+            PnpMinor::QueryRemoveDevice => "IRP_MN_QUERY_REMOVE_DEVICE",
             PnpMinor::RemoveDevice => "IRP_MN_REMOVE_DEVICE",
+            PnpMinor::CancelRemoveDevice => "IRP_MN_CANCEL_REMOVE_DEVICE",
+            PnpMinor::StopDevice => "IRP_MN_STOP_DEVICE",
+            PnpMinor::QueryStopDevice => "IRP_MN_QUERY_STOP_DEVICE",
+            PnpMinor::SurpriseRemoval => "IRP_MN_SURPRISE_REMOVAL",
         }
     }
 }
@@ -96,16 +111,20 @@ pub enum PnpRequest {
         /// `AllocatedResourcesTranslated`: as the system decodes it now.
         translated: CmResourceList,
     },
-    /// `IRP_MN_REMOVE_DEVICE`.
-    RemoveDevice,
+    /// A request without parameters (`IRP_MN_QUERY_REMOVE_DEVICE`,
+    /// `IRP_MN_REMOVE_DEVICE`, `IRP_MN_SURPRISE_REMOVAL`, …).
+    Plain(PnpMinor),
 }
 
 impl PnpRequest {
+    /// `IRP_MN_REMOVE_DEVICE`.
+    pub const REMOVE_DEVICE: PnpRequest = PnpRequest::Plain(PnpMinor::RemoveDevice);
+
     /// The minor function.
     pub fn minor(&self) -> PnpMinor {
         match self {
             PnpRequest::StartDevice { .. } => PnpMinor::StartDevice,
-            PnpRequest::RemoveDevice => PnpMinor::RemoveDevice,
+            PnpRequest::Plain(minor) => *minor,
         }
     }
 }
@@ -280,7 +299,6 @@ pub fn send(
     request: &PnpRequest,
     driver: &dyn Dispatch,
 ) -> Result<PnpOutcome, BugCheck> {
-    let m = cpu.machine();
     let failed = |status| PnpOutcome { returned: None, completed: false, status, raw: 0, translated: 0 };
     let (mut raw, mut translated) = (None, None);
     let free_lists = |raw: Option<Va>, translated: Option<Va>| -> Result<(), BugCheck> {
@@ -303,7 +321,7 @@ pub fn send(
         minor: request.minor() as u8,
         parameters: match request {
             PnpRequest::StartDevice { .. } => Parameters::StartDevice { raw: addr(raw), translated: addr(translated) },
-            PnpRequest::RemoveDevice => Parameters::None,
+            PnpRequest::Plain(_) => Parameters::None,
         },
         device,
         mode: ProcessorMode::KernelMode,
@@ -313,20 +331,47 @@ pub fn send(
         user_buffer: 0,
         file: 0,
     };
-    let Some(irp) = irp::build(cpu, &contents)? else {
+    let Some(Sent { returned, completed: done }) = send_system_irp(cpu, &contents, driver)? else {
         free_lists(raw, translated)?;
         return Ok(failed(NtStatus::INSUFFICIENT_RESOURCES));
     };
+    free_lists(raw, translated)?;
+    let status = done.unwrap_or(returned.unwrap_or(NtStatus::PENDING));
+    Ok(PnpOutcome { returned, completed: done.is_some(), status, raw: addr(raw), translated: addr(translated) })
+}
+
+/// Sends the kernel-mode IRP `contents` describes (a PnP or power request) to the
+/// top of its device's stack through `driver`, `IoStatus.Status`
+/// STATUS_NOT_SUPPORTED as the PnP and power managers send them; a driver with no
+/// routine for the major function has it completed as it is. Returns what the
+/// dispatch routine returned (`None`: no routine) and the final status if the IRP
+/// was completed; `Ok(None)`: no pool for the IRP.
+///
+/// # Errors
+/// The bugcheck that stopped the machine (in the driver or the I/O manager).
+pub(crate) fn send_system_irp(
+    cpu: &Cpu<'_>,
+    contents: &IrpContents,
+    driver: &dyn Dispatch,
+) -> Result<Option<Sent>, BugCheck> {
+    let m = cpu.machine();
+    let Some(irp) = irp::build(cpu, contents)? else { return Ok(None) };
     irp.set_io_status(cpu, NtStatus::NOT_SUPPORTED, 0)?;
     m.io().irps().insert(irp.0.get(), IrpRecord::request(None, 0));
-    let returned = driver.dispatch(cpu, MajorFunction::Pnp, device, irp)?;
+    let returned = driver.dispatch(cpu, contents.major, contents.device, irp)?;
     if returned.is_none() {
         irp::io_complete_request(cpu, irp)?;
     }
-    let done = m.io().take_completion(irp);
-    free_lists(raw, translated)?;
-    let status = done.map_or(returned.unwrap_or(NtStatus::PENDING), |(s, _)| s);
-    Ok(PnpOutcome { returned, completed: done.is_some(), status, raw: addr(raw), translated: addr(translated) })
+    let completed = m.io().take_completion(irp).map(|(s, _)| s);
+    Ok(Some(Sent { returned, completed }))
+}
+
+/// What came back from a PnP or power IRP ([`send_system_irp`]).
+pub(crate) struct Sent {
+    /// What the dispatch routine returned (`None`: no routine).
+    pub returned: Option<NtStatus>,
+    /// The final status, if the IRP was completed.
+    pub completed: Option<NtStatus>,
 }
 
 #[cfg(test)]

@@ -316,24 +316,24 @@ impl IoCall {
     /// `IoBuild*Request` routine does (see [`super::build`]): buffers prepared by the
     /// transfer type, the device's location filled as the *next* one (not current
     /// until `IoCallDriver`), `UserEvent` and `UserIosb` set. `major` overrides the
-    /// location's `MajorFunction`. `Ok(None)`: a buffer could not be prepared, or no
-    /// pool.
+    /// location's `MajorFunction`. Inner `Err`: why not — the status a buffer's
+    /// preparation failed with (STATUS_INSUFFICIENT_RESOURCES: no pool).
     pub(crate) fn build_for_driver(
         &self,
         cpu: &Cpu<'_>,
         major: u8,
         event: u64,
         iosb: u64,
-    ) -> Result<Option<Irp>, BugCheck> {
+    ) -> Result<Result<Irp, NtStatus>, BugCheck> {
         let mut prepared = Prepared::default();
-        if self.prepare(cpu, self.device, &mut prepared)?.is_err() {
+        if let Err(status) = self.prepare(cpu, self.device, &mut prepared)? {
             self.undo(cpu, &prepared)?;
-            return Ok(None);
+            return Ok(Err(status));
         }
         let contents = self.contents(self.device, &prepared);
         let Some(irp) = irp::build(cpu, &contents)? else {
             self.undo(cpu, &prepared)?;
-            return Ok(None);
+            return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES));
         };
         let location = irp.current_stack_location(cpu)?;
         super::device::write_bytes(cpu, location, &[major])?;
@@ -341,7 +341,7 @@ impl IoCall {
         let mut record = IrpRecord::request(None, prepared.system_buffer_len);
         record.origin = super::IrpOrigin::Built;
         cpu.machine().io().irps().insert(irp.0.get(), record);
-        Ok(Some(irp))
+        Ok(Ok(irp))
     }
 
     /// Probes, allocates and locks what the transfer type needs. Inner `Err`:

@@ -55,15 +55,16 @@ use ntmem_machine::Va;
 
 use super::device::{at, read_bytes, write_bytes, DeviceObject};
 use super::irp::{
-    self, Irp, IrpFlags, IO_TYPE_IRP, IRP_SIZE, IRP_TAG, OFF_ALLOCATION_FLAGS, OFF_CANCEL, OFF_CURRENT_LOCATION,
-    OFF_CURRENT_STACK, OFF_ORIGINAL_FILE, OFF_PENDING_RETURNED, OFF_SIZE, OFF_STACK_COUNT, OFF_SYSTEM_BUFFER,
-    OFF_THREAD, OFF_THREAD_LIST, OFF_USER_EVENT, OFF_USER_IOSB, STACK_LOCATION_SIZE,
+    self, Irp, IrpFlags, IO_TYPE_IRP, IRP_SIZE, IRP_TAG, OFF_ALLOCATION_FLAGS, OFF_CANCEL, OFF_CANCEL_ROUTINE,
+    OFF_CURRENT_LOCATION, OFF_CURRENT_STACK, OFF_ORIGINAL_FILE, OFF_PENDING_RETURNED, OFF_SIZE, OFF_STACK_COUNT,
+    OFF_SYSTEM_BUFFER, OFF_THREAD, OFF_THREAD_LIST, OFF_USER_EVENT, OFF_USER_IOSB, STACK_LOCATION_SIZE,
 };
 use super::{IrpOrigin, IrpRecord};
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::{self, NtStatus, PoolType};
+use crate::ke::irql::Irql;
 use crate::ke::processor::Cpu;
-use crate::vf::VerifierFlags;
+use crate::vf::{IoViolation, VerifierFlags};
 
 /// `SL_PENDING_RETURNED` in a stack location's `Control` (`IoMarkIrpPending`).
 pub const SL_PENDING_RETURNED: u8 = 0x01;
@@ -134,8 +135,14 @@ pub struct CompletionCall {
 pub enum Final {
     /// Nothing: the IRP is done.
     Done,
-    /// Signal the event at this address (`UserEvent`, 0: none), as `KeSetEvent`.
-    Signal(u64),
+    /// A threaded IRP's `UserIosb` was written: signal its `UserEvent`, as
+    /// `KeSetEvent`.
+    Signal {
+        /// `UserEvent` (0: none).
+        event: u64,
+        /// `UserIosb` (0: none), written already.
+        iosb: u64,
+    },
     /// The last associated IRP of this master completed: complete the master.
     Master(Irp),
 }
@@ -164,6 +171,16 @@ fn locations(cpu: &Cpu<'_>, irp: Irp) -> Result<(i16, i16), BugCheck> {
     Ok((i16::from(count as i8), i16::from(current as i8)))
 }
 
+/// Whether the stack location at `location` is marked pending
+/// (`SL_PENDING_RETURNED` in its `Control`: `IoMarkIrpPending`).
+///
+/// # Errors
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for a location outside the address space.
+pub(crate) fn marked_pending(cpu: &Cpu<'_>, location: Va) -> Result<bool, BugCheck> {
+    let [control] = read_bytes::<1>(cpu, at(location, SL_CONTROL))?;
+    Ok(control & SL_PENDING_RETURNED != 0)
+}
+
 /// `IoInitializeIrp`'s work: zeroes `packet_size` bytes, then `Type`, `Size`,
 /// `StackCount` `stack_size`, `CurrentLocation` `stack_size + 1`, an empty
 /// `ThreadListEntry`, `CurrentStackLocation` one past the last location.
@@ -181,7 +198,7 @@ pub(crate) fn initialize(cpu: &Cpu<'_>, irp: Irp, packet_size: u64, stack_size: 
 }
 
 fn record(cpu: &Cpu<'_>, irp: Irp, origin: IrpOrigin) {
-    let r = IrpRecord { process: None, system_buffer_len: 0, completed: None, origin };
+    let r = IrpRecord { process: None, system_buffer_len: 0, completed: None, origin, pending_returned: false };
     cpu.machine().io().irps().insert(irp.0.get(), r);
 }
 
@@ -203,13 +220,21 @@ pub fn io_initialize_irp(cpu: &Cpu<'_>, irp: Irp, packet_size: u16, stack_size: 
 /// locations from nonpaged pool, `AllocationFlags` `IRP_ALLOCATED_FIXED_SIZE` (and
 /// `IRP_QUOTA_CHARGED` if asked). `Ok(None)` (NULL): no pool, or a negative
 /// `StackSize` (ntmem's choice; Windows sizes the IRP from the CCHAR as given).
+/// Under I/O verification the IRP comes from special pool (research note
+/// `dma-verifier-views.md` §3.7), so a touch after `IoFreeIrp` is
+/// DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL (0xD5).
 ///
 /// # Errors
 /// A bugcheck from the pool.
 pub fn io_allocate_irp(cpu: &Cpu<'_>, stack_size: i8, charge_quota: bool) -> Result<Option<Irp>, BugCheck> {
     let Ok(count) = u8::try_from(stack_size) else { return Ok(None) };
     let size = irp::io_size_of_irp(count);
-    let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, size, IRP_TAG)? else { return Ok(None) };
+    let allocate = if cpu.machine().verifier().contains(VerifierFlags::IO_VERIFICATION) {
+        pool::allocate_special
+    } else {
+        pool::allocate
+    };
+    let Some(block) = allocate(cpu, PoolType::NonPagedPool, size, IRP_TAG)? else { return Ok(None) };
     let irp = Irp(block);
     initialize(cpu, irp, size, count)?;
     let mut flags = AllocationFlags::ALLOCATED_FIXED_SIZE;
@@ -237,21 +262,49 @@ pub fn io_reuse_irp(cpu: &Cpu<'_>, irp: Irp, status: NtStatus) -> Result<(), Bug
     Ok(())
 }
 
-/// `IoFreeIrp(Irp)`: frees an IRP. Something that is not an IRP (`Type` is not
-/// IO_TYPE_IRP — an IRP freed before has `Type` 0) is MULTIPLE_IRP_COMPLETE_REQUESTS
-/// (0x44: address, 0, 0, 0), as Windows checks.
+/// `IoFreeIrp(Irp)`, the driver's call (`caller`: the address in its code, 0 if
+/// unknown): frees an IRP. Something that is not an IRP (`Type` is not IO_TYPE_IRP —
+/// an IRP freed before has `Type` 0) is MULTIPLE_IRP_COMPLETE_REQUESTS (0x44:
+/// address, 0, 0, 0), as Windows checks.
+///
+/// Under I/O verification (Microsoft, "Bug Check 0xC9"): a non-IRP is 0xC9/0x01 (the
+/// object) instead; an IRP the I/O manager associated with a thread (built by
+/// `IoBuildDeviceIoControlRequest` / `IoBuildSynchronousFsdRequest`, freed by the
+/// I/O manager at its completion) is 0xC9/0x02 (the IRP); an IRP still in use —
+/// a driver below holds a stack location of it (sent with `IoCallDriver`, not yet
+/// completed back) — is WDM DRIVER ERROR 0x20B (caller, IRP, the holder's device).
+/// Windows' free kernel frees all three without looking, and so does ntmem without
+/// the option (the later touch of the freed IRP is the symptom).
 ///
 /// # Errors
-/// 0x44 as above; PAGE_FAULT_IN_NONPAGED_AREA (0x50) for memory outside the address
+/// As above; PAGE_FAULT_IN_NONPAGED_AREA (0x50) for memory outside the address
 /// space; a bugcheck from the pool.
-pub fn io_free_irp(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
+pub fn io_free_irp(cpu: &Cpu<'_>, irp: Irp, caller: u64) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    let verified = m.verifier().contains(VerifierFlags::IO_VERIFICATION);
+    let is_irp = u16::from_le_bytes(read_bytes(cpu, irp.0)?) == IO_TYPE_IRP;
+    if !is_irp && verified {
+        return Err(IoViolation::FreedNonIrp { object: irp.0.get() }.stop(m));
+    }
+    if is_irp && verified {
+        let origin = m.io().irps().get(&irp.0.get()).map(|r| r.origin);
+        if origin == Some(IrpOrigin::Built) {
+            return Err(IoViolation::FreedThreadedIrp { irp: irp.0.get() }.stop(m));
+        }
+        let (count, current) = locations(cpu, irp)?;
+        if (1..=count).contains(&current) {
+            let device = u64_at(cpu, at(irp.current_stack_location(cpu)?, SL_DEVICE))?;
+            return Err(IoViolation::FreedIrpInUse { caller, irp: irp.0.get(), device }.stop(m));
+        }
+    }
+    free_irp(cpu, irp)
+}
+
+/// Frees an IRP the I/O manager is done with (its own final completion, or the
+/// driver's `IoFreeIrp` once checked): 0x44 for one that is not an IRP any more.
+fn free_irp(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
     let m = cpu.machine();
     if u16::from_le_bytes(read_bytes(cpu, irp.0)?) != IO_TYPE_IRP {
-        // Under I/O verification: DRIVER_VERIFIER_IOMANAGER_VIOLATION 0x01, "the driver
-        // freed an object that is not an IRP" (the address; Microsoft, "Bug Check 0xC9").
-        if m.verifier().contains(crate::vf::VerifierFlags::IO_VERIFICATION) {
-            return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION, [0x01, irp.0.get(), 0, 0]));
-        }
         return Err(m.bugcheck(BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS, [irp.0.get(), 0, 0, 0]));
     }
     m.io().irps().remove(&irp.0.get());
@@ -282,10 +335,17 @@ pub fn io_make_associated_irp(cpu: &Cpu<'_>, master: Irp, stack_size: i8) -> Res
 /// `IofCallDriver(DeviceObject, Irp)`, up to the call of the driver's routine (see
 /// the module documentation).
 ///
+/// Under I/O verification, a call above DISPATCH_LEVEL is 0xC9/0x10 (the IRQL;
+/// Microsoft, "Bug Check 0xC9"); Windows' free kernel does not check.
+///
 /// # Errors
-/// NO_MORE_IRP_STACK_LOCATIONS (0x35: IRP, 0, 0, 0); PAGE_FAULT_IN_NONPAGED_AREA
-/// (0x50) for an IRP or device outside the address space.
+/// NO_MORE_IRP_STACK_LOCATIONS (0x35: IRP, 0, 0, 0); 0xC9/0x10 as above;
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for an IRP or device outside the address space.
 pub fn call_driver(cpu: &Cpu<'_>, device: DeviceObject, irp: Irp) -> Result<CallTarget, BugCheck> {
+    let m = cpu.machine();
+    if cpu.irql() > Irql::DISPATCH && m.verifier().contains(VerifierFlags::IO_VERIFICATION) {
+        return Err(IoViolation::CalledAboveDispatch { irql: cpu.irql() }.stop(m));
+    }
     let (_, current) = locations(cpu, irp)?;
     let next = current - 1;
     write_bytes(cpu, at(irp.0, OFF_CURRENT_LOCATION), &[next as u8])?;
@@ -303,10 +363,15 @@ pub fn call_driver(cpu: &Cpu<'_>, device: DeviceObject, irp: Irp) -> Result<Call
 /// `IofCompleteRequest(Irp, PriorityBoost)`: checks the IRP may be completed, then
 /// walks up its stack ([`resume`]).
 ///
-/// Under Driver Verifier's I/O verification, completing with `IoStatus.Status`
-/// STATUS_PENDING or -1 is DRIVER_VERIFIER_IOMANAGER_VIOLATION (0xC9: 0x06, the
-/// status, the IRP, 0; Microsoft, "Bug Check 0xC9"). Without it Windows' free kernel
-/// does not check (the status reaches the caller as it is), and neither does ntmem.
+/// Under Driver Verifier's I/O verification (Microsoft, "Bug Check 0xC9"), the
+/// I/O manager's checks stop the machine with DRIVER_VERIFIER_IOMANAGER_VIOLATION:
+/// a call above DISPATCH_LEVEL is 0x0E (IRQL, IRP, 0); `IoStatus.Status`
+/// STATUS_PENDING or -1 is 0x06 (the status, the IRP, 0); a cancel routine still
+/// set is 0x07 (the routine, the IRP, 0) — the driver must clear it
+/// (`IoSetCancelRoutine(Irp, NULL)`) before it completes. Without the option
+/// Windows' free kernel checks none of them (the status reaches the caller as it
+/// is; a cancel routine left set may run on a completed IRP), and neither does
+/// ntmem.
 ///
 /// # Errors
 /// MULTIPLE_IRP_COMPLETE_REQUESTS (0x44: IRP, 0, 0, 0) for an IRP that is not
@@ -323,12 +388,28 @@ pub fn complete(cpu: &Cpu<'_>, irp: Irp) -> Result<Completion, BugCheck> {
     if u16::from_le_bytes(read_bytes(cpu, irp.0)?) != IO_TYPE_IRP || current > count + 1 {
         return Err(twice());
     }
-    let (status, _) = irp.io_status(cpu)?;
-    if (status == NtStatus::PENDING || status.0 == u32::MAX) && m.verifier().contains(VerifierFlags::IO_VERIFICATION) {
-        let p = [0x06, u64::from(status.0), irp.0.get(), 0];
-        return Err(m.bugcheck(BugCheckCode::DRIVER_VERIFIER_IOMANAGER_VIOLATION, p));
+    if m.verifier().contains(VerifierFlags::IO_VERIFICATION) {
+        verify_completion(cpu, irp)?;
     }
     resume(cpu, irp)
+}
+
+/// I/O verification's checks of an `IoCompleteRequest` (see [`complete`]).
+fn verify_completion(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    let at_irp = irp.0.get();
+    if cpu.irql() > Irql::DISPATCH {
+        return Err(IoViolation::CompletedAboveDispatch { irql: cpu.irql(), irp: at_irp }.stop(m));
+    }
+    let (status, _) = irp.io_status(cpu)?;
+    if status == NtStatus::PENDING || status.0 == u32::MAX {
+        return Err(IoViolation::CompletedPending { status: status.0, irp: at_irp }.stop(m));
+    }
+    let routine = u64_at(cpu, at(irp.0, OFF_CANCEL_ROUTINE))?;
+    if routine != 0 {
+        return Err(IoViolation::CompletedWithCancelRoutine { routine, irp: at_irp }.stop(m));
+    }
+    Ok(())
 }
 
 /// Goes on walking up `irp`'s stack after a completion routine returned (anything
@@ -387,8 +468,10 @@ pub fn final_completion(cpu: &Cpu<'_>, irp: Irp) -> Result<Final, BugCheck> {
     match origin {
         IrpOrigin::Request => {
             let done = irp::finish_request(cpu, irp, process.as_ref(), system_len)?;
+            let [pending] = read_bytes::<1>(cpu, at(irp.0, OFF_PENDING_RETURNED))?;
             if let Some(r) = m.io().irps().get_mut(&irp.0.get()) {
                 r.completed = Some(done);
+                r.pending_returned = pending != 0;
             }
             pool::free(cpu, irp.0, Some(IRP_TAG))?;
             Ok(Final::Done)
@@ -402,13 +485,13 @@ pub fn final_completion(cpu: &Cpu<'_>, irp: Irp) -> Result<Final, BugCheck> {
                 write_bytes(cpu, Va::new(iosb), &status.0.to_le_bytes())?;
                 put_u64(cpu, Va::new(iosb + 8), information)?;
             }
-            io_free_irp(cpu, irp)?;
-            Ok(Final::Signal(event))
+            free_irp(cpu, irp)?;
+            Ok(Final::Signal { event, iosb })
         }
         IrpOrigin::Associated => {
             irp::finish_request(cpu, irp, None, 0)?;
             let master = Irp(Va::new(u64_at(cpu, at(irp.0, OFF_SYSTEM_BUFFER))?));
-            io_free_irp(cpu, irp)?;
+            free_irp(cpu, irp)?;
             let count = i32::from_le_bytes(read_bytes(cpu, at(master.0, OFF_SYSTEM_BUFFER))?).wrapping_sub(1);
             write_bytes(cpu, at(master.0, OFF_SYSTEM_BUFFER), &count.to_le_bytes())?;
             Ok(if count == 0 { Final::Master(master) } else { Final::Done })
@@ -449,7 +532,7 @@ mod tests {
             let list = irp.0.get() + OFF_THREAD_LIST;
             assert_eq!((u64_at(cpu, Va::new(list))?, u64_at(cpu, Va::new(list + 8))?), (list, list), "empty list");
             assert_eq!(io_allocate_irp(cpu, -1, false)?, None, "a negative StackSize");
-            io_free_irp(cpu, irp)
+            io_free_irp(cpu, irp, 0)
         })
         .unwrap();
     }
@@ -528,8 +611,8 @@ mod tests {
             assert_eq!(locations(cpu, irp)?, (3, 4));
             // The routine returned STATUS_MORE_PROCESSING_REQUIRED: the IRP is the
             // allocator's again, to free — once.
-            io_free_irp(cpu, irp)?;
-            io_free_irp(cpu, irp).map(|()| irp)
+            io_free_irp(cpu, irp, 0)?;
+            io_free_irp(cpu, irp, 0).map(|()| irp)
         });
         let b = b.unwrap_err();
         assert_eq!(b.code, BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS);

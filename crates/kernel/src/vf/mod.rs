@@ -12,11 +12,14 @@
 //! allocators. Options that check a single operation live with the code they check:
 //! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
 //! pageable memory on every raise to DISPATCH_LEVEL or above
-//! ([`crate::Cpu::raise_irql`]); I/O verification in [`crate::io`]. Options ntmem
+//! ([`crate::Cpu::raise_irql`]); I/O verification's checks in [`crate::io`], its
+//! stops and non-fatal WDM DRIVER ERRORs (kept here: [`Verifier::wdm_errors`]) in
+//! [`io`]. Options ntmem
 //! does not act on yet (security, DDI compliance) are accepted and recorded.
 
 mod deadlock;
 pub mod faults;
+pub mod io;
 pub mod tracking;
 pub mod violation;
 
@@ -25,6 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::ex::pool::PoolTag;
 pub use faults::{FaultSettings, Injection};
+pub use io::{IoViolation, WdmError};
 pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
 pub use violation::Violation;
 
@@ -175,6 +179,8 @@ struct State {
     counters: Counters,
     locks: deadlock::Locks,
     irql_log: std::collections::VecDeque<IrqlTransition>,
+    /// I/O verification's non-fatal errors, in order.
+    wdm_errors: Vec<WdmError>,
 }
 
 /// How many injections the history keeps (`!verifier 4` shows the latest).
@@ -370,6 +376,16 @@ impl Verifier {
     /// The log of recent allocate and free operations, oldest first.
     pub fn log(&self) -> Vec<LogEntry> {
         self.state().tracking.log()
+    }
+
+    /// Records a non-fatal WDM DRIVER ERROR of I/O verification ([`io`]).
+    pub fn wdm_error(&self, error: WdmError) {
+        self.state().wdm_errors.push(error);
+    }
+
+    /// I/O verification's non-fatal errors so far, in order.
+    pub fn wdm_errors(&self) -> Vec<WdmError> {
+        self.state().wdm_errors.clone()
     }
 
     /// The calls low resources simulation failed, oldest first.

@@ -61,6 +61,10 @@
 //! fragment = 5                         # pin 5 % of free RAM in 64 KB blocks, as uptime
 //!                                      # fragments it (ntmem_kernel::mm::fragment; seed 001)
 //! [[step]]
+//! power = { minor = "set_power", system_state = "S3" }   # IRP_MJ_POWER to the top of the
+//!                                      # stack: set_power / query_power, system_state S0-S5
+//!                                      # or device_state D0-D3 (ntmem_kernel::io::power)
+//! [[step]]
 //! event = { handle = "e" }             # CreateEvent(NULL, TRUE, FALSE, NULL) in app.exe
 //!                                      # (also manual_reset, signalled, process)
 //! [[step]]
@@ -456,6 +460,51 @@ pub struct DmaSpec {
     pub data: Option<Spanned<String>>,
 }
 
+/// A `power` step: `IRP_MJ_POWER` to the top of the driver's stack, as the power
+/// manager sends one ([`ntmem_kernel::io::power`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSpec {
+    /// `minor`: `set_power` or `query_power`.
+    pub minor: String,
+    /// `system_state`: `S0` (working) to `S5` (shutdown): a system power IRP.
+    pub system_state: Option<String>,
+    /// `device_state`: `D0` to `D3`: a device power IRP.
+    pub device_state: Option<String>,
+}
+
+impl PowerSpec {
+    /// The request, checked.
+    fn request(&self) -> Result<ntmem_kernel::io::power::PowerRequest, String> {
+        use ntmem_kernel::io::power::{PowerMinor, PowerRequest, PowerState};
+        let minor = match self.minor.to_ascii_lowercase().as_str() {
+            "set_power" => PowerMinor::SetPower,
+            "query_power" => PowerMinor::QueryPower,
+            m => {
+                return Err(format!(
+                    "minor `{m}`: use set_power or query_power (ntmem sends neither wait_wake nor power_sequence)"
+                ))
+            }
+        };
+        // S0..S5 are PowerSystemWorking (1) .. PowerSystemShutdown (6); D0..D3 are
+        // PowerDeviceD0 (1) .. PowerDeviceD3 (4).
+        let level = |text: &str, letter: char, max: u32| {
+            let t = text.trim().to_ascii_uppercase();
+            t.strip_prefix(letter).and_then(|n| n.parse::<u32>().ok()).filter(|&n| n <= max).map(|n| n + 1)
+        };
+        let state = match (&self.system_state, &self.device_state) {
+            (Some(s), None) => {
+                PowerState::System(level(s, 'S', 5).ok_or_else(|| format!("system_state `{s}`: use S0 to S5"))?)
+            }
+            (None, Some(d)) => {
+                PowerState::Device(level(d, 'D', 3).ok_or_else(|| format!("device_state `{d}`: use D0 to D3"))?)
+            }
+            _ => return Err("give exactly one of system_state and device_state".to_string()),
+        };
+        Ok(PowerRequest { minor, state })
+    }
+}
+
 /// An `open` step: `CreateFile` of a device by name.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -562,6 +611,8 @@ pub struct StepSpec {
     pub wait: Option<WaitSpec>,
     /// `reset`: reset a user event.
     pub reset: Option<String>,
+    /// `power`: a power IRP to the driver's stack.
+    pub power: Option<PowerSpec>,
     /// `free_buffer`: decommit the request's buffer while it is in the driver.
     #[serde(default)]
     pub free_buffer: bool,
@@ -666,6 +717,8 @@ pub enum Action {
     /// Fragment physical memory: pin this percent of the free RAM
     /// ([`ntmem_kernel::mm::fragment::fragment`]).
     Fragment(u32),
+    /// A power IRP to the top of the driver's stack.
+    Power(ntmem_kernel::io::power::PowerRequest),
 }
 
 /// A checked step.
@@ -921,9 +974,12 @@ pub fn parse(file: &str, text: &str) -> Result<(Scenario, Vec<Step>), String> {
         if let Some(h) = &s.reset {
             actions.push(Action::ResetEvent(h.clone()));
         }
+        if let Some(p) = &s.power {
+            actions.push(Action::Power(p.request().map_err(|e| format!("{file}:{line}: key `power`: {e}"))?));
+        }
         if actions.len() != 1 {
             return Err(format!(
-                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma, fragment, event, wait, reset (this one has {})",
+                "{file}:{line}: a [[step]] holds exactly one of ioctl, internal_ioctl, read, write, trim, advance_ms, unload, open, close, cancel, dma, fragment, event, wait, reset, power (this one has {})",
                 actions.len()
             ));
         }

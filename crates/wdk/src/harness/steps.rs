@@ -5,7 +5,8 @@
 //! Requests go through the handle a step names (`open` made it: the device named,
 //! found by name or symbolic link, with its file object; `close` sends
 //! IRP_MJ_CLEANUP and IRP_MJ_CLOSE; handles still open when the scenario ends are
-//! closed as their process ends), else to the first device the driver created. A user request's
+//! closed as their process ends, after its requests still pending are cancelled),
+//! else to the first device the driver created. A user request's
 //! buffers are allocated in the named process (created on first use) as a program
 //! would allocate them (`NtAllocateVirtualMemory`, read-write, one region per
 //! buffer), filled, sent through the I/O manager, read back and released; an
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use ntmem_kernel::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use ntmem_kernel::io::file::{self, FileObject, OpenFile};
+use ntmem_kernel::io::power::{PowerOutcome, PowerRequest, PowerState};
 use ntmem_kernel::io::request::{BufferAction, IoCall, IoOutcome, IoRequest, Ioctl};
 use ntmem_kernel::io::{DeviceObject, Irp};
 use ntmem_kernel::mm::process::{
@@ -67,6 +69,20 @@ pub trait Target {
     fn remove(&mut self, _machine: &Machine, _cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
         Ok(None)
     }
+
+    /// Sends a power IRP to the top of its stack (`None`: it has no device, or no
+    /// way to take one).
+    ///
+    /// # Errors
+    /// The bugcheck that stopped the machine.
+    fn power(
+        &mut self,
+        _machine: &Machine,
+        _cpu: u32,
+        _request: PowerRequest,
+    ) -> Result<Option<PowerOutcome>, BugCheck> {
+        Ok(None)
+    }
 }
 
 impl Target for Driver {
@@ -78,12 +94,24 @@ impl Target for Driver {
         crate::io::send(self, machine, cpu, call)
     }
 
+    /// DriverUnload, then the image is unmapped as Windows unloads it
+    /// (`MmUnloadSystemImage`): what the driver left behind — a timer, a DPC, a
+    /// cancel routine of a request still pending — now points into an unloaded
+    /// image (0xCE, 0xD4).
     fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
-        Driver::unload(self, machine, cpu)
+        let called = Driver::unload(self, machine, cpu)?;
+        if called {
+            self.unload_image(machine);
+        }
+        Ok(called)
     }
 
     fn remove(&mut self, machine: &Machine, cpu: u32) -> Result<Option<PnpEvent>, BugCheck> {
         crate::pnp::remove(self, machine, cpu)
+    }
+
+    fn power(&mut self, machine: &Machine, cpu: u32, request: PowerRequest) -> Result<Option<PowerOutcome>, BugCheck> {
+        crate::pnp::power(self, machine, cpu, request)
     }
 }
 
@@ -135,6 +163,7 @@ impl StepResult {
             Action::CreateEvent { .. } => "event",
             Action::WaitEvent { .. } => "wait",
             Action::ResetEvent(_) => "reset",
+            Action::Power(_) => "power",
         };
         StepResult {
             index,
@@ -282,8 +311,24 @@ pub fn run<T: Target + ?Sized>(
             return (results, unloaded, stop);
         }
     }
-    // A process that ends closes its handles (cleanup and close, as the object
-    // manager does at its exit); then the processes end.
+    // A process that ends first cancels its requests still pending (IoCancelThreadIo:
+    // IoCancelIrp of each), even after the driver was unloaded — a cancel routine
+    // left in the unloaded image is then the stop for a driver unloaded with requests
+    // pending (0xD4 at the cancel spin lock's DISPATCH_LEVEL, 0xCE below it) —, then
+    // closes its handles (cleanup and close, as the object manager does at its exit);
+    // then the processes end.
+    let users: Vec<Irp> = pending.0.values().filter(|p| p.process.is_some()).map(|p| p.irp).collect();
+    for irp in users {
+        let cancelled = driver.cancel(machine, 0, irp).and_then(|_| {
+            if !unloaded {
+                crate::ke_dispatcher::settle(machine, 0, 0)?;
+            }
+            pending.settle(machine, &mut results)
+        });
+        if let Err(b) = cancelled {
+            return (results, unloaded, Some(b));
+        }
+    }
     for open in std::mem::take(&mut handles.0).into_values() {
         if !unloaded {
             if let Err(b) = close(driver, machine, &open) {
@@ -330,7 +375,10 @@ fn run_one<T: Target + ?Sized>(
     r: &mut StepResult,
 ) -> Result<(), BugCheck> {
     let State { processes, handles, events, pending } = state;
-    if *unloaded {
+    // Time, trimming and fragmentation go on without the driver: a timer or DPC it
+    // left queued then fires into its unloaded image (0xD4 at DISPATCH_LEVEL).
+    let machine_wide = matches!(step.action, Action::Trim | Action::AdvanceMs(_) | Action::Fragment(_));
+    if *unloaded && !machine_wide {
         r.ok = false;
         r.note = Some("skipped: the driver was unloaded".to_string());
         return Ok(());
@@ -459,6 +507,28 @@ fn run_one<T: Target + ?Sized>(
             request(driver, machine, &mut state, (device, file), step, r)?;
             judge(r, step.expect_status);
         }
+        Action::Power(request) => match driver.power(machine, 0, *request)? {
+            Some(o) => {
+                let status = o.completed.or(o.returned).unwrap_or(ntmem_kernel::ex::pool::NtStatus::PENDING);
+                r.status = Some(status.0);
+                r.reached_driver = Some(o.returned.is_some());
+                r.completed = Some(o.completed.is_some());
+                let (kind, n) = match request.state {
+                    PowerState::System(s) => ("system state S", s - 1),
+                    PowerState::Device(d) => ("device state D", d - 1),
+                };
+                let minor = match request.minor {
+                    ntmem_kernel::io::power::PowerMinor::SetPower => "IRP_MN_SET_POWER",
+                    ntmem_kernel::io::power::PowerMinor::QueryPower => "IRP_MN_QUERY_POWER",
+                };
+                r.note = Some(format!("{minor}, {kind}{n}"));
+                judge(r, step.expect_status);
+            }
+            None => {
+                r.ok = false;
+                r.note = Some("the driver created no device".to_string());
+            }
+        },
         Action::Cancel(n) => match pending.0.get(n) {
             Some(p) => {
                 let accepted = driver.cancel(machine, 0, p.irp)?;

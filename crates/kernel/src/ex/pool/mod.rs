@@ -193,9 +193,11 @@ struct Request<'a> {
     zero: bool,
     priority: PoolPriority,
     quota: Option<&'a QuotaProcess>,
+    /// Special pool asked for whatever the options (I/O verification's IRPs).
+    special: bool,
 }
 
-const PLAIN: Request<'static> = Request { zero: false, priority: PoolPriority::High, quota: None };
+const PLAIN: Request<'static> = Request { zero: false, priority: PoolPriority::High, quota: None, special: false };
 
 /// The machine's executive pool: nonpaged and paged.
 #[derive(Debug)]

@@ -31,6 +31,18 @@ pub fn allocate(cpu: &Cpu<'_>, pool_type: PoolType, bytes: u64, tag: PoolTag) ->
     Ok(pool.allocate(cpu, pool_type, bytes, tag.0, PLAIN)?.ok())
 }
 
+/// [`allocate`] from special pool when the block fits one (a page of its own against
+/// a guard page, freed inaccessible), whatever the options: Driver Verifier's I/O
+/// verification takes the IRPs of `IoAllocateIrp` from there (research note
+/// `dma-verifier-views.md` §3.7). Normal pool when special pool is exhausted.
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate_special(cpu: &Cpu<'_>, pool_type: PoolType, bytes: u64, tag: PoolTag) -> Result<Option<Va>, BugCheck> {
+    let req = Request { special: true, ..PLAIN };
+    Ok(cpu.machine().pool().allocate(cpu, pool_type, bytes, tag.0, req)?.ok())
+}
+
 /// `ExAllocatePool`: [`allocate`] with the tag "None".
 ///
 /// # Errors
@@ -98,7 +110,12 @@ pub fn allocate2(
     if r.quota && process.is_none() {
         return Ok(Ok(None));
     }
-    let req = Request { zero: r.zero, priority: PoolPriority::High, quota: if r.quota { process } else { None } };
+    let req = Request {
+        zero: r.zero,
+        priority: PoolPriority::High,
+        quota: if r.quota { process } else { None },
+        special: false,
+    };
     Ok(match cpu.machine().pool().allocate(cpu, r.pool_type, bytes, tag.0, req)? {
         Ok(va) => Ok(Some(va)),
         Err(_) if r.raise => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),

@@ -427,7 +427,9 @@ impl SpecialPool {
     /// is neither charged nor cache-aligned.
     pub(super) fn selects(&self, cpu: &Cpu<'_>, t: PoolType, bytes: u64, tag: u32, req: &Request<'_>) -> bool {
         let fits = bytes != 0 && self.g.units_for(bytes) <= self.g.max_block;
-        fits && !t.cache_aligned() && req.quota.is_none() && (enabled(cpu) || self.tag_selects(bytes, tag))
+        fits && !t.cache_aligned()
+            && req.quota.is_none()
+            && (req.special || enabled(cpu) || self.tag_selects(bytes, tag))
     }
 
     /// The IRQL rule for a request special pool takes: 0xC1 (IRQL, pool type, bytes,
