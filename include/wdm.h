@@ -464,7 +464,6 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/resources.h"
 #include "ntmem/io.h"
 #include "ntmem/dma.h"
-#include "ntmem/power_states.h"
 #include "ntmem/lookaside.h"
 #include "ntmem/rtl.h"
 #include "ntmem/bitmap.h"

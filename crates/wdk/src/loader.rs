@@ -184,12 +184,12 @@ pub struct Driver {
 /// paged pool (tag `NtRp`, ntmem's choice), so a driver may hand it to the registry
 /// routines as Windows drivers do; and the service key it names, created with its
 /// `Parameters` subkey (learn.microsoft.com "DriverEntry's RegistryPath", "Using the
-/// Registry in a Driver"). Allocated before the pool is measured and freed with the
-/// image, so it is no driver's pool. (On Windows it is freed when `DriverEntry`
-/// returns: a driver that keeps the pointer is wrong there, not here.)
+/// Registry in a Driver"). Allocated before the pool is measured and kept for the
+/// machine's life (a driver may be unloaded mid-run while its pool is measured), so
+/// it is no driver's pool. (On Windows it is freed when `DriverEntry` returns: a
+/// driver that keeps the pointer is wrong there, not here.)
 #[derive(Debug)]
 struct RegistryPath {
-    va: Option<ntmem_machine::Va>,
     string: *mut UnicodeString,
 }
 
@@ -223,16 +223,8 @@ impl RegistryPath {
                     buffer,
                 });
             }
-            Ok(Some(RegistryPath { va: Some(va), string: at.cast() }))
+            Ok(Some(RegistryPath { string: at.cast() }))
         })
-    }
-
-    /// Frees it (once).
-    fn free(&mut self, machine: &Machine) {
-        let tag = ntmem_kernel::ex::pool::PoolTag(REGISTRY_PATH_TAG);
-        if let Some(va) = self.va.take() {
-            let _ = machine.run(0, |cpu| ntmem_kernel::ex::pool::free(cpu, va, Some(tag)));
-        }
     }
 }
 
@@ -312,7 +304,6 @@ impl Driver {
     /// `DriverEntry`: no driver code may run afterwards.
     pub fn unload_image(&mut self, machine: &Machine) {
         self.registration = None;
-        self.registry_path.free(machine);
         if let Some(image) = self.image.take() {
             image.unload(machine);
         }
