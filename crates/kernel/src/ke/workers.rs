@@ -1,14 +1,19 @@
-//! Passive-level work the machine runs for drivers: work items and the start
-//! routines of system threads (learn.microsoft.com "System Worker Threads",
+//! Passive-level work the machine runs for drivers: queued work items, and the
+//! state of system threads (learn.microsoft.com "System Worker Threads",
 //! "IoQueueWorkItem", "PsCreateSystemThread").
 //!
-//! There is no scheduler: what a system worker thread or a new system thread would
-//! run is queued here, in order, and the WDK boundary runs it at PASSIVE_LEVEL at a
-//! settle point (after the driver routine that queued it returned, before the next
-//! scenario step) or when a driver thread waits for something only it can bring
-//! about. The structures themselves (`IO_WORKITEM`, `WORK_QUEUE_ITEM`, the thread
-//! object) are in simulated memory; what is kept here is the order of things and
-//! each thread's state.
+//! A queued work item waits here, in order, until the scheduler ([`super::sched`])
+//! starts it in a free system worker thread at the next switch point (a settle point
+//! after the driver routine that queued it returned, or a thread blocking); it then
+//! runs in that thread at PASSIVE_LEVEL and may block like any thread. A new system
+//! thread does not queue here: `PsCreateSystemThread` makes it ready in the scheduler
+//! at once; what is kept here is whether it has ended, its exit status and its
+//! priority. The structures themselves (`IO_WORKITEM`, `WORK_QUEUE_ITEM`, the thread
+//! object) are in simulated memory.
+//!
+//! **Where it differs from Windows.** The queue type (critical, delayed,
+//! hypercritical) does not choose a thread or a priority; at most
+//! [`super::sched::MAX_WORKERS`] worker threads exist at once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -20,7 +25,8 @@ pub enum WorkKind {
     IoWorkItem,
     /// `ExQueueWorkItem`: `routine(Parameter)`.
     ExWorkItem,
-    /// `PsCreateSystemThread`: `routine(StartContext)` in the new thread.
+    /// `PsCreateSystemThread`: `routine(StartContext)` in the new thread (never queued:
+    /// the scheduler starts it).
     ThreadStart,
 }
 
