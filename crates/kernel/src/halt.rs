@@ -59,7 +59,7 @@ pub enum Halt {
 pub struct Waiter {
     /// Which thread: `requesting thread`, `system thread` or `worker thread`.
     pub thread: String,
-    /// Its identity (`KeGetCurrentThread`: a system thread's object).
+    /// A system thread's object (0 for the requesting and worker threads).
     pub thread_address: u64,
     /// The driver routine it started in (0 for the requesting thread).
     pub start_routine: u64,
@@ -73,7 +73,10 @@ pub struct Waiter {
 
 impl fmt::Display for Waiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:#x}", self.thread, self.thread_address)?;
+        write!(f, "{}", self.thread)?;
+        if self.thread_address != 0 {
+            write!(f, " {:#x}", self.thread_address)?;
+        }
         if self.start_routine != 0 {
             write!(f, " (started at {:#x})", self.start_routine)?;
         }

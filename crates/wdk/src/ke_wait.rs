@@ -417,9 +417,16 @@ mod tests {
         Set(usize),
         Reset(usize),
         Release(usize),
-        Wait { thread: u64, objects: Vec<usize>, all: bool },
+        Wait {
+            thread: u64,
+            objects: Vec<usize>,
+            all: bool,
+        },
         /// Thread 9 blocks in this wait (if it is not blocked already).
-        Block { objects: Vec<usize>, all: bool },
+        Block {
+            objects: Vec<usize>,
+            all: bool,
+        },
         /// Thread 9, if blocked and its wait can be satisfied, resumes and takes it.
         Resume,
     }

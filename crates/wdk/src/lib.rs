@@ -84,7 +84,6 @@ pub mod ob;
 pub mod pnp;
 #[allow(non_snake_case)]
 pub mod ps;
-pub mod sched;
 #[allow(non_snake_case)]
 pub mod rtl;
 #[allow(non_snake_case)]
@@ -93,6 +92,7 @@ pub mod rtl_bitmap;
 pub mod rtl_convert;
 #[allow(non_snake_case)]
 pub mod rtl_memory;
+pub mod sched;
 pub mod seh;
 pub mod symbols;
 pub mod types;

@@ -26,7 +26,8 @@
 //!   the queue for one to be free.
 //! * **System threads** — `PsCreateSystemThread` allocates a thread object (nonpaged
 //!   pool, tag `Thre`, a `DISPATCHER_HEADER` of type 6 at its start) and a kernel stack,
-//!   and makes the thread ready: it first runs at the next switch point.
+//!   and queues the start: the thread starts at the next switch point, in queue order
+//!   with work items.
 //!
 //! A work item must return at PASSIVE_LEVEL (0xE1), owning no mutex (0x39), with APCs
 //! enabled (0x01). A system thread ends when its start routine returns or it calls
@@ -48,7 +49,7 @@ use std::ffi::c_void;
 
 use ntmem_host::Escape;
 use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
-use ntmem_kernel::ke::sched::{Role, MAX_WORKERS};
+use ntmem_kernel::ke::sched::MAX_WORKERS;
 use ntmem_kernel::ke::workers::{Work, WorkKind};
 use ntmem_kernel::ob::ObjectType;
 use ntmem_kernel::{BugCheck, BugCheckCode, Irql};
@@ -111,14 +112,6 @@ pub(crate) fn set_current(t: ThreadContext) {
 /// The identity of worker slot `slot`.
 fn worker_token(slot: u8) -> u64 {
     WORKER_THREADS.get(usize::from(slot)).map_or(0, |t| std::ptr::from_ref(t) as u64)
-}
-
-/// The identity (`PKTHREAD`) of a worker thread's role (0 for other roles).
-pub(crate) fn worker_identity(role: Role) -> u64 {
-    match role {
-        Role::Worker { slot } => worker_token(slot),
-        _ => 0,
-    }
 }
 
 /// Changes the running thread's state.
@@ -295,7 +288,8 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
             argument2: 0,
             item: thread,
         };
-        crate::sched::start_system_thread(cpu, work, stack)?;
+        m.scheduler().keep_stack(thread, stack);
+        m.workers().queue(work);
         // SAFETY: checked writable above.
         unsafe { out.cast::<u64>().write_unaligned(h) };
         if !client_id.is_null() {

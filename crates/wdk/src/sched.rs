@@ -12,10 +12,10 @@
 //!   ([`run_until_idle`]): every ready thread runs first.
 //!
 //! **Choosing the next thread** ([`choose_next`]), in order: queued DPCs run (on the
-//! thread that chooses, at DISPATCH_LEVEL); queued work items start in free worker
-//! threads; blocked threads whose wait could now be satisfied become ready, in the
-//! order they blocked; the first ready thread runs (new system threads are ready from
-//! `PsCreateSystemThread` on). With none ready: if the requesting thread is idle it
+//! thread that chooses, at DISPATCH_LEVEL); queued work starts, in queue order — new
+//! system threads in their own threads, work items in free worker threads — and is
+//! ready; blocked threads whose wait could now be satisfied become ready, in the order
+//! they blocked; the first ready thread runs. With none ready: if the requesting thread is idle it
 //! takes the baton (the scenario goes on); otherwise every thread waits, and simulated
 //! time moves to the next timer or wait timeout; with neither, no later step can come
 //! and nothing can ever signal the objects: the run stops with
@@ -40,7 +40,7 @@ use std::cell::Cell;
 use ntmem_host::Escape;
 use ntmem_kernel::ke::processor::KernelStack;
 use ntmem_kernel::ke::sched::{Role, ThreadId, ThreadView, Waiting, Wake, REQUESTING};
-use ntmem_kernel::ke::workers::Work;
+use ntmem_kernel::ke::workers::{Work, WorkKind};
 use ntmem_kernel::{BugCheck, Cpu, Halt, Irql, Machine};
 
 use crate::context::{self, kernel};
@@ -158,11 +158,20 @@ fn never_ends(me: ThreadId) -> ! {
 fn waiter(t: &ThreadView, w: &Waiting) -> ntmem_kernel::halt::Waiter {
     ntmem_kernel::halt::Waiter {
         thread: thread_name(t.role).to_string(),
-        thread_address: w.thread,
+        thread_address: object_of(t.role),
         start_routine: t.start_routine,
         routine: w.routine.to_string(),
         object: w.object,
         object_type: w.object_type,
+    }
+}
+
+/// A system thread's object; 0 for the requesting and worker threads, whose identity
+/// tokens are host addresses that change from run to run (a report stays the same).
+fn object_of(role: Role) -> u64 {
+    match role {
+        Role::System { object } => object,
+        _ => 0,
     }
 }
 
@@ -199,38 +208,46 @@ pub(crate) fn kernel_stack(cpu: &Cpu<'_>) -> Option<KernelStack> {
     cpu.machine().create_kernel_stack().ok()
 }
 
-/// Makes the thread of `work` (a system thread's start), ready on `stack`, with its
-/// host thread waiting for its turn.
-///
-/// # Errors
-/// The host refused a thread: an internal-error halt.
-pub(crate) fn start_system_thread(cpu: &Cpu<'_>, work: Work, stack: KernelStack) -> Result<(), BugCheck> {
-    let identity = ThreadContext { thread: work.item, ..ThreadContext::default() };
-    start(cpu, Role::System { object: work.item }, work, stack, identity)
-}
-
-/// Starts queued work items in free worker threads, oldest first.
+/// Starts queued work, oldest first: a system thread's start in its own thread (on the
+/// stack `PsCreateSystemThread` made), a work item in a free worker thread (while one
+/// is free; the rest wait in order).
 fn start_queued_work(cpu: &Cpu<'_>) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let s = m.scheduler();
     while m.workers().any_queued() {
-        let Some(slot) = s.free_worker_slot() else { return Ok(()) };
-        let stack = match s.worker_stack(slot) {
-            Some(stack) => stack,
-            None => match m.create_kernel_stack() {
-                Ok(stack) => {
-                    s.set_worker_stack(slot, stack);
-                    stack
-                }
-                // No room for another worker: the item waits for one to be free.
-                Err(_) => return Ok(()),
-            },
-        };
-        let Some(work) = m.workers().next() else { return Ok(()) };
-        let identity = ThreadContext { worker: Some(slot), ..ThreadContext::default() };
-        start(cpu, Role::Worker { slot }, work, stack, identity)?;
+        let slot = s.free_worker_slot().filter(|&slot| worker_stack(m, slot).is_some());
+        let is_thread = |w: &Work| w.kind == WorkKind::ThreadStart;
+        let Some(work) = m.workers().take_first(|w| is_thread(w) || slot.is_some()) else { return Ok(()) };
+        if is_thread(&work) {
+            let stack = match s.take_stack(work.item) {
+                Some(stack) => stack,
+                None => m.create_kernel_stack().map_err(|e| internal(m, format!("no kernel stack: {e}")))?,
+            };
+            let identity = ThreadContext { thread: work.item, ..ThreadContext::default() };
+            start(cpu, Role::System { object: work.item }, work, stack, identity)?;
+        } else if let Some((slot, stack)) = slot.and_then(|slot| Some((slot, worker_stack(m, slot)?))) {
+            let identity = ThreadContext { worker: Some(slot), ..ThreadContext::default() };
+            start(cpu, Role::Worker { slot }, work, stack, identity)?;
+        }
     }
     Ok(())
+}
+
+/// Worker slot `slot`'s kernel stack, made on its first use; `None` when the machine
+/// has no room for it (the work item then waits for a worker that has one).
+fn worker_stack(m: &Machine, slot: u8) -> Option<KernelStack> {
+    let s = m.scheduler();
+    if let Some(stack) = s.worker_stack(slot) {
+        return Some(stack);
+    }
+    let stack = m.create_kernel_stack().ok()?;
+    s.set_worker_stack(slot, stack);
+    Some(stack)
+}
+
+/// An internal-error halt of the scheduler.
+fn internal(m: &Machine, message: String) -> BugCheck {
+    m.halt(Halt::Internal { routine: "the scheduler".to_string(), message })
 }
 
 /// The machine, for a host thread that runs its simulated thread.
@@ -254,15 +271,14 @@ fn start(cpu: &Cpu<'_>, role: Role, work: Work, stack: KernelStack, identity: Th
     let m = cpu.machine();
     let id = m.scheduler().create(role, stack, work.routine);
     let machine = MachinePtr(std::ptr::from_ref(m));
-    let spawned = std::thread::Builder::new().name(format!("ntmem-thread-{id}")).stack_size(512 * 1024).spawn(
-        move || {
+    let spawned =
+        std::thread::Builder::new().name(format!("ntmem-thread-{id}")).stack_size(512 * 1024).spawn(move || {
             // SAFETY: the machine joins this host thread before it is dropped: the run
             // ends its threads (`end_threads`), and `Machine`'s drop shuts its scheduler
             // down as a last resort (`ntmem_kernel::ke::sched`).
             let machine = unsafe { machine.get() };
             thread_main(machine, id, work, stack, identity);
-        },
-    );
+        });
     match spawned {
         Ok(host) => {
             m.scheduler().attach_host(id, host);
@@ -270,8 +286,7 @@ fn start(cpu: &Cpu<'_>, role: Role, work: Work, stack: KernelStack, identity: Th
         }
         Err(e) => {
             m.scheduler().end(id);
-            let message = format!("the host refused a thread for a simulated thread: {e}");
-            Err(m.halt(Halt::Internal { routine: "PsCreateSystemThread".to_string(), message }))
+            Err(internal(m, format!("the host refused a thread for a simulated thread: {e}")))
         }
     }
 }
@@ -319,7 +334,7 @@ pub fn end_threads(machine: &Machine) {
 pub struct LeftThread {
     /// `system thread` or `worker thread`.
     pub thread: &'static str,
-    /// Its identity (a system thread's object).
+    /// A system thread's object (0 for a worker thread).
     pub thread_address: u64,
     /// The driver routine it started in.
     pub start_routine: u64,
@@ -353,10 +368,7 @@ pub fn threads_at_unload(machine: &Machine, start: u64, end: u64) -> Result<Vec<
         if !inside(t.start_routine) && !inside(resume) {
             continue;
         }
-        let (thread_address, name) = match t.role {
-            Role::System { object } => (object, thread_name(t.role)),
-            _ => (crate::ps::worker_identity(t.role), thread_name(t.role)),
-        };
+        let (thread_address, name) = (object_of(t.role), thread_name(t.role));
         let runs_again = wait.is_none_or(|w| w.deadline.is_some());
         if runs_again {
             let code = ntmem_kernel::BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS;
@@ -375,4 +387,3 @@ pub fn threads_at_unload(machine: &Machine, start: u64, end: u64) -> Result<Vec<
     }
     Ok(left)
 }
-

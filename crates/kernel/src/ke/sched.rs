@@ -170,6 +170,8 @@ struct Inner {
     ready: VecDeque<ThreadId>,
     seq: u64,
     worker_stacks: Vec<KernelStack>,
+    /// Kernel stacks of system threads created but not started yet, by thread object.
+    unstarted: std::collections::BTreeMap<u64, KernelStack>,
 }
 
 /// One machine's simulated threads (see the module docs).
@@ -198,6 +200,7 @@ impl Default for Scheduler {
                 ready: VecDeque::new(),
                 seq: 0,
                 worker_stacks: Vec::new(),
+                unstarted: std::collections::BTreeMap::new(),
             }),
         }
     }
@@ -331,9 +334,8 @@ impl Scheduler {
     /// A worker slot no live worker thread uses, if any.
     pub fn free_worker_slot(&self) -> Option<u8> {
         let s = self.lock();
-        (0..MAX_WORKERS).find(|&slot| {
-            !s.threads.iter().any(|r| r.role == Role::Worker { slot } && r.state != State::Ended)
-        })
+        (0..MAX_WORKERS)
+            .find(|&slot| !s.threads.iter().any(|r| r.role == Role::Worker { slot } && r.state != State::Ended))
     }
 
     /// The kernel stack worker slot `slot` keeps, if it has one yet.
@@ -347,6 +349,16 @@ impl Scheduler {
         if usize::from(slot) == s.worker_stacks.len() {
             s.worker_stacks.push(stack);
         }
+    }
+
+    /// Keeps the kernel stack of system thread `object`, created but not started yet.
+    pub fn keep_stack(&self, object: u64, stack: KernelStack) {
+        self.lock().unstarted.insert(object, stack);
+    }
+
+    /// The kernel stack kept for system thread `object`, taken.
+    pub fn take_stack(&self, object: u64) -> Option<KernelStack> {
+        self.lock().unstarted.remove(&object)
     }
 
     /// `me` has ended; its kernel stack (a system thread's, to free), if any.
@@ -404,7 +416,7 @@ impl Scheduler {
     /// Ends every host thread: each thread still alive is woken with [`Wake::Die`] and
     /// joined, one at a time, then those that ended before are joined; the baton goes
     /// back to the requesting thread. Returns the kernel stacks of the system threads it
-    /// ended (their memory is the caller's to free). Call it from the requesting thread
+    /// ended or that never started (their memory is the caller's to free). Call it from the requesting thread
     /// while no other thread holds the baton.
     pub fn shutdown(&self) -> Vec<KernelStack> {
         let mut stacks = Vec::new();
@@ -432,6 +444,8 @@ impl Scheduler {
             let mut s = self.lock();
             s.running = REQUESTING;
             s.ready.clear();
+            let unstarted = std::mem::take(&mut s.unstarted);
+            stacks.extend(unstarted.into_values());
             s.threads.iter_mut().filter_map(|r| r.host.take()).collect()
         };
         for h in ended {

@@ -2,12 +2,12 @@
 //! state of system threads (learn.microsoft.com "System Worker Threads",
 //! "IoQueueWorkItem", "PsCreateSystemThread").
 //!
-//! A queued work item waits here, in order, until the scheduler ([`super::sched`])
-//! starts it in a free system worker thread at the next switch point (a settle point
-//! after the driver routine that queued it returned, or a thread blocking); it then
-//! runs in that thread at PASSIVE_LEVEL and may block like any thread. A new system
-//! thread does not queue here: `PsCreateSystemThread` makes it ready in the scheduler
-//! at once; what is kept here is whether it has ended, its exit status and its
+//! Queued work — a work item, or a new system thread's start — waits here, in order,
+//! until the scheduler ([`super::sched`]) starts it at the next switch point (a
+//! settle point after the driver routine that queued it returned, or a thread
+//! blocking): a work item in a free system worker thread, a start routine in its own
+//! thread; either then runs at PASSIVE_LEVEL and may block like any thread. For each
+//! system thread, what is kept here is whether it has ended, its exit status and its
 //! priority. The structures themselves (`IO_WORKITEM`, `WORK_QUEUE_ITEM`, the thread
 //! object) are in simulated memory.
 //!
@@ -25,8 +25,7 @@ pub enum WorkKind {
     IoWorkItem,
     /// `ExQueueWorkItem`: `routine(Parameter)`.
     ExWorkItem,
-    /// `PsCreateSystemThread`: `routine(StartContext)` in the new thread (never queued:
-    /// the scheduler starts it).
+    /// `PsCreateSystemThread`: `routine(StartContext)` in the new thread.
     ThreadStart,
 }
 
@@ -81,6 +80,14 @@ impl Workers {
     /// The oldest queued work, taken off the queue.
     pub fn next(&self) -> Option<Work> {
         lock(&self.queue).pop_front()
+    }
+
+    /// The oldest queued work `startable` accepts, taken off the queue (the rest keep
+    /// their order).
+    pub fn take_first(&self, startable: impl Fn(&Work) -> bool) -> Option<Work> {
+        let mut q = lock(&self.queue);
+        let i = q.iter().position(startable)?;
+        q.remove(i)
     }
 
     /// Whether `item` is queued.
