@@ -215,7 +215,7 @@ fn start_queued_work(cpu: &Cpu<'_>) -> Result<(), BugCheck> {
     let m = cpu.machine();
     let s = m.scheduler();
     while m.workers().any_queued() {
-        let slot = s.free_worker_slot().filter(|&slot| worker_stack(m, slot).is_some());
+        let slot = s.free_worker_slot();
         let is_thread = |w: &Work| w.kind == WorkKind::ThreadStart;
         let Some(work) = m.workers().take_first(|w| is_thread(w) || slot.is_some()) else { return Ok(()) };
         if is_thread(&work) {
@@ -225,10 +225,15 @@ fn start_queued_work(cpu: &Cpu<'_>) -> Result<(), BugCheck> {
             };
             let identity = ThreadContext { thread: work.item, ..ThreadContext::default() };
             start(cpu, Role::System { object: work.item }, work, stack, identity)?;
-        } else if let Some((slot, stack)) = slot.and_then(|slot| Some((slot, worker_stack(m, slot)?))) {
-            let identity = ThreadContext { worker: Some(slot), ..ThreadContext::default() };
-            start(cpu, Role::Worker { slot }, work, stack, identity)?;
+            continue;
         }
+        let Some((slot, stack)) = slot.and_then(|slot| Some((slot, worker_stack(m, slot)?))) else {
+            // No room for the worker's stack: the item waits, first in line.
+            m.workers().requeue_first(work);
+            return Ok(());
+        };
+        let identity = ThreadContext { worker: Some(slot), ..ThreadContext::default() };
+        start(cpu, Role::Worker { slot }, work, stack, identity)?;
     }
     Ok(())
 }

@@ -90,6 +90,11 @@ impl Workers {
         q.remove(i)
     }
 
+    /// Puts `work` back first in the queue (taken, then found not startable yet).
+    pub fn requeue_first(&self, work: Work) {
+        lock(&self.queue).push_front(work);
+    }
+
     /// Whether `item` is queued.
     pub fn is_queued(&self, item: u64) -> bool {
         lock(&self.queue).iter().any(|w| w.item == item)
