@@ -42,7 +42,7 @@
 //! and waits on it again before switching can take it first. Between scenario steps
 //! the requesting thread is not waiting, so simulated time moves only as far as a step
 //! says ([`crate::sched`]). A thread still blocked when its driver unloads is reported
-//! (`threads_at_unload`); one that would run again by itself is 0xCE.
+//! ([`crate::sched::threads_at_unload`]); one that would run again by itself is 0xCE.
 
 use std::cell::Cell;
 use std::ffi::c_void;

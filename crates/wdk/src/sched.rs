@@ -176,7 +176,7 @@ fn object_of(role: Role) -> u64 {
 }
 
 /// What a report calls a thread of `role`.
-pub fn thread_name(role: Role) -> &'static str {
+fn thread_name(role: Role) -> &'static str {
     match role {
         Role::Requesting => "requesting thread",
         Role::Worker { .. } => "worker thread",

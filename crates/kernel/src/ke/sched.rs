@@ -12,8 +12,10 @@
 //! frames, its GS block and import capture, its alternate signal stack, the
 //! `Cpu` it runs on — without saving and restoring any of them at a switch (stack
 //! switching on one host thread would have to swap every one of those by hand, in
-//! four crates, and a signal arriving mid-swap would see them torn). The cost is a
-//! futex wake and wait per switch (see BENCHMARKS.md, "thread switch").
+//! four crates, and a signal arriving mid-swap would see them torn). The baton is an
+//! atomic holder number with `thread::park`/`unpark` (a futex wake and wait per
+//! switch, no lock on the way); the states and queues beside it are under a mutex.
+//! See BENCHMARKS.md, "Thread switch".
 //!
 //! This module keeps the state machine and the baton only; what a thread runs, and
 //! when the machine switches, is the WDK boundary's (`ntmem_wdk::sched`). States:
@@ -33,8 +35,9 @@
 //! joins each. `Machine` shuts its scheduler down when dropped, as a last resort.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::{JoinHandle, Thread};
 
 use super::processor::KernelStack;
 
@@ -159,14 +162,14 @@ struct Record {
     stack: Option<KernelStack>,
     start_routine: u64,
     blocked_at: u64,
-    turn: Arc<Condvar>,
+    /// The host thread to unpark when it gets the baton.
+    waker: Option<Thread>,
     host: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
 struct Inner {
     threads: Vec<Record>,
-    running: ThreadId,
     ready: VecDeque<ThreadId>,
     seq: u64,
     worker_stacks: Vec<KernelStack>,
@@ -178,6 +181,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Scheduler {
     inner: Mutex<Inner>,
+    /// The baton: the thread that may run.
+    running: AtomicUsize,
 }
 
 impl Default for Scheduler {
@@ -190,13 +195,13 @@ impl Default for Scheduler {
             stack: None,
             start_routine: 0,
             blocked_at: 0,
-            turn: Arc::new(Condvar::new()),
+            waker: None,
             host: None,
         };
         Scheduler {
+            running: AtomicUsize::new(REQUESTING),
             inner: Mutex::new(Inner {
                 threads: vec![requesting],
-                running: REQUESTING,
                 ready: VecDeque::new(),
                 seq: 0,
                 worker_stacks: Vec::new(),
@@ -224,7 +229,7 @@ impl Scheduler {
             stack: Some(stack),
             start_routine,
             blocked_at: 0,
-            turn: Arc::new(Condvar::new()),
+            waker: None,
             host: None,
         });
         s.ready.push_back(id);
@@ -234,13 +239,14 @@ impl Scheduler {
     /// Records the host thread that runs `id` (joined at [`Scheduler::shutdown`]).
     pub fn attach_host(&self, id: ThreadId, host: JoinHandle<()>) {
         if let Some(r) = self.lock().threads.get_mut(id) {
+            r.waker = Some(host.thread().clone());
             r.host = Some(host);
         }
     }
 
     /// The thread now holding the baton.
     pub fn running(&self) -> ThreadId {
-        self.lock().running
+        self.running.load(Ordering::Acquire)
     }
 
     /// `me` (running) blocks in `waiting`.
@@ -373,44 +379,53 @@ impl Scheduler {
     }
 
     /// Hands the baton from `me` to `next` and sleeps until it comes back (at once
-    /// when `next` is `me`). The caller holds the baton.
+    /// when `next` is `me`). The caller holds the baton, on `me`'s host thread.
     pub fn switch(&self, me: ThreadId, next: ThreadId) -> Wake {
+        let mut s = self.lock();
         if next == me {
-            let mut s = self.lock();
             s.threads[me].state = State::Running;
             return Wake::Run;
         }
+        // The requesting thread's host thread is whichever runs the scenario.
+        let current = std::thread::current();
+        if s.threads[me].waker.as_ref().is_none_or(|w| w.id() != current.id()) {
+            s.threads[me].waker = Some(current);
+        }
+        drop(s);
         self.hand_to(next);
         self.wait_turn(me)
     }
 
     /// Hands the baton to `next` without waiting for it back (a thread that ends).
     pub fn hand_to(&self, next: ThreadId) {
-        let mut s = self.lock();
-        s.running = next;
-        if let Some(r) = s.threads.get_mut(next) {
-            if r.state != State::Ended {
-                r.state = State::Running;
-                r.started = true;
-            }
-            r.turn.notify_one();
+        let waker = {
+            let mut s = self.lock();
+            s.threads.get_mut(next).and_then(|r| {
+                if r.state != State::Ended {
+                    r.state = State::Running;
+                    r.started = true;
+                }
+                r.waker.clone()
+            })
+        };
+        self.running.store(next, Ordering::Release);
+        if let Some(w) = waker {
+            w.unpark();
         }
     }
 
     /// Sleeps until `me` holds the baton (a new thread's first wait, and every switch).
     pub fn wait_turn(&self, me: ThreadId) -> Wake {
         ntmem_host::watchdog::parked(|| {
-            let mut s = self.lock();
-            let turn = Arc::clone(&s.threads[me].turn);
-            while s.running != me {
-                s = turn.wait(s).unwrap_or_else(|e| e.into_inner());
+            while self.running.load(Ordering::Acquire) != me {
+                std::thread::park();
             }
-            if s.threads[me].die {
-                Wake::Die
-            } else {
-                Wake::Run
-            }
-        })
+        });
+        if self.lock().threads[me].die {
+            Wake::Die
+        } else {
+            Wake::Run
+        }
     }
 
     /// Ends every host thread: each thread still alive is woken with [`Wake::Die`] and
@@ -431,18 +446,21 @@ impl Scheduler {
                 if matches!(r.role, Role::System { .. }) {
                     stacks.extend(r.stack.take());
                 }
-                let host = r.host.take();
-                s.running = id;
-                s.threads[id].turn.notify_one();
+                let (host, waker) = (r.host.take(), r.waker.clone());
+                drop(s);
+                self.running.store(id, Ordering::Release);
+                if let Some(w) = waker {
+                    w.unpark();
+                }
                 host
             };
             if let Some(h) = victim {
                 let _ = h.join();
             }
         }
+        self.running.store(REQUESTING, Ordering::Release);
         let ended: Vec<JoinHandle<()>> = {
             let mut s = self.lock();
-            s.running = REQUESTING;
             s.ready.clear();
             let unstarted = std::mem::take(&mut s.unstarted);
             stacks.extend(unstarted.into_values());
@@ -496,6 +514,7 @@ mod tests {
 
     #[test]
     fn the_baton_passes_between_host_threads_and_shutdown_joins_them() {
+        use std::sync::Arc;
         let s = Arc::new(Scheduler::default());
         let id = s.create(Role::Worker { slot: 0 }, stack(), 1);
         assert_eq!(s.free_worker_slot(), Some(1));
