@@ -324,11 +324,11 @@ pub unsafe extern "win64" fn KeWaitForMultipleObjects(
             if !wait_blocks.is_null() {
                 checked(cpu, wait_blocks, u64::from(count) * KWAIT_BLOCK_SIZE)?;
             }
-            for i in 0..count as usize {
+            for (i, slot) in list.iter_mut().enumerate().take(count as usize) {
                 // SAFETY: inside the checked array of `count` pointers.
                 let p = unsafe { array.add(i).read_unaligned() };
                 object_of(cpu, p)?;
-                list[i] = p;
+                *slot = p;
             }
         }
         let first = if count > 0 { list[0] as u64 } else { 0 };
