@@ -179,6 +179,18 @@ fn an_access_violation_in_a_system_thread_stops_the_machine_with_0x7e() {
     assert_eq!(steps(&v)[0], (0, "a101".to_string()), "{v}");
 }
 
+#[test]
+fn a_system_thread_that_never_returns_is_a_timeout_naming_it() {
+    let c = driver("thread_queue.c");
+    let toml = driver("thread_crash.toml");
+    let args = [c.to_str().expect("utf-8"), "--scenario", toml.to_str().expect("utf-8"), "--timeout", "0.3"];
+    let v = run_json(&args, "-DHANG_IN_THREAD");
+    assert_eq!((v["exit"].as_u64(), v["halt"]["kind"].as_str()), (Some(4), Some("timeout")), "{v}");
+    let routine = v["halt"]["routine"].as_str().unwrap_or("");
+    assert!(routine.starts_with("the system thread started at 0x"), "{v}");
+    assert_eq!(steps(&v).len(), 2, "{v}");
+}
+
 /// Microsoft's general/cancel/sys sample (a polling system thread fed by a semaphore),
 /// where a copy of Windows-driver-samples is at `NTMEM_SAMPLES` (default
 /// `/tmp/samples`); skipped without one.

@@ -385,6 +385,18 @@ impl Machine {
         self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Names the driver routine of the timeout that stopped the machine, if the stop
+    /// is one and names none yet (a simulated thread that timed out names itself,
+    /// before the thread that reports the stop adds its own routine).
+    pub fn name_timeout(&self, name: &str) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(crate::halt::Halt::Timeout { routine: routine @ None, .. }) =
+            stopped.as_mut().and_then(|b| b.halt.as_deref_mut())
+        {
+            *routine = Some(name.to_string());
+        }
+    }
+
     /// Stops the machine with `code` and `parameters` (`KeBugCheckEx`), returning
     /// the bugcheck that stopped it — the first one, if it was already stopped.
     pub fn bugcheck(&self, code: BugCheckCode, parameters: [u64; 4]) -> BugCheck {

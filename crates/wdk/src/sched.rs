@@ -318,7 +318,10 @@ fn thread_main(machine: &Machine, id: ThreadId, work: Work, stack: KernelStack, 
         Ok(None) => return,
         Ok(Some(done)) => done,
         // The machine stopped in this thread: the requesting thread reports it.
-        Err(_) => (REQUESTING, machine.scheduler().end(id)),
+        Err(_) => {
+            machine.name_timeout(&format!("the {label} started at {:#x}", work.routine));
+            (REQUESTING, machine.scheduler().end(id))
+        }
     };
     if let Some(s) = freed {
         machine.delete_kernel_stack(s);

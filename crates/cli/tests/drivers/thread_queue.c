@@ -11,7 +11,8 @@
  * Variants: -DUNLOAD_FORGETS_STOP (unload waits for a thread nobody stops: every thread
  * waits for ever), -DUNLOAD_LEAVES_THREAD (unload returns with the thread still waiting),
  * -DPOLL_MS=n (the thread's wait times out every n ms: a thread left behind runs again,
- * in an unloaded image), -DCRASH_IN_THREAD (IOCTL_CRASH makes the thread touch NULL). */
+ * in an unloaded image), -DCRASH_IN_THREAD (IOCTL_CRASH makes the thread touch NULL),
+ * -DHANG_IN_THREAD (IOCTL_CRASH makes the thread loop for ever). */
 #include <ntddk.h>
 
 #define IOCTL_QUEUE CTL_CODE(FILE_DEVICE_UNKNOWN, 0x900, METHOD_BUFFERED, FILE_ANY_ACCESS)
@@ -106,6 +107,13 @@ static VOID Work(PIRP Irp)
 #ifdef CRASH_IN_THREAD
     if (code == IOCTL_CRASH) {
         *(volatile LONG *)NULL = n;
+    }
+#endif
+#ifdef HANG_IN_THREAD
+    if (code == IOCTL_CRASH) {
+        for (;;) {
+            InterlockedIncrement(&SyncValue);
+        }
     }
 #endif
     DbgPrint("thread: request %ld (%02x) done at %lu ms, IRQL %d\n", n, input,
