@@ -188,9 +188,19 @@ fn thread_name(role: Role) -> &'static str {
 /// processor gets `me`'s IRQL back. Leaves with the machine's stop if it stopped
 /// meanwhile, or through the escape hatch if the machine is ending its threads.
 fn switch_to(me: ThreadId, next: ThreadId) {
-    let irql = kernel(|cpu| Ok(cpu.irql()));
-    // Parked inside `kernel`: shielded from the watchdog, holding nothing to drop.
-    let wake = kernel(|cpu| Ok(cpu.machine().scheduler().switch(me, next)));
+    let (irql, core) = kernel(|cpu| {
+        let m = cpu.machine();
+        let home = m.scheduler().home();
+        if next != me && home != 0 && home != std::ptr::from_ref(m) as usize {
+            return Err(moved(m));
+        }
+        Ok((cpu.irql(), m.scheduler().core()))
+    });
+    // Parked in the core (never in the machine, which its owner may move meanwhile),
+    // shielded from the watchdog; only an `Arc` to drop, and it is dropped before any
+    // escape below.
+    let wake = ntmem_host::watchdog::shielded(|| core.switch(me, next));
+    drop(core);
     if wake == Wake::Die {
         ntmem_host::escape(Escape { kind: ESCAPE_THREAD_KILLED, words: [0; 7] });
     }
@@ -250,6 +260,12 @@ fn worker_stack(m: &Machine, slot: u8) -> Option<KernelStack> {
     Some(stack)
 }
 
+/// The machine was moved while threads that started on it waited: their stacks hold
+/// its old address, so none of them may run again.
+fn moved(m: &Machine) -> BugCheck {
+    internal(m, "the machine was moved while its threads waited; they cannot resume".to_string())
+}
+
 /// An internal-error halt of the scheduler.
 fn internal(m: &Machine, message: String) -> BugCheck {
     m.halt(Halt::Internal { routine: "the scheduler".to_string(), message })
@@ -259,7 +275,7 @@ fn internal(m: &Machine, message: String) -> BugCheck {
 struct MachinePtr(*const Machine);
 
 // SAFETY: a `Machine` is shared between host threads (`Sync`); the pointer is only
-// dereferenced while the machine lives (see `start`).
+// dereferenced while the machine lives, at that address (see `start`).
 unsafe impl Send for MachinePtr {}
 
 impl MachinePtr {
@@ -274,13 +290,25 @@ impl MachinePtr {
 /// Creates the simulated thread (ready) and its host thread, which waits for the baton.
 fn start(cpu: &Cpu<'_>, role: Role, work: Work, stack: KernelStack, identity: ThreadContext) -> Result<(), BugCheck> {
     let m = cpu.machine();
+    if !m.scheduler().settle_home(std::ptr::from_ref(m) as usize) {
+        return Err(moved(m));
+    }
     let id = m.scheduler().create(role, stack, work.routine);
+    let core = m.scheduler().core();
     let machine = MachinePtr(std::ptr::from_ref(m));
     let spawned =
         std::thread::Builder::new().name(format!("ntmem-thread-{id}")).stack_size(512 * 1024).spawn(move || {
-            // SAFETY: the machine joins this host thread before it is dropped: the run
-            // ends its threads (`end_threads`), and `Machine`'s drop shuts its scheduler
-            // down as a last resort (`ntmem_kernel::ke::sched`).
+            // Parked in the core until a thread of the machine hands it the baton.
+            if core.wait_turn(id) == Wake::Die {
+                return;
+            }
+            drop(core);
+            // SAFETY: the thread that handed the baton over runs on this machine, at the
+            // address it had when this thread was made (`switch_to` and `start` check:
+            // a machine moved while its threads exist runs none of them again), and the
+            // machine joins this host thread before it is dropped (the run ends its
+            // threads, `end_threads`; `Machine`'s drop shuts its scheduler down as a
+            // last resort, waking parked threads only to leave, through the core).
             let machine = unsafe { machine.get() };
             thread_main(machine, id, work, stack, identity);
         });
@@ -299,9 +327,6 @@ fn start(cpu: &Cpu<'_>, role: Role, work: Work, stack: KernelStack, identity: Th
 /// The life of a simulated thread's host thread (see the module docs).
 fn thread_main(machine: &Machine, id: ThreadId, work: Work, stack: KernelStack, identity: ThreadContext) {
     SELF.with(|s| s.set(id));
-    if machine.scheduler().wait_turn(id) == Wake::Die {
-        return;
-    }
     crate::ps::set_current(identity);
     let label = if identity.thread != 0 { "system thread" } else { "work item" };
     let r = context::call_thread(machine, 0, stack, ThreadKind::System, |c| {

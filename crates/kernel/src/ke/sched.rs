@@ -36,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 
 use super::processor::KernelStack;
@@ -177,15 +177,41 @@ struct Inner {
     unstarted: std::collections::BTreeMap<u64, KernelStack>,
 }
 
-/// One machine's simulated threads (see the module docs).
-#[derive(Debug)]
+/// One machine's simulated threads (see the module docs): a handle on the [`Core`],
+/// which lives on the heap so that a host thread parked in it never reads the
+/// `Machine` (which its owner may move between runs).
+#[derive(Debug, Default)]
 pub struct Scheduler {
+    core: Arc<Core>,
+}
+
+impl std::ops::Deref for Scheduler {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl Scheduler {
+    /// The core, for a host thread to park in.
+    pub fn core(&self) -> Arc<Core> {
+        Arc::clone(&self.core)
+    }
+}
+
+/// The scheduler's state and baton (see [`Scheduler`]).
+#[derive(Debug)]
+pub struct Core {
     inner: Mutex<Inner>,
     /// The baton: the thread that may run.
     running: AtomicUsize,
+    /// The address of the `Machine` its threads started on (0: none yet). Their
+    /// stacks hold it: they may resume only on a machine still at that address.
+    home: AtomicUsize,
 }
 
-impl Default for Scheduler {
+impl Default for Core {
     fn default() -> Self {
         let requesting = Record {
             role: Role::Requesting,
@@ -198,8 +224,9 @@ impl Default for Scheduler {
             waker: None,
             host: None,
         };
-        Scheduler {
+        Core {
             running: AtomicUsize::new(REQUESTING),
+            home: AtomicUsize::new(0),
             inner: Mutex::new(Inner {
                 threads: vec![requesting],
                 ready: VecDeque::new(),
@@ -211,9 +238,26 @@ impl Default for Scheduler {
     }
 }
 
-impl Scheduler {
+impl Core {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the machine of the threads now alive is (0: no thread alive yet).
+    pub fn home(&self) -> usize {
+        self.home.load(Ordering::Acquire)
+    }
+
+    /// Records where the machine is, as a thread starts on it: false (nothing changed)
+    /// when threads alive started on a machine at another address.
+    pub fn settle_home(&self, machine: usize) -> bool {
+        let alive = !self.alive().is_empty();
+        let home = self.home();
+        if alive && home != 0 && home != machine {
+            return false;
+        }
+        self.home.store(machine, Ordering::Release);
+        true
     }
 
     /// A new thread of `role` on `stack`, starting in `start_routine`: ready, last in
@@ -514,8 +558,7 @@ mod tests {
 
     #[test]
     fn the_baton_passes_between_host_threads_and_shutdown_joins_them() {
-        use std::sync::Arc;
-        let s = Arc::new(Scheduler::default());
+        let s = Scheduler::default().core();
         let id = s.create(Role::Worker { slot: 0 }, stack(), 1);
         assert_eq!(s.free_worker_slot(), Some(1));
         let other = Arc::clone(&s);
