@@ -69,5 +69,16 @@ fn every_host_thread_of_a_run_ends_with_the_run() {
     drop(driver);
     drop(machine);
     assert_eq!(host_threads(), before, "the machine's drop joined it");
+
+    // A machine moved (to the heap) while its thread waits: the thread, whose stack
+    // holds the old address, never runs again; the run stops instead.
+    let polling = build(&dir.join("poll"), &["-DPOLL_MS=10"]);
+    let (machine, driver) = start(&polling);
+    let machine = Box::new(machine);
+    let stop = ntmem_wdk::ke_dispatcher::settle(&machine, 0, 50).expect_err("the thread cannot resume");
+    assert!(stop.to_string().contains("moved"), "{stop}");
+    drop(driver);
+    drop(machine);
+    assert_eq!(host_threads(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }

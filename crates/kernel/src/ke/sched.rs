@@ -29,6 +29,13 @@
 //! order they blocked — never on the host's scheduling: a thread that does not hold
 //! the baton runs no machine code.
 //!
+//! **Moves.** A parked host thread waits in the scheduler's [`Core`], on the heap,
+//! never in the `Machine`, which its owner may move between runs; but the parked
+//! thread's frames hold the machine's address. So the address threads started at is
+//! recorded ([`Core::home`]), and a thread is handed the baton only by a thread
+//! running on the machine at that address: a machine moved while its threads wait
+//! stops with an internal error instead of resuming them (`ntmem_wdk::sched`).
+//!
 //! **Leaving no host thread behind.** [`Scheduler::shutdown`] wakes every thread still
 //! blocked with [`Wake::Die`]: it leaves its guarded call through its escape hatch
 //! (the escape contract of `ntmem_host::guard`) and its host thread ends; shutdown
