@@ -109,6 +109,27 @@ fn a_system_thread_serves_requests_that_later_steps_bring_and_unload_stops_it() 
 }
 
 #[test]
+fn a_work_item_blocks_in_its_worker_thread_until_a_later_step_releases_it() {
+    let v = queue("thread_worker.toml", "");
+    assert_eq!(v["exit"], 0, "{v}");
+    assert_eq!(
+        v["debug_output"],
+        "entry: thread created\n\
+         thread: started, context ok 1, mine 1, IRQL 0\n\
+         worker: waits, id 12, system 1, not the thread 1\n\
+         thread: request 1 (a1) done at 0 ms, IRQL 0\n\
+         worker: released at 5 ms\n\
+         thread: stop\n\
+         unload: thread ended 00000000\n",
+        "{v}"
+    );
+    let done = steps(&v);
+    assert_eq!((done[0].clone(), done[1].clone()), ((0, "dd00".to_string()), (0, "a101".to_string())), "{v}");
+    assert_eq!(v["steps"][0]["note"], "completed after it was left pending", "{v}");
+    assert!(leaks(&v).is_empty(), "{v}");
+}
+
+#[test]
 fn the_same_driver_and_scenario_give_the_same_report() {
     let a = queue("thread_queue.toml", "");
     let b = queue("thread_queue.toml", "");

@@ -7,7 +7,8 @@
  * wait, and one of them can be cancelled. IOCTL_SYNC is handled in the caller's thread,
  * which waits (KeWaitForSingleObject) for the system thread to answer through an event:
  * the requesting thread blocks inside a step. Unload sets the stop event and waits on
- * the thread object.
+ * the thread object. IOCTL_DEFER hands its IRP to a work item that waits in its worker
+ * thread until IOCTL_RELEASE sets an event, then completes it.
  * Variants: -DUNLOAD_FORGETS_STOP (unload waits for a thread nobody stops: every thread
  * waits for ever), -DUNLOAD_LEAVES_THREAD (unload returns with the thread still waiting),
  * -DPOLL_MS=n (the thread's wait times out every n ms: a thread left behind runs again,
@@ -19,6 +20,8 @@
 #define IOCTL_SLOW CTL_CODE(FILE_DEVICE_UNKNOWN, 0x901, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_SYNC CTL_CODE(FILE_DEVICE_UNKNOWN, 0x902, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define IOCTL_CRASH CTL_CODE(FILE_DEVICE_UNKNOWN, 0x903, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_DEFER CTL_CODE(FILE_DEVICE_UNKNOWN, 0x910, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_RELEASE CTL_CODE(FILE_DEVICE_UNKNOWN, 0x911, METHOD_BUFFERED, FILE_ANY_ACCESS)
 #define SLOTS 8
 
 static PDEVICE_OBJECT Device;
@@ -26,7 +29,8 @@ static IO_CSQ Queue;
 static KSPIN_LOCK QueueLock;
 static PIRP Slots[SLOTS];
 static KSEMAPHORE Pending;
-static KEVENT Stop, Answered;
+static KEVENT Stop, Answered, Release;
+static PIO_WORKITEM DeferItem;
 static PVOID Thread;
 static PVOID Requester;
 static LONG Sequence, SyncValue;
@@ -166,6 +170,24 @@ static VOID Loop(PVOID Context)
     }
 }
 
+static VOID Deferred(PDEVICE_OBJECT DeviceObject, PVOID Context)
+{
+    PIRP irp = Context;
+    PUCHAR buffer = irp->AssociatedIrp.SystemBuffer;
+    UNREFERENCED_PARAMETER(DeviceObject);
+    DbgPrint("worker: waits, id %lu, system %d, not the thread %d\n", (ULONG)(ULONG_PTR)PsGetCurrentThreadId(),
+             PsIsSystemThread(PsGetCurrentThread()), KeGetCurrentThread() != Thread);
+    KeWaitForSingleObject(&Release, Executive, KernelMode, FALSE, NULL);
+    DbgPrint("worker: released at %lu ms\n", (ULONG)(KeQueryInterruptTime() / 10000));
+    buffer[0] = 0xdd;
+    buffer[1] = 0;
+    IoFreeWorkItem(DeferItem);
+    DeferItem = NULL;
+    irp->IoStatus.Status = STATUS_SUCCESS;
+    irp->IoStatus.Information = 2;
+    IoCompleteRequest(irp, IO_NO_INCREMENT);
+}
+
 static NTSTATUS CreateClose(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     UNREFERENCED_PARAMETER(DeviceObject);
@@ -182,6 +204,19 @@ static NTSTATUS Control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
     UNREFERENCED_PARAMETER(DeviceObject);
     if (stack->Parameters.DeviceIoControl.OutputBufferLength < 2) {
         status = STATUS_BUFFER_TOO_SMALL;
+    } else if (stack->Parameters.DeviceIoControl.IoControlCode == IOCTL_DEFER && DeferItem == NULL) {
+        DeferItem = IoAllocateWorkItem(DeviceObject);
+        if (DeferItem == NULL) {
+            status = STATUS_INSUFFICIENT_RESOURCES;
+        } else {
+            IoMarkIrpPending(Irp);
+            IoQueueWorkItem(DeferItem, Deferred, DelayedWorkQueue, Irp);
+            return STATUS_PENDING;
+        }
+    } else if (stack->Parameters.DeviceIoControl.IoControlCode == IOCTL_RELEASE) {
+        KeSetEvent(&Release, 0, FALSE);
+        Irp->IoStatus.Information = 0;
+        status = STATUS_SUCCESS;
     } else if (stack->Parameters.DeviceIoControl.IoControlCode == IOCTL_SYNC) {
         PUCHAR buffer = Irp->AssociatedIrp.SystemBuffer;
         SyncValue = 7;
@@ -235,6 +270,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     KeInitializeSemaphore(&Pending, 0, MAXLONG);
     KeInitializeEvent(&Stop, NotificationEvent, FALSE);
     KeInitializeEvent(&Answered, SynchronizationEvent, FALSE);
+    KeInitializeEvent(&Release, SynchronizationEvent, FALSE);
     IoCsqInitialize(&Queue, Insert, Remove, PeekNext, AcquireLock, ReleaseLock, CompleteCanceled);
     Requester = KeGetCurrentThread();
     status = PsCreateSystemThread(&handle, THREAD_ALL_ACCESS, NULL, NULL, NULL, Loop, Device);
