@@ -98,6 +98,21 @@ fn block() -> *mut Block {
     })
 }
 
+/// Frees this thread's GS block, if it has one and it is not the current GS base: for
+/// a thread that will run no more driver code (a simulated thread's host thread as it
+/// ends). A later driver call on the thread would get a fresh block.
+pub fn release_block() {
+    let p = BLOCK.with(Cell::get);
+    if p.is_null() || gs_base() == p as usize {
+        return;
+    }
+    BLOCK.with(|b| b.set(ptr::null_mut()));
+    // SAFETY: `p` was allocated in `block` with this layout, by this thread; it is not
+    // the GS base (checked above), and no reference into it outlives the calls that
+    // read or wrote it.
+    unsafe { std::alloc::dealloc(p.cast(), std::alloc::Layout::new::<Block>()) };
+}
+
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn set_gs_base(base: usize) -> Result<(), HostError> {
     // SAFETY: ARCH_SET_GS only changes this thread's GS base; nothing in the Rust

@@ -45,6 +45,10 @@ pub trait Watch: Send + Sync {
     fn may_escape(&self, _ip: usize, exposed: bool) -> bool {
         exposed
     }
+
+    /// The watched thread was [`parked`] for `for_how_long` and runs again: time it
+    /// spent asleep is not time the watched code ran.
+    fn resumed(&self, _for_how_long: Duration) {}
 }
 
 /// The real-time signal ticks arrive as (`SIGRTMIN + 5`: clear of glibc's reserved
@@ -61,6 +65,8 @@ thread_local! {
     static EXPOSED: Cell<bool> = const { Cell::new(false) };
     /// An escape a tick decided on while the code was shielded.
     static PENDING: Cell<Option<Escape>> = const { Cell::new(None) };
+    /// Whether the thread is asleep in [`parked`]: ticks are ignored.
+    static PARKED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A running watchdog on the calling thread; stops (and forgets any pending escape)
@@ -140,6 +146,29 @@ fn with_exposure<R>(exposed: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Runs `f`, in which the thread sleeps until another thread wakes it (a simulated
+/// thread waiting for its turn to run): ticks are ignored meanwhile, and the watch is
+/// told afterwards how long the thread slept ([`Watch::resumed`]), so a thread that
+/// waits while others run is not taken for code that runs too long. `f` must not
+/// run watched code.
+pub fn parked<R>(f: impl FnOnce() -> R) -> R {
+    let before = PARKED.with(|p| p.replace(true));
+    compiler_fence(Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    let r = f();
+    let slept = start.elapsed();
+    compiler_fence(Ordering::SeqCst);
+    PARKED.with(|p| p.set(before));
+    if !before {
+        if let Some(watch) = WATCH.with(Cell::get) {
+            // SAFETY: the pointer is the `Arc` of this thread's running watchdog, which
+            // clears it before the `Arc` is dropped, on this thread (not while we run).
+            unsafe { (*watch).resumed(slept) };
+        }
+    }
+    r
+}
+
 /// Whether a tick decided to escape while the code was shielded (for loops that wait).
 pub fn pending() -> bool {
     compiler_fence(Ordering::SeqCst);
@@ -172,7 +201,7 @@ fn install_handler() {
 
 extern "C" fn on_tick(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let Some(watch) = WATCH.with(Cell::get) else { return };
-    if !guard::in_guarded_call() {
+    if PARKED.with(Cell::get) || !guard::in_guarded_call() {
         return;
     }
     let ip = crate::fault::interrupted_ip(ctx);

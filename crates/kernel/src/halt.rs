@@ -29,8 +29,10 @@ pub enum Halt {
         limit_ms: u64,
     },
     /// A wait nothing can ever satisfy: the object is not signalled, no timer is set
-    /// and no DPC is queued that could signal it, and no other thread runs (on Windows
-    /// the thread would wait forever).
+    /// and no DPC is queued that could signal it, every other thread waits too and no
+    /// later scenario step can come (the requesting thread is among the waiters). On
+    /// Windows the threads would wait forever. `routine`, `object` and `object_type`
+    /// are the wait of the thread that found it; `waiters` lists every waiting thread.
     WaitNeverEnds {
         /// The routine that waits (`KeWaitForSingleObject`, …).
         routine: String,
@@ -39,6 +41,9 @@ pub enum Halt {
         /// Its dispatcher type (`DISPATCHER_HEADER.Type`: 0 notification event, 1
         /// synchronization event, 5 semaphore, 8/9 timer, …).
         object_type: u8,
+        /// Every thread that waits, in the order they began waiting.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        waiters: Vec<Waiter>,
     },
     /// ntmem itself failed (panicked) inside a routine a driver called: a bug in ntmem.
     Internal {
@@ -47,6 +52,36 @@ pub enum Halt {
         /// The panic's message.
         message: String,
     },
+}
+
+/// One waiting thread in a [`Halt::WaitNeverEnds`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Waiter {
+    /// Which thread: `requesting thread`, `system thread` or `worker thread`.
+    pub thread: String,
+    /// A system thread's object (0 for the requesting and worker threads).
+    pub thread_address: u64,
+    /// The driver routine it started in (0 for the requesting thread).
+    pub start_routine: u64,
+    /// The routine that waits.
+    pub routine: String,
+    /// The object (0 for a delay, or a fast mutex's or resource's address).
+    pub object: u64,
+    /// Its dispatcher type.
+    pub object_type: u8,
+}
+
+impl fmt::Display for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.thread)?;
+        if self.thread_address != 0 {
+            write!(f, " {:#x}", self.thread_address)?;
+        }
+        if self.start_routine != 0 {
+            write!(f, " (started at {:#x})", self.start_routine)?;
+        }
+        write!(f, ": {} on {:#x} (dispatcher type {})", self.routine, self.object, self.object_type)
+    }
 }
 
 impl Halt {
@@ -59,11 +94,20 @@ impl Halt {
                  FAULTING_IP: {ip:#x}\n",
                 routine.as_deref().unwrap_or("Driver code"),
             ),
-            Halt::WaitNeverEnds { routine, object, object_type } => format!(
-                "WAIT THAT CAN NEVER END\n{routine} waits with no timeout on the object at {object:#x} (dispatcher \
-                 type {object_type}), which is not signalled; no timer is set and no DPC queued that could signal it, \
-                 and no other thread runs. Windows would wait forever.\n"
-            ),
+            Halt::WaitNeverEnds { routine, object, object_type, waiters } => {
+                let mut s = format!(
+                    "WAIT THAT CAN NEVER END\n{routine} waits with no timeout on the object at {object:#x} \
+                     (dispatcher type {object_type}), which is not signalled; no timer is set and no DPC queued that \
+                     could signal it, and no other thread runs. Windows would wait forever.\n"
+                );
+                if !waiters.is_empty() {
+                    s.push_str("WAITING THREADS:\n");
+                    for w in waiters {
+                        s.push_str(&format!("  {w}\n"));
+                    }
+                }
+                s
+            }
             Halt::Internal { routine, message } => format!(
                 "NTMEM INTERNAL ERROR\n{routine} failed inside ntmem: {message}\nThis is a bug in ntmem (the \
                  simulated kernel), not a Windows bugcheck; the run was stopped where it failed.\n"

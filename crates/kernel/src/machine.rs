@@ -50,6 +50,7 @@ pub struct Machine {
     lookasides: Lookasides,
     timers: crate::ke::timers::Timers,
     workers: crate::ke::workers::Workers,
+    scheduler: crate::ke::sched::Scheduler,
     objects: crate::ob::Objects,
     registry: crate::cm::Registry,
     resources: crate::ex::resource::Resources,
@@ -60,6 +61,14 @@ pub struct Machine {
     _fault_range: FaultRange,
     processes: crate::mm::process::Processes,
     io: crate::io::IoManager,
+}
+
+impl Drop for Machine {
+    /// The last resort of the promise that no host thread outlives its machine
+    /// ([`crate::ke::sched`]): runs end their threads themselves, before this.
+    fn drop(&mut self) {
+        self.scheduler.shutdown();
+    }
 }
 
 /// What `ntmem boot` prints: the machine as it came up.
@@ -186,6 +195,7 @@ impl Machine {
             lookasides: Lookasides::default(),
             timers: crate::ke::timers::Timers::default(),
             workers: crate::ke::workers::Workers::default(),
+            scheduler: crate::ke::sched::Scheduler::default(),
             objects: crate::ob::Objects::default(),
             registry,
             resources: crate::ex::resource::Resources::default(),
@@ -239,6 +249,60 @@ impl Machine {
     /// The machine's queued work items and system threads (`ke::workers`).
     pub fn workers(&self) -> &crate::ke::workers::Workers {
         &self.workers
+    }
+
+    /// The machine's simulated threads (`ke::sched`).
+    pub fn scheduler(&self) -> &crate::ke::sched::Scheduler {
+        &self.scheduler
+    }
+
+    /// The machine's number, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A kernel stack for a new thread, as `MmCreateKernelStack` makes one: the
+    /// architecture's kernel stack size (24 KB on x64, 12 KB on x86) of nonpaged
+    /// pages in system PTEs, with an unmapped guard page below it.
+    ///
+    /// # Errors
+    /// When the system PTEs or physical pages run out.
+    pub fn create_kernel_stack(&self) -> Result<KernelStack, MmError> {
+        let shift = self.profile.arch.page_shift();
+        let page = shift.page_size();
+        let pages = shift.bytes_to_pages(self.profile.arch.kernel_stack_size());
+        let free = self.ptes.free();
+        let total = self.ptes.total();
+        let guard = self.ptes.reserve(pages + 1).ok_or(MmError::NoSystemPtes { requested: pages + 1, free, total })?;
+        let base = Va::new(guard.get() + page);
+        let frames = match self.phys.allocate(&FrameRequest::new(pages, PageUse::KernelStack)) {
+            Ok(f) => f,
+            Err(e) => {
+                self.ptes.release(guard, pages + 1);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.space.map(&self.phys, base, &frames, Access::ReadWrite) {
+            for &(first, count) in &frames.runs {
+                let _ = self.phys.free(first, count);
+            }
+            self.ptes.release(guard, pages + 1);
+            return Err(e);
+        }
+        Ok(KernelStack { base, size: pages * page })
+    }
+
+    /// Frees a stack [`Machine::create_kernel_stack`] made (`MmDeleteKernelStack`).
+    /// No thread may run on it any more.
+    pub fn delete_kernel_stack(&self, stack: KernelStack) {
+        let page = self.profile.arch.page_shift().page_size();
+        let pages = stack.size / page;
+        if let Ok(frames) = self.space.unmap(&self.phys, stack.base, pages) {
+            for pfn in frames {
+                let _ = self.phys.free(pfn, 1);
+            }
+        }
+        self.ptes.release(Va::new(stack.base.get() - page), pages + 1);
     }
 
     /// The object manager's references and handles (`ob`).
@@ -329,6 +393,18 @@ impl Machine {
         self.stopped.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Names the driver routine of the timeout that stopped the machine, if the stop
+    /// is one and names none yet (a simulated thread that timed out names itself,
+    /// before the thread that reports the stop adds its own routine).
+    pub fn name_timeout(&self, name: &str) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(crate::halt::Halt::Timeout { routine: routine @ None, .. }) =
+            stopped.as_mut().and_then(|b| b.halt.as_deref_mut())
+        {
+            *routine = Some(name.to_string());
+        }
+    }
+
     /// Stops the machine with `code` and `parameters` (`KeBugCheckEx`), returning
     /// the bugcheck that stopped it — the first one, if it was already stopped.
     pub fn bugcheck(&self, code: BugCheckCode, parameters: [u64; 4]) -> BugCheck {
@@ -383,19 +459,52 @@ impl Machine {
         }
         let processor = self.processor(cpu);
         assert!(processor.claim(), "processor {cpu} is already running code on another thread");
-        let binding = Binding::new(self.id, cpu);
-        let s = processor.stack();
+        let result = self.on_stack(cpu, processor.stack(), f);
+        processor.release();
+        result
+    }
+
+    /// Runs `f` on processor `cpu` as a simulated thread with its own kernel `stack`
+    /// ([`Machine::create_kernel_stack`]), under the machine's watchdog, as
+    /// [`Machine::run_driver`] does. The processor is not claimed: the caller holds the
+    /// scheduler's baton ([`crate::ke::sched`]), so no other thread runs on it meanwhile.
+    ///
+    /// # Errors
+    /// The bugcheck or halt.
+    pub fn run_thread<R>(
+        &self,
+        cpu: u32,
+        stack: KernelStack,
+        f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>,
+    ) -> Result<R, BugCheck> {
+        if let Some(b) = self.stopped() {
+            return Err(b);
+        }
+        let limits = self.watchdog_limits();
+        let watch = Arc::new(DriverWatch::new(self.processors.clone(), self.images.clone(), cpu, limits));
+        let _dog = ntmem_host::Watchdog::start(limits.tick_period(), watch).ok();
+        self.on_stack(cpu, stack, f)
+    }
+
+    /// Runs `f` bound to processor `cpu`, switched to `s`, as a guarded call whose
+    /// faults the machine's trap handler decides.
+    fn on_stack<R>(
+        &self,
+        cpu: u32,
+        s: KernelStack,
+        f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>,
+    ) -> Result<R, BugCheck> {
+        let processor = self.processor(cpu);
+        let binding = Binding::new(self.id, cpu, s);
         let stack = Stack { base: self.space.host_addr(s.base), size: to_usize(s.size) };
         let handler: Arc<dyn ntmem_host::FaultHandler> = self.trap.clone();
         let result = call_guarded(Some(stack), Some(handler), || f(&Cpu { machine: self, number: cpu }));
         drop(binding);
-        let result = match result {
+        match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(b)) => Err(self.stop_on(b, Some(processor))),
             Err(escape) => Err(self.stop_on(self.bugcheck_of(escape), Some(processor))),
-        };
-        processor.release();
-        result
+        }
     }
 
     /// Runs driver code `f` as [`Machine::run`] does, under the machine's watchdog

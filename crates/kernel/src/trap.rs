@@ -73,7 +73,7 @@ use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::special::{SpecialFault, SpecialPages};
 use crate::halt::Halt;
 use crate::ke::irql::Irql;
-use crate::ke::processor::{current_on, Cpu, Processor};
+use crate::ke::processor::{current_on, current_stack_on, Cpu, Processor};
 use crate::mm::frames::PhysicalMemory;
 use crate::mm::images::Images;
 use crate::mm::space::AddressSpace;
@@ -155,8 +155,7 @@ impl Trap {
         let ip = fault.ip as u64;
         let irql = self.irql();
         let mut image = self.images.slot_at(fault.ip);
-        let overflow =
-            current_on(self.id).is_some_and(|n| self.processors[n as usize].stack().guard_contains(va, self.page));
+        let overflow = current_stack_on(self.id).is_some_and(|s| s.guard_contains(va, self.page));
         let access = match fault.access {
             HostAccess::Write => 1,
             HostAccess::Execute => 8,

@@ -57,6 +57,25 @@ pub fn call_driver<R>(
     leave(r)
 }
 
+/// As [`call_driver`], for a simulated thread on its own kernel `stack`
+/// ([`ntmem_kernel::Machine::run_thread`]): the host thread of a system or worker
+/// thread ([`crate::sched`]), which holds the scheduler's baton.
+///
+/// # Errors
+/// The bugcheck that stopped the machine.
+pub fn call_thread<R>(
+    machine: &Machine,
+    cpu: u32,
+    stack: ntmem_kernel::ke::processor::KernelStack,
+    kind: ThreadKind,
+    f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>,
+) -> Result<R, BugCheck> {
+    let gs = ntmem_host::thunk::GsBlock::enter().ok();
+    let r = crate::seh::run_as(kind, || machine.run_thread(cpu, stack, f));
+    drop(gs);
+    leave(r)
+}
+
 /// Runs `f` — a call into driver code, the driver's `routine` (`DriverEntry`,
 /// `IRP_MJ_READ dispatch routine`, …) — with `cpu` as the current processor. The
 /// driver's code is exposed to the machine's watchdog (`Machine::run_driver`): it

@@ -25,6 +25,7 @@
 use std::ffi::c_void;
 
 use ntmem_kernel::ex::resource::{Acquire, Holders, ReleaseError};
+use ntmem_kernel::ke::sched::WaitOn;
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::{checked, kernel};
@@ -115,7 +116,8 @@ fn acquire(r: *mut c_void, wait: u8, access: Access, routine: &'static str) -> u
         Ok(())
     });
     let waits_on = if access == Access::Exclusive { SYNCHRONIZATION_EVENT } else { SEMAPHORE_OBJECT };
-    let got = wait_until(routine, None, false, |cpu| {
+    let on = WaitOn::Resource { resource: r as u64, exclusive: access == Access::Exclusive };
+    let got = wait_until(routine, None, false, &on, |cpu| {
         Ok(if try_once(cpu)? { Poll::Done(()) } else { Poll::Blocked(r as u64, waits_on) })
     });
     u8::from(got.is_some())

@@ -310,8 +310,8 @@ exports! {
     Ntoskrnl Routine KeInsertQueueDpc(ke_dispatcher) Any "the DPC runs when the queuing routine has returned, in a wait, or at KeFlushQueuedDpcs";
     Ntoskrnl Routine KeRemoveQueueDpc(ke_dispatcher) Any;
     Ntoskrnl Routine KeFlushQueuedDpcs(ke_dispatcher) Passive;
-    Ntoskrnl Routine KeWaitForSingleObject(ke_wait) Dispatch "one processor, no scheduler: an unsatisfied wait runs DPCs and queued work, then sleeps simulated time to the next timer or its timeout; one nothing can satisfy stops the run";
-    Ntoskrnl Routine KeDelayExecutionThread(ke_wait) Apc "sleeps simulated time (DPCs and queued work run meanwhile)";
+    Ntoskrnl Routine KeWaitForSingleObject(ke_wait) Dispatch "one processor, cooperative scheduler: an unsatisfied wait blocks the thread until another thread, a DPC, a timer or a later step signals it; one nothing can ever satisfy stops the run";
+    Ntoskrnl Routine KeDelayExecutionThread(ke_wait) Apc "blocks until simulated time passes its due time (other threads run meanwhile)";
     Ntoskrnl Routine KeAcquireSpinLockAtDpcLevel(ke) AtDispatch;
     Ntoskrnl Routine KeReleaseSpinLockFromDpcLevel(ke) AtDispatch;
     Ntoskrnl Routine RtlPrefixUnicodeString(rtl_convert) Passive "case-insensitive comparison uses Unicode's simple uppercase, not Windows' table";
@@ -366,7 +366,7 @@ exports! {
     Ntoskrnl Routine IoQueueWorkItem(io_workitem) Dispatch "runs at the next settle point or inside a wait that needs it, in queueing order";
     Ntoskrnl Routine IoFreeWorkItem(io_workitem) Dispatch;
     Ntoskrnl Routine ExQueueWorkItem(io_workitem) Dispatch "as IoQueueWorkItem";
-    Ntoskrnl Routine PsCreateSystemThread(ps) Passive "the start routine runs to its end at the next settle point or inside a wait that needs it; a wait in it nothing can satisfy then stops the run";
+    Ntoskrnl Routine PsCreateSystemThread(ps) Passive "the thread first runs at the next switch point (a settle point, or a thread blocking) and blocks and resumes like any thread; priorities are not used";
     Ntoskrnl Routine PsTerminateSystemThread(ps) Passive;
     Ntoskrnl Routine KeGetCurrentThread(ps) Any "the requesting and worker threads are tokens outside simulated memory";
     Ntoskrnl Routine PsGetCurrentThread(ps) Any "as KeGetCurrentThread";

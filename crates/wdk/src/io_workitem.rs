@@ -8,10 +8,11 @@
 //! A `WORK_QUEUE_ITEM` (0x20: `List` 0x00, `WorkerRoutine` 0x10, `Parameter` 0x18) is
 //! the driver's; `ExInitializeWorkItem` is the WDK's macro.
 //!
-//! A queued item runs in a system worker thread at PASSIVE_LEVEL, when the machine
-//! runs queued work ([`crate::ps`]: at the next settle point, or inside a wait that
-//! needs it); the queue type (critical, delayed, hypercritical) does not change the
-//! order, which is the order of queueing. The routine must return at PASSIVE_LEVEL
+//! A queued item runs in a system worker thread at PASSIVE_LEVEL, started at the next
+//! switch point ([`crate::sched`]: a settle point, or a thread blocking) in a free
+//! worker thread, and may block there like any thread ([`crate::ps`]); the queue type
+//! (critical, delayed, hypercritical) does not change the order, which is the order of
+//! queueing. The routine must return at PASSIVE_LEVEL
 //! (else 0xE1: routine, IRQL, parameter, item) owning no mutex (else 0x39: routine,
 //! parameter, item, 0). Queueing an item that is queued already changes nothing.
 //! All four routines are callable at IRQL <= DISPATCH_LEVEL.

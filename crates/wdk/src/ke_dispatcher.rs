@@ -11,14 +11,15 @@
 //! `DeferredRoutine` 0x18, `DeferredContext` 0x20 and the system arguments 0x28/0x30.
 //!
 //! **What ntmem models, and how it differs.** There is one thread of driver code at a
-//! time and no scheduler ([`crate::ps`] has the thread model). Waits are
-//! [`crate::ke_wait`]'s: satisfied at once when the objects are signalled, otherwise
-//! DPCs, queued work and simulated time run until they are, or the timeout passes.
-//! Timers fire only when simulated time moves (a scenario's `advance_ms`, a wait,
-//! `KeDelayExecutionThread`); a queued DPC runs at DISPATCH_LEVEL when the driver
-//! routine that queued it has returned, during a wait, or at `KeFlushQueuedDpcs`.
-//! [`settle`] is what the machine owes a driver between scenario steps: due timers,
-//! queued DPCs, then queued work items and new threads.
+//! time, on one processor, scheduled cooperatively ([`crate::ps`] has the thread
+//! model, [`crate::sched`] the switches). Waits are [`crate::ke_wait`]'s: satisfied at
+//! once when the objects are signalled, otherwise the thread blocks until they are,
+//! or the timeout passes. Timers fire only when simulated time moves (a scenario's
+//! `advance_ms`, or every thread waiting); a queued DPC runs at DISPATCH_LEVEL when
+//! the driver routine that queued it has returned, when a thread blocks, or at
+//! `KeFlushQueuedDpcs`. [`settle`] is what the machine owes a driver between scenario
+//! steps: due timers and queued DPCs, then every thread that can run (new threads and
+//! work items, threads whose waits were satisfied) runs until it blocks or ends.
 
 use std::ffi::c_void;
 
@@ -436,19 +437,17 @@ pub(crate) fn advance_to(until: u64) {
     }
 }
 
-/// After a driver routine returned, or a scenario moved time: what time and the DPC
-/// queue owe it — timers due by now fire, queued DPCs run. `advance_ms` moves time on
-/// first.
+/// After a driver routine returned, or a scenario moved time: what time, the DPC queue
+/// and the other threads owe it — timers due by now fire, queued DPCs run, ready
+/// threads run until they block or end; `advance_ms` moves time on, stopping at each
+/// timer and wait timeout on the way ([`crate::sched::run_until_idle`]).
 ///
 /// # Errors
 /// The bugcheck that stopped the machine.
 pub fn settle(machine: &Machine, cpu: u32, advance_ms: u64) -> Result<(), BugCheck> {
     context::call_driver(machine, cpu, ThreadKind::Arbitrary, |c| {
         let until = now(c).saturating_add(advance_ms.saturating_mul(UNITS_PER_MS));
-        context::enter(c, "DPC", || {
-            advance_to(until);
-            crate::ps::run_queued_work();
-        });
+        context::enter(c, "DPC", || crate::sched::run_until_idle(until));
         Ok(())
     })
 }

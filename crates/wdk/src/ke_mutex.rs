@@ -27,6 +27,7 @@
 
 use std::ffi::c_void;
 
+use ntmem_kernel::ke::sched::WaitOn;
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::kernel;
@@ -164,7 +165,7 @@ fn acquire(p: *mut c_void, flavor: Flavor, routine: &'static str) {
         Ok(old)
     });
     let mut contended = false;
-    wait_until(routine, None, false, |cpu| {
+    wait_until(routine, None, false, &WaitOn::FastMutex(p as u64), |cpu| {
         let m = fast_mutex(cpu, p)?;
         if m.i32_at(FM_COUNT) & 1 == 1 {
             own(&m, thread, old);

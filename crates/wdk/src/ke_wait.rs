@@ -6,13 +6,16 @@
 //! changes them as Windows does: a synchronization event or timer resets, a
 //! semaphore's count drops by one, a mutex (`KMUTEX`) becomes the waiter's — a
 //! thread may wait on a mutex it owns, which counts one more recursion. A thread
-//! object is signalled once the thread has ended and stays so. Otherwise, in order,
-//! until the wait is satisfied: queued DPCs run; queued work — work items and new
-//! system threads' start routines, each to its end ([`crate::ps`]) — runs at
-//! PASSIVE_LEVEL, as other threads would while this one waits; simulated time
-//! moves to the next timer or the wait's timeout (STATUS_TIMEOUT). A wait with no
-//! timeout that nothing can satisfy stops the run ([`ntmem_kernel::Halt::WaitNeverEnds`],
-//! naming the first object not signalled) — Windows would wait forever.
+//! object is signalled once the thread has ended and stays so. Otherwise queued DPCs
+//! run and the thread blocks ([`crate::sched`]): other threads run — work items and
+//! new system threads start, blocked threads whose objects were signalled resume —
+//! and when every thread waits, simulated time moves to the next timer or wait
+//! timeout (STATUS_TIMEOUT). A blocked thread looks at its objects again each time
+//! it gets to run; a later scenario step may be what signals them. A wait with no
+//! timeout that nothing can ever satisfy — every thread waits, the requesting thread
+//! too, and no timer is set — stops the run ([`ntmem_kernel::Halt::WaitNeverEnds`],
+//! naming each waiting thread and the first object not signalled) — Windows would
+//! wait forever.
 //!
 //! **IRQL.** Waiting with a nonzero timeout at DISPATCH_LEVEL or above is
 //! DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x3B, IRQL, object, timeout) under Driver
@@ -31,13 +34,14 @@
 
 use std::ffi::c_void;
 
+use ntmem_kernel::ke::sched::{WaitOn, Waiting};
 use ntmem_kernel::vf::{VerifierFlags, Violation};
-use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt, Irql};
+use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
-use crate::context::{checked, kernel};
+use crate::context::{checked, kernel, mapped_prefix};
 use crate::ke_dispatcher::{
-    advance_to, due_time, now, run_queued_dpcs, Object, HEADER_SIZE, SEMAPHORE_OBJECT, STATUS_TIMEOUT,
-    SYNCHRONIZATION_EVENT, TIMER_SYNCHRONIZATION_OBJECT,
+    due_time, now, run_queued_dpcs, Object, HEADER_SIZE, SEMAPHORE_OBJECT, STATUS_TIMEOUT, SYNCHRONIZATION_EVENT,
+    TIMER_SYNCHRONIZATION_OBJECT,
 };
 use crate::types::NtStatus;
 
@@ -133,6 +137,16 @@ pub(crate) fn satisfy(objects: &[Object], thread: u64, wait: WaitType) -> Option
     }
 }
 
+/// Whether a wait by `thread` on `objects` would be satisfied now, changing nothing:
+/// what the scheduler asks of a blocked thread's wait ([`could_run`]), which must agree
+/// with [`satisfy`].
+pub(crate) fn would_satisfy(objects: &[Object], thread: u64, wait: WaitType) -> bool {
+    match wait {
+        WaitType::All => objects.iter().all(|o| signalled(o, thread)),
+        WaitType::Any => objects.iter().any(|o| signalled(o, thread)),
+    }
+}
+
 /// What one look at a wait's objects found.
 pub(crate) enum Poll<T> {
     /// Satisfied, with this outcome.
@@ -144,7 +158,45 @@ pub(crate) enum Poll<T> {
 enum Step<T> {
     Done(T),
     TimedOut,
-    Blocked,
+    Blocked(u64, u8),
+}
+
+/// The size of dispatcher object `p` a look at its state reads.
+fn object_size(p: *mut u8) -> u64 {
+    // SAFETY: called only after the header was found mapped.
+    match unsafe { p.read_unaligned() } {
+        MUTANT_OBJECT => KMUTANT_SIZE,
+        SEMAPHORE_OBJECT => 0x20,
+        _ => HEADER_SIZE,
+    }
+}
+
+/// Whether `len` bytes at `p` are mapped system memory (looked at without the stop a
+/// touch of unmapped memory is).
+fn mapped(cpu: &Cpu<'_>, p: u64, len: u64) -> bool {
+    mapped_prefix(cpu, p as *mut c_void, len) == len
+}
+
+/// Whether the wait `w` of a blocked thread could be satisfied now (or has timed out):
+/// its objects looked at from any thread, changing nothing. An object no longer mapped
+/// counts as could-be: the waiter finds out when it looks itself.
+pub(crate) fn could_run(cpu: &Cpu<'_>, w: &Waiting) -> bool {
+    if w.deadline.is_some_and(|d| d <= now(cpu)) {
+        return true;
+    }
+    let unmapped = |&p: &u64| !mapped(cpu, p, HEADER_SIZE) || !mapped(cpu, p, object_size(p as *mut u8));
+    match &w.on {
+        WaitOn::Time => false,
+        WaitOn::Objects { objects, .. } if objects.iter().any(unmapped) => true,
+        WaitOn::Objects { objects, all } => {
+            let objects: Vec<Object> = objects.iter().map(|&p| Object(p as *mut u8)).collect();
+            would_satisfy(&objects, w.thread, if *all { WaitType::All } else { WaitType::Any })
+        }
+        WaitOn::FastMutex(p) => !mapped(cpu, *p, 4) || Object(*p as *mut u8).i32_at(0) & 1 == 1,
+        WaitOn::Resource { resource, exclusive } => {
+            cpu.machine().resources().would_grant(*resource, w.thread, *exclusive)
+        }
+    }
 }
 
 /// The IRQL rule of a wait (see the module docs).
@@ -164,13 +216,17 @@ pub(crate) fn check_irql(cpu: &Cpu<'_>, object: u64, timeout: Option<i64>) -> Re
 
 /// Waits as the module docs say until `poll` answers `Done` (`Some`), or until
 /// `deadline` (interrupt time) passes (`None`); `poll_only` (a zero timeout) looks
-/// once. `routine` names the waiting routine in a report.
+/// once. `routine` names the waiting routine in a report; `on` says what could
+/// satisfy the wait, for the scheduler to look at while the thread is blocked (it
+/// must agree with `poll`).
 pub(crate) fn wait_until<T>(
     routine: &'static str,
     deadline: Option<u64>,
     poll_only: bool,
+    on: &WaitOn,
     mut poll: impl FnMut(&Cpu<'_>) -> Result<Poll<T>, BugCheck>,
 ) -> Option<T> {
+    let thread = crate::ps::current_thread();
     loop {
         let step = kernel(|cpu| {
             let (object, object_type) = match poll(cpu)? {
@@ -180,31 +236,17 @@ pub(crate) fn wait_until<T>(
             if poll_only || deadline.is_some_and(|d| d <= now(cpu)) {
                 return Ok(Step::TimedOut);
             }
-            let m = cpu.machine();
-            let nothing_pending =
-                m.timers().next_due().is_none() && !m.timers().dpcs_queued() && !m.workers().any_queued();
-            if deadline.is_none() && nothing_pending {
-                return Err(m.halt(Halt::WaitNeverEnds { routine: routine.into(), object, object_type }));
-            }
-            Ok(Step::Blocked)
+            Ok(Step::Blocked(object, object_type))
         });
-        match step {
+        let (object, object_type) = match step {
             Step::Done(t) => return Some(t),
             Step::TimedOut => return None,
-            Step::Blocked => {}
-        }
-        run_queued_dpcs();
-        if crate::ps::run_queued_work() {
-            continue;
-        }
-        let next = kernel(|cpu| Ok(cpu.machine().timers().next_due()));
-        let until = match (next, deadline) {
-            (Some(n), Some(d)) => n.min(d),
-            (Some(n), None) => n,
-            (None, Some(d)) => d,
-            (None, None) => continue,
+            Step::Blocked(object, object_type) => (object, object_type),
         };
-        advance_to(until);
+        run_queued_dpcs();
+        let resume_ip = ntmem_host::thunk::driver_frame().and_then(|c| c.return_address()).unwrap_or(0);
+        let waiting = Waiting { routine, thread, on: on.clone(), object, object_type, deadline, resume_ip };
+        crate::sched::block(waiting);
     }
 }
 
@@ -238,7 +280,8 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
         Ok(timeout.map(|t| due_time(cpu, t)))
     });
     let thread = crate::ps::current_thread();
-    let outcome = wait_until("KeWaitForSingleObject", deadline, timeout == Some(0), |cpu| {
+    let on = WaitOn::Objects { objects: vec![object as u64], all: false };
+    let outcome = wait_until("KeWaitForSingleObject", deadline, timeout == Some(0), &on, |cpu| {
         let o = object_of(cpu, object)?;
         Ok(if signalled(&o, thread) {
             Poll::Done(take(&o, thread).map(|()| 0))
@@ -268,30 +311,35 @@ pub unsafe extern "win64" fn KeWaitForMultipleObjects(
 ) -> NtStatus {
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
     let timeout = (!timeout.is_null()).then(|| unsafe { timeout.read_unaligned() });
-    let (list, deadline) = kernel(|cpu| {
+    // A fixed array, not a `Vec`: a wait may be left through the escape hatch (a stop,
+    // the end of the run), which drops nothing on the way.
+    let mut list = [std::ptr::null_mut::<c_void>(); MAXIMUM_WAIT_OBJECTS as usize];
+    let deadline = kernel(|cpu| {
         let limit = if wait_blocks.is_null() { THREAD_WAIT_OBJECTS } else { MAXIMUM_WAIT_OBJECTS };
         if count > limit {
             return Err(cpu.machine().bugcheck(BugCheckCode::MAXIMUM_WAIT_OBJECTS_EXCEEDED, [0; 4]));
         }
-        let mut list = Vec::with_capacity(count as usize);
         if count > 0 {
             let array = checked(cpu, objects.cast(), u64::from(count) * 8)?.cast::<*mut c_void>();
             if !wait_blocks.is_null() {
                 checked(cpu, wait_blocks, u64::from(count) * KWAIT_BLOCK_SIZE)?;
             }
-            for i in 0..count as usize {
+            for (i, slot) in list.iter_mut().enumerate().take(count as usize) {
                 // SAFETY: inside the checked array of `count` pointers.
                 let p = unsafe { array.add(i).read_unaligned() };
                 object_of(cpu, p)?;
-                list.push(p);
+                *slot = p;
             }
         }
-        check_irql(cpu, list.first().map_or(0, |&p| p as u64), timeout)?;
-        Ok((list, timeout.map(|t| due_time(cpu, t))))
+        let first = if count > 0 { list[0] as u64 } else { 0 };
+        check_irql(cpu, first, timeout)?;
+        Ok(timeout.map(|t| due_time(cpu, t)))
     });
+    let list = &list[..count as usize];
     let thread = crate::ps::current_thread();
     let wait = if wait_type == 0 { WaitType::All } else { WaitType::Any };
-    let outcome = wait_until("KeWaitForMultipleObjects", deadline, timeout == Some(0), |cpu| {
+    let on = WaitOn::Objects { objects: list.iter().map(|&p| p as u64).collect(), all: wait == WaitType::All };
+    let outcome = wait_until("KeWaitForMultipleObjects", deadline, timeout == Some(0), &on, |cpu| {
         let objects = list.iter().map(|&p| object_of(cpu, p)).collect::<Result<Vec<_>, _>>()?;
         if let Some(outcome) = satisfy(&objects, thread, wait) {
             return Ok(Poll::Done(outcome));
@@ -304,8 +352,8 @@ pub unsafe extern "win64" fn KeWaitForMultipleObjects(
 }
 
 /// `KeDelayExecutionThread(WaitMode, Alertable, Interval)`: sleeps `Interval` of
-/// simulated time (negative relative, positive absolute); timers fire, DPCs and
-/// queued work run on the way. STATUS_SUCCESS.
+/// simulated time (negative relative, positive absolute): the thread blocks and other
+/// threads run; it resumes once simulated time has passed its due time. STATUS_SUCCESS.
 ///
 /// # Safety
 /// `interval` is the caller's LARGE_INTEGER.
@@ -313,7 +361,7 @@ pub unsafe extern "win64" fn KeDelayExecutionThread(_mode: i8, _alertable: u8, i
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
     let interval = unsafe { interval.read_unaligned() };
     let until = kernel(|cpu| Ok(due_time(cpu, interval)));
-    wait_until("KeDelayExecutionThread", Some(until), false, |_| Ok(Poll::<()>::Blocked(0, 0)));
+    wait_until("KeDelayExecutionThread", Some(until), false, &WaitOn::Time, |_| Ok(Poll::<()>::Blocked(0, 0)));
     0
 }
 
@@ -321,7 +369,10 @@ pub unsafe extern "win64" fn KeDelayExecutionThread(_mode: i8, _alertable: u8, i
 mod tests {
     //! The dispatcher's state machine against a naive model: random signals, resets,
     //! releases and waits (WaitAny, WaitAll) by several threads on events, semaphores
-    //! and mutexes, one processor; the same seed gives the same trace.
+    //! and mutexes, one processor; the same seed gives the same trace. A second thread
+    //! may block in a wait ([`Op::Block`]): after every operation the scheduler's look
+    //! at its wait from another thread ([`would_satisfy`]) must agree with the model,
+    //! and [`Op::Resume`] lets it take its objects as the scheduler would resume it.
 
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
@@ -366,8 +417,22 @@ mod tests {
         Set(usize),
         Reset(usize),
         Release(usize),
-        Wait { thread: u64, objects: Vec<usize>, all: bool },
+        Wait {
+            thread: u64,
+            objects: Vec<usize>,
+            all: bool,
+        },
+        /// Thread 9 blocks in this wait (if it is not blocked already).
+        Block {
+            objects: Vec<usize>,
+            all: bool,
+        },
+        /// Thread 9, if blocked and its wait can be satisfied, resumes and takes it.
+        Resume,
     }
+
+    /// The blocked thread of [`Op::Block`].
+    const BLOCKED: u64 = 9;
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
@@ -376,6 +441,9 @@ mod tests {
             (0..6usize, 1..4u64).prop_map(|(i, _)| Op::Release(i)),
             (1..4u64, proptest::collection::btree_set(0..6usize, 1..4), any::<bool>())
                 .prop_map(|(thread, set, all)| Op::Wait { thread, objects: set.into_iter().collect(), all }),
+            (proptest::collection::btree_set(0..6usize, 1..4), any::<bool>())
+                .prop_map(|(set, all)| Op::Block { objects: set.into_iter().collect(), all }),
+            Just(Op::Resume),
         ]
     }
 
@@ -423,12 +491,48 @@ mod tests {
             .collect()
     }
 
+    /// Whether the model says a wait by `thread` on `objects` is satisfiable.
+    fn model_satisfiable(model: &[Model], thread: u64, objects: &[usize], all: bool) -> bool {
+        if all {
+            objects.iter().all(|&i| model[i].signalled(thread))
+        } else {
+            objects.iter().any(|&i| model[i].signalled(thread))
+        }
+    }
+
     /// Runs `ops` on the real objects and the model side by side; the trace of outcomes.
     fn run(ops: &[Op]) -> Result<Vec<String>, TestCaseError> {
         let (mut memory, mut model) = objects();
         let mut trace = Vec::new();
+        let mut blocked: Option<(Vec<usize>, bool)> = None;
         for op in ops {
             let outcome = match op {
+                Op::Block { objects, all } => {
+                    if blocked.is_none() {
+                        blocked = Some((objects.clone(), *all));
+                    }
+                    format!("block {objects:?} {all}")
+                }
+                Op::Resume => match blocked.take() {
+                    Some((objects, all)) => {
+                        let real: Vec<Object> = objects.iter().map(|&i| Object(memory[i].as_mut_ptr())).collect();
+                        let wait = if all { WaitType::All } else { WaitType::Any };
+                        if would_satisfy(&real, BLOCKED, wait) {
+                            let got = satisfy(&real, BLOCKED, wait);
+                            prop_assert!(got.is_some_and(|r| r.is_ok()), "resumed but not satisfied: {:?}", got);
+                            if all {
+                                objects.iter().for_each(|&i| model[i].take(BLOCKED));
+                            } else if let Some(k) = objects.iter().position(|&i| model[i].signalled(BLOCKED)) {
+                                model[objects[k]].take(BLOCKED);
+                            }
+                            format!("resume {objects:?}: {got:?}")
+                        } else {
+                            blocked = Some((objects, all));
+                            "still blocked".to_string()
+                        }
+                    }
+                    None => "skip".to_string(),
+                },
                 Op::Set(i) | Op::Reset(i) if !matches!(model[*i], Model::Event { .. }) => "skip".to_string(),
                 Op::Set(i) => {
                     Object(memory[*i].as_mut_ptr()).set_signal_state(1);
@@ -489,6 +593,12 @@ mod tests {
                 }
             };
             prop_assert_eq!(observed(&mut memory), model.clone(), "after {:?}", op);
+            if let Some((objects, all)) = &blocked {
+                let real: Vec<Object> = objects.iter().map(|&i| Object(memory[i].as_mut_ptr())).collect();
+                let wait = if *all { WaitType::All } else { WaitType::Any };
+                let hint = would_satisfy(&real, BLOCKED, wait);
+                prop_assert_eq!(hint, model_satisfiable(&model, BLOCKED, objects, *all), "hint after {:?}", op);
+            }
             trace.push(outcome);
         }
         Ok(trace)

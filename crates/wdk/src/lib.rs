@@ -11,7 +11,8 @@
 //!   driver code with a bugcheck through [`context::kernel`].
 //! * [`ex`], [`ke`], [`dbg`](mod@dbg): the routines, one module per NT component prefix;
 //!   [`ke_dispatcher`], [`ke_wait`], [`ke_mutex`] the dispatcher objects and waits,
-//!   [`ps`] system threads and the thread model, [`ob`] handles and references,
+//!   [`ps`] system threads and the thread model, [`sched`] switching between them,
+//!   [`ob`] handles and references,
 //!   [`io_workitem`] work items, [`ex_resource`] executive resources.
 //! * [`except`]: x64 structured exception handling over driver images' own unwind
 //!   data; [`seh`]: the raise routines use, and [`seh::try_except`] for Rust drivers.
@@ -106,6 +107,7 @@ pub mod rtl_convert;
 pub mod rtl_memory;
 #[allow(non_snake_case)]
 pub mod rtl_registry;
+pub mod sched;
 pub mod seh;
 pub mod symbols;
 pub mod types;

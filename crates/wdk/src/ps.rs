@@ -2,11 +2,16 @@
 //! "PsTerminateSystemThread", "KeGetCurrentThread", "PsGetCurrentThread",
 //! "KeSetPriorityThread", "PsGetCurrentThreadId", "System Worker Threads").
 //!
-//! **The thread model.** ntmem has one thread of driver code at a time and no
-//! scheduler. Which *simulated* thread runs is a value kept here (`ThreadContext`):
-//! its identity (the `PKTHREAD` `KeGetCurrentThread` returns, a mutex's owner), its
-//! APC-disable count (critical and guarded regions, kernel mutexes held) and how many
-//! mutexes it holds. Three kinds of thread run driver code:
+//! **The thread model.** ntmem runs one thread of driver code at a time, on processor
+//! 0, and schedules its threads cooperatively and deterministically
+//! ([`crate::sched`], [`ntmem_kernel::ke::sched`]): a thread runs until it waits for
+//! something not signalled, ends, or (the requesting thread) reaches a settle point;
+//! a blocked thread keeps its kernel stack, IRQL and state and resumes when what it
+//! waits for is signalled — by another thread, a DPC, a timer, or a later scenario
+//! step. Each thread has its identity (the `PKTHREAD` `KeGetCurrentThread` returns, a
+//! mutex's owner), its APC-disable count (critical and guarded regions, kernel mutexes
+//! held) and how many mutexes it holds (`ThreadContext`, kept per thread). Three
+//! kinds of thread run driver code:
 //!
 //! * **The requesting thread** — DriverEntry, DriverUnload, dispatch routines and the
 //!   DPCs and timers a scenario step brings about run in one thread, whose identity is
@@ -15,34 +20,36 @@
 //!   state is checked — APCs still disabled is APC_INDEX_MISMATCH (0x01) — and
 //!   forgotten, so the next routine starts afresh.
 //! * **System worker threads** — a queued work item (`IoQueueWorkItem`,
-//!   `ExQueueWorkItem`) runs at PASSIVE_LEVEL in a worker thread (another fixed token).
+//!   `ExQueueWorkItem`) runs at PASSIVE_LEVEL in a worker thread, started at the next
+//!   switch point. Up to [`ntmem_kernel::ke::sched::MAX_WORKERS`] exist at once, each
+//!   with its own identity token and id (12, 16, …); a work item beyond them waits in
+//!   the queue for one to be free.
 //! * **System threads** — `PsCreateSystemThread` allocates a thread object (nonpaged
-//!   pool, tag `Thre`, a `DISPATCHER_HEADER` of type 6 at its start) and queues the
-//!   start routine.
+//!   pool, tag `Thre`, a `DISPATCHER_HEADER` of type 6 at its start) and a kernel stack,
+//!   and queues the start: the thread starts at the next switch point, in queue order
+//!   with work items.
 //!
 //! A work item must return at PASSIVE_LEVEL (0xE1), owning no mutex (0x39), with APCs
-//! enabled (0x01).
+//! enabled (0x01). A system thread ends when its start routine returns or it calls
+//! `PsTerminateSystemThread`; its object is then signalled, its own reference dropped
+//! and its kernel stack freed.
 //!
-//! Queued work runs **in order, each routine to its end**, at PASSIVE_LEVEL: at a
-//! settle point (after the driver routine that queued it returned, before the next
-//! scenario step), or nested inside a wait that cannot be satisfied yet (the waiter
-//! is blocked, so another thread runs — on the waiter's host stack, with the
-//! waiter's IRQL and thread state put aside and restored). A system thread ends when
-//! its start routine returns or it calls `PsTerminateSystemThread`; its object is
-//! then signalled and the thread's own reference dropped.
-//!
-//! **Where it differs from Windows.** A started thread is never suspended: a wait in
-//! it that nothing can satisfy *now* — no timer, DPC or other queued work can change
-//! it — ends the run ([`ntmem_kernel::Halt::WaitNeverEnds`]) even if a later scenario
-//! step would have signalled it on Windows (a thread that loops waiting for requests,
-//! as Microsoft's general/cancel sample's does, needs a scheduler ntmem does not yet
-//! have). Priorities are recorded, never used; threads run in creation order.
+//! **Where it differs from Windows.** Priorities are recorded, never used: ready
+//! threads run in the order they became ready, and a thread readied by another does
+//! not preempt it (Windows would switch at once to a higher-priority thread, the
+//! cancel sample's real-time polling thread for example). A woken waiter takes its
+//! objects when it next runs, not at the signal, so a thread that signals an object
+//! and waits on it again before switching can take it first. Between scenario steps
+//! the requesting thread is not waiting, so simulated time moves only as far as a step
+//! says ([`crate::sched`]). A thread still blocked when its driver unloads is reported
+//! ([`crate::sched::threads_at_unload`]); one that would run again by itself is 0xCE.
 
 use std::cell::Cell;
 use std::ffi::c_void;
 
 use ntmem_host::Escape;
 use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
+use ntmem_kernel::ke::sched::MAX_WORKERS;
 use ntmem_kernel::ke::workers::{Work, WorkKind};
 use ntmem_kernel::ob::ObjectType;
 use ntmem_kernel::{BugCheck, BugCheckCode, Irql};
@@ -67,13 +74,13 @@ const STATUS_INSUFFICIENT_RESOURCES: NtStatus = 0xC000_009A_u32 as NtStatus;
 /// `Escape::kind` of `PsTerminateSystemThread`: words 0 the exit status.
 const ESCAPE_THREAD_EXIT: u32 = 0xD0;
 
-/// The simulated thread running driver code now.
+/// The simulated thread running driver code on this host thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ThreadContext {
     /// Its thread object (a system thread's), or 0 for the requesting thread.
     pub thread: u64,
-    /// Whether it is a system worker thread running a work item.
-    pub worker: bool,
+    /// The slot of the system worker thread it is, running a work item.
+    pub worker: Option<u8>,
     /// Its `KernelApcDisable` count: critical and guarded regions, kernel mutexes.
     pub apc_disable: u32,
     /// The kernel, fast and guarded mutexes it owns.
@@ -82,7 +89,7 @@ pub(crate) struct ThreadContext {
 
 thread_local! {
     static CURRENT: Cell<ThreadContext> = const {
-        Cell::new(ThreadContext { thread: 0, worker: false, apc_disable: 0, mutexes_held: 0 })
+        Cell::new(ThreadContext { thread: 0, worker: None, apc_disable: 0, mutexes_held: 0 })
     };
 }
 
@@ -90,11 +97,21 @@ thread_local! {
 #[repr(C, align(16))]
 struct Token([u8; 16]);
 static REQUESTING_THREAD: Token = Token([0; 16]);
-static WORKER_THREAD: Token = Token([0; 16]);
+static WORKER_THREADS: [Token; MAX_WORKERS as usize] = [const { Token([0; 16]) }; MAX_WORKERS as usize];
 
 /// The running simulated thread's state.
 pub(crate) fn current() -> ThreadContext {
     CURRENT.with(Cell::get)
+}
+
+/// Sets the state a new thread starts with (on its own host thread).
+pub(crate) fn set_current(t: ThreadContext) {
+    CURRENT.with(|c| c.set(t));
+}
+
+/// The identity of worker slot `slot`.
+fn worker_token(slot: u8) -> u64 {
+    WORKER_THREADS.get(usize::from(slot)).map_or(0, |t| std::ptr::from_ref(t) as u64)
 }
 
 /// Changes the running thread's state.
@@ -110,8 +127,8 @@ pub(crate) fn update(f: impl FnOnce(&mut ThreadContext)) {
 pub(crate) fn current_thread() -> u64 {
     let t = current();
     match (t.thread, t.worker) {
-        (0, false) => std::ptr::addr_of!(REQUESTING_THREAD) as u64,
-        (0, true) => std::ptr::addr_of!(WORKER_THREAD) as u64,
+        (0, None) => std::ptr::addr_of!(REQUESTING_THREAD) as u64,
+        (0, Some(slot)) => worker_token(slot),
         (thread, _) => thread,
     }
 }
@@ -138,18 +155,6 @@ pub fn check_worker_return(cpu: &ntmem_kernel::Cpu<'_>, routine: u64) -> Result<
     Ok(())
 }
 
-/// Runs queued work (work items, new threads), oldest first, each to its end, with
-/// the DPCs each leaves queued; whether anything ran. See the module docs.
-pub(crate) fn run_queued_work() -> bool {
-    let mut ran = false;
-    while let Some(work) = kernel(|cpu| Ok(cpu.machine().workers().next())) {
-        run(work);
-        crate::ke_dispatcher::run_queued_dpcs();
-        ran = true;
-    }
-    ran
-}
-
 /// Calls the driver's routine of `work`.
 ///
 /// # Safety
@@ -171,13 +176,12 @@ unsafe fn call(work: Work) {
     }
 }
 
-/// Runs one piece of work in its thread at PASSIVE_LEVEL, then restores the
-/// interrupted thread; checks how the routine returned.
-fn run(work: Work) {
+/// Runs `work` in the thread this host thread runs (at PASSIVE_LEVEL, in its own
+/// thread state) and checks how it returned; `None` when the thread was ended by the
+/// machine meanwhile ([`crate::sched::end_threads`]).
+pub(crate) fn run_body(work: Work) -> Option<()> {
     let is_thread = work.kind == WorkKind::ThreadStart;
-    let (interrupted_irql, interrupted_process) = kernel(|cpu| {
-        let irql = cpu.irql();
-        let process = ntmem_kernel::mm::process::ps_get_current_process(cpu);
+    kernel(|cpu| {
         if !ntmem_host::exception::is_image_code(work.routine as usize) {
             // A routine that is no loaded image's code (its driver unloaded with the work
             // queued): the instruction fetch Windows' worker faults on (0xCE: address,
@@ -185,28 +189,21 @@ fn run(work: Work) {
             let p = [work.routine, 8, work.routine, 0];
             return Err(cpu.machine().bugcheck(BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, p));
         }
-        if irql > Irql::PASSIVE {
-            cpu.lower_irql(Irql::PASSIVE)?;
-        }
-        // Worker and system threads belong to the System process.
-        ntmem_kernel::mm::process::ke_switch_process(cpu, None)?;
-        Ok((irql, process))
+        Ok(())
     });
-    let thread =
-        ThreadContext { thread: if is_thread { work.item } else { 0 }, worker: !is_thread, ..Default::default() };
-    let saved = CURRENT.with(|c| c.replace(thread));
     let outcome = crate::seh::run_as(ThreadKind::System, || {
         ntmem_host::thunk::preserving_capture(|| {
             // SAFETY: the routine its queuing routine recorded (checked image code above).
             ntmem_host::call_guarded(None, None, || unsafe { call(work) })
         })
     });
-    let ended = CURRENT.with(|c| c.replace(saved));
     let status = match outcome {
         Ok(()) => 0,
         Err(Escape { kind: ESCAPE_THREAD_EXIT, words }) => words[0] as u32 as NtStatus,
+        Err(Escape { kind: crate::sched::ESCAPE_THREAD_KILLED, .. }) => return None,
         Err(other) => ntmem_host::escape(other),
     };
+    let ended = current();
     kernel(|cpu| {
         let irql = cpu.irql();
         if irql != Irql::PASSIVE && !is_thread {
@@ -224,19 +221,13 @@ fn run(work: Work) {
         if is_thread {
             end_thread(cpu, work.item, status)?;
         }
-        ntmem_kernel::mm::process::ke_switch_process(cpu, interrupted_process.as_ref())?;
-        if irql != interrupted_irql {
-            if irql > interrupted_irql {
-                cpu.lower_irql(interrupted_irql)?;
-            } else {
-                cpu.raise_irql(interrupted_irql)?;
-            }
-        }
         Ok(())
     });
+    Some(())
 }
 
-/// A thread's end: its object signalled, its own reference dropped.
+/// A thread's end: its object signalled, its own reference dropped (its kernel stack
+/// is freed once it has left it, [`crate::sched`]).
 fn end_thread(cpu: &ntmem_kernel::Cpu<'_>, thread: u64, status: NtStatus) -> Result<(), BugCheck> {
     cpu.machine().workers().end_thread(thread, status);
     Object::of(cpu, thread as *mut c_void, THREAD_OBJECT_SIZE)?.set_signal_state(1);
@@ -251,8 +242,9 @@ pub(crate) fn delete_thread(cpu: &ntmem_kernel::Cpu<'_>, thread: u64) -> Result<
 
 /// `PsCreateSystemThread(ThreadHandle, DesiredAccess, ObjectAttributes, ProcessHandle,
 /// ClientId, StartRoutine, StartContext)`: a thread object and a kernel handle to it;
-/// the start routine is queued (see the module docs). STATUS_INSUFFICIENT_RESOURCES
-/// when the pool is out of memory. PASSIVE_LEVEL only (pageable code: 0x0A above).
+/// the thread is ready and first runs at the next switch point (see the module docs).
+/// STATUS_INSUFFICIENT_RESOURCES when the pool, or the system PTEs and pages of its
+/// kernel stack, are out. PASSIVE_LEVEL only (pageable code: 0x0A above).
 ///
 /// # Safety
 /// `handle` is writable; `client_id` NULL or a writable CLIENT_ID; `start` the
@@ -275,6 +267,10 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
         let Some(block) = pool::allocate(cpu, PoolType::NonPagedPool, THREAD_OBJECT_SIZE, THREAD_TAG)? else {
             return Ok(STATUS_INSUFFICIENT_RESOURCES);
         };
+        let Some(stack) = crate::sched::kernel_stack(cpu) else {
+            pool::free(cpu, block, Some(THREAD_TAG))?;
+            return Ok(STATUS_INSUFFICIENT_RESOURCES);
+        };
         let p = host_ptr(cpu, Some(block));
         // SAFETY: the block just allocated, THREAD_OBJECT_SIZE bytes.
         unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, THREAD_OBJECT_SIZE as usize) };
@@ -292,6 +288,7 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
             argument2: 0,
             item: thread,
         };
+        m.scheduler().keep_stack(thread, stack);
         m.workers().queue(work);
         // SAFETY: checked writable above.
         unsafe { out.cast::<u64>().write_unaligned(h) };
@@ -336,13 +333,13 @@ pub extern "win64" fn PsGetCurrentThread() -> *mut c_void {
     current_thread() as *mut c_void
 }
 
-/// `PsGetCurrentThreadId`: a system thread's id; 8 for the requesting thread, 12 for
-/// the worker thread.
+/// `PsGetCurrentThreadId`: a system thread's id; 8 for the requesting thread, 12, 16,
+/// … for the worker threads.
 pub extern "win64" fn PsGetCurrentThreadId() -> u64 {
     let t = current();
     match (t.thread, t.worker) {
-        (0, false) => 8,
-        (0, true) => 12,
+        (0, None) => 8,
+        (0, Some(slot)) => 12 + 4 * u64::from(slot),
         (thread, _) => thread_id(thread),
     }
 }
@@ -353,14 +350,14 @@ pub extern "win64" fn PsGetCurrentProcessId() -> u64 {
 }
 
 /// `PsIsSystemThread(Thread)`: TRUE for a thread `PsCreateSystemThread` made, and the
-/// worker thread.
+/// worker threads.
 ///
 /// # Safety
 /// `thread` is a `PETHREAD`.
 pub unsafe extern "win64" fn PsIsSystemThread(thread: *mut c_void) -> u8 {
     let t = thread as u64;
-    let worker = std::ptr::addr_of!(WORKER_THREAD) as u64;
-    kernel(|cpu| Ok(u8::from(t == worker || cpu.machine().workers().thread(t).is_some())))
+    let worker = (0..MAX_WORKERS).any(|slot| worker_token(slot) == t);
+    kernel(|cpu| Ok(u8::from(worker || cpu.machine().workers().thread(t).is_some())))
 }
 
 /// `KeSetPriorityThread(Thread, Priority)`: records the priority; the previous one

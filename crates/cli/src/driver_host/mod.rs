@@ -189,6 +189,19 @@ pub fn run(request: Request) -> Result<Report, Failure> {
             }
         }
     }
+    if report.bugcheck.is_none() && report.unload == Unload::Called {
+        // Threads of the driver still alive as its image goes (ntmem_wdk::sched).
+        if let Some(image) = driver.image() {
+            let start = image.host_base();
+            match ntmem_wdk::sched::threads_at_unload(machine, start, start + image.size(machine)) {
+                Ok(left) => report.threads_left = left,
+                Err(mut b) => {
+                    b.driver = Some(driver.name().to_string());
+                    report.bugcheck = Some(b);
+                }
+            }
+        }
+    }
     report.pool = driver_rows(&before, &machine.pool().snapshot());
     report.pnp = pnp::events(&driver).to_vec();
     report.dma = machine.hal().dma().events().to_vec();
@@ -218,6 +231,8 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     report.symbols = report.bugcheck.as_ref().and_then(|b| stop_symbols(&symbolizer, b));
     report.pool_page = report.bugcheck.as_ref().and_then(|b| pool_page_of_stop(machine, b));
+    // No thread of the run outlives it (blocked ones leave through their escape hatch).
+    ntmem_wdk::sched::end_threads(machine);
     if report.bugcheck.is_none() {
         driver.unload_image(machine);
     }

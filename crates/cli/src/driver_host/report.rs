@@ -83,6 +83,9 @@ pub struct Report {
     /// The stop in the driver's terms: its faulting instruction and stack named from
     /// the image's symbols, and the loaded modules (`lm`). `None` without a stop.
     pub symbols: Option<StopSymbols>,
+    /// The driver's threads still waiting (with no timeout) when it unloaded: on
+    /// Windows they wait on forever inside an unloaded image (checked with the leaks).
+    pub threads_left: Vec<ntmem_wdk::sched::LeftThread>,
 }
 
 /// A pool block the driver allocated and never freed (`!verifier 3`'s "Pool
@@ -386,6 +389,7 @@ impl Report {
             dma: Vec::new(),
             dma_adapters: Vec::new(),
             system_dma: Vec::new(),
+            threads_left: Vec::new(),
         }
     }
 
@@ -401,6 +405,7 @@ impl Report {
         } else if self.driver_entry_status.is_none_or(|s| s < 0)
             || !self.leaks.is_empty()
             || !self.symbolic_links.is_empty()
+            || !self.threads_left.is_empty()
             || self.steps.iter().any(|s| !s.ok)
             || self.pnp.iter().any(PnpEvent::failed)
         {
@@ -436,6 +441,16 @@ impl Report {
         if !self.symbolic_links.is_empty() {
             let names: Vec<&str> = self.symbolic_links.iter().map(|l| l.name.as_str()).collect();
             return format!("{} left symbolic links behind: {}", self.driver, names.join(", "));
+        }
+        if let Some(t) = self.threads_left.first() {
+            return format!(
+                "{} unloaded with {} thread{} still waiting (the first started at {:#x}, in {})",
+                self.driver,
+                self.threads_left.len(),
+                if self.threads_left.len() == 1 { "" } else { "s" },
+                t.start_routine,
+                t.routine.unwrap_or("no wait")
+            );
         }
         "clean".to_string()
     }
@@ -633,6 +648,18 @@ impl Report {
         for l in &self.symbolic_links {
             let _ = writeln!(o, "LEFT LINK      {} -> {} (outlives the driver)", l.name, l.target);
         }
+        for t in &self.threads_left {
+            let _ = writeln!(
+                o,
+                "LEFT THREAD    {} {:#x} started at {:#x}, waiting in {} on {:#x}, to resume at {:#x} in the unloaded image (0xCE if anything wakes it)",
+                t.thread,
+                t.thread_address,
+                t.start_routine,
+                t.routine.unwrap_or("nothing"),
+                t.object,
+                t.resume_ip
+            );
+        }
         if let Some(v) = &self.verifier_state {
             verifier_text(&mut o, &self.driver, v, &self.leaked_blocks);
         }
@@ -784,6 +811,7 @@ impl Serialize for Report {
         o.serialize_field("leaks", &rows(&self.leaks))?;
         o.serialize_field("leaked_blocks", &self.leaked_blocks)?;
         o.serialize_field("symbolic_links", &self.symbolic_links)?;
+        o.serialize_field("threads_left", &self.threads_left)?;
         let steps: Vec<_> = self
             .steps
             .iter()

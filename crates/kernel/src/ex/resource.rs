@@ -75,6 +75,17 @@ impl Resources {
         self.map().get(&resource).cloned()
     }
 
+    /// Whether an acquire by `thread` (exclusive or shared) would be granted now,
+    /// changing nothing (an unknown resource: false).
+    pub fn would_grant(&self, resource: u64, thread: u64, exclusive: bool) -> bool {
+        let map = self.map();
+        let Some(h) = map.get(&resource) else { return false };
+        match h.exclusive {
+            Some((owner, _)) => owner == thread,
+            None => !exclusive || h.shared.is_empty(),
+        }
+    }
+
     /// Exclusive access for `thread`.
     pub fn acquire_exclusive(&self, resource: u64, thread: u64) -> Acquire {
         let mut map = self.map();

@@ -74,22 +74,29 @@ impl Processor {
 }
 
 thread_local! {
-    /// The machine and processor this thread is running as: `(machine id, processor)`.
-    static CURRENT: Cell<Option<(u64, u32)>> = const { Cell::new(None) };
+    /// The machine, processor and kernel stack this thread is running on:
+    /// `(machine id, processor, stack)`.
+    static CURRENT: Cell<Option<(u64, u32, KernelStack)>> = const { Cell::new(None) };
 }
 
 /// The processor the calling thread is bound to on machine `id`, if any.
 /// Async-signal-safe (a const thread-local `Cell`).
 pub(crate) fn current_on(id: u64) -> Option<u32> {
-    CURRENT.with(|c| c.get()).filter(|&(m, _)| m == id).map(|(_, p)| p)
+    CURRENT.with(|c| c.get()).filter(|&(m, ..)| m == id).map(|(_, p, _)| p)
 }
 
-/// Binds the thread to `(machine, processor)` until the guard drops.
-pub(crate) struct Binding(Option<(u64, u32)>);
+/// The kernel stack the calling thread runs on for machine `id` (a processor's, or a
+/// simulated thread's own), if it is bound to one. Async-signal-safe.
+pub(crate) fn current_stack_on(id: u64) -> Option<KernelStack> {
+    CURRENT.with(|c| c.get()).filter(|&(m, ..)| m == id).map(|(.., s)| s)
+}
+
+/// Binds the thread to `(machine, processor, stack)` until the guard drops.
+pub(crate) struct Binding(Option<(u64, u32, KernelStack)>);
 
 impl Binding {
-    pub(crate) fn new(machine: u64, processor: u32) -> Binding {
-        Binding(CURRENT.with(|c| c.replace(Some((machine, processor)))))
+    pub(crate) fn new(machine: u64, processor: u32, stack: KernelStack) -> Binding {
+        Binding(CURRENT.with(|c| c.replace(Some((machine, processor, stack)))))
     }
 }
 
@@ -291,9 +298,17 @@ impl<'m> Cpu<'m> {
         self.machine.lookasides().advance_to(self, now);
     }
 
-    /// `IoGetStackLimits`: the host addresses `(low, high)` of the current kernel stack.
+    /// A thread switch on this processor: it takes the IRQL the incoming thread had
+    /// when it was switched out (PASSIVE_LEVEL for a new thread). Not a raise or a
+    /// lower: nothing is checked, counted or logged.
+    pub fn switch_irql(&self, irql: Irql) {
+        self.processor().set_irql(irql);
+    }
+
+    /// `IoGetStackLimits`: the host addresses `(low, high)` of the current kernel stack
+    /// (the running thread's).
     pub fn stack_limits(&self) -> (usize, usize) {
-        let s = self.processor().stack();
+        let s = current_stack_on(self.machine.id()).unwrap_or_else(|| self.processor().stack());
         let low = self.machine.space().host_addr(s.base);
         (low, low + crate::mm::space::to_usize(s.size))
     }

@@ -15,7 +15,8 @@
 //!   the IRQL and the interrupted instruction; the caller adds the routine's name.
 //!
 //! A tick is one clock interrupt of Windows' default clock: 15.625 ms (64 per second).
-//! Time is wall time of the host thread running the driver, measured by a host
+//! Time is wall time of the host thread running the driver, less the time it spent
+//! parked while other simulated threads ran ([`crate::ke::sched`]), measured by a host
 //! [`Watchdog`](ntmem_host::Watchdog) timer that ticks at a tenth of the shorter limit (1 ms to 100 ms).
 //!
 //! [`Halt::Timeout`]: crate::halt::Halt::Timeout
@@ -72,13 +73,25 @@ pub(crate) struct DriverWatch {
     raised_at: AtomicU64,
     /// Whether a driver image was loaded when the call began (see `may_escape`).
     by_image: bool,
+    /// Nanoseconds the thread spent parked, waiting for its turn ([`crate::ke::sched`]):
+    /// not time the driver ran.
+    parked_ns: AtomicU64,
 }
 
 impl DriverWatch {
     pub(crate) fn new(processors: Arc<[Processor]>, images: Arc<Images>, cpu: u32, limits: WatchdogLimits) -> Self {
         let by_image = (0..MAX_IMAGES).any(|slot| images.name(slot).is_some());
         let start = Instant::now();
-        DriverWatch { processors, images, cpu: cpu as usize, limits, start, raised_at: AtomicU64::new(0), by_image }
+        DriverWatch {
+            processors,
+            images,
+            cpu: cpu as usize,
+            limits,
+            start,
+            raised_at: AtomicU64::new(0),
+            by_image,
+            parked_ns: AtomicU64::new(0),
+        }
     }
 
     /// The stop a tick at `now` (after the call began) decides on, if any.
@@ -108,7 +121,14 @@ impl DriverWatch {
 impl Watch for DriverWatch {
     fn on_tick(&self, ip: usize) -> Option<Escape> {
         let irql = self.processors.get(self.cpu).map_or(Irql::PASSIVE, Processor::irql);
-        self.decide(self.start.elapsed(), irql, ip)
+        let parked = Duration::from_nanos(self.parked_ns.load(Ordering::Relaxed));
+        self.decide(self.start.elapsed().saturating_sub(parked), irql, ip)
+    }
+
+    fn resumed(&self, for_how_long: Duration) {
+        let ns = u64::try_from(for_how_long.as_nanos()).unwrap_or(u64::MAX);
+        self.parked_ns.fetch_add(ns, Ordering::Relaxed);
+        self.raised_at.store(0, Ordering::Relaxed);
     }
 
     /// With a driver image loaded, only the image's own code may be abandoned (it

@@ -1,14 +1,19 @@
-//! Passive-level work the machine runs for drivers: work items and the start
-//! routines of system threads (learn.microsoft.com "System Worker Threads",
+//! Passive-level work the machine runs for drivers: queued work items, and the
+//! state of system threads (learn.microsoft.com "System Worker Threads",
 //! "IoQueueWorkItem", "PsCreateSystemThread").
 //!
-//! There is no scheduler: what a system worker thread or a new system thread would
-//! run is queued here, in order, and the WDK boundary runs it at PASSIVE_LEVEL at a
-//! settle point (after the driver routine that queued it returned, before the next
-//! scenario step) or when a driver thread waits for something only it can bring
-//! about. The structures themselves (`IO_WORKITEM`, `WORK_QUEUE_ITEM`, the thread
-//! object) are in simulated memory; what is kept here is the order of things and
-//! each thread's state.
+//! Queued work — a work item, or a new system thread's start — waits here, in order,
+//! until the scheduler ([`super::sched`]) starts it at the next switch point (a
+//! settle point after the driver routine that queued it returned, or a thread
+//! blocking): a work item in a free system worker thread, a start routine in its own
+//! thread; either then runs at PASSIVE_LEVEL and may block like any thread. For each
+//! system thread, what is kept here is whether it has ended, its exit status and its
+//! priority. The structures themselves (`IO_WORKITEM`, `WORK_QUEUE_ITEM`, the thread
+//! object) are in simulated memory.
+//!
+//! **Where it differs from Windows.** The queue type (critical, delayed,
+//! hypercritical) does not choose a thread or a priority; at most
+//! [`super::sched::MAX_WORKERS`] worker threads exist at once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -75,6 +80,19 @@ impl Workers {
     /// The oldest queued work, taken off the queue.
     pub fn next(&self) -> Option<Work> {
         lock(&self.queue).pop_front()
+    }
+
+    /// The oldest queued work `startable` accepts, taken off the queue (the rest keep
+    /// their order).
+    pub fn take_first(&self, startable: impl Fn(&Work) -> bool) -> Option<Work> {
+        let mut q = lock(&self.queue);
+        let i = q.iter().position(startable)?;
+        q.remove(i)
+    }
+
+    /// Puts `work` back first in the queue (taken, then found not startable yet).
+    pub fn requeue_first(&self, work: Work) {
+        lock(&self.queue).push_front(work);
     }
 
     /// Whether `item` is queued.

@@ -206,6 +206,7 @@ impl Harness {
                 }
             }
         }
+        crate::sched::end_threads(machine);
         report.pool = driver_rows(&before, &machine.pool().snapshot());
         report.leaks_checked = report.bugcheck.is_none() && loaded.registered.unload;
         if report.leaks_checked {
