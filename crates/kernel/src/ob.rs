@@ -158,20 +158,10 @@ impl Objects {
         handle
     }
 
-    /// The entry of kernel handle `handle`, if it is open.
-    pub fn lookup(&self, handle: u64) -> Option<HandleEntry> {
-        self.lookup_from(None, handle)
-    }
-
     /// The entry `handle` names for a caller in process `current` (`None`: the System
     /// process), if it is open.
     pub fn lookup_from(&self, current: Option<u64>, handle: u64) -> Option<HandleEntry> {
         self.table().handles.get(&(owner(current, handle), handle)).copied()
-    }
-
-    /// Closes kernel handle `handle`: its entry, whose reference the caller drops.
-    pub fn close(&self, handle: u64) -> Option<HandleEntry> {
-        self.close_from(None, handle)
     }
 
     /// Closes `handle` as named by a caller in process `current`: its entry, whose
@@ -198,7 +188,7 @@ mod tests {
         assert_eq!(h, FIRST_KERNEL_HANDLE);
         assert_eq!(o.get(0x1000), Some((ObjectType::Thread, 2)));
         assert!(o.reference(0x1000));
-        assert_eq!(o.close(h).map(|e| e.object), Some(0x1000));
+        assert_eq!(o.close_from(None, h).map(|e| e.object), Some(0x1000));
         assert_eq!(o.dereference(0x1000), Dereferenced::Live);
         assert_eq!(o.dereference(0x1000), Dereferenced::Live);
         assert_eq!(o.dereference(0x1000), Dereferenced::Last);
@@ -206,7 +196,7 @@ mod tests {
         assert_eq!(o.dereference(0x3000), Dereferenced::Unknown);
         o.insert(0x1000, ObjectType::Thread, 1);
         assert_eq!(o.dereference(0x1000), Dereferenced::Last, "reused");
-        assert_eq!(o.lookup(h), None, "closed");
+        assert_eq!(o.lookup_from(None, h), None, "closed");
         assert_eq!(o.open(0x2000, ObjectType::Event, 0), FIRST_KERNEL_HANDLE + 4, "never reused");
     }
 

@@ -63,14 +63,9 @@ pub(crate) fn wide(cpu: &Cpu<'_>, p: *const u16, chars: usize) -> Result<Vec<u16
     Ok((0..chars).map(|i| unsafe { at.cast::<u16>().add(i).read_unaligned() }).collect())
 }
 
-/// Simulated time in 100-ns units since boot.
-fn now(cpu: &Cpu<'_>) -> u64 {
-    cpu.machine().now_ms().saturating_mul(10_000)
-}
-
 /// The key object `handle` names.
 pub(crate) fn key_object(cpu: &Cpu<'_>, handle: u64) -> Result<u64, NtStatus> {
-    match cpu.machine().objects().lookup(handle) {
+    match crate::ob::handle_entry(cpu, handle) {
         None => Err(STATUS_INVALID_HANDLE),
         Some(e) if e.object_type != ObjectType::Key => Err(STATUS_OBJECT_TYPE_MISMATCH),
         Some(e) => Ok(e.object),
@@ -170,7 +165,8 @@ pub unsafe extern "win64" fn ZwCreateKey(
         if !disposition.is_null() {
             checked(cpu, disposition.cast(), 4)?;
         }
-        let created = attributes_path(cpu, attributes)?.and_then(|p| cpu.machine().registry().create(&p, now(cpu)));
+        let created = attributes_path(cpu, attributes)?
+            .and_then(|p| cpu.machine().registry().create(&p, crate::ke_dispatcher::now(cpu)));
         Ok(match created {
             Ok((object, how)) => {
                 store(cpu, handle, new_handle(cpu, object))?;
@@ -367,7 +363,7 @@ pub unsafe extern "win64" fn ZwSetValueKey(
             unsafe { std::slice::from_raw_parts(at, size as usize) }.to_vec()
         };
         let value = Value { name, kind, data: bytes };
-        Ok(cpu.machine().registry().set_value(object, value, now(cpu)).err().unwrap_or(0))
+        Ok(cpu.machine().registry().set_value(object, value, crate::ke_dispatcher::now(cpu)).err().unwrap_or(0))
     })
 }
 
@@ -383,6 +379,6 @@ pub unsafe extern "win64" fn ZwDeleteValueKey(key: u64, name: *const UnicodeStri
             Err(s) => return Ok(s),
         };
         let name = unicode(cpu, name)?;
-        Ok(cpu.machine().registry().delete_value(object, &name, now(cpu)).err().unwrap_or(0))
+        Ok(cpu.machine().registry().delete_value(object, &name, crate::ke_dispatcher::now(cpu)).err().unwrap_or(0))
     })
 }

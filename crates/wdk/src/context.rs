@@ -43,18 +43,23 @@ pub fn call_driver<R>(
     // Without a GS block (the host refused the base) drivers that read `gs:` fault and
     // are reported; everything else works.
     let gs = ntmem_host::thunk::GsBlock::enter().ok();
-    let r = crate::seh::run_as(kind, || {
-        machine.run_driver(cpu, |c| {
-            // A system thread (a worker routine) runs in the System process; any other
-            // in whatever process is current (a request's caller switches to its own).
-            if kind == ThreadKind::System {
-                ntmem_kernel::mm::process::ke_switch_process(c, None)?;
-            }
-            f(c)
-        })
-    });
+    let r = crate::seh::run_as(kind, || machine.run_driver(cpu, |c| in_process_of(kind, c, f)));
     drop(gs);
     leave(r)
+}
+
+/// Runs `f` in the process a thread of `kind` runs in: a system thread (a worker
+/// routine, a work item, a system thread's start) in the System process; any other in
+/// whatever process is current (a request's caller switches to its own).
+fn in_process_of<R>(
+    kind: ThreadKind,
+    c: &Cpu<'_>,
+    f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>,
+) -> Result<R, BugCheck> {
+    if kind == ThreadKind::System {
+        ntmem_kernel::mm::process::ke_switch_process(c, None)?;
+    }
+    f(c)
 }
 
 /// As [`call_driver`], for a simulated thread on its own kernel `stack`
@@ -71,7 +76,7 @@ pub fn call_thread<R>(
     f: impl FnOnce(&Cpu<'_>) -> Result<R, BugCheck>,
 ) -> Result<R, BugCheck> {
     let gs = ntmem_host::thunk::GsBlock::enter().ok();
-    let r = crate::seh::run_as(kind, || machine.run_thread(cpu, stack, f));
+    let r = crate::seh::run_as(kind, || machine.run_thread(cpu, stack, |c| in_process_of(kind, c, f)));
     drop(gs);
     leave(r)
 }

@@ -65,28 +65,27 @@ fn event(cpu: &Cpu<'_>, object: Va) -> Result<Object, BugCheck> {
     Object::of(cpu, host_ptr(cpu, Some(object)), HEADER_SIZE)
 }
 
-/// Whether the event is signalled (`WaitForSingleObject` with a zero timeout, without
-/// the side effect a synchronization event's satisfied wait has).
+/// `WaitForSingleObject(event, 0)` by the process's thread: whether the event is
+/// signalled, and if so the change a satisfied wait makes (an auto-reset event is
+/// reset), by the dispatcher's own rules ([`crate::ke_wait::signalled`],
+/// [`crate::ke_wait::take`]).
 ///
 /// # Errors
 /// A bugcheck if the object's memory is gone.
-pub fn signalled(cpu: &Cpu<'_>, object: Va) -> Result<bool, BugCheck> {
-    Ok(event(cpu, object)?.signal_state() != 0)
-}
-
-/// Whether it is a manual-reset (notification) event, which a satisfied wait leaves
-/// signalled.
-///
-/// # Errors
-/// As [`signalled`].
-pub fn manual_reset(cpu: &Cpu<'_>, object: Va) -> Result<bool, BugCheck> {
-    Ok(event(cpu, object)?.kind() == NOTIFICATION_EVENT)
+pub fn try_wait(cpu: &Cpu<'_>, object: Va) -> Result<bool, BugCheck> {
+    let o = event(cpu, object)?;
+    if !crate::ke_wait::signalled(&o, 0) {
+        return Ok(false);
+    }
+    // An event's satisfied wait cannot fail (only a mutex's recursion limit does).
+    let _ = crate::ke_wait::take(&o, 0);
+    Ok(true)
 }
 
 /// `ResetEvent`: not signalled.
 ///
 /// # Errors
-/// As [`signalled`].
+/// As [`try_wait`].
 pub fn reset(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
     event(cpu, object)?.set_signal_state(0);
     Ok(())

@@ -123,6 +123,12 @@ fn current_process(cpu: &Cpu<'_>) -> Option<u64> {
     cpu.machine().processes().current().map(|p| p.id())
 }
 
+/// The entry `handle` names for a caller running now: a kernel handle in the kernel
+/// table, any other in the current process's (see the module docs).
+pub(crate) fn handle_entry(cpu: &Cpu<'_>, handle: u64) -> Option<ntmem_kernel::ob::HandleEntry> {
+    cpu.machine().objects().lookup_from(current_process(cpu), handle)
+}
+
 /// `ZwClose(Handle)`: closes a kernel handle, dropping its reference. A handle that is
 /// not open is INVALID_KERNEL_HANDLE (0x93: handle, 1, 0, 0), as kernel-mode callers
 /// get on Windows. PASSIVE_LEVEL.
@@ -160,7 +166,7 @@ pub unsafe extern "win64" fn ObReferenceObjectByHandle(
         let entry = if handle == CURRENT_THREAD_HANDLE && current != 0 {
             Some((current, ObjectType::Thread, crate::ps::THREAD_ALL_ACCESS))
         } else {
-            objects.lookup_from(current_process(cpu), handle).map(|e| (e.object, e.object_type, e.granted))
+            handle_entry(cpu, handle).map(|e| (e.object, e.object_type, e.granted))
         };
         let Some((target, kind, granted)) = entry else { return Ok(STATUS_INVALID_HANDLE) };
         if !object_type.is_null() && object_type as u64 != type_pointer(kind) {

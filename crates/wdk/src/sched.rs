@@ -335,8 +335,6 @@ fn thread_main(machine: &Machine, id: ThreadId, work: Work, stack: KernelStack, 
     let label = if identity.thread != 0 { "system thread" } else { "work item" };
     let r = context::call_thread(machine, 0, stack, ThreadKind::System, |c| {
         c.switch_irql(Irql::PASSIVE);
-        // Worker and system threads belong to the System process.
-        ntmem_kernel::mm::process::ke_switch_process(c, None)?;
         Ok(context::enter(c, label, || {
             crate::ps::run_body(work)?;
             let freed = kernel(|cpu| Ok(cpu.machine().scheduler().end(id)));

@@ -657,12 +657,9 @@ fn wait(machine: &Machine, open: &OpenEvent, timeout_ms: Option<u64>, r: &mut St
     let deadline = timeout_ms.map(|t| machine.now_ms().saturating_add(t));
     loop {
         let object = open.event.object;
-        let signalled = machine.run(0, |cpu| crate::ex_event::signalled(cpu, object))?;
+        let signalled = machine.run(0, |cpu| crate::ex_event::try_wait(cpu, object))?;
         let now = machine.now_ms();
         if signalled {
-            if !machine.run(0, |cpu| crate::ex_event::manual_reset(cpu, object))? {
-                machine.run(0, |cpu| crate::ex_event::reset(cpu, object))?;
-            }
             r.status = Some(0);
             r.note = Some(format!("signalled at {now} ms"));
             return Ok(());
