@@ -497,6 +497,8 @@ static inline PIO_STACK_LOCATION IoGetCurrentIrpStackLocation(PIRP Irp)
 #ifndef STATUS_MORE_PROCESSING_REQUIRED
 #define STATUS_MORE_PROCESSING_REQUIRED ((NTSTATUS)0xC0000016L)
 #endif
+/* What a completion routine returns to let completion go on (wdm.h: STATUS_SUCCESS). */
+#define STATUS_CONTINUE_COMPLETION STATUS_SUCCESS
 
 /* The bytes of an IRP with StackSize stack locations (a macro, as in the WDK). */
 #define IoSizeOfIrp(StackSize) ((USHORT)(sizeof(IRP) + ((StackSize) * (sizeof(IO_STACK_LOCATION)))))

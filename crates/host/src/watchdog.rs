@@ -2,8 +2,13 @@
 //! the watched thread, asks a [`Watch`] whether time is up, and if so leaves the code
 //! through the innermost guarded call's escape hatch ([`crate::guard`]).
 //!
-//! [`Watchdog::start`] creates a `CLOCK_MONOTONIC` timer whose signal ([`signal()`](signal)) goes to
-//! the calling thread only (`SIGEV_THREAD_ID`). On every tick the handler asks the
+//! [`Watchdog::start`] arms a `CLOCK_MONOTONIC` timer whose signal ([`signal()`](signal)) goes to
+//! the calling thread only (`SIGEV_THREAD_ID`). Each thread keeps one disarmed timer for
+//! its next watchdog (created on first use, deleted when the thread ends), so a watched
+//! call costs two `timer_settime`s, not a `timer_create` and a `timer_delete` too (a
+//! third of an IOCTL round trip's host time, `cargo bench -p ntmem-wdk --bench
+//! irp_stack`). A tick queued just before a disarm may still arrive; the next watch
+//! only looks at its own clock then. On every tick the handler asks the
 //! thread's current [`Watch`] with the interrupted instruction's address; an answer of
 //! `Some(escape)` abandons the innermost guarded call with that payload.
 //!
@@ -67,6 +72,63 @@ thread_local! {
     static PENDING: Cell<Option<Escape>> = const { Cell::new(None) };
     /// Whether the thread is asleep in [`parked`]: ticks are ignored.
     static PARKED: Cell<bool> = const { Cell::new(false) };
+    /// This thread's disarmed timer, ready for its next watchdog (not touched by the
+    /// handler).
+    static SPARE: SpareTimer = const { SpareTimer(Cell::new(None)) };
+}
+
+/// A thread's disarmed timer, deleted with the thread.
+struct SpareTimer(Cell<Option<libc::timer_t>>);
+
+impl Drop for SpareTimer {
+    fn drop(&mut self) {
+        if let Some(timer) = self.0.take() {
+            // SAFETY: the timer is this thread's, disarmed, and deleted once.
+            unsafe { libc::timer_delete(timer) };
+        }
+    }
+}
+
+/// A timer whose signal goes to the calling thread: its spare one, or a new one.
+fn thread_timer() -> Result<libc::timer_t, HostError> {
+    if let Some(timer) = SPARE.with(|s| s.0.take()) {
+        return Ok(timer);
+    }
+    // SAFETY: all-zero is a valid sigevent; the fields Linux reads are set below.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = signal();
+    // SAFETY: gettid has no preconditions.
+    event.sigev_notify_thread_id = unsafe { libc::gettid() };
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: valid pointers to a filled sigevent and an out-parameter.
+    if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+        return Err(os_error("timer_create"));
+    }
+    Ok(timer)
+}
+
+/// Disarms `timer` and keeps it as the thread's spare (deletes it if there is one).
+fn retire(timer: libc::timer_t) {
+    let stop = libc::itimerspec {
+        it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        it_value: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+    };
+    // SAFETY: the timer is this thread's; a zero value disarms it.
+    let disarmed = unsafe { libc::timer_settime(timer, 0, &stop, std::ptr::null_mut()) } == 0;
+    let keep = |spare: &SpareTimer| {
+        let empty = spare.0.get().is_none();
+        if empty {
+            spare.0.set(Some(timer));
+        }
+        empty
+    };
+    // While the thread ends its thread-locals may be gone: then the timer goes too.
+    let kept = disarmed && SPARE.try_with(keep).unwrap_or(false);
+    if !kept {
+        // SAFETY: the timer is ours and not kept anywhere: deleted once.
+        unsafe { libc::timer_delete(timer) };
+    }
 }
 
 /// A running watchdog on the calling thread; stops (and forgets any pending escape)
@@ -90,17 +152,7 @@ impl Watchdog {
     /// `timer_create` or `timer_settime` failed.
     pub fn start(period: Duration, watch: Arc<dyn Watch>) -> Result<Watchdog, HostError> {
         install_handler();
-        // SAFETY: all-zero is a valid sigevent; the fields Linux reads are set below.
-        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
-        event.sigev_notify = libc::SIGEV_THREAD_ID;
-        event.sigev_signo = signal();
-        // SAFETY: gettid has no preconditions.
-        event.sigev_notify_thread_id = unsafe { libc::gettid() };
-        let mut timer: libc::timer_t = std::ptr::null_mut();
-        // SAFETY: valid pointers to a filled sigevent and an out-parameter.
-        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
-            return Err(os_error("timer_create"));
-        }
+        let timer = thread_timer()?;
         let period = period.max(Duration::from_millis(1));
         let spec = libc::timespec { tv_sec: period.as_secs() as libc::time_t, tv_nsec: period.subsec_nanos().into() };
         let value = libc::itimerspec { it_interval: spec, it_value: spec };
@@ -117,8 +169,7 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        // SAFETY: the timer is ours and deleted once; no tick arrives after this.
-        unsafe { libc::timer_delete(self.timer) };
+        retire(self.timer);
         compiler_fence(Ordering::SeqCst);
         WATCH.with(|w| w.set(self.previous));
         EXPOSED.with(|e| e.set(false));
