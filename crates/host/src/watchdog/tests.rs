@@ -78,3 +78,26 @@ fn an_escape_left_pending_by_shielded_code_is_taken_once_the_code_is_exposed_aga
     });
     assert_eq!(r.expect_err("escaped").kind, 7);
 }
+
+#[test]
+fn a_thread_reuses_its_disarmed_timer_and_a_nested_watchdog_gets_its_own() {
+    let ts = TestStack::new(64 * 1024);
+    let first = dog().timer;
+    let second = dog();
+    assert_eq!(second.timer, first, "the spare timer is armed again");
+    {
+        let nested = dog();
+        assert_ne!(nested.timer, second.timer, "the spare is in use: a nested watchdog creates its own");
+    }
+    // The re-armed spare still ticks: an endless loop escapes.
+    let r = call_guarded(Some(ts.stack()), None, || {
+        exposed(|| loop {
+            black_box(0);
+        })
+    });
+    assert_eq!(r.expect_err("the loop ends by escape").kind, 7);
+    drop(second);
+    // A disarmed spare does not tick: an exposed call runs to its end.
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(call_guarded(Some(ts.stack()), None, || exposed(|| 5)), Ok(5));
+}
