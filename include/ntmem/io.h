@@ -324,6 +324,9 @@ typedef struct _IO_STACK_LOCATION {
             POWER_ACTION ShutdownType __attribute__((aligned(8)));
         } Power;
         struct {
+            SYSTEM_POWER_STATE PowerState;
+        } WaitWake;
+        struct {
             PVOID Argument1;
             PVOID Argument2;
             PVOID Argument3;
@@ -343,6 +346,7 @@ _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.StartDevice.Allo
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Create.ShareAccess) == 0x1a, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Power.State) == 0x18, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.Power.ShutdownType) == 0x20, "IO_STACK_LOCATION layout");
+_Static_assert(__builtin_offsetof(IO_STACK_LOCATION, Parameters.WaitWake.PowerState) == 0x08, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, FileObject) == 0x30, "IO_STACK_LOCATION layout");
 _Static_assert(__builtin_offsetof(IO_STACK_LOCATION, CompletionRoutine) == 0x38, "IO_STACK_LOCATION layout");
@@ -703,6 +707,17 @@ NTKERNELAPI VOID PoStartNextPowerIrp(PIRP Irp);
 /* Records the device's new power state; returns the one recorded before (a device
  * starts at PowerDeviceD0 and PowerSystemWorking). */
 NTKERNELAPI POWER_STATE PoSetPowerState(PDEVICE_OBJECT DeviceObject, POWER_STATE_TYPE Type, POWER_STATE State);
+
+/* Called once a PoRequestPowerIrp IRP has completed, before it is freed. */
+typedef VOID REQUEST_POWER_COMPLETE(PDEVICE_OBJECT DeviceObject, UCHAR MinorFunction, POWER_STATE PowerState,
+                                    PVOID Context, PIO_STATUS_BLOCK IoStatus);
+typedef REQUEST_POWER_COMPLETE *PREQUEST_POWER_COMPLETE;
+/* Sends IRP_MN_SET_POWER / IRP_MN_QUERY_POWER (a device power state) or IRP_MN_WAIT_WAKE
+ * (a system power state) to the top of DeviceObject's stack and returns STATUS_PENDING;
+ * CompletionFunction runs when it completes. Above PASSIVE_LEVEL the IRP is sent from a
+ * system worker thread. ntmem's PDO does not support wake (STATUS_NOT_SUPPORTED). */
+NTKERNELAPI NTSTATUS PoRequestPowerIrp(PDEVICE_OBJECT DeviceObject, UCHAR MinorFunction, POWER_STATE PowerState,
+                                       PREQUEST_POWER_COMPLETE CompletionFunction, PVOID Context, PIRP *Irp);
 
 /* IoCompleteRequest is a macro over IofCompleteRequest, as in the WDK. */
 NTKERNELAPI VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost);

@@ -465,6 +465,7 @@ exports! {
     Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
     Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
     Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
+    Ntoskrnl Routine PoRequestPowerIrp(pnp) Dispatch "the PDO does not support wake: IRP_MN_WAIT_WAKE completes with STATUS_NOT_SUPPORTED";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

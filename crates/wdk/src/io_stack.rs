@@ -135,6 +135,10 @@ pub(crate) fn complete(irp: *mut c_void) {
                 }
                 return;
             }
+            Completion::Finished(Final::PowerRequested(done, requested)) => {
+                crate::pnp::power_requested(done, requested);
+                return;
+            }
             Completion::Finished(Final::Master(master)) => {
                 irp = master.0.get() as *mut c_void;
                 step = kernel(|cpu| {
@@ -187,11 +191,29 @@ pub unsafe extern "win64" fn IofCallDriver(device: *mut c_void, irp: *mut c_void
         let routine = if target.driver == 0 { None } else { major_function(cpu, target.driver, target.major)? };
         Ok((routine, target))
     });
+    dispatch(device, irp, routine, target)
+}
+
+/// Calls the target's dispatch routine `routine` with its device and the IRP, or does
+/// what the I/O manager does when there is none.
+fn dispatch(device: *mut c_void, irp: *mut c_void, routine: Option<DriverDispatch>, target: CallTarget) -> NtStatus {
     if let Some(routine) = routine {
         // SAFETY: the target driver's PDRIVER_DISPATCH, with its device and the IRP.
         return preserving_capture(|| unsafe { routine(device, irp) });
     }
     complete_unhandled(irp, target)
+}
+
+/// Hands an IRP the I/O manager built for `device` (its location current already) to
+/// the device's dispatch routine, as the I/O manager sends its own requests.
+pub(crate) fn deliver(device: *mut c_void, irp: *mut c_void) -> NtStatus {
+    let (routine, target) = kernel(|cpu| {
+        let driver = DeviceObject(va_of(cpu, device)).driver(cpu)?;
+        let target = CallTarget { major: IRP_MJ_POWER, driver };
+        let routine = if driver == 0 { None } else { major_function(cpu, driver, IRP_MJ_POWER)? };
+        Ok((routine, target))
+    });
+    dispatch(device, irp, routine, target)
 }
 
 /// What the I/O manager's default routine (or, for a PDO, ntmem's stand-in for the

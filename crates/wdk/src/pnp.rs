@@ -24,9 +24,10 @@ use ntmem_kernel::ex::pool::NtStatus as KStatus;
 use ntmem_kernel::hal::device::DeviceId;
 use ntmem_kernel::hal::resources::{CmResourceData, CmResourceList};
 use ntmem_kernel::io::pnp::{self, PnpMinor, PnpOutcome, PnpRequest};
-use ntmem_kernel::io::power::{self, PowerOutcome, PowerRequest, PowerState};
+use ntmem_kernel::io::power::{self, PowerCompletion, PowerOutcome, PowerRequest, PowerState};
 use ntmem_kernel::io::returns::Caller;
 use ntmem_kernel::io::DeviceObject;
+use ntmem_kernel::ke::workers::{Work, WorkKind};
 use ntmem_kernel::{BugCheck, Machine};
 
 use crate::context::{self, host_ptr, kernel, va_of};
@@ -35,6 +36,8 @@ use crate::loader::Driver;
 use crate::seh::ThreadKind;
 use crate::types::NtStatus;
 
+/// `STATUS_PENDING`.
+const STATUS_PENDING: NtStatus = 0x103;
 /// `STATUS_NO_SUCH_DEVICE`.
 const STATUS_NO_SUCH_DEVICE: i32 = 0xC000_000E_u32 as i32;
 
@@ -256,8 +259,21 @@ pub fn power(
     let dispatch = CDispatch { object: driver.object_ptr(), caller: Caller::Worker };
     let top = machine.run(cpu, |c| pnp::io_get_attached_device(c, device))?;
     let sent = context::call_driver(machine, cpu, ThreadKind::System, |c| power::send(c, top, request, &dispatch));
-    let outcome = sent.map_err(|b| blame(driver, b))?;
-    Ok(Some(outcome.unwrap_or(PowerOutcome { returned: None, completed: Some(KStatus::INSUFFICIENT_RESOURCES) })))
+    let Some(mut outcome) = sent.map_err(|b| blame(driver, b))? else {
+        return Ok(Some(PowerOutcome {
+            returned: None,
+            completed: Some(KStatus::INSUFFICIENT_RESOURCES),
+            pending: None,
+        }));
+    };
+    if let Some(irp) = outcome.pending {
+        // Left pending: what the machine owes it now (a worker thread sending the device
+        // power IRP the driver asked for, whose callback completes this one) runs first.
+        crate::ke_dispatcher::settle(machine, cpu, 0).map_err(|b| blame(driver, b))?;
+        outcome.completed = machine.io().take_completion(irp).map(|(s, _)| s);
+        outcome.pending = outcome.completed.is_none().then_some(irp);
+    }
+    Ok(Some(outcome))
 }
 
 /// `PoCallDriver(DeviceObject, Irp)`: passes a power IRP down, as `IoCallDriver`
@@ -293,6 +309,96 @@ pub unsafe extern "win64" fn PoSetPowerState(device: *mut c_void, kind: u32, sta
         };
         Ok(power::po_set_power_state(cpu, DeviceObject(va_of(cpu, device)), state))
     })
+}
+
+/// `PREQUEST_POWER_COMPLETE`: `(DeviceObject, MinorFunction, PowerState, Context,
+/// IoStatus)`.
+type RequestPowerComplete = unsafe extern "win64" fn(*mut c_void, u8, u32, *mut c_void, *mut c_void);
+
+/// `PoRequestPowerIrp(DeviceObject, MinorFunction, PowerState, CompletionFunction,
+/// Context, Irp)` (learn.microsoft.com, "PoRequestPowerIrp function (wdm.h)"): builds
+/// a power IRP for the top of `device`'s stack
+/// ([`ntmem_kernel::io::power::po_request_power_irp`]), stores it in `*irp_out` when
+/// given, sends it and returns STATUS_PENDING; STATUS_INVALID_PARAMETER_2 for a minor
+/// other than SET_POWER, QUERY_POWER or WAIT_WAKE, STATUS_INSUFFICIENT_RESOURCES
+/// without pool. Called at PASSIVE_LEVEL the IRP goes to the driver at once, in the
+/// caller's thread; above it (a completion routine at DISPATCH_LEVEL), a system
+/// worker thread sends it at PASSIVE_LEVEL, as the power manager does for a stack
+/// whose drivers page (DO_POWER_PAGABLE: ntmem treats every stack so). Once the IRP is
+/// completed, `completion` (if not NULL) runs with `device`, the minor function, the
+/// state, `context` and the IRP's `IoStatus`, and the IRP is freed. Callable at
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `device` is a device object (checked as memory); `completion` the driver's routine.
+pub unsafe extern "win64" fn PoRequestPowerIrp(
+    device: *mut c_void,
+    minor: u8,
+    state: u32,
+    completion: *mut c_void,
+    context: *mut c_void,
+    irp_out: *mut *mut c_void,
+) -> NtStatus {
+    let built = kernel(|cpu| {
+        crate::context::checked(cpu, device, ntmem_kernel::io::device::DEVICE_OBJECT_SIZE)?;
+        if !irp_out.is_null() {
+            crate::context::checked(cpu, irp_out.cast(), 8)?;
+        }
+        let requested = PowerCompletion {
+            routine: completion as u64,
+            context: context as u64,
+            target: va_of(cpu, device).get(),
+            minor,
+            state,
+        };
+        let (top, irp) = match power::po_request_power_irp(cpu, requested)? {
+            Ok(built) => built,
+            Err(status) => return Ok(Err(status)),
+        };
+        let (top, irp) = (host_ptr(cpu, Some(top.0)), host_ptr(cpu, Some(irp.0)));
+        if !irp_out.is_null() {
+            // SAFETY: checked mapped above: the caller's PIRP variable.
+            unsafe { irp_out.write_unaligned(irp) };
+        }
+        if cpu.irql() > ntmem_kernel::ke::irql::Irql::PASSIVE {
+            let work =
+                Work { kind: WorkKind::PowerIrp, routine: 0, argument1: top as u64, argument2: irp as u64, item: 0 };
+            cpu.machine().workers().queue(work);
+            return Ok(Ok(None));
+        }
+        Ok(Ok(Some((top, irp))))
+    });
+    match built {
+        Err(status) => status.0 as NtStatus,
+        Ok(now) => {
+            if let Some((top, irp)) = now {
+                crate::io_stack::deliver(top, irp);
+            }
+            STATUS_PENDING
+        }
+    }
+}
+
+/// A `PoRequestPowerIrp` IRP's final completion: the requester's routine with the
+/// IRP's `IoStatus` (+0x30), then the IRP freed.
+pub(crate) fn power_requested(irp: ntmem_kernel::io::Irp, requested: PowerCompletion) {
+    let (target, status_block) = kernel(|cpu| {
+        Ok((
+            host_ptr(cpu, Some(ntmem_machine::Va::new(requested.target))),
+            host_ptr(cpu, Some(irp.0)).wrapping_byte_add(0x30),
+        ))
+    });
+    if requested.routine != 0 {
+        // SAFETY: the driver's PREQUEST_POWER_COMPLETE ([`routine`] refuses what is not
+        // image code).
+        let r: RequestPowerComplete = unsafe { crate::io_cancel::routine(requested.routine as *const c_void) };
+        let context = requested.context as *mut c_void;
+        // SAFETY: called as the power manager calls it, before the IRP is freed.
+        ntmem_host::thunk::preserving_capture(|| unsafe {
+            r(target, requested.minor, requested.state, context, status_block)
+        });
+    }
+    kernel(|cpu| power::free_requested(cpu, irp));
 }
 
 /// The bus forgets the device: deletes the PDO (after the driver is gone).

@@ -161,7 +161,9 @@ pub fn check_worker_return(cpu: &ntmem_kernel::Cpu<'_>, routine: u64) -> Result<
 /// `work.routine` is the driver routine its queuing routine recorded.
 unsafe fn call(work: Work) {
     let (a1, a2) = (work.argument1 as *mut c_void, work.argument2 as *mut c_void);
-    if work.kind == WorkKind::IoWorkItem {
+    if work.kind == WorkKind::PowerIrp {
+        crate::io_stack::deliver(a1, a2);
+    } else if work.kind == WorkKind::IoWorkItem {
         type IoWorker = unsafe extern "win64" fn(*mut c_void, *mut c_void);
         // SAFETY: the driver's PIO_WORKITEM_ROUTINE (DeviceObject, Context).
         let f = unsafe { std::mem::transmute::<usize, IoWorker>(work.routine as usize) };
@@ -182,7 +184,7 @@ unsafe fn call(work: Work) {
 pub(crate) fn run_body(work: Work) -> Option<()> {
     let is_thread = work.kind == WorkKind::ThreadStart;
     kernel(|cpu| {
-        if !ntmem_host::exception::is_image_code(work.routine as usize) {
+        if work.kind != WorkKind::PowerIrp && !ntmem_host::exception::is_image_code(work.routine as usize) {
             // A routine that is no loaded image's code (its driver unloaded with the work
             // queued): the instruction fetch Windows' worker faults on (0xCE: address,
             // 8 execute, the same address, 0). ntmem stops before the jump.

@@ -184,6 +184,12 @@ pub enum Parameters {
         /// `ShutdownType`: the `POWER_ACTION`.
         shutdown: u32,
     },
+    /// `Parameters.WaitWake` (IRP_MN_WAIT_WAKE): `PowerState` 0x08, the deepest
+    /// system state the device may wake the system from.
+    WaitWake {
+        /// `PowerState`: a `SYSTEM_POWER_STATE`.
+        state: u32,
+    },
     /// No parameters (IRP_MN_REMOVE_DEVICE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE).
     None,
 }
@@ -390,6 +396,7 @@ fn fill(cpu: &Cpu<'_>, irp: Irp, c: &IrpContents) -> Result<(), BugCheck> {
             put(&mut b, p + 0x10, &state.to_le_bytes());
             put(&mut b, p + 0x18, &shutdown.to_le_bytes());
         }
+        Parameters::WaitWake { state } => put(&mut b, p, &state.to_le_bytes()),
         Parameters::None => {}
     }
     put(&mut b, stack + 0x28, &c.device.0.get().to_le_bytes());

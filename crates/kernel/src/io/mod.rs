@@ -183,6 +183,9 @@ pub(crate) enum IrpOrigin {
     /// `IoMakeAssociatedIrp`: its final completion frees it and counts down its
     /// master's `IrpCount`.
     Associated,
+    /// `PoRequestPowerIrp`: its final completion calls the requester's routine, then
+    /// frees it ([`power::po_request_power_irp`]).
+    PowerRequest(power::PowerCompletion),
 }
 
 /// What the I/O manager remembers of an IRP, from its allocation until it is freed

@@ -39,7 +39,7 @@
 use ntmem_machine::Va;
 
 use super::device::{self, at, read_bytes, write_bytes, DeviceObject, NewDevice};
-use super::irp::{self, IrpContents, IrpFlags, Parameters};
+use super::irp::{self, Irp, IrpContents, IrpFlags, Parameters};
 use super::{Dispatch, IrpRecord, MajorFunction};
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
@@ -331,7 +331,7 @@ pub fn send(
         user_buffer: 0,
         file: 0,
     };
-    let Some(Sent { returned, completed: done }) = send_system_irp(cpu, &contents, driver)? else {
+    let Some(Sent { returned, completed: done, .. }) = send_system_irp(cpu, &contents, driver)? else {
         free_lists(raw, translated)?;
         return Ok(failed(NtStatus::INSUFFICIENT_RESOURCES));
     };
@@ -363,7 +363,8 @@ pub(crate) fn send_system_irp(
         irp::io_complete_request(cpu, irp)?;
     }
     let completed = m.io().take_completion(irp).map(|(s, _)| s);
-    Ok(Some(Sent { returned, completed }))
+    let pending = completed.is_none().then_some(irp);
+    Ok(Some(Sent { returned, completed, pending }))
 }
 
 /// What came back from a PnP or power IRP ([`send_system_irp`]).
@@ -372,6 +373,9 @@ pub(crate) struct Sent {
     pub returned: Option<NtStatus>,
     /// The final status, if the IRP was completed.
     pub completed: Option<NtStatus>,
+    /// The IRP, while it is pending ([`super::IoManager::take_completion`] tells when
+    /// it is done).
+    pub pending: Option<Irp>,
 }
 
 #[cfg(test)]

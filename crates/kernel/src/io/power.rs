@@ -13,14 +13,21 @@
 //! `PowerActionHibernate`, S5 `PowerActionShutdown`, otherwise `PowerActionNone`:
 //! ntmem's choice for a request no user action started).
 //!
+//! A driver asks for a power IRP with [`po_request_power_irp`] (`PoRequestPowerIrp`:
+//! a D-IRP — set or query a device power state — or a wait/wake IRP): the IRP goes
+//! to the top of the target's stack and, once completed, the requester's
+//! `PowerCompletion` routine is called with the IRP's I/O status before the IRP is
+//! freed.
+//!
 //! **Where it differs.** Windows before Vista lets one power IRP at a time through a
-//! device stack (`PoStartNextPowerIrp` releases the next) and sends D-IRPs only
-//! when a power policy owner asks (`PoRequestPowerIrp`, not exported yet); ntmem
-//! sends each request a scenario asks for, one at a time.
+//! device stack (`PoStartNextPowerIrp` releases the next); ntmem sends each request
+//! a scenario or a driver asks for as it comes. The PDO's stand-in for the bus
+//! driver does not support wake: a wait/wake IRP that reaches it completes with
+//! STATUS_NOT_SUPPORTED.
 
 use super::device::DeviceObject;
-use super::irp::{IrpContents, IrpFlags, Parameters};
-use super::{Dispatch, MajorFunction};
+use super::irp::{Irp, IrpContents, IrpFlags, Parameters};
+use super::{Dispatch, IrpOrigin, IrpRecord, MajorFunction};
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::NtStatus;
 use crate::ke::processor::Cpu;
@@ -102,6 +109,9 @@ pub struct PowerOutcome {
     pub returned: Option<NtStatus>,
     /// The final status if the IRP was completed.
     pub completed: Option<NtStatus>,
+    /// The IRP, while it is pending (a driver completes it later: from a worker thread,
+    /// or from the callback of a device power IRP it requested).
+    pub pending: Option<Irp>,
 }
 
 /// The power states a driver recorded for a device with `PoSetPowerState`.
@@ -162,7 +172,81 @@ pub fn send(
         file: 0,
     };
     let sent = super::pnp::send_system_irp(cpu, &contents, driver)?;
-    Ok(sent.map(|s| PowerOutcome { returned: s.returned, completed: s.completed }))
+    Ok(sent.map(|s| PowerOutcome { returned: s.returned, completed: s.completed, pending: s.pending }))
+}
+
+/// `IRP_MN_WAIT_WAKE`.
+pub const IRP_MN_WAIT_WAKE: u8 = 0x00;
+
+/// What the requester of a power IRP asked to be called with when it completes
+/// (`PoRequestPowerIrp`'s arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerCompletion {
+    /// `CompletionFunction`, a `PREQUEST_POWER_COMPLETE` (0: none).
+    pub routine: u64,
+    /// `Context`.
+    pub context: u64,
+    /// `DeviceObject`: the target the requester named (its routine gets it back).
+    pub target: u64,
+    /// `MinorFunction`.
+    pub minor: u8,
+    /// `PowerState`.
+    pub state: u32,
+}
+
+/// `PoRequestPowerIrp(DeviceObject, MinorFunction, PowerState, CompletionFunction,
+/// Context, Irp)` (learn.microsoft.com, "PoRequestPowerIrp function (wdm.h)"): an
+/// `IRP_MJ_POWER` IRP for the top of `completion.target`'s stack
+/// (`IoGetAttachedDevice`), ready for that device's dispatch routine, its status
+/// STATUS_NOT_SUPPORTED as every power IRP starts: `IRP_MN_SET_POWER` and
+/// `IRP_MN_QUERY_POWER` carry the device power state (`Parameters.Power.Type`
+/// `DevicePowerState`: a driver cannot request a system power IRP), `IRP_MN_WAIT_WAKE`
+/// the system state (`Parameters.WaitWake.PowerState`). The caller delivers it and
+/// the final completion hands back [`super::stack::Final::PowerRequested`]. The inner
+/// `Err`: STATUS_INVALID_PARAMETER_2 for any other minor function,
+/// STATUS_INSUFFICIENT_RESOURCES without pool for the IRP.
+///
+/// # Errors
+/// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for a target outside the address space.
+pub fn po_request_power_irp(
+    cpu: &Cpu<'_>,
+    completion: PowerCompletion,
+) -> Result<Result<(DeviceObject, Irp), NtStatus>, BugCheck> {
+    let state = completion.state;
+    let parameters = match completion.minor {
+        IRP_MN_WAIT_WAKE => Parameters::WaitWake { state },
+        m if m == PowerMinor::SetPower as u8 || m == PowerMinor::QueryPower as u8 => {
+            Parameters::Power { system_context: 0, kind: PowerState::Device(state).kind(), state, shutdown: 0 }
+        }
+        _ => return Ok(Err(NtStatus::INVALID_PARAMETER_2)),
+    };
+    let target = DeviceObject(ntmem_machine::Va::new(completion.target));
+    let top = super::pnp::io_get_attached_device(cpu, target)?;
+    let contents = IrpContents {
+        major: MajorFunction::Power,
+        minor: completion.minor,
+        parameters,
+        device: top,
+        mode: ProcessorMode::KernelMode,
+        flags: IrpFlags::empty(),
+        system_buffer: 0,
+        mdl: 0,
+        user_buffer: 0,
+        file: 0,
+    };
+    let Some(irp) = super::irp::build(cpu, &contents)? else { return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES)) };
+    irp.set_io_status(cpu, NtStatus::NOT_SUPPORTED, 0)?;
+    let record = IrpRecord { origin: IrpOrigin::PowerRequest(completion), ..IrpRecord::request(None, 0) };
+    cpu.machine().io().irps().insert(irp.0.get(), record);
+    Ok(Ok((top, irp)))
+}
+
+/// Frees a `PoRequestPowerIrp` IRP once its requester's routine has run.
+///
+/// # Errors
+/// MULTIPLE_IRP_COMPLETE_REQUESTS (0x44) for one that is not an IRP any more.
+pub fn free_requested(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
+    super::stack::free_irp(cpu, irp)
 }
 
 #[cfg(test)]

@@ -145,6 +145,9 @@ pub enum Final {
     },
     /// The last associated IRP of this master completed: complete the master.
     Master(Irp),
+    /// A `PoRequestPowerIrp` IRP completed: call its requester's routine, then
+    /// [`super::power::free_requested`].
+    PowerRequested(Irp, super::power::PowerCompletion),
 }
 
 /// Where completing an IRP stands.
@@ -302,7 +305,7 @@ pub fn io_free_irp(cpu: &Cpu<'_>, irp: Irp, caller: u64) -> Result<(), BugCheck>
 
 /// Frees an IRP the I/O manager is done with (its own final completion, or the
 /// driver's `IoFreeIrp` once checked): 0x44 for one that is not an IRP any more.
-fn free_irp(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
+pub(crate) fn free_irp(cpu: &Cpu<'_>, irp: Irp) -> Result<(), BugCheck> {
     let m = cpu.machine();
     if u16::from_le_bytes(read_bytes(cpu, irp.0)?) != IO_TYPE_IRP {
         return Err(m.bugcheck(BugCheckCode::MULTIPLE_IRP_COMPLETE_REQUESTS, [irp.0.get(), 0, 0, 0]));
@@ -487,6 +490,10 @@ pub fn final_completion(cpu: &Cpu<'_>, irp: Irp) -> Result<Final, BugCheck> {
             }
             free_irp(cpu, irp)?;
             Ok(Final::Signal { event, iosb })
+        }
+        IrpOrigin::PowerRequest(completion) => {
+            irp::finish_request(cpu, irp, None, 0)?;
+            Ok(Final::PowerRequested(irp, completion))
         }
         IrpOrigin::Associated => {
             irp::finish_request(cpu, irp, None, 0)?;

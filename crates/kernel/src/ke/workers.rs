@@ -27,6 +27,10 @@ pub enum WorkKind {
     ExWorkItem,
     /// `PsCreateSystemThread`: `routine(StartContext)` in the new thread.
     ThreadStart,
+    /// A power IRP requested above PASSIVE_LEVEL (`PoRequestPowerIrp`), delivered to
+    /// the top device (`argument1`) at PASSIVE_LEVEL: `argument2` is the IRP, and
+    /// `routine` is 0 (the I/O manager's own work, no driver routine).
+    PowerIrp,
 }
 
 /// One piece of queued work.
