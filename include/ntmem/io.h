@@ -207,6 +207,11 @@ NTKERNELAPI VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject);
  * STATUS_OBJECT_NAME_COLLISION when the link exists; the link outlives the driver
  * unless deleted (the run's report lists the ones left). */
 NTKERNELAPI NTSTATUS IoCreateSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING DeviceName);
+/* As IoCreateSymbolicLink (ntmem has no security model to leave the link unprotected in). */
+NTKERNELAPI NTSTATUS IoCreateUnprotectedSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING DeviceName);
+/* Whether the machine supports WDM MajorVersion.MinorVersion: 1.10 Windows 2000, 1.20 XP,
+ * 1.30 Server 2003, 6.00 Vista, 6.01 Windows 7, 6.02 Windows 8. */
+NTKERNELAPI BOOLEAN IoIsWdmVersionAvailable(UCHAR MajorVersion, UCHAR MinorVersion);
 /* STATUS_OBJECT_NAME_NOT_FOUND when it is not a link. */
 NTKERNELAPI NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName);
 

@@ -179,7 +179,9 @@ exports! {
     Ntoskrnl Routine IoCreateDevice(io) Passive;
     Ntoskrnl Routine IoDeleteDevice(io) Passive;
     Ntoskrnl Routine IofCompleteRequest(io_stack) Dispatch "an IRP from IoAllocateIrp that reaches the I/O manager stops the machine with 0x0A (Windows touches its NULL thread)";
-    Ntoskrnl Routine IoCreateSymbolicLink(io) Passive "links are recorded, not yet resolved to open devices";
+    Ntoskrnl Routine IoCreateSymbolicLink(io) Passive;
+    Ntoskrnl Routine IoCreateUnprotectedSymbolicLink(io) Passive "no security model: the same link as IoCreateSymbolicLink";
+    Ntoskrnl Routine IoIsWdmVersionAvailable(io) Any;
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
     Ntoskrnl Routine IoDetachDevice(pnp) Passive;
@@ -371,7 +373,7 @@ exports! {
     Ntoskrnl Routine KeGetCurrentThread(ps) Any "the requesting and worker threads are tokens outside simulated memory";
     Ntoskrnl Routine PsGetCurrentThread(ps) Any "as KeGetCurrentThread";
     Ntoskrnl Routine PsGetCurrentThreadId(ps) Any;
-    Ntoskrnl Routine PsGetCurrentProcessId(ps) Any "always the System process (4)";
+    Ntoskrnl Routine PsGetCurrentProcessId(ps) Any;
     Ntoskrnl Routine PsIsSystemThread(ps) Any;
     Ntoskrnl Routine KeSetPriorityThread(ps) Dispatch "recorded, never used: threads run in creation order";
     Ntoskrnl Routine ZwClose(ob) Passive "handles to objects ntmem creates (threads, registry keys, a scenario's events)";

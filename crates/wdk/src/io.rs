@@ -95,11 +95,44 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
     link: *const UnicodeString,
     device: *const UnicodeString,
 ) -> NtStatus {
-    kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, IoCreateSymbolicLink as *const () as u64));
+    // SAFETY: the caller's contract.
+    unsafe { create_link(IoCreateSymbolicLink as *const () as u64, link, device) }
+}
+
+/// `IoCreateUnprotectedSymbolicLink` (learn.microsoft.com,
+/// "IoCreateUnprotectedSymbolicLink function (wdm.h)"): as [`IoCreateSymbolicLink`];
+/// on Windows the link gets a security descriptor anyone may change, which ntmem
+/// (no security model) does not model.
+///
+/// # Safety
+/// As [`IoCreateSymbolicLink`].
+pub unsafe extern "win64" fn IoCreateUnprotectedSymbolicLink(
+    link: *const UnicodeString,
+    device: *const UnicodeString,
+) -> NtStatus {
+    // SAFETY: the caller's contract.
+    unsafe { create_link(IoCreateUnprotectedSymbolicLink as *const () as u64, link, device) }
+}
+
+/// A symbolic link created by `routine` (its address names it in a pageable-code stop).
+///
+/// # Safety
+/// As [`IoCreateSymbolicLink`].
+unsafe fn create_link(routine: u64, link: *const UnicodeString, device: *const UnicodeString) -> NtStatus {
+    kernel(|cpu| ntmem_kernel::trap::pageable_code(cpu, routine));
     // SAFETY: the caller's strings (`# Safety`).
     let (link, device) = unsafe { (crate::rtl::unicode_chars(link), crate::rtl::unicode_chars(device)) };
     let created = kernel(|cpu| Ok(cpu.machine().io().symbolic_links().create(&link, &device)));
     created.map_or_else(|s| s.0 as NtStatus, |()| 0)
+}
+
+/// `IoIsWdmVersionAvailable(MajorVersion, MinorVersion)`: TRUE when the machine's
+/// release supports that WDM version ([`ntmem_kernel::rtl::version::wdm_version_available`]).
+/// Callable at any IRQL.
+pub extern "win64" fn IoIsWdmVersionAvailable(major: u8, minor: u8) -> u8 {
+    kernel(|cpu| {
+        Ok(u8::from(ntmem_kernel::rtl::version::wdm_version_available(cpu.machine().profile().edition, major, minor)))
+    })
 }
 
 /// `IoDeleteSymbolicLink` (learn.microsoft.com, "IoDeleteSymbolicLink function

@@ -346,9 +346,11 @@ pub extern "win64" fn PsGetCurrentThreadId() -> u64 {
     }
 }
 
-/// `PsGetCurrentProcessId`: the System process (4): ntmem runs driver code there.
+/// `PsGetCurrentProcessId`: the id of the process the thread runs in — the caller's
+/// while a driver handles a user request in its context, else the System process (4):
+/// DriverEntry, work items and system threads run there.
 pub extern "win64" fn PsGetCurrentProcessId() -> u64 {
-    SYSTEM_PROCESS_ID
+    kernel(|cpu| Ok(cpu.machine().processes().current().map_or(SYSTEM_PROCESS_ID, |p| p.id())))
 }
 
 /// `PsIsSystemThread(Thread)`: TRUE for a thread `PsCreateSystemThread` made, and the

@@ -387,6 +387,9 @@ fn with_attached<R>(
     r
 }
 
+/// The id of the first user process ([`ps_create_process`]).
+pub const FIRST_USER_PROCESS_ID: u64 = 0x100;
+
 /// Creates a process with an empty user address space (`PsCreateSystemProcess`
 /// for a user image, as far as memory goes). Inner `Err`: no memory for the
 /// process object or the page tables.
@@ -409,7 +412,10 @@ pub fn ps_create_process(cpu: &Cpu<'_>, name: &str) -> Result<Result<Arc<Process
         }
     };
     let ps = m.processes();
-    let id = (ps.next_id.fetch_add(1, Ordering::Relaxed) + 1) * 4;
+    // Multiples of 4 from 0x100, as Windows numbers processes and threads from one
+    // table: clear of the System process (4) and of the ids ntmem gives the
+    // requesting and worker threads (8, 12, ...).
+    let id = FIRST_USER_PROCESS_ID + ps.next_id.fetch_add(1, Ordering::Relaxed) * 4;
     let process = Arc::new(Process {
         id,
         name: name.to_string(),

@@ -76,6 +76,23 @@ impl OsVersion {
     }
 }
 
+/// `IoIsWdmVersionAvailable(MajorVersion, MinorVersion)` (learn.microsoft.com,
+/// "IoIsWdmVersionAvailable function (wdm.h)"): whether the running system supports
+/// WDM `major.minor`. The WDM version of each release is the documented table: 1.10
+/// (0x10) for Windows 2000, 1.20 for Windows XP, 1.30 for Windows Server 2003, and
+/// from Windows Vista on the NT version itself (6.00, 6.01 for Windows 7, 6.02 for
+/// Windows 8).
+pub fn wdm_version_available(edition: &Edition, major: u8, minor: u8) -> bool {
+    let v = OsVersion::of(edition);
+    let wdm = match (v.major, v.minor) {
+        (5, 0) => (1, 0x10),
+        (5, 1) => (1, 0x20),
+        (5, _) => (1, 0x30),
+        (major, minor) => (major, minor),
+    };
+    (u32::from(major), u32::from(minor)) <= wdm
+}
+
 /// `RtlIsNtDdiVersionAvailable`: whether the running release is `version` or later
 /// (`NTDDI_*` values compared whole, service-pack byte included).
 pub fn ntddi_available(edition: &Edition, version: u32) -> bool {
@@ -105,6 +122,17 @@ mod tests {
         );
         let vista = OsVersion::of(find_edition("vista-x64").unwrap());
         assert_eq!((vista.major, vista.minor, vista.build, vista.product_type), (6, 0, 6000, VER_NT_WORKSTATION));
+    }
+
+    #[test]
+    fn wdm_versions_follow_the_documented_table() {
+        let available =
+            |edition: &str, major, minor| wdm_version_available(find_edition(edition).unwrap(), major, minor);
+        assert!(available("w2k-datacenter", 1, 0x10) && !available("w2k-datacenter", 1, 0x20));
+        assert!(available("xp-home", 1, 0x20) && !available("xp-home", 1, 0x30));
+        assert!(available("ws03sp1-enterprise-x64", 1, 0x30) && !available("ws03sp1-enterprise-x64", 6, 0));
+        assert!(available("vista-x64", 6, 0) && available("vista-x64", 1, 0x30) && !available("vista-x64", 6, 1));
+        assert!(available("win8-x64", 6, 2) && !available("win8-x64", 6, 3));
     }
 
     #[test]
