@@ -465,6 +465,7 @@ _Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT size");
 #include "ntmem/io.h"
 #include "ntmem/dma.h"
 #include "ntmem/lookaside.h"
+#include "ntmem/interlocked.h"
 #include "ntmem/rtl.h"
 #include "ntmem/bitmap.h"
 #include "ntmem/version.h"

@@ -467,6 +467,24 @@ exports! {
     Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
     Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
     Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
+    // Lists under a spin lock, SLists, queued spin locks, processors (issue 11 items 2-3).
+    Ntoskrnl Routine ExInterlockedInsertHeadList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
+    Ntoskrnl Routine ExInterlockedInsertTailList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
+    Ntoskrnl Routine ExInterlockedRemoveHeadList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
+    Ntoskrnl Routine ExInterlockedPushEntryList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
+    Ntoskrnl Routine ExInterlockedPopEntryList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
+    Ntoskrnl Routine ExpInterlockedPushEntrySList(ex_interlocked) Any;
+    Ntoskrnl Routine ExpInterlockedPopEntrySList(ex_interlocked) Any;
+    Ntoskrnl Routine ExpInterlockedFlushSList(ex_interlocked) Any;
+    Ntoskrnl Routine KeAcquireInStackQueuedSpinLock(ke_queued_lock) Dispatch "no queue of waiters: the word holds the owner";
+    Ntoskrnl Routine KeReleaseInStackQueuedSpinLock(ke_queued_lock) AtDispatch;
+    Ntoskrnl Routine KeAcquireInStackQueuedSpinLockAtDpcLevel(ke_queued_lock) AtDispatch "no queue of waiters: the word holds the owner";
+    Ntoskrnl Routine KeReleaseInStackQueuedSpinLockFromDpcLevel(ke_queued_lock) AtDispatch;
+    Ntoskrnl Routine KeGetCurrentProcessorNumberEx(ke_queued_lock) Any "one processor group";
+    Ntoskrnl Routine KeQueryActiveProcessorCountEx(ke_queued_lock) Any "one processor group";
+    Ntoskrnl Routine KeQueryActiveProcessorCount(ke_queued_lock) Any;
+    Ntoskrnl Routine KeQueryActiveProcessors(ke_queued_lock) Any;
+    Hal Routine KeStallExecutionProcessor(ke_queued_lock) Any "returns at once: simulated time does not move";
     Ntoskrnl Routine PoRequestPowerIrp(pnp) Dispatch "the PDO does not support wake: IRP_MN_WAIT_WAKE completes with STATUS_NOT_SUPPORTED";
 }
 

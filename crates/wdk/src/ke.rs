@@ -44,7 +44,7 @@ pub extern "win64" fn KeLowerIrql(new: u8) {
 /// does Windows (the first 64 KB of every address space are reserved).
 const NULL_REGION: usize = 0x1_0000;
 
-fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, BugCheck> {
+pub(crate) fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, BugCheck> {
     if (lock as usize) < NULL_REGION {
         // SAFETY: no host or machine memory lies in the NULL region: the write faults
         // and the machine's trap turns it into the exception or bugcheck Windows gives

@@ -52,6 +52,8 @@ pub mod dbg;
 pub mod ex;
 pub mod ex_event;
 #[allow(non_snake_case)]
+pub mod ex_interlocked;
+#[allow(non_snake_case)]
 pub mod ex_resource;
 pub mod except;
 pub mod exports;
@@ -82,6 +84,8 @@ pub mod ke;
 pub mod ke_dispatcher;
 #[allow(non_snake_case)]
 pub mod ke_mutex;
+#[allow(non_snake_case)]
+pub mod ke_queued_lock;
 #[allow(non_snake_case)]
 pub mod ke_wait;
 pub mod loader;

@@ -231,16 +231,17 @@ impl<'a> Head<'a> {
 
     /// The `SLIST_HEADER`: (current depth, sequence, first entry's host address).
     fn slist(self) -> (u16, u64, u64) {
-        let first = self.0.read_u64::<0>();
-        let second = self.0.read_u64::<8>();
+        let (depth, sequence, _) = super::slist::decode(self.0.read_u64::<0>(), 0);
         // Bit 0 is HeaderType; entries of an x86 machine's pool may be only
         // 8-aligned, so only the low three bits are flags here.
-        ((first & 0xFFFF) as u16, first >> 16, second & !0x7)
+        (depth, sequence, self.0.read_u64::<8>() & !0x7)
     }
 
-    /// Writes the `SLIST_HEADER` in its 16-byte x64 form (`HeaderType` 1).
+    /// Writes the `SLIST_HEADER` in its 16-byte x64 form ([`super::slist::encode`];
+    /// an x86 machine's 8-aligned entry keeps its bit 3).
     fn set_slist(self, depth: u16, sequence: u64, next: u64) {
-        self.0.write_u64::<0>(u64::from(depth) | (sequence & 0xFFFF_FFFF_FFFF) << 16);
+        let (alignment, _) = super::slist::encode(depth, sequence, 0);
+        self.0.write_u64::<0>(alignment);
         self.0.write_u64::<8>(if next == 0 { 0 } else { next | 1 });
     }
 }

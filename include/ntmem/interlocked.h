@@ -1,0 +1,86 @@
+/*
+ * ntmem: lists shared under a spin lock, sequenced singly linked lists (SLists),
+ * in-stack queued spin locks and the processor queries (wdm.h; learn.microsoft.com
+ * "Singly and Doubly Linked Lists", "Queued Spin Locks"). Included by wdm.h.
+ * Layouts are the x64 WDK's.
+ */
+#ifndef NTMEM_INTERLOCKED_H
+#define NTMEM_INTERLOCKED_H
+
+/* ---- Lists under a spin lock (any IRQL up to DIRQL) --------------------- */
+
+NTKERNELAPI PLIST_ENTRY ExInterlockedInsertHeadList(PLIST_ENTRY ListHead, PLIST_ENTRY ListEntry, PKSPIN_LOCK Lock);
+NTKERNELAPI PLIST_ENTRY ExInterlockedInsertTailList(PLIST_ENTRY ListHead, PLIST_ENTRY ListEntry, PKSPIN_LOCK Lock);
+NTKERNELAPI PLIST_ENTRY ExInterlockedRemoveHeadList(PLIST_ENTRY ListHead, PKSPIN_LOCK Lock);
+NTKERNELAPI PSINGLE_LIST_ENTRY ExInterlockedPushEntryList(PSINGLE_LIST_ENTRY ListHead, PSINGLE_LIST_ENTRY ListEntry,
+                                                          PKSPIN_LOCK Lock);
+NTKERNELAPI PSINGLE_LIST_ENTRY ExInterlockedPopEntryList(PSINGLE_LIST_ENTRY ListHead, PKSPIN_LOCK Lock);
+
+/* ---- SLists: the x64 SLIST_HEADER (lookaside.h), 16-byte aligned entries -- */
+
+typedef struct DECLSPEC_ALIGN(16) _SLIST_ENTRY {
+    struct _SLIST_ENTRY *Next;
+} SLIST_ENTRY, *PSLIST_ENTRY;
+_Static_assert(sizeof(SLIST_ENTRY) == 16, "SLIST_ENTRY");
+
+NTKERNELAPI PSLIST_ENTRY ExpInterlockedPushEntrySList(PSLIST_HEADER ListHead, PSLIST_ENTRY ListEntry);
+NTKERNELAPI PSLIST_ENTRY ExpInterlockedPopEntrySList(PSLIST_HEADER ListHead);
+NTKERNELAPI PSLIST_ENTRY ExpInterlockedFlushSList(PSLIST_HEADER ListHead);
+
+/* A header that is not 16-byte aligned raises STATUS_DATATYPE_MISALIGNMENT (x64 wdm.h). */
+static __inline VOID InitializeSListHead(PSLIST_HEADER SListHead)
+{
+    if (((ULONG_PTR)SListHead & 0xF) != 0) {
+        RtlRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+    }
+    SListHead->Alignment = 0;
+    SListHead->Region = 0;
+}
+#define InterlockedPushEntrySList(Head, Entry) ExpInterlockedPushEntrySList(Head, Entry)
+#define InterlockedPopEntrySList(Head) ExpInterlockedPopEntrySList(Head)
+#define InterlockedFlushSList(Head) ExpInterlockedFlushSList(Head)
+/* On x64 the lock argument is not used. */
+#define ExInterlockedPushEntrySList(Head, Entry, Lock) ExpInterlockedPushEntrySList(Head, Entry)
+#define ExInterlockedPopEntrySList(Head, Lock) ExpInterlockedPopEntrySList(Head)
+
+/* ---- In-stack queued spin locks ------------------------------------------ */
+
+typedef struct _KSPIN_LOCK_QUEUE {
+    struct _KSPIN_LOCK_QUEUE *volatile Next;
+    PKSPIN_LOCK volatile Lock;
+} KSPIN_LOCK_QUEUE, *PKSPIN_LOCK_QUEUE;
+
+typedef struct _KLOCK_QUEUE_HANDLE {
+    KSPIN_LOCK_QUEUE LockQueue;
+    KIRQL OldIrql;
+} KLOCK_QUEUE_HANDLE, *PKLOCK_QUEUE_HANDLE;
+_Static_assert(sizeof(KLOCK_QUEUE_HANDLE) == 0x18, "KLOCK_QUEUE_HANDLE");
+_Static_assert(__builtin_offsetof(KLOCK_QUEUE_HANDLE, OldIrql) == 0x10, "KLOCK_QUEUE_HANDLE");
+
+NTKERNELAPI VOID KeAcquireInStackQueuedSpinLock(PKSPIN_LOCK SpinLock, PKLOCK_QUEUE_HANDLE LockHandle);
+NTKERNELAPI VOID KeReleaseInStackQueuedSpinLock(PKLOCK_QUEUE_HANDLE LockHandle);
+NTKERNELAPI VOID KeAcquireInStackQueuedSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock, PKLOCK_QUEUE_HANDLE LockHandle);
+NTKERNELAPI VOID KeReleaseInStackQueuedSpinLockFromDpcLevel(PKLOCK_QUEUE_HANDLE LockHandle);
+
+/* ---- IRQL and processors ------------------------------------------------- */
+
+/* An inline over KfRaiseIrql in the AMD64 WDK. */
+#define KeRaiseIrqlToDpcLevel() KfRaiseIrql(DISPATCH_LEVEL)
+
+typedef struct _PROCESSOR_NUMBER {
+    USHORT Group;
+    UCHAR Number;
+    UCHAR Reserved;
+} PROCESSOR_NUMBER, *PPROCESSOR_NUMBER;
+
+#define ALL_PROCESSOR_GROUPS 0xffff
+
+NTKERNELAPI ULONG KeGetCurrentProcessorNumberEx(PPROCESSOR_NUMBER ProcNumber);
+#define KeGetCurrentProcessorNumber() KeGetCurrentProcessorNumberEx(NULL)
+NTKERNELAPI ULONG KeQueryActiveProcessorCountEx(USHORT GroupNumber);
+NTKERNELAPI ULONG KeQueryActiveProcessorCount(PKAFFINITY ActiveProcessors);
+NTKERNELAPI KAFFINITY KeQueryActiveProcessors(VOID);
+/* Returns at once: ntmem's simulated time does not move during a stall. */
+NTHALAPI VOID KeStallExecutionProcessor(ULONG MicroSeconds);
+
+#endif /* NTMEM_INTERLOCKED_H */
