@@ -18,7 +18,7 @@
 //! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
-use ntmem_kernel::vf::{CallSite, VerifierFlags, Violation};
+use ntmem_kernel::vf::{Call, CallSite, VerifierFlags, Violation};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
@@ -105,6 +105,22 @@ impl Ask {
     }
 }
 
+/// Whether low resources simulation fails the call `ask` describes from `site`, made
+/// in the current process (the System process for system threads, `System` to the
+/// `/faults` application filter).
+fn injects(cpu: &Cpu<'_>, site: &CallSite, ask: Ask) -> bool {
+    let m = cpu.machine();
+    let process = m.processes().current();
+    let call = Call {
+        routine: ask.routine,
+        tag: ask.tag,
+        pool: ask.pool_routine,
+        process: process.as_ref().map_or("System", |p| p.name()),
+        now_ms: m.now_ms(),
+    };
+    m.vf().inject_failure(site, call)
+}
+
 /// Runs `allocate`, the allocation `ask` describes, for the calling driver under
 /// Driver Verifier: low resources simulation may fail it first — the result is then
 /// `injected()`, the routine's own way of failing — and a block it returns (`block`)
@@ -134,7 +150,7 @@ pub(crate) fn allocation<T>(
             | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION,
     );
     let Some(site) = call_site(cpu, whole) else { return allocate() };
-    if vf.inject_failure(&site, ask.routine, ask.tag, ask.pool_routine, cpu.machine().now_ms()) {
+    if injects(cpu, &site, ask) {
         return Ok(injected());
     }
     let r = allocate()?;

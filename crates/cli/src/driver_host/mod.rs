@@ -72,9 +72,9 @@ pub struct Request {
     pub json: bool,
     /// How long driver code may run (`--timeout`, `--dpc-watchdog`).
     pub watchdog: WatchdogLimits,
-    /// For a run of a systematic campaign ([`campaign`]): the stacks earlier runs
-    /// failed.
-    pub systematic_failed_before: Option<Vec<u64>>,
+    /// For a run of a systematic campaign ([`campaign`]): what systematic low
+    /// resources simulation fails (none: Windows' every new stack).
+    pub systematic: Option<ntmem_kernel::vf::Plan>,
 }
 
 /// Sets the scenario's `[registry]` values in the `Parameters` key of the driver's
@@ -113,8 +113,8 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     set_parameters(machine, &built.name, &request.parameters)?;
     let verifier = request.verifier.apply(machine).map_err(Failure::usage)?;
-    if let Some(before) = &request.systematic_failed_before {
-        machine.vf().plan_systematic_run(before);
+    if let Some(plan) = request.systematic {
+        machine.vf().plan_systematic(plan);
     }
     machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
@@ -275,20 +275,22 @@ fn return_site(symbolizer: &Symbolizer, a: u64) -> String {
 /// What Driver Verifier counted for `driver`.
 fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, module_base: u64) -> VerifierState {
     let vf = machine.vf();
-    let injected = vf
-        .injections()
-        .iter()
-        .filter(|i| i.driver == driver)
-        .map(|i| InjectedCall {
-            routine: i.routine,
-            tag: i.tag.map(|t| t.to_string()),
-            site: i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a)),
-            stack: i.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
-            at_ms: i.at_ms,
-            systematic: i.systematic,
-            stack_id: i.stack_id,
-        })
-        .collect();
+    let named = |calls: Vec<ntmem_kernel::vf::Injection>| -> Vec<InjectedCall> {
+        calls
+            .iter()
+            .filter(|i| i.driver == driver)
+            .map(|i| InjectedCall {
+                routine: i.routine,
+                tag: i.tag.map(|t| t.to_string()),
+                site: i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a)),
+                stack: i.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
+                at_ms: i.at_ms,
+                systematic: i.systematic,
+                stack_id: i.stack_id,
+            })
+            .collect()
+    };
+    let injected = named(vf.injections());
     let faults = vf.flags().contains(VerifierFlags::LOW_RESOURCES_SIMULATION).then(|| vf.fault_settings());
     VerifierState {
         flags: vf.flags().bits(),
@@ -305,7 +307,7 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
                 (t, caller)
             })
             .collect(),
-        discovered: vf.discovered(),
+        reached: named(vf.reached()),
         wdm_errors: vf
             .wdm_errors()
             .into_iter()

@@ -129,9 +129,9 @@ pub struct VerifierState {
     /// Force IRQL checking's IRQL transition log (`!verifier 8`), oldest first: the
     /// last entries of up to 0x100, with the driver's call named.
     pub irql_log: Vec<(ntmem_kernel::vf::IrqlTransition, String)>,
-    /// Stacks a systematic campaign's run reached after the one it failed (their
-    /// ids): reached only on that failure's path.
-    pub discovered: Vec<u64>,
+    /// Systematic low resources simulation's first call from each distinct stack,
+    /// in order (`systematic`: whether it was failed).
+    pub reached: Vec<InjectedCall>,
     /// I/O verification's non-fatal WDM DRIVER ERRORs, in order: warnings, not stops
     /// (Windows halts for them only under a kernel debugger).
     pub wdm_errors: Vec<WdmWarning>,
@@ -502,9 +502,14 @@ impl Report {
             }
             if let Some(f) = &v.faults {
                 let tags = if f.tags.is_empty() { "all".to_string() } else { f.tags.join(" ") };
+                let processes = if f.processes.is_empty() {
+                    String::new()
+                } else {
+                    format!(", processes {}", f.processes.join(" "))
+                };
                 let _ = writeln!(
                     o,
-                    "               low resources simulation: probability {}/10000, tags {tags}, delay {} ms, seed {}",
+                    "               low resources simulation: probability {}/10000, tags {tags}{processes}, delay {} ms, seed {}",
                     f.probability, f.delay_ms, f.seed
                 );
             }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ex::pool::PoolTag;
-pub use faults::{FaultSettings, Injection};
+pub use faults::{FaultSettings, Injection, Plan};
 pub use io::{IoViolation, WdmError};
 pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
 pub use violation::Violation;
@@ -175,6 +175,9 @@ struct State {
     drivers: Option<Vec<String>>,
     faults: faults::Faults,
     injections: Vec<Injection>,
+    /// Systematic simulation's first call from each stack, in order, as the
+    /// injection it is or would be (`systematic`: whether it failed).
+    reached: Vec<Injection>,
     tracking: tracking::Tracking,
     counters: Counters,
     locks: deadlock::Locks,
@@ -217,6 +220,22 @@ pub struct IrqlTransition {
     pub at_ms: u64,
     /// The driver's return address at the call that changed it (0: not a driver's).
     pub caller: u64,
+}
+
+/// A resource allocation a verified driver asks for ([`Verifier::inject_failure`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// The routine called.
+    pub routine: &'static str,
+    /// The pool tag asked for, if any.
+    pub tag: Option<PoolTag>,
+    /// Whether the routine is a pool allocator (counted as a pool allocation attempted).
+    pub pool: bool,
+    /// The image name of the process the call is made in (`System` for the System
+    /// process).
+    pub process: &'a str,
+    /// Simulated milliseconds since boot.
+    pub now_ms: u64,
 }
 
 /// A processor event Verifier counts ([`Verifier::count`]).
@@ -274,16 +293,29 @@ impl Verifier {
         self.state().faults = faults::Faults::new(settings);
     }
 
-    /// Makes this machine's run one of a systematic campaign: the stacks in
-    /// `failed_before` (ids from [`Injection::stack_id`]) pass, the first new one
-    /// fails, later new ones are noted ([`Verifier::discovered`]).
-    pub fn plan_systematic_run(&self, failed_before: &[u64]) {
-        self.state().faults.plan_run(failed_before);
+    /// What systematic low resources simulation does with new stacks from now on
+    /// ([`Plan`]); the stacks seen so far are forgotten.
+    pub fn plan_systematic(&self, plan: Plan) {
+        let mut s = self.state();
+        s.faults.plan(plan);
+        s.reached.clear();
     }
 
-    /// The new stacks a campaign's run reached after the one it failed.
-    pub fn discovered(&self) -> Vec<u64> {
-        self.state().faults.discovered()
+    /// Stacks systematic low resources simulation never fails (ids from
+    /// [`CallSite::stack_hash`]; `/faultssystematic excludestack`).
+    pub fn exclude_stacks(&self, ids: &[u64]) {
+        self.state().faults.exclude(ids);
+    }
+
+    /// Whether the stack `id` is on the exclusion list.
+    pub fn is_excluded(&self, id: u64) -> bool {
+        self.state().faults.is_excluded(id)
+    }
+
+    /// Systematic simulation's first call from each stack, in order (failed or not:
+    /// [`Injection::systematic`]).
+    pub fn reached(&self) -> Vec<Injection> {
+        self.state().reached.clone()
     }
 
     /// The knobs of randomized low resources simulation.
@@ -294,16 +326,10 @@ impl Verifier {
     /// The hook before a verified driver's resource allocation: whether low resources
     /// simulation fails this call of `routine` (for pool, `tag` is the tag asked
     /// for; `pool`: the routine is a pool allocator, counted as a pool allocation
-    /// attempted) from `site` at simulated time `now_ms`. A failure is counted and
-    /// logged; the caller then fails the call "according to the semantics of that call".
-    pub fn inject_failure(
-        &self,
-        site: &CallSite,
-        routine: &'static str,
-        tag: Option<PoolTag>,
-        pool: bool,
-        now_ms: u64,
-    ) -> bool {
+    /// attempted) from `site`, in the context of the process named `process`, at
+    /// simulated time `now_ms`. A failure is counted and logged; the caller then fails
+    /// the call "according to the semantics of that call".
+    pub fn inject_failure(&self, site: &CallSite, call: Call<'_>) -> bool {
         let flags = self.flags();
         let random = flags.contains(VerifierFlags::LOW_RESOURCES_SIMULATION);
         let systematic = flags.contains(VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
@@ -311,26 +337,27 @@ impl Verifier {
             return false;
         }
         let mut s = self.state();
-        let (fail, by_systematic) = if systematic && s.faults.systematic(site) {
-            (true, true)
-        } else {
-            (random && s.faults.random(now_ms, tag), false)
+        let (new, by_systematic) = if systematic { s.faults.systematic(site) } else { (false, false) };
+        let fail = by_systematic || (random && s.faults.random(call.now_ms, call.tag, call.process));
+        let injection = || Injection {
+            routine: call.routine,
+            tag: call.tag,
+            driver: site.driver.clone(),
+            stack: site.frames.iter().map(|f| f.0).collect(),
+            at_ms: call.now_ms,
+            systematic: by_systematic,
+            stack_id: site.stack_hash(),
         };
+        if new {
+            s.reached.push(injection());
+        }
         if fail {
             s.counters.faults_injected += 1;
-            s.counters.pool_allocations_attempted += u64::from(pool);
+            s.counters.pool_allocations_attempted += u64::from(call.pool);
             if s.injections.len() == INJECTIONS_KEPT {
                 s.injections.remove(0);
             }
-            s.injections.push(Injection {
-                routine,
-                tag,
-                driver: site.driver.clone(),
-                stack: site.frames.iter().map(|f| f.0).collect(),
-                at_ms: now_ms,
-                systematic: by_systematic,
-                stack_id: site.stack_hash(),
-            });
+            s.injections.push(injection());
         }
         fail
     }
@@ -506,12 +533,13 @@ mod tests {
     fn only_the_verified_drivers_are_failed() {
         let v = Verifier::default();
         v.set_faults(FaultSettings { probability: 10_000, ..FaultSettings::default() });
-        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0), "option off");
+        let call = Call { routine: "ExAllocatePoolWithTag", tag: None, pool: true, process: "System", now_ms: 0 };
+        assert!(!v.inject_failure(&site(), call), "option off");
         v.set_flags(VerifierFlags::LOW_RESOURCES_SIMULATION);
-        assert!(v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0));
+        assert!(v.inject_failure(&site(), call));
         v.set_drivers(Some(vec!["other".into()]));
         assert!(!v.verifies("leaky.sys") && v.verifies("OTHER.SYS"));
-        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0));
+        assert!(!v.inject_failure(&site(), call));
         assert_eq!(v.counters().faults_injected, 1);
         assert_eq!(v.injections()[0].stack, [0x1_4000_1010]);
     }
