@@ -78,14 +78,21 @@ pub extern "win64" fn MmBuildMdlForNonPagedPool(m: *mut c_void) {
 }
 
 /// `MmProbeAndLockPages`: raises STATUS_ACCESS_VIOLATION when a page cannot be
-/// locked for the access.
+/// locked for the access. Driver Verifier's low resources simulation fails it too
+/// (Microsoft, "Low Resources Simulation": MmProbeAndLockPages is on its list), the
+/// way the routine fails, by raising: STATUS_INSUFFICIENT_RESOURCES here — the status
+/// Windows raises for an injected failure is not documented.
 pub extern "win64" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation: u32) {
     let op = match operation {
         0 => LockOperation::IoReadAccess,
         1 => LockOperation::IoWriteAccess,
         _ => LockOperation::IoModifyAccess,
     };
-    let r = kernel(|cpu| mdl::mm_probe_and_lock_pages(cpu, Mdl(va_of(cpu, m)), mode(access_mode), op));
+    let r = kernel(|cpu| {
+        let lock = || mdl::mm_probe_and_lock_pages(cpu, Mdl(va_of(cpu, m)), mode(access_mode), op);
+        let injected = || Err(ntmem_kernel::ex::pool::NtStatus::INSUFFICIENT_RESOURCES);
+        allocation(cpu, Ask::resource("MmProbeAndLockPages"), injected, lock, |_| None)
+    });
     if let Err(status) = r {
         raise_status(status.0 as i32);
     }

@@ -8,9 +8,12 @@
 //! The routines that consult it: the pool allocators (`ExAllocatePool*`),
 //! `IoAllocateMdl`, `IoAllocateIrp`, `IoAllocateWorkItem`,
 //! `MmAllocateContiguousMemory[SpecifyCache]`, `MmAllocateNonCachedMemory`,
-//! `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache`, `AllocateCommonBuffer` and the Rtl
-//! string routines that allocate the result's buffer — Microsoft's list for low
-//! resources simulation less the routines ntmem does not export yet. With any
+//! `MmAllocatePagesForMdl[Ex]`, `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache` (and so
+//! `MmGetSystemAddressForMdlSafe`, the WDK's macro over it), `MmProbeAndLockPages`
+//! (which fails by raising), `AllocateCommonBuffer` and the Rtl string routines that
+//! allocate the result's buffer — Microsoft's list for low resources simulation less
+//! the routines ntmem does not export (`IoAllocateErrorLogEntry`, the GDI `Eng*`
+//! allocators, `MmAllocateNodePagesForMdlEx`). With any
 //! Verifier option on, pool blocks, MDLs, IRPs, work items and string buffers are
 //! tracked (with the driver's stack under pool tracking and low resources
 //! simulation, its call site otherwise); Windows tracks only under pool tracking.

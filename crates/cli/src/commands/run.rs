@@ -45,6 +45,9 @@ pub struct Args {
     /// Low resources simulation: the seed of its random sequence, to repeat or vary a run. Overrides the scenario's [faults].
     #[arg(long, value_name = "N")]
     fault_seed: Option<u64>,
+    /// Low resources simulation: only calls made in the context of these processes fail (image names, comma-separated, e.g. app.exe; the System process is System; verifier /faults' App list). Overrides the scenario's [faults] processes.
+    #[arg(long, value_name = "NAMES")]
+    fault_processes: Option<String>,
     /// Special pool for the allocations of one pool tag, as GFlags' `/k +spp Tag` (no Verifier needed): a tag with ? and * wildcards ("Fat*"; "*" for all), or a block size below the page size ("0x30": x64 requests of 17-32 bytes).
     #[arg(long, value_name = "TAG")]
     special_pool_tag: Option<String>,
@@ -279,6 +282,9 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     verifier.pool_tag_overruns = args.pool_tag_overruns.map(|v| v != 0).or(verifier.pool_tag_overruns);
     verifier.faults.probability = args.fault_probability.or(verifier.faults.probability);
     verifier.faults.seed = args.fault_seed.or(verifier.faults.seed);
+    if let Some(v) = &args.fault_processes {
+        verifier.faults.processes = list(v);
+    }
     let profile = flags.profile()?;
     let mut watchdog = WatchdogLimits::default();
     if let Some(t) = args.timeout.or(timeout) {
