@@ -17,11 +17,11 @@
 //! Verifier option on, pool blocks, MDLs, IRPs, work items and string buffers are
 //! tracked (with the driver's stack under pool tracking and low resources
 //! simulation, its call site otherwise); Windows tracks only under pool tracking.
-//! Verifier's
-//! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
+//! Verifier's records carry its substitute tags ("VMdl", "Vfwi":
+//! [`tracking::substitute_tag`]).
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
-use ntmem_kernel::vf::{Call, CallSite, VerifierFlags, Violation};
+use ntmem_kernel::vf::{tracking, Call, CallSite, TrackedBlock, VerifierFlags, Violation};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
@@ -38,6 +38,11 @@ fn call_site(cpu: &Cpu<'_>, whole: bool) -> Option<CallSite> {
     let driver = cpu.machine().images().name_at(ip as usize)?;
     let frames = if whole { driver_frames()? } else { vec![(ip, ip - images::lookup(ip)?.base)] };
     Some(CallSite { driver, frames })
+}
+
+/// The image name of the driver whose call is running now (`None`: not a driver's).
+pub(crate) fn caller_driver(cpu: &Cpu<'_>) -> Option<String> {
+    call_site(cpu, false).map(|s| s.driver)
 }
 
 /// The address in the driver's code the routine running now returns to (0: no
@@ -164,7 +169,9 @@ pub(crate) fn allocation<T>(
         }
         let tracked = va.map(|va| {
             let bytes = pool::query_block_size(cpu, va).map_or(0, |b| b.bytes);
-            site.block(ask.routine, va.get(), bytes, ask.tag.unwrap_or(PoolTag(0)), kind)
+            let tag = tracking::substitute_tag(ask.routine).or(ask.tag).unwrap_or(PoolTag(0));
+            let block = site.block(ask.routine, va.get(), bytes, tag, kind);
+            TrackedBlock { thread: crate::ps::current_thread(), ..block }
         });
         vf.allocated(tracked, ask.pool_routine);
     }

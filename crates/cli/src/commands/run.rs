@@ -18,7 +18,7 @@ use ntmem_kernel::vf::VerifierFlags;
 
 use crate::driver_host::campaign::{self, Runs, SiteResult};
 use crate::driver_host::scenario::VerifierSpec;
-use crate::driver_host::{self, PoolSort, Report, Request};
+use crate::driver_host::{self, PoolLogQuery, PoolSort, Report, Request};
 use crate::options::MachineFlags;
 use crate::output;
 use crate::Failure;
@@ -66,6 +66,12 @@ pub struct Args {
     /// One run of a systematic campaign, failing only this stack id; prints its result as JSON (what --jobs runs in each child process).
     #[arg(long, value_name = "ID", hide = true)]
     systematic_target: Option<String>,
+    /// Pool tracking's log of the last 0x10000 allocate/free operations, as WinDbg's `!verifier 0x80` shows it, in the report (text and JSON): the most recent N entries, or `all`. Needs a Verifier option (pool_tracking records the stacks).
+    #[arg(long, value_name = "N|all")]
+    verifier_log: Option<String>,
+    /// As --verifier-log, only the log's entries for the pool block containing ADDRESS (`!verifier 0x80 Address`).
+    #[arg(long, value_name = "ADDRESS")]
+    verifier_log_address: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -293,6 +299,15 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     if let Some(t) = args.dpc_watchdog {
         watchdog.dpc_period = seconds(t, "--dpc-watchdog")?;
     }
+    let number = |t: &str, what: &str| {
+        driver_host::scenario::parse_stack_id(t).map_err(|_| Failure::usage(format!("{what}: {t:?} is not a number")))
+    };
+    let pool_log = match (&args.verifier_log_address, &args.verifier_log) {
+        (Some(a), _) => Some(PoolLogQuery::Address(number(a, "--verifier-log-address")?)),
+        (None, Some(n)) if n == "all" => Some(PoolLogQuery::Latest(usize::MAX)),
+        (None, Some(n)) => Some(PoolLogQuery::Latest(number(n, "--verifier-log")? as usize)),
+        (None, None) => None,
+    };
     Ok(Request {
         driver,
         profile,
@@ -304,6 +319,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         json: args.json,
         watchdog,
         systematic: None,
+        pool_log,
     })
 }
 

@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::ex::pool::PoolTag;
 pub use faults::{FaultSettings, Injection, Plan};
 pub use io::{IoViolation, WdmError};
-pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
+pub use tracking::{Count, DriverPool, LockedMdl, LogEntry, TrackedBlock};
 pub use violation::Violation;
 
 bitflags::bitflags! {
@@ -388,6 +388,35 @@ impl Verifier {
         let mut s = self.state();
         s.tracking.freed(va);
         self.tracked.store(s.tracking.len(), Ordering::Release);
+    }
+
+    /// Pool tracking's hook after a verified driver's `MmProbeAndLockPages` locked
+    /// pages of a process ([`LockedMdl`]); nothing without the option.
+    pub fn pages_locked(&self, lock: LockedMdl) {
+        if self.flags().contains(VerifierFlags::POOL_TRACKING) && self.verifies(&lock.driver) {
+            self.state().tracking.locked(lock);
+        }
+    }
+
+    /// The hook at a driver's `MmUnlockPages` of the MDL at `mdl`.
+    pub fn pages_unlocked(&self, mdl: u64) {
+        if self.flags().contains(VerifierFlags::POOL_TRACKING) {
+            self.state().tracking.unlocked(mdl);
+        }
+    }
+
+    /// The hook as the process whose object is at `process` ends with pages locked:
+    /// pages a verified driver locked there and left locked are
+    /// DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (0xCB), with the
+    /// parameters of Microsoft's "Bug Check 0xCB" page: the lock tracking structure
+    /// (0: ntmem has none a debugger could read), 0, the MDL, the pages it holds
+    /// locked. Without such a lock the caller's PROCESS_HAS_LOCKED_PAGES (0x76) stands.
+    /// Windows issues 0xCB under pool tracking from Vista on (or with the registry's
+    /// TrackLockedPages); ntmem's Verifier does on every edition.
+    pub fn locked_pages_left(&self, machine: &crate::Machine, process: u64) -> Option<crate::BugCheck> {
+        let lock = self.state().tracking.held_in(process)?;
+        let code = crate::BugCheckCode::DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS;
+        Some(machine.bugcheck(code, [0, 0, lock.mdl, lock.pages]))
     }
 
     /// `driver`'s pool blocks not freed, by address.
