@@ -7,7 +7,9 @@
 //! ([`faults`]) and pool tracking ([`tracking`]). The driver boundary calls its hooks
 //! where Windows' Verifier thunks a verified driver's imports: before a resource
 //! allocation ([`Verifier::inject_failure`]), after one ([`Verifier::allocated`]),
-//! at every pool free ([`Verifier::freed`]) and at unload
+//! at every pool free ([`Verifier::freed`]), at a driver's page locks and unlocks
+//! ([`Verifier::pages_locked`], [`Verifier::pages_unlocked`]), as a process ends
+//! with pages locked ([`Verifier::locked_pages_left`]) and at unload
 //! ([`Verifier::unload_violation`]); so an option is added here without touching the
 //! allocators. Options that check a single operation live with the code they check:
 //! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
