@@ -41,7 +41,7 @@ enum Command {
     /// 3 the machine bugchecked; 4 a driver routine did not return below
     /// DISPATCH_LEVEL within --timeout; 5 an internal error of ntmem (a bug); 74
     /// standard output could not be written.
-    Run(commands::run::Args),
+    Run(Box<commands::run::Args>),
     /// List every machine profile (Table 1 editions and Vista).
     Machines(commands::machines::Args),
     /// Show a machine's virtual address-space layout (seed Figure 1).

@@ -70,6 +70,8 @@ impl BugCheckCode {
     pub const SYSTEM_PTE_MISUSE: Self = Self(0xDA);
     /// 0xC4: Driver Verifier caught a driver breaking a rule (subcode in parameter 1).
     pub const DRIVER_VERIFIER_DETECTED_VIOLATION: Self = Self(0xC4);
+    /// 0xCB: a process ended with pages a driver locked (pool tracking's check).
+    pub const DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS: Self = Self(0xCB);
     /// 0x133: the DPC watchdog saw a processor at DISPATCH_LEVEL or above for too long.
     pub const DPC_WATCHDOG_VIOLATION: Self = Self(0x133);
     /// 0x4A: a thread returned from a system call (a driver routine) at raised IRQL.
@@ -268,6 +270,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "DRIVER_VERIFIER_DETECTED_VIOLATION",
         summary: "Driver Verifier caught a driver breaking a rule; parameter 1 says which (e.g. 0x7C: MmUnlockPages of an MDL never locked, 0xB8: IoFreeMdl of an MDL still mapped).",
         parameters: ["Subcode (the kind of violation)", "Depends on the subcode", "Depends on the subcode", "Depends on the subcode"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
+        name: "DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS",
+        summary: "A driver or the I/O manager failed to release locked pages after an I/O operation (the process ended with them locked).",
+        parameters: ["Address of the internal lock tracking structure (0: ntmem has none a debugger reads)", "0 (Reserved)", "Address of the MDL containing the locked pages", "Number of locked pages"],
     },
     BugCheckInfo {
         code: BugCheckCode::DPC_WATCHDOG_VIOLATION,

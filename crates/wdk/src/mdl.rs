@@ -21,6 +21,7 @@ use ntmem_kernel::mm::mdl::{self, LockOperation, Mdl, OnFailure, PagePriority, P
 
 use crate::vf::{allocation, Ask};
 use ntmem_kernel::mm::probe;
+use ntmem_kernel::vf::LockedMdl;
 
 use crate::context::{host_ptr, kernel, va_of};
 use crate::seh::raise_status;
@@ -78,14 +79,32 @@ pub extern "win64" fn MmBuildMdlForNonPagedPool(m: *mut c_void) {
 }
 
 /// `MmProbeAndLockPages`: raises STATUS_ACCESS_VIOLATION when a page cannot be
-/// locked for the access.
+/// locked for the access. Driver Verifier's low resources simulation fails it too
+/// (Microsoft, "Low Resources Simulation": MmProbeAndLockPages is on its list), the
+/// way the routine fails, by raising: STATUS_INSUFFICIENT_RESOURCES here — the status
+/// Windows raises for an injected failure is not documented.
 pub extern "win64" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, operation: u32) {
     let op = match operation {
         0 => LockOperation::IoReadAccess,
         1 => LockOperation::IoWriteAccess,
         _ => LockOperation::IoModifyAccess,
     };
-    let r = kernel(|cpu| mdl::mm_probe_and_lock_pages(cpu, Mdl(va_of(cpu, m)), mode(access_mode), op));
+    let r = kernel(|cpu| {
+        let process = cpu.machine().processes().current();
+        let before = process.as_ref().map_or(0, |p| p.locked_pages());
+        let lock = || mdl::mm_probe_and_lock_pages(cpu, Mdl(va_of(cpu, m)), mode(access_mode), op);
+        let injected = || Err(ntmem_kernel::ex::pool::NtStatus::INSUFFICIENT_RESOURCES);
+        let r = allocation(cpu, Ask::resource("MmProbeAndLockPages"), injected, lock, |_| None)?;
+        // Pool tracking's record of the pages the driver locked in the process.
+        if let (Ok(()), Some(p)) = (&r, &process) {
+            let pages = p.locked_pages().saturating_sub(before);
+            if let Some(driver) = crate::vf::caller_driver(cpu).filter(|_| pages > 0) {
+                let lock = LockedMdl { mdl: va_of(cpu, m).get(), process: p.object().get(), pages, driver };
+                cpu.machine().vf().pages_locked(lock);
+            }
+        }
+        Ok(r)
+    });
     if let Err(status) = r {
         raise_status(status.0 as i32);
     }
@@ -93,7 +112,10 @@ pub extern "win64" fn MmProbeAndLockPages(m: *mut c_void, access_mode: i8, opera
 
 /// `MmUnlockPages`.
 pub extern "win64" fn MmUnlockPages(m: *mut c_void) {
-    kernel(|cpu| mdl::mm_unlock_pages(cpu, Mdl(va_of(cpu, m))));
+    kernel(|cpu| {
+        cpu.machine().vf().pages_unlocked(va_of(cpu, m).get());
+        mdl::mm_unlock_pages(cpu, Mdl(va_of(cpu, m)))
+    });
 }
 
 /// `MmMapLockedPagesSpecifyCache`: KernelMode returns NULL on failure (or stops

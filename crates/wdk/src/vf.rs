@@ -8,17 +8,20 @@
 //! The routines that consult it: the pool allocators (`ExAllocatePool*`),
 //! `IoAllocateMdl`, `IoAllocateIrp`, `IoAllocateWorkItem`,
 //! `MmAllocateContiguousMemory[SpecifyCache]`, `MmAllocateNonCachedMemory`,
-//! `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache`, `AllocateCommonBuffer` and the Rtl
-//! string routines that allocate the result's buffer — Microsoft's list for low
-//! resources simulation less the routines ntmem does not export yet. With any
+//! `MmAllocatePagesForMdl[Ex]`, `MmMapIoSpace`, `MmMapLockedPagesSpecifyCache` (and so
+//! `MmGetSystemAddressForMdlSafe`, the WDK's macro over it), `MmProbeAndLockPages`
+//! (which fails by raising), `AllocateCommonBuffer` and the Rtl string routines that
+//! allocate the result's buffer — Microsoft's list for low resources simulation less
+//! the routines ntmem does not export (`IoAllocateErrorLogEntry`, the GDI `Eng*`
+//! allocators, `MmAllocateNodePagesForMdlEx`). With any
 //! Verifier option on, pool blocks, MDLs, IRPs, work items and string buffers are
 //! tracked (with the driver's stack under pool tracking and low resources
 //! simulation, its call site otherwise); Windows tracks only under pool tracking.
-//! Verifier's
-//! substitute tags ("VMdl") are not used: a tracked MDL keeps its own tag.
+//! Verifier's records carry its substitute tags ("VMdl", "Vfwi":
+//! [`tracking::substitute_tag`]).
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
-use ntmem_kernel::vf::{CallSite, VerifierFlags, Violation};
+use ntmem_kernel::vf::{tracking, Call, CallSite, TrackedBlock, VerifierFlags, Violation};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
@@ -35,6 +38,11 @@ fn call_site(cpu: &Cpu<'_>, whole: bool) -> Option<CallSite> {
     let driver = cpu.machine().images().name_at(ip as usize)?;
     let frames = if whole { driver_frames()? } else { vec![(ip, ip - images::lookup(ip)?.base)] };
     Some(CallSite { driver, frames })
+}
+
+/// The image name of the driver whose call is running now (`None`: not a driver's).
+pub(crate) fn caller_driver(cpu: &Cpu<'_>) -> Option<String> {
+    call_site(cpu, false).map(|s| s.driver)
 }
 
 /// The address in the driver's code the routine running now returns to (0: no
@@ -105,6 +113,22 @@ impl Ask {
     }
 }
 
+/// Whether low resources simulation fails the call `ask` describes from `site`, made
+/// in the current process (the System process for system threads, `System` to the
+/// `/faults` application filter).
+fn injects(cpu: &Cpu<'_>, site: &CallSite, ask: Ask) -> bool {
+    let m = cpu.machine();
+    let process = m.processes().current();
+    let call = Call {
+        routine: ask.routine,
+        tag: ask.tag,
+        pool: ask.pool_routine,
+        process: process.as_ref().map_or("System", |p| p.name()),
+        now_ms: m.now_ms(),
+    };
+    m.vf().inject_failure(site, call)
+}
+
 /// Runs `allocate`, the allocation `ask` describes, for the calling driver under
 /// Driver Verifier: low resources simulation may fail it first — the result is then
 /// `injected()`, the routine's own way of failing — and a block it returns (`block`)
@@ -134,7 +158,7 @@ pub(crate) fn allocation<T>(
             | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION,
     );
     let Some(site) = call_site(cpu, whole) else { return allocate() };
-    if vf.inject_failure(&site, ask.routine, ask.tag, ask.pool_routine, cpu.machine().now_ms()) {
+    if injects(cpu, &site, ask) {
         return Ok(injected());
     }
     let r = allocate()?;
@@ -145,7 +169,9 @@ pub(crate) fn allocation<T>(
         }
         let tracked = va.map(|va| {
             let bytes = pool::query_block_size(cpu, va).map_or(0, |b| b.bytes);
-            site.block(ask.routine, va.get(), bytes, ask.tag.unwrap_or(PoolTag(0)), kind)
+            let tag = tracking::substitute_tag(ask.routine).or(ask.tag).unwrap_or(PoolTag(0));
+            let block = site.block(ask.routine, va.get(), bytes, tag, kind);
+            TrackedBlock { thread: crate::ps::current_thread(), ..block }
         });
         vf.allocated(tracked, ask.pool_routine);
     }

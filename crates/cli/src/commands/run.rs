@@ -16,8 +16,9 @@ use std::time::Duration;
 use ntmem_kernel::ke::watchdog::WatchdogLimits;
 use ntmem_kernel::vf::VerifierFlags;
 
+use crate::driver_host::campaign::{self, Runs, SiteResult};
 use crate::driver_host::scenario::VerifierSpec;
-use crate::driver_host::{self, PoolSort, Report, Request};
+use crate::driver_host::{self, PoolLogQuery, PoolSort, Report, Request};
 use crate::options::MachineFlags;
 use crate::output;
 use crate::Failure;
@@ -44,12 +45,33 @@ pub struct Args {
     /// Low resources simulation: the seed of its random sequence, to repeat or vary a run. Overrides the scenario's [faults].
     #[arg(long, value_name = "N")]
     fault_seed: Option<u64>,
+    /// Low resources simulation: only calls made in the context of these processes fail (image names, comma-separated, e.g. app.exe; the System process is System; verifier /faults' App list). Overrides the scenario's [faults] processes.
+    #[arg(long, value_name = "NAMES")]
+    fault_processes: Option<String>,
     /// Special pool for the allocations of one pool tag, as GFlags' `/k +spp Tag` (no Verifier needed): a tag with ? and * wildcards ("Fat*"; "*" for all), or a block size below the page size ("0x30": x64 requests of 17-32 bytes).
     #[arg(long, value_name = "TAG")]
     special_pool_tag: Option<String>,
     /// With --special-pool-tag: 1 (default) puts each block at its page's end, so overruns fault (Verify End); 0 at its start, so underruns fault (Verify Start). GFlags' PoolTagOverruns.
     #[arg(long, value_name = "0|1", value_parser = clap::value_parser!(u8).range(0..=1))]
     pool_tag_overruns: Option<u8>,
+    /// Systematic low resources simulation, record only ("what-if", /faultssystematic recordboottime): one run that fails nothing and lists every allocation site reached, with its stack id.
+    #[arg(long)]
+    systematic_record: bool,
+    /// Systematic low resources simulation: stack ids (0x hex or decimal, comma-separated) never failed (/faultssystematic excludestack). Overrides the scenario's systematic_exclude.
+    #[arg(long, value_name = "IDS")]
+    systematic_exclude: Option<String>,
+    /// Systematic low resources simulation: run the campaign's runs N at a time, each in a child process. The report is the same whatever N.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    jobs: u32,
+    /// One run of a systematic campaign, failing only this stack id; prints its result as JSON (what --jobs runs in each child process).
+    #[arg(long, value_name = "ID", hide = true)]
+    systematic_target: Option<String>,
+    /// Pool tracking's log of the last 0x10000 allocate/free operations, as WinDbg's `!verifier 0x80` shows it, in the report (text and JSON): the most recent N entries, or `all`. Needs a Verifier option (pool_tracking records the stacks).
+    #[arg(long, value_name = "N|all")]
+    verifier_log: Option<String>,
+    /// As --verifier-log, only the log's entries for the pool block containing ADDRESS (`!verifier 0x80 Address`).
+    #[arg(long, value_name = "ADDRESS")]
+    verifier_log_address: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -79,6 +101,13 @@ pub fn main(args: &Args) -> Result<(), Failure> {
     }
     let request = request(args, args.driver.clone(), args.scenario.clone())?;
     let options = request.verifier.check().map_err(Failure::usage)?;
+    if let Some(id) = &args.systematic_target {
+        let id = driver_host::scenario::parse_stack_id(id).map_err(Failure::usage)?;
+        return super::print_json(&campaign::site_run(&request, id)?);
+    }
+    if args.systematic_record {
+        return record(args, &request);
+    }
     if options.contains(VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION) {
         return systematic(args, &request);
     }
@@ -98,9 +127,49 @@ pub fn main(args: &Args) -> Result<(), Failure> {
     }
 }
 
+/// `--systematic-record`: one run, failing nothing, listing the sites reached.
+fn record(args: &Args, request: &Request) -> Result<(), Failure> {
+    let mut request = request.clone();
+    request.verifier.options.push("systematic_low_resources".to_string());
+    let recording = campaign::record(&request)?;
+    let exit = recording.baseline.exit();
+    let json = || serde_json::json!({ "exit": exit, "driver": recording.driver, "systematic_record": recording.sites, "baseline": recording.baseline });
+    if let Some(path) = &args.report {
+        output::write_report(path, &json())?;
+    }
+    if args.json {
+        super::print_json(&json())?;
+    } else {
+        output::emit(&recording.text())?;
+    }
+    match exit {
+        0 => Ok(()),
+        status => Err(Failure::with_status(status, recording.baseline.verdict())),
+    }
+}
+
+/// One site's run in a child process: this binary again, with the same arguments and
+/// `--systematic-target ID`.
+fn child_run(id: u64) -> Result<SiteResult, Failure> {
+    let exe =
+        std::env::current_exe().map_err(|e| Failure::usage(format!("--jobs: cannot find the ntmem binary: {e}")))?;
+    let out = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .arg("--systematic-target")
+        .arg(format!("{id:#x}"))
+        .output()
+        .map_err(|e| Failure::usage(format!("--jobs: cannot start a child run: {e}")))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Failure::usage(format!("--jobs: the run of stack {id:#x} did not report ({e}): {err}"))
+    })
+}
+
 /// `--verifier systematic_low_resources`: the campaign, one run per allocation site.
 fn systematic(args: &Args, request: &Request) -> Result<(), Failure> {
-    let campaign = driver_host::campaign::systematic(request)?;
+    let runs =
+        if args.jobs > 1 { Runs::Children { jobs: args.jobs as usize, child: &child_run } } else { Runs::InProcess };
+    let campaign = campaign::systematic(request, &runs)?;
     if let Some(path) = &args.report {
         output::write_report(path, &campaign_json(&campaign))?;
     }
@@ -116,11 +185,11 @@ fn systematic(args: &Args, request: &Request) -> Result<(), Failure> {
 }
 
 /// The campaign as one JSON object: `exit`, `systematic` (the sites), `baseline`.
-fn campaign_json(c: &driver_host::campaign::Campaign) -> serde_json::Value {
+fn campaign_json(c: &campaign::Campaign) -> serde_json::Value {
     serde_json::json!({
         "exit": c.exit(),
         "driver": c.driver,
-        "systematic": { "sites": c.sites, "cut_short": c.cut_short, "verdict": c.verdict() },
+        "systematic": { "sites": c.sites, "excluded": c.excluded, "cut_short": c.cut_short, "verdict": c.verdict() },
         "baseline": c.baseline,
     })
 }
@@ -198,6 +267,7 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
             faults: scenario.faults.unwrap_or_default(),
             special_pool_tag: scenario.special_pool_tag,
             pool_tag_overruns: scenario.pool_tag_overruns.map(|v| v != 0),
+            systematic_exclude: scenario.systematic_exclude,
         };
         relocate = scenario.relocate;
         devices = scenario.devices;
@@ -211,10 +281,16 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     if let Some(v) = &args.verify_driver {
         verifier.drivers = list(v);
     }
+    if let Some(v) = &args.systematic_exclude {
+        verifier.systematic_exclude = list(v);
+    }
     verifier.special_pool_tag = args.special_pool_tag.clone().or(verifier.special_pool_tag);
     verifier.pool_tag_overruns = args.pool_tag_overruns.map(|v| v != 0).or(verifier.pool_tag_overruns);
     verifier.faults.probability = args.fault_probability.or(verifier.faults.probability);
     verifier.faults.seed = args.fault_seed.or(verifier.faults.seed);
+    if let Some(v) = &args.fault_processes {
+        verifier.faults.processes = list(v);
+    }
     let profile = flags.profile()?;
     let mut watchdog = WatchdogLimits::default();
     if let Some(t) = args.timeout.or(timeout) {
@@ -223,6 +299,15 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
     if let Some(t) = args.dpc_watchdog {
         watchdog.dpc_period = seconds(t, "--dpc-watchdog")?;
     }
+    let number = |t: &str, what: &str| {
+        driver_host::scenario::parse_stack_id(t).map_err(|_| Failure::usage(format!("{what}: {t:?} is not a number")))
+    };
+    let pool_log = match (&args.verifier_log_address, &args.verifier_log) {
+        (Some(a), _) => Some(PoolLogQuery::Address(number(a, "--verifier-log-address")?)),
+        (None, Some(n)) if n == "all" => Some(PoolLogQuery::Latest(usize::MAX)),
+        (None, Some(n)) => Some(PoolLogQuery::Latest(number(n, "--verifier-log")? as usize)),
+        (None, None) => None,
+    };
     Ok(Request {
         driver,
         profile,
@@ -233,7 +318,8 @@ fn request(args: &Args, driver: Vec<PathBuf>, scenario: Option<PathBuf>) -> Resu
         parameters,
         json: args.json,
         watchdog,
-        systematic_failed_before: None,
+        systematic: None,
+        pool_log,
     })
 }
 

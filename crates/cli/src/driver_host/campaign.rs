@@ -1,27 +1,39 @@
-//! Systematic low resources simulation as a campaign: the driver runs once per
-//! allocation site, each run on a fresh machine, failing the first site no earlier run
-//! failed (`ntmem_kernel::vf::faults`), until a run reaches no new site. Each site's
+//! Systematic low resources simulation as a campaign: one run records every
+//! allocation site the driver reaches, failing nothing (Windows' "what-if" mode,
+//! `/faultssystematic recordboottime`); then the driver runs once per site, each run
+//! on a fresh machine failing only that site (`ntmem_kernel::vf::Plan`). Each site's
 //! run says what its failure led to — handled, leaked or a bugcheck — so one bugcheck
 //! does not hide what the other failures do. Windows' own option fails every new stack
 //! in one boot (research note `dma-verifier-views.md` §3.5); ntmem's Harness and
 //! scenarios keep that single-run behaviour.
 //!
+//! Stacks on the exclusion list (`--systematic-exclude`, `systematic_exclude`;
+//! Windows' `excludestack`) are listed and never failed. The site runs do not depend
+//! on each other, so `--jobs N` fans them out over N child processes (the ntmem
+//! binary again, `run … --systematic-target ID`, which prints its [`SiteResult`] as
+//! JSON); the campaign is the same, byte for byte, whatever N.
+//!
 //! A site reached only on another site's failure path (the driver's cleanup
-//! allocating) is reached in that site's run, after its failure, and is listed as
-//! such but not failed: no later run takes that path.
+//! allocating) is reached in that site's run, after its failure, and is counted
+//! there but not failed: no run without that failure takes the path.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use serde::Serialize;
+use ntmem_kernel::vf::Plan;
+use serde::{Deserialize, Serialize};
 
-use super::{run, Report, Request};
+use super::{run, InjectedCall, Report, Request};
 use crate::Failure;
 
 /// At most this many runs: a driver with more allocation sites is cut short, and says so.
 pub const MAX_RUNS: usize = 1000;
 
-/// What a site's failure led to (JSON: "handled", "leaked", "bugcheck", "did not return").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// What a site's failure led to (JSON: "handled", "leaked", "bugcheck", "did not
+/// return", "not reached").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Nothing wrong: a failing status is the driver handling the failure.
     #[serde(rename = "handled")]
@@ -35,6 +47,10 @@ pub enum Outcome {
     /// A routine that did not return (a timeout or a wait that never ends).
     #[serde(rename = "did not return")]
     DidNotReturn,
+    /// The site's own run did not reach it (the driver does not take the same path
+    /// twice): nothing failed.
+    #[serde(rename = "not reached")]
+    NotReached,
 }
 
 impl Outcome {
@@ -45,6 +61,7 @@ impl Outcome {
             Outcome::Leaked => "leaked",
             Outcome::Bugcheck => "bugcheck",
             Outcome::DidNotReturn => "did not return",
+            Outcome::NotReached => "not reached",
         }
     }
 
@@ -54,7 +71,7 @@ impl Outcome {
             Outcome::DidNotReturn => 4,
             Outcome::Bugcheck => 3,
             Outcome::Leaked => 1,
-            Outcome::Handled => 0,
+            Outcome::Handled | Outcome::NotReached => 0,
         }
     }
 }
@@ -76,9 +93,46 @@ pub struct SiteRun {
     pub faulting: Option<String>,
     /// The run's exit status.
     pub exit: u8,
-    /// Sites this run reached after the failure that no run failed: they are reached
-    /// only on this failure's path.
+    /// Sites this run reached after the failure that the recording run did not: they
+    /// are reached only on this failure's path.
     pub reached_after: usize,
+}
+
+/// A site's run, as a child process reports it to the campaign.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteResult {
+    /// What the failure led to.
+    pub outcome: Outcome,
+    /// The run's one-line verdict.
+    pub verdict: String,
+    /// For a bugcheck, where it happened (`FAULTING_IP`, named).
+    pub faulting: Option<String>,
+    /// The run's exit status.
+    pub exit: u8,
+    /// The stacks the run reached for the first time after the failure, in order.
+    pub after: Vec<u64>,
+}
+
+/// A site the recording run reached: the call, and whether the exclusion list spares
+/// it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reached {
+    /// The first call from the site's stack (`site`, `routine`, `stack_id`, `stack`).
+    #[serde(flatten)]
+    pub call: InjectedCall,
+    /// On the exclusion list: never failed.
+    pub excluded: bool,
+}
+
+/// The recording run ("what-if"): every site reached, none failed.
+#[derive(Debug, Serialize)]
+pub struct Recording {
+    /// The driver.
+    pub driver: String,
+    /// The sites, in the order the run reached them.
+    pub sites: Vec<Reached>,
+    /// The run itself.
+    pub baseline: Report,
 }
 
 /// A whole campaign.
@@ -86,55 +140,122 @@ pub struct SiteRun {
 pub struct Campaign {
     /// The driver.
     pub driver: String,
-    /// One entry per site, in the order the runs reached them.
+    /// One entry per site failed, in the order the recording run reached them.
     pub sites: Vec<SiteRun>,
+    /// Sites on the exclusion list, not failed.
+    pub excluded: Vec<Reached>,
     /// Whether [`MAX_RUNS`] cut the campaign short.
     pub cut_short: bool,
-    /// The last run: the one that reached no new site (every site passed).
+    /// The recording run: no site failed.
     pub baseline: Report,
 }
 
-/// Runs the campaign for `request`.
+/// How a campaign runs its sites' runs.
+pub enum Runs<'a> {
+    /// One after another, in this process.
+    InProcess,
+    /// `jobs` at a time, each by `child` (a child process).
+    Children {
+        /// How many at once.
+        jobs: usize,
+        /// Runs the site with this stack id.
+        child: &'a (dyn Fn(u64) -> Result<SiteResult, Failure> + Sync),
+    },
+}
+
+/// Runs `request` once, failing nothing, recording every site reached.
 ///
 /// # Errors
 /// As [`run`]: the driver does not build or load (2).
-pub fn systematic(request: &Request) -> Result<Campaign, Failure> {
-    let mut failed: Vec<u64> = Vec::new();
-    let mut sites = Vec::new();
-    let mut discovered: Vec<Vec<u64>> = Vec::new();
-    let finish = |mut sites: Vec<SiteRun>, discovered: Vec<Vec<u64>>, failed: &[u64], cut_short, baseline: Report| {
-        for (s, d) in sites.iter_mut().zip(discovered) {
-            s.reached_after = d.iter().filter(|id| !failed.contains(id)).count();
-        }
-        Campaign { driver: baseline.driver.clone(), sites, cut_short, baseline }
+pub fn record(request: &Request) -> Result<Recording, Failure> {
+    let mut r = request.clone();
+    r.systematic = Some(Plan::Record);
+    // Each run's DbgPrint text stays in its report, not on standard output.
+    r.json = true;
+    let baseline = run(r)?;
+    let excluded: HashSet<u64> =
+        request.verifier.systematic_exclude.iter().filter_map(|t| super::scenario::parse_stack_id(t).ok()).collect();
+    let reached = baseline.verifier_state.as_ref().map(|v| v.reached.clone()).unwrap_or_default();
+    let sites = reached.into_iter().map(|call| Reached { excluded: excluded.contains(&call.stack_id), call }).collect();
+    Ok(Recording { driver: baseline.driver.clone(), sites, baseline })
+}
+
+/// Runs `request` failing only the stack `id`: what that led to.
+///
+/// # Errors
+/// As [`run`].
+pub fn site_run(request: &Request, id: u64) -> Result<SiteResult, Failure> {
+    let mut r = request.clone();
+    r.systematic = Some(Plan::Only(id));
+    r.json = true;
+    let report = run(r)?;
+    let reached = report.verifier_state.as_ref().map(|v| v.reached.as_slice()).unwrap_or_default();
+    let failed = reached.iter().position(|c| c.stack_id == id && c.systematic);
+    let after = failed.map(|i| reached[i + 1..].iter().map(|c| c.stack_id).collect()).unwrap_or_default();
+    Ok(SiteResult {
+        outcome: if failed.is_some() { outcome(&report) } else { Outcome::NotReached },
+        verdict: report.verdict(),
+        faulting: report.symbols.as_ref().and_then(|s| s.analysis.faulting_frame.as_ref()).map(ToString::to_string),
+        exit: report.exit(),
+        after,
+    })
+}
+
+/// Runs the campaign for `request`: the recording run, then one run per site not
+/// excluded, as `runs` says.
+///
+/// # Errors
+/// As [`run`]: the driver does not build or load (2); a child process that does not
+/// report.
+pub fn systematic(request: &Request, runs: &Runs<'_>) -> Result<Campaign, Failure> {
+    let recording = record(request)?;
+    let (excluded, mut targets): (Vec<Reached>, Vec<Reached>) =
+        recording.sites.iter().cloned().partition(|s| s.excluded);
+    let cut_short = targets.len() > MAX_RUNS;
+    targets.truncate(MAX_RUNS);
+    let ids: Vec<u64> = targets.iter().map(|t| t.call.stack_id).collect();
+    let results = match runs {
+        Runs::InProcess => ids.iter().map(|&id| site_run(request, id)).collect::<Result<Vec<_>, _>>()?,
+        Runs::Children { jobs, child } => fan_out(&ids, *jobs, child)?,
     };
-    loop {
-        let mut r = request.clone();
-        r.systematic_failed_before = Some(failed.clone());
-        // Each run's DbgPrint text stays in its report, not on standard output.
-        r.json = true;
-        let report = run(r)?;
-        let state = report.verifier_state.as_ref();
-        let injected = state.and_then(|v| v.injected.iter().find(|i| i.systematic && !failed.contains(&i.stack_id)));
-        let Some(i) = injected.cloned() else {
-            return Ok(finish(sites, discovered, &failed, false, report));
-        };
-        failed.push(i.stack_id);
-        discovered.push(state.map(|v| v.discovered.clone()).unwrap_or_default());
-        sites.push(SiteRun {
-            site: i.site,
-            routine: i.routine,
-            stack_id: i.stack_id,
-            outcome: outcome(&report),
-            verdict: report.verdict(),
-            faulting: report.symbols.as_ref().and_then(|s| s.analysis.faulting_frame.as_ref()).map(ToString::to_string),
-            exit: report.exit(),
-            reached_after: 0,
-        });
-        if failed.len() >= MAX_RUNS {
-            return Ok(finish(sites, discovered, &failed, true, report));
+    let known: HashSet<u64> = recording.sites.iter().map(|s| s.call.stack_id).collect();
+    let sites = targets
+        .into_iter()
+        .zip(results)
+        .map(|(t, r)| SiteRun {
+            site: t.call.site,
+            routine: t.call.routine,
+            stack_id: t.call.stack_id,
+            outcome: r.outcome,
+            verdict: r.verdict,
+            faulting: r.faulting,
+            exit: r.exit,
+            reached_after: r.after.iter().filter(|id| !known.contains(id)).count(),
+        })
+        .collect();
+    Ok(Campaign { driver: recording.driver, sites, excluded, cut_short, baseline: recording.baseline })
+}
+
+/// Runs `child` for each id, `jobs` at a time; the results in the ids' order.
+fn fan_out(
+    ids: &[u64],
+    jobs: usize,
+    child: &(dyn Fn(u64) -> Result<SiteResult, Failure> + Sync),
+) -> Result<Vec<SiteResult>, Failure> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<SiteResult, Failure>>>> = Mutex::new(ids.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, ids.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&id) = ids.get(i) else { break };
+                let r = child(id);
+                results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+            });
         }
-    }
+    });
+    let results = results.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(Failure::usage("a site's run was not made")))).collect()
 }
 
 /// What a run's failure led to: a stop, a leak, or nothing wrong (a failing status
@@ -161,7 +282,7 @@ impl Campaign {
         let bad: Vec<String> = self
             .sites
             .iter()
-            .filter(|s| s.outcome != Outcome::Handled)
+            .filter(|s| !matches!(s.outcome, Outcome::Handled | Outcome::NotReached))
             .map(|s| format!("{} failing at {}: {}", s.routine, s.site, s.verdict))
             .collect();
         match bad.first() {
@@ -205,7 +326,36 @@ impl Campaign {
                 );
             }
         }
+        for e in &self.excluded {
+            let _ = writeln!(
+                o,
+                "  -  {} at {} (stack id {:#018x}): excluded, not failed",
+                e.call.routine, e.call.site, e.call.stack_id
+            );
+        }
         let _ = writeln!(o, "\nBaseline run (no site failed):");
+        o.push_str(&self.baseline.text());
+        o
+    }
+}
+
+impl Recording {
+    /// The text report: each site reached, then the run's report.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "Systematic low resources simulation of {}, record only: {} allocation site(s) reached, none failed",
+            self.driver,
+            self.sites.len()
+        );
+        let _ = writeln!(o, "  #  stack id            routine and site");
+        for (n, s) in self.sites.iter().enumerate() {
+            let excluded = if s.excluded { "  (excluded)" } else { "" };
+            let _ =
+                writeln!(o, "{:>3}  {:#018x}  {} at {}{excluded}", n + 1, s.call.stack_id, s.call.routine, s.call.site);
+        }
+        let _ = writeln!(o, "\nThe run:");
         o.push_str(&self.baseline.text());
         o
     }

@@ -45,7 +45,9 @@ use ntmem_wdk::symbols::{Analysis, Symbolizer};
 
 use ntmem_wdk::harness::driver_rows;
 pub use ntmem_wdk::harness::{scenario, steps};
-pub use report::{InjectedCall, LeakedBlock, PoolSort, Report, StopSymbols, Unload, VerifierState, WdmWarning};
+pub use report::{
+    InjectedCall, LeakedBlock, PoolLog, PoolLogEntry, PoolSort, Report, StopSymbols, Unload, VerifierState, WdmWarning,
+};
 
 use crate::Failure;
 
@@ -72,9 +74,21 @@ pub struct Request {
     pub json: bool,
     /// How long driver code may run (`--timeout`, `--dpc-watchdog`).
     pub watchdog: WatchdogLimits,
-    /// For a run of a systematic campaign ([`campaign`]): the stacks earlier runs
-    /// failed.
-    pub systematic_failed_before: Option<Vec<u64>>,
+    /// For a run of a systematic campaign ([`campaign`]): what systematic low
+    /// resources simulation fails (none: Windows' every new stack).
+    pub systematic: Option<ntmem_kernel::vf::Plan>,
+    /// Pool tracking's allocate/free log in the report (`!verifier 0x80`), if asked for.
+    pub pool_log: Option<PoolLogQuery>,
+}
+
+/// What of pool tracking's allocate/free log the report shows, as `!verifier 0x80
+/// [Quantity | Address]` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolLogQuery {
+    /// The most recent entries, this many.
+    Latest(usize),
+    /// The entries of the blocks that contain this address.
+    Address(u64),
 }
 
 /// Sets the scenario's `[registry]` values in the `Parameters` key of the driver's
@@ -113,8 +127,8 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     set_parameters(machine, &built.name, &request.parameters)?;
     let verifier = request.verifier.apply(machine).map_err(Failure::usage)?;
-    if let Some(before) = &request.systematic_failed_before {
-        machine.vf().plan_systematic_run(before);
+    if let Some(plan) = request.systematic {
+        machine.vf().plan_systematic(plan);
     }
     machine.set_watchdog(request.watchdog);
     dbg::set_output(if request.json { DebugOutput::Capture } else { DebugOutput::Stdout });
@@ -224,7 +238,9 @@ pub fn run(request: Request) -> Result<Report, Failure> {
     }
     if !verifier.is_empty() {
         let base = driver.image().map_or(0, |i| i.host_base());
-        report.verifier_state = Some(verifier_state(machine, &symbolizer, driver.name(), base));
+        let mut state = verifier_state(machine, &symbolizer, driver.name(), base);
+        state.pool_log = request.pool_log.map(|q| pool_log(machine, &symbolizer, q));
+        report.verifier_state = Some(state);
     }
     if request.json {
         report.debug_output = Some(dbg::take_captured());
@@ -275,20 +291,22 @@ fn return_site(symbolizer: &Symbolizer, a: u64) -> String {
 /// What Driver Verifier counted for `driver`.
 fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, module_base: u64) -> VerifierState {
     let vf = machine.vf();
-    let injected = vf
-        .injections()
-        .iter()
-        .filter(|i| i.driver == driver)
-        .map(|i| InjectedCall {
-            routine: i.routine,
-            tag: i.tag.map(|t| t.to_string()),
-            site: i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a)),
-            stack: i.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
-            at_ms: i.at_ms,
-            systematic: i.systematic,
-            stack_id: i.stack_id,
-        })
-        .collect();
+    let named = |calls: Vec<ntmem_kernel::vf::Injection>| -> Vec<InjectedCall> {
+        calls
+            .iter()
+            .filter(|i| i.driver == driver)
+            .map(|i| InjectedCall {
+                routine: i.routine,
+                tag: i.tag.map(|t| t.to_string()),
+                site: i.stack.first().map_or_else(|| "?".to_string(), |&a| return_site(symbolizer, a)),
+                stack: i.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
+                at_ms: i.at_ms,
+                systematic: i.systematic,
+                stack_id: i.stack_id,
+            })
+            .collect()
+    };
+    let injected = named(vf.injections());
     let faults = vf.flags().contains(VerifierFlags::LOW_RESOURCES_SIMULATION).then(|| vf.fault_settings());
     VerifierState {
         flags: vf.flags().bits(),
@@ -305,13 +323,43 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
                 (t, caller)
             })
             .collect(),
-        discovered: vf.discovered(),
+        reached: named(vf.reached()),
+        pool_log: None,
         wdm_errors: vf
             .wdm_errors()
             .into_iter()
             .map(|e| WdmWarning { code: e.code, irp: e.irp, device: e.device, meaning: e.meaning() })
             .collect(),
     }
+}
+
+/// Pool tracking's log as `query` asks for it, most recent first, stacks named.
+fn pool_log(machine: &Machine, symbolizer: &Symbolizer, query: PoolLogQuery) -> PoolLog {
+    let log = machine.vf().log();
+    let recent = log.iter().rev();
+    let picked: Vec<&ntmem_kernel::vf::LogEntry> = match query {
+        PoolLogQuery::Latest(n) => recent.take(n).collect(),
+        PoolLogQuery::Address(a) => {
+            recent.filter(|e| (e.va..e.va.saturating_add(e.bytes.max(1))).contains(&a)).collect()
+        }
+    };
+    let entries = picked
+        .into_iter()
+        .map(|e| PoolLogEntry {
+            operation: if e.allocate { "allocate" } else { "free" },
+            address: e.va,
+            bytes: e.bytes,
+            tag: e.tag.to_string(),
+            driver: e.driver.clone(),
+            thread: e.thread,
+            stack: e.stack.iter().map(|&a| return_site(symbolizer, a)).collect(),
+        })
+        .collect();
+    let address = match query {
+        PoolLogQuery::Address(a) => Some(a),
+        PoolLogQuery::Latest(_) => None,
+    };
+    PoolLog { entries_in_log: log.len(), address, entries }
 }
 
 /// The stop `b` named from the driver's symbols: at its faulting instruction, or (a

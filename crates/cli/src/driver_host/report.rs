@@ -129,12 +129,45 @@ pub struct VerifierState {
     /// Force IRQL checking's IRQL transition log (`!verifier 8`), oldest first: the
     /// last entries of up to 0x100, with the driver's call named.
     pub irql_log: Vec<(ntmem_kernel::vf::IrqlTransition, String)>,
-    /// Stacks a systematic campaign's run reached after the one it failed (their
-    /// ids): reached only on that failure's path.
-    pub discovered: Vec<u64>,
+    /// Systematic low resources simulation's first call from each distinct stack,
+    /// in order (`systematic`: whether it was failed).
+    pub reached: Vec<InjectedCall>,
+    /// Pool tracking's allocate/free log (`!verifier 0x80`), when asked for.
+    pub pool_log: Option<PoolLog>,
     /// I/O verification's non-fatal WDM DRIVER ERRORs, in order: warnings, not stops
     /// (Windows halts for them only under a kernel debugger).
     pub wdm_errors: Vec<WdmWarning>,
+}
+
+/// Pool tracking's log of recent allocate and free operations as `!verifier 0x80`
+/// shows it (Microsoft, "!verifier"; research note `dma-verifier-views.md` §5.7).
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolLog {
+    /// How many entries the log holds (up to 0x10000).
+    pub entries_in_log: usize,
+    /// The address searched for (`!verifier 0x80 Address`), if any.
+    pub address: Option<u64>,
+    /// The entries shown, most recent first.
+    pub entries: Vec<PoolLogEntry>,
+}
+
+/// One allocate or free in [`PoolLog`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolLogEntry {
+    /// "allocate" or "free".
+    pub operation: &'static str,
+    /// The block.
+    pub address: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its tag.
+    pub tag: String,
+    /// The driver it is charged to.
+    pub driver: String,
+    /// The allocating thread (`KTHREAD`; 0 for a free: ntmem does not note who freed).
+    pub thread: u64,
+    /// The driver's stack at the allocation, innermost first, named (empty for a free).
+    pub stack: Vec<String>,
 }
 
 /// A non-fatal WDM DRIVER ERROR (Microsoft, "Bug Check 0xC9", second table).
@@ -355,6 +388,39 @@ fn verifier_text(o: &mut String, driver: &str, v: &VerifierState, blocks: &[Leak
             let _ = writeln!(o, "      0x{:016x}  0x{:08x}  {:<4}  {caller}", b.address, b.bytes, b.tag);
         }
     }
+    if let Some(log) = &v.pool_log {
+        pool_log_text(o, log);
+    }
+}
+
+/// `!verifier 0x80 [Quantity | Address]`: the log's header, then each entry's block,
+/// size and thread, and its stack. Frees are marked (WinDbg tells them apart by the
+/// free routine at the top of the stack, which ntmem's log does not hold).
+fn pool_log_text(o: &mut String, log: &PoolLog) {
+    let _ = writeln!(o, "\n!verifier 0x80\nLog of recent kernel pool Allocate and Free operations:\n");
+    let _ = writeln!(o, "There are up to {:#x} entries in the log.\n", ntmem_kernel::vf::tracking::LOG_ENTRIES);
+    match log.address {
+        Some(a) => {
+            let _ = writeln!(o, "Parsing 0x{:08x} log entries, searching for address {a:#x}.\n", log.entries_in_log);
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "Displaying the most recent 0x{:x} of 0x{:08x} log entries.\n",
+                log.entries.len(),
+                log.entries_in_log
+            );
+        }
+    }
+    for e in &log.entries {
+        let _ = writeln!(o, "======================================================================");
+        let _ = writeln!(o, "Pool block {:016x}, Size {:016x}, Thread {:016x}", e.address, e.bytes, e.thread);
+        let _ = writeln!(o, "  ({} of a '{}' block charged to {})", e.operation, e.tag, e.driver);
+        for frame in &e.stack {
+            let _ = writeln!(o, "  {frame}");
+        }
+    }
+    let _ = writeln!(o, "Finished parsing all pool tracking information.");
 }
 
 pub(crate) fn kind(k: PoolKind) -> &'static str {
@@ -502,9 +568,14 @@ impl Report {
             }
             if let Some(f) = &v.faults {
                 let tags = if f.tags.is_empty() { "all".to_string() } else { f.tags.join(" ") };
+                let processes = if f.processes.is_empty() {
+                    String::new()
+                } else {
+                    format!(", processes {}", f.processes.join(" "))
+                };
                 let _ = writeln!(
                     o,
-                    "               low resources simulation: probability {}/10000, tags {tags}, delay {} ms, seed {}",
+                    "               low resources simulation: probability {}/10000, tags {tags}{processes}, delay {} ms, seed {}",
                     f.probability, f.delay_ms, f.seed
                 );
             }

@@ -691,7 +691,9 @@ pub fn nt_protect_virtual_memory(
 }
 
 /// Ends `process`: stops the machine with PROCESS_HAS_LOCKED_PAGES (0x76:
-/// 0, process object, locked pages, 0) if a driver still has pages of it locked;
+/// 0, process object, locked pages, 0) if a driver still has pages of it locked
+/// (DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0xCB, under Driver Verifier's pool
+/// tracking: [`crate::vf::Verifier::locked_pages_left`]);
 /// otherwise unmaps and frees every region (user-mode mappings of locked pages
 /// included), frees the page tables and the process object.
 ///
@@ -704,6 +706,9 @@ pub fn ps_terminate_process(cpu: &Cpu<'_>, process: &Arc<Process>) -> Result<(),
     }
     let locked = process.locked_pages();
     if locked != 0 {
+        if let Some(b) = m.vf().locked_pages_left(m, process.object.get()) {
+            return Err(b);
+        }
         return Err(m.bugcheck(BugCheckCode::PROCESS_HAS_LOCKED_PAGES, [0, process.object.get(), locked, 0]));
     }
     let state = ke_stack_attach_process(cpu, process).map_err(|e| host_bugcheck(m, &e))?;

@@ -7,17 +7,21 @@
 //!
 //! - **Randomized** (`/flags 0x4`): each eligible call fails with a probability of
 //!   `probability` in 10,000 (Windows' default 600, 6%), only for pool tags matching
-//!   `tags` (`*` and `?` wildcards; none: every tag) and only once `delay_ms` of
-//!   simulated time has passed since boot. How Windows draws its random numbers is
+//!   `tags` (`*` and `?` wildcards; none: every tag), only for calls made in the
+//!   context of a process named in `processes` (the `/faults` "App list"; none: every
+//!   process) and only once `delay_ms` of simulated time has passed since boot. How Windows draws its random numbers is
 //!   not documented; ntmem uses a seeded generator, so a run is reproducible from its
 //!   seed.
 //! - **Systematic** (`/flags 0x40000`): the first call from each distinct driver stack
 //!   fails, every later call from the same stack succeeds. The stack is the part of
 //!   the call stack inside the driver, as offsets in its image, so it is the same
-//!   after a reload at another address. A campaign ([`Faults::plan_run`]) runs the
-//!   driver once per stack instead: each run fails only the first stack no earlier run
-//!   failed, and notes the new stacks it reaches after it, so that one bugcheck does
-//!   not hide what the other failures lead to.
+//!   after a reload at another address. Stacks on the exclusion list
+//!   (`/faultssystematic excludestack STACKID`) are never failed. Besides Windows'
+//!   behaviour ([`Plan::EveryNewStack`]), a run can record without failing
+//!   (`recordboottime`, the "what-if" mode: [`Plan::Record`]) or fail one given stack
+//!   ([`Plan::Only`]): a campaign records the stacks once, then runs the driver once
+//!   per stack, failing only that one, so that one bugcheck does not hide what the
+//!   other failures lead to.
 //!
 //! Where ntmem differs: Windows waits `DelayMins` (default 8) minutes after boot
 //! before injecting, because boot-start drivers load in those minutes; an ntmem
@@ -39,6 +43,9 @@ pub struct FaultSettings {
     pub probability: u32,
     /// Pool tag patterns to fail (`*`, `?` wildcards); empty: every tag.
     pub tags: Vec<String>,
+    /// Process image names whose calls may fail (`app.exe`; compared without case;
+    /// the System process is `System`); empty: every process.
+    pub processes: Vec<String>,
     /// Simulated milliseconds after boot before the first injection.
     pub delay_ms: u64,
     /// The seed of the random sequence.
@@ -47,7 +54,13 @@ pub struct FaultSettings {
 
 impl Default for FaultSettings {
     fn default() -> Self {
-        FaultSettings { probability: DEFAULT_PROBABILITY, tags: Vec::new(), delay_ms: 0, seed: 0x6e74_6d65_6d5f_7666 }
+        FaultSettings {
+            probability: DEFAULT_PROBABILITY,
+            tags: Vec::new(),
+            processes: Vec::new(),
+            delay_ms: 0,
+            seed: 0x6e74_6d65_6d5f_7666,
+        }
     }
 }
 
@@ -72,16 +85,29 @@ pub struct Injection {
     pub stack_id: u64,
 }
 
+/// What systematic low resources simulation does with a stack it sees for the first
+/// time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Plan {
+    /// Fails it (Windows' `/faultssystematic enableboottime`).
+    #[default]
+    EveryNewStack,
+    /// Fails nothing, only records (`recordboottime`, "what-if").
+    Record,
+    /// Fails only the stack with this id (a campaign's run).
+    Only(u64),
+}
+
 /// The injector's state.
 #[derive(Debug)]
 pub(super) struct Faults {
     pub(super) settings: FaultSettings,
     rng: u64,
-    /// Stacks failed (or, in a campaign's run, failed in an earlier run).
+    /// Stacks systematic simulation has seen.
     seen: HashSet<u64>,
-    /// In a campaign's run: whether this run has failed its stack, and the new stacks
-    /// reached after it, in order.
-    plan: Option<(bool, Vec<u64>)>,
+    /// Stacks never failed (`excludestack`).
+    excluded: HashSet<u64>,
+    plan: Plan,
 }
 
 impl Default for Faults {
@@ -94,49 +120,51 @@ impl Faults {
     pub(super) fn new(settings: FaultSettings) -> Faults {
         // xorshift needs a non-zero state.
         let rng = settings.seed | 1;
-        Faults { settings, rng, seen: HashSet::new(), plan: None }
+        Faults { settings, rng, seen: HashSet::new(), excluded: HashSet::new(), plan: Plan::default() }
     }
 
-    /// Whether a randomized-simulation call at `now_ms` for `tag` fails.
-    pub(super) fn random(&mut self, now_ms: u64, tag: Option<PoolTag>) -> bool {
-        if now_ms < self.settings.delay_ms || !self.tag_selected(tag) {
+    /// Whether a randomized-simulation call at `now_ms` for `tag`, in the context of
+    /// the process named `process`, fails.
+    pub(super) fn random(&mut self, now_ms: u64, tag: Option<PoolTag>, process: &str) -> bool {
+        if now_ms < self.settings.delay_ms || !self.tag_selected(tag) || !self.process_selected(process) {
             return false;
         }
         (self.next() % 10_000) < u64::from(self.settings.probability)
     }
 
-    /// Whether a systematic-simulation call from `site` fails: the first time its
-    /// stack is seen.
-    pub(super) fn systematic(&mut self, site: &CallSite) -> bool {
+    /// Systematic simulation's verdict on a call from `site`: whether its stack is
+    /// new (seen for the first time), and whether the call fails — a new stack, not
+    /// excluded, that the plan fails.
+    pub(super) fn systematic(&mut self, site: &CallSite) -> (bool, bool) {
         let h = site.stack_hash();
-        if self.seen.contains(&h) {
-            return false;
-        }
-        match &mut self.plan {
-            Some((true, discovered)) => {
-                if !discovered.contains(&h) {
-                    discovered.push(h);
-                }
-                false
-            }
-            Some((failed, _)) => {
-                *failed = true;
-                self.seen.insert(h)
-            }
-            None => self.seen.insert(h),
-        }
+        let new = self.seen.insert(h);
+        let planned = match self.plan {
+            Plan::EveryNewStack => true,
+            Plan::Record => false,
+            Plan::Only(id) => id == h,
+        };
+        (new, new && planned && !self.excluded.contains(&h))
     }
 
-    /// Makes this a campaign's run: the stacks in `failed_before` pass, the first
-    /// other stack fails, later new ones are only noted.
-    pub(super) fn plan_run(&mut self, failed_before: &[u64]) {
-        self.seen = failed_before.iter().copied().collect();
-        self.plan = Some((false, Vec::new()));
+    /// Sets the plan; forgets the stacks seen (`/faultssystematic resetruntime`).
+    pub(super) fn plan(&mut self, plan: Plan) {
+        self.seen.clear();
+        self.plan = plan;
     }
 
-    /// The new stacks a campaign's run reached after its failure.
-    pub(super) fn discovered(&self) -> Vec<u64> {
-        self.plan.as_ref().map(|p| p.1.clone()).unwrap_or_default()
+    /// Adds stacks to the exclusion list.
+    pub(super) fn exclude(&mut self, ids: &[u64]) {
+        self.excluded.extend(ids);
+    }
+
+    /// Whether the stack `id` is on the exclusion list.
+    pub(super) fn is_excluded(&self, id: u64) -> bool {
+        self.excluded.contains(&id)
+    }
+
+    fn process_selected(&self, process: &str) -> bool {
+        let p = &self.settings.processes;
+        p.is_empty() || p.iter().any(|name| name.eq_ignore_ascii_case(process))
     }
 
     fn tag_selected(&self, tag: Option<PoolTag>) -> bool {
@@ -199,15 +227,15 @@ mod tests {
     fn the_rate_is_the_probability_and_the_seed_repeats_it() {
         let mut f = Faults::new(FaultSettings::default());
         // Within 3 standard deviations of 6% over 100,000 calls: sqrt(n p (1 - p)) = 75.1.
-        let failed = (0..100_000).filter(|_| f.random(0, None)).count();
+        let failed = (0..100_000).filter(|_| f.random(0, None, "System")).count();
         assert!((5_775..=6_225).contains(&failed), "6% of 100,000 +- 3 sigma, got {failed}");
         let mut f = Faults::new(FaultSettings { probability: 10_000, ..FaultSettings::default() });
-        assert!((0..10_000).all(|_| f.random(0, None)), "p = 10,000 fails every call");
+        assert!((0..10_000).all(|_| f.random(0, None, "System")), "p = 10,000 fails every call");
         let mut f = Faults::new(FaultSettings { probability: 0, ..FaultSettings::default() });
-        assert!(!(0..10_000).any(|_| f.random(0, None)), "p = 0 fails none");
+        assert!(!(0..10_000).any(|_| f.random(0, None, "System")), "p = 0 fails none");
         let run = |seed| {
             let mut f = Faults::new(FaultSettings { seed, ..FaultSettings::default() });
-            (0..64).map(|_| f.random(0, None)).collect::<Vec<_>>()
+            (0..64).map(|_| f.random(0, None, "System")).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -215,12 +243,21 @@ mod tests {
 
     #[test]
     fn nothing_fails_before_the_delay_or_for_other_tags() {
-        let settings = FaultSettings { probability: 10_000, tags: vec!["Ab*".into()], delay_ms: 1000, seed: 1 };
-        let mut f = Faults::new(settings);
-        assert!(!f.random(999, Some(tag("Abcd"))));
-        assert!(f.random(1000, Some(tag("Abcd"))));
-        assert!(!f.random(1000, Some(tag("Xbcd"))));
-        assert!(!f.random(1000, None), "a tag list leaves untagged resources alone");
+        let settings = FaultSettings {
+            probability: 10_000,
+            tags: vec!["Ab*".into()],
+            processes: Vec::new(),
+            delay_ms: 1000,
+            seed: 1,
+        };
+        let mut f = Faults::new(settings.clone());
+        assert!(!f.random(999, Some(tag("Abcd")), "System"));
+        assert!(f.random(1000, Some(tag("Abcd")), "System"));
+        assert!(!f.random(1000, Some(tag("Xbcd")), "System"));
+        assert!(!f.random(1000, None, "System"), "a tag list leaves untagged resources alone");
+        let mut f = Faults::new(FaultSettings { processes: vec!["App.exe".into()], ..settings });
+        assert!(f.random(1000, Some(tag("Abcd")), "app.exe"), "names compare without case");
+        assert!(!f.random(1000, Some(tag("Abcd")), "System"), "other processes' calls pass");
     }
 
     #[test]
@@ -230,21 +267,30 @@ mod tests {
             driver: "d.sys".into(),
             frames: offsets.iter().map(|&o| (0x1000 + o, o)).collect(),
         };
-        assert!(f.systematic(&site(&[0x10, 0x20])));
-        assert!(!f.systematic(&site(&[0x10, 0x20])));
-        assert!(f.systematic(&site(&[0x10, 0x30])), "same call site, other caller");
+        assert_eq!(f.systematic(&site(&[0x10, 0x20])), (true, true));
+        assert_eq!(f.systematic(&site(&[0x10, 0x20])), (false, false));
+        assert_eq!(f.systematic(&site(&[0x10, 0x30])), (true, true), "same call site, other caller");
         let moved = CallSite { driver: "d.sys".into(), frames: vec![(0x9010, 0x10), (0x9020, 0x20)] };
-        assert!(!f.systematic(&moved), "offsets, not addresses, identify a stack");
+        assert_eq!(f.systematic(&moved), (false, false), "offsets, not addresses, identify a stack");
     }
 
     #[test]
-    fn a_campaign_run_fails_one_new_stack_and_notes_the_rest() {
+    fn record_fails_nothing_only_fails_its_stack_and_excluded_stacks_never_fail() {
         let site = |o: u64| CallSite { driver: "d.sys".into(), frames: vec![(0x1000 + o, o)] };
         let mut f = Faults::default();
-        f.plan_run(&[site(1).stack_hash()]);
-        assert!(!f.systematic(&site(1)), "failed in an earlier run");
-        assert!(f.systematic(&site(2)), "the first new stack");
-        assert!(!f.systematic(&site(3)) && !f.systematic(&site(3)) && !f.systematic(&site(2)));
-        assert_eq!(f.discovered(), [site(3).stack_hash()], "noted once");
+        f.plan(Plan::Record);
+        assert_eq!(
+            [f.systematic(&site(1)), f.systematic(&site(2)), f.systematic(&site(1))],
+            [(true, false), (true, false), (false, false)]
+        );
+        f.plan(Plan::Only(site(2).stack_hash()));
+        assert_eq!(f.systematic(&site(1)), (true, false), "the plan forgot the stacks seen");
+        assert_eq!([f.systematic(&site(2)), f.systematic(&site(2))], [(true, true), (false, false)]);
+        let mut f = Faults::default();
+        f.exclude(&[site(3).stack_hash()]);
+        assert!(f.is_excluded(site(3).stack_hash()));
+        assert_eq!([f.systematic(&site(3)), f.systematic(&site(4))], [(true, false), (true, true)]);
+        f.plan(Plan::EveryNewStack);
+        assert_eq!(f.systematic(&site(3)), (true, false), "a new plan keeps the exclusion list");
     }
 }

@@ -7,7 +7,9 @@
 //! ([`faults`]) and pool tracking ([`tracking`]). The driver boundary calls its hooks
 //! where Windows' Verifier thunks a verified driver's imports: before a resource
 //! allocation ([`Verifier::inject_failure`]), after one ([`Verifier::allocated`]),
-//! at every pool free ([`Verifier::freed`]) and at unload
+//! at every pool free ([`Verifier::freed`]), at a driver's page locks and unlocks
+//! ([`Verifier::pages_locked`], [`Verifier::pages_unlocked`]), as a process ends
+//! with pages locked ([`Verifier::locked_pages_left`]) and at unload
 //! ([`Verifier::unload_violation`]); so an option is added here without touching the
 //! allocators. Options that check a single operation live with the code they check:
 //! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
@@ -27,9 +29,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ex::pool::PoolTag;
-pub use faults::{FaultSettings, Injection};
+pub use faults::{FaultSettings, Injection, Plan};
 pub use io::{IoViolation, WdmError};
-pub use tracking::{Count, DriverPool, LogEntry, TrackedBlock};
+pub use tracking::{Count, DriverPool, LockedMdl, LogEntry, TrackedBlock};
 pub use violation::Violation;
 
 bitflags::bitflags! {
@@ -175,6 +177,9 @@ struct State {
     drivers: Option<Vec<String>>,
     faults: faults::Faults,
     injections: Vec<Injection>,
+    /// Systematic simulation's first call from each stack, in order, as the
+    /// injection it is or would be (`systematic`: whether it failed).
+    reached: Vec<Injection>,
     tracking: tracking::Tracking,
     counters: Counters,
     locks: deadlock::Locks,
@@ -217,6 +222,22 @@ pub struct IrqlTransition {
     pub at_ms: u64,
     /// The driver's return address at the call that changed it (0: not a driver's).
     pub caller: u64,
+}
+
+/// A resource allocation a verified driver asks for ([`Verifier::inject_failure`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    /// The routine called.
+    pub routine: &'static str,
+    /// The pool tag asked for, if any.
+    pub tag: Option<PoolTag>,
+    /// Whether the routine is a pool allocator (counted as a pool allocation attempted).
+    pub pool: bool,
+    /// The image name of the process the call is made in (`System` for the System
+    /// process).
+    pub process: &'a str,
+    /// Simulated milliseconds since boot.
+    pub now_ms: u64,
 }
 
 /// A processor event Verifier counts ([`Verifier::count`]).
@@ -274,16 +295,29 @@ impl Verifier {
         self.state().faults = faults::Faults::new(settings);
     }
 
-    /// Makes this machine's run one of a systematic campaign: the stacks in
-    /// `failed_before` (ids from [`Injection::stack_id`]) pass, the first new one
-    /// fails, later new ones are noted ([`Verifier::discovered`]).
-    pub fn plan_systematic_run(&self, failed_before: &[u64]) {
-        self.state().faults.plan_run(failed_before);
+    /// What systematic low resources simulation does with new stacks from now on
+    /// ([`Plan`]); the stacks seen so far are forgotten.
+    pub fn plan_systematic(&self, plan: Plan) {
+        let mut s = self.state();
+        s.faults.plan(plan);
+        s.reached.clear();
     }
 
-    /// The new stacks a campaign's run reached after the one it failed.
-    pub fn discovered(&self) -> Vec<u64> {
-        self.state().faults.discovered()
+    /// Stacks systematic low resources simulation never fails (ids from
+    /// [`CallSite::stack_hash`]; `/faultssystematic excludestack`).
+    pub fn exclude_stacks(&self, ids: &[u64]) {
+        self.state().faults.exclude(ids);
+    }
+
+    /// Whether the stack `id` is on the exclusion list.
+    pub fn is_excluded(&self, id: u64) -> bool {
+        self.state().faults.is_excluded(id)
+    }
+
+    /// Systematic simulation's first call from each stack, in order (failed or not:
+    /// [`Injection::systematic`]).
+    pub fn reached(&self) -> Vec<Injection> {
+        self.state().reached.clone()
     }
 
     /// The knobs of randomized low resources simulation.
@@ -294,16 +328,10 @@ impl Verifier {
     /// The hook before a verified driver's resource allocation: whether low resources
     /// simulation fails this call of `routine` (for pool, `tag` is the tag asked
     /// for; `pool`: the routine is a pool allocator, counted as a pool allocation
-    /// attempted) from `site` at simulated time `now_ms`. A failure is counted and
-    /// logged; the caller then fails the call "according to the semantics of that call".
-    pub fn inject_failure(
-        &self,
-        site: &CallSite,
-        routine: &'static str,
-        tag: Option<PoolTag>,
-        pool: bool,
-        now_ms: u64,
-    ) -> bool {
+    /// attempted) from `site`, in the context of the process named `process`, at
+    /// simulated time `now_ms`. A failure is counted and logged; the caller then fails
+    /// the call "according to the semantics of that call".
+    pub fn inject_failure(&self, site: &CallSite, call: Call<'_>) -> bool {
         let flags = self.flags();
         let random = flags.contains(VerifierFlags::LOW_RESOURCES_SIMULATION);
         let systematic = flags.contains(VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION);
@@ -311,26 +339,27 @@ impl Verifier {
             return false;
         }
         let mut s = self.state();
-        let (fail, by_systematic) = if systematic && s.faults.systematic(site) {
-            (true, true)
-        } else {
-            (random && s.faults.random(now_ms, tag), false)
+        let (new, by_systematic) = if systematic { s.faults.systematic(site) } else { (false, false) };
+        let fail = by_systematic || (random && s.faults.random(call.now_ms, call.tag, call.process));
+        let injection = || Injection {
+            routine: call.routine,
+            tag: call.tag,
+            driver: site.driver.clone(),
+            stack: site.frames.iter().map(|f| f.0).collect(),
+            at_ms: call.now_ms,
+            systematic: by_systematic,
+            stack_id: site.stack_hash(),
         };
+        if new {
+            s.reached.push(injection());
+        }
         if fail {
             s.counters.faults_injected += 1;
-            s.counters.pool_allocations_attempted += u64::from(pool);
+            s.counters.pool_allocations_attempted += u64::from(call.pool);
             if s.injections.len() == INJECTIONS_KEPT {
                 s.injections.remove(0);
             }
-            s.injections.push(Injection {
-                routine,
-                tag,
-                driver: site.driver.clone(),
-                stack: site.frames.iter().map(|f| f.0).collect(),
-                at_ms: now_ms,
-                systematic: by_systematic,
-                stack_id: site.stack_hash(),
-            });
+            s.injections.push(injection());
         }
         fail
     }
@@ -361,6 +390,35 @@ impl Verifier {
         let mut s = self.state();
         s.tracking.freed(va);
         self.tracked.store(s.tracking.len(), Ordering::Release);
+    }
+
+    /// Pool tracking's hook after a verified driver's `MmProbeAndLockPages` locked
+    /// pages of a process ([`LockedMdl`]); nothing without the option.
+    pub fn pages_locked(&self, lock: LockedMdl) {
+        if self.flags().contains(VerifierFlags::POOL_TRACKING) && self.verifies(&lock.driver) {
+            self.state().tracking.locked(lock);
+        }
+    }
+
+    /// The hook at a driver's `MmUnlockPages` of the MDL at `mdl`.
+    pub fn pages_unlocked(&self, mdl: u64) {
+        if self.flags().contains(VerifierFlags::POOL_TRACKING) {
+            self.state().tracking.unlocked(mdl);
+        }
+    }
+
+    /// The hook as the process whose object is at `process` ends with pages locked:
+    /// pages a verified driver locked there and left locked are
+    /// DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (0xCB), with the
+    /// parameters of Microsoft's "Bug Check 0xCB" page: the lock tracking structure
+    /// (0: ntmem has none a debugger could read), 0, the MDL, the pages it holds
+    /// locked. Without such a lock the caller's PROCESS_HAS_LOCKED_PAGES (0x76) stands.
+    /// Windows issues 0xCB under pool tracking from Vista on (or with the registry's
+    /// TrackLockedPages); ntmem's Verifier does on every edition.
+    pub fn locked_pages_left(&self, machine: &crate::Machine, process: u64) -> Option<crate::BugCheck> {
+        let lock = self.state().tracking.held_in(process)?;
+        let code = crate::BugCheckCode::DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS;
+        Some(machine.bugcheck(code, [0, 0, lock.mdl, lock.pages]))
     }
 
     /// `driver`'s pool blocks not freed, by address.
@@ -506,12 +564,13 @@ mod tests {
     fn only_the_verified_drivers_are_failed() {
         let v = Verifier::default();
         v.set_faults(FaultSettings { probability: 10_000, ..FaultSettings::default() });
-        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0), "option off");
+        let call = Call { routine: "ExAllocatePoolWithTag", tag: None, pool: true, process: "System", now_ms: 0 };
+        assert!(!v.inject_failure(&site(), call), "option off");
         v.set_flags(VerifierFlags::LOW_RESOURCES_SIMULATION);
-        assert!(v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0));
+        assert!(v.inject_failure(&site(), call));
         v.set_drivers(Some(vec!["other".into()]));
         assert!(!v.verifies("leaky.sys") && v.verifies("OTHER.SYS"));
-        assert!(!v.inject_failure(&site(), "ExAllocatePoolWithTag", None, true, 0));
+        assert!(!v.inject_failure(&site(), call));
         assert_eq!(v.counters().faults_injected, 1);
         assert_eq!(v.injections()[0].stack, [0x1_4000_1010]);
     }

@@ -15,6 +15,28 @@ use crate::ex::pool::{PoolKind, PoolTag};
 
 use super::CallSite;
 
+/// The tag Verifier's pool tracking charges an MDL from `IoAllocateMdl` under
+/// (Microsoft, "Pool Tracking" and the 0x62 how-to: "VMdl").
+pub const VERIFIER_MDL_TAG: PoolTag = PoolTag::new(*b"VMdl");
+
+/// The tag it charges a work item from `IoAllocateWorkItem` under ("Vfwi", same
+/// sources).
+pub const VERIFIER_WORK_ITEM_TAG: PoolTag = PoolTag::new(*b"Vfwi");
+
+/// The tag pool tracking records a block `routine` allocated for a driver under:
+/// Verifier's substitute tag where Microsoft names one (IoAllocateMdl, IoAllocateWorkItem);
+/// `None` keeps the routine's own. Microsoft's pages name no substitute tag for
+/// IoAllocateIrp or the Rtl string routines, so their blocks keep theirs ("Irp ",
+/// "Ustr"). Where ntmem differs: the pool block itself (PoolMon, `!pool`) keeps the
+/// routine's tag; only Verifier's records use the substitute.
+pub fn substitute_tag(routine: &str) -> Option<PoolTag> {
+    match routine {
+        "IoAllocateMdl" => Some(VERIFIER_MDL_TAG),
+        "IoAllocateWorkItem" => Some(VERIFIER_WORK_ITEM_TAG),
+        _ => None,
+    }
+}
+
 /// Entries in the allocate/free log: Windows keeps the most recent 0x10000.
 pub const LOG_ENTRIES: usize = 0x10000;
 
@@ -35,6 +57,8 @@ pub struct TrackedBlock {
     pub driver: String,
     /// The driver's return addresses at the allocation, innermost first.
     pub stack: Vec<u64>,
+    /// The thread that allocated it (its `KTHREAD` address; 0: not known).
+    pub thread: u64,
 }
 
 /// A count and its bytes.
@@ -72,14 +96,32 @@ pub struct LogEntry {
     /// The driver's stack at the allocation (empty for a free: the free may come
     /// from the system, an MDL or IRP freed by the I/O manager).
     pub stack: Vec<u64>,
+    /// The allocating thread (0 for a free: ntmem does not note who freed).
+    pub thread: u64,
 }
 
-/// The tracked blocks, counts and log.
+/// Pages a driver locked in a process with `MmProbeAndLockPages` and has not
+/// unlocked (pool tracking tracks locked pages from Windows Vista on: Microsoft,
+/// "Pool Tracking").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockedMdl {
+    /// The MDL.
+    pub mdl: u64,
+    /// The process object the pages belong to.
+    pub process: u64,
+    /// Pages locked.
+    pub pages: u64,
+    /// The driver that locked them.
+    pub driver: String,
+}
+
+/// The tracked blocks, counts and log, and the drivers' locked MDLs.
 #[derive(Debug, Default)]
 pub(super) struct Tracking {
     blocks: HashMap<u64, TrackedBlock>,
     drivers: HashMap<String, DriverPool>,
     log: VecDeque<LogEntry>,
+    locked: Vec<LockedMdl>,
 }
 
 impl Tracking {
@@ -97,6 +139,7 @@ impl Tracking {
             tag: block.tag,
             driver: block.driver.clone(),
             stack: block.stack.clone(),
+            thread: block.thread,
         });
         self.blocks.insert(block.va, block);
     }
@@ -116,7 +159,24 @@ impl Tracking {
             tag: block.tag,
             driver: block.driver,
             stack: Vec::new(),
+            thread: 0,
         });
+    }
+
+    /// Notes a driver's lock (an MDL locked again replaces its record).
+    pub(super) fn locked(&mut self, lock: LockedMdl) {
+        self.unlocked(lock.mdl);
+        self.locked.push(lock);
+    }
+
+    /// Forgets the lock of the MDL at `mdl`.
+    pub(super) fn unlocked(&mut self, mdl: u64) {
+        self.locked.retain(|l| l.mdl != mdl);
+    }
+
+    /// The first lock still held in the process whose object is at `process`.
+    pub(super) fn held_in(&self, process: u64) -> Option<LockedMdl> {
+        self.locked.iter().find(|l| l.process == process).cloned()
     }
 
     pub(super) fn len(&self) -> usize {
@@ -158,6 +218,7 @@ impl CallSite {
             routine,
             driver: self.driver.clone(),
             stack: self.frames.iter().map(|f| f.0).collect(),
+            thread: 0,
         }
     }
 }

@@ -155,6 +155,7 @@ impl Harness {
             faults: s.faults.unwrap_or_default(),
             special_pool_tag: s.special_pool_tag,
             pool_tag_overruns: s.pool_tag_overruns.map(|v| v != 0),
+            systematic_exclude: s.systematic_exclude,
         };
         spec.apply(&harness.machine).map_err(bad)?;
         Ok((harness, steps))

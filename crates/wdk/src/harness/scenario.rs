@@ -11,10 +11,12 @@
 //! verify_drivers = ["mydriver.sys"]    # optional: verifier /driver (default: every driver)
 //! special_pool_tag = "Tag1"            # optional: GFlags special pool by tag ("Fat*", "*") or size ("0x30")
 //! pool_tag_overruns = 1                # optional: 1 Verify End (default), 0 Verify Start
+//! systematic_exclude = ["0x5f3c…"]     # optional: stack ids systematic_low_resources never fails
 //!
 //! [faults]                             # optional: verifier /faults, for low_resources
 //! probability = 600                    # chances in 10,000 (default 600)
 //! tags = ["Ab*"]                       # pool tags to fail (default: all)
+//! processes = ["app.exe"]              # only calls in these processes (default: all)
 //! delay_ms = 0                         # simulated ms after boot before the first (default 0)
 //! seed = 1                             # the random sequence (default fixed)
 //!
@@ -123,6 +125,10 @@ pub struct Scenario {
     pub special_pool_tag: Option<String>,
     /// `pool_tag_overruns`: 1 Verify End (default), 0 Verify Start.
     pub pool_tag_overruns: Option<u8>,
+    /// `systematic_exclude`: stack ids (`0x…` or decimal, as strings: TOML integers
+    /// stop at 2^63) systematic low resources simulation never fails.
+    #[serde(default)]
+    pub systematic_exclude: Vec<String>,
     /// `[[relocate]]`: register blocks a chipset decodes in the other space.
     #[serde(default)]
     pub relocate: Vec<Relocate>,
@@ -263,6 +269,9 @@ pub struct Faults {
     /// Pool tag patterns (`*`, `?`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Process image names (the `/faults` "App list").
+    #[serde(default)]
+    pub processes: Vec<String>,
     /// Simulated milliseconds after boot before the first injection.
     pub delay_ms: Option<u64>,
     /// The random sequence's seed.
@@ -286,6 +295,7 @@ impl Faults {
         Ok(ntmem_kernel::vf::FaultSettings {
             probability,
             tags: self.tags.clone(),
+            processes: self.processes.clone(),
             delay_ms: self.delay_ms.unwrap_or(d.delay_ms),
             seed: self.seed.unwrap_or(d.seed),
         })
@@ -307,6 +317,22 @@ pub struct VerifierSpec {
     pub special_pool_tag: Option<String>,
     /// `pool_tag_overruns` / `--pool-tag-overruns`: `false` is Verify Start.
     pub pool_tag_overruns: Option<bool>,
+    /// `systematic_exclude` / `--systematic-exclude`: stack ids never failed.
+    pub systematic_exclude: Vec<String>,
+}
+
+/// A stack id as `systematic_exclude` and `--systematic-exclude` spell it: `0x` hex
+/// or decimal.
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_stack_id(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| format!("systematic_exclude: {text:?} is not a stack id (0x hex or decimal)"))
 }
 
 impl VerifierSpec {
@@ -317,11 +343,17 @@ impl VerifierSpec {
     pub fn check(&self) -> Result<ntmem_kernel::vf::VerifierFlags, String> {
         self.faults.settings()?;
         self.tag_selection(4096)?;
+        self.stack_ids()?;
         let mut flags = ntmem_kernel::vf::VerifierFlags::empty();
         for option in &self.options {
             flags |= ntmem_kernel::vf::VerifierFlags::parse_one(option)?;
         }
         Ok(flags)
+    }
+
+    /// The stacks excluded from systematic low resources simulation.
+    fn stack_ids(&self) -> Result<Vec<u64>, String> {
+        self.systematic_exclude.iter().map(|t| parse_stack_id(t)).collect()
     }
 
     /// GFlags' special pool selection, for pages of `page` bytes.
@@ -340,6 +372,7 @@ impl VerifierSpec {
         machine.pool().special().set_selection(self.tag_selection(page)?);
         let vf = machine.vf();
         vf.set_faults(self.faults.settings()?);
+        vf.exclude_stacks(&self.stack_ids()?);
         vf.set_drivers((!self.drivers.is_empty()).then(|| self.drivers.clone()));
         vf.set_flags(flags);
         Ok(flags)
