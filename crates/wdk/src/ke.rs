@@ -17,7 +17,7 @@
 
 use std::sync::atomic::AtomicUsize;
 
-use ntmem_kernel::vf::Violation;
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest, Violation};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::kernel;
@@ -82,9 +82,29 @@ pub unsafe extern "win64" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
 pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8 {
     kernel(|cpu| {
         let old = cpu.raise_irql(Irql::DISPATCH)?;
-        cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?)?;
+        take_spin_lock(cpu, lock)?;
         Ok(old.0)
     })
+}
+
+/// Takes the spin lock at the current IRQL, under deadlock detection's hooks: a
+/// recursive acquisition is found before the spin ([`crate::vf::lock_acquiring`]).
+fn take_spin_lock(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<(), BugCheck> {
+    let word = lock_of(cpu, lock)?;
+    let request = LockRequest::exclusive(lock as u64, LockKind::SpinLock);
+    crate::vf::lock_acquiring(cpu, request, Attempt::Wait)?;
+    cpu.acquire_spin_lock_at_dpc_level(word)?;
+    crate::vf::lock_acquired(cpu, request);
+    Ok(())
+}
+
+/// Frees the spin lock and lowers to `old`, after Verifier's checks of the release
+/// (the IRQL, then deadlock detection's).
+fn free_spin_lock(cpu: &Cpu<'_>, lock: *mut KSpinLock, old: Irql) -> Result<(), BugCheck> {
+    cpu.verify_spin_lock_release(lock as u64)?;
+    let word = lock_of(cpu, lock)?;
+    crate::vf::lock_released(cpu, crate::ps::current_thread(), lock as u64, LockKind::SpinLock)?;
+    cpu.release_spin_lock(word, old)
 }
 
 /// `KeReleaseSpinLock`: frees the lock and lowers to `old`.
@@ -92,10 +112,7 @@ pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -
 /// # Safety
 /// `lock` points to a `KSPIN_LOCK` the driver owns.
 pub unsafe extern "win64" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
-    kernel(|cpu| {
-        cpu.verify_spin_lock_release(lock as u64)?;
-        cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old))
-    });
+    kernel(|cpu| free_spin_lock(cpu, lock, Irql(old)));
 }
 
 /// The system time the simulated machines boot at, in 100-ns units since 1601-01-01
@@ -205,7 +222,7 @@ pub extern "win64" fn KeAreApcsDisabled() -> u8 {
 /// # Safety
 /// `lock` points to an initialized `KSPIN_LOCK` the driver owns.
 pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(lock: *mut KSpinLock) {
-    kernel(|cpu| cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?));
+    kernel(|cpu| take_spin_lock(cpu, lock));
 }
 
 /// `KeReleaseSpinLockFromDpcLevel`: frees the lock and stays at DISPATCH_LEVEL (a
@@ -214,7 +231,7 @@ pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(lock: *mut KSpinLock) {
 /// # Safety
 /// As `KeAcquireSpinLockAtDpcLevel`.
 pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(lock: *mut KSpinLock) {
-    kernel(|cpu| cpu.release_spin_lock(lock_of(cpu, lock)?, cpu.irql()));
+    kernel(|cpu| free_spin_lock(cpu, lock, cpu.irql()));
 }
 
 /// `KeGetRecommendedSharedDataAlignment()`: the processors' largest cache line, the

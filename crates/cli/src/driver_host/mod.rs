@@ -26,6 +26,7 @@
 
 pub mod build;
 pub mod campaign;
+pub mod deadlock;
 pub mod image;
 pub mod report;
 
@@ -306,6 +307,7 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
             })
             .collect(),
         discovered: vf.discovered(),
+        deadlock: vf.deadlock_cycle().map(|c| deadlock::DeadlockView::new(&c, symbolizer)),
         wdm_errors: vf
             .wdm_errors()
             .into_iter()
