@@ -104,7 +104,7 @@ fn an_eresource_cycle_and_a_cycle_across_a_mutex_and_a_spin_lock_are_0x1001() {
 
 #[test]
 fn a_lock_asked_for_again_by_its_holder_is_0x1000_but_not_a_mutex_or_a_shared_resource() {
-    for (flag, lock) in [("-DSPIN_LOCK", "S"), ("-DFAST", "F"), ("-DRESOURCE", "R")] {
+    for (flag, lock) in [("-DSPIN_LOCK", "S"), ("-DFAST", "F"), ("-DRESOURCE", "R"), ("-DQUEUED", "S")] {
         let v = run("deadlock_recursion.c", flag, &[]);
         assert_eq!(stop(&v), (0xC4, vec![0x1000, printed(&v, lock), 0, 0]), "{flag}: {v}");
     }
@@ -120,6 +120,12 @@ fn releases_out_of_order_by_another_thread_unacquired_or_mismatched_are_0x1003_0
     let (f, entry, releaser) = (printed(&v, "F"), printed(&v, "thread"), printed(&v, "releaser"));
     assert_ne!(entry, releaser);
     assert_eq!(stop(&v), (0xC4, vec![0x1004, f, entry, releaser]), "{v}");
+    let v = run("deadlock_release.c", "-DRESOURCE_OTHER_THREAD", &[]);
+    let (r, entry, releaser) = (printed(&v, "R"), printed(&v, "thread"), printed(&v, "releaser"));
+    assert_eq!(stop(&v), (0xC4, vec![0x1004, r, entry, releaser]), "{v}");
+    let v = run("deadlock_release.c", "-DRESOURCE_FOR_THREAD", &[]);
+    assert_eq!((v["exit"].as_u64(), &v["bugcheck"]), (Some(0), &Value::Null), "{v}");
+    assert!(v["debug_output"].as_str().unwrap_or_default().contains("released for the owner"), "{v}");
     let v = run("deadlock_release.c", "-DUNACQUIRED", &[]);
     assert_eq!(stop(&v), (0xC4, vec![0x1007, printed(&v, "F"), 0, 0]), "{v}");
     let v = run("deadlock_release.c", "-DMISMATCHED", &[]);
@@ -127,13 +133,15 @@ fn releases_out_of_order_by_another_thread_unacquired_or_mismatched_are_0x1003_0
 }
 
 #[test]
-fn an_eresource_uninitialized_initialized_twice_or_deleted_while_held_is_0x1002_0x1005_0x100b() {
+fn an_eresource_uninitialized_initialized_twice_or_a_lock_deleted_or_freed_while_held_is_0x1002_0x1005_0x100b() {
     let v = run("deadlock_resource_life.c", "-DUNINITIALIZED", &[]);
     assert_eq!(stop(&v), (0xC4, vec![0x1002, printed(&v, "R"), 0, 0]), "{v}");
     let v = run("deadlock_resource_life.c", "-DINITIALIZED_TWICE", &[]);
     assert_eq!(stop(&v), (0xC4, vec![0x1005, printed(&v, "R"), 0, 0]), "{v}");
     let v = run("deadlock_resource_life.c", "-DDELETED_HELD", &[]);
     assert_eq!(stop(&v), (0xC4, vec![0x100B, printed(&v, "R"), printed(&v, "thread"), 0]), "{v}");
+    let v = run("deadlock_resource_life.c", "-DFREED_HELD", &[]);
+    assert_eq!(stop(&v), (0xC4, vec![0x100B, printed(&v, "pooled"), printed(&v, "thread"), 0]), "{v}");
     let v = run("deadlock_resource_life.c", "", &[]);
     assert_eq!((v["exit"].as_u64(), &v["bugcheck"]), (Some(0), &Value::Null), "{v}");
 }

@@ -1,6 +1,7 @@
 //! Executive resources at the C boundary (learn.microsoft.com "ERESOURCE",
 //! "ExInitializeResourceLite", "ExAcquireResourceExclusiveLite",
-//! "ExAcquireResourceSharedLite", "ExReleaseResourceLite", "ExDeleteResourceLite",
+//! "ExAcquireResourceSharedLite", "ExReleaseResourceLite",
+//! "ExReleaseResourceForThreadLite", "ExDeleteResourceLite",
 //! "ExIsResourceAcquiredExclusiveLite", "ExIsResourceAcquiredSharedLite", bug check
 //! 0xE3 "RESOURCE_NOT_OWNED").
 //!
@@ -170,7 +171,23 @@ pub unsafe extern "win64" fn ExAcquireResourceSharedLite(r: *mut c_void, wait: u
 /// # Safety
 /// As `ExAcquireResourceExclusiveLite`.
 pub unsafe extern "win64" fn ExReleaseResourceLite(r: *mut c_void) {
-    let thread = crate::ps::current_thread();
+    release_for(r, crate::ps::current_thread());
+}
+
+/// `ExReleaseResourceForThreadLite(Resource, ResourceThreadId)`: gives up one
+/// acquisition by the thread `ExGetCurrentResourceThread` named when it acquired it
+/// (a resource released for another thread than the caller, as Microsoft's page
+/// allows); one that thread does not hold is RESOURCE_NOT_OWNED (0xE3: resource,
+/// thread, 0, 0).
+///
+/// # Safety
+/// As `ExAcquireResourceExclusiveLite`.
+pub unsafe extern "win64" fn ExReleaseResourceForThreadLite(r: *mut c_void, thread: u64) {
+    release_for(r, thread);
+}
+
+/// One acquisition of `r` by `thread` given up.
+fn release_for(r: *mut c_void, thread: u64) {
     kernel(|cpu| {
         let p = resource(cpu, r)?;
         crate::vf::lock_released(cpu, thread, r as u64, LockKind::Resource)?;

@@ -465,6 +465,12 @@ exports! {
     Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
     Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
     Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
+    // Queued spin locks and releases for another thread, for deadlock detection (issue 14 item 7).
+    Ntoskrnl Routine KeAcquireInStackQueuedSpinLock(ke) Dispatch "waiters spin on the lock word, not in a queue";
+    Ntoskrnl Routine KeReleaseInStackQueuedSpinLock(ke) AtDispatch;
+    Ntoskrnl Routine KeAcquireInStackQueuedSpinLockAtDpcLevel(ke) AtDispatch "waiters spin on the lock word, not in a queue";
+    Ntoskrnl Routine KeReleaseInStackQueuedSpinLockFromDpcLevel(ke) AtDispatch;
+    Ntoskrnl Routine ExReleaseResourceForThreadLite(ex_resource) Dispatch;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

@@ -1,6 +1,6 @@
 /* Every kind of lock deadlock detection follows, taken by two threads in one order
- * (resource, kernel mutex, fast mutex, guarded mutex, spin lock, then a spin lock
- * at DPC level), with what Windows allows and Verifier accepts: a kernel mutex taken
+ * (resource, kernel mutex, fast mutex, guarded mutex, spin lock, a spin lock at DPC
+ * level, an in-stack queued spin lock at DPC level), with what Windows allows and Verifier accepts: a kernel mutex taken
  * recursively, a resource taken shared twice and shared after exclusive, mutexes
  * released in any order, a try that fails. A clean run under --verifier deadlock. */
 #include <ntddk.h>
@@ -9,11 +9,12 @@ static ERESOURCE R;
 static KMUTEX M;
 static FAST_MUTEX F;
 static KGUARDED_MUTEX G;
-static KSPIN_LOCK S1, S2;
+static KSPIN_LOCK S1, S2, Q;
 
 static VOID InOrder(PVOID Context)
 {
     KIRQL old;
+    KLOCK_QUEUE_HANDLE queued;
     LARGE_INTEGER zero;
     zero.QuadPart = 0;
     KeEnterCriticalRegion();
@@ -25,6 +26,8 @@ static VOID InOrder(PVOID Context)
     KeAcquireGuardedMutex(&G);
     KeAcquireSpinLock(&S1, &old);
     KeAcquireSpinLockAtDpcLevel(&S2);
+    KeAcquireInStackQueuedSpinLockAtDpcLevel(&Q, &queued);
+    KeReleaseInStackQueuedSpinLockFromDpcLevel(&queued);
     KeReleaseSpinLockFromDpcLevel(&S2);
     KeReleaseSpinLock(&S1, old);
     KeReleaseMutex(&M, FALSE);
@@ -36,8 +39,10 @@ static VOID InOrder(PVOID Context)
     ExAcquireResourceExclusiveLite(&R, TRUE);
     ExAcquireResourceSharedLite(&R, TRUE);
     ExReleaseResourceLite(&R);
-    ExReleaseResourceLite(&R);
+    ExReleaseResourceForThreadLite(&R, ExGetCurrentResourceThread());
     KeLeaveCriticalRegion();
+    KeAcquireInStackQueuedSpinLock(&Q, &queued);
+    KeReleaseInStackQueuedSpinLock(&queued);
     DbgPrint("%s: in order\n", (PCSTR)Context);
 }
 
@@ -58,6 +63,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     KeInitializeGuardedMutex(&G);
     KeInitializeSpinLock(&S1);
     KeInitializeSpinLock(&S2);
+    KeInitializeSpinLock(&Q);
     InOrder("DriverEntry");
     ExAcquireFastMutex(&F);
     DbgPrint("try while owned: %d\n", ExTryToAcquireFastMutex(&F));

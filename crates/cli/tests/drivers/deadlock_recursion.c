@@ -1,7 +1,8 @@
 /* Self-deadlock, one per build, each 0xC4/0x1000 (the lock) under Driver Verifier's
  * deadlock detection: -DSPIN_LOCK (KeAcquireSpinLock of a lock the thread holds),
  * -DFAST (ExAcquireFastMutex again: MUTEX_ALREADY_OWNED, 0xBF, without
- * Verifier), -DRESOURCE (an ERESOURCE held shared asked for exclusive). A kernel
+ * Verifier), -DRESOURCE (an ERESOURCE held shared asked for exclusive), -DQUEUED (a
+ * spin lock held asked for again as an in-stack queued spin lock). A kernel
  * mutex taken twice and a resource taken shared twice are allowed (and done first). */
 #include <ntddk.h>
 
@@ -37,6 +38,13 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
 #endif
 #ifdef RESOURCE
     ExAcquireResourceExclusiveLite(&R, TRUE);
+#endif
+#ifdef QUEUED
+    {
+        KLOCK_QUEUE_HANDLE queued;
+        KeAcquireSpinLock(&S, &old);
+        KeAcquireInStackQueuedSpinLockAtDpcLevel(&S, &queued);
+    }
 #endif
     UNREFERENCED_PARAMETER(old);
     ExReleaseResourceLite(&R);

@@ -3,12 +3,31 @@
  * 0x1003, A, B), -DOTHER_THREAD (a fast mutex DriverEntry holds released by a system
  * thread: 0x1004, the mutex, DriverEntry's thread, the system thread),
  * -DUNACQUIRED (a free fast mutex released: 0x1007), -DMISMATCHED (a fast mutex taken
- * with ExAcquireFastMutex released with ExReleaseFastMutexUnsafe: 0x1009). */
+ * with ExAcquireFastMutex released with ExReleaseFastMutexUnsafe: 0x1009),
+ * -DRESOURCE_OTHER_THREAD (an ERESOURCE DriverEntry holds released by a system thread
+ * with ExReleaseResourceLite: 0x1004). With -DRESOURCE_FOR_THREAD the system thread
+ * releases it with ExReleaseResourceForThreadLite for DriverEntry's thread, as
+ * Windows allows: clean. */
 #include <ntddk.h>
 
 static KSPIN_LOCK A, B;
 static FAST_MUTEX F;
 static KEVENT Never;
+static ERESOURCE R;
+static ERESOURCE_THREAD Owner;
+
+static VOID ResourceReleaser(PVOID Context)
+{
+    UNREFERENCED_PARAMETER(Context);
+    DbgPrint("releaser %p\n", KeGetCurrentThread());
+#ifdef RESOURCE_FOR_THREAD
+    ExReleaseResourceForThreadLite(&R, Owner);
+    DbgPrint("released for the owner\n");
+#else
+    ExReleaseResourceLite(&R);
+#endif
+    KeSetEvent(&Never, 0, FALSE);
+}
 
 static VOID Releaser(PVOID Context)
 {
@@ -26,7 +45,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     KeInitializeSpinLock(&B);
     ExInitializeFastMutex(&F);
     KeInitializeEvent(&Never, NotificationEvent, FALSE);
-    DbgPrint("A %p B %p F %p thread %p\n", &A, &B, &F, KeGetCurrentThread());
+    DbgPrint("A %p B %p F %p R %p thread %p\n", &A, &B, &F, &R, KeGetCurrentThread());
 #ifdef OUT_OF_ORDER
     KeAcquireSpinLock(&A, &a);
     KeAcquireSpinLock(&B, &b);
@@ -41,6 +60,21 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
             ZwClose(thread);
         }
         KeWaitForSingleObject(&Never, Executive, KernelMode, FALSE, NULL);
+    }
+#endif
+#if defined(RESOURCE_OTHER_THREAD) || defined(RESOURCE_FOR_THREAD)
+    {
+        HANDLE thread;
+        ExInitializeResourceLite(&R);
+        KeEnterCriticalRegion();
+        ExAcquireResourceExclusiveLite(&R, TRUE);
+        Owner = ExGetCurrentResourceThread();
+        if (NT_SUCCESS(PsCreateSystemThread(&thread, THREAD_ALL_ACCESS, NULL, NULL, NULL, ResourceReleaser, NULL))) {
+            ZwClose(thread);
+        }
+        KeWaitForSingleObject(&Never, Executive, KernelMode, FALSE, NULL);
+        KeLeaveCriticalRegion();
+        ExDeleteResourceLite(&R);
     }
 #endif
 #ifdef UNACQUIRED

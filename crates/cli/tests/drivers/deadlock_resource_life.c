@@ -2,7 +2,9 @@
  * -DUNINITIALIZED (acquired never initialized: 0x1002; without Verifier the wait can
  * never end), -DINITIALIZED_TWICE (ExInitializeResourceLite again without a delete:
  * 0x1005), -DDELETED_HELD (ExDeleteResourceLite while the thread holds it: 0x100B,
- * the resource, the thread). Without a -D it is initialized, used and deleted: clean. */
+ * the resource, the thread), -DFREED_HELD (a fast mutex in pool freed while held:
+ * 0x100B, the mutex, the thread). Without a -D it is initialized, used and deleted,
+ * and a fast mutex in pool is taken, released and freed: clean. */
 #include <ntddk.h>
 
 static ERESOURCE R;
@@ -26,5 +28,18 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     ExReleaseResourceLite(&R);
     ExDeleteResourceLite(&R);
     KeLeaveCriticalRegion();
+    {
+        PFAST_MUTEX pooled = ExAllocatePoolWithTag(NonPagedPool, sizeof(FAST_MUTEX), 'kLdD');
+        if (pooled == NULL) {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        ExInitializeFastMutex(pooled);
+        DbgPrint("pooled %p\n", pooled);
+        ExAcquireFastMutex(pooled);
+#ifndef FREED_HELD
+        ExReleaseFastMutex(pooled);
+#endif
+        ExFreePoolWithTag(pooled, 'kLdD');
+    }
     return STATUS_SUCCESS;
 }

@@ -1,10 +1,14 @@
 //! Deadlock detection (`/flags 0x20`; Microsoft, "Deadlock Detection", "!deadlock",
 //! "Bug Check 0xC4: DRIVER_VERIFIER_DETECTED_VIOLATION", rows 0x1000–0x100B): the
-//! order in which each thread takes locks — spin locks, kernel mutexes (KMUTEX),
+//! order in which each thread takes locks — spin locks (`KeAcquireSpinLock`,
+//! `KeAcquireSpinLockAtDpcLevel`, in-stack queued spin locks), kernel mutexes (KMUTEX),
 //! fast mutexes (FAST_MUTEX, taken safe or unsafe), guarded mutexes
 //! (KGUARDED_MUTEX) and executive resources (ERESOURCE), the kinds Microsoft's page
 //! lists. Who holds what is kept per simulated thread (a spin lock's holder is the
-//! thread that took it), with the driver's stack at each acquisition.
+//! thread that took it), with the driver's stack at each acquisition. The WDK
+//! boundary calls the hooks ([`super::Verifier::lock_acquiring`] and its kin) where
+//! Windows' Verifier thunks a verified driver's lock routines; the primitives check
+//! nothing of this themselves.
 //!
 //! Taking B while holding A records "A before B"; a thread that holds B and asks for
 //! A later — anywhere, even where the two could never meet — closes a cycle in the
@@ -29,11 +33,14 @@
 //! - 0x1007 unacquired resource: a lock released that nobody holds.
 //! - 0x1009 a lock released with the routine of another kind (taken with
 //!   `ExAcquireFastMutex`, released with `ExReleaseFastMutexUnsafe`).
-//! - 0x100B a lock deleted (`ExDeleteResourceLite`) while a thread holds it.
+//! - 0x100B a lock deleted while a thread holds it: an ERESOURCE
+//!   (`ExDeleteResourceLite`), or any lock in pool the driver frees. A lock in freed
+//!   pool or a deleted ERESOURCE leaves the hierarchy, as Windows forgets them.
 //!
-//! **Where ntmem differs.** Locks are identified by address; one in memory that is
-//! freed and reused keeps its place in the hierarchy (Windows forgets a resource
-//! whose pool is freed); an ERESOURCE forgets its place when it is deleted. Microsoft
+//! **Where ntmem differs.** Locks are identified by address; one in memory other
+//! than pool (a driver's global, a stack) keeps its place in the hierarchy for the
+//! whole run. Freeing pool that holds a held lock is 0x100B here; Microsoft's table
+//! names 0x100B for a deleted lock still owned and says no more. Microsoft
 //! does not say which kinds the release order applies to: ntmem checks it between
 //! locks whose release restores an IRQL saved at their acquisition (spin locks and
 //! fast mutexes taken with `ExAcquireFastMutex`), where the wrong order leaves the
@@ -261,10 +268,21 @@ impl Locks {
         if let Some(owner) = self.holders(lock).next() {
             return Err(Violation::DeletedWhileOwned { lock, owner });
         }
-        self.initialized.remove(&lock);
-        self.order.remove(&lock);
+        self.memory_freed(lock, lock + 1)
+    }
+
+    /// Pool `[start, end)` is being freed: a lock in it that a thread holds is
+    /// 0x100B (the memory deletes it); the others leave the hierarchy.
+    pub(super) fn memory_freed(&mut self, start: u64, end: u64) -> Result<(), Violation> {
+        let inside = |lock: u64| (start..end).contains(&lock);
+        let held = self.held.iter().find_map(|(&t, held)| held.iter().find(|h| inside(h.taken.lock)).map(|h| (t, h)));
+        if let Some((owner, h)) = held {
+            return Err(Violation::DeletedWhileOwned { lock: h.taken.lock, owner });
+        }
+        self.initialized.retain(|&l| !inside(l));
+        self.order.retain(|&l, _| !inside(l));
         for after in self.order.values_mut() {
-            after.remove(&lock);
+            after.retain(|&l, _| !inside(l));
         }
         Ok(())
     }
@@ -387,6 +405,13 @@ mod tests {
         assert_eq!(shared(&mut l, Access::Exclusive), Err(Violation::Recursion { lock: r }));
         assert_eq!(l.deleted(r), Err(Violation::DeletedWhileOwned { lock: r, owner: T2 }));
         assert_eq!(l.initialized(r), Err(Violation::MultipleInitialization { lock: r }));
+        // Freed pool deletes the locks in it: held, 0x100B; else they are forgotten.
+        assert_eq!(l.memory_freed(0xC0, 0xC8), Err(Violation::DeletedWhileOwned { lock: r, owner: T2 }));
+        let mut l = Locks::default();
+        pair(&mut l, T1, 0xA0, 0xB0, LockKind::FastMutex);
+        assert_eq!(l.memory_freed(0xB0, 0xB8), Ok(()));
+        take(&mut l, T2, 0xB0, LockKind::FastMutex).unwrap();
+        assert_eq!(take(&mut l, T2, 0xA0, LockKind::FastMutex), Ok(()), "the freed B's order is forgotten");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! ([`faults`]) and pool tracking ([`tracking`]). The driver boundary calls its hooks
 //! where Windows' Verifier thunks a verified driver's imports: before a resource
 //! allocation ([`Verifier::inject_failure`]), after one ([`Verifier::allocated`]),
-//! at every pool free ([`Verifier::freed`]) and at unload
-//! ([`Verifier::unload_violation`]); so an option is added here without touching the
-//! allocators. Options that check a single operation live with the code they check:
+//! at every pool free ([`Verifier::freed`]), at unload
+//! ([`Verifier::unload_violation`]) and around every lock acquisition and release
+//! ([`Verifier::lock_acquiring`], deadlock detection: [`deadlock`]); so an option
+//! is added here without touching the allocators. Options that check a single operation live with the code they check:
 //! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
 //! pageable memory on every raise to DISPATCH_LEVEL or above
 //! ([`crate::Cpu::raise_irql`]); I/O verification's checks in [`crate::io`], its
@@ -487,6 +488,14 @@ impl Verifier {
     /// 0x100B: a thread holds it.
     pub fn lock_deleted(&self, lock: u64) -> Result<(), Violation> {
         self.deadlock().map_or(Ok(()), |mut s| s.locks.deleted(lock))
+    }
+
+    /// Deadlock detection's hook before pool `[va, va + bytes)` is freed.
+    ///
+    /// # Errors
+    /// 0x100B: a thread holds a lock in it.
+    pub fn memory_freed(&self, va: u64, bytes: u64) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.memory_freed(va, va.saturating_add(bytes)))
     }
 
     /// The lock-hierarchy cycle of the last 0x1001, both orders with their stacks.
