@@ -44,10 +44,12 @@
 //! does not say which kinds the release order applies to: ntmem checks it between
 //! locks whose release restores an IRQL saved at their acquisition (spin locks and
 //! fast mutexes taken with `ExAcquireFastMutex`), where the wrong order leaves the
-//! wrong IRQL; mutexes and resources may be released in any order. 0x1006 (an
-//! unsupported operation), 0x1008 (acquired with another kind's routine) and 0x100A
-//! (a thread terminated holding a lock) are not raised. Verifier's internal-data
-//! parameters are 0.
+//! wrong IRQL; mutexes and resources may be released in any order. 0x1008 (acquired
+//! with another kind's routine) and 0x100A (a thread terminated holding a lock) are
+//! not raised; Microsoft's table has no 0x1006. Verifier's internal-data parameters
+//! are 0. Type names other than 'Spinlock' (the one Microsoft's `!deadlock` example
+//! shows) are ntmem's. Locks the kernel takes for itself (the cancel spin lock) are
+//! not followed, and stacks hold the driver's frames only.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
