@@ -162,13 +162,14 @@ pub(crate) fn allocation<T>(
 /// deadlock detection: `None` when the option is off or the caller is a driver not
 /// verified (Windows' Verifier thunks only a verified driver's imports). A call the
 /// driver made as a tail call returns to ntmem's code, not the driver's: it is
-/// followed, with no stack.
-fn lock_caller(cpu: &Cpu<'_>) -> Option<(u64, Vec<u64>)> {
+/// followed, with no stack. `whole`: the whole driver stack (an acquisition, which
+/// the report may show), else only the return address (a release).
+fn lock_caller(cpu: &Cpu<'_>, whole: bool) -> Option<(u64, Vec<u64>)> {
     let vf = cpu.machine().vf();
     if !vf.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
         return None;
     }
-    let stack = match call_site(cpu, true) {
+    let stack = match call_site(cpu, whole) {
         Some(site) if !vf.verifies(&site.driver) => return None,
         Some(site) => site.frames.iter().map(|f| f.0).collect(),
         None => Vec::new(),
@@ -182,14 +183,14 @@ fn lock_caller(cpu: &Cpu<'_>) -> Option<(u64, Vec<u64>)> {
 /// # Errors
 /// The violation's stop.
 pub(crate) fn lock_acquiring(cpu: &Cpu<'_>, r: LockRequest, attempt: Attempt) -> Result<(), BugCheck> {
-    let Some((thread, stack)) = lock_caller(cpu) else { return Ok(()) };
+    let Some((thread, stack)) = lock_caller(cpu, true) else { return Ok(()) };
     let m = cpu.machine();
     m.vf().lock_acquiring(thread, r, attempt, &stack).map_err(|v| v.stop(m))
 }
 
 /// Deadlock detection's record that the driver got the lock.
 pub(crate) fn lock_acquired(cpu: &Cpu<'_>, r: LockRequest) {
-    if let Some((thread, stack)) = lock_caller(cpu) {
+    if let Some((thread, stack)) = lock_caller(cpu, true) {
         cpu.machine().vf().lock_acquired(thread, r, &stack);
     }
 }
@@ -200,7 +201,7 @@ pub(crate) fn lock_acquired(cpu: &Cpu<'_>, r: LockRequest) {
 /// # Errors
 /// The violation's stop.
 pub(crate) fn lock_released(cpu: &Cpu<'_>, thread: u64, lock: u64, kind: LockKind) -> Result<(), BugCheck> {
-    if lock_caller(cpu).is_none() {
+    if lock_caller(cpu, false).is_none() {
         return Ok(());
     }
     let m = cpu.machine();
@@ -214,7 +215,7 @@ pub(crate) fn lock_released(cpu: &Cpu<'_>, thread: u64, lock: u64, kind: LockKin
 /// The violation's stop.
 pub(crate) fn resource_initialized(cpu: &Cpu<'_>, lock: u64) -> Result<(), BugCheck> {
     let m = cpu.machine();
-    match lock_caller(cpu) {
+    match lock_caller(cpu, false) {
         Some(_) => m.vf().lock_initialized(lock).map_err(|v| v.stop(m)),
         None => Ok(()),
     }
@@ -226,7 +227,7 @@ pub(crate) fn resource_initialized(cpu: &Cpu<'_>, lock: u64) -> Result<(), BugCh
 /// The violation's stop.
 pub(crate) fn resource_deleted(cpu: &Cpu<'_>, lock: u64) -> Result<(), BugCheck> {
     let m = cpu.machine();
-    match lock_caller(cpu) {
+    match lock_caller(cpu, false) {
         Some(_) => m.vf().lock_deleted(lock).map_err(|v| v.stop(m)),
         None => Ok(()),
     }
