@@ -1,7 +1,7 @@
 /*
- * ntmem: lists shared under a spin lock, sequenced singly linked lists (SLists),
- * in-stack queued spin locks and the processor queries (wdm.h; learn.microsoft.com
- * "Singly and Doubly Linked Lists", "Queued Spin Locks"). Included by wdm.h.
+ * ntmem: lists shared under a spin lock, sequenced singly linked lists (SLists)
+ * and the processor queries (wdm.h; learn.microsoft.com
+ * "Singly and Doubly Linked Lists"). Included by wdm.h.
  * Layouts are the x64 WDK's.
  */
 #ifndef NTMEM_INTERLOCKED_H
@@ -42,25 +42,6 @@ static __inline VOID InitializeSListHead(PSLIST_HEADER SListHead)
 /* On x64 the lock argument is not used. */
 #define ExInterlockedPushEntrySList(Head, Entry, Lock) ExpInterlockedPushEntrySList(Head, Entry)
 #define ExInterlockedPopEntrySList(Head, Lock) ExpInterlockedPopEntrySList(Head)
-
-/* ---- In-stack queued spin locks ------------------------------------------ */
-
-typedef struct _KSPIN_LOCK_QUEUE {
-    struct _KSPIN_LOCK_QUEUE *volatile Next;
-    PKSPIN_LOCK volatile Lock;
-} KSPIN_LOCK_QUEUE, *PKSPIN_LOCK_QUEUE;
-
-typedef struct _KLOCK_QUEUE_HANDLE {
-    KSPIN_LOCK_QUEUE LockQueue;
-    KIRQL OldIrql;
-} KLOCK_QUEUE_HANDLE, *PKLOCK_QUEUE_HANDLE;
-_Static_assert(sizeof(KLOCK_QUEUE_HANDLE) == 0x18, "KLOCK_QUEUE_HANDLE");
-_Static_assert(__builtin_offsetof(KLOCK_QUEUE_HANDLE, OldIrql) == 0x10, "KLOCK_QUEUE_HANDLE");
-
-NTKERNELAPI VOID KeAcquireInStackQueuedSpinLock(PKSPIN_LOCK SpinLock, PKLOCK_QUEUE_HANDLE LockHandle);
-NTKERNELAPI VOID KeReleaseInStackQueuedSpinLock(PKLOCK_QUEUE_HANDLE LockHandle);
-NTKERNELAPI VOID KeAcquireInStackQueuedSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock, PKLOCK_QUEUE_HANDLE LockHandle);
-NTKERNELAPI VOID KeReleaseInStackQueuedSpinLockFromDpcLevel(PKLOCK_QUEUE_HANDLE LockHandle);
 
 /* ---- IRQL and processors ------------------------------------------------- */
 

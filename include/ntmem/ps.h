@@ -134,6 +134,9 @@ NTKERNELAPI NTSTATUS ExInitializeResourceLite(PERESOURCE Resource);
 NTKERNELAPI BOOLEAN ExAcquireResourceExclusiveLite(PERESOURCE Resource, BOOLEAN Wait);
 NTKERNELAPI BOOLEAN ExAcquireResourceSharedLite(PERESOURCE Resource, BOOLEAN Wait);
 NTKERNELAPI VOID ExReleaseResourceLite(PERESOURCE Resource);
+typedef ULONG_PTR ERESOURCE_THREAD, *PERESOURCE_THREAD;
+#define ExGetCurrentResourceThread() ((ERESOURCE_THREAD)PsGetCurrentThread())
+NTKERNELAPI VOID ExReleaseResourceForThreadLite(PERESOURCE Resource, ERESOURCE_THREAD ResourceThreadId);
 NTKERNELAPI NTSTATUS ExDeleteResourceLite(PERESOURCE Resource);
 NTKERNELAPI BOOLEAN ExIsResourceAcquiredExclusiveLite(PERESOURCE Resource);
 NTKERNELAPI ULONG ExIsResourceAcquiredSharedLite(PERESOURCE Resource);

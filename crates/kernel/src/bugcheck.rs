@@ -473,9 +473,15 @@ subcodes! {
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x10 ["0x10: IoCallDriver above DISPATCH_LEVEL", "Current IRQL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_IOMANAGER_VIOLATION 0 0x20B ["0x20B: IoFreeIrp of an IRP still in use (a fatal WDM DRIVER ERROR)", "Address in the driver's code where the error was detected", "The IRP", "The device object holding it"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x105 ["0x105: an IRP from IoAllocateIrp freed with ExFreePool instead of IoFreeIrp (I/O verification)", "Address of the IRP", "Reserved", "Reserved"];
-    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: a spin lock acquired recursively (deadlock detection)", "Address of the spin lock", "Reserved", "Reserved"];
-    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1001 ["0x1001: a lock hierarchy violation: locks taken in opposite orders (deadlock detection)", "Address of the lock whose acquisition closes the cycle", "Reserved", "Reserved"];
-    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1003 ["0x1003: a lock released out of order (deadlock detection)", "Address of the lock that should be released first", "Address of the lock released", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1000 ["0x1000: self-deadlock: the current thread asked again for a lock it holds that is not recursive (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1001 ["0x1001: deadlock: a lock hierarchy violation, locks taken in opposite orders (deadlock detection; see !deadlock)", "Address of the resource that was the final cause of the deadlock", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1002 ["0x1002: uninitialized resource: a resource acquired without having been initialized (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1003 ["0x1003: unexpected release: a resource released in an incorrect order (deadlock detection)", "Address of the resource being released", "Address of the resource that should have been released first", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1004 ["0x1004: unexpected thread: the wrong thread released a resource (deadlock detection)", "Address of the resource", "Address of the thread that acquired the resource", "Address of the current thread"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1005 ["0x1005: multiple initialization: a resource initialized more than once (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1007 ["0x1007: unacquired resource: a resource released before it was acquired (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1009 ["0x1009: a lock released with a routine mismatched for its type (deadlock detection)", "Lock address", "Driver Verifier internal data", "Driver Verifier internal data"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x100B ["0x100B: the deleted lock is still owned by a thread (deadlock detection)", "Lock address", "Owner thread address", "Driver Verifier internal data"];
     MEMORY_MANAGEMENT 0 0x1010 ["0x1010: a pageable section (MmUnlockPagableImageSection) unlocked that is not locked", "The section handle", "Reserved", "Reserved"];
     MEMORY_MANAGEMENT 0 0x1234 ["0x1234: a lock of a pageable section that does not exist (MmLockPagable*)", "The address or handle passed", "Reserved", "Reserved"];
     PFN_LIST_CORRUPT 0 0x07 ["0x07: a page was unlocked more times than it was locked", "Page frame number", "Current share count", "0"];

@@ -202,16 +202,6 @@ fn a_spin_lock_taken_twice_deadlocks_until_the_dpc_watchdog_0x133() {
 }
 
 #[test]
-fn a_spin_lock_taken_twice_under_deadlock_detection_is_0xc4_0x1000() {
-    let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
-    m.set_verifier(VerifierFlags::DEADLOCK_DETECTION);
-    let lock = AtomicUsize::new(0);
-    let b = take_twice(&m, &lock);
-    assert_eq!(b.code, BugCheckCode::DRIVER_VERIFIER_DETECTED_VIOLATION, "{b}");
-    assert_eq!(b.parameters, [0x1000, &lock as *const AtomicUsize as u64, 0, 0]);
-}
-
-#[test]
 fn under_verifier_releasing_a_spin_lock_below_dispatch_level_is_0xc4_0x32() {
     let m = boot("ws03sp1-enterprise-x64", 8 * GB, "");
     m.set_verifier(VerifierFlags::FORCE_IRQL_CHECKING);

@@ -9,7 +9,8 @@
 //! inline list routine does — with its link checks: a corrupt entry is
 //! KERNEL_SECURITY_CHECK_FAILURE (0x139: 3 `FAST_FAIL_CORRUPT_LIST_ENTRY`, as the
 //! inline routines' `__fastfail`) —, and release it; callable at any IRQL up to
-//! DIRQL. Below DISPATCH_LEVEL they raise to it for the lock (Windows disables
+//! DIRQL. Below DISPATCH_LEVEL they raise to it for the lock, as `KeAcquireSpinLock`
+//! takes it (Verifier's deadlock detection included; Windows disables
 //! interrupts instead); above DISPATCH_LEVEL ntmem takes no lock (nothing can run
 //! in between on its one processor) — so a lock also taken with
 //! `KeAcquireSpinLock` works as on Windows below DIRQL, where mixing the two is the
@@ -52,11 +53,10 @@ fn locked<R>(cpu: &Cpu<'_>, lock: *mut KSpinLock, f: impl FnOnce() -> Result<R, 
     if cpu.irql() > Irql::DISPATCH {
         return f();
     }
-    let word = crate::ke::lock_of(cpu, lock)?;
     let old = cpu.raise_irql(Irql::DISPATCH)?;
-    cpu.acquire_spin_lock_at_dpc_level(word)?;
+    crate::ke::take_spin_lock(cpu, lock)?;
     let r = f()?;
-    cpu.release_spin_lock(word, old)?;
+    crate::ke::free_spin_lock(cpu, lock, old)?;
     Ok(r)
 }
 

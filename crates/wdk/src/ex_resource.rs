@@ -1,6 +1,7 @@
 //! Executive resources at the C boundary (learn.microsoft.com "ERESOURCE",
 //! "ExInitializeResourceLite", "ExAcquireResourceExclusiveLite",
-//! "ExAcquireResourceSharedLite", "ExReleaseResourceLite", "ExDeleteResourceLite",
+//! "ExAcquireResourceSharedLite", "ExReleaseResourceLite",
+//! "ExReleaseResourceForThreadLite", "ExDeleteResourceLite",
 //! "ExIsResourceAcquiredExclusiveLite", "ExIsResourceAcquiredSharedLite", bug check
 //! 0xE3 "RESOURCE_NOT_OWNED").
 //!
@@ -17,15 +18,22 @@
 //! release at <= DISPATCH_LEVEL. Releasing a resource the thread does not hold is
 //! RESOURCE_NOT_OWNED (0xE3: resource, thread, 0, 0).
 //!
+//! Under Driver Verifier's deadlock detection, initialization, each acquisition,
+//! release and deletion goes through its hooks first ([`crate::vf::lock_acquiring`]):
+//! an uninitialized resource is then 0xC4/0x1002, one initialized twice 0x1005, a
+//! release by a thread not holding it 0x1004 or 0x1007, a delete while held 0x100B.
+//!
 //! **Where it differs.** Windows requires normal kernel APCs disabled around an
 //! acquisition (`KeEnterCriticalRegion`); ntmem has no APCs and does not check.
-//! Acquiring a resource that was never initialized waits for ever (the run stops
-//! with a wait that can never end) where Windows reads garbage.
+//! Without deadlock detection, acquiring a resource that was never initialized
+//! waits for ever (the run stops with a wait that can never end) where Windows reads
+//! garbage.
 
 use std::ffi::c_void;
 
 use ntmem_kernel::ex::resource::{Acquire, Holders, ReleaseError};
 use ntmem_kernel::ke::sched::WaitOn;
+use ntmem_kernel::vf::{Access as VfAccess, Attempt, LockKind, LockRequest};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::{checked, kernel};
@@ -74,6 +82,7 @@ pub unsafe extern "win64" fn ExInitializeResourceLite(r: *mut c_void) -> NtStatu
         // SAFETY: checked mapped above.
         unsafe { std::ptr::write_bytes(p, 0, ERESOURCE_SIZE as usize) };
         crate::vf::check_sync_object(cpu, r)?;
+        crate::vf::resource_initialized(cpu, r as u64)?;
         cpu.machine().resources().initialize(r as u64);
         Ok(0)
     })
@@ -94,11 +103,22 @@ fn acquire(r: *mut c_void, wait: u8, access: Access, routine: &'static str) -> u
         }
         Ok(got == Acquire::Granted)
     };
+    let request = LockRequest {
+        lock: r as u64,
+        kind: LockKind::Resource,
+        access: if access == Access::Exclusive { VfAccess::Exclusive } else { VfAccess::Shared },
+    };
+    let attempt = if wait == 0 { Attempt::Try } else { Attempt::Wait };
     let granted = kernel(|cpu| {
         if cpu.irql() > Irql::APC {
             crate::ke_wait::check_irql(cpu, r as u64, None)?;
         }
-        try_once(cpu)
+        crate::vf::lock_acquiring(cpu, request, attempt)?;
+        let granted = try_once(cpu)?;
+        if granted {
+            crate::vf::lock_acquired(cpu, request);
+        }
+        Ok(granted)
     });
     if granted {
         return 1;
@@ -118,7 +138,11 @@ fn acquire(r: *mut c_void, wait: u8, access: Access, routine: &'static str) -> u
     let waits_on = if access == Access::Exclusive { SYNCHRONIZATION_EVENT } else { SEMAPHORE_OBJECT };
     let on = WaitOn::Resource { resource: r as u64, exclusive: access == Access::Exclusive };
     let got = wait_until(routine, None, false, &on, |cpu| {
-        Ok(if try_once(cpu)? { Poll::Done(()) } else { Poll::Blocked(r as u64, waits_on) })
+        if !try_once(cpu)? {
+            return Ok(Poll::Blocked(r as u64, waits_on));
+        }
+        crate::vf::lock_acquired(cpu, request);
+        Ok(Poll::Done(()))
     });
     u8::from(got.is_some())
 }
@@ -147,9 +171,26 @@ pub unsafe extern "win64" fn ExAcquireResourceSharedLite(r: *mut c_void, wait: u
 /// # Safety
 /// As `ExAcquireResourceExclusiveLite`.
 pub unsafe extern "win64" fn ExReleaseResourceLite(r: *mut c_void) {
-    let thread = crate::ps::current_thread();
+    release_for(r, crate::ps::current_thread());
+}
+
+/// `ExReleaseResourceForThreadLite(Resource, ResourceThreadId)`: gives up one
+/// acquisition by the thread `ExGetCurrentResourceThread` named when it acquired it
+/// (a resource released for another thread than the caller, as Microsoft's page
+/// allows); one that thread does not hold is RESOURCE_NOT_OWNED (0xE3: resource,
+/// thread, 0, 0).
+///
+/// # Safety
+/// As `ExAcquireResourceExclusiveLite`.
+pub unsafe extern "win64" fn ExReleaseResourceForThreadLite(r: *mut c_void, thread: u64) {
+    release_for(r, thread);
+}
+
+/// One acquisition of `r` by `thread` given up.
+fn release_for(r: *mut c_void, thread: u64) {
     kernel(|cpu| {
         let p = resource(cpu, r)?;
+        crate::vf::lock_released(cpu, thread, r as u64, LockKind::Resource)?;
         let resources = cpu.machine().resources();
         match resources.release(r as u64, thread) {
             Ok(()) => {}
@@ -171,6 +212,7 @@ pub unsafe extern "win64" fn ExReleaseResourceLite(r: *mut c_void) {
 pub unsafe extern "win64" fn ExDeleteResourceLite(r: *mut c_void) -> NtStatus {
     kernel(|cpu| {
         resource(cpu, r)?;
+        crate::vf::resource_deleted(cpu, r as u64)?;
         cpu.machine().resources().delete(r as u64);
         Ok(0)
     })

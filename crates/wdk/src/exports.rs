@@ -467,7 +467,7 @@ exports! {
     Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
     Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
     Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
-    // Lists under a spin lock, SLists, queued spin locks, processors (issue 11 items 2-3).
+    // Lists under a spin lock, SLists, processors (issue 11 items 2-3).
     Ntoskrnl Routine ExInterlockedInsertHeadList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
     Ntoskrnl Routine ExInterlockedInsertTailList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
     Ntoskrnl Routine ExInterlockedRemoveHeadList(ex_interlocked) Any "above DISPATCH_LEVEL no lock is taken (one processor)";
@@ -476,16 +476,18 @@ exports! {
     Ntoskrnl Routine ExpInterlockedPushEntrySList(ex_interlocked) Any;
     Ntoskrnl Routine ExpInterlockedPopEntrySList(ex_interlocked) Any;
     Ntoskrnl Routine ExpInterlockedFlushSList(ex_interlocked) Any;
-    Ntoskrnl Routine KeAcquireInStackQueuedSpinLock(ke_queued_lock) Dispatch "no queue of waiters: the word holds the owner";
-    Ntoskrnl Routine KeReleaseInStackQueuedSpinLock(ke_queued_lock) AtDispatch;
-    Ntoskrnl Routine KeAcquireInStackQueuedSpinLockAtDpcLevel(ke_queued_lock) AtDispatch "no queue of waiters: the word holds the owner";
-    Ntoskrnl Routine KeReleaseInStackQueuedSpinLockFromDpcLevel(ke_queued_lock) AtDispatch;
-    Ntoskrnl Routine KeGetCurrentProcessorNumberEx(ke_queued_lock) Any "one processor group";
-    Ntoskrnl Routine KeQueryActiveProcessorCountEx(ke_queued_lock) Any "one processor group";
-    Ntoskrnl Routine KeQueryActiveProcessorCount(ke_queued_lock) Any;
-    Ntoskrnl Routine KeQueryActiveProcessors(ke_queued_lock) Any;
-    Hal Routine KeStallExecutionProcessor(ke_queued_lock) Any "returns at once: simulated time does not move";
+    Ntoskrnl Routine KeGetCurrentProcessorNumberEx(ke_processor) Any "one processor group";
+    Ntoskrnl Routine KeQueryActiveProcessorCountEx(ke_processor) Any "one processor group";
+    Ntoskrnl Routine KeQueryActiveProcessorCount(ke_processor) Any;
+    Ntoskrnl Routine KeQueryActiveProcessors(ke_processor) Any;
+    Hal Routine KeStallExecutionProcessor(ke_processor) Any "returns at once: simulated time does not move";
     Ntoskrnl Routine PoRequestPowerIrp(pnp) Dispatch "the PDO does not support wake: IRP_MN_WAIT_WAKE completes with STATUS_NOT_SUPPORTED";
+    // Queued spin locks and releases for another thread, for deadlock detection (issue 14 item 7).
+    Ntoskrnl Routine KeAcquireInStackQueuedSpinLock(ke) Dispatch "waiters spin on the lock word, not in a queue";
+    Ntoskrnl Routine KeReleaseInStackQueuedSpinLock(ke) AtDispatch;
+    Ntoskrnl Routine KeAcquireInStackQueuedSpinLockAtDpcLevel(ke) AtDispatch "waiters spin on the lock word, not in a queue";
+    Ntoskrnl Routine KeReleaseInStackQueuedSpinLockFromDpcLevel(ke) AtDispatch;
+    Ntoskrnl Routine ExReleaseResourceForThreadLite(ex_resource) Dispatch;
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

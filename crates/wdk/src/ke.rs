@@ -15,9 +15,10 @@
 //! levels). A misaligned lock elsewhere stops the machine with 0x0A (address,
 //! DISPATCH_LEVEL, 1 write, 0): ntmem needs an aligned word for an atomic.
 
+use std::ffi::c_void;
 use std::sync::atomic::AtomicUsize;
 
-use ntmem_kernel::vf::Violation;
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest, Violation};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::kernel;
@@ -44,7 +45,7 @@ pub extern "win64" fn KeLowerIrql(new: u8) {
 /// does Windows (the first 64 KB of every address space are reserved).
 const NULL_REGION: usize = 0x1_0000;
 
-pub(crate) fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, BugCheck> {
+fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, BugCheck> {
     if (lock as usize) < NULL_REGION {
         // SAFETY: no host or machine memory lies in the NULL region: the write faults
         // and the machine's trap turns it into the exception or bugcheck Windows gives
@@ -82,9 +83,29 @@ pub unsafe extern "win64" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
 pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -> u8 {
     kernel(|cpu| {
         let old = cpu.raise_irql(Irql::DISPATCH)?;
-        cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?)?;
+        take_spin_lock(cpu, lock)?;
         Ok(old.0)
     })
+}
+
+/// Takes the spin lock at the current IRQL, under deadlock detection's hooks: a
+/// recursive acquisition is found before the spin ([`crate::vf::lock_acquiring`]).
+pub(crate) fn take_spin_lock(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<(), BugCheck> {
+    let word = lock_of(cpu, lock)?;
+    let request = LockRequest::exclusive(lock as u64, LockKind::SpinLock);
+    crate::vf::lock_acquiring(cpu, request, Attempt::Wait)?;
+    cpu.acquire_spin_lock_at_dpc_level(word)?;
+    crate::vf::lock_acquired(cpu, request);
+    Ok(())
+}
+
+/// Frees the spin lock and lowers to `old`, after Verifier's checks of the release
+/// (the IRQL, then deadlock detection's).
+pub(crate) fn free_spin_lock(cpu: &Cpu<'_>, lock: *mut KSpinLock, old: Irql) -> Result<(), BugCheck> {
+    cpu.verify_spin_lock_release(lock as u64)?;
+    let word = lock_of(cpu, lock)?;
+    crate::vf::lock_released(cpu, crate::ps::current_thread(), lock as u64, LockKind::SpinLock)?;
+    cpu.release_spin_lock(word, old)
 }
 
 /// `KeReleaseSpinLock`: frees the lock and lowers to `old`.
@@ -92,10 +113,7 @@ pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(lock: *mut KSpinLock) -
 /// # Safety
 /// `lock` points to a `KSPIN_LOCK` the driver owns.
 pub unsafe extern "win64" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
-    kernel(|cpu| {
-        cpu.verify_spin_lock_release(lock as u64)?;
-        cpu.release_spin_lock(lock_of(cpu, lock)?, Irql(old))
-    });
+    kernel(|cpu| free_spin_lock(cpu, lock, Irql(old)));
 }
 
 /// The system time the simulated machines boot at, in 100-ns units since 1601-01-01
@@ -205,7 +223,7 @@ pub extern "win64" fn KeAreApcsDisabled() -> u8 {
 /// # Safety
 /// `lock` points to an initialized `KSPIN_LOCK` the driver owns.
 pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(lock: *mut KSpinLock) {
-    kernel(|cpu| cpu.acquire_spin_lock_at_dpc_level(lock_of(cpu, lock)?));
+    kernel(|cpu| take_spin_lock(cpu, lock));
 }
 
 /// `KeReleaseSpinLockFromDpcLevel`: frees the lock and stays at DISPATCH_LEVEL (a
@@ -214,7 +232,96 @@ pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(lock: *mut KSpinLock) {
 /// # Safety
 /// As `KeAcquireSpinLockAtDpcLevel`.
 pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(lock: *mut KSpinLock) {
-    kernel(|cpu| cpu.release_spin_lock(lock_of(cpu, lock)?, cpu.irql()));
+    kernel(|cpu| free_spin_lock(cpu, lock, cpu.irql()));
+}
+
+/// `sizeof(KLOCK_QUEUE_HANDLE)` on x64: `LockQueue` (`Next` 0x00, `Lock` 0x08), then
+/// `OldIrql` 0x10.
+const QUEUE_HANDLE_SIZE: u64 = 0x18;
+const QUEUE_HANDLE_LOCK: usize = 0x08;
+const QUEUE_HANDLE_OLD_IRQL: usize = 0x10;
+
+/// The driver's `KLOCK_QUEUE_HANDLE` at `handle`, checked mapped.
+fn queue_handle(cpu: &Cpu<'_>, handle: *mut c_void) -> Result<*mut u8, BugCheck> {
+    crate::context::checked(cpu, handle, QUEUE_HANDLE_SIZE)
+}
+
+/// Fills the handle of an in-stack queued spin lock taken: no next waiter, the lock,
+/// and (when raised) the IRQL to restore.
+fn fill_queue_handle(h: *mut u8, lock: *mut KSpinLock, old: Option<Irql>) {
+    // SAFETY: `h` is a checked KLOCK_QUEUE_HANDLE (QUEUE_HANDLE_SIZE bytes mapped).
+    unsafe {
+        h.cast::<u64>().write_unaligned(0);
+        h.add(QUEUE_HANDLE_LOCK).cast::<u64>().write_unaligned(lock as u64);
+        if let Some(old) = old {
+            h.add(QUEUE_HANDLE_OLD_IRQL).write(old.0);
+        }
+    }
+}
+
+/// The lock a handle names.
+fn queued_lock(h: *mut u8) -> *mut KSpinLock {
+    // SAFETY: `h` is a checked KLOCK_QUEUE_HANDLE.
+    unsafe { h.add(QUEUE_HANDLE_LOCK).cast::<u64>().read_unaligned() as *mut KSpinLock }
+}
+
+/// `KeAcquireInStackQueuedSpinLock(SpinLock, LockHandle)`: raises to DISPATCH_LEVEL,
+/// takes the lock and records it and the old IRQL in the caller's handle
+/// (Microsoft, "Queued Spin Locks", "KeAcquireInStackQueuedSpinLock"). Where ntmem
+/// differs: waiters spin on the lock word as for `KeAcquireSpinLock`, not in a queue,
+/// and the word holds ntmem's owner mark rather than the queue's tail.
+///
+/// # Safety
+/// `lock` is an initialized `KSPIN_LOCK`, `handle` a `KLOCK_QUEUE_HANDLE` (a bad one
+/// stops the machine as a touch of it would).
+pub unsafe extern "win64" fn KeAcquireInStackQueuedSpinLock(lock: *mut KSpinLock, handle: *mut c_void) {
+    kernel(|cpu| {
+        let h = queue_handle(cpu, handle)?;
+        let old = cpu.raise_irql(Irql::DISPATCH)?;
+        take_spin_lock(cpu, lock)?;
+        fill_queue_handle(h, lock, Some(old));
+        Ok(())
+    });
+}
+
+/// `KeReleaseInStackQueuedSpinLock(LockHandle)`: frees the handle's lock and lowers to
+/// the IRQL it saved.
+///
+/// # Safety
+/// `handle` is the handle the acquire filled.
+pub unsafe extern "win64" fn KeReleaseInStackQueuedSpinLock(handle: *mut c_void) {
+    kernel(|cpu| {
+        let h = queue_handle(cpu, handle)?;
+        // SAFETY: checked above.
+        let old = unsafe { h.add(QUEUE_HANDLE_OLD_IRQL).read() };
+        free_spin_lock(cpu, queued_lock(h), Irql(old))
+    });
+}
+
+/// `KeAcquireInStackQueuedSpinLockAtDpcLevel(SpinLock, LockHandle)`: takes the lock
+/// without raising (the caller is at DISPATCH_LEVEL).
+///
+/// # Safety
+/// As `KeAcquireInStackQueuedSpinLock`.
+pub unsafe extern "win64" fn KeAcquireInStackQueuedSpinLockAtDpcLevel(lock: *mut KSpinLock, handle: *mut c_void) {
+    kernel(|cpu| {
+        let h = queue_handle(cpu, handle)?;
+        take_spin_lock(cpu, lock)?;
+        fill_queue_handle(h, lock, None);
+        Ok(())
+    });
+}
+
+/// `KeReleaseInStackQueuedSpinLockFromDpcLevel(LockHandle)`: frees the handle's lock
+/// and stays at DISPATCH_LEVEL.
+///
+/// # Safety
+/// As `KeReleaseInStackQueuedSpinLock`.
+pub unsafe extern "win64" fn KeReleaseInStackQueuedSpinLockFromDpcLevel(handle: *mut c_void) {
+    kernel(|cpu| {
+        let h = queue_handle(cpu, handle)?;
+        free_spin_lock(cpu, queued_lock(h), cpu.irql())
+    });
 }
 
 /// `KeGetRecommendedSharedDataAlignment()`: the processors' largest cache line, the

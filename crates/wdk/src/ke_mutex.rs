@@ -23,11 +23,15 @@
 //! APC_LEVEL the raise fails as `KfRaiseIrql` does (0x09, or Driver Verifier's 0xC4).
 //! Releasing a fast or guarded mutex the caller does not own raises
 //! STATUS_MUTANT_NOT_OWNED too (Windows does not check; ntmem's choice). A contended
-//! acquire waits as `KeWaitForSingleObject` does ([`crate::ke_wait`]).
+//! acquire waits as `KeWaitForSingleObject` does ([`crate::ke_wait`]). Under Driver
+//! Verifier's deadlock detection each acquisition and release goes through its hooks
+//! first ([`crate::vf::lock_acquiring`]): a recursive acquire is then 0xC4/0x1000, a
+//! release not owned 0x1004 or 0x1007.
 
 use std::ffi::c_void;
 
 use ntmem_kernel::ke::sched::WaitOn;
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::kernel;
@@ -72,7 +76,11 @@ pub unsafe extern "win64" fn KeInitializeMutex(mutex: *mut c_void, _level: u32) 
 /// `mutex` is an initialized `KMUTEX`.
 pub unsafe extern "win64" fn KeReleaseMutex(mutex: *mut c_void, _wait: u8) -> i32 {
     let thread = crate::ps::current_thread();
-    let released = kernel(|cpu| Ok(release_mutant(&Object::of(cpu, mutex, KMUTANT_SIZE)?, thread)));
+    let released = kernel(|cpu| {
+        let m = Object::of(cpu, mutex, KMUTANT_SIZE)?;
+        crate::vf::lock_released(cpu, thread, mutex as u64, LockKind::Mutex)?;
+        Ok(release_mutant(&m, thread))
+    });
     released.unwrap_or_else(|| crate::seh::raise_status(STATUS_MUTANT_NOT_OWNED))
 }
 
@@ -116,6 +124,18 @@ enum Flavor {
     Unsafe,
 }
 
+impl Flavor {
+    /// What deadlock detection tracks a mutex taken this way as.
+    fn request(self, p: *mut c_void) -> LockRequest {
+        let kind = match self {
+            Flavor::Fast => LockKind::FastMutex,
+            Flavor::Guarded => LockKind::GuardedMutex,
+            Flavor::Unsafe => LockKind::FastMutexUnsafe,
+        };
+        LockRequest::exclusive(p as u64, kind)
+    }
+}
+
 fn fast_mutex(cpu: &Cpu<'_>, p: *mut c_void) -> Result<Object, BugCheck> {
     Object::of(cpu, p, FAST_MUTEX_SIZE)
 }
@@ -152,12 +172,14 @@ fn enter(cpu: &Cpu<'_>, flavor: Flavor) -> Result<Irql, BugCheck> {
     }
 }
 
-/// The common acquire: the IRQL rule, the recursion stop, then a wait while owned.
+/// The common acquire: the IRQL rule, deadlock detection's check (a recursion is its
+/// 0x1000 before it is 0xBF), the recursion stop, then a wait while owned.
 fn acquire(p: *mut c_void, flavor: Flavor, routine: &'static str) {
     let thread = crate::ps::current_thread();
     let old = kernel(|cpu| {
         let m = fast_mutex(cpu, p)?;
         irql_rule(cpu, p, flavor)?;
+        crate::vf::lock_acquiring(cpu, flavor.request(p), Attempt::Wait)?;
         let old = enter(cpu, flavor)?;
         if m.i32_at(FM_COUNT) & 1 == 0 && m.u64_at(FM_OWNER) == thread {
             return Err(cpu.machine().bugcheck(BugCheckCode::MUTEX_ALREADY_OWNED, [p as u64, thread, 0, 0]));
@@ -169,6 +191,7 @@ fn acquire(p: *mut c_void, flavor: Flavor, routine: &'static str) {
         let m = fast_mutex(cpu, p)?;
         if m.i32_at(FM_COUNT) & 1 == 1 {
             own(&m, thread, old);
+            crate::vf::lock_acquired(cpu, flavor.request(p));
             return Ok(Poll::Done(()));
         }
         if !contended {
@@ -190,6 +213,7 @@ fn try_acquire(p: *mut c_void, flavor: Flavor) -> u8 {
         }
         let old = enter(cpu, flavor)?;
         own(&m, thread, old);
+        crate::vf::lock_acquired(cpu, flavor.request(p));
         Ok(1)
     })
 }
@@ -200,6 +224,7 @@ fn release(p: *mut c_void, flavor: Flavor) {
     let thread = crate::ps::current_thread();
     let released = kernel(|cpu| {
         let m = fast_mutex(cpu, p)?;
+        crate::vf::lock_released(cpu, thread, p as u64, flavor.request(p).kind)?;
         if m.i32_at(FM_COUNT) & 1 == 1 || m.u64_at(FM_OWNER) != thread {
             return Ok(false);
         }

@@ -30,12 +30,16 @@
 //! all are signalled together and satisfies them all.
 //!
 //! **Where it differs.** No alertable waits and no APCs (`Alertable` is ignored);
-//! abandoned mutexes do not occur (no thread ends while owning one).
+//! abandoned mutexes do not occur (no thread ends while owning one). Under Driver
+//! Verifier's deadlock detection a wait on a mutex (a wait on all of several
+//! objects, or on one, with a timeout other than zero) is checked against the lock
+//! hierarchy before it may block, and the mutexes a wait takes are recorded
+//! ([`crate::vf::lock_acquiring`]).
 
 use std::ffi::c_void;
 
 use ntmem_kernel::ke::sched::{WaitOn, Waiting};
-use ntmem_kernel::vf::{VerifierFlags, Violation};
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest, VerifierFlags, Violation};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::{checked, kernel, mapped_prefix};
@@ -250,6 +254,20 @@ pub(crate) fn wait_until<T>(
     }
 }
 
+/// A kernel mutex waited on, as deadlock detection tracks it.
+fn mutex_request(o: &Object) -> LockRequest {
+    LockRequest::exclusive(o.0 as u64, LockKind::Mutex)
+}
+
+/// Whether a wait with `timeout` may block: a zero timeout is a try.
+fn attempt(timeout: Option<i64>) -> Attempt {
+    if timeout == Some(0) {
+        Attempt::Try
+    } else {
+        Attempt::Wait
+    }
+}
+
 /// The status a satisfied wait returns, or the raise it ends in.
 fn finish(outcome: Option<Result<NtStatus, NtStatus>>) -> NtStatus {
     match outcome {
@@ -275,8 +293,11 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
     // SAFETY: the caller's LARGE_INTEGER (`# Safety`).
     let timeout = (!timeout.is_null()).then(|| unsafe { timeout.read_unaligned() });
     let deadline = kernel(|cpu| {
-        object_of(cpu, object)?;
+        let o = object_of(cpu, object)?;
         check_irql(cpu, object as u64, timeout)?;
+        if o.kind() == MUTANT_OBJECT {
+            crate::vf::lock_acquiring(cpu, mutex_request(&o), attempt(timeout))?;
+        }
         Ok(timeout.map(|t| due_time(cpu, t)))
     });
     let thread = crate::ps::current_thread();
@@ -284,7 +305,11 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
     let outcome = wait_until("KeWaitForSingleObject", deadline, timeout == Some(0), &on, |cpu| {
         let o = object_of(cpu, object)?;
         Ok(if signalled(&o, thread) {
-            Poll::Done(take(&o, thread).map(|()| 0))
+            let taken = take(&o, thread);
+            if taken.is_ok() && o.kind() == MUTANT_OBJECT {
+                crate::vf::lock_acquired(cpu, mutex_request(&o));
+            }
+            Poll::Done(taken.map(|()| 0))
         } else {
             Poll::Blocked(o.0 as u64, o.kind())
         })
@@ -333,6 +358,14 @@ pub unsafe extern "win64" fn KeWaitForMultipleObjects(
         }
         let first = if count > 0 { list[0] as u64 } else { 0 };
         check_irql(cpu, first, timeout)?;
+        if wait_type == 0 {
+            for &p in &list[..count as usize] {
+                let o = object_of(cpu, p)?;
+                if o.kind() == MUTANT_OBJECT {
+                    crate::vf::lock_acquiring(cpu, mutex_request(&o), attempt(timeout))?;
+                }
+            }
+        }
         Ok(timeout.map(|t| due_time(cpu, t)))
     });
     let list = &list[..count as usize];
@@ -342,6 +375,14 @@ pub unsafe extern "win64" fn KeWaitForMultipleObjects(
     let outcome = wait_until("KeWaitForMultipleObjects", deadline, timeout == Some(0), &on, |cpu| {
         let objects = list.iter().map(|&p| object_of(cpu, p)).collect::<Result<Vec<_>, _>>()?;
         if let Some(outcome) = satisfy(&objects, thread, wait) {
+            let taken = match (outcome, wait) {
+                (Ok(_), WaitType::All) => &objects[..],
+                (Ok(i), WaitType::Any) => objects.get(i as usize..=i as usize).unwrap_or_default(),
+                (Err(_), _) => &[],
+            };
+            for o in taken.iter().filter(|o| o.kind() == MUTANT_OBJECT) {
+                crate::vf::lock_acquired(cpu, mutex_request(o));
+            }
             return Ok(Poll::Done(outcome));
         }
         let first_blocked = objects.iter().position(|o| !signalled(o, thread));

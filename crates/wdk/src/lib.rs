@@ -85,7 +85,7 @@ pub mod ke_dispatcher;
 #[allow(non_snake_case)]
 pub mod ke_mutex;
 #[allow(non_snake_case)]
-pub mod ke_queued_lock;
+pub mod ke_processor;
 #[allow(non_snake_case)]
 pub mod ke_wait;
 pub mod loader;

@@ -19,9 +19,17 @@
 //! simulation, its call site otherwise); Windows tracks only under pool tracking.
 //! Verifier's records carry its substitute tags ("VMdl", "Vfwi":
 //! [`tracking::substitute_tag`]).
+//!
+//! Deadlock detection's hooks ([`lock_acquiring`], [`lock_acquired`],
+//! [`lock_released`]) are called by the lock routines — spin locks ([`crate::ke`]),
+//! kernel, fast and guarded mutexes ([`crate::ke_mutex`], [`crate::ke_wait`]) and
+//! executive resources ([`crate::ex_resource`]) — with the calling thread and the
+//! driver's whole stack ([`ntmem_kernel::vf::deadlock`]).
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
-use ntmem_kernel::vf::{tracking, Call, CallSite, TrackedBlock, VerifierFlags, Violation};
+use ntmem_kernel::vf::{
+    tracking, Attempt, Call, CallSite, LockKind, LockRequest, TrackedBlock, VerifierFlags, Violation,
+};
 use ntmem_kernel::{BugCheck, Cpu};
 use ntmem_machine::Va;
 
@@ -176,4 +184,79 @@ pub(crate) fn allocation<T>(
         vf.allocated(tracked, ask.pool_routine);
     }
     Ok(r)
+}
+
+/// The calling thread and the driver's return addresses at its import call, for
+/// deadlock detection: `None` when the option is off or the caller is a driver not
+/// verified (Windows' Verifier thunks only a verified driver's imports). A call the
+/// driver made as a tail call returns to ntmem's code, not the driver's: it is
+/// followed, with no stack. `whole`: the whole driver stack (an acquisition, which
+/// the report may show), else only the return address (a release).
+fn lock_caller(cpu: &Cpu<'_>, whole: bool) -> Option<(u64, Vec<u64>)> {
+    let vf = cpu.machine().vf();
+    if !vf.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
+        return None;
+    }
+    let stack = match call_site(cpu, whole) {
+        Some(site) if !vf.verifies(&site.driver) => return None,
+        Some(site) => site.frames.iter().map(|f| f.0).collect(),
+        None => Vec::new(),
+    };
+    Some((crate::ps::current_thread(), stack))
+}
+
+/// Deadlock detection's check as the driver asks for a lock (before the routine may
+/// block): [`ntmem_kernel::vf::Verifier::lock_acquiring`].
+///
+/// # Errors
+/// The violation's stop.
+pub(crate) fn lock_acquiring(cpu: &Cpu<'_>, r: LockRequest, attempt: Attempt) -> Result<(), BugCheck> {
+    let Some((thread, stack)) = lock_caller(cpu, true) else { return Ok(()) };
+    let m = cpu.machine();
+    m.vf().lock_acquiring(thread, r, attempt, &stack).map_err(|v| v.stop(m))
+}
+
+/// Deadlock detection's record that the driver got the lock.
+pub(crate) fn lock_acquired(cpu: &Cpu<'_>, r: LockRequest) {
+    if let Some((thread, stack)) = lock_caller(cpu, true) {
+        cpu.machine().vf().lock_acquired(thread, r, &stack);
+    }
+}
+
+/// Deadlock detection's check before `thread` releases the `kind` lock at `lock`
+/// (`thread`: the caller, or the thread `ExReleaseResourceForThreadLite` names).
+///
+/// # Errors
+/// The violation's stop.
+pub(crate) fn lock_released(cpu: &Cpu<'_>, thread: u64, lock: u64, kind: LockKind) -> Result<(), BugCheck> {
+    if lock_caller(cpu, false).is_none() {
+        return Ok(());
+    }
+    let m = cpu.machine();
+    m.vf().lock_released(thread, lock, kind).map_err(|v| v.stop(m))
+}
+
+/// Deadlock detection's check of an ERESOURCE the driver initializes (0x1005: again,
+/// without a delete).
+///
+/// # Errors
+/// The violation's stop.
+pub(crate) fn resource_initialized(cpu: &Cpu<'_>, lock: u64) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    match lock_caller(cpu, false) {
+        Some(_) => m.vf().lock_initialized(lock).map_err(|v| v.stop(m)),
+        None => Ok(()),
+    }
+}
+
+/// Deadlock detection's check of an ERESOURCE the driver deletes (0x100B: held).
+///
+/// # Errors
+/// The violation's stop.
+pub(crate) fn resource_deleted(cpu: &Cpu<'_>, lock: u64) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    match lock_caller(cpu, false) {
+        Some(_) => m.vf().lock_deleted(lock).map_err(|v| v.stop(m)),
+        None => Ok(()),
+    }
 }

@@ -26,6 +26,7 @@
 
 pub mod build;
 pub mod campaign;
+pub mod deadlock;
 pub mod image;
 pub mod report;
 
@@ -325,6 +326,7 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
             .collect(),
         reached: named(vf.reached()),
         pool_log: None,
+        deadlock: vf.deadlock_cycle().map(|c| deadlock::DeadlockView::new(&c, symbolizer)),
         wdm_errors: vf
             .wdm_errors()
             .into_iter()

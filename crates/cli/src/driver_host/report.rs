@@ -134,6 +134,9 @@ pub struct VerifierState {
     pub reached: Vec<InjectedCall>,
     /// Pool tracking's allocate/free log (`!verifier 0x80`), when asked for.
     pub pool_log: Option<PoolLog>,
+    /// Deadlock detection's cycle after a 0x1001: both acquisition orders with their
+    /// stacks (`!deadlock 1`).
+    pub deadlock: Option<super::deadlock::DeadlockView>,
     /// I/O verification's non-fatal WDM DRIVER ERRORs, in order: warnings, not stops
     /// (Windows halts for them only under a kernel debugger).
     pub wdm_errors: Vec<WdmWarning>,
@@ -387,6 +390,9 @@ fn verifier_text(o: &mut String, driver: &str, v: &VerifierState, blocks: &[Leak
             let caller = b.stack.first().map_or("", String::as_str);
             let _ = writeln!(o, "      0x{:016x}  0x{:08x}  {:<4}  {caller}", b.address, b.bytes, b.tag);
         }
+    }
+    if let Some(d) = &v.deadlock {
+        o.push_str(&d.text());
     }
     if let Some(log) = &v.pool_log {
         pool_log_text(o, log);

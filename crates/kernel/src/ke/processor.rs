@@ -219,26 +219,19 @@ impl<'m> Cpu<'m> {
     /// another processor's lock never released, garbage (freed pool, 0xCC fill,
     /// uninitialised memory), or a lock this processor already holds — Windows' free
     /// kernel keeps no owner in the word and deadlocks (SPIN_LOCK_ALREADY_OWNED, 0x0F,
-    /// is the checked build's check). Under Driver Verifier's deadlock detection that
-    /// recursion is DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4: 0x1000 self-deadlock,
-    /// the lock's address, 0, 0; Microsoft, "Bug Check 0xC4", deadlock detection rows),
-    /// and a lock taken against the hierarchy seen so far is 0x1001 ([`crate::vf`]'s
-    /// deadlock detection).
+    /// is the checked build's check). Driver Verifier's deadlock detection finds that
+    /// recursion (0xC4/0x1000) before the spin, at the driver's call
+    /// ([`crate::vf::deadlock`]).
     ///
     /// # Errors
     /// The bugcheck.
     pub fn acquire_spin_lock_at_dpc_level(&self, lock: &AtomicUsize) -> Result<(), BugCheck> {
         let me = owner_value(self.number);
-        let addr = lock as *const AtomicUsize as u64;
         loop {
             match lock.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => {
-                    let vf = self.machine.vf();
-                    vf.count(Event::AcquireSpinLock);
-                    return vf.lock_acquired(self.number, addr).map_err(|v| v.stop(self.machine));
-                }
-                Err(owner) if owner == me && self.machine.verifier().contains(VerifierFlags::DEADLOCK_DETECTION) => {
-                    return Err(Violation::Recursion { lock: addr }.stop(self.machine));
+                    self.machine.vf().count(Event::AcquireSpinLock);
+                    return Ok(());
                 }
                 Err(_) => {
                     if let Some(stop) = self.watchdog_expired() {
@@ -265,8 +258,6 @@ impl<'m> Cpu<'m> {
     /// The bugcheck.
     pub fn release_spin_lock(&self, lock: &AtomicUsize, old: Irql) -> Result<(), BugCheck> {
         self.verify_spin_lock_release(lock as *const AtomicUsize as u64)?;
-        let vf = self.machine.vf();
-        vf.lock_released(self.number, lock as *const AtomicUsize as u64).map_err(|v| v.stop(self.machine))?;
         let me = owner_value(self.number);
         if lock.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err() {
             let addr = lock as *const AtomicUsize as u64;

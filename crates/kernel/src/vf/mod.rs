@@ -9,9 +9,11 @@
 //! allocation ([`Verifier::inject_failure`]), after one ([`Verifier::allocated`]),
 //! at every pool free ([`Verifier::freed`]), at a driver's page locks and unlocks
 //! ([`Verifier::pages_locked`], [`Verifier::pages_unlocked`]), as a process ends
-//! with pages locked ([`Verifier::locked_pages_left`]) and at unload
-//! ([`Verifier::unload_violation`]); so an option is added here without touching the
-//! allocators. Options that check a single operation live with the code they check:
+//! with pages locked ([`Verifier::locked_pages_left`]), at unload
+//! ([`Verifier::unload_violation`]) and around every lock acquisition and release
+//! ([`Verifier::lock_acquiring`], deadlock detection: [`deadlock`]); so an option is
+//! added here without touching the allocators. Options that check a single operation
+//! live with the code they check:
 //! special pool ([`crate::ex::pool::special`]); force IRQL checking, which trims
 //! pageable memory on every raise to DISPATCH_LEVEL or above
 //! ([`crate::Cpu::raise_irql`]); I/O verification's checks in [`crate::io`], its
@@ -19,7 +21,7 @@
 //! [`io`]. Options ntmem
 //! does not act on yet (security, DDI compliance) are accepted and recorded.
 
-mod deadlock;
+pub mod deadlock;
 pub mod faults;
 pub mod io;
 pub mod tracking;
@@ -29,6 +31,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ex::pool::PoolTag;
+pub use deadlock::{Access, Acquisition, Attempt, Cycle, LockKind, LockRequest, Order};
 pub use faults::{FaultSettings, Injection, Plan};
 pub use io::{IoViolation, WdmError};
 pub use tracking::{Count, DriverPool, LockedMdl, LogEntry, TrackedBlock};
@@ -493,27 +496,70 @@ impl Verifier {
         self.state().irql_log.iter().copied().collect()
     }
 
-    /// Deadlock detection's hook when processor `cpu` has taken the lock at `lock`
-    /// ([`deadlock`]).
-    ///
-    /// # Errors
-    /// The violation: a cycle in the lock hierarchy (0x1001).
-    pub fn lock_acquired(&self, cpu: u32, lock: u64) -> Result<(), Violation> {
-        if !self.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
-            return Ok(());
-        }
-        self.state().locks.acquired(cpu, lock)
+    /// Deadlock detection's locks, when the option is on ([`deadlock`]).
+    fn deadlock(&self) -> Option<MutexGuard<'_, State>> {
+        self.flags().contains(VerifierFlags::DEADLOCK_DETECTION).then(|| self.state())
     }
 
-    /// Deadlock detection's hook before processor `cpu` releases the lock at `lock`.
+    /// Deadlock detection's hook when `thread` asks for the lock `r` names (before it may block),
+    /// from a driver whose stack is `stack` (return addresses, innermost first).
     ///
     /// # Errors
-    /// The violation: a release out of order (0x1003).
-    pub fn lock_released(&self, cpu: u32, lock: u64) -> Result<(), Violation> {
-        if !self.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
-            return Ok(());
+    /// The violation: self-deadlock (0x1000), a cycle in the lock hierarchy (0x1001,
+    /// kept for [`Verifier::deadlock_cycle`]), an uninitialized resource (0x1002).
+    pub fn lock_acquiring(
+        &self,
+        thread: u64,
+        r: LockRequest,
+        attempt: Attempt,
+        stack: &[u64],
+    ) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.acquiring(thread, r.lock, r.kind, r.access, attempt, stack))
+    }
+
+    /// Deadlock detection's hook when `thread` got the lock `r` names.
+    pub fn lock_acquired(&self, thread: u64, r: LockRequest, stack: &[u64]) {
+        if let Some(mut s) = self.deadlock() {
+            s.locks.acquired(thread, r.lock, r.kind, r.access, stack);
         }
-        self.state().locks.released(cpu, lock)
+    }
+
+    /// Deadlock detection's hook before `thread` releases `lock` with a `kind` routine.
+    ///
+    /// # Errors
+    /// The violation: out of order (0x1003), by another thread (0x1004), not held
+    /// (0x1007), with another kind's routine (0x1009).
+    pub fn lock_released(&self, thread: u64, lock: u64, kind: LockKind) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.released(thread, lock, kind))
+    }
+
+    /// Deadlock detection's hook when an ERESOURCE is initialized.
+    ///
+    /// # Errors
+    /// 0x1005: it was initialized already and not deleted.
+    pub fn lock_initialized(&self, lock: u64) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.initialized(lock))
+    }
+
+    /// Deadlock detection's hook when an ERESOURCE is deleted.
+    ///
+    /// # Errors
+    /// 0x100B: a thread holds it.
+    pub fn lock_deleted(&self, lock: u64) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.deleted(lock))
+    }
+
+    /// Deadlock detection's hook before pool `[va, va + bytes)` is freed.
+    ///
+    /// # Errors
+    /// 0x100B: a thread holds a lock in it.
+    pub fn memory_freed(&self, va: u64, bytes: u64) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.memory_freed(va, va.saturating_add(bytes)))
+    }
+
+    /// The lock-hierarchy cycle of the last 0x1001, both orders with their stacks.
+    pub fn deadlock_cycle(&self) -> Option<Cycle> {
+        self.state().locks.cycle()
     }
 
     /// Counts a pool block a verified driver got from special pool.

@@ -88,7 +88,8 @@ pub enum Violation {
         /// The IRP.
         irp: u64,
     },
-    /// 0x1000: a lock taken again by the processor that holds it (self-deadlock).
+    /// 0x1000: self-deadlock: a thread asks again for a lock it holds that is not
+    /// recursive ([`super::deadlock`]).
     Recursion {
         /// The lock.
         lock: u64,
@@ -99,12 +100,48 @@ pub enum Violation {
         /// The lock whose acquisition closes the cycle.
         lock: u64,
     },
+    /// 0x1002: an ERESOURCE acquired that was never initialized.
+    UninitializedResource {
+        /// The resource.
+        lock: u64,
+    },
     /// 0x1003: a lock released while one taken after it is still held.
     ReleasedOutOfOrder {
-        /// The lock that should have been released first.
-        expected: u64,
         /// The lock released.
         released: u64,
+        /// The lock that should have been released first.
+        expected: u64,
+    },
+    /// 0x1004: a lock released by a thread that does not hold it while another does.
+    ReleasedByOtherThread {
+        /// The lock.
+        lock: u64,
+        /// The thread that acquired it.
+        owner: u64,
+        /// The thread releasing it.
+        thread: u64,
+    },
+    /// 0x1005: an ERESOURCE initialized twice without being deleted.
+    MultipleInitialization {
+        /// The resource.
+        lock: u64,
+    },
+    /// 0x1007: a lock released that nobody holds.
+    Unacquired {
+        /// The lock.
+        lock: u64,
+    },
+    /// 0x1009: a lock released with a routine of another lock kind.
+    MismatchedRelease {
+        /// The lock.
+        lock: u64,
+    },
+    /// 0x100B: a lock deleted while a thread still holds it.
+    DeletedWhileOwned {
+        /// The lock.
+        lock: u64,
+        /// The thread holding it.
+        owner: u64,
     },
     /// 0x11A: `KeEnterCriticalRegion` at DISPATCH_LEVEL or above.
     EnterCriticalRegionAtDispatch {
@@ -144,7 +181,13 @@ impl Violation {
             Violation::IrpFreedAsPool { irp } => [0x105, irp, 0, 0],
             Violation::Recursion { lock } => [0x1000, lock, 0, 0],
             Violation::LockHierarchy { lock } => [0x1001, lock, 0, 0],
-            Violation::ReleasedOutOfOrder { expected, released } => [0x1003, expected, released, 0],
+            Violation::UninitializedResource { lock } => [0x1002, lock, 0, 0],
+            Violation::ReleasedOutOfOrder { released, expected } => [0x1003, released, expected, 0],
+            Violation::ReleasedByOtherThread { lock, owner, thread } => [0x1004, lock, owner, thread],
+            Violation::MultipleInitialization { lock } => [0x1005, lock, 0, 0],
+            Violation::Unacquired { lock } => [0x1007, lock, 0, 0],
+            Violation::MismatchedRelease { lock } => [0x1009, lock, 0, 0],
+            Violation::DeletedWhileOwned { lock, owner } => [0x100B, lock, owner, 0],
         }
     }
 

@@ -139,6 +139,11 @@ pub fn free(cpu: &Cpu<'_>, va: Va, tag: Option<PoolTag>) -> Result<(), BugCheck>
     if m.verifier().contains(crate::vf::VerifierFlags::IO_VERIFICATION) && m.io().is_allocated_irp(va.get()) {
         return Err(crate::vf::Violation::IrpFreedAsPool { irp: va.get() }.stop(m));
     }
+    // Deadlock detection: the locks in the block go with it (0xC4/0x100B if held).
+    if m.verifier().contains(crate::vf::VerifierFlags::DEADLOCK_DETECTION) {
+        let bytes = query_block_size(cpu, va).map_or(0, |b| b.bytes);
+        m.vf().memory_freed(va.get(), bytes).map_err(|v| v.stop(m))?;
+    }
     cpu.machine().pool().free(cpu, va.get(), tag.map_or(0, |t| t.0))?;
     cpu.machine().vf().freed(va.get());
     Ok(())
