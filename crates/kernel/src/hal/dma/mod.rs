@@ -125,6 +125,10 @@ pub struct CommonBuffer {
     pub pages: u64,
     /// The map register charged for it (seed 002).
     pub register: u32,
+    /// Allocated under DMA checking: framed by a padding page on each side (the
+    /// block starts a page before `va`), "DmaVrfy0" tags and 0x0F fill
+    /// ([`shadow`]).
+    pub padded: bool,
 }
 
 /// A live adapter.
@@ -379,6 +383,7 @@ pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
     let adapter = {
         let mut state = m.hal().dma();
         let a = live(m, &mut state, object)?;
+        verify::irql_at_most(cpu, Irql::DISPATCH)?;
         let o = object.get();
         let registers: u64 = a.files.values().map(|f| u64::from(f.count())).sum();
         verify::check(m, !a.common_buffers.is_empty(), [0x07, o, a.common_buffers.len() as u64, 0])?;
@@ -409,6 +414,14 @@ pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
 /// AllocateCommonBuffer uses at least one adapter object map register").
 /// `CacheEnabled` is ignored: on x86 and x64 the memory is always cached (§1.5).
 ///
+/// Under DMA checking the buffer is padded, as Verifier pads common buffers (§2.3:
+/// `!dma` shows them at odd addresses and lengths): a padding page before and after
+/// it, every byte outside the buffer 0x0F but for a "DmaVrfy0" tag on each side of
+/// it; FreeCommonBuffer checks the frame, so a driver or device that wrote past
+/// either end stops there with 0xE6/0x0F ([`shadow`]). ntmem keeps the buffer
+/// page-aligned (Windows' verifier does not); the logical address and the 64 KB
+/// window rule are the buffer's.
+///
 /// The inner `Err` is why the routine returns NULL, recorded as a [`DmaEvent`]:
 /// seed 001's "not enough contiguous physical memory" carries the largest free run
 /// below the limit.
@@ -437,6 +450,7 @@ pub fn allocate_common_buffer_below(
 ) -> Result<Result<(Va, LogicalAddress), DmaRefusal>, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
+    let padded = verify::on(m);
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     let config = a.config;
@@ -450,13 +464,14 @@ pub fn allocate_common_buffer_below(
         return Ok(Err(state.refuse("AllocateCommonBuffer", Some(object), r)));
     };
     let pages = shift.bytes_to_pages(u64::from(length)).max(1);
+    let block = pages + if padded { 2 } else { 0 };
     let config = AdapterConfig { limit: config.limit.min(maximum), ..config };
     let highest = PhysAddr::new(config.limit);
-    let probe = FrameRequest::new(pages, PageUse::Contiguous).contiguous().highest(highest).boundary(config.boundary);
+    let probe = FrameRequest::new(block, PageUse::Contiguous).contiguous().highest(highest).boundary(config.boundary);
     let va = if m.phys().probe(&probe).is_ok() {
         contiguous::mm_allocate_contiguous_memory_specify_cache(
             cpu,
-            shift.pages_to_bytes(pages),
+            shift.pages_to_bytes(block),
             PhysAddr::new(0),
             highest,
             PhysAddr::new(config.boundary),
@@ -480,8 +495,13 @@ pub fn allocate_common_buffer_below(
         };
         return Ok(Err(state.refuse("AllocateCommonBuffer", Some(object), r)));
     };
+    let first = contiguous::mm_get_physical_address(cpu, va).pfn(shift);
+    let va = if padded { Va::new(va.get() + shift.page_size()) } else { va };
     let logical = LogicalAddress::of_phys(contiguous::mm_get_physical_address(cpu, va));
-    a.common_buffers.push(CommonBuffer { va, logical, length, pages, register });
+    if padded {
+        shadow::Shadow::common_buffer(m, first, pages, logical, u64::from(length), va, true);
+    }
+    a.common_buffers.push(CommonBuffer { va, logical, length, pages, register, padded });
     Ok(Ok((va, logical)))
 }
 
@@ -493,22 +513,39 @@ pub fn allocate_common_buffer_below(
 /// # Errors
 /// 0xE6 for an adapter that is not live; BAD_POOL_CALLER (0xC2: 0x60, VA, Length,
 /// 0) when `va` is no common buffer of the adapter (ntmem's choice: the contiguous
-/// free's stop); under DMA checking 0xE6/0x03 (1 extra buffer freed).
+/// free's stop); under DMA checking 0xE6/0x03 (1 extra buffer freed), 0x13 away
+/// from PASSIVE_LEVEL, 0x0F for a padded buffer whose frame was written.
 pub fn free_common_buffer(cpu: &Cpu<'_>, object: Va, length: u32, va: Va) -> Result<(), BugCheck> {
     let m = cpu.machine();
-    {
+    let shift = m.phys().shift();
+    let block = {
         let mut state = m.hal().dma();
         let a = live(m, &mut state, object)?;
+        verify::irql_exactly(cpu, Irql::PASSIVE)?;
         let Some(i) = a.common_buffers.iter().position(|c| c.va == va) else {
             verify::check(m, true, [0x03, 1, 0, 0])?;
             return Err(
                 m.bugcheck(BugCheckCode::BAD_POOL_CALLER, [BAD_COMMON_BUFFER_FREE, va.get(), u64::from(length), 0])
             );
         };
-        let c = a.common_buffers.remove(i);
-        a.registers.free(c.register, 1);
-    }
-    contiguous::mm_free_contiguous_memory(cpu, va)
+        let c = a.common_buffers[i];
+        if !c.padded {
+            a.common_buffers.remove(i);
+            a.registers.free(c.register, 1);
+            va
+        } else {
+            let block = Va::new(va.get() - shift.page_size());
+            let first = contiguous::mm_get_physical_address(cpu, block).pfn(shift);
+            let frame = shadow::Shadow::common_buffer(m, first, c.pages, c.logical, u64::from(c.length), va, false);
+            if let Some(p) = frame.check(m) {
+                return Err(verify::stop(m, p));
+            }
+            a.common_buffers.remove(i);
+            a.registers.free(c.register, 1);
+            block
+        }
+    };
+    contiguous::mm_free_contiguous_memory(cpu, block)
 }
 
 /// The device side of DMA: the device reads (`write` false: `buf` is filled) or

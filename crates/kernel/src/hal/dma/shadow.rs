@@ -17,10 +17,14 @@
 //! CurrentVa of the run; the corruption address is the logical (physical) address
 //! of the byte — ntmem does not map the shadow into system space.
 //!
+//! Common buffers are framed the same way in their own block (a padding page, the
+//! buffer's pages, a padding page; the buffer is the one run, its corruption
+//! addresses logical too), checked at FreeCommonBuffer ([`super`]).
+//!
 //! Not shadowed: system DMA (ISA channels keep their 64 KB windows, which a padded
-//! run may not fit; Windows' behaviour there is undocumented), common buffers, and
-//! subcode 3 (free map registers overwritten: a file's pages go back to the
-//! system when it is freed).
+//! run may not fit; Windows' behaviour there is undocumented), and subcode 3 (free
+//! map registers overwritten: a file's pages go back to the system when it is
+//! freed).
 
 use ntmem_machine::{Pfn, PhysAddr, Va};
 
@@ -55,6 +59,31 @@ impl Shadow {
         let s = Shadow { first, count, runs: Vec::new() };
         s.fill(m);
         Some(s)
+    }
+
+    /// The frame of a common buffer of `pages` pages whose block starts at frame
+    /// `first` (a padding page, the buffer's pages, a padding page), with the buffer
+    /// — `len` bytes at `logical`, the driver's `va` — as its one run. `fresh` fills
+    /// the block with 0x0F and writes the tags (at the allocation); otherwise the
+    /// frame is only described, to be checked (at the free).
+    pub(crate) fn common_buffer(
+        m: &Machine,
+        first: Pfn,
+        pages: u64,
+        logical: super::LogicalAddress,
+        len: u64,
+        va: Va,
+        fresh: bool,
+    ) -> Shadow {
+        let count = u32::try_from(pages).unwrap_or(u32::MAX);
+        let mut s = Shadow { first, count, runs: Vec::new() };
+        if fresh {
+            s.fill(m);
+            s.record(m, logical.get(), len, va);
+        } else {
+            s.runs.push((logical.get(), len, va));
+        }
+        s
     }
 
     /// The first register's frame: where the file's register 0 is.

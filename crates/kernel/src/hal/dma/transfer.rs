@@ -61,8 +61,8 @@ pub(crate) struct RegisterFile {
     channel: bool,
     /// The DeviceObject the channel was allocated for (0 for lists).
     device: u64,
-    /// Mapped by MapTransfer since the last flush.
-    unflushed: bool,
+    /// What MapTransfer mapped since the last flush: (CurrentVa, bytes) of each run.
+    mapped: Vec<(u64, u64)>,
     /// Under DMA checking, the file's double buffer ([`super::shadow`]).
     shadow: Option<Shadow>,
 }
@@ -71,6 +71,22 @@ impl RegisterFile {
     /// Its number of registers.
     pub(crate) fn count(&self) -> u32 {
         self.count
+    }
+
+    /// Under DMA checking, a new mapping of `(va, length)` (see [`verify`]): 0x1D
+    /// (start, end, first byte already mapped) when it overlaps a run mapped since
+    /// the last flush; 0x15 (registers it spans, registers of the file) when it needs
+    /// more registers than the file has; 0x0D (bytes mapped since the flush with it,
+    /// bytes the file maps at once) when the file would hold more than it can.
+    fn check_mapping(&self, m: &Machine, shift: PageShift, va: Va, length: u32) -> Result<(), BugCheck> {
+        let (start, end) = (va.get(), va.get().saturating_add(u64::from(length)));
+        let twice = self.mapped.iter().find(|&&(s, l)| s < end && start < s.saturating_add(l));
+        verify::check(m, twice.is_some(), [0x1D, start, end, twice.map_or(0, |&(s, _)| s.max(start))])?;
+        let span = mdl::address_and_size_to_span_pages(shift, va, u64::from(length));
+        verify::check(m, span > u64::from(self.count), [0x15, span, u64::from(self.count), 0])?;
+        let bytes = self.mapped.iter().map(|r| r.1).sum::<u64>() + u64::from(length);
+        let capacity = shift.pages_to_bytes(u64::from(self.count));
+        verify::check(m, bytes > capacity, [0x0D, bytes, capacity, 0])
     }
 
     /// Where the file's registers are and how its pages are routed: the adapter's
@@ -354,7 +370,8 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
 ///
 /// # Errors
 /// 0xE6 for an adapter that is not live; under DMA checking 0xE6/0x05 for a `base`
-/// the adapter does not know, 0xE6/0x10 for registers mapped and never flushed.
+/// the adapter does not know, 0xE6/0x10 for registers mapped and never flushed, 0x13
+/// away from DISPATCH_LEVEL.
 pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Result<Vec<Grant>, BugCheck> {
     let m = cpu.machine();
     let mut state = m.hal().dma();
@@ -362,7 +379,8 @@ pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Resul
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     let file = a.files.get(&base);
     verify::check(m, file.is_none(), [0x05, u64::from(n), 0, 0])?;
-    verify::check(m, file.is_some_and(|f| f.unflushed), [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
+    let unflushed = file.is_some_and(|f| !f.mapped.is_empty());
+    verify::check(m, unflushed, [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
     a.release_file(m, base);
     service_queue(cpu, a)
 }
@@ -435,7 +453,7 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) -> Result<(), BugCheck> {
         shadow.reset(m);
     }
     f.origin = None;
-    f.unflushed = false;
+    f.mapped.clear();
     Ok(())
 }
 
@@ -477,8 +495,11 @@ pub struct SystemDmaExtras {
 /// count before this returns.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live or a range outside the MDL; 0x50 for an MDL
-/// that is not mapped.
+/// 0xE6 for an adapter that is not live or a range outside the MDL; under DMA
+/// checking 0xE6 for a zero-length map (0x21), an unlocked buffer or a range outside
+/// the MDL (0x0E, 0x1F: [`verify::buffer`]), a double mapping, too many registers or
+/// bytes for the file (0x1D, 0x15, 0x0D), IRQL above DISPATCH_LEVEL (0x13); 0x50 for
+/// an MDL that is not mapped.
 #[allow(clippy::too_many_arguments)]
 pub fn map_transfer(
     cpu: &Cpu<'_>,
@@ -492,21 +513,26 @@ pub fn map_transfer(
 ) -> Result<Mapped, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
-    let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_at_most(cpu, Irql::DISPATCH)?;
+    verify::check(m, length == 0, [0x21, 0, 0, 0])?;
+    verify::buffer(cpu, mdl, current_va, length)?;
+    let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
     let config = a.config;
     let map_buffer = a.map_buffer;
-    verify::check(m, length == 0, [0x21, 0, 0, 0])?;
     let nothing = Mapped { logical: LogicalAddress::new(0), length: 0, completion: None };
     let Some(f) = a.files.get_mut(&base) else { return Ok(nothing) };
-    f.unflushed = true;
+    f.check_mapping(m, shift, current_va, length)?;
     let device = f.device;
     let origin = *f.origin.get_or_insert(current_va.get() >> shift.0);
     let (route, mb, first) = f.routing(&config, map_buffer);
     let runs = plan(&route, shift, mb, (first, f.count), origin, &pieces);
     let Some(run) = runs.first() else { return Ok(nothing) };
     apply(m, a, base, run, write, current_va);
+    if let Some(f) = a.files.get_mut(&base) {
+        f.mapped.push((current_va.get(), run.len));
+    }
     let mapped = Mapped { logical: LogicalAddress::new(run.logical), length: run.len as u32, completion: None };
     let Some(channel) = config.channel else { return Ok(mapped) };
     let program = Program {
@@ -533,13 +559,25 @@ pub fn map_transfer(
 /// `FlushAdapterBuffers(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, Length,
 /// WriteToDevice)` (§1.6): a read's bounced pages are copied back into the buffer
 /// now; a subordinate device's channel is masked (its count stays readable); TRUE.
+/// `at` is the `Mdl` and `CurrentVa` (None from FlushAdapterBuffersEx, which has an
+/// offset instead).
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live.
-pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64) -> Result<bool, BugCheck> {
+/// 0xE6 for an adapter that is not live; under DMA checking 0xE6/0x13 above
+/// DISPATCH_LEVEL, 0x1B for a CurrentVa outside the MDL, 0x20 (MapRegisterBase,
+/// CurrentVa, MDL) for a register file with nothing mapped since its grant or its
+/// last flush, 0x0F for a damaged shadow ([`super::shadow`]).
+pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64, at: Option<(Mdl, Va)>) -> Result<bool, BugCheck> {
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_at_most(cpu, Irql::DISPATCH)?;
+    if let Some((mdl, va)) = at {
+        verify::flushed_range(cpu, mdl, va)?;
+    }
+    let (mdl, va) = at.map_or((0, 0), |(mdl, va)| (mdl.0.get(), va.get()));
+    let nothing_mapped = a.files.get(&base).is_none_or(|f| f.mapped.is_empty());
+    verify::check(m, nothing_mapped, [0x20, base, va, mdl])?;
     flush(m, a, base)?;
     if let Some(channel) = a.config.channel {
         state.controller.stop(channel);
@@ -564,14 +602,16 @@ fn registers_needed(m: &Machine, config: &AdapterConfig, shift: PageShift, curre
 /// in order when the registers are taken; the channel is not held afterwards.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live or a range outside the MDL.
+/// 0xE6 for an adapter that is not live or a range outside the MDL; under DMA
+/// checking 0x13 away from DISPATCH_LEVEL, 0x0E or 0x1F ([`verify::buffer`]).
 pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) -> Result<ListOutcome, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
-    let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    verify::buffer(cpu, request.mdl, request.current_va, request.length)?;
+    let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
     let config = a.config;
     let needed = registers_needed(m, &config, shift, request.current_va, request.length);
     if needed > u64::from(config.map_registers) {
