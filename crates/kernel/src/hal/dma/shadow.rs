@@ -26,6 +26,8 @@
 //! map registers overwritten: a file's pages go back to the system when it is
 //! freed).
 
+use std::collections::BTreeMap;
+
 use ntmem_machine::{Pfn, PhysAddr, Va};
 
 use super::AdapterConfig;
@@ -77,11 +79,10 @@ impl Shadow {
     ) -> Shadow {
         let count = u32::try_from(pages).unwrap_or(u32::MAX);
         let mut s = Shadow { first, count, runs: Vec::new() };
+        s.runs.push((logical.get(), len, va));
         if fresh {
             s.fill(m);
-            s.record(m, logical.get(), len, va);
-        } else {
-            s.runs.push((logical.get(), len, va));
+            s.tag(m, logical.get(), len);
         }
         s
     }
@@ -103,25 +104,38 @@ impl Shadow {
         m.phys().shift().pages_to_bytes(self.pages())
     }
 
+    /// Whether page `i` of the shadow lies wholly inside one run (its bytes are the
+    /// buffer's: never filled, never scanned — a 1 GB common buffer costs its two
+    /// padding pages, not a gigabyte).
+    fn covered(&self, m: &Machine, i: u64) -> bool {
+        let page = m.phys().shift().page_size();
+        let at = self.base(m) + i * page;
+        self.runs.iter().any(|&(s, l, _)| s <= at && at + page <= s.saturating_add(l))
+    }
+
+    /// Every page not wholly inside a run filled with 0x0F.
     fn fill(&self, m: &Machine) {
         let shift = m.phys().shift();
         let page = vec![FILL; shift.page_size() as usize];
-        for i in 0..self.pages() {
+        for i in (0..self.pages()).filter(|&i| !self.covered(m, i)) {
             if let Some(off) = m.phys().file_offset(self.first.add(i)) {
                 m.phys().ram().write(off, &page);
             }
         }
     }
 
-    fn read(&self, m: &Machine) -> Vec<u8> {
+    /// The pages not wholly inside a run, by index.
+    fn read(&self, m: &Machine) -> BTreeMap<u64, Vec<u8>> {
         let shift = m.phys().shift();
-        let mut all = vec![0u8; self.len(m) as usize];
-        for (i, chunk) in all.chunks_mut(shift.page_size() as usize).enumerate() {
-            if let Some(off) = m.phys().file_offset(self.first.add(i as u64)) {
-                m.phys().ram().read(off, chunk);
+        let mut pages = BTreeMap::new();
+        for i in (0..self.pages()).filter(|&i| !self.covered(m, i)) {
+            let mut bytes = vec![0u8; shift.page_size() as usize];
+            if let Some(off) = m.phys().file_offset(self.first.add(i)) {
+                m.phys().ram().read(off, &mut bytes);
             }
+            pages.insert(i, bytes);
         }
-        all
+        pages
     }
 
     fn write_byte(&self, m: &Machine, pa: u64, b: u8) {
@@ -139,6 +153,10 @@ impl Shadow {
     /// in the 8 bytes before and after it, except where other runs lie.
     pub(crate) fn record(&mut self, m: &Machine, start: u64, len: u64, va: Va) {
         self.runs.push((start, len, va));
+        self.tag(m, start, len);
+    }
+
+    fn tag(&self, m: &Machine, start: u64, len: u64) {
         let (lo, hi) = (self.base(m), self.base(m) + self.len(m));
         for (i, &b) in TAG.iter().enumerate() {
             for pa in [start.wrapping_sub(8) + i as u64, start + len + i as u64] {
@@ -152,13 +170,18 @@ impl Shadow {
     /// The 0xE6 parameters of the first damage to the frame around the runs, if any
     /// (see the module).
     pub(crate) fn check(&self, m: &Machine) -> Option<[u64; 4]> {
-        let bytes = self.read(m);
+        let pages = self.read(m);
+        let page = m.phys().shift().page_size();
         let base = self.base(m);
+        let byte = |pa: u64| {
+            let o = pa.checked_sub(base)?;
+            pages.get(&(o / page)).map(|p| p[(o % page) as usize])
+        };
         let first_start = self.runs.iter().map(|r| r.0).min()?;
         for &(start, len, va) in &self.runs {
             for i in 0..8u64 {
                 for (pa, kind) in [(start.wrapping_sub(8) + i, 1), (start + len + i, 2)] {
-                    let Some(&b) = pa.checked_sub(base).and_then(|o| bytes.get(o as usize)) else { continue };
+                    let Some(b) = byte(pa) else { continue };
                     if !self.in_run(pa) && b != TAG[i as usize] {
                         return Some([0x0F, kind, len, va.get()]);
                     }
@@ -167,12 +190,14 @@ impl Shadow {
         }
         let tagged =
             |pa: u64| self.runs.iter().any(|&(s, l, _)| (pa < s && s - pa <= 8) || (pa >= s + l && pa < s + l + 8));
-        for (o, &b) in bytes.iter().enumerate() {
-            let pa = base + o as u64;
-            if b != FILL && !self.in_run(pa) && !tagged(pa) {
-                let kind = if pa < first_start { 4 } else { 5 };
-                let nearest = self.runs.iter().min_by_key(|r| r.0.abs_diff(pa)).map_or(0, |r| r.2.get());
-                return Some([0x0F, kind, nearest, pa]);
+        for (&i, bytes) in &pages {
+            for (o, &b) in bytes.iter().enumerate() {
+                let pa = base + i * page + o as u64;
+                if b != FILL && !self.in_run(pa) && !tagged(pa) {
+                    let kind = if pa < first_start { 4 } else { 5 };
+                    let nearest = self.runs.iter().min_by_key(|r| r.0.abs_diff(pa)).map_or(0, |r| r.2.get());
+                    return Some([0x0F, kind, nearest, pa]);
+                }
             }
         }
         None
