@@ -16,6 +16,15 @@ fn driver(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name)
 }
 
+/// A scenario file `name` holding `steps`, in a directory of this test run.
+fn write_scenario(name: &str, steps: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ntmem-dma-verifier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(&scenario, steps).expect("the scenario is written");
+    scenario
+}
+
 /// `IOCTL_CASE` with input byte `case`, as a scenario step.
 fn case_step(case: u8) -> String {
     format!("[[step]]\nioctl = {{ code = 0x222000, input = \"{case:02x}\", output_len = 0 }}\n")
@@ -24,10 +33,7 @@ fn case_step(case: u8) -> String {
 /// Runs `dma_verifier.c` under `steps` (a scenario's text) with `extra` options and
 /// `--json`: the report and the exit status.
 fn run(name: &str, steps: &str, extra: &[&str]) -> (Value, i32) {
-    let dir = std::env::temp_dir().join(format!("ntmem-dma-verifier-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let scenario = dir.join(format!("{name}.toml"));
-    std::fs::write(&scenario, steps).expect("the scenario is written");
+    let scenario = write_scenario(name, steps);
     let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
         .arg("run")
         .arg(driver("dma_verifier.c"))
@@ -247,4 +253,51 @@ fn a_padded_common_buffer_used_within_bounds_is_clean() {
     let d = printed(&v);
     assert_eq!(d["common"] & 0xFFF, 0, "{v}");
     assert!(d["logical"] < 1 << 32, "a 32-bit device's buffer: {v}");
+}
+
+/// The `!dma` view of the adapter a stop leaves live (research §5.9): its device
+/// description, each map register file with the bytes it has mapped since the last
+/// flush, the lists not put back, and the verifier's allocated/freed counters — in
+/// the JSON and the text report.
+#[test]
+fn the_dma_view_shows_description_register_files_lists_and_counters() {
+    let (v, _) = run("view-files", &case_step(10), &["--verifier", "dma"]);
+    let a = &v["dma_adapters"][0];
+    assert_eq!(a["adapter"].as_u64(), Some(printed(&v)["adapter"]), "{v}");
+    let d = &a["description"];
+    assert_eq!((d["version"].as_u64(), d["maximum_length"].as_u64()), (Some(2), Some(0x10000)), "{v}");
+    assert_eq!((d["master"].as_bool(), d["dma32_bit_addresses"].as_bool()), (Some(true), Some(true)), "{v}");
+    let f = &a["map_register_files"][0];
+    assert_eq!(f["base"].as_u64(), Some(printed(&v)["base"]), "{v}");
+    assert_eq!((f["registers"].as_u64(), f["mapped_bytes"].as_u64()), (Some(2), Some(0x2000)), "{v}");
+    assert_eq!((f["channel"].as_bool(), f["shadowed"].as_bool()), (Some(false), Some(true)), "{v}");
+    assert_eq!(a["bytes_mapped_since_flush"], 0x2000, "{v}");
+    let n = &a["counts"];
+    assert_eq!((n["map_registers"]["allocated"].as_u64(), n["map_registers"]["freed"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(
+        (n["adapter_channels"]["allocated"].as_u64(), n["adapter_channels"]["freed"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let (v, _) = run("view-list", &case_step(7), &["--verifier", "dma"]);
+    let a = &v["dma_adapters"][0];
+    assert_eq!(a["scatter_gather_lists"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(a["counts"]["scatter_gather_lists"]["allocated"], 1, "{v}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(driver("dma_verifier.c"))
+        .args(["--verifier", "dma", "--scenario"])
+        .arg(write_scenario("view-text", &case_step(10)))
+        .output()
+        .expect("ntmem runs");
+    let t = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "   device description: version 2, bus master, ScatterGather, Dma32BitAddresses, PCIBus, MaximumLength 0x10000",
+        ": 2 register(s), a scatter/gather list's, double-buffered (DMA checking), 0x2000 bytes mapped",
+        "   map registers 2 allocated, 0 freed; scatter/gather lists 0 allocated, 0 freed; common buffers 0 allocated, \
+         0 freed; adapter channels 1 allocated, 1 freed; bytes mapped since last flush 0x2000",
+    ] {
+        assert!(t.contains(line), "{line}\n{t}");
+    }
 }

@@ -134,6 +134,8 @@ pub struct CommonBuffer {
 /// A live adapter.
 #[derive(Debug)]
 pub struct DmaAdapter {
+    /// The DEVICE_DESCRIPTION the driver passed.
+    pub description: DeviceDescription,
     /// IoGetDmaAdapter's decision.
     pub config: AdapterConfig,
     /// The DMA_ADAPTER object (nonpaged pool).
@@ -149,9 +151,33 @@ pub struct DmaAdapter {
     pub(crate) lists: BTreeMap<u64, transfer::ListRecord>,
     pub(crate) channel_busy: bool,
     pub(crate) waiting: VecDeque<transfer::Waiter>,
-    /// Lists built and put back (the verifier's 0x06 parameters).
-    pub(crate) lists_built: u64,
-    pub(crate) lists_put: u64,
+    /// What the adapter handed out and got back (`!dma`'s verifier counters; 0x06's
+    /// parameters).
+    pub counts: Counts,
+}
+
+/// Allocations and frees of one kind of DMA resource on an adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Handed out.
+    pub allocated: u64,
+    /// Given back.
+    pub freed: u64,
+}
+
+/// An adapter's counters as `!dma` shows them under "Dma verifier additional
+/// information" (research/dma-verifier-views.md §5.9); ntmem keeps them with or
+/// without the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Map registers (each register of each grant).
+    pub map_registers: Tally,
+    /// Scatter/gather lists.
+    pub scatter_gather_lists: Tally,
+    /// Common buffers.
+    pub common_buffers: Tally,
+    /// The adapter channel.
+    pub adapter_channels: Tally,
 }
 
 /// `DMA_OPERATIONS.Size` of a table of `version` (1, 2 or 3).
@@ -172,18 +198,26 @@ pub struct AdapterView {
     pub adapter: u64,
     /// IoGetDmaAdapter's decision.
     pub config: AdapterConfig,
+    /// The DEVICE_DESCRIPTION the driver passed (`!dma` flag 0x10).
+    pub description: DeviceDescription,
     /// Map registers in use, of `config.map_registers`.
     pub map_registers_in_use: u32,
     /// The map buffer's first physical address, if the device bounces.
     pub map_buffer: Option<u64>,
-    /// Common buffers not freed.
+    /// Each grant of map registers (`!dma` flag 0x2: "Map register file").
+    pub map_register_files: Vec<transfer::FileView>,
+    /// Common buffers not freed (`!dma` flag 0x4).
     pub common_buffers: Vec<CommonBuffer>,
-    /// Scatter/gather lists not put back.
-    pub scatter_gather_lists: usize,
+    /// Scatter/gather lists not put back, by address (`!dma` flag 0x8).
+    pub scatter_gather_lists: Vec<u64>,
     /// Requests waiting for the channel or registers.
     pub waiting: usize,
     /// Whether a driver holds the adapter channel.
     pub channel_held: bool,
+    /// What the adapter handed out and got back.
+    pub counts: Counts,
+    /// Bytes mapped by MapTransfer and not yet flushed, over all files.
+    pub bytes_mapped_since_flush: u64,
 }
 
 impl DmaAdapter {
@@ -191,13 +225,17 @@ impl DmaAdapter {
     pub fn view(&self, shift: ntmem_machine::PageShift) -> AdapterView {
         AdapterView {
             adapter: self.object.get(),
+            description: self.description,
             config: self.config,
             map_registers_in_use: self.registers.in_use(),
             map_buffer: self.map_buffer.map(|p| p.addr(shift).get()),
+            map_register_files: self.files.iter().map(|(&base, f)| f.view(base)).collect(),
             common_buffers: self.common_buffers.clone(),
-            scatter_gather_lists: self.lists.len(),
+            scatter_gather_lists: self.lists.keys().copied().collect(),
             waiting: self.waiting.len(),
             channel_held: self.channel_busy,
+            counts: self.counts,
+            bytes_mapped_since_flush: self.files.values().map(|f| f.view(0).mapped_bytes).sum(),
         }
     }
 }
@@ -347,6 +385,7 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         .write(object, &bytes)
         .map_err(|_| m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [object.get(), 1, 0, 0]))?;
     let adapter = DmaAdapter {
+        description: *desc,
         config,
         object,
         map_buffer,
@@ -356,8 +395,7 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         lists: BTreeMap::new(),
         channel_busy: false,
         waiting: VecDeque::new(),
-        lists_built: 0,
-        lists_put: 0,
+        counts: Counts::default(),
     };
     state.adapters.insert(object.get(), adapter);
     state.released.retain(|&a| a != object.get());
@@ -502,6 +540,7 @@ pub fn allocate_common_buffer_below(
         shadow::Shadow::common_buffer(m, first, pages, logical, u64::from(length), va, true);
     }
     a.common_buffers.push(CommonBuffer { va, logical, length, pages, register, padded });
+    a.counts.common_buffers.allocated += 1;
     Ok(Ok((va, logical)))
 }
 
@@ -529,6 +568,7 @@ pub fn free_common_buffer(cpu: &Cpu<'_>, object: Va, length: u32, va: Va) -> Res
             );
         };
         let c = a.common_buffers[i];
+        a.counts.common_buffers.freed += 1;
         if !c.padded {
             a.common_buffers.remove(i);
             a.registers.free(c.register, 1);

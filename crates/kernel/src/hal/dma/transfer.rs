@@ -100,6 +100,34 @@ impl RegisterFile {
     }
 }
 
+/// A register file as `!dma` shows it (flag 0x2, "Map register file").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileView {
+    /// The `MapRegisterBase` the driver got.
+    pub base: u64,
+    /// Its registers.
+    pub registers: u32,
+    /// Bytes mapped since the last flush.
+    pub mapped_bytes: u64,
+    /// Granted with the adapter channel (AllocateAdapterChannel), not a list.
+    pub channel: bool,
+    /// Double-buffered by DMA checking ([`super::shadow`]).
+    pub shadowed: bool,
+}
+
+impl RegisterFile {
+    /// Its `!dma` view, as MapRegisterBase `base`.
+    pub(crate) fn view(&self, base: u64) -> FileView {
+        FileView {
+            base,
+            registers: self.count,
+            mapped_bytes: self.mapped.iter().map(|r| r.1).sum(),
+            channel: self.channel,
+            shadowed: self.shadow.is_some(),
+        }
+    }
+}
+
 /// A page of a read from the device waiting in a register to be copied back.
 #[derive(Clone, Copy, Debug)]
 struct Bounce {
@@ -227,6 +255,8 @@ impl DmaAdapter {
     /// bus master ([`super::shadow`]).
     fn grant(&mut self, m: &Machine, first: u32, count: u32, channel: Option<u64>) -> u64 {
         let token = self.new_file(first, count, channel);
+        self.counts.map_registers.allocated += u64::from(count);
+        self.counts.adapter_channels.allocated += u64::from(channel.is_some());
         if verify::on(m) && self.config.master {
             let shadow = Shadow::allocate(m, &self.config, count);
             if let Some(f) = self.files.get_mut(&token) {
@@ -249,9 +279,18 @@ impl DmaAdapter {
     fn release_file(&mut self, m: &Machine, token: u64) {
         if let Some(f) = self.files.remove(&token) {
             self.registers.free(f.first, f.count);
+            self.counts.map_registers.freed += u64::from(f.count);
             if let Some(s) = f.shadow {
                 s.release(m);
             }
+        }
+    }
+
+    /// The driver gave the adapter channel back.
+    fn release_channel(&mut self) {
+        if self.channel_busy {
+            self.channel_busy = false;
+            self.counts.adapter_channels.freed += 1;
         }
     }
 
@@ -327,11 +366,11 @@ pub fn adapter_control_returned(
     match action {
         AllocationAction::KeepObject => return Ok(Vec::new()),
         AllocationAction::DeallocateObject => {
-            a.channel_busy = false;
+            a.release_channel();
             a.release_file(m, base);
         }
         AllocationAction::DeallocateObjectKeepRegisters => {
-            a.channel_busy = false;
+            a.release_channel();
             if let Some(f) = a.files.get_mut(&base) {
                 f.channel = false;
             }
@@ -351,7 +390,7 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     verify::check(m, !a.channel_busy, [0x04, 1, 0, 0])?;
-    a.channel_busy = false;
+    a.release_channel();
     if let Some(channel) = a.config.channel {
         state.controller.stop(channel);
     }
@@ -683,7 +722,7 @@ fn build_list(
         apply(m, a, token, r, request.write, request.current_va);
     }
     a.lists.insert(va.get(), ListRecord { token, allocated });
-    a.lists_built += 1;
+    a.counts.scatter_gather_lists.allocated += 1;
     Ok(Ok(va))
 }
 
@@ -703,9 +742,10 @@ pub fn put_scatter_gather_list(cpu: &Cpu<'_>, object: Va, list: Va) -> Result<Ve
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     let known = a.lists.contains_key(&list.get());
-    verify::check(m, !known, [0x06, a.lists_built, a.lists_put + 1, 0])?;
+    let lists = a.counts.scatter_gather_lists;
+    verify::check(m, !known, [0x06, lists.allocated, lists.freed + 1, 0])?;
     let Some(record) = a.lists.remove(&list.get()) else { return Ok(Vec::new()) };
-    a.lists_put += 1;
+    a.counts.scatter_gather_lists.freed += 1;
     flush(m, a, record.token)?;
     a.release_file(m, record.token);
     if record.allocated {
