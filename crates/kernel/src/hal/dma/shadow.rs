@@ -21,10 +21,15 @@
 //! buffer's pages, a padding page; the buffer is the one run, its corruption
 //! addresses logical too), checked at FreeCommonBuffer ([`super`]).
 //!
-//! Not shadowed: system DMA (ISA channels keep their 64 KB windows, which a padded
-//! run may not fit; Windows' behaviour there is undocumented), and subcode 3 (free
-//! map registers overwritten: a file's pages go back to the system when it is
-//! freed).
+//! System DMA (a subordinate device's register file) is shadowed too, the padded
+//! run inside one of its channel's windows (64 KB, 128 KB for word channels) below
+//! 16 MB, so the controller is programmed with the shadow's address and a read
+//! reaches the driver's buffer only at the flush; a file whose padded run fits no
+//! window (more than the window's pages less two) is not shadowed — Windows'
+//! behaviour for system DMA is undocumented (research §7 U-17).
+//!
+//! Not made: subcode 3 (free map registers overwritten: a file's pages go back to
+//! the system when it is freed).
 
 use std::collections::BTreeMap;
 
@@ -56,7 +61,10 @@ impl Shadow {
     /// when there is no such run of memory (the mapping is then not shadowed).
     pub(crate) fn allocate(m: &Machine, config: &AdapterConfig, count: u32) -> Option<Shadow> {
         let pages = u64::from(count) + 2;
-        let req = FrameRequest::new(pages, PageUse::Contiguous).contiguous().highest(PhysAddr::new(config.limit));
+        let req = FrameRequest::new(pages, PageUse::Contiguous)
+            .contiguous()
+            .highest(PhysAddr::new(config.limit))
+            .boundary(config.boundary);
         let first = m.phys().allocate(&req).ok()?.first();
         let s = Shadow { first, count, runs: Vec::new() };
         s.fill(m);

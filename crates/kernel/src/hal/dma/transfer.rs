@@ -251,13 +251,13 @@ impl DmaAdapter {
         token
     }
 
-    /// A new file as [`Self::new_file`], double-buffered under DMA checking for a
-    /// bus master ([`super::shadow`]).
+    /// A new file as [`Self::new_file`], double-buffered under DMA checking
+    /// ([`super::shadow`]).
     fn grant(&mut self, m: &Machine, first: u32, count: u32, channel: Option<u64>) -> u64 {
         let token = self.new_file(first, count, channel);
         self.counts.map_registers.allocated += u64::from(count);
         self.counts.adapter_channels.allocated += u64::from(channel.is_some());
-        if verify::on(m) && self.config.master {
+        if verify::on(m) {
             let shadow = Shadow::allocate(m, &self.config, count);
             if let Some(f) = self.files.get_mut(&token) {
                 f.shadow = shadow;

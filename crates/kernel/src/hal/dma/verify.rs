@@ -20,9 +20,10 @@
 //! DMA channel flushed by FlushAdapterBuffersEx while its transfer is neither
 //! complete nor cancelled (0x23: 0, controller, channel; [`super::v3`]).
 //!
-//! The shadow buffers (0x0F): under DMA checking every bus master's mapping and
-//! every common buffer is double-buffered or framed by "DmaVrfy0" tags and 0x0F
-//! padding, checked at the flush or the free ([`super::shadow`]).
+//! The shadow buffers (0x0F): under DMA checking every mapping (a bus master's, and
+//! a system DMA channel's where its padded run fits a window) is double-buffered,
+//! and every common buffer padded, framed by "DmaVrfy0" tags and 0x0F padding and
+//! checked at the flush or the free ([`super::shadow`]).
 //!
 //! ntmem's readings, where the 0xE6 page names a check but not the moment it is
 //! made: 0x0D, 0x15 and 0x1D are checked at MapTransfer(Ex), before anything is
