@@ -495,12 +495,18 @@ subcodes! {
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0A ["0x0A: adapter released with scatter/gather lists outstanding", "The adapter", "Lists outstanding", "Verifier internal data"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0B ["0x0B: more than one adapter channel at once", "Channels outstanding", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0C ["0x0C: too many map registers requested at once", "Registers required", "Maximum registers", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x0D ["0x0D: adapter buffers not flushed: more mapped since the last flush than the register file holds", "Bytes mapped", "Maximum bytes mappable at once", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x0E ["0x0E: DMA on a buffer that is not locked (its MDL is neither locked nor nonpaged)", "The MDL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x0F ["0x0F: the driver or its device wrote outside its DMA buffer", "1/2: the tag before/after the buffer changed; 4/5: padding before/after it changed", "Buffer length (1, 2) or buffer start (4, 5)", "Buffer start (1, 2) or the corrupted address (4, 5)"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x10 ["0x10: map registers freed while still mapped (never flushed)", "Registers still mapped", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x13 ["0x13: DMA routine called at an improper IRQL", "1: IRQL different from expected; 2: above the maximum", "Expected or maximum IRQL", "Current IRQL"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x15 ["0x15: more map registers used than allocated", "Registers the mapping needs", "Registers allocated", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x18 ["0x18: use of an adapter already released", "The adapter", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x19 ["0x19: NULL DMA_ADAPTER passed to a HAL routine", "Reserved", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x1B ["0x1B: address not inside the MDL", "The virtual address", "The MDL", "Reserved"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x1D ["0x1D: a range mapped that is already mapped", "Start of the buffer to map", "End of the buffer to map", "Address already mapped"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x1F ["0x1F: invalid DMA buffer", "1: the address lies before the MDL; 2: the range runs past its end", "Virtual address of the buffer start", "The MDL"];
+    DRIVER_VERIFIER_DMA_VIOLATION 0 0x20 ["0x20: flush of map registers with nothing mapped", "MapRegisterBase", "Virtual address of the buffer start", "The MDL"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x21 ["0x21: a zero-length map", "Reserved", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DMA_VIOLATION 0 0x23 ["0x23: flush of a system DMA channel neither completed nor cancelled", "0: an illegal channel flush", "The DMA controller", "The channel number"];
 }

@@ -214,13 +214,16 @@ pub extern "win64" fn AllocateAdapterChannel(
 /// `FlushAdapterBuffers`: TRUE.
 pub extern "win64" fn FlushAdapterBuffers(
     adapter: *mut c_void,
-    _mdl: *mut c_void,
+    mdl: *mut c_void,
     base: *mut c_void,
-    _current_va: *mut c_void,
+    current_va: *mut c_void,
     _length: u32,
     _write: u8,
 ) -> u8 {
-    kernel(|cpu| Ok(u8::from(transfer::flush_adapter_buffers(cpu, va_of(cpu, adapter), base as u64)?)))
+    kernel(|cpu| {
+        let at = Some((Mdl(va_of(cpu, mdl)), va_of(cpu, current_va)));
+        Ok(u8::from(transfer::flush_adapter_buffers(cpu, va_of(cpu, adapter), base as u64, at)?))
+    })
 }
 
 /// `FreeAdapterChannel`.

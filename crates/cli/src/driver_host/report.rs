@@ -666,23 +666,51 @@ impl Report {
                     c.map_registers,
                     if a.channel_held { ", channel held" } else { "" }
                 );
+                let _ = writeln!(o, "   device description: {}", description(&a.description));
+                for f in &a.map_register_files {
+                    let _ = writeln!(
+                        o,
+                        "   map register file {:#x}: {} register(s){}{}, {:#x} bytes mapped",
+                        f.base,
+                        f.registers,
+                        if f.channel { ", with the channel" } else { ", a scatter/gather list's" },
+                        if f.shadowed { ", double-buffered (DMA checking)" } else { "" },
+                        f.mapped_bytes
+                    );
+                }
                 for b in &a.common_buffers {
                     let _ = writeln!(
                         o,
-                        "   common buffer VA {:#x} logical {:#x} length {:#x} ({} page(s))",
+                        "   common buffer VA {:#x} logical {:#x} length {:#x} ({} page(s){})",
                         b.va.get(),
                         b.logical.get(),
                         b.length,
-                        b.pages
+                        b.pages,
+                        if b.padded { ", padded by DMA checking" } else { "" }
                     );
                 }
-                if a.scatter_gather_lists > 0 || a.waiting > 0 {
-                    let _ = writeln!(
-                        o,
-                        "   {} scatter/gather list(s) out, {} request(s) waiting",
-                        a.scatter_gather_lists, a.waiting
-                    );
+                for l in &a.scatter_gather_lists {
+                    let _ = writeln!(o, "   scatter/gather list {l:#x} not put back");
                 }
+                if a.waiting > 0 {
+                    let _ = writeln!(o, "   {} request(s) waiting for the channel or map registers", a.waiting);
+                }
+                let n = &a.counts;
+                let _ = writeln!(
+                    o,
+                    "   map registers {} allocated, {} freed; scatter/gather lists {} allocated, {} freed; \
+                     common buffers {} allocated, {} freed; adapter channels {} allocated, {} freed; \
+                     bytes mapped since last flush {:#x}",
+                    n.map_registers.allocated,
+                    n.map_registers.freed,
+                    n.scatter_gather_lists.allocated,
+                    n.scatter_gather_lists.freed,
+                    n.common_buffers.allocated,
+                    n.common_buffers.freed,
+                    n.adapter_channels.allocated,
+                    n.adapter_channels.freed,
+                    a.bytes_mapped_since_flush
+                );
             }
         }
         let (system, own): (Vec<PoolMonRow>, Vec<PoolMonRow>) =
@@ -953,6 +981,34 @@ impl Serialize for Report {
         o.serialize_field("debug_output", &self.debug_output)?;
         o.end()
     }
+}
+
+/// A DEVICE_DESCRIPTION in a line, the fields its version and kind of device use
+/// (research/dma-verifier-views.md §1.2): what `!dma` flag 0x10 prints.
+fn description(d: &ntmem_kernel::hal::dma::DeviceDescription) -> String {
+    let mut parts = vec![format!("version {}", d.version)];
+    if d.master {
+        parts.push("bus master".into());
+        if d.scatter_gather {
+            parts.push("ScatterGather".into());
+        }
+    } else {
+        parts.push(format!("subordinate, DmaChannel {}, DmaWidth {:?}", d.dma_channel, d.dma_width));
+    }
+    if d.version < 3 {
+        if d.dma64_bit_addresses {
+            parts.push("Dma64BitAddresses".into());
+        } else if d.dma32_bit_addresses {
+            parts.push("Dma32BitAddresses".into());
+        }
+    } else if d.master {
+        parts.push(format!("DmaAddressWidth {}", d.dma_address_width));
+    } else {
+        parts.push(format!("DmaRequestLine {:#x}", d.dma_request_line));
+    }
+    parts.push(d.interface_type.name());
+    parts.push(format!("MaximumLength {:#x}", d.maximum_length));
+    parts.join(", ")
 }
 
 #[cfg(test)]

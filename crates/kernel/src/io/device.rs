@@ -190,6 +190,14 @@ fn relink(cpu: &Cpu<'_>, driver: u64) -> Result<Option<DeviceObject>, BugCheck> 
 /// DO_DEVICE_INITIALIZING set, first in its driver's list. Returns the object and
 /// the driver's new list head; the inner `Err` is `STATUS_INSUFFICIENT_RESOURCES`.
 ///
+/// With `DeviceExtensionSize` 0, `DeviceExtension` is NULL, as on Windows: the
+/// `!devobj` output in Microsoft's "Debug Windows drivers step-by-step lab (echo
+/// kernel mode)" shows a device without an extension as `DevExt 00000000` with its
+/// `DevObjExt` right after the 0x150-byte object (ReactOS's IoCreateDevice, read for
+/// the fact only, also leaves it NULL). A driver that reads its extension anyway
+/// (Microsoft's SystemDma sample, drivers/samples/systemdma.toml) faults at a small
+/// address.
+///
 /// # Errors
 /// A bugcheck from the pool.
 pub fn io_create_device(cpu: &Cpu<'_>, new: NewDevice) -> Result<Result<DeviceObject, NtStatus>, BugCheck> {
@@ -308,4 +316,36 @@ pub fn finish_initializing(cpu: &Cpu<'_>, driver: u64) -> Result<(), BugCheck> {
         d.set_flags(cpu, flags - DeviceFlags::DEVICE_INITIALIZING)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Machine;
+    use ntmem_machine::{BootOptions, MachineConfig};
+
+    #[test]
+    fn the_extension_follows_the_object_and_is_null_without_one() {
+        let mut config = MachineConfig::for_edition("ws03sp1-enterprise-x64").unwrap();
+        config.ram = 512 << 20;
+        config.boot = BootOptions::parse("").unwrap();
+        let m = Machine::boot(config.build().unwrap()).unwrap();
+        m.run(0, |cpu| {
+            for (size, after) in [(0u32, false), (1, true), (0x40, true)] {
+                let new = NewDevice {
+                    driver: 0,
+                    extension_size: size,
+                    device_type: 0x22,
+                    characteristics: 0,
+                    exclusive: false,
+                };
+                let d = io_create_device(cpu, new)?.expect("pool");
+                let ext = u64::from_le_bytes(read_bytes::<8>(cpu, Va::new(d.0.get() + OFF_EXTENSION))?);
+                let want = if after { d.0.get() + DEVICE_OBJECT_SIZE } else { 0 };
+                assert_eq!(ext, want, "DeviceExtensionSize {size}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
 }

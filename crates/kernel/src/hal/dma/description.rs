@@ -44,6 +44,19 @@ impl InterfaceType {
             n => Self::Other(n),
         }
     }
+
+    /// Its INTERFACE_TYPE name in the WDK (the value for the others).
+    pub fn name(self) -> String {
+        match self {
+            Self::Undefined => "InterfaceTypeUndefined".into(),
+            Self::Internal => "Internal".into(),
+            Self::Isa => "Isa".into(),
+            Self::Eisa => "Eisa".into(),
+            Self::Pci => "PCIBus".into(),
+            Self::PnpIsa => "PNPISABus".into(),
+            Self::Other(n) => format!("INTERFACE_TYPE {n}"),
+        }
+    }
 }
 
 /// `DMA_WIDTH` (§1.2): the system controller's transfer width (subordinate devices).

@@ -125,11 +125,17 @@ pub struct CommonBuffer {
     pub pages: u64,
     /// The map register charged for it (seed 002).
     pub register: u32,
+    /// Allocated under DMA checking: framed by a padding page on each side (the
+    /// block starts a page before `va`), "DmaVrfy0" tags and 0x0F fill
+    /// ([`shadow`]).
+    pub padded: bool,
 }
 
 /// A live adapter.
 #[derive(Debug)]
 pub struct DmaAdapter {
+    /// The DEVICE_DESCRIPTION the driver passed.
+    pub description: DeviceDescription,
     /// IoGetDmaAdapter's decision.
     pub config: AdapterConfig,
     /// The DMA_ADAPTER object (nonpaged pool).
@@ -145,9 +151,33 @@ pub struct DmaAdapter {
     pub(crate) lists: BTreeMap<u64, transfer::ListRecord>,
     pub(crate) channel_busy: bool,
     pub(crate) waiting: VecDeque<transfer::Waiter>,
-    /// Lists built and put back (the verifier's 0x06 parameters).
-    pub(crate) lists_built: u64,
-    pub(crate) lists_put: u64,
+    /// What the adapter handed out and got back (`!dma`'s verifier counters; 0x06's
+    /// parameters).
+    pub counts: Counts,
+}
+
+/// Allocations and frees of one kind of DMA resource on an adapter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    /// Handed out.
+    pub allocated: u64,
+    /// Given back.
+    pub freed: u64,
+}
+
+/// An adapter's counters as `!dma` shows them under "Dma verifier additional
+/// information" (research/dma-verifier-views.md §5.9); ntmem keeps them with or
+/// without the verifier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Map registers (each register of each grant).
+    pub map_registers: Tally,
+    /// Scatter/gather lists.
+    pub scatter_gather_lists: Tally,
+    /// Common buffers.
+    pub common_buffers: Tally,
+    /// The adapter channel.
+    pub adapter_channels: Tally,
 }
 
 /// `DMA_OPERATIONS.Size` of a table of `version` (1, 2 or 3).
@@ -168,18 +198,26 @@ pub struct AdapterView {
     pub adapter: u64,
     /// IoGetDmaAdapter's decision.
     pub config: AdapterConfig,
+    /// The DEVICE_DESCRIPTION the driver passed (`!dma` flag 0x10).
+    pub description: DeviceDescription,
     /// Map registers in use, of `config.map_registers`.
     pub map_registers_in_use: u32,
     /// The map buffer's first physical address, if the device bounces.
     pub map_buffer: Option<u64>,
-    /// Common buffers not freed.
+    /// Each grant of map registers (`!dma` flag 0x2: "Map register file").
+    pub map_register_files: Vec<transfer::FileView>,
+    /// Common buffers not freed (`!dma` flag 0x4).
     pub common_buffers: Vec<CommonBuffer>,
-    /// Scatter/gather lists not put back.
-    pub scatter_gather_lists: usize,
+    /// Scatter/gather lists not put back, by address (`!dma` flag 0x8).
+    pub scatter_gather_lists: Vec<u64>,
     /// Requests waiting for the channel or registers.
     pub waiting: usize,
     /// Whether a driver holds the adapter channel.
     pub channel_held: bool,
+    /// What the adapter handed out and got back.
+    pub counts: Counts,
+    /// Bytes mapped by MapTransfer and not yet flushed, over all files.
+    pub bytes_mapped_since_flush: u64,
 }
 
 impl DmaAdapter {
@@ -187,13 +225,17 @@ impl DmaAdapter {
     pub fn view(&self, shift: ntmem_machine::PageShift) -> AdapterView {
         AdapterView {
             adapter: self.object.get(),
+            description: self.description,
             config: self.config,
             map_registers_in_use: self.registers.in_use(),
             map_buffer: self.map_buffer.map(|p| p.addr(shift).get()),
+            map_register_files: self.files.iter().map(|(&base, f)| f.view(base)).collect(),
             common_buffers: self.common_buffers.clone(),
-            scatter_gather_lists: self.lists.len(),
+            scatter_gather_lists: self.lists.keys().copied().collect(),
             waiting: self.waiting.len(),
             channel_held: self.channel_busy,
+            counts: self.counts,
+            bytes_mapped_since_flush: self.files.values().map(|f| f.view(0).mapped_bytes).sum(),
         }
     }
 }
@@ -343,6 +385,7 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         .write(object, &bytes)
         .map_err(|_| m.bugcheck(BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [object.get(), 1, 0, 0]))?;
     let adapter = DmaAdapter {
+        description: *desc,
         config,
         object,
         map_buffer,
@@ -352,8 +395,7 @@ pub fn io_get_dma_adapter(cpu: &Cpu<'_>, desc: &DeviceDescription) -> Result<Res
         lists: BTreeMap::new(),
         channel_busy: false,
         waiting: VecDeque::new(),
-        lists_built: 0,
-        lists_put: 0,
+        counts: Counts::default(),
     };
     state.adapters.insert(object.get(), adapter);
     state.released.retain(|&a| a != object.get());
@@ -379,6 +421,7 @@ pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
     let adapter = {
         let mut state = m.hal().dma();
         let a = live(m, &mut state, object)?;
+        verify::irql_at_most(cpu, Irql::DISPATCH)?;
         let o = object.get();
         let registers: u64 = a.files.values().map(|f| u64::from(f.count())).sum();
         verify::check(m, !a.common_buffers.is_empty(), [0x07, o, a.common_buffers.len() as u64, 0])?;
@@ -409,6 +452,14 @@ pub fn put_dma_adapter(cpu: &Cpu<'_>, object: Va) -> Result<(), BugCheck> {
 /// AllocateCommonBuffer uses at least one adapter object map register").
 /// `CacheEnabled` is ignored: on x86 and x64 the memory is always cached (§1.5).
 ///
+/// Under DMA checking the buffer is padded, as Verifier pads common buffers (§2.3:
+/// `!dma` shows them at odd addresses and lengths): a padding page before and after
+/// it, every byte outside the buffer 0x0F but for a "DmaVrfy0" tag on each side of
+/// it; FreeCommonBuffer checks the frame, so a driver or device that wrote past
+/// either end stops there with 0xE6/0x0F ([`shadow`]). ntmem keeps the buffer
+/// page-aligned (Windows' verifier does not); the logical address and the 64 KB
+/// window rule are the buffer's.
+///
 /// The inner `Err` is why the routine returns NULL, recorded as a [`DmaEvent`]:
 /// seed 001's "not enough contiguous physical memory" carries the largest free run
 /// below the limit.
@@ -437,6 +488,7 @@ pub fn allocate_common_buffer_below(
 ) -> Result<Result<(Va, LogicalAddress), DmaRefusal>, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
+    let padded = verify::on(m);
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     let config = a.config;
@@ -450,13 +502,14 @@ pub fn allocate_common_buffer_below(
         return Ok(Err(state.refuse("AllocateCommonBuffer", Some(object), r)));
     };
     let pages = shift.bytes_to_pages(u64::from(length)).max(1);
+    let block = pages + if padded { 2 } else { 0 };
     let config = AdapterConfig { limit: config.limit.min(maximum), ..config };
     let highest = PhysAddr::new(config.limit);
-    let probe = FrameRequest::new(pages, PageUse::Contiguous).contiguous().highest(highest).boundary(config.boundary);
+    let probe = FrameRequest::new(block, PageUse::Contiguous).contiguous().highest(highest).boundary(config.boundary);
     let va = if m.phys().probe(&probe).is_ok() {
         contiguous::mm_allocate_contiguous_memory_specify_cache(
             cpu,
-            shift.pages_to_bytes(pages),
+            shift.pages_to_bytes(block),
             PhysAddr::new(0),
             highest,
             PhysAddr::new(config.boundary),
@@ -480,8 +533,14 @@ pub fn allocate_common_buffer_below(
         };
         return Ok(Err(state.refuse("AllocateCommonBuffer", Some(object), r)));
     };
+    let first = contiguous::mm_get_physical_address(cpu, va).pfn(shift);
+    let va = if padded { Va::new(va.get() + shift.page_size()) } else { va };
     let logical = LogicalAddress::of_phys(contiguous::mm_get_physical_address(cpu, va));
-    a.common_buffers.push(CommonBuffer { va, logical, length, pages, register });
+    if padded {
+        shadow::Shadow::common_buffer(m, first, pages, logical, u64::from(length), va, true);
+    }
+    a.common_buffers.push(CommonBuffer { va, logical, length, pages, register, padded });
+    a.counts.common_buffers.allocated += 1;
     Ok(Ok((va, logical)))
 }
 
@@ -493,22 +552,40 @@ pub fn allocate_common_buffer_below(
 /// # Errors
 /// 0xE6 for an adapter that is not live; BAD_POOL_CALLER (0xC2: 0x60, VA, Length,
 /// 0) when `va` is no common buffer of the adapter (ntmem's choice: the contiguous
-/// free's stop); under DMA checking 0xE6/0x03 (1 extra buffer freed).
+/// free's stop); under DMA checking 0xE6/0x03 (1 extra buffer freed), 0x13 away
+/// from PASSIVE_LEVEL, 0x0F for a padded buffer whose frame was written.
 pub fn free_common_buffer(cpu: &Cpu<'_>, object: Va, length: u32, va: Va) -> Result<(), BugCheck> {
     let m = cpu.machine();
-    {
+    let shift = m.phys().shift();
+    let block = {
         let mut state = m.hal().dma();
         let a = live(m, &mut state, object)?;
+        verify::irql_exactly(cpu, Irql::PASSIVE)?;
         let Some(i) = a.common_buffers.iter().position(|c| c.va == va) else {
             verify::check(m, true, [0x03, 1, 0, 0])?;
             return Err(
                 m.bugcheck(BugCheckCode::BAD_POOL_CALLER, [BAD_COMMON_BUFFER_FREE, va.get(), u64::from(length), 0])
             );
         };
-        let c = a.common_buffers.remove(i);
-        a.registers.free(c.register, 1);
-    }
-    contiguous::mm_free_contiguous_memory(cpu, va)
+        let c = a.common_buffers[i];
+        a.counts.common_buffers.freed += 1;
+        if !c.padded {
+            a.common_buffers.remove(i);
+            a.registers.free(c.register, 1);
+            va
+        } else {
+            let block = Va::new(va.get() - shift.page_size());
+            let first = contiguous::mm_get_physical_address(cpu, block).pfn(shift);
+            let frame = shadow::Shadow::common_buffer(m, first, c.pages, c.logical, u64::from(c.length), va, false);
+            if let Some(p) = frame.check(m) {
+                return Err(verify::stop(m, p));
+            }
+            a.common_buffers.remove(i);
+            a.registers.free(c.register, 1);
+            block
+        }
+    };
+    contiguous::mm_free_contiguous_memory(cpu, block)
 }
 
 /// The device side of DMA: the device reads (`write` false: `buf` is filled) or

@@ -334,6 +334,8 @@ fn mdl_over(cpu: &Cpu<'_>, va: Va, length: u64, pfns: &[Pfn]) -> Mdl {
     let mdl = Mdl(at);
     m.space().write(at, &[0u8; 0x30]).unwrap();
     mdl::mm_initialize_mdl(cpu, mdl, va, length).unwrap();
+    // Locked, as MmProbeAndLockPages leaves an MDL (DMA checking's 0x0E wants it).
+    m.space().write(Va::new(at.get() + 0xA), &mdl::MdlFlags::PAGES_LOCKED.bits().to_le_bytes()).unwrap();
     for (i, p) in pfns.iter().enumerate() {
         m.space().write(Va::new(mdl.pfn_array().get() + 8 * i as u64), &p.get().to_le_bytes()).unwrap();
     }
@@ -509,7 +511,7 @@ fn packet_dma_channels_queue_and_map_transfer_bounces_at_the_documented_moments(
         assert_eq!(len as u64, 2 * PAGE);
         assert!(l.get() < 4 * GB);
         assert_eq!(phys_bytes(&m, l.get(), 8), vec![0xAB; 8]);
-        transfer::flush_adapter_buffers(cpu, a.object, base)?;
+        transfer::flush_adapter_buffers(cpu, a.object, base, None)?;
         // Read from the device: nothing reaches the buffer until the flush.
         let (l, _) = transfer::map_transfer(
             cpu,
@@ -524,7 +526,7 @@ fn packet_dma_channels_queue_and_map_transfer_bounces_at_the_documented_moments(
         .map(|x| (x.logical, x.length))?;
         device_access(&m, l, &mut [0xCD; 8], true);
         assert_eq!(phys_bytes(&m, pa0, 8), vec![0xAB; 8]);
-        transfer::flush_adapter_buffers(cpu, a.object, base)?;
+        transfer::flush_adapter_buffers(cpu, a.object, base, None)?;
         assert_eq!(phys_bytes(&m, pa0, 8), vec![0xCD; 8]);
         // DeallocateObjectKeepRegisters frees the channel: the waiter runs.
         let g =

@@ -61,8 +61,8 @@ pub(crate) struct RegisterFile {
     channel: bool,
     /// The DeviceObject the channel was allocated for (0 for lists).
     device: u64,
-    /// Mapped by MapTransfer since the last flush.
-    unflushed: bool,
+    /// What MapTransfer mapped since the last flush: (CurrentVa, bytes) of each run.
+    mapped: Vec<(u64, u64)>,
     /// Under DMA checking, the file's double buffer ([`super::shadow`]).
     shadow: Option<Shadow>,
 }
@@ -73,6 +73,22 @@ impl RegisterFile {
         self.count
     }
 
+    /// Under DMA checking, a new mapping of `(va, length)` (see [`verify`]): 0x1D
+    /// (start, end, first byte already mapped) when it overlaps a run mapped since
+    /// the last flush; 0x15 (registers it spans, registers of the file) when it needs
+    /// more registers than the file has; 0x0D (bytes mapped since the flush with it,
+    /// bytes the file maps at once) when the file would hold more than it can.
+    fn check_mapping(&self, m: &Machine, shift: PageShift, va: Va, length: u32) -> Result<(), BugCheck> {
+        let (start, end) = (va.get(), va.get().saturating_add(u64::from(length)));
+        let twice = self.mapped.iter().find(|&&(s, l)| s < end && start < s.saturating_add(l));
+        verify::check(m, twice.is_some(), [0x1D, start, end, twice.map_or(0, |&(s, _)| s.max(start))])?;
+        let span = mdl::address_and_size_to_span_pages(shift, va, u64::from(length));
+        verify::check(m, span > u64::from(self.count), [0x15, span, u64::from(self.count), 0])?;
+        let bytes = self.mapped.iter().map(|r| r.1).sum::<u64>() + u64::from(length);
+        let capacity = shift.pages_to_bytes(u64::from(self.count));
+        verify::check(m, bytes > capacity, [0x0D, bytes, capacity, 0])
+    }
+
     /// Where the file's registers are and how its pages are routed: the adapter's
     /// map buffer from the file's first register, or the file's shadow, through
     /// which every page goes (a configuration no page reaches directly).
@@ -80,6 +96,34 @@ impl RegisterFile {
         match &self.shadow {
             Some(s) => (AdapterConfig { limit: 0, bounces: true, ..*config }, Some(s.registers()), 0),
             None => (*config, map_buffer, self.first),
+        }
+    }
+}
+
+/// A register file as `!dma` shows it (flag 0x2, "Map register file").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileView {
+    /// The `MapRegisterBase` the driver got.
+    pub base: u64,
+    /// Its registers.
+    pub registers: u32,
+    /// Bytes mapped since the last flush.
+    pub mapped_bytes: u64,
+    /// Granted with the adapter channel (AllocateAdapterChannel), not a list.
+    pub channel: bool,
+    /// Double-buffered by DMA checking ([`super::shadow`]).
+    pub shadowed: bool,
+}
+
+impl RegisterFile {
+    /// Its `!dma` view, as MapRegisterBase `base`.
+    pub(crate) fn view(&self, base: u64) -> FileView {
+        FileView {
+            base,
+            registers: self.count,
+            mapped_bytes: self.mapped.iter().map(|r| r.1).sum(),
+            channel: self.channel,
+            shadowed: self.shadow.is_some(),
         }
     }
 }
@@ -207,11 +251,13 @@ impl DmaAdapter {
         token
     }
 
-    /// A new file as [`Self::new_file`], double-buffered under DMA checking for a
-    /// bus master ([`super::shadow`]).
+    /// A new file as [`Self::new_file`], double-buffered under DMA checking
+    /// ([`super::shadow`]).
     fn grant(&mut self, m: &Machine, first: u32, count: u32, channel: Option<u64>) -> u64 {
         let token = self.new_file(first, count, channel);
-        if verify::on(m) && self.config.master {
+        self.counts.map_registers.allocated += u64::from(count);
+        self.counts.adapter_channels.allocated += u64::from(channel.is_some());
+        if verify::on(m) {
             let shadow = Shadow::allocate(m, &self.config, count);
             if let Some(f) = self.files.get_mut(&token) {
                 f.shadow = shadow;
@@ -233,9 +279,18 @@ impl DmaAdapter {
     fn release_file(&mut self, m: &Machine, token: u64) {
         if let Some(f) = self.files.remove(&token) {
             self.registers.free(f.first, f.count);
+            self.counts.map_registers.freed += u64::from(f.count);
             if let Some(s) = f.shadow {
                 s.release(m);
             }
+        }
+    }
+
+    /// The driver gave the adapter channel back.
+    fn release_channel(&mut self) {
+        if self.channel_busy {
+            self.channel_busy = false;
+            self.counts.adapter_channels.freed += 1;
         }
     }
 
@@ -311,11 +366,11 @@ pub fn adapter_control_returned(
     match action {
         AllocationAction::KeepObject => return Ok(Vec::new()),
         AllocationAction::DeallocateObject => {
-            a.channel_busy = false;
+            a.release_channel();
             a.release_file(m, base);
         }
         AllocationAction::DeallocateObjectKeepRegisters => {
-            a.channel_busy = false;
+            a.release_channel();
             if let Some(f) = a.files.get_mut(&base) {
                 f.channel = false;
             }
@@ -335,7 +390,7 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     verify::check(m, !a.channel_busy, [0x04, 1, 0, 0])?;
-    a.channel_busy = false;
+    a.release_channel();
     if let Some(channel) = a.config.channel {
         state.controller.stop(channel);
     }
@@ -354,7 +409,8 @@ pub fn free_adapter_channel(cpu: &Cpu<'_>, object: Va) -> Result<Vec<Grant>, Bug
 ///
 /// # Errors
 /// 0xE6 for an adapter that is not live; under DMA checking 0xE6/0x05 for a `base`
-/// the adapter does not know, 0xE6/0x10 for registers mapped and never flushed.
+/// the adapter does not know, 0xE6/0x10 for registers mapped and never flushed, 0x13
+/// away from DISPATCH_LEVEL.
 pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Result<Vec<Grant>, BugCheck> {
     let m = cpu.machine();
     let mut state = m.hal().dma();
@@ -362,7 +418,8 @@ pub fn free_map_registers(cpu: &Cpu<'_>, object: Va, base: u64, n: u32) -> Resul
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     let file = a.files.get(&base);
     verify::check(m, file.is_none(), [0x05, u64::from(n), 0, 0])?;
-    verify::check(m, file.is_some_and(|f| f.unflushed), [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
+    let unflushed = file.is_some_and(|f| !f.mapped.is_empty());
+    verify::check(m, unflushed, [0x10, file.map_or(0, |f| u64::from(f.count)), 0, 0])?;
     a.release_file(m, base);
     service_queue(cpu, a)
 }
@@ -435,7 +492,7 @@ fn flush(m: &Machine, a: &mut DmaAdapter, token: u64) -> Result<(), BugCheck> {
         shadow.reset(m);
     }
     f.origin = None;
-    f.unflushed = false;
+    f.mapped.clear();
     Ok(())
 }
 
@@ -477,8 +534,11 @@ pub struct SystemDmaExtras {
 /// count before this returns.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live or a range outside the MDL; 0x50 for an MDL
-/// that is not mapped.
+/// 0xE6 for an adapter that is not live or a range outside the MDL; under DMA
+/// checking 0xE6 for a zero-length map (0x21), an unlocked buffer or a range outside
+/// the MDL (0x0E, 0x1F: [`verify::buffer`]), a double mapping, too many registers or
+/// bytes for the file (0x1D, 0x15, 0x0D), IRQL above DISPATCH_LEVEL (0x13); 0x50 for
+/// an MDL that is not mapped.
 #[allow(clippy::too_many_arguments)]
 pub fn map_transfer(
     cpu: &Cpu<'_>,
@@ -492,21 +552,26 @@ pub fn map_transfer(
 ) -> Result<Mapped, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
-    let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_at_most(cpu, Irql::DISPATCH)?;
+    verify::check(m, length == 0, [0x21, 0, 0, 0])?;
+    verify::buffer(cpu, mdl, current_va, length)?;
+    let pieces = pieces(cpu, mdl, current_va, u64::from(length))?;
     let config = a.config;
     let map_buffer = a.map_buffer;
-    verify::check(m, length == 0, [0x21, 0, 0, 0])?;
     let nothing = Mapped { logical: LogicalAddress::new(0), length: 0, completion: None };
     let Some(f) = a.files.get_mut(&base) else { return Ok(nothing) };
-    f.unflushed = true;
+    f.check_mapping(m, shift, current_va, length)?;
     let device = f.device;
     let origin = *f.origin.get_or_insert(current_va.get() >> shift.0);
     let (route, mb, first) = f.routing(&config, map_buffer);
     let runs = plan(&route, shift, mb, (first, f.count), origin, &pieces);
     let Some(run) = runs.first() else { return Ok(nothing) };
     apply(m, a, base, run, write, current_va);
+    if let Some(f) = a.files.get_mut(&base) {
+        f.mapped.push((current_va.get(), run.len));
+    }
     let mapped = Mapped { logical: LogicalAddress::new(run.logical), length: run.len as u32, completion: None };
     let Some(channel) = config.channel else { return Ok(mapped) };
     let program = Program {
@@ -533,13 +598,25 @@ pub fn map_transfer(
 /// `FlushAdapterBuffers(DmaAdapter, Mdl, MapRegisterBase, CurrentVa, Length,
 /// WriteToDevice)` (§1.6): a read's bounced pages are copied back into the buffer
 /// now; a subordinate device's channel is masked (its count stays readable); TRUE.
+/// `at` is the `Mdl` and `CurrentVa` (None from FlushAdapterBuffersEx, which has an
+/// offset instead).
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live.
-pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64) -> Result<bool, BugCheck> {
+/// 0xE6 for an adapter that is not live; under DMA checking 0xE6/0x13 above
+/// DISPATCH_LEVEL, 0x1B for a CurrentVa outside the MDL, 0x20 (MapRegisterBase,
+/// CurrentVa, MDL) for a register file with nothing mapped since its grant or its
+/// last flush, 0x0F for a damaged shadow ([`super::shadow`]).
+pub fn flush_adapter_buffers(cpu: &Cpu<'_>, object: Va, base: u64, at: Option<(Mdl, Va)>) -> Result<bool, BugCheck> {
     let m = cpu.machine();
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
+    verify::irql_at_most(cpu, Irql::DISPATCH)?;
+    if let Some((mdl, va)) = at {
+        verify::flushed_range(cpu, mdl, va)?;
+    }
+    let (mdl, va) = at.map_or((0, 0), |(mdl, va)| (mdl.0.get(), va.get()));
+    let nothing_mapped = a.files.get(&base).is_none_or(|f| f.mapped.is_empty());
+    verify::check(m, nothing_mapped, [0x20, base, va, mdl])?;
     flush(m, a, base)?;
     if let Some(channel) = a.config.channel {
         state.controller.stop(channel);
@@ -564,14 +641,16 @@ fn registers_needed(m: &Machine, config: &AdapterConfig, shift: PageShift, curre
 /// in order when the registers are taken; the channel is not held afterwards.
 ///
 /// # Errors
-/// 0xE6 for an adapter that is not live or a range outside the MDL.
+/// 0xE6 for an adapter that is not live or a range outside the MDL; under DMA
+/// checking 0x13 away from DISPATCH_LEVEL, 0x0E or 0x1F ([`verify::buffer`]).
 pub fn get_scatter_gather_list(cpu: &Cpu<'_>, object: Va, request: ListRequest) -> Result<ListOutcome, BugCheck> {
     let m = cpu.machine();
     let shift = m.phys().shift();
-    let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
     let mut state = m.hal().dma();
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
+    verify::buffer(cpu, request.mdl, request.current_va, request.length)?;
+    let pieces = pieces(cpu, request.mdl, request.current_va, u64::from(request.length))?;
     let config = a.config;
     let needed = registers_needed(m, &config, shift, request.current_va, request.length);
     if needed > u64::from(config.map_registers) {
@@ -643,7 +722,7 @@ fn build_list(
         apply(m, a, token, r, request.write, request.current_va);
     }
     a.lists.insert(va.get(), ListRecord { token, allocated });
-    a.lists_built += 1;
+    a.counts.scatter_gather_lists.allocated += 1;
     Ok(Ok(va))
 }
 
@@ -663,9 +742,10 @@ pub fn put_scatter_gather_list(cpu: &Cpu<'_>, object: Va, list: Va) -> Result<Ve
     let a = live(m, &mut state, object)?;
     verify::irql_exactly(cpu, Irql::DISPATCH)?;
     let known = a.lists.contains_key(&list.get());
-    verify::check(m, !known, [0x06, a.lists_built, a.lists_put + 1, 0])?;
+    let lists = a.counts.scatter_gather_lists;
+    verify::check(m, !known, [0x06, lists.allocated, lists.freed + 1, 0])?;
     let Some(record) = a.lists.remove(&list.get()) else { return Ok(Vec::new()) };
-    a.lists_put += 1;
+    a.counts.scatter_gather_lists.freed += 1;
     flush(m, a, record.token)?;
     a.release_file(m, record.token);
     if record.allocated {

@@ -200,7 +200,7 @@ pub fn flush_adapter_buffers_ex(cpu: &Cpu<'_>, object: Va, base: u64) -> Result<
             verify::check(m, state.controller.running(ch), [0x23, 0, controller, number])?;
         }
     }
-    transfer::flush_adapter_buffers(cpu, object, base).map(|_| ())
+    transfer::flush_adapter_buffers(cpu, object, base, None).map(|_| ())
 }
 
 /// `CancelMappedTransfer(DmaAdapter, DmaTransferContext)`: stops the adapter's
