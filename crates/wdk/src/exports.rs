@@ -465,6 +465,14 @@ exports! {
     Ntoskrnl Routine PoCallDriver(pnp) Dispatch "power IRPs are not held back until PoStartNextPowerIrp";
     Ntoskrnl Routine PoStartNextPowerIrp(pnp) Dispatch "nothing to release: ntmem sends one power IRP at a time";
     Ntoskrnl Routine PoSetPowerState(pnp) Dispatch "a device starts at PowerDeviceD0 and PowerSystemWorking; nothing is notified";
+    // The rest of the memory routines at the C boundary (issue 11 item 5).
+    Ntoskrnl Routine MmQuerySystemSize(mm) Any;
+    Ntoskrnl Routine MmProtectMdlSystemAddress(mdl) Dispatch "PAGE_NOACCESS is made in the host alone: the PTEs stay valid, so MmIsAddressValid answers TRUE";
+    Ntoskrnl Routine MmSecureVirtualMemory(mm) Apc;
+    Ntoskrnl Routine MmUnsecureVirtualMemory(mm) Apc "a handle the current process does not hold is ignored";
+    Ntoskrnl Routine MmAllocateContiguousNodeMemory(mm) Dispatch "one NUMA node; PAGE_EXECUTE_READWRITE memory cannot run code in the host";
+    Ntoskrnl Routine MmGetVirtualForPhysical(mm) Any "NULL for a page with no system mapping (Windows returns a stale address)";
+    Ntoskrnl Routine ExAllocatePool3(ex) DependsOnMemory "secure pool is not supported: NULL unless its parameter is Optional";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the
