@@ -432,7 +432,7 @@ exports! {
     Ntoskrnl Routine ZwQueryKey(cm) Passive "keys have no class";
     Ntoskrnl Routine ZwSetValueKey(cm) Passive;
     Ntoskrnl Routine ZwDeleteValueKey(cm) Passive;
-    Ntoskrnl Routine RtlQueryRegistryValues(rtl_registry) Passive "REG_EXPAND_SZ values are passed unexpanded";
+    Ntoskrnl Routine RtlQueryRegistryValues(rtl_registry) Passive "with no Environment, REG_EXPAND_SZ values expand from SystemRoot, windir and SystemDrive";
     Ntoskrnl Routine RtlWriteRegistryValue(rtl_registry) Passive;
     Ntoskrnl Routine RtlCheckRegistryKey(rtl_registry) Passive;
     Ntoskrnl Routine RtlCreateRegistryKey(rtl_registry) Passive;

@@ -6,7 +6,7 @@
 //! and Windows Server 2003 `mminit.c`, where `MmSystemSize` is set from
 //! `MmNumberOfPhysicalPages`): up to 19 MB small; otherwise medium; from 32 MB large
 //! on a workstation (product type "WinNt"), from 64 MB on a server. ntmem boots with
-//! at least 64 MB ([`ntmem_machine::profile::MIN_RAM`]) but `/BURNMEMORY` can leave a
+//! at least 64 MB ([`ntmem_machine::MIN_RAM`]) but `/BURNMEMORY` can leave a
 //! server less.
 
 use crate::ke::processor::Cpu;
