@@ -188,8 +188,9 @@ pub struct Driver {
 /// machine's life (a driver may be unloaded mid-run while its pool is measured), so
 /// it is no driver's pool. (On Windows it is freed when `DriverEntry` returns: a
 /// driver that keeps the pointer is wrong there, not here.)
+/// The same for a Rust driver run by [`crate::harness`].
 #[derive(Debug)]
-struct RegistryPath {
+pub(crate) struct RegistryPath {
     string: *mut UnicodeString,
 }
 
@@ -197,9 +198,14 @@ struct RegistryPath {
 const REGISTRY_PATH_TAG: u32 = u32::from_le_bytes(*b"NtRp");
 
 impl RegistryPath {
+    /// The `PUNICODE_STRING` `DriverEntry` receives.
+    pub(crate) fn unicode(&self) -> *mut UnicodeString {
+        self.string
+    }
+
     /// Creates the service key of `service` and its `RegistryPath`; `Ok(None)` when
     /// paged pool is short.
-    fn allocate(machine: &Machine, service: &str) -> Result<Option<RegistryPath>, BugCheck> {
+    pub(crate) fn allocate(machine: &Machine, service: &str) -> Result<Option<RegistryPath>, BugCheck> {
         let text: Vec<u16> = registry_path(service).encode_utf16().chain([0]).collect();
         let key: Vec<u16> = text[..text.len() - 1].to_vec();
         let parameters = ntmem_kernel::cm::under(&key, &"Parameters".encode_utf16().collect::<Vec<_>>());
@@ -226,6 +232,22 @@ impl RegistryPath {
             Ok(Some(RegistryPath { string: at.cast() }))
         })
     }
+}
+
+/// Sets `values` in the `Parameters` key of driver `name`'s service key (which
+/// loading the driver created): a scenario's `[registry]` table, for C drivers and
+/// Rust drivers alike.
+///
+/// # Errors
+/// The key is missing or a value cannot be set (the message says which).
+pub fn set_parameters(machine: &Machine, name: &str, values: &[ntmem_kernel::cm::Value]) -> Result<(), String> {
+    let service = registry_path(service_name(name));
+    let path: Vec<u16> = format!("{service}\\Parameters").encode_utf16().collect();
+    let registry = machine.registry();
+    let key = registry.open(&path).map_err(|s| format!("registry: no key {service}\\Parameters ({s:#x})"))?;
+    let set = values.iter().try_for_each(|v| registry.set_value(key, v.clone(), 0));
+    registry.close(key);
+    set.map_err(|s| format!("registry: a value could not be set ({s:#x})"))
 }
 
 impl Drop for Driver {
