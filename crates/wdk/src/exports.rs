@@ -101,10 +101,11 @@ pub struct Export {
 impl Export {
     /// The NT component its prefix names (`Ex`, `Ke`, `Mm`, `Io`, `Rtl`, …).
     pub fn component(&self) -> &'static str {
-        const PREFIXES: &[&str] = &["Rtl", "Ex", "Ke", "Kf", "Mm", "Io", "Ob", "Ps", "Zw", "Po", "Dbg", "Kd", "Probe"];
+        const PREFIXES: &[&str] =
+            &["Rtl", "Ex", "Ke", "Kf", "Ki", "Mm", "Io", "Ob", "Ps", "Zw", "Po", "Dbg", "Kd", "Probe"];
         let prefix = PREFIXES.iter().find(|p| self.name.starts_with(*p)).copied();
         match prefix {
-            Some("Kf") => "Ke",
+            Some("Kf" | "Ki") => "Ke",
             Some("Probe") => "Mm",
             Some(p) => p,
             None if self.name.starts_with("READ_") || self.name.starts_with("WRITE_") => "Hal",
@@ -473,6 +474,7 @@ exports! {
     Ntoskrnl Routine MmAllocateContiguousNodeMemory(mm) Dispatch "one NUMA node; PAGE_EXECUTE_READWRITE memory cannot run code in the host";
     Ntoskrnl Routine MmGetVirtualForPhysical(mm) Any "NULL for a page with no system mapping (Windows returns a stale address)";
     Ntoskrnl Routine ExAllocatePool3(ex) DependsOnMemory "secure pool is not supported: NULL unless its parameter is Optional";
+    Ntoskrnl Data KiUserSharedData Any "ntmem's own variable: where KUSER_SHARED_DATA is mapped, read by the header's KI_USER_SHARED_DATA (Windows: the constant 0xFFFFF78000000000, which a Linux process cannot map)";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

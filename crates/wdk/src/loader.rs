@@ -88,6 +88,9 @@ pub struct KernelData {
     pub process_type: u64,
     /// `IoFileObjectType`: where the file object type's `POBJECT_TYPE` is.
     pub file_type: u64,
+    /// `KiUserSharedData`: where `KUSER_SHARED_DATA` is mapped (ntmem's own variable,
+    /// read by the header's `KI_USER_SHARED_DATA`; Windows uses a constant).
+    pub user_shared_data: u64,
 }
 
 impl KernelData {
@@ -106,6 +109,7 @@ impl KernelData {
             event_type: std::ptr::addr_of!(crate::ob::EVENT_TYPE_VARIABLE) as u64,
             process_type: std::ptr::addr_of!(crate::ob::PROCESS_TYPE_VARIABLE) as u64,
             file_type: std::ptr::addr_of!(crate::ob::FILE_TYPE_VARIABLE) as u64,
+            user_shared_data: host(machine.shared_user_data()),
         }
     }
 
@@ -121,6 +125,7 @@ impl KernelData {
             "ExEventObjectType" => std::ptr::addr_of!(self.event_type).cast(),
             "PsProcessType" => std::ptr::addr_of!(self.process_type).cast(),
             "IoFileObjectType" => std::ptr::addr_of!(self.file_type).cast(),
+            "KiUserSharedData" => std::ptr::addr_of!(self.user_shared_data).cast(),
             _ => return None,
         };
         Some(p as u64)
@@ -188,6 +193,7 @@ pub struct Driver {
 /// machine's life (a driver may be unloaded mid-run while its pool is measured), so
 /// it is no driver's pool. (On Windows it is freed when `DriverEntry` returns: a
 /// driver that keeps the pointer is wrong there, not here.)
+///
 /// The same for a Rust driver run by [`crate::harness`].
 #[derive(Debug)]
 pub(crate) struct RegistryPath {
