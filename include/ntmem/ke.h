@@ -33,6 +33,109 @@ NTKERNELAPI VOID KeQueryTickCount(PLARGE_INTEGER TickCount);
 NTKERNELAPI ULONG KeQueryTimeIncrement(VOID);
 NTKERNELAPI LARGE_INTEGER KeQueryPerformanceCounter(PLARGE_INTEGER PerformanceFrequency);
 
+/* ---- KUSER_SHARED_DATA ----
+ * The page of time and system facts the kernel keeps (x64 layout), mapped read-only:
+ * a write stops the machine with 0xBE. The times move with simulated time. Windows'
+ * KI_USER_SHARED_DATA is a constant (0xFFDF0000 on x86, 0xFFFFF78000000000 on x64);
+ * no Linux process can map the x64 one, so ntmem maps the page at its place in the
+ * simulated layout (x86: 0xFFDF0000 itself) and the loader binds KiUserSharedData,
+ * ntmem's own variable, to its address. SharedUserData->TickCount and the x64 WDK's
+ * inline forms of KeQueryTickCount / KeQuerySystemTime / KeQueryInterruptTime
+ * (reads of SharedTickCount, SharedSystemTime, SharedInterruptTime) agree with the
+ * routines of those names. There is no user-mode view (0x7FFE0000) yet. */
+typedef struct _KSYSTEM_TIME {
+    ULONG LowPart;
+    LONG High1Time;
+    LONG High2Time;
+} KSYSTEM_TIME, *PKSYSTEM_TIME;
+
+typedef enum _NT_PRODUCT_TYPE { NtProductWinNt = 1, NtProductLanManNt, NtProductServer } NT_PRODUCT_TYPE;
+
+typedef enum _ALTERNATIVE_ARCHITECTURE_TYPE { StandardDesign, NEC98x86, EndAlternatives } ALTERNATIVE_ARCHITECTURE_TYPE;
+
+#define PROCESSOR_FEATURE_MAX 64
+#define PF_FLOATING_POINT_PRECISION_ERRATA 0
+#define PF_FLOATING_POINT_EMULATED 1
+#define PF_COMPARE_EXCHANGE_DOUBLE 2
+#define PF_MMX_INSTRUCTIONS_AVAILABLE 3
+#define PF_PPC_MOVEMEM_64BIT_OK 4
+#define PF_ALPHA_BYTE_INSTRUCTIONS 5
+#define PF_XMMI_INSTRUCTIONS_AVAILABLE 6
+#define PF_3DNOW_INSTRUCTIONS_AVAILABLE 7
+#define PF_RDTSC_INSTRUCTION_AVAILABLE 8
+#define PF_PAE_ENABLED 9
+#define PF_XMMI64_INSTRUCTIONS_AVAILABLE 10
+#define PF_SSE_DAZ_MODE_AVAILABLE 11
+#define PF_NX_ENABLED 12
+
+typedef struct _KUSER_SHARED_DATA {
+    ULONG TickCountLowDeprecated;
+    ULONG TickCountMultiplier;
+    volatile KSYSTEM_TIME InterruptTime;
+    volatile KSYSTEM_TIME SystemTime;
+    volatile KSYSTEM_TIME TimeZoneBias;
+    USHORT ImageNumberLow;
+    USHORT ImageNumberHigh;
+    WCHAR NtSystemRoot[260];
+    ULONG MaxStackTraceDepth;
+    ULONG CryptoExponent;
+    ULONG TimeZoneId;
+    ULONG LargePageMinimum;
+    ULONG Reserved2[7];
+    NT_PRODUCT_TYPE NtProductType;
+    BOOLEAN ProductTypeIsValid;
+    ULONG NtMajorVersion;
+    ULONG NtMinorVersion;
+    BOOLEAN ProcessorFeatures[PROCESSOR_FEATURE_MAX];
+    ULONG Reserved1;
+    ULONG Reserved3;
+    volatile ULONG TimeSlip;
+    ALTERNATIVE_ARCHITECTURE_TYPE AlternativeArchitecture;
+    ULONG AltArchitecturePad[1];
+    LARGE_INTEGER SystemExpirationDate;
+    ULONG SuiteMask;
+    BOOLEAN KdDebuggerEnabled;
+    UCHAR NXSupportPolicy;
+    volatile ULONG ActiveConsoleId;
+    volatile ULONG DismountCount;
+    ULONG ComPlusPackage;
+    ULONG LastSystemRITEventTickCount;
+    ULONG NumberOfPhysicalPages;
+    BOOLEAN SafeBootMode;
+    ULONG TraceLogging;
+    ULONGLONG TestRetInstruction;
+    ULONG SystemCall;
+    ULONG SystemCallReturn;
+    ULONGLONG SystemCallPad[3];
+    union {
+        volatile KSYSTEM_TIME TickCount;
+        volatile ULONG64 TickCountQuad;
+        struct {
+            ULONG ReservedTickCountOverlay[3];
+            ULONG TickCountPad[1];
+        };
+    };
+    ULONG Cookie;
+} KUSER_SHARED_DATA, *PKUSER_SHARED_DATA;
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, InterruptTime) == 0x008, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, SystemTime) == 0x014, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, NtSystemRoot) == 0x030, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, NtProductType) == 0x264, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, NtMajorVersion) == 0x26c, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, ProcessorFeatures) == 0x274, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, SuiteMask) == 0x2d0, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, KdDebuggerEnabled) == 0x2d4, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, NumberOfPhysicalPages) == 0x2e8, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, TickCount) == 0x320, "KUSER_SHARED_DATA layout");
+_Static_assert(__builtin_offsetof(KUSER_SHARED_DATA, Cookie) == 0x330, "KUSER_SHARED_DATA layout");
+
+extern NTKERNELAPI ULONG_PTR KiUserSharedData;
+#define KI_USER_SHARED_DATA KiUserSharedData
+#define SharedUserData ((KUSER_SHARED_DATA *const)KI_USER_SHARED_DATA)
+#define SharedInterruptTime (KI_USER_SHARED_DATA + 0x8)
+#define SharedSystemTime (KI_USER_SHARED_DATA + 0x14)
+#define SharedTickCount (KI_USER_SHARED_DATA + 0x320)
+
 NTKERNELAPI VOID KeEnterCriticalRegion(VOID);
 NTKERNELAPI VOID KeLeaveCriticalRegion(VOID);
 NTKERNELAPI BOOLEAN KeAreApcsDisabled(VOID);

@@ -56,4 +56,39 @@ NTKERNELAPI ULONG KeGetRecommendedSharedDataAlignment(VOID);
 NTKERNELAPI ULONG_PTR IoGetRemainingStackSize(VOID);
 NTKERNELAPI VOID IoGetStackLimits(PULONG_PTR LowLimit, PULONG_PTR HighLimit);
 
+/* ---- Page protections, system size, secured user memory, NUMA contiguous memory,
+ * physical to virtual (issue 11 item 5) ---- */
+#define PAGE_NOACCESS 0x01
+#define PAGE_READONLY 0x02
+#define PAGE_READWRITE 0x04
+#define PAGE_WRITECOPY 0x08
+#define PAGE_EXECUTE 0x10
+#define PAGE_EXECUTE_READ 0x20
+#define PAGE_EXECUTE_READWRITE 0x40
+#define PAGE_EXECUTE_WRITECOPY 0x80
+#define PAGE_GUARD 0x100
+#define PAGE_NOCACHE 0x200
+#define PAGE_WRITECOMBINE 0x400
+
+#ifndef STATUS_NOT_MAPPED_VIEW
+#define STATUS_NOT_MAPPED_VIEW ((NTSTATUS)0xC0000019L)
+#endif
+#ifndef STATUS_INVALID_PAGE_PROTECTION
+#define STATUS_INVALID_PAGE_PROTECTION ((NTSTATUS)0xC0000045L)
+#endif
+
+typedef enum _MM_SYSTEM_SIZE { MmSmallSystem, MmMediumSystem, MmLargeSystem } MM_SYSTEMSIZE;
+
+NTKERNELAPI MM_SYSTEMSIZE MmQuerySystemSize(VOID);
+/* A write through a mapping made read-only stops with 0xBE, as on Windows. */
+NTKERNELAPI NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect);
+NTKERNELAPI HANDLE MmSecureVirtualMemory(PVOID Address, SIZE_T Size, ULONG ProbeMode);
+NTKERNELAPI VOID MmUnsecureVirtualMemory(HANDLE SecureHandle);
+/* One NUMA node: PreferredNode 0 or MM_ANY_NODE_OK. Freed by MmFreeContiguousMemory. */
+NTKERNELAPI PVOID MmAllocateContiguousNodeMemory(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS LowestAcceptableAddress,
+                                                 PHYSICAL_ADDRESS HighestAcceptableAddress,
+                                                 PHYSICAL_ADDRESS BoundaryAddressMultiple, ULONG Protect,
+                                                 NODE_REQUIREMENT PreferredNode);
+NTKERNELAPI PVOID MmGetVirtualForPhysical(PHYSICAL_ADDRESS PhysicalAddress);
+
 #endif /* NTMEM_MDL_H */

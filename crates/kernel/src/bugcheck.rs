@@ -46,6 +46,8 @@ impl BugCheckCode {
     pub const UNEXPECTED_KERNEL_MODE_TRAP: Self = Self(0x7F);
     /// 0x8E: an unhandled kernel-mode exception.
     pub const KERNEL_MODE_EXCEPTION_NOT_HANDLED: Self = Self(0x8E);
+    /// 0xBE: a write to read-only system memory.
+    pub const ATTEMPTED_WRITE_TO_READONLY_MEMORY: Self = Self(0xBE);
     /// 0xC1: special pool found its pattern or header damaged, or a bad free.
     pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: Self = Self(0xC1);
     /// 0xC2: a bad pool request by the caller.
@@ -168,6 +170,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "PAGE_FAULT_IN_NONPAGED_AREA",
         summary: "Invalid system memory was referenced.",
         parameters: ["Memory address referenced", "0: read, 1: write", "Address that referenced the memory (if known)", "Reserved (type of page fault)"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::ATTEMPTED_WRITE_TO_READONLY_MEMORY,
+        name: "ATTEMPTED_WRITE_TO_READONLY_MEMORY",
+        summary: "A driver attempted to write to read-only memory.",
+        parameters: ["Virtual address of the attempted write", "PTE contents", "Reserved (trap frame)", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::PROCESS_HAS_LOCKED_PAGES,

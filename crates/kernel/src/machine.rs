@@ -61,6 +61,7 @@ pub struct Machine {
     _fault_range: FaultRange,
     processes: crate::mm::process::Processes,
     io: crate::io::IoManager,
+    shared_data: crate::ke::shared_data::SharedData,
 }
 
 impl Drop for Machine {
@@ -155,6 +156,7 @@ impl Machine {
         }
         let processors: Arc<[Processor]> = processors.into();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let shared_data = crate::ke::shared_data::SharedData::map(&profile, &phys, &space)?;
         let (phys, space) = (Arc::new(phys), Arc::new(space));
         let image_paging = Arc::new(ImagePaging::default());
         let paged = profile.layout.region(RegionKind::PagedPool).map(|r| (r.start, r.size));
@@ -206,6 +208,7 @@ impl Machine {
             _fault_range: fault_range,
             processes: crate::mm::process::Processes::default(),
             io: crate::io::IoManager::default(),
+            shared_data,
         })
     }
 
@@ -347,7 +350,14 @@ impl Machine {
 
     /// Moves simulated time on by `ms` and returns the new time.
     pub(crate) fn advance_clock(&self, ms: u64) -> u64 {
-        self.clock_ms.fetch_add(ms, Ordering::AcqRel) + ms
+        let now = self.clock_ms.fetch_add(ms, Ordering::AcqRel) + ms;
+        self.shared_data.set_time(&self.phys, now);
+        now
+    }
+
+    /// Where `KUSER_SHARED_DATA`'s kernel view is mapped (`crate::ke::shared_data`).
+    pub fn shared_user_data(&self) -> Va {
+        self.shared_data.va()
     }
 
     /// The system PTE pool.

@@ -34,6 +34,13 @@
 //!   with the same parameters, renamed because the address names a driver that
 //!   left work behind (research note `dma-verifier-views.md` §5.10, §6.4; bug
 //!   check 0xCE and 0xD4 pages);
+//! * a write to system space whose PTE is valid but not writable (a driver
+//!   image's read-only section, an MDL mapping `MmProtectMdlSystemAddress` made
+//!   read-only) is ATTEMPTED_WRITE_TO_READONLY_MEMORY (0xBE: address, PTE
+//!   contents, trap frame, 10) at any IRQL, as Windows' fault handler checks a
+//!   valid PTE before anything else (Microsoft's bug check 0xBE page; the fourth
+//!   parameter is the one the Windows Research Kernel's MmAccessFault passes).
+//!   ntmem has no trap frame: the third parameter is 0;
 //! * any fault at DISPATCH_LEVEL or above is DRIVER_IRQL_NOT_LESS_OR_EQUAL (0xD1)
 //!   when the faulting instruction is in a loaded driver's image, else
 //!   IRQL_NOT_LESS_OR_EQUAL (0x0A); both with (address, IRQL, 0 read / 1 write /
@@ -76,6 +83,7 @@ use crate::ke::irql::Irql;
 use crate::ke::processor::{current_on, current_stack_on, Cpu, Processor};
 use crate::mm::frames::PhysicalMemory;
 use crate::mm::images::Images;
+use crate::mm::pte::PteFlags;
 use crate::mm::space::AddressSpace;
 
 /// `Escape::kind` of a bugcheck.
@@ -150,6 +158,16 @@ impl Trap {
         })
     }
 
+    /// The PTE of `va` when `fault` is a write to system space through a valid
+    /// PTE without the write bit.
+    fn read_only_write(&self, fault: &Fault, va: Va) -> Option<u64> {
+        if fault.access != HostAccess::Write || !self.layout.is_system(va) {
+            return None;
+        }
+        let (raw, flags) = self.space.valid_leaf(&self.phys, va)?;
+        (!flags.contains(PteFlags::WRITE)).then_some(raw)
+    }
+
     fn decide(&self, fault: &Fault) -> (BugCheck, Option<usize>) {
         let va = self.va(fault);
         let ip = fault.ip as u64;
@@ -180,6 +198,8 @@ impl Trap {
                 let code = BugCheckCode::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS;
                 BugCheck::new(code, [va.get(), access, ip, 0])
             }
+        } else if let Some(pte) = self.read_only_write(fault, va) {
+            BugCheck::new(BugCheckCode::ATTEMPTED_WRITE_TO_READONLY_MEMORY, [va.get(), pte, 0, 10])
         } else if irql >= Irql::DISPATCH {
             let code = match image {
                 Some(_) => BugCheckCode::DRIVER_IRQL_NOT_LESS_OR_EQUAL,

@@ -131,6 +131,74 @@ pub extern "win64" fn ExAllocatePool2(flags: u64, bytes: usize, tag: u32) -> *mu
     })
 }
 
+/// What `ExAllocatePool3`'s extended parameters ask for: a priority, or a request
+/// ntmem cannot meet (`None`).
+///
+/// `POOL_EXTENDED_PARAMETER` (WDK `wdm.h`) is 16 bytes on x64: a 64-bit word whose
+/// low 8 bits are the `Type` and bit 8 `Optional`, then an 8-byte union (the
+/// `EX_POOL_PRIORITY`, the `POOL_EXTENDED_PARAMS_SECURE_POOL` pointer, the node
+/// number). `PoolExtendedParameterPriority` (1) must name a valid priority;
+/// `PoolExtendedParameterNumaNode` (3) node 0 or MM_ANY_NODE_OK (one node);
+/// `PoolExtendedParameterSecurePool` (2) is not supported (ntmem has no secure
+/// kernel), nor is any other type — unless the parameter is marked `Optional`,
+/// which lets the allocation go on without it.
+fn extended_priority(cpu: &Cpu<'_>, params: *const u8, count: u32) -> Result<Option<PoolPriority>, BugCheck> {
+    let mut priority = PoolPriority::High;
+    if count == 0 {
+        return Ok(Some(priority));
+    }
+    let at = crate::context::checked_all(cpu, params.cast_mut().cast(), 16 * u64::from(count))?;
+    for i in 0..count as usize {
+        // SAFETY: every byte of the `count` 16-byte parameters is mapped (checked above).
+        let (head, value) = unsafe {
+            (at.add(16 * i).cast::<u64>().read_unaligned(), at.add(16 * i + 8).cast::<u64>().read_unaligned())
+        };
+        let optional = head & 0x100 != 0;
+        let known = match head & 0xFF {
+            1 => PoolPriority::from_raw(value as u32).map(|p| priority = p).is_some(),
+            3 => value as u32 == 0 || value as u32 == ntmem_kernel::mm::contiguous::MM_ANY_NODE_OK,
+            _ => false,
+        };
+        if !known && !optional {
+            return Ok(None);
+        }
+    }
+    Ok(Some(priority))
+}
+
+/// `ExAllocatePool3(Flags, NumberOfBytes, Tag, ExtendedParameters,
+/// ExtendedParametersCount)` (learn.microsoft.com, "ExAllocatePool3 function
+/// (wdm.h)"): `ExAllocatePool2` with extended parameters ([`extended_priority`]).
+/// NULL — or, with `POOL_FLAG_RAISE_ON_FAILURE`, STATUS_INSUFFICIENT_RESOURCES
+/// raised — for no memory, invalid flags and invalid or unsupported parameters, as
+/// the page lists. A parameter array that is not mapped stops as a touch of it
+/// does.
+///
+/// # Safety
+/// `params` points to `count` POOL_EXTENDED_PARAMETERs (checked: a bad pointer stops
+/// as on Windows).
+pub unsafe extern "win64" fn ExAllocatePool3(
+    flags: u64,
+    bytes: usize,
+    tag: u32,
+    params: *const u8,
+    count: u32,
+) -> *mut c_void {
+    let flags = PoolFlags::from_bits_retain(flags);
+    let decoded = flags.decode();
+    let failed = match decoded {
+        Some(r) if r.raise => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),
+        _ => Ok(None),
+    };
+    let ask = Ask::pool("ExAllocatePool3", PoolTag(tag), decoded.map(|r| r.pool_type.kind()));
+    raising(|cpu| {
+        let Some(priority) = extended_priority(cpu, params, count)? else { return Ok(failed) };
+        let system = cpu.machine().pool().system_process();
+        let allocate = || pool::allocate3(cpu, flags, bytes as u64, PoolTag(tag), priority, Some(&system));
+        allocation(cpu, ask, || failed, allocate, |r| r.ok().flatten())
+    })
+}
+
 /// `ExQueryPoolBlockSize`: the usable bytes of the block at `p` (0 when `p` is no
 /// allocated block), and whether quota was charged for it.
 ///

@@ -101,10 +101,11 @@ pub struct Export {
 impl Export {
     /// The NT component its prefix names (`Ex`, `Ke`, `Mm`, `Io`, `Rtl`, …).
     pub fn component(&self) -> &'static str {
-        const PREFIXES: &[&str] = &["Rtl", "Ex", "Ke", "Kf", "Mm", "Io", "Ob", "Ps", "Zw", "Po", "Dbg", "Kd", "Probe"];
+        const PREFIXES: &[&str] =
+            &["Rtl", "Ex", "Ke", "Kf", "Ki", "Mm", "Io", "Ob", "Ps", "Zw", "Po", "Dbg", "Kd", "Probe"];
         let prefix = PREFIXES.iter().find(|p| self.name.starts_with(*p)).copied();
         match prefix {
-            Some("Kf") => "Ke",
+            Some("Kf" | "Ki") => "Ke",
             Some("Probe") => "Mm",
             Some(p) => p,
             None if self.name.starts_with("READ_") || self.name.starts_with("WRITE_") => "Hal",
@@ -434,7 +435,7 @@ exports! {
     Ntoskrnl Routine ZwQueryKey(cm) Passive "keys have no class";
     Ntoskrnl Routine ZwSetValueKey(cm) Passive;
     Ntoskrnl Routine ZwDeleteValueKey(cm) Passive;
-    Ntoskrnl Routine RtlQueryRegistryValues(rtl_registry) Passive "REG_EXPAND_SZ values are passed unexpanded";
+    Ntoskrnl Routine RtlQueryRegistryValues(rtl_registry) Passive "with no Environment, REG_EXPAND_SZ values expand from SystemRoot, windir and SystemDrive";
     Ntoskrnl Routine RtlWriteRegistryValue(rtl_registry) Passive;
     Ntoskrnl Routine RtlCheckRegistryKey(rtl_registry) Passive;
     Ntoskrnl Routine RtlCreateRegistryKey(rtl_registry) Passive;
@@ -488,6 +489,15 @@ exports! {
     Ntoskrnl Routine KeAcquireInStackQueuedSpinLockAtDpcLevel(ke) AtDispatch "waiters spin on the lock word, not in a queue";
     Ntoskrnl Routine KeReleaseInStackQueuedSpinLockFromDpcLevel(ke) AtDispatch;
     Ntoskrnl Routine ExReleaseResourceForThreadLite(ex_resource) Dispatch;
+    // The rest of the memory routines at the C boundary (issue 11 item 5).
+    Ntoskrnl Routine MmQuerySystemSize(mm) Any;
+    Ntoskrnl Routine MmProtectMdlSystemAddress(mdl) Dispatch "PAGE_NOACCESS is made in the host alone: the PTEs stay valid, so MmIsAddressValid answers TRUE";
+    Ntoskrnl Routine MmSecureVirtualMemory(mm) Apc;
+    Ntoskrnl Routine MmUnsecureVirtualMemory(mm) Apc "a handle the current process does not hold is ignored";
+    Ntoskrnl Routine MmAllocateContiguousNodeMemory(mm) Dispatch "one NUMA node; PAGE_EXECUTE_READWRITE memory cannot run code in the host";
+    Ntoskrnl Routine MmGetVirtualForPhysical(mm) Any "NULL for a page with no system mapping (Windows returns a stale address)";
+    Ntoskrnl Routine ExAllocatePool3(ex) DependsOnMemory "secure pool is not supported: NULL unless its parameter is Optional";
+    Ntoskrnl Data KiUserSharedData Any "ntmem's own variable: where KUSER_SHARED_DATA is mapped, read by the header's KI_USER_SHARED_DATA (Windows: the constant 0xFFFFF78000000000, which a Linux process cannot map)";
 }
 
 /// The export named `name` from `dll` (DLL names compare without case, as the

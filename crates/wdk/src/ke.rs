@@ -116,15 +116,8 @@ pub unsafe extern "win64" fn KeReleaseSpinLock(lock: *mut KSpinLock, old: u8) {
     kernel(|cpu| free_spin_lock(cpu, lock, Irql(old)));
 }
 
-/// The system time the simulated machines boot at, in 100-ns units since 1601-01-01
-/// (Windows' FILETIME epoch): 2005-01-01 00:00:00 UTC, fixed, so runs repeat.
-pub const BOOT_SYSTEM_TIME: i64 = 127_490_112_000_000_000;
-
-/// 100-ns units per millisecond of simulated time.
-const UNITS_PER_MS: i64 = 10_000;
-
-/// `KeQueryTimeIncrement`'s answer: the clock interval, 15.625 ms in 100-ns units.
-pub const TIME_INCREMENT: u32 = 156_250;
+use ntmem_kernel::ke::shared_data::UNITS_PER_MS;
+pub use ntmem_kernel::ke::shared_data::{BOOT_SYSTEM_TIME, TIME_INCREMENT};
 
 fn interrupt_time() -> i64 {
     kernel(|cpu| Ok(i64::try_from(cpu.machine().now_ms()).unwrap_or(i64::MAX).saturating_mul(UNITS_PER_MS)))
@@ -137,8 +130,8 @@ pub extern "win64" fn KeQueryInterruptTime() -> u64 {
 }
 
 /// `KeQuerySystemTime`: the boot time ([`BOOT_SYSTEM_TIME`]) plus the interrupt time.
-/// On x64 the WDK reads it from KUSER_SHARED_DATA in a macro; ntmem's header calls
-/// this routine instead.
+/// On x64 the WDK reads it from KUSER_SHARED_DATA in a macro; ntmem exports the
+/// routine too, and its answer is the page's (`ntmem_kernel::ke::shared_data`).
 ///
 /// # Safety
 /// `time` is a writable LARGE_INTEGER (a bad one faults as on Windows).

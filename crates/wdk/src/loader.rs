@@ -88,6 +88,9 @@ pub struct KernelData {
     pub process_type: u64,
     /// `IoFileObjectType`: where the file object type's `POBJECT_TYPE` is.
     pub file_type: u64,
+    /// `KiUserSharedData`: where `KUSER_SHARED_DATA` is mapped (ntmem's own variable,
+    /// read by the header's `KI_USER_SHARED_DATA`; Windows uses a constant).
+    pub user_shared_data: u64,
 }
 
 impl KernelData {
@@ -106,6 +109,7 @@ impl KernelData {
             event_type: std::ptr::addr_of!(crate::ob::EVENT_TYPE_VARIABLE) as u64,
             process_type: std::ptr::addr_of!(crate::ob::PROCESS_TYPE_VARIABLE) as u64,
             file_type: std::ptr::addr_of!(crate::ob::FILE_TYPE_VARIABLE) as u64,
+            user_shared_data: host(machine.shared_user_data()),
         }
     }
 
@@ -121,6 +125,7 @@ impl KernelData {
             "ExEventObjectType" => std::ptr::addr_of!(self.event_type).cast(),
             "PsProcessType" => std::ptr::addr_of!(self.process_type).cast(),
             "IoFileObjectType" => std::ptr::addr_of!(self.file_type).cast(),
+            "KiUserSharedData" => std::ptr::addr_of!(self.user_shared_data).cast(),
             _ => return None,
         };
         Some(p as u64)
@@ -188,8 +193,10 @@ pub struct Driver {
 /// machine's life (a driver may be unloaded mid-run while its pool is measured), so
 /// it is no driver's pool. (On Windows it is freed when `DriverEntry` returns: a
 /// driver that keeps the pointer is wrong there, not here.)
+///
+/// The same for a Rust driver run by [`crate::harness`].
 #[derive(Debug)]
-struct RegistryPath {
+pub(crate) struct RegistryPath {
     string: *mut UnicodeString,
 }
 
@@ -197,9 +204,14 @@ struct RegistryPath {
 const REGISTRY_PATH_TAG: u32 = u32::from_le_bytes(*b"NtRp");
 
 impl RegistryPath {
+    /// The `PUNICODE_STRING` `DriverEntry` receives.
+    pub(crate) fn unicode(&self) -> *mut UnicodeString {
+        self.string
+    }
+
     /// Creates the service key of `service` and its `RegistryPath`; `Ok(None)` when
     /// paged pool is short.
-    fn allocate(machine: &Machine, service: &str) -> Result<Option<RegistryPath>, BugCheck> {
+    pub(crate) fn allocate(machine: &Machine, service: &str) -> Result<Option<RegistryPath>, BugCheck> {
         let text: Vec<u16> = registry_path(service).encode_utf16().chain([0]).collect();
         let key: Vec<u16> = text[..text.len() - 1].to_vec();
         let parameters = ntmem_kernel::cm::under(&key, &"Parameters".encode_utf16().collect::<Vec<_>>());
@@ -226,6 +238,22 @@ impl RegistryPath {
             Ok(Some(RegistryPath { string: at.cast() }))
         })
     }
+}
+
+/// Sets `values` in the `Parameters` key of driver `name`'s service key (which
+/// loading the driver created): a scenario's `[registry]` table, for C drivers and
+/// Rust drivers alike.
+///
+/// # Errors
+/// The key is missing or a value cannot be set (the message says which).
+pub fn set_parameters(machine: &Machine, name: &str, values: &[ntmem_kernel::cm::Value]) -> Result<(), String> {
+    let service = registry_path(service_name(name));
+    let path: Vec<u16> = format!("{service}\\Parameters").encode_utf16().collect();
+    let registry = machine.registry();
+    let key = registry.open(&path).map_err(|s| format!("registry: no key {service}\\Parameters ({s:#x})"))?;
+    let set = values.iter().try_for_each(|v| registry.set_value(key, v.clone(), 0));
+    registry.close(key);
+    set.map_err(|s| format!("registry: a value could not be set ({s:#x})"))
 }
 
 impl Drop for Driver {

@@ -318,3 +318,15 @@ pub extern "win64" fn MmSizeOfMdl(base: *mut c_void, length: usize) -> usize {
 pub extern "win64" fn MmMapLockedPages(m: *mut c_void, access_mode: i8) -> *mut c_void {
     MmMapLockedPagesSpecifyCache(m, access_mode, MemoryCachingType::Cached as u32, std::ptr::null_mut(), 1, 16)
 }
+
+/// `MmProtectMdlSystemAddress(MemoryDescriptorList, NewProtect)` (learn.microsoft.com,
+/// "MmProtectMdlSystemAddress function (wdm.h)"): STATUS_SUCCESS,
+/// STATUS_NOT_MAPPED_VIEW (0xC0000019) for an MDL without a system mapping, or
+/// STATUS_INVALID_PAGE_PROTECTION (0xC0000045); see
+/// [`mdl::mm_protect_mdl_system_address`]. IRQL <= DISPATCH_LEVEL.
+pub extern "win64" fn MmProtectMdlSystemAddress(m: *mut c_void, protect: u32) -> i32 {
+    kernel(|cpu| {
+        let r = mdl::mm_protect_mdl_system_address(cpu, Mdl(va_of(cpu, m)), protect)?;
+        Ok(r.map_or_else(|s| s.0 as i32, |()| 0))
+    })
+}

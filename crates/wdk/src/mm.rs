@@ -14,7 +14,7 @@ use std::ffi::c_void;
 
 use ntmem_kernel::hal::port::{self, IoPort};
 use ntmem_kernel::mm::contiguous::{self, MemoryCachingType};
-use ntmem_kernel::mm::{image_paging, io_space};
+use ntmem_kernel::mm::{image_paging, io_space, secure, system_size};
 use ntmem_kernel::trap::pageable_code;
 use ntmem_machine::PhysAddr;
 
@@ -255,5 +255,69 @@ pub extern "win64" fn MmIsThisAnNtAsSystem() -> u8 {
     kernel(|cpu| {
         let v = ntmem_kernel::rtl::version::OsVersion::of(cpu.machine().profile().edition);
         Ok(u8::from(v.product_type != 1))
+    })
+}
+
+/// `MmQuerySystemSize()`: MmSmallSystem (0), MmMediumSystem (1) or MmLargeSystem (2)
+/// by the machine's RAM and product type (see
+/// [`ntmem_kernel::mm::system_size`] for Windows' thresholds). Any IRQL.
+pub extern "win64" fn MmQuerySystemSize() -> u32 {
+    kernel(|cpu| Ok(system_size::mm_query_system_size(cpu) as u32))
+}
+
+/// `MmAllocateContiguousNodeMemory(NumberOfBytes, LowestAcceptableAddress,
+/// HighestAcceptableAddress, BoundaryAddressMultiple, Protect, PreferredNode)`
+/// (learn.microsoft.com, "MmAllocateContiguousNodeMemory function (wdm.h)"): see
+/// [`contiguous::mm_allocate_contiguous_node_memory`]; NULL for an invalid
+/// `Protect` or a node the machine lacks. Freed by `MmFreeContiguousMemory`.
+pub extern "win64" fn MmAllocateContiguousNodeMemory(
+    bytes: usize,
+    lowest: i64,
+    highest: i64,
+    boundary: i64,
+    protect: u32,
+    node: u32,
+) -> *mut c_void {
+    kernel(|cpu| {
+        let allocate = || {
+            let range = (phys(lowest), phys(highest));
+            Ok(contiguous::mm_allocate_contiguous_node_memory(cpu, bytes as u64, range, phys(boundary), protect, node))
+        };
+        let ask = Ask::resource("MmAllocateContiguousNodeMemory");
+        Ok(host_ptr(cpu, allocation(cpu, ask, || None, allocate, |_| None)?))
+    })
+}
+
+/// `MmGetVirtualForPhysical(PhysicalAddress)` (learn.microsoft.com,
+/// "MmGetVirtualForPhysical function (ntddk.h)"): the system address mapping `pa`;
+/// NULL for a page with no system mapping (see
+/// [`contiguous::mm_get_virtual_for_physical`] for where that differs). Any IRQL.
+pub extern "win64" fn MmGetVirtualForPhysical(pa: i64) -> *mut c_void {
+    kernel(|cpu| Ok(host_ptr(cpu, contiguous::mm_get_virtual_for_physical(cpu, phys(pa)))))
+}
+
+/// `MmSecureVirtualMemory(Address, Size, ProbeMode)` (learn.microsoft.com,
+/// "MmSecureVirtualMemory function (ntddk.h)"): a handle that keeps the current
+/// process's range from being freed or losing `ProbeMode`'s access
+/// ([`ntmem_kernel::mm::secure`]); NULL when the range cannot be secured or
+/// `ProbeMode` is neither PAGE_READONLY nor PAGE_READWRITE. IRQL <= APC_LEVEL: at
+/// DISPATCH_LEVEL or above, the pageable-code stop (0x0A, [`pageable_code`]).
+pub extern "win64" fn MmSecureVirtualMemory(address: *mut c_void, size: usize, probe_mode: u32) -> *mut c_void {
+    kernel(|cpu| {
+        pageable_code(cpu, MmSecureVirtualMemory as *const () as u64)?;
+        let Some(mode) = secure::ProbeMode::from_raw(probe_mode) else { return Ok(std::ptr::null_mut()) };
+        let handle = secure::mm_secure_virtual_memory(cpu, va_of(cpu, address), size as u64, mode);
+        Ok(handle.map_or(std::ptr::null_mut(), |h| h as *mut c_void))
+    })
+}
+
+/// `MmUnsecureVirtualMemory(SecureHandle)` (learn.microsoft.com,
+/// "MmUnsecureVirtualMemory function (ntddk.h)"): ends a securing in the current
+/// process. IRQL <= APC_LEVEL, as [`MmSecureVirtualMemory`].
+pub extern "win64" fn MmUnsecureVirtualMemory(handle: *mut c_void) {
+    kernel(|cpu| {
+        pageable_code(cpu, MmUnsecureVirtualMemory as *const () as u64)?;
+        secure::mm_unsecure_virtual_memory(cpu, handle as u64);
+        Ok(())
     })
 }

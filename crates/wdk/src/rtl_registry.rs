@@ -42,14 +42,18 @@
 //! The name and data a routine receives are in paged pool (tag `Rqrv`, ntmem's
 //! choice), freed when it returns.
 //!
-//! **Where it differs.** REG_EXPAND_SZ values are passed as stored, not expanded
-//! (the machine has no environment).
+//! REG_EXPAND_SZ values reach the routine or the `EntryContext` expanded, as REG_SZ,
+//! unless `RTL_QUERY_REGISTRY_NOEXPAND`: `%NAME%` references are replaced from the
+//! `Environment` block, or without one from the system's variables
+//! ([`ntmem_kernel::rtl::environment`], which says where that differs).
+//! `ZwQueryValueKey` returns them as stored.
 
 use std::ffi::c_void;
 
 use ntmem_kernel::cm::{self, Value, REG_EXPAND_SZ, REG_MULTI_SZ, REG_NONE, REG_SZ};
 use ntmem_kernel::ex::pool::{self, NtStatus as KStatus, PoolTag, PoolType};
 use ntmem_kernel::rtl::convert;
+use ntmem_kernel::rtl::environment::{self, Variable};
 use ntmem_kernel::trap::pageable_code;
 use ntmem_kernel::{BugCheck, Cpu};
 
@@ -310,8 +314,42 @@ fn call(
     status
 }
 
-/// Hands value `v` to the entry (directly or through its routine).
-fn deliver(e: &Entry, v: &Value, context: *mut c_void) -> NtStatus {
+/// The variables REG_EXPAND_SZ values expand with: the driver's `Environment`
+/// block at `p` (read to its empty string, at most [`MAX_PATH_CHARS`] characters),
+/// or the system's when `p` is NULL.
+fn variables(cpu: &Cpu<'_>, p: *const u16) -> Result<Vec<Variable>, BugCheck> {
+    if p.is_null() {
+        return Ok(environment::system_environment(cpu.machine().profile().edition));
+    }
+    let mut block = Vec::new();
+    while block.len() < MAX_PATH_CHARS {
+        let c = wide(cpu, p.wrapping_add(block.len()), 1)?[0];
+        block.push(c);
+        if c == 0 && (block.len() == 1 || block[block.len() - 2] == 0) {
+            break;
+        }
+    }
+    Ok(environment::parse_block(&block))
+}
+
+/// A REG_EXPAND_SZ value expanded with `env`, as the REG_SZ it becomes.
+fn expanded(v: &Value, env: &[Variable]) -> Value {
+    let units: Vec<u16> = v.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let text = units.split(|&c| c == 0).next().unwrap_or_default();
+    let data = environment::expand(text, env).iter().chain([&0]).flat_map(|c| c.to_le_bytes()).collect();
+    Value { name: v.name.clone(), kind: REG_SZ, data }
+}
+
+/// Hands value `v` to the entry (directly or through its routine), a REG_EXPAND_SZ
+/// one expanded with `env` unless the entry says NOEXPAND.
+fn deliver(e: &Entry, v: &Value, context: *mut c_void, env: &[Variable]) -> NtStatus {
+    let expanded_value;
+    let v = if v.kind == REG_EXPAND_SZ && e.flags & NOEXPAND == 0 {
+        expanded_value = expanded(v, env);
+        &expanded_value
+    } else {
+        v
+    };
     if e.flags & DIRECT != 0 {
         return match kernel(|cpu| direct(cpu, e, v)) {
             Ok(()) => 0,
@@ -357,7 +395,7 @@ fn wanted(cpu: &Cpu<'_>, e: &Entry, key: u64) -> Outcome<Vec<Value>> {
 }
 
 /// The query loop over the table (the key objects are open; see the module docs).
-fn query(top: u64, table: *const c_void, context: *mut c_void, opened: &mut Vec<u64>) -> NtStatus {
+fn query(top: u64, table: *const c_void, context: *mut c_void, env: &[Variable], opened: &mut Vec<u64>) -> NtStatus {
     let mut current = Some(top);
     for index in 0.. {
         let e = kernel(|cpu| entry(cpu, table, index));
@@ -405,7 +443,7 @@ fn query(top: u64, table: *const c_void, context: *mut c_void, opened: &mut Vec<
             Err(s) => return s,
         };
         for v in &values {
-            let status = deliver(&e, v, context);
+            let status = deliver(&e, v, context, env);
             if status < 0 {
                 return status;
             }
@@ -428,11 +466,11 @@ pub unsafe extern "win64" fn RtlQueryRegistryValues(
     path: *const u16,
     table: *const c_void,
     context: *mut c_void,
-    _environment: *mut c_void,
+    environment: *mut c_void,
 ) -> NtStatus {
-    let top = kernel(|cpu| {
+    let (top, env) = kernel(|cpu| {
         pageable_code(cpu, RtlQueryRegistryValues as *const () as u64)?;
-        open(cpu, relative_to, path, false)
+        Ok((open(cpu, relative_to, path, false)?, variables(cpu, environment.cast())?))
     });
     let top = match top {
         Ok(o) => o,
@@ -440,7 +478,7 @@ pub unsafe extern "win64" fn RtlQueryRegistryValues(
         Err(s) => return s,
     };
     let mut opened = vec![top];
-    let status = query(top, table, context, &mut opened);
+    let status = query(top, table, context, &env, &mut opened);
     kernel(|cpu| {
         opened.iter().for_each(|&o| cpu.machine().registry().close(o));
         Ok(())

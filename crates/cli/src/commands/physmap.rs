@@ -55,6 +55,7 @@ fn use_name(state: PageState, usage: PageUse) -> &'static str {
             PageUse::UserPrivate => "user private",
             PageUse::DriverImage => "driver images",
             PageUse::Burned => "burned (/BURNMEMORY)",
+            PageUse::SharedUserData => "KUSER_SHARED_DATA",
             PageUse::Reserved => "reserved",
         },
     }

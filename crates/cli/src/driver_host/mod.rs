@@ -92,23 +92,6 @@ pub enum PoolLogQuery {
     Address(u64),
 }
 
-/// Sets the scenario's `[registry]` values in the `Parameters` key of the driver's
-/// service key (which the loader created).
-fn set_parameters(
-    machine: &ntmem_kernel::Machine,
-    driver: &str,
-    values: &[scenario::RegistryValue],
-) -> Result<(), Failure> {
-    let service = ntmem_wdk::types::registry_path(ntmem_wdk::types::service_name(driver));
-    let path: Vec<u16> = format!("{service}\\Parameters").encode_utf16().collect();
-    let registry = machine.registry();
-    let key =
-        registry.open(&path).map_err(|s| Failure::usage(format!("registry: no key {service}\\Parameters ({s:#x})")))?;
-    let set = values.iter().try_for_each(|v| registry.set_value(key, v.to_value(), 0));
-    registry.close(key);
-    set.map_err(|s| Failure::usage(format!("registry: a value could not be set ({s:#x})")))
-}
-
 /// Builds, loads and runs the driver.
 ///
 /// # Errors
@@ -126,7 +109,8 @@ pub fn run(request: Request) -> Result<Report, Failure> {
         let symbols = built.symbols(image.host_base()).map_err(|e| Failure::usage(format!("{}: {e}", built.name)))?;
         symbolizer.add(symbols);
     }
-    set_parameters(machine, &built.name, &request.parameters)?;
+    let parameters: Vec<_> = request.parameters.iter().map(scenario::RegistryValue::to_value).collect();
+    ntmem_wdk::loader::set_parameters(machine, &built.name, &parameters).map_err(Failure::usage)?;
     let verifier = request.verifier.apply(machine).map_err(Failure::usage)?;
     if let Some(plan) = request.systematic {
         machine.vf().plan_systematic(plan);

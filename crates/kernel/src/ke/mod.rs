@@ -5,6 +5,7 @@ pub mod device_queue;
 pub mod irql;
 pub mod processor;
 pub mod sched;
+pub mod shared_data;
 pub mod timers;
 pub mod watchdog;
 pub mod workers;

@@ -5,7 +5,8 @@
 //! [`mm_allocate_contiguous_memory`], [`mm_allocate_contiguous_memory_specify_cache`],
 //! [`mm_free_contiguous_memory`], [`mm_free_contiguous_memory_specify_cache`],
 //! [`mm_allocate_noncached_memory`], [`mm_free_noncached_memory`],
-//! [`mm_get_physical_address`].
+//! [`mm_get_physical_address`], [`mm_allocate_contiguous_node_memory`],
+//! [`mm_get_virtual_for_physical`].
 //!
 //! A contiguous allocation is one run of frames from the frame allocator
 //! ([`FrameRequest::contiguous`], which honours LowestAcceptableAddress,
@@ -171,6 +172,70 @@ pub fn mm_allocate_contiguous_memory_specify_cache(
         .cache(attribute);
     let frames = m.phys().allocate(&req).ok()?;
     map_new(m, &frames, attribute)
+}
+
+/// `MM_ANY_NODE_OK`: any NUMA node will do.
+pub const MM_ANY_NODE_OK: u32 = 0x8000_0000;
+
+/// The cache type `Protect` of MmAllocateContiguousNodeMemory asks for: exactly one
+/// of PAGE_READWRITE (0x04) and PAGE_EXECUTE_READWRITE (0x40), plus at most one of
+/// PAGE_NOCACHE (0x200: MmNonCached) and PAGE_WRITECOMBINE (0x400: MmWriteCombined);
+/// neither is MmCached. `None` for anything else: the routine returns NULL.
+pub fn node_memory_cache(protect: u32) -> Option<MemoryCachingType> {
+    let cache = match protect & 0x600 {
+        0 => MemoryCachingType::Cached,
+        0x200 => MemoryCachingType::NonCached,
+        0x400 => MemoryCachingType::WriteCombined,
+        _ => return None,
+    };
+    matches!(protect & !0x600, 0x04 | 0x40).then_some(cache)
+}
+
+/// `MmAllocateContiguousNodeMemory(NumberOfBytes, LowestAcceptableAddress,
+/// HighestAcceptableAddress, BoundaryAddressMultiple, Protect, PreferredNode)`
+/// (learn.microsoft.com, "MmAllocateContiguousNodeMemory function (wdm.h)", Windows
+/// 8 and later): [`mm_allocate_contiguous_memory_specify_cache`] with the cache type
+/// [`node_memory_cache`] reads from `protect`. Every simulated machine has one NUMA
+/// node: `node` 0 or [`MM_ANY_NODE_OK`] allocate from it; another node has no
+/// memory, so the routine returns `None` as the page says it does when the
+/// preferred node cannot supply the range.
+///
+/// **Where it differs.** ntmem's data mappings are never executable in the host, so
+/// PAGE_EXECUTE_READWRITE memory cannot run code (Windows maps it executable).
+pub fn mm_allocate_contiguous_node_memory(
+    cpu: &Cpu<'_>,
+    bytes: u64,
+    range: (PhysAddr, PhysAddr),
+    boundary: PhysAddr,
+    protect: u32,
+    node: u32,
+) -> Option<Va> {
+    let cache = node_memory_cache(protect)?;
+    if node != 0 && node != MM_ANY_NODE_OK {
+        return None;
+    }
+    mm_allocate_contiguous_memory_specify_cache(cpu, bytes, range.0, range.1, boundary, cache)
+}
+
+/// `MmGetVirtualForPhysical(PhysicalAddress)`: the system address that maps `pa`
+/// (plus its byte offset), read from the page's PFN entry — the address of the
+/// mapping the memory manager made for it (nonpaged pool, contiguous memory, a
+/// driver image), as Windows reads the PTE address in the PFN entry
+/// (learn.microsoft.com, "MmGetVirtualForPhysical function (ntddk.h)").
+///
+/// **Where it differs.** For a page with no system mapping (free, or mapped only in
+/// a process) Windows returns whatever its PFN entry's PTE address gives — a stale
+/// or meaningless address; ntmem returns `None` (NULL). Of two system mappings of a
+/// page, ntmem gives the most recent.
+pub fn mm_get_virtual_for_physical(cpu: &Cpu<'_>, pa: PhysAddr) -> Option<Va> {
+    let m = cpu.machine();
+    let shift = m.phys().shift();
+    let pfn = pa.pfn(shift);
+    m.phys().file_offset(pfn)?;
+    let at = Va::new(m.phys().pfn(pfn).mapped_at);
+    let mapped = at.get() != 0 && m.space().layout().is_system(at);
+    let still = mapped && m.space().walk(m.phys(), at).phys.map(|p| p.pfn(shift)) == Some(pfn);
+    still.then(|| Va::new(at.get() + shift.offset(pa.get())))
 }
 
 /// Maps freshly allocated `frames` at new system PTEs with `attribute`; on failure

@@ -20,9 +20,11 @@ pub mod pfn;
 pub mod probe;
 pub mod process;
 pub mod pte;
+pub mod secure;
 pub mod space;
 pub mod sysload;
 pub mod system_ptes;
+pub mod system_size;
 
 use ntmem_host::HostError;
 use ntmem_machine::{Pfn, Va};

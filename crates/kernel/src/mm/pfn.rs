@@ -48,6 +48,8 @@ pub enum PageUse {
     DriverImage,
     /// Removed from use by /BURNMEMORY.
     Burned,
+    /// The `KUSER_SHARED_DATA` page (`crate::ke::shared_data`).
+    SharedUserData,
     /// Taken by a test or benchmark to shape the free memory.
     Reserved,
 }

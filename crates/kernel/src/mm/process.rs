@@ -153,6 +153,27 @@ struct Vad {
 struct Vm {
     /// Regions by start address.
     vads: BTreeMap<u64, Vad>,
+    /// Ranges drivers secured ([`super::secure`]): handle → (start, end, writable).
+    secured: BTreeMap<u64, (u64, u64, bool)>,
+}
+
+impl Vm {
+    /// STATUS_INVALID_PAGE_PROTECTION when `[start, end)` meets a secured range that
+    /// `protect` (`None`: freeing) would take access from, as Windows' check of a
+    /// secured VAD answers NtFreeVirtualMemory and NtProtectVirtualMemory.
+    fn check_secured(&self, start: u64, end: u64, protect: Option<PageProtection>) -> Result<(), NtStatus> {
+        let takes = |writable: bool| match protect {
+            None | Some(PageProtection::NoAccess) => true,
+            Some(PageProtection::ReadOnly) => writable,
+            Some(PageProtection::ReadWrite) => false,
+        };
+        let hit = self.secured.values().any(|&(s, e, writable)| s < end && start < e && takes(writable));
+        if hit {
+            Err(NtStatus::INVALID_PAGE_PROTECTION)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A user process (`EPROCESS`, the parts the memory manager keeps).
@@ -210,6 +231,32 @@ impl Process {
 
     fn vm(&self) -> MutexGuard<'_, Vm> {
         self.vm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `[start, end)` as secured under `handle` if every page of it is
+    /// committed private memory of one region, readable — writable too when
+    /// `writable` (MmSecureVirtualMemory's probe); `false` otherwise.
+    pub(super) fn secure(&self, handle: u64, start: u64, end: u64, writable: bool, page: u64) -> bool {
+        let mut vm = self.vm();
+        let Some((_, vad)) = vad_holding(&mut vm, start, end, page) else { return false };
+        let allowed = |p: &PageProtection| match p {
+            PageProtection::ReadWrite => true,
+            PageProtection::ReadOnly => !writable,
+            PageProtection::NoAccess => false,
+        };
+        let ok = vad.kind == VadKind::Private
+            && (start..end)
+                .step_by(page as usize)
+                .all(|va| vad.committed.get(&va).is_some_and(|c| allowed(&c.protect)));
+        if ok {
+            vm.secured.insert(handle, (start, end, writable));
+        }
+        ok
+    }
+
+    /// Forgets the secured range `handle` names; `false` when it names none here.
+    pub(super) fn unsecure(&self, handle: u64) -> bool {
+        self.vm().secured.remove(&handle).is_some()
     }
 
     /// The protection of the committed page holding `va`, if it is committed.
@@ -620,6 +667,9 @@ pub fn nt_free_virtual_memory(
                 if size != 0 {
                     return Err(NtStatus::INVALID_PARAMETER);
                 }
+                if let Some(vad) = vm.vads.get(&base.get()) {
+                    vm.check_secured(base.get(), base.get() + vad.pages * page, None)?;
+                }
                 let vad = match vm.vads.get(&base.get()) {
                     Some(v) if v.kind == VadKind::Private => vm.vads.remove(&base.get()).expect("present"),
                     Some(_) => return Err(NtStatus::INVALID_PARAMETER),
@@ -633,6 +683,7 @@ pub fn nt_free_virtual_memory(
                 let start = base.get() / page * page;
                 let end =
                     base.get().checked_add(size.max(1)).ok_or(NtStatus::INVALID_PARAMETER)?.next_multiple_of(page);
+                vm.check_secured(start, end, None)?;
                 let (_, vad) = vad_holding(&mut vm, start, end, page).ok_or(NtStatus::MEMORY_NOT_ALLOCATED)?;
                 if vad.kind != VadKind::Private {
                     return Err(NtStatus::INVALID_PARAMETER);
@@ -668,6 +719,7 @@ pub fn nt_protect_virtual_memory(
         let mut vm = process.vm();
         let start = base.get() / page * page;
         let end = base.get().checked_add(size.max(1)).ok_or(NtStatus::INVALID_PARAMETER)?.next_multiple_of(page);
+        vm.check_secured(start, end, Some(protect))?;
         let (_, vad) = vad_holding(&mut vm, start, end, page).ok_or(NtStatus::NOT_COMMITTED)?;
         if vad.kind != VadKind::Private
             || (start..end).step_by(page as usize).any(|va| !vad.committed.contains_key(&va))

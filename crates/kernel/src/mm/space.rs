@@ -473,6 +473,27 @@ impl AddressSpace {
         self.reservation.protect(offset, to_usize(pages * page), how.prot()).map_err(MmError::Host)
     }
 
+    /// Makes `pages` pages from `va` inaccessible in the host alone: their PTEs keep
+    /// frame and access, so a later [`AddressSpace::protect`] restores them (how
+    /// `MmProtectMdlSystemAddress` gives PAGE_NOACCESS; see its notes).
+    ///
+    /// # Errors
+    /// When `va` is outside the space.
+    pub fn deny(&self, va: Va, pages: u64) -> Result<(), MmError> {
+        let offset = self.host_offset(va)?;
+        self.reservation.protect(offset, to_usize(pages * self.shift.page_size()), Prot::None).map_err(MmError::Host)
+    }
+
+    /// The raw leaf PTE that maps system address `va` and its flags, when it is
+    /// valid. For the fault handler: `None` too when the tables are locked (the
+    /// faulting thread may hold the lock), so it never waits.
+    pub fn valid_leaf(&self, phys: &PhysicalMemory, va: Va) -> Option<(u64, PteFlags)> {
+        let tables = self.tables.try_lock().ok()?;
+        let raw = tables.leaf(phys, va)?;
+        let (_, flags) = tables.format().decode(raw);
+        flags.contains(PteFlags::VALID).then_some((raw, flags))
+    }
+
     fn unmap_in(&self, tables: &PageTables, phys: &PhysicalMemory, va: Va, pages: u64) -> Result<Vec<Pfn>, MmError> {
         let page = self.shift.page_size();
         let offset = self.host_offset(va)?;

@@ -5,6 +5,7 @@
 //!   `RtlFindClearBits`, `RtlNumberOfSetBits`, …).
 //! * [`convert`]: conversions, case and prefixes (`RtlUpcaseUnicodeString`,
 //!   `RtlUnicodeStringToAnsiString`, `RtlIntegerToUnicodeString`, …).
+//! * [`environment`]: `%NAME%` expansion of REG_EXPAND_SZ values.
 //! * [`format`](mod@format): Windows' printf format language (`DbgPrint`, `_vsnprintf`,
 //!   `RtlStringCbPrintf`).
 //! * [`string`]: counted strings (`RtlInitUnicodeString`, `RtlCopyUnicodeString`,
@@ -14,6 +15,7 @@
 
 pub mod bitmap;
 pub mod convert;
+pub mod environment;
 pub mod format;
 pub mod string;
 pub mod version;

@@ -94,6 +94,11 @@ pub struct DriverEntryArgs<'a> {
     pub driver_object: *mut DriverObject,
     /// `RegistryPath`, as text.
     pub registry_path: &'a str,
+    /// `RegistryPath` itself: the `PUNICODE_STRING` a C driver receives, naming the
+    /// service key the harness created with its `Parameters` subkey and values
+    /// ([`super::Harness::set_parameters`]), for `ZwOpenKey` and
+    /// `RtlQueryRegistryValues`.
+    pub registry_path_unicode: *mut crate::types::UnicodeString,
     pub(super) registered: &'a mut Registrations,
 }
 

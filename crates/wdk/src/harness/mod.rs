@@ -39,12 +39,13 @@ use ntmem_kernel::{BootError, BugCheck, Cpu, Machine};
 use ntmem_machine::{find_edition, parse_size, BootOptions, MachineConfig, MachineProfile};
 
 pub use driver::{tag, DriverEntryArgs, IrpView, Registrations, RustDriver};
-pub use scenario::{Action, Protection, Scenario, Step};
+pub use scenario::{Action, Protection, RegistryValue, Scenario, Step};
 pub use steps::StepResult;
 
 use crate::context;
+use crate::loader::{set_parameters, RegistryPath};
 use crate::seh::ThreadKind;
-use crate::types::{registry_path, service_name, DriverObject, NtStatus, OwnedUnicode};
+use crate::types::{registry_path, service_name, DriverObject, NtStatus, OwnedUnicode, UnicodeString};
 
 /// Why the harness could not start.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,9 @@ pub struct Report {
     pub leaks: Vec<PoolMonRow>,
     /// The bugcheck that stopped the machine, blaming the driver.
     pub bugcheck: Option<BugCheck>,
+    /// Why the driver could not be given its service key and `Parameters` values
+    /// (then `DriverEntry` did not run).
+    pub load_error: Option<String>,
 }
 
 impl Report {
@@ -95,6 +99,7 @@ impl Report {
     /// Whether the driver loaded, ran every step as expected and unloaded without leaks.
     pub fn clean(&self) -> bool {
         self.bugcheck.is_none()
+            && self.load_error.is_none()
             && self.driver_entry_status.is_some_and(|s| s >= 0)
             && self.steps.iter().all(|s| s.ok)
             && self.leaks_checked
@@ -106,6 +111,8 @@ impl Report {
 #[derive(Debug)]
 pub struct Harness {
     machine: Machine,
+    /// The values of the driver's `Parameters` key (a scenario's `[registry]`).
+    parameters: Vec<ntmem_kernel::cm::Value>,
 }
 
 impl Harness {
@@ -122,7 +129,14 @@ impl Harness {
     /// # Errors
     /// [`HarnessError::Boot`].
     pub fn boot(profile: MachineProfile) -> Result<Harness, HarnessError> {
-        Ok(Harness { machine: Machine::boot(profile)? })
+        Ok(Harness { machine: Machine::boot(profile)?, parameters: Vec::new() })
+    }
+
+    /// The values the `Parameters` subkey of the driver's service key holds when
+    /// `DriverEntry` runs, as a scenario's `[registry]` table gives them to a C
+    /// driver under `ntmem run`.
+    pub fn set_parameters(&mut self, values: &[RegistryValue]) {
+        self.parameters = values.iter().map(RegistryValue::to_value).collect();
     }
 
     /// Parses scenario `text` (named `file` in messages) and boots the machine it
@@ -148,7 +162,8 @@ impl Harness {
         if let Some(n) = s.processors {
             config.processors = n;
         }
-        let harness = Harness::boot(config.build().map_err(|e| bad(e.to_string()))?)?;
+        let mut harness = Harness::boot(config.build().map_err(|e| bad(e.to_string()))?)?;
+        harness.set_parameters(&s.parameters);
         let spec = scenario::VerifierSpec {
             options: s.verifier,
             drivers: s.verify_drivers,
@@ -171,6 +186,9 @@ impl Harness {
     /// unless a step did, and reports. A bugcheck ends the run and the machine.
     pub fn run<D: RustDriver>(&self, name: &str, driver: &mut D, steps: &[Step]) -> Report {
         let machine = &self.machine;
+        // The service key, RegistryPath and Parameters values come before the pool is
+        // measured, as the loader makes them for a C driver (no driver's pool).
+        let path = RegistryPath::allocate(machine, service_name(name));
         let before = machine.pool().snapshot();
         let mut loaded = Loaded::new(name, driver);
         let mut report = Report {
@@ -182,7 +200,24 @@ impl Harness {
             leaks_checked: false,
             leaks: Vec::new(),
             bugcheck: None,
+            load_error: None,
         };
+        let path = match path {
+            Ok(Some(path)) => path,
+            Ok(None) => {
+                report.load_error = Some("no paged pool for RegistryPath".to_string());
+                return report;
+            }
+            Err(b) => {
+                report.bugcheck = Some(b);
+                return report;
+            }
+        };
+        if let Err(e) = set_parameters(machine, name, &self.parameters) {
+            report.load_error = Some(e);
+            return report;
+        }
+        loaded.registry_path_unicode = path.unicode();
         match loaded.driver_entry(machine) {
             Err(b) => report.bugcheck = Some(b),
             Ok(status) => {
@@ -271,6 +306,7 @@ struct Loaded<'d, D: RustDriver> {
     driver: RefCell<&'d mut D>,
     object: Box<DriverObject>,
     registry_path: String,
+    registry_path_unicode: *mut UnicodeString,
     registered: Registrations,
     _texts: Box<OwnedUnicode>,
 }
@@ -285,6 +321,7 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
             driver: RefCell::new(driver),
             object,
             registry_path: registry_path(service),
+            registry_path_unicode: std::ptr::null_mut(),
             registered: Registrations::default(),
             _texts: driver_name,
         }
@@ -326,6 +363,7 @@ impl<'d, D: RustDriver> Loaded<'d, D> {
             let mut args = DriverEntryArgs {
                 driver_object: object,
                 registry_path: &self.registry_path,
+                registry_path_unicode: self.registry_path_unicode,
                 registered: &mut registered,
             };
             let driver = &self.driver;

@@ -106,16 +106,28 @@ pub fn allocate2(
     tag: PoolTag,
     process: Option<&QuotaProcess>,
 ) -> Result<Raising, BugCheck> {
+    allocate3(cpu, flags, bytes, tag, PoolPriority::High, process)
+}
+
+/// `ExAllocatePool3`: [`allocate2`] at `priority` (a `PoolExtendedParameterPriority`
+/// parameter; `ExAllocatePool2` allocates at HighPoolPriority). The C boundary reads
+/// the extended parameters.
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate3(
+    cpu: &Cpu<'_>,
+    flags: PoolFlags,
+    bytes: u64,
+    tag: PoolTag,
+    priority: PoolPriority,
+    process: Option<&QuotaProcess>,
+) -> Result<Raising, BugCheck> {
     let Some(r) = flags.decode() else { return Ok(Ok(None)) };
     if r.quota && process.is_none() {
         return Ok(Ok(None));
     }
-    let req = Request {
-        zero: r.zero,
-        priority: PoolPriority::High,
-        quota: if r.quota { process } else { None },
-        special: false,
-    };
+    let req = Request { zero: r.zero, priority, quota: if r.quota { process } else { None }, special: false };
     Ok(match cpu.machine().pool().allocate(cpu, r.pool_type, bytes, tag.0, req)? {
         Ok(va) => Ok(Some(va)),
         Err(_) if r.raise => Err(Raise(NtStatus::INSUFFICIENT_RESOURCES)),

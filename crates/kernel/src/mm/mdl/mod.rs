@@ -26,7 +26,8 @@
 //!
 //! Files: `lock` (probe, lock, unlock, nonpaged-pool MDLs), `map` (system and
 //! user mappings), `partial` (IoBuildPartialMdl, MmAdvanceMdl), `pages`
-//! (MmAllocatePagesForMdl(Ex), MmFreePagesFromMdl), `reserved` (reserved
+//! (MmAllocatePagesForMdl(Ex), MmFreePagesFromMdl), `protect`
+//! (MmProtectMdlSystemAddress), `reserved` (reserved
 //! mappings and their SYSTEM_PTE_MISUSE checks, 0xDA).
 //!
 //! Not modelled yet: MDLs over device memory being mapped (MDL_IO_SPACE pages are
@@ -44,12 +45,14 @@ mod lock;
 mod map;
 mod pages;
 mod partial;
+mod protect;
 mod reserved;
 
 pub use lock::{mm_build_mdl_for_nonpaged_pool, mm_probe_and_lock_pages, mm_unlock_pages};
 pub use map::{mm_get_system_address_for_mdl_safe, mm_map_locked_pages_specify_cache, mm_unmap_locked_pages};
 pub use pages::{mm_allocate_pages_for_mdl, mm_allocate_pages_for_mdl_ex, mm_free_pages_from_mdl};
 pub use partial::{io_build_partial_mdl, mm_advance_mdl};
+pub use protect::{mm_protect_mdl_system_address, MdlProtection};
 pub use reserved::{
     mm_allocate_mapping_address, mm_free_mapping_address, mm_map_locked_pages_with_reserved_mapping,
     mm_unmap_reserved_mapping, RESERVED_HEADER_PTES,
