@@ -1,6 +1,6 @@
 /*
- * ntmem: lists shared under a spin lock, sequenced singly linked lists (SLists)
- * and the processor queries (wdm.h; learn.microsoft.com
+ * ntmem: lists shared under a spin lock, sequenced singly linked lists (SLists),
+ * run-down protection and the processor queries (wdm.h; learn.microsoft.com
  * "Singly and Doubly Linked Lists"). Included by wdm.h.
  * Layouts are the x64 WDK's.
  */
@@ -42,6 +42,26 @@ static __inline VOID InitializeSListHead(PSLIST_HEADER SListHead)
 /* On x64 the lock argument is not used. */
 #define ExInterlockedPushEntrySList(Head, Entry, Lock) ExpInterlockedPushEntrySList(Head, Entry)
 #define ExInterlockedPopEntrySList(Head, Lock) ExpInterlockedPopEntrySList(Head)
+
+/* ---- Run-down protection: Count's bit 0 is EX_RUNDOWN_ACTIVE, each reference adds 2 -- */
+
+typedef struct _EX_RUNDOWN_REF {
+    union {
+        volatile ULONG_PTR Count;
+        volatile PVOID Ptr;
+    };
+} EX_RUNDOWN_REF, *PEX_RUNDOWN_REF;
+_Static_assert(sizeof(EX_RUNDOWN_REF) == 8, "EX_RUNDOWN_REF");
+
+NTKERNELAPI VOID ExInitializeRundownProtection(PEX_RUNDOWN_REF RunRef);
+NTKERNELAPI VOID ExReInitializeRundownProtection(PEX_RUNDOWN_REF RunRef);
+NTKERNELAPI BOOLEAN ExAcquireRundownProtection(PEX_RUNDOWN_REF RunRef);
+NTKERNELAPI BOOLEAN ExAcquireRundownProtectionEx(PEX_RUNDOWN_REF RunRef, ULONG Count);
+NTKERNELAPI VOID ExReleaseRundownProtection(PEX_RUNDOWN_REF RunRef);
+NTKERNELAPI VOID ExReleaseRundownProtectionEx(PEX_RUNDOWN_REF RunRef, ULONG Count);
+/* Refuses new references and waits until every granted one is released. */
+NTKERNELAPI VOID ExWaitForRundownProtectionRelease(PEX_RUNDOWN_REF RunRef);
+NTKERNELAPI VOID ExRundownCompleted(PEX_RUNDOWN_REF RunRef);
 
 /* ---- IRQL and processors ------------------------------------------------- */
 

@@ -481,6 +481,14 @@ exports! {
     Ntoskrnl Routine KeQueryActiveProcessorCountEx(ke_processor) Any "one processor group";
     Ntoskrnl Routine KeQueryActiveProcessorCount(ke_processor) Any;
     Ntoskrnl Routine KeQueryActiveProcessors(ke_processor) Any;
+    Ntoskrnl Routine ExInitializeRundownProtection(ex_rundown) Any;
+    Ntoskrnl Routine ExReInitializeRundownProtection(ex_rundown) Any;
+    Ntoskrnl Routine ExAcquireRundownProtection(ex_rundown) Dispatch;
+    Ntoskrnl Routine ExAcquireRundownProtectionEx(ex_rundown) Dispatch;
+    Ntoskrnl Routine ExReleaseRundownProtection(ex_rundown) Dispatch;
+    Ntoskrnl Routine ExReleaseRundownProtectionEx(ex_rundown) Dispatch;
+    Ntoskrnl Routine ExWaitForRundownProtectionRelease(ex_rundown) Apc "Count holds the references, not the waiter's block, while it waits";
+    Ntoskrnl Routine ExRundownCompleted(ex_rundown) Any;
     Hal Routine KeStallExecutionProcessor(ke_processor) Any "returns at once: simulated time does not move";
     Ntoskrnl Routine PoRequestPowerIrp(pnp) Dispatch "the PDO does not support wake: IRP_MN_WAIT_WAKE completes with STATUS_NOT_SUPPORTED";
     // Queued spin locks and releases for another thread, for deadlock detection (issue 14 item 7).

@@ -197,6 +197,7 @@ pub(crate) fn could_run(cpu: &Cpu<'_>, w: &Waiting) -> bool {
             would_satisfy(&objects, w.thread, if *all { WaitType::All } else { WaitType::Any })
         }
         WaitOn::FastMutex(p) => !mapped(cpu, *p, 4) || Object(*p as *mut u8).i32_at(0) & 1 == 1,
+        WaitOn::Rundown(r) => crate::ex_rundown::drained(cpu, *r),
         WaitOn::Resource { resource, exclusive } => {
             cpu.machine().resources().would_grant(*resource, w.thread, *exclusive)
         }

@@ -55,6 +55,8 @@ pub mod ex_event;
 pub mod ex_interlocked;
 #[allow(non_snake_case)]
 pub mod ex_resource;
+#[allow(non_snake_case)]
+pub mod ex_rundown;
 pub mod except;
 pub mod exports;
 #[allow(non_snake_case)]

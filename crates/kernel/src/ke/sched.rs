@@ -96,6 +96,9 @@ pub enum WaitOn {
         /// Exclusive (else shared) access.
         exclusive: bool,
     },
+    /// Run-down protection's wait (`ExWaitForRundownProtectionRelease`): until the
+    /// `EX_RUNDOWN_REF` at this address has no reference left.
+    Rundown(u64),
     /// Nothing but time (`KeDelayExecutionThread`).
     Time,
 }
