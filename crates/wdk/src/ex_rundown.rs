@@ -53,7 +53,10 @@ fn count<'a>(cpu: &Cpu<'_>, r: *mut c_void) -> Result<&'a AtomicU64, BugCheck> {
 /// # Safety
 /// `r` is the caller's `EX_RUNDOWN_REF`.
 pub unsafe extern "win64" fn ExInitializeRundownProtection(r: *mut c_void) {
-    kernel(|cpu| Ok(count(cpu, r)?.store(0, Ordering::Release)));
+    kernel(|cpu| {
+        count(cpu, r)?.store(0, Ordering::Release);
+        Ok(())
+    });
 }
 
 /// `ExReInitializeRundownProtection(RunRef)`: as [`ExInitializeRundownProtection`],
@@ -154,5 +157,8 @@ pub unsafe extern "win64" fn ExWaitForRundownProtectionRelease(r: *mut c_void) {
 /// # Safety
 /// As [`ExInitializeRundownProtection`].
 pub unsafe extern "win64" fn ExRundownCompleted(r: *mut c_void) {
-    kernel(|cpu| Ok(count(cpu, r)?.store(RUNDOWN_ACTIVE, Ordering::Release)));
+    kernel(|cpu| {
+        count(cpu, r)?.store(RUNDOWN_ACTIVE, Ordering::Release);
+        Ok(())
+    });
 }
