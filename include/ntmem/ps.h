@@ -12,6 +12,7 @@
 
 typedef struct _KTHREAD *PKTHREAD, *PRKTHREAD;
 typedef struct _ETHREAD *PETHREAD;
+typedef struct _EPROCESS *PEPROCESS;
 typedef struct _OBJECT_TYPE *POBJECT_TYPE;
 typedef LONG KPRIORITY;
 
@@ -256,6 +257,12 @@ NTKERNELAPI PKTHREAD KeGetCurrentThread(VOID);
 NTKERNELAPI PETHREAD PsGetCurrentThread(VOID);
 NTKERNELAPI HANDLE PsGetCurrentThreadId(VOID);
 NTKERNELAPI HANDLE PsGetCurrentProcessId(VOID);
+/* The process the thread runs in: the caller's while a driver serves its request, else
+ * the System process (PsInitialSystemProcess). EPROCESS is opaque, as in the WDK. */
+NTKERNELAPI PEPROCESS IoGetCurrentProcess(VOID);
+#define PsGetCurrentProcess IoGetCurrentProcess
+NTKERNELAPI HANDLE PsGetProcessId(PEPROCESS Process);
+extern NTKERNELAPI PEPROCESS PsInitialSystemProcess;
 NTKERNELAPI BOOLEAN PsIsSystemThread(PETHREAD Thread);
 NTKERNELAPI KPRIORITY KeSetPriorityThread(PKTHREAD Thread, KPRIORITY Priority);
 

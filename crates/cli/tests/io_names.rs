@@ -1,4 +1,5 @@
-//! IoCreateUnprotectedSymbolicLink, IoIsWdmVersionAvailable and PsGetCurrentProcessId
+//! IoCreateUnprotectedSymbolicLink, IoIsWdmVersionAvailable, PsGetCurrentProcessId,
+//! IoGetCurrentProcess (PsGetCurrentProcess), PsGetProcessId and PsInitialSystemProcess
 //! (issue 12 item 1, issue 11 item 3) from a C driver, `drivers/io_names.c`.
 
 use std::path::Path;
@@ -26,9 +27,10 @@ fn an_unprotected_link_opens_the_device_and_requests_run_in_the_callers_process(
     let out = v["debug_output"].as_str().unwrap();
     let expected = "WDM 1.10 1, 1.30 1, 6.00 0, 6.02 0; DriverEntry in process 4\n\
                     link: 0x0, again: 0xc0000035\n\
-                    major 0 in process of the caller\n\
-                    major 14 in process of the caller\n\
-                    major 2 in process of the caller\n";
+                    DriverEntry's process is the System process: 1, id 4\n\
+                    major 0 in process of the caller (object another, id matches)\n\
+                    major 14 in process of the caller (object another, id matches)\n\
+                    major 2 in process of the caller (object another, id matches)\n";
     assert!(out.starts_with(expected), "{out}");
     let (v, _) = run("win8-x64");
     let out = v["debug_output"].as_str().unwrap();

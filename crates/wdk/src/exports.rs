@@ -375,6 +375,9 @@ exports! {
     Ntoskrnl Routine PsGetCurrentThread(ps) Any "as KeGetCurrentThread";
     Ntoskrnl Routine PsGetCurrentThreadId(ps) Any;
     Ntoskrnl Routine PsGetCurrentProcessId(ps) Any;
+    Ntoskrnl Routine IoGetCurrentProcess(ps) Any "an opaque EPROCESS: no field of it is laid out";
+    Ntoskrnl Routine PsGetProcessId(ps) Any "0 for a pointer that is no process's object";
+    Ntoskrnl Data PsInitialSystemProcess Any "an opaque EPROCESS";
     Ntoskrnl Routine PsIsSystemThread(ps) Any;
     Ntoskrnl Routine KeSetPriorityThread(ps) Dispatch "recorded, never used: threads run in creation order";
     Ntoskrnl Routine ZwClose(ob) Passive "handles to objects ntmem creates (threads, registry keys, a scenario's events)";

@@ -88,6 +88,8 @@ pub struct KernelData {
     pub process_type: u64,
     /// `IoFileObjectType`: where the file object type's `POBJECT_TYPE` is.
     pub file_type: u64,
+    /// `PsInitialSystemProcess`: the System process's `PEPROCESS`.
+    pub system_process: u64,
     /// `KiUserSharedData`: where `KUSER_SHARED_DATA` is mapped (ntmem's own variable,
     /// read by the header's `KI_USER_SHARED_DATA`; Windows uses a constant).
     pub user_shared_data: u64,
@@ -109,6 +111,7 @@ impl KernelData {
             event_type: std::ptr::addr_of!(crate::ob::EVENT_TYPE_VARIABLE) as u64,
             process_type: std::ptr::addr_of!(crate::ob::PROCESS_TYPE_VARIABLE) as u64,
             file_type: std::ptr::addr_of!(crate::ob::FILE_TYPE_VARIABLE) as u64,
+            system_process: std::ptr::addr_of!(crate::ps::SYSTEM_PROCESS) as u64,
             user_shared_data: host(machine.shared_user_data()),
         }
     }
@@ -125,6 +128,7 @@ impl KernelData {
             "ExEventObjectType" => std::ptr::addr_of!(self.event_type).cast(),
             "PsProcessType" => std::ptr::addr_of!(self.process_type).cast(),
             "IoFileObjectType" => std::ptr::addr_of!(self.file_type).cast(),
+            "PsInitialSystemProcess" => std::ptr::addr_of!(self.system_process).cast(),
             "KiUserSharedData" => std::ptr::addr_of!(self.user_shared_data).cast(),
             _ => return None,
         };

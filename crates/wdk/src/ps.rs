@@ -353,6 +353,40 @@ pub extern "win64" fn PsGetCurrentProcessId() -> u64 {
     kernel(|cpu| Ok(cpu.machine().processes().current().map_or(SYSTEM_PROCESS_ID, |p| p.id())))
 }
 
+/// The System process's object: what `PsInitialSystemProcess` holds and
+/// `IoGetCurrentProcess` returns in the System process. Opaque to drivers, as every
+/// `EPROCESS`; ntmem's user processes have theirs in nonpaged pool
+/// ([`ntmem_kernel::mm::process::Process::object`]).
+#[derive(Debug)]
+#[repr(C, align(16))]
+pub struct ProcessBlock([u8; 0x80]);
+
+/// The System process's `EPROCESS`.
+pub static SYSTEM_PROCESS: ProcessBlock = ProcessBlock([0; 0x80]);
+
+/// `IoGetCurrentProcess` (`PsGetCurrentProcess` in the WDK's headers): the process the
+/// thread runs in — the caller's while a driver serves its request, else the System
+/// process ([`SYSTEM_PROCESS`]).
+pub extern "win64" fn IoGetCurrentProcess() -> *mut c_void {
+    kernel(|cpu| {
+        let current = cpu.machine().processes().current();
+        Ok(current.map_or(std::ptr::addr_of!(SYSTEM_PROCESS) as *mut c_void, |p| host_ptr(cpu, Some(p.object()))))
+    })
+}
+
+/// `PsGetProcessId(Process)`: the id of the process whose object `process` is: 4 for
+/// the System process. A pointer that is no process's object gives 0 (Windows reads
+/// whatever lies at `UniqueProcessId`'s offset).
+pub extern "win64" fn PsGetProcessId(process: *mut c_void) -> u64 {
+    if process.cast_const() == std::ptr::addr_of!(SYSTEM_PROCESS).cast() {
+        return SYSTEM_PROCESS_ID;
+    }
+    kernel(|cpu| {
+        let found = cpu.machine().processes().by_object(va_of(cpu, process));
+        Ok(found.map_or(0, |p| p.id()))
+    })
+}
+
 /// `PsIsSystemThread(Thread)`: TRUE for a thread `PsCreateSystemThread` made, and the
 /// worker threads.
 ///

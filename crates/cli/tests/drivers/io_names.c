@@ -1,7 +1,8 @@
 /* IoCreateUnprotectedSymbolicLink, IoIsWdmVersionAvailable and PsGetCurrentProcessId:
  * DriverEntry makes an unprotected link to its device and prints the WDM versions the
  * machine supports and its process id (the System process); a request from a user
- * process prints the caller's id (the process the request runs in). */
+ * process prints the caller's id (the process the request runs in), and
+ * IoGetCurrentProcess / PsGetProcessId / PsInitialSystemProcess agree with it. */
 #include <ntddk.h>
 
 static UNICODE_STRING Link = RTL_CONSTANT_STRING(L"\\DosDevices\\NtmemNames");
@@ -10,7 +11,11 @@ static NTSTATUS Dispatch(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
     UNREFERENCED_PARAMETER(DeviceObject);
-    DbgPrint("major %d in process %s\n", sp->MajorFunction, PsGetCurrentProcessId() == (HANDLE)4 ? "System" : "of the caller");
+    PEPROCESS process = PsGetCurrentProcess();
+    DbgPrint("major %d in process %s (object %s, id %s)\n", sp->MajorFunction,
+             PsGetCurrentProcessId() == (HANDLE)4 ? "System" : "of the caller",
+             process == PsInitialSystemProcess ? "System's" : "another",
+             PsGetProcessId(process) == PsGetCurrentProcessId() ? "matches" : "differs");
     Irp->IoStatus.Status = STATUS_SUCCESS;
     Irp->IoStatus.Information = 0;
     IoCompleteRequest(Irp, IO_NO_INCREMENT);
@@ -37,6 +42,8 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
         return status;
     status = IoCreateUnprotectedSymbolicLink(&Link, &name);
     DbgPrint("link: 0x%x, again: 0x%x\n", status, IoCreateUnprotectedSymbolicLink(&Link, &name));
+    DbgPrint("DriverEntry's process is the System process: %d, id %d\n", IoGetCurrentProcess() == PsInitialSystemProcess,
+             (int)(ULONG_PTR)PsGetProcessId(PsInitialSystemProcess));
     if (!NT_SUCCESS(status)) {
         IoDeleteDevice(device);
         return status;
