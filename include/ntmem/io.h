@@ -401,6 +401,17 @@ typedef struct _FILE_OBJECT {
     PVOID ntmemIrpList[2];
     PVOID FileObjectExtension;
 } FILE_OBJECT, *PFILE_OBJECT;
+
+/* The access rights of a file object (wdm.h). */
+#define FILE_READ_DATA 0x0001
+#define FILE_WRITE_DATA 0x0002
+#define FILE_APPEND_DATA 0x0004
+
+/* Opens the device ObjectName reaches (IRP_MJ_CREATE to the top of its stack, then
+ * IRP_MJ_CLEANUP as the handle closes) and returns the referenced file object and the
+ * device at the top of the stack; ObDereferenceObject(*FileObject) sends IRP_MJ_CLOSE. */
+NTKERNELAPI NTSTATUS IoGetDeviceObjectPointer(PUNICODE_STRING ObjectName, ULONG DesiredAccess,
+                                              PFILE_OBJECT *FileObject, PDEVICE_OBJECT *DeviceObject);
 _Static_assert(__builtin_offsetof(FILE_OBJECT, FsContext) == 0x18, "FILE_OBJECT layout");
 _Static_assert(__builtin_offsetof(FILE_OBJECT, ReadAccess) == 0x4a, "FILE_OBJECT layout");
 _Static_assert(__builtin_offsetof(FILE_OBJECT, FileName) == 0x58, "FILE_OBJECT layout");

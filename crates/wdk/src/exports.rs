@@ -183,6 +183,7 @@ exports! {
     Ntoskrnl Routine IoCreateSymbolicLink(io) Passive;
     Ntoskrnl Routine IoCreateUnprotectedSymbolicLink(io) Passive "no security model: the same link as IoCreateSymbolicLink";
     Ntoskrnl Routine IoIsWdmVersionAvailable(io) Any;
+    Ntoskrnl Routine IoGetDeviceObjectPointer(io) Passive "no security checks; a create left pending is waited for";
     Ntoskrnl Routine IoDeleteSymbolicLink(io) Passive;
     Ntoskrnl Routine IoAttachDeviceToDeviceStack(pnp) Passive;
     Ntoskrnl Routine IoDetachDevice(pnp) Passive;

@@ -209,3 +209,97 @@ pub fn finish_driver_entry(driver: &Driver, machine: &Machine, cpu: u32) -> Resu
     let key = driver.object_ptr() as u64;
     machine.run(cpu, |c| device::finish_initializing(c, key))
 }
+
+/// `FILE_OPEN` (a create disposition, bits 24–31 of `Parameters.Create.Options`).
+const FILE_OPEN: u32 = 1;
+/// `FILE_NON_DIRECTORY_FILE`.
+const FILE_NON_DIRECTORY_FILE: u32 = 0x40;
+
+/// Sends a kernel caller's `call` from driver code: the IRP built and recorded in the
+/// kernel ([`IoCall::build_request`]), delivered to the top device's dispatch routine
+/// outside it ([`crate::io_stack::deliver`]), and waited for if the driver left it
+/// pending, as a synchronous request is.
+fn send_from_driver(call: &IoCall) -> IoOutcome {
+    let built = kernel(|cpu| {
+        Ok(call.build_request(cpu)?.map(|(top, irp)| (host_ptr(cpu, Some(top.0)), host_ptr(cpu, Some(irp.0)), irp)))
+    });
+    let (top, irp_ptr, irp) = match built {
+        Ok(built) => built,
+        Err(failed) => return failed,
+    };
+    let returned = crate::io_stack::deliver(top, irp_ptr);
+    let outcome = kernel(|cpu| Ok(IoCall::outcome(cpu, irp, KStatus(returned as u32))));
+    if outcome.pending.is_none() {
+        return outcome;
+    }
+    let on = ntmem_kernel::ke::sched::WaitOn::Irp(irp.0.get());
+    let done = crate::ke_wait::wait_until("IoGetDeviceObjectPointer", None, false, &on, |cpu| {
+        Ok(match cpu.machine().io().take_completion(irp) {
+            Some(done) => crate::ke_wait::Poll::Done(done),
+            None => crate::ke_wait::Poll::Blocked(irp.0.get(), crate::ke_dispatcher::SYNCHRONIZATION_EVENT),
+        })
+    });
+    let (status, information) = done.unwrap_or((KStatus::PENDING, 0));
+    IoOutcome { completed: true, status, information, pending: None, ..outcome }
+}
+
+/// `IoGetDeviceObjectPointer(ObjectName, DesiredAccess, FileObject, DeviceObject)`
+/// (learn.microsoft.com, "IoGetDeviceObjectPointer function (wdm.h)"): opens the
+/// device `name` reaches as a kernel caller (`ZwOpenFile`: FILE_OPEN,
+/// FILE_NON_DIRECTORY_FILE, no sharing) — IRP_MJ_CREATE to the top of its stack —,
+/// takes a reference to the file object and closes the handle, which sends
+/// IRP_MJ_CLEANUP at once; returns the file object and the device at the top of the
+/// stack (`IoGetRelatedDeviceObject`). The caller's `ObDereferenceObject` of the file
+/// object is its last reference: IRP_MJ_CLOSE, then the file object is freed. A name
+/// nothing has is STATUS_OBJECT_NAME_NOT_FOUND; a create the driver fails returns
+/// its status. PASSIVE_LEVEL.
+///
+/// # Safety
+/// `name` is a valid `UNICODE_STRING`; the two out pointers are the caller's.
+pub unsafe extern "win64" fn IoGetDeviceObjectPointer(
+    name: *const UnicodeString,
+    access: u32,
+    file_out: *mut *mut c_void,
+    device_out: *mut *mut c_void,
+) -> NtStatus {
+    kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, IoGetDeviceObjectPointer as *const () as u64)?;
+        context::checked(cpu, file_out.cast(), 8)?;
+        context::checked(cpu, device_out.cast(), 8)
+    });
+    // SAFETY: the caller's string (`# Safety`).
+    let name = String::from_utf16_lossy(&unsafe { crate::rtl::unicode_chars(name) });
+    let options = FILE_OPEN << 24 | FILE_NON_DIRECTORY_FILE;
+    let request = ntmem_kernel::io::file::OpenRequest { access, share: 0, options };
+    let opened = kernel(|cpu| ntmem_kernel::io::file::begin_open(cpu, &name, request));
+    let (device, file) = match opened {
+        Ok(opened) => opened,
+        Err(status) => return status.0 as NtStatus,
+    };
+    let outcome = send_from_driver(&ntmem_kernel::io::file::create_call(device, file, request, None));
+    let Some(open) = kernel(|cpu| ntmem_kernel::io::file::end_open(cpu, device, file, None, &outcome)) else {
+        return outcome.status.0 as NtStatus;
+    };
+    let [cleanup, _] = ntmem_kernel::io::file::close_calls(&open);
+    send_from_driver(&cleanup);
+    kernel(|cpu| {
+        let m = cpu.machine();
+        m.objects().insert(file.0.get(), ntmem_kernel::ob::ObjectType::File, 1);
+        let top = ntmem_kernel::io::pnp::io_get_attached_device(cpu, device)?;
+        // SAFETY: both out pointers are mapped (checked above).
+        unsafe {
+            file_out.write_unaligned(host_ptr(cpu, Some(file.0)));
+            device_out.write_unaligned(host_ptr(cpu, Some(top.0)));
+        }
+        Ok(())
+    });
+    0
+}
+
+/// After `ObDereferenceObject` dropped the last reference to `open`'s file object:
+/// IRP_MJ_CLOSE, then the file object is freed.
+pub(crate) fn close_file(open: &ntmem_kernel::io::file::OpenFile) {
+    let [_, close] = ntmem_kernel::io::file::close_calls(open);
+    send_from_driver(&close);
+    kernel(|cpu| ntmem_kernel::io::file::end_close(cpu, open));
+}

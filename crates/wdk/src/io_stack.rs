@@ -205,12 +205,17 @@ fn dispatch(device: *mut c_void, irp: *mut c_void, routine: Option<DriverDispatc
 }
 
 /// Hands an IRP the I/O manager built for `device` (its location current already) to
-/// the device's dispatch routine, as the I/O manager sends its own requests.
+/// the device's dispatch routine for the location's major function, as the I/O
+/// manager sends its own requests.
 pub(crate) fn deliver(device: *mut c_void, irp: *mut c_void) -> NtStatus {
     let (routine, target) = kernel(|cpu| {
         let driver = DeviceObject(va_of(cpu, device)).driver(cpu)?;
-        let target = CallTarget { major: IRP_MJ_POWER, driver };
-        let routine = if driver == 0 { None } else { major_function(cpu, driver, IRP_MJ_POWER)? };
+        let location = Irp(va_of(cpu, irp)).current_stack_location(cpu)?;
+        let mut major = [0u8; 1];
+        let m = cpu.machine();
+        m.space().read(location, &mut major).map_err(|_| ntmem_kernel::trap::wild_touch(cpu, location, false))?;
+        let target = CallTarget { major: major[0], driver };
+        let routine = if driver == 0 { None } else { major_function(cpu, driver, major[0])? };
         Ok((routine, target))
     });
     dispatch(device, irp, routine, target)

@@ -224,10 +224,22 @@ pub unsafe extern "win64" fn ObfReferenceObject(object: *mut c_void) -> i64 {
 /// # Safety
 /// `object` is a referenced object.
 pub unsafe extern "win64" fn ObfDereferenceObject(object: *mut c_void) -> i64 {
-    kernel(|cpu| {
+    let (left, closed) = kernel(|cpu| {
+        let m = cpu.machine();
+        let counted = m.objects().get(object as u64);
+        let file = counted.filter(|(kind, _)| *kind == ObjectType::File).and_then(|_| {
+            let va = crate::context::va_of(cpu, object);
+            m.io().open_file(va)
+        });
         dereference(cpu, object as u64)?;
-        Ok(cpu.machine().objects().get(object as u64).map_or(0, |(_, n)| n as i64))
-    })
+        let left = m.objects().get(object as u64).map_or(0, |(_, n)| n as i64);
+        Ok((left, file.filter(|_| left == 0)))
+    });
+    // A file object's last reference: the I/O manager closes it (driver code runs).
+    if let Some(open) = closed {
+        crate::io::close_file(&open);
+    }
+    left
 }
 
 /// `ObfReferenceObjectWithTag(Object, Tag)`: as `ObfReferenceObject` (the tag is for

@@ -12,9 +12,10 @@
 //! when the device itself is opened). The I/O manager then sends IRP_MJ_CREATE
 //! with the file object in the stack location; a create that fails frees it. Closing
 //! the last handle sends IRP_MJ_CLEANUP, dropping the last reference IRP_MJ_CLOSE,
-//! and the file object is freed after the close (as `ObDereferenceObject` of the
-//! last reference does; ntmem has no other references to files yet, so both
-//! follow the handle's close at once).
+//! and the file object is freed after the close. A scenario's handle holds the only
+//! reference, so both follow its close at once; a file object
+//! `IoGetDeviceObjectPointer` opened for a driver is referenced by the object
+//! manager, and its close waits for the driver's last `ObDereferenceObject`.
 //!
 //! An exclusive device (`DO_EXCLUSIVE`) that is already open refuses another open
 //! with STATUS_ACCESS_DENIED, as the I/O manager does before the driver sees it.

@@ -259,6 +259,11 @@ impl IoManager {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The open file whose object is at `file`, if it is open.
+    pub fn open_file(&self, file: Va) -> Option<file::OpenFile> {
+        self.files().iter().find(|f| f.file.0 == file).cloned()
+    }
+
     /// The device whose name is `path` or its first components (compared without
     /// case), and the rest of the path after the device's name.
     pub(crate) fn device_by_path(&self, path: &str) -> Option<(DeviceObject, String)> {

@@ -236,21 +236,55 @@ impl IoCall {
         self.send_attached(cpu, driver)
     }
 
-    fn send_attached(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {
-        let m = cpu.machine();
+    /// The first half of [`IoCall::send`], for a caller that hands the IRP to the
+    /// driver itself (a request a driver makes from driver code, which the WDK
+    /// boundary delivers outside the kernel): the buffers prepared and the IRP built
+    /// for the top of the device's stack and recorded as the I/O manager's. Inner
+    /// `Err`: the outcome of a request that failed before any driver saw it. Then
+    /// deliver the IRP and finish with [`IoCall::outcome`].
+    ///
+    /// # Errors
+    /// A bugcheck from the preparation or the pool.
+    pub fn build_request(&self, cpu: &Cpu<'_>) -> Result<Result<(DeviceObject, Irp), IoOutcome>, BugCheck> {
         let device = super::pnp::io_get_attached_device(cpu, self.device)?;
         let mut prepared = Prepared::default();
         if let Err(status) = self.prepare(cpu, device, &mut prepared)? {
             self.undo(cpu, &prepared)?;
-            return Ok(IoOutcome::failed(status));
+            return Ok(Err(IoOutcome::failed(status)));
         }
         let contents = self.contents(device, &prepared);
         let Some(irp) = irp::build(cpu, &contents)? else {
             self.undo(cpu, &prepared)?;
-            return Ok(IoOutcome::failed(NtStatus::INSUFFICIENT_RESOURCES));
+            return Ok(Err(IoOutcome::failed(NtStatus::INSUFFICIENT_RESOURCES)));
         };
         let record = IrpRecord::request(self.caller.clone(), prepared.system_buffer_len);
-        m.io().irps().insert(irp.0.get(), record);
+        cpu.machine().io().irps().insert(irp.0.get(), record);
+        Ok(Ok((device, irp)))
+    }
+
+    /// What the caller sees of `irp` once its dispatch routine returned `returned`:
+    /// the final status if it was completed, else the IRP, pending.
+    pub fn outcome(cpu: &Cpu<'_>, irp: Irp, returned: NtStatus) -> IoOutcome {
+        match cpu.machine().io().take_completion(irp) {
+            Some((status, information)) => {
+                IoOutcome { reached_driver: true, returned, completed: true, status, information, pending: None }
+            }
+            None => IoOutcome {
+                reached_driver: true,
+                returned,
+                completed: false,
+                status: returned,
+                information: 0,
+                pending: Some(irp),
+            },
+        }
+    }
+
+    fn send_attached(&self, cpu: &Cpu<'_>, driver: &dyn Dispatch) -> Result<IoOutcome, BugCheck> {
+        let (device, irp) = match self.build_request(cpu)? {
+            Ok(built) => built,
+            Err(failed) => return Ok(failed),
+        };
         if let (Some(action), Some(p)) = (self.action, &self.caller) {
             let (va, len) = self.request.user_buffer();
             // The caller's own call: its failure (nothing there) is the caller's business.
@@ -267,20 +301,7 @@ impl IoCall {
                 NtStatus::INVALID_DEVICE_REQUEST
             }
         };
-        let done = m.io().take_completion(irp);
-        Ok(match done {
-            Some((status, information)) => {
-                IoOutcome { reached_driver: true, returned, completed: true, status, information, pending: None }
-            }
-            None => IoOutcome {
-                reached_driver: true,
-                returned,
-                completed: false,
-                status: returned,
-                information: 0,
-                pending: Some(irp),
-            },
-        })
+        Ok(Self::outcome(cpu, irp, returned))
     }
 
     /// What the IRP for this request holds, once [`IoCall::prepare`] made `prepared`.

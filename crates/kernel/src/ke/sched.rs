@@ -99,6 +99,9 @@ pub enum WaitOn {
     /// Run-down protection's wait (`ExWaitForRundownProtectionRelease`): until the
     /// `EX_RUNDOWN_REF` at this address has no reference left.
     Rundown(u64),
+    /// A request the thread sent and waits for, synchronously (the IRP's address):
+    /// until the I/O manager has completed it.
+    Irp(u64),
     /// Nothing but time (`KeDelayExecutionThread`).
     Time,
 }
