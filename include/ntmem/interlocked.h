@@ -1,6 +1,6 @@
 /*
  * ntmem: lists shared under a spin lock, sequenced singly linked lists (SLists),
- * run-down protection and the processor queries (wdm.h; learn.microsoft.com
+ * run-down protection, push locks and the processor queries (wdm.h; learn.microsoft.com
  * "Singly and Doubly Linked Lists"). Included by wdm.h.
  * Layouts are the x64 WDK's.
  */
@@ -62,6 +62,19 @@ NTKERNELAPI VOID ExReleaseRundownProtectionEx(PEX_RUNDOWN_REF RunRef, ULONG Coun
 /* Refuses new references and waits until every granted one is released. */
 NTKERNELAPI VOID ExWaitForRundownProtectionRelease(PEX_RUNDOWN_REF RunRef);
 NTKERNELAPI VOID ExRundownCompleted(PEX_RUNDOWN_REF RunRef);
+
+/* ---- Push locks (Windows 8 and later): IRQL <= APC_LEVEL, in a critical region ---- */
+
+typedef ULONG_PTR EX_PUSH_LOCK, *PEX_PUSH_LOCK;
+
+static __inline VOID ExInitializePushLock(PEX_PUSH_LOCK PushLock)
+{
+    *PushLock = 0;
+}
+NTKERNELAPI VOID ExAcquirePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+NTKERNELAPI VOID ExAcquirePushLockSharedEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+NTKERNELAPI VOID ExReleasePushLockExclusiveEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
+NTKERNELAPI VOID ExReleasePushLockSharedEx(PEX_PUSH_LOCK PushLock, ULONG Flags);
 
 /* ---- IRQL and processors ------------------------------------------------- */
 

@@ -493,6 +493,10 @@ exports! {
     Ntoskrnl Routine ExReleaseRundownProtectionEx(ex_rundown) Dispatch;
     Ntoskrnl Routine ExWaitForRundownProtectionRelease(ex_rundown) Apc "Count holds the references, not the waiter's block, while it waits";
     Ntoskrnl Routine ExRundownCompleted(ex_rundown) Any;
+    Ntoskrnl Routine ExAcquirePushLockExclusiveEx(ex_push_lock) Apc "waiters take the lock when they next run, not in queue order";
+    Ntoskrnl Routine ExAcquirePushLockSharedEx(ex_push_lock) Apc "waiters take the lock when they next run, not in queue order";
+    Ntoskrnl Routine ExReleasePushLockExclusiveEx(ex_push_lock) Apc;
+    Ntoskrnl Routine ExReleasePushLockSharedEx(ex_push_lock) Apc;
     Hal Routine KeStallExecutionProcessor(ke_processor) Any "returns at once: simulated time does not move";
     Ntoskrnl Routine PoRequestPowerIrp(pnp) Dispatch "the PDO does not support wake: IRP_MN_WAIT_WAKE completes with STATUS_NOT_SUPPORTED";
     // Queued spin locks and releases for another thread, for deadlock detection (issue 14 item 7).

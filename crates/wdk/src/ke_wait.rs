@@ -198,6 +198,7 @@ pub(crate) fn could_run(cpu: &Cpu<'_>, w: &Waiting) -> bool {
         }
         WaitOn::FastMutex(p) => !mapped(cpu, *p, 4) || Object(*p as *mut u8).i32_at(0) & 1 == 1,
         WaitOn::Rundown(r) => crate::ex_rundown::drained(cpu, *r),
+        WaitOn::PushLock { lock, exclusive } => crate::ex_push_lock::would_grant(cpu, *lock, *exclusive),
         WaitOn::Irp(irp) => cpu.machine().io().irps_done(ntmem_kernel::io::Irp(ntmem_machine::Va::new(*irp))),
         WaitOn::Resource { resource, exclusive } => {
             cpu.machine().resources().would_grant(*resource, w.thread, *exclusive)

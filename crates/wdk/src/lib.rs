@@ -54,6 +54,8 @@ pub mod ex_event;
 #[allow(non_snake_case)]
 pub mod ex_interlocked;
 #[allow(non_snake_case)]
+pub mod ex_push_lock;
+#[allow(non_snake_case)]
 pub mod ex_resource;
 #[allow(non_snake_case)]
 pub mod ex_rundown;

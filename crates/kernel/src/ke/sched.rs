@@ -96,6 +96,13 @@ pub enum WaitOn {
         /// Exclusive (else shared) access.
         exclusive: bool,
     },
+    /// A push lock (`EX_PUSH_LOCK`), exclusive or shared.
+    PushLock {
+        /// Its address.
+        lock: u64,
+        /// Exclusive (else shared) access.
+        exclusive: bool,
+    },
     /// Run-down protection's wait (`ExWaitForRundownProtectionRelease`): until the
     /// `EX_RUNDOWN_REF` at this address has no reference left.
     Rundown(u64),

@@ -1,0 +1,42 @@
+//! Push locks from a C driver (`drivers/push_lock.c`; issue 11 item 3).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(rule: u32) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .arg("run")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/push_lock.c"))
+        .arg("--json")
+        .env("CFLAGS", format!("-DRULE={rule}"))
+        .output()
+        .expect("ntmem runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::String(text))
+}
+
+/// A writer waits while a reader holds the lock (the reader's 10 ms of simulated
+/// time pass) and gets it once the reader releases; readers share it.
+#[test]
+fn a_writer_waits_for_the_reader_and_readers_share() {
+    let v = run(0);
+    assert_eq!(v["exit"], 0, "{v}");
+    let expected = "reader: holding, word 0x11\n\
+                    reader: releasing\n\
+                    writer: holding after the reader is done 1, word 0x1\n\
+                    two readers: word 0x21\n\
+                    free: word 0x0\n";
+    assert_eq!(v["debug_output"], expected, "{v}");
+}
+
+/// Push locks are not recursive: an exclusive acquire by their holder waits for
+/// ever on Windows; the run ends naming the wait.
+#[test]
+fn an_exclusive_acquire_by_the_holder_is_a_wait_that_never_ends() {
+    let v = run(1);
+    let halt = &v["halt"];
+    assert_eq!((v["exit"].as_u64(), halt["kind"].as_str()), (Some(4), Some("wait_never_ends")), "{v}");
+    assert_eq!(halt["routine"], "ExAcquirePushLockExclusiveEx", "{v}");
+}
