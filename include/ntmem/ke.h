@@ -42,7 +42,7 @@ NTKERNELAPI LARGE_INTEGER KeQueryPerformanceCounter(PLARGE_INTEGER PerformanceFr
  * ntmem's own variable, to its address. SharedUserData->TickCount and the x64 WDK's
  * inline forms of KeQueryTickCount / KeQuerySystemTime / KeQueryInterruptTime
  * (reads of SharedTickCount, SharedSystemTime, SharedInterruptTime) agree with the
- * routines of those names. There is no user-mode view (0x7FFE0000) yet. */
+ * routines of those names. Each process also maps it read-only at 0x7FFE0000. */
 typedef struct _KSYSTEM_TIME {
     ULONG LowPart;
     LONG High1Time;

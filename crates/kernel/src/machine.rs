@@ -360,6 +360,11 @@ impl Machine {
         self.shared_data.va()
     }
 
+    /// The frame of `KUSER_SHARED_DATA`.
+    pub(crate) fn shared_data_pfn(&self) -> ntmem_machine::Pfn {
+        self.shared_data.pfn()
+    }
+
     /// The system PTE pool.
     pub fn system_ptes(&self) -> &SystemPtes {
         &self.ptes

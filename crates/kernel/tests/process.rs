@@ -222,14 +222,15 @@ fn a_commit_ram_cannot_back_takes_nothing() {
     let m = boot("ws03sp1-enterprise-x64");
     m.run(0, |cpu| {
         let p = process(cpu, "huge.exe");
-        let base = Some(Va::new(0x1000_0000));
+        // Above 4 GB: the range must not cross KUSER_SHARED_DATA's user view (0x7FFE0000).
+        let base = Some(Va::new(0x1_0000_0000));
         let free = m.phys().free_pages();
         assert_eq!(nt_allocate_virtual_memory(cpu, &p, base, 4_000_000_000, BOTH, RW), Err(NtStatus::NO_MEMORY));
         // Page tables the attempt built may stay with the process (at most one
         // per 2 MB of the range, and the levels above).
         assert!(free - m.phys().free_pages() <= 4_000_000_000 / (2 * MB) + 8, "{free} {}", m.phys().free_pages());
         let (va, size) = nt_allocate_virtual_memory(cpu, &p, base, 64 * MB, BOTH, RW).unwrap();
-        assert_eq!((va, size), (Va::new(0x1000_0000), 64 * MB));
+        assert_eq!((va, size), (Va::new(0x1_0000_0000), 64 * MB));
         ps_terminate_process(cpu, &p)
     })
     .unwrap();

@@ -1,7 +1,8 @@
 /* KUSER_SHARED_DATA (issue 11 item 5): the WDK's SharedUserData and the x64 inline
  * forms of KeQueryTickCount / KeQuerySystemTime / KeQueryInterruptTime read the page;
  * they agree with the routines, and the times move with simulated time (the
- * ioctl of shared_data.toml comes after an advance_ms step). */
+ * ioctl of shared_data.toml comes after an advance_ms step); a process has the page
+ * at 0x7FFE0000 too, read-only. */
 #include <ntddk.h>
 
 static ULONG checks, failures;
@@ -32,8 +33,18 @@ static NTSTATUS Dispatch(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
     ULONG64 now = *(volatile ULONG64 *)SharedTickCount;
     UNREFERENCED_PARAMETER(DeviceObject);
+    KUSER_SHARED_DATA *user = (KUSER_SHARED_DATA *)(ULONG_PTR)0x7FFE0000;
+    BOOLEAN refused = FALSE;
     checks = failures = 0;
     SameTimes();
+    /* The caller's process has the same page at the user address, read-only. */
+    CHECK(user->TickCountQuad == now && user->NtMajorVersion == SharedUserData->NtMajorVersion);
+    __try {
+        *(volatile ULONG *)&user->TickCountMultiplier = 1;
+    } __except (GetExceptionCode() == STATUS_ACCESS_VIOLATION ? EXCEPTION_EXECUTE_HANDLER : EXCEPTION_CONTINUE_SEARCH) {
+        refused = TRUE;
+    }
+    CHECK(refused && SharedUserData->TickCountMultiplier == 0x0FA00000);
     DbgPrint("shared: %I64u ticks later, %lu checks, %lu failed\n", now - entry_ticks, checks, failures);
     Irp->IoStatus.Status = STATUS_SUCCESS;
     Irp->IoStatus.Information = 0;

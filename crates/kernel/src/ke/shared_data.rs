@@ -26,9 +26,14 @@
 //! ATTEMPTED_WRITE_TO_READONLY_MEMORY (0xBE, `crate::trap`). Where that differs: on
 //! the editions ntmem simulates, the kernel's own view was writable (the clock
 //! interrupt wrote the times through it), so a stray write went unnoticed there;
-//! the user view (`0x7FFE0000`) was the read-only one. ntmem has no user view yet.
+//! the user view was the read-only one.
+//!
+//! **The user view.** Every process maps the same frame read-only at `0x7FFE0000`
+//! (`layout.shared_user_data`; `crate::mm::process`), so a driver in a process's
+//! context reads the same page there, and its write through that address is an
+//! access violation its `__try` can take, as on Windows.
 
-use ntmem_machine::{Arch, MachineProfile, PagingMode, RegionKind, Va};
+use ntmem_machine::{Arch, MachineProfile, PagingMode, Pfn, RegionKind, Va};
 
 use crate::mm::frames::{FrameRequest, PhysicalMemory};
 use crate::mm::pfn::PageUse;
@@ -153,6 +158,7 @@ const PF_NX_ENABLED: usize = 12;
 #[derive(Debug)]
 pub struct SharedData {
     va: Va,
+    pfn: Pfn,
     file_offset: u64,
 }
 
@@ -179,7 +185,7 @@ impl SharedData {
         let frames = phys.allocate(&FrameRequest::new(1, PageUse::SharedUserData).zeroed())?;
         let file_offset = phys.file_offset(frames.first()).ok_or(MmError::NotRam(frames.first()))?;
         space.map(phys, va, &frames, Access::ReadOnly)?;
-        let page = SharedData { va, file_offset };
+        let page = SharedData { va, pfn: frames.first(), file_offset };
         page.fill(profile, phys);
         Ok(page)
     }
@@ -187,6 +193,11 @@ impl SharedData {
     /// The kernel view's simulated address.
     pub fn va(&self) -> Va {
         self.va
+    }
+
+    /// The frame, which each process also maps at its user view.
+    pub fn pfn(&self) -> Pfn {
+        self.pfn
     }
 
     fn write(&self, phys: &PhysicalMemory, offset: usize, data: &[u8]) {

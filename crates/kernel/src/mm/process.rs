@@ -133,6 +133,9 @@ enum VadKind {
     /// Locked pages mapped by `MmMapLockedPagesSpecifyCache(UserMode)`: the frames
     /// belong to whoever locked them, not to the process.
     LockedPages,
+    /// `KUSER_SHARED_DATA`'s user view, read-only: the frame is the kernel's
+    /// (`crate::ke::shared_data`).
+    SharedUserData,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -472,8 +475,29 @@ pub fn ps_create_process(cpu: &Cpu<'_>, name: &str) -> Result<Result<Arc<Process
         locked_pages: AtomicU64::new(0),
         exited: AtomicBool::new(false),
     });
+    if map_shared_user_data(cpu, &process).is_err() {
+        for frame in process.tables.table_frames(m.phys()) {
+            let _ = m.phys().free(frame, 1);
+        }
+        pool::free(cpu, object, Some(PROCESS_TAG))?;
+        return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES));
+    }
     ps.all.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&process));
     Ok(Ok(process))
+}
+
+/// Maps `KUSER_SHARED_DATA` read-only at its user address (`0x7FFE0000`,
+/// `layout.shared_user_data`) in `process`, as every Windows process has it.
+fn map_shared_user_data(cpu: &Cpu<'_>, process: &Arc<Process>) -> Result<(), NtStatus> {
+    let at = cpu.machine().profile().layout.shared_user_data;
+    let pfn = cpu.machine().shared_data_pfn();
+    with_attached(cpu, process, |m| {
+        let frames = Frames { runs: vec![(pfn, 1)] };
+        m.space().map(m.phys(), at, &frames, Access::ReadOnly).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)
+    })?;
+    let committed = BTreeMap::from([(at.get(), Committed { pfn, protect: PageProtection::ReadOnly })]);
+    process.vm().vads.insert(at.get(), Vad { pages: 1, kind: VadKind::SharedUserData, committed });
+    Ok(())
 }
 
 fn page_size(m: &Machine) -> u64 {
@@ -627,7 +651,7 @@ fn release_page(m: &Machine, va: u64, c: Committed, kind: VadKind) {
     if c.protect != PageProtection::NoAccess {
         let _ = m.space().unmap(m.phys(), Va::new(va), 1);
     }
-    if kind == VadKind::LockedPages {
+    if matches!(kind, VadKind::LockedPages | VadKind::SharedUserData) {
         return;
     }
     let locked = m.phys().update(c.pfn, |e| {
