@@ -78,6 +78,7 @@ use ntmem_machine::{Layout, RegionKind, Va};
 
 use crate::bugcheck::{BugCheck, BugCheckCode};
 use crate::ex::pool::special::{SpecialFault, SpecialPages};
+use crate::ex::pool::NtStatus;
 use crate::halt::Halt;
 use crate::ke::irql::Irql;
 use crate::ke::processor::{current_on, current_stack_on, Cpu, Processor};
@@ -248,6 +249,17 @@ impl FaultHandler for Trap {
         let (b, image) = self.decide(fault);
         FaultAction::Escape(encode_escape(&b, image))
     }
+}
+
+/// An interlocked operation on a misaligned word or `SLIST_HEADER` (`lock cmpxchg16b`
+/// on a head not 16-byte aligned, or a pointer-sized interlocked on a word that is
+/// not 8-byte aligned, as the WDK's structures must be): the general-protection
+/// fault the processor raises, which no handler takes in kernel mode —
+/// KMODE_EXCEPTION_NOT_HANDLED (0x1E: STATUS_ACCESS_VIOLATION, address unknown, so
+/// parameter 4 is −1).
+pub fn misaligned_interlocked(cpu: &Cpu<'_>) -> BugCheck {
+    let p = [u64::from(NtStatus::ACCESS_VIOLATION.0), 0, 0, u64::MAX];
+    cpu.machine().bugcheck(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, p)
 }
 
 /// The stop a touch of `va` gives when ntmem's own code makes it for a driver (a

@@ -11,6 +11,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::AtomicU64;
 
 use ntmem_kernel::trap::raise_bugcheck;
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Halt, Machine};
@@ -265,6 +266,20 @@ pub(crate) fn checked(cpu: &Cpu<'_>, p: *mut c_void, len: u64) -> Result<*mut u8
         return Err(ntmem_kernel::trap::wild_touch(cpu, va, true));
     }
     Ok(p.cast())
+}
+
+/// The pointer-sized word at `p` that an interlocked routine works on (a push lock,
+/// a run-down reference): checked mapped as [`checked`] does, and 8-byte aligned —
+/// else the general-protection fault of the interlocked instruction
+/// ([`ntmem_kernel::trap::misaligned_interlocked`]).
+pub(crate) fn interlocked_word<'a>(cpu: &Cpu<'_>, p: *mut c_void) -> Result<&'a AtomicU64, BugCheck> {
+    let host = checked(cpu, p, 8)?;
+    if !host.cast::<u64>().is_aligned() {
+        return Err(ntmem_kernel::trap::misaligned_interlocked(cpu));
+    }
+    // SAFETY: mapped and aligned (checked above): the caller's word, which lives as
+    // long as the routine that was passed it runs.
+    Ok(unsafe { AtomicU64::from_ptr(host.cast()) })
 }
 
 /// As [`checked`], with every page of the range checked mapped, not only its ends:

@@ -35,8 +35,6 @@ use crate::types::KSpinLock;
 
 /// `FAST_FAIL_CORRUPT_LIST_ENTRY`.
 const CORRUPT_LIST_ENTRY: u64 = 3;
-/// `STATUS_ACCESS_VIOLATION`, as a 0x1E parameter.
-const ACCESS_VIOLATION: u64 = 0xC000_0005;
 
 fn read(p: *mut u8, off: usize) -> u64 {
     // SAFETY: `p` was checked mapped for the bytes read (callers).
@@ -185,8 +183,7 @@ pub unsafe extern "win64" fn ExInterlockedPopEntryList(head: *mut c_void, lock: 
 /// The `SLIST_HEADER` at `head`: 16-byte aligned and mapped (module docs).
 fn slist_header(cpu: &Cpu<'_>, head: *mut c_void) -> Result<*mut u8, BugCheck> {
     if head as usize & 0xF != 0 {
-        let p = [ACCESS_VIOLATION, 0, 0, u64::MAX];
-        return Err(cpu.machine().bugcheck(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, p));
+        return Err(ntmem_kernel::trap::misaligned_interlocked(cpu));
     }
     checked(cpu, head, 16)
 }

@@ -22,9 +22,9 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ntmem_kernel::ke::sched::WaitOn;
-use ntmem_kernel::{BugCheck, BugCheckCode, Cpu};
+use ntmem_kernel::{BugCheck, Cpu};
 
-use crate::context::{checked, kernel};
+use crate::context::{interlocked_word, kernel};
 use crate::ke_dispatcher::SYNCHRONIZATION_EVENT;
 use crate::ke_wait::{check_irql, wait_until, Poll};
 
@@ -33,16 +33,9 @@ const LOCKED: u64 = 1;
 /// One shared owner.
 const SHARE: u64 = 0x10;
 
-/// The word at `p`, checked mapped and aligned (a misaligned one is the
-/// general-protection fault of an interlocked operation: 0x1E).
+/// The lock's word ([`interlocked_word`]).
 fn word<'a>(cpu: &Cpu<'_>, p: *mut c_void) -> Result<&'a AtomicU64, BugCheck> {
-    let host = checked(cpu, p, 8)?;
-    if !host.cast::<u64>().is_aligned() {
-        let p = [0xC000_0005, 0, 0, u64::MAX];
-        return Err(cpu.machine().bugcheck(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, p));
-    }
-    // SAFETY: mapped and aligned (checked above): the caller's EX_PUSH_LOCK.
-    Ok(unsafe { AtomicU64::from_ptr(host.cast()) })
+    interlocked_word(cpu, p)
 }
 
 /// The word after granting an acquire, if the lock can grant it now.

@@ -22,9 +22,9 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ntmem_kernel::ke::sched::WaitOn;
-use ntmem_kernel::{BugCheck, BugCheckCode, Cpu};
+use ntmem_kernel::{BugCheck, Cpu};
 
-use crate::context::{checked, kernel};
+use crate::context::{interlocked_word, kernel};
 use crate::ke_dispatcher::SYNCHRONIZATION_EVENT;
 use crate::ke_wait::{check_irql, wait_until, Poll};
 
@@ -33,18 +33,9 @@ const RUNDOWN_ACTIVE: u64 = 1;
 /// What one reference adds to `Count`.
 const REFERENCE: u64 = 2;
 
-/// The `Count` word at `r`, checked mapped (a bad pointer is the fault Windows
-/// gives); a misaligned one is the general-protection fault of an interlocked
-/// operation on it (0x1E, STATUS_ACCESS_VIOLATION, address unknown).
+/// The `Count` word at `r` ([`interlocked_word`]).
 fn count<'a>(cpu: &Cpu<'_>, r: *mut c_void) -> Result<&'a AtomicU64, BugCheck> {
-    let p = checked(cpu, r, 8)?;
-    if !p.cast::<u64>().is_aligned() {
-        let p = [0xC000_0005, 0, 0, u64::MAX];
-        return Err(cpu.machine().bugcheck(BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED, p));
-    }
-    // SAFETY: mapped and aligned (checked above): the caller's EX_RUNDOWN_REF, which
-    // lives as long as the call.
-    Ok(unsafe { AtomicU64::from_ptr(p.cast()) })
+    interlocked_word(cpu, r)
 }
 
 /// `ExInitializeRundownProtection(RunRef)` and `ExReInitializeRundownProtection`:

@@ -218,8 +218,8 @@ const FILE_NON_DIRECTORY_FILE: u32 = 0x40;
 /// Sends a kernel caller's `call` from driver code: the IRP built and recorded in the
 /// kernel ([`IoCall::build_request`]), delivered to the top device's dispatch routine
 /// outside it ([`crate::io_stack::deliver`]), and waited for if the driver left it
-/// pending, as a synchronous request is.
-fn send_from_driver(call: &IoCall) -> IoOutcome {
+/// pending, as a synchronous request is (`routine` names the wait in a report).
+fn send_from_driver(routine: &'static str, call: &IoCall) -> IoOutcome {
     let built = kernel(|cpu| {
         Ok(call.build_request(cpu)?.map(|(top, irp)| (host_ptr(cpu, Some(top.0)), host_ptr(cpu, Some(irp.0)), irp)))
     });
@@ -233,7 +233,7 @@ fn send_from_driver(call: &IoCall) -> IoOutcome {
         return outcome;
     }
     let on = ntmem_kernel::ke::sched::WaitOn::Irp(irp.0.get());
-    let done = crate::ke_wait::wait_until("IoGetDeviceObjectPointer", None, false, &on, |cpu| {
+    let done = crate::ke_wait::wait_until(routine, None, false, &on, |cpu| {
         Ok(match cpu.machine().io().take_completion(irp) {
             Some(done) => crate::ke_wait::Poll::Done(done),
             None => crate::ke_wait::Poll::Blocked(irp.0.get(), crate::ke_dispatcher::SYNCHRONIZATION_EVENT),
@@ -276,12 +276,13 @@ pub unsafe extern "win64" fn IoGetDeviceObjectPointer(
         Ok(opened) => opened,
         Err(status) => return status.0 as NtStatus,
     };
-    let outcome = send_from_driver(&ntmem_kernel::io::file::create_call(device, file, request, None));
+    let create = ntmem_kernel::io::file::create_call(device, file, request, None);
+    let outcome = send_from_driver("IoGetDeviceObjectPointer", &create);
     let Some(open) = kernel(|cpu| ntmem_kernel::io::file::end_open(cpu, device, file, None, &outcome)) else {
         return outcome.status.0 as NtStatus;
     };
     let [cleanup, _] = ntmem_kernel::io::file::close_calls(&open);
-    send_from_driver(&cleanup);
+    send_from_driver("IoGetDeviceObjectPointer", &cleanup);
     kernel(|cpu| {
         let m = cpu.machine();
         m.objects().insert(file.0.get(), ntmem_kernel::ob::ObjectType::File, 1);
@@ -300,6 +301,6 @@ pub unsafe extern "win64" fn IoGetDeviceObjectPointer(
 /// IRP_MJ_CLOSE, then the file object is freed.
 pub(crate) fn close_file(open: &ntmem_kernel::io::file::OpenFile) {
     let [_, close] = ntmem_kernel::io::file::close_calls(open);
-    send_from_driver(&close);
+    send_from_driver("ObfDereferenceObject", &close);
     kernel(|cpu| ntmem_kernel::io::file::end_close(cpu, open));
 }

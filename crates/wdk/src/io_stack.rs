@@ -210,12 +210,9 @@ fn dispatch(device: *mut c_void, irp: *mut c_void, routine: Option<DriverDispatc
 pub(crate) fn deliver(device: *mut c_void, irp: *mut c_void) -> NtStatus {
     let (routine, target) = kernel(|cpu| {
         let driver = DeviceObject(va_of(cpu, device)).driver(cpu)?;
-        let location = Irp(va_of(cpu, irp)).current_stack_location(cpu)?;
-        let mut major = [0u8; 1];
-        let m = cpu.machine();
-        m.space().read(location, &mut major).map_err(|_| ntmem_kernel::trap::wild_touch(cpu, location, false))?;
-        let target = CallTarget { major: major[0], driver };
-        let routine = if driver == 0 { None } else { major_function(cpu, driver, major[0])? };
+        let (major, _) = Irp(va_of(cpu, irp)).current_function(cpu)?;
+        let target = CallTarget { major, driver };
+        let routine = if driver == 0 { None } else { major_function(cpu, driver, major)? };
         Ok((routine, target))
     });
     dispatch(device, irp, routine, target)
@@ -228,14 +225,9 @@ fn complete_unhandled(irp: *mut c_void, target: CallTarget) -> NtStatus {
         let i = Irp(va_of(cpu, irp));
         let status = match (target.driver, target.major) {
             (0, major @ (IRP_MJ_PNP | IRP_MJ_POWER)) => {
-                let location = i.current_stack_location(cpu)?;
-                let mut minor = [0u8; 1];
-                let m = cpu.machine();
-                m.space().read(Va::new(location.get() + 1), &mut minor).map_err(|_| {
-                    m.bugcheck(ntmem_kernel::BugCheckCode::PAGE_FAULT_IN_NONPAGED_AREA, [location.get(), 0, 0, 0])
-                })?;
+                let (_, minor) = i.current_function(cpu)?;
                 let succeeds = if major == IRP_MJ_PNP { &PDO_SUCCEEDS_PNP[..] } else { &PDO_SUCCEEDS_POWER[..] };
-                if succeeds.contains(&minor[0]) {
+                if succeeds.contains(&minor) {
                     KStatus::SUCCESS
                 } else {
                     i.io_status(cpu)?.0

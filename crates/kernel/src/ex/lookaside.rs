@@ -328,12 +328,7 @@ impl Lookasides {
     /// The head is touched ([`Window::touch`]) before it is returned, outside any
     /// lock (module docs).
     fn head<'a>(cpu: &Cpu<'a>, va: Va) -> Result<Head<'a>, BugCheck> {
-        let h = Head::at(cpu, va).ok_or_else(|| {
-            cpu.machine().bugcheck(
-                BugCheckCode::KMODE_EXCEPTION_NOT_HANDLED,
-                [u64::from(NtStatus::ACCESS_VIOLATION.0), 0, 0, u64::MAX],
-            )
-        })?;
+        let h = Head::at(cpu, va).ok_or_else(|| crate::trap::misaligned_interlocked(cpu))?;
         h.0.touch();
         Ok(h)
     }

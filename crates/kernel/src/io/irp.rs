@@ -233,6 +233,15 @@ impl Irp {
         Ok(Va::new(u64_at(cpu, at(self.0, OFF_CURRENT_STACK))?))
     }
 
+    /// The current stack location's `MajorFunction` and `MinorFunction`.
+    ///
+    /// # Errors
+    /// PAGE_FAULT_IN_NONPAGED_AREA (0x50) for a location outside the address space.
+    pub fn current_function(self, cpu: &Cpu<'_>) -> Result<(u8, u8), BugCheck> {
+        let [major, minor] = super::device::read_bytes::<2>(cpu, self.current_stack_location(cpu)?)?;
+        Ok((major, minor))
+    }
+
     /// `MdlAddress` (0: none).
     ///
     /// # Errors
