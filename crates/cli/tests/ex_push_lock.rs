@@ -1,20 +1,11 @@
 //! Push locks from a C driver (`drivers/push_lock.c`; issue 11 item 3).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 fn run(rule: u32) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/push_lock.c"))
-        .arg("--json")
-        .env("CFLAGS", format!("-DRULE={rule}"))
-        .output()
-        .expect("ntmem runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::String(text))
+    common::run_json("push_lock.c", rule, &[])
 }
 
 /// A writer waits while a reader holds the lock (the reader's 10 ms of simulated

@@ -1,20 +1,11 @@
 //! Run-down protection from a C driver (`drivers/rundown.c`; issue 11 item 3).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 fn run(rule: u32) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/rundown.c"))
-        .arg("--json")
-        .env("CFLAGS", format!("-DRULE={rule}"))
-        .output()
-        .expect("ntmem runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::String(text))
+    common::run_json("rundown.c", rule, &[])
 }
 
 /// References count in twos above EX_RUNDOWN_ACTIVE; the wait lets the holder run

@@ -1,8 +1,7 @@
 //! IoGetDeviceObjectPointer (issue 12 item 1) from a C driver that opens its own
 //! device by name, `drivers/device_pointer.c`.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 /// The open is a kernel caller's: IRP_MJ_CREATE, then IRP_MJ_CLEANUP as the handle
 /// closes inside the call; IRP_MJ_CLOSE comes with the caller's ObDereferenceObject of
@@ -11,15 +10,8 @@ use std::process::Command;
 /// name nothing has is STATUS_OBJECT_NAME_NOT_FOUND.
 #[test]
 fn create_and_cleanup_come_with_the_open_and_close_with_the_last_dereference() {
-    let drivers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers");
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .arg("run")
-        .arg(drivers.join("device_pointer.c"))
-        .args(["--scenario", drivers.join("device_pointer.toml").to_str().unwrap(), "--json"])
-        .output()
-        .expect("ntmem runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let scenario = common::driver_file("device_pointer.toml");
+    let v = common::run_json("device_pointer.c", 0, &["--scenario", scenario.to_str().unwrap()]);
     assert_eq!(v["exit"], 0, "{v}");
     let once = |i| {
         format!(

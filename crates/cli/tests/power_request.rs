@@ -1,28 +1,13 @@
 //! `PoRequestPowerIrp` (issue 12 item 4): a power policy owner asks for device
 //! power IRPs while it handles system ones (`drivers/power_request.c`).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
-fn run(rule: u32) -> (Value, Option<i32>) {
-    let dir = std::env::temp_dir().join(format!("ntmem-power-request-{}-{rule}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let scenario = dir.join("s.toml");
-    let steps = "[[step]]\npower = { minor = \"set_power\", system_state = \"S3\" }\n\
-                 [[step]]\npower = { minor = \"set_power\", system_state = \"S0\" }\n";
-    std::fs::write(&scenario, steps).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/power_request.c"))
-        .args(["--scenario", scenario.to_str().unwrap(), "--json"])
-        .env("CFLAGS", format!("-DRULE={rule}"))
-        .output()
-        .expect("ntmem runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_slice(&out.stdout).unwrap_or(Value::String(text)), out.status.code())
+fn run(rule: u32) -> Value {
+    let scenario = common::driver_file("power_request.toml");
+    common::run_json("power_request.c", rule, &["--scenario", scenario.to_str().unwrap()])
 }
 
 fn steps_succeeded(v: &Value) {
@@ -42,8 +27,8 @@ fn steps_succeeded(v: &Value) {
 /// requested is STATUS_INVALID_PARAMETER_2 and sends nothing.
 #[test]
 fn a_device_power_irp_requested_for_a_system_one_completes_it() {
-    let (v, code) = run(0);
-    assert_eq!(code, Some(0), "{v}");
+    let v = run(0);
+    assert_eq!(v["exit"], 0, "{v}");
     let out = v["debug_output"].as_str().unwrap();
     let expected = "wait/wake for S3\n\
                     D-IRP done: minor 0 D3 status 0xc00000bb at IRQL 0\n\
@@ -64,8 +49,8 @@ fn a_device_power_irp_requested_for_a_system_one_completes_it() {
 /// completes then.
 #[test]
 fn a_device_power_irp_requested_at_dispatch_level_is_sent_at_passive_level_later() {
-    let (v, code) = run(1);
-    assert_eq!(code, Some(0), "{v}");
+    let v = run(1);
+    assert_eq!(v["exit"], 0, "{v}");
     let out = v["debug_output"].as_str().unwrap();
     let expected = "S-IRP S3: asked for D3 at IRQL 2: 0x103\n\
                     D-IRP: D0 -> D3 at IRQL 0, 2 locations\n\

@@ -1,22 +1,12 @@
 //! Lists under a spin lock, SLists, in-stack queued spin locks and the processor
 //! queries from a C driver (`drivers/interlocked.c`; issue 11 items 2-3).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 
 fn run(rule: u32, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/interlocked.c"))
-        .args(["--json", "--processors", "4"])
-        .args(extra)
-        .env("CFLAGS", format!("-DRULE={rule}"))
-        .output()
-        .expect("ntmem runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::String(text))
+    common::run_json("interlocked.c", rule, &[&["--processors", "4"], extra].concat())
 }
 
 fn stop(v: &Value) -> Option<(u64, Vec<u64>)> {
