@@ -313,6 +313,7 @@ exports! {
     Ntoskrnl Routine KeInitializeDpc(ke_dispatcher) Any;
     Ntoskrnl Routine KeInsertQueueDpc(ke_dispatcher) Any "the DPC runs when the queuing routine has returned, in a wait, or at KeFlushQueuedDpcs";
     Ntoskrnl Routine KeRemoveQueueDpc(ke_dispatcher) Any;
+    Ntoskrnl Routine KeSetImportanceDpc(ke_dispatcher) Any;
     Ntoskrnl Routine KeFlushQueuedDpcs(ke_dispatcher) Passive;
     Ntoskrnl Routine KeWaitForSingleObject(ke_wait) Dispatch "one processor, cooperative scheduler: an unsatisfied wait blocks the thread until another thread, a DPC, a timer or a later step signals it; one nothing can ever satisfy stops the run";
     Ntoskrnl Routine KeDelayExecutionThread(ke_wait) Apc "blocks until simulated time passes its due time (other threads run meanwhile)";

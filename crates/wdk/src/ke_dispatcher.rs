@@ -24,7 +24,7 @@
 use std::ffi::c_void;
 
 use ntmem_host::thunk::preserving_capture;
-use ntmem_kernel::ke::timers::{QueuedDpc, SetTimer};
+use ntmem_kernel::ke::timers::{DpcPlace, QueuedDpc, SetTimer};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql, Machine};
 
 use crate::context::{self, checked, kernel};
@@ -47,6 +47,9 @@ const DPC_OBJECT: u8 = 19;
 pub(crate) const HEADER_SIZE: u64 = 0x18;
 const KTIMER_SIZE: u64 = 0x40;
 const KDPC_SIZE: u64 = 0x40;
+/// `KDPC.Importance`, and MediumImportance, what `KeInitializeDpc` writes there.
+const KDPC_IMPORTANCE: usize = 1;
+const MEDIUM_IMPORTANCE: u8 = 1;
 
 /// 100-ns units per millisecond.
 pub(crate) const UNITS_PER_MS: u64 = 10_000;
@@ -330,13 +333,32 @@ pub unsafe extern "win64" fn KeInitializeDpc(dpc: *mut c_void, routine: *mut c_v
         unsafe { std::ptr::write_bytes(d.0, 0, KDPC_SIZE as usize) };
         // SAFETY: as above.
         unsafe { d.0.write_unaligned(DPC_OBJECT) };
-        // SAFETY: as above: Importance (MediumImportance, 1).
-        unsafe { d.0.add(1).write_unaligned(1) };
+        d.set_u8(KDPC_IMPORTANCE, MEDIUM_IMPORTANCE);
         d.set_u64(0x18, routine as u64);
         d.set_u64(0x20, deferred_context as u64);
         cpu.machine().timers().dequeue(d.0 as u64);
         Ok(())
     });
+}
+
+/// `KeSetImportanceDpc(Dpc, Importance)`: records the `KDPC_IMPORTANCE` in the KDPC's
+/// `Importance` byte; a HighImportance DPC is queued at the head of the queue, the
+/// others at its tail ([`DpcPlace`]).
+///
+/// # Safety
+/// `dpc` is an initialized `KDPC`.
+pub unsafe extern "win64" fn KeSetImportanceDpc(dpc: *mut c_void, importance: u32) {
+    kernel(|cpu| {
+        Object::of(cpu, dpc, KDPC_SIZE)?.set_u8(KDPC_IMPORTANCE, importance as u8);
+        Ok(())
+    });
+}
+
+/// Queues the KDPC `d` with its system arguments where its importance says; false
+/// when it is queued already.
+fn queue_dpc(cpu: &Cpu<'_>, d: &Object, argument1: u64, argument2: u64) -> bool {
+    let place = DpcPlace::of_importance(d.u8_at(KDPC_IMPORTANCE));
+    cpu.machine().timers().queue(QueuedDpc { dpc: d.0 as u64, argument1, argument2 }, place)
 }
 
 /// `KeInsertQueueDpc`: queues the DPC with its system arguments; FALSE when it is
@@ -347,8 +369,7 @@ pub unsafe extern "win64" fn KeInitializeDpc(dpc: *mut c_void, routine: *mut c_v
 pub unsafe extern "win64" fn KeInsertQueueDpc(dpc: *mut c_void, argument1: *mut c_void, argument2: *mut c_void) -> u8 {
     kernel(|cpu| {
         let d = Object::of(cpu, dpc, KDPC_SIZE)?;
-        let queued = QueuedDpc { dpc: d.0 as u64, argument1: argument1 as u64, argument2: argument2 as u64 };
-        Ok(u8::from(cpu.machine().timers().queue(queued)))
+        Ok(u8::from(queue_dpc(cpu, &d, argument1 as u64, argument2 as u64)))
     })
 }
 
@@ -424,8 +445,8 @@ pub(crate) fn advance_to(until: u64) {
                 if t.dpc != 0 {
                     // As Windows: SystemArgument1 and 2 are the expiry's interrupt time, low
                     // and high 32 bits.
-                    let (low, high) = (now & 0xFFFF_FFFF, now >> 32);
-                    cpu.machine().timers().queue(QueuedDpc { dpc: t.dpc, argument1: low, argument2: high });
+                    let d = Object::of(cpu, t.dpc as *mut c_void, KDPC_SIZE)?;
+                    queue_dpc(cpu, &d, now & 0xFFFF_FFFF, now >> 32);
                 }
             }
             Ok(())

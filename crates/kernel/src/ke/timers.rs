@@ -37,6 +37,34 @@ pub struct QueuedDpc {
     pub argument2: u64,
 }
 
+/// Where a DPC joins the queue, from its `KDPC.Importance` (learn.microsoft.com
+/// "KeSetImportanceDpc", `KDPC_IMPORTANCE`): a HighImportance DPC goes to the head of
+/// the processor's queue, every other importance to the tail. (Low and Medium differ
+/// on Windows only in when the queue is drained, which one simulated processor does
+/// not show.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpcPlace {
+    /// At the tail: LowImportance (0), MediumImportance (1, the default),
+    /// MediumHighImportance (3), and any other value.
+    Tail,
+    /// At the head: HighImportance (2).
+    Head,
+}
+
+impl DpcPlace {
+    /// `HighImportance` in `KDPC_IMPORTANCE`.
+    pub const HIGH_IMPORTANCE: u8 = 2;
+
+    /// The place of a DPC whose `Importance` byte is `importance`.
+    pub fn of_importance(importance: u8) -> DpcPlace {
+        if importance == Self::HIGH_IMPORTANCE {
+            DpcPlace::Head
+        } else {
+            DpcPlace::Tail
+        }
+    }
+}
+
 /// The machine's timers and DPCs.
 #[derive(Debug, Default)]
 pub struct Timers {
@@ -69,7 +97,10 @@ impl Timers {
     }
 
     /// The timers due at `now`, earliest first (ties in address order), each taken off
-    /// the queue — a periodic one set again a period later.
+    /// the queue — a periodic one set again a period after `now`: Windows re-inserts a
+    /// periodic timer with its period as an interval relative to the expiry (the
+    /// kernel's timer-expiration DPC, as ReactOS documents it), so one that expired
+    /// late — set with a due time already past — keeps the late phase.
     pub fn expire(&self, now: u64) -> Vec<(u64, SetTimer)> {
         let mut set = self.set_timers();
         let mut due: Vec<(u64, SetTimer)> = set.iter().filter(|(_, t)| t.due <= now).map(|(&a, &t)| (a, t)).collect();
@@ -79,22 +110,23 @@ impl Timers {
                 set.remove(address);
             } else {
                 let period = u64::from(t.period_ms) * 10_000;
-                // The next expiry after `now`, as a periodic timer that missed ticks keeps
-                // its phase.
-                let missed = (now - t.due) / period + 1;
-                set.insert(*address, SetTimer { due: t.due + missed * period, ..*t });
+                set.insert(*address, SetTimer { due: now + period, ..*t });
             }
         }
         due
     }
 
-    /// Queues `dpc`; false when it is queued already (nothing changes).
-    pub fn queue(&self, dpc: QueuedDpc) -> bool {
+    /// Queues `dpc` at `place`; false when it is queued already (nothing changes,
+    /// its system arguments included).
+    pub fn queue(&self, dpc: QueuedDpc, place: DpcPlace) -> bool {
         let mut queued = self.dpcs();
         if queued.iter().any(|d| d.dpc == dpc.dpc) {
             return false;
         }
-        queued.push_back(dpc);
+        match place {
+            DpcPlace::Tail => queued.push_back(dpc),
+            DpcPlace::Head => queued.push_front(dpc),
+        }
         true
     }
 
@@ -123,8 +155,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// Against a naive model: each timer fires at every due time up to `now`, at
-        /// most once per expiry call, and a periodic timer stays in phase.
+        /// Against a naive model: each timer fires once per expiry call that reaches its
+        /// due time, and a periodic timer is due again a period after that call.
         #[test]
         fn expiries_follow_due_times_and_periods(
             timers in proptest::collection::vec((0u64..5_000_000, 0u32..50), 1..8),
@@ -143,10 +175,7 @@ mod tests {
                 for (i, &(_, period_ms)) in timers.iter().enumerate() {
                     if let Some(due) = next[i].filter(|&d| d <= now) {
                         expected.push((due, i as u64 * 0x40));
-                        next[i] = (period_ms != 0).then(|| {
-                            let period = u64::from(period_ms) * 10_000;
-                            due + ((now - due) / period + 1) * period
-                        });
+                        next[i] = (period_ms != 0).then(|| now + u64::from(period_ms) * 10_000);
                     }
                 }
                 expected.sort_unstable();
@@ -160,10 +189,14 @@ mod tests {
     fn a_dpc_is_queued_once_and_runs_in_order() {
         let t = Timers::default();
         let d = |dpc| QueuedDpc { dpc, argument1: 1, argument2: 2 };
-        assert!(t.queue(d(0x100)) && t.queue(d(0x200)));
-        assert!(!t.queue(d(0x100)), "already queued");
+        assert!(t.queue(d(0x100), DpcPlace::Tail) && t.queue(d(0x200), DpcPlace::Tail));
+        assert!(!t.queue(d(0x100), DpcPlace::Head), "already queued");
+        assert!(t.queue(d(0x300), DpcPlace::Head));
         assert!(t.dequeue(0x200));
+        assert_eq!(t.next_dpc(), Some(d(0x300)), "a high-importance DPC goes first");
         assert_eq!(t.next_dpc(), Some(d(0x100)));
         assert_eq!(t.next_dpc(), None);
+        assert_eq!(DpcPlace::of_importance(2), DpcPlace::Head);
+        assert!([0, 1, 3, 0xFF].into_iter().all(|i| DpcPlace::of_importance(i) == DpcPlace::Tail));
     }
 }
