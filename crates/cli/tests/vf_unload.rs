@@ -47,6 +47,13 @@ fn stop(v: &Value) -> (u64, Vec<u64>) {
     (b["code"].as_u64().unwrap_or(0), parameters.unwrap_or_default())
 }
 
+/// The 1-based line of the test driver `name` that contains `text`.
+fn line_of(name: &str, text: &str) -> usize {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name);
+    let source = std::fs::read_to_string(path).expect("the driver's source");
+    source.lines().position(|l| l.contains(text)).map(|i| i + 1).expect("the line")
+}
+
 /// The function the stop's analysis blames.
 fn frame(v: &Value) -> &str {
     v["bugcheck"]["symbols"]["analysis"]["faulting_frame"]["function"].as_str().unwrap_or_default()
@@ -89,7 +96,8 @@ fn a_system_thread_allocating_while_its_driver_unloads_is_0xc4_0x61() {
     assert_eq!(b.len(), 2, "{v}");
     assert_eq!((b[0].0.as_str(), b[0].1.as_str(), b[0].2), ("Kept", "Nonp", 0x50));
     assert_eq!((b[1].0.as_str(), b[1].1.as_str(), b[1].2), ("Kept", "Paged", 0x30));
-    assert!(b[1].3.contains("unload_thread!DriverEntry+0x") && b[1].3.contains("unload_thread.c @ 86]"), "{b:?}");
+    let at = format!("unload_thread.c @ {}]", line_of("unload_thread.c", "KeptPaged = ExAllocatePoolWithTag"));
+    assert!(b[1].3.contains("unload_thread!DriverEntry+0x") && b[1].3.contains(&at), "{b:?}");
     let t = text("unload_thread.c", "", &TRACKING);
     assert!(t.contains("*** STOP: 0x000000c4 (0x61, 0x30, 0x50, 0x2) DRIVER_VERIFIER_DETECTED_VIOLATION"), "{t}");
     assert!(t.contains("  Kept  unload_thread!DriverEntry+0x"), "the !verifier 3 list: {t}");
@@ -107,6 +115,14 @@ fn a_dpc_allocating_while_its_driver_unloads_is_0x61_too() {
     assert_eq!(status, 3, "{v}");
     assert_eq!(stop(&v), (0xC4, vec![0x61, 0x30, 0x50, 2]), "{v}");
     assert_eq!(frame(&v), "Tick", "stopped in the DPC routine: {v}");
+}
+
+#[test]
+fn a_work_item_allocating_while_its_driver_unloads_is_0x61_too() {
+    let (v, status) = json("unload_thread.c", "-DBY_WORK_ITEM", &TRACKING);
+    assert_eq!(status, 3, "{v}");
+    assert_eq!(stop(&v), (0xC4, vec![0x61, 0x30, 0x50, 2]), "{v}");
+    assert_eq!(frame(&v), "Deferred", "stopped in the worker thread: {v}");
 }
 
 #[test]

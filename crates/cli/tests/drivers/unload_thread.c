@@ -9,6 +9,8 @@
  * after its sleep and returns without allocating), then frees its blocks: no stop.
  * -DBY_DPC: no thread; a periodic 10 ms timer's DPC allocates and frees instead, and
  * Unload sleeps 50 ms before it cancels the timer: 0x61 from the DPC.
+ * -DBY_WORK_ITEM: no thread; a work item (ExQueueWorkItem) sleeps 20 ms in its worker
+ * thread, then allocates; Unload sleeps 50 ms first: 0x61 from the worker thread.
  * -DUNLOAD_ALLOCATES: the clean unload, and Unload itself allocates and frees a
  * block first: the thread running the unload may. */
 #include <ntddk.h>
@@ -18,6 +20,7 @@ static PVOID Thread;
 static PVOID KeptPaged, KeptNonpaged;
 static KTIMER Timer;
 static KDPC Dpc;
+static WORK_QUEUE_ITEM Item;
 
 static VOID Sleep(LONG ms)
 {
@@ -57,16 +60,25 @@ static VOID Tick(PKDPC Dpc_, PVOID Context, PVOID Argument1, PVOID Argument2)
     Churn();
 }
 
+static VOID Deferred(PVOID Context)
+{
+    UNREFERENCED_PARAMETER(Context);
+    Sleep(20);
+    Churn();
+}
+
 static VOID Unload(PDRIVER_OBJECT DriverObject)
 {
     UNREFERENCED_PARAMETER(DriverObject);
 #ifdef UNLOAD_ALLOCATES
     Churn();
 #endif
-#ifdef BY_DPC
+#if defined(BY_DPC)
     Sleep(50);
     KeCancelTimer(&Timer);
     KeFlushQueuedDpcs();
+#elif defined(BY_WORK_ITEM)
+    Sleep(50);
 #else
 #if !defined(STOPS_FIRST) && !defined(UNLOAD_ALLOCATES)
     Sleep(50);
@@ -89,7 +101,10 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
         return STATUS_INSUFFICIENT_RESOURCES;
     }
     KeInitializeEvent(&Stop, NotificationEvent, FALSE);
-#ifdef BY_DPC
+#if defined(BY_WORK_ITEM)
+    ExInitializeWorkItem(&Item, Deferred, NULL);
+    ExQueueWorkItem(&Item, DelayedWorkQueue);
+#elif defined(BY_DPC)
     {
         LARGE_INTEGER due;
         due.QuadPart = -10 * 10000LL;
