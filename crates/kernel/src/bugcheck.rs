@@ -460,6 +460,8 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x31 ["0x31: KeLowerIrql to a higher IRQL", "Current IRQL", "Requested IRQL", "0: the new IRQL is bad"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x32 ["0x32: KeReleaseSpinLock not at DISPATCH_LEVEL", "Current IRQL", "Address of the spin lock", "0"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x3B ["0x3B: KeWaitXxx at DISPATCH_LEVEL or above with a non-zero timeout", "Current IRQL", "Object to wait for", "Time-out parameter (0: none given)"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x60 ["0x60: the driver unloaded without freeing all its pool (pool tracking; the form of Windows 2000)", "Bytes allocated from paged pool, not freed", "Bytes allocated from nonpaged pool, not freed", "Number of allocations not freed, paged and nonpaged"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x61 ["0x61: a thread of the driver allocated pool while the driver was unloading (pool tracking)", "Bytes allocated from paged pool, not freed", "Bytes allocated from nonpaged pool, not freed", "Number of allocations not freed, paged and nonpaged"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x62 ["0x62: the driver unloaded without freeing all its pool (pool tracking)", "Address of the driver's name (a UNICODE_STRING)", "Verifier's driver information (0: ntmem has none a debugger reads)", "Number of allocations not freed, paged and nonpaged"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x7C ["0x7C: MmUnlockPages of an MDL whose pages were never locked", "Address of the MDL", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x7D ["0x7D: MmUnlockPages of an MDL built for nonpaged pool (MmBuildMdlForNonPagedPool)", "Address of the MDL", "Reserved", "Reserved"];

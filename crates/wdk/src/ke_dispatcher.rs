@@ -386,6 +386,26 @@ pub extern "win64" fn KeFlushQueuedDpcs() {
     run_queued_dpcs();
 }
 
+thread_local! {
+    /// How many DPC routines this host thread is inside (a DPC runs on whichever
+    /// thread chose the next one, in that thread's context).
+    static IN_DPC: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the code running now is a DPC routine's (or a routine it called): pool
+/// tracking tells a DPC from the thread it interrupted ([`crate::vf`]'s check of
+/// allocations during an unload).
+pub(crate) fn in_dpc() -> bool {
+    IN_DPC.with(|d| d.get() > 0)
+}
+
+/// Forgets DPCs this host thread was inside when a stop left them through the escape
+/// hatch (their count never came down): for a routine called at the top of the
+/// requesting thread, which no DPC can be running under.
+pub(crate) fn outside_dpcs() {
+    IN_DPC.with(|d| d.set(0));
+}
+
 /// Runs queued DPCs, oldest first, each at DISPATCH_LEVEL, until none is queued.
 pub(crate) fn run_queued_dpcs() {
     while let Some(q) = kernel(|cpu| Ok(cpu.machine().timers().next_dpc())) {
@@ -413,8 +433,10 @@ pub(crate) fn run_queued_dpcs() {
                 q.argument1 as *mut c_void,
                 q.argument2 as *mut c_void,
             );
+            IN_DPC.with(|d| d.set(d.get() + 1));
             // SAFETY: as above.
             preserving_capture(|| unsafe { f(args.0, args.1, args.2, args.3) });
+            IN_DPC.with(|d| d.set(d.get().saturating_sub(1)));
         }
         kernel(|cpu| {
             if cpu.irql() != Irql::DISPATCH {

@@ -336,6 +336,7 @@ impl Driver {
     /// `DriverEntry`: no driver code may run afterwards.
     pub fn unload_image(&mut self, machine: &Machine) {
         self.registration = None;
+        machine.vf().unload_finished(&self.name);
         if let Some(image) = self.image.take() {
             image.unload(machine);
         }
@@ -423,15 +424,17 @@ impl Driver {
 
     /// Driver Verifier's check as the image unloads (`MmUnloadSystemImage`): with
     /// pool tracking on for this driver, pool it left allocated is
-    /// DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) 0x62; the second parameter is the
+    /// DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) 0x62 — the second parameter the
     /// address of the driver's name (the DRIVER_OBJECT's `DriverName`
-    /// UNICODE_STRING, which `dS` prints).
+    /// UNICODE_STRING, which `dS` prints) — or, on Windows 2000, 0x60 with the bytes
+    /// left ([`ntmem_kernel::vf::Verifier::unload_violation`]).
     ///
     /// # Errors
     /// The bugcheck.
     pub fn verify_unload(&self, machine: &Machine) -> Result<(), BugCheck> {
         let name = std::ptr::addr_of!(self.object.driver_name) as u64;
-        match machine.vf().unload_violation(&self.name, name) {
+        let release = machine.profile().edition.release;
+        match machine.vf().unload_violation(&self.name, name, release) {
             None => Ok(()),
             Some(v) => {
                 let mut b = v.stop(machine);
@@ -449,6 +452,10 @@ impl Driver {
     pub fn unload(&mut self, machine: &Machine, cpu: u32) -> Result<bool, BugCheck> {
         let Some(unload) = self.object.driver_unload else { return Ok(false) };
         let object: *mut DriverObject = &mut *self.object;
+        // Driver Verifier's unload window opens (0xC4/0x61 for another thread's
+        // allocation); the image's unload closes it (`unload_image`).
+        crate::ke_dispatcher::outside_dpcs();
+        machine.vf().unload_started(&self.name, crate::ps::current_thread());
         // SAFETY: `unload` is the routine the driver stored in its DRIVER_OBJECT,
         // of type PDRIVER_UNLOAD; `object` is the live box it was given.
         self.call(machine, cpu, ("DriverUnload", unload as usize), || unsafe { unload(object) })?;

@@ -18,7 +18,9 @@
 //! tracked (with the driver's stack under pool tracking and low resources
 //! simulation, its call site otherwise); Windows tracks only under pool tracking.
 //! Verifier's records carry its substitute tags ("VMdl", "Vfwi":
-//! [`tracking::substitute_tag`]).
+//! [`tracking::substitute_tag`]). While a driver unloads, a pool allocation of its
+//! code by another thread than the one running `DriverUnload` is 0xC4/0x61
+//! ([`ntmem_kernel::vf::Verifier::allocating_while_unloading`]).
 //!
 //! Deadlock detection's hooks ([`lock_acquiring`], [`lock_acquired`],
 //! [`lock_released`]) are called by the lock routines — spin locks ([`crate::ke`]),
@@ -166,6 +168,16 @@ pub(crate) fn allocation<T>(
             | VerifierFlags::SYSTEMATIC_LOW_RESOURCES_SIMULATION,
     );
     let Some(site) = call_site(cpu, whole) else { return allocate() };
+    if ask.pool.is_some() {
+        // Pool tracking's check during the driver's unload (0xC4/0x61): a DPC runs in
+        // whatever thread it interrupted, so it counts as none.
+        let thread = (!crate::ke_dispatcher::in_dpc()).then(crate::ps::current_thread);
+        if let Some(v) = vf.allocating_while_unloading(&site.driver, thread) {
+            let mut b = v.stop(cpu.machine());
+            b.driver = Some(site.driver);
+            return Err(b);
+        }
+    }
     if injects(cpu, &site, ask) {
         return Ok(injected());
     }

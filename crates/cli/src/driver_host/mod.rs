@@ -221,6 +221,11 @@ pub fn run(request: Request) -> Result<Report, Failure> {
             report.bugcheck = Some(b);
         }
     }
+    if report.bugcheck.as_ref().is_some_and(|b| b.code.0 == 0xC4 && b.parameters[0] == 0x61) {
+        // Pool tracking stopped the unload (0xC4/0x61): the allocations its fourth
+        // parameter counts, with their stacks, as `!verifier 3` would list them.
+        report.leaked_blocks = leaked_blocks(machine, &symbolizer, driver.name(), &[]);
+    }
     if !verifier.is_empty() {
         let base = driver.image().map_or(0, |i| i.host_base());
         let mut state = verifier_state(machine, &symbolizer, driver.name(), base);

@@ -66,7 +66,8 @@ pub struct Report {
     /// the calls it failed on purpose. `None` without options.
     pub verifier_state: Option<VerifierState>,
     /// The driver's pool blocks never freed (with the leaks), each with its address,
-    /// size and the driver's stack at the allocation, named.
+    /// size and the driver's stack at the allocation, named; after a 0xC4/0x61 stop
+    /// (an allocation during the unload), the blocks outstanding at the stop.
     pub leaked_blocks: Vec<LeakedBlock>,
     /// For a pool bugcheck, the pool page it is about, as `!pool` shows it.
     pub pool_page: Option<PoolPage>,

@@ -569,17 +569,85 @@ impl Verifier {
 
     /// The hook at unload (after `DriverUnload`, as `MmUnloadSystemImage` checks):
     /// with pool tracking on for `driver`, blocks it left allocated are
-    /// DRIVER_VERIFIER_DETECTED_VIOLATION 0x62 — the parameters after the subcode
-    /// are the address of the driver's name (`name_address`, a UNICODE_STRING), a
-    /// Verifier structure (0 here: ntmem has none a debugger could read) and the
-    /// number of allocations outstanding, paged and nonpaged (Microsoft, bug check
-    /// 0xC4 table, subcode 0x62).
-    pub fn unload_violation(&self, driver: &str, name_address: u64) -> Option<Violation> {
+    /// DRIVER_VERIFIER_DETECTED_VIOLATION, in the form of the edition's `release`.
+    ///
+    /// Microsoft's bug check 0xC4 table gives two rows for this one leak and does not
+    /// say when each applies: 0x60 (paged bytes, nonpaged bytes, allocations not
+    /// freed) and 0x62 (the address of the driver's name, a UNICODE_STRING; a Verifier
+    /// structure — 0 here, ntmem has none a debugger could read; allocations not
+    /// freed). The DDK's "Memory Pool Tracking" page of the Windows 2000 era (kept at
+    /// osronline.com/ddkx/ddtools/dv_2ayb.htm) says a leak at unload is 0xC4 with
+    /// parameter 1 equal to 0x60; today's "Pool Tracking" page says 0x62, and so do
+    /// stop reports from Windows Server 2003 x64 on (`!analyze` naming the driver
+    /// through the second parameter). ntmem reads the two rows as the old and the new
+    /// form of the same check: Windows 2000 ([`ntmem_machine::Release::Windows2000`]) stops with
+    /// 0x60, whose parameters leave the driver to the debugger (`ViBadDriver`); Windows
+    /// XP and later with 0x62. The release that switched is not documented; ntmem puts
+    /// it at XP, the first release after the page that names 0x60. Both forms count
+    /// the same allocations, and the report lists each with its allocation stack.
+    pub fn unload_violation(
+        &self,
+        driver: &str,
+        name_address: u64,
+        release: ntmem_machine::Release,
+    ) -> Option<Violation> {
         if !self.flags().contains(VerifierFlags::POOL_TRACKING) || !self.verifies(driver) {
             return None;
         }
-        let count = self.outstanding(driver).len() as u64;
-        (count > 0).then_some(Violation::PoolLeftAtUnload { name: name_address, count })
+        let (paged_bytes, nonpaged_bytes, count) = self.outstanding_counts(driver);
+        if count == 0 {
+            return None;
+        }
+        Some(match release {
+            ntmem_machine::Release::Windows2000 => {
+                Violation::PoolLeftAtUnloadBytes { paged_bytes, nonpaged_bytes, count }
+            }
+            _ => Violation::PoolLeftAtUnload { name: name_address, count },
+        })
+    }
+
+    /// `driver`'s outstanding pool: (paged bytes, nonpaged bytes, allocations), the
+    /// parameters of 0x60 and 0x61.
+    fn outstanding_counts(&self, driver: &str) -> (u64, u64, u64) {
+        let blocks = self.outstanding(driver);
+        let bytes =
+            |kind: crate::ex::pool::PoolKind| blocks.iter().filter(|b| b.kind == kind).map(|b| b.bytes).sum::<u64>();
+        (bytes(crate::ex::pool::PoolKind::Paged), bytes(crate::ex::pool::PoolKind::Nonpaged), blocks.len() as u64)
+    }
+
+    /// The hook as `driver`'s `DriverUnload` starts, run by `thread` (its `KTHREAD`
+    /// address or identity token): until [`Verifier::unload_finished`], another
+    /// thread of the driver allocating pool is 0x61 ([`Verifier::allocating_while_unloading`]).
+    pub fn unload_started(&self, driver: &str, thread: u64) {
+        let mut s = self.state();
+        s.tracking.unloading.retain(|u| u.driver != driver);
+        s.tracking.unloading.push(tracking::Unloading { driver: driver.to_string(), thread });
+    }
+
+    /// The hook as `driver`'s image is unloaded: its unload is over.
+    pub fn unload_finished(&self, driver: &str) {
+        self.state().tracking.unloading.retain(|u| u.driver != driver);
+    }
+
+    /// The hook before a pool allocation charged to `driver` (its code on the stack,
+    /// as pool tracking attributes blocks) by `thread` (`None`: a DPC or timer
+    /// routine, which runs in whatever thread was current). With pool tracking on for
+    /// the driver, while its unload is in progress, an allocation by any thread but
+    /// the one running `DriverUnload` is DRIVER_VERIFIER_DETECTED_VIOLATION 0x61 — "a
+    /// driver thread is attempting to allocate pool memory while the driver is
+    /// unloading" (Microsoft, bug check 0xC4 table) — with the driver's paged bytes,
+    /// nonpaged bytes and allocations outstanding at that moment, before this one.
+    /// The thread running `DriverUnload` may allocate: tearing down can take a buffer.
+    pub fn allocating_while_unloading(&self, driver: &str, thread: Option<u64>) -> Option<Violation> {
+        if !self.flags().contains(VerifierFlags::POOL_TRACKING) || !self.verifies(driver) {
+            return None;
+        }
+        let unloading = self.state().tracking.unloading.iter().find(|u| u.driver == driver).map(|u| u.thread)?;
+        if thread == Some(unloading) {
+            return None;
+        }
+        let (paged_bytes, nonpaged_bytes, count) = self.outstanding_counts(driver);
+        Some(Violation::AllocationWhileUnloading { paged_bytes, nonpaged_bytes, count })
     }
 }
 
@@ -630,12 +698,13 @@ mod tests {
         v.allocated(None, true);
         assert_eq!(v.counters().pool_allocations_failed, 1);
         assert_eq!(v.outstanding("leaky.sys").len(), 1, "tracked whatever the options");
-        assert_eq!(v.unload_violation("leaky.sys", 0x1234), None);
+        assert_eq!(v.unload_violation("leaky.sys", 0x1234, ntmem_machine::Release::WindowsXp), None);
         v.set_flags(VerifierFlags::POOL_TRACKING);
-        let left = v.unload_violation("leaky.sys", 0x1234).map(Violation::parameters);
+        let left =
+            v.unload_violation("leaky.sys", 0x1234, ntmem_machine::Release::WindowsXp).map(Violation::parameters);
         assert_eq!(left, Some([0x62, 0x1234, 0, 1]));
         v.freed(0x8000);
-        assert_eq!(v.unload_violation("leaky.sys", 0x1234), None);
+        assert_eq!(v.unload_violation("leaky.sys", 0x1234, ntmem_machine::Release::WindowsXp), None);
         assert_eq!(v.driver_pool("leaky.sys").peak[1], Count { allocations: 1, bytes: 64 });
     }
 }

@@ -115,13 +115,25 @@ pub struct LockedMdl {
     pub driver: String,
 }
 
-/// The tracked blocks, counts and log, and the drivers' locked MDLs.
+/// A driver's unload in progress: from its `DriverUnload`'s start until its image is
+/// unloaded ([`super::Verifier::unload_started`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Unloading {
+    /// The driver's image name.
+    pub(super) driver: String,
+    /// The thread running its `DriverUnload` (a `KTHREAD` address or token).
+    pub(super) thread: u64,
+}
+
+/// The tracked blocks, counts and log, the drivers' locked MDLs, and the unloads in
+/// progress.
 #[derive(Debug, Default)]
 pub(super) struct Tracking {
     blocks: HashMap<u64, TrackedBlock>,
     drivers: HashMap<String, DriverPool>,
     log: VecDeque<LogEntry>,
     locked: Vec<LockedMdl>,
+    pub(super) unloading: Vec<Unloading>,
 }
 
 impl Tracking {
@@ -270,6 +282,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A verifier with pool tracking holding, for `leaky.sys`, 0x30 paged bytes and
+    /// 0x50 + 0x20 nonpaged bytes.
+    fn leaky() -> crate::vf::Verifier {
+        let v = crate::vf::Verifier::default();
+        v.set_flags(crate::vf::VerifierFlags::POOL_TRACKING);
+        for (va, bytes, kind) in
+            [(0x1000, 0x30, PoolKind::Paged), (0x2000, 0x50, PoolKind::Nonpaged), (0x3000, 0x20, PoolKind::Nonpaged)]
+        {
+            v.allocated(Some(site("leaky.sys").block("ExAllocatePoolWithTag", va, bytes, PoolTag(1), kind)), true);
+        }
+        v
+    }
+
+    #[test]
+    fn a_leak_at_unload_is_0x60_with_bytes_on_windows_2000_and_0x62_with_the_name_later() {
+        use ntmem_machine::Release;
+        let v = leaky();
+        let stop = |release| v.unload_violation("leaky.sys", 0x1234, release).map(crate::vf::Violation::parameters);
+        assert_eq!(stop(Release::Windows2000), Some([0x60, 0x30, 0x70, 3]));
+        assert_eq!(stop(Release::WindowsXp), Some([0x62, 0x1234, 0, 3]));
+        assert_eq!(stop(Release::Windows8), Some([0x62, 0x1234, 0, 3]));
+        assert_eq!(v.unload_violation("other.sys", 0x1234, Release::Windows2000), None, "nothing outstanding");
+        v.set_flags(crate::vf::VerifierFlags::SPECIAL_POOL);
+        assert_eq!(stop(Release::Windows2000), None, "only with pool tracking");
+    }
+
+    #[test]
+    fn only_another_thread_allocating_during_the_unload_is_0x61() {
+        let v = leaky();
+        let (unloader, other) = (0xAAAA, 0xBBBB);
+        assert_eq!(v.allocating_while_unloading("leaky.sys", Some(other)), None, "no unload yet");
+        v.unload_started("leaky.sys", unloader);
+        assert_eq!(v.allocating_while_unloading("leaky.sys", Some(unloader)), None, "DriverUnload itself may");
+        assert_eq!(v.allocating_while_unloading("other.sys", Some(other)), None, "another driver's");
+        let stop = |thread| v.allocating_while_unloading("leaky.sys", thread).map(crate::vf::Violation::parameters);
+        assert_eq!(stop(Some(other)), Some([0x61, 0x30, 0x70, 3]), "a system thread or a work item");
+        assert_eq!(stop(None), Some([0x61, 0x30, 0x70, 3]), "a DPC");
+        v.unload_finished("leaky.sys");
+        assert_eq!(stop(Some(other)), None, "the image is gone");
+        v.unload_started("leaky.sys", unloader);
+        v.set_drivers(Some(vec!["else".into()]));
+        assert_eq!(stop(Some(other)), None, "not verified");
     }
 
     #[test]

@@ -75,6 +75,26 @@ pub enum Violation {
         /// The timeout (100 ns units; 0 when none was given).
         timeout: u64,
     },
+    /// 0x60: the driver unloaded with pool allocated, in the byte-count form
+    /// ([`super::Verifier::unload_violation`] says on which editions).
+    PoolLeftAtUnloadBytes {
+        /// The driver's outstanding paged pool, in bytes.
+        paged_bytes: u64,
+        /// Its outstanding nonpaged pool, in bytes.
+        nonpaged_bytes: u64,
+        /// Allocations not freed, paged and nonpaged.
+        count: u64,
+    },
+    /// 0x61: a thread of the driver other than the one unloading it — a system
+    /// thread, a work item, a DPC — allocates pool while the driver unloads.
+    AllocationWhileUnloading {
+        /// The driver's outstanding paged pool, in bytes.
+        paged_bytes: u64,
+        /// Its outstanding nonpaged pool, in bytes.
+        nonpaged_bytes: u64,
+        /// Allocations not freed, paged and nonpaged.
+        count: u64,
+    },
     /// 0x62: the driver unloaded with pool allocated.
     PoolLeftAtUnload {
         /// The address of the driver's name (a UNICODE_STRING).
@@ -174,6 +194,12 @@ impl Violation {
             Violation::LowerToHigher { current, requested } => [0x31, i(current), i(requested), 0],
             Violation::SpinLockReleaseNotAtDispatch { irql, lock } => [0x32, i(irql), lock, 0],
             Violation::WaitAtDispatch { irql, object, timeout } => [0x3B, i(irql), object, timeout],
+            Violation::PoolLeftAtUnloadBytes { paged_bytes, nonpaged_bytes, count } => {
+                [0x60, paged_bytes, nonpaged_bytes, count]
+            }
+            Violation::AllocationWhileUnloading { paged_bytes, nonpaged_bytes, count } => {
+                [0x61, paged_bytes, nonpaged_bytes, count]
+            }
             Violation::PoolLeftAtUnload { name, count } => [0x62, name, 0, count],
             Violation::EnterCriticalRegionAtDispatch { irql } => [0x11A, i(irql), 0, 0],
             Violation::LeaveCriticalRegionAtDispatch { irql } => [0x11B, i(irql), 0, 0],
