@@ -1097,13 +1097,19 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
 #[test]
 fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
     // (input byte, P1..P4 where known: None = an address, checked non-zero)
-    let rules: [(&str, [Option<u64>; 4]); 10] = [
+    let rules: [(&str, [Option<u64>; 4]); 16] = [
         ("01", [Some(0x01), Some(2), Some(1), Some(24)]),
         ("02", [Some(0x02), Some(15), Some(0x200), Some(40)]),
         ("11", [Some(0x11), Some(2), Some(1), None]),
         ("12", [Some(0x12), Some(15), Some(0), None]),
         ("30", [Some(0x30), Some(2), Some(1), Some(0)]),
         ("31", [Some(0x31), Some(0), Some(2), Some(0)]),
+        ("33", [Some(0x33), Some(2), None, Some(0)]),
+        ("34", [Some(0x34), Some(0), None, Some(0)]),
+        ("37", [Some(0x37), Some(0), Some(0), None]),
+        ("38", [Some(0x38), Some(0), Some(0), None]),
+        ("39", [Some(0x39), Some(0), Some(0), None]),
+        ("3A", [Some(0x3A), Some(0), Some(0), None]),
         ("1A", [Some(0x11A), Some(2), Some(0), Some(0)]),
         ("1B", [Some(0x11B), Some(2), Some(0), Some(0)]),
         ("E1", [Some(0xE1), None, Some(0), Some(0)]),
@@ -1145,6 +1151,14 @@ fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
     let (v, status) = json_scenario("verifier_rules.c", "rule-e1-free", toml, &[]);
     assert_eq!(v["bugcheck"], Value::Null, "{v}");
     assert_eq!(status, 1, "the paged KEVENT leaks: {v}");
+    // Fast mutexes and resources used as the WDK says pass under Verifier; without
+    // it, a resource or an unsafe fast mutex taken with APCs enabled is no stop.
+    for (input, args) in [("C0", &["--verifier", "irql"][..]), ("37", &[]), ("39", &[])] {
+        let toml = format!("[[step]]\nioctl = {{ code = 0x222000, input = \"{input}\", output_len = 0 }}\n");
+        let (v, status) = json_scenario("verifier_rules.c", &format!("rule-{input}-clean"), &toml, args);
+        assert_eq!((status, &v["bugcheck"]), (0, &Value::Null), "rule {input}: {v}");
+        assert!(v["debug_output"].as_str().unwrap().contains("nothing stopped the machine"), "{v}");
+    }
 }
 
 /// `!verifier` in the report, as WinDbg prints it: the flags level with each flag

@@ -459,6 +459,12 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x30 ["0x30: KeRaiseIrql to a lower (or invalid) IRQL", "Current IRQL", "Requested IRQL", "0"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x31 ["0x31: KeLowerIrql to a higher IRQL", "Current IRQL", "Requested IRQL", "0: the new IRQL is bad"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x32 ["0x32: KeReleaseSpinLock not at DISPATCH_LEVEL", "Current IRQL", "Address of the spin lock", "0"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x33 ["0x33: ExAcquireFastMutex above APC_LEVEL", "Current IRQL", "Address of the fast mutex", "0"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x34 ["0x34: ExReleaseFastMutex at an IRQL other than APC_LEVEL", "Current IRQL", "Address of the fast mutex", "0"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x37 ["0x37: an ERESOURCE acquired with normal kernel APCs enabled (no KeEnterCriticalRegion)", "Current IRQL", "Thread APC disable count", "Address of the resource"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x38 ["0x38: an ERESOURCE released with normal kernel APCs enabled", "Current IRQL", "Thread APC disable count", "Address of the resource"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x39 ["0x39: ExAcquireFastMutexUnsafe neither at APC_LEVEL nor in a critical region", "Current IRQL", "Thread APC disable count", "Address of the fast mutex"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x3A ["0x3A: ExReleaseFastMutexUnsafe neither at APC_LEVEL nor in a critical region", "Current IRQL", "Thread APC disable count", "Address of the fast mutex"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x3B ["0x3B: KeWaitXxx at DISPATCH_LEVEL or above with a non-zero timeout", "Current IRQL", "Object to wait for", "Time-out parameter (0: none given)"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x60 ["0x60: the driver unloaded without freeing all its pool (pool tracking; the form of Windows 2000)", "Bytes allocated from paged pool, not freed", "Bytes allocated from nonpaged pool, not freed", "Number of allocations not freed, paged and nonpaged"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x61 ["0x61: a thread of the driver allocated pool while the driver was unloading (pool tracking)", "Bytes allocated from paged pool, not freed", "Bytes allocated from nonpaged pool, not freed", "Number of allocations not freed, paged and nonpaged"];

@@ -23,9 +23,11 @@
 //! an uninitialized resource is then 0xC4/0x1002, one initialized twice 0x1005, a
 //! release by a thread not holding it 0x1004 or 0x1007, a delete while held 0x100B.
 //!
-//! **Where it differs.** Windows requires normal kernel APCs disabled around an
-//! acquisition (`KeEnterCriticalRegion`); ntmem has no APCs and does not check.
-//! Without deadlock detection, acquiring a resource that was never initialized
+//! Windows requires normal kernel APCs disabled around an acquisition and a release
+//! (`KeEnterCriticalRegion`); Driver Verifier checks it (0xC4/0x37, 0x38), and so
+//! does ntmem under any Verifier option.
+//!
+//! **Where it differs.** Without deadlock detection, acquiring a resource that was never initialized
 //! waits for ever (the run stops with a wait that can never end) where Windows reads
 //! garbage.
 
@@ -33,7 +35,7 @@ use std::ffi::c_void;
 
 use ntmem_kernel::ex::resource::{Acquire, Holders, ReleaseError};
 use ntmem_kernel::ke::sched::WaitOn;
-use ntmem_kernel::vf::{Access as VfAccess, Attempt, LockKind, LockRequest};
+use ntmem_kernel::vf::{Access as VfAccess, Attempt, LockKind, LockRequest, Violation};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::{checked, kernel};
@@ -88,6 +90,19 @@ pub unsafe extern "win64" fn ExInitializeResourceLite(r: *mut c_void) -> NtStatu
     })
 }
 
+/// Driver Verifier's rule (any option; Microsoft, bug check 0xC4 table): a resource
+/// is acquired (0x37) and released by its owner (0x38) with normal kernel APCs disabled — in a
+/// critical region, holding a kernel mutex, or at APC_LEVEL or above — with the IRQL,
+/// the thread's APC disable count and the resource.
+fn apc_rule(cpu: &Cpu<'_>, r: *mut c_void, release: bool) -> Result<(), BugCheck> {
+    let irql = cpu.irql();
+    if cpu.machine().verifier().is_empty() || crate::ps::apcs_disabled(irql) {
+        return Ok(());
+    }
+    let apc_disable = crate::ps::apc_disable_count();
+    Err(Violation::ResourceWithApcsEnabled { release, irql, apc_disable, resource: r as u64 }.stop(cpu.machine()))
+}
+
 /// The acquire routines: granted now, after a wait (`wait` TRUE), or FALSE.
 fn acquire(r: *mut c_void, wait: u8, access: Access, routine: &'static str) -> u8 {
     let thread = crate::ps::current_thread();
@@ -113,6 +128,7 @@ fn acquire(r: *mut c_void, wait: u8, access: Access, routine: &'static str) -> u
         if cpu.irql() > Irql::APC {
             crate::ke_wait::check_irql(cpu, r as u64, None)?;
         }
+        apc_rule(cpu, r, false)?;
         crate::vf::lock_acquiring(cpu, request, attempt)?;
         let granted = try_once(cpu)?;
         if granted {
@@ -171,7 +187,7 @@ pub unsafe extern "win64" fn ExAcquireResourceSharedLite(r: *mut c_void, wait: u
 /// # Safety
 /// As `ExAcquireResourceExclusiveLite`.
 pub unsafe extern "win64" fn ExReleaseResourceLite(r: *mut c_void) {
-    release_for(r, crate::ps::current_thread());
+    release_for(r, crate::ps::current_thread(), true);
 }
 
 /// `ExReleaseResourceForThreadLite(Resource, ResourceThreadId)`: gives up one
@@ -183,14 +199,19 @@ pub unsafe extern "win64" fn ExReleaseResourceLite(r: *mut c_void) {
 /// # Safety
 /// As `ExAcquireResourceExclusiveLite`.
 pub unsafe extern "win64" fn ExReleaseResourceForThreadLite(r: *mut c_void, thread: u64) {
-    release_for(r, thread);
+    release_for(r, thread, false);
 }
 
-/// One acquisition of `r` by `thread` given up.
-fn release_for(r: *mut c_void, thread: u64) {
+/// One acquisition of `r` by `thread` given up; `own` when the caller releases its
+/// own (`ExReleaseResourceLite`), where Driver Verifier wants normal kernel APCs
+/// disabled (0x38) — a release for another thread is made outside its region.
+fn release_for(r: *mut c_void, thread: u64, own: bool) {
     kernel(|cpu| {
         let p = resource(cpu, r)?;
         crate::vf::lock_released(cpu, thread, r as u64, LockKind::Resource)?;
+        if own {
+            apc_rule(cpu, r, true)?;
+        }
         let resources = cpu.machine().resources();
         match resources.release(r as u64, thread) {
             Ok(()) => {}

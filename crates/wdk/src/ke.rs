@@ -206,8 +206,7 @@ fn critical_region_irql(cpu: &Cpu<'_>, violation: impl FnOnce(Irql) -> Violation
 
 /// `KeAreApcsDisabled`: TRUE inside a critical or guarded region, or at APC_LEVEL or above.
 pub extern "win64" fn KeAreApcsDisabled() -> u8 {
-    let raised = kernel(|cpu| Ok(cpu.irql() >= Irql::APC));
-    u8::from(raised || crate::ps::current().apc_disable > 0)
+    u8::from(kernel(|cpu| Ok(crate::ps::apcs_disabled(cpu.irql()))))
 }
 
 /// `KeAcquireSpinLockAtDpcLevel`: takes the lock without raising (the caller is at

@@ -18,11 +18,14 @@
 //! STATUS_MUTANT_NOT_OWNED (0xC0000046), as `KeReleaseMutex` documents. A fast mutex
 //! raises to APC_LEVEL (saving the old IRQL in `OldIrql`), a guarded mutex enters a
 //! guarded region (the `Unsafe` forms do neither: their caller is at APC_LEVEL or in a
-//! critical region, which ntmem does not check); none is recursive: re-acquiring one the thread owns is
+//! critical region, which Driver Verifier checks); none is recursive: re-acquiring one the thread owns is
 //! MUTEX_ALREADY_OWNED (0xBF: mutex, thread, 0, 0) where Windows would deadlock; above
 //! APC_LEVEL the raise fails as `KfRaiseIrql` does (0x09, or Driver Verifier's 0xC4).
 //! Releasing a fast or guarded mutex the caller does not own raises
-//! STATUS_MUTANT_NOT_OWNED too (Windows does not check; ntmem's choice). A contended
+//! STATUS_MUTANT_NOT_OWNED too (Windows does not check; ntmem's choice). Under Driver
+//! Verifier a fast mutex acquired above APC_LEVEL is 0xC4/0x33 and released at
+//! another IRQL than APC_LEVEL 0x34; the unsafe forms neither at APC_LEVEL nor with
+//! normal kernel APCs disabled are 0x39/0x3A. A contended
 //! acquire waits as `KeWaitForSingleObject` does ([`crate::ke_wait`]). Under Driver
 //! Verifier's deadlock detection each acquisition and release goes through its hooks
 //! first ([`crate::vf::lock_acquiring`]): a recursive acquire is then 0xC4/0x1000, a
@@ -31,7 +34,7 @@
 use std::ffi::c_void;
 
 use ntmem_kernel::ke::sched::WaitOn;
-use ntmem_kernel::vf::{Attempt, LockKind, LockRequest};
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest, Violation};
 use ntmem_kernel::{BugCheck, BugCheckCode, Cpu, Irql};
 
 use crate::context::kernel;
@@ -148,15 +151,42 @@ fn own(m: &Object, thread: u64, old: Irql) {
     crate::ps::update(|t| t.mutexes_held = t.mutexes_held.saturating_add(1));
 }
 
-/// The IRQL rule: at most APC_LEVEL. Above it a fast mutex's raise to APC_LEVEL fails
-/// as `KfRaiseIrql` does; a guarded mutex fails as a wait at that IRQL.
+/// The IRQL rule of an acquisition: at most APC_LEVEL. Above it a fast mutex's raise
+/// to APC_LEVEL fails as `KfRaiseIrql` does; a guarded mutex fails as a wait at that
+/// IRQL. Under Driver Verifier (any option) the verifier's own stops come first
+/// (Microsoft, bug check 0xC4 table): a fast mutex above APC_LEVEL is 0x33 (IRQL,
+/// mutex, 0); an unsafe one neither at APC_LEVEL nor with normal kernel APCs disabled
+/// is 0x39 (IRQL, APC disable count, mutex) — `ExAcquireFastMutexUnsafe` may be called
+/// at PASSIVE_LEVEL inside a critical region, as its page says.
 fn irql_rule(cpu: &Cpu<'_>, p: *mut c_void, flavor: Flavor) -> Result<(), BugCheck> {
+    if let Some(v) = verifier_rule(cpu, p, flavor, false) {
+        return Err(v.stop(cpu.machine()));
+    }
     if cpu.irql() <= Irql::APC {
         return Ok(());
     }
     match flavor {
         Flavor::Fast => cpu.raise_irql(Irql::APC).map(drop),
         Flavor::Guarded | Flavor::Unsafe => crate::ke_wait::check_irql(cpu, p as u64, None),
+    }
+}
+
+/// Driver Verifier's IRQL rules for fast mutexes, on acquisition or `release`:
+/// 0x33/0x34 for the safe routines (above APC_LEVEL to acquire, anything but
+/// APC_LEVEL to release), 0x39/0x3A for the unsafe ones.
+fn verifier_rule(cpu: &Cpu<'_>, p: *mut c_void, flavor: Flavor, release: bool) -> Option<Violation> {
+    if cpu.machine().verifier().is_empty() {
+        return None;
+    }
+    let (irql, mutex) = (cpu.irql(), p as u64);
+    match flavor {
+        Flavor::Fast if release && irql != Irql::APC => Some(Violation::FastMutexReleaseNotAtApc { irql, mutex }),
+        Flavor::Fast if !release && irql > Irql::APC => Some(Violation::FastMutexAcquireAboveApc { irql, mutex }),
+        Flavor::Unsafe if irql != Irql::APC && (irql > Irql::APC || !crate::ps::apcs_disabled(irql)) => {
+            let apc_disable = crate::ps::apc_disable_count();
+            Some(Violation::UnsafeMutexNotAtApc { release, irql, apc_disable, mutex })
+        }
+        _ => None,
     }
 }
 
@@ -224,7 +254,12 @@ fn release(p: *mut c_void, flavor: Flavor) {
     let thread = crate::ps::current_thread();
     let released = kernel(|cpu| {
         let m = fast_mutex(cpu, p)?;
+        // Deadlock detection's finding about the lock (another thread's, never taken)
+        // comes before the IRQL rule of the release.
         crate::vf::lock_released(cpu, thread, p as u64, flavor.request(p).kind)?;
+        if let Some(v) = verifier_rule(cpu, p, flavor, true) {
+            return Err(v.stop(cpu.machine()));
+        }
         if m.i32_at(FM_COUNT) & 1 == 1 || m.u64_at(FM_OWNER) != thread {
             return Ok(false);
         }

@@ -139,6 +139,18 @@ fn combined_apc_disable(count: u32) -> u64 {
     u64::from((count as u16).wrapping_neg())
 }
 
+/// Whether normal kernel APCs are disabled for the running thread at `irql`: at
+/// APC_LEVEL or above, or inside a critical or guarded region or holding a kernel
+/// mutex (`KeAreApcsDisabled`).
+pub(crate) fn apcs_disabled(irql: ntmem_kernel::Irql) -> bool {
+    irql >= ntmem_kernel::Irql::APC || current().apc_disable > 0
+}
+
+/// The running thread's `CombinedApcDisable`, as a Driver Verifier stop reports it.
+pub(crate) fn apc_disable_count() -> u64 {
+    combined_apc_disable(current().apc_disable)
+}
+
 /// Where a worker routine (`DriverEntry`, `DriverUnload`, `AddDevice`, a work item)
 /// returns: APCs still disabled is APC_INDEX_MISMATCH (0x01: routine, 0,
 /// CombinedApcDisable, 1 worker routine). The requesting thread's state is then

@@ -5,6 +5,9 @@
 static UNICODE_STRING LinkName = RTL_CONSTANT_STRING(L"\\DosDevices\\NtmemRules");
 
 static KSPIN_LOCK LockA, LockB;
+static FAST_MUTEX Fast;
+static ERESOURCE Resource;
+static KMUTEX Mutex;
 
 static NTSTATUS Complete(PIRP Irp, NTSTATUS Status)
 {
@@ -59,6 +62,53 @@ static void Break(UCHAR Rule)
         KeRaiseIrql(DISPATCH_LEVEL, &old);
         KeLeaveCriticalRegion();
         break;
+    case 0x33: /* ExAcquireFastMutex at DISPATCH_LEVEL */
+        KeRaiseIrql(DISPATCH_LEVEL, &old);
+        ExAcquireFastMutex(&Fast);
+        break;
+    case 0x34: /* ExReleaseFastMutex after lowering to PASSIVE_LEVEL */
+        ExAcquireFastMutex(&Fast);
+        KeLowerIrql(PASSIVE_LEVEL);
+        ExReleaseFastMutex(&Fast);
+        break;
+    case 0x37: /* a resource acquired outside a critical region */
+        ExAcquireResourceExclusiveLite(&Resource, TRUE);
+        break;
+    case 0x38: /* ... and released after leaving it */
+        KeEnterCriticalRegion();
+        ExAcquireResourceSharedLite(&Resource, TRUE);
+        KeLeaveCriticalRegion();
+        ExReleaseResourceLite(&Resource);
+        break;
+    case 0x39: /* ExAcquireFastMutexUnsafe at PASSIVE_LEVEL, APCs enabled */
+        ExAcquireFastMutexUnsafe(&Fast);
+        break;
+    case 0x3A: /* ... released after leaving the critical region */
+        KeEnterCriticalRegion();
+        ExAcquireFastMutexUnsafe(&Fast);
+        KeLeaveCriticalRegion();
+        ExReleaseFastMutexUnsafe(&Fast);
+        break;
+    case 0xC0: /* every one of them used as the WDK says */
+        ExAcquireFastMutex(&Fast);
+        ExReleaseFastMutex(&Fast);
+        KeEnterCriticalRegion();
+        ExAcquireFastMutexUnsafe(&Fast);
+        ExAcquireResourceExclusiveLite(&Resource, TRUE);
+        ExReleaseResourceLite(&Resource);
+        ExReleaseFastMutexUnsafe(&Fast);
+        KeLeaveCriticalRegion();
+        /* A kernel mutex held disables normal kernel APCs too. */
+        KeWaitForSingleObject(&Mutex, Executive, KernelMode, FALSE, NULL);
+        ExAcquireResourceSharedLite(&Resource, TRUE);
+        ExReleaseResourceLite(&Resource);
+        KeReleaseMutex(&Mutex, FALSE);
+        /* So does APC_LEVEL. */
+        KeRaiseIrql(APC_LEVEL, &old);
+        ExAcquireFastMutexUnsafe(&Fast);
+        ExReleaseFastMutexUnsafe(&Fast);
+        KeLowerIrql(old);
+        break;
     case 0xE1: /* a KEVENT in paged pool */
         p = ExAllocatePoolWithTag(PagedPool, sizeof(KEVENT), 'tvEV');
         if (p != NULL)
@@ -95,6 +145,7 @@ static NTSTATUS Control(PDEVICE_OBJECT Device, PIRP Irp)
 
 static VOID Unload(PDRIVER_OBJECT DriverObject)
 {
+    ExDeleteResourceLite(&Resource);
     IoDeleteSymbolicLink(&LinkName);
     IoDeleteDevice(DriverObject->DeviceObject);
 }
@@ -108,6 +159,9 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     UNREFERENCED_PARAMETER(RegistryPath);
     KeInitializeSpinLock(&LockA);
     KeInitializeSpinLock(&LockB);
+    ExInitializeFastMutex(&Fast);
+    ExInitializeResourceLite(&Resource);
+    KeInitializeMutex(&Mutex, 0);
     status = IoCreateDevice(DriverObject, 0, &name, FILE_DEVICE_UNKNOWN, 0, FALSE, &device);
     if (!NT_SUCCESS(status))
         return status;

@@ -66,6 +66,44 @@ pub enum Violation {
         /// The lock.
         lock: u64,
     },
+    /// 0x33: `ExAcquireFastMutex` (or `ExTryToAcquireFastMutex`) above APC_LEVEL.
+    FastMutexAcquireAboveApc {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The fast mutex.
+        mutex: u64,
+    },
+    /// 0x34: `ExReleaseFastMutex` at an IRQL other than APC_LEVEL.
+    FastMutexReleaseNotAtApc {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The fast mutex.
+        mutex: u64,
+    },
+    /// 0x37 (acquire) / 0x38 (release): an ERESOURCE taken or given up with normal
+    /// kernel APCs enabled (not in a critical region, below APC_LEVEL).
+    ResourceWithApcsEnabled {
+        /// A release (0x38) rather than an acquisition (0x37).
+        release: bool,
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The thread's APC disable count, as Windows keeps it.
+        apc_disable: u64,
+        /// The resource.
+        resource: u64,
+    },
+    /// 0x39 (acquire) / 0x3A (release): a fast mutex taken or given up "unsafe"
+    /// neither at APC_LEVEL nor with normal kernel APCs disabled.
+    UnsafeMutexNotAtApc {
+        /// A release (0x3A) rather than an acquisition (0x39).
+        release: bool,
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The thread's APC disable count, as Windows keeps it.
+        apc_disable: u64,
+        /// The fast mutex.
+        mutex: u64,
+    },
     /// 0x3B: a wait at DISPATCH_LEVEL or above with a non-zero timeout.
     WaitAtDispatch {
         /// The caller's IRQL.
@@ -193,6 +231,14 @@ impl Violation {
             Violation::RaiseToLower { current, requested } => [0x30, i(current), i(requested), 0],
             Violation::LowerToHigher { current, requested } => [0x31, i(current), i(requested), 0],
             Violation::SpinLockReleaseNotAtDispatch { irql, lock } => [0x32, i(irql), lock, 0],
+            Violation::FastMutexAcquireAboveApc { irql, mutex } => [0x33, i(irql), mutex, 0],
+            Violation::FastMutexReleaseNotAtApc { irql, mutex } => [0x34, i(irql), mutex, 0],
+            Violation::ResourceWithApcsEnabled { release, irql, apc_disable, resource } => {
+                [if release { 0x38 } else { 0x37 }, i(irql), apc_disable, resource]
+            }
+            Violation::UnsafeMutexNotAtApc { release, irql, apc_disable, mutex } => {
+                [if release { 0x3A } else { 0x39 }, i(irql), apc_disable, mutex]
+            }
             Violation::WaitAtDispatch { irql, object, timeout } => [0x3B, i(irql), object, timeout],
             Violation::PoolLeftAtUnloadBytes { paged_bytes, nonpaged_bytes, count } => {
                 [0x60, paged_bytes, nonpaged_bytes, count]
