@@ -488,7 +488,9 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1004 ["0x1004: unexpected thread: the wrong thread released a resource (deadlock detection)", "Address of the resource", "Address of the thread that acquired the resource", "Address of the current thread"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1005 ["0x1005: multiple initialization: a resource initialized more than once (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1007 ["0x1007: unacquired resource: a resource released before it was acquired (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1008 ["0x1008: a lock acquired with a routine mismatched for its type (deadlock detection)", "Lock address", "Driver Verifier internal data", "Driver Verifier internal data"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1009 ["0x1009: a lock released with a routine mismatched for its type (deadlock detection)", "Lock address", "Driver Verifier internal data", "Driver Verifier internal data"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x100A ["0x100A: a thread terminated owning a lock (deadlock detection)", "Owner thread address", "Driver Verifier internal data", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x100B ["0x100B: the deleted lock is still owned by a thread (deadlock detection)", "Lock address", "Owner thread address", "Driver Verifier internal data"];
     MEMORY_MANAGEMENT 0 0x1010 ["0x1010: a pageable section (MmUnlockPagableImageSection) unlocked that is not locked", "The section handle", "Reserved", "Reserved"];
     MEMORY_MANAGEMENT 0 0x1234 ["0x1234: a lock of a pageable section that does not exist (MmLockPagable*)", "The address or handle passed", "Reserved", "Reserved"];

@@ -217,6 +217,7 @@ pub(crate) fn run_body(work: Work) -> Option<()> {
             return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
         }
         if is_thread {
+            crate::vf::thread_ending(cpu, work.item)?;
             end_thread(cpu, work.item, status)?;
         }
         Ok(())
