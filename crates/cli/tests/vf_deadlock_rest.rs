@@ -79,6 +79,15 @@ fn a_system_thread_ending_with_a_lock_held_is_0x100a_with_the_thread() {
     let v = run("deadlock_thread_end.c", "", &[]);
     assert!(clean(&v), "{v}");
     assert!(v["debug_output"].as_str().unwrap_or_default().ends_with("released\nthread ended\n"), "{v}");
+    // Without Verifier a thread that ends owning a KMUTEX is the kernel's own stop,
+    // THREAD_TERMINATE_HELD_MUTEX (0x4000008A: the thread, the mutex).
+    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
+        .args(["run", &common::driver_file("deadlock_thread_end.c").display().to_string(), "--json"])
+        .env("CFLAGS", "-DTERMINATE")
+        .output()
+        .expect("ntmem runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(stop(&v), (0x4000_008A, vec![printed(&v, "thread"), printed(&v, "M"), 0, 0]), "{v}");
 }
 
 #[test]

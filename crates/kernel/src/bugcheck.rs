@@ -99,6 +99,8 @@ impl BugCheckCode {
     pub const REFERENCE_BY_POINTER: Self = Self(0x18);
     /// 0x39: a worker routine returned owning a mutex.
     pub const SYSTEM_EXIT_OWNED_MUTEX: Self = Self(0x39);
+    /// 0x4000008A: a thread ended owning a kernel mutex.
+    pub const THREAD_TERMINATE_HELD_MUTEX: Self = Self(0x4000_008A);
     /// 0x01: a thread returned from a system call or worker routine with APCs disabled.
     pub const APC_INDEX_MISMATCH: Self = Self(0x01);
     /// 0xE3: a thread released a resource it did not own.
@@ -320,6 +322,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         name: "SYSTEM_EXIT_OWNED_MUTEX",
         summary: "A worker routine returned without releasing a mutex object it owned.",
         parameters: ["Address of the worker routine", "Parameter passed to the worker routine", "Address of the work item", "Reserved"],
+    },
+    BugCheckInfo {
+        code: BugCheckCode::THREAD_TERMINATE_HELD_MUTEX,
+        name: "THREAD_TERMINATE_HELD_MUTEX",
+        summary: "A driver acquired a mutex on a thread that exited before the mutex could be released.",
+        parameters: ["The address of the KTHREAD that owns the KMUTEX", "The address of the KMUTEX that is owned", "Reserved", "Reserved"],
     },
     BugCheckInfo {
         code: BugCheckCode::APC_INDEX_MISMATCH,

@@ -100,6 +100,7 @@ pub(crate) fn release_mutant(m: &Object, thread: u64) -> Option<i32> {
             t.apc_disable = t.apc_disable.saturating_sub(apc);
             t.mutexes_held = t.mutexes_held.saturating_sub(1);
         });
+        crate::ps::mutex_given_up(m.0 as u64);
     }
     Some(state)
 }

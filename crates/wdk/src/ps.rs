@@ -33,7 +33,11 @@
 //! A work item must return at PASSIVE_LEVEL (0xE1), owning no mutex (0x39), with APCs
 //! enabled (0x01). A system thread ends when its start routine returns or it calls
 //! `PsTerminateSystemThread`; its object is then signalled, its own reference dropped
-//! and its kernel stack freed.
+//! and its kernel stack freed. One that ends owning a kernel mutex is
+//! THREAD_TERMINATE_HELD_MUTEX (0x4000008A: the thread, the first mutex it still owns;
+//! Microsoft, "Bug Check 0x4000008A"); under Driver Verifier's deadlock detection a
+//! lock of any kind still held is 0xC4/0x100A first. A fast or guarded mutex still
+//! held at the end is no stop of ntmem's without Verifier.
 //!
 //! **Where it differs from Windows.** Priorities are recorded, never used: ready
 //! threads run in the order they became ready, and a thread readied by another does
@@ -45,7 +49,7 @@
 //! says ([`crate::sched`]). A thread still blocked when its driver unloads is reported
 //! ([`crate::sched::threads_at_unload`]); one that would run again by itself is 0xCE.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 
 use ntmem_host::Escape;
@@ -102,6 +106,27 @@ pub(crate) fn current() -> ThreadContext {
 /// Sets the state a new thread starts with (on its own host thread).
 pub(crate) fn set_current(t: ThreadContext) {
     CURRENT.with(|c| c.set(t));
+    OWNED_MUTEXES.with(|m| m.borrow_mut().clear());
+}
+
+thread_local! {
+    /// The kernel mutexes the running thread owns, in the order it took them.
+    static OWNED_MUTEXES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The running thread became the owner of the KMUTEX at `mutex`.
+pub(crate) fn mutex_owned(mutex: u64) {
+    OWNED_MUTEXES.with(|m| m.borrow_mut().push(mutex));
+}
+
+/// The running thread gave up its ownership of the KMUTEX at `mutex`.
+pub(crate) fn mutex_given_up(mutex: u64) {
+    OWNED_MUTEXES.with(|m| {
+        let mut owned = m.borrow_mut();
+        if let Some(at) = owned.iter().rposition(|&o| o == mutex) {
+            owned.remove(at);
+        }
+    });
 }
 
 /// The identity of the requesting thread (`None`) or worker slot `slot`: a fixed
@@ -144,6 +169,7 @@ fn combined_apc_disable(count: u32) -> u64 {
 /// The stop.
 pub fn check_worker_return(cpu: &ntmem_kernel::Cpu<'_>, routine: u64) -> Result<(), BugCheck> {
     let t = CURRENT.with(|c| c.replace(ThreadContext::default()));
+    OWNED_MUTEXES.with(|m| m.borrow_mut().clear());
     if t.thread == 0 && t.apc_disable > 0 {
         let p = [routine, 0, combined_apc_disable(t.apc_disable), 1];
         return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
@@ -218,6 +244,10 @@ pub(crate) fn run_body(work: Work) -> Option<()> {
         }
         if is_thread {
             crate::vf::thread_ending(cpu, work.item)?;
+            if let Some(mutex) = OWNED_MUTEXES.with(|m| m.borrow().first().copied()) {
+                let p = [work.item, mutex, 0, 0];
+                return Err(cpu.machine().bugcheck(BugCheckCode::THREAD_TERMINATE_HELD_MUTEX, p));
+            }
             end_thread(cpu, work.item, status)?;
         }
         Ok(())

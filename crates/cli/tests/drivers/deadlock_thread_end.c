@@ -2,7 +2,9 @@
  * detection. -DRETURN: the thread takes a fast mutex and its start routine returns.
  * -DTERMINATE: the thread takes a KMUTEX by a wait and calls PsTerminateSystemThread.
  * Without either the thread releases what it took before it returns: clean.
- * DriverEntry waits for the thread object to be signalled (the thread's end). */
+ * DriverEntry waits for the thread object to be signalled (the thread's end).
+ * Without Driver Verifier, -DTERMINATE is THREAD_TERMINATE_HELD_MUTEX (0x4000008A:
+ * the thread, the KMUTEX). */
 #include <ntddk.h>
 
 static FAST_MUTEX F;
@@ -32,6 +34,7 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     UNREFERENCED_PARAMETER(RegistryPath);
     ExInitializeFastMutex(&F);
     KeInitializeMutex(&M, 0);
+    DbgPrint("M %p\n", &M);
     if (!NT_SUCCESS(PsCreateSystemThread(&handle, THREAD_ALL_ACCESS, NULL, NULL, NULL, Thread, NULL))) {
         return STATUS_UNSUCCESSFUL;
     }

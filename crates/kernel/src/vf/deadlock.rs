@@ -46,7 +46,8 @@
 //! - 0x100A (Windows 7 and later) "The terminated thread owns the lock": P2 the
 //!   thread. A system thread ends (`PsTerminateSystemThread`, or its start routine
 //!   returns) holding a lock a verified driver took; checked before the thread's
-//!   object is signalled.
+//!   object is signalled, and before the kernel's own check, THREAD_TERMINATE_HELD_MUTEX
+//!   (0x4000008A) for a KMUTEX still owned.
 //! - 0x100B a lock deleted while a thread holds it: an ERESOURCE
 //!   (`ExDeleteResourceLite`), or any lock in pool the driver frees. A lock in freed
 //!   pool or a deleted ERESOURCE leaves the hierarchy, as Windows forgets them.
