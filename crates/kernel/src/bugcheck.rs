@@ -99,6 +99,8 @@ impl BugCheckCode {
     pub const REFERENCE_BY_POINTER: Self = Self(0x18);
     /// 0x39: a worker routine returned owning a mutex.
     pub const SYSTEM_EXIT_OWNED_MUTEX: Self = Self(0x39);
+    /// 0x4000008A: a thread ended owning a kernel mutex.
+    pub const THREAD_TERMINATE_HELD_MUTEX: Self = Self(0x4000_008A);
     /// 0x01: a thread returned from a system call or worker routine with APCs disabled.
     pub const APC_INDEX_MISMATCH: Self = Self(0x01);
     /// 0xE3: a thread released a resource it did not own.
@@ -322,6 +324,12 @@ pub static BUGCHECKS: &[BugCheckInfo] = &[
         parameters: ["Address of the worker routine", "Parameter passed to the worker routine", "Address of the work item", "Reserved"],
     },
     BugCheckInfo {
+        code: BugCheckCode::THREAD_TERMINATE_HELD_MUTEX,
+        name: "THREAD_TERMINATE_HELD_MUTEX",
+        summary: "A driver acquired a mutex on a thread that exited before the mutex could be released.",
+        parameters: ["The address of the KTHREAD that owns the KMUTEX", "The address of the KMUTEX that is owned", "Reserved", "Reserved"],
+    },
+    BugCheckInfo {
         code: BugCheckCode::APC_INDEX_MISMATCH,
         name: "APC_INDEX_MISMATCH",
         summary: "A system call or worker routine returned with normal kernel APCs still disabled (KeEnterCriticalRegion without KeLeaveCriticalRegion, a guarded region or kernel mutex kept).",
@@ -496,7 +504,9 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1004 ["0x1004: unexpected thread: the wrong thread released a resource (deadlock detection)", "Address of the resource", "Address of the thread that acquired the resource", "Address of the current thread"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1005 ["0x1005: multiple initialization: a resource initialized more than once (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1007 ["0x1007: unacquired resource: a resource released before it was acquired (deadlock detection)", "Address of the resource", "Reserved", "Reserved"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1008 ["0x1008: a lock acquired with a routine mismatched for its type (deadlock detection)", "Lock address", "Driver Verifier internal data", "Driver Verifier internal data"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x1009 ["0x1009: a lock released with a routine mismatched for its type (deadlock detection)", "Lock address", "Driver Verifier internal data", "Driver Verifier internal data"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x100A ["0x100A: a thread terminated owning a lock (deadlock detection)", "Owner thread address", "Driver Verifier internal data", "Reserved"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x100B ["0x100B: the deleted lock is still owned by a thread (deadlock detection)", "Lock address", "Owner thread address", "Driver Verifier internal data"];
     MEMORY_MANAGEMENT 0 0x1010 ["0x1010: a pageable section (MmUnlockPagableImageSection) unlocked that is not locked", "The section handle", "Reserved", "Reserved"];
     MEMORY_MANAGEMENT 0 0x1234 ["0x1234: a lock of a pageable section that does not exist (MmLockPagable*)", "The address or handle passed", "Reserved", "Reserved"];

@@ -117,6 +117,16 @@ pub fn leave<R>(r: Result<R, BugCheck>) -> Result<R, BugCheck> {
     })
 }
 
+/// `f` of the machine of the driver call in progress on this thread, outside a
+/// routine's fence (for a value read without a stop to report, such as the current
+/// thread's identity); `None` when no driver call is in progress.
+pub(crate) fn with_machine<R>(f: impl FnOnce(&ntmem_kernel::Machine) -> R) -> Option<R> {
+    let p = CURRENT.with(Cell::get);
+    // SAFETY: as in `kernel`: a non-null record is the `Cpu` of the driver call in
+    // progress on this thread, which outlives this call.
+    (!p.is_null()).then(|| f(unsafe { &*p.cast::<Cpu<'_>>() }.machine()))
+}
+
 /// Whether driver code is running on this thread.
 pub fn in_driver() -> bool {
     CURRENT.with(|c| !c.get().is_null())

@@ -373,7 +373,7 @@ exports! {
     Ntoskrnl Routine ExQueueWorkItem(io_workitem) Dispatch "as IoQueueWorkItem";
     Ntoskrnl Routine PsCreateSystemThread(ps) Passive "the thread first runs at the next switch point (a settle point, or a thread blocking) and blocks and resumes like any thread; priorities are not used";
     Ntoskrnl Routine PsTerminateSystemThread(ps) Passive;
-    Ntoskrnl Routine KeGetCurrentThread(ps) Any "the requesting and worker threads are tokens outside simulated memory";
+    Ntoskrnl Routine KeGetCurrentThread(ps) Any "the requesting and worker threads are fixed addresses in the kernel-image region, nothing mapped there";
     Ntoskrnl Routine PsGetCurrentThread(ps) Any "as KeGetCurrentThread";
     Ntoskrnl Routine PsGetCurrentThreadId(ps) Any;
     Ntoskrnl Routine PsGetCurrentProcessId(ps) Any;

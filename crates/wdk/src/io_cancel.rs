@@ -10,6 +10,10 @@
 //!   IRP's current stack location — the routine releases the lock
 //!   (`IoReleaseCancelSpinLock(Irp->CancelIrql)`) — and returns TRUE; otherwise it
 //!   releases the lock and returns FALSE.
+//! - Under Driver Verifier's deadlock detection the cancel spin lock is a spin lock
+//!   like the driver's own (`ntmem_kernel::vf::deadlock`): `IoAcquireCancelSpinLock`
+//!   and `IoReleaseCancelSpinLock` go through its hooks, and `IoCancelIrp` records the
+//!   lock it takes for the cancel routine as held by the calling thread.
 //! - A cancel-safe queue is the driver's (its `IO_CSQ` callbacks insert, remove,
 //!   peek, lock and complete); the `IoCsq*` routines do the cancel bookkeeping
 //!   around them: `IoCsqInsertIrp(Ex)` inserts under the queue's lock, marks the IRP
@@ -31,6 +35,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::io::Irp;
+use ntmem_kernel::ke::kernel_objects::KernelObject;
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest};
 use ntmem_kernel::{BugCheck, Cpu, Irql, Machine};
 
 use crate::context::{self, kernel};
@@ -180,14 +186,32 @@ pub(crate) unsafe fn set_cancel_routine(irp: *mut u8, routine: *mut c_void) -> *
 /// # Safety
 /// `irql` is writable.
 pub unsafe extern "win64" fn IoAcquireCancelSpinLock(irql: *mut u8) {
-    let old = kernel(|cpu| Ok(cpu.acquire_spin_lock(cpu.machine().io().cancel_lock())?.0));
+    let old = kernel(|cpu| {
+        let request = cancel_lock_request(cpu);
+        crate::vf::lock_acquiring(cpu, request, Attempt::Wait)?;
+        let old = cpu.acquire_spin_lock(cpu.machine().io().cancel_lock())?;
+        crate::vf::lock_acquired(cpu, request);
+        Ok(old.0)
+    });
     // SAFETY: the caller's KIRQL (`# Safety`); a bad pointer faults as on Windows.
     unsafe { irql.write_volatile(old) };
 }
 
 /// `IoReleaseCancelSpinLock`: releases the cancel spin lock and lowers to `irql`.
 pub extern "win64" fn IoReleaseCancelSpinLock(irql: u8) {
-    kernel(|cpu| cpu.release_spin_lock(cpu.machine().io().cancel_lock(), Irql(irql)));
+    kernel(|cpu| {
+        crate::vf::kernel_lock_released(cpu, cancel_lock_request(cpu).lock, LockKind::SpinLock)?;
+        cpu.release_spin_lock(cpu.machine().io().cancel_lock(), Irql(irql))
+    });
+}
+
+/// The cancel spin lock as deadlock detection follows it: a spin lock at the address
+/// ntmem gives it ([`KernelObject::CancelSpinLock`], shown as `nt!IopCancelSpinLock`).
+/// A driver that takes it while holding a lock of its own, and takes that lock while
+/// holding it elsewhere (a cancel routine, which `IoCancelIrp` calls with it held),
+/// closes a cycle: 0xC4/0x1001.
+fn cancel_lock_request(cpu: &Cpu<'_>) -> LockRequest {
+    LockRequest::exclusive(cpu.machine().kernel_object(KernelObject::CancelSpinLock), LockKind::SpinLock)
 }
 
 /// `IoCancelIrp` (see the module docs).
@@ -198,6 +222,8 @@ pub unsafe extern "win64" fn IoCancelIrp(irp: *mut c_void) -> u8 {
     let taken = kernel(|cpu| {
         let p = checked_irp(cpu, irp)?;
         let old = cpu.acquire_spin_lock(cpu.machine().io().cancel_lock())?;
+        let request = cancel_lock_request(cpu);
+        crate::vf::kernel_lock_acquired(cpu, request);
         // SAFETY: `p` is a mapped IRP (checked above); the fields are bytes and a
         // pointer inside it.
         let routine = unsafe {
@@ -205,6 +231,7 @@ pub unsafe extern "win64" fn IoCancelIrp(irp: *mut c_void) -> u8 {
             set_cancel_routine(p, std::ptr::null_mut())
         };
         if routine.is_null() {
+            cpu.machine().vf().lock_dropped(crate::ps::current_thread(), request.lock);
             cpu.release_spin_lock(cpu.machine().io().cancel_lock(), old)?;
             return Ok(None);
         }

@@ -71,6 +71,7 @@ fn lock_of<'a>(cpu: &Cpu<'_>, lock: *mut KSpinLock) -> Result<&'a AtomicUsize, B
 pub unsafe extern "win64" fn KeInitializeSpinLock(lock: *mut KSpinLock) {
     kernel(|cpu| {
         lock_of(cpu, lock)?.store(0, std::sync::atomic::Ordering::Release);
+        crate::vf::lock_created(cpu, lock as u64, LockKind::SpinLock);
         crate::vf::check_sync_object(cpu, lock.cast())
     });
 }

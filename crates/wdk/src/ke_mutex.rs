@@ -67,6 +67,7 @@ pub unsafe extern "win64" fn KeInitializeMutex(mutex: *mut c_void, _level: u32) 
         m.set_u64(MUTANT_OWNER, 0);
         m.set_u64(0x30, 0);
         m.set_u8(MUTANT_APC_DISABLE, 1);
+        crate::vf::lock_created(cpu, mutex as u64, LockKind::Mutex);
         crate::vf::check_sync_object(cpu, mutex)
     });
 }
@@ -102,6 +103,7 @@ pub(crate) fn release_mutant(m: &Object, thread: u64) -> Option<i32> {
             t.apc_disable = t.apc_disable.saturating_sub(apc);
             t.mutexes_held = t.mutexes_held.saturating_sub(1);
         });
+        crate::ps::mutex_given_up(m.0 as u64);
     }
     Some(state)
 }
@@ -238,6 +240,7 @@ fn try_acquire(p: *mut c_void, flavor: Flavor) -> u8 {
     kernel(|cpu| {
         let m = fast_mutex(cpu, p)?;
         irql_rule(cpu, p, flavor)?;
+        crate::vf::lock_acquiring(cpu, flavor.request(p), Attempt::Try)?;
         if m.i32_at(FM_COUNT) & 1 == 0 {
             return Ok(0);
         }
@@ -335,6 +338,7 @@ pub unsafe extern "win64" fn KeInitializeGuardedMutex(mutex: *mut c_void) {
         m.set_u64(FM_CONTENTION, 0);
         Object::of(cpu, m.0.wrapping_add(FM_EVENT).cast(), 0x18)?.initialize(SYNCHRONIZATION_EVENT, 0x18, 0);
         m.set_u64(FM_OLD_IRQL, 0);
+        crate::vf::lock_created(cpu, mutex as u64, LockKind::GuardedMutex);
         crate::vf::check_sync_object(cpu, mutex)
     });
 }

@@ -109,6 +109,7 @@ pub(crate) fn take(o: &Object, thread: u64) -> Result<(), NtStatus> {
                     t.apc_disable = t.apc_disable.saturating_add(apc);
                     t.mutexes_held = t.mutexes_held.saturating_add(1);
                 });
+                crate::ps::mutex_owned(o.0 as u64);
             }
         }
         _ => {}

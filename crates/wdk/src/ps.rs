@@ -15,7 +15,8 @@
 //!
 //! * **The requesting thread** — DriverEntry, DriverUnload, dispatch routines and the
 //!   DPCs and timers a scenario step brings about run in one thread, whose identity is
-//!   a fixed token outside simulated memory (so it cannot be waited on). When
+//!   a fixed address in the kernel-image region where nothing is mapped (so it cannot
+//!   be waited on; [`KernelObject`]: the same in every run). When
 //!   DriverEntry, DriverUnload or AddDevice returns (a worker routine on Windows) its
 //!   state is checked — APCs still disabled is APC_INDEX_MISMATCH (0x01) — and
 //!   forgotten, so the next routine starts afresh.
@@ -23,7 +24,7 @@
 //!   `ExQueueWorkItem`) runs at PASSIVE_LEVEL in a worker thread, started at the next
 //!   switch point. Up to [`ntmem_kernel::ke::sched::MAX_WORKERS`] exist at once, each
 //!   with its own identity token and id (12, 16, …); a work item beyond them waits in
-//!   the queue for one to be free.
+//!   the queue for one to be free. Their identities are fixed addresses too.
 //! * **System threads** — `PsCreateSystemThread` allocates a thread object (nonpaged
 //!   pool, tag `Thre`, a `DISPATCHER_HEADER` of type 6 at its start) and a kernel stack,
 //!   and queues the start: the thread starts at the next switch point, in queue order
@@ -32,7 +33,11 @@
 //! A work item must return at PASSIVE_LEVEL (0xE1), owning no mutex (0x39), with APCs
 //! enabled (0x01). A system thread ends when its start routine returns or it calls
 //! `PsTerminateSystemThread`; its object is then signalled, its own reference dropped
-//! and its kernel stack freed.
+//! and its kernel stack freed. One that ends owning a kernel mutex is
+//! THREAD_TERMINATE_HELD_MUTEX (0x4000008A: the thread, the first mutex it still owns;
+//! Microsoft, "Bug Check 0x4000008A"); under Driver Verifier's deadlock detection a
+//! lock of any kind still held is 0xC4/0x100A first. A fast or guarded mutex still
+//! held at the end is no stop of ntmem's without Verifier.
 //!
 //! **Where it differs from Windows.** Priorities are recorded, never used: ready
 //! threads run in the order they became ready, and a thread readied by another does
@@ -44,12 +49,12 @@
 //! says ([`crate::sched`]). A thread still blocked when its driver unloads is reported
 //! ([`crate::sched::threads_at_unload`]); one that would run again by itself is 0xCE.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 
 use ntmem_host::Escape;
 use ntmem_kernel::ex::pool::{self, PoolTag, PoolType};
-use ntmem_kernel::ke::sched::MAX_WORKERS;
+use ntmem_kernel::ke::kernel_objects::KernelObject;
 use ntmem_kernel::ke::workers::{Work, WorkKind};
 use ntmem_kernel::ob::ObjectType;
 use ntmem_kernel::{BugCheck, BugCheckCode, Irql};
@@ -93,12 +98,6 @@ thread_local! {
     };
 }
 
-/// The identity tokens of the threads that have no object in simulated memory.
-#[repr(C, align(16))]
-struct Token([u8; 16]);
-static REQUESTING_THREAD: Token = Token([0; 16]);
-static WORKER_THREADS: [Token; MAX_WORKERS as usize] = [const { Token([0; 16]) }; MAX_WORKERS as usize];
-
 /// The running simulated thread's state.
 pub(crate) fn current() -> ThreadContext {
     CURRENT.with(Cell::get)
@@ -107,11 +106,34 @@ pub(crate) fn current() -> ThreadContext {
 /// Sets the state a new thread starts with (on its own host thread).
 pub(crate) fn set_current(t: ThreadContext) {
     CURRENT.with(|c| c.set(t));
+    OWNED_MUTEXES.with(|m| m.borrow_mut().clear());
 }
 
-/// The identity of worker slot `slot`.
-fn worker_token(slot: u8) -> u64 {
-    WORKER_THREADS.get(usize::from(slot)).map_or(0, |t| std::ptr::from_ref(t) as u64)
+thread_local! {
+    /// The kernel mutexes the running thread owns, in the order it took them.
+    static OWNED_MUTEXES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The running thread became the owner of the KMUTEX at `mutex`.
+pub(crate) fn mutex_owned(mutex: u64) {
+    OWNED_MUTEXES.with(|m| m.borrow_mut().push(mutex));
+}
+
+/// The running thread gave up its ownership of the KMUTEX at `mutex`.
+pub(crate) fn mutex_given_up(mutex: u64) {
+    OWNED_MUTEXES.with(|m| {
+        let mut owned = m.borrow_mut();
+        if let Some(at) = owned.iter().rposition(|&o| o == mutex) {
+            owned.remove(at);
+        }
+    });
+}
+
+/// The identity of the requesting thread (`None`) or worker slot `slot`: a fixed
+/// address of the machine's ([`KernelObject`]).
+fn token(worker: Option<u8>) -> u64 {
+    let object = worker.map_or(KernelObject::RequestingThread, KernelObject::WorkerThread);
+    crate::context::with_machine(|m| m.kernel_object(object)).unwrap_or(0)
 }
 
 /// Changes the running thread's state.
@@ -127,8 +149,7 @@ pub(crate) fn update(f: impl FnOnce(&mut ThreadContext)) {
 pub(crate) fn current_thread() -> u64 {
     let t = current();
     match (t.thread, t.worker) {
-        (0, None) => std::ptr::addr_of!(REQUESTING_THREAD) as u64,
-        (0, Some(slot)) => worker_token(slot),
+        (0, worker) => token(worker),
         (thread, _) => thread,
     }
 }
@@ -160,6 +181,7 @@ pub(crate) fn apc_disable_count() -> u64 {
 /// The stop.
 pub fn check_worker_return(cpu: &ntmem_kernel::Cpu<'_>, routine: u64) -> Result<(), BugCheck> {
     let t = CURRENT.with(|c| c.replace(ThreadContext::default()));
+    OWNED_MUTEXES.with(|m| m.borrow_mut().clear());
     if t.thread == 0 && t.apc_disable > 0 {
         let p = [routine, 0, combined_apc_disable(t.apc_disable), 1];
         return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
@@ -233,6 +255,11 @@ pub(crate) fn run_body(work: Work) -> Option<()> {
             return Err(cpu.machine().bugcheck(BugCheckCode::APC_INDEX_MISMATCH, p));
         }
         if is_thread {
+            crate::vf::thread_ending(cpu, work.item)?;
+            if let Some(mutex) = OWNED_MUTEXES.with(|m| m.borrow().first().copied()) {
+                let p = [work.item, mutex, 0, 0];
+                return Err(cpu.machine().bugcheck(BugCheckCode::THREAD_TERMINATE_HELD_MUTEX, p));
+            }
             end_thread(cpu, work.item, status)?;
         }
         Ok(())
@@ -406,8 +433,11 @@ pub extern "win64" fn PsGetProcessId(process: *mut c_void) -> u64 {
 /// `thread` is a `PETHREAD`.
 pub unsafe extern "win64" fn PsIsSystemThread(thread: *mut c_void) -> u8 {
     let t = thread as u64;
-    let worker = (0..MAX_WORKERS).any(|slot| worker_token(slot) == t);
-    kernel(|cpu| Ok(u8::from(worker || cpu.machine().workers().thread(t).is_some())))
+    kernel(|cpu| {
+        let m = cpu.machine();
+        let worker = matches!(m.kernel_object_at(t), Some(KernelObject::WorkerThread(_)));
+        Ok(u8::from(worker || m.workers().thread(t).is_some()))
+    })
 }
 
 /// `KeSetPriorityThread(Thread, Priority)`: records the priority; the previous one

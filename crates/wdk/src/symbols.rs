@@ -668,7 +668,8 @@ pub fn lm_text(modules: &[Module]) -> String {
 pub struct StackRow {
     /// The frame's RSP.
     pub child_sp: u64,
-    /// Where it returns (0 when unknown, as WinDbg prints it).
+    /// Where it returns (0 when unknown, as WinDbg prints it, and when it is ntmem's
+    /// own code rather than an image's).
     pub return_address: u64,
     /// The frame's instruction, named (`None` outside every image).
     pub call_site: Option<Frame>,
@@ -730,7 +731,10 @@ impl Analysis {
             .enumerate()
             .map(|(i, f)| StackRow {
                 child_sp: f.child_sp,
-                return_address: f.return_address.unwrap_or(0),
+                // A return into ntmem's own code (the routine that called the driver's
+                // outermost frame) has a host address, which moves with the host's
+                // address space randomisation: unknown, as WinDbg prints one.
+                return_address: f.return_address.filter(|&r| symbolizer.image_at(r).is_some()).unwrap_or(0),
                 call_site: name(i, f.ip),
                 ip: f.ip,
             })

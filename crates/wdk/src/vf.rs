@@ -26,7 +26,10 @@
 //! [`lock_released`]) are called by the lock routines — spin locks ([`crate::ke`]),
 //! kernel, fast and guarded mutexes ([`crate::ke_mutex`], [`crate::ke_wait`]) and
 //! executive resources ([`crate::ex_resource`]) — with the calling thread and the
-//! driver's whole stack ([`ntmem_kernel::vf::deadlock`]).
+//! driver's whole stack ([`ntmem_kernel::vf::deadlock`]); by the routines that
+//! initialize a lock ([`lock_created`], its type for 0x1008); by the cancel spin lock's
+//! routines ([`crate::io_cancel`], [`kernel_lock_acquired`]); and as a system thread
+//! ends ([`thread_ending`], 0x100A).
 
 use ntmem_kernel::ex::pool::{self, PoolKind, PoolTag};
 use ntmem_kernel::vf::{
@@ -246,6 +249,58 @@ pub(crate) fn lock_released(cpu: &Cpu<'_>, thread: u64, lock: u64, kind: LockKin
     }
     let m = cpu.machine();
     m.vf().lock_released(thread, lock, kind).map_err(|v| v.stop(m))
+}
+
+/// Deadlock detection's record that the kernel took the lock `r` names for the calling
+/// thread — the cancel spin lock `IoCancelIrp` takes, whose holder's cancel routine
+/// releases it — whoever the caller (a driver not verified, ntmem's own I/O manager):
+/// the release and the locks taken while it is held are then checked against it.
+pub(crate) fn kernel_lock_acquired(cpu: &Cpu<'_>, r: LockRequest) {
+    let vf = cpu.machine().vf();
+    if !vf.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
+        return;
+    }
+    let stack: Vec<u64> =
+        call_site(cpu, true).map(|site| site.frames.iter().map(|f| f.0).collect()).unwrap_or_default();
+    vf.lock_acquired(crate::ps::current_thread(), r, &stack);
+}
+
+/// Deadlock detection's check before the caller releases the kernel's `kind` lock at
+/// `lock` (the cancel spin lock): a verified caller's release is checked as its own
+/// locks' are ([`lock_released`]); another's only ends the record, since the kernel may
+/// have taken the lock for it ([`kernel_lock_acquired`]).
+///
+/// # Errors
+/// The violation's stop.
+pub(crate) fn kernel_lock_released(cpu: &Cpu<'_>, lock: u64, kind: LockKind) -> Result<(), BugCheck> {
+    let vf = cpu.machine().vf();
+    if !vf.flags().contains(VerifierFlags::DEADLOCK_DETECTION) {
+        return Ok(());
+    }
+    let thread = crate::ps::current_thread();
+    if lock_caller(cpu, false).is_some() {
+        return lock_released(cpu, thread, lock, kind);
+    }
+    vf.lock_dropped(thread, lock);
+    Ok(())
+}
+
+/// Deadlock detection's record that the driver initialized a lock of `kind` at `lock`
+/// (its type, for 0x1008).
+pub(crate) fn lock_created(cpu: &Cpu<'_>, lock: u64, kind: LockKind) {
+    if lock_caller(cpu, false).is_some() {
+        cpu.machine().vf().lock_created(lock, kind);
+    }
+}
+
+/// Deadlock detection's check as the system thread `thread` ends (0x100A: it holds a
+/// lock a verified driver took).
+///
+/// # Errors
+/// The violation's stop.
+pub(crate) fn thread_ending(cpu: &Cpu<'_>, thread: u64) -> Result<(), BugCheck> {
+    let m = cpu.machine();
+    m.vf().thread_ended(thread).map_err(|v| v.stop(m))
 }
 
 /// Deadlock detection's check of an ERESOURCE the driver initializes (0x1005: again,

@@ -259,7 +259,9 @@ fn a_fault_three_calls_deep_is_named_and_walked_to_the_caller_of_the_driver() {
         sp2 = a(frames[2].child_sp),
         ret0 = a(in_middle),
         ret1 = a(in_outer),
-        ret2 = a(outside),
+        // The return into the code that called the driver (the host's, not an
+        // image's) is shown unknown: its host address moves from run to run.
+        ret2 = a(0),
     );
     assert_eq!(analysis.text(), expected);
 

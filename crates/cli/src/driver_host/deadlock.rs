@@ -56,15 +56,21 @@ pub struct DeadlockView {
 }
 
 impl DeadlockView {
-    /// The view of `cycle`, its stacks and locks named with `symbolizer`.
-    pub fn new(cycle: &Cycle, symbolizer: &Symbolizer) -> DeadlockView {
+    /// The view of `cycle`, its stacks and locks named with `symbolizer`, and the
+    /// kernel's own locks (the cancel spin lock) by `kernel_name`.
+    pub fn new(
+        cycle: &Cycle,
+        symbolizer: &Symbolizer,
+        kernel_name: impl Fn(u64) -> Option<&'static str>,
+    ) -> DeadlockView {
         let mut locks: Vec<DeadlockLock> = Vec::new();
         let mut letter = |a: &Acquisition| -> String {
             if let Some(l) = locks.iter().find(|l| l.address == a.lock) {
                 return l.name.clone();
             }
             let name = char::from(b'A' + (locks.len() % 26) as u8).to_string();
-            let symbol = symbolizer.describe(a.lock).map(|f| f.symbol());
+            let symbol =
+                symbolizer.describe(a.lock).map(|f| f.symbol()).or_else(|| kernel_name(a.lock).map(str::to_string));
             locks.push(DeadlockLock { name: name.clone(), address: a.lock, symbol, kind: a.kind.name() });
             name
         };
@@ -138,7 +144,7 @@ mod tests {
                 Order { first: taken(0xB0, 2, 0x20), then: taken(0xA0, 2, 0x21) },
             ],
         };
-        let text = DeadlockView::new(&cycle, &Symbolizer::new()).text();
+        let text = DeadlockView::new(&cycle, &Symbolizer::new(), |_| None).text();
         assert!(
             text.contains("Deadlock detected (2 resources in 2 threads):\n\nThread 0: A B\nThread 1: B A\n"),
             "{text}"

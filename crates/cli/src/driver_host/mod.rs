@@ -315,7 +315,9 @@ fn verifier_state(machine: &Machine, symbolizer: &Symbolizer, driver: &str, modu
             .collect(),
         reached: named(vf.reached()),
         pool_log: None,
-        deadlock: vf.deadlock_cycle().map(|c| deadlock::DeadlockView::new(&c, symbolizer)),
+        deadlock: vf.deadlock_cycle().map(|c| {
+            deadlock::DeadlockView::new(&c, symbolizer, |a| machine.kernel_object_at(a).and_then(|o| o.name()))
+        }),
         wdm_errors: vf
             .wdm_errors()
             .into_iter()

@@ -3,6 +3,7 @@
 
 pub mod device_queue;
 pub mod irql;
+pub mod kernel_objects;
 pub mod processor;
 pub mod sched;
 pub mod shared_data;

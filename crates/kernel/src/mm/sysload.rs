@@ -232,6 +232,7 @@ impl LoadedImage {
             m.images().unload(slot);
         }
         let end = self.host_base + self.size(m);
+        m.vf().image_unloaded(self.host_base, end - self.host_base);
         m.images().remember_unloaded(&self.name, self.host_base as usize, end as usize);
     }
 

@@ -31,25 +31,59 @@
 //! - 0x1005 multiple initialization: an ERESOURCE initialized again without
 //!   `ExDeleteResourceLite`.
 //! - 0x1007 unacquired resource: a lock released that nobody holds.
+//! - 0x1008 (Windows 7 and later) "The driver tried to acquire a lock by using an API
+//!   that is mismatched for this lock type": P2 the lock. A lock's type is what it was
+//!   last acquired or initialized as ([`LockKind::lock_type`]): a spin lock (however
+//!   taken), a KMUTEX, a FAST_MUTEX — taken safe, unsafe or as a guarded mutex, one
+//!   type, whose mixing on release is 0x1009 — or an ERESOURCE. A try is checked too.
+//!   Memory that becomes another lock loses its old type: pool freed, an image
+//!   unloaded, or an initialization routine ntmem sees (`KeInitializeSpinLock`,
+//!   `KeInitializeMutex`, `KeInitializeGuardedMutex`, `ExInitializeResourceLite`;
+//!   `ExInitializeFastMutex` is inline in `wdm.h`, so a fast mutex is typed at its
+//!   first acquisition).
 //! - 0x1009 a lock released with the routine of another kind (taken with
 //!   `ExAcquireFastMutex`, released with `ExReleaseFastMutexUnsafe`).
+//! - 0x100A (Windows 7 and later) "The terminated thread owns the lock": P2 the
+//!   thread. A system thread ends (`PsTerminateSystemThread`, or its start routine
+//!   returns) holding a lock a verified driver took; checked before the thread's
+//!   object is signalled, and before the kernel's own check, THREAD_TERMINATE_HELD_MUTEX
+//!   (0x4000008A) for a KMUTEX still owned.
 //! - 0x100B a lock deleted while a thread holds it: an ERESOURCE
 //!   (`ExDeleteResourceLite`), or any lock in pool the driver frees. A lock in freed
 //!   pool or a deleted ERESOURCE leaves the hierarchy, as Windows forgets them.
 //!
+//! The kernel's own cancel spin lock is followed as a spin lock
+//! (`crate::ke::kernel_objects::KernelObject::CancelSpinLock`): a verified driver's
+//! `IoAcquireCancelSpinLock` and `IoReleaseCancelSpinLock` go through the hooks as
+//! its own spin locks do, and `IoCancelIrp`, which takes it and calls the driver's
+//! cancel routine with it held, records it as held by the calling thread, whoever
+//! calls — so a driver that takes its queue lock and then the cancel spin lock in one
+//! path, and its queue lock in a cancel routine, closes a cycle: 0x1001.
+//!
 //! **Where ntmem differs.** Locks are identified by address; one in memory other
-//! than pool (a driver's global, a stack) keeps its place in the hierarchy for the
-//! whole run. Freeing pool that holds a held lock is 0x100B here; Microsoft's table
-//! names 0x100B for a deleted lock still owned and says no more. Microsoft
-//! does not say which kinds the release order applies to: ntmem checks it between
-//! locks whose release restores an IRQL saved at their acquisition (spin locks and
-//! fast mutexes taken with `ExAcquireFastMutex`), where the wrong order leaves the
-//! wrong IRQL; mutexes and resources may be released in any order. 0x1008 (acquired
-//! with another kind's routine) and 0x100A (a thread terminated holding a lock) are
-//! not raised; Microsoft's table has no 0x1006. Verifier's internal-data parameters
-//! are 0. Type names other than 'Spinlock' (the one Microsoft's `!deadlock` example
-//! shows) are ntmem's. Locks the kernel takes for itself (the cancel spin lock) are
-//! not followed, and stacks hold the driver's frames only.
+//! than pool or an image (a stack) keeps its place in the hierarchy for the whole
+//! run, and its type until an initialization routine ntmem sees re-types it. Freeing
+//! pool that holds a held lock is 0x100B here; Microsoft's table names 0x100B for a
+//! deleted lock still owned and says no more. Microsoft does not say which kinds the
+//! release order applies to: ntmem checks it between locks whose release restores an
+//! IRQL saved at their acquisition (spin locks and fast mutexes taken with
+//! `ExAcquireFastMutex`), where the wrong order leaves the wrong IRQL; mutexes and
+//! resources may be released in any order. Microsoft does not say which kinds are one
+//! type for 0x1008: ntmem makes FAST_MUTEX and KGUARDED_MUTEX one, as Windows 8 and
+//! later implement them ("Starting with Windows 8, guarded mutexes and fast mutexes
+//! are implemented identically", "Fast Mutexes and Guarded Mutexes"). 0x100A is
+//! raised for system threads only: the requesting thread and the worker threads never
+//! end (a work item that returns owning a mutex is 0x39 as without Verifier). The
+//! kernel's acquisitions of the cancel spin lock are recorded for every caller, and a
+//! release by a driver not verified only ends the record, since Windows' Verifier sees
+//! only a verified driver's calls; the lock is named `nt!IopCancelSpinLock` in
+//! `!deadlock`'s list — the name Windows' symbols give the variable, which
+//! Microsoft's documentation does not — at an address of ntmem's in the kernel-image
+//! region. Threads without an object in pool (the requesting and worker threads) are
+//! fixed addresses there too, so a report names the same threads in every run.
+//! Microsoft's table has no 0x1006. Verifier's internal-data parameters are 0. Type
+//! names other than 'Spinlock' (the one Microsoft's `!deadlock` example shows) are
+//! ntmem's. Stacks hold the driver's frames only.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -82,6 +116,19 @@ impl LockKind {
             LockKind::FastMutexUnsafe => "Fast Mutex Unsafe",
             LockKind::GuardedMutex => "Guarded Mutex",
             LockKind::Resource => "Resource",
+        }
+    }
+
+    /// The type of lock it is taken as, for 0x1008: a `FAST_MUTEX` is one type whether
+    /// taken safe or unsafe, and a `KGUARDED_MUTEX` is the same type ("Starting with
+    /// Windows 8, guarded mutexes and fast mutexes are implemented identically",
+    /// Microsoft, "Fast Mutexes and Guarded Mutexes"; ntmem's headers give them one
+    /// layout). Spin locks (however acquired), kernel mutexes and resources are a type
+    /// each.
+    pub fn lock_type(self) -> LockKind {
+        match self {
+            LockKind::FastMutexUnsafe | LockKind::GuardedMutex => LockKind::FastMutex,
+            kind => kind,
         }
     }
 
@@ -177,6 +224,8 @@ pub(super) struct Locks {
     held: BTreeMap<u64, Vec<Held>>,
     /// ERESOURCEs initialized and not deleted.
     initialized: BTreeSet<u64>,
+    /// The kind each lock was last initialized or acquired as (its type, 0x1008).
+    kinds: BTreeMap<u64, LockKind>,
     /// The last cycle found.
     cycle: Option<Cycle>,
 }
@@ -194,6 +243,9 @@ impl Locks {
         attempt: Attempt,
         stack: &[u64],
     ) -> Result<(), Violation> {
+        if self.kinds.get(&lock).is_some_and(|known| known.lock_type() != kind.lock_type()) {
+            return Err(Violation::MismatchedAcquire { lock });
+        }
         if kind == LockKind::Resource && !self.initialized.contains(&lock) {
             return Err(Violation::UninitializedResource { lock });
         }
@@ -220,6 +272,7 @@ impl Locks {
 
     /// `thread` got `lock` from `stack` (after [`Locks::acquiring`], or a try).
     pub(super) fn acquired(&mut self, thread: u64, lock: u64, kind: LockKind, access: Access, stack: &[u64]) {
+        self.kinds.insert(lock, kind);
         let taken = Acquisition { lock, kind, thread, stack: stack.to_vec() };
         if let Some(h) = self.held.get_mut(&thread).and_then(|held| held.iter_mut().find(|h| h.taken.lock == lock)) {
             h.count = h.count.saturating_add(1);
@@ -257,12 +310,39 @@ impl Locks {
         Ok(())
     }
 
+    /// `thread` gives up `lock` without the release checks, if it holds it.
+    pub(super) fn dropped(&mut self, thread: u64, lock: u64) {
+        if let Some(held) = self.held.get_mut(&thread) {
+            if let Some(at) = held.iter().rposition(|h| h.taken.lock == lock) {
+                held.remove(at);
+            }
+        }
+    }
+
     /// `ExInitializeResourceLite` on `lock`.
     pub(super) fn initialized(&mut self, lock: u64) -> Result<(), Violation> {
         if !self.initialized.insert(lock) {
             return Err(Violation::MultipleInitialization { lock });
         }
+        self.created(lock, LockKind::Resource);
         Ok(())
+    }
+
+    /// An initialization routine made the memory at `lock` a lock of `kind`
+    /// (`KeInitializeSpinLock`, `KeInitializeMutex`, `KeInitializeGuardedMutex`,
+    /// `ExInitializeResourceLite`): whatever type it had before is forgotten, as the
+    /// memory now holds another lock. Its place in the hierarchy stays.
+    pub(super) fn created(&mut self, lock: u64, kind: LockKind) {
+        self.kinds.insert(lock, kind);
+    }
+
+    /// `thread` ends (`PsTerminateSystemThread`, or its start routine returned): one
+    /// that still holds a lock is 0x100A; else its record goes.
+    pub(super) fn thread_ended(&mut self, thread: u64) -> Result<(), Violation> {
+        match self.held.remove(&thread) {
+            Some(held) if !held.is_empty() => Err(Violation::TerminatedOwner { thread }),
+            _ => Ok(()),
+        }
     }
 
     /// `ExDeleteResourceLite` on `lock`: it leaves the hierarchy.
@@ -281,12 +361,20 @@ impl Locks {
         if let Some((owner, h)) = held {
             return Err(Violation::DeletedWhileOwned { lock: h.taken.lock, owner });
         }
+        self.forget(start, end);
+        Ok(())
+    }
+
+    /// The locks in `[start, end)` leave the hierarchy and lose their type (freed
+    /// memory, an unloaded image), whoever holds them.
+    pub(super) fn forget(&mut self, start: u64, end: u64) {
+        let inside = |lock: u64| (start..end).contains(&lock);
+        self.kinds.retain(|&l, _| !inside(l));
         self.initialized.retain(|&l| !inside(l));
         self.order.retain(|&l, _| !inside(l));
         for after in self.order.values_mut() {
             after.retain(|&l, _| !inside(l));
         }
-        Ok(())
     }
 
     /// The last cycle 0x1001 was raised for.
@@ -382,8 +470,8 @@ mod tests {
         for thread in [T1, T2] {
             pair(&mut l, thread, 0xA0, 0xB0, LockKind::SpinLock);
         }
-        take(&mut l, T1, 0xB0, LockKind::FastMutex).unwrap();
-        l.acquiring(T1, 0xA0, LockKind::FastMutex, Access::Exclusive, Attempt::Try, &[]).unwrap();
+        take(&mut l, T1, 0xB0, LockKind::SpinLock).unwrap();
+        l.acquiring(T1, 0xA0, LockKind::SpinLock, Access::Exclusive, Attempt::Try, &[]).unwrap();
         assert_eq!(l.cycle(), None);
     }
 
@@ -437,11 +525,59 @@ mod tests {
         assert_eq!(l.released(T2, 0xD0, LockKind::Mutex), Ok(()));
     }
 
-    /// One step of the property test: a thread takes or releases a lock.
+    #[test]
+    fn a_lock_taken_as_another_type_is_0x1008_until_its_memory_is_reused() {
+        let mut l = Locks::default();
+        pair(&mut l, T1, 0xA0, 0xB0, LockKind::SpinLock);
+        assert_eq!(take(&mut l, T1, 0xA0, LockKind::FastMutex), Err(Violation::MismatchedAcquire { lock: 0xA0 }));
+        let try_as_mutex = l.acquiring(T1, 0xB0, LockKind::GuardedMutex, Access::Exclusive, Attempt::Try, &[]);
+        assert_eq!(try_as_mutex, Err(Violation::MismatchedAcquire { lock: 0xB0 }), "a try is checked too");
+        // A FAST_MUTEX is one type, safe, unsafe or guarded.
+        take(&mut l, T2, 0xC0, LockKind::FastMutex).unwrap();
+        l.released(T2, 0xC0, LockKind::FastMutex).unwrap();
+        take(&mut l, T2, 0xC0, LockKind::FastMutexUnsafe).unwrap();
+        l.released(T2, 0xC0, LockKind::FastMutexUnsafe).unwrap();
+        take(&mut l, T2, 0xC0, LockKind::GuardedMutex).unwrap();
+        l.released(T2, 0xC0, LockKind::GuardedMutex).unwrap();
+        assert_eq!(take(&mut l, T2, 0xC0, LockKind::Mutex), Err(Violation::MismatchedAcquire { lock: 0xC0 }));
+        // Freed memory, an initialization or an unloaded image makes it a new lock.
+        l.memory_freed(0xA0, 0xA8).unwrap();
+        take(&mut l, T1, 0xA0, LockKind::FastMutex).unwrap();
+        l.created(0xB0, LockKind::Mutex);
+        take(&mut l, T1, 0xB0, LockKind::Mutex).unwrap();
+        l.forget(0xC0, 0xC8);
+        take(&mut l, T1, 0xC0, LockKind::SpinLock).unwrap();
+        // An ERESOURCE initialized where a spin lock was is a resource from then on.
+        take(&mut l, T2, 0xD0, LockKind::SpinLock).unwrap();
+        l.released(T2, 0xD0, LockKind::SpinLock).unwrap();
+        l.initialized(0xD0).unwrap();
+        take(&mut l, T2, 0xD0, LockKind::Resource).unwrap();
+    }
+
+    #[test]
+    fn a_thread_ending_with_a_lock_is_0x100a_and_one_without_is_forgotten() {
+        let mut l = Locks::default();
+        take(&mut l, T1, 0xA0, LockKind::Mutex).unwrap();
+        take(&mut l, T2, 0xB0, LockKind::SpinLock).unwrap();
+        l.released(T2, 0xB0, LockKind::SpinLock).unwrap();
+        assert_eq!(l.thread_ended(T2), Ok(()));
+        assert_eq!(l.thread_ended(T1), Err(Violation::TerminatedOwner { thread: T1 }));
+        assert_eq!(Violation::TerminatedOwner { thread: T1 }.parameters(), [0x100A, T1, 0, 0]);
+        // The cancel spin lock the kernel took for a thread is dropped without checks.
+        l.acquired(T2, 0xC0, LockKind::SpinLock, Access::Exclusive, &[]);
+        l.dropped(T2, 0xC0);
+        assert_eq!(l.thread_ended(T2), Ok(()));
+    }
+
+    /// One step of the property test: a thread takes or releases a lock (as a spin lock
+    /// or a fast mutex: the same rules but for their type), its memory is freed, or a
+    /// thread ends.
     #[derive(Clone, Debug)]
     enum Op {
-        Take(u64, u64),
-        Release(u64, u64),
+        Take(u64, u64, LockKind),
+        Release(u64, u64, LockKind),
+        Free(u64),
+        End(u64),
     }
 
     /// The naive reference: the history of acquisitions that succeeded, from which
@@ -450,7 +586,10 @@ mod tests {
     struct Model {
         /// (thread, lock, the locks the thread held then).
         history: Vec<(u64, u64, Vec<u64>)>,
-        held: BTreeMap<u64, Vec<u64>>,
+        /// Per thread, (lock, the kind it was taken as), in order.
+        held: BTreeMap<u64, Vec<(u64, LockKind)>>,
+        /// The kind each lock was last taken as.
+        kinds: BTreeMap<u64, LockKind>,
     }
 
     impl Model {
@@ -472,8 +611,11 @@ mod tests {
             false
         }
 
-        fn take(&mut self, thread: u64, lock: u64) -> Result<(), Violation> {
-            let held = self.held.get(&thread).cloned().unwrap_or_default();
+        fn take(&mut self, thread: u64, lock: u64, kind: LockKind) -> Result<(), Violation> {
+            if self.kinds.get(&lock).is_some_and(|&k| k != kind) {
+                return Err(Violation::MismatchedAcquire { lock });
+            }
+            let held: Vec<u64> = self.held.get(&thread).into_iter().flatten().map(|h| h.0).collect();
             if held.contains(&lock) {
                 return Err(Violation::Recursion { lock });
             }
@@ -481,23 +623,25 @@ mod tests {
                 return Err(Violation::LockHierarchy { lock });
             }
             self.history.push((thread, lock, held));
-            self.held.entry(thread).or_default().push(lock);
+            self.held.entry(thread).or_default().push((lock, kind));
+            self.kinds.insert(lock, kind);
             Ok(())
         }
 
-        fn release(&mut self, thread: u64, lock: u64) -> Result<(), Violation> {
+        fn release(&mut self, thread: u64, lock: u64, kind: LockKind) -> Result<(), Violation> {
             let held = self.held.entry(thread).or_default();
-            match held.iter().position(|&h| h == lock) {
+            match held.iter().position(|h| h.0 == lock) {
                 None => {
-                    let owner = self.held.iter().find(|(_, h)| h.contains(&lock)).map(|(&t, _)| t);
+                    let owner = self.held.iter().find(|(_, h)| h.iter().any(|h| h.0 == lock)).map(|(&t, _)| t);
                     Err(owner.map_or(Violation::Unacquired { lock }, |owner| Violation::ReleasedByOtherThread {
                         lock,
                         owner,
                         thread,
                     }))
                 }
+                Some(at) if held[at].1 != kind => Err(Violation::MismatchedRelease { lock }),
                 Some(at) if at + 1 != held.len() => {
-                    Err(Violation::ReleasedOutOfOrder { released: lock, expected: held[held.len() - 1] })
+                    Err(Violation::ReleasedOutOfOrder { released: lock, expected: held[held.len() - 1].0 })
                 }
                 Some(at) => {
                     held.remove(at);
@@ -505,14 +649,36 @@ mod tests {
                 }
             }
         }
+
+        fn free(&mut self, lock: u64) -> Result<(), Violation> {
+            if let Some((&owner, _)) = self.held.iter().find(|(_, h)| h.iter().any(|h| h.0 == lock)) {
+                return Err(Violation::DeletedWhileOwned { lock, owner });
+            }
+            self.kinds.remove(&lock);
+            self.history.retain(|(_, b, _)| *b != lock);
+            for (_, _, held) in &mut self.history {
+                held.retain(|&a| a != lock);
+            }
+            Ok(())
+        }
+
+        fn end(&mut self, thread: u64) -> Result<(), Violation> {
+            match self.held.remove(&thread) {
+                Some(h) if !h.is_empty() => Err(Violation::TerminatedOwner { thread }),
+                _ => Ok(()),
+            }
+        }
     }
 
     fn op() -> impl Strategy<Value = Op> {
         let thread = (1u64..=3).prop_map(|t| t << 8);
         let lock = (1u64..=4).prop_map(|l| l << 4);
+        let kind = prop_oneof![Just(LockKind::SpinLock), Just(LockKind::FastMutex)];
         prop_oneof![
-            (thread.clone(), lock.clone()).prop_map(|(t, l)| Op::Take(t, l)),
-            (thread, lock).prop_map(|(t, l)| Op::Release(t, l))
+            8 => (thread.clone(), lock.clone(), kind.clone()).prop_map(|(t, l, k)| Op::Take(t, l, k)),
+            8 => (thread.clone(), lock.clone(), kind).prop_map(|(t, l, k)| Op::Release(t, l, k)),
+            1 => lock.prop_map(Op::Free),
+            1 => thread.prop_map(Op::End),
         ]
     }
 
@@ -523,8 +689,10 @@ mod tests {
             let mut model = Model::default();
             for op in ops {
                 let (got, want) = match op {
-                    Op::Take(t, l) => (take(&mut real, t, l, LockKind::SpinLock), model.take(t, l)),
-                    Op::Release(t, l) => (real.released(t, l, LockKind::SpinLock), model.release(t, l)),
+                    Op::Take(t, l, k) => (take(&mut real, t, l, k), model.take(t, l, k)),
+                    Op::Release(t, l, k) => (real.released(t, l, k), model.release(t, l, k)),
+                    Op::Free(l) => (real.memory_freed(l, l + 8), model.free(l)),
+                    Op::End(t) => (real.thread_ended(t), model.end(t)),
                 };
                 prop_assert_eq!(got, want, "{:?}", op);
             }

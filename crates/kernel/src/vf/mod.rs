@@ -557,6 +557,39 @@ impl Verifier {
         self.deadlock().map_or(Ok(()), |mut s| s.locks.memory_freed(va, va.saturating_add(bytes)))
     }
 
+    /// Deadlock detection's hook when an initialization routine makes the memory at
+    /// `lock` a lock of `kind`: its type for 0x1008 from now on.
+    pub fn lock_created(&self, lock: u64, kind: LockKind) {
+        if let Some(mut s) = self.deadlock() {
+            s.locks.created(lock, kind);
+        }
+    }
+
+    /// Deadlock detection's hook when `thread` gives up `lock` without the release
+    /// checks (the cancel spin lock released by a driver not verified, which the kernel
+    /// may have taken for it).
+    pub fn lock_dropped(&self, thread: u64, lock: u64) {
+        if let Some(mut s) = self.deadlock() {
+            s.locks.dropped(thread, lock);
+        }
+    }
+
+    /// Deadlock detection's hook as system thread `thread` ends.
+    ///
+    /// # Errors
+    /// 0x100A: it holds a lock.
+    pub fn thread_ended(&self, thread: u64) -> Result<(), Violation> {
+        self.deadlock().map_or(Ok(()), |mut s| s.locks.thread_ended(thread))
+    }
+
+    /// Deadlock detection's hook as the image at `[va, va + bytes)` is unloaded: the
+    /// locks in it leave the hierarchy and lose their type.
+    pub fn image_unloaded(&self, va: u64, bytes: u64) {
+        if let Some(mut s) = self.deadlock() {
+            s.locks.forget(va, va.saturating_add(bytes));
+        }
+    }
+
     /// The lock-hierarchy cycle of the last 0x1001, both orders with their stacks.
     pub fn deadlock_cycle(&self) -> Option<Cycle> {
         self.state().locks.cycle()

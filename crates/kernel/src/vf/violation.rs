@@ -189,6 +189,19 @@ pub enum Violation {
         /// The lock.
         lock: u64,
     },
+    /// 0x1008 (Windows 7 and later): "The driver tried to acquire a lock by using an
+    /// API that is mismatched for this lock type" — a lock known as one type
+    /// ([`super::LockKind::lock_type`]) asked for with another type's routine.
+    MismatchedAcquire {
+        /// The lock.
+        lock: u64,
+    },
+    /// 0x100A (Windows 7 and later): "The terminated thread owns the lock" — a system
+    /// thread ended holding a lock deadlock detection follows.
+    TerminatedOwner {
+        /// The thread.
+        thread: u64,
+    },
     /// 0x1009: a lock released with a routine of another lock kind.
     MismatchedRelease {
         /// The lock.
@@ -258,7 +271,9 @@ impl Violation {
             Violation::ReleasedByOtherThread { lock, owner, thread } => [0x1004, lock, owner, thread],
             Violation::MultipleInitialization { lock } => [0x1005, lock, 0, 0],
             Violation::Unacquired { lock } => [0x1007, lock, 0, 0],
+            Violation::MismatchedAcquire { lock } => [0x1008, lock, 0, 0],
             Violation::MismatchedRelease { lock } => [0x1009, lock, 0, 0],
+            Violation::TerminatedOwner { thread } => [0x100A, thread, 0, 0],
             Violation::DeletedWhileOwned { lock, owner } => [0x100B, lock, owner, 0],
         }
     }
