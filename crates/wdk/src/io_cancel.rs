@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::io::Irp;
 use ntmem_kernel::ke::kernel_objects::KernelObject;
-use ntmem_kernel::vf::{Attempt, LockKind, LockRequest};
+use ntmem_kernel::vf::{Attempt, LockKind, LockRequest, Violation};
 use ntmem_kernel::{BugCheck, Cpu, Irql, Machine};
 
 use crate::context::{self, kernel};
@@ -197,10 +197,25 @@ pub unsafe extern "win64" fn IoAcquireCancelSpinLock(irql: *mut u8) {
     unsafe { irql.write_volatile(old) };
 }
 
+/// `LockQueueIoCancelLock`: the cancel spin lock's number among the kernel's numbered
+/// queued spin locks (`KSPIN_LOCK_QUEUE_NUMBER` in the WDK's `wdm.h`, 7 on every
+/// release).
+const LOCK_QUEUE_IO_CANCEL_LOCK: u64 = 7;
+
 /// `IoReleaseCancelSpinLock`: releases the cancel spin lock and lowers to `irql`.
+/// Under Driver Verifier, a release at an IRQL other than DISPATCH_LEVEL (the driver
+/// lowered the IRQL while it held the lock) is the kernel's release of a queued spin
+/// lock off DISPATCH_LEVEL: 0xC4/0x36 (the IRQL, the lock's number, `irql`), as
+/// Microsoft's bug check 0xC4 table gives it.
 pub extern "win64" fn IoReleaseCancelSpinLock(irql: u8) {
     kernel(|cpu| {
         crate::vf::kernel_lock_released(cpu, cancel_lock_request(cpu).lock, LockKind::SpinLock)?;
+        let current = cpu.irql();
+        if current != Irql::DISPATCH && !cpu.machine().verifier().is_empty() {
+            let number = LOCK_QUEUE_IO_CANCEL_LOCK;
+            let v = Violation::QueuedSpinLockReleaseNotAtDispatch { irql: current, number, old: Irql(irql) };
+            return Err(v.stop(cpu.machine()));
+        }
         cpu.release_spin_lock(cpu.machine().io().cancel_lock(), Irql(irql))
     });
 }

@@ -71,6 +71,11 @@ static void Break(UCHAR Rule)
         KeLowerIrql(PASSIVE_LEVEL);
         ExReleaseFastMutex(&Fast);
         break;
+    case 0x36: /* the cancel spin lock released after lowering to PASSIVE_LEVEL */
+        IoAcquireCancelSpinLock(&old);
+        KeLowerIrql(PASSIVE_LEVEL);
+        IoReleaseCancelSpinLock(old);
+        break;
     case 0x37: /* a resource acquired outside a critical region */
         ExAcquireResourceExclusiveLite(&Resource, TRUE);
         break;

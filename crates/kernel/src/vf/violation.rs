@@ -80,6 +80,16 @@ pub enum Violation {
         /// The fast mutex.
         mutex: u64,
     },
+    /// 0x36: the kernel released a numbered queued spin lock (the cancel spin lock,
+    /// for `IoReleaseCancelSpinLock`) at an IRQL other than DISPATCH_LEVEL.
+    QueuedSpinLockReleaseNotAtDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The lock's `KSPIN_LOCK_QUEUE_NUMBER`.
+        number: u64,
+        /// The IRQL the release lowers to.
+        old: Irql,
+    },
     /// 0x37 (acquire) / 0x38 (release): an ERESOURCE taken or given up with normal
     /// kernel APCs enabled (not in a critical region, below APC_LEVEL).
     ResourceWithApcsEnabled {
@@ -246,6 +256,7 @@ impl Violation {
             Violation::SpinLockReleaseNotAtDispatch { irql, lock } => [0x32, i(irql), lock, 0],
             Violation::FastMutexAcquireAboveApc { irql, mutex } => [0x33, i(irql), mutex, 0],
             Violation::FastMutexReleaseNotAtApc { irql, mutex } => [0x34, i(irql), mutex, 0],
+            Violation::QueuedSpinLockReleaseNotAtDispatch { irql, number, old } => [0x36, i(irql), number, i(old)],
             Violation::ResourceWithApcsEnabled { release, irql, apc_disable, resource } => {
                 [if release { 0x38 } else { 0x37 }, i(irql), apc_disable, resource]
             }
