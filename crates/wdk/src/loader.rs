@@ -453,12 +453,16 @@ impl Driver {
         let Some(unload) = self.object.driver_unload else { return Ok(false) };
         let object: *mut DriverObject = &mut *self.object;
         // Driver Verifier's unload window opens (0xC4/0x61 for another thread's
-        // allocation); the image's unload closes it (`unload_image`).
+        // allocation) in the thread that runs DriverUnload, known inside the call; the
+        // image's unload closes it (`unload_image`).
         crate::ke_dispatcher::outside_dpcs();
-        machine.vf().unload_started(&self.name, crate::ps::current_thread());
-        // SAFETY: `unload` is the routine the driver stored in its DRIVER_OBJECT,
-        // of type PDRIVER_UNLOAD; `object` is the live box it was given.
-        self.call(machine, cpu, ("DriverUnload", unload as usize), || unsafe { unload(object) })?;
+        let name = self.name.as_str();
+        self.call(machine, cpu, ("DriverUnload", unload as usize), || {
+            machine.vf().unload_started(name, crate::ps::current_thread());
+            // SAFETY: `unload` is the routine the driver stored in its DRIVER_OBJECT,
+            // of type PDRIVER_UNLOAD; `object` is the live box it was given.
+            unsafe { unload(object) }
+        })?;
         Ok(true)
     }
 }
