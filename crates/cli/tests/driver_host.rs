@@ -1097,7 +1097,7 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
 #[test]
 fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
     // (input byte, P1..P4 where known: None = an address, checked non-zero)
-    let rules: [(&str, [Option<u64>; 4]); 17] = [
+    let rules: [(&str, [Option<u64>; 4]); 18] = [
         ("01", [Some(0x01), Some(2), Some(1), Some(24)]),
         ("02", [Some(0x02), Some(15), Some(0x200), Some(40)]),
         ("11", [Some(0x11), Some(2), Some(1), None]),
@@ -1106,6 +1106,7 @@ fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
         ("31", [Some(0x31), Some(0), Some(2), Some(0)]),
         ("33", [Some(0x33), Some(2), None, Some(0)]),
         ("34", [Some(0x34), Some(0), None, Some(0)]),
+        ("35", [Some(0x35), Some(0), None, Some(0)]),
         ("36", [Some(0x36), Some(0), Some(7), Some(0)]),
         ("37", [Some(0x37), Some(0), Some(0), None]),
         ("38", [Some(0x38), Some(0), Some(0), None]),

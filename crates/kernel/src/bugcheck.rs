@@ -469,6 +469,7 @@ subcodes! {
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x32 ["0x32: KeReleaseSpinLock not at DISPATCH_LEVEL", "Current IRQL", "Address of the spin lock", "0"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x33 ["0x33: ExAcquireFastMutex above APC_LEVEL", "Current IRQL", "Address of the fast mutex", "0"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x34 ["0x34: ExReleaseFastMutex at an IRQL other than APC_LEVEL", "Current IRQL", "Address of the fast mutex", "0"];
+    DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x35 ["0x35: the kernel released a spin lock not at DISPATCH_LEVEL (a device queue's: KeInsertDeviceQueue and kin called off DISPATCH_LEVEL)", "Current IRQL", "Address of the spin lock", "Old IRQL"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x36 ["0x36: the kernel released a queued spin lock (the cancel spin lock: IoReleaseCancelSpinLock) not at DISPATCH_LEVEL", "Current IRQL", "Spin lock number (KSPIN_LOCK_QUEUE_NUMBER; 7: LockQueueIoCancelLock)", "Old IRQL"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x37 ["0x37: an ERESOURCE acquired with normal kernel APCs enabled (no KeEnterCriticalRegion)", "Current IRQL", "Thread APC disable count", "Address of the resource"];
     DRIVER_VERIFIER_DETECTED_VIOLATION 0 0x38 ["0x38: an ERESOURCE released with normal kernel APCs enabled", "Current IRQL", "Thread APC disable count", "Address of the resource"];

@@ -23,6 +23,7 @@ use std::ffi::c_void;
 use ntmem_host::thunk::preserving_capture;
 use ntmem_kernel::io::device::DEVICE_OBJECT_SIZE;
 use ntmem_kernel::ke::device_queue::{DeviceQueue, DeviceQueueEntry, KDEVICE_QUEUE_ENTRY_SIZE, KDEVICE_QUEUE_SIZE};
+use ntmem_kernel::vf::Violation;
 use ntmem_kernel::{BugCheck, Cpu, Irql};
 use ntmem_machine::Va;
 
@@ -45,6 +46,26 @@ fn queue(cpu: &Cpu<'_>, p: *mut c_void) -> Result<DeviceQueue, BugCheck> {
     Ok(DeviceQueue(va_of(cpu, p)))
 }
 
+/// `KDEVICE_QUEUE.Lock`.
+const OFF_QUEUE_LOCK: u64 = 0x18;
+
+/// The queue of a routine Microsoft documents for DISPATCH_LEVEL only (the inserts and
+/// the removes but `KeRemoveEntryDeviceQueue`, which raises itself): the kernel takes
+/// and releases the queue's spin lock without changing the IRQL, so under Driver
+/// Verifier a call at another IRQL is the kernel releasing a spin lock off
+/// DISPATCH_LEVEL, 0xC4/0x35 (the IRQL, the address of the queue's `Lock`, the IRQL
+/// it leaves — the same). Microsoft's table names no routine for 0x35; this is
+/// ntmem's reading of it. Without Verifier nothing is checked.
+fn dispatch_queue(cpu: &Cpu<'_>, p: *mut c_void) -> Result<DeviceQueue, BugCheck> {
+    let q = queue(cpu, p)?;
+    let irql = cpu.irql();
+    if irql != Irql::DISPATCH && !cpu.machine().verifier().is_empty() {
+        let lock = p as u64 + OFF_QUEUE_LOCK;
+        return Err(Violation::KernelSpinLockReleaseNotAtDispatch { irql, lock, old: irql }.stop(cpu.machine()));
+    }
+    Ok(q)
+}
+
 fn entry(cpu: &Cpu<'_>, p: *mut c_void) -> Result<DeviceQueueEntry, BugCheck> {
     checked(cpu, p, KDEVICE_QUEUE_ENTRY_SIZE)?;
     Ok(DeviceQueueEntry(va_of(cpu, p)))
@@ -63,7 +84,7 @@ pub unsafe extern "win64" fn KeInitializeDeviceQueue(q: *mut c_void) {
 /// # Safety
 /// `q` and `e` are the caller's (checked as memory).
 pub unsafe extern "win64" fn KeInsertDeviceQueue(q: *mut c_void, e: *mut c_void) -> u8 {
-    kernel(|cpu| Ok(u8::from(queue(cpu, q)?.insert(cpu, entry(cpu, e)?, None)?)))
+    kernel(|cpu| Ok(u8::from(dispatch_queue(cpu, q)?.insert(cpu, entry(cpu, e)?, None)?)))
 }
 
 /// `KeInsertByKeyDeviceQueue`: as `KeInsertDeviceQueue`, after entries with keys not
@@ -72,7 +93,7 @@ pub unsafe extern "win64" fn KeInsertDeviceQueue(q: *mut c_void, e: *mut c_void)
 /// # Safety
 /// As `KeInsertDeviceQueue`.
 pub unsafe extern "win64" fn KeInsertByKeyDeviceQueue(q: *mut c_void, e: *mut c_void, key: u32) -> u8 {
-    kernel(|cpu| Ok(u8::from(queue(cpu, q)?.insert(cpu, entry(cpu, e)?, Some(key))?)))
+    kernel(|cpu| Ok(u8::from(dispatch_queue(cpu, q)?.insert(cpu, entry(cpu, e)?, Some(key))?)))
 }
 
 fn removed(cpu: &Cpu<'_>, e: Option<DeviceQueueEntry>) -> *mut c_void {
@@ -84,7 +105,7 @@ fn removed(cpu: &Cpu<'_>, e: Option<DeviceQueueEntry>) -> *mut c_void {
 /// # Safety
 /// `q` is the caller's (checked as memory).
 pub unsafe extern "win64" fn KeRemoveDeviceQueue(q: *mut c_void) -> *mut c_void {
-    kernel(|cpu| Ok(removed(cpu, queue(cpu, q)?.remove(cpu, None)?)))
+    kernel(|cpu| Ok(removed(cpu, dispatch_queue(cpu, q)?.remove(cpu, None)?)))
 }
 
 /// `KeRemoveByKeyDeviceQueue`: the first entry with a key at least `SortKey` (else the
@@ -93,7 +114,7 @@ pub unsafe extern "win64" fn KeRemoveDeviceQueue(q: *mut c_void) -> *mut c_void 
 /// # Safety
 /// As `KeRemoveDeviceQueue`.
 pub unsafe extern "win64" fn KeRemoveByKeyDeviceQueue(q: *mut c_void, key: u32) -> *mut c_void {
-    kernel(|cpu| Ok(removed(cpu, queue(cpu, q)?.remove(cpu, Some(key))?)))
+    kernel(|cpu| Ok(removed(cpu, dispatch_queue(cpu, q)?.remove(cpu, Some(key))?)))
 }
 
 /// `KeRemoveEntryDeviceQueue`: TRUE if `Entry` was queued and is now out.

@@ -8,6 +8,8 @@ static KSPIN_LOCK LockA, LockB;
 static FAST_MUTEX Fast;
 static ERESOURCE Resource;
 static KMUTEX Mutex;
+static KDEVICE_QUEUE Queue;
+static KDEVICE_QUEUE_ENTRY Entry;
 
 static NTSTATUS Complete(PIRP Irp, NTSTATUS Status)
 {
@@ -71,6 +73,10 @@ static void Break(UCHAR Rule)
         KeLowerIrql(PASSIVE_LEVEL);
         ExReleaseFastMutex(&Fast);
         break;
+    case 0x35: /* KeInsertDeviceQueue at PASSIVE_LEVEL (DISPATCH_LEVEL only) */
+        KeInitializeDeviceQueue(&Queue);
+        KeInsertDeviceQueue(&Queue, &Entry);
+        break;
     case 0x36: /* the cancel spin lock released after lowering to PASSIVE_LEVEL */
         IoAcquireCancelSpinLock(&old);
         KeLowerIrql(PASSIVE_LEVEL);
@@ -95,6 +101,11 @@ static void Break(UCHAR Rule)
         ExReleaseFastMutexUnsafe(&Fast);
         break;
     case 0xC0: /* every one of them used as the WDK says */
+        KeInitializeDeviceQueue(&Queue);
+        KeRaiseIrql(DISPATCH_LEVEL, &old);
+        KeInsertDeviceQueue(&Queue, &Entry);
+        KeRemoveDeviceQueue(&Queue);
+        KeLowerIrql(old);
         ExAcquireFastMutex(&Fast);
         ExReleaseFastMutex(&Fast);
         KeEnterCriticalRegion();

@@ -80,6 +80,16 @@ pub enum Violation {
         /// The fast mutex.
         mutex: u64,
     },
+    /// 0x35: the kernel released a spin lock (a device queue's, for the driver's
+    /// `KeInsertDeviceQueue` and kin) at an IRQL other than DISPATCH_LEVEL.
+    KernelSpinLockReleaseNotAtDispatch {
+        /// The caller's IRQL.
+        irql: Irql,
+        /// The lock.
+        lock: u64,
+        /// The IRQL the release lowers to.
+        old: Irql,
+    },
     /// 0x36: the kernel released a numbered queued spin lock (the cancel spin lock,
     /// for `IoReleaseCancelSpinLock`) at an IRQL other than DISPATCH_LEVEL.
     QueuedSpinLockReleaseNotAtDispatch {
@@ -256,6 +266,7 @@ impl Violation {
             Violation::SpinLockReleaseNotAtDispatch { irql, lock } => [0x32, i(irql), lock, 0],
             Violation::FastMutexAcquireAboveApc { irql, mutex } => [0x33, i(irql), mutex, 0],
             Violation::FastMutexReleaseNotAtApc { irql, mutex } => [0x34, i(irql), mutex, 0],
+            Violation::KernelSpinLockReleaseNotAtDispatch { irql, lock, old } => [0x35, i(irql), lock, i(old)],
             Violation::QueuedSpinLockReleaseNotAtDispatch { irql, number, old } => [0x36, i(irql), number, i(old)],
             Violation::ResourceWithApcsEnabled { release, irql, apc_disable, resource } => {
                 [if release { 0x38 } else { 0x37 }, i(irql), apc_disable, resource]
