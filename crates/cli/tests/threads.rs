@@ -3,15 +3,14 @@
 //! and serves them; a requesting thread that waits for it; unload stopping it; and
 //! what a run reports when threads wait for ever or outlive their driver.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{driver_file as driver, stop};
 use serde_json::Value;
-
-fn driver(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name)
-}
 
 /// Runs `ntmem run <args> --json` with `CFLAGS` set to `cflags`, failing the test if it
 /// takes more than a minute (a run whose threads all wait must end, not hang).
@@ -53,13 +52,6 @@ fn steps(v: &Value) -> Vec<(u64, String)> {
         .iter()
         .map(|s| (s["status"].as_u64().unwrap_or(u64::MAX), s["output"].as_str().unwrap_or("").to_string()))
         .collect()
-}
-
-/// The stop's code and parameters.
-fn stop(v: &Value) -> (u64, Vec<u64>) {
-    let b = &v["bugcheck"];
-    let parameters = b["parameters"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect());
-    (b["code"].as_u64().unwrap_or(0), parameters.unwrap_or_default())
 }
 
 /// The pool tags the run left allocated, with how many blocks each.

@@ -3,42 +3,15 @@
 //! with the subcode and parameters of Microsoft's "Bug Check 0xC4" table (0x1000 to
 //! 0x100B). The drivers print the addresses the parameters name.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::{printed, stop};
 use serde_json::Value;
-
-fn driver(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name).display().to_string()
-}
 
 /// Runs `ntmem run <driver> --json --verifier deadlock [extra]` with `CFLAGS` set to
 /// `cflags`.
 fn run(name: &str, cflags: &str, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .args(["run", &driver(name), "--json", "--verifier", "deadlock"])
-        .args(extra)
-        .env("CFLAGS", cflags)
-        .output()
-        .expect("ntmem runs");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    })
-}
-
-/// The stop's code and parameters.
-fn stop(v: &Value) -> (u64, Vec<u64>) {
-    let b = &v["bugcheck"];
-    let parameters = b["parameters"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect());
-    (b["code"].as_u64().unwrap_or(0), parameters.unwrap_or_default())
-}
-
-/// The address the driver printed after `name ` (`DbgPrint("A %p", …)`).
-fn printed(v: &Value, name: &str) -> u64 {
-    let out = v["debug_output"].as_str().unwrap_or_default();
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == name).unwrap_or_else(|| panic!("{name} not printed: {out}"));
-    u64::from_str_radix(words[at + 1], 16).unwrap_or_else(|e| panic!("{name}: {e}: {out}"))
+    common::run_cflags(name, cflags, &[&["--verifier", "deadlock"], extra].concat())
 }
 
 /// The function names of a `!deadlock 1` stack (`driver!Function+0x1a [file @ line]`).
@@ -70,10 +43,7 @@ fn two_threads_taking_fast_mutexes_in_opposite_orders_is_0x1001_with_both_orders
     assert_eq!(first, ["deadlock_abba!TakeAThenB", "deadlock_abba!First"], "the whole driver stack: {d}");
     assert_eq!(functions(&threads[1]["took"][1]["stack"]), ["deadlock_abba!TakeBThenA"], "{d}");
     // The text report shows it as `!deadlock 1` does.
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .args(["run", &driver("deadlock_abba.c"), "--verifier", "deadlock"])
-        .output()
-        .expect("ntmem runs");
+    let out = common::run_raw("deadlock_abba.c", "", &["--verifier", "deadlock"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Deadlock detected (2 resources in 2 threads):\n\nThread 0: A B\nThread 1: B A\n"), "{text}");
     assert!(text.contains("took locks in the following order:\n\n    Lock A -- "), "{text}");
@@ -150,14 +120,7 @@ fn an_eresource_uninitialized_initialized_twice_or_a_lock_deleted_or_freed_while
 fn without_deadlock_detection_the_same_drivers_are_not_stopped_by_it() {
     // The cycle and the releases are no stop of the free kernel's; the recursion is
     // MUTEX_ALREADY_OWNED (0xBF).
-    let free = |name: &str, cflags: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-            .args(["run", &driver(name), "--json"])
-            .env("CFLAGS", cflags)
-            .output()
-            .expect("ntmem runs");
-        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
-    };
+    let free = |name: &str, cflags: &str| common::run_cflags(name, cflags, &[]);
     let v = free("deadlock_abba.c", "");
     assert_eq!((v["exit"].as_u64(), &v["bugcheck"]), (Some(0), &Value::Null), "{v}");
     let v = free("deadlock_recursion.c", "-DFAST");

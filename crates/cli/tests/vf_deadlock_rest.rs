@@ -5,43 +5,21 @@
 //! in every run. Each stop is asserted with all four parameters of Microsoft's "Bug
 //! Check 0xC4" table; the drivers print the addresses the parameters name.
 
-#[allow(dead_code)] // `run_json` builds `-DRULE=` drivers; these take their own flags.
 mod common;
 
-use std::process::Command;
-
+use common::{printed, stop};
 use serde_json::Value;
 
 /// Runs `ntmem run <driver> --verifier deadlock [extra]` (`--json` when `json`) with
 /// `CFLAGS` set to `cflags`: what it printed on stdout.
 fn run_raw(name: &str, cflags: &str, json: bool, extra: &[&str]) -> Vec<u8> {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ntmem"));
-    c.arg("run").arg(common::driver_file(name)).args(["--verifier", "deadlock"]);
-    if json {
-        c.arg("--json");
-    }
-    c.args(extra).env("CFLAGS", cflags).output().expect("ntmem runs").stdout
+    let json: &[&str] = if json { &["--json"] } else { &[] };
+    common::run_raw(name, cflags, &[&["--verifier", "deadlock"], json, extra].concat()).stdout
 }
 
 /// As [`run_raw`], the JSON report.
 fn run(name: &str, cflags: &str, extra: &[&str]) -> Value {
-    let out = run_raw(name, cflags, true, extra);
-    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
-}
-
-/// The stop's code and parameters.
-fn stop(v: &Value) -> (u64, Vec<u64>) {
-    let b = &v["bugcheck"];
-    let parameters = b["parameters"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect());
-    (b["code"].as_u64().unwrap_or(0), parameters.unwrap_or_default())
-}
-
-/// The address the driver printed after `name ` (`DbgPrint("L %p", …)`).
-fn printed(v: &Value, name: &str) -> u64 {
-    let out = v["debug_output"].as_str().unwrap_or_default();
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == name).unwrap_or_else(|| panic!("{name} not printed: {out}"));
-    u64::from_str_radix(words[at + 1], 16).unwrap_or_else(|e| panic!("{name}: {e}: {out}"))
+    common::run_cflags(name, cflags, &[&["--verifier", "deadlock"], extra].concat())
 }
 
 fn clean(v: &Value) -> bool {
@@ -61,12 +39,8 @@ fn a_lock_acquired_with_another_types_routine_is_0x1008_but_one_fast_mutex_type_
     assert!(clean(&v), "{v}");
     assert_eq!(v["debug_output"].as_str().map(|o| o.ends_with("pool reused: 1\nclean\n")), Some(true), "{v}");
     // Without deadlock detection nobody checks the type.
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .args(["run", &common::driver_file("deadlock_mismatch.c").display().to_string(), "--json"])
-        .env("CFLAGS", "-DMUTEX_AS_FAST")
-        .output()
-        .expect("ntmem runs");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = common::run_cflags("deadlock_mismatch.c", "-DMUTEX_AS_FAST", &[]);
+    assert!(v.is_object(), "{v}");
     assert_ne!(stop(&v).0, 0xC4, "{v}");
 }
 
@@ -81,12 +55,7 @@ fn a_system_thread_ending_with_a_lock_held_is_0x100a_with_the_thread() {
     assert!(v["debug_output"].as_str().unwrap_or_default().ends_with("released\nthread ended\n"), "{v}");
     // Without Verifier a thread that ends owning a KMUTEX is the kernel's own stop,
     // THREAD_TERMINATE_HELD_MUTEX (0x4000008A: the thread, the mutex).
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .args(["run", &common::driver_file("deadlock_thread_end.c").display().to_string(), "--json"])
-        .env("CFLAGS", "-DTERMINATE")
-        .output()
-        .expect("ntmem runs");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = common::run_cflags("deadlock_thread_end.c", "-DTERMINATE", &[]);
     assert_eq!(stop(&v), (0x4000_008A, vec![printed(&v, "thread"), printed(&v, "M"), 0, 0]), "{v}");
 }
 

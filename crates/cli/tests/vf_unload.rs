@@ -7,21 +7,15 @@
 //! (`ntmem_kernel::vf::Verifier::unload_violation` says why), each with the leak list
 //! and its allocation stacks in the report.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::stop;
 use serde_json::Value;
 
-/// `ntmem run tests/drivers/<name> --json [args]` with `CFLAGS` set to `cflags`: the
-/// report and the exit status.
+/// `ntmem run tests/drivers/<name> [args]` with `CFLAGS` set to `cflags`: the report
+/// (JSON with `--json`, else the text as a string) and the exit status.
 fn run(name: &str, cflags: &str, args: &[&str]) -> (Value, i32) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .arg("run")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name))
-        .args(args)
-        .env("CFLAGS", cflags)
-        .output()
-        .expect("ntmem runs");
+    let out = common::run_raw(name, cflags, args);
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let status = out.status.code().expect("exit status");
     if args.contains(&"--json") {
@@ -40,17 +34,9 @@ fn text(name: &str, cflags: &str, args: &[&str]) -> String {
     run(name, cflags, args).0.as_str().unwrap_or_default().to_string()
 }
 
-/// The stop's code and parameters.
-fn stop(v: &Value) -> (u64, Vec<u64>) {
-    let b = &v["bugcheck"];
-    let parameters = b["parameters"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect());
-    (b["code"].as_u64().unwrap_or(0), parameters.unwrap_or_default())
-}
-
 /// The 1-based line of the test driver `name` that contains `text`.
 fn line_of(name: &str, text: &str) -> usize {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name);
-    let source = std::fs::read_to_string(path).expect("the driver's source");
+    let source = std::fs::read_to_string(common::driver_file(name)).expect("the driver's source");
     source.lines().position(|l| l.contains(text)).map(|i| i + 1).expect("the line")
 }
 

@@ -2,34 +2,10 @@
 //! handles (issue 11 item 3, issue 12 item 2): C drivers run on a simulated machine,
 //! their results and the bugchecks of their misuse asserted.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use common::{run_cflags as run, stop};
 use serde_json::Value;
-
-fn driver(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers").join(name).display().to_string()
-}
-
-/// Runs `ntmem run <driver> --json [extra]` with `CFLAGS` set to `cflags`.
-fn run(name: &str, cflags: &str, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ntmem"))
-        .args(["run", &driver(name), "--json"])
-        .args(extra)
-        .env("CFLAGS", cflags)
-        .output()
-        .expect("ntmem runs");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    })
-}
-
-/// The stop's code and parameters.
-fn stop(v: &Value) -> (u64, Vec<u64>) {
-    let b = &v["bugcheck"];
-    let parameters = b["parameters"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect());
-    (b["code"].as_u64().unwrap_or(0), parameters.unwrap_or_default())
-}
 
 #[test]
 fn mutexes_recurse_release_and_multiple_waits_satisfy_as_windows_does() {
