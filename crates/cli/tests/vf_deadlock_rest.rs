@@ -90,33 +90,24 @@ fn the_cancel_spin_lock_is_a_spin_lock_to_deadlock_detection() {
     assert!(v["debug_output"].as_str().unwrap_or_default().ends_with("cancelled\n"), "{v}");
 }
 
+/// Two runs of `name` give the same report, byte for byte, as JSON and as text.
+fn same_twice(name: &str, cflags: &str) {
+    for json in [true, false] {
+        let (first, second) = (run_raw(name, cflags, json, &[]), run_raw(name, cflags, json, &[]));
+        let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(first == second, "{name} json {json}:\n{}\n---\n{}", show(&first), show(&second));
+    }
+}
+
 #[test]
 fn two_runs_give_the_same_report_bytes_with_the_threads_at_fixed_addresses() {
     // 0x1004 names DriverEntry's thread, which has no object in pool: its address is
     // fixed in the kernel-image region, where the layout puts ntoskrnl.
-    for json in [true, false] {
-        let first = run_raw("deadlock_release.c", "-DOTHER_THREAD", json, &[]);
-        let second = run_raw("deadlock_release.c", "-DOTHER_THREAD", json, &[]);
-        assert!(
-            first == second,
-            "json {json}:\n{}\n---\n{}",
-            String::from_utf8_lossy(&first),
-            String::from_utf8_lossy(&second)
-        );
-    }
+    same_twice("deadlock_release.c", "-DOTHER_THREAD");
     let v = run("deadlock_release.c", "-DOTHER_THREAD", &[]);
     let entry = printed(&v, "thread");
     assert_eq!(entry, 0x980_0000_1100, "the requesting thread, 0x1100 into 'kernel, HAL and boot drivers': {v}");
     assert_eq!(stop(&v), (0xC4, vec![0x1004, printed(&v, "F"), entry, printed(&v, "releaser")]), "{v}");
     // The cycle report (`!deadlock`), with its threads and stacks, twice.
-    for json in [true, false] {
-        let first = run_raw("deadlock_abba.c", "", json, &[]);
-        let second = run_raw("deadlock_abba.c", "", json, &[]);
-        assert!(
-            first == second,
-            "json {json}:\n{}\n---\n{}",
-            String::from_utf8_lossy(&first),
-            String::from_utf8_lossy(&second)
-        );
-    }
+    same_twice("deadlock_abba.c", "");
 }
