@@ -41,7 +41,8 @@ use crate::ex::{
 use crate::io_cancel::{IoAcquireCancelSpinLock, IoCancelIrp, IoReleaseCancelSpinLock};
 use crate::ke::{KeAcquireSpinLockRaiseToDpc, KeInitializeSpinLock, KeLowerIrql, KeReleaseSpinLock, KfRaiseIrql};
 use crate::ke_dispatcher::{
-    KeCancelTimer, KeInitializeDpc, KeInitializeEvent, KeInitializeTimerEx, KeInsertQueueDpc, KeSetEvent, KeSetTimerEx,
+    KeCancelTimer, KeInitializeDpc, KeInitializeEvent, KeInitializeTimerEx, KeInsertQueueDpc, KeSetEvent,
+    KeSetImportanceDpc, KeSetTimerEx,
 };
 use crate::ke_wait::KeWaitForSingleObject;
 use crate::lookaside::{
@@ -372,6 +373,7 @@ impl Fuzzer<'_> {
                 unsafe {
                     KeInitializeTimerEx(timer, small & 1);
                     KeInitializeDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut());
+                    KeSetImportanceDpc(dpc, small);
                     KeSetTimerEx(timer, due, (small & 3) as i32, dpc);
                     KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut());
                     return Some(usize::from(KeCancelTimer(timer)));
