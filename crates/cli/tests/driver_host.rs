@@ -1097,7 +1097,7 @@ fn random_low_resources_fails_at_its_probability_only_for_verified_drivers() {
 #[test]
 fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
     // (input byte, P1..P4 where known: None = an address, checked non-zero)
-    let rules: [(&str, [Option<u64>; 4]); 18] = [
+    let rules: [(&str, [Option<u64>; 4]); 20] = [
         ("01", [Some(0x01), Some(2), Some(1), Some(24)]),
         ("02", [Some(0x02), Some(15), Some(0x200), Some(40)]),
         ("11", [Some(0x11), Some(2), Some(1), None]),
@@ -1116,6 +1116,8 @@ fn each_verifier_irql_rule_is_0xc4_with_its_subcode_and_parameters() {
         ("1B", [Some(0x11B), Some(2), Some(0), Some(0)]),
         ("E1", [Some(0xE1), None, Some(0), Some(0)]),
         ("E2", [Some(0xE1), None, Some(0), Some(0)]),
+        ("E3", [Some(0xE1), None, Some(0), Some(0)]),
+        ("E4", [Some(0xE1), None, Some(0), Some(0)]),
     ];
     for (input, expected) in rules {
         let toml = format!("[[step]]\nioctl = {{ code = 0x222000, input = \"{input}\", output_len = 0 }}\n");

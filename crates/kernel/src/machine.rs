@@ -239,6 +239,12 @@ impl Machine {
         &self.images
     }
 
+    /// Whether host address `address` is in a pageable part of a loaded driver image
+    /// (a `PAGE*` section, or the whole image after MmPageEntireDriver).
+    pub fn in_pageable_image(&self, address: u64) -> bool {
+        self.image_paging.pageable_at(address, self.space().page_shift().page_size())
+    }
+
     /// The pageable parts of the driver images loaded on the machine (`mm::image_paging`).
     pub(crate) fn image_paging(&self) -> &ImagePaging {
         &self.image_paging

@@ -211,6 +211,9 @@ fn acquire(p: *mut c_void, flavor: Flavor, routine: &'static str) {
     let old = kernel(|cpu| {
         let m = fast_mutex(cpu, p)?;
         irql_rule(cpu, p, flavor)?;
+        // `ExInitializeFastMutex` is inline in wdm.h: force IRQL checking's look at
+        // where the mutex lies (0xE1) comes at its acquisitions.
+        crate::vf::check_sync_object(cpu, p)?;
         crate::vf::lock_acquiring(cpu, flavor.request(p), Attempt::Wait)?;
         let old = enter(cpu, flavor)?;
         if m.i32_at(FM_COUNT) & 1 == 0 && m.u64_at(FM_OWNER) == thread {
@@ -240,6 +243,9 @@ fn try_acquire(p: *mut c_void, flavor: Flavor) -> u8 {
     kernel(|cpu| {
         let m = fast_mutex(cpu, p)?;
         irql_rule(cpu, p, flavor)?;
+        // `ExInitializeFastMutex` is inline in wdm.h: force IRQL checking's look at
+        // where the mutex lies (0xE1) comes at its acquisitions.
+        crate::vf::check_sync_object(cpu, p)?;
         crate::vf::lock_acquiring(cpu, flavor.request(p), Attempt::Try)?;
         if m.i32_at(FM_COUNT) & 1 == 0 {
             return Ok(0);

@@ -76,11 +76,14 @@ fn driver_frames() -> Option<Vec<(u64, u64)>> {
 }
 
 /// Driver Verifier's check of a synchronisation object the driver initialises at
-/// `object` (KEVENT, KSEMAPHORE, KTIMER, KSPIN_LOCK): with force IRQL checking, one in
-/// paged pool is DRIVER_VERIFIER_DETECTED_VIOLATION 0xE1 (the object's address) —
-/// seed 000 §12: "Call Usage Verifier … checks … that the structures that must be
-/// nonpaged are"; research note §3.3. Pageable sections of driver images are not
-/// checked yet.
+/// `object` (KEVENT, KSEMAPHORE, KTIMER, KSPIN_LOCK, KMUTEX, ERESOURCE, a fast or
+/// guarded mutex): with force IRQL checking, one in paged pool or in a pageable part
+/// of a driver image (a `PAGE*` section — a global the driver put there with
+/// `#pragma data_seg("PAGEDATA")` — or any after MmPageEntireDriver) is
+/// DRIVER_VERIFIER_DETECTED_VIOLATION 0xE1 (the object's address) — seed 000 §12:
+/// "Call Usage Verifier … checks … that the structures that must be nonpaged are";
+/// research note §3.3; Microsoft's 0xE1 row: "an address that was either invalid or
+/// pageable".
 ///
 /// # Errors
 /// The bugcheck.
@@ -89,10 +92,11 @@ pub(crate) fn check_sync_object(cpu: &Cpu<'_>, object: *const std::ffi::c_void) 
     if !m.verifier().contains(VerifierFlags::FORCE_IRQL_CHECKING) {
         return Ok(());
     }
-    match m.pool().kind_at(crate::context::va_of(cpu, object)) {
-        Some(PoolKind::Paged) => Err(Violation::PageableSyncObject { object: object as u64 }.stop(m)),
-        _ => Ok(()),
+    let paged_pool = m.pool().kind_at(crate::context::va_of(cpu, object)) == Some(PoolKind::Paged);
+    if paged_pool || m.in_pageable_image(object as u64) {
+        return Err(Violation::PageableSyncObject { object: object as u64 }.stop(m));
     }
+    Ok(())
 }
 
 /// What a driver asks for: the routine, and for pool its tag and pool.

@@ -9,6 +9,10 @@ static FAST_MUTEX Fast;
 static ERESOURCE Resource;
 static KMUTEX Mutex;
 static KDEVICE_QUEUE Queue;
+/* A KEVENT the driver put in a pageable data section. */
+#pragma data_seg("PAGEDATA")
+static KEVENT PagedEvent = {0};
+#pragma data_seg()
 static KDEVICE_QUEUE_ENTRY Entry;
 
 static NTSTATUS Complete(PIRP Irp, NTSTATUS Status)
@@ -142,6 +146,16 @@ static void Break(UCHAR Rule)
         KeAcquireSpinLock(&LockA, &old);
         KeAcquireSpinLockAtDpcLevel(&LockB);
         KeReleaseSpinLockFromDpcLevel(&LockA);
+        break;
+    case 0xE3: /* a FAST_MUTEX in paged pool, acquired (its initialization is inline) */
+        p = ExAllocatePoolWithTag(PagedPool, sizeof(FAST_MUTEX), 'tmFV');
+        if (p != NULL) {
+            ExInitializeFastMutex((PFAST_MUTEX)p);
+            ExAcquireFastMutex((PFAST_MUTEX)p);
+        }
+        break;
+    case 0xE4: /* a KEVENT in the image's PAGEDATA section */
+        KeInitializeEvent(&PagedEvent, NotificationEvent, FALSE);
         break;
     case 0xE2: /* a KSPIN_LOCK in paged pool */
         p = ExAllocatePoolWithTag(PagedPool, sizeof(KSPIN_LOCK), 'kpSV');

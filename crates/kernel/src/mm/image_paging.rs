@@ -96,14 +96,23 @@ impl Entry {
         (start..start + self.image.rights.len() as u64 * page).contains(&address)
     }
 
+    /// The sections on page `p`, with their indices.
+    fn covering(&self, p: u64) -> impl Iterator<Item = (usize, &SectionPages)> {
+        self.image.sections.iter().enumerate().filter(move |(_, s)| s.pages.contains(&p))
+    }
+
+    /// Whether page `p` is pageable by the image's attributes: every section on it is
+    /// a `PAGE*` one, or MmPageEntireDriver is in force — locked or not.
+    fn pageable_by_attributes(&self, p: u64) -> bool {
+        self.entire || {
+            let mut c = self.covering(p).peekable();
+            c.peek().is_some() && c.all(|(_, s)| s.pageable)
+        }
+    }
+
     /// Whether page `p` may be trimmed now.
     fn pageable(&self, p: u64) -> bool {
-        let covering = || self.image.sections.iter().enumerate().filter(|(_, s)| s.pages.contains(&p));
-        let by_attributes = self.entire || {
-            let mut c = covering().peekable();
-            c.peek().is_some() && c.all(|(_, s)| s.pageable)
-        };
-        by_attributes && covering().all(|(i, _)| self.locks[i] == 0)
+        self.pageable_by_attributes(p) && self.covering(p).all(|(i, _)| self.locks[i] == 0)
     }
 
     /// Runs of consecutive pages with one access for which `keep(page)` holds.
@@ -142,6 +151,17 @@ impl ImagePaging {
         let locks = vec![0; image.sections.len()];
         self.entries().push(Entry { id, image, locks, entire: false });
         id
+    }
+
+    /// Whether host address `address` lies in a pageable part of a loaded image
+    /// (a `PAGE*` section, or any once MmPageEntireDriver is in force), locked or not;
+    /// `page` is the page size.
+    pub fn pageable_at(&self, address: u64, page: u64) -> bool {
+        let entries = self.entries();
+        entries
+            .iter()
+            .find(|e| e.contains(address, page))
+            .is_some_and(|e| e.pageable_by_attributes((address - e.image.host_base) / page))
     }
 
     /// Forgets the image registered under `id` (it is being unloaded). Locks still
@@ -343,6 +363,7 @@ mod tests {
         assert_eq!(pageable, [false, false, true, true, false], "headers and uncovered pages stay");
         e.locks[2] = 1;
         assert!(!e.pageable(3), "a locked section stays");
+        assert!(e.pageable_by_attributes(3), "pageable by attributes, locked or not");
         e.entire = true;
         let pageable: Vec<bool> = (0..5).map(|p| e.pageable(p)).collect();
         assert_eq!(pageable, [true, true, true, false, true], "the whole image but the locked section");
