@@ -263,6 +263,9 @@ NTKERNELAPI PEPROCESS IoGetCurrentProcess(VOID);
 #define PsGetCurrentProcess IoGetCurrentProcess
 NTKERNELAPI HANDLE PsGetProcessId(PEPROCESS Process);
 extern NTKERNELAPI PEPROCESS PsInitialSystemProcess;
+/* Obsolete from Windows XP on (RtlGetVersion answers the same); FALSE: a free build. */
+NTKERNELAPI BOOLEAN PsGetVersion(PULONG MajorVersion, PULONG MinorVersion, PULONG BuildNumber,
+                                 PUNICODE_STRING CSDVersion);
 NTKERNELAPI BOOLEAN PsIsSystemThread(PETHREAD Thread);
 NTKERNELAPI KPRIORITY KeSetPriorityThread(PKTHREAD Thread, KPRIORITY Priority);
 

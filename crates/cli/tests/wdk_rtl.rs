@@ -105,5 +105,13 @@ fn rtl_get_version_answers_the_machines_edition() {
         let text = text(&out);
         assert_eq!(out.status.code(), Some(0), "{machine}: {text}");
         assert!(text.contains(expected), "{machine}: {text}");
+        // PsGetVersion: the same numbers, a free build, the service pack cut to the
+        // 8-byte buffer and whole in the 64-byte one.
+        let ps = match machine {
+            "ws03sp1-enterprise-x64" => "ps: version 5.2.3790 checked 0 csd 'Serv' (8 bytes) 'Service Pack 1'",
+            "vista-x64" => "ps: version 6.0.6000 checked 0 csd '' (0 bytes) ''",
+            _ => "ps: version 5.1.2600 checked 0 csd '' (0 bytes) ''",
+        };
+        assert!(text.contains(ps), "{machine}: {text}");
     }
 }

@@ -381,6 +381,7 @@ exports! {
     Ntoskrnl Routine PsGetProcessId(ps) Any "0 for a pointer that is no process's object";
     Ntoskrnl Data PsInitialSystemProcess Any "an opaque EPROCESS";
     Ntoskrnl Routine PsIsSystemThread(ps) Any;
+    Ntoskrnl Routine PsGetVersion(ps) Passive "FALSE: a free build";
     Ntoskrnl Routine KeSetPriorityThread(ps) Dispatch "recorded, never used: threads run in creation order";
     Ntoskrnl Routine ZwClose(ob) Passive "handles to objects ntmem creates (threads, registry keys, a scenario's events)";
     Ntoskrnl Routine ObReferenceObjectByHandle(ob) Passive "handles to threads, registry keys and the events a scenario creates";

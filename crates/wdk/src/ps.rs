@@ -426,6 +426,45 @@ pub extern "win64" fn PsGetProcessId(process: *mut c_void) -> u64 {
     })
 }
 
+/// `PsGetVersion(MajorVersion, MinorVersion, BuildNumber, CSDVersion)` (wdm.h;
+/// obsolete from Windows XP on in favour of `RtlGetVersion`, which answers the same):
+/// the simulated edition's version numbers into each ULONG given, and its service
+/// pack ("Service Pack 2", or empty) into the caller's `CSDVersion` buffer as
+/// `RtlCopyUnicodeString` copies, truncated to its `MaximumLength`. Every argument is
+/// optional. FALSE: a free build, not a checked one. PASSIVE_LEVEL (pageable, as
+/// `RtlGetVersion`).
+///
+/// # Safety
+/// Each pointer is NULL or the caller's (a bad one stops as a touch of it would).
+pub unsafe extern "win64" fn PsGetVersion(
+    major: *mut u32,
+    minor: *mut u32,
+    build: *mut u32,
+    csd_version: *mut crate::types::UnicodeString,
+) -> u8 {
+    let v = kernel(|cpu| {
+        ntmem_kernel::trap::pageable_code(cpu, PsGetVersion as *const () as u64)?;
+        for p in [major, minor, build].into_iter().filter(|p| !p.is_null()) {
+            checked(cpu, p.cast(), 4)?;
+        }
+        Ok(ntmem_kernel::rtl::version::OsVersion::of(cpu.machine().profile().edition))
+    });
+    for (p, value) in [(major, v.major), (minor, v.minor), (build, v.build)] {
+        if !p.is_null() {
+            // SAFETY: four mapped bytes (checked above), written unaligned.
+            unsafe { p.write_unaligned(value) };
+        }
+    }
+    if !csd_version.is_null() {
+        let mut csd = crate::types::OwnedUnicode::new(&v.csd);
+        let source = csd.as_unicode_string();
+        // SAFETY: the caller's UNICODE_STRING (checked by the copy); `source` lives
+        // for the call.
+        unsafe { crate::rtl::RtlCopyUnicodeString(csd_version, &source) };
+    }
+    0
+}
+
 /// `PsIsSystemThread(Thread)`: TRUE for a thread `PsCreateSystemThread` made, and the
 /// worker threads.
 ///

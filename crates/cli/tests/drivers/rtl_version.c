@@ -1,5 +1,5 @@
-/* Prints what RtlGetVersion and RtlIsNtDdiVersionAvailable answer: the machine's
- * edition. */
+/* Prints what RtlGetVersion, RtlIsNtDdiVersionAvailable and PsGetVersion answer: the
+ * machine's edition. */
 #include <ntddk.h>
 
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
@@ -13,5 +13,14 @@ NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
     DbgPrint("rtl: version %lu.%lu.%lu sp %u '%ws' product %u suite %#x vista %u\n", v.dwMajorVersion,
              v.dwMinorVersion, v.dwBuildNumber, v.wServicePackMajor, v.szCSDVersion, v.wProductType, v.wSuiteMask,
              RtlIsNtDdiVersionAvailable(NTDDI_VISTA));
+    {
+        ULONG major = 0, minor = 0, build = 0;
+        WCHAR small[4], large[32];
+        UNICODE_STRING csd = {0, sizeof(small), small}, csd_large = {0, sizeof(large), large};
+        BOOLEAN checked = PsGetVersion(&major, &minor, &build, &csd);
+        PsGetVersion(NULL, NULL, NULL, &csd_large);
+        DbgPrint("ps: version %lu.%lu.%lu checked %u csd '%wZ' (%u bytes) '%wZ'\n", major, minor, build, checked,
+                 &csd, csd.Length, &csd_large);
+    }
     return STATUS_SUCCESS;
 }
