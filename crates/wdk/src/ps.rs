@@ -447,6 +447,17 @@ pub unsafe extern "win64" fn PsGetVersion(
         for p in [major, minor, build].into_iter().filter(|p| !p.is_null()) {
             checked(cpu, p.cast(), 4)?;
         }
+        if !csd_version.is_null() {
+            // The UNICODE_STRING and the whole of its buffer, as a touch would find them.
+            let header = checked(cpu, csd_version.cast(), 16)?;
+            // SAFETY: 16 mapped bytes (checked): MaximumLength at 2, Buffer at 8.
+            let (maximum, buffer) = unsafe {
+                (header.add(2).cast::<u16>().read_unaligned(), header.add(8).cast::<*mut c_void>().read_unaligned())
+            };
+            if maximum > 0 {
+                checked(cpu, buffer, u64::from(maximum))?;
+            }
+        }
         Ok(ntmem_kernel::rtl::version::OsVersion::of(cpu.machine().profile().edition))
     });
     for (p, value) in [(major, v.major), (minor, v.minor), (build, v.build)] {

@@ -58,6 +58,7 @@ use crate::mm::{
     MmAllocateContiguousMemory, MmAllocateContiguousMemorySpecifyCache, MmAllocateNonCachedMemory,
     MmFreeContiguousMemory, MmFreeNonCachedMemory, MmGetPhysicalAddress, MmMapIoSpace, MmUnmapIoSpace,
 };
+use crate::ps::PsGetVersion;
 use crate::rtl_bitmap::{
     RtlAreBitsSet, RtlClearBits, RtlFindClearBitsAndSet, RtlInitializeBitMap, RtlNumberOfSetBits, RtlSetAllBits,
     RtlTestBit,
@@ -435,13 +436,14 @@ impl Fuzzer<'_> {
                 let n = self.program.size();
                 // SAFETY: as above: the routines check every page they touch.
                 unsafe {
-                    match small % 3 {
+                    match small % 4 {
                         0 => RtlCompareMemory(a, b, n),
                         1 => {
                             RtlFillMemoryUlong(a, n, small);
                             return None;
                         }
-                        _ => RtlGetVersion(a) as u32 as usize,
+                        2 => RtlGetVersion(a) as u32 as usize,
+                        _ => usize::from(PsGetVersion(a.cast(), b.cast(), std::ptr::null_mut(), b.cast())),
                     }
                 }
             }
