@@ -220,6 +220,25 @@ pub struct IrpContents {
     pub file: u64,
 }
 
+impl IrpContents {
+    /// A request the kernel itself sends (the PnP and power managers): kernel mode,
+    /// no flags, no buffers, no MDL, no file object.
+    pub fn system(major: MajorFunction, minor: u8, parameters: Parameters, device: DeviceObject) -> IrpContents {
+        IrpContents {
+            major,
+            minor,
+            parameters,
+            device,
+            mode: ProcessorMode::KernelMode,
+            flags: IrpFlags::empty(),
+            system_buffer: 0,
+            mdl: 0,
+            user_buffer: 0,
+            file: 0,
+        }
+    }
+}
+
 fn u64_at(cpu: &Cpu<'_>, va: Va) -> Result<u64, BugCheck> {
     Ok(u64::from_le_bytes(read_bytes(cpu, va)?))
 }

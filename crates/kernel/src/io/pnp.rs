@@ -39,13 +39,12 @@
 use ntmem_machine::Va;
 
 use super::device::{self, at, read_bytes, write_bytes, DeviceObject, NewDevice};
-use super::irp::{self, Irp, IrpContents, IrpFlags, Parameters};
+use super::irp::{self, Irp, IrpContents, Parameters};
 use super::{Dispatch, IrpRecord, MajorFunction};
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::{self, NtStatus, PoolTag, PoolType};
 use crate::hal::resources::{CmResourceData, CmResourceList};
 use crate::ke::processor::Cpu;
-use crate::mm::mdl::ProcessorMode;
 
 /// Pool tag of the resource lists handed to a driver at start ("PnpR", ntmem's).
 pub const RESOURCE_LIST_TAG: PoolTag = PoolTag::new(*b"PnpR");
@@ -316,21 +315,11 @@ pub fn send(
         }
     }
     let addr = |v: Option<Va>| v.map_or(0, Va::get);
-    let contents = IrpContents {
-        major: MajorFunction::Pnp,
-        minor: request.minor() as u8,
-        parameters: match request {
-            PnpRequest::StartDevice { .. } => Parameters::StartDevice { raw: addr(raw), translated: addr(translated) },
-            PnpRequest::Plain(_) => Parameters::None,
-        },
-        device,
-        mode: ProcessorMode::KernelMode,
-        flags: IrpFlags::empty(),
-        system_buffer: 0,
-        mdl: 0,
-        user_buffer: 0,
-        file: 0,
+    let parameters = match request {
+        PnpRequest::StartDevice { .. } => Parameters::StartDevice { raw: addr(raw), translated: addr(translated) },
+        PnpRequest::Plain(_) => Parameters::None,
     };
+    let contents = IrpContents::system(MajorFunction::Pnp, request.minor() as u8, parameters, device);
     let Some(Sent { returned, completed: done, .. }) = send_system_irp(cpu, &contents, driver)? else {
         free_lists(raw, translated)?;
         return Ok(failed(NtStatus::INSUFFICIENT_RESOURCES));

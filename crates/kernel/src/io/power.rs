@@ -26,12 +26,11 @@
 //! STATUS_NOT_SUPPORTED.
 
 use super::device::DeviceObject;
-use super::irp::{Irp, IrpContents, IrpFlags, Parameters};
+use super::irp::{Irp, IrpContents, Parameters};
 use super::{Dispatch, IrpOrigin, IrpRecord, MajorFunction};
 use crate::bugcheck::BugCheck;
 use crate::ex::pool::NtStatus;
 use crate::ke::processor::Cpu;
-use crate::mm::mdl::ProcessorMode;
 
 /// `IRP_MN_*` of `IRP_MJ_POWER` that ntmem sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -154,23 +153,9 @@ pub fn send(
     driver: &dyn Dispatch,
 ) -> Result<Option<PowerOutcome>, BugCheck> {
     let state = request.state;
-    let contents = IrpContents {
-        major: MajorFunction::Power,
-        minor: request.minor as u8,
-        parameters: Parameters::Power {
-            system_context: 0,
-            kind: state.kind(),
-            state: state.value(),
-            shutdown: state.action(),
-        },
-        device,
-        mode: ProcessorMode::KernelMode,
-        flags: IrpFlags::empty(),
-        system_buffer: 0,
-        mdl: 0,
-        user_buffer: 0,
-        file: 0,
-    };
+    let parameters =
+        Parameters::Power { system_context: 0, kind: state.kind(), state: state.value(), shutdown: state.action() };
+    let contents = IrpContents::system(MajorFunction::Power, request.minor as u8, parameters, device);
     let sent = super::pnp::send_system_irp(cpu, &contents, driver)?;
     Ok(sent.map(|s| PowerOutcome { returned: s.returned, completed: s.completed, pending: s.pending }))
 }
@@ -222,18 +207,7 @@ pub fn po_request_power_irp(
     };
     let target = DeviceObject(ntmem_machine::Va::new(completion.target));
     let top = super::pnp::io_get_attached_device(cpu, target)?;
-    let contents = IrpContents {
-        major: MajorFunction::Power,
-        minor: completion.minor,
-        parameters,
-        device: top,
-        mode: ProcessorMode::KernelMode,
-        flags: IrpFlags::empty(),
-        system_buffer: 0,
-        mdl: 0,
-        user_buffer: 0,
-        file: 0,
-    };
+    let contents = IrpContents::system(MajorFunction::Power, completion.minor, parameters, top);
     let Some(irp) = super::irp::build(cpu, &contents)? else { return Ok(Err(NtStatus::INSUFFICIENT_RESOURCES)) };
     irp.set_io_status(cpu, NtStatus::NOT_SUPPORTED, 0)?;
     let record = IrpRecord { origin: IrpOrigin::PowerRequest(completion), ..IrpRecord::request(None, 0) };
